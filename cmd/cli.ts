@@ -1,0 +1,74 @@
+/**
+ * The `hydra` command line: subcommands and help. Each subcommand's module
+ * is imported only when it runs.
+ *
+ * @module
+ */
+
+import { VERSION } from "./version.ts";
+import { SUPPORTED_VERSIONS } from "../cni/types.ts";
+
+/** A subcommand: its one-line summary and its runner. */
+interface Subcommand {
+  summary: string;
+  run: (args: string[]) => Promise<number>;
+}
+
+const subcommands: Record<string, Subcommand> = {
+  version: {
+    summary: "print hydra's version and the CNI versions it speaks",
+    run: (args) => {
+      if (args.includes("--json")) {
+        console.log(JSON.stringify({ version: VERSION, cniVersions: SUPPORTED_VERSIONS }));
+      } else {
+        console.log(`hydra ${VERSION}`);
+        console.log(`CNI protocol versions supported: ${SUPPORTED_VERSIONS.join(", ")}`);
+      }
+      return Promise.resolve(0);
+    },
+  },
+  demo: {
+    summary: "build a small world of namespaces, attach networks, print who reaches whom",
+    run: async (args) => (await import("./demo.ts")).runDemo(args),
+  },
+  doctor: {
+    summary: "check this node's prerequisites and say what is missing",
+    run: async (args) => (await import("./doctor.ts")).runDoctor(args),
+  },
+};
+
+/** The full help text. */
+export function helpText(): string {
+  const width = Math.max(...Object.keys(subcommands).map((n) => n.length));
+  const lines = Object.entries(subcommands).map(([name, sub]) =>
+    `  ${name.padEnd(width)}  ${sub.summary}`
+  );
+  return [
+    `hydra ${VERSION}: multi-network pod networking for Kubernetes`,
+    "",
+    "Usage: hydra <command> [options]",
+    "",
+    "Commands:",
+    ...lines,
+    "",
+    'With CNI_COMMAND set, hydra runs as the meta-CNI plugin (conf type "hydra").',
+    "Started as hydra-bridge, hydra-macvlan, hydra-ipam, ... it runs that built-in plugin.",
+    'Run "hydra <command> --help" for a command\'s options.',
+  ].join("\n");
+}
+
+/** Runs the command line; returns the exit status. */
+export async function runCli(args: string[]): Promise<number> {
+  const [first, ...rest] = args;
+  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+    console.log(helpText());
+    return first === undefined ? 2 : 0;
+  }
+  if (first === "--version" || first === "-v") return subcommands.version.run([]);
+  const sub = Object.hasOwn(subcommands, first) ? subcommands[first] : undefined;
+  if (!sub) {
+    console.error(`hydra: unknown command "${first}"\n\n${helpText()}`);
+    return 2;
+  }
+  return await sub.run(rest);
+}

@@ -1,0 +1,51 @@
+/**
+ * hydra's entry point: picks the role from the name it was started under
+ * (argv[0]) and from its arguments. Dispatch only; every role lives in its
+ * own module and is imported on demand.
+ *
+ * @module
+ */
+
+import { basename } from "node:path";
+
+/** The name hydra was invoked by: the launcher's, or the real argv[0]. */
+function invokedName(): string {
+  const fromLauncher = Deno.env.get("HYDRA_ARGV0");
+  if (fromLauncher) {
+    // Children (delegates exec'd by the meta-CNI) must see their own name.
+    Deno.env.delete("HYDRA_ARGV0");
+    return fromLauncher;
+  }
+  try {
+    const cmdline = Deno.readTextFileSync("/proc/self/cmdline");
+    return basename(cmdline.split("\0")[0]);
+  } catch {
+    return basename(Deno.execPath());
+  }
+}
+
+async function main(): Promise<number> {
+  const name = invokedName();
+  const args = Deno.args;
+  const { loadBuiltin } = await import("./plugins/registry.ts");
+
+  if (name !== "hydra" && !name.startsWith("deno")) {
+    const plugin = loadBuiltin(name);
+    if (!plugin) {
+      console.error(`hydra: unknown role name "${name}"; run "hydra --help"`);
+      return 2;
+    }
+    const { runSkel } = await import("./cni/skel.ts");
+    return runSkel(await plugin);
+  }
+  if (Deno.env.get("CNI_COMMAND") !== undefined && args.length === 0) {
+    const { runSkel } = await import("./cni/skel.ts");
+    return runSkel(await loadBuiltin("hydra")!);
+  }
+  const { runCli } = await import("./cmd/cli.ts");
+  return runCli(args);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main());
+}
