@@ -12,6 +12,8 @@ type PluginLoader = () => Promise<Plugin>;
 
 const builtins: Record<string, PluginLoader> = {
   "hydra": async () => (await import("./meta.ts")).plugin,
+  "hydra-ipam": async () => (await import("../ipam/host_local.ts")).plugin,
+  "hydra-static": async () => (await import("../ipam/static.ts")).plugin,
 };
 
 /** Names of all built-in plugins (the role symlinks the installer creates). */

@@ -1,0 +1,221 @@
+/**
+ * Static IPAM, config-compatible with the reference `static` plugin: the
+ * addresses (with optional gateways), routes and dns written in the config
+ * are returned as they are. Nothing is reserved, so DEL has nothing to undo.
+ *
+ * Addresses may also come from CNI_ARGS (`IP=` and `GATEWAY=`, comma-separated
+ * lists, added to the config's), `args.cni.ips` or `runtimeConfig.ips`
+ * (each replacing what came before), as in the reference plugin.
+ *
+ * @module
+ */
+
+import { loadCniArgs } from "../cni/args.ts";
+import { fromInternal } from "../cni/convert.ts";
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import type { Plugin } from "../cni/plugin.ts";
+import type { AnyResult, CmdArgs, Dns, IpConfig, Result, Route } from "../cni/types.ts";
+import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
+import {
+  allowsManyPerFamily,
+  invalidConfig,
+  listField,
+  objectField,
+  stringField,
+} from "./config.ts";
+import {
+  cidrContains,
+  formatCidr,
+  formatIp,
+  type IpAddr,
+  ipEquals,
+  type IpNet,
+  parseCidr,
+  parseIp,
+  parseIpOrCidr,
+} from "./ip.ts";
+import { parseRoutes } from "./routes.ts";
+
+/** One configured address. */
+export interface StaticAddress {
+  readonly address: IpNet;
+  readonly gateway?: IpAddr;
+}
+
+/** A validated static IPAM config. */
+export interface StaticConfig {
+  readonly cniVersion: string;
+  readonly addresses: StaticAddress[];
+  readonly routes: Route[];
+  readonly dns?: Dns;
+}
+
+function cidrOrThrow(text: unknown, msg: string): IpNet {
+  const net = typeof text === "string" ? parseCidr(text.trim()) : undefined;
+  if (!net) throw invalidConfig(`${msg}, got: '${String(text)}'`);
+  return { ip: net.ip, prefix: net.prefix };
+}
+
+function addressList(list: unknown[], where: string): StaticAddress[] {
+  return list.map((entry) =>
+    cidrOrThrow(entry, `an entry in the '${where}' field is NOT in CIDR notation`)
+  ).map((address) => ({ address }));
+}
+
+function configAddresses(ipam: Record<string, unknown>): StaticAddress[] {
+  return (listField(ipam, "addresses", "ipam.addresses") ?? []).map((entry, i) => {
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      throw invalidConfig(`ipam.addresses[${i}] must be an object`);
+    }
+    const obj = entry as Record<string, unknown>;
+    const address = cidrOrThrow(
+      obj.address,
+      "the 'address' field is expected to be in CIDR notation",
+    );
+    const gwText = stringField(obj, "gateway", `ipam.addresses[${i}].gateway`);
+    if (!gwText) return { address };
+    const gateway = parseIp(gwText);
+    if (!gateway) throw invalidConfig(`ipam.addresses[${i}]: invalid gateway address: ${gwText}`);
+    return { address, gateway };
+  });
+}
+
+function parseDnsBlock(raw: Record<string, unknown> | undefined): Dns | undefined {
+  if (!raw) return undefined;
+  const dns: Dns = {};
+  for (const key of ["nameservers", "search", "options"] as const) {
+    const list = listField(raw, key, `ipam.dns.${key}`);
+    if (list === undefined) continue;
+    if (!list.every((s) => typeof s === "string")) {
+      throw invalidConfig(`ipam.dns.${key} must be a list of strings`);
+    }
+    if (list.length > 0) dns[key] = list as string[];
+  }
+  const domain = stringField(raw, "domain", "ipam.dns.domain");
+  if (domain) dns.domain = domain;
+  return Object.keys(dns).length > 0 ? dns : undefined;
+}
+
+/** Loads and validates a static IPAM config; CniError 7 (or 4 for CNI_ARGS) on bad input. */
+export function loadStaticConfig(conf: CmdArgs["config"], cniArgs: string): StaticConfig {
+  if (!conf.ipam || typeof conf.ipam !== "object") {
+    throw invalidConfig("IPAM config missing 'ipam' key");
+  }
+  const ipam = conf.ipam as Record<string, unknown>;
+  let addresses = configAddresses(ipam);
+
+  const env = loadCniArgs(cniArgs, ["IP", "GATEWAY"]);
+  if (env.IP) {
+    addresses.push(...addressList(
+      env.IP.split(","),
+      "ip",
+    ));
+  }
+  if (env.GATEWAY) {
+    for (const item of env.GATEWAY.split(",")) {
+      const gw = parseIp(item.trim());
+      if (!gw) {
+        throw new CniError(
+          ErrorCode.InvalidEnvironmentVariables,
+          `invalid gateway address: ${item}`,
+        );
+      }
+      addresses = addresses.map((a) => cidrContains(a.address, gw) ? { ...a, gateway: gw } : a);
+    }
+  }
+  const cni = conf.args ? objectField(conf.args, "cni", "args.cni") : undefined;
+  const argIps = cni ? listField(cni, "ips", "args.cni.ips") : undefined;
+  if (argIps?.length) addresses = addressList(argIps, "ips");
+  const rtIps = conf.runtimeConfig
+    ? listField(conf.runtimeConfig, "ips", "runtimeConfig.ips")
+    : undefined;
+  if (rtIps?.length) addresses = addressList(rtIps, "ips");
+
+  const cniVersion = typeof conf.cniVersion === "string" ? conf.cniVersion : "";
+  const v4 = addresses.filter((a) => a.address.ip.family === 4).length;
+  if ((v4 > 1 || addresses.length - v4 > 1) && !allowsManyPerFamily(cniVersion)) {
+    throw invalidConfig(
+      `CNI version ${cniVersion} does not support more than 1 address per family`,
+    );
+  }
+  const dns = parseDnsBlock(objectField(ipam, "dns", "ipam.dns"));
+  return { cniVersion, addresses, routes: parseRoutes(ipam.routes), dns };
+}
+
+function toResult(config: StaticConfig): Result {
+  const result: Result = {
+    cniVersion: CURRENT_VERSION,
+    ips: config.addresses.map((a): IpConfig => {
+      const ip: IpConfig = { address: formatCidr(a.address) };
+      if (a.gateway) ip.gateway = formatIp(a.gateway);
+      return ip;
+    }),
+  };
+  if (config.routes.length > 0) result.routes = config.routes;
+  if (config.dns) result.dns = config.dns;
+  return result;
+}
+
+function add(args: CmdArgs): Promise<AnyResult> {
+  const config = loadStaticConfig(args.config, args.args);
+  return Promise.resolve(fromInternal(toResult(config), config.cniVersion));
+}
+
+/** Addresses (with gateways) of a prevResult in the 0.3+ shape or the 0.1/0.2 shape. */
+function previousIps(prev: unknown): { ip: IpAddr; gateway?: IpAddr }[] {
+  if (typeof prev !== "object" || prev === null) return [];
+  const p = prev as Record<string, unknown>;
+  const entries: { ip?: unknown; gateway?: unknown }[] = [];
+  if (Array.isArray(p.ips)) {
+    for (const c of p.ips) entries.push({ ip: c?.address, gateway: c?.gateway });
+  }
+  for (const key of ["ip4", "ip6"]) {
+    const b = p[key] as { ip?: unknown; gateway?: unknown } | undefined;
+    if (b && typeof b === "object") entries.push(b);
+  }
+  return entries.flatMap((e) => {
+    const ip = typeof e.ip === "string" ? parseIpOrCidr(e.ip) : undefined;
+    if (!ip) return [];
+    const gateway = typeof e.gateway === "string" ? parseIp(e.gateway) : undefined;
+    return [{ ip, gateway }];
+  });
+}
+
+function check(args: CmdArgs): Promise<void> {
+  const config = loadStaticConfig(args.config, args.args);
+  if (!args.config.prevResult) {
+    return Promise.reject(
+      new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing"),
+    );
+  }
+  const prev = previousIps(args.config.prevResult);
+  for (const want of config.addresses) {
+    const found = prev.find((p) => ipEquals(p.ip, want.address.ip));
+    if (!found) {
+      return Promise.reject(
+        new CniError(
+          ErrorCode.Internal,
+          `static: address ${formatIp(want.address.ip)} missing from interface ${args.ifName}`,
+        ),
+      );
+    }
+    if (want.gateway && !ipEquals(found.gateway, want.gateway)) {
+      return Promise.reject(
+        new CniError(
+          ErrorCode.Internal,
+          `static: Failed to match addr ${formatIp(found.ip)} on interface ${args.ifName}`,
+        ),
+      );
+    }
+  }
+  return Promise.resolve();
+}
+
+/** The static IPAM plugin (invoked as `hydra-static`). */
+export const plugin: Plugin = {
+  kind: "static",
+  supportedVersions: SUPPORTED_VERSIONS,
+  add,
+  del: () => Promise.resolve(),
+  check,
+};

@@ -1,0 +1,305 @@
+/**
+ * The on-disk reservation store, laid out exactly as host-local lays it out
+ * so either plugin can take over a node from the other:
+ *
+ * - `<dataDir>/<network>/` (mode 0755),
+ * - `lock`: flock(2)ed exclusively around every read-modify-write,
+ * - one file per reserved address, named by its canonical text, holding
+ *   `<containerID>\r\n<ifname>` (no trailing newline; host-local versions
+ *   before ifnames were recorded wrote the container ID alone),
+ * - `last_reserved_ip.<setIndex>`: the address most recently handed out
+ *   from range set `setIndex`, where the next round-robin scan starts.
+ *
+ * Reservations are atomic even against writers that skip the lock: the
+ * content is written and synced to a temporary file first, then hard-linked
+ * to its final name. link(2) fails if the name exists, so it is as exclusive
+ * as host-local's O_EXCL create, and a reader never sees a half-written
+ * reservation: a crash leaves at worst a temporary file, which the next
+ * holder of the lock removes. A rename would not do: it replaces an
+ * existing name silently.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import { formatIp, type IpAddr, parseIp } from "./ip.ts";
+
+const LOCK_FILE = "lock";
+const LAST_RESERVED_PREFIX = "last_reserved_ip.";
+/** Temporary files start with this; never an address, never a host-local name. */
+const TEMP_PREFIX = ".hydra-tmp-";
+const encoder = new TextEncoder();
+
+/** A reservation file read from the store. */
+export interface Reservation {
+  readonly ip: IpAddr;
+  /** File name (the address as text). */
+  readonly name: string;
+  /** Container ID; "" for an empty (torn) file. */
+  readonly containerId: string;
+  /** Interface name; undefined for files that record the container ID alone. */
+  readonly ifname?: string;
+}
+
+/** A network's directory, locked for the holder's exclusive use. */
+export interface LockedStore {
+  /** `<dataDir>/<network>`. */
+  readonly dir: string;
+}
+
+/** Whitespace as Go's strings.TrimSpace sees it, so owners match host-local's comparison. */
+const GO_SPACE =
+  "[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const GO_TRIM = new RegExp(`^${GO_SPACE}+|${GO_SPACE}+$`, "g");
+
+/** Trims whitespace at both ends with Go's definition of whitespace. */
+export function goTrimSpace(text: string): string {
+  return text.replace(GO_TRIM, "");
+}
+
+/** The file content recording that `containerId`/`ifname` owns an address. */
+export function ownerRecord(containerId: string, ifname: string): string {
+  return `${goTrimSpace(containerId)}\r\n${ifname}`;
+}
+
+function ioError(what: string, err: unknown): CniError {
+  return new CniError(
+    ErrorCode.IoFailure,
+    `${what}: ${err instanceof Error ? err.message : String(err)}`,
+  );
+}
+
+/** In-process queue per lock path, so concurrent callers in one process wait in line. */
+const localQueues = new Map<string, Promise<void>>();
+
+/**
+ * Runs `fn` holding the network's lock: an in-process queue first, then an
+ * exclusive flock on `<dir>/lock`, the same lock host-local takes. The
+ * directory is created if missing, as host-local does on every command.
+ */
+export async function withStore<T>(
+  dataDir: string,
+  network: string,
+  fn: (store: LockedStore) => Promise<T>,
+): Promise<T> {
+  const dir = join(dataDir, network);
+  const lockPath = join(dir, LOCK_FILE);
+  const previous = localQueues.get(lockPath) ?? Promise.resolve();
+  let releaseLocal!: () => void;
+  const mine = new Promise<void>((resolve) => (releaseLocal = resolve));
+  const tail = previous.then(() => mine);
+  localQueues.set(lockPath, tail);
+  await previous;
+  try {
+    try {
+      await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+    } catch (err) {
+      throw ioError(`cannot create store directory ${dir}`, err);
+    }
+    let file: Deno.FsFile;
+    try {
+      // host-local creates its lock file with mode 0750; match it.
+      file = await Deno.open(lockPath, { read: true, write: true, create: true, mode: 0o750 });
+    } catch (err) {
+      throw ioError(`cannot open lock file ${lockPath}`, err);
+    }
+    try {
+      await file.lock(true);
+      return await fn({ dir });
+    } finally {
+      file.close(); // closing the descriptor drops the flock
+    }
+  } finally {
+    releaseLocal();
+    if (localQueues.get(lockPath) === tail) localQueues.delete(lockPath);
+  }
+}
+
+function parseOwner(content: string): { containerId: string; ifname?: string } {
+  const trimmed = goTrimSpace(content);
+  const sep = trimmed.indexOf("\r\n");
+  if (sep < 0) return { containerId: trimmed };
+  return { containerId: trimmed.slice(0, sep), ifname: trimmed.slice(sep + 2) };
+}
+
+/**
+ * Lists every reservation in the store. Must be called with the lock held:
+ * it also removes temporary files left by a writer that crashed.
+ */
+export async function listReservations(store: LockedStore): Promise<Reservation[]> {
+  const reads: Promise<Reservation | undefined>[] = [];
+  try {
+    for await (const entry of Deno.readDir(store.dir)) {
+      if (!entry.isFile) continue;
+      if (entry.name.startsWith(TEMP_PREFIX)) {
+        reads.push(Deno.remove(join(store.dir, entry.name)).then(() => undefined, () => undefined));
+        continue;
+      }
+      const ip = parseIp(entry.name);
+      if (!ip) continue;
+      reads.push(
+        Deno.readTextFile(join(store.dir, entry.name)).then(
+          (content) => ({ ip, name: entry.name, ...parseOwner(content) }),
+          // Gone since the listing (a lock-ignoring writer); not ours to report.
+          () => undefined,
+        ),
+      );
+    }
+  } catch (err) {
+    throw ioError(`cannot list store directory ${store.dir}`, err);
+  }
+  return (await Promise.all(reads)).filter((r): r is Reservation => r !== undefined);
+}
+
+/**
+ * True when a reservation belongs to the attachment: the `id\r\nifname`
+ * record, or with `legacy` the record of the ID alone.
+ */
+export function ownedBy(
+  r: Reservation,
+  containerId: string,
+  ifname: string,
+  legacy: boolean,
+): boolean {
+  const id = goTrimSpace(containerId);
+  return legacy
+    ? r.ifname === undefined && r.containerId === id
+    : r.ifname === ifname && r.containerId === id;
+}
+
+/**
+ * The reservations of an attachment: its `id\r\nifname` records, or, when
+ * it has none, records of the container ID alone (as host-local reads them).
+ */
+export function reservationsOf(
+  all: readonly Reservation[],
+  containerId: string,
+  ifname: string,
+): Reservation[] {
+  const current = all.filter((r) => ownedBy(r, containerId, ifname, false));
+  return current.length > 0 ? current : all.filter((r) => ownedBy(r, containerId, ifname, true));
+}
+
+async function writeNew(path: string, content: string): Promise<void> {
+  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+  try {
+    await file.write(encoder.encode(content));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+}
+
+function tempName(store: LockedStore, label: string): string {
+  const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+  return join(store.dir, `${TEMP_PREFIX}${label}-${Deno.pid}-${rand}`);
+}
+
+/**
+ * Reserves `ip` for the attachment: false if the address is already taken.
+ * With the lock held; records the address as set `setIndex`'s last reserved.
+ */
+export async function reserve(
+  store: LockedStore,
+  ip: IpAddr,
+  containerId: string,
+  ifname: string,
+  setIndex: number,
+): Promise<boolean> {
+  const name = formatIp(ip);
+  const finalPath = join(store.dir, name);
+  const content = ownerRecord(containerId, ifname);
+  const temp = tempName(store, name);
+  try {
+    await writeNew(temp, content);
+    try {
+      await Deno.link(temp, finalPath);
+    } catch (err) {
+      if (err instanceof Deno.errors.AlreadyExists) return false;
+      // A filesystem without hard links: fall back to host-local's O_EXCL create.
+      await Deno.remove(temp).catch(() => {});
+      try {
+        await writeNew(finalPath, content);
+      } catch (err2) {
+        if (err2 instanceof Deno.errors.AlreadyExists) return false;
+        await Deno.remove(finalPath).catch(() => {});
+        throw err2;
+      }
+    }
+  } catch (err) {
+    throw ioError(`cannot reserve ${name} in ${store.dir}`, err);
+  } finally {
+    await Deno.remove(temp).catch(() => {});
+  }
+  await writeLastReserved(store, setIndex, name);
+  return true;
+}
+
+async function writeLastReserved(store: LockedStore, setIndex: number, name: string) {
+  // A hint only: replace it atomically but without syncing.
+  const path = join(store.dir, `${LAST_RESERVED_PREFIX}${setIndex}`);
+  const temp = tempName(store, "last");
+  try {
+    await Deno.writeTextFile(temp, name, { mode: 0o600, createNew: true });
+    await Deno.rename(temp, path);
+  } catch (err) {
+    await Deno.remove(temp).catch(() => {});
+    throw ioError(`cannot record last reserved address in ${path}`, err);
+  }
+}
+
+/** The last address reserved from set `setIndex`, undefined if none or unreadable. */
+export async function lastReservedIp(
+  store: LockedStore,
+  setIndex: number,
+): Promise<IpAddr | undefined> {
+  try {
+    // Parsed exactly as written (no trimming), as host-local parses it.
+    return parseIp(await Deno.readTextFile(join(store.dir, `${LAST_RESERVED_PREFIX}${setIndex}`)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Deletes reservation files; ones already gone count as deleted. */
+export async function removeReservations(
+  store: LockedStore,
+  reservations: readonly Reservation[],
+): Promise<void> {
+  const errors: string[] = [];
+  await Promise.all(reservations.map(async (r) => {
+    try {
+      await Deno.remove(join(store.dir, r.name));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) errors.push(`${r.name}: ${String(err)}`);
+    }
+  }));
+  if (errors.length > 0) {
+    throw new CniError(ErrorCode.IoFailure, `cannot release ${errors.join("; ")}`);
+  }
+}
+
+/**
+ * Releases every address of the attachment (records of the ID alone when
+ * it has no `id\r\nifname` record) and returns what was released.
+ */
+export async function releaseByOwner(
+  store: LockedStore,
+  containerId: string,
+  ifname: string,
+): Promise<Reservation[]> {
+  const mine = reservationsOf(await listReservations(store), containerId, ifname);
+  await removeReservations(store, mine);
+  return mine;
+}
+
+/** True when the store directory accepts a new file (STATUS). */
+export async function probeWritable(store: LockedStore): Promise<void> {
+  const temp = tempName(store, "probe");
+  try {
+    await Deno.writeTextFile(temp, "", { createNew: true, mode: 0o600 });
+  } finally {
+    await Deno.remove(temp).catch(() => {});
+  }
+}
