@@ -31,6 +31,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "build a small world of namespaces, attach networks, print who reaches whom",
     run: async (args) => (await import("./demo.ts")).runDemo(args),
   },
+  install: {
+    summary: "install hydra on this node (executable, role symlinks, conf, kubeconfig)",
+    run: async (args) => (await import("../install/main.ts")).runInstall(args),
+  },
   doctor: {
     summary: "check this node's prerequisites and say what is missing",
     run: async (args) => (await import("./doctor.ts")).runDoctor(args),

@@ -1,0 +1,114 @@
+/**
+ * The node kubeconfig: built from the installer pod's ServiceAccount token
+ * and cluster CA, for the hydra processes the runtime starts on the host
+ * (meta-CNI, kube-node IPAM), which cannot see the pod's projected volume.
+ *
+ * The token and the CA are embedded, so the file is complete on its own on
+ * the host; the installer rewrites it (atomically) whenever the projected
+ * token or CA changes, which keeps a bound, rotating token fresh.
+ *
+ * @module
+ */
+
+import { InstallError } from "./error.ts";
+
+/** Default locations inside a pod. */
+export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/** Where the ServiceAccount credentials come from. */
+export interface CredentialSource {
+  /** The projected token file. */
+  tokenFile: string;
+  /** The cluster CA bundle. */
+  caFile: string;
+  /** API server URL; when absent, derived from the environment. */
+  server?: string;
+}
+
+/** Credentials read from a {@link CredentialSource}. */
+export interface Credentials {
+  server: string;
+  token: string;
+  caPem: string;
+}
+
+/**
+ * The API server URL from `KUBERNETES_SERVICE_HOST`/`_PORT`, as in-cluster
+ * clients build it; undefined when the host is unset.
+ */
+export function serverFromEnv(env: (name: string) => string | undefined): string | undefined {
+  const host = env("KUBERNETES_SERVICE_HOST");
+  if (!host) return undefined;
+  const port = env("KUBERNETES_SERVICE_PORT") || "443";
+  return `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** Reads and checks the token and CA; throws {@link InstallError} on anything missing. */
+export async function readCredentials(
+  src: CredentialSource,
+  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+): Promise<Credentials> {
+  const server = src.server ?? serverFromEnv(env);
+  if (!server) {
+    throw new InstallError(
+      "no API server address: KUBERNETES_SERVICE_HOST is not set and --server was not given",
+    );
+  }
+  if (!/^https?:\/\/[^/]+/.test(server)) {
+    throw new InstallError(`API server address ${JSON.stringify(server)} is not an http(s) URL`);
+  }
+  const token = (await readSecret(src.tokenFile, "ServiceAccount token")).trim();
+  if (token === "" || /\s/.test(token)) {
+    throw new InstallError(`ServiceAccount token ${src.tokenFile} is empty or malformed`, {
+      path: src.tokenFile,
+    });
+  }
+  const caPem = await readSecret(src.caFile, "cluster CA");
+  if (!caPem.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new InstallError(`cluster CA ${src.caFile} holds no PEM certificate`, {
+      path: src.caFile,
+    });
+  }
+  return { server, token, caPem };
+}
+
+async function readSecret(path: string, what: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (err) {
+    const why = err instanceof Deno.errors.NotFound ? "does not exist" : `cannot be read (${err})`;
+    throw new InstallError(
+      `${what} ${path} ${why}; is the ServiceAccount token mounted into the pod?`,
+      { path },
+    );
+  }
+}
+
+/** The kubeconfig (YAML) for `creds`; deterministic, so equal input gives equal bytes. */
+export function renderKubeconfig(creds: Credentials): Uint8Array {
+  const caData = btoa(creds.caPem);
+  // JSON strings are valid YAML double-quoted scalars: no escaping rules of our own.
+  const q = JSON.stringify;
+  const text = [
+    "# Written by `hydra install` from its pod's ServiceAccount; rewritten when the token rotates.",
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    "  - name: hydra",
+    "    cluster:",
+    `      server: ${q(creds.server)}`,
+    `      certificate-authority-data: ${q(caData)}`,
+    "users:",
+    "  - name: hydra",
+    "    user:",
+    `      token: ${q(creds.token)}`,
+    "contexts:",
+    "  - name: hydra",
+    "    context:",
+    "      cluster: hydra",
+    "      user: hydra",
+    "current-context: hydra",
+    "",
+  ].join("\n");
+  return new TextEncoder().encode(text);
+}

@@ -1,0 +1,229 @@
+/**
+ * `hydra install`: the first pass (waiting for the default conf when hydra
+ * is the meta-CNI), then, unless `--once`, a watch loop that re-applies
+ * whenever the token, the default conf or an installed file changes, until
+ * SIGTERM. Stopping never removes anything: a node without hydra's conf
+ * would start pods without their extra networks.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { errorMessage, InstallError } from "./error.ts";
+import { type InstallStatus, newStatus, serveHealth } from "./health.ts";
+import { jsonLogger, type Logger } from "./log.ts";
+import { installHelp, type InstallOptions, parseInstallArgs } from "./options.ts";
+import { EXECUTABLE_NAME, reconcile, type ReconcileResult } from "./reconcile.ts";
+import { uninstall } from "./uninstall.ts";
+
+/** How often the first pass re-checks for the default conf, and logs that it waits. */
+const WAIT_POLL_MS = 500;
+const WAIT_LOG_MS = 30_000;
+
+/** Sleeps `ms`, returning early when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** An abort signal raised by SIGTERM or SIGINT; `dispose` removes the listeners. */
+function stopOnSignals(log: Logger): { signal: AbortSignal; dispose: () => void } {
+  const ctl = new AbortController();
+  const handlers: [Deno.Signal, () => void][] = (["SIGTERM", "SIGINT"] as const).map((sig) => {
+    const h = () => {
+      log("info", `${sig} received; stopping and leaving the installed files in place`);
+      ctl.abort();
+    };
+    Deno.addSignalListener(sig, h);
+    return [sig, h];
+  });
+  return {
+    signal: ctl.signal,
+    dispose: () => handlers.forEach(([sig, h]) => Deno.removeSignalListener(sig, h)),
+  };
+}
+
+/** The manifest role a changed path belongs to (for logs and metrics). */
+function roleOf(path: string, opts: InstallOptions): string {
+  if (path === join(opts.binDir, EXECUTABLE_NAME)) return "binary";
+  if (path === join(opts.confDir, opts.confName)) return "conf";
+  if (path === opts.kubeconfig) return "kubeconfig";
+  if (path === opts.manifest) return "manifest";
+  if (path.startsWith(opts.binDir + "/")) return "symlink";
+  if (opts.stateDir.startsWith(path) || opts.kubeconfig?.startsWith(path + "/")) return "dir";
+  return "other";
+}
+
+/** Logs a pass's changes and warnings and counts them into `status`. */
+function report(
+  result: ReconcileResult,
+  opts: InstallOptions,
+  log: Logger,
+  status: InstallStatus,
+): void {
+  for (const c of result.changes) {
+    const role = roleOf(c.path, opts);
+    status.changes[role] = (status.changes[role] ?? 0) + 1;
+    log("info", `${c.action} ${c.path}`, { path: c.path, action: c.action, role });
+  }
+  for (const w of result.warnings) log("warn", w);
+}
+
+/**
+ * The first pass: in meta mode, waits (up to --default-conf-timeout) for
+ * the default conf before writing anything. Returns false when stopped by
+ * a signal while waiting.
+ */
+async function firstPass(
+  opts: InstallOptions,
+  log: Logger,
+  signal: AbortSignal,
+  status: InstallStatus,
+): Promise<boolean> {
+  const deadline = Date.now() + opts.defaultConfTimeoutMs;
+  let nextWaitLog = 0;
+  for (;;) {
+    const result = await reconcile(opts, { requireDefaultConf: true }, log);
+    if (!result.waitingFor) {
+      report(result, opts, log, status);
+      return true;
+    }
+    status.waitingFor = result.waitingFor;
+    if (Date.now() >= deadline) {
+      throw new InstallError(
+        `no ${result.waitingFor.replace(/^a /, "")} after ${opts.defaultConfTimeoutMs / 1000}s ` +
+          "(--default-conf-timeout); is the default network installed? Nothing was written",
+        { confDir: opts.confDir },
+      );
+    }
+    if (Date.now() >= nextWaitLog) {
+      log("info", `waiting for ${result.waitingFor}`, { confDir: opts.confDir });
+      nextWaitLog = Date.now() + WAIT_LOG_MS;
+    }
+    await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())), signal);
+    if (signal.aborted) return false;
+  }
+}
+
+function recordPass(status: InstallStatus, ok: boolean, err?: unknown): void {
+  status.lastPassAt = Date.now();
+  status.lastPassOk = ok;
+  if (ok) {
+    status.passes.ok++;
+    status.lastSuccessAt = status.lastPassAt;
+    status.lastError = undefined;
+  } else {
+    status.passes.error++;
+    status.lastError = errorMessage(err);
+  }
+}
+
+/** Runs `hydra install` with `args`; returns the exit status. */
+export async function runInstall(
+  args: string[],
+  log: Logger = jsonLogger("install"),
+): Promise<number> {
+  let opts: InstallOptions;
+  try {
+    opts = parseInstallArgs(args);
+  } catch (err) {
+    log("error", errorMessage(err));
+    console.error(`hydra install: ${errorMessage(err)}\nRun "hydra install --help" for usage.`);
+    return 2;
+  }
+  if (opts.help) {
+    console.log(installHelp());
+    return 0;
+  }
+  if (opts.uninstall) return await runUninstall(opts, log);
+
+  const status = newStatus(opts.intervalMs);
+  const stop = stopOnSignals(log);
+  const serverAbort = new AbortController();
+  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  try {
+    if (opts.healthAddr && !opts.once) {
+      server = serveHealth(
+        opts.healthAddr,
+        status,
+        serverAbort.signal,
+        (addr) =>
+          log("info", "serving /healthz, /readyz and /metrics", {
+            address: `${addr.hostname}:${addr.port}`,
+          }),
+      );
+    }
+    log("info", "installing", {
+      mode: opts.mode,
+      binDir: opts.binDir,
+      confDir: opts.confDir,
+      kubeconfig: opts.kubeconfig ?? null,
+      manifest: opts.manifest,
+    });
+    try {
+      if (!(await firstPass(opts, log, stop.signal, status))) return 0;
+    } catch (err) {
+      recordPass(status, false, err);
+      logFailure(log, err, "install failed; nothing was changed");
+      return 1;
+    }
+    recordPass(status, true);
+    status.waitingFor = undefined;
+    log("info", "installed", { mode: opts.mode });
+    if (opts.once) return 0;
+
+    while (!stop.signal.aborted) {
+      await sleep(opts.intervalMs, stop.signal);
+      if (stop.signal.aborted) break;
+      try {
+        const result = await reconcile(opts, { requireDefaultConf: false }, log);
+        if (result.waitingFor && !status.waitingFor) {
+          log("warn", `${result.waitingFor} is gone; keeping hydra's conf as it is`);
+        }
+        status.waitingFor = result.waitingFor;
+        report(result, opts, log, status);
+        recordPass(status, true);
+      } catch (err) {
+        recordPass(status, false, err);
+        logFailure(log, err, "pass failed; this pass changed nothing, retrying");
+      }
+    }
+    return 0;
+  } finally {
+    stop.dispose();
+    serverAbort.abort();
+    await server?.finished;
+  }
+}
+
+function logFailure(log: Logger, err: unknown, what: string): void {
+  if (err instanceof InstallError) {
+    log("error", err.message, { ...err.details, outcome: what });
+  } else {
+    log("error", `unexpected failure: ${errorMessage(err)}`, {
+      outcome: what,
+      stack: err instanceof Error ? err.stack : undefined,
+    });
+  }
+}
+
+async function runUninstall(opts: InstallOptions, log: Logger): Promise<number> {
+  try {
+    const result = await uninstall(opts, log);
+    for (const path of result.removed) log("info", `removed ${path}`, { path });
+    for (const w of result.warnings) log("warn", w);
+    log("info", "uninstalled", { removed: result.removed.length });
+    return 0;
+  } catch (err) {
+    logFailure(log, err, "uninstall failed; nothing was removed");
+    return 1;
+  }
+}

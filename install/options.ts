@@ -1,0 +1,218 @@
+/**
+ * `hydra install` flags: parsing, defaults and help.
+ *
+ * @module
+ */
+
+import { isAbsolute, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { InstallError } from "./error.ts";
+import { SERVICE_ACCOUNT_DIR } from "./kubeconfig.ts";
+
+/** What hydra is installed as on the node. */
+export type InstallMode = "meta" | "nri" | "router";
+
+/** Every mode, for validation and help. */
+export const INSTALL_MODES: readonly InstallMode[] = ["meta", "nri", "router"];
+
+/** A listen address for the health endpoint. */
+export interface ListenAddr {
+  hostname: string;
+  port: number;
+}
+
+/** Parsed and defaulted options of `hydra install`. */
+export interface InstallOptions {
+  help: boolean;
+  mode: InstallMode;
+  binDir: string;
+  confDir: string;
+  /** Node kubeconfig path; undefined with `--no-kubeconfig`. */
+  kubeconfig?: string;
+  /** Holds the manifest (and, by default, the kubeconfig). */
+  stateDir: string;
+  /** The install manifest path (in `stateDir`). */
+  manifest: string;
+  /** The executable to copy; undefined means "this hydra". */
+  source?: string;
+  /** File name of the meta-CNI conf in `confDir`. */
+  confName: string;
+  /** Pins the default conf (name in `confDir` or path) instead of picking the first. */
+  defaultConf?: string;
+  /** How long to wait for the default conf to appear, ms. */
+  defaultConfTimeoutMs: number;
+  /** Extra keys for hydra's plugin entry in the meta conf. */
+  metaExtra: Record<string, unknown>;
+  tokenFile: string;
+  caFile: string;
+  server?: string;
+  /** Install and exit instead of keeping things fresh. */
+  once: boolean;
+  uninstall: boolean;
+  /** Watch loop period, ms. */
+  intervalMs: number;
+  /** Where to serve /healthz, /readyz and /metrics; undefined: not served. */
+  healthAddr?: ListenAddr;
+}
+
+/** Default locations on the host. */
+export const DEFAULT_BIN_DIR = "/opt/cni/bin";
+export const DEFAULT_CONF_DIR = "/etc/cni/net.d";
+export const DEFAULT_CONF_NAME = "00-hydra.conflist";
+
+/** The help text of `hydra install`. */
+export function installHelp(): string {
+  return `Usage: hydra install [options]
+
+Installs hydra on this node (run by the installer DaemonSet): copies the
+executable into the CNI bin dir, creates the role symlinks, writes the node
+kubeconfig from the pod's ServiceAccount and, in meta mode, the meta-CNI conf
+wrapping the default network's conf. Every file is written atomically and
+only when its content changes. Without --once it keeps running, re-applying
+when the token, the default conf or an installed file changes; on SIGTERM it
+exits and leaves everything in place.
+
+Options:
+  --mode meta|nri|router     meta: hydra becomes the runtime's CNI (writes the conf);
+                             nri: hydra runs as NRI plugin beside the default CNI
+                             (no conf written); router: nothing installed on the host
+                             (default: meta)
+  --bin-dir DIR              CNI bin dir (default: ${DEFAULT_BIN_DIR})
+  --conf-dir DIR             CNI conf dir (default: ${DEFAULT_CONF_DIR})
+  --kubeconfig FILE          node kubeconfig to write (default: <state-dir>/hydra.kubeconfig)
+  --no-kubeconfig            write no kubeconfig (hydra without Kubernetes)
+  --state-dir DIR            holds the install manifest (default: <conf-dir>/hydra.d)
+  --source FILE              executable to copy (default: this hydra)
+  --conf-name NAME           meta conf file name; must sort first (default: ${DEFAULT_CONF_NAME})
+  --default-conf NAME|PATH   the default network's conf (default: first conf file by name)
+  --default-conf-timeout S   wait up to S seconds for the default conf (default: 300)
+  --meta-json JSON           extra keys for hydra's entry in the meta conf, as a JSON object
+  --token-file FILE          ServiceAccount token (default: ${SERVICE_ACCOUNT_DIR}/token)
+  --ca-file FILE             cluster CA (default: ${SERVICE_ACCOUNT_DIR}/ca.crt)
+  --server URL               API server (default: from KUBERNETES_SERVICE_HOST/PORT)
+  --interval S               watch loop period in seconds (default: 5)
+  --health-addr [HOST]:PORT  serve /healthz, /readyz and /metrics there
+  --once                     install, then exit
+  --uninstall                remove exactly what the manifest records, then exit
+  -h, --help                 show this help
+
+Logs are JSON lines on stderr. Exit status: 0 done, 1 failed (nothing left
+half-installed), 2 bad usage.`;
+}
+
+/** Parses a listen address: ":9471", "127.0.0.1:9471", "[::1]:9471". */
+export function parseListenAddr(text: string): ListenAddr {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) {
+    throw new InstallError(`--health-addr ${JSON.stringify(text)} is not [HOST]:PORT`);
+  }
+  return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+function seconds(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback * 1000;
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n < 0) {
+    throw new InstallError(`${flag} ${JSON.stringify(text)} is not a number of seconds`);
+  }
+  return Math.round(n * 1000);
+}
+
+function absolute(flag: string, path: string): string {
+  if (path === "") throw new InstallError(`${flag} is empty`);
+  return isAbsolute(path) ? path : resolve(path);
+}
+
+/** Parses `hydra install` arguments; throws {@link InstallError} on bad usage. */
+export function parseInstallArgs(args: string[]): InstallOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: "boolean", short: "h" },
+        mode: { type: "string" },
+        "bin-dir": { type: "string" },
+        "conf-dir": { type: "string" },
+        kubeconfig: { type: "string" },
+        "no-kubeconfig": { type: "boolean" },
+        "state-dir": { type: "string" },
+        source: { type: "string" },
+        "conf-name": { type: "string" },
+        "default-conf": { type: "string" },
+        "default-conf-timeout": { type: "string" },
+        "meta-json": { type: "string" },
+        "token-file": { type: "string" },
+        "ca-file": { type: "string" },
+        server: { type: "string" },
+        interval: { type: "string" },
+        "health-addr": { type: "string" },
+        once: { type: "boolean" },
+        uninstall: { type: "boolean" },
+      },
+    }));
+  } catch (err) {
+    throw new InstallError(err instanceof Error ? err.message : String(err));
+  }
+  const mode = values.mode ?? "meta";
+  if (!(INSTALL_MODES as readonly string[]).includes(mode)) {
+    throw new InstallError(`--mode ${JSON.stringify(mode)}: expected one of meta, nri, router`);
+  }
+  const binDir = absolute("--bin-dir", values["bin-dir"] ?? DEFAULT_BIN_DIR);
+  const confDir = absolute("--conf-dir", values["conf-dir"] ?? DEFAULT_CONF_DIR);
+  const stateDir = absolute("--state-dir", values["state-dir"] ?? join(confDir, "hydra.d"));
+  if (values["no-kubeconfig"] && values.kubeconfig !== undefined) {
+    throw new InstallError("--kubeconfig and --no-kubeconfig exclude each other");
+  }
+  const kubeconfig = values["no-kubeconfig"]
+    ? undefined
+    : absolute("--kubeconfig", values.kubeconfig ?? join(stateDir, "hydra.kubeconfig"));
+  const confName = values["conf-name"] ?? DEFAULT_CONF_NAME;
+  if (confName.includes("/") || !/\.(conflist)$/.test(confName)) {
+    throw new InstallError(`--conf-name ${JSON.stringify(confName)}: expected a *.conflist name`);
+  }
+  let metaExtra: Record<string, unknown> = {};
+  if (values["meta-json"] !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(values["meta-json"]);
+    } catch (err) {
+      throw new InstallError(`--meta-json is not valid JSON: ${err}`);
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      throw new InstallError("--meta-json must be a JSON object");
+    }
+    metaExtra = parsed as Record<string, unknown>;
+  }
+  const intervalMs = seconds("--interval", values.interval, 5);
+  if (intervalMs < 50) throw new InstallError("--interval must be at least 0.05 seconds");
+  if (values.once && values.uninstall) {
+    throw new InstallError("--once and --uninstall exclude each other");
+  }
+  return {
+    help: values.help ?? false,
+    mode: mode as InstallMode,
+    binDir,
+    confDir,
+    kubeconfig,
+    stateDir,
+    manifest: join(stateDir, "install-manifest.json"),
+    source: values.source === undefined ? undefined : absolute("--source", values.source),
+    confName,
+    defaultConf: values["default-conf"],
+    defaultConfTimeoutMs: seconds("--default-conf-timeout", values["default-conf-timeout"], 300),
+    metaExtra,
+    tokenFile: values["token-file"] ?? `${SERVICE_ACCOUNT_DIR}/token`,
+    caFile: values["ca-file"] ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`,
+    server: values.server,
+    once: values.once ?? false,
+    uninstall: values.uninstall ?? false,
+    intervalMs,
+    healthAddr: values["health-addr"] === undefined
+      ? undefined
+      : parseListenAddr(values["health-addr"]),
+  };
+}

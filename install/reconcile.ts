@@ -1,0 +1,392 @@
+/**
+ * One install pass: works out what the node should hold (executable, role
+ * symlinks, kubeconfig, meta conf), compares it with what is there and with
+ * the manifest of earlier passes, and applies the difference in one
+ * transaction. Nothing is written when nothing differs; a failure undoes
+ * the pass and leaves the node as it was.
+ *
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+import { builtinNames } from "../plugins/registry.ts";
+import { lstatOrUndefined, readOrUndefined, removeScratch, sha256Bytes } from "./atomic.ts";
+import { InstallError } from "./error.ts";
+import { readCredentials, renderKubeconfig } from "./kubeconfig.ts";
+import type { Logger } from "./log.ts";
+import {
+  encodeManifest,
+  type InstallManifest,
+  MANIFEST_FORMAT,
+  type ManifestEntry,
+  mergeEntries,
+  readManifest,
+} from "./manifest.ts";
+import { confsBefore, findDefaultConf, renderMetaConf } from "./metaconf.ts";
+import type { InstallOptions } from "./options.ts";
+import { cachedSha256, resolveSource } from "./source.ts";
+import {
+  commitTxn,
+  ensureDir,
+  ensureFile,
+  ensureSymlink,
+  newTxn,
+  removeEmptyDir,
+  removePath,
+  rollbackTxn,
+  type Txn,
+} from "./txn.ts";
+
+/** The installed executable's name: the meta-CNI conf's `type`. */
+export const EXECUTABLE_NAME = "hydra";
+
+/** IPAM roles that get a symlink even before their plugin module is registered. */
+const EXTRA_ROLES = ["hydra-ipam", "kube-node"];
+
+/** What one pass did. */
+export interface ReconcileResult {
+  /** Paths changed, in order. */
+  changes: Txn["changes"];
+  /** Set when the default conf is absent (meta mode): what is awaited. */
+  waitingFor?: string;
+  /** Things left alone that the operator may want to know about. */
+  warnings: string[];
+}
+
+/** Options of one pass beyond the user's flags. */
+export interface PassOptions {
+  /**
+   * When the default conf is absent: true makes the pass change nothing and
+   * report `waitingFor` (first install); false refreshes everything else and
+   * keeps the existing meta conf (watch loop).
+   */
+  requireDefaultConf: boolean;
+}
+
+/** The role symlink names: every built-in plugin plus the IPAM roles. */
+export function roleNames(): string[] {
+  const names = new Set([...builtinNames(), ...EXTRA_ROLES]);
+  names.delete(EXECUTABLE_NAME);
+  for (const n of names) {
+    if (n.includes("/") || n === "" || n.startsWith(".")) {
+      throw new Error(`built-in plugin name ${JSON.stringify(n)} is not a file name`);
+    }
+  }
+  return [...names].sort();
+}
+
+/** A desired path and how to make it so. */
+interface Item {
+  entry: ManifestEntry;
+  apply: (txn: Txn) => Promise<void>;
+}
+
+/** Holds an exclusive flock on a directory while passes run. */
+async function lockDir(dir: string): Promise<Deno.FsFile | undefined> {
+  let handle: Deno.FsFile;
+  try {
+    handle = await Deno.open(dir, { read: true });
+  } catch {
+    return undefined;
+  }
+  await handle.lock(true);
+  return handle;
+}
+
+/** Runs `fn` holding the install lock (on the bin dir, shared by every installer). */
+export async function withInstallLock<T>(opts: InstallOptions, fn: () => Promise<T>): Promise<T> {
+  const lock = await lockDir(opts.binDir);
+  try {
+    return await fn();
+  } finally {
+    if (lock) {
+      await lock.unlock().catch(() => {});
+      lock.close();
+    }
+  }
+}
+
+/** Reads the manifest for an install pass: a broken one is logged and replaced. */
+async function manifestForInstall(opts: InstallOptions, log: Logger): Promise<ManifestEntry[]> {
+  try {
+    return (await readManifest(opts.manifest))?.entries ?? [];
+  } catch (err) {
+    log("warn", "install manifest unreadable; it will be rewritten", { error: err });
+    return [];
+  }
+}
+
+/** Missing ancestors of `dir` (itself included), outermost first. */
+async function missingDirs(dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (let d = dir; d !== dirname(d); d = dirname(d)) {
+    const st = await lstatOrUndefined(d);
+    if (st?.isDirectory) break;
+    if (st) throw new InstallError(`${d} exists and is not a directory`, { path: d });
+    missing.unshift(d);
+  }
+  return missing;
+}
+
+async function requireDir(dir: string, what: string, flag: string): Promise<void> {
+  const st = await lstatOrUndefined(dir).catch(() => undefined);
+  if (!st) throw new InstallError(`${what} ${dir} does not exist (${flag})`, { path: dir });
+  if (!st.isDirectory) {
+    throw new InstallError(`${what} ${dir} is not a directory (${flag})`, { path: dir });
+  }
+}
+
+/** True when a small file already holds exactly `bytes`. */
+function sameBytes(path: string, bytes: Uint8Array) {
+  return async (st: Deno.FileInfo): Promise<boolean> => {
+    if (st.size !== bytes.length) return false;
+    const have = await readOrUndefined(path);
+    return have !== undefined && have.length === bytes.length &&
+      have.every((b, i) => b === bytes[i]);
+  };
+}
+
+function fileItem(
+  path: string,
+  role: ManifestEntry["role"],
+  bytes: Uint8Array,
+  mode: number,
+): Item {
+  return {
+    entry: { path, kind: "file", role, sha256: sha256Bytes(bytes) },
+    apply: async (txn) => {
+      await ensureFile(txn, path, { bytes }, mode, sameBytes(path, bytes));
+    },
+  };
+}
+
+/** Works out the desired items; reads only, writes nothing. */
+async function desiredItems(
+  opts: InstallOptions,
+  pass: PassOptions,
+  oldEntries: ManifestEntry[],
+  result: ReconcileResult,
+): Promise<{ items: Item[]; carried: ManifestEntry[] }> {
+  const items: Item[] = [];
+  const carried: ManifestEntry[] = [];
+  if (opts.mode === "router") return { items, carried };
+
+  await requireDir(opts.binDir, "CNI bin dir", "--bin-dir");
+  const source = await resolveSource(opts.source);
+  const exe = join(opts.binDir, EXECUTABLE_NAME);
+  items.push({
+    entry: { path: exe, kind: "file", role: "binary", sha256: source.sha256 },
+    apply: async (txn) => {
+      await ensureFile(
+        txn,
+        exe,
+        source.content,
+        0o755,
+        async (st) => await cachedSha256(exe, st) === source.sha256,
+      );
+    },
+  });
+  for (const name of roleNames()) {
+    const path = join(opts.binDir, name);
+    items.push({
+      entry: { path, kind: "symlink", role: "symlink", target: EXECUTABLE_NAME },
+      apply: async (txn) => {
+        await ensureSymlink(txn, path, EXECUTABLE_NAME);
+      },
+    });
+  }
+
+  if (opts.kubeconfig !== undefined) {
+    const creds = await readCredentials({
+      tokenFile: opts.tokenFile,
+      caFile: opts.caFile,
+      server: opts.server,
+    });
+    items.push(fileItem(opts.kubeconfig, "kubeconfig", renderKubeconfig(creds), 0o600));
+  }
+
+  if (opts.mode === "meta") {
+    const confPath = join(opts.confDir, opts.confName);
+    const confDirThere = (await lstatOrUndefined(opts.confDir))?.isDirectory ?? false;
+    const def = confDirThere
+      ? await findDefaultConf(opts.confDir, opts.confName, opts.defaultConf)
+      : undefined;
+    if (!def) {
+      result.waitingFor = opts.defaultConf
+        ? `default CNI conf ${opts.defaultConf} in ${opts.confDir}`
+        : `a default CNI conf in ${opts.confDir}`;
+      if (pass.requireDefaultConf) return { items: [], carried: [] };
+      // Keep the meta conf written earlier: removing it would silently drop
+      // pods' extra networks.
+      carried.push(...oldEntries.filter((e) => e.role === "conf"));
+    } else {
+      const ours = new Set(
+        oldEntries.filter((e) => e.role === "conf").map((e) => basename(e.path)),
+      );
+      const before = (await confsBefore(opts.confDir, opts.confName)).filter((n) => !ours.has(n));
+      if (before.length > 0) {
+        throw new InstallError(
+          `${before.join(", ")} sorts before ${opts.confName} in ${opts.confDir}, so the runtime ` +
+            `would not use hydra; choose a --conf-name that sorts first`,
+          { confDir: opts.confDir, before },
+        );
+      }
+      const bytes = renderMetaConf(def, {
+        binDir: opts.binDir,
+        kubeconfig: opts.kubeconfig,
+        extra: opts.metaExtra,
+      });
+      items.push(fileItem(confPath, "conf", bytes, 0o644));
+    }
+  }
+  return { items, carried };
+}
+
+/** Does `entry`'s path still hold what hydra put there? */
+async function stillOurs(entry: ManifestEntry): Promise<boolean> {
+  const st = await lstatOrUndefined(entry.path);
+  if (!st) return false;
+  if (entry.kind === "symlink") {
+    return st.isSymlink && await Deno.readLink(entry.path) === entry.target;
+  }
+  if (entry.kind === "dir") return st.isDirectory;
+  if (!st.isFile) return false;
+  return entry.role === "binary"
+    ? await cachedSha256(entry.path, st) === entry.sha256
+    : sha256Bytes(await Deno.readFile(entry.path)) === entry.sha256;
+}
+
+/** Removes `entries` if still ours (files first, then empty dirs deepest first). */
+export async function removeEntries(
+  txn: Txn,
+  entries: ManifestEntry[],
+  warnings: string[],
+): Promise<void> {
+  for (const e of entries) {
+    if (e.kind === "dir") continue;
+    if (!(await lstatOrUndefined(e.path))) continue;
+    if (!(await stillOurs(e))) {
+      warnings.push(`${e.path} was changed by someone else; left in place`);
+      continue;
+    }
+    await removePath(txn, e.path);
+  }
+  const dirs = entries.filter((e) => e.kind === "dir").sort((a, b) =>
+    b.path.length - a.path.length
+  );
+  for (const e of dirs) {
+    if (!(await lstatOrUndefined(e.path))) continue;
+    if (!(await removeEmptyDir(txn, e.path))) {
+      warnings.push(`${e.path} is not empty; left in place`);
+    }
+  }
+}
+
+/** Writes the manifest through the transaction, or removes it when empty. */
+async function putManifest(
+  txn: Txn,
+  opts: InstallOptions,
+  entries: ManifestEntry[],
+): Promise<void> {
+  if (entries.length === 0) {
+    await removePath(txn, opts.manifest);
+    return;
+  }
+  const manifest: InstallManifest = { format: MANIFEST_FORMAT, mode: opts.mode, entries };
+  const bytes = encodeManifest(manifest);
+  await ensureFile(txn, opts.manifest, { bytes }, 0o600, sameBytes(opts.manifest, bytes));
+}
+
+/**
+ * Runs one install pass under the install lock (see the module doc).
+ * Throws {@link InstallError} for anything the user can fix; the node is
+ * then as it was before the pass.
+ */
+export function reconcile(
+  opts: InstallOptions,
+  pass: PassOptions,
+  log: Logger,
+): Promise<ReconcileResult> {
+  return withInstallLock(opts, () => reconcileLocked(opts, pass, log));
+}
+
+async function reconcileLocked(
+  opts: InstallOptions,
+  pass: PassOptions,
+  log: Logger,
+): Promise<ReconcileResult> {
+  const result: ReconcileResult = { changes: [], warnings: [] };
+  const oldEntries = await manifestForInstall(opts, log);
+  const { items, carried } = await desiredItems(opts, pass, oldEntries, result);
+  if (result.waitingFor && pass.requireDefaultConf) return result;
+
+  const wanted = new Set(
+    [...items, ...carried.map((entry) => ({ entry }))].map((i) => i.entry.path),
+  );
+  const txn = newTxn();
+  result.changes = txn.changes;
+  try {
+    await cleanScratch(opts, items);
+    // Directories for the manifest and the kubeconfig; recorded only when
+    // hydra made them (or made them in an earlier pass).
+    const dirEntries: ManifestEntry[] = [];
+    if (items.length > 0) {
+      const needed = new Set([opts.stateDir]);
+      if (opts.kubeconfig !== undefined) needed.add(dirname(opts.kubeconfig));
+      for (const dir of needed) {
+        for (const d of await missingDirs(dir)) {
+          await ensureDir(txn, d);
+          if (!dirEntries.some((e) => e.path === d)) {
+            dirEntries.push({ path: d, kind: "dir", role: "dir" });
+          }
+        }
+      }
+      for (const e of oldEntries) {
+        if (
+          e.kind === "dir" && [...needed].some((n) => n === e.path || n.startsWith(e.path + "/"))
+        ) {
+          if (!dirEntries.some((d) => d.path === e.path)) dirEntries.push(e);
+        }
+      }
+    }
+    for (const d of dirEntries) wanted.add(d.path);
+    const desiredEntries = [...dirEntries, ...items.map((i) => i.entry), ...carried];
+
+    // Record new paths before creating them, so that an interrupted pass
+    // leaves nothing that uninstall does not know about.
+    const newPaths = desiredEntries.filter((e) => !oldEntries.some((o) => o.path === e.path));
+    if (newPaths.length > 0) await putManifest(txn, opts, mergeEntries(oldEntries, newPaths));
+
+    // The conf goes last: when the runtime sees it, all it refers to exists.
+    const ordered = [
+      ...items.filter((i) => i.entry.role !== "conf"),
+      ...items.filter((i) => i.entry.role === "conf"),
+    ];
+    for (const item of ordered) await item.apply(txn);
+
+    const stale = oldEntries.filter((e) => !wanted.has(e.path));
+    await removeEntries(txn, stale.filter((e) => e.kind !== "dir"), result.warnings);
+    await putManifest(txn, opts, desiredEntries);
+    await removeEntries(txn, stale.filter((e) => e.kind === "dir"), result.warnings);
+  } catch (err) {
+    const undoErrors = await rollbackTxn(txn);
+    for (const e of undoErrors) log("error", "rollback step failed", { error: e });
+    result.changes = [];
+    throw err;
+  }
+  await commitTxn(txn);
+  return result;
+}
+
+/** Removes scratch files an interrupted earlier pass left beside hydra's targets. */
+async function cleanScratch(opts: InstallOptions, items: Item[]): Promise<void> {
+  const byDir = new Map<string, Set<string>>();
+  const add = (path: string) => {
+    const set = byDir.get(dirname(path)) ?? new Set<string>();
+    set.add(basename(path));
+    byDir.set(dirname(path), set);
+  };
+  for (const i of items) add(i.entry.path);
+  add(opts.manifest);
+  for (const [dir, names] of byDir) await removeScratch(dir, names);
+}

@@ -1,0 +1,80 @@
+/**
+ * What `hydra install` copies into the bin dir as `hydra`: the file named by
+ * `--source`, else the running executable when hydra is a compiled build,
+ * else (running from source) a small launcher pinned to this source tree,
+ * since a plain copy of `bin/hydra` would look for the tree beside itself.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { type Content, sha256Bytes, sha256File } from "./atomic.ts";
+import { InstallError } from "./error.ts";
+
+/** The executable to install, with its hash. */
+export interface ExecutableSource {
+  content: Content;
+  sha256: string;
+  /** For logs: where it came from. */
+  origin: string;
+}
+
+/** Cached hashes of large files, keyed by path and invalidated by stat. */
+const hashCache = new Map<string, { key: string; sha256: string }>();
+
+function statKey(st: Deno.FileInfo): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}:${st.ctime?.getTime()}`;
+}
+
+/**
+ * sha256 of a file, reusing the last result while its device, inode, size,
+ * mtime and ctime are unchanged (the watch loop checks a large executable
+ * every few seconds).
+ */
+export async function cachedSha256(path: string, st?: Deno.FileInfo): Promise<string> {
+  const info = st ?? await Deno.stat(path);
+  const key = statKey(info);
+  const hit = hashCache.get(path);
+  if (hit && hit.key === key) return hit.sha256;
+  const sha256 = await sha256File(path);
+  hashCache.set(path, { key, sha256 });
+  return sha256;
+}
+
+/** Quotes a string for a POSIX shell. */
+function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The launcher that runs this source tree with `deno` under its own name. */
+export function sourceLauncher(root: string, deno: string): string {
+  return [
+    "#!/bin/sh",
+    "# hydra, run from its source tree by Deno; written by `hydra install`.",
+    "# The name this file is started under picks the role, as for the compiled executable.",
+    `root=${shellQuote(root)}`,
+    ': "${DENO_DIR:=$root/.cache/deno}"',
+    "export DENO_DIR",
+    `HYDRA_ARGV0=$(basename "$0") exec ${shellQuote(deno)} run --quiet --no-prompt -A \\`,
+    '  --config "$root/deno.json" "$root/main.ts" "$@"',
+    "",
+  ].join("\n");
+}
+
+/** Resolves the executable to install (see the module doc). */
+export async function resolveSource(flag: string | undefined): Promise<ExecutableSource> {
+  if (flag === undefined && !Deno.build.standalone) {
+    const root = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+    const bytes = new TextEncoder().encode(sourceLauncher(root, Deno.execPath()));
+    return { content: { bytes }, sha256: sha256Bytes(bytes), origin: `source tree ${root}` };
+  }
+  const path = flag ?? Deno.execPath();
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(path);
+  } catch (err) {
+    throw new InstallError(`executable to install ${path} cannot be read: ${err}`, { path });
+  }
+  if (!st.isFile) throw new InstallError(`executable to install ${path} is not a file`, { path });
+  return { content: { file: path }, sha256: await cachedSha256(path, st), origin: path };
+}

@@ -1,0 +1,56 @@
+/**
+ * `hydra install --uninstall`: removes exactly the paths the manifest
+ * records, and only while they hold what hydra wrote. The meta conf goes
+ * first, so the runtime falls back to the default network before the
+ * executable it would call disappears.
+ *
+ * @module
+ */
+
+import { InstallError } from "./error.ts";
+import type { Logger } from "./log.ts";
+import { readManifest, removalOrder } from "./manifest.ts";
+import type { InstallOptions } from "./options.ts";
+import { removeEntries, withInstallLock } from "./reconcile.ts";
+import { commitTxn, newTxn, removeEmptyDir, removePath, rollbackTxn } from "./txn.ts";
+
+/** What an uninstall did. */
+export interface UninstallResult {
+  removed: string[];
+  warnings: string[];
+}
+
+/** Removes what the manifest records; throws {@link InstallError} and undoes on failure. */
+export function uninstall(opts: InstallOptions, log: Logger): Promise<UninstallResult> {
+  return withInstallLock(opts, async () => {
+    const manifest = await readManifest(opts.manifest).catch((err) => {
+      throw new InstallError(`${err.message}; cannot tell what to remove`, {
+        manifest: opts.manifest,
+      });
+    });
+    const result: UninstallResult = { removed: [], warnings: [] };
+    if (!manifest) {
+      result.warnings.push(`no install manifest at ${opts.manifest}: nothing recorded to remove`);
+      return result;
+    }
+    const ordered = removalOrder(manifest.entries);
+    const txn = newTxn();
+    try {
+      await removeEntries(txn, ordered.filter((e) => e.kind !== "dir"), result.warnings);
+      await removePath(txn, opts.manifest);
+      // Directories last: the manifest lived in one of them.
+      const dirs = ordered.filter((e) => e.kind === "dir");
+      for (const d of dirs) {
+        if (!(await removeEmptyDir(txn, d.path))) {
+          result.warnings.push(`${d.path} is not empty or gone; left in place`);
+        }
+      }
+    } catch (err) {
+      for (const e of await rollbackTxn(txn)) log("error", "rollback step failed", { error: e });
+      throw err;
+    }
+    await commitTxn(txn);
+    result.removed = txn.changes.map((c) => c.path);
+    return result;
+  });
+}
