@@ -50,8 +50,10 @@ export class CniError extends Error {
 
   /** The error as the spec's JSON object, tagged with `cniVersion`. */
   toJson(cniVersion?: string): ErrorJson {
-    const out: ErrorJson = { code: this.code, msg: this.message };
-    if (cniVersion) out.cniVersion = cniVersion;
+    // cniVersion first: the order the spec's examples print.
+    const out: ErrorJson = cniVersion
+      ? { cniVersion, code: this.code, msg: this.message }
+      : { code: this.code, msg: this.message };
     if (this.details) out.details = this.details;
     return out;
   }

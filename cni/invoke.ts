@@ -1,0 +1,334 @@
+/**
+ * Invoking a plugin by its `type`: in-process for hydra's built-ins, else by
+ * exec of the first regular file of that name on CNI_PATH, as libcni does.
+ *
+ * An exec gets the inherited environment plus the CNI_* variables of the
+ * request (later values win), its config on stdin, and a timeout after which
+ * it is killed. A non-zero exit is read as the plugin's error JSON on stdout
+ * and its code passed through; with nothing on stdout the error quotes
+ * stderr. stderr is forwarded to ours either way. A "text file busy" exec
+ * (the binary being replaced right now) is retried up to 5 times, 1 s apart.
+ *
+ * @module
+ */
+
+import { CniError, ErrorCode } from "./errors.ts";
+import { parseResult } from "./convert.ts";
+import type { AnyResult, Command } from "./types.ts";
+import { CURRENT_VERSION } from "./types.ts";
+import type { VersionInfo } from "./version.ts";
+import { isBuiltin, loadBuiltin } from "../plugins/registry.ts";
+
+/** Default time a plugin may run before it is killed. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
+
+/** Retries on "text file busy", as libcni does. */
+const BUSY_RETRIES = 5;
+const BUSY_WAIT_MS = 1_000;
+
+/** One invocation of a plugin. */
+export interface PluginRequest {
+  command: Command;
+  /** The plugin's `type`: a built-in name or a file name on `path`. */
+  type: string;
+  /** stdin: the config bytes, or an object to serialize. */
+  config: Uint8Array | Record<string, unknown>;
+  containerId?: string;
+  netns?: string;
+  ifName?: string;
+  /** CNI_ARGS, already joined ("K=V;K2=V2"). */
+  args?: string;
+  /** CNI_PATH directories, searched in order. */
+  path: readonly string[];
+  /** Kill the plugin after this long; default {@link DEFAULT_TIMEOUT_MS}. */
+  timeoutMs?: number;
+  /** The environment to inherit; default this process's. */
+  baseEnv?: Readonly<Record<string, string>>;
+}
+
+/** What a plugin printed and how it exited. */
+export interface RawOutput {
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  code: number;
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Finds `type` on `paths`: the first regular file named so, directory by
+ * directory. Throws CniError 7 for a bad name or when nothing is found.
+ */
+export async function findInPath(type: string, paths: readonly string[]): Promise<string> {
+  if (type === "") throw new CniError(ErrorCode.InvalidNetworkConfig, "no plugin name provided");
+  if (type.includes("/") || type.includes("\\")) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid plugin name: ${type}`);
+  }
+  if (paths.length === 0) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `failed to find plugin "${type}": no paths provided (CNI_PATH is empty)`,
+    );
+  }
+  for (const dir of paths) {
+    const full = `${dir.replace(/\/+$/, "")}/${type}`;
+    try {
+      if ((await Deno.stat(full)).isFile) return full;
+    } catch {
+      // not here; keep looking
+    }
+  }
+  throw new CniError(
+    ErrorCode.InvalidNetworkConfig,
+    `failed to find plugin "${type}" in path [${paths.join(" ")}]`,
+  );
+}
+
+/** The environment a plugin runs with: inherited + CNI_* of the request, last wins. */
+export function pluginEnv(req: PluginRequest): Record<string, string> {
+  return {
+    ...(req.baseEnv ?? Deno.env.toObject()),
+    CNI_COMMAND: req.command,
+    CNI_CONTAINERID: req.containerId ?? "",
+    CNI_NETNS: req.netns ?? "",
+    CNI_ARGS: req.args ?? "",
+    CNI_IFNAME: req.ifName ?? "",
+    CNI_PATH: req.path.join(":"),
+  };
+}
+
+function configBytes(config: PluginRequest["config"]): Uint8Array {
+  return config instanceof Uint8Array ? config : new TextEncoder().encode(JSON.stringify(config));
+}
+
+function configVersion(stdin: Uint8Array): string {
+  try {
+    const v = JSON.parse(decoder.decode(stdin))?.cniVersion;
+    return typeof v === "string" ? v : "";
+  } catch {
+    return "";
+  }
+}
+
+function timeoutError(type: string, ms: number): CniError {
+  return new CniError(
+    ErrorCode.Internal,
+    `plugin "${type}" timed out after ${ms / 1000}s and was stopped`,
+  );
+}
+
+function isTextBusy(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === "ETXTBSY" || /text file busy/i.test(e?.message ?? "");
+}
+
+async function spawnWithRetry(
+  path: string,
+  env: Record<string, string>,
+): Promise<Deno.ChildProcess> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return new Deno.Command(path, {
+        env,
+        clearEnv: true,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+    } catch (err) {
+      if (!isTextBusy(err) || attempt >= BUSY_RETRIES) {
+        throw new CniError(
+          ErrorCode.Internal,
+          `failed to run plugin ${path}: ${(err as Error).message}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, BUSY_WAIT_MS));
+    }
+  }
+}
+
+/** Execs the plugin file at `path` with `stdin` and `env`; kills it after `timeoutMs`. */
+export async function execPlugin(
+  path: string,
+  stdin: Uint8Array,
+  env: Record<string, string>,
+  timeoutMs: number = DEFAULT_TIMEOUT_MS,
+): Promise<RawOutput> {
+  const child = await spawnWithRetry(path, env);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, timeoutMs);
+  try {
+    // Collect output while writing stdin, so a plugin that prints before
+    // reading cannot fill a pipe and stall both sides.
+    const output = child.output();
+    const writer = child.stdin.getWriter();
+    // A plugin may exit without reading its stdin: a broken pipe is not our failure.
+    await writer.write(stdin).catch(() => {});
+    await writer.close().catch(() => {});
+    const out = await output;
+    if (timedOut) throw timeoutError(path, timeoutMs);
+    return { stdout: out.stdout, stderr: out.stderr, code: out.code };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function runInProcess(
+  type: string,
+  stdin: Uint8Array,
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<RawOutput> {
+  const plugin = await loadBuiltin(type)!;
+  const { invokeInProcess } = await import("./skel.ts");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timeoutError(type, timeoutMs)), timeoutMs);
+  });
+  try {
+    const out = await Promise.race([invokeInProcess(plugin, env, stdin), timeout]);
+    return {
+      stdout: new TextEncoder().encode(out.stdout),
+      stderr: new Uint8Array(),
+      code: out.code,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads a failed plugin's error from its output, keeping its code. */
+function failure(out: RawOutput): CniError {
+  const stdout = decoder.decode(out.stdout).trim();
+  if (stdout === "") {
+    const stderr = decoder.decode(out.stderr).trim();
+    return new CniError(
+      ErrorCode.Internal,
+      stderr
+        ? `netplugin failed: ${JSON.stringify(stderr)}: exit status ${out.code}`
+        : `netplugin failed with no error message: exit status ${out.code}`,
+    );
+  }
+  try {
+    const e = JSON.parse(stdout);
+    if (typeof e === "object" && e !== null && typeof e.msg === "string") {
+      const code = Number.isInteger(e.code) && e.code >= 0 ? e.code : ErrorCode.Internal;
+      const details = typeof e.details === "string" && e.details ? e.details : undefined;
+      return new CniError(code, e.msg, details);
+    }
+  } catch {
+    // fall through
+  }
+  return new CniError(
+    ErrorCode.Internal,
+    `netplugin failed but error parsing its diagnostic message ${JSON.stringify(stdout)}`,
+  );
+}
+
+/**
+ * Runs a plugin and returns its raw output, in-process for a built-in
+ * `type`, else by exec on `path`. Throws the plugin's error (its code kept)
+ * when it fails.
+ */
+export async function runPlugin(req: PluginRequest): Promise<RawOutput> {
+  const stdin = configBytes(req.config);
+  const env = pluginEnv(req);
+  const timeoutMs = req.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  let out: RawOutput;
+  if (isBuiltin(req.type)) {
+    out = await runInProcess(req.type, stdin, env, timeoutMs);
+  } else {
+    const path = await findInPath(req.type, req.path);
+    out = await execPlugin(path, stdin, env, timeoutMs);
+    if (out.stderr.length) {
+      try {
+        Deno.stderr.writeSync(out.stderr);
+      } catch {
+        // stderr is informational only
+      }
+    }
+  }
+  if (out.code !== 0) throw failure(out);
+  return out;
+}
+
+/**
+ * Invokes a plugin for `req.command`. ADD returns the plugin's result
+ * (a result without cniVersion takes the config's); the other commands
+ * return undefined. Failures throw CniError with the plugin's code.
+ */
+export async function invokePlugin(req: PluginRequest): Promise<AnyResult | undefined> {
+  const out = await runPlugin(req);
+  if (req.command !== "ADD") return undefined;
+  const text = decoder.decode(out.stdout);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `plugin "${req.type}" printed a result that is not JSON: ${(err as Error).message}`,
+    );
+  }
+  return parseResult(raw ?? {}, configVersion(configBytes(req.config)));
+}
+
+/**
+ * Asks a plugin which spec versions it speaks (libcni's probe). A plugin
+ * that does not know VERSION speaks 0.1.0.
+ */
+export async function getVersionInfo(
+  type: string,
+  path: readonly string[],
+  timeoutMs?: number,
+): Promise<VersionInfo> {
+  let out: RawOutput;
+  try {
+    out = await runPlugin({
+      command: "VERSION",
+      type,
+      config: { cniVersion: CURRENT_VERSION },
+      netns: "dummy",
+      ifName: "dummy",
+      path: path.length ? path : ["dummy"],
+      timeoutMs,
+    });
+  } catch (err) {
+    if (err instanceof CniError && err.message === "unknown CNI_COMMAND: VERSION") {
+      return { cniVersion: "0.1.0", supportedVersions: ["0.1.0"] };
+    }
+    throw err;
+  }
+  let info: Partial<VersionInfo>;
+  try {
+    info = JSON.parse(decoder.decode(out.stdout));
+  } catch (err) {
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `decoding version info: ${(err as Error).message}`,
+    );
+  }
+  if (typeof info?.cniVersion !== "string" || info.cniVersion === "") {
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      "decoding version info: missing field cniVersion",
+    );
+  }
+  if (!Array.isArray(info.supportedVersions) || info.supportedVersions.length === 0) {
+    if (info.cniVersion === "0.2.0") {
+      return { cniVersion: "0.2.0", supportedVersions: ["0.1.0", "0.2.0"] };
+    }
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      "decoding version info: missing field supportedVersions",
+    );
+  }
+  return { cniVersion: info.cniVersion, supportedVersions: info.supportedVersions.map(String) };
+}
