@@ -11,7 +11,7 @@
 import { join } from "node:path";
 import { errorMessage, InstallError } from "./error.ts";
 import { type InstallStatus, newStatus, serveHealth } from "./health.ts";
-import { jsonLogger, type Logger } from "./log.ts";
+import { createLogger, type Logger } from "../cni/log.ts";
 import { installHelp, type InstallOptions, parseInstallArgs } from "./options.ts";
 import { EXECUTABLE_NAME, reconcile, type ReconcileResult } from "./reconcile.ts";
 import { uninstall } from "./uninstall.ts";
@@ -39,7 +39,7 @@ function stopOnSignals(log: Logger): { signal: AbortSignal; dispose: () => void 
   const ctl = new AbortController();
   const handlers: [Deno.Signal, () => void][] = (["SIGTERM", "SIGINT"] as const).map((sig) => {
     const h = () => {
-      log("info", `${sig} received; stopping and leaving the installed files in place`);
+      log.info(`${sig} received; stopping and leaving the installed files in place`);
       ctl.abort();
     };
     Deno.addSignalListener(sig, h);
@@ -72,9 +72,9 @@ function report(
   for (const c of result.changes) {
     const role = roleOf(c.path, opts);
     status.changes[role] = (status.changes[role] ?? 0) + 1;
-    log("info", `${c.action} ${c.path}`, { path: c.path, action: c.action, role });
+    log.info(`${c.action} ${c.path}`, { path: c.path, action: c.action, role });
   }
-  for (const w of result.warnings) log("warn", w);
+  for (const w of result.warnings) log.warn(w);
 }
 
 /**
@@ -105,7 +105,7 @@ async function firstPass(
       );
     }
     if (Date.now() >= nextWaitLog) {
-      log("info", `waiting for ${result.waitingFor}`, { confDir: opts.confDir });
+      log.info(`waiting for ${result.waitingFor}`, { confDir: opts.confDir });
       nextWaitLog = Date.now() + WAIT_LOG_MS;
     }
     await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())), signal);
@@ -129,14 +129,13 @@ function recordPass(status: InstallStatus, ok: boolean, err?: unknown): void {
 /** Runs `hydra install` with `args`; returns the exit status. */
 export async function runInstall(
   args: string[],
-  log: Logger = jsonLogger("install"),
+  log: Logger = createLogger({ level: "info", fields: { component: "install" } }),
 ): Promise<number> {
   let opts: InstallOptions;
   try {
     opts = parseInstallArgs(args);
   } catch (err) {
-    log("error", errorMessage(err));
-    console.error(`hydra install: ${errorMessage(err)}\nRun "hydra install --help" for usage.`);
+    log.error(errorMessage(err), { hint: 'run "hydra install --help" for usage' });
     return 2;
   }
   if (opts.help) {
@@ -156,12 +155,12 @@ export async function runInstall(
         status,
         serverAbort.signal,
         (addr) =>
-          log("info", "serving /healthz, /readyz and /metrics", {
+          log.info("serving /healthz, /readyz and /metrics", {
             address: `${addr.hostname}:${addr.port}`,
           }),
       );
     }
-    log("info", "installing", {
+    log.info("installing", {
       mode: opts.mode,
       binDir: opts.binDir,
       confDir: opts.confDir,
@@ -177,7 +176,7 @@ export async function runInstall(
     }
     recordPass(status, true);
     status.waitingFor = undefined;
-    log("info", "installed", { mode: opts.mode });
+    log.info("installed", { mode: opts.mode });
     if (opts.once) return 0;
 
     while (!stop.signal.aborted) {
@@ -186,7 +185,7 @@ export async function runInstall(
       try {
         const result = await reconcile(opts, { requireDefaultConf: false }, log);
         if (result.waitingFor && !status.waitingFor) {
-          log("warn", `${result.waitingFor} is gone; keeping hydra's conf as it is`);
+          log.warn(`${result.waitingFor} is gone; keeping hydra's conf as it is`);
         }
         status.waitingFor = result.waitingFor;
         report(result, opts, log, status);
@@ -206,9 +205,9 @@ export async function runInstall(
 
 function logFailure(log: Logger, err: unknown, what: string): void {
   if (err instanceof InstallError) {
-    log("error", err.message, { ...err.details, outcome: what });
+    log.error(err.message, { ...err.details, outcome: what });
   } else {
-    log("error", `unexpected failure: ${errorMessage(err)}`, {
+    log.error(`unexpected failure: ${errorMessage(err)}`, {
       outcome: what,
       stack: err instanceof Error ? err.stack : undefined,
     });
@@ -218,9 +217,9 @@ function logFailure(log: Logger, err: unknown, what: string): void {
 async function runUninstall(opts: InstallOptions, log: Logger): Promise<number> {
   try {
     const result = await uninstall(opts, log);
-    for (const path of result.removed) log("info", `removed ${path}`, { path });
-    for (const w of result.warnings) log("warn", w);
-    log("info", "uninstalled", { removed: result.removed.length });
+    for (const path of result.removed) log.info(`removed ${path}`, { path });
+    for (const w of result.warnings) log.warn(w);
+    log.info("uninstalled", { removed: result.removed.length });
     return 0;
   } catch (err) {
     logFailure(log, err, "uninstall failed; nothing was removed");

@@ -13,7 +13,7 @@ import { builtinNames } from "../plugins/registry.ts";
 import { lstatOrUndefined, readOrUndefined, removeScratch, sha256Bytes } from "./atomic.ts";
 import { InstallError } from "./error.ts";
 import { readCredentials, renderKubeconfig } from "./kubeconfig.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../cni/log.ts";
 import {
   encodeManifest,
   type InstallManifest,
@@ -31,7 +31,7 @@ import {
   ensureFile,
   ensureSymlink,
   newTxn,
-  removeEmptyDir,
+  removeDirIfEmpty,
   removePath,
   rollbackTxn,
   type Txn,
@@ -111,7 +111,7 @@ async function manifestForInstall(opts: InstallOptions, log: Logger): Promise<Ma
   try {
     return (await readManifest(opts.manifest))?.entries ?? [];
   } catch (err) {
-    log("warn", "install manifest unreadable; it will be rewritten", { error: err });
+    log.warn("install manifest unreadable; it will be rewritten", { error: err });
     return [];
   }
 }
@@ -256,7 +256,7 @@ async function stillOurs(entry: ManifestEntry): Promise<boolean> {
     : sha256Bytes(await Deno.readFile(entry.path)) === entry.sha256;
 }
 
-/** Removes `entries` if still ours (files first, then empty dirs deepest first). */
+/** Removes the files and symlinks among `entries` that still hold what hydra wrote. */
 export async function removeEntries(
   txn: Txn,
   entries: ManifestEntry[],
@@ -271,14 +271,21 @@ export async function removeEntries(
     }
     await removePath(txn, e.path);
   }
+}
+
+/** Removes the directories among `entries` that are empty, deepest first. */
+export async function removeDirs(
+  entries: ManifestEntry[],
+  changes: Txn["changes"],
+  warnings: string[],
+): Promise<void> {
   const dirs = entries.filter((e) => e.kind === "dir").sort((a, b) =>
     b.path.length - a.path.length
   );
   for (const e of dirs) {
-    if (!(await lstatOrUndefined(e.path))) continue;
-    if (!(await removeEmptyDir(txn, e.path))) {
-      warnings.push(`${e.path} is not empty; left in place`);
-    }
+    const outcome = await removeDirIfEmpty(e.path);
+    if (outcome === "removed") changes.push({ path: e.path, action: "removed" });
+    if (outcome === "not-empty") warnings.push(`${e.path} is not empty; left in place`);
   }
 }
 
@@ -325,6 +332,7 @@ async function reconcileLocked(
   );
   const txn = newTxn();
   result.changes = txn.changes;
+  let staleDirs: ManifestEntry[] = [];
   try {
     await cleanScratch(opts, items);
     // Directories for the manifest and the kubeconfig; recorded only when
@@ -367,14 +375,15 @@ async function reconcileLocked(
     const stale = oldEntries.filter((e) => !wanted.has(e.path));
     await removeEntries(txn, stale.filter((e) => e.kind !== "dir"), result.warnings);
     await putManifest(txn, opts, desiredEntries);
-    await removeEntries(txn, stale.filter((e) => e.kind === "dir"), result.warnings);
+    staleDirs = stale.filter((e) => e.kind === "dir");
   } catch (err) {
     const undoErrors = await rollbackTxn(txn);
-    for (const e of undoErrors) log("error", "rollback step failed", { error: e });
+    for (const e of undoErrors) log.error("rollback step failed", { error: e });
     result.changes = [];
     throw err;
   }
   await commitTxn(txn);
+  await removeDirs(staleDirs, result.changes, result.warnings);
   return result;
 }
 

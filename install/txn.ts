@@ -186,18 +186,20 @@ export async function removePath(txn: Txn, path: string): Promise<boolean> {
   return true;
 }
 
-/** Removes `path` if it is an empty directory; false when it is not empty or gone. */
-export async function removeEmptyDir(txn: Txn, path: string): Promise<boolean> {
+/**
+ * Removes `path` if it is an empty directory. Runs after the transaction
+ * committed (backups of removed files lived in these directories), so it
+ * is not undone; a directory that is not empty is left in place.
+ */
+export async function removeDirIfEmpty(path: string): Promise<"removed" | "not-empty" | "gone"> {
   const st = await lstatOrUndefined(path);
-  if (!st?.isDirectory) return false;
-  for await (const _ of Deno.readDir(path)) return false;
+  if (!st?.isDirectory) return "gone";
+  for await (const _ of Deno.readDir(path)) return "not-empty";
   try {
     await Deno.remove(path);
     await fsyncDir(dirname(path));
   } catch (err) {
     throw writeError(path, err);
   }
-  txn.changes.push({ path, action: "removed" });
-  txn.undo.push(() => Deno.mkdir(path, { mode: (st.mode ?? 0o755) & 0o7777 }));
-  return true;
+  return "removed";
 }

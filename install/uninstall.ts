@@ -8,11 +8,11 @@
  */
 
 import { InstallError } from "./error.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../cni/log.ts";
 import { readManifest, removalOrder } from "./manifest.ts";
 import type { InstallOptions } from "./options.ts";
-import { removeEntries, withInstallLock } from "./reconcile.ts";
-import { commitTxn, newTxn, removeEmptyDir, removePath, rollbackTxn } from "./txn.ts";
+import { removeDirs, removeEntries, withInstallLock } from "./reconcile.ts";
+import { commitTxn, newTxn, removePath, rollbackTxn } from "./txn.ts";
 
 /** What an uninstall did. */
 export interface UninstallResult {
@@ -38,18 +38,13 @@ export function uninstall(opts: InstallOptions, log: Logger): Promise<UninstallR
     try {
       await removeEntries(txn, ordered.filter((e) => e.kind !== "dir"), result.warnings);
       await removePath(txn, opts.manifest);
-      // Directories last: the manifest lived in one of them.
-      const dirs = ordered.filter((e) => e.kind === "dir");
-      for (const d of dirs) {
-        if (!(await removeEmptyDir(txn, d.path))) {
-          result.warnings.push(`${d.path} is not empty or gone; left in place`);
-        }
-      }
     } catch (err) {
-      for (const e of await rollbackTxn(txn)) log("error", "rollback step failed", { error: e });
+      for (const e of await rollbackTxn(txn)) log.error("rollback step failed", { error: e });
       throw err;
     }
     await commitTxn(txn);
+    // Directories last: the manifest and the backups lived in them.
+    await removeDirs(ordered, txn.changes, result.warnings);
     result.removed = txn.changes.map((c) => c.path);
     return result;
   });
