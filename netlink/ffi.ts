@@ -1,0 +1,137 @@
+/**
+ * libc through Deno FFI, opened once when this module loads.
+ *
+ * Every call here is synchronous and runs on the calling JavaScript thread.
+ * That matters: network namespaces belong to a thread, and Deno runs its own
+ * file I/O on other threads, so anything that must happen inside a namespace
+ * (opening a netlink socket, writing /proc/sys/net, opening /dev/net/tun) is
+ * done through these functions between a setns() and the setns() back.
+ *
+ * @module
+ */
+
+import { NetlinkError } from "./errors.ts";
+
+const lib = Deno.dlopen("libc.so.6", {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  unshare: { parameters: ["i32"], result: "i32" },
+  // open(2) is variadic; on x86_64/arm64 passing the mode as a fixed third
+  // integer argument is ABI-compatible.
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  mkdir: { parameters: ["buffer", "u32"], result: "i32" },
+  unlink: { parameters: ["buffer"], result: "i32" },
+  mount: { parameters: ["buffer", "buffer", "buffer", "usize", "buffer"], result: "i32" },
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "usize", "pointer"], result: "i32" },
+  getpid: { parameters: [], result: "i32" },
+  gettid: { parameters: [], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+});
+
+/** The raw libc symbols, for modules of this package only. */
+export const libc = lib.symbols;
+
+// errno lives in thread-local storage; every caller of this module runs on
+// the thread that loaded it (a Worker loads its own copy), so the address is
+// fixed.
+const errnoView = new Deno.UnsafePointerView(lib.symbols.__errno_location()!);
+
+/** The calling thread's errno, read right after a failed call. */
+export function errno(): number {
+  return errnoView.getInt32();
+}
+
+const encoder = new TextEncoder();
+
+/** A NUL-terminated copy of `s` for passing to libc. */
+export function cstr(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(s.length * 3 + 1);
+  const { written } = encoder.encodeInto(s, bytes);
+  return bytes.subarray(0, written + 1);
+}
+
+/** Throws a {@link NetlinkError} for `op` when a libc call returned a negative value. */
+export function check(ret: number | bigint, op: string): number {
+  const n = Number(ret);
+  if (n < 0) throw new NetlinkError(op, errno());
+  return n;
+}
+
+/** open(2) flags used here. */
+export const O_RDONLY = 0;
+/** open(2): write only. */
+export const O_WRONLY = 1;
+/** open(2): read and write. */
+export const O_RDWR = 2;
+/** open(2): create if missing. */
+export const O_CREAT = 0o100;
+/** open(2): fail if it exists (with O_CREAT). */
+export const O_EXCL = 0o200;
+/** open(2): truncate. */
+export const O_TRUNC = 0o1000;
+/** open(2): close on exec, so children never inherit namespace or socket fds. */
+export const O_CLOEXEC = 0o2000000;
+
+/** Opens `path` on the calling thread; returns the fd or throws. */
+export function openFd(path: string, flags: number, mode = 0): number {
+  return check(lib.symbols.open(cstr(path), flags | O_CLOEXEC, mode), `open ${path}`);
+}
+
+/** Closes an fd, ignoring errors (nothing useful can be done about them). */
+export function closeFd(fd: number): void {
+  lib.symbols.close(fd);
+}
+
+/** Writes all of `data` to `fd` on the calling thread. */
+export function writeAll(fd: number, data: Uint8Array, op: string): void {
+  let off = 0;
+  while (off < data.length) {
+    off += check(lib.symbols.write(fd, data.subarray(off), BigInt(data.length - off)), op);
+  }
+}
+
+/** Reads `fd` to its end on the calling thread. */
+export function readAll(fd: number, op: string): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const buf = new Uint8Array(4096);
+    const n = check(lib.symbols.read(fd, buf, BigInt(buf.length)), op);
+    if (n === 0) break;
+    chunks.push(buf.subarray(0, n));
+    total += n;
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
+
+/** Device and inode of an open fd (fstat); identifies a namespace file. */
+export function fstatId(fd: number, op: string): { dev: bigint; ino: bigint } {
+  // struct stat on x86_64 and arm64 starts with st_dev (u64) then st_ino (u64).
+  const st = new BigUint64Array(32);
+  check(lib.symbols.fstat(fd, new Uint8Array(st.buffer)), op);
+  return { dev: st[0], ino: st[1] };
+}
+
+/** The calling thread's kernel thread id. */
+export function gettid(): number {
+  return lib.symbols.gettid();
+}
+
+/** The process id. */
+export function getpid(): number {
+  return lib.symbols.getpid();
+}

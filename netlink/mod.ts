@@ -1,0 +1,112 @@
+/**
+ * hydra's kernel layer: rtnetlink over Deno FFI to libc, network namespaces
+ * and sysctls. No `ip` command involved.
+ *
+ * Everything is synchronous and acts through a {@link Handle} bound to one
+ * network namespace:
+ *
+ * ```ts
+ * import * as nl from "./netlink/mod.ts";
+ *
+ * const h = nl.openHandle({ netnsPath: "/var/run/netns/pod1" });
+ * try {
+ *   nl.setLinkUp(h, "lo");
+ *   nl.addAddr(h, "eth0", "10.1.0.5/24");
+ *   nl.addRoute(h, { dst: "default", gateway: "10.1.0.1" });
+ * } finally {
+ *   nl.closeHandle(h);
+ * }
+ * ```
+ *
+ * Kernel refusals throw {@link NetlinkError} (`errno`, `code` such as
+ * "EEXIST"); {@link isExists} and {@link isNotFound} classify them.
+ *
+ * The IP/MAC helpers in `ip.ts` are re-exported here; import `ip.ts`
+ * directly to use them without loading the FFI.
+ *
+ * @module
+ */
+
+export * from "./errors.ts";
+export * from "./ip.ts";
+export * from "./constants.ts";
+export {
+  closeHandle,
+  type Handle,
+  openHandle,
+  type OpenHandleOptions,
+  withHandle,
+} from "./socket.ts";
+export {
+  createNamedNetns,
+  currentNetnsId,
+  deleteNamedNetns,
+  namedNetnsPath,
+  NETNS_RUN_DIR,
+  type NetnsId,
+  netnsId,
+  type NetnsRef,
+  openNetnsFd,
+  sameNetns,
+  THREAD_NETNS_PATH,
+  withNetnsSync,
+} from "./netns.ts";
+export { closeFd } from "./ffi.ts";
+export type {
+  BridgeInfo,
+  BridgePortInfo,
+  IpvlanMode,
+  KindInfo,
+  LinkCommon,
+  LinkKind,
+  LinkNetns,
+  LinkRef,
+  LinkSpec,
+  MacvlanMode,
+  VethPeer,
+  VxlanInfo,
+} from "./link_kinds.ts";
+export {
+  addLink,
+  delLink,
+  findLink,
+  getLink,
+  type Link,
+  type LinkChanges,
+  type LinkFilter,
+  linkIndex,
+  listLinks,
+  setBridgePort,
+  setLink,
+  setLinkAlias,
+  setLinkDown,
+  setLinkHairpin,
+  setLinkMac,
+  setLinkMaster,
+  setLinkMtu,
+  setLinkName,
+  setLinkNetns,
+  setLinkPromisc,
+  setLinkUp,
+} from "./link.ts";
+export {
+  addAddr,
+  type Addr,
+  type AddrFilter,
+  type AddrOptions,
+  delAddr,
+  listAddrs,
+  replaceAddr,
+} from "./addr.ts";
+export {
+  addRoute,
+  delRoute,
+  listRoutes,
+  lookupRoute,
+  type NextHop,
+  replaceRoute,
+  type Route,
+  type RouteFilter,
+  type RouteSpec,
+} from "./route.ts";
+export { sysctlPath, sysctlRead, sysctlWrite } from "./sysctl.ts";

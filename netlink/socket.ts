@@ -1,0 +1,278 @@
+/**
+ * rtnetlink handles: a NETLINK_ROUTE socket bound to one network namespace,
+ * and the request/acknowledge and dump exchanges every other module uses.
+ *
+ * The socket is opened while the calling thread is inside the target
+ * namespace; a netlink socket keeps acting in the namespace it was created
+ * in, so later requests act there from any thread.
+ *
+ * Requests are synchronous: the kernel handles an rtnetlink request while it
+ * is sent, so the answer is already queued when recv() is called.
+ *
+ * @module
+ */
+
+import { NetlinkError } from "./errors.ts";
+import { check, closeFd, errno, libc } from "./ffi.ts";
+import {
+  createWriter,
+  getI32,
+  getString,
+  getU16,
+  getU32,
+  NLM_F_ACK,
+  NLM_F_ACK_TLVS,
+  NLM_F_CAPPED,
+  NLM_F_DUMP,
+  NLM_F_DUMP_INTR,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_HDRLEN,
+  NLMSGERR_ATTR_MSG,
+  parseAttrs,
+  type Writer,
+} from "./message.ts";
+import { type NetnsRef, withNetnsSync } from "./netns.ts";
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const NETLINK_ROUTE = 0;
+const SOL_NETLINK = 270;
+const NETLINK_CAP_ACK = 10;
+const NETLINK_EXT_ACK = 11;
+const NETLINK_GET_STRICT_CHK = 12;
+const MSG_TRUNC = 0x20;
+const EBADF = 9;
+const EMSGSIZE = 90;
+const EINTR = 4;
+const RECV_BUFFER = 64 * 1024;
+const DUMP_RETRIES = 5;
+
+/** An open rtnetlink socket acting in one network namespace. */
+export interface Handle {
+  /** The socket fd. */
+  readonly fd: number;
+  /** The namespace the handle acts in; undefined for the namespace it was opened from. */
+  readonly netns?: NetnsRef;
+  /** Whether {@link closeHandle} was called. */
+  closed: boolean;
+  /** Last sequence number used. */
+  seq: number;
+  /** The reusable request buffer. */
+  readonly writer: Writer;
+  /** The reusable receive buffer. */
+  recvBuf: Uint8Array<ArrayBuffer>;
+}
+
+/** Where a handle acts: a namespace path, or an open namespace fd. Neither means here. */
+export interface OpenHandleOptions {
+  /** Namespace file path (/var/run/netns/x, /proc/<pid>/ns/net). */
+  netnsPath?: string;
+  /** Open namespace fd (stays owned by the caller). */
+  netnsFd?: number;
+}
+
+const one = new Uint8Array(new Int32Array([1]).buffer);
+
+/**
+ * Opens a handle acting in the given namespace (default: the calling
+ * thread's). Close it with {@link closeHandle}.
+ */
+export function openHandle(opts: OpenHandleOptions = {}): Handle {
+  const netns: NetnsRef | undefined = opts.netnsPath ??
+    (opts.netnsFd !== undefined ? { fd: opts.netnsFd } : undefined);
+  const fd = withNetnsSync(
+    netns,
+    () => check(libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "netlink socket"),
+  );
+  try {
+    check(libc.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, one, 4), "setsockopt NETLINK_EXT_ACK");
+    check(libc.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, one, 4), "setsockopt NETLINK_CAP_ACK");
+    // Strict checking lets dumps be filtered by the kernel (table, protocol,
+    // device) instead of shipping every object to us.
+    check(
+      libc.setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, one, 4),
+      "setsockopt NETLINK_GET_STRICT_CHK",
+    );
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return {
+    fd,
+    netns,
+    closed: false,
+    seq: Math.floor(Math.random() * 0x7fffffff),
+    writer: createWriter(),
+    recvBuf: new Uint8Array(RECV_BUFFER),
+  };
+}
+
+/** Closes a handle; closing twice is harmless. */
+export function closeHandle(h: Handle): void {
+  if (h.closed) return;
+  h.closed = true;
+  closeFd(h.fd);
+}
+
+/**
+ * Opens a handle, runs `fn` with it and closes it afterwards (after the
+ * promise settles when `fn` is async).
+ */
+export function withHandle<T>(opts: OpenHandleOptions, fn: (h: Handle) => T): T {
+  const h = openHandle(opts);
+  let result: T;
+  try {
+    result = fn(h);
+  } catch (e) {
+    closeHandle(h);
+    throw e;
+  }
+  if (result instanceof Promise) {
+    return result.finally(() => closeHandle(h)) as T;
+  }
+  closeHandle(h);
+  return result;
+}
+
+/** Starts a request of `type` with `flags` (REQUEST and ACK are added); returns the writer. */
+export function beginRequest(h: Handle, type: number, flags = 0): Writer {
+  if (h.closed) throw new NetlinkError("netlink handle", EBADF);
+  h.seq = (h.seq + 1) >>> 0;
+  h.writer.begin(type, flags | NLM_F_REQUEST | NLM_F_ACK, h.seq);
+  return h.writer;
+}
+
+/** Starts a dump request of `type`; returns the writer. */
+export function beginDump(h: Handle, type: number): Writer {
+  if (h.closed) throw new NetlinkError("netlink handle", EBADF);
+  h.seq = (h.seq + 1) >>> 0;
+  h.writer.begin(type, NLM_F_REQUEST | NLM_F_DUMP, h.seq);
+  return h.writer;
+}
+
+/** One received message: its type, flags and payload (a view valid only inside the callback). */
+export type OnMessage = (type: number, flags: number, payload: Uint8Array) => void;
+
+function send(h: Handle, msg: Uint8Array, op: string): void {
+  for (;;) {
+    const n = Number(libc.send(h.fd, msg, BigInt(msg.length), 0));
+    if (n >= 0) return;
+    if (errno() !== EINTR) check(n, op);
+  }
+}
+
+function recvInto(h: Handle, op: string): number {
+  for (;;) {
+    const n = Number(libc.recv(h.fd, h.recvBuf, BigInt(h.recvBuf.length), MSG_TRUNC));
+    if (n < 0) {
+      if (errno() === EINTR) continue;
+      check(n, op);
+    }
+    if (n > h.recvBuf.length) {
+      // The datagram did not fit and its tail is lost; grow for next time.
+      h.recvBuf = new Uint8Array(Math.max(n, h.recvBuf.length * 2));
+      throw new NetlinkError(`${op}: reply of ${n} bytes truncated`, EMSGSIZE);
+    }
+    return n;
+  }
+}
+
+/** Reads the extended-ack text of an error or DONE message. */
+function extackText(flags: number, payload: Uint8Array, tlvOffset: number): string | undefined {
+  if (!(flags & NLM_F_ACK_TLVS) || tlvOffset >= payload.length) return undefined;
+  const msg = parseAttrs(payload, tlvOffset).get(NLMSGERR_ATTR_MSG);
+  return msg ? getString(msg) : undefined;
+}
+
+function errorFromAck(op: string, flags: number, payload: Uint8Array): NetlinkError | null {
+  const code = getI32(payload, 0);
+  if (code === 0) return null;
+  // Without NLM_F_CAPPED the original request follows in full.
+  const origLen = payload.length >= 8 ? getU32(payload, 4) : NLMSG_HDRLEN;
+  const tlv = 4 + (flags & NLM_F_CAPPED ? NLMSG_HDRLEN : origLen);
+  return new NetlinkError(op, -code, extackText(flags, payload, tlv));
+}
+
+/**
+ * Walks the messages of one exchange until the kernel says it is done.
+ * Returns whether any part of a dump was flagged inconsistent.
+ */
+function exchange(
+  h: Handle,
+  seq: number,
+  op: string,
+  dump: boolean,
+  onMessage?: OnMessage,
+): boolean {
+  let interrupted = false;
+  for (;;) {
+    const n = recvInto(h, op);
+    const buf = h.recvBuf;
+    let off = 0;
+    while (off + NLMSG_HDRLEN <= n) {
+      const len = getU32(buf, off);
+      if (len < NLMSG_HDRLEN || off + len > n) break;
+      const type = getU16(buf, off + 4);
+      const flags = getU16(buf, off + 6);
+      const mseq = getU32(buf, off + 8);
+      const payload = buf.subarray(off + NLMSG_HDRLEN, off + len);
+      off += (len + 3) & ~3;
+      // Replies to an earlier request that was abandoned (an exception in a
+      // callback) are skipped.
+      if (mseq !== seq) continue;
+      if (flags & NLM_F_DUMP_INTR) interrupted = true;
+      if (type === NLMSG_ERROR) {
+        const err = errorFromAck(op, flags, payload);
+        if (err) throw err;
+        if (!dump) return interrupted;
+        continue;
+      }
+      if (type === NLMSG_DONE) {
+        const code = payload.length >= 4 ? getI32(payload, 0) : 0;
+        if (code < 0) throw new NetlinkError(op, -code, extackText(flags, payload, 4));
+        return interrupted;
+      }
+      onMessage?.(type, flags, payload);
+    }
+  }
+}
+
+/**
+ * Sends the request built with {@link beginRequest} and waits for its
+ * acknowledgement; replies before the ack (GET answers, echoes) go to
+ * `onMessage`. Throws {@link NetlinkError} when the kernel refuses.
+ */
+export function execute(h: Handle, op: string, onMessage?: OnMessage): void {
+  const msg = h.writer.finish();
+  send(h, msg, op);
+  exchange(h, h.seq, op, false, onMessage);
+}
+
+/**
+ * Sends the dump built with {@link beginDump} and collects what `parse`
+ * returns for each message (undefined results are dropped). A dump the
+ * kernel flags as inconsistent (the table changed meanwhile) is redone.
+ */
+export function executeDump<T>(
+  h: Handle,
+  op: string,
+  parse: (type: number, payload: Uint8Array) => T | undefined,
+): T[] {
+  const msg = h.writer.finish();
+  const request = msg.slice();
+  for (let attempt = 0;; attempt++) {
+    const out: T[] = [];
+    const seq = getU32(request, 8);
+    send(h, request, op);
+    const interrupted = exchange(h, seq, op, true, (type, _flags, payload) => {
+      const v = parse(type, payload);
+      if (v !== undefined) out.push(v);
+    });
+    if (!interrupted || attempt >= DUMP_RETRIES) return out;
+    h.seq = (h.seq + 1) >>> 0;
+    new DataView(request.buffer).setUint32(8, h.seq, true);
+  }
+}
