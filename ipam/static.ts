@@ -156,9 +156,10 @@ function toResult(config: StaticConfig): Result {
   return result;
 }
 
-function add(args: CmdArgs): Promise<AnyResult> {
+// deno-lint-ignore require-await -- async so that a bad config rejects rather than throws
+async function add(args: CmdArgs): Promise<AnyResult> {
   const config = loadStaticConfig(args.config, args.args);
-  return Promise.resolve(fromInternal(toResult(config), config.cniVersion));
+  return fromInternal(toResult(config), config.cniVersion);
 }
 
 /** Addresses (with gateways) of a prevResult in the 0.3+ shape or the 0.1/0.2 shape. */
@@ -181,34 +182,28 @@ function previousIps(prev: unknown): { ip: IpAddr; gateway?: IpAddr }[] {
   });
 }
 
-function check(args: CmdArgs): Promise<void> {
+// deno-lint-ignore require-await -- async so that every failure rejects rather than throws
+async function check(args: CmdArgs): Promise<void> {
   const config = loadStaticConfig(args.config, args.args);
   if (!args.config.prevResult) {
-    return Promise.reject(
-      new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing"),
-    );
+    throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
   }
   const prev = previousIps(args.config.prevResult);
   for (const want of config.addresses) {
     const found = prev.find((p) => ipEquals(p.ip, want.address.ip));
     if (!found) {
-      return Promise.reject(
-        new CniError(
-          ErrorCode.Internal,
-          `static: address ${formatIp(want.address.ip)} missing from interface ${args.ifName}`,
-        ),
+      throw new CniError(
+        ErrorCode.Internal,
+        `static: address ${formatIp(want.address.ip)} missing from interface ${args.ifName}`,
       );
     }
     if (want.gateway && !ipEquals(found.gateway, want.gateway)) {
-      return Promise.reject(
-        new CniError(
-          ErrorCode.Internal,
-          `static: Failed to match addr ${formatIp(found.ip)} on interface ${args.ifName}`,
-        ),
+      throw new CniError(
+        ErrorCode.Internal,
+        `static: Failed to match addr ${formatIp(found.ip)} on interface ${args.ifName}`,
       );
     }
   }
-  return Promise.resolve();
 }
 
 /** The static IPAM plugin (invoked as `hydra-static`). */

@@ -21,7 +21,6 @@
  * @module
  */
 
-import { join } from "node:path";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { formatIp, type IpAddr, parseIp } from "./ip.ts";
 
@@ -68,6 +67,14 @@ function ioError(what: string, err: unknown): CniError {
     ErrorCode.IoFailure,
     `${what}: ${err instanceof Error ? err.message : String(err)}`,
   );
+}
+
+/**
+ * `dir/name`. Local rather than node:path, whose compatibility layer adds
+ * measurably to the start of every exec'd plugin.
+ */
+function join(dir: string, name: string): string {
+  return `${dir.replace(/\/+$/, "") || "/"}/${name}`.replace(/^\/\//, "/");
 }
 
 /** In-process queue per lock path, so concurrent callers in one process wait in line. */
