@@ -1,0 +1,390 @@
+/**
+ * The meta-CNI's Kubernetes mode, up to the point of running plugins: find
+ * the pod, then build the ordered list of attachments (the default network,
+ * `defaultNetworks`, then what the pod selects) with each one's conf,
+ * interface name, runtimeConfig and CNI_ARGS, the way Multus resolves them.
+ *
+ * @module
+ */
+
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import { type KubeClient, retryTransient } from "./client.ts";
+import { findConfByName, loadConfPath, type LoadedConf, parseConf } from "./confdir.ts";
+import {
+  type DefaultRoutePlan,
+  delegateCniArgs,
+  delegateIfName,
+  delegateRuntimeConfig,
+  injectCniArgs,
+  planDefaultRoutes,
+  type PodArgs,
+} from "./delegate.ts";
+import { isNotFound, isTransient, kubeCniError } from "./errors.ts";
+import {
+  createEvent,
+  getLegacyNetwork,
+  getNetworkAttachmentDefinition,
+  getPod,
+  type LegacyNetwork,
+  type Pod,
+  PodUidMismatchError,
+} from "./objects.ts";
+import {
+  checkNamespaceAccess,
+  DEFAULT_NETWORK_ANNOTATION,
+  defaultNetworkOverride,
+  LEGACY_NETWORKS_ANNOTATION,
+  NETWORKS_ANNOTATION,
+  type NetworkSelection,
+  parseGlobalNamespaces,
+  podNetworkSelections,
+  SelectionError,
+} from "./selection.ts";
+
+/** The Kubernetes-mode keys of the meta-CNI's conf (Multus's names and defaults). */
+export interface KubeModeConfig {
+  /** The default network: NAD name (in `multusNamespace`), conf name in `confDir`, or a path. */
+  clusterNetwork: string;
+  /** Extra networks every pod gets (not pods in `systemNamespaces`). */
+  defaultNetworks?: string[];
+  /** Where NADs with an empty spec and named networks are looked up; /etc/cni/multus/net.d. */
+  confDir?: string;
+  namespaceIsolation?: boolean;
+  /** Comma-separated namespaces usable from any namespace under isolation; "default". */
+  globalNamespaces?: string;
+  /** Namespaces whose pods skip `defaultNetworks`; ["kube-system"]. */
+  systemNamespaces?: string[];
+  /** Namespace of cluster/default network NADs; "kube-system". */
+  multusNamespace?: string;
+  /** runtimeConfig the meta-CNI itself received; passed on to every delegate. */
+  runtimeConfig?: Record<string, unknown>;
+}
+
+/** One network to attach, ready to run. */
+export interface Attachment {
+  /** "namespace/name" for a NAD, else the conf's name; used in network-status. */
+  name: string;
+  /** Position in the delegate list (0 = default network). */
+  index: number;
+  /** True for the pod's default network (its result is the meta-CNI's result). */
+  isDefault: boolean;
+  /** Plugin conf or conflist, with `name` filled in and `cni-args` merged. */
+  conf: Record<string, unknown>;
+  isList: boolean;
+  /** `conf` as JSON bytes. */
+  confBytes: Uint8Array;
+  ifName: string;
+  /** Capability args before filtering by each plugin's `capabilities`. */
+  runtimeConfig: Record<string, unknown>;
+  /** CNI_ARGS for this delegate for the command being resolved. */
+  cniArgs: string;
+  /** The pod's request, when the pod selected this network. */
+  selection?: NetworkSelection;
+  /** Default-route handling after ADD, when any attachment asked for `default-route`. */
+  defaultRoute?: DefaultRoutePlan;
+  /** Where the conf came from. */
+  source: "nad" | "file" | "legacy-network";
+}
+
+/** Invocation details {@link resolveAttachments} needs. */
+export interface ResolveOptions {
+  /** The CNI command ("ADD" adds MAC=/IP= requests to CNI_ARGS). */
+  command: string;
+  /** CNI_IFNAME: the default network's interface. */
+  ifName: string;
+  containerId: string;
+  /** CNI_ARGS as received. */
+  cniArgs: string;
+  pod: PodArgs;
+  /** Per-request deadline; the client's default when omitted. */
+  timeoutMs?: number;
+  /** Node name, reported on Events. */
+  host?: string;
+}
+
+const encoder = new TextEncoder();
+
+/** Kubernetes' own marker for static (file/http) pods, whose API object is a mirror. */
+function isStaticPod(pod: Pod): boolean {
+  const source = pod.metadata.annotations?.["kubernetes.io/config.source"];
+  return source !== undefined && source !== "api";
+}
+
+/**
+ * Reads the pod a CNI call is about, retrying transient failures until
+ * `deadlineMs`. Returns undefined when the pod does not exist; throws
+ * {@link PodUidMismatchError} when the pod under that name has another UID
+ * (it was replaced), except for static pods; throws CNI code 11 when the API
+ * server stayed unreachable.
+ */
+export async function fetchPod(
+  client: KubeClient,
+  pod: PodArgs,
+  opts: { deadlineMs: number; timeoutMs?: number },
+): Promise<Pod | undefined> {
+  let found: Pod;
+  try {
+    found = await retryTransient(
+      (left) =>
+        getPod(client, pod.namespace, pod.name, {
+          timeoutMs: Math.min(opts.timeoutMs ?? client.timeoutMs, left),
+        }),
+      { deadlineMs: opts.deadlineMs },
+    );
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw kubeCniError(err, `get pod ${pod.namespace}/${pod.name}`);
+  }
+  if (pod.uid && found.metadata.uid !== pod.uid && !isStaticPod(found)) {
+    throw new PodUidMismatchError(pod.namespace, pod.name, pod.uid, found.metadata.uid ?? "");
+  }
+  return found;
+}
+
+/** Fills in a missing or empty `name` with the object's name, as NAD consumers do. */
+function withName(loaded: LoadedConf, name: string): LoadedConf {
+  if (typeof loaded.conf.name === "string" && loaded.conf.name !== "") return loaded;
+  return { ...loaded, conf: { ...loaded.conf, name } };
+}
+
+/** The conf of a legacy Network object: `{name, type: plugin, ...args}`. */
+export function legacyNetworkConf(net: LegacyNetwork): LoadedConf {
+  const where = `Network ${net.metadata.namespace}/${net.metadata.name}`;
+  if (!net.plugin) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `${where}: "plugin" is missing`);
+  }
+  let args: Record<string, unknown> = {};
+  if (net.args) {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(net.args);
+    } catch (err) {
+      throw new CniError(ErrorCode.InvalidNetworkConfig, `${where}: "args" is not JSON: ${err}`);
+    }
+    if (Array.isArray(doc) && doc.length === 1) doc = doc[0];
+    if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `${where}: "args" must be an object or a list holding one object`,
+      );
+    }
+    args = doc as Record<string, unknown>;
+  }
+  return { conf: { name: net.metadata.name, ...args, type: net.plugin }, isList: false };
+}
+
+/** Context shared by the lookups of one resolve. */
+interface Lookup {
+  client: KubeClient;
+  pod: Pod;
+  confDir: string;
+  opts: ResolveOptions;
+}
+
+/** Records a Warning on the pod; best effort, never fails the caller. */
+async function warn(l: Lookup, reason: string, message: string): Promise<void> {
+  try {
+    await createEvent(l.client, l.pod, { type: "Warning", reason, message, host: l.opts.host }, {
+      timeoutMs: Math.min(l.opts.timeoutMs ?? l.client.timeoutMs, 2_000),
+    });
+  } catch {
+    // The error the caller returns says the same thing.
+  }
+}
+
+/**
+ * Loads the conf of a NetworkAttachmentDefinition (empty spec: the conf
+ * file of that name in the conf dir). Missing or invalid NADs raise a
+ * Warning Event on the pod and a CNI error naming the NAD and the field.
+ */
+async function nadConf(l: Lookup, namespace: string, name: string): Promise<LoadedConf> {
+  const id = `${namespace}/${name}`;
+  let nad;
+  try {
+    nad = await getNetworkAttachmentDefinition(l.client, namespace, name, {
+      timeoutMs: l.opts.timeoutMs,
+    });
+  } catch (err) {
+    if (isTransient(err)) throw kubeCniError(err, `get NetworkAttachmentDefinition ${id}`);
+    const msg = isNotFound(err)
+      ? `cannot find a network-attachment-definition (${name}) in namespace (${namespace})`
+      : `cannot read NetworkAttachmentDefinition ${id}: ${(err as Error).message}`;
+    await warn(l, "NoNetworkFound", msg);
+    throw new CniError(ErrorCode.InvalidNetworkConfig, msg);
+  }
+  try {
+    const config = nad.spec?.config ?? "";
+    if (config === "") {
+      const found = await findConfByName(name, l.confDir);
+      if (!found) {
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `NetworkAttachmentDefinition ${id}: spec.config is empty and no CNI config named "${name}" is in ${l.confDir}`,
+        );
+      }
+      return found;
+    }
+    return withName(parseConf(config, `NetworkAttachmentDefinition ${id} spec.config`), name);
+  } catch (err) {
+    await warn(l, "InvalidNetwork", (err as Error).message);
+    throw err;
+  }
+}
+
+/**
+ * A network named in the conf (`clusterNetwork`, `defaultNetworks`): a path
+ * is loaded from disk; a name is a NAD in `namespace`, else a conf of that
+ * name in the conf dir.
+ */
+async function namedNetwork(
+  l: Lookup,
+  network: string,
+  namespace: string,
+): Promise<{ name: string; loaded: LoadedConf; source: Attachment["source"] }> {
+  if (network.includes("/")) {
+    const loaded = await loadConfPath(network);
+    return { name: String(loaded.conf.name ?? network), loaded, source: "file" };
+  }
+  let apiErr: unknown;
+  try {
+    const nad = await getNetworkAttachmentDefinition(l.client, namespace, network, {
+      timeoutMs: l.opts.timeoutMs,
+    });
+    const id = `${namespace}/${network}`;
+    const config = nad.spec?.config ?? "";
+    const loaded = config === ""
+      ? await findConfByName(network, l.confDir)
+      : withName(parseConf(config, `NetworkAttachmentDefinition ${id} spec.config`), network);
+    if (loaded) return { name: id, loaded, source: "nad" };
+  } catch (err) {
+    if (err instanceof CniError) throw err;
+    apiErr = err;
+  }
+  const file = await findConfByName(network, l.confDir);
+  if (file) return { name: String(file.conf.name), loaded: file, source: "file" };
+  if (apiErr && !isNotFound(apiErr)) {
+    throw kubeCniError(apiErr, `get NetworkAttachmentDefinition ${namespace}/${network}`);
+  }
+  throw new CniError(
+    ErrorCode.InvalidNetworkConfig,
+    `cannot find network "${network}": no NetworkAttachmentDefinition in namespace ${namespace} and no CNI config of that name in ${l.confDir}`,
+  );
+}
+
+/** A network the pod selected: a NAD, or for the older annotation a legacy Network (else a NAD). */
+async function selectedNetwork(
+  l: Lookup,
+  sel: NetworkSelection,
+  legacy: boolean,
+): Promise<{ loaded: LoadedConf; source: Attachment["source"] }> {
+  if (legacy) {
+    try {
+      const net = await getLegacyNetwork(l.client, sel.namespace, sel.name, {
+        timeoutMs: l.opts.timeoutMs,
+      });
+      return { loaded: legacyNetworkConf(net), source: "legacy-network" };
+    } catch (err) {
+      if (err instanceof CniError) throw err;
+      if (!isNotFound(err)) throw kubeCniError(err, `get Network ${sel.namespace}/${sel.name}`);
+    }
+  }
+  return { loaded: await nadConf(l, sel.namespace, sel.name), source: "nad" };
+}
+
+/**
+ * The pod's attachments in order: its default network (the pod's
+ * `v1.multus-cni.io/default-network` if set, else `clusterNetwork`), the
+ * conf's `defaultNetworks` (not for pods in system namespaces), then the
+ * networks its annotation selects. Fails with CNI code 7 for bad
+ * selections or networks (naming them), 11 when the API server is
+ * unreachable.
+ */
+export async function resolveAttachments(
+  pod: Pod,
+  conf: KubeModeConfig,
+  client: KubeClient,
+  opts: ResolveOptions,
+): Promise<Attachment[]> {
+  const podNs = pod.metadata.namespace;
+  const multusNs = conf.multusNamespace ?? "kube-system";
+  const l: Lookup = { client, pod, confDir: conf.confDir ?? "/etc/cni/multus/net.d", opts };
+  const annotations = pod.metadata.annotations;
+  const planned: {
+    name: string;
+    loaded: LoadedConf;
+    source: Attachment["source"];
+    sel?: NetworkSelection;
+  }[] = [];
+
+  const override = defaultNetworkOverride(annotations, multusNs);
+  if (override) {
+    const loaded = await nadConf(l, override.namespace, override.name);
+    planned.push({
+      name: `${override.namespace}/${override.name}`,
+      loaded,
+      source: "nad",
+      sel: override,
+    });
+  } else {
+    planned.push(await namedNetwork(l, conf.clusterNetwork, multusNs));
+  }
+  if (!(conf.systemNamespaces ?? ["kube-system"]).includes(podNs)) {
+    for (const net of conf.defaultNetworks ?? []) {
+      planned.push(await namedNetwork(l, net, multusNs));
+    }
+  }
+
+  const { source, selections } = podNetworkSelections(annotations, podNs);
+  const annotation = source === "legacy" ? LEGACY_NETWORKS_ANNOTATION : NETWORKS_ANNOTATION;
+  const policy = {
+    namespaceIsolation: conf.namespaceIsolation ?? false,
+    globalNamespaces: parseGlobalNamespaces(conf.globalNamespaces),
+  };
+  for (const [i, sel] of selections.entries()) {
+    try {
+      checkNamespaceAccess(podNs, sel, policy, annotation, i + 1);
+    } catch (err) {
+      await warn(l, "NetworkNotAllowed", (err as Error).message);
+      throw err;
+    }
+    const { loaded, source: from } = await selectedNetwork(l, sel, source === "legacy");
+    planned.push({ name: `${sel.namespace}/${sel.name}`, loaded, source: from, sel });
+  }
+
+  const routes = planDefaultRoutes(planned.map((p) => p.sel?.defaultRoute));
+  const seen = new Map<string, string>();
+  return planned.map((p, index) => {
+    const isDefault = index === 0;
+    const ifName = delegateIfName(p.sel, index, isDefault, opts.ifName);
+    const clash = seen.get(ifName);
+    if (clash !== undefined) {
+      throw new SelectionError(
+        override && index === 0 ? DEFAULT_NETWORK_ANNOTATION : annotation,
+        `networks "${clash}" and "${p.name}" both use interface name "${ifName}"`,
+      );
+    }
+    seen.set(ifName, p.name);
+    const confObj = p.sel?.cniArgs
+      ? injectCniArgs(p.loaded.conf, p.sel.cniArgs, p.name)
+      : p.loaded.conf;
+    const att: Attachment = {
+      name: p.name,
+      index,
+      isDefault,
+      conf: confObj,
+      isList: p.loaded.isList,
+      confBytes: encoder.encode(JSON.stringify(confObj)),
+      ifName,
+      runtimeConfig: delegateRuntimeConfig(conf.runtimeConfig, p.sel, isDefault, {
+        containerId: opts.containerId,
+        ifName,
+        delegateName: p.name,
+      }),
+      cniArgs: delegateCniArgs(opts.pod, opts.cniArgs, p.sel, opts.command),
+      source: p.source,
+    };
+    if (p.sel) att.selection = p.sel;
+    if (routes) att.defaultRoute = routes[index];
+    return att;
+  });
+}
