@@ -110,3 +110,20 @@ export {
   type RouteSpec,
 } from "./route.ts";
 export { sysctlPath, sysctlRead, sysctlWrite } from "./sysctl.ts";
+export {
+  addFdb,
+  addNeigh,
+  appendFdb,
+  delFdb,
+  delNeigh,
+  type FdbEntry,
+  type FdbFilter,
+  type FdbSpec,
+  listFdb,
+  listNeighs,
+  type Neigh,
+  type NeighFilter,
+  type NeighSpec,
+  replaceFdb,
+  replaceNeigh,
+} from "./neigh.ts";
