@@ -377,8 +377,10 @@ async function reconcileLocked(
     await putManifest(txn, opts, desiredEntries);
     staleDirs = stale.filter((e) => e.kind === "dir");
   } catch (err) {
+    const undone = txn.changes.map((c) => c.path);
     const undoErrors = await rollbackTxn(txn);
     for (const e of undoErrors) log.error("rollback step failed", { error: e });
+    if (undone.length > 0) log.warn("pass failed; rolled back its changes", { paths: undone });
     result.changes = [];
     throw err;
   }

@@ -39,7 +39,11 @@ export function uninstall(opts: InstallOptions, log: Logger): Promise<UninstallR
       await removeEntries(txn, ordered.filter((e) => e.kind !== "dir"), result.warnings);
       await removePath(txn, opts.manifest);
     } catch (err) {
+      const undone = txn.changes.map((c) => c.path);
       for (const e of await rollbackTxn(txn)) log.error("rollback step failed", { error: e });
+      if (undone.length > 0) {
+        log.warn("uninstall failed; put back what it removed", { paths: undone });
+      }
       throw err;
     }
     await commitTxn(txn);

@@ -170,6 +170,8 @@ export interface RunningInstall {
   waitForLog(pred: (line: Record<string, unknown>) => boolean, what: string): Promise<void>;
   /** Sends `signal` and waits for the exit. */
   stop(signal?: Deno.Signal): Promise<RunResult>;
+  /** Waits for the exit. */
+  wait(): Promise<RunResult>;
 }
 
 /** Starts `hydra install <args>` without waiting for it. */
@@ -208,6 +210,7 @@ export function startInstall(args: string[]): RunningInstall {
         if (status) throw new Error(`hydra install exited (${status.code}): ${stderr}`);
       });
     },
+    wait: finish,
     async stop(signal = "SIGTERM") {
       try {
         child.kill(signal);
