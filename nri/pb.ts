@@ -28,7 +28,10 @@ export function decodeFields(bytes: Uint8Array, what: string, visit: FieldVisito
     const reader = new BinaryReader(bytes);
     while (reader.pos < reader.len) {
       const [field, wireType] = reader.tag();
-      if (!visit(field, wireType, reader)) reader.skip(wireType, field);
+      if (visit(field, wireType, reader)) continue;
+      // The library's skip accepts over-long varints; reading one rejects them.
+      if (wireType === WireType.Varint) reader.uint64();
+      else reader.skip(wireType, field);
     }
     if (reader.pos !== reader.len) throw new RangeError("premature EOF");
   });

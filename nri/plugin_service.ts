@@ -176,7 +176,8 @@ export function createPluginService(options: PluginServiceOptions): ServiceTable
   ): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let late = false;
-    const budgetMs = Math.max(0, Math.round(deadline - performance.now()));
+    // Timers overflow past 2^31-1 ms and would fire at once.
+    const budgetMs = Math.min(2 ** 31 - 1, Math.max(0, Math.round(deadline - performance.now())));
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         late = true;
