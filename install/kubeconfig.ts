@@ -10,10 +10,10 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { InstallError } from "./error.ts";
 
-/** Default locations inside a pod. */
-export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+export { SERVICE_ACCOUNT_DIR } from "../kube/kubeconfig.ts";
 
 /** Where the ServiceAccount credentials come from. */
 export interface CredentialSource {
@@ -84,31 +84,25 @@ async function readSecret(path: string, what: string): Promise<string> {
   }
 }
 
-/** The kubeconfig (YAML) for `creds`; deterministic, so equal input gives equal bytes. */
+/**
+ * The kubeconfig for `creds`, as JSON (also valid YAML): hydra's own
+ * kubeconfig reader parses JSON without loading a YAML parser, which keeps
+ * each exec of the meta-CNI fast. Deterministic: equal input, equal bytes.
+ */
 export function renderKubeconfig(creds: Credentials): Uint8Array {
-  const caData = btoa(creds.caPem);
-  // JSON strings are valid YAML double-quoted scalars: no escaping rules of our own.
-  const q = JSON.stringify;
-  const text = [
-    "# Written by `hydra install` from its pod's ServiceAccount; rewritten when the token rotates.",
-    "apiVersion: v1",
-    "kind: Config",
-    "clusters:",
-    "  - name: hydra",
-    "    cluster:",
-    `      server: ${q(creds.server)}`,
-    `      certificate-authority-data: ${q(caData)}`,
-    "users:",
-    "  - name: hydra",
-    "    user:",
-    `      token: ${q(creds.token)}`,
-    "contexts:",
-    "  - name: hydra",
-    "    context:",
-    "      cluster: hydra",
-    "      user: hydra",
-    "current-context: hydra",
-    "",
-  ].join("\n");
-  return new TextEncoder().encode(text);
+  const doc = {
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{
+      name: "hydra",
+      cluster: {
+        server: creds.server,
+        "certificate-authority-data": Buffer.from(creds.caPem).toString("base64"),
+      },
+    }],
+    users: [{ name: "hydra", user: { token: creds.token } }],
+    contexts: [{ name: "hydra", context: { cluster: "hydra", user: "hydra" } }],
+    "current-context": "hydra",
+  };
+  return new TextEncoder().encode(JSON.stringify(doc, null, 2) + "\n");
 }
