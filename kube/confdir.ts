@@ -1,140 +1,112 @@
 /**
- * Network configurations from disk, found the way Multus finds them: by
- * network name in a conf directory (a NAD with an empty spec, or a cluster
- * network given by name), the first file of a directory, or a file path
- * (a conflist may pull further plugins from `<dir>/<name>/*.conf`).
+ * Network configurations for Kubernetes mode, found the way Multus finds
+ * them: by network name in a conf directory (a NAD with an empty spec, or a
+ * cluster network given by name; `.conf`, `.json` and `.conflist` files in
+ * file-name order, first match wins), the first file of a directory, a file
+ * path, or JSON text from a NAD (its `name` filled in when missing).
+ * Parsing and validation are `cni/conf.ts`'s.
  *
  * @module
  */
 
+import {
+  confFiles,
+  type ConfList,
+  LIST_EXTENSIONS,
+  loadConfFile,
+  parseNetworkConfig,
+  SINGLE_EXTENSIONS,
+} from "../cni/conf.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 
-/** A network configuration read from disk or a NAD, parsed, with where it came from. */
-export interface LoadedConf {
-  /** A plugin conf (has `type`) or a conflist (has `plugins`). */
-  conf: Record<string, unknown>;
-  /** True for a conflist. */
-  isList: boolean;
-  /** The file it came from, when it came from a file. */
-  file?: string;
-}
-
-function invalid(msg: string): CniError {
-  return new CniError(ErrorCode.InvalidNetworkConfig, msg);
-}
-
-function join(dir: string, name: string): string {
-  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
-}
+const encoder = new TextEncoder();
 
 /**
- * Parses CNI conf text and checks its shape: an object that has a `type`
- * (plugin conf) or a non-empty `plugins` list whose first entry has a `type`.
- *
- * @param where names the source in errors, e.g. `NetworkAttachmentDefinition ns/x spec.config`
+ * The first conf in `dir` whose network name is `name`, or the first one at
+ * all when `name` is "". Undefined when none matches. A file that does not
+ * parse on the way is an error, as in Multus.
  */
-export function parseConf(text: string, where: string): LoadedConf {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw invalid(`${where}: not valid JSON: ${err instanceof Error ? err.message : err}`);
-  }
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    throw invalid(`${where}: must be a JSON object`);
-  }
-  const conf = doc as Record<string, unknown>;
-  if (typeof conf.type === "string" && conf.type !== "") return { conf, isList: false };
-  if (conf.type !== undefined && typeof conf.type !== "string") {
-    throw invalid(`${where}: "type" must be a string`);
-  }
-  if (!Array.isArray(conf.plugins)) {
-    throw invalid(`${where}: has neither "type" (a plugin conf) nor "plugins" (a conflist)`);
-  }
-  const first = conf.plugins[0] as Record<string, unknown> | undefined;
-  if (!first || typeof first !== "object" || typeof first.type !== "string" || first.type === "") {
-    throw invalid(`${where}: "plugins"[0] must be an object with a "type"`);
-  }
-  for (const [i, p] of conf.plugins.entries()) {
-    if (typeof p !== "object" || p === null || Array.isArray(p)) {
-      throw invalid(`${where}: "plugins"[${i}] must be an object`);
-    }
-  }
-  return { conf, isList: true };
-}
-
-/** The conf files of a directory with the given extensions, sorted by name. */
-async function confFiles(dir: string, exts: string[]): Promise<string[]> {
-  const names: string[] = [];
-  try {
-    for await (const e of Deno.readDir(dir)) {
-      if ((e.isFile || e.isSymlink) && exts.some((x) => e.name.endsWith(x))) names.push(e.name);
-    }
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return [];
-    throw new CniError(ErrorCode.IoFailure, `cannot read conf directory ${dir}: ${err}`);
-  }
-  return names.sort().map((n) => join(dir, n));
-}
-
-async function readConf(file: string): Promise<LoadedConf> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (err) {
-    throw new CniError(ErrorCode.IoFailure, `cannot read CNI config file ${file}: ${err}`);
-  }
-  const loaded = parseConf(text, `CNI config file ${file}`);
-  if (file.endsWith(".conflist") !== loaded.isList) {
-    throw invalid(
-      `CNI config file ${file}: ${
-        loaded.isList ? "a conflist in a .conf file" : "a plugin conf in a .conflist file"
-      }`,
-    );
-  }
-  return { ...loaded, file };
-}
-
-/**
- * The first conf in `dir` (`.conf`, `.json`, `.conflist`, by file name)
- * whose `name` is `name`, or the first one at all when `name` is "".
- * Returns undefined when none matches.
- */
-export async function findConfByName(name: string, dir: string): Promise<LoadedConf | undefined> {
-  for (const file of await confFiles(dir, [".conf", ".json", ".conflist"])) {
-    const loaded = await readConf(file);
-    if (name === "" || loaded.conf.name === name) return loaded;
+export async function findConfByName(name: string, dir: string): Promise<ConfList | undefined> {
+  for (const file of await confFiles(dir, [...SINGLE_EXTENSIONS, ...LIST_EXTENSIONS])) {
+    const list = await loadConfFile(file);
+    if (name === "" || list.name === name) return list;
   }
   return undefined;
 }
 
-/**
- * Loads a network given as a path: a directory (its first conf) or a file.
- * A conflist without `loadOnlyInlinedPlugins` also gets the `.conf` plugins
- * found in `<its dir>/<its name>/`, in file-name order.
- */
-export async function loadConfPath(path: string): Promise<LoadedConf> {
+/** Loads a network given as a path: a directory (its first conf) or a file. */
+export async function loadConfPath(path: string): Promise<ConfList> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
   } catch (err) {
-    throw invalid(`network ${path}: ${err instanceof Error ? err.message : err}`);
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `network ${path}: ${err instanceof Error ? err.message : err}`,
+    );
   }
-  if (info.isDirectory) {
-    const found = await findConfByName("", path);
-    if (!found) throw invalid(`network ${path}: no CNI config file in that directory`);
-    return found;
+  if (!info.isDirectory) return await loadConfFile(path);
+  const found = await findConfByName("", path);
+  if (!found) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `network ${path}: no CNI config in it`);
   }
-  const loaded = await readConf(path);
-  if (!loaded.isList || loaded.conf.loadOnlyInlinedPlugins === true) return loaded;
-  const name = loaded.conf.name;
-  if (typeof name !== "string" || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
-    throw invalid(`CNI config file ${path}: invalid network name ${JSON.stringify(name)}`);
+  return found;
+}
+
+/** Parses conf JSON bytes as JSON; throws CNI code 6 naming `where`. */
+function decode(text: string, where: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `${where}: not valid JSON: ${err instanceof Error ? err.message : err}`,
+    );
   }
-  const dir = path.slice(0, path.lastIndexOf("/") + 1) + name;
-  const extra: unknown[] = [];
-  for (const file of await confFiles(dir, [".conf"])) extra.push((await readConf(file)).conf);
-  if (extra.length === 0) return loaded;
-  const plugins = [...(loaded.conf.plugins as unknown[]), ...extra];
-  return { ...loaded, conf: { ...loaded.conf, plugins } };
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `${where}: must be a JSON object`);
+  }
+  return doc as Record<string, unknown>;
+}
+
+/**
+ * A network from JSON text held by an object (a NAD's `spec.config`):
+ * a plugin conf or conflist, its `name` set to `name` when missing or empty.
+ *
+ * @param where names the object and field in errors
+ */
+export function confFromText(text: string, name: string, where: string): ConfList {
+  const doc = decode(text, where);
+  if (typeof doc.name === "string" && doc.name !== "") {
+    return parseNetworkConfig(encoder.encode(text), where);
+  }
+  return confFromObject({ ...doc, name }, where);
+}
+
+/** A network from a conf object built in memory. */
+export function confFromObject(conf: Record<string, unknown>, where: string): ConfList {
+  return parseNetworkConfig(encoder.encode(JSON.stringify(conf)), where);
+}
+
+/**
+ * The same network with each plugin changed by `edit`; `bytes` are rewritten
+ * to match so the result cache stores what ran.
+ */
+export function mapPlugins(
+  list: ConfList,
+  edit: (plugin: Record<string, unknown>) => Record<string, unknown>,
+): ConfList {
+  const plugins = list.plugins.map((p) => edit(p as Record<string, unknown>));
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(new TextDecoder().decode(list.bytes));
+  } catch {
+    raw = { cniVersion: list.cniVersion, name: list.name };
+  }
+  return {
+    ...list,
+    plugins: plugins as ConfList["plugins"],
+    bytes: encoder.encode(JSON.stringify({ ...raw, plugins })),
+  };
 }

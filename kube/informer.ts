@@ -33,6 +33,8 @@ export interface InformerOptions<T> {
   backoff?: Backoff;
   /** Server-side end of each watch request (then resumed), in seconds. */
   watchTimeoutSeconds?: number;
+  /** See `WatchOptions.graceMs`. */
+  watchGraceMs?: number;
   /** Called after each cache change; `old` is the previous object when there was one. */
   onEvent?: (type: InformerEventType, obj: T, old: T | undefined) => void;
   /** Told about every failed list or watch attempt (the informer keeps going). */
@@ -155,6 +157,7 @@ export function startInformer<T extends KubeObject>(
           labelSelector: opts.labelSelector,
           fieldSelector: opts.fieldSelector,
           timeoutSeconds: opts.watchTimeoutSeconds,
+          graceMs: opts.watchGraceMs,
           backoff: opts.backoff,
           onError: opts.onError,
         },

@@ -9,7 +9,14 @@
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { type KubeClient, retryTransient } from "./client.ts";
-import { findConfByName, loadConfPath, type LoadedConf, parseConf } from "./confdir.ts";
+import type { ConfList } from "../cni/conf.ts";
+import {
+  confFromObject,
+  confFromText,
+  findConfByName,
+  loadConfPath,
+  mapPlugins,
+} from "./confdir.ts";
 import {
   type DefaultRoutePlan,
   delegateCniArgs,
@@ -68,11 +75,8 @@ export interface Attachment {
   index: number;
   /** True for the pod's default network (its result is the meta-CNI's result). */
   isDefault: boolean;
-  /** Plugin conf or conflist, with `name` filled in and `cni-args` merged. */
-  conf: Record<string, unknown>;
-  isList: boolean;
-  /** `conf` as JSON bytes. */
-  confBytes: Uint8Array;
+  /** The network (a single plugin conf comes as a list of one), `cni-args` merged in. */
+  list: ConfList;
   ifName: string;
   /** Capability args before filtering by each plugin's `capabilities`. */
   runtimeConfig: Record<string, unknown>;
@@ -101,8 +105,6 @@ export interface ResolveOptions {
   /** Node name, reported on Events. */
   host?: string;
 }
-
-const encoder = new TextEncoder();
 
 /** Kubernetes' own marker for static (file/http) pods, whose API object is a mirror. */
 function isStaticPod(pod: Pod): boolean {
@@ -141,14 +143,8 @@ export async function fetchPod(
   return found;
 }
 
-/** Fills in a missing or empty `name` with the object's name, as NAD consumers do. */
-function withName(loaded: LoadedConf, name: string): LoadedConf {
-  if (typeof loaded.conf.name === "string" && loaded.conf.name !== "") return loaded;
-  return { ...loaded, conf: { ...loaded.conf, name } };
-}
-
 /** The conf of a legacy Network object: `{name, type: plugin, ...args}`. */
-export function legacyNetworkConf(net: LegacyNetwork): LoadedConf {
+export function legacyNetworkConf(net: LegacyNetwork): ConfList {
   const where = `Network ${net.metadata.namespace}/${net.metadata.name}`;
   if (!net.plugin) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `${where}: "plugin" is missing`);
@@ -170,7 +166,7 @@ export function legacyNetworkConf(net: LegacyNetwork): LoadedConf {
     }
     args = doc as Record<string, unknown>;
   }
-  return { conf: { name: net.metadata.name, ...args, type: net.plugin }, isList: false };
+  return confFromObject({ name: net.metadata.name, ...args, type: net.plugin }, where);
 }
 
 /** Context shared by the lookups of one resolve. */
@@ -197,7 +193,7 @@ async function warn(l: Lookup, reason: string, message: string): Promise<void> {
  * file of that name in the conf dir). Missing or invalid NADs raise a
  * Warning Event on the pod and a CNI error naming the NAD and the field.
  */
-async function nadConf(l: Lookup, namespace: string, name: string): Promise<LoadedConf> {
+async function nadConf(l: Lookup, namespace: string, name: string): Promise<ConfList> {
   const id = `${namespace}/${name}`;
   let nad;
   try {
@@ -224,7 +220,7 @@ async function nadConf(l: Lookup, namespace: string, name: string): Promise<Load
       }
       return found;
     }
-    return withName(parseConf(config, `NetworkAttachmentDefinition ${id} spec.config`), name);
+    return confFromText(config, name, `NetworkAttachmentDefinition ${id} spec.config`);
   } catch (err) {
     await warn(l, "InvalidNetwork", (err as Error).message);
     throw err;
@@ -240,10 +236,10 @@ async function namedNetwork(
   l: Lookup,
   network: string,
   namespace: string,
-): Promise<{ name: string; loaded: LoadedConf; source: Attachment["source"] }> {
+): Promise<{ name: string; loaded: ConfList; source: Attachment["source"] }> {
   if (network.includes("/")) {
     const loaded = await loadConfPath(network);
-    return { name: String(loaded.conf.name ?? network), loaded, source: "file" };
+    return { name: loaded.name, loaded, source: "file" };
   }
   let apiErr: unknown;
   try {
@@ -254,14 +250,14 @@ async function namedNetwork(
     const config = nad.spec?.config ?? "";
     const loaded = config === ""
       ? await findConfByName(network, l.confDir)
-      : withName(parseConf(config, `NetworkAttachmentDefinition ${id} spec.config`), network);
+      : confFromText(config, network, `NetworkAttachmentDefinition ${id} spec.config`);
     if (loaded) return { name: id, loaded, source: "nad" };
   } catch (err) {
     if (err instanceof CniError) throw err;
     apiErr = err;
   }
   const file = await findConfByName(network, l.confDir);
-  if (file) return { name: String(file.conf.name), loaded: file, source: "file" };
+  if (file) return { name: file.name, loaded: file, source: "file" };
   if (apiErr && !isNotFound(apiErr)) {
     throw kubeCniError(apiErr, `get NetworkAttachmentDefinition ${namespace}/${network}`);
   }
@@ -276,7 +272,7 @@ async function selectedNetwork(
   l: Lookup,
   sel: NetworkSelection,
   legacy: boolean,
-): Promise<{ loaded: LoadedConf; source: Attachment["source"] }> {
+): Promise<{ loaded: ConfList; source: Attachment["source"] }> {
   if (legacy) {
     try {
       const net = await getLegacyNetwork(l.client, sel.namespace, sel.name, {
@@ -311,7 +307,7 @@ export async function resolveAttachments(
   const annotations = pod.metadata.annotations;
   const planned: {
     name: string;
-    loaded: LoadedConf;
+    loaded: ConfList;
     source: Attachment["source"];
     sel?: NetworkSelection;
   }[] = [];
@@ -364,16 +360,14 @@ export async function resolveAttachments(
       );
     }
     seen.set(ifName, p.name);
-    const confObj = p.sel?.cniArgs
-      ? injectCniArgs(p.loaded.conf, p.sel.cniArgs, p.name)
-      : p.loaded.conf;
+    const cniArgs = p.sel?.cniArgs;
     const att: Attachment = {
       name: p.name,
       index,
       isDefault,
-      conf: confObj,
-      isList: p.loaded.isList,
-      confBytes: encoder.encode(JSON.stringify(confObj)),
+      list: cniArgs
+        ? mapPlugins(p.loaded, (plugin) => injectCniArgs(plugin, cniArgs, p.name))
+        : p.loaded,
       ifName,
       runtimeConfig: delegateRuntimeConfig(conf.runtimeConfig, p.sel, isDefault, {
         containerId: opts.containerId,

@@ -50,6 +50,12 @@ export interface WatchOptions {
   /** Server-side end of each watch request, in seconds (it is then resumed); 300. */
   timeoutSeconds?: number;
   backoff?: Backoff;
+  /**
+   * How long past `timeoutSeconds` a watch request may stay open before the
+   * client gives up on it and reconnects; 15 s. A dead peer that never closes
+   * the connection would otherwise stall the watch forever.
+   */
+  graceMs?: number;
   /** Told about each failed attempt before the watch retries. */
   onError?: (err: unknown) => void;
 }
@@ -145,13 +151,24 @@ export function watch<T extends KubeObject>(
       fieldSelector: opts.fieldSelector,
       timeoutSeconds: opts.timeoutSeconds ?? 300,
     };
-    const res = await client.stream(path, { query, signal: stopper.signal });
-    for await (const ev of events<T>(res.body!)) {
-      if (ev.type === "ERROR") throw statusError(ev.object, path);
-      const next = ev.object?.metadata?.resourceVersion;
-      if (ev.type !== "BOOKMARK") await onEvent(ev);
-      if (next) rv = next;
-      delay = 0;
+    const cap = new AbortController();
+    const capMs = (opts.timeoutSeconds ?? 300) * 1000 + (opts.graceMs ?? 15_000);
+    const timer = setTimeout(() => cap.abort(), capMs);
+    try {
+      const signal = AbortSignal.any([stopper.signal, cap.signal]);
+      const res = await client.stream(path, { query, signal });
+      for await (const ev of events<T>(res.body!)) {
+        if (ev.type === "ERROR") throw statusError(ev.object, path);
+        const next = ev.object?.metadata?.resourceVersion;
+        if (ev.type !== "BOOKMARK") await onEvent(ev);
+        if (next) rv = next;
+        delay = 0;
+      }
+    } catch (err) {
+      // The client-side cap ending a stalled stream is a normal reconnect.
+      if (!cap.signal.aborted || stopper.signal.aborted) throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
