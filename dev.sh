@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Bootstraps a fresh Debian machine for hydra and runs the demo or the tests.
+#
+#   ./dev.sh demo [demo options]   install what the demo needs, then run `hydra demo`
+#   ./dev.sh test [test files]     install everything, build the test peers, run the suite
+#
+# Deno comes from npm (pinned in tools/package.json); Debian packages come from apt;
+# the test peers (kube-apiserver, etcd, containerd, crictl, cnitool, ...) are built
+# from Go modules into a cache outside the repository and reused when present.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+
+log() { printf '[dev] %s\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "hydra creates network namespaces and links: run as root" >&2
+    exit 1
+  fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+install_deno() {
+  if [ ! -x tools/node_modules/.bin/deno ]; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    log "installing Deno from npm"
+    (cd tools && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  export PATH="$root/tools/node_modules/.bin:$PATH"
+  export DENO_DIR="${DENO_DIR:-$root/.cache/deno}"
+  # Fetch the pinned npm dependencies once, as the lockfile says.
+  deno install --frozen --quiet --entrypoint main.ts >/dev/null
+}
+
+base_packages() {
+  apt_install iproute2 iptables containernetworking-plugins kmod ca-certificates
+}
+
+cmd_demo() {
+  need_root
+  base_packages
+  install_deno
+  exec bin/hydra demo "$@"
+}
+
+cmd_test() {
+  need_root
+  base_packages
+  apt_install runc openssl gcc libc6-dev
+  install_deno
+  if [ -x tests/infra/build-peers.sh ] || [ -f tests/infra/build-peers.sh ]; then
+    bash tests/infra/build-peers.sh
+  fi
+  mkdir -p .cache
+  local junit=.cache/junit.xml
+  rm -f "$junit"
+  set +e
+  deno test -A --no-prompt --frozen --junit-path="$junit" "$@"
+  local rc=$?
+  set -e
+  deno run --quiet --allow-read tests/summary.ts "$junit" || rc=1
+  return $rc
+}
+
+case "${1:-}" in
+  demo) shift; cmd_demo "$@" ;;
+  test) shift; cmd_test "$@" ;;
+  *) echo "usage: ./dev.sh demo [options] | ./dev.sh test [files]" >&2; exit 2 ;;
+esac
