@@ -1,0 +1,147 @@
+/**
+ * The manifests in deploy/, read as a cluster would read them: every setup
+ * file is complete, the shared objects are the same in each, the installer's
+ * arguments are ones `hydra install` accepts, and the DaemonSets have what
+ * a node component needs (host network, every node, probes on the ports the
+ * processes listen on, resources, the host paths).
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { parseInstallArgs } from "../../install/options.ts";
+import { repoRoot } from "./helpers.ts";
+
+const deployDir = join(repoRoot, "deploy");
+export const SETUP_FILES = ["hydra-meta.yaml", "hydra-nri.yaml", "hydra-router.yaml"];
+
+// deno-lint-ignore no-explicit-any
+type Obj = Record<string, any>;
+
+/** The YAML documents of a deploy/ file. */
+export function loadDocs(name: string): Obj[] {
+  const text = Deno.readTextFileSync(join(deployDir, name));
+  const docs = parseAllDocuments(text);
+  for (const d of docs) assert.deepEqual(d.errors, [], `${name}: ${d.errors.join("; ")}`);
+  return docs.map((d) => d.toJSON()).filter((d) => d !== null);
+}
+
+function find(docs: Obj[], kind: string, name?: string): Obj {
+  const doc = docs.find((d) => d.kind === kind && (name === undefined || d.metadata.name === name));
+  assert.ok(doc, `${kind} ${name ?? ""} present`);
+  return doc;
+}
+
+Deno.test("every setup file is complete and in dependency order", () => {
+  for (const file of SETUP_FILES) {
+    const docs = loadDocs(file);
+    for (const d of docs) {
+      assert.ok(d.apiVersion && d.kind && d.metadata?.name, `${file}: ${JSON.stringify(d)}`);
+    }
+    const kinds = docs.map((d) => d.kind);
+    for (const kind of ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"]) {
+      assert.ok(kinds.includes(kind), `${file} has a ${kind}`);
+    }
+    // The namespace before anything namespaced; the DaemonSet last.
+    assert.equal(kinds[0], "Namespace", file);
+    assert.equal(kinds.at(-1), "DaemonSet", file);
+    const sa = find(docs, "ServiceAccount");
+    const ds = find(docs, "DaemonSet");
+    const binding = find(docs, "ClusterRoleBinding");
+    assert.equal(ds.spec.template.spec.serviceAccountName, sa.metadata.name);
+    assert.deepEqual(binding.subjects, [{
+      kind: "ServiceAccount",
+      name: sa.metadata.name,
+      namespace: sa.metadata.namespace,
+    }]);
+    assert.equal(binding.roleRef.name, find(docs, "ClusterRole").metadata.name);
+  }
+});
+
+Deno.test("the CRD is the same in the setup files and in deploy/crds", () => {
+  const [crd] = loadDocs("crds/network-attachment-definition.yaml");
+  assert.equal(crd.spec.group, "k8s.cni.cncf.io");
+  assert.equal(crd.spec.scope, "Namespaced");
+  assert.deepEqual(crd.spec.names.shortNames, ["net-attach-def"]);
+  assert.equal(crd.spec.names.kind, "NetworkAttachmentDefinition");
+  const v1 = crd.spec.versions.find((v: Obj) => v.name === "v1");
+  assert.ok(v1.served && v1.storage);
+  assert.equal(v1.schema.openAPIV3Schema.properties.spec.properties.config.type, "string");
+  for (const file of ["hydra-meta.yaml", "hydra-nri.yaml"]) {
+    assert.deepEqual(find(loadDocs(file), "CustomResourceDefinition"), crd, file);
+  }
+  // The router reads no NetworkAttachmentDefinitions.
+  assert.ok(!loadDocs("hydra-router.yaml").some((d) => d.kind === "CustomResourceDefinition"));
+});
+
+Deno.test("meta and NRI setups share namespace, ServiceAccount and role; differ in the DaemonSet", () => {
+  const meta = loadDocs("hydra-meta.yaml");
+  const nri = loadDocs("hydra-nri.yaml");
+  for (const kind of ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"]) {
+    assert.deepEqual(find(nri, kind), find(meta, kind), kind);
+  }
+  assert.equal(find(nri, "DaemonSet").metadata.name, find(meta, "DaemonSet").metadata.name);
+  const router = loadDocs("hydra-router.yaml");
+  assert.deepEqual(find(router, "Namespace"), find(meta, "Namespace"));
+  assert.notEqual(find(router, "DaemonSet").metadata.name, find(meta, "DaemonSet").metadata.name);
+});
+
+Deno.test("DaemonSets: host network, every node, probes on the listening ports, resources", () => {
+  const portsInUse = new Map<number, string>();
+  for (const file of SETUP_FILES) {
+    const ds = find(loadDocs(file), "DaemonSet");
+    const pod = ds.spec.template.spec;
+    assert.equal(pod.hostNetwork, true, file);
+    assert.deepEqual(pod.tolerations, [{ operator: "Exists" }], file);
+    assert.deepEqual(ds.spec.selector.matchLabels, {
+      "app.kubernetes.io/name": ds.spec.template.metadata.labels["app.kubernetes.io/name"],
+    });
+    for (const c of pod.containers) {
+      const where = `${file}/${c.name}`;
+      assert.match(c.image, /^ghcr\.io\/hydra-cni\/hydra:/, where);
+      for (const kind of ["requests", "limits"]) {
+        assert.ok(c.resources?.[kind]?.cpu && c.resources?.[kind]?.memory, `${where} ${kind}`);
+      }
+      const args: string[] = c.args ?? [];
+      const addr = args.find((a) => a.startsWith("--health-addr="));
+      assert.ok(addr, `${where} serves health`);
+      const port = Number(addr.split(":").at(-1));
+      assert.equal(c.livenessProbe.httpGet.port, port, where);
+      assert.equal(c.readinessProbe.httpGet.port, port, where);
+      assert.equal(c.livenessProbe.httpGet.path, "/healthz");
+      assert.equal(c.ports[0].containerPort, port);
+      // Host network: ports of pods that may share a node must differ.
+      const owner = portsInUse.get(port);
+      assert.ok(owner === undefined || owner.split("/")[1] === c.name, `${where} vs ${owner}`);
+      portsInUse.set(port, where);
+      for (const m of c.volumeMounts ?? []) {
+        const vol = pod.volumes.find((v: Obj) => v.name === m.name);
+        assert.ok(vol, `${where}: volume ${m.name}`);
+        // Host paths at the same path inside, so paths written into files hold on the host.
+        if (vol.hostPath) assert.equal(m.mountPath, vol.hostPath.path, `${where}: ${m.name}`);
+      }
+    }
+  }
+});
+
+Deno.test("installer containers pass arguments hydra install accepts, in the right mode", () => {
+  const expected: Record<string, string | undefined> = {
+    "hydra-meta.yaml": "meta",
+    "hydra-nri.yaml": "nri",
+    "hydra-router.yaml": undefined,
+  };
+  for (const file of SETUP_FILES) {
+    const pod = find(loadDocs(file), "DaemonSet").spec.template.spec;
+    const install = pod.containers.find((c: Obj) => c.name === "install");
+    if (expected[file] === undefined) {
+      assert.equal(install, undefined, `${file} installs nothing on the host`);
+      continue;
+    }
+    assert.equal(install.command, undefined, "the image's entrypoint is hydra install");
+    const opts = parseInstallArgs(install.args);
+    assert.equal(opts.mode, expected[file]);
+    assert.equal(opts.once, false, "keeps running to follow token rotation");
+    const mounts = install.volumeMounts.map((m: Obj) => m.mountPath);
+    assert.ok(mounts.includes(opts.binDir) && mounts.includes(opts.confDir), file);
+  }
+});
