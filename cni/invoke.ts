@@ -84,6 +84,15 @@ export async function findInPath(type: string, paths: readonly string[]): Promis
   );
 }
 
+/**
+ * Where `type` would run from: "builtin" for hydra's in-process plugins,
+ * else its file on `paths`. Throws like {@link findInPath}.
+ */
+export async function locatePlugin(type: string, paths: readonly string[]): Promise<string> {
+  if (isBuiltin(type)) return "builtin";
+  return await findInPath(type, paths);
+}
+
 /** The environment a plugin runs with: inherited + CNI_* of the request, last wins. */
 export function pluginEnv(req: PluginRequest): Record<string, string> {
   return {

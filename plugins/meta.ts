@@ -31,6 +31,7 @@ import {
   type RuntimeConf,
   statusNetworkList,
 } from "../cni/list.ts";
+import { locatePlugin } from "../cni/invoke.ts";
 import { createLogger, type Logger } from "../cni/log.ts";
 import type { Plugin } from "../cni/plugin.ts";
 import type { AnyResult, Attachment, CmdArgs } from "../cni/types.ts";
@@ -121,9 +122,24 @@ async function deleteAll(
   return errors;
 }
 
+/** Fails (code 7, naming the network) unless every delegate plugin can be found. */
+async function assertPluginsExist(delegates: Delegate[], path: readonly string[]): Promise<void> {
+  for (const d of delegates) {
+    for (const p of d.list.plugins) {
+      try {
+        await locatePlugin(p.type, path);
+      } catch (err) {
+        throw delegateError(err, d, "preparing");
+      }
+    }
+  }
+}
+
 async function add(args: CmdArgs): Promise<AnyResult> {
   const inv = prepare(args);
   const delegates = await resolveDelegates(args.config, inv.options, args.ifName);
+  // Checked up front so a missing binary changes nothing at all.
+  await assertPluginsExist(delegates, inv.listOptions.path);
   const record: AttachmentRecord = {
     kind: "hydraAttachmentsV1",
     containerId: args.containerId,
