@@ -20,6 +20,23 @@ const sharedNpm = await (async () => {
   return (JSON.parse(new TextDecoder().decode(out.stdout)) as { npmCache: string }).npmCache;
 })();
 
+/** One run under /usr/bin/time: wall ms and max RSS in MiB. */
+async function measure(file: string, denoDir?: string): Promise<{ ms: number; rssMiB: number }> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  if (denoDir) env.DENO_DIR = denoDir;
+  const t0 = performance.now();
+  const out = await new Deno.Command("/usr/bin/time", {
+    args: ["-f", "%M", deno, "run", "-A", "--no-prompt", `--config=${root}deno.json`, file],
+    env,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const ms = performance.now() - t0;
+  const err = new TextDecoder().decode(out.stderr).trim().split("\n");
+  if (!out.success) throw new Error(`${file} failed: ${err.join("\n")}`);
+  return { ms: Math.round(ms), rssMiB: Math.round(Number(err[err.length - 1]) / 1024 * 10) / 10 };
+}
+
 const work = await Deno.makeTempDir({ prefix: "hydra-import-cost-" });
 try {
   const kubeconfig = `${work}/kc.json`;
@@ -52,23 +69,6 @@ c.close();
   };
   for (const [name, text] of Object.entries(programs)) {
     await Deno.writeTextFile(`${work}/${name}.ts`, text);
-  }
-
-  /** One run under /usr/bin/time: wall ms and max RSS in MiB. */
-  async function measure(file: string, denoDir?: string): Promise<{ ms: number; rssMiB: number }> {
-    const env: Record<string, string> = { NO_COLOR: "1" };
-    if (denoDir) env.DENO_DIR = denoDir;
-    const t0 = performance.now();
-    const out = await new Deno.Command("/usr/bin/time", {
-      args: ["-f", "%M", deno, "run", "-A", "--no-prompt", `--config=${root}deno.json`, file],
-      env,
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    const ms = performance.now() - t0;
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n");
-    if (!out.success) throw new Error(`${file} failed: ${err.join("\n")}`);
-    return { ms: Math.round(ms), rssMiB: Math.round(Number(err[err.length - 1]) / 1024 * 10) / 10 };
   }
 
   const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
