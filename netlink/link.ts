@@ -110,6 +110,24 @@ function describe(ref: LinkRef): string {
   return typeof ref === "number" ? `#${ref}` : JSON.stringify(ref);
 }
 
+/**
+ * True when `name` is a name the kernel accepts for an interface: 1–15
+ * bytes, not "." or "..", without "/", ":" or whitespace.
+ */
+export function isValidIfname(name: string): boolean {
+  return name.length > 0 && encoder.encode(name).length <= 15 && name !== "." && name !== ".." &&
+    !/[/:\s]/.test(name);
+}
+
+function checkIfname(name: string, op: string): void {
+  if (!isValidIfname(name)) {
+    throw new NetlinkError(
+      `${op}: invalid interface name ${JSON.stringify(name)} (1-15 bytes, no "/", ":" or spaces)`,
+      EINVAL,
+    );
+  }
+}
+
 /** Writes the ifinfomsg and name attribute that identify `ref`. */
 function writeTarget(
   w: Writer,
@@ -241,6 +259,8 @@ export function listLinks(h: Handle, filter: LinkFilter = {}): Link[] {
  */
 export function addLink(h: Handle, spec: LinkSpec): void {
   const op = `add ${spec.kind} link ${JSON.stringify(spec.name)}`;
+  checkIfname(spec.name, op);
+  if (spec.kind === "veth") checkIfname(spec.peer.name, op);
   if (spec.kind === "tap") {
     if (spec.netns !== undefined) {
       throw new NetlinkError(
@@ -292,6 +312,7 @@ export function delLink(h: Handle, ref: LinkRef): void {
 
 /** Applies `changes` to link `ref` in one request. */
 export function setLink(h: Handle, ref: LinkRef, changes: LinkChanges): void {
+  if (changes.name !== undefined) checkIfname(changes.name, `rename link ${describe(ref)}`);
   // Renaming needs the index: the name attribute then carries the new name.
   const target = changes.name !== undefined && typeof ref === "string" ? linkIndex(h, ref) : ref;
   const master = changes.master === undefined || changes.master === null

@@ -71,6 +71,7 @@ export {
   delLink,
   findLink,
   getLink,
+  isValidIfname,
   type Link,
   type LinkChanges,
   type LinkFilter,
