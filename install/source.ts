@@ -2,7 +2,8 @@
  * What `hydra install` copies into the bin dir as `hydra`: the file named by
  * `--source`, else the running executable when hydra is a compiled build,
  * else (running from source) a small launcher pinned to this source tree,
- * since a plain copy of `bin/hydra` would look for the tree beside itself.
+ * since a plain copy of `bin/hydra` would look for the tree beside itself;
+ * `--source` naming that `bin/hydra` gets the pinned launcher too.
  *
  * @module
  */
@@ -61,10 +62,22 @@ export function sourceLauncher(root: string, deno: string): string {
   ].join("\n");
 }
 
+/** True when `path` is this source tree's own launcher (`bin/hydra`). */
+async function isTreeLauncher(path: string, root: string): Promise<boolean> {
+  try {
+    return await Deno.realPath(path) === await Deno.realPath(`${root}/bin/hydra`);
+  } catch {
+    return false;
+  }
+}
+
 /** Resolves the executable to install (see the module doc). */
 export async function resolveSource(flag: string | undefined): Promise<ExecutableSource> {
-  if (flag === undefined && !Deno.build.standalone) {
-    const root = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+  const root = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+  const fromTree = flag === undefined
+    ? !Deno.build.standalone
+    : !Deno.build.standalone && await isTreeLauncher(flag, root);
+  if (fromTree) {
     const bytes = new TextEncoder().encode(sourceLauncher(root, Deno.execPath()));
     return { content: { bytes }, sha256: sha256Bytes(bytes), origin: `source tree ${root}` };
   }

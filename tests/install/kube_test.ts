@@ -1,0 +1,208 @@
+/**
+ * deploy/ and `hydra install` against a real kube-apiserver: every manifest
+ * passes server-side dry-run; the roles grant exactly the verbs hydra uses
+ * (checked with `kubectl auth can-i` as the ServiceAccounts); the kubeconfig
+ * the installer writes from a real ServiceAccount token authenticates, and
+ * keeps authenticating after the token rotates.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type ControlPlane, startControlPlane } from "../infra/cluster.ts";
+import { peerBin } from "../infra/peers.ts";
+import { createKubeClient } from "../../kube/client.ts";
+import { loadKubeconfig } from "../../kube/kubeconfig.ts";
+import { makeNode, removeNode, repoRoot, runInstall, writeProjectedToken } from "./helpers.ts";
+
+const NS = "hydra-system";
+const deployDir = join(repoRoot, "deploy");
+const MANIFESTS = [
+  "crds/network-attachment-definition.yaml",
+  "hydra-meta.yaml",
+  "hydra-nri.yaml",
+  "hydra-router.yaml",
+];
+
+/** Runs kubectl; returns exit code and output (a "no" from can-i is exit 1, not an error). */
+async function kubectl(kubeconfig: string, ...args: string[]) {
+  const out = await new Deno.Command(peerBin("kubectl"), {
+    args: [`--kubeconfig=${kubeconfig}`, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** `kubectl auth can-i` as a ServiceAccount: true for "yes". */
+async function canI(cp: ControlPlane, sa: string, ...args: string[]): Promise<boolean> {
+  const res = await kubectl(
+    cp.kubeconfigPath,
+    "auth",
+    "can-i",
+    ...args,
+    `--as=system:serviceaccount:${NS}:${sa}`,
+  );
+  const answer = res.stdout.trim();
+  assert.ok(answer === "yes" || answer === "no", `can-i ${args.join(" ")}: ${res.stderr}`);
+  return answer === "yes";
+}
+
+/** The verbs hydra uses, per ServiceAccount, and a sample it must not have. */
+const ALLOWED: Record<string, string[][]> = {
+  hydra: [
+    ["get", "pods", "-n", "default"],
+    ["update", "pods", "--subresource=status", "-n", "default"],
+    ["patch", "pods", "--subresource=status", "-n", "default"],
+    ["get", "network-attachment-definitions.k8s.cni.cncf.io", "-n", "default"],
+    ["list", "network-attachment-definitions.k8s.cni.cncf.io", "--all-namespaces"],
+    ["watch", "network-attachment-definitions.k8s.cni.cncf.io", "--all-namespaces"],
+    ["get", "networks.kubernetes-network.cni.cncf.io", "-n", "default"],
+    ["get", "nodes"],
+    ["list", "nodes"],
+    ["watch", "nodes"],
+    ["create", "events", "-n", "default"],
+    ["patch", "events", "-n", "default"],
+  ],
+  "hydra-router": [
+    ["get", "nodes"],
+    ["list", "nodes"],
+    ["watch", "nodes"],
+    ["create", "events", "-n", "default"],
+    ["patch", "events", "-n", "default"],
+  ],
+};
+const DENIED: Record<string, string[][]> = {
+  hydra: [
+    ["get", "secrets", "-n", "default"],
+    ["list", "secrets", "--all-namespaces"],
+    ["delete", "pods", "-n", "default"],
+    ["update", "pods", "-n", "default"],
+    ["patch", "pods", "-n", "default"],
+    ["create", "pods", "-n", "default"],
+    ["list", "pods", "--all-namespaces"],
+    ["patch", "nodes"],
+    ["update", "nodes", "--subresource=status"],
+    ["delete", "nodes"],
+    ["create", "network-attachment-definitions.k8s.cni.cncf.io", "-n", "default"],
+    ["delete", "events", "-n", "default"],
+    ["get", "configmaps", "-n", NS],
+    ["create", "serviceaccounts/token", "-n", NS],
+    ["*", "*"],
+  ],
+  "hydra-router": [
+    ["get", "secrets", "-n", "default"],
+    ["get", "pods", "-n", "default"],
+    ["patch", "pods", "--subresource=status", "-n", "default"],
+    ["get", "network-attachment-definitions.k8s.cni.cncf.io", "-n", "default"],
+    ["patch", "nodes"],
+    ["delete", "pods", "-n", "default"],
+  ],
+};
+
+Deno.test("deploy/ and hydra install against a real kube-apiserver", async (t) => {
+  const cp = await startControlPlane();
+  try {
+    await t.step("every manifest passes server-side dry-run and creates nothing", async () => {
+      // Namespaced objects can only be dry-run into a namespace that exists.
+      await cp.kubectl("create", "namespace", NS);
+      for (const file of MANIFESTS) {
+        const res = await kubectl(
+          cp.kubeconfigPath,
+          "apply",
+          "--dry-run=server",
+          "-f",
+          join(deployDir, file),
+        );
+        assert.equal(res.code, 0, `${file}: ${res.stderr}`);
+        assert.match(res.stdout, /\(server dry run\)/, file);
+      }
+      const ds = await cp.kubectl("get", "daemonsets", "-n", NS, "-o", "name");
+      assert.equal(ds.trim(), "", "a dry run creates no DaemonSet");
+      const sa = await kubectl(cp.kubeconfigPath, "get", "serviceaccount", "hydra", "-n", NS);
+      assert.notEqual(sa.code, 0, "a dry run creates no ServiceAccount");
+    });
+
+    await t.step("the roles grant exactly the verbs hydra uses", async () => {
+      await cp.kubectl("apply", "-f", join(deployDir, "hydra-meta.yaml"));
+      await cp.kubectl("apply", "-f", join(deployDir, "hydra-router.yaml"));
+      for (const [sa, checks] of Object.entries(ALLOWED)) {
+        for (const args of checks) {
+          assert.equal(await canI(cp, sa, ...args), true, `${sa} may ${args.join(" ")}`);
+        }
+      }
+      for (const [sa, checks] of Object.entries(DENIED)) {
+        for (const args of checks) {
+          assert.equal(await canI(cp, sa, ...args), false, `${sa} may not ${args.join(" ")}`);
+        }
+      }
+    });
+
+    await t.step("the installer's kubeconfig authenticates, also after rotation", async () => {
+      const node = await makeNode({ token: "placeholder" });
+      try {
+        const caPem = await Deno.readTextFile(cp.caPath);
+        await writeProjectedToken(
+          node.saDir,
+          await cp.mintServiceAccountToken(NS, "hydra"),
+          caPem,
+        );
+        const flags = [
+          ...node.flags.filter((f) => !f.startsWith("--server=")),
+          `--server=${cp.server}`,
+          `--source=${join(repoRoot, "bin", "hydra")}`,
+          "--once",
+        ];
+        const first = await runInstall(flags);
+        assert.equal(first.code, 0, first.stderr);
+        const kubeconfig = join(node.confDir, "hydra.d", "hydra.kubeconfig");
+
+        // kubectl, as the ServiceAccount, with nothing but this file.
+        const whoami = await kubectl(
+          kubeconfig,
+          "auth",
+          "whoami",
+          "-o",
+          "jsonpath={.status.userInfo.username}",
+        );
+        assert.equal(whoami.code, 0, whoami.stderr);
+        assert.equal(whoami.stdout, `system:serviceaccount:${NS}:hydra`);
+        const nodes = await kubectl(kubeconfig, "get", "nodes", "-o", "name");
+        assert.equal(nodes.code, 0, nodes.stderr);
+        const secrets = await kubectl(kubeconfig, "get", "secrets", "-n", "default");
+        assert.notEqual(secrets.code, 0);
+        assert.match(secrets.stderr, /forbidden/i);
+
+        // hydra's own client reads the same file.
+        const client = createKubeClient(await loadKubeconfig(kubeconfig));
+        try {
+          const list = await client.list<unknown>("/api/v1/nodes");
+          assert.ok(Array.isArray(list.items));
+        } finally {
+          client.close();
+        }
+
+        // The kubelet rotates the token: after the next pass the file carries the new one.
+        const rotated = await cp.mintServiceAccountToken(NS, "hydra");
+        await writeProjectedToken(node.saDir, rotated, caPem);
+        const second = await runInstall(flags);
+        assert.equal(second.code, 0, second.stderr);
+        assert.ok(second.logs.some((l) => l.path === kubeconfig && l.action === "replaced"));
+        assert.equal(JSON.parse(await Deno.readTextFile(kubeconfig)).users[0].user.token, rotated);
+        const again = await kubectl(kubeconfig, "auth", "can-i", "get", "pods", "-n", "default");
+        assert.equal(again.stdout.trim(), "yes", again.stderr);
+
+        // A token the API server does not know is refused: the checks above are real.
+        await writeProjectedToken(node.saDir, "not-a-token", caPem);
+        assert.equal((await runInstall(flags)).code, 0);
+        const refused = await kubectl(kubeconfig, "get", "nodes");
+        assert.notEqual(refused.code, 0);
+        assert.match(refused.stderr, /Unauthorized|must be logged in/i);
+      } finally {
+        await removeNode(node);
+      }
+    });
+  } finally {
+    await cp.stop();
+  }
+});
