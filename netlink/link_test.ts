@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { type TestNetns, withNetns } from "../tests/helpers/netns.ts";
 import {
   addLink,
+  closeFd,
   closeHandle,
   delLink,
   findLink,
@@ -13,6 +14,7 @@ import {
   listLinks,
   NetlinkError,
   openHandle,
+  openNetnsFd,
   setBridgePort,
   setLink,
   setLinkAlias,
@@ -255,13 +257,17 @@ Deno.test(
     setLinkNetns(h, "dev0", pod.path, "net1");
     assert.deepEqual(await ipLinkNames(pod), ["lo", "net1"]);
     assert.equal(findLink(h, "dev0"), undefined);
+    // Back by an open namespace fd.
     const ph = openHandle({ netnsPath: pod.path });
+    const hostFd = openNetnsFd(host.path);
     try {
-      setLinkNetns(ph, "net1", host.path, "dev0");
+      setLinkNetns(ph, "net1", { fd: hostFd }, "dev0");
     } finally {
+      closeFd(hostFd);
       closeHandle(ph);
     }
     assert.deepEqual(await ipLinkNames(host), ["dev0", "dev0p", "lo"]);
+    assert.deepEqual(await ipLinkNames(pod), ["lo"]);
   }),
 );
 

@@ -208,6 +208,15 @@ function exchange(
   onMessage?: OnMessage,
 ): boolean {
   let interrupted = false;
+  // A callback that throws does not stop the reading: the rest of the reply
+  // is drained so the socket is ready for the next request (a dump left
+  // half-read would make the next dump fail with EBUSY).
+  let failed = false;
+  let failure: unknown;
+  const done = () => {
+    if (failed) throw failure;
+    return interrupted;
+  };
   for (;;) {
     const n = recvInto(h, op);
     const buf = h.recvBuf;
@@ -220,22 +229,27 @@ function exchange(
       const mseq = getU32(buf, off + 8);
       const payload = buf.subarray(off + NLMSG_HDRLEN, off + len);
       off += (len + 3) & ~3;
-      // Replies to an earlier request that was abandoned (an exception in a
-      // callback) are skipped.
+      // Late replies to an earlier request are skipped.
       if (mseq !== seq) continue;
       if (flags & NLM_F_DUMP_INTR) interrupted = true;
       if (type === NLMSG_ERROR) {
         const err = errorFromAck(op, flags, payload);
         if (err) throw err;
-        if (!dump) return interrupted;
+        if (!dump) return done();
         continue;
       }
       if (type === NLMSG_DONE) {
         const code = payload.length >= 4 ? getI32(payload, 0) : 0;
         if (code < 0) throw new NetlinkError(op, -code, extackText(flags, payload, 4));
-        return interrupted;
+        return done();
       }
-      onMessage?.(type, flags, payload);
+      if (failed || !onMessage) continue;
+      try {
+        onMessage(type, flags, payload);
+      } catch (e) {
+        failed = true;
+        failure = e;
+      }
     }
   }
 }
