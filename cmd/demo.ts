@@ -1,0 +1,316 @@
+/**
+ * `hydra demo`: the main job with no cluster. Builds "nodes" and "pods" as
+ * network namespaces, attaches every pod to a default and secondary
+ * networks through the real meta-CNI (exec'd inside each node namespace, as
+ * a runtime would), syncs routes between the nodes with the router, prints
+ * who reaches whom on which network, and tears everything down.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { closeHandle, listAddrs, listLinks, openHandle, withNetnsSync } from "../netlink/mod.ts";
+import { probeAll } from "./icmp_probe.ts";
+import { selfBinDir, selfExecutable } from "./self.ts";
+import { buildWorld, type DemoPod, type DemoWorld, destroyWorld } from "./demo_world.ts";
+import { type DemoNetwork, demoNetworks, type PluginSet } from "./demo_networks.ts";
+import { syncDemoRoutes } from "./demo_routes.ts";
+
+const STATE_ROOT = "/run/hydra-demo";
+
+const HELP = `Usage: hydra demo [options]
+
+Builds nodes and pods as network namespaces, attaches every pod to the
+default and secondary networks through the meta-CNI, syncs routes between
+nodes with the router, prints a reachability table and removes everything.
+
+Options:
+  --nodes N          number of nodes (default 2)
+  --pods N           pods per node (default 2)
+  --plugins SET      "hydra" (built-in plugins and hydra-ipam, default) or
+                     "reference" (the reference bridge and host-local on CNI_PATH)
+  --keep             leave the namespaces up to poke at (remove with --down)
+  --down             remove everything a kept demo left
+  --json             print the table as JSON
+  -h, --help         this help`;
+
+/** One cell of the reachability table. */
+export interface Reachability {
+  source: string;
+  destination: string;
+  address: string;
+  network: string;
+  reachable: boolean;
+}
+
+interface Options {
+  nodes: number;
+  pods: number;
+  plugins: PluginSet;
+  keep: boolean;
+  json: boolean;
+}
+
+function positiveInt(name: string, value: string, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    throw new Error(`--${name} must be a whole number from 1 to ${max}, got "${value}"`);
+  }
+  return n;
+}
+
+async function cni(
+  world: DemoWorld,
+  pod: DemoPod,
+  command: "ADD" | "DEL",
+  stateDir: string,
+): Promise<unknown> {
+  const confPath = `${stateDir}/${pod.node.name}/hydra.conf`;
+  const conf = await Deno.readFile(confPath);
+  const env = {
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: pod.containerId,
+    CNI_NETNS: pod.netnsPath,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: [selfBinDir(), "/opt/cni/bin", "/usr/lib/cni"].join(":"),
+  };
+  // A runtime runs CNI plugins in the node's namespace: start it there.
+  const child = withNetnsSync(pod.node.netnsPath, () =>
+    new Deno.Command(selfExecutable(), {
+      env,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn());
+  const writer = child.stdin.getWriter();
+  await writer.write(conf);
+  await writer.close();
+  const out = await child.output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    const stderr = new TextDecoder().decode(out.stderr).trim();
+    throw new Error(
+      `${command} ${pod.name} in ${world.id} failed: ${text || stderr || `exit ${out.code}`}`,
+    );
+  }
+  return text ? JSON.parse(text) : undefined;
+}
+
+async function writeNodeConfs(
+  world: DemoWorld,
+  networks: DemoNetwork[],
+  plugins: PluginSet,
+  stateDir: string,
+): Promise<void> {
+  for (const node of world.nodes) {
+    const dir = `${stateDir}/${node.name}`;
+    await Deno.mkdir(dir, { recursive: true });
+    const delegates = networks.map((net, i) => ({
+      ...net.delegate(node, plugins, `${dir}/ipam`),
+      ...(i === 0 ? {} : { ifname: net.ifName }),
+    }));
+    const conf = {
+      cniVersion: "1.1.0",
+      name: "hydra-demo",
+      type: "hydra",
+      delegates,
+      cacheDir: `${dir}/cache`,
+      logFile: `${dir}/hydra.log`,
+    };
+    await Deno.writeTextFile(`${dir}/hydra.conf`, JSON.stringify(conf, null, 2) + "\n");
+  }
+}
+
+/** The first IPv4 address of `ifName` in the pod, read from the kernel. */
+function podAddress(pod: DemoPod, ifName: string): string | undefined {
+  const h = openHandle({ netnsPath: pod.netnsPath });
+  try {
+    if (!listLinks(h).some((l) => l.name === ifName)) return undefined;
+    return listAddrs(h, { link: ifName, family: 4 }).find((a) => a.scope === 0)?.address;
+  } finally {
+    closeHandle(h);
+  }
+}
+
+function measure(world: DemoWorld, networks: DemoNetwork[]): Reachability[] {
+  const pods = world.nodes.flatMap((n) => n.pods);
+  const cells: Reachability[] = [];
+  for (const net of networks) {
+    const addrs = new Map(pods.map((p) => [p.name, podAddress(p, net.ifName)]));
+    for (const src of pods) {
+      const targets = pods.filter((p) => p !== src && addrs.get(p.name));
+      const answered = probeAll(src.netnsPath, targets.map((p) => addrs.get(p.name)!));
+      for (const dst of targets) {
+        const address = addrs.get(dst.name)!;
+        cells.push({
+          source: src.name,
+          destination: dst.name,
+          address,
+          network: net.name,
+          reachable: answered.get(address) ?? false,
+        });
+      }
+    }
+  }
+  return cells;
+}
+
+function renderTable(world: DemoWorld, networks: DemoNetwork[], cells: Reachability[]): string {
+  const pods = world.nodes.flatMap((n) => n.pods.map((p) => p.name));
+  const width = Math.max(...pods.map((p) => p.length), ...cells.map((c) => c.address.length), 9) +
+    2;
+  const lines: string[] = [];
+  for (const net of networks) {
+    lines.push(`network ${net.name} (${net.ifName}, ${net.cidr}, ${net.mode} between nodes)`);
+    const addr = new Map(
+      cells.filter((c) => c.network === net.name).map((c) => [c.destination, c.address]),
+    );
+    lines.push("  " + "from \\ to".padEnd(width) + pods.map((p) => p.padEnd(width)).join(""));
+    lines.push(
+      "  " + "".padEnd(width) + pods.map((p) => (addr.get(p) ?? "").padEnd(width)).join(""),
+    );
+    for (const src of pods) {
+      const row = pods.map((dst) => {
+        if (dst === src) return "·".padEnd(width);
+        const cell = cells.find((c) =>
+          c.network === net.name && c.source === src && c.destination === dst
+        );
+        return (cell ? (cell.reachable ? "ok" : "FAIL") : "n/a").padEnd(width);
+      });
+      lines.push("  " + src.padEnd(width) + row.join(""));
+    }
+    lines.push("");
+  }
+  const ok = cells.filter((c) => c.reachable).length;
+  lines.push(`${ok}/${cells.length} pod pairs reachable`);
+  return lines.join("\n");
+}
+
+async function down(): Promise<number> {
+  const { deleteNamedNetns } = await import("../netlink/mod.ts");
+  let removed = 0;
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = await Array.fromAsync(Deno.readDir("/var/run/netns"));
+  } catch { /* no namespaces at all */ }
+  for (const entry of entries) {
+    if (entry.name.startsWith("hydra-demo-")) {
+      try {
+        deleteNamedNetns(entry.name);
+        removed++;
+      } catch { /* gone meanwhile */ }
+    }
+  }
+  await Deno.remove(STATE_ROOT, { recursive: true }).catch(() => {});
+  console.log(`removed ${removed} demo namespaces`);
+  return 0;
+}
+
+function parseOptions(args: string[]): Options | "help" | "down" {
+  const { values } = parseArgs({
+    args,
+    options: {
+      nodes: { type: "string", default: "2" },
+      pods: { type: "string", default: "2" },
+      plugins: { type: "string", default: "hydra" },
+      keep: { type: "boolean", default: false },
+      down: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) return "help";
+  if (values.down) return "down";
+  if (values.plugins !== "hydra" && values.plugins !== "reference") {
+    throw new Error(`--plugins must be "hydra" or "reference", got "${values.plugins}"`);
+  }
+  return {
+    nodes: positiveInt("nodes", values.nodes, 8),
+    pods: positiveInt("pods", values.pods, 16),
+    plugins: values.plugins,
+    keep: values.keep,
+    json: values.json,
+  };
+}
+
+/** Runs `hydra demo`; returns 0 when every pod reaches every other on every network. */
+export async function runDemo(args: string[]): Promise<number> {
+  let opts: Options | "help" | "down";
+  try {
+    opts = parseOptions(args);
+  } catch (err) {
+    console.error(`hydra demo: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (opts === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  if (opts === "down") return await down();
+
+  const id = crypto.randomUUID().slice(0, 6);
+  const stateDir = `${STATE_ROOT}/${id}`;
+  const networks = demoNetworks();
+  const log = (msg: string) => {
+    if (!opts.json) console.error(`[demo] ${msg}`);
+  };
+  log(`building ${opts.nodes} nodes with ${opts.pods} pods each (demo ${id})`);
+  const world = buildWorld(id, opts.nodes, opts.pods);
+  const attached: DemoPod[] = [];
+  let status = 1;
+  try {
+    await writeNodeConfs(world, networks, opts.plugins, stateDir);
+    const pods = world.nodes.flatMap((n) => n.pods);
+    for (const pod of pods) {
+      await cni(world, pod, "ADD", stateDir);
+      attached.push(pod);
+    }
+    log(`attached ${pods.length} pods to ${networks.length} networks through the meta-CNI`);
+    const routes = await syncDemoRoutes(world, networks, stateDir);
+    if (routes !== undefined) log(`router synced ${routes} routes between nodes`);
+    const cells = measure(world, networks);
+    if (opts.json) {
+      console.log(JSON.stringify(
+        {
+          demo: id,
+          nodes: world.nodes.map((n) => ({
+            name: n.name,
+            underlayIp: n.underlayIp,
+            pods: n.pods.map((p) => p.name),
+          })),
+          networks: networks.map((n) => ({
+            name: n.name,
+            interface: n.ifName,
+            cidr: n.cidr,
+            mode: n.mode,
+          })),
+          results: cells,
+        },
+        null,
+        2,
+      ));
+    } else {
+      console.log(renderTable(world, networks, cells));
+    }
+    status = cells.length > 0 && cells.every((c) => c.reachable) ? 0 : 1;
+  } finally {
+    if (opts.keep) {
+      log(
+        `kept: namespaces hydra-demo-${id}-*, state in ${stateDir}; remove with "hydra demo --down"`,
+      );
+    } else {
+      for (const pod of attached.reverse()) {
+        await cni(world, pod, "DEL", stateDir).catch((err) => {
+          console.error(`[demo] ${err.message}`);
+          status = 1;
+        });
+      }
+      destroyWorld(world);
+      await Deno.remove(stateDir, { recursive: true }).catch(() => {});
+      log("removed every namespace, link and file the demo made");
+    }
+  }
+  return status;
+}
