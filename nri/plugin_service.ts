@@ -101,6 +101,12 @@ export interface PluginServiceOptions {
   log: Logger;
   /** Aborted when the connection ends. */
   connection: AbortSignal;
+  /**
+   * Serve the v0.12 RunPodSandbox/StopPodSandbox/RemovePodSandbox RPCs
+   * (default true). When false they are UNIMPLEMENTED and a v0.12 runtime
+   * falls back to StateChange, the only path of older runtimes.
+   */
+  podSandboxRpcs?: boolean;
   /** Told when Configure was answered OK. */
   onConfigured?(runtime: RuntimeInfo): void;
   /** Told when the final Synchronize chunk was answered. */
@@ -317,9 +323,11 @@ export function createPluginService(options: PluginServiceOptions): ServiceTable
     ["Synchronize", synchronize],
     ["Shutdown", shutdown],
     ["StateChange", stateChange],
-    ["RunPodSandbox", podRpc("onRunPodSandbox", "RunPodSandbox")],
-    ["StopPodSandbox", podRpc("onStopPodSandbox", "StopPodSandbox")],
-    ["RemovePodSandbox", podRpc("onRemovePodSandbox", "RemovePodSandbox")],
   ]);
+  if (options.podSandboxRpcs ?? true) {
+    methods.set("RunPodSandbox", podRpc("onRunPodSandbox", "RunPodSandbox"));
+    methods.set("StopPodSandbox", podRpc("onStopPodSandbox", "StopPodSandbox"));
+    methods.set("RemovePodSandbox", podRpc("onRemovePodSandbox", "RemovePodSandbox"));
+  }
   return new Map([[PLUGIN_SERVICE, methods]]);
 }

@@ -52,6 +52,11 @@ export interface NriPluginOptions {
   inheritedSocketFd?: number | null;
   /** Event mask answered to Configure; default RUN|STOP|REMOVE_POD_SANDBOX. */
   events?: number;
+  /**
+   * Serve the NRI v0.12 pod sandbox RPCs (default true); false leaves pod
+   * events to StateChange, as on runtimes before NRI v0.12.
+   */
+  podSandboxRpcs?: boolean;
   /** Time kept free before the runtime's deadline, in ms; default 300. */
   budgetMarginMs?: number;
   /** Request timeout assumed when Configure names none, in ms; default 2000. */
@@ -106,6 +111,7 @@ export interface ConnectionOutcome {
 
 interface Settings {
   socketPath: string;
+  podSandboxRpcs: boolean;
   pluginName: string;
   pluginIndex: string;
   inheritedFd?: number;
@@ -145,6 +151,7 @@ function settle(options: NriPluginOptions): Settings {
   }
   return {
     socketPath: options.socketPath ?? DEFAULT_SOCKET_PATH,
+    podSandboxRpcs: options.podSandboxRpcs ?? true,
     pluginName,
     pluginIndex,
     inheritedFd,
@@ -194,6 +201,7 @@ export async function serveNriConnection(
   const services = createPluginService({
     hooks,
     events: s.events,
+    podSandboxRpcs: s.podSandboxRpcs,
     budgetMarginMs: s.budgetMarginMs,
     defaultRequestTimeoutMs: s.defaultRequestTimeoutMs,
     log: s.log,
