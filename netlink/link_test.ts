@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { type TestNetns, withNetns } from "../tests/helpers/netns.ts";
 import {
+  addBridgeVlan,
   addLink,
   closeFd,
   closeHandle,
+  delBridgeVlan,
   delLink,
   findLink,
   getLink,
@@ -340,6 +342,32 @@ Deno.test(
     assert.throws(
       () => setLinkName(h, "br0", "x".repeat(16)),
       (e) => e instanceof NetlinkError && e.code === "EINVAL",
+    );
+  }),
+);
+
+Deno.test(
+  "bridge port VLANs: added and removed, or EOPNOTSUPP on kernels without VLAN filtering",
+  inNetns(1, async (h, ns) => {
+    addLink(h, { kind: "bridge", name: "br0" });
+    addLink(h, { kind: "veth", name: "va", peer: { name: "vb" }, master: "br0" });
+    assert.throws(() => addBridgeVlan(h, "va", { vid: 4095 }), RangeError);
+    let supported = true;
+    try {
+      addBridgeVlan(h, "va", { vid: 10, pvid: true, untagged: true });
+    } catch (e) {
+      assert.ok(e instanceof NetlinkError && e.code === "EOPNOTSUPP", String(e));
+      supported = false;
+    }
+    if (!supported) return;
+    const show = async () => JSON.parse(await ns.exec("bridge", "-j", "vlan", "show", "dev", "va"));
+    const [port] = await show();
+    const v10 = port.vlans.find((v: { vlan: number }) => v.vlan === 10);
+    assert.deepEqual(v10.flags.sort(), ["Egress Untagged", "PVID"]);
+    delBridgeVlan(h, "va", { vid: 10 });
+    const after = await show();
+    assert.ok(
+      !after.some((p: { vlans: Array<{ vlan: number }> }) => p.vlans.some((v) => v.vlan === 10)),
     );
   }),
 );

@@ -24,6 +24,19 @@
  * The IP/MAC helpers in `ip.ts` are re-exported here; import `ip.ts`
  * directly to use them without loading the FFI.
  *
+ * Worth knowing:
+ * - Open one handle per namespace and reuse it; each request is a
+ *   send/recv pair of syscalls on the calling thread, with no thread hop.
+ * - Code that must run inside a namespace without a handle (files under
+ *   /proc/sys/net, /dev/net/tun) goes through {@link withNetnsSync} with a
+ *   synchronous function; Deno's own file APIs run on other threads.
+ * - Routes default to protocol "boot" and to `ip route`'s scope choice (link
+ *   for a device route without gateway); pass `scope` to choose otherwise.
+ * - IPv4 addresses get a broadcast address only when asked
+ *   (`broadcast: true` derives it from the prefix).
+ * - The kernel refuses to rename a link that is up (EBUSY), and a link moved
+ *   to another namespace arrives down.
+ *
  * @module
  */
 
@@ -52,6 +65,7 @@ export {
   withNetnsSync,
 } from "./netns.ts";
 export { closeFd } from "./ffi.ts";
+export type { Writer } from "./message.ts";
 export type {
   BridgeInfo,
   BridgePortInfo,
@@ -128,3 +142,4 @@ export {
   replaceFdb,
   replaceNeigh,
 } from "./neigh.ts";
+export { addBridgeVlan, type BridgeVlan, delBridgeVlan } from "./bridge_vlan.ts";
