@@ -280,3 +280,32 @@ Deno.test("--help prints usage on stdout and exits 0; a bad flag exits 2 with a 
   assert.equal(bad.code, 2);
   assert.match(errorMessages(bad.logs).join("\n"), /--mode "sideways"/);
 });
+
+Deno.test("a corrupt manifest: uninstall refuses (exit 1, nothing removed); install rewrites it", async () => {
+  const node = await makeNode();
+  try {
+    const source = join(node.root, "hydra-build");
+    await Deno.writeTextFile(source, "#!/bin/sh\necho build-1\n");
+    assert.equal((await runInstall([...node.flags, "--once", `--source=${source}`])).code, 0);
+    const manifestPath = join(node.confDir, "hydra.d", "install-manifest.json");
+    const good = await Deno.readTextFile(manifestPath);
+    await Deno.writeTextFile(manifestPath, good.slice(0, 40));
+    const before = await snapshot(node.root, node.binDir, node.confDir);
+
+    const un = await runInstall([...node.flags, "--uninstall"]);
+    assert.equal(un.code, 1);
+    assert.match(errorMessages(un.logs).join("\n"), /install manifest .* is not valid JSON/);
+    assert.deepEqual(await snapshot(node.root, node.binDir, node.confDir), before);
+
+    const again = await runInstall([...node.flags, "--once", `--source=${source}`]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(again.logs.some((l) => l.level === "warn" && String(l.msg).includes("manifest")));
+    // Every file and link is recorded again. Whether hydra made the hydra.d directory was
+    // only in the lost record, so that directory is no longer claimed.
+    type Entry = { kind: string };
+    const files = (text: string) => JSON.parse(text).entries.filter((e: Entry) => e.kind !== "dir");
+    assert.deepEqual(files(await Deno.readTextFile(manifestPath)), files(good));
+  } finally {
+    await removeNode(node);
+  }
+});

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { InstallError } from "./error.ts";
+import { parseInstallArgs, parseListenAddr } from "./options.ts";
+
+Deno.test("defaults: meta mode on the standard host paths, kubeconfig and manifest in hydra.d", () => {
+  const o = parseInstallArgs([]);
+  assert.equal(o.mode, "meta");
+  assert.equal(o.binDir, "/opt/cni/bin");
+  assert.equal(o.confDir, "/etc/cni/net.d");
+  assert.equal(o.stateDir, "/etc/cni/net.d/hydra.d");
+  assert.equal(o.kubeconfig, "/etc/cni/net.d/hydra.d/hydra.kubeconfig");
+  assert.equal(o.manifest, "/etc/cni/net.d/hydra.d/install-manifest.json");
+  assert.equal(o.confName, "00-hydra.conflist");
+  assert.equal(o.tokenFile, "/var/run/secrets/kubernetes.io/serviceaccount/token");
+  assert.equal(o.once, false);
+  assert.equal(o.intervalMs, 5000);
+  assert.equal(o.defaultConfTimeoutMs, 300_000);
+  assert.equal(o.healthAddr, undefined);
+});
+
+Deno.test("the state dir and kubeconfig follow --conf-dir unless given", () => {
+  const o = parseInstallArgs(["--conf-dir=/x/net.d", "--no-kubeconfig", "--interval=0.5"]);
+  assert.equal(o.stateDir, "/x/net.d/hydra.d");
+  assert.equal(o.kubeconfig, undefined);
+  assert.equal(o.intervalMs, 500);
+  const p = parseInstallArgs(["--state-dir=/s", "--kubeconfig=/k/config"]);
+  assert.equal(p.manifest, "/s/install-manifest.json");
+  assert.equal(p.kubeconfig, "/k/config");
+});
+
+Deno.test("bad usage is an InstallError naming the flag", () => {
+  const cases: [string[], RegExp][] = [
+    [["--mode=bridge"], /--mode "bridge"/],
+    [["--bogus"], /bogus/],
+    [["--interval=soon"], /--interval "soon"/],
+    [["--default-conf-timeout=-1"], /--default-conf-timeout/],
+    [["--conf-name=hydra.conf"], /--conf-name/],
+    [["--meta-json=[1]"], /--meta-json must be a JSON object/],
+    [["--meta-json={"], /--meta-json is not valid JSON/],
+    [["--kubeconfig=/a", "--no-kubeconfig"], /exclude each other/],
+    [["--once", "--uninstall"], /exclude each other/],
+    [["--health-addr=9471"], /--health-addr/],
+  ];
+  for (const [args, re] of cases) {
+    assert.throws(() => parseInstallArgs(args), (err: unknown) => {
+      assert.ok(err instanceof InstallError, String(err));
+      assert.match(err.message, re);
+      return true;
+    });
+  }
+});
+
+Deno.test("listen addresses: all interfaces, IPv4, bracketed IPv6", () => {
+  assert.deepEqual(parseListenAddr(":9471"), { hostname: "0.0.0.0", port: 9471 });
+  assert.deepEqual(parseListenAddr("127.0.0.1:80"), { hostname: "127.0.0.1", port: 80 });
+  assert.deepEqual(parseListenAddr("[::1]:9471"), { hostname: "::1", port: 9471 });
+  assert.throws(() => parseListenAddr("host:70000"), InstallError);
+});
