@@ -446,3 +446,29 @@ Deno.test("stub: a pre-launched plugin serves the inherited socket (NRI_PLUGIN_S
     ]);
   });
 });
+
+Deno.test("stub: Synchronize is answered OK when its hook overruns or fails, and events keep flowing", async () => {
+  let release!: () => void;
+  const released = new Promise<void>((r) => release = r);
+  let syncSignal: AbortSignal | undefined;
+  const { hooks, calls } = recordingHooks({
+    onSynchronize: (pods, ctx) => {
+      syncSignal = ctx.signal;
+      return pods.length ? released : Promise.reject(new Error("cannot list attachments"));
+    },
+  });
+  await withPlugin(hooks, async (accept, statuses) => {
+    const first = await accept();
+    const hs = await handshake(first, { requestTimeoutMs: 400 }, [[podA]]);
+    assert.deepEqual(hs.sync, [{ update: [], more: false }]);
+    assert.ok(statuses.some((s) => s.phase === "synchronized"));
+    assert.equal(syncSignal?.aborted, false, "the sync work is not cut short by its budget");
+    await first.call("RunPodSandbox", encodePodSandboxRequest({ pod: podB }), 400);
+    assert.equal(calls.at(-1)?.pod?.name, "b");
+    release();
+    first.close();
+    const second = await accept();
+    const again = await handshake(second, {}, [[]]); // the hook rejects this time
+    assert.deepEqual(again.sync, [{ update: [], more: false }]);
+  }, { budgetMarginMs: 100 });
+});
