@@ -150,15 +150,23 @@ export async function runInstall(
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   try {
     if (opts.healthAddr && !opts.once) {
-      server = serveHealth(
-        opts.healthAddr,
-        status,
-        serverAbort.signal,
-        (addr) =>
-          log.info("serving /healthz, /readyz and /metrics", {
-            address: `${addr.hostname}:${addr.port}`,
-          }),
-      );
+      try {
+        server = serveHealth(
+          opts.healthAddr,
+          status,
+          serverAbort.signal,
+          (addr) =>
+            log.info("serving /healthz, /readyz and /metrics", {
+              address: `${addr.hostname}:${addr.port}`,
+            }),
+        );
+      } catch (err) {
+        const { hostname, port } = opts.healthAddr;
+        log.error(`cannot serve health on ${hostname}:${port}: ${errorMessage(err)}`, {
+          hint: "another process holds the port (host network); choose --health-addr",
+        });
+        return 1;
+      }
     }
     log.info("installing", {
       mode: opts.mode,

@@ -215,3 +215,22 @@ Deno.test("health endpoint: /healthz, /readyz and /metrics", async () => {
     await removeNode(node);
   }
 });
+
+Deno.test("a health port already in use: clear error, exit 1, nothing written", async () => {
+  const node = await makeNode();
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const before = await snapshot(node.root, node.binDir, node.confDir);
+    const port = (busy.addr as Deno.NetAddr).port;
+    const run = await runInstall([...node.flags, `--health-addr=127.0.0.1:${port}`]);
+    assert.equal(run.code, 1);
+    assert.match(
+      run.logs.filter((l) => l.level === "error").map((l) => String(l.msg)).join("\n"),
+      new RegExp(`cannot serve health on 127\\.0\\.0\\.1:${port}`),
+    );
+    assert.deepEqual(await snapshot(node.root, node.binDir, node.confDir), before);
+  } finally {
+    busy.close();
+    await removeNode(node);
+  }
+});
