@@ -78,6 +78,10 @@ function setnsBack(homeFd: number): void {
  * `fn` must be synchronous and should only make synchronous FFI calls: Deno
  * file APIs (sync or not) may run on other threads. Returning a promise is
  * refused with a TypeError, since its continuation would run outside.
+ *
+ * A child process started inside `fn` with `new Deno.Command(…).outputSync()`
+ * runs in the namespace (Deno forks it from the calling thread; a test keeps
+ * this true).
  */
 export function withNetnsSync<T>(ns: NetnsRef | undefined, fn: () => T): T {
   if (ns === undefined) return fn();

@@ -142,3 +142,15 @@ Deno.test("create and delete a named namespace like ip netns", async () => {
     await tryRun("ip", "netns", "delete", name);
   }
 });
+
+Deno.test("a child process started synchronously inside withNetnsSync runs in the namespace", async () => {
+  await withNetns(1, (ns) => {
+    const out = withNetnsSync(
+      ns.path,
+      () => new Deno.Command("readlink", { args: ["/proc/self/ns/net"] }).outputSync(),
+    );
+    const ino = netnsId(ns.path).split(":")[1];
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), `net:[${ino}]`);
+    return Promise.resolve();
+  });
+});
