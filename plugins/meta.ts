@@ -100,24 +100,40 @@ function runtimeFor(record: AttachmentRecord, d: Delegate, index: number, netns:
   return rt;
 }
 
-/** DELs `delegates` (reverse order), continuing past failures; returns the failures. */
+/**
+ * DELs the recorded delegates in reverse, continuing past failures, and
+ * settles the record: removed when nothing is left, else rewritten with
+ * only the delegates still to delete, so a retry redoes no finished work.
+ * `ignoreIndex` is a delegate whose ADD just failed: it had to clean up
+ * after itself, so a failing DEL of it is logged, not kept for retries
+ * (some plugins cannot DEL what they never made).
+ */
 async function deleteAll(
   record: AttachmentRecord,
-  delegates: Delegate[],
   netns: string,
   inv: Invocation,
+  ignoreIndex = -1,
 ): Promise<CniError[]> {
+  const delegates = recordDelegates(record);
   const errors: CniError[] = [];
   for (let i = delegates.length - 1; i >= 0; i--) {
+    if (record.delegates[i].deleted) continue;
     const d = delegates[i];
     try {
       await delNetworkList(d.list, runtimeFor(record, d, i, netns), inv.listOptions);
+      record.delegates[i].deleted = true;
       inv.log.debug("delegate deleted", { network: d.list.name, delegateIfName: d.ifName });
     } catch (err) {
       const e = delegateError(err, d, "deleting");
       inv.log.error(e.message, { network: d.list.name, code: e.code });
-      errors.push(e);
+      if (i === ignoreIndex) record.delegates[i].deleted = true;
+      else errors.push(e);
     }
+  }
+  if (record.delegates.every((d) => d.deleted)) {
+    await removeRecord(inv.options.cacheDir, record.containerId, record.ifName);
+  } else {
+    await saveRecord(inv.options.cacheDir, record);
   }
   return errors;
 }
@@ -174,10 +190,9 @@ async function add(args: CmdArgs): Promise<AnyResult> {
     } catch (err) {
       const failure = delegateError(err, d, "adding");
       inv.log.error(failure.message, { network: d.list.name, code: failure.code });
-      const leftovers = await deleteAll(record, delegates.slice(0, i + 1), args.netns, inv);
-      if (leftovers.length === 0) {
-        await removeRecord(inv.options.cacheDir, args.containerId, args.ifName);
-      }
+      // Delegates after the failing one never ran.
+      for (let j = i + 1; j < record.delegates.length; j++) record.delegates[j].deleted = true;
+      await deleteAll(record, args.netns, inv, i);
       throw failure;
     }
   }
@@ -191,10 +206,8 @@ async function del(args: CmdArgs): Promise<void> {
     inv.log.info("no attachments recorded; nothing to delete");
     return;
   }
-  const errors = await deleteAll(record, recordDelegates(record), args.netns, inv);
-  const joined = joinErrors(errors);
+  const joined = joinErrors(await deleteAll(record, args.netns, inv));
   if (joined) throw joined;
-  await removeRecord(inv.options.cacheDir, args.containerId, args.ifName);
 }
 
 async function check(args: CmdArgs): Promise<void> {
@@ -209,6 +222,7 @@ async function check(args: CmdArgs): Promise<void> {
   const delegates = recordDelegates(record);
   for (let i = 0; i < delegates.length; i++) {
     const d = delegates[i];
+    if (record.delegates[i].deleted) continue;
     try {
       await checkNetworkList(d.list, runtimeFor(record, d, i, args.netns), inv.listOptions);
     } catch (err) {
@@ -259,9 +273,7 @@ async function gc(args: CmdArgs): Promise<void> {
       continue;
     }
     inv.log.info("removing stale attachments", { staleContainerId: record.containerId });
-    const failed = await deleteAll(record, recordDelegates(record), record.netns, inv);
-    if (failed.length) errors.push(...failed);
-    else await removeRecord(inv.options.cacheDir, record.containerId, record.ifName);
+    errors.push(...await deleteAll(record, record.netns, inv));
   }
   let delegates: Delegate[] = [];
   try {
@@ -273,7 +285,7 @@ async function gc(args: CmdArgs): Promise<void> {
     const stillValid: Attachment[] = [];
     for (const record of live) {
       for (const stored of record.delegates) {
-        if (stored.config.name === d.list.name) {
+        if (!stored.deleted && stored.config.name === d.list.name) {
           stillValid.push({ containerID: record.containerId, ifname: stored.ifName });
         }
       }

@@ -31,6 +31,8 @@ export interface StoredDelegate {
   ifName: string;
   /** The network as a self-contained conflist. */
   config: Record<string, unknown>;
+  /** Set once this delegate's DEL has succeeded (or its ADD never ran). */
+  deleted?: boolean;
 }
 
 /** What hydra attached to one container interface. */

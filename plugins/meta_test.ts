@@ -15,7 +15,12 @@ interface Ctx {
   dir: string;
   cacheDir: string;
   netns: string;
-  run(command: string, conf: Record<string, unknown>, containerId?: string, extraEnv?: Record<string, string>): Promise<
+  run(
+    command: string,
+    conf: Record<string, unknown>,
+    containerId?: string,
+    extraEnv?: Record<string, string>,
+  ): Promise<
     { code: number; json: Record<string, unknown> | undefined }
   >;
   conf(extra?: Record<string, unknown>): Record<string, unknown>;
@@ -94,7 +99,9 @@ Deno.test("ADD attaches every delegate in order and returns the default's result
     assert.deepEqual(calls.map((c) => c.stdin.cniVersion), ["0.3.1", "0.4.0", "0.4.0", "1.1.0"]);
     assert.deepEqual(calls.map((c) => c.stdin.name), ["default", "second", "second", "third"]);
     assert.equal(calls[3].stdin.ifname, undefined, "hydra's ifname key is not passed on");
-    assert.ok(calls.every((c) => c.containerId === "ctr1" && c.args === "IgnoreUnknown=1;K8S_POD_NAME=web"));
+    assert.ok(
+      calls.every((c) => c.containerId === "ctr1" && c.args === "IgnoreUnknown=1;K8S_POD_NAME=web"),
+    );
     assert.deepEqual(await files(`${ctx.cacheDir}/results`), [
       "default-ctr1-eth0",
       "second-ctr1-net1",
@@ -110,7 +117,10 @@ Deno.test("ADD failing in a later delegate removes what the earlier ones made", 
     const { code, json } = await ctx.run("ADD", ctx.conf());
     assert.equal(code, 1);
     assert.equal(json?.code, 11);
-    assert.match(String(json?.msg), /error adding network "second" \(interface net1\): plugin type="gamma" failed \(add\)/);
+    assert.match(
+      String(json?.msg),
+      /error adding network "second" \(interface net1\): plugin type="gamma" failed \(add\)/,
+    );
     const calls = await readCalls(ctx.dir);
     assert.deepEqual(calls.map((c) => `${c.type} ${c.command} ${c.ifName}`), [
       "alpha ADD eth0",
@@ -166,7 +176,44 @@ Deno.test("DEL carries on past a failing delegate and keeps the record for a ret
     ]);
     assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), ["ctr1-eth0"]);
     await Deno.remove(`${ctx.dir}/fail-beta-DEL`);
+    await clearCalls(ctx.dir);
     assert.equal((await ctx.run("DEL", ctx.conf())).code, 0);
+    // The retry redoes only what failed: the "second" network's list.
+    assert.deepEqual((await readCalls(ctx.dir)).map((c) => `${c.type} ${c.command}`), [
+      "gamma DEL",
+      "beta DEL",
+    ]);
+    assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), []);
+    assert.deepEqual(await files(`${ctx.cacheDir}/results`), []);
+  });
+});
+
+Deno.test("a rollback ignores a failing DEL of the delegate whose ADD failed", async () => {
+  await withMeta(async (ctx) => {
+    await failNext(ctx.dir, "beta", "ADD");
+    await failNext(ctx.dir, "beta", "DEL");
+    const { json } = await ctx.run("ADD", ctx.conf());
+    assert.equal(json?.code, 42);
+    assert.deepEqual((await readCalls(ctx.dir)).map((c) => `${c.type} ${c.command}`), [
+      "alpha ADD",
+      "beta ADD",
+      "gamma DEL",
+      "beta DEL",
+      "alpha DEL",
+    ]);
+    assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), []);
+    // A failing DEL of a delegate that had been added is kept for the runtime's DEL.
+    await Deno.remove(`${ctx.dir}/fail-beta-DEL`);
+    await failNext(ctx.dir, "alpha", "DEL");
+    await clearCalls(ctx.dir);
+    assert.equal((await ctx.run("ADD", ctx.conf())).code, 1);
+    assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), ["ctr1-eth0"]);
+    await Deno.remove(`${ctx.dir}/fail-alpha-DEL`);
+    await clearCalls(ctx.dir);
+    assert.equal((await ctx.run("DEL", ctx.conf())).code, 0);
+    assert.deepEqual((await readCalls(ctx.dir)).map((c) => `${c.type} ${c.command}`), [
+      "alpha DEL",
+    ]);
     assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), []);
   });
 });
@@ -217,12 +264,15 @@ Deno.test("GC removes stale containers' attachments and passes the still-valid o
     });
     assert.deepEqual(gc, { code: 0, json: undefined });
     const calls = await readCalls(ctx.dir);
-    assert.deepEqual(calls.filter((c) => c.command === "DEL").map((c) => `${c.type} ${c.containerId} ${c.ifName}`), [
-      "gamma stale data0",
-      "gamma stale net1",
-      "beta stale net1",
-      "alpha stale eth0",
-    ]);
+    assert.deepEqual(
+      calls.filter((c) => c.command === "DEL").map((c) => `${c.type} ${c.containerId} ${c.ifName}`),
+      [
+        "gamma stale data0",
+        "gamma stale net1",
+        "beta stale net1",
+        "alpha stale eth0",
+      ],
+    );
     const gcCalls = calls.filter((c) => c.command === "GC");
     assert.deepEqual(gcCalls.map((c) => [c.stdin.name, c.stdin["cni.dev/valid-attachments"]]), [
       ["default", [{ containerID: "keep", ifname: "eth0" }]],
@@ -241,18 +291,39 @@ Deno.test("delegates from a conf folder: lexical order, hydra's own file skipped
   await withMeta(async (ctx) => {
     const confDir = `${ctx.dir}/net.d`;
     await Deno.mkdir(confDir);
-    await Deno.writeTextFile(`${confDir}/00-hydra.conf`, JSON.stringify({ name: "pods", type: "hydra" }));
-    await Deno.writeTextFile(`${confDir}/10-main.conflist`, JSON.stringify({ cniVersion: "1.0.0", name: "main", plugins: [{ type: "alpha" }] }));
-    await Deno.writeTextFile(`${confDir}/30-extra.conf`, JSON.stringify({ name: "extra", type: "gamma", ifname: "ext0" }));
-    await Deno.writeTextFile(`${confDir}/20-mid.json`, JSON.stringify({ cniVersion: "0.4.0", name: "mid", type: "beta" }));
-    const conf = { cniVersion: "1.0.0", name: "pods", type: "hydra", cacheDir: ctx.cacheDir, delegatesFromConfDir: confDir };
+    await Deno.writeTextFile(
+      `${confDir}/00-hydra.conf`,
+      JSON.stringify({ name: "pods", type: "hydra" }),
+    );
+    await Deno.writeTextFile(
+      `${confDir}/10-main.conflist`,
+      JSON.stringify({ cniVersion: "1.0.0", name: "main", plugins: [{ type: "alpha" }] }),
+    );
+    await Deno.writeTextFile(
+      `${confDir}/30-extra.conf`,
+      JSON.stringify({ name: "extra", type: "gamma", ifname: "ext0" }),
+    );
+    await Deno.writeTextFile(
+      `${confDir}/20-mid.json`,
+      JSON.stringify({ cniVersion: "0.4.0", name: "mid", type: "beta" }),
+    );
+    const conf = {
+      cniVersion: "1.0.0",
+      name: "pods",
+      type: "hydra",
+      cacheDir: ctx.cacheDir,
+      delegatesFromConfDir: confDir,
+    };
     const { code, json } = await ctx.run("ADD", conf);
     assert.equal(code, 0, JSON.stringify(json));
-    assert.deepEqual((await readCalls(ctx.dir)).map((c) => `${c.stdin.name} ${c.ifName} ${c.stdin.cniVersion}`), [
-      "main eth0 1.0.0",
-      "mid net1 0.4.0",
-      "extra ext0 1.0.0",
-    ]);
+    assert.deepEqual(
+      (await readCalls(ctx.dir)).map((c) => `${c.stdin.name} ${c.ifName} ${c.stdin.cniVersion}`),
+      [
+        "main eth0 1.0.0",
+        "mid net1 0.4.0",
+        "extra ext0 1.0.0",
+      ],
+    );
     assert.equal((await ctx.run("DEL", conf)).code, 0);
     assert.deepEqual(await files(`${ctx.cacheDir}/results`), []);
   });
@@ -270,7 +341,10 @@ Deno.test("binDir is searched first and put in front of CNI_PATH for the delegat
 Deno.test("capability arguments go to the default delegate only, for the capabilities it declares", async () => {
   await withMeta(async (ctx) => {
     const conf = ctx.conf({
-      runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 8080 }], mac: "aa:bb:cc:dd:ee:ff" },
+      runtimeConfig: {
+        portMappings: [{ hostPort: 80, containerPort: 8080 }],
+        mac: "aa:bb:cc:dd:ee:ff",
+      },
       delegates: [
         { name: "default", type: "alpha", capabilities: { portMappings: true } },
         { name: "second", type: "beta", capabilities: { portMappings: true } },
@@ -278,7 +352,9 @@ Deno.test("capability arguments go to the default delegate only, for the capabil
     });
     assert.equal((await ctx.run("ADD", conf)).code, 0);
     const calls = await readCalls(ctx.dir);
-    assert.deepEqual(calls[0].stdin.runtimeConfig, { portMappings: [{ hostPort: 80, containerPort: 8080 }] });
+    assert.deepEqual(calls[0].stdin.runtimeConfig, {
+      portMappings: [{ hostPort: 80, containerPort: 8080 }],
+    });
     assert.equal(calls[0].stdin.capabilities, undefined);
     assert.equal(calls[1].stdin.runtimeConfig, undefined);
   });
@@ -290,22 +366,72 @@ Deno.test("bad hydra configs fail with a clear code and touch nothing", async ()
       [ctx.conf({ delegates: undefined }), 7, /missing "delegates"/],
       [ctx.conf({ delegates: [] }), 7, /"delegates" is empty/],
       [ctx.conf({ delegates: {} }), 6, /"delegates" must be a list/],
-      [ctx.conf({ delegatesFromConfDir: "/etc/cni/net.d" }), 7, /either "delegates" or "delegatesFromConfDir"/],
-      [ctx.conf({ delegates: [{ name: "a", type: "alpha" }, { name: "b" }] }), 7, /delegates\[1\]: missing 'type'/],
-      [ctx.conf({ delegates: [{ name: "a", type: "alpha" }, { name: "b", type: "../x" }] }), 7, /delegates\[1\]: "type"/],
+      [
+        ctx.conf({ delegatesFromConfDir: "/etc/cni/net.d" }),
+        7,
+        /either "delegates" or "delegatesFromConfDir"/,
+      ],
+      [
+        ctx.conf({ delegates: [{ name: "a", type: "alpha" }, { name: "b" }] }),
+        7,
+        /delegates\[1\]: missing 'type'/,
+      ],
+      [
+        ctx.conf({ delegates: [{ name: "a", type: "alpha" }, { name: "b", type: "../x" }] }),
+        7,
+        /delegates\[1\]: "type"/,
+      ],
       [ctx.conf({ delegates: [{ name: "a", type: "hydra" }] }), 7, /cannot be hydra itself/],
-      [ctx.conf({ delegates: [{ name: "a", type: "alpha", ifname: "x0" }] }), 7, /always gets CNI_IFNAME/],
-      [ctx.conf({ delegates: [{ name: "a", type: "alpha" }, { name: "b", type: "beta", ifname: "eth0" }] }), 7, /"eth0" is already used/],
-      [ctx.conf({ delegates: [{ name: "a", type: "alpha" }, { name: "b", type: "beta", ifname: "way-too-long-name" }] }), 7, /delegates\[1\]\.ifname/],
-      [ctx.conf({ delegates: [{ name: "a", type: "alpha" }, { name: "b", type: "beta", ifname: 3 }] }), 6, /ifname/],
+      [
+        ctx.conf({ delegates: [{ name: "a", type: "alpha", ifname: "x0" }] }),
+        7,
+        /always gets CNI_IFNAME/,
+      ],
+      [
+        ctx.conf({
+          delegates: [{ name: "a", type: "alpha" }, { name: "b", type: "beta", ifname: "eth0" }],
+        }),
+        7,
+        /"eth0" is already used/,
+      ],
+      [
+        ctx.conf({
+          delegates: [{ name: "a", type: "alpha" }, {
+            name: "b",
+            type: "beta",
+            ifname: "way-too-long-name",
+          }],
+        }),
+        7,
+        /delegates\[1\]\.ifname/,
+      ],
+      [
+        ctx.conf({
+          delegates: [{ name: "a", type: "alpha" }, { name: "b", type: "beta", ifname: 3 }],
+        }),
+        6,
+        /ifname/,
+      ],
       [ctx.conf({ delegates: [{ name: "a b", type: "alpha" }] }), 7, /network name "a b"/],
-      [ctx.conf({ delegates: [{ cniVersion: "9.9.9", name: "a", type: "alpha" }] }), 1, /unsupported cniVersion/],
+      [
+        ctx.conf({ delegates: [{ cniVersion: "9.9.9", name: "a", type: "alpha" }] }),
+        1,
+        /unsupported cniVersion/,
+      ],
       [ctx.conf({ logLevel: "chatty" }), 7, /"logLevel"/],
       [ctx.conf({ cacheDir: "relative/dir" }), 7, /"cacheDir" must be an absolute path/],
       [ctx.conf({ delegateTimeout: "60" }), 6, /delegateTimeout/],
       [ctx.conf({ delegateTimeout: 0 }), 7, /delegateTimeout/],
-      [ctx.conf({ delegatesFromConfDir: `${ctx.dir}/empty`, delegates: undefined }), 7, /no network configurations found/],
-      [ctx.conf({ delegates: [{ name: "a", type: "missing-plugin" }] }), 7, /failed to find plugin "missing-plugin"/],
+      [
+        ctx.conf({ delegatesFromConfDir: `${ctx.dir}/empty`, delegates: undefined }),
+        7,
+        /no network configurations found/,
+      ],
+      [
+        ctx.conf({ delegates: [{ name: "a", type: "missing-plugin" }] }),
+        7,
+        /failed to find plugin "missing-plugin"/,
+      ],
     ];
     for (const [conf, code, re] of cases) {
       const { code: exit, json } = await ctx.run("ADD", conf);
