@@ -18,16 +18,14 @@ import {
 } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
 import { closeFd } from "./ffi.ts";
+import { type BridgePortInfo, parseBridgePort, writeBridgePort } from "./bridge_port.ts";
 import { formatMac, parseMac } from "./ip.ts";
 import {
-  type BridgePortInfo,
   type KindInfo,
   type LinkNetns,
   type LinkRef,
   type LinkSpec,
-  parseBridgePort,
   parseKindData,
-  writeBridgePort,
   writeIfinfo,
   writeKindData,
   writeNetnsAttr,

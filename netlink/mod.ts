@@ -66,9 +66,9 @@ export {
 } from "./netns.ts";
 export { closeFd } from "./ffi.ts";
 export type { Writer } from "./message.ts";
+export type { BridgePortInfo } from "./bridge_port.ts";
 export type {
   BridgeInfo,
-  BridgePortInfo,
   IpvlanMode,
   KindInfo,
   LinkCommon,
