@@ -9,15 +9,8 @@
  * @module
  */
 
-import {
-  type BinaryReader,
-  BinaryWriter,
-  decodeFields,
-  readInt64,
-  WireType,
-  writeMessage,
-  writeString,
-} from "./pb.ts";
+import { type BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { decodeFields, readInt64, writeMessage, writeString } from "./pb.ts";
 import { decodePodSandbox, encodePodSandbox, type PodSandbox } from "./pod.ts";
 
 export {
@@ -70,7 +63,7 @@ export function eventMask(...events: number[]): number {
  * The events a pod-network plugin subscribes to: RUN|STOP|REMOVE_POD_SANDBOX
  * (0x7), valid on every NRI version. Never 0, which means "everything".
  */
-export const POD_NETWORK_EVENTS = eventMask(
+export const POD_NETWORK_EVENTS: number = eventMask(
   NriEvent.RUN_POD_SANDBOX,
   NriEvent.STOP_POD_SANDBOX,
   NriEvent.REMOVE_POD_SANDBOX,

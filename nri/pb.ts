@@ -11,8 +11,6 @@
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { decodeOrThrow } from "./errors.ts";
 
-export { BinaryReader, BinaryWriter, WireType };
-
 /**
  * Called for each field of a message. Returns true when it consumed the
  * field's value from `reader`; false leaves the value to be skipped.

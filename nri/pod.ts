@@ -6,38 +6,44 @@
  * @module
  */
 
-import {
-  BinaryWriter,
-  decodeFields,
-  decodeStringPair,
-  WireType,
-  writeMessage,
-  writeString,
-  writeStringMap,
-} from "./pb.ts";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { decodeFields, decodeStringPair, writeMessage, writeString, writeStringMap } from "./pb.ts";
 
 /** A Linux namespace of the pod sandbox (OCI type names: "network", "pid", ...). */
 export interface LinuxNamespace {
+  /** OCI namespace type: "network", "pid", "ipc", "uts", "mount", ... */
   type: string;
+  /** Path to join; empty for a namespace created with the sandbox. */
   path: string;
 }
 
 /** The Linux part of a pod sandbox; resources are not decoded. */
 export interface LinuxPodSandbox {
+  /** Cgroup parent of the pod. */
   cgroupParent: string;
+  /** Cgroup path of the sandbox container. */
   cgroupsPath: string;
+  /** Namespaces of the sandbox container (from its OCI spec). */
   namespaces: LinuxNamespace[];
 }
 
 /** A pod sandbox as NRI describes it. */
 export interface PodSandbox {
+  /** Sandbox id (64 hex digits with containerd). */
   id: string;
+  /** Kubernetes pod name. */
   name: string;
+  /** Kubernetes pod UID. */
   uid: string;
+  /** Kubernetes namespace. */
   namespace: string;
+  /** Pod labels as the kubelet passed them to the runtime. */
   labels: Record<string, string>;
+  /** Pod annotations as the kubelet passed them to the runtime. */
   annotations: Record<string, string>;
+  /** Runtime handler (RuntimeClass), "" for the default. */
   runtimeHandler: string;
+  /** Linux details; absent when the runtime sent none. */
   linux?: LinuxPodSandbox;
   /** Pid of the sandbox (pause) process; 0 when unknown. */
   pid: number;

@@ -92,6 +92,7 @@ export type PluginPhase =
 
 /** A snapshot for health reporting. */
 export interface PluginStatus {
+  /** The current phase. */
   phase: PluginPhase;
   /** The runtime of the current connection, once configured. */
   runtime?: RuntimeInfo;
@@ -103,9 +104,13 @@ export interface PluginStatus {
 
 /** How one connection went. */
 export interface ConnectionOutcome {
+  /** The runtime accepted RegisterPlugin. */
   registered: boolean;
+  /** Configure was answered OK. */
   configured: boolean;
+  /** The final Synchronize chunk was answered. */
   synchronized: boolean;
+  /** How the connection ended. */
   end: TrunkEnd;
 }
 

@@ -11,12 +11,11 @@
  */
 
 import { ProtocolError, StatusCode } from "./errors.ts";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
-  BinaryWriter,
   decodeFields,
   decodeStringPair,
   readInt64,
-  WireType,
   writeBytes,
   writeMessage,
   writeString,

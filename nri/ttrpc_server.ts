@@ -22,8 +22,11 @@ import {
 
 /** What a handler learns about the request it serves. */
 export interface RequestContext {
+  /** Stream id of the request (the answer reuses it). */
   streamId: number;
+  /** Requested service. */
   service: string;
+  /** Requested method. */
   method: string;
   /** `performance.now()` when the request was parsed. */
   receivedAt: number;
@@ -32,6 +35,7 @@ export interface RequestContext {
    * `timeout_nano`; undefined when the caller sent none.
    */
   deadline?: number;
+  /** Request metadata (containerd 2.x adds tracing entries). */
   metadata: KeyValue[];
 }
 
