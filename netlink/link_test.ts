@@ -270,6 +270,10 @@ Deno.test(
     }
     assert.deepEqual(await ipLinkNames(host), ["dev0", "dev0p", "lo"]);
     assert.deepEqual(await ipLinkNames(pod), ["lo"]);
+    // By name, keeping the name.
+    setLinkNetns(h, "dev0p", pod.path);
+    assert.deepEqual(await ipLinkNames(pod), ["dev0p", "lo"]);
+    assert.equal(getLink(h, "dev0").linkNetnsId !== undefined, true, "peer now elsewhere");
   }),
 );
 
