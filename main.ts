@@ -32,7 +32,13 @@ async function main(): Promise<number> {
   if (name !== "hydra" && !name.startsWith("deno")) {
     const plugin = loadBuiltin(name);
     if (!plugin) {
-      console.error(`hydra: unknown role name "${name}"; run "hydra --help"`);
+      const msg = `hydra has no role named "${name}"; run "hydra --help"`;
+      if (Deno.env.get("CNI_COMMAND") !== undefined) {
+        // A runtime exec'd us as a plugin: answer in the CNI error format.
+        console.log(JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }));
+        return 1;
+      }
+      console.error(`hydra: ${msg}`);
       return 2;
     }
     const { runSkel } = await import("./cni/skel.ts");
