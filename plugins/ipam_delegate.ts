@@ -1,0 +1,78 @@
+/**
+ * Calling an interface plugin's IPAM delegate, as the reference plugins'
+ * `ipam.ExecAdd/ExecDel/ExecCheck/ExecStatus` do: same CNI_* parameters and
+ * the plugin's full stdin. The call goes through `cni/invoke.ts`, so a
+ * built-in IPAM (hydra-ipam, hydra-static) runs in this process and any
+ * other is exec'd from CNI_PATH.
+ *
+ * @module
+ */
+
+import { toInternal } from "../cni/convert.ts";
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import { invokePlugin } from "../cni/invoke.ts";
+import type { CmdArgs, Command, Result } from "../cni/types.ts";
+
+function request(args: CmdArgs, type: string, command: Command) {
+  return {
+    command,
+    type,
+    config: args.stdinData,
+    containerId: args.containerId,
+    netns: args.netns,
+    ifName: args.ifName,
+    args: args.args,
+    path: args.path,
+  };
+}
+
+/**
+ * IPAM ADD: the delegate's result in hydra's internal shape. Throws the
+ * delegate's error (code kept), or CniError 999 when it gives no address.
+ */
+export async function ipamAdd(args: CmdArgs, type: string): Promise<Result> {
+  const raw = await invokePlugin(request(args, type, "ADD"));
+  if (!raw) throw new CniError(ErrorCode.Internal, `IPAM plugin "${type}" returned no result`);
+  const result = toInternal(raw);
+  if (!result.ips || result.ips.length === 0) {
+    throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
+  }
+  return result;
+}
+
+/** IPAM DEL; throws the delegate's error. */
+export async function ipamDel(args: CmdArgs, type: string): Promise<void> {
+  await invokePlugin(request(args, type, "DEL"));
+}
+
+/**
+ * IPAM DEL on a failed ADD's way out: a failure here must not hide the
+ * error that made the ADD fail, so it is only reported on stderr.
+ */
+export async function ipamDelQuietly(args: CmdArgs, type: string): Promise<void> {
+  try {
+    await ipamDel(args, type);
+  } catch (err) {
+    console.error(JSON.stringify({
+      level: "warn",
+      msg: "IPAM release after a failed ADD failed",
+      ipam: type,
+      error: err instanceof Error ? err.message : String(err),
+    }));
+  }
+}
+
+/** IPAM CHECK; throws the delegate's error. */
+export async function ipamCheck(args: CmdArgs, type: string): Promise<void> {
+  await invokePlugin(request(args, type, "CHECK"));
+}
+
+/** IPAM STATUS; throws the delegate's error (50/51 when it cannot serve ADD). */
+export async function ipamStatus(args: CmdArgs, type: string): Promise<void> {
+  await invokePlugin(request(args, type, "STATUS"));
+}
+
+/** IPAM GC; throws the delegate's error. */
+export async function ipamGc(args: CmdArgs, type: string): Promise<void> {
+  await invokePlugin(request(args, type, "GC"));
+}

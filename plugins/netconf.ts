@@ -1,0 +1,154 @@
+/**
+ * Reading the plugin-specific fields of a built-in plugin's config, with the
+ * error codes hydra uses everywhere: a field of the wrong JSON type is a
+ * decoding failure (6), a value that cannot be used is an invalid config (7).
+ *
+ * Absent, `null` and (for strings) `""` all mean "not set", as the zero
+ * values do for the reference plugins' Go structs.
+ *
+ * @module
+ */
+
+import { loadCniArgs } from "../cni/args.ts";
+import { toInternal } from "../cni/convert.ts";
+import { parseResult } from "../cni/convert.ts";
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import type { CmdArgs, NetConf, Result } from "../cni/types.ts";
+
+/** A JSON object. */
+export type Json = Record<string, unknown>;
+
+/** A CniError 7 (invalid network config). */
+export function invalidConfig(msg: string, details?: string): CniError {
+  return new CniError(ErrorCode.InvalidNetworkConfig, msg, details);
+}
+
+function wrongType(key: string, expected: string, got: unknown): CniError {
+  const actual = Array.isArray(got) ? "array" : got === null ? "null" : typeof got;
+  return new CniError(
+    ErrorCode.DecodingFailure,
+    `config field "${key}" must be ${expected}, got ${actual}`,
+  );
+}
+
+/** True for a non-null, non-array object. */
+export function isObject(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A boolean field; undefined when absent. */
+export function optBool(conf: Json, key: string): boolean | undefined {
+  const v = conf[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "boolean") throw wrongType(key, "a boolean", v);
+  return v;
+}
+
+/** A string field; undefined when absent or empty. */
+export function optString(conf: Json, key: string): string | undefined {
+  const v = conf[key];
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string") throw wrongType(key, "a string", v);
+  return v;
+}
+
+/** An integer field; undefined when absent. */
+export function optInt(conf: Json, key: string): number | undefined {
+  const v = conf[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v)) throw wrongType(key, "an integer", v);
+  return v;
+}
+
+/** An object field; undefined when absent. */
+export function optObject(conf: Json, key: string): Json | undefined {
+  const v = conf[key];
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v)) throw wrongType(key, "an object", v);
+  return v;
+}
+
+/** An array field; undefined when absent. */
+export function optArray(conf: Json, key: string): unknown[] | undefined {
+  const v = conf[key];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v)) throw wrongType(key, "a list", v);
+  return v;
+}
+
+/** The `runtimeConfig` object (capability arguments), {} when absent. */
+export function runtimeConfig(conf: NetConf): Json {
+  return optObject(conf, "runtimeConfig") ?? {};
+}
+
+/** The `args.cni` object, {} when absent. */
+export function argsCni(conf: NetConf): Json {
+  const args = optObject(conf, "args");
+  return (args && optObject(args, "cni")) ?? {};
+}
+
+/**
+ * The `MAC` key of CNI_ARGS. As with the reference plugins, any other key is
+ * an error unless CNI_ARGS sets IgnoreUnknown.
+ */
+export function cniArgsMac(args: CmdArgs): string | undefined {
+  if (args.args === "") return undefined;
+  const v = loadCniArgs(args.args, ["MAC"]).MAC;
+  return v === undefined || v === "" ? undefined : v;
+}
+
+/** The IPAM plugin type of a config, undefined when the config has no IPAM. */
+export function ipamType(conf: NetConf): string | undefined {
+  const ipam = optObject(conf, "ipam");
+  return ipam ? optString(ipam, "type") : undefined;
+}
+
+/** The config's cniVersion ("" means 0.1.0). */
+export function configVersion(conf: NetConf): string {
+  return typeof conf.cniVersion === "string" ? conf.cniVersion : "";
+}
+
+/**
+ * The `prevResult` in hydra's internal (1.1.0) shape, parsed at the config's
+ * version; undefined when there is none.
+ */
+export function prevResultOf(conf: NetConf): Result | undefined {
+  const raw = conf.prevResult;
+  if (raw === undefined || raw === null) return undefined;
+  return toInternal(parseResult(raw, configVersion(conf)));
+}
+
+/** The `prevResult`, or CniError 7 "Required prevResult missing". */
+export function requirePrevResult(conf: NetConf): Result {
+  const prev = prevResultOf(conf);
+  if (!prev) throw invalidConfig("Required prevResult missing");
+  return prev;
+}
+
+/** The config's `dns` when it sets anything, else undefined. */
+export function configDns(conf: NetConf): Result["dns"] {
+  const dns = optObject(conf, "dns");
+  if (!dns) return undefined;
+  const out: NonNullable<Result["dns"]> = {};
+  for (const key of ["nameservers", "search", "options"] as const) {
+    const v = optArray(dns, key);
+    if (v) out[key] = v.map(String);
+  }
+  const domain = optString(dns, "domain");
+  if (domain) out.domain = domain;
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * Turns a synchronous verb into the promise-returning one the Plugin
+ * interface asks for; a throw becomes a rejection.
+ */
+export function syncVerb<T>(fn: (args: CmdArgs) => T): (args: CmdArgs) => Promise<T> {
+  return (args) => {
+    try {
+      return Promise.resolve(fn(args));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  };
+}
