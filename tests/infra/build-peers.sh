@@ -47,7 +47,7 @@ install_from() { # staging-dir target-dir files...
   local from=$1 to=$2 f; shift 2
   for f in "$@"; do
     [[ -f $from/$f ]] || die "build produced no $f"
-    cp "$from/$f" "$to/.$f.new" && mv -f "$to/.$f.new" "$to/$f"
+    mv -f "$from/$f" "$to/.$f.new" && mv -f "$to/.$f.new" "$to/$f"
   done
 }
 

@@ -21,6 +21,7 @@ import {
   renderKubeconfig,
   requestServiceAccountToken,
 } from "./kubeapi.ts";
+import { sweepOrphans, writeOwner } from "./owner.ts";
 import { infraDir, peerBin } from "./peers.ts";
 import {
   type Daemon,
@@ -99,6 +100,7 @@ export interface ControlPlaneOptions {
 /** The NetworkAttachmentDefinition CRD manifest shipped with the test infrastructure. */
 export const nadCrdPath: string = join(infraDir, "manifests", "network-attachment-definition.yaml");
 
+const DIR_PREFIX = "hydra-cp-";
 const SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local";
 
 /** Starts etcd and kube-apiserver and waits until the API serves the NAD CRD. */
@@ -106,8 +108,12 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const etcdBin = peerBin("etcd");
   const apiserverBin = peerBin("kube-apiserver");
   const kubectlBin = peerBin("kubectl");
+  await sweepOrphans(DIR_PREFIX, stopControlPlaneRecord);
   const t0 = performance.now();
-  const dir = await Deno.makeTempDir({ prefix: "hydra-cp-" });
+  const dir = await Deno.makeTempDir({ prefix: DIR_PREFIX });
+  const record: ControlPlaneRecord = { dir, etcdPid: 0, apiserverPid: 0 };
+  const detached = opts.detach ?? false;
+  await writeOwner(dir, record, detached);
   const daemons: Daemon[] = [];
   let api: KubeApi | undefined;
   try {
@@ -131,6 +137,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       ],
     });
     daemons.push(etcd);
+    record.etcdPid = etcd.pid;
+    await writeOwner(dir, record, detached);
     // The PKI is made while etcd starts.
     const pki = await generatePki(dir);
     const tPki = performance.now();
@@ -151,6 +159,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       args: [...apiserverArgs(dir, pki, etcdEndpoint, port), ...(opts.apiserverArgs ?? [])],
     });
     daemons.push(apiserver);
+    record.apiserverPid = apiserver.pid;
+    await writeOwner(dir, record, detached);
     const endpoint: KubeEndpoint = { server, caPem: await Deno.readTextFile(pki.caCert) };
     api = kubeApi(endpoint, {
       kind: "cert",
@@ -158,13 +168,18 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       keyPem: await Deno.readTextFile(pki.adminKey),
     });
     const admin = api;
-    await waitUntil("kube-apiserver /readyz", async () => {
-      try {
-        return (await admin.request("GET", "/readyz")).status === 200;
-      } catch {
-        return false; // not listening yet
-      }
-    }, 60_000, apiserver);
+    await waitUntil(
+      "kube-apiserver /readyz",
+      async () => {
+        try {
+          return (await admin.request("GET", "/readyz")).status === 200;
+        } catch {
+          return false; // not listening yet
+        }
+      },
+      60_000,
+      apiserver,
+    );
     const tApiserver = performance.now();
 
     const kubeconfigPath = join(dir, "admin.kubeconfig");
@@ -185,7 +200,6 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     for (const manifest of opts.manifests ?? []) await kubectl("apply", "-f", manifest);
     const tCrds = performance.now();
 
-    const record: ControlPlaneRecord = { dir, etcdPid: etcd.pid, apiserverPid: apiserver.pid };
     let stopping: Promise<void> | undefined;
     let minted = 0;
     const mintToken = async (namespace: string, name: string) => {
@@ -235,7 +249,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     };
   } catch (err) {
     api?.close();
-    await stopDaemons(daemons, { dir, etcdPid: 0, apiserverPid: 0 }).catch(() => {});
+    await stopDaemons(daemons, record).catch(() => {});
     throw err;
   }
 }

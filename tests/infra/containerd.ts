@@ -14,14 +14,9 @@
 
 import { join } from "node:path";
 import { cleanupContainerd, type ContainerdRecord } from "./containerd_cleanup.ts";
+import { sweepOrphans, writeOwner } from "./owner.ts";
 import { pauseImageArchive, pauseImageName, peerBin, peerBinDir } from "./peers.ts";
-import {
-  type Daemon,
-  runCommand,
-  spawnDaemon,
-  stopProcessGroup,
-  waitUntil,
-} from "./process.ts";
+import { type Daemon, runCommand, spawnDaemon, stopProcessGroup, waitUntil } from "./process.ts";
 
 export type { ContainerdRecord } from "./containerd_cleanup.ts";
 export { cleanupContainerd } from "./containerd_cleanup.ts";
@@ -136,7 +131,6 @@ disabled_plugins = [
 [plugins."io.containerd.cri.v1.runtime"]
   enable_selinux = false
   disable_apparmor = true
-  enable_cdi = false
   enable_criu = false
   netns_mounts_under_state_dir = true
   # Lowering oom_score_adj below our own needs CAP_SYS_RESOURCE, which this process may lack.
@@ -165,6 +159,7 @@ disabled_plugins = [
 }
 
 const RUNC = "/usr/sbin/runc";
+const DIR_PREFIX = "hydra-ctd-";
 
 /**
  * Starts containerd in a fresh network namespace, waits for the CRI and imports the pause image.
@@ -176,8 +171,9 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   const ctrBin = peerBin("ctr");
   const archive = pauseImageArchive();
   const pauseImage = pauseImageName();
+  await sweepOrphans(DIR_PREFIX, cleanupContainerd);
   const t0 = performance.now();
-  const dir = await Deno.makeTempDir({ prefix: "hydra-ctd-" });
+  const dir = await Deno.makeTempDir({ prefix: DIR_PREFIX });
   const id = dir.slice(dir.lastIndexOf("-") + 1);
   const netnsName = `hydra-ctd-${id}`;
   const record: ContainerdRecord = {
@@ -188,8 +184,10 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
     address: join(dir, "containerd.sock"),
     crictl: crictlBin,
   };
+  const detached = opts.detach ?? false;
   let daemon: Daemon | undefined;
   try {
+    await writeOwner(dir, record, detached);
     for (const sub of ["nri/plugins", "nri/conf.d", "tmp"]) {
       await Deno.mkdir(join(dir, sub), { recursive: true });
     }
@@ -224,18 +222,24 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
         env: { PATH: `${peerBinDir()}:${Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin"}` },
       });
       record.pid = started.pid;
+      await writeOwner(dir, record, detached);
       try {
-        await waitUntil("containerd CRI", async () => {
-        try {
-          await Deno.stat(record.address);
-        } catch {
-          return false;
-        }
-        const out = await runCommand(crictlBin, ["--config", crictlConfig, "version"], {
-          allowFailure: true,
-        });
-        return out.code === 0;
-        }, 30_000, started);
+        await waitUntil(
+          "containerd CRI",
+          async () => {
+            try {
+              await Deno.stat(record.address);
+            } catch {
+              return false;
+            }
+            const out = await runCommand(crictlBin, ["--config", crictlConfig, "version"], {
+              allowFailure: true,
+            });
+            return out.code === 0;
+          },
+          30_000,
+          started,
+        );
       } catch (err) {
         await stopProcessGroup(started.pid).catch(() => {});
         await started.status;

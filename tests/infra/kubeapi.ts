@@ -104,7 +104,10 @@ export function renderKubeconfig(
       cluster: { server: endpoint.server, "certificate-authority-data": base64(endpoint.caPem) },
     }],
     users: [{ name, user }],
-    contexts: [{ name, context: { cluster: name, user: name, ...(namespace ? { namespace } : {}) } }],
+    contexts: [{
+      name,
+      context: { cluster: name, user: name, ...(namespace ? { namespace } : {}) },
+    }],
     "current-context": name,
     preferences: {},
   });

@@ -198,7 +198,9 @@ export async function nriHandshake(
         } else if (msg.method === "Synchronize") {
           synchronized = true;
         }
-        await conn.write(ttrpcFrame(PLUGIN_CONN, msg.streamId, TTRPC_RESPONSE, encodeResponse(reply)));
+        await conn.write(
+          ttrpcFrame(PLUGIN_CONN, msg.streamId, TTRPC_RESPONSE, encodeResponse(reply)),
+        );
       }
     }
     if (!configure) throw new Error("Synchronize arrived without Configure");

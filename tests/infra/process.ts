@@ -38,9 +38,18 @@ export interface DaemonOptions {
  */
 export function spawnDaemon(name: string, program: string, opts: DaemonOptions): Daemon {
   // A tiny shell redirects output to the log and then execs the program, so the pid is the
-  // program's own.
+  // program's own. Unless detached, setpriv arranges SIGTERM for the program when this process
+  // dies without stopping it (a killed test run), so nothing outlives its owner.
+  const command = opts.detach ? [program] : ["setpriv", "--pdeathsig", "TERM", "--", program];
   const child = new Deno.Command("/bin/sh", {
-    args: ["-c", 'log=$1; shift; exec "$@" >>"$log" 2>&1', "sh", opts.logPath, program, ...opts.args],
+    args: [
+      "-c",
+      'log=$1; shift; exec "$@" >>"$log" 2>&1',
+      "sh",
+      opts.logPath,
+      ...command,
+      ...opts.args,
+    ],
     env: opts.env,
     stdin: "null",
     stdout: "null",
@@ -120,6 +129,25 @@ interface ProcStat {
   state: string;
   ppid: number;
   pgrp: number;
+  /** Start time in clock ticks since boot; tells a process from a later one with the same pid. */
+  startTime: string;
+}
+
+/** Identifies a live process across pid reuse. */
+export interface ProcessIdentity {
+  pid: number;
+  startTime: string;
+}
+
+/** The identity of this Deno process. */
+export function selfIdentity(): ProcessIdentity {
+  return { pid: Deno.pid, startTime: readProcStat(Deno.pid)?.startTime ?? "" };
+}
+
+/** True while the identified process is still running. */
+export function isAlive(id: ProcessIdentity): boolean {
+  const stat = readProcStat(id.pid);
+  return stat !== undefined && stat.state !== "Z" && stat.startTime === id.startTime;
 }
 
 function readProcStat(pid: number): ProcStat | undefined {
@@ -131,7 +159,12 @@ function readProcStat(pid: number): ProcStat | undefined {
   }
   // The command name may contain spaces and parentheses; fields resume after the last ')'.
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return { state: fields[0], ppid: Number(fields[1]), pgrp: Number(fields[2]) };
+  return {
+    state: fields[0],
+    ppid: Number(fields[1]),
+    pgrp: Number(fields[2]),
+    startTime: fields[19],
+  };
 }
 
 /** Pids of processes whose command line contains `needle`. */
@@ -213,9 +246,11 @@ export async function waitUntil(
     return await check();
   }, timeoutMs);
   if (!ok) {
-    throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${
-      daemon ? `; ${daemon.name} log: ${logTail(daemon)}` : ""
-    }`);
+    throw new Error(
+      `timed out after ${timeoutMs}ms waiting for ${what}${
+        daemon ? `; ${daemon.name} log: ${logTail(daemon)}` : ""
+      }`,
+    );
   }
 }
 

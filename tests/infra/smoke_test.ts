@@ -220,7 +220,9 @@ Deno.test("containerd runs a pod sandbox networked by the reference bridge plugi
         (await runCommand("ip", ["-n", ctd.netnsName, "-j", "addr", "show", "dev", bridge])).stdout,
       ) as { addr_info: { local: string }[] }[];
       assert.ok(addrs[0].addr_info.some((a) => a.local === `10.250.${octet}.1`));
-      const onHost = await runCommand("ip", ["link", "show", "dev", bridge], { allowFailure: true });
+      const onHost = await runCommand("ip", ["link", "show", "dev", bridge], {
+        allowFailure: true,
+      });
       assert.notEqual(onHost.code, 0);
 
       await ctd.crictl("stopp", podId);
