@@ -45,6 +45,10 @@ export interface HandshakeResult {
   registerCode: number;
   /** The still-open connection; close it when done. */
   conn: Deno.UnixConn;
+  /** Waits for the next message from the runtime. */
+  next(): Promise<TtrpcMessage>;
+  /** Answers a request from the runtime with a payload, or with an error status code. */
+  reply(request: TtrpcMessage, answer: { payload?: Uint8Array; code?: number }): Promise<void>;
 }
 
 function ttrpcFrame(conn: number, streamId: number, type: number, data: Uint8Array): Uint8Array {
@@ -69,8 +73,12 @@ function encodeRequest(service: string, method: string, payload: Uint8Array): Ui
     .finish();
 }
 
-function encodeResponse(payload: Uint8Array): Uint8Array {
-  return new BinaryWriter().tag(2, WireType.LengthDelimited).bytes(payload).finish();
+function encodeResponse(payload: Uint8Array, code = 0): Uint8Array {
+  const writer = new BinaryWriter();
+  if (code !== 0) {
+    writer.tag(1, WireType.LengthDelimited).fork().tag(1, WireType.Varint).int32(code).join();
+  }
+  return writer.tag(2, WireType.LengthDelimited).bytes(payload).finish();
 }
 
 /** Decodes the string fields of a message as a field-number map (last one wins). */
@@ -210,6 +218,15 @@ export async function nriHandshake(
       runtimeVersion: configure.get(3) ?? "",
       registerCode,
       conn,
+      next,
+      async reply(request, answer) {
+        await conn.write(ttrpcFrame(
+          request.conn,
+          request.streamId,
+          TTRPC_RESPONSE,
+          encodeResponse(answer.payload ?? new Uint8Array(), answer.code),
+        ));
+      },
     };
   } catch (err) {
     conn.close();
