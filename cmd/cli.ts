@@ -35,6 +35,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "install hydra on this node (executable, role symlinks, conf, kubeconfig)",
     run: async (args) => (await import("../install/main.ts")).runInstall(args),
   },
+  route: {
+    summary: "keep pod networks routed between nodes (route sync)",
+    run: async (args) => (await import("../route/main.ts")).runRoute(args),
+  },
   doctor: {
     summary: "check this node's prerequisites and say what is missing",
     run: async (args) => (await import("./doctor.ts")).runDoctor(args),

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { ConfigError, parseRouterConfig } from "./config.ts";
+
+Deno.test("networks file: defaults for the default network and annotations for the others", () => {
+  const { networks, problems } = parseRouterConfig(`
+networks:
+  - name: default
+  - name: blue
+    protocol: 203
+    table: 100
+    metric: 10
+    mtu: 1400
+  - name: red
+    mode: vxlan
+    protocol: 204
+    vxlan: { device: vx-red, vni: 7, underlayDevice: eth0 }
+`);
+  assert.deepEqual(problems, []);
+  assert.deepEqual(networks[0], {
+    name: "default",
+    mode: "routed",
+    protocol: 202,
+    table: 254,
+    cidrAnnotation: "",
+    addressAnnotation: "",
+  });
+  assert.equal(networks[1].cidrAnnotation, "hydra.clusternet.io/blue.cidr");
+  assert.equal(networks[1].addressAnnotation, "hydra.clusternet.io/blue.address");
+  assert.equal(networks[1].table, 100);
+  assert.equal(networks[1].metric, 10);
+  assert.deepEqual(networks[2].vxlan, {
+    device: "vx-red",
+    vni: 7,
+    port: 8472,
+    underlayDevice: "eth0",
+  });
+});
+
+Deno.test("networks file as JSON, and a bare list", () => {
+  const json = parseRouterConfig('{"networks":[{"name":"a","cidrAnnotation":"x.io/c"}]}');
+  assert.equal(json.networks[0].cidrAnnotation, "x.io/c");
+  assert.equal(json.networks[0].addressAnnotation, "hydra.clusternet.io/a.address");
+  assert.equal(parseRouterConfig("- name: default").networks.length, 1);
+});
+
+Deno.test("a protocol clash leaves the later network out with a problem, the rest stays", () => {
+  const { networks, problems } = parseRouterConfig(`
+networks:
+  - { name: default }
+  - { name: blue }
+  - { name: green, protocol: 205 }
+`);
+  assert.deepEqual(networks.map((n) => n.name), ["default", "green"]);
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0].kind, "protocol_clash");
+  assert.equal(problems[0].network, "blue");
+  assert.match(problems[0].message, /protocol 202 is already network default's/);
+});
+
+Deno.test("vxlan device or VNI used twice leaves the later network out", () => {
+  const { networks, problems } = parseRouterConfig(`
+networks:
+  - { name: a, protocol: 210, mode: vxlan, vxlan: { device: vx0, vni: 1 } }
+  - { name: b, protocol: 211, mode: vxlan, vxlan: { device: vx0, vni: 2 } }
+  - { name: c, protocol: 212, mode: vxlan, vxlan: { device: vx1, vni: 1 } }
+  - { name: d, protocol: 213, mode: vxlan, vxlan: { device: vx2, vni: 1, port: 4789 } }
+`);
+  assert.deepEqual(networks.map((n) => n.name), ["a", "d"]);
+  assert.deepEqual(problems.map((p) => p.network), ["b", "c"]);
+});
+
+Deno.test("bad networks files are refused with the entry and key named", () => {
+  const cases: [string, RegExp][] = [
+    ["", /non-empty "networks" list/],
+    ["networks: []", /non-empty/],
+    ["networks: [{ name: Bad_Name }]", /DNS label/],
+    ["networks: [{ name: a, mode: bgp }]", /mode must be "routed" or "vxlan"/],
+    ["networks: [{ name: a, protocol: 3 }]", /protocol must be a whole number from 5 to 255/],
+    ["networks: [{ name: a, protocol: 256 }]", /protocol/],
+    ["networks: [{ name: a, table: 255 }]", /kernel's/],
+    ["networks: [{ name: a, mode: vxlan }]", /needs a "vxlan" object/],
+    ["networks: [{ name: a, vxlan: { device: x, vni: 1 } }]", /vxlan given for a routed network/],
+    [
+      "networks: [{ name: a, mode: vxlan, vxlan: { device: waytoolongdevicename, vni: 1 } }]",
+      /device name/,
+    ],
+    ["networks: [{ name: a, mode: vxlan, vxlan: { device: x, vni: 0 } }]", /vni/],
+    [
+      "networks: [{ name: a, mode: vxlan, vxlan: { device: x, vni: 1, local: nope } }]",
+      /not an address/,
+    ],
+    ["networks: [{ name: a, colour: red }]", /unknown key "colour"/],
+    ["networks: [{ name: a, cidrAnnotation: 'not a key!' }]", /not an annotation key/],
+    ["networks: [{ name: a }", /not YAML or JSON/],
+  ];
+  for (const [text, re] of cases) {
+    assert.throws(() => parseRouterConfig(text, "net.yaml"), (err: unknown) => {
+      assert.ok(err instanceof ConfigError, text);
+      assert.match(err.message, re, text);
+      assert.match(err.message, /^net\.yaml: /, text);
+      return true;
+    });
+  }
+});

@@ -1,0 +1,264 @@
+/**
+ * `hydra route sync`: the router role. Wires the node source (a node list
+ * file or the API server), the engine, the health endpoint and signals
+ * together; `--once` syncs a single time for scripts.
+ *
+ * @module
+ */
+
+import { createLogger, type Logger } from "../cni/log.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
+import { checkNetworks, ConfigError, loadRouterConfig, type RouterConfig } from "./config.ts";
+import { createRouterMetrics, type RouterMetrics } from "./metrics.ts";
+import { parseRouteArgs, routeHelp, type RouteOptions, UsageError } from "./options.ts";
+import { createRouter, type Router, type SyncSummary } from "./router.ts";
+import { readNodeFile, watchNodeFile } from "./source_file.ts";
+import { type KubeSource, watchKubeNodes } from "./source_kube.ts";
+
+/** A started node source, whichever kind. */
+interface Source {
+  kind: "file" | "kube";
+  /** Resolves when the first complete node set is in. */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Reports node source failures: the first, then at most one line every 30 s while it lasts. */
+function sourceReporter(log: Logger, m: RouterMetrics) {
+  let down = false;
+  let lastLogged = 0;
+  let suppressed = 0;
+  return {
+    failed(err: unknown) {
+      m.errors.inc({ kind: "source" });
+      m.sourceUp.set({}, 0);
+      const now = Date.now();
+      if (!down || now - lastLogged >= 30_000) {
+        log.error(
+          down
+            ? "node source still failing; routes are kept as they are"
+            : "node source failed; routes are kept as they are, retrying",
+          { error: err, suppressed },
+        );
+        lastLogged = now;
+        suppressed = 0;
+      } else suppressed++;
+      down = true;
+    },
+    recovered() {
+      m.sourceUp.set({}, 1);
+      if (down) log.info("node source answers again; resyncing");
+      down = false;
+    },
+  };
+}
+
+async function startSource(
+  opts: RouteOptions,
+  router: Router,
+  log: Logger,
+  m: RouterMetrics,
+): Promise<Source> {
+  const rep = sourceReporter(log, m);
+  if (opts.nodesFile) {
+    const path = opts.nodesFile;
+    let first = true;
+    const src = watchNodeFile(path, {
+      onNodes(nodes) {
+        rep.recovered();
+        log.info("node list read", { file: path, nodes: nodes.length });
+        router.replaceNodes(nodes);
+        if (first) {
+          first = false;
+          router.markSourceSynced();
+        }
+      },
+      onError: (err) => rep.failed(err),
+    }, opts.pollIntervalMs);
+    return { kind: "file", ready: src.ready, stop: () => src.stop() };
+  }
+  const { resolveConnection } = await import("../kube/kubeconfig.ts");
+  const { createKubeClient } = await import("../kube/client.ts");
+  const conn = await resolveConnection(opts.kubeconfig);
+  if (!conn) {
+    throw new UsageError(
+      "no node source: pass --nodes-file, or --kubeconfig (or run in a cluster)",
+    );
+  }
+  const client = createKubeClient(conn, { userAgent: "hydra-route" });
+  const src: KubeSource = watchKubeNodes(client, {
+    upsert: (n) => router.upsertNode(n),
+    remove: (name) => router.deleteNode(name),
+    synced() {
+      rep.recovered();
+      log.info("node objects listed", { server: conn.server });
+      router.markSourceSynced();
+    },
+    onError: (err) => rep.failed(err),
+    onRecovered: () => rep.recovered(),
+  });
+  return {
+    kind: "kube",
+    ready: src.synced,
+    async stop() {
+      await src.stop();
+      client.close();
+    },
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function loadConfig(opts: RouteOptions): Promise<RouterConfig> {
+  if (opts.config) return await loadRouterConfig(opts.config);
+  return checkNetworks([opts.flagNetwork!]);
+}
+
+async function runOnce(
+  opts: RouteOptions,
+  router: Router,
+  log: Logger,
+  m: RouterMetrics,
+): Promise<number> {
+  let summary: SyncSummary;
+  if (opts.nodesFile) {
+    const nodes = await readNodeFile(opts.nodesFile);
+    router.replaceNodes(nodes);
+    router.markSourceSynced();
+    summary = router.syncNow(true);
+  } else {
+    const src = await startSource(opts, router, log, m);
+    try {
+      await withTimeout(src.ready, opts.timeoutMs, "the API server");
+      summary = router.syncNow(true);
+    } finally {
+      await src.stop();
+    }
+  }
+  console.log(JSON.stringify(summary));
+  return summary.ok ? 0 : 1;
+}
+
+async function runDaemon(
+  opts: RouteOptions,
+  router: Router,
+  log: Logger,
+  m: RouterMetrics,
+): Promise<number> {
+  const stop = Promise.withResolvers<string>();
+  const onSignal = (sig: Deno.Signal) => () => stop.resolve(sig);
+  const signals: [Deno.Signal, () => void][] = [
+    ["SIGTERM", onSignal("SIGTERM")],
+    ["SIGINT", onSignal("SIGINT")],
+  ];
+  for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
+  let server: HealthServer | undefined;
+  let source: Source | undefined;
+  try {
+    if (opts.healthAddr) {
+      const status = router.status;
+      server = await serveHealth(opts.healthAddr, {
+        registry: m.registry,
+        healthz: () => ({ ok: true, detail: `${status.nodes} nodes, ${status.routes} routes` }),
+        readyz: () => {
+          if (!status.sourceSynced) return { ok: false, detail: "waiting for the node source" };
+          if (!status.passes) return { ok: false, detail: "first sync pending" };
+          if (!status.lastPassOk) {
+            return { ok: false, detail: "last sync had kernel errors (retrying)" };
+          }
+          return { ok: true };
+        },
+      });
+      log.info("health endpoint listening", { address: formatListenAddress(server.address) });
+    }
+    source = await startSource(opts, router, log, m);
+    const sig = await stop.promise;
+    log.info(`${sig}: stopping; routes stay in place`);
+    return 0;
+  } finally {
+    for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
+    router.stop();
+    await source?.stop().catch(() => {});
+    await server?.shutdown().catch(() => {});
+  }
+}
+
+/** Runs `hydra route <subcommand> …`; returns the exit status. */
+export async function runRoute(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "-h" || sub === "--help" || sub === "help") {
+    console.log(routeHelp());
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub !== "sync") {
+    console.error(`hydra route: unknown subcommand "${sub}"\n\n${routeHelp()}`);
+    return 2;
+  }
+  let opts: RouteOptions;
+  try {
+    opts = parseRouteArgs(rest);
+  } catch (err) {
+    console.error(`hydra route sync: ${(err as Error).message}\n\nRun "hydra route sync --help".`);
+    return 2;
+  }
+  if (opts.help) {
+    console.log(routeHelp());
+    return 0;
+  }
+  const log = createLogger({
+    level: opts.logLevel,
+    file: opts.logFile,
+    fields: { role: "route", node: opts.nodeName },
+  });
+  let config: RouterConfig;
+  try {
+    config = await loadConfig(opts);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    log.error(err.message);
+    console.error(`hydra route sync: ${err.message}`);
+    return 1;
+  }
+  log.info("starting", {
+    networks: config.networks.map((n) =>
+      `${n.name}:${n.mode}:proto ${n.protocol}:table ${n.table}`
+    ),
+    source: opts.nodesFile ? `file ${opts.nodesFile}` : "kubernetes",
+    once: opts.once,
+  });
+  const m = createRouterMetrics();
+  let h: Handle | undefined;
+  let router: Router | undefined;
+  try {
+    h = openHandle();
+    router = createRouter({
+      handle: h,
+      networks: config.networks,
+      configProblems: config.problems,
+      nodeName: opts.nodeName,
+      logger: log,
+      metrics: m,
+      debounceMs: opts.debounceMs,
+      resyncIntervalMs: opts.once ? 0 : opts.resyncIntervalMs,
+    });
+    return opts.once ? await runOnce(opts, router, log, m) : await runDaemon(opts, router, log, m);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`hydra route sync: ${err.message}`);
+      return 2;
+    }
+    log.error("router failed", { error: err });
+    console.error(`hydra route sync: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    router?.stop();
+    if (h) closeHandle(h);
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * Nodes as the router sees them, whether they come from Node objects or a
+ * static node list, and what each says about one network: its CIDRs there
+ * and the addresses to reach it by.
+ *
+ * A static node list is YAML or JSON in either of two shapes:
+ *
+ * ```yaml
+ * nodes:
+ *   - name: node1
+ *     podCIDRs: [10.244.1.0/24]          # the default network's CIDRs
+ *     addresses: [192.168.77.11]         # its InternalIP(s)
+ *     annotations:                       # secondary networks, as on a Node
+ *       hydra.clusternet.io/blue.cidr: 10.245.1.0/24
+ *       hydra.clusternet.io/blue.address: 192.168.77.11
+ * ```
+ *
+ * or Node objects as `kubectl get nodes -o yaml` prints them (a List with
+ * `items`, or `nodes:` holding objects with `metadata`, `spec`, `status`).
+ *
+ * @module
+ */
+
+import { parse as parseYaml } from "yaml";
+import { formatIp, type IpFamily, maskBytes, parseCidr, tryParseIp } from "../netlink/ip.ts";
+import type { Node } from "../kube/objects.ts";
+import type { NetworkConfig } from "./config.ts";
+
+/** A node, reduced to what the router reads. */
+export interface NodeInfo {
+  name: string;
+  /** spec.podCIDRs (or spec.podCIDR). */
+  podCIDRs: string[];
+  /** status.addresses of type InternalIP. */
+  internalIPs: string[];
+  annotations: Record<string, string>;
+}
+
+/** A CIDR of a node with its range as numbers, for overlap checks. */
+export interface NodeCidr {
+  /** Canonical form, host bits cleared ("10.244.1.0/24"). */
+  cidr: string;
+  family: IpFamily;
+  /** Its first address (the network address), "10.244.1.0". */
+  first: string;
+  /**
+   * First and last address as fixed-width hex ({@link ipKey}): string order
+   * is address order within a family, which keeps overlap checks cheap.
+   */
+  start: string;
+  end: string;
+}
+
+/** What a node says about one network. */
+export type NodeNetwork =
+  | {
+    ok: true;
+    cidrs: NodeCidr[];
+    addresses: string[];
+    /** {@link ipKey} of each address. */
+    addressKeys: string[];
+  }
+  | { ok: false; kind: "missing_annotation" | "malformed_annotation"; message: string };
+
+/** A node list file that cannot be used (the previous list stays in force). */
+export class NodeListError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NodeListError";
+  }
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** An address as fixed-width hex (8 digits for IPv4, 32 for IPv6): ordered like the address. */
+export function ipKey(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += HEX[b[i]];
+  return s;
+}
+
+/** True when the address with key `key` lies in `c` (keys of the other family never do). */
+export function cidrHasKey(c: NodeCidr, key: string): boolean {
+  return key.length === c.start.length && key >= c.start && key <= c.end;
+}
+
+/** Parses one CIDR into a {@link NodeCidr}; undefined when malformed. */
+export function nodeCidr(text: string): NodeCidr | undefined {
+  let c;
+  try {
+    c = parseCidr(text);
+  } catch {
+    return undefined;
+  }
+  if (!text.includes("/")) return undefined;
+  const mask = maskBytes(c.prefixLen, c.family);
+  const net = c.bytes.map((b, i) => b & mask[i]);
+  const last = c.bytes.map((b, i) => (b | ~mask[i]) & 0xff);
+  const first = formatIp(net);
+  return {
+    cidr: `${first}/${c.prefixLen}`,
+    family: c.family,
+    first,
+    start: ipKey(net),
+    end: ipKey(last),
+  };
+}
+
+function splitList(value: string): string[] {
+  return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+/**
+ * What `node` says about `net`: its CIDRs (from the CIDR annotation, or
+ * spec.podCIDRs) and addresses (from the address annotation, or its
+ * InternalIPs). Missing is a warning-level outcome (the node is not part of
+ * the network yet); malformed is an error.
+ */
+export function nodeNetwork(node: NodeInfo, net: NetworkConfig): NodeNetwork {
+  const fromAnn = (key: string) => key === "" ? undefined : node.annotations[key]?.trim();
+  const cidrTexts = net.cidrAnnotation === ""
+    ? node.podCIDRs
+    : splitList(fromAnn(net.cidrAnnotation) ?? "");
+  const addrTexts = net.addressAnnotation === ""
+    ? node.internalIPs
+    : splitList(fromAnn(net.addressAnnotation) ?? "");
+  const cidrSource = net.cidrAnnotation === ""
+    ? "spec.podCIDRs"
+    : `annotation ${net.cidrAnnotation}`;
+  const addrSource = net.addressAnnotation === ""
+    ? "InternalIP"
+    : `annotation ${net.addressAnnotation}`;
+  // Malformed values are errors even when the other half is missing: someone meant to set them.
+  const cidrs: NodeCidr[] = [];
+  for (const t of cidrTexts) {
+    const c = nodeCidr(t);
+    if (!c) {
+      return {
+        ok: false,
+        kind: "malformed_annotation",
+        message: `node ${node.name}: ${cidrSource} holds ${JSON.stringify(t)}, not a CIDR; ` +
+          `network ${net.name} skipped for this node`,
+      };
+    }
+    cidrs.push(c);
+  }
+  const addresses: string[] = [];
+  const addressKeys: string[] = [];
+  for (const t of addrTexts) {
+    const b = tryParseIp(t);
+    if (!b) {
+      return {
+        ok: false,
+        kind: "malformed_annotation",
+        message: `node ${node.name}: ${addrSource} holds ${JSON.stringify(t)}, not an address; ` +
+          `network ${net.name} skipped for this node`,
+      };
+    }
+    addresses.push(formatIp(b));
+    addressKeys.push(ipKey(b));
+  }
+  if (cidrs.length === 0 || addresses.length === 0) {
+    const what = [cidrs.length ? "" : cidrSource, addresses.length ? "" : addrSource]
+      .filter((s) => s).join(" nor ");
+    return {
+      ok: false,
+      kind: "missing_annotation",
+      message: `node ${node.name} has no ${what} for network ${net.name}; skipped`,
+    };
+  }
+  return { ok: true, cidrs, addresses, addressKeys };
+}
+
+/** The first address of `family` in a list, or undefined. */
+export function addressOfFamily(addresses: string[], family: IpFamily): string | undefined {
+  return addresses.find((a) => (a.includes(":") ? 6 : 4) === family);
+}
+
+/** Reduces a Node object to a {@link NodeInfo}. */
+export function nodeFromKube(node: Node): NodeInfo {
+  const spec = node.spec ?? {};
+  const podCIDRs = spec.podCIDRs?.length ? spec.podCIDRs : spec.podCIDR ? [spec.podCIDR] : [];
+  return {
+    name: node.metadata.name,
+    podCIDRs: [...podCIDRs],
+    internalIPs: (node.status?.addresses ?? [])
+      .filter((a) => a.type === "InternalIP")
+      .map((a) => a.address),
+    annotations: { ...(node.metadata.annotations ?? {}) },
+  };
+}
+
+function stringList(where: string, key: string, v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  if (typeof v === "string") return splitList(v);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
+    throw new NodeListError(`${where}: ${key} must be a list of strings`);
+  }
+  return v;
+}
+
+function stringMap(where: string, v: unknown): Record<string, string> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== "object" || Array.isArray(v)) {
+    throw new NodeListError(`${where}: annotations must be a map of strings`);
+  }
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== "string") {
+      throw new NodeListError(`${where}: annotation ${k} must be a string`);
+    }
+    out[k] = val;
+  }
+  return out;
+}
+
+function nodeEntry(raw: unknown, index: number): NodeInfo {
+  const where = `nodes[${index}]`;
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new NodeListError(`${where}: must be an object`);
+  }
+  const r = raw as Record<string, unknown>;
+  if (typeof r.metadata === "object" && r.metadata !== null) {
+    const node = r as unknown as Node;
+    if (typeof node.metadata.name !== "string" || !node.metadata.name) {
+      throw new NodeListError(`${where}: metadata.name is missing`);
+    }
+    return nodeFromKube(node);
+  }
+  if (typeof r.name !== "string" || !r.name) throw new NodeListError(`${where}: name is missing`);
+  return {
+    name: r.name,
+    podCIDRs: stringList(`node ${r.name}`, "podCIDRs", r.podCIDRs),
+    internalIPs: stringList(`node ${r.name}`, "addresses", r.addresses ?? r.internalIPs),
+    annotations: stringMap(`node ${r.name}`, r.annotations),
+  };
+}
+
+/**
+ * Parses a node list (YAML, or JSON on a fast path). Throws NodeListError
+ * for a file that is not a node list or names a node twice.
+ */
+export function parseNodeList(text: string, source = "node list"): NodeInfo[] {
+  let doc: unknown;
+  const head = text.trimStart()[0];
+  try {
+    // JSON.parse is far quicker than a YAML parser on thousands of nodes.
+    doc = head === "{" || head === "[" ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new NodeListError(`${source}: not YAML or JSON: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return [];
+  const list = Array.isArray(doc)
+    ? doc
+    : typeof doc === "object"
+    ? (doc as Record<string, unknown>).nodes ?? (doc as Record<string, unknown>).items
+    : undefined;
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) throw new NodeListError(`${source}: "nodes" must be a list`);
+  const nodes: NodeInfo[] = [];
+  const seen = new Set<string>();
+  try {
+    list.forEach((raw, i) => {
+      const n = nodeEntry(raw, i);
+      if (seen.has(n.name)) throw new NodeListError(`node ${n.name} is listed twice`);
+      seen.add(n.name);
+      nodes.push(n);
+    });
+  } catch (err) {
+    if (err instanceof NodeListError) throw new NodeListError(`${source}: ${err.message}`);
+    throw err;
+  }
+  return nodes;
+}
+
+/** True when two node descriptions would give the same routes. */
+export function sameNode(a: NodeInfo, b: NodeInfo): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

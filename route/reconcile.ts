@@ -1,0 +1,328 @@
+/**
+ * Applies a network's desired state to the kernel, changing only what
+ * differs and only what the network owns: routes carrying its protocol
+ * number, and the FDB and permanent neighbour entries of its own vxlan
+ * device.
+ *
+ * A full pass reads the kernel (a dump filtered by protocol, so other
+ * routes are never even looked at) and adopts whatever a previous run left.
+ * An incremental pass compares with what the last pass left instead (the
+ * mirror), so a single node change costs a handful of syscalls, not a dump.
+ * Periodic full passes repair anything changed behind the router's back.
+ *
+ * A new route is added exclusively: if a route of another protocol holds
+ * the same table, destination and metric, the kernel refuses, and that is
+ * reported rather than overwritten.
+ *
+ * @module
+ */
+
+import {
+  addRoute,
+  delFdb,
+  delNeigh,
+  delRoute,
+  type Handle,
+  hasErrno,
+  isExists,
+  isNotFound,
+  listFdb,
+  listNeighs,
+  listRoutes,
+  NTF,
+  NUD,
+  replaceFdb,
+  replaceNeigh,
+  replaceRoute,
+  type Route,
+  type RouteSpec,
+} from "../netlink/mod.ts";
+import {
+  type DesiredNetwork,
+  type DesiredRoute,
+  type Problem,
+  routeKey,
+  routeSignature,
+} from "./desired.ts";
+import { DeviceConflictError, deviceSignature, ensureVxlanDevice } from "./vxlan_device.ts";
+
+/** A route the router owns, as far as deleting and comparing it needs. */
+interface OwnedRoute {
+  dst: string;
+  table: number;
+  metric: number;
+  sig: string;
+}
+
+/** What the last pass left in the kernel for one network. */
+export interface NetworkMirror {
+  routes: Map<string, OwnedRoute>;
+  /** vxlan: device signature and index, FDB (MAC → dst) and neighbours (IP → MAC). */
+  device?: { sig: string; index: number };
+  fdb: Map<string, string>;
+  neighs: Map<string, string>;
+}
+
+/** Counts of the changes one pass made. */
+export interface ChangeCounts {
+  routesAdded: number;
+  routesReplaced: number;
+  routesDeleted: number;
+  fdbChanged: number;
+  neighChanged: number;
+}
+
+/** Outcome of {@link reconcileNetwork}. */
+export interface ReconcileResult {
+  /** The new mirror (undefined when the network was held and had none). */
+  mirror?: NetworkMirror;
+  changes: ChangeCounts;
+  problems: Problem[];
+  /** Something failed in a way a later full pass may fix. */
+  retry: boolean;
+  /** Log lines for changes of the device. */
+  deviceChanges: string[];
+}
+
+const ZERO_MAC = "00:00:00:00:00:00";
+
+function emptyCounts(): ChangeCounts {
+  return { routesAdded: 0, routesReplaced: 0, routesDeleted: 0, fdbChanged: 0, neighChanged: 0 };
+}
+
+/** The kernel route's signature, comparable with {@link DesiredRoute.sig}. */
+function kernelSig(r: Route, deviceIndex: number | undefined): string {
+  if (r.multipath || r.type !== 1 || !r.gateway) return `other:${r.type}`;
+  const viaDevice = deviceIndex !== undefined && r.oif === deviceIndex && r.onlink;
+  if (deviceIndex !== undefined && !viaDevice) return `elsewhere:${r.oif}`;
+  return routeSignature(r.gateway, viaDevice, r.mtu);
+}
+
+function metricOf(r: Route): number {
+  return r.priority ?? 0;
+}
+
+/** Reads the network's routes, FDB and neighbours from the kernel. */
+function readKernel(
+  h: Handle,
+  d: DesiredNetwork,
+  deviceIndex: number | undefined,
+): NetworkMirror {
+  const mirror: NetworkMirror = { routes: new Map(), fdb: new Map(), neighs: new Map() };
+  for (const r of listRoutes(h, { protocol: d.net.protocol })) {
+    const key = routeKey(r.table, r.dst, r.family, r.priority);
+    mirror.routes.set(key, {
+      dst: r.dst,
+      table: r.table,
+      metric: metricOf(r),
+      sig: kernelSig(r, deviceIndex),
+    });
+  }
+  if (deviceIndex !== undefined) {
+    for (const e of listFdb(h, { link: deviceIndex })) {
+      if (!e.dst || e.mac === ZERO_MAC || !(e.flags & NTF.SELF) || e.vlan !== undefined) continue;
+      // Several remotes for one MAC: keep one, the rest is removed by the diff.
+      if (mirror.fdb.has(e.mac)) mirror.fdb.set(`${e.mac}#${e.dst}`, e.dst);
+      else mirror.fdb.set(e.mac, e.dst);
+    }
+    for (const n of listNeighs(h, { link: deviceIndex })) {
+      if (n.state & NUD.PERMANENT) mirror.neighs.set(n.ip, n.mac ?? "");
+    }
+  }
+  return mirror;
+}
+
+function routeSpec(r: DesiredRoute, deviceIndex: number | undefined): RouteSpec {
+  const spec: RouteSpec = {
+    dst: r.dst,
+    gateway: r.gateway,
+    table: r.table,
+    protocol: r.protocol,
+  };
+  if (r.metric !== undefined) spec.priority = r.metric;
+  if (r.mtu !== undefined) spec.mtu = r.mtu;
+  if (r.device !== undefined) {
+    spec.oif = deviceIndex;
+    spec.onlink = true;
+  }
+  return spec;
+}
+
+/**
+ * Brings one network's kernel state to `d`. `full` reads the kernel first;
+ * otherwise `previous` (the last mirror) stands for the kernel. Never
+ * throws for kernel refusals: they come back as problems with `retry` set.
+ */
+export function reconcileNetwork(
+  h: Handle,
+  d: DesiredNetwork,
+  previous: NetworkMirror | undefined,
+  full: boolean,
+): ReconcileResult {
+  const changes = emptyCounts();
+  const problems: Problem[] = [];
+  const deviceChanges: string[] = [];
+  let retry = false;
+  const net = d.net;
+  const report = (kind: Problem["kind"], message: string, node?: string) => {
+    problems.push({ kind, level: "error", network: net.name, node, message });
+  };
+  if (d.hold) return { mirror: previous, changes, problems, retry, deviceChanges };
+
+  // The device first: routes and entries hang off it.
+  let device = previous?.device;
+  if (d.vxlan) {
+    const sig = deviceSignature(d.vxlan);
+    if (full || !device || device.sig !== sig) {
+      try {
+        const out = ensureVxlanDevice(h, d.vxlan);
+        deviceChanges.push(...out.changes);
+        device = { sig, index: out.index };
+        if (out.created) full = true; // whatever hung off the old device is gone
+      } catch (err) {
+        const kind = err instanceof DeviceConflictError ? "device_conflict" : "kernel";
+        report(
+          kind,
+          `network ${net.name}: vxlan device ${d.vxlan.device}: ${
+            (err as Error).message
+          }; network left as it is`,
+        );
+        return { mirror: previous, changes, problems, retry: true, deviceChanges };
+      }
+    }
+  }
+  const deviceIndex = device?.index;
+  let have: NetworkMirror;
+  try {
+    have = full || !previous ? readKernel(h, d, deviceIndex) : {
+      routes: new Map(previous.routes),
+      fdb: new Map(previous.fdb),
+      neighs: new Map(previous.neighs),
+    };
+  } catch (err) {
+    report("kernel", `network ${net.name}: reading the kernel failed: ${(err as Error).message}`);
+    return { mirror: previous, changes, problems, retry: true, deviceChanges };
+  }
+  have.device = device;
+
+  // 1. Routes that should go (or whose key moved) go first.
+  for (const [key, owned] of [...have.routes]) {
+    if (d.routes.has(key)) continue;
+    try {
+      delRoute(h, {
+        dst: owned.dst,
+        table: owned.table,
+        protocol: net.protocol,
+        priority: owned.metric,
+      });
+      changes.routesDeleted++;
+    } catch (err) {
+      if (!isNotFound(err)) {
+        report("kernel", `network ${net.name}: ${(err as Error).message}`);
+        retry = true;
+        continue;
+      }
+    }
+    have.routes.delete(key);
+  }
+
+  // 2. vxlan entries: stale ones out, missing ones in, before the routes that use them.
+  if (d.vxlan && deviceIndex !== undefined) {
+    const link = deviceIndex;
+    for (const [mac, dst] of [...have.fdb]) {
+      const realMac = mac.split("#")[0];
+      if (d.vxlan.fdb.get(mac) === dst) continue;
+      try {
+        delFdb(h, { link, mac: realMac, dst });
+        changes.fdbChanged++;
+      } catch (err) {
+        if (!isNotFound(err)) {
+          report("kernel", `network ${net.name}: ${(err as Error).message}`);
+          retry = true;
+          continue;
+        }
+      }
+      have.fdb.delete(mac);
+    }
+    for (const [mac, dst] of d.vxlan.fdb) {
+      if (have.fdb.get(mac) === dst) continue;
+      try {
+        replaceFdb(h, { link, mac, dst });
+        have.fdb.set(mac, dst);
+        changes.fdbChanged++;
+      } catch (err) {
+        report("kernel", `network ${net.name}: ${(err as Error).message}`);
+        retry = true;
+      }
+    }
+    for (const [ip, mac] of [...have.neighs]) {
+      if (d.vxlan.neighs.get(ip) === mac) continue;
+      if (d.vxlan.neighs.has(ip)) continue; // replaced below
+      try {
+        delNeigh(h, { link, ip });
+        changes.neighChanged++;
+      } catch (err) {
+        if (!isNotFound(err)) {
+          report("kernel", `network ${net.name}: ${(err as Error).message}`);
+          retry = true;
+          continue;
+        }
+      }
+      have.neighs.delete(ip);
+    }
+    for (const [ip, mac] of d.vxlan.neighs) {
+      if (have.neighs.get(ip) === mac) continue;
+      try {
+        replaceNeigh(h, { link, ip, mac });
+        have.neighs.set(ip, mac);
+        changes.neighChanged++;
+      } catch (err) {
+        report("kernel", `network ${net.name}: ${(err as Error).message}`);
+        retry = true;
+      }
+    }
+  }
+
+  // 3. Missing routes in, changed ones replaced.
+  for (const [key, r] of d.routes) {
+    const sig = r.sig;
+    const owned = have.routes.get(key);
+    if (owned && owned.sig === sig) continue;
+    const metric = r.metric ?? (r.family === 6 ? 1024 : 0);
+    try {
+      if (owned) {
+        replaceRoute(h, routeSpec(r, deviceIndex));
+        changes.routesReplaced++;
+      } else {
+        addRoute(h, routeSpec(r, deviceIndex));
+        changes.routesAdded++;
+      }
+      have.routes.set(key, { dst: r.dst, table: r.table, metric, sig });
+    } catch (err) {
+      if (isExists(err) && !owned) {
+        if (full) {
+          report(
+            "route_conflict",
+            `network ${net.name}: route ${r.dst} (table ${r.table}) to node ${r.node} is held by a ` +
+              `route of another protocol; left alone`,
+            r.node,
+          );
+        } else {
+          // Maybe ours after all (left by another run): the next full pass tells.
+          retry = true;
+        }
+        continue;
+      }
+      const hint = hasErrno(err, "ENETUNREACH")
+        ? ` (gateway ${r.gateway} is not on a directly connected network)`
+        : "";
+      report(
+        "kernel",
+        `network ${net.name}: route to node ${r.node}: ${(err as Error).message}${hint}`,
+        r.node,
+      );
+      retry = true;
+    }
+  }
+  return { mirror: have, changes, problems, retry, deviceChanges };
+}
