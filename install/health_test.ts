@@ -1,26 +1,31 @@
 import assert from "node:assert/strict";
-import { handleHealth, isAlive, newStatus } from "./health.ts";
+import { isAlive, newInstallHealth } from "./health.ts";
 
 Deno.test("liveness fails only when the loop stopped finishing passes", () => {
-  const s = newStatus(5000);
-  assert.equal(isAlive(s), true, "alive before the first pass (it may be waiting)");
-  s.lastPassAt = 1_000_000;
-  assert.equal(isAlive(s, 1_000_000 + 30_000), true);
-  assert.equal(isAlive(s, 1_000_000 + 61_000), false);
+  const h = newInstallHealth(5000);
+  assert.equal(isAlive(h.status), true, "alive before the first pass (it may be waiting)");
+  h.status.lastPassAt = 1_000_000;
+  assert.equal(isAlive(h.status, 1_000_000 + 30_000), true);
+  assert.equal(isAlive(h.status, 1_000_000 + 61_000), false);
+  assert.equal(h.endpoint.healthz().ok, false);
 });
 
-Deno.test("readiness reports what is awaited or the last error", async () => {
-  const s = newStatus(5000);
-  const get = (path: string) => handleHealth(new Request(`http://x${path}`), s);
-  s.waitingFor = "a default CNI conf in /etc/cni/net.d";
-  assert.equal(get("/readyz").status, 503);
-  assert.match(await get("/readyz").text(), /waiting for a default CNI conf/);
-  s.waitingFor = undefined;
-  s.lastPassOk = false;
-  s.lastError = "cannot write /opt/cni/bin/hydra";
-  assert.match(await get("/readyz").text(), /cannot write/);
-  s.lastPassOk = true;
-  assert.equal(get("/readyz").status, 200);
-  s.changes = { kubeconfig: 3 };
-  assert.match(await get("/metrics").text(), /hydra_install_changes_total\{role="kubeconfig"\} 3/);
+Deno.test("readiness says what is awaited or the last error; metrics follow", () => {
+  const h = newInstallHealth(5000);
+  h.setWaiting("a default CNI conf in /etc/cni/net.d");
+  assert.deepEqual(h.endpoint.readyz(), {
+    ok: false,
+    detail: "not ready: waiting for a default CNI conf in /etc/cni/net.d",
+  });
+  h.setWaiting(undefined);
+  h.recordPass(false, "cannot write /opt/cni/bin/hydra");
+  assert.match(h.endpoint.readyz().detail ?? "", /cannot write/);
+  h.recordPass(true);
+  h.recordChange("kubeconfig");
+  h.recordChange("kubeconfig");
+  assert.equal(h.endpoint.readyz().ok, true);
+  const text = h.endpoint.registry.render();
+  assert.match(text, /^hydra_install_ready 1$/m);
+  assert.match(text, /^hydra_install_changes_total\{role="kubeconfig"\} 2$/m);
+  assert.match(text, /^hydra_install_passes_total\{result="error"\} 1$/m);
 });

@@ -10,7 +10,8 @@
 
 import { join } from "node:path";
 import { errorMessage, InstallError } from "./error.ts";
-import { type InstallStatus, newStatus, serveHealth } from "./health.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { type InstallHealth, newInstallHealth } from "./health.ts";
 import { createLogger, type Logger } from "../cni/log.ts";
 import { installHelp, type InstallOptions, parseInstallArgs } from "./options.ts";
 import { EXECUTABLE_NAME, reconcile, type ReconcileResult } from "./reconcile.ts";
@@ -67,11 +68,11 @@ function report(
   result: ReconcileResult,
   opts: InstallOptions,
   log: Logger,
-  status: InstallStatus,
+  health: InstallHealth,
 ): void {
   for (const c of result.changes) {
     const role = roleOf(c.path, opts);
-    status.changes[role] = (status.changes[role] ?? 0) + 1;
+    health.recordChange(role);
     log.info(`${c.action} ${c.path}`, { path: c.path, action: c.action, role });
   }
   for (const w of result.warnings) log.warn(w);
@@ -86,17 +87,17 @@ async function firstPass(
   opts: InstallOptions,
   log: Logger,
   signal: AbortSignal,
-  status: InstallStatus,
+  health: InstallHealth,
 ): Promise<boolean> {
   const deadline = Date.now() + opts.defaultConfTimeoutMs;
   let nextWaitLog = 0;
   for (;;) {
     const result = await reconcile(opts, { requireDefaultConf: true }, log);
     if (!result.waitingFor) {
-      report(result, opts, log, status);
+      report(result, opts, log, health);
       return true;
     }
-    status.waitingFor = result.waitingFor;
+    health.setWaiting(result.waitingFor);
     if (Date.now() >= deadline) {
       throw new InstallError(
         `no ${result.waitingFor.replace(/^a /, "")} after ${opts.defaultConfTimeoutMs / 1000}s ` +
@@ -110,19 +111,6 @@ async function firstPass(
     }
     await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())), signal);
     if (signal.aborted) return false;
-  }
-}
-
-function recordPass(status: InstallStatus, ok: boolean, err?: unknown): void {
-  status.lastPassAt = Date.now();
-  status.lastPassOk = ok;
-  if (ok) {
-    status.passes.ok++;
-    status.lastSuccessAt = status.lastPassAt;
-    status.lastError = undefined;
-  } else {
-    status.passes.error++;
-    status.lastError = errorMessage(err);
   }
 }
 
@@ -144,29 +132,23 @@ export async function runInstall(
   }
   if (opts.uninstall) return await runUninstall(opts, log);
 
-  const status = newStatus(opts.intervalMs);
+  const health = newInstallHealth(opts.intervalMs);
   const stop = stopOnSignals(log);
-  const serverAbort = new AbortController();
-  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let server: HealthServer | undefined;
   try {
     if (opts.healthAddr && !opts.once) {
       try {
-        server = serveHealth(
-          opts.healthAddr,
-          status,
-          serverAbort.signal,
-          (addr) =>
-            log.info("serving /healthz, /readyz and /metrics", {
-              address: `${addr.hostname}:${addr.port}`,
-            }),
-        );
+        server = await serveHealth(opts.healthAddr, health.endpoint);
       } catch (err) {
-        const { hostname, port } = opts.healthAddr;
-        log.error(`cannot serve health on ${hostname}:${port}: ${errorMessage(err)}`, {
-          hint: "another process holds the port (host network); choose --health-addr",
-        });
+        log.error(
+          `cannot serve health on ${formatListenAddress(opts.healthAddr)}: ${errorMessage(err)}`,
+          { hint: "another process holds the port (host network); choose --health-addr" },
+        );
         return 1;
       }
+      log.info("serving /healthz, /readyz and /metrics", {
+        address: formatListenAddress(server.address),
+      });
     }
     log.info("installing", {
       mode: opts.mode,
@@ -176,14 +158,14 @@ export async function runInstall(
       manifest: opts.manifest,
     });
     try {
-      if (!(await firstPass(opts, log, stop.signal, status))) return 0;
+      if (!(await firstPass(opts, log, stop.signal, health))) return 0;
     } catch (err) {
-      recordPass(status, false, err);
+      health.recordPass(false, errorMessage(err));
       logFailure(log, err, "install failed; nothing was changed");
       return 1;
     }
-    recordPass(status, true);
-    status.waitingFor = undefined;
+    health.setWaiting(undefined);
+    health.recordPass(true);
     log.info("installed", { mode: opts.mode });
     if (opts.once) return 0;
 
@@ -192,22 +174,21 @@ export async function runInstall(
       if (stop.signal.aborted) break;
       try {
         const result = await reconcile(opts, { requireDefaultConf: false }, log);
-        if (result.waitingFor && !status.waitingFor) {
+        if (result.waitingFor && !health.status.waitingFor) {
           log.warn(`${result.waitingFor} is gone; keeping hydra's conf as it is`);
         }
-        status.waitingFor = result.waitingFor;
-        report(result, opts, log, status);
-        recordPass(status, true);
+        health.setWaiting(result.waitingFor);
+        report(result, opts, log, health);
+        health.recordPass(true);
       } catch (err) {
-        recordPass(status, false, err);
+        health.recordPass(false, errorMessage(err));
         logFailure(log, err, "pass failed; this pass changed nothing, retrying");
       }
     }
     return 0;
   } finally {
     stop.dispose();
-    serverAbort.abort();
-    await server?.finished;
+    await server?.shutdown();
   }
 }
 

@@ -6,6 +6,7 @@
 
 import { isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { type ListenAddress, parseListenAddress } from "../daemon/http.ts";
 import { InstallError } from "./error.ts";
 import { SERVICE_ACCOUNT_DIR } from "./kubeconfig.ts";
 
@@ -14,12 +15,6 @@ export type InstallMode = "meta" | "nri" | "router";
 
 /** Every mode, for validation and help. */
 export const INSTALL_MODES: readonly InstallMode[] = ["meta", "nri", "router"];
-
-/** A listen address for the health endpoint. */
-export interface ListenAddr {
-  hostname: string;
-  port: number;
-}
 
 /** Parsed and defaulted options of `hydra install`. */
 export interface InstallOptions {
@@ -52,7 +47,7 @@ export interface InstallOptions {
   /** Watch loop period, ms. */
   intervalMs: number;
   /** Where to serve /healthz, /readyz and /metrics; undefined: not served. */
-  healthAddr?: ListenAddr;
+  healthAddr?: ListenAddress;
 }
 
 /** Default locations on the host. */
@@ -91,7 +86,7 @@ Options:
   --ca-file FILE             cluster CA (default: ${SERVICE_ACCOUNT_DIR}/ca.crt)
   --server URL               API server (default: from KUBERNETES_SERVICE_HOST/PORT)
   --interval S               watch loop period in seconds (default: 5)
-  --health-addr [HOST]:PORT  serve /healthz, /readyz and /metrics there
+  --health-addr ADDR         serve /healthz, /readyz and /metrics on [HOST]:PORT or unix:PATH
   --once                     install, then exit
   --uninstall                remove exactly what the manifest records, then exit
   -h, --help                 show this help
@@ -100,14 +95,12 @@ Logs are JSON lines on stderr. Exit status: 0 done, 1 failed (nothing left
 half-installed), 2 bad usage.`;
 }
 
-/** Parses a listen address: ":9471", "127.0.0.1:9471", "[::1]:9471". */
-export function parseListenAddr(text: string): ListenAddr {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) {
-    throw new InstallError(`--health-addr ${JSON.stringify(text)} is not [HOST]:PORT`);
+function listenAddress(text: string): ListenAddress {
+  try {
+    return parseListenAddress(text);
+  } catch (err) {
+    throw new InstallError(`--health-addr ${err instanceof Error ? err.message : err}`);
   }
-  return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
 function seconds(flag: string, text: string | undefined, fallback: number): number {
@@ -213,6 +206,6 @@ export function parseInstallArgs(args: string[]): InstallOptions {
     intervalMs,
     healthAddr: values["health-addr"] === undefined
       ? undefined
-      : parseListenAddr(values["health-addr"]),
+      : listenAddress(values["health-addr"]),
   };
 }

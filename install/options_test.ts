@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { InstallError } from "./error.ts";
-import { parseInstallArgs, parseListenAddr } from "./options.ts";
+import { parseInstallArgs } from "./options.ts";
 
 Deno.test("defaults: meta mode on the standard host paths, kubeconfig and manifest in hydra.d", () => {
   const o = parseInstallArgs([]);
@@ -50,9 +50,14 @@ Deno.test("bad usage is an InstallError naming the flag", () => {
   }
 });
 
-Deno.test("listen addresses: all interfaces, IPv4, bracketed IPv6", () => {
-  assert.deepEqual(parseListenAddr(":9471"), { hostname: "0.0.0.0", port: 9471 });
-  assert.deepEqual(parseListenAddr("127.0.0.1:80"), { hostname: "127.0.0.1", port: 80 });
-  assert.deepEqual(parseListenAddr("[::1]:9471"), { hostname: "::1", port: 9471 });
-  assert.throws(() => parseListenAddr("host:70000"), InstallError);
+Deno.test("--health-addr takes the daemons' address forms", () => {
+  assert.deepEqual(parseInstallArgs(["--health-addr=:9471"]).healthAddr, {
+    transport: "tcp",
+    hostname: "0.0.0.0",
+    port: 9471,
+  });
+  assert.deepEqual(parseInstallArgs(["--health-addr=unix:/run/h.sock"]).healthAddr, {
+    transport: "unix",
+    path: "/run/h.sock",
+  });
 });
