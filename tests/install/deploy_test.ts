@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { parseInstallArgs } from "../../install/options.ts";
+import { parseRouteArgs } from "../../route/options.ts";
 import { repoRoot } from "./helpers.ts";
 
 const deployDir = join(repoRoot, "deploy");
@@ -144,4 +145,24 @@ Deno.test("installer containers pass arguments hydra install accepts, in the rig
     const mounts = install.volumeMounts.map((m: Obj) => m.mountPath);
     assert.ok(mounts.includes(opts.binDir) && mounts.includes(opts.confDir), file);
   }
+});
+
+Deno.test("the router container passes arguments hydra route sync accepts", () => {
+  const pod = find(loadDocs("hydra-router.yaml"), "DaemonSet").spec.template.spec;
+  const [route] = pod.containers;
+  assert.deepEqual(route.command, ["/usr/local/bin/hydra"]);
+  assert.deepEqual(route.args.slice(0, 2), ["route", "sync"]);
+  const opts = parseRouteArgs(route.args.slice(2));
+  assert.equal(opts.once, false);
+  assert.equal(opts.kubeconfig, undefined, "Node objects through the in-cluster ServiceAccount");
+  assert.deepEqual(opts.healthAddr, {
+    transport: "tcp",
+    hostname: "0.0.0.0",
+    port: route.livenessProbe.httpGet.port,
+  });
+  // The router finds its own node by name.
+  assert.equal(
+    route.env.find((e: Obj) => e.name === "NODE_NAME")?.valueFrom.fieldRef.fieldPath,
+    "spec.nodeName",
+  );
 });
