@@ -237,3 +237,24 @@ Deno.test("host-local waits for the lock hydra-ipam holds", async () => {
     })
   );
 });
+
+Deno.test("hydra-ipam garbage-collects a store host-local wrote (GC and STATUS, CNI 1.1.0)", async () => {
+  await withNs((ns) =>
+    withTempDir(async (dataDir) => {
+      const subnet = randomV4Subnet24();
+      const p = prefix24(subnet);
+      const config = singleRangeConfig(dataDir, subnet);
+      for (const id of ["keep", "drop1", "drop2"]) await addOk(hostLocal, ns, config, id);
+      const newer = { ...config, cniVersion: "1.1.0" };
+      const status = await execPlugin(hydraIpam, { command: "STATUS" }, newer);
+      assert.equal(status.code, 0, JSON.stringify(status.json));
+      const gc = await execPlugin(hydraIpam, { command: "GC" }, {
+        ...newer,
+        "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }],
+      });
+      assert.equal(gc.code, 0, JSON.stringify(gc.json));
+      assert.equal(gc.json, undefined);
+      assert.deepEqual(reservedNames(await snapshot(`${dataDir}/interop`)), [`${p}.10`]);
+    })
+  );
+});
