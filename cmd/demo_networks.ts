@@ -28,7 +28,7 @@ export interface DemoNetwork {
 }
 
 function bridgeDelegate(
-  net: { name: string; bridge: string; cidr: string; defaultGw: boolean },
+  net: { name: string; bridge: string; cidr: string; defaultGw: boolean; mtu?: number },
   nodeCidr: string,
   plugins: PluginSet,
   dataDir: string,
@@ -40,6 +40,7 @@ function bridgeDelegate(
     bridge: net.bridge,
     isGateway: true,
     ...(net.defaultGw ? { isDefaultGateway: true } : {}),
+    ...(net.mtu ? { mtu: net.mtu } : {}),
     ipam: {
       type: plugins === "hydra" ? "hydra-ipam" : "host-local",
       ranges: [[{ subnet: nodeCidr }]],
@@ -58,6 +59,14 @@ function sliceOf(prefix: string) {
 export function demoNetworks(): DemoNetwork[] {
   const defaultNet = { name: "default", bridge: "cni0", cidr: "10.244.0.0/16", defaultGw: true };
   const blue = { name: "blue", bridge: "br-blue", cidr: "10.245.0.0/16", defaultGw: false };
+  // Carried over vxlan between nodes: room for the 50-byte encapsulation on a 1500 underlay.
+  const red = {
+    name: "red",
+    bridge: "br-red",
+    cidr: "10.246.0.0/16",
+    defaultGw: false,
+    mtu: 1450,
+  };
   return [
     {
       ...defaultNet,
@@ -75,6 +84,15 @@ export function demoNetworks(): DemoNetwork[] {
       nodeCidr: sliceOf("10.245"),
       delegate(node, plugins, dataDir) {
         return bridgeDelegate(blue, this.nodeCidr(node), plugins, dataDir);
+      },
+    },
+    {
+      ...red,
+      ifName: "net2",
+      mode: "vxlan",
+      nodeCidr: sliceOf("10.246"),
+      delegate(node, plugins, dataDir) {
+        return bridgeDelegate(red, this.nodeCidr(node), plugins, dataDir);
       },
     },
   ];
