@@ -43,7 +43,6 @@ import {
   listAddrs,
   listLinks,
   openHandle,
-  parseMac,
   setLinkUp,
 } from "../netlink/mod.ts";
 import { ipFamily } from "../netlink/ip.ts";
@@ -65,7 +64,7 @@ import {
   ipamGc,
   ipamStatus,
 } from "./ipam_delegate.ts";
-import { type MasqBackend, parseMasqBackend, setupIpMasq, teardownIpMasq } from "./ipmasq.ts";
+import { setupIpMasq, teardownIpMasq } from "./ipmasq.ts";
 import {
   assertIfNameFree,
   closeAll,
@@ -73,131 +72,11 @@ import {
   openNetnsForDel,
   openNetnsHandle,
 } from "./links.ts";
-import {
-  argsCni,
-  cniArgsMac,
-  configDns,
-  invalidConfig,
-  ipamType,
-  isObject,
-  optArray,
-  optBool,
-  optInt,
-  optString,
-  requirePrevResult,
-  runtimeConfig,
-} from "./netconf.ts";
+import { configDns, invalidConfig, ipamType, requirePrevResult } from "./netconf.ts";
+import { type BridgeConf, parseBridgeConf } from "./bridge_conf.ts";
+import { withHostLock } from "./host_lock.ts";
 
-/** The bridge plugin's settings, defaults applied. */
-export interface BridgeConf {
-  network: string;
-  bridge: string;
-  isGateway: boolean;
-  isDefaultGateway: boolean;
-  forceAddress: boolean;
-  ipMasq: boolean;
-  ipMasqBackend?: MasqBackend;
-  mtu: number;
-  hairpinMode: boolean;
-  promiscMode: boolean;
-  vlan: number;
-  vlanTrunk: number[];
-  preserveDefaultVlan: boolean;
-  enableDad: boolean;
-  disableContainerInterface: boolean;
-  portIsolation: boolean;
-  mac?: string;
-  ipam?: string;
-}
-
-/** The reference bridge's default bridge name. */
-export const DEFAULT_BRIDGE = "cni0";
-
-function vlanId(v: unknown, what: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > 4094) {
-    throw invalidConfig(`incorrect trunk ${what} parameter: ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-/** Expands `vlanTrunk` entries ({id} or {minID, maxID}) into sorted unique VLAN IDs. */
-export function parseVlanTrunk(raw: unknown[] | undefined): number[] {
-  if (!raw) return [];
-  const ids = new Set<number>();
-  for (const item of raw) {
-    if (!isObject(item)) throw invalidConfig("vlanTrunk entries must be objects");
-    const hasMin = item.minID !== undefined && item.minID !== null;
-    const hasMax = item.maxID !== undefined && item.maxID !== null;
-    if (hasMin !== hasMax) {
-      throw invalidConfig(
-        `minID and maxID should be configured simultaneously, ${
-          hasMin ? "maxID" : "minID"
-        } is missing`,
-      );
-    }
-    if (hasMin) {
-      const min = vlanId(item.minID, "minID");
-      const max = vlanId(item.maxID, "maxID");
-      if (max < min) throw invalidConfig("minID is greater than maxID in trunk parameter");
-      for (let v = min; v <= max; v++) ids.add(v);
-    }
-    if (item.id !== undefined && item.id !== null) ids.add(vlanId(item.id, "id"));
-  }
-  return [...ids].sort((a, b) => a - b);
-}
-
-function checkMac(mac: string | undefined): string | undefined {
-  if (mac === undefined) return undefined;
-  try {
-    parseMac(mac);
-  } catch {
-    throw invalidConfig(`invalid MAC address ${JSON.stringify(mac)}`);
-  }
-  return mac;
-}
-
-/** Reads and validates a bridge config (CniError 6/7 on bad input). */
-export function parseBridgeConf(args: CmdArgs): BridgeConf {
-  const c = args.config;
-  const vlan = optInt(c, "vlan") ?? 0;
-  if (vlan < 0 || vlan > 4094) {
-    throw invalidConfig(`invalid VLAN ID ${vlan} (must be between 0 and 4094)`);
-  }
-  const mtu = optInt(c, "mtu") ?? 0;
-  if (mtu < 0) throw invalidConfig(`invalid MTU ${mtu}`);
-  const mac = optString(runtimeConfig(c), "mac") ?? optString(argsCni(c), "mac") ??
-    cniArgsMac(args);
-  const conf: BridgeConf = {
-    network: c.name ?? "",
-    bridge: optString(c, "bridge") ?? DEFAULT_BRIDGE,
-    isGateway: optBool(c, "isGateway") ?? false,
-    isDefaultGateway: optBool(c, "isDefaultGateway") ?? false,
-    forceAddress: optBool(c, "forceAddress") ?? false,
-    ipMasq: optBool(c, "ipMasq") ?? false,
-    ipMasqBackend: parseMasqBackend(optString(c, "ipMasqBackend")),
-    mtu,
-    hairpinMode: optBool(c, "hairpinMode") ?? false,
-    promiscMode: optBool(c, "promiscMode") ?? false,
-    vlan,
-    vlanTrunk: parseVlanTrunk(optArray(c, "vlanTrunk")),
-    preserveDefaultVlan: optBool(c, "preserveDefaultVlan") ?? false,
-    enableDad: optBool(c, "enabledad") ?? false,
-    disableContainerInterface: optBool(c, "disableContainerInterface") ?? false,
-    portIsolation: optBool(c, "portIsolation") ?? false,
-    mac: checkMac(mac),
-    ipam: ipamType(c),
-  };
-  if (conf.isDefaultGateway) conf.isGateway = true;
-  if (conf.bridge.length > 15) throw invalidConfig(`bridge name "${conf.bridge}" is too long`);
-  if (optBool(c, "macspoofchk")) {
-    throw new CniError(
-      ErrorCode.UnsupportedField,
-      'unsupported config field "macspoofchk": true',
-      "hydra-bridge does not implement MAC spoof checking",
-    );
-  }
-  return conf;
-}
+export { type BridgeConf, parseBridgeConf } from "./bridge_conf.ts";
 
 /** Host-side extras a caller (hydra-vxlan) runs once the bridge exists. */
 export type BridgeHook = (host: Handle, bridge: { name: string; index: number }) => void;
@@ -206,7 +85,7 @@ export type BridgeHook = (host: Handle, bridge: { name: string; index: number })
  * ADD: the bridge attachment, as hydra-bridge makes it. `beforeVeth` runs
  * after the bridge exists and before anything else is made.
  */
-export async function attachToBridge(
+export function attachToBridge(
   args: CmdArgs,
   conf: BridgeConf,
   beforeVeth?: BridgeHook,
@@ -217,6 +96,15 @@ export async function attachToBridge(
   if (conf.hairpinMode && conf.promiscMode) {
     throw invalidConfig("cannot set hairpin mode and promiscuous mode at the same time");
   }
+  // One ADD at a time per bridge, so undoing a failed one cannot hurt another.
+  return withHostLock(`bridge-${conf.bridge}`, () => attachLocked(args, conf, beforeVeth));
+}
+
+async function attachLocked(
+  args: CmdArgs,
+  conf: BridgeConf,
+  beforeVeth?: BridgeHook,
+): Promise<Result> {
   const pod = openNetnsHandle(args.netns);
   let host: Handle | undefined;
   const undo = createUndo();
@@ -234,6 +122,8 @@ export async function attachToBridge(
       undo.push(`delete bridge ${conf.bridge}`, () => {
         if (listLinks(h, { master: br.link.index }).length === 0) delLink(h, br.link.index);
       });
+    } else {
+      undo.push(`restore bridge ${conf.bridge}`, br.restore);
     }
     beforeVeth?.(h, { name: br.link.name, index: br.link.index });
     const pair = createVethPair(h, pod, args.netns, args.ifName, conf.mtu, conf.mac);

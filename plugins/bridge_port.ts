@@ -22,6 +22,7 @@ import {
   findLink,
   getLink,
   type Handle,
+  IFF,
   isExists,
   type Link,
   listAddrs,
@@ -30,6 +31,7 @@ import {
   setLink,
   setLinkMac,
   setLinkUp,
+  sysctlRead,
   THREAD_NETNS_PATH,
 } from "../netlink/mod.ts";
 import { addPortVlan, delPortVlan, listPortVlans } from "./bridge_vlan.ts";
@@ -46,10 +48,12 @@ export interface BridgeSpec {
   vlanFiltering: boolean;
 }
 
-/** The bridge, and whether this call created it. */
+/** The bridge, whether this call created it, and how to take back its changes. */
 export interface EnsuredBridge {
   link: Link;
   created: boolean;
+  /** Puts an existing bridge's up state, promiscuous mode and accept_ra back. */
+  restore: () => void;
 }
 
 function internal(msg: string): CniError {
@@ -86,10 +90,24 @@ export function ensureBridge(h: Handle, spec: BridgeSpec): EnsuredBridge {
         (link.kind ? ` (it is a ${link.kind})` : ""),
     );
   }
+  const before = link;
+  const raKey = `net/ipv6/conf/${spec.name}/accept_ra`;
+  let raBefore: string | undefined;
+  try {
+    raBefore = sysctlRead(undefined, raKey);
+  } catch {
+    raBefore = undefined;
+  }
   if (spec.promisc) setLink(h, link.index, { promisc: true });
-  trySysctl(undefined, `net/ipv6/conf/${spec.name}/accept_ra`, "0");
+  trySysctl(undefined, raKey, "0");
   setLinkUp(h, link.index);
-  return { link: getLink(h, link.index), created };
+  const restore = () => {
+    if (created) return;
+    const promiscBefore = (before.flags & IFF.PROMISC) !== 0;
+    setLink(h, before.index, { up: before.up, promisc: promiscBefore });
+    if (raBefore !== undefined) trySysctl(undefined, raKey, raBefore);
+  };
+  return { link: getLink(h, link.index), created, restore };
 }
 
 /** How the veth pair is made and plugged into the bridge. */

@@ -251,6 +251,19 @@ async function settledLinks(ns: TestNetns): Promise<IpLink[]> {
   return await ns.ipJson<IpLink[]>("-d", "link", "show");
 }
 
+/**
+ * The addresses of `ns` once IPv6 duplicate address detection is over (up
+ * to 5 s): the routes of a tentative address only appear when it ends.
+ */
+async function settledAddrs<T>(ns: TestNetns): Promise<T[]> {
+  for (let i = 0; i < 50; i++) {
+    const addrs = await ns.ipJson<{ addr_info: { tentative?: boolean }[] }[]>("addr", "show");
+    if (!addrs.some((l) => l.addr_info.some((a) => a.tentative))) return addrs as T[];
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return await ns.ipJson<T[]>("addr", "show");
+}
+
 /** What a plugin may set and the comparison looks at. */
 export interface StateOptions {
   /** /proc/sys/… keys (relative, slash form) to read. */
@@ -292,7 +305,7 @@ export async function kernelState(ns: TestNetns, opts: StateOptions = {}) {
       valid_life_time?: number;
     }[];
   };
-  const addrs = (await ns.ipJson<IpAddr[]>("addr", "show")).flatMap((i) =>
+  const addrs = (await settledAddrs<IpAddr>(ns)).flatMap((i) =>
     i.addr_info.filter((a) => !(a.family === "inet6" && a.scope === "link")).map((a) => ({
       dev: rename(i.ifname),
       address: `${a.local}/${a.prefixlen}`,
@@ -303,7 +316,7 @@ export async function kernelState(ns: TestNetns, opts: StateOptions = {}) {
   ).sort((a, b) => `${a.dev} ${a.address}`.localeCompare(`${b.dev} ${b.address}`));
   type IpRoute = Record<string, unknown> & { dst: string; dev?: string };
   const routes = [
-    ...await ns.ipJson<IpRoute[]>("route", "show", "table", "all"),
+    ...await ns.ipJson<IpRoute[]>("-4", "route", "show", "table", "all"),
     ...await ns.ipJson<IpRoute[]>("-6", "route", "show", "table", "all"),
   ].filter((r) => !/^(fe80:|ff00::)/.test(r.dst)).map((r) => ({
     ...pick(r, [
