@@ -6,7 +6,10 @@
  * @module
  */
 
-import { basename } from "node:path";
+/** The last path component (node:path costs tens of ms to load on the exec path). */
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
 
 /** The name hydra was invoked by: the launcher's, or the real argv[0]. */
 function invokedName(): string {

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { basename, dirname } from "node:path";
 
 /** Creates `dir` (and parents) with `mode` if missing. */
 export async function ensureDir(dir: string, mode: number): Promise<void> {
@@ -20,9 +19,11 @@ export async function writeFileAtomic(
   mode = 0o600,
 ): Promise<void> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const dir = dirname(path);
+  const slash = path.lastIndexOf("/");
+  // Plain string work: node:path costs tens of ms to load on the exec path.
+  const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
   const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
-  const tmp = `${dir}/.${basename(path)}.tmp-${Deno.pid}-${rand}`;
+  const tmp = `${dir}/.${path.slice(slash + 1)}.tmp-${Deno.pid}-${rand}`;
   const file = await Deno.open(tmp, { write: true, createNew: true, mode });
   try {
     let rest = bytes;
