@@ -10,7 +10,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result } from "../cni/types.ts";
 import { getLink, type Handle, sysctlRead, sysctlWrite } from "../netlink/mod.ts";
-import { ipFamily, networkAddress, networkCidr, nextIp, parseCidr } from "../netlink/ip.ts";
+import { networkAddress, networkCidr, nextIp, parseCidr } from "../netlink/ip.ts";
 import type { Undo } from "./links.ts";
 
 /** Index of the container interface in a bridge result. */
@@ -82,11 +82,6 @@ export function enableForwarding(families: readonly (4 | 6)[], undo: Undo): void
       undo.push(`restore ${key}`, () => sysctlWrite(undefined, key, previous));
     }
   }
-}
-
-/** The family of a CIDR or address. */
-export function familyOf(cidrOrIp: string): 4 | 6 {
-  return ipFamily(cidrOrIp.split("/")[0]);
 }
 
 const PORT_UP_WAITS_MS = [0, 50, 500, 1000, 1000];

@@ -242,8 +242,10 @@ async function setupNftables(cidrs: readonly string[], o: MasqOwner): Promise<vo
   const comment = await nftComment(o);
   const t = `inet ${NFT_TABLE}`;
   const lines = [
-    `add table ${t} { comment "Masquerading for CNI plugins" ; }`,
-    `add chain ${t} ${NFT_CHAIN} { comment "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet" ; }`,
+    // No comments on table and chain: "add" of an existing one with another
+    // comment would fail, and the reference plugins share them.
+    `add table ${t}`,
+    `add chain ${t} ${NFT_CHAIN}`,
     `add chain ${t} postrouting { type nat hook postrouting priority 100 ; }`,
     `flush chain ${t} postrouting`,
     `add rule ${t} postrouting ip daddr == 224.0.0.0/4 return`,

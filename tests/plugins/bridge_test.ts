@@ -83,6 +83,27 @@ Deno.test(`bridge: gateway, default route and masquerade match the reference (CN
   );
 });
 
+Deno.test("bridge: masquerade through nftables matches the reference", async () => {
+  const v4 = randomSubnet24();
+  const v6 = randomSubnet64();
+  await compare(
+    { host: { nftMasq: true } },
+    (w) => ({
+      cniVersion: ref.version,
+      name: "nftnet",
+      bridge: "brnft",
+      isGateway: true,
+      ipMasq: true,
+      ipMasqBackend: "nftables",
+      ipam: {
+        type: "host-local",
+        ranges: [[{ subnet: v4 }], [{ subnet: v6 }]],
+        dataDir: `${w.dir}/ipam`,
+      },
+    }),
+  );
+});
+
 Deno.test("bridge: dual stack with MTU, hairpin mode, MAC and IPAM routes match the reference", async () => {
   const v4 = randomSubnet24();
   const v6 = randomSubnet64();
@@ -239,5 +260,28 @@ Deno.test("bridge: CHECK fails once the container address is removed; DEL twice 
     await mustInvoke(w.host, bin, { ...inv, netns: "", command: "DEL" }, conf);
     const links = await w.host.ipJson<{ ifname: string }[]>("link", "show");
     assert.deepEqual(links.map((l) => l.ifname).sort(), ["brchk", "lo"]);
+  });
+});
+
+Deno.test("bridge, macvlan, host-device, vxlan: STATUS is the IPAM plugin's", async () => {
+  await withWorld(0, async (w) => {
+    await Deno.writeTextFile(`${w.dir}/not-a-dir`, "");
+    for (const kind of ["bridge", "macvlan", "host-device", "vxlan"]) {
+      const conf = {
+        cniVersion: "1.1.0",
+        name: "st",
+        type: `hydra-${kind}`,
+        ipam: { type: "hydra-ipam", subnet: randomSubnet24(), dataDir: `${w.dir}/ipam` },
+      };
+      await mustInvoke(undefined, `${hydraBin}/hydra-${kind}`, { command: "STATUS" }, conf);
+      const broken = { ...conf, ipam: { ...conf.ipam, dataDir: `${w.dir}/not-a-dir` } };
+      const out = await invoke(
+        undefined,
+        `${hydraBin}/hydra-${kind}`,
+        { command: "STATUS" },
+        broken,
+      );
+      assert.equal(out.json?.code, 50, `${kind}: ${out.stdout}`);
+    }
   });
 });

@@ -272,6 +272,8 @@ export interface StateOptions {
   nat?: boolean;
   /** Include bridge port VLANs. */
   vlans?: boolean;
+  /** Include the rules of the nftables masquerade table (comments of table and chains left out). */
+  nftMasq?: boolean;
 }
 
 /** The kernel state of `ns` that matters to a plugin, without MACs and random names. */
@@ -336,6 +338,15 @@ export async function kernelState(ns: TestNetns, opts: StateOptions = {}) {
   if (opts.sysctls?.length) state.sysctls = await readSysctls(ns, opts.sysctls);
   if (opts.nat) {
     state.nat = (await inNs(ns, "iptables", "-w", "-t", "nat", "-S")).split("\n").filter(Boolean);
+  }
+  if (opts.nftMasq) {
+    const out = await new Deno.Command(IP, {
+      args: ["netns", "exec", ns.name, "nft", "list", "table", "inet", "cni_plugins_masquerade"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    state.nftMasq = new TextDecoder().decode(out.stdout).split("\n")
+      .map((l) => l.trim()).filter((l) => l && !/^comment "/.test(l));
   }
   if (opts.vlans) {
     const text = await inNs(ns, "bridge", "-j", "vlan", "show");
