@@ -36,14 +36,13 @@ import {
   type Pod,
   PodUidMismatchError,
 } from "./objects.ts";
+import { checkNamespaceAccess, parseGlobalNamespaces } from "./namespaces.ts";
 import {
-  checkNamespaceAccess,
   DEFAULT_NETWORK_ANNOTATION,
   defaultNetworkOverride,
   LEGACY_NETWORKS_ANNOTATION,
   NETWORKS_ANNOTATION,
   type NetworkSelection,
-  parseGlobalNamespaces,
   podNetworkSelections,
   SelectionError,
 } from "./selection.ts";

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { checkNamespaceAccess, parseGlobalNamespaces } from "./namespaces.ts";
 import {
-  checkNamespaceAccess,
   DEFAULT_NETWORK_ANNOTATION,
   defaultNetworkOverride,
   interfaceNameProblem,
   type NetworkSelection,
-  parseGlobalNamespaces,
   parseNetworkSelection,
   podNetworkSelections,
   SelectionError,

@@ -5,15 +5,18 @@
  * kubeconfig and builds a client (no request), against an empty program.
  * "cold" runs use a fresh DENO_DIR that shares only the npm package cache
  * (nothing transpiled or analysed yet, nothing downloaded), "warm" runs the
- * shared one. Prints JSON.
+ * shared one. With `--apiserver` it also starts a real control plane and
+ * measures a program that reads a pod over TLS (JSON kubeconfig, and the
+ * same with a YAML kubeconfig, which loads the YAML parser). Prints JSON.
  *
- *   deno run -A tests/kube/import_cost.ts [runs]
+ *   deno run -A tests/kube/import_cost.ts [runs] [--apiserver]
  *
  * @module
  */
 
 const root = new URL("../../", import.meta.url).pathname;
-const runs = Number(Deno.args[0] ?? 5);
+const runs = Number(Deno.args.find((a) => /^\d+$/.test(a)) ?? 5);
+const withApiserver = Deno.args.includes("--apiserver");
 const deno = Deno.execPath();
 const sharedNpm = await (async () => {
   const out = await new Deno.Command(deno, { args: ["info", "--json"], stdout: "piped" }).output();
@@ -38,6 +41,7 @@ async function measure(file: string, denoDir?: string): Promise<{ ms: number; rs
 }
 
 const work = await Deno.makeTempDir({ prefix: "hydra-import-cost-" });
+let stopControlPlane: (() => Promise<void>) | undefined;
 try {
   const kubeconfig = `${work}/kc.json`;
   await Deno.writeTextFile(
@@ -67,6 +71,30 @@ console.log(typeof resolveAttachments, typeof fetchPod, typeof networkStatusEntr
 c.close();
 `,
   };
+  if (withApiserver) {
+    const { startControlPlane } = await import("../infra/cluster.ts");
+    const { parse } = await import("yaml");
+    const cp = await startControlPlane();
+    stopControlPlane = () => cp.stop();
+    await cp.api.must("POST", "/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "probe", namespace: "default" },
+      spec: { containers: [{ name: "main", image: "pause" }] },
+    });
+    const yamlPath = cp.kubeconfigPath;
+    const jsonPath = `${work}/admin.json`;
+    await Deno.writeTextFile(jsonPath, JSON.stringify(parse(await Deno.readTextFile(yamlPath))));
+    for (const [name, path] of [["get-pod", jsonPath], ["get-pod-yaml", yamlPath]]) {
+      programs[name] = `import { loadKubeconfig } from "${root}kube/kubeconfig.ts";
+import { createKubeClient } from "${root}kube/client.ts";
+import { getPod } from "${root}kube/objects.ts";
+const c = createKubeClient(await loadKubeconfig(${JSON.stringify(path)}));
+console.log((await getPod(c, "default", "probe")).metadata.uid);
+c.close();
+`;
+    }
+  }
   for (const [name, text] of Object.entries(programs)) {
     await Deno.writeTextFile(`${work}/${name}.ts`, text);
   }
@@ -95,5 +123,6 @@ c.close();
   }
   console.log(JSON.stringify(report, null, 2));
 } finally {
+  await stopControlPlane?.();
   await Deno.remove(work, { recursive: true });
 }
