@@ -55,7 +55,8 @@ async function nftInstanceHash(o: MasqOwner): Promise<string> {
   return `${net}-${inst}`;
 }
 
-async function nftComment(o: MasqOwner): Promise<string> {
+/** The nftables rule comment of an attachment: its hash, then who it is (at most 128 characters). */
+export async function nftComment(o: MasqOwner): Promise<string> {
   const clean = (s: string) => s.replaceAll('"', "");
   const text = `${await nftInstanceHash(o)}, net: ${clean(o.network)}, if: ${
     clean(o.ifName)
