@@ -11,7 +11,8 @@ import type { Result } from "../cni/types.ts";
 import type { KubeClient } from "./client.ts";
 import type { PodArgs } from "./delegate.ts";
 import { isNotFound } from "./errors.ts";
-import { updatePodStatusAnnotations } from "./objects.ts";
+import { canonicalIP } from "./netaddr.ts";
+import { type EventInit, updatePodStatusAnnotations } from "./objects.ts";
 import {
   type DeviceInfo,
   mergeNetworkStatus,
@@ -72,4 +73,31 @@ export async function reportAttachments(
     throw err;
   }
   return "written";
+}
+
+/**
+ * The Normal "AddedInterface" Event Multus records for each attachment that
+ * produced interfaces or addresses: `Add net1 [10.1.1.5/24] from ns/name`.
+ * Undefined when the result has neither (nothing was added to tell about).
+ */
+export function addedInterfaceEvent(
+  ifName: string,
+  result: Result,
+  networkName: string,
+  host?: string,
+): EventInit | undefined {
+  if (result.interfaces === undefined && result.ips === undefined) return undefined;
+  const ips = (result.ips ?? []).map((ip) => {
+    const slash = ip.address.indexOf("/");
+    return slash < 0
+      ? canonicalIP(ip.address)
+      : `${canonicalIP(ip.address)}${ip.address.slice(slash)}`;
+  });
+  const from = networkName ? ` from ${networkName}` : "";
+  return {
+    type: "Normal",
+    reason: "AddedInterface",
+    message: `Add ${ifName} [${ips.join(" ")}]${from}`,
+    host,
+  };
 }

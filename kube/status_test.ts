@@ -7,6 +7,7 @@ import {
   resultAnnotationKey,
   resultAnnotationValue,
 } from "./status.ts";
+import { addedInterfaceEvent } from "./report.ts";
 
 const bridgeResult: Result = {
   cniVersion: "1.1.0",
@@ -176,4 +177,24 @@ Deno.test("result annotation: key per network within Kubernetes' key rules, valu
     /^hydra\.clusternet\.io\.weird-name-[0-9a-f]{8}$/,
   );
   assert.equal(resultAnnotationValue(bridgeResult), JSON.stringify(bridgeResult));
+});
+
+Deno.test("AddedInterface event text as Multus writes it", () => {
+  assert.deepEqual(
+    addedInterfaceEvent("net1", {
+      cniVersion: "1.0.0",
+      ips: [{ address: "10.1.1.5/24" }, { address: "FD00:0::5/64" }],
+    }, "ns/mv"),
+    {
+      type: "Normal",
+      reason: "AddedInterface",
+      message: "Add net1 [10.1.1.5/24 fd00::5/64] from ns/mv",
+      host: undefined,
+    },
+  );
+  assert.equal(addedInterfaceEvent("net1", { cniVersion: "1.0.0" }, "x"), undefined);
+  assert.equal(
+    addedInterfaceEvent("eth0", { cniVersion: "1.0.0", interfaces: [] }, "")?.message,
+    "Add eth0 []",
+  );
 });
