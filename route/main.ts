@@ -247,6 +247,7 @@ export async function runRoute(args: string[]): Promise<number> {
       metrics: m,
       debounceMs: opts.debounceMs,
       resyncIntervalMs: opts.once ? 0 : opts.resyncIntervalMs,
+      addressCheckMs: opts.once ? 0 : 2000,
     });
     return opts.once ? await runOnce(opts, router, log, m) : await runDaemon(opts, router, log, m);
   } catch (err) {

@@ -37,6 +37,12 @@ export interface RouterOptions {
   debounceMs?: number;
   /** Full pass every so often (0: never); 60 s. */
   resyncIntervalMs?: number;
+  /**
+   * How often to look at this node's addresses (0: never); 2 s. A change
+   * (the underlay address moved, a device went away) can make the kernel
+   * drop routes, so it triggers a full pass.
+   */
+  addressCheckMs?: number;
 }
 
 /** What one pass did. */
@@ -110,6 +116,21 @@ export function createRouter(opts: RouterOptions): Router {
     nodes: 0,
     routes: 0,
   };
+  let addressSig = "";
+  const addressTimer = (opts.addressCheckMs ?? 2000) > 0
+    ? setInterval(() => {
+      if (!sourceSynced || stopped) return;
+      try {
+        if (addressSignature() !== addressSig) {
+          log.info("this node's addresses changed; full resync");
+          needFull = true;
+          schedule();
+        }
+      } catch (err) {
+        log.warn("reading this node's addresses failed", { error: err });
+      }
+    }, opts.addressCheckMs ?? 2000)
+    : undefined;
   const resyncTimer = resyncMs > 0
     ? setInterval(() => {
       needFull = true;
@@ -139,8 +160,13 @@ export function createRouter(opts: RouterOptions): Router {
     }, retryDelay);
   }
 
+  function addressSignature(): string {
+    return listAddrs(h).map((a) => `${a.index}/${a.cidr}`).sort().join(",");
+  }
+
   function readLocal(): void {
     const addrs = listAddrs(h);
+    addressSig = addrs.map((a) => `${a.index}/${a.cidr}`).sort().join(",");
     localAddresses = addrs.map((a) => a.address);
     underlayAddresses = new Map();
     const wanted = new Set(networks.map((n) => n.vxlan?.underlayDevice).filter((d) => d));
@@ -314,6 +340,7 @@ export function createRouter(opts: RouterOptions): Router {
       if (pending !== undefined) clearTimeout(pending);
       if (retryTimer !== undefined) clearTimeout(retryTimer);
       if (resyncTimer !== undefined) clearInterval(resyncTimer);
+      if (addressTimer !== undefined) clearInterval(addressTimer);
       pending = retryTimer = undefined;
     },
   };

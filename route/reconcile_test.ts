@@ -1,0 +1,278 @@
+import assert from "node:assert/strict";
+import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
+import { createNetns, deleteNetns, run, type TestNetns } from "../tests/helpers/netns.ts";
+import { parseNetwork } from "./config.ts";
+import { computeDesired, vxlanMac } from "./desired.ts";
+import type { NodeInfo } from "./nodes.ts";
+import { type NetworkMirror, reconcileNetwork } from "./reconcile.ts";
+
+const routed = parseNetwork({ name: "default" }, 0);
+const red = parseNetwork(
+  { name: "red", mode: "vxlan", protocol: 204, vxlan: { device: "vx-red", vni: 42 } },
+  1,
+);
+
+interface IpRoute {
+  dst: string;
+  gateway?: string;
+  protocol?: string;
+  dev?: string;
+  flags?: string[];
+}
+
+/** A namespace with an underlay veth at 192.168.50.1/24 (peer in a second namespace). */
+async function withNode(fn: (ns: TestNetns, h: Handle) => Promise<void>): Promise<void> {
+  const ns = await createNetns("hyrc");
+  const peer = await createNetns("hyrp");
+  const h = openHandle({ netnsPath: ns.path });
+  try {
+    await run(
+      "ip",
+      "-n",
+      ns.name,
+      "link",
+      "add",
+      "ul0",
+      "type",
+      "veth",
+      "peer",
+      "ul0p",
+      "netns",
+      peer.name,
+    );
+    await run("ip", "-n", ns.name, "addr", "add", "192.168.50.1/24", "dev", "ul0");
+    await run("ip", "-n", ns.name, "link", "set", "ul0", "up");
+    await run("ip", "-n", peer.name, "link", "set", "ul0p", "up");
+    await fn(ns, h);
+  } finally {
+    closeHandle(h);
+    await deleteNetns(ns);
+    await deleteNetns(peer);
+  }
+}
+
+function node(name: string, cidr: string, addr: string): NodeInfo {
+  return {
+    name,
+    podCIDRs: [cidr],
+    internalIPs: [addr],
+    annotations: {
+      "hydra.clusternet.io/red.cidr": cidr.replace("10.244", "10.246"),
+      "hydra.clusternet.io/red.address": addr,
+    },
+  };
+}
+
+function desired(nodes: NodeInfo[], net = routed) {
+  return computeDesired({
+    networks: [net],
+    nodes,
+    localName: "n1",
+    localAddresses: ["192.168.50.1"],
+  })
+    .networks[0];
+}
+
+async function routes(ns: TestNetns, ...filter: string[]): Promise<IpRoute[]> {
+  return await ns.ipJson<IpRoute[]>("route", "show", ...filter);
+}
+
+const base = [
+  node("n1", "10.244.1.0/24", "192.168.50.1"),
+  node("n2", "10.244.2.0/24", "192.168.50.2"),
+  node("n3", "10.244.3.0/24", "192.168.50.3"),
+];
+
+Deno.test("routed: adds, replaces and deletes only its own protocol's routes; adopts on a fresh start", async () => {
+  await withNode(async (ns, h) => {
+    // Foreign routes: one beside ours, one holding a destination a node will claim.
+    await run(
+      "ip",
+      "-n",
+      ns.name,
+      "route",
+      "add",
+      "10.99.0.0/16",
+      "via",
+      "192.168.50.9",
+      "proto",
+      "static",
+    );
+    await run(
+      "ip",
+      "-n",
+      ns.name,
+      "route",
+      "add",
+      "10.244.4.0/24",
+      "via",
+      "192.168.50.9",
+      "proto",
+      "static",
+    );
+    const first = reconcileNetwork(h, desired(base), undefined, true);
+    assert.deepEqual(first.problems, []);
+    assert.equal(first.changes.routesAdded, 2);
+    let ours = await routes(ns, "proto", "202");
+    assert.deepEqual(ours.map((r) => `${r.dst} via ${r.gateway}`).sort(), [
+      "10.244.2.0/24 via 192.168.50.2",
+      "10.244.3.0/24 via 192.168.50.3",
+    ]);
+
+    // A fresh run (no mirror) adopts what is there: nothing to change.
+    const adopt = reconcileNetwork(h, desired(base), undefined, true);
+    assert.deepEqual(adopt.changes, {
+      routesAdded: 0,
+      routesReplaced: 0,
+      routesDeleted: 0,
+      fdbChanged: 0,
+      neighChanged: 0,
+    });
+
+    // n3 moves, n2 leaves, n4 claims the foreign route's destination.
+    const next = [
+      base[0],
+      node("n3", "10.244.3.0/24", "192.168.50.33"),
+      node("n4", "10.244.4.0/24", "192.168.50.4"),
+    ];
+    const inc = reconcileNetwork(h, desired(next), adopt.mirror, false);
+    assert.equal(inc.changes.routesReplaced, 1);
+    assert.equal(inc.changes.routesDeleted, 1);
+    assert.equal(inc.retry, true, "the clash is re-checked by a full pass");
+    const full = reconcileNetwork(h, desired(next), inc.mirror, true);
+    assert.deepEqual(full.problems.map((p) => p.kind), ["route_conflict"]);
+    ours = await routes(ns, "proto", "202");
+    assert.deepEqual(ours.map((r) => `${r.dst} via ${r.gateway}`), [
+      "10.244.3.0/24 via 192.168.50.33",
+    ]);
+    const foreign = await routes(ns, "proto", "static");
+    assert.deepEqual(foreign.map((r) => `${r.dst} via ${r.gateway}`).sort(), [
+      "10.244.4.0/24 via 192.168.50.9",
+      "10.99.0.0/16 via 192.168.50.9",
+    ]);
+
+    // Our route deleted behind our back comes back on the next full pass, not the incremental one.
+    await run("ip", "-n", ns.name, "route", "del", "10.244.3.0/24", "proto", "202");
+    const blind = reconcileNetwork(h, desired(next), full.mirror, false);
+    assert.equal(blind.changes.routesAdded, 0);
+    const repair = reconcileNetwork(h, desired(next), blind.mirror, true);
+    assert.equal(repair.changes.routesAdded, 1);
+    assert.equal((await routes(ns, "proto", "202")).length, 1);
+
+    // Every node gone: every route of ours goes, the foreign ones stay.
+    reconcileNetwork(h, desired([base[0]]), repair.mirror, true);
+    assert.deepEqual(await routes(ns, "proto", "202"), []);
+    assert.equal((await routes(ns, "proto", "static")).length, 2);
+  });
+});
+
+Deno.test("routed: an unreachable gateway is a kernel problem with a hint, the other routes still go in", async () => {
+  await withNode(async (ns, h) => {
+    const nodes = [base[0], base[1], node("n5", "10.244.5.0/24", "172.31.0.5")];
+    const r = reconcileNetwork(h, desired(nodes), undefined, true);
+    assert.equal(r.retry, true);
+    assert.equal(r.problems.length, 1);
+    assert.equal(r.problems[0].kind, "kernel");
+    assert.match(r.problems[0].message, /not on a directly connected network/);
+    assert.equal((await routes(ns, "proto", "202")).length, 1);
+  });
+});
+
+Deno.test("vxlan: device, neighbours, FDB and on-link routes follow the nodes", async () => {
+  await withNode(async (ns, h) => {
+    let mirror: NetworkMirror | undefined;
+    const r = reconcileNetwork(h, desired(base, red), mirror, true);
+    assert.deepEqual(r.problems, []);
+    mirror = r.mirror;
+    const link = (await ns.ipJson<
+      {
+        address: string;
+        linkinfo: { info_data: { id: number; port: number; learning?: boolean; local: string } };
+      }[]
+    >("-d", "link", "show", "vx-red"))[0];
+    assert.equal(link.address, vxlanMac(42, "192.168.50.1"));
+    assert.equal(link.linkinfo.info_data.id, 42);
+    assert.equal(link.linkinfo.info_data.local, "192.168.50.1");
+    const addrs = await ns.ipJson<
+      { addr_info: { local: string; prefixlen: number; scope: string }[] }[]
+    >("addr", "show", "vx-red");
+    assert.deepEqual(
+      addrs[0].addr_info.filter((a) => a.scope === "global").map((a) =>
+        `${a.local}/${a.prefixlen}`
+      ),
+      ["10.246.1.0/32"],
+    );
+    const neigh = await ns.ipJson<{ dst: string; lladdr: string }[]>(
+      "neigh",
+      "show",
+      "dev",
+      "vx-red",
+    );
+    assert.deepEqual(neigh.map((n) => `${n.dst}=${n.lladdr}`).sort(), [
+      `10.246.2.0=${vxlanMac(42, "192.168.50.2")}`,
+      `10.246.3.0=${vxlanMac(42, "192.168.50.3")}`,
+    ]);
+    const fdb = JSON.parse(
+      await run("bridge", "-n", ns.name, "-j", "fdb", "show", "dev", "vx-red"),
+    ) as { mac: string; dst?: string }[];
+    assert.deepEqual(
+      fdb.filter((e) => e.dst).map((e) => `${e.mac}>${e.dst}`).sort(),
+      [
+        `${vxlanMac(42, "192.168.50.2")}>192.168.50.2`,
+        `${vxlanMac(42, "192.168.50.3")}>192.168.50.3`,
+      ].sort(),
+    );
+    const vr = await routes(ns, "proto", "204");
+    assert.deepEqual(
+      vr.map((x) => `${x.dst} via ${x.gateway} dev ${x.dev} ${x.flags?.join(",")}`).sort(),
+      [
+        "10.246.2.0/24 via 10.246.2.0 dev vx-red onlink",
+        "10.246.3.0/24 via 10.246.3.0 dev vx-red onlink",
+      ],
+    );
+
+    // n3 leaves: its route, neighbour and FDB entry go; n2's stay.
+    const gone = reconcileNetwork(h, desired([base[0], base[1]], red), mirror, false);
+    assert.equal(gone.changes.routesDeleted, 1);
+    assert.equal(gone.changes.fdbChanged, 1);
+    assert.equal(gone.changes.neighChanged, 1);
+    assert.equal((await ns.ipJson<unknown[]>("neigh", "show", "dev", "vx-red")).length, 1);
+    // A fresh start adopts the device and its entries.
+    const adopt = reconcileNetwork(h, desired([base[0], base[1]], red), undefined, true);
+    assert.equal(
+      adopt.changes.routesAdded + adopt.changes.fdbChanged + adopt.changes.neighChanged,
+      0,
+    );
+    assert.deepEqual(adopt.deviceChanges, []);
+    // A device of the wrong VNI (changed behind the router's back) is recreated by the next
+    // full pass, with everything hanging off it.
+    await run("ip", "-n", ns.name, "link", "del", "vx-red");
+    await run(
+      "ip",
+      "-n",
+      ns.name,
+      "link",
+      "add",
+      "vx-red",
+      "type",
+      "vxlan",
+      "id",
+      "7",
+      "dstport",
+      "8472",
+    );
+    const recreated = reconcileNetwork(h, desired([base[0], base[1]], red), adopt.mirror, true);
+    assert.match(recreated.deviceChanges.join(), /recreated \(vni 7 → 42/);
+    assert.equal((await routes(ns, "proto", "204")).length, 1);
+  });
+});
+
+Deno.test("vxlan: a device of another kind under the name is a conflict and nothing is touched", async () => {
+  await withNode(async (ns, h) => {
+    await run("ip", "-n", ns.name, "link", "add", "vx-red", "type", "bridge");
+    const r = reconcileNetwork(h, desired(base, red), undefined, true);
+    assert.deepEqual(r.problems.map((p) => p.kind), ["device_conflict"]);
+    assert.match(r.problems[0].message, /is a bridge device/);
+    assert.deepEqual(await routes(ns, "proto", "204"), []);
+  });
+});
