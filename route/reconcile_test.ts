@@ -180,10 +180,9 @@ Deno.test("routed: an unreachable gateway is a kernel problem with a hint, the o
 
 Deno.test("vxlan: device, neighbours, FDB and on-link routes follow the nodes", async () => {
   await withNode(async (ns, h) => {
-    let mirror: NetworkMirror | undefined;
-    const r = reconcileNetwork(h, desired(base, red), mirror, true);
+    const r = reconcileNetwork(h, desired(base, red), undefined, true);
     assert.deepEqual(r.problems, []);
-    mirror = r.mirror;
+    const mirror: NetworkMirror | undefined = r.mirror;
     const link = (await ns.ipJson<
       {
         address: string;
