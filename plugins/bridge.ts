@@ -76,6 +76,7 @@ import { configDns, invalidConfig, ipamType, requirePrevResult } from "./netconf
 import { type BridgeConf, parseBridgeConf } from "./bridge_conf.ts";
 import { withHostLock } from "./host_lock.ts";
 
+/** The bridge config reader, for plugins built on the bridge attachment (hydra-vxlan). */
 export { type BridgeConf, parseBridgeConf } from "./bridge_conf.ts";
 
 /** Host-side extras a caller (hydra-vxlan) runs once the bridge exists. */
