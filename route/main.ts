@@ -121,8 +121,14 @@ async function loadConfig(opts: RouteOptions): Promise<RouterConfig> {
   return checkNetworks([opts.flagNetwork!]);
 }
 
+/**
+ * `--once`: exit 0 when every configured network was synced without a kernel
+ * failure; 1 when a change failed or a network was left out by the config.
+ * Bad node input is logged and counted but does not fail the run.
+ */
 async function runOnce(
   opts: RouteOptions,
+  config: RouterConfig,
   router: Router,
   log: Logger,
   m: RouterMetrics,
@@ -143,7 +149,7 @@ async function runOnce(
     }
   }
   console.log(JSON.stringify(summary));
-  return summary.ok ? 0 : 1;
+  return summary.ok && config.problems.length === 0 ? 0 : 1;
 }
 
 async function runDaemon(
@@ -249,7 +255,9 @@ export async function runRoute(args: string[]): Promise<number> {
       resyncIntervalMs: opts.once ? 0 : opts.resyncIntervalMs,
       addressCheckMs: opts.once ? 0 : 2000,
     });
-    return opts.once ? await runOnce(opts, router, log, m) : await runDaemon(opts, router, log, m);
+    return opts.once
+      ? await runOnce(opts, config, router, log, m)
+      : await runDaemon(opts, router, log, m);
   } catch (err) {
     if (err instanceof UsageError) {
       console.error(`hydra route sync: ${err.message}`);

@@ -238,7 +238,8 @@ function nodeEntry(raw: unknown, index: number): NodeInfo {
 
 /**
  * Parses a node list (YAML, or JSON on a fast path). Throws NodeListError
- * for a file that is not a node list or names a node twice.
+ * for a file that is not a node list (an empty one included) or names a
+ * node twice.
  */
 export function parseNodeList(text: string, source = "node list"): NodeInfo[] {
   let doc: unknown;
@@ -249,13 +250,16 @@ export function parseNodeList(text: string, source = "node list"): NodeInfo[] {
   } catch (err) {
     throw new NodeListError(`${source}: not YAML or JSON: ${(err as Error).message}`);
   }
-  if (doc === null || doc === undefined) return [];
+  // An empty file, or one cut short before its list, must not read as "no nodes":
+  // that would remove every route. No nodes is said explicitly: `nodes: []`.
   const list = Array.isArray(doc)
     ? doc
-    : typeof doc === "object"
+    : typeof doc === "object" && doc !== null
     ? (doc as Record<string, unknown>).nodes ?? (doc as Record<string, unknown>).items
     : undefined;
-  if (list === undefined || list === null) return [];
+  if (list === undefined || list === null) {
+    throw new NodeListError(`${source}: no "nodes" list (for no nodes at all, write "nodes: []")`);
+  }
   if (!Array.isArray(list)) throw new NodeListError(`${source}: "nodes" must be a list`);
   const nodes: NodeInfo[] = [];
   const seen = new Set<string>();

@@ -122,8 +122,8 @@ items:
     status: { addresses: [{ type: InternalIP, address: 192.168.1.3 }] }
 `);
   assert.deepEqual(kubectl[0].internalIPs, ["192.168.1.3"]);
-  assert.deepEqual(parseNodeList(""), []);
   assert.deepEqual(parseNodeList("nodes: []"), []);
+  assert.deepEqual(parseNodeList("[]"), []);
 });
 
 Deno.test("bad node lists are refused as a whole", () => {
@@ -134,6 +134,9 @@ Deno.test("bad node lists are refused as a whole", () => {
     ["nodes: [{ name: a, annotations: { k: 1 } }]", /must be a string/],
     ["nodes: 5", /must be a list/],
     ["{ nodes: [", /not YAML or JSON/],
+    ["", /no "nodes" list/],
+    ["nodes:", /no "nodes" list/],
+    ["# nothing yet\n", /no "nodes" list/],
   ];
   for (const [text, re] of cases) {
     assert.throws(() => parseNodeList(text, "n.yaml"), (err: unknown) => {

@@ -4,8 +4,12 @@
  * events on its folder (which also catch an editor's or a script's
  * write-then-rename) and, as a fallback, by polling its size and mtime.
  *
- * A file that is missing or cannot be parsed leaves the previous node set in
- * force: a half-written file must never remove routes.
+ * A file that is missing, empty or cannot be parsed leaves the previous node
+ * set in force: a half-written file must never remove routes (an empty list
+ * is said explicitly, `nodes: []`). Reads wait a few milliseconds after a
+ * change and read again when the file changed meanwhile; writers should
+ * still replace the file atomically (write a temporary file, rename it),
+ * since a YAML list cut short at a line boundary is still a valid list.
  *
  * @module
  */
@@ -46,6 +50,7 @@ export function watchNodeFile(
   path: string,
   handlers: FileSourceHandlers,
   pollMs = 1000,
+  settleMs = 10,
 ): FileSource {
   let lastText: string | undefined;
   let lastStamp = "";
@@ -93,7 +98,7 @@ export function watchNodeFile(
   }
 
   /** Reads now, or once more after the read in progress (never two at once). */
-  function read(): Promise<void> {
+  function read(settle = true): Promise<void> {
     if (stopped) return Promise.resolve();
     if (reading) {
       again = true;
@@ -103,7 +108,10 @@ export function watchNodeFile(
       try {
         do {
           again = false;
+          // A writer's truncate and write arrive as separate events: let it finish.
+          if (settle) await new Promise((r) => setTimeout(r, settleMs));
           await readOnce();
+          settle = true;
         } while (again && !stopped);
       } finally {
         reading = undefined;
@@ -112,7 +120,7 @@ export function watchNodeFile(
     return reading;
   }
 
-  const ready = read();
+  const ready = read(false);
   const name = basename(path);
   let watcher: Deno.FsWatcher | undefined;
   try {
