@@ -9,7 +9,13 @@
 import { createLogger, type Logger } from "../cni/log.ts";
 import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
 import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
-import { checkNetworks, ConfigError, loadRouterConfig, type RouterConfig } from "./config.ts";
+import {
+  checkNetworks,
+  ConfigError,
+  loadRouterConfig,
+  type NetworkConfig,
+  type RouterConfig,
+} from "./config.ts";
 import { createRouterMetrics, type RouterMetrics } from "./metrics.ts";
 import { parseRouteArgs, routeHelp, type RouteOptions, UsageError } from "./options.ts";
 import { createRouter, type Router, type SyncSummary } from "./router.ts";
@@ -56,6 +62,7 @@ function sourceReporter(log: Logger, m: RouterMetrics) {
 
 async function startSource(
   opts: RouteOptions,
+  networks: NetworkConfig[],
   router: Router,
   log: Logger,
   m: RouterMetrics,
@@ -87,6 +94,9 @@ async function startSource(
     );
   }
   const client = createKubeClient(conn, { userAgent: "hydra-route" });
+  const annotationKeys = new Set(
+    networks.flatMap((n) => [n.cidrAnnotation, n.addressAnnotation]).filter((k) => k !== ""),
+  );
   const src: KubeSource = watchKubeNodes(client, {
     upsert: (n) => router.upsertNode(n),
     remove: (name) => router.deleteNode(name),
@@ -97,7 +107,7 @@ async function startSource(
     },
     onError: (err) => rep.failed(err),
     onRecovered: () => rep.recovered(),
-  });
+  }, { annotationKeys });
   return {
     kind: "kube",
     ready: src.synced,
@@ -140,7 +150,7 @@ async function runOnce(
     router.markSourceSynced();
     summary = router.syncNow(true);
   } else {
-    const src = await startSource(opts, router, log, m);
+    const src = await startSource(opts, config.networks, router, log, m);
     try {
       await withTimeout(src.ready, opts.timeoutMs, "the API server");
       summary = router.syncNow(true);
@@ -154,6 +164,7 @@ async function runOnce(
 
 async function runDaemon(
   opts: RouteOptions,
+  config: RouterConfig,
   router: Router,
   log: Logger,
   m: RouterMetrics,
@@ -184,7 +195,7 @@ async function runDaemon(
       });
       log.info("health endpoint listening", { address: formatListenAddress(server.address) });
     }
-    source = await startSource(opts, router, log, m);
+    source = await startSource(opts, config.networks, router, log, m);
     const sig = await stop.promise;
     log.info(`${sig}: stopping; routes stay in place`);
     return 0;
@@ -257,7 +268,7 @@ export async function runRoute(args: string[]): Promise<number> {
     });
     return opts.once
       ? await runOnce(opts, config, router, log, m)
-      : await runDaemon(opts, router, log, m);
+      : await runDaemon(opts, config, router, log, m);
   } catch (err) {
     if (err instanceof UsageError) {
       console.error(`hydra route sync: ${err.message}`);

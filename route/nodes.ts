@@ -176,8 +176,12 @@ export function addressOfFamily(addresses: string[], family: IpFamily): string |
   return addresses.find((a) => (a.includes(":") ? 6 : 4) === family);
 }
 
-/** Reduces a Node object to a {@link NodeInfo}. */
-export function nodeFromKube(node: Node): NodeInfo {
+/**
+ * Reduces a Node object to a {@link NodeInfo}. With `annotationKeys`, only
+ * those annotations are kept: others (and status heartbeats) then never
+ * look like a change.
+ */
+export function nodeFromKube(node: Node, annotationKeys?: ReadonlySet<string>): NodeInfo {
   const spec = node.spec ?? {};
   const podCIDRs = spec.podCIDRs?.length ? spec.podCIDRs : spec.podCIDR ? [spec.podCIDR] : [];
   return {
@@ -186,8 +190,18 @@ export function nodeFromKube(node: Node): NodeInfo {
     internalIPs: (node.status?.addresses ?? [])
       .filter((a) => a.type === "InternalIP")
       .map((a) => a.address),
-    annotations: { ...(node.metadata.annotations ?? {}) },
+    annotations: pickAnnotations(node.metadata.annotations ?? {}, annotationKeys),
   };
+}
+
+function pickAnnotations(
+  all: Record<string, string>,
+  keys: ReadonlySet<string> | undefined,
+): Record<string, string> {
+  if (!keys) return { ...all };
+  const out: Record<string, string> = {};
+  for (const k of keys) if (k in all) out[k] = all[k];
+  return out;
 }
 
 function stringList(where: string, key: string, v: unknown): string[] {
@@ -277,7 +291,15 @@ export function parseNodeList(text: string, source = "node list"): NodeInfo[] {
   return nodes;
 }
 
-/** True when two node descriptions would give the same routes. */
+function sameList(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** True when two node descriptions are the same (so a change to it changes no route). */
 export function sameNode(a: NodeInfo, b: NodeInfo): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (a.name !== b.name || !sameList(a.podCIDRs, b.podCIDRs)) return false;
+  if (!sameList(a.internalIPs, b.internalIPs)) return false;
+  const ka = Object.keys(a.annotations);
+  if (ka.length !== Object.keys(b.annotations).length) return false;
+  return ka.every((k) => a.annotations[k] === b.annotations[k]);
 }

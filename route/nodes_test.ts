@@ -7,6 +7,7 @@ import {
   NodeListError,
   nodeNetwork,
   parseNodeList,
+  sameNode,
 } from "./nodes.ts";
 
 const defaultNet = parseNetwork({ name: "default" }, 0);
@@ -145,4 +146,27 @@ Deno.test("bad node lists are refused as a whole", () => {
       return true;
     });
   }
+});
+
+Deno.test("only the annotations the networks read are kept, so other changes are no change", () => {
+  const keys = new Set(["hydra.clusternet.io/blue.cidr"]);
+  const base = {
+    metadata: {
+      name: "w1",
+      annotations: { "hydra.clusternet.io/blue.cidr": "10.245.1.0/24", "other/heartbeat": "1" },
+    },
+  };
+  const a = nodeFromKube(base, keys);
+  assert.deepEqual(a.annotations, { "hydra.clusternet.io/blue.cidr": "10.245.1.0/24" });
+  const b = nodeFromKube({
+    metadata: {
+      ...base.metadata,
+      annotations: { ...base.metadata.annotations, "other/heartbeat": "2" },
+    },
+  }, keys);
+  assert.ok(sameNode(a, b));
+  assert.ok(!sameNode(a, { ...a, internalIPs: ["10.0.0.1"] }));
+  assert.ok(
+    !sameNode(a, { ...a, annotations: { "hydra.clusternet.io/blue.cidr": "10.245.2.0/24" } }),
+  );
 });

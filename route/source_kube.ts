@@ -76,7 +76,12 @@ function observedClient(client: KubeClient, ok: () => void, failed: () => void):
 export function watchKubeNodes(
   client: KubeClient,
   handlers: KubeSourceHandlers,
-  opts: { watchTimeoutSeconds?: number; backoffMaxMs?: number } = {},
+  opts: {
+    watchTimeoutSeconds?: number;
+    backoffMaxMs?: number;
+    /** The annotations the networks read; the others are dropped. */
+    annotationKeys?: ReadonlySet<string>;
+  } = {},
 ): KubeSource {
   let failing = false;
   const observed = observedClient(
@@ -100,7 +105,7 @@ export function watchKubeNodes(
         handlers.onRecovered();
       }
       if (type === "DELETED") handlers.remove(obj.metadata.name);
-      else handlers.upsert(nodeFromKube(obj));
+      else handlers.upsert(nodeFromKube(obj, opts.annotationKeys));
     },
     onError(err) {
       failing = true;
