@@ -4,8 +4,8 @@
 # image. Only what is missing, or whose pinned version changed, is rebuilt.
 #
 # Usage: tests/infra/build-peers.sh [peer...]
-#   peers: cnitool pause plugins crictl containerd etcd kube multus whereabouts (default: all, in this order)
-#          kubelet (optional, never built by default)
+#   peers: cnitool pause plugins crictl containerd etcd kube multus whereabouts kubelet
+#          (default: all, in this order)
 # Env:   HYDRA_PEERS_DIR  cache folder (default: $HOME/.cache/hydra-peers)
 #        HYDRA_PEERS_SKIP_APT=1  do not install missing Debian packages
 # Logs go to stderr; the last stdout line is PEERS_DIR=<folder>.
@@ -29,7 +29,7 @@ go_cmd=(nice -n 10 go)
 log() { printf '[build-peers] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-all_peers=(cnitool pause plugins crictl containerd etcd kube multus whereabouts)
+all_peers=(cnitool pause plugins crictl containerd etcd kube multus whereabouts kubelet)
 
 # A peer is current when its stamp records the wanted key and all its outputs exist.
 is_current() { # name key outputs...
@@ -316,7 +316,7 @@ main() {
   local wanted=("$@") p
   ((${#wanted[@]} > 0)) || wanted=("${all_peers[@]}")
   for p in "${wanted[@]}"; do
-    declare -F "build_$p" >/dev/null || die "unknown peer '$p' (known: ${all_peers[*]} kubelet)"
+    declare -F "build_$p" >/dev/null || die "unknown peer '$p' (known: ${all_peers[*]})"
   done
   ensure_debian_packages
   command -v go >/dev/null || die "go is not on PATH"
@@ -325,7 +325,7 @@ main() {
   flock 9
   # Keep the requested order, but cnitool first: it is the quickest and most wanted.
   local ordered=() q
-  for q in "${all_peers[@]}" kubelet; do
+  for q in "${all_peers[@]}"; do
     for p in "${wanted[@]}"; do [[ $p == "$q" ]] && { ordered+=("$q"); break; }; done
   done
   for p in "${ordered[@]}"; do "build_$p"; done

@@ -6,7 +6,8 @@
  *                                   KUBECONFIG=..., CONTAINERD_ADDRESS=... (shell-sourceable)
  *   cli.ts cluster down             stop what `cluster up` started
  *   cluster options: --state <file> (default <repo>/.cache/cluster.json),
- *                    --cni-conf-dir <dir>, --cni-bin-dir <dir> (repeatable), --no-containerd
+ *                    --cni-conf-dir <dir>, --cni-bin-dir <dir> (repeatable), --no-containerd,
+ *                    --kubelet (also join a kubelet using that containerd)
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { type ControlPlaneRecord, startControlPlane, stopControlPlaneRecord } from "./cluster.ts";
 import { cleanupContainerd, type ContainerdRecord, startContainerd } from "./containerd.ts";
+import { type KubeletRecord, startKubelet, stopKubeletRecord } from "./kubelet.ts";
 import { buildPeers, referencePluginDir, repoRoot } from "./peers.ts";
 import { processGroupMembers } from "./process.ts";
 
@@ -22,12 +24,14 @@ import { processGroupMembers } from "./process.ts";
 interface ClusterState {
   controlPlane: ControlPlaneRecord;
   containerd?: ContainerdRecord;
+  kubelet?: KubeletRecord;
   env: Record<string, string>;
 }
 
 const USAGE = `usage:
   cli.ts peers [name...]
   cli.ts cluster up [--state FILE] [--cni-conf-dir DIR] [--cni-bin-dir DIR]... [--no-containerd]
+                   [--kubelet]
   cli.ts cluster down [--state FILE]
   cli.ts cluster env [--state FILE]`;
 
@@ -60,13 +64,12 @@ async function clusterUp(statePath: string, values: ClusterFlags): Promise<void>
     );
   }
   const withContainerd = !values["no-containerd"];
-  await buildPeers(
-    withContainerd
-      ? ["pause", "plugins", "crictl", "containerd", "etcd", "kube"]
-      : ["etcd", "kube"],
-  );
+  const withKubelet = withContainerd && (values.kubelet ?? false);
+  const peers = ["etcd", "kube"];
+  if (withContainerd) peers.push("pause", "plugins", "crictl", "containerd");
+  if (withKubelet) peers.push("kubelet");
+  await buildPeers(peers);
   const cp = await startControlPlane({ detach: true });
-  cp.api.close();
   const state: ClusterState = {
     controlPlane: cp.record,
     env: { KUBECONFIG: cp.kubeconfigPath, KUBE_SERVER: cp.server },
@@ -93,10 +96,22 @@ async function clusterUp(statePath: string, values: ClusterFlags): Promise<void>
         CNI_CONF_DIR: confDir,
       });
       console.error(`containerd up in ${Math.round(ctd.timings.total)}ms (${fmt(ctd.timings)})`);
+      if (withKubelet) {
+        const kubelet = await startKubelet(cp, ctd, { detach: true });
+        state.kubelet = kubelet.record;
+        state.env.NODE_NAME = kubelet.nodeName;
+        console.error(
+          `kubelet ${kubelet.nodeName} registered in ${Math.round(kubelet.startupMs)}ms`,
+        );
+      }
     }
   } catch (err) {
+    if (state.kubelet) await stopKubeletRecord(state.kubelet).catch(() => {});
+    if (state.containerd) await cleanupContainerd(state.containerd).catch(() => {});
     await stopControlPlaneRecord(cp.record).catch(() => {});
     throw err;
+  } finally {
+    cp.api.close();
   }
   state.env.CLUSTER_STATE = statePath;
   await Deno.mkdir(join(statePath, ".."), { recursive: true });
@@ -115,6 +130,7 @@ async function clusterDown(statePath: string): Promise<void> {
     return;
   }
   const errors: unknown[] = [];
+  if (state.kubelet) await stopKubeletRecord(state.kubelet).catch((e) => errors.push(e));
   if (state.containerd) await cleanupContainerd(state.containerd).catch((e) => errors.push(e));
   await stopControlPlaneRecord(state.controlPlane).catch((e) => errors.push(e));
   if (errors.length > 0) throw new AggregateError(errors, "cluster down failed");
@@ -127,6 +143,7 @@ interface ClusterFlags {
   "cni-conf-dir"?: string;
   "cni-bin-dir"?: string[];
   "no-containerd"?: boolean;
+  kubelet?: boolean;
 }
 
 async function main(args: string[]): Promise<void> {
@@ -144,6 +161,7 @@ async function main(args: string[]): Promise<void> {
       "cni-conf-dir": { type: "string" },
       "cni-bin-dir": { type: "string", multiple: true },
       "no-containerd": { type: "boolean" },
+      kubelet: { type: "boolean" },
     },
   });
   const statePath = values.state ?? join(repoRoot, ".cache", "cluster.json");

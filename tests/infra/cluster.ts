@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { parse } from "yaml";
-import { generatePki, type Pki } from "./certs.ts";
+import { generatePki, issueClientCert, type Pki } from "./certs.ts";
 import {
   ensureNamespace,
   ensureServiceAccount,
@@ -21,7 +21,7 @@ import {
   renderKubeconfig,
   requestServiceAccountToken,
 } from "./kubeapi.ts";
-import { sweepOrphans, writeOwner } from "./owner.ts";
+import { makeInstanceDir, sweepOrphans, writeOwner } from "./owner.ts";
 import { infraDir, peerBin } from "./peers.ts";
 import {
   type Daemon,
@@ -74,8 +74,16 @@ export interface ControlPlane {
   kubectl(...args: string[]): Promise<string>;
   /** An admin API client (client certificate); closed by stop(). */
   api: KubeApi;
-  /** Creates a namespace (if missing) and its `default` ServiceAccount. */
+  /**
+   * Creates a namespace (if missing) with its `default` ServiceAccount and `kube-root-ca.crt`
+   * ConfigMap (normally added by the controller manager, which does not run here).
+   */
   createNamespace(name: string): Promise<void>;
+  /**
+   * Issues a client certificate for `user` in `groups` and writes a kubeconfig using it (e.g. a
+   * node identity: `system:node:<name>` in `system:nodes`). Returns the kubeconfig's path.
+   */
+  mintClientKubeconfig(user: string, groups: string[]): Promise<string>;
   /** Creates the ServiceAccount if missing and returns a fresh token for it. */
   mintServiceAccountToken(namespace: string, name: string): Promise<string>;
   /**
@@ -100,7 +108,7 @@ export interface ControlPlaneOptions {
 /** The NetworkAttachmentDefinition CRD manifest shipped with the test infrastructure. */
 export const nadCrdPath: string = join(infraDir, "manifests", "network-attachment-definition.yaml");
 
-const DIR_PREFIX = "hydra-cp-";
+const DIR_PREFIX = "cp-";
 const SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local";
 
 /** Starts etcd and kube-apiserver and waits until the API serves the NAD CRD. */
@@ -110,7 +118,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const kubectlBin = peerBin("kubectl");
   await sweepOrphans(DIR_PREFIX, stopControlPlaneRecord);
   const t0 = performance.now();
-  const dir = await Deno.makeTempDir({ prefix: DIR_PREFIX });
+  const dir = await makeInstanceDir(DIR_PREFIX);
   const record: ControlPlaneRecord = { dir, etcdPid: 0, apiserverPid: 0 };
   const detached = opts.detach ?? false;
   await writeOwner(dir, record, detached);
@@ -192,7 +200,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       }),
     );
     await Promise.all([
-      ensureServiceAccount(admin, "default", "default"),
+      ensureNamespace(admin, "default", endpoint.caPem),
       installCrd(admin, nadCrdPath),
     ]);
     const kubectl = async (...args: string[]) =>
@@ -203,7 +211,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     let stopping: Promise<void> | undefined;
     let minted = 0;
     const mintToken = async (namespace: string, name: string) => {
-      await ensureNamespace(admin, namespace);
+      await ensureNamespace(admin, namespace, endpoint.caPem);
       await ensureServiceAccount(admin, namespace, name);
       return requestServiceAccountToken(admin, namespace, name);
     };
@@ -227,7 +235,22 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       record,
       kubectl,
       api: admin,
-      createNamespace: (name) => ensureNamespace(admin, name),
+      createNamespace: (name) => ensureNamespace(admin, name, endpoint.caPem),
+      async mintClientKubeconfig(user, groups) {
+        const id = ++minted;
+        const { cert, key } = await issueClientCert(pki, dir, `client-${id}`, user, groups);
+        const path = join(dir, `client-${id}.kubeconfig`);
+        await Deno.writeTextFile(
+          path,
+          renderKubeconfig(endpoint, {
+            kind: "cert",
+            certPem: await Deno.readTextFile(cert),
+            keyPem: await Deno.readTextFile(key),
+          }),
+          { mode: 0o600 },
+        );
+        return path;
+      },
       mintServiceAccountToken: mintToken,
       async mintServiceAccountKubeconfig(namespace, name) {
         const token = await mintToken(namespace, name);
@@ -265,7 +288,8 @@ function apiserverArgs(dir: string, pki: Pki, etcdEndpoint: string, port: number
     `--tls-private-key-file=${pki.serverKey}`,
     `--client-ca-file=${pki.caCert}`,
     `--token-auth-file=${join(dir, "tokens.csv")}`,
-    "--authorization-mode=RBAC",
+    // Node: kubelets (system:nodes) may manage their own Node and Pods, as in a real cluster.
+    "--authorization-mode=Node,RBAC",
     `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
     `--service-account-key-file=${pki.serviceAccountPub}`,
     `--service-account-signing-key-file=${pki.serviceAccountKey}`,

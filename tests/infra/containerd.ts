@@ -14,7 +14,7 @@
 
 import { join } from "node:path";
 import { cleanupContainerd, type ContainerdRecord } from "./containerd_cleanup.ts";
-import { sweepOrphans, writeOwner } from "./owner.ts";
+import { makeInstanceDir, sweepOrphans, writeOwner } from "./owner.ts";
 import { pauseImageArchive, pauseImageName, peerBin, peerBinDir } from "./peers.ts";
 import { type Daemon, runCommand, spawnDaemon, stopProcessGroup, waitUntil } from "./process.ts";
 
@@ -159,7 +159,7 @@ disabled_plugins = [
 }
 
 const RUNC = "/usr/sbin/runc";
-const DIR_PREFIX = "hydra-ctd-";
+const DIR_PREFIX = "ctd-";
 
 /**
  * Starts containerd in a fresh network namespace, waits for the CRI and imports the pause image.
@@ -173,7 +173,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   const pauseImage = pauseImageName();
   await sweepOrphans(DIR_PREFIX, cleanupContainerd);
   const t0 = performance.now();
-  const dir = await Deno.makeTempDir({ prefix: DIR_PREFIX });
+  const dir = await makeInstanceDir(DIR_PREFIX);
   const id = dir.slice(dir.lastIndexOf("-") + 1);
   const netnsName = `hydra-ctd-${id}`;
   const record: ContainerdRecord = {

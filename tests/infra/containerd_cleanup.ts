@@ -7,6 +7,7 @@
  */
 
 import { join } from "node:path";
+import { removeCgroups, unmountUnder } from "./host.ts";
 import {
   killProcesses,
   processesWithArg,
@@ -86,50 +87,4 @@ async function killRuncContainers(root: string): Promise<void> {
     await runCommand(RUNC, ["--root", root, "kill", id, "KILL"], { allowFailure: true });
     await runCommand(RUNC, ["--root", root, "delete", "--force", id], { allowFailure: true });
   }
-}
-
-/** Mount points at or below `dir`, deepest first. */
-function mountsUnder(dir: string): string[] {
-  const text = Deno.readTextFileSync("/proc/self/mountinfo");
-  const points = text.split("\n").filter(Boolean).map((line) =>
-    // Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
-    line.split(" ")[4].replace(/\\([0-7]{3})/g, (_, oct) => String.fromCharCode(parseInt(oct, 8)))
-  );
-  return points
-    .filter((p) => p === dir || p.startsWith(dir + "/"))
-    .sort((a, b) => b.length - a.length);
-}
-
-async function unmountUnder(dir: string): Promise<void> {
-  for (const point of mountsUnder(dir)) {
-    await runCommand("umount", ["--lazy", point], { allowFailure: true });
-  }
-  const left = mountsUnder(dir);
-  if (left.length > 0) throw new Error(`still mounted: ${left.join(", ")}`);
-}
-
-/** Removes `<hierarchy>/<parent>` and everything below it in every cgroup hierarchy. */
-async function removeCgroups(parent: string): Promise<void> {
-  if (!parent.startsWith("/hydra-test-")) throw new Error(`refusing to remove cgroup ${parent}`);
-  const roots: string[] = ["/sys/fs/cgroup"];
-  for (const entry of Deno.readDirSync("/sys/fs/cgroup")) {
-    if (entry.isDirectory) roots.push(join("/sys/fs/cgroup", entry.name));
-  }
-  for (const root of roots) {
-    const top = join(root, parent);
-    try {
-      if (!Deno.statSync(join(top, "cgroup.procs")).isFile) continue;
-    } catch {
-      continue;
-    }
-    await removeCgroupTree(top);
-  }
-}
-
-async function removeCgroupTree(path: string): Promise<void> {
-  for (const entry of Deno.readDirSync(path)) {
-    if (entry.isDirectory) await removeCgroupTree(join(path, entry.name));
-  }
-  // A cgroup directory is removed with rmdir even though it still lists its control files.
-  await Deno.remove(path);
 }

@@ -118,14 +118,26 @@ export async function createIfMissing(api: KubeApi, path: string, body: unknown)
   await api.must("POST", path, body, [409]);
 }
 
-/** Creates a namespace (if missing) with its `default` ServiceAccount, which Pods need. */
-export async function ensureNamespace(api: KubeApi, name: string): Promise<void> {
+/**
+ * Creates a namespace (if missing) with what a controller manager would add and Pods need: the
+ * `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap (projected into service account
+ * token volumes).
+ */
+export async function ensureNamespace(api: KubeApi, name: string, caPem: string): Promise<void> {
   await createIfMissing(api, "/api/v1/namespaces", {
     apiVersion: "v1",
     kind: "Namespace",
     metadata: { name },
   });
-  await ensureServiceAccount(api, name, "default");
+  await Promise.all([
+    ensureServiceAccount(api, name, "default"),
+    createIfMissing(api, `/api/v1/namespaces/${name}/configmaps`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "kube-root-ca.crt", namespace: name },
+      data: { "ca.crt": caPem },
+    }),
+  ]);
 }
 
 /** Creates a ServiceAccount if missing. */

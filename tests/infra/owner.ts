@@ -19,9 +19,19 @@ export interface OwnerFile<R> {
   record: R;
 }
 
-/** Folder temporary instance folders are made in. */
-export function tempRoot(): string {
-  return Deno.env.get("TMPDIR") ?? "/tmp";
+/**
+ * Folder instance folders are made in: $HYDRA_TEST_RUN_DIR, else /run/hydra-test. Kept out of /tmp
+ * so that broad clean-ups of temporary files cannot pull a running instance's state away. Keep it
+ * short: containerd's shim sockets live below it and unix socket paths are limited to 107 bytes.
+ */
+export function runRoot(): string {
+  return Deno.env.get("HYDRA_TEST_RUN_DIR") ?? "/run/hydra-test";
+}
+
+/** Makes a fresh instance folder `<runRoot>/<prefix><random>`. */
+export async function makeInstanceDir(prefix: string): Promise<string> {
+  await Deno.mkdir(runRoot(), { recursive: true, mode: 0o700 });
+  return await Deno.makeTempDir({ dir: runRoot(), prefix });
 }
 
 /** Writes (or rewrites) an instance's owner file. */
@@ -42,7 +52,7 @@ export async function sweepOrphans<R>(
 ): Promise<void> {
   let entries: Deno.DirEntry[];
   try {
-    entries = [...Deno.readDirSync(tempRoot())];
+    entries = [...Deno.readDirSync(runRoot())];
   } catch {
     return;
   }
@@ -50,7 +60,7 @@ export async function sweepOrphans<R>(
     if (!entry.isDirectory || !entry.name.startsWith(prefix)) continue;
     let file: OwnerFile<R>;
     try {
-      file = JSON.parse(Deno.readTextFileSync(join(tempRoot(), entry.name, OWNER_FILE)));
+      file = JSON.parse(Deno.readTextFileSync(join(runRoot(), entry.name, OWNER_FILE)));
     } catch {
       continue; // being created, or not ours
     }
