@@ -44,6 +44,7 @@ import {
   routeKey,
   routeSignature,
 } from "./desired.ts";
+import type { ChangedKeys } from "./incremental.ts";
 import { DeviceConflictError, deviceSignature, ensureVxlanDevice } from "./vxlan_device.ts";
 
 /** A route the router owns, as far as deleting and comparing it needs. */
@@ -150,14 +151,18 @@ function routeSpec(r: DesiredRoute, deviceIndex: number | undefined): RouteSpec 
 
 /**
  * Brings one network's kernel state to `d`. `full` reads the kernel first;
- * otherwise `previous` (the last mirror) stands for the kernel. Never
- * throws for kernel refusals: they come back as problems with `retry` set.
+ * otherwise `previous` (the last mirror) stands for the kernel. With
+ * `only` (and not full), just those keys are compared and `previous` is
+ * updated in place: a change of one node costs a few syscalls, however
+ * many nodes there are. Never throws for kernel refusals: they come back
+ * as problems with `retry` set.
  */
 export function reconcileNetwork(
   h: Handle,
   d: DesiredNetwork,
   previous: NetworkMirror | undefined,
   full: boolean,
+  only?: ChangedKeys,
 ): ReconcileResult {
   const changes = emptyCounts();
   const problems: Problem[] = [];
@@ -192,9 +197,11 @@ export function reconcileNetwork(
     }
   }
   const deviceIndex = device?.index;
+  // Only the touched keys, when the device stayed as it was; otherwise everything.
+  const keys = !full && previous && only && device === previous.device ? only : undefined;
   let have: NetworkMirror;
   try {
-    have = full || !previous ? readKernel(h, d, deviceIndex) : {
+    have = keys ? previous! : full || !previous ? readKernel(h, d, deviceIndex) : {
       routes: new Map(previous.routes),
       fdb: new Map(previous.fdb),
       neighs: new Map(previous.neighs),
@@ -206,8 +213,9 @@ export function reconcileNetwork(
   have.device = device;
 
   // 1. Routes that should go (or whose key moved) go first.
-  for (const [key, owned] of [...have.routes]) {
-    if (d.routes.has(key)) continue;
+  for (const key of keys ? keys.routes : [...have.routes.keys()]) {
+    const owned = have.routes.get(key);
+    if (!owned || d.routes.has(key)) continue;
     try {
       delRoute(h, {
         dst: owned.dst,
@@ -229,9 +237,10 @@ export function reconcileNetwork(
   // 2. vxlan entries: stale ones out, missing ones in, before the routes that use them.
   if (d.vxlan && deviceIndex !== undefined) {
     const link = deviceIndex;
-    for (const [mac, dst] of [...have.fdb]) {
+    for (const mac of keys ? keys.fdb : [...have.fdb.keys()]) {
+      const dst = have.fdb.get(mac);
       const realMac = mac.split("#")[0];
-      if (d.vxlan.fdb.get(mac) === dst) continue;
+      if (dst === undefined || d.vxlan.fdb.get(mac) === dst) continue;
       try {
         delFdb(h, { link, mac: realMac, dst });
         changes.fdbChanged++;
@@ -244,8 +253,9 @@ export function reconcileNetwork(
       }
       have.fdb.delete(mac);
     }
-    for (const [mac, dst] of d.vxlan.fdb) {
-      if (have.fdb.get(mac) === dst) continue;
+    for (const mac of keys ? keys.fdb : d.vxlan.fdb.keys()) {
+      const dst = d.vxlan.fdb.get(mac);
+      if (dst === undefined || have.fdb.get(mac) === dst) continue;
       try {
         replaceFdb(h, { link, mac, dst });
         have.fdb.set(mac, dst);
@@ -255,8 +265,9 @@ export function reconcileNetwork(
         retry = true;
       }
     }
-    for (const [ip, mac] of [...have.neighs]) {
-      if (d.vxlan.neighs.get(ip) === mac) continue;
+    for (const ip of keys ? keys.neighs : [...have.neighs.keys()]) {
+      const mac = have.neighs.get(ip);
+      if (mac === undefined || d.vxlan.neighs.get(ip) === mac) continue;
       if (d.vxlan.neighs.has(ip)) continue; // replaced below
       try {
         delNeigh(h, { link, ip });
@@ -270,8 +281,9 @@ export function reconcileNetwork(
       }
       have.neighs.delete(ip);
     }
-    for (const [ip, mac] of d.vxlan.neighs) {
-      if (have.neighs.get(ip) === mac) continue;
+    for (const ip of keys ? keys.neighs : d.vxlan.neighs.keys()) {
+      const mac = d.vxlan.neighs.get(ip);
+      if (mac === undefined || have.neighs.get(ip) === mac) continue;
       try {
         replaceNeigh(h, { link, ip, mac });
         have.neighs.set(ip, mac);
@@ -284,7 +296,9 @@ export function reconcileNetwork(
   }
 
   // 3. Missing routes in, changed ones replaced.
-  for (const [key, r] of d.routes) {
+  for (const key of keys ? keys.routes : d.routes.keys()) {
+    const r = d.routes.get(key);
+    if (!r) continue;
     const sig = r.sig;
     const owned = have.routes.get(key);
     if (owned && owned.sig === sig) continue;

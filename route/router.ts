@@ -19,7 +19,8 @@
 import type { Logger } from "../cni/log.ts";
 import { type Handle, listAddrs, listLinks } from "../netlink/mod.ts";
 import type { ConfigProblem, NetworkConfig } from "./config.ts";
-import { computeDesired, type Problem } from "./desired.ts";
+import { computeDesired, type DesiredState, type Problem } from "./desired.ts";
+import { applyNodeChanges, type ChangedKeys } from "./incremental.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { type NodeInfo, sameNode } from "./nodes.ts";
 import { type ChangeCounts, type NetworkMirror, reconcileNetwork } from "./reconcile.ts";
@@ -97,6 +98,10 @@ export function createRouter(opts: RouterOptions): Router {
   const debounceMs = opts.debounceMs ?? 5;
   const resyncMs = opts.resyncIntervalMs ?? 60_000;
   const nodes = new Map<string, NodeInfo>();
+  /** Nodes changed since the last pass. */
+  const dirty = new Set<string>();
+  /** The last pass's desired state (updated in place by small changes). */
+  let state: DesiredState | undefined;
   const mirrors = new Map<string, NetworkMirror>();
   let owners = new Map<string, ReadonlyMap<string, string>>();
   let active = new Map<string, Problem>();
@@ -213,14 +218,27 @@ export function createRouter(opts: RouterOptions): Router {
         log.error("reading this node's addresses failed", { error: err });
       }
     }
-    const desired = computeDesired({
-      networks,
-      nodes: nodes.values(),
-      localName: opts.nodeName,
-      localAddresses,
-      underlayAddresses,
-      previousOwners: owners,
-    });
+    // A few changed nodes are applied on their own; anything else is computed in full.
+    let touched: Map<string, ChangedKeys> | undefined;
+    if (!full && state) {
+      touched = dirty.size ? applyNodeChanges(state, nodes, dirty, opts.nodeName) : new Map(
+        state.networks.map((
+          d,
+        ) => [d.net.name, { routes: new Set(), fdb: new Set(), neighs: new Set() }]),
+      );
+    }
+    if (!touched || !state) {
+      state = computeDesired({
+        networks,
+        nodes: nodes.values(),
+        localName: opts.nodeName,
+        localAddresses,
+        underlayAddresses,
+        previousOwners: owners,
+      });
+    }
+    dirty.clear();
+    const desired = state;
     const problems: Problem[] = [
       ...(opts.configProblems ?? []).map((p): Problem => ({ ...p, level: "error" })),
       ...desired.problems,
@@ -237,7 +255,7 @@ export function createRouter(opts: RouterOptions): Router {
     let routes = 0;
     for (const d of desired.networks) {
       const name = d.net.name;
-      const r = reconcileNetwork(h, d, mirrors.get(name), full);
+      const r = reconcileNetwork(h, d, mirrors.get(name), full, touched?.get(name));
       if (r.mirror) mirrors.set(name, r.mirror);
       problems.push(...r.problems);
       retry ||= r.retry;
@@ -303,11 +321,13 @@ export function createRouter(opts: RouterOptions): Router {
         // Keep the old object when nothing changed: computed results are cached per object.
         if (old && sameNode(old, n)) continue;
         nodes.set(n.name, n);
+        dirty.add(n.name);
         changed = true;
       }
       for (const name of [...nodes.keys()]) {
         if (!seen.has(name)) {
           nodes.delete(name);
+          dirty.add(name);
           changed = true;
         }
       }
@@ -318,11 +338,13 @@ export function createRouter(opts: RouterOptions): Router {
       const old = nodes.get(node.name);
       if (old && sameNode(old, node)) return;
       nodes.set(node.name, node);
+      dirty.add(node.name);
       m.nodesSeen.set({}, nodes.size);
       schedule();
     },
     deleteNode(name) {
       if (!nodes.delete(name)) return;
+      dirty.add(name);
       m.nodesSeen.set({}, nodes.size);
       schedule();
     },
