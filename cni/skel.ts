@@ -142,15 +142,36 @@ export function invokeInProcess(
   return dispatch(plugin, env, stdin);
 }
 
-async function readStdin(): Promise<Uint8Array> {
+/**
+ * Reads stdin to its end with plain synchronous reads: a plugin process
+ * lives for milliseconds, and setting up the streams machinery
+ * (`Response(Deno.stdin.readable)`) costs several of them.
+ */
+function readStdin(): Uint8Array {
   if (Deno.stdin.isTerminal()) return new Uint8Array();
-  return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const buf = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = Deno.stdin.readSync(buf);
+    if (n === null || n === 0) break;
+    chunks.push(buf.slice(0, n));
+    total += n;
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
 }
 
-async function writeStdout(text: string): Promise<void> {
+function writeStdout(text: string): void {
   let data = new TextEncoder().encode(text);
   while (data.length) {
-    const n = await Deno.stdout.write(data);
+    const n = Deno.stdout.writeSync(data);
     data = data.subarray(n);
   }
 }
@@ -169,10 +190,8 @@ export async function runSkel(plugin: Plugin): Promise<number> {
     );
     return 0;
   }
-  const stdin = command === "VERSION" && Deno.stdin.isTerminal()
-    ? new Uint8Array()
-    : await readStdin();
+  const stdin = readStdin();
   const out = await dispatch(plugin, (name) => Deno.env.get(name), stdin);
-  await writeStdout(out.stdout);
+  writeStdout(out.stdout);
   return out.code;
 }

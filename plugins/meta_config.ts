@@ -23,7 +23,10 @@
  * - `cacheDir` (default /var/lib/cni/hydra) holds the delegates' libcni
  *   result cache (`results/`) and hydra's record of each container's
  *   attachments (`attachments/`). `binDir` is put before CNI_PATH.
- *   `delegateTimeout` is in seconds (default 60).
+ *   `delegateTimeout` (seconds) bounds every delegate. Unset, exec'd
+ *   delegates are stopped after 60 s and built-ins run in-process are not
+ *   raced against a timer (arming one costs a hydra process about 10 ms of
+ *   CPU; the runtime's own CNI timeout still bounds the call).
  *
  * @module
  */
@@ -37,7 +40,7 @@ import type { NetConf } from "../cni/types.ts";
 /** hydra's default cache folder for its delegates. */
 export const DEFAULT_META_CACHE_DIR = "/var/lib/cni/hydra";
 
-/** Default per-delegate timeout, seconds. */
+/** Per-delegate timeout of exec'd delegates when `delegateTimeout` is unset, seconds. */
 export const DEFAULT_DELEGATE_TIMEOUT_S = 60;
 
 /** The meta-CNI's own options. */
@@ -48,7 +51,8 @@ export interface MetaOptions {
   binDir?: string;
   logFile?: string;
   logLevel: LogLevel;
-  delegateTimeoutMs: number;
+  /** From `delegateTimeout`; undefined when unset (see the module doc). */
+  delegateTimeoutMs?: number;
 }
 
 /** One attachment to make: a network and the interface it gets. */
@@ -92,9 +96,13 @@ export function parseMetaOptions(conf: NetConf): MetaOptions {
       `"logLevel" must be one of debug, info, warn, error, off; got ${JSON.stringify(logLevel)}`,
     );
   }
-  const timeout = c.delegateTimeout ?? DEFAULT_DELEGATE_TIMEOUT_S;
-  if (typeof timeout !== "number") throw typeError("delegateTimeout", "a number of seconds");
-  if (!(timeout > 0)) throw invalid(`"delegateTimeout" must be more than 0 seconds`);
+  const timeout = c.delegateTimeout ?? undefined;
+  if (timeout !== undefined && typeof timeout !== "number") {
+    throw typeError("delegateTimeout", "a number of seconds");
+  }
+  if (timeout !== undefined && !(timeout > 0)) {
+    throw invalid(`"delegateTimeout" must be more than 0 seconds`);
+  }
   return {
     cniVersion: conf.cniVersion ?? "",
     name: conf.name ?? "",
@@ -102,7 +110,7 @@ export function parseMetaOptions(conf: NetConf): MetaOptions {
     binDir: absolutePath(c, "binDir"),
     logFile: absolutePath(c, "logFile"),
     logLevel,
-    delegateTimeoutMs: timeout * 1000,
+    delegateTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
   };
 }
 
