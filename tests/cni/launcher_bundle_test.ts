@@ -1,0 +1,150 @@
+/**
+ * The source launcher (bin/hydra) and the single-file CNI build
+ * (tools/bundle.ts): a CNI invocation runs the bundle while none of the
+ * files it was built from changed, and main.ts otherwise; everything that
+ * is not a CNI invocation always runs main.ts. Exercised on a private copy
+ * of the tree, so the repository's own bundle is never touched.
+ */
+
+import assert from "node:assert/strict";
+import { withTempDir } from "../helpers/netns.ts";
+import { parseInputs } from "../../tools/bundle.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+const SKIP = new Set([
+  ".git",
+  ".cache",
+  ".ci",
+  "tests",
+  "tools",
+  "docs",
+  "dist",
+  "node_modules",
+]);
+const decoder = new TextDecoder();
+
+async function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+  stdin = "",
+) {
+  const child = new Deno.Command(cmd, {
+    args,
+    env: {
+      PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+      // The repository's cache: the copy would otherwise start cold.
+      DENO_DIR: Deno.env.get("DENO_DIR") ?? `${ROOT}/.cache/deno`,
+      ...env,
+    },
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(stdin));
+  await w.close();
+  const out = await output;
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+}
+
+async function copyTree(to: string): Promise<void> {
+  for await (const e of Deno.readDir(ROOT)) {
+    if (SKIP.has(e.name)) continue;
+    const cp = await new Deno.Command("cp", {
+      args: ["-a", `${ROOT}/${e.name}`, to],
+    }).output();
+    assert.ok(cp.success, `cp ${e.name}`);
+  }
+  await Deno.mkdir(`${to}/tools`);
+  await Deno.symlink(`${ROOT}/tools/node_modules`, `${to}/tools/node_modules`);
+  await Deno.copyFile(`${ROOT}/tools/bundle.ts`, `${to}/tools/bundle.ts`);
+}
+
+Deno.test("bin/hydra runs the CNI bundle only while it is fresh, and only for CNI invocations", async () => {
+  await withTempDir(async (dir) => {
+    await copyTree(dir);
+    const build = await run(Deno.execPath(), [
+      "run",
+      "-A",
+      `${dir}/tools/bundle.ts`,
+    ], {});
+    assert.equal(build.code, 0, build.stderr);
+    const bundle = `${dir}/.cache/bundle/hydra-cni.js`;
+    const inputs = parseInputs(
+      await Deno.readTextFile(`${bundle}.inputs`),
+    );
+    assert.ok(
+      inputs.includes("cni/plugin_main.ts") &&
+        inputs.includes("plugins/bridge.ts"),
+    );
+    const check = await run(Deno.execPath(), [
+      "run",
+      "-A",
+      `${dir}/tools/bundle.ts`,
+      "--check",
+    ], {});
+    assert.equal(check.code, 0, "a fresh build is fresh");
+
+    // The real bundle answers like main.ts does.
+    const version = '{"cniVersion":"1.0.0"}';
+    const real = await run(`${dir}/bin/hydra-bridge`, [], {
+      CNI_COMMAND: "VERSION",
+    }, version);
+    assert.equal(real.code, 0, real.stderr);
+    assert.equal(JSON.parse(real.stdout).cniVersion, "1.0.0");
+
+    // A stand-in with the bundle's time shows which file the launcher ran.
+    const built = (await Deno.stat(bundle)).mtime!;
+    await Deno.writeTextFile(
+      bundle,
+      'console.log(JSON.stringify({ ranBundleAs: Deno.env.get("HYDRA_ARGV0") }));\n',
+    );
+    await Deno.utime(bundle, built, built);
+    const viaBundle = await run(`${dir}/bin/hydra-bridge`, [], {
+      CNI_COMMAND: "VERSION",
+    }, version);
+    assert.deepEqual(JSON.parse(viaBundle.stdout), {
+      ranBundleAs: "hydra-bridge",
+    });
+    const meta = await run(
+      `${dir}/bin/hydra`,
+      [],
+      { CNI_COMMAND: "VERSION" },
+      version,
+    );
+    assert.deepEqual(JSON.parse(meta.stdout), { ranBundleAs: "hydra" });
+
+    // Not CNI invocations: the command line, from main.ts.
+    const cli = await run(`${dir}/bin/hydra`, ["version"], {});
+    assert.match(cli.stdout, /^hydra \d+\.\d+\.\d+/);
+    const withArgs = await run(`${dir}/bin/hydra`, ["version"], {
+      CNI_COMMAND: "VERSION",
+    });
+    assert.match(withArgs.stdout, /^hydra \d+\.\d+\.\d+/);
+
+    // An edited source makes the bundle stale: main.ts runs instead.
+    const later = new Date(built.getTime() + 2000);
+    await Deno.utime(`${dir}/plugins/registry.ts`, later, later);
+    const stale = await run(`${dir}/bin/hydra-bridge`, [], {
+      CNI_COMMAND: "VERSION",
+    }, version);
+    assert.equal(stale.code, 0, stale.stderr);
+    assert.deepEqual(
+      JSON.parse(stale.stdout).supportedVersions.includes("1.1.0"),
+      true,
+    );
+    const checkStale = await run(
+      Deno.execPath(),
+      ["run", "-A", `${dir}/tools/bundle.ts`, "--check"],
+      {},
+    );
+    assert.equal(checkStale.code, 1, "an edited input makes the build stale");
+  });
+});
