@@ -21,7 +21,6 @@
  */
 
 import { parseArgs } from "node:util";
-import { fileURLToPath } from "node:url";
 import { closeHandle, listLinks, openHandle } from "../netlink/mod.ts";
 import { peersDir, versions } from "../tests/infra/peers.ts";
 import {
@@ -35,6 +34,7 @@ import {
 } from "./cases.ts";
 import { assertSucceeded, type CniCall, haveGnuTime, runCni } from "./cni_exec.ts";
 import { machineInfo } from "./machine.ts";
+import { snapshotTree } from "./snapshot.ts";
 import { judge, summarize, type Summary, type Target } from "./stats.ts";
 import {
   type BenchWorld,
@@ -47,7 +47,6 @@ import {
 } from "./world.ts";
 
 const ALL_KINDS: readonly Kind[] = ["bridge", "macvlan", "host-device", "loopback", "vxlan"];
-const REPO_BIN = fileURLToPath(new URL("../bin", import.meta.url));
 
 const HELP = `Usage: deno run -A bench/plugins.ts [options]
 
@@ -55,7 +54,9 @@ const HELP = `Usage: deno run -A bench/plugins.ts [options]
   --warmup N      unrecorded warm-up pods per case (default 3)
   --rss-pods N    extra pods per case run under GNU time for peak RSS (default 5; 0: none)
   --kinds LIST    plugin kinds for (d) (default ${ALL_KINDS.join(",")})
-  --cases LIST    cases to run, of a,b,c,d (default all)`;
+  --cases LIST    cases to run, of a,b,c,d (default all)
+  --launcher L    how bin/hydra runs hydra's CNI path: "bundle" (the single-file build,
+                  default) or "source" (main.ts and its modules)`;
 
 interface Options {
   help: boolean;
@@ -64,6 +65,7 @@ interface Options {
   rssPods: number;
   kinds: Kind[];
   cases: Set<string>;
+  bundle: boolean;
 }
 
 function count(name: string, raw: string, min: number): number {
@@ -81,6 +83,7 @@ function parseOptions(argv: string[]): Options {
       "rss-pods": { type: "string", default: "5" },
       kinds: { type: "string", default: ALL_KINDS.join(",") },
       cases: { type: "string", default: "a,b,c,d" },
+      launcher: { type: "string", default: "bundle" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -89,8 +92,12 @@ function parseOptions(argv: string[]): Options {
   for (const k of kinds) {
     if (!ALL_KINDS.includes(k)) throw new Error(`--kinds: unknown kind "${k}"`);
   }
+  if (values.launcher !== "bundle" && values.launcher !== "source") {
+    throw new Error(`--launcher must be "bundle" or "source"`);
+  }
   return {
     help: values.help,
+    bundle: values.launcher === "bundle",
     pods: count("pods", values.pods, 1),
     warmup: count("warmup", values.warmup, 0),
     rssPods: count("rss-pods", values["rss-pods"], 0),
@@ -159,7 +166,7 @@ function locatePeers(): Peers {
   const multus = `${peersDir()}/bin/multus`;
   const haveMultus = isFile(multus);
   return {
-    bins: { hydraBin: REPO_BIN, referenceBin, multus: haveMultus ? multus : undefined },
+    bins: { hydraBin: "", referenceBin, multus: haveMultus ? multus : undefined },
     referenceSource,
     multusSource: haveMultus
       ? `Multus thin ${pinned.MULTUS_VERSION} (gopkg.in/k8snetworkplumbingwg/multus-cni.v4, ` +
@@ -293,28 +300,14 @@ export async function benchPlugins(argv: string[]): Promise<Record<string, unkno
   const opts = parseOptions(argv);
   if (opts.help) return { help: HELP };
   const peers = locatePeers();
-  const { bins } = peers;
   const notes: string[] = [];
-  const refVersions = await versionsOf(`${bins.referenceBin}/bridge`);
-  if (!refVersions) throw new Error(`no working reference bridge plugin in ${bins.referenceBin}`);
-  const cniVersion = refVersions.includes("1.1.0") ? "1.1.0" : "1.0.0";
-  const hydraHas = await hydraKinds(bins);
-  if (!hydraHas.has("bridge") || !hydraHas.has("macvlan")) {
-    throw new Error("hydra-bridge and hydra-macvlan must exist to run this benchmark");
-  }
-  let metaKinds: Kind[] = [...META_KINDS];
-  if (!hydraHas.has("host-device") || !isFile(`${bins.referenceBin}/host-device`)) {
-    metaKinds = ["bridge", "macvlan", "bridge"];
-    notes.push("third attachment is a second bridge network: host-device is missing");
-  }
+  const world = await createWorld();
   notes.push(
     "hydra-vxlan has no reference twin (the reference plugins have no vxlan plugin); " +
       "it is reported alone, and host-device is the third attachment of (a)-(c)",
   );
   const rss = opts.rssPods > 0 && haveGnuTime();
   if (opts.rssPods > 0 && !rss) notes.push("GNU time (/usr/bin/time) is missing: no peak RSS");
-
-  const world = await createWorld();
   let aborted = false;
   const onSignal = () => {
     aborted = true;
@@ -323,6 +316,21 @@ export async function benchPlugins(argv: string[]): Promise<Record<string, unkno
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
+    log(`copying the tree${opts.bundle ? " and building the bundle" : ""}`);
+    const tree = await snapshotTree(world.dir, opts.bundle);
+    const bins: Binaries = { ...peers.bins, hydraBin: tree.bin };
+    const refVersions = await versionsOf(`${bins.referenceBin}/bridge`);
+    if (!refVersions) throw new Error(`no working reference bridge plugin in ${bins.referenceBin}`);
+    const cniVersion = refVersions.includes("1.1.0") ? "1.1.0" : "1.0.0";
+    const hydraHas = await hydraKinds(bins);
+    if (!hydraHas.has("bridge") || !hydraHas.has("macvlan")) {
+      throw new Error("hydra-bridge and hydra-macvlan must exist to run this benchmark");
+    }
+    let metaKinds: Kind[] = [...META_KINDS];
+    if (!hydraHas.has("host-device") || !isFile(`${bins.referenceBin}/host-device`)) {
+      metaKinds = ["bridge", "macvlan", "bridge"];
+      notes.push("third attachment is a second bridge network: host-device is missing");
+    }
     const cases: BenchCase[] = [];
     if (opts.cases.has("a")) cases.push(metaCase(world, bins, "hydra", metaKinds, cniVersion));
     if (opts.cases.has("b")) cases.push(metaCase(world, bins, "reference", metaKinds, cniVersion));
@@ -438,6 +446,12 @@ export async function benchPlugins(argv: string[]): Promise<Record<string, unkno
         ...(peers.multusSource ? { multus: peers.multusSource } : {}),
       },
       attachments: metaKinds,
+      hydra: {
+        launcher: opts.bundle
+          ? "bin/hydra running the single-file CNI build (tools/bundle.ts)"
+          : "bin/hydra running main.ts",
+        tree: "a copy of the source tree taken when the run started",
+      },
       method: "each pod a fresh netns (made/removed outside the timed region); plugins exec'd " +
         "inside a node netns with a minimal environment; ADD+DEL = fork-to-exit time of ADD " +
         "plus that of DEL; cases interleaved per pod; ratios and targets on medians; peak RSS " +
