@@ -50,6 +50,10 @@ export interface RouterOptions {
 export interface SyncSummary {
   pass: "full" | "incremental";
   durationMs: number;
+  /** Of which computing the desired state (the rest is the kernel). */
+  computeMs: number;
+  /** "changes": only the changed nodes were computed; "all": every node. */
+  computed: "changes" | "all";
   nodes: number;
   /** Routes owned after the pass, over all networks. */
   routes: number;
@@ -238,6 +242,7 @@ export function createRouter(opts: RouterOptions): Router {
       });
     }
     dirty.clear();
+    const computeMs = performance.now() - started;
     const desired = state;
     const problems: Problem[] = [
       ...(opts.configProblems ?? []).map((p): Problem => ({ ...p, level: "error" })),
@@ -296,6 +301,8 @@ export function createRouter(opts: RouterOptions): Router {
     const summary: SyncSummary = {
       pass,
       durationMs: Math.round(durationMs * 1000) / 1000,
+      computeMs: Math.round(computeMs * 1000) / 1000,
+      computed: touched ? "changes" : "all",
       nodes: nodes.size,
       routes,
       changes: total,
