@@ -15,6 +15,12 @@
  * - GC deletes the recorded attachments of containers the runtime no longer
  *   lists in `cni.dev/valid-attachments`, then passes GC to every configured
  *   delegate with the attachments still valid on it.
+ * - A record that cannot be read is moved aside on DEL, which goes on
+ *   without it rather than failing forever.
+ *
+ * With a `kubeconfig` (and the pod named in CNI_ARGS) or a `clusterNetwork`
+ * the pod's networks come from Kubernetes instead: see meta_kube.ts, loaded
+ * only then. DEL and CHECK always follow the record, whichever mode made it.
  *
  * @module
  */
@@ -24,140 +30,61 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import {
   addNetworkList,
   checkNetworkList,
-  delNetworkList,
   gcNetworkList,
   joinErrors,
-  type ListOptions,
-  type RuntimeConf,
   statusNetworkList,
 } from "../cni/list.ts";
-import { locatePlugin } from "../cni/invoke.ts";
-import { createLogger, type Logger } from "../cni/log.ts";
 import type { Plugin } from "../cni/plugin.ts";
 import type { AnyResult, Attachment, CmdArgs } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
+import { type Delegate, resolveDelegates } from "./meta_config.ts";
 import {
-  type Delegate,
-  type MetaOptions,
-  parseMetaOptions,
-  resolveDelegates,
-} from "./meta_config.ts";
+  asCni,
+  assertPluginsExist,
+  delegateError,
+  deleteAll,
+  type Invocation,
+  loadRecordForDel,
+  prepare,
+  runtimeFor,
+  saveRecordFirst,
+} from "./meta_run.ts";
 import {
   type AttachmentRecord,
   listRecords,
   loadRecord,
+  RECORD_KIND,
   recordDelegates,
-  removeRecord,
-  saveRecord,
   storeDelegate,
 } from "./meta_store.ts";
 
-interface Invocation {
-  options: MetaOptions;
-  log: Logger;
-  listOptions: ListOptions;
-}
-
-function prepare(args: CmdArgs): Invocation {
-  const options = parseMetaOptions(args.config);
-  const log = createLogger({ level: options.logLevel, file: options.logFile }).with({
-    plugin: "hydra",
-    command: args.command,
-    ...(args.containerId ? { containerId: args.containerId } : {}),
-    ...(args.ifName ? { ifName: args.ifName } : {}),
-  });
-  const path = options.binDir ? [options.binDir, ...args.path] : [...args.path];
-  return {
-    options,
-    log,
-    listOptions: { path, cacheDir: options.cacheDir, timeoutMs: options.delegateTimeoutMs },
-  };
-}
-
-function asCni(err: unknown): CniError {
-  return err instanceof CniError ? err : new CniError(ErrorCode.Internal, String(err));
-}
-
-function delegateError(err: unknown, d: Delegate, verb: string): CniError {
-  const e = asCni(err);
-  return new CniError(
-    e.code,
-    `error ${verb} network "${d.list.name}" (interface ${d.ifName}): ${e.message}`,
-    e.details,
-  );
-}
-
-function runtimeFor(record: AttachmentRecord, d: Delegate, index: number, netns: string) {
-  const rt: RuntimeConf = {
-    containerId: record.containerId,
-    netns,
-    ifName: d.ifName,
-    args: record.cniArgs,
-  };
-  // Capability arguments (port mappings, bandwidth, …) describe the pod's
-  // default network; the secondaries do not get them.
-  if (index === 0 && record.capabilityArgs) rt.capabilityArgs = record.capabilityArgs;
-  return rt;
+function nonEmpty(v: unknown): boolean {
+  return typeof v === "string" && v !== "";
 }
 
 /**
- * DELs the recorded delegates in reverse, continuing past failures, and
- * settles the record: removed when nothing is left, else rewritten with
- * only the delegates still to delete, so a retry redoes no finished work.
- * `ignoreIndex` is a delegate whose ADD just failed: it had to clean up
- * after itself, so a failing DEL of it is logged, not kept for retries
- * (some plugins cannot DEL what they never made).
+ * Kubernetes mode (kept here, free of imports, so conf-file mode loads
+ * nothing of it): a `clusterNetwork`, or a `kubeconfig` with the pod named.
  */
-async function deleteAll(
-  record: AttachmentRecord,
-  netns: string,
-  inv: Invocation,
-  ignoreIndex = -1,
-): Promise<CniError[]> {
-  const delegates = recordDelegates(record);
-  const errors: CniError[] = [];
-  for (let i = delegates.length - 1; i >= 0; i--) {
-    if (record.delegates[i].deleted) continue;
-    const d = delegates[i];
-    try {
-      await delNetworkList(d.list, runtimeFor(record, d, i, netns), inv.listOptions);
-      record.delegates[i].deleted = true;
-      inv.log.debug("delegate deleted", { network: d.list.name, delegateIfName: d.ifName });
-    } catch (err) {
-      const e = delegateError(err, d, "deleting");
-      inv.log.error(e.message, { network: d.list.name, code: e.code });
-      if (i === ignoreIndex) record.delegates[i].deleted = true;
-      else errors.push(e);
-    }
-  }
-  if (record.delegates.every((d) => d.deleted)) {
-    await removeRecord(inv.options.cacheDir, record.containerId, record.ifName);
-  } else {
-    await saveRecord(inv.options.cacheDir, record);
-  }
-  return errors;
+function kubeMode(args: CmdArgs): boolean {
+  const c = args.config as Record<string, unknown>;
+  if (nonEmpty(c.clusterNetwork)) return true;
+  return nonEmpty(c.kubeconfig) && /(^|;)K8S_POD_NAME=[^;]/.test(args.args) &&
+    /(^|;)K8S_POD_NAMESPACE=[^;]/.test(args.args);
 }
 
-/** Fails (code 7, naming the network) unless every delegate plugin can be found. */
-async function assertPluginsExist(delegates: Delegate[], path: readonly string[]): Promise<void> {
-  for (const d of delegates) {
-    for (const p of d.list.plugins) {
-      try {
-        await locatePlugin(p.type, path);
-      } catch (err) {
-        throw delegateError(err, d, "preparing");
-      }
-    }
-  }
+function loadKube() {
+  return import("./meta_kube.ts");
 }
 
 async function add(args: CmdArgs): Promise<AnyResult> {
   const inv = prepare(args);
+  if (kubeMode(args)) return (await loadKube()).addKube(args, inv);
   const delegates = await resolveDelegates(args.config, inv.options, args.ifName);
   // Checked up front so a missing binary changes nothing at all.
   await assertPluginsExist(delegates, inv.listOptions.path);
   const record: AttachmentRecord = {
-    kind: "hydraAttachmentsV1",
+    kind: RECORD_KIND,
     containerId: args.containerId,
     ifName: args.ifName,
     netns: args.netns,
@@ -167,15 +94,7 @@ async function add(args: CmdArgs): Promise<AnyResult> {
   if (cniArgs.length) record.cniArgs = cniArgs;
   const caps = args.config.runtimeConfig;
   if (caps && typeof caps === "object" && Object.keys(caps).length) record.capabilityArgs = caps;
-  // Recorded before anything is attached, so a DEL after a crash finds it.
-  try {
-    await saveRecord(inv.options.cacheDir, record);
-  } catch (err) {
-    throw new CniError(
-      ErrorCode.IoFailure,
-      `cannot record attachments in ${inv.options.cacheDir}: ${(err as Error).message}`,
-    );
-  }
+  await saveRecordFirst(inv, record);
   let defaultResult: AnyResult | undefined;
   for (let i = 0; i < delegates.length; i++) {
     const d = delegates[i];
@@ -201,8 +120,9 @@ async function add(args: CmdArgs): Promise<AnyResult> {
 
 async function del(args: CmdArgs): Promise<void> {
   const inv = prepare(args);
-  const record = await loadRecord(inv.options.cacheDir, args.containerId, args.ifName);
+  const record = await loadRecordForDel(inv, args.containerId, args.ifName);
   if (!record) {
+    if (kubeMode(args)) return (await loadKube()).delKubeWithoutRecord(args, inv);
     inv.log.info("no attachments recorded; nothing to delete");
     return;
   }
@@ -231,9 +151,19 @@ async function check(args: CmdArgs): Promise<void> {
   }
 }
 
+/**
+ * The networks STATUS and GC act on: every configured delegate, or in
+ * Kubernetes mode with a `clusterNetwork` the pod default network.
+ */
+async function configuredNetworks(args: CmdArgs, inv: Invocation): Promise<Delegate[]> {
+  const c = args.config as Record<string, unknown>;
+  if (nonEmpty(c.clusterNetwork)) return [await (await loadKube()).defaultNetworkKube(args, inv)];
+  return await resolveDelegates(args.config, inv.options, args.ifName || "eth0");
+}
+
 async function status(args: CmdArgs): Promise<void> {
   const inv = prepare(args);
-  const delegates = await resolveDelegates(args.config, inv.options, args.ifName || "eth0");
+  const delegates = await configuredNetworks(args, inv);
   for (const d of delegates) {
     try {
       await statusNetworkList(d.list, inv.listOptions);
@@ -277,7 +207,7 @@ async function gc(args: CmdArgs): Promise<void> {
   }
   let delegates: Delegate[] = [];
   try {
-    delegates = await resolveDelegates(args.config, inv.options, "eth0");
+    delegates = await configuredNetworks({ ...args, ifName: "eth0" }, inv);
   } catch (err) {
     errors.push(asCni(err));
   }

@@ -14,6 +14,12 @@
  *  "delegates":[{"ifName":"eth0","config":{"cniVersion":"1.0.0","name":"…","plugins":[…]}}]}
  * ```
  *
+ * In Kubernetes mode each delegate carries its own CNI_ARGS and capability
+ * arguments (built from the pod's selection) and the network's name as
+ * network-status reports it, and the record names the pod:
+ * `"pod":{"namespace":"…","name":"…","uid":"…"}`,
+ * `"delegates":[{…,"network":"ns/macvlan-a","cniArgs":[…],"capabilityArgs":{…}}]`.
+ *
  * @module
  */
 
@@ -33,6 +39,19 @@ export interface StoredDelegate {
   config: Record<string, unknown>;
   /** Set once this delegate's DEL has succeeded (or its ADD never ran). */
   deleted?: boolean;
+  /** Kubernetes mode: the network's name in network-status ("ns/name" of a NAD). */
+  network?: string;
+  /** Kubernetes mode: this delegate's CNI_ARGS (without ADD-only requests). */
+  cniArgs?: ArgPair[];
+  /** Kubernetes mode: this delegate's capability arguments (runtimeConfig). */
+  capabilityArgs?: Record<string, unknown>;
+}
+
+/** The pod a Kubernetes-mode record belongs to. */
+export interface RecordedPod {
+  namespace: string;
+  name: string;
+  uid: string;
 }
 
 /** What hydra attached to one container interface. */
@@ -43,6 +62,8 @@ export interface AttachmentRecord {
   netns: string;
   cniArgs?: ArgPair[];
   capabilityArgs?: Record<string, unknown>;
+  /** Kubernetes mode: the pod attached. */
+  pod?: RecordedPod;
   delegates: StoredDelegate[];
 }
 
@@ -120,6 +141,21 @@ export async function loadRecord(
     throw new CniError(ErrorCode.IoFailure, `cannot read ${path}: ${(err as Error).message}`);
   }
   return parseRecord(text, path);
+}
+
+/**
+ * Moves an unreadable record aside (`.damaged-<name>`, ignored by
+ * {@link listRecords}) so DEL can go on without it instead of failing on
+ * it forever; returns where it went.
+ */
+export async function quarantineRecord(
+  cacheDir: string,
+  containerId: string,
+  ifName: string,
+): Promise<string> {
+  const to = `${recordsDir(cacheDir)}/.damaged-${containerId}-${ifName}`;
+  await Deno.rename(recordPath(cacheDir, containerId, ifName), to);
+  return to;
 }
 
 /** Removes a record; true if there was one. */
