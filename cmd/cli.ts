@@ -35,6 +35,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "install hydra on this node (executable, role symlinks, conf, kubeconfig)",
     run: async (args) => (await import("../install/main.ts")).runInstall(args),
   },
+  nri: {
+    summary: "attach pods' extra networks as a containerd NRI plugin (nri serve)",
+    run: async (args) => (await import("../nri/serve.ts")).runNri(args),
+  },
   route: {
     summary: "keep pod networks routed between nodes (route sync)",
     run: async (args) => (await import("../route/main.ts")).runRoute(args),

@@ -1,9 +1,12 @@
 /**
- * Logging seam of the NRI stub: a plain function the daemon can route into
- * its own logger. The default writes JSON lines to stderr.
+ * Logging seam of the NRI stub: a plain function, so the protocol layers
+ * stay free of any logger type. Lines are written by hydra's structured
+ * logger (`cni/log.ts`); {@link nriLogger} routes the seam into one.
  *
  * @module
  */
+
+import { createLogger, type Logger as StructuredLogger } from "../cni/log.ts";
 
 /** Severity of a log record. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -11,17 +14,14 @@ export type LogLevel = "debug" | "info" | "warn" | "error";
 /** Receives one log record. */
 export type Logger = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 
-const rank: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+/** The seam writing into a structured logger. */
+export function nriLogger(logger: StructuredLogger): Logger {
+  return (level, msg, fields) => logger[level](msg, fields);
+}
 
 /** A logger writing one JSON object per line to stderr, from `minLevel` up. */
 export function jsonStderrLogger(minLevel: LogLevel = "info"): Logger {
-  const encoder = new TextEncoder();
-  return (level, msg, fields) => {
-    if (rank[level] < rank[minLevel]) return;
-    const record = { time: new Date().toISOString(), level, component: "nri", msg, ...fields };
-    const line = encoder.encode(JSON.stringify(record) + "\n");
-    for (let at = 0; at < line.length;) at += Deno.stderr.writeSync(line.subarray(at));
-  };
+  return nriLogger(createLogger({ level: minLevel, fields: { component: "nri" } }));
 }
 
 /** A logger that drops everything. */

@@ -1,0 +1,273 @@
+/**
+ * Attaching and releasing a sandbox's extra networks by driving the
+ * meta-CNI in this process — the same attachment engine (delegates in
+ * order, rollback on failure, a record under the cache folder so DEL works
+ * after restarts) the runtime runs when hydra is its CNI plugin.
+ *
+ * - attach: the source's plan becomes one meta-CNI ADD with CNI_CONTAINERID
+ *   = sandbox id, CNI_NETNS = the sandbox's netns, CNI_IFNAME = the first
+ *   extra interface and the pod's K8S_* CNI_ARGS. A sandbox already attached
+ *   (state file and record present) is left alone, so a repeated event or a
+ *   Synchronize never attaches twice; a record without a state file is an
+ *   attach that died half-way and is undone first.
+ * - release: every meta-CNI record of the sandbox gets a DEL (the meta-CNI
+ *   deletes the networks in reverse and keeps what failed for the next
+ *   try); then the state file goes. Nothing recorded: nothing to do.
+ *
+ * Calls for one sandbox run one after the other (event hooks, background
+ * retries and Synchronize work may otherwise overlap).
+ *
+ * @module
+ */
+
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import type { Logger, LogLevel } from "../cni/log.ts";
+import { invokeInProcess } from "../cni/skel.ts";
+import { plugin as metaPlugin } from "../plugins/meta.ts";
+import { netnsPathOf, type PodSandbox } from "./pod.ts";
+import type { AttachPlan, NetworkSource } from "./source.ts";
+import {
+  type AttachedNetwork,
+  cachedNetworkResult,
+  loadPodState,
+  POD_STATE_KIND,
+  type PodState,
+  recordIfNames,
+  removePodState,
+  savePodState,
+} from "./state.ts";
+
+/** Settings of the attachment engine. */
+export interface AttacherOptions {
+  /** Where records, results and pod state live. */
+  cacheDir: string;
+  /** Folders searched for delegate plugins that are not built in (CNI_PATH). */
+  cniPath: readonly string[];
+  source: NetworkSource;
+  log: Logger;
+  /** The meta-CNI's own log level and file (it logs per call). */
+  metaLogLevel?: LogLevel;
+  metaLogFile?: string;
+  /** Bound on each exec'd delegate, seconds (the meta-CNI's `delegateTimeout`). */
+  delegateTimeoutS?: number;
+}
+
+/** What an attach call did. */
+export interface AttachOutcome {
+  /** "attached" now, "already" attached before, "none" selected. */
+  status: "attached" | "already" | "none";
+  networks: AttachedNetwork[];
+}
+
+/** What a release call did. */
+export interface ReleaseOutcome {
+  /** Meta-CNI records deleted (0: there was nothing of ours). */
+  records: number;
+}
+
+/** The engine. */
+export interface Attacher {
+  /**
+   * Attaches the pod's extra networks. `keep` is asked after a successful
+   * ADD: false undoes the attach (its caller can no longer use it) and
+   * throws. Throws CniError on failure, with nothing left attached.
+   */
+  attach(pod: PodSandbox, keep?: () => boolean): Promise<AttachOutcome>;
+  /** Releases everything attached to the sandbox; idempotent. */
+  release(sandboxId: string, netns?: string): Promise<ReleaseOutcome>;
+  /** Whether hydra holds anything (a record or a state file) for the sandbox. */
+  holds(sandboxId: string): Promise<boolean>;
+  /** Waits for every running call to settle. */
+  idle(): Promise<void>;
+}
+
+/** The meta-CNI's stdout of a failed call, as a CniError. */
+function outputError(stdout: string, what: string): CniError {
+  try {
+    const e = JSON.parse(stdout) as { code?: unknown; msg?: unknown; details?: unknown };
+    if (typeof e.code === "number" && typeof e.msg === "string") {
+      return new CniError(
+        e.code,
+        e.msg,
+        typeof e.details === "string" && e.details ? e.details : undefined,
+      );
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  return new CniError(ErrorCode.Internal, `${what}: unexpected meta-CNI output ${stdout.trim()}`);
+}
+
+/** The path if it exists, else "" (DEL without a namespace still frees addresses). */
+function existingNetns(...candidates: (string | undefined)[]): string {
+  for (const path of candidates) {
+    if (!path) continue;
+    try {
+      Deno.statSync(path);
+      return path;
+    } catch {
+      // gone
+    }
+  }
+  return "";
+}
+
+/** K8S_* CNI_ARGS of a pod, as the kubelet's runtime passes them to CNI. */
+export function podCniArgs(pod: PodSandbox): string {
+  return [
+    "IgnoreUnknown=1",
+    `K8S_POD_NAMESPACE=${pod.namespace}`,
+    `K8S_POD_NAME=${pod.name}`,
+    `K8S_POD_INFRA_CONTAINER_ID=${pod.id}`,
+    `K8S_POD_UID=${pod.uid}`,
+  ].join(";");
+}
+
+/** Creates the engine. */
+export function createAttacher(options: AttacherOptions): Attacher {
+  const { cacheDir, log } = options;
+  const tails = new Map<string, Promise<void>>();
+  const running = new Set<Promise<unknown>>();
+
+  /** Runs `task` after the sandbox's earlier calls settled. */
+  function serialized<T>(sandboxId: string, task: () => Promise<T>): Promise<T> {
+    const previous = tails.get(sandboxId) ?? Promise.resolve();
+    const run = previous.then(task);
+    const tail = run.then(() => {}, () => {});
+    tails.set(sandboxId, tail);
+    running.add(tail);
+    tail.then(() => {
+      running.delete(tail);
+      if (tails.get(sandboxId) === tail) tails.delete(sandboxId);
+    });
+    return run;
+  }
+
+  /** The engine-owned keys of every meta-CNI conf. */
+  function metaConf(extra: Record<string, unknown> = {}): Uint8Array {
+    const conf: Record<string, unknown> = {
+      cniVersion: "1.1.0",
+      name: "hydra-nri",
+      type: "hydra",
+      ...extra,
+      cacheDir,
+      logLevel: options.metaLogLevel ?? "warn",
+    };
+    if (options.metaLogFile) conf.logFile = options.metaLogFile;
+    if (options.delegateTimeoutS) conf.delegateTimeout = options.delegateTimeoutS;
+    return new TextEncoder().encode(JSON.stringify(conf));
+  }
+
+  async function meta(
+    command: "ADD" | "DEL",
+    env: { sandboxId: string; netns: string; ifName: string; args: string },
+    conf: Uint8Array,
+  ): Promise<string> {
+    const out = await invokeInProcess(metaPlugin, {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: env.sandboxId,
+      CNI_NETNS: env.netns,
+      CNI_IFNAME: env.ifName,
+      CNI_ARGS: env.args,
+      CNI_PATH: options.cniPath.join(":"),
+    }, conf);
+    if (out.code !== 0) throw outputError(out.stdout, `${command} ${env.sandboxId}`);
+    return out.stdout;
+  }
+
+  async function releaseLocked(sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
+    const state = await loadPodState(cacheDir, sandboxId);
+    const ifNames = await recordIfNames(cacheDir, sandboxId);
+    const path = existingNetns(netns, state?.netns);
+    const errors: CniError[] = [];
+    for (const ifName of ifNames) {
+      try {
+        await meta("DEL", { sandboxId, netns: path, ifName, args: "" }, metaConf());
+      } catch (err) {
+        errors.push(err instanceof CniError ? err : new CniError(ErrorCode.Internal, String(err)));
+      }
+    }
+    if (errors.length) {
+      // The meta-CNI kept what it could not delete; the state file stays too.
+      throw new CniError(
+        errors[0].code,
+        `releasing sandbox ${sandboxId}: ${errors.map((e) => e.message).join("; ")}`,
+      );
+    }
+    await removePodState(cacheDir, sandboxId);
+    if (ifNames.length) log.info("networks released", { sandbox: sandboxId, records: ifNames });
+    return { records: ifNames.length };
+  }
+
+  async function attachLocked(pod: PodSandbox, keep: () => boolean): Promise<AttachOutcome> {
+    const sandboxId = pod.id;
+    const netns = netnsPathOf(pod);
+    const state = await loadPodState(cacheDir, sandboxId);
+    const recorded = await recordIfNames(cacheDir, sandboxId);
+    if (state && recorded.includes(state.ifName)) {
+      return { status: "already", networks: state.networks };
+    }
+    if (recorded.length || state) {
+      log.warn("undoing an attach that did not finish", { sandbox: sandboxId, records: recorded });
+      await releaseLocked(sandboxId, netns);
+    }
+    const plan: AttachPlan | undefined = await options.source.plan(pod);
+    if (!plan) return { status: "none", networks: [] };
+    if (!keep()) {
+      throw new CniError(ErrorCode.TryAgainLater, "attach not started: its caller gave up");
+    }
+    if (!netns || !existingNetns(netns)) {
+      throw new CniError(
+        ErrorCode.InvalidEnvironmentVariables,
+        `sandbox ${sandboxId} has no network namespace to attach networks to` +
+          (netns ? ` (${netns} is gone)` : " (host network?)"),
+      );
+    }
+    const args = podCniArgs(pod);
+    await meta(
+      "ADD",
+      { sandboxId, netns, ifName: plan.ifName, args },
+      metaConf(plan.conf),
+    );
+    if (!keep()) {
+      await releaseLocked(sandboxId, netns).catch((err) =>
+        log.error("cannot undo an attach nobody waits for", { sandbox: sandboxId, error: err })
+      );
+      throw new CniError(ErrorCode.TryAgainLater, "attach finished after its caller gave up");
+    }
+    const networks: AttachedNetwork[] = [];
+    for (const n of plan.networks) {
+      const result = await cachedNetworkResult(cacheDir, n.name, sandboxId, n.ifName);
+      networks.push(result ? { ...n, result } : { ...n });
+    }
+    const next: PodState = {
+      kind: POD_STATE_KIND,
+      sandboxId,
+      pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid },
+      netns,
+      ifName: plan.ifName,
+      networks,
+      attachedAt: new Date().toISOString(),
+    };
+    try {
+      await savePodState(cacheDir, next);
+    } catch (err) {
+      await releaseLocked(sandboxId, netns).catch(() => {});
+      throw new CniError(ErrorCode.IoFailure, `cannot record sandbox ${sandboxId}: ${err}`);
+    }
+    return { status: "attached", networks };
+  }
+
+  return {
+    attach: (pod, keep = () => true) => serialized(pod.id, () => attachLocked(pod, keep)),
+    release: (sandboxId, netns) => serialized(sandboxId, () => releaseLocked(sandboxId, netns)),
+    holds: (sandboxId) =>
+      serialized(sandboxId, async () => {
+        if (await loadPodState(cacheDir, sandboxId)) return true;
+        return (await recordIfNames(cacheDir, sandboxId)).length > 0;
+      }),
+    async idle() {
+      while (running.size) await Promise.all([...running]);
+    },
+  };
+}

@@ -1,0 +1,83 @@
+/**
+ * Prometheus metrics of `hydra nri serve`.
+ *
+ * | metric | type | labels |
+ * | --- | --- | --- |
+ * | `hydra_nri_events_total` | counter | event (synchronize, run, stop, remove, shutdown), result (ok, error) |
+ * | `hydra_nri_attach_duration_seconds` | histogram | trigger (run, sync), result (ok, error) |
+ * | `hydra_nri_release_duration_seconds` | histogram | result (ok, error) |
+ * | `hydra_nri_failures_total` | counter | op (attach, release, reconcile), trigger (run, stop, remove, sync) |
+ * | `hydra_nri_attached_pods` | gauge | – (sandboxes with extra networks attached by this process's view) |
+ * | `hydra_nri_retries_pending` | gauge | – (background attach/release retries waiting) |
+ * | `hydra_nri_connected` | gauge | – (1 while connected and synchronized with the runtime) |
+ * | `hydra_nri_disconnects_total` | counter | – |
+ *
+ * @module
+ */
+
+import {
+  type Counter,
+  createRegistry,
+  type Gauge,
+  type Histogram,
+  type Registry,
+} from "../daemon/metrics.ts";
+
+/** The NRI plugin's metrics, registered in one registry. */
+export interface NriMetrics {
+  registry: Registry;
+  events: Counter;
+  attachDuration: Histogram;
+  releaseDuration: Histogram;
+  failures: Counter;
+  attachedPods: Gauge;
+  retriesPending: Gauge;
+  connected: Gauge;
+  disconnects: Counter;
+}
+
+/** Attach work must fit in the runtime's 2 s budget: buckets from 1 ms to 5 s. */
+const ATTACH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5];
+
+/** Creates the NRI plugin's metrics in a fresh registry. */
+export function createNriMetrics(): NriMetrics {
+  const r = createRegistry();
+  return {
+    registry: r,
+    events: r.counter(
+      "hydra_nri_events_total",
+      "NRI requests handled, by event and by the answer given.",
+      ["event", "result"],
+    ),
+    attachDuration: r.histogram(
+      "hydra_nri_attach_duration_seconds",
+      "Time to attach a pod's extra networks.",
+      ["trigger", "result"],
+      ATTACH_BUCKETS,
+    ),
+    releaseDuration: r.histogram(
+      "hydra_nri_release_duration_seconds",
+      "Time to release a pod's extra networks.",
+      ["result"],
+      ATTACH_BUCKETS,
+    ),
+    failures: r.counter(
+      "hydra_nri_failures_total",
+      "Failed attach or release attempts.",
+      ["op", "trigger"],
+    ),
+    attachedPods: r.gauge(
+      "hydra_nri_attached_pods",
+      "Sandboxes with extra networks attached.",
+    ),
+    retriesPending: r.gauge(
+      "hydra_nri_retries_pending",
+      "Background attach or release retries waiting.",
+    ),
+    connected: r.gauge(
+      "hydra_nri_connected",
+      "1 while connected to the runtime and synchronized.",
+    ),
+    disconnects: r.counter("hydra_nri_disconnects_total", "Runtime connections that ended."),
+  };
+}

@@ -1,0 +1,178 @@
+/**
+ * Command-line options of `hydra nri serve`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { isLogLevel, type LogLevel } from "../cni/log.ts";
+import { type ListenAddress, parseListenAddress } from "../daemon/http.ts";
+import { DEFAULT_PLUGIN_INDEX, DEFAULT_PLUGIN_NAME, DEFAULT_SOCKET_PATH } from "./stub.ts";
+
+/** Where the health endpoint listens by default (the DaemonSet passes its own). */
+export const DEFAULT_HEALTH_ADDR = "127.0.0.1:9470";
+/** Where the plugin keeps its records, results and pod state. */
+export const DEFAULT_NRI_CACHE_DIR = "/var/lib/cni/hydra-nri";
+/** Conf-file mode: where networks named by pods are found (Multus's folder for them). */
+export const DEFAULT_NRI_CONF_DIR = "/etc/cni/multus/net.d";
+/** Where delegate plugins that are not built in are found. */
+export const DEFAULT_CNI_BIN_DIR = "/opt/cni/bin";
+
+/** What to do when a pod's extra networks cannot be attached during RunPodSandbox. */
+export type FailurePolicy = "fail" | "log";
+
+/** Parsed options of `hydra nri serve`. */
+export interface NriServeOptions {
+  help: boolean;
+  socketPath: string;
+  pluginName: string;
+  pluginIndex: string;
+  confDir: string;
+  kubeconfig?: string;
+  cacheDir: string;
+  cniBinDirs: string[];
+  onFailure: FailurePolicy;
+  /** Undefined: no endpoint. */
+  healthAddr?: ListenAddress;
+  /** Background attach/release steps at once. */
+  concurrency: number;
+  logLevel: LogLevel;
+  logFile?: string;
+}
+
+/** Bad usage (exit status 2). */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** The help text of `hydra nri serve`. */
+export function nriServeHelp(): string {
+  return `Usage: hydra nri serve [options]
+
+Runs hydra as a containerd NRI plugin beside the cluster's default CNI:
+while a pod sandbox is created it attaches the extra networks the pod asks
+for (annotation k8s.v1.cni.cncf.io/networks, "name[@ifname],..." or the JSON
+form) inside the sandbox's network namespace, and releases them when the
+sandbox stops. On (re)connecting it attaches what is missing for existing
+sandboxes and releases what belongs to sandboxes that are gone.
+
+Runtime:
+  --socket PATH          NRI socket of the runtime (default: ${DEFAULT_SOCKET_PATH})
+  --plugin-name NAME     plugin name (default: $NRI_PLUGIN_NAME, else ${DEFAULT_PLUGIN_NAME})
+  --plugin-index NN      two-digit plugin index (default: $NRI_PLUGIN_IDX, else ${DEFAULT_PLUGIN_INDEX})
+
+Networks:
+  --conf-dir DIR         conf-file mode: a selected name is the "name" of a
+                         .conflist/.conf/.json in DIR (default: ${DEFAULT_NRI_CONF_DIR})
+  --kubeconfig FILE      Kubernetes mode (NetworkAttachmentDefinitions, status
+                         annotations): not available in this build
+  --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
+                         separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
+  --cache-dir DIR        records of what was attached, kept across restarts
+                         (default: ${DEFAULT_NRI_CACHE_DIR})
+  --on-failure fail|log  fail: a pod whose networks cannot be attached fails to
+                         start (the kubelet retries it); log: it starts without
+                         them and the failure is logged (default: fail)
+  --concurrency N        background attach/release steps at once (default: 4)
+
+Operation:
+  --health-addr ADDR     serve /healthz, /readyz, /metrics on [HOST]:PORT or
+                         unix:PATH ("off": none; default: ${DEFAULT_HEALTH_ADDR})
+  --log-level LEVEL      debug, info, warn or error (default: info)
+  --log-file FILE        append JSON log lines there instead of stderr
+  -h, --help             show this help
+
+Exit status: 0 after SIGTERM/SIGINT, 1 failed, 2 bad usage.`;
+}
+
+const STRING_FLAGS = [
+  "socket",
+  "plugin-name",
+  "plugin-index",
+  "conf-dir",
+  "kubeconfig",
+  "cache-dir",
+  "on-failure",
+  "concurrency",
+  "health-addr",
+  "log-level",
+  "log-file",
+] as const;
+
+function absolute(flag: string, path: string): string {
+  if (!path.startsWith("/")) throw new UsageError(`--${flag} must be an absolute path: "${path}"`);
+  return path.replace(/\/+$/, "") || "/";
+}
+
+/** Parses `hydra nri serve` arguments (after "serve"); throws UsageError. */
+export function parseNriServeArgs(args: string[]): NriServeOptions {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        ...Object.fromEntries(STRING_FLAGS.map((k) => [k, { type: "string" as const }])),
+        "cni-bin-dir": { type: "string", multiple: true },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const s = (k: string) => values[k] as string | undefined;
+  const logLevel = s("log-level") ?? "info";
+  if (!isLogLevel(logLevel) || logLevel === "off") {
+    throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
+  }
+  const onFailure = s("on-failure") ?? "fail";
+  if (onFailure !== "fail" && onFailure !== "log") {
+    throw new UsageError(`--on-failure must be fail or log, got "${onFailure}"`);
+  }
+  const pluginIndex = s("plugin-index") ?? Deno.env.get("NRI_PLUGIN_IDX") ?? DEFAULT_PLUGIN_INDEX;
+  if (!/^[0-9]{2}$/.test(pluginIndex)) {
+    throw new UsageError(`--plugin-index must be two digits, got "${pluginIndex}"`);
+  }
+  const pluginName = s("plugin-name") ?? Deno.env.get("NRI_PLUGIN_NAME") ?? DEFAULT_PLUGIN_NAME;
+  if (!/^[A-Za-z0-9_.+-]+$/.test(pluginName)) {
+    throw new UsageError(`--plugin-name may hold only A-Z a-z 0-9 _ . + -, got "${pluginName}"`);
+  }
+  const concurrencyText = s("concurrency") ?? "4";
+  const concurrency = Number(concurrencyText);
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new UsageError(`--concurrency must be a whole number of at least 1`);
+  }
+  const health = s("health-addr") ?? DEFAULT_HEALTH_ADDR;
+  let healthAddr: ListenAddress | undefined;
+  if (health !== "off" && health !== "") {
+    try {
+      healthAddr = parseListenAddress(health);
+    } catch (err) {
+      throw new UsageError(`--health-addr: ${(err as Error).message}`);
+    }
+  }
+  const binDirs = ((values["cni-bin-dir"] as string[] | undefined) ?? [DEFAULT_CNI_BIN_DIR])
+    .flatMap((v) => v.split(":"))
+    .filter((v) => v !== "")
+    .map((v) => absolute("cni-bin-dir", v));
+  const opts: NriServeOptions = {
+    help: values.help === true,
+    socketPath: s("socket") ?? DEFAULT_SOCKET_PATH,
+    pluginName,
+    pluginIndex,
+    confDir: absolute("conf-dir", s("conf-dir") ?? DEFAULT_NRI_CONF_DIR),
+    cacheDir: absolute("cache-dir", s("cache-dir") ?? DEFAULT_NRI_CACHE_DIR),
+    cniBinDirs: binDirs,
+    onFailure,
+    healthAddr,
+    concurrency,
+    logLevel,
+  };
+  if (s("kubeconfig") !== undefined) opts.kubeconfig = s("kubeconfig");
+  if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  return opts;
+}

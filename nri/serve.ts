@@ -1,0 +1,344 @@
+/**
+ * `hydra nri serve`: the NRI plugin role. Wires the NRI stub (connection,
+ * budgets, reconnects), the attachment engine (the meta-CNI run in
+ * process), the background reconciler, metrics, health and signals.
+ *
+ * - RunPodSandbox: attach the pod's extra networks. With `--on-failure
+ *   fail` a failure is answered with an error status, so the runtime fails
+ *   the sandbox, rolls it back and the kubelet retries; an attach that
+ *   outlives the runtime's budget is undone (the stub has answered
+ *   DEADLINE_EXCEEDED). With `log`, the pod starts without the network and
+ *   the failure is logged and counted; an attach still running when the
+ *   budget ends is answered OK and completes in the background.
+ * - Stop/RemovePodSandbox: release; a failure is retried in the background
+ *   (the runtime only logs errors of these events).
+ * - Synchronize: answered at once; the reconciler attaches what is missing
+ *   and releases what belongs to sandboxes that are gone.
+ *
+ * Attachments stay in place when hydra stops: pods keep their networks, and
+ * the records on disk let the next run release them.
+ *
+ * @module
+ */
+
+import { createLogger, type Logger } from "../cni/log.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { type Attacher, createAttacher } from "./attach.ts";
+import { StatusCode, TtrpcStatusError } from "./errors.ts";
+import { nriLogger } from "./log.ts";
+import { createNriMetrics, type NriMetrics } from "./metrics.ts";
+import {
+  type FailurePolicy,
+  nriServeHelp,
+  type NriServeOptions,
+  parseNriServeArgs,
+  UsageError,
+} from "./options.ts";
+import { createReconciler, type Reconciler } from "./reconcile.ts";
+import { confDirSource, type NetworkSource } from "./source.ts";
+import { listPodStateIds } from "./state.ts";
+import {
+  type HookContext,
+  netnsPathOf,
+  type NriHooks,
+  type PluginStatus,
+  type PodSandbox,
+  runNriPlugin,
+} from "./stub.ts";
+
+/** How long a stopping plugin waits for running attach/release work, ms. */
+const DRAIN_MS = 10_000;
+/** Under `--on-failure log`, the answer is sent this long before the budget ends, ms. */
+const LOG_POLICY_EARLY_MS = 50;
+
+/** Everything the hooks share. */
+interface Deps {
+  attacher: Attacher;
+  reconciler: Reconciler;
+  metrics: NriMetrics;
+  log: Logger;
+  policy: FailurePolicy;
+  cacheDir: string;
+}
+
+function podRef(pod: PodSandbox): string {
+  return `${pod.namespace}/${pod.name}`;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Whether the runtime was answered with an error because the budget ran out. */
+function budgetSpent(ctx: HookContext): boolean {
+  return ctx.signal.aborted && ctx.signal.reason instanceof TtrpcStatusError;
+}
+
+async function refreshAttachedGauge(d: Deps): Promise<void> {
+  try {
+    d.metrics.attachedPods.set({}, (await listPodStateIds(d.cacheDir)).length);
+  } catch {
+    // the gauge stays as it was
+  }
+}
+
+/** Resolves `true` when `work` settles first, `false` at `deadline` (performance.now()). */
+function settledBy(work: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
+  });
+  const done = work.then(() => true, () => true);
+  return Promise.race([done, late]).finally(() => clearTimeout(timer));
+}
+
+async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> {
+  d.reconciler.started(pod.id);
+  const t0 = performance.now();
+  const keep = () => !budgetSpent(ctx) && !d.reconciler.isStopped(pod.id);
+  const work = d.attacher.attach(pod, keep);
+  const observe = (result: "ok" | "error") =>
+    d.metrics.attachDuration.observe({ trigger: "run", result }, (performance.now() - t0) / 1000);
+  const succeeded = work.then((out) => {
+    observe("ok");
+    if (out.status !== "none") {
+      d.log.info("networks attached", {
+        sandbox: pod.id,
+        pod: podRef(pod),
+        networks: out.networks.map((n) => `${n.name}@${n.ifName}`),
+        ms: Math.round(performance.now() - t0),
+      });
+    }
+    refreshAttachedGauge(d);
+  }, (err) => {
+    observe("error");
+    d.metrics.failures.inc({ op: "attach", trigger: "run" });
+    d.log.error("cannot attach networks", {
+      sandbox: pod.id,
+      pod: podRef(pod),
+      policy: d.policy,
+      error: message(err),
+    });
+    throw err;
+  });
+  if (d.policy === "log") {
+    // The pod starts in any case; answer before the budget so the runtime keeps hydra.
+    const inTime = await settledBy(succeeded, ctx.deadline - LOG_POLICY_EARLY_MS);
+    if (!inTime) {
+      d.log.warn("attach goes on after the answer", { sandbox: pod.id, pod: podRef(pod) });
+    }
+    succeeded.catch(() => {});
+    d.metrics.events.inc({ event: "run", result: "ok" });
+    return;
+  }
+  try {
+    await succeeded;
+    d.metrics.events.inc({ event: "run", result: "ok" });
+  } catch (err) {
+    d.metrics.events.inc({ event: "run", result: "error" });
+    throw new TtrpcStatusError(
+      StatusCode.UNKNOWN,
+      `hydra: attaching the networks of pod ${podRef(pod)}: ${message(err)}`,
+      { cause: err },
+    );
+  }
+}
+
+async function onRelease(
+  d: Deps,
+  event: "stop" | "remove",
+  pod: PodSandbox,
+): Promise<void> {
+  d.reconciler.stopped(pod.id);
+  const t0 = performance.now();
+  const netns = netnsPathOf(pod);
+  try {
+    const out = await d.attacher.release(pod.id, netns);
+    if (out.records) {
+      d.metrics.releaseDuration.observe({ result: "ok" }, (performance.now() - t0) / 1000);
+      d.log.info("networks released", { sandbox: pod.id, pod: podRef(pod), event });
+    }
+    d.metrics.events.inc({ event, result: "ok" });
+  } catch (err) {
+    d.metrics.releaseDuration.observe({ result: "error" }, (performance.now() - t0) / 1000);
+    d.metrics.failures.inc({ op: "release", trigger: event });
+    d.metrics.events.inc({ event, result: "error" });
+    d.log.error("cannot release networks; retrying in the background", {
+      sandbox: pod.id,
+      pod: podRef(pod),
+      error: message(err),
+    });
+    d.reconciler.retryRelease(pod.id, netns);
+  }
+  refreshAttachedGauge(d);
+}
+
+/** The NRI hooks of the plugin. */
+export function nriHooks(d: Deps): NriHooks {
+  return {
+    onSynchronize(pods) {
+      d.metrics.events.inc({ event: "synchronize", result: "ok" });
+      // Answered at once; the pass runs on (and retries) by itself.
+      d.reconciler.synchronize(pods).then(
+        () => refreshAttachedGauge(d),
+        (err) => d.log.error("synchronize pass failed", { error: message(err) }),
+      );
+      return Promise.resolve();
+    },
+    onRunPodSandbox: (pod, ctx) => onRun(d, pod, ctx),
+    onStopPodSandbox: (pod) => onRelease(d, "stop", pod),
+    onRemovePodSandbox: (pod) => onRelease(d, "remove", pod),
+    onShutdown() {
+      d.metrics.events.inc({ event: "shutdown", result: "ok" });
+      d.log.info("runtime is shutting down; attachments stay in place");
+    },
+  };
+}
+
+/** Picks the network source of the options. */
+function networkSource(opts: NriServeOptions): NetworkSource {
+  if (opts.kubeconfig !== undefined) {
+    throw new UsageError(
+      "--kubeconfig: Kubernetes mode is not available in this build; use --conf-dir",
+    );
+  }
+  return confDirSource(opts.confDir);
+}
+
+function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
+  return Promise.race([p.then(() => {}, () => {}), limit]).finally(() => clearTimeout(timer));
+}
+
+async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
+  const source = networkSource(opts);
+  await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
+  const metrics = createNriMetrics();
+  const attacher = createAttacher({
+    cacheDir: opts.cacheDir,
+    cniPath: opts.cniBinDirs,
+    source,
+    log,
+    metaLogLevel: opts.logLevel,
+    metaLogFile: opts.logFile,
+  });
+  const reconciler = createReconciler({
+    attacher,
+    cacheDir: opts.cacheDir,
+    log,
+    metrics,
+    concurrency: opts.concurrency,
+  });
+  const deps: Deps = {
+    attacher,
+    reconciler,
+    metrics,
+    log,
+    policy: opts.onFailure,
+    cacheDir: opts.cacheDir,
+  };
+  await refreshAttachedGauge(deps);
+
+  let status: PluginStatus = { phase: "connecting", disconnects: 0 };
+  const onStatus = (next: PluginStatus) => {
+    if (next.disconnects > status.disconnects) {
+      metrics.disconnects.inc({}, next.disconnects - status.disconnects);
+    }
+    status = next;
+    metrics.connected.set({}, next.phase === "synchronized" ? 1 : 0);
+  };
+
+  const stop = new AbortController();
+  const signals: [Deno.Signal, () => void][] = (["SIGTERM", "SIGINT"] as const).map((sig) => [
+    sig,
+    () => {
+      if (!stop.signal.aborted) log.info(`${sig}: stopping; attachments stay in place`);
+      stop.abort();
+    },
+  ]);
+  for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
+  let server: HealthServer | undefined;
+  try {
+    if (opts.healthAddr) {
+      server = await serveHealth(opts.healthAddr, {
+        registry: metrics.registry,
+        healthz: () =>
+          status.phase === "stopped"
+            ? { ok: false, detail: "stopped" }
+            : { ok: true, detail: status.phase },
+        readyz: () =>
+          status.phase === "synchronized"
+            ? { ok: true, detail: `connected to ${status.runtime?.name ?? "the runtime"}` }
+            : {
+              ok: false,
+              detail: `not connected to the runtime (${status.phase}${
+                status.lastError ? `: ${status.lastError}` : ""
+              })`,
+            },
+      });
+      log.info("health endpoint listening", { address: formatListenAddress(server.address) });
+    }
+    log.info("starting", {
+      socket: opts.socketPath,
+      plugin: `${opts.pluginIndex}-${opts.pluginName}`,
+      source: `${source.kind} ${opts.confDir}`,
+      cacheDir: opts.cacheDir,
+      onFailure: opts.onFailure,
+    });
+    await runNriPlugin(nriHooks(deps), {
+      socketPath: opts.socketPath,
+      pluginName: opts.pluginName,
+      pluginIndex: opts.pluginIndex,
+      signal: stop.signal,
+      log: nriLogger(log.with({ component: "nri" })),
+      onStatus,
+    });
+    await reconciler.stop();
+    await waitFor(attacher.idle(), DRAIN_MS);
+    return 0;
+  } finally {
+    for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
+    await server?.shutdown().catch(() => {});
+  }
+}
+
+/** Runs `hydra nri <subcommand> …`; returns the exit status. */
+export async function runNri(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "-h" || sub === "--help" || sub === "help") {
+    console.log(nriServeHelp());
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub !== "serve") {
+    console.error(`hydra nri: unknown subcommand "${sub}"\n\n${nriServeHelp()}`);
+    return 2;
+  }
+  let opts: NriServeOptions;
+  try {
+    opts = parseNriServeArgs(rest);
+  } catch (err) {
+    console.error(`hydra nri serve: ${message(err)}\n\nRun "hydra nri serve --help".`);
+    return 2;
+  }
+  if (opts.help) {
+    console.log(nriServeHelp());
+    return 0;
+  }
+  const log = createLogger({
+    level: opts.logLevel,
+    file: opts.logFile,
+    fields: { role: "nri" },
+  });
+  try {
+    return await serve(opts, log);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`hydra nri serve: ${err.message}`);
+      return 2;
+    }
+    log.error("NRI plugin failed", { error: message(err) });
+    console.error(`hydra nri serve: ${message(err)}`);
+    return 1;
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * What `hydra nri serve` keeps on disk, under its cache folder, so that a
+ * restarted plugin knows what it attached:
+ *
+ * - `<cacheDir>/attachments/<sandboxId>-<ifName>`: the meta-CNI's record of
+ *   one attach call (written before the first network is added, removed once
+ *   every network is deleted; see plugins/meta_store.ts). Its presence means
+ *   "something of ours may be in this sandbox".
+ * - `<cacheDir>/results/…`: the networks' libcni result cache (meta-CNI).
+ * - `<cacheDir>/pods/<sandboxId>.json`: written here once an attach call
+ *   has succeeded as a whole. A record without it is an attach that did not
+ *   finish (hydra died during it): it is undone and redone.
+ *
+ * Files are written atomically (temp file, fsync, rename).
+ *
+ * @module
+ */
+
+import { readCachedResult } from "../cni/cache.ts";
+import { ensureDir, removeIfExists, writeFileAtomic } from "../cni/fsutil.ts";
+import type { Result } from "../cni/types.ts";
+import { recordsDir } from "../plugins/meta_store.ts";
+
+/** The `kind` of a pod state file. */
+export const POD_STATE_KIND = "hydraNriPodV1";
+
+/** One network attached to a sandbox. */
+export interface AttachedNetwork {
+  /** Network name (the conf's `name`). */
+  name: string;
+  /** Interface inside the sandbox. */
+  ifName: string;
+  /** The network's CNI result (1.1.0 shape), when it was cached. */
+  result?: Result;
+}
+
+/** A sandbox whose extra networks are attached. */
+export interface PodState {
+  kind: typeof POD_STATE_KIND;
+  sandboxId: string;
+  pod: { namespace: string; name: string; uid: string };
+  /** The sandbox's network namespace at attach time. */
+  netns: string;
+  /** CNI_IFNAME of the meta-CNI call (its record's key). */
+  ifName: string;
+  networks: AttachedNetwork[];
+  /** RFC 3339 time of the attach. */
+  attachedAt: string;
+}
+
+/** The folder of pod state files. */
+export function podStateDir(cacheDir: string): string {
+  return `${cacheDir.replace(/\/+$/, "")}/pods`;
+}
+
+function podStatePath(cacheDir: string, sandboxId: string): string {
+  return `${podStateDir(cacheDir)}/${sandboxId}.json`;
+}
+
+/** Writes a sandbox's state atomically. */
+export async function savePodState(cacheDir: string, state: PodState): Promise<void> {
+  await ensureDir(podStateDir(cacheDir), 0o700);
+  await writeFileAtomic(podStatePath(cacheDir, state.sandboxId), JSON.stringify(state), 0o600);
+}
+
+/** Reads a sandbox's state; undefined when there is none or it is unreadable. */
+export async function loadPodState(
+  cacheDir: string,
+  sandboxId: string,
+): Promise<PodState | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(podStatePath(cacheDir, sandboxId));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  try {
+    const raw = JSON.parse(text) as Partial<PodState>;
+    if (raw?.kind !== POD_STATE_KIND || raw.sandboxId !== sandboxId) return undefined;
+    return raw as PodState;
+  } catch {
+    // A torn file cannot come from writeFileAtomic; treat junk as "not attached".
+    return undefined;
+  }
+}
+
+/** Removes a sandbox's state; true if there was one. */
+export async function removePodState(cacheDir: string, sandboxId: string): Promise<boolean> {
+  return await removeIfExists(podStatePath(cacheDir, sandboxId));
+}
+
+async function names(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isFile && !e.name.startsWith(".")) out.push(e.name);
+    }
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  return out.sort();
+}
+
+/** Sandbox ids with a state file. */
+export async function listPodStateIds(cacheDir: string): Promise<string[]> {
+  return (await names(podStateDir(cacheDir)))
+    .filter((n) => n.endsWith(".json"))
+    .map((n) => n.slice(0, -".json".length));
+}
+
+/**
+ * The meta-CNI record files of one sandbox, as the CNI_IFNAME each was made
+ * with. Sandbox ids never contain "-" (containerd and CRI-O use hex), so
+ * the id and the interface split at the first "-".
+ */
+export async function recordIfNames(cacheDir: string, sandboxId: string): Promise<string[]> {
+  const prefix = `${sandboxId}-`;
+  return (await names(recordsDir(cacheDir)))
+    .filter((n) => n.startsWith(prefix))
+    .map((n) => n.slice(prefix.length));
+}
+
+/** Every sandbox id with a meta-CNI record. */
+export async function recordSandboxIds(cacheDir: string): Promise<string[]> {
+  const ids = new Set<string>();
+  for (const n of await names(recordsDir(cacheDir))) {
+    const dash = n.indexOf("-");
+    if (dash > 0) ids.add(n.slice(0, dash));
+  }
+  return [...ids];
+}
+
+/** The cached result of one attached network, in the 1.1.0 shape; undefined if none. */
+export async function cachedNetworkResult(
+  cacheDir: string,
+  network: string,
+  sandboxId: string,
+  ifName: string,
+): Promise<Result | undefined> {
+  try {
+    return await readCachedResult(cacheDir, network, "1.1.0", sandboxId, ifName) as
+      | Result
+      | undefined;
+  } catch {
+    return undefined;
+  }
+}
