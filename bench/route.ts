@@ -30,6 +30,7 @@ import {
   percentiles,
   podCidr,
   pollUntil,
+  pollUntilAsync,
   rssMiB,
   spawnIn,
   stopChild,
@@ -59,8 +60,8 @@ function target(k: number): { i: number; probe: string } {
   return { i, probe: podCidr(i).replace(".0/24", ".1") };
 }
 
-function startTiming(node: BenchNode, protocol: number, t0: number, timeoutMs: number) {
-  const ms = pollUntil(() => countRoutes(node, protocol) >= N - 1, t0, timeoutMs, 2);
+async function startTiming(node: BenchNode, protocol: number, t0: number, timeoutMs: number) {
+  const ms = await pollUntilAsync(() => countRoutes(node, protocol) >= N - 1, t0, timeoutMs);
   return Math.round(ms);
 }
 
@@ -91,7 +92,7 @@ async function benchFile(): Promise<Record<string, unknown>> {
       "--log-file",
       log,
     ]);
-    const initialMs = startTiming(node, 202, t0, 120_000);
+    const initialMs = await startTiming(node, 202, t0, 120_000);
     const firstPass = (await Deno.readTextFile(log)).split("\n")
       .map((l) => (l ? JSON.parse(l) : {}))
       .find((e) => e.msg === "full sync")?.durationMs;
@@ -192,7 +193,7 @@ async function benchKube(
         PROTOCOL: String(protocol),
         LOG_LEVEL: "error",
       });
-    const initialMs = startTiming(node, protocol, t0, 600_000);
+    const initialMs = await startTiming(node, protocol, t0, 600_000);
     const rssAfterSync = rssMiB(child.pid);
     await pause(router === "hydra" ? 500 : 6000);
     const latencies: number[] = [];
@@ -204,7 +205,8 @@ async function benchKube(
       await kb.client.patch(`/api/v1/nodes/node${i}/status`, {
         status: { addresses: [{ type: "InternalIP", address: want }] },
       }, "merge");
-      latencies.push(pollUntil(() => gatewayFor(node, probe) === want, t, 60_000, 0.5));
+      // The relay runs on this event loop: poll without blocking it.
+      latencies.push(await pollUntilAsync(() => gatewayFor(node, probe) === want, t, 60_000));
       await pause(20);
     }
     // Put the nodes back for the next router.

@@ -140,6 +140,22 @@ export function pollUntil(
   }
 }
 
+/**
+ * Like {@link pollUntil}, but yields to the event loop between polls (about
+ * 1 ms apart), for when this process also serves something (the relay).
+ */
+export async function pollUntilAsync(
+  check: () => boolean,
+  since: number,
+  timeoutMs: number,
+): Promise<number> {
+  for (;;) {
+    if (check()) return performance.now() - since;
+    if (performance.now() - since > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
+    await pause(1);
+  }
+}
+
 /** An async pause. */
 export function pause(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -12,7 +12,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { formatMac, type IpFamily, tryParseIp } from "../netlink/ip.ts";
+import { type IpFamily, tryParseIp } from "../netlink/ip.ts";
 import type { NetworkConfig } from "./config.ts";
 import {
   addressOfFamily,
@@ -106,7 +106,7 @@ export interface RoutePlan {
 export function vxlanMac(vni: number, underlay: string): string {
   const b = createHash("sha256").update(`hydra-vxlan/${vni}/${underlay}`).digest().subarray(0, 6);
   b[0] = (b[0] & 0xfe) | 0x02;
-  return formatMac(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
 /** The kernel identity of a route: table, destination, metric (IPv6 defaults to 1024). */
