@@ -43,6 +43,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "keep pod networks routed between nodes (route sync)",
     run: async (args) => (await import("../route/main.ts")).runRoute(args),
   },
+  daemon: {
+    summary: "node daemon: serve this node's pods and networks to the meta-CNI, write their status",
+    run: async (args) => (await import("../daemon/node_main.ts")).runDaemon(args),
+  },
   doctor: {
     summary: "check this node's prerequisites and say what is missing",
     run: async (args) => (await import("./doctor.ts")).runDoctor(args),

@@ -13,8 +13,10 @@
  */
 
 import { ensureDir, writeFileAtomic } from "../cni/fsutil.ts";
+import { type KubeClient, retryTransient } from "../kube/client.ts";
 import type { PodArgs } from "../kube/delegate.ts";
-import type { AttachmentReport } from "../kube/report.ts";
+import { createEvent, type Pod, PodUidMismatchError } from "../kube/objects.ts";
+import { type AttachmentReport, reportAttachments } from "../kube/report.ts";
 
 /** One pending report: what to record on which pod. */
 export interface SpooledReport {
@@ -74,4 +76,41 @@ export async function readSpooled(path: string): Promise<SpooledReport | undefin
 /** Removes a spooled report once written (or no longer wanted). */
 export async function removeSpooled(path: string): Promise<void> {
   await Deno.remove(path).catch(() => {});
+}
+
+function eventTarget(pod: PodArgs): Pick<Pod, "metadata"> {
+  return { metadata: { name: pod.name, namespace: pod.namespace, uid: pod.uid || undefined } };
+}
+
+/** How writing a report ended: written, or nothing to write (pod gone or replaced). */
+export type ReportOutcome = "written" | "pod-gone" | "replaced";
+
+/**
+ * Writes one report on its pod within `budgetMs`, retrying transient
+ * failures: network-status and result annotations in one conditional write,
+ * and its Events alongside (best effort, never retried). Throws the API
+ * error when the write did not happen.
+ */
+export async function writeReport(
+  client: KubeClient,
+  r: SpooledReport,
+  budgetMs: number,
+): Promise<ReportOutcome> {
+  const end = Date.now() + budgetMs;
+  const events = (r.events ?? []).map((e) =>
+    createEvent(client, eventTarget(r.pod), { type: "Normal", ...e }, {
+      timeoutMs: Math.max(1, end - Date.now()),
+    }).catch(() => undefined)
+  );
+  try {
+    return await retryTransient(
+      (rest) => reportAttachments(client, r.pod, r.reports, { timeoutMs: rest }),
+      { deadlineMs: budgetMs },
+    );
+  } catch (err) {
+    if (err instanceof PodUidMismatchError) return "replaced";
+    throw err;
+  } finally {
+    await Promise.all(events);
+  }
 }

@@ -10,13 +10,12 @@
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Logger } from "../cni/log.ts";
-import { createKubeClient, type KubeClient, retryTransient } from "../kube/client.ts";
+import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import type { PodArgs } from "../kube/delegate.ts";
 import { isTransient, KubeTransportError } from "../kube/errors.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { fetchPod } from "../kube/networks.ts";
-import { createEvent, type Pod, podPath, PodUidMismatchError } from "../kube/objects.ts";
-import { reportAttachments } from "../kube/report.ts";
+import { type Pod, podPath } from "../kube/objects.ts";
 import {
   connectNodeDaemon,
   type DaemonConnection,
@@ -28,6 +27,7 @@ import {
   removeSpooled,
   type SpooledReport,
   spoolReport,
+  writeReport,
 } from "../daemon/report_spool.ts";
 import type { KubeMetaSettings } from "./meta_kube_config.ts";
 
@@ -104,35 +104,6 @@ async function directClient(s: KubeMetaSettings): Promise<KubeClient> {
     );
   }
   return createKubeClient(conn, { timeoutMs: s.kube.apiTimeoutMs, userAgent: "hydra-cni" });
-}
-
-function eventTarget(pod: PodArgs): Pick<Pod, "metadata"> {
-  return { metadata: { name: pod.name, namespace: pod.namespace, uid: pod.uid || undefined } };
-}
-
-/** Writes one report through `client` within `budgetMs`; "pod-gone"/"replaced" mean nothing to do. */
-async function writeReport(
-  client: KubeClient,
-  r: SpooledReport,
-  budgetMs: number,
-): Promise<"written" | "pod-gone" | "replaced"> {
-  const end = Date.now() + budgetMs;
-  const events = (r.events ?? []).map((e) =>
-    createEvent(client, eventTarget(r.pod), { type: "Normal", ...e }, {
-      timeoutMs: Math.max(1, end - Date.now()),
-    }).catch(() => undefined)
-  );
-  try {
-    return await retryTransient(
-      (rest) => reportAttachments(client, r.pod, r.reports, { timeoutMs: rest }),
-      { deadlineMs: budgetMs },
-    );
-  } catch (err) {
-    if (err instanceof PodUidMismatchError) return "replaced";
-    throw err;
-  } finally {
-    await Promise.all(events);
-  }
 }
 
 /**

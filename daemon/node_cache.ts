@@ -1,0 +1,211 @@
+/**
+ * The node daemon's view of the cluster: watch caches (informers) of the
+ * pods on this node (field selector `spec.nodeName`, so memory follows the
+ * node's pods, not the cluster's), of every NetworkAttachmentDefinition,
+ * and of this node's Node object; reads that miss go to the API server,
+ * a bounded number at a time.
+ *
+ * A pod the runtime asks about has usually been in the cache for a while
+ * (the kubelet sees it through a watch too). When it is not there yet, or
+ * only an older pod of the same name is, the lookup waits a moment for the
+ * watch to deliver it, then asks the API server.
+ *
+ * @module
+ */
+
+import type { KubeClient } from "../kube/client.ts";
+import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
+import { type Informer, startInformer } from "../kube/informer.ts";
+import {
+  nadPath,
+  type NetworkAttachmentDefinition,
+  type Node,
+  nodePath,
+  type Pod,
+  podPath,
+} from "../kube/objects.ts";
+import type { KubeObject } from "../kube/watch.ts";
+
+/** Options of {@link startNodeCache}. */
+export interface NodeCacheOptions {
+  nodeName: string;
+  /** Live API reads at once, at most (the rest wait their turn); 8. */
+  maxLiveReads?: number;
+  /** Longest wait for the pod watch to deliver a pod not yet cached; 1 s. */
+  podWaitMs?: number;
+  onError?: (what: string, err: unknown) => void;
+}
+
+/** What a read was served from, for metrics. */
+export type ReadSource = "cache" | "api";
+
+/** The caches and the reads served from them. */
+export interface NodeCache {
+  /** Resolves once every informer has listed once. */
+  readonly synced: Promise<void>;
+  hasSynced(): boolean;
+  /** Object counts, for metrics. */
+  sizes(): { pods: number; nads: number };
+  /**
+   * Reads one object by API path (pods, NADs, legacy Networks, Nodes);
+   * throws KubeApiError (404 when missing) or KubeTransportError as the
+   * API client would.
+   */
+  get(
+    path: string,
+    opts: { uid?: string; timeoutMs: number },
+  ): Promise<{ body: unknown; source: ReadSource }>;
+  stop(): Promise<void>;
+}
+
+const POD_PATH = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/;
+const NAD_PATH =
+  /^\/apis\/k8s\.cni\.cncf\.io\/v1\/namespaces\/([^/]+)\/network-attachment-definitions\/([^/]+)$/;
+const NODE_PATH = /^\/api\/v1\/nodes\/([^/]+)$/;
+const LEGACY_PATH =
+  /^\/apis\/kubernetes-network\.cni\.cncf\.io\/v1\/namespaces\/[^/]+\/networks\/[^/]+$/;
+
+/** A counting semaphore: at most `n` holders, the rest queue in order. */
+function semaphore(n: number) {
+  let free = n;
+  const waiting: (() => void)[] = [];
+  return {
+    async acquire(): Promise<() => void> {
+      if (free > 0) free--;
+      else await new Promise<void>((resolve) => waiting.push(resolve));
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const next = waiting.shift();
+        if (next) next();
+        else free++;
+      };
+    },
+  };
+}
+
+function badRequest(path: string): KubeApiError {
+  return new KubeApiError({
+    status: 400,
+    reason: "BadRequest",
+    message: `GET ${path}: 400 BadRequest: not an object the node daemon serves`,
+    method: "GET",
+    path,
+  });
+}
+
+/** Starts the informers; reads work at once (they go to the API server until synced). */
+export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): NodeCache {
+  const podWaitMs = opts.podWaitMs ?? 1_000;
+  const live = semaphore(opts.maxLiveReads ?? 8);
+  /** Pod keys someone is waiting for, with their wake-up calls. */
+  const podWaiters = new Map<string, Set<() => void>>();
+  const onError = (what: string) => (err: unknown) => opts.onError?.(what, err);
+
+  const pods: Informer<Pod> = startInformer<Pod>(client, podPath(), {
+    fieldSelector: `spec.nodeName=${opts.nodeName}`,
+    onEvent: (_type, pod) => {
+      const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
+      for (const wake of podWaiters.get(key) ?? []) wake();
+    },
+    onError: onError("pods"),
+  });
+  const nads: Informer<NetworkAttachmentDefinition> = startInformer(client, nadPath(), {
+    onError: onError("network-attachment-definitions"),
+  });
+  const nodes: Informer<Node> = startInformer<Node>(client, nodePath(), {
+    fieldSelector: `metadata.name=${opts.nodeName}`,
+    onError: onError("nodes"),
+  });
+  const informers: Informer<KubeObject>[] = [pods, nads, nodes];
+  const synced = Promise.all(informers.map((i) => i.synced)).then(() => {});
+  synced.catch(() => {});
+
+  async function liveGet(path: string, end: number): Promise<unknown> {
+    const release = await live.acquire();
+    try {
+      const left = end - Date.now();
+      if (left <= 0) {
+        throw new KubeTransportError(
+          "timeout",
+          `GET ${path}: no API read slot free in time`,
+          "GET",
+          path,
+        );
+      }
+      return await client.get(path, { timeoutMs: left });
+    } finally {
+      release();
+    }
+  }
+
+  /** Waits until the pod watch says something about `key` or `ms` pass. */
+  function podEvent(key: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const set = podWaiters.get(key) ?? new Set();
+      podWaiters.set(key, set);
+      const done = () => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (set.size === 0) podWaiters.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      set.add(done);
+    });
+  }
+
+  async function getPod(
+    ns: string,
+    name: string,
+    path: string,
+    uid: string | undefined,
+    end: number,
+  ) {
+    const key = `${ns}/${name}`;
+    const fits = (p: Pod | undefined) => p !== undefined && (!uid || p.metadata.uid === uid);
+    let cached = pods.get(ns, name);
+    if (pods.hasSynced()) {
+      const waitUntil = Math.min(end - 50, Date.now() + podWaitMs);
+      while (!fits(cached) && Date.now() < waitUntil) {
+        await podEvent(key, waitUntil - Date.now());
+        cached = pods.get(ns, name);
+      }
+      if (fits(cached)) return { body: cached, source: "cache" as const };
+    }
+    // Not (yet) in the cache, another node's pod, or a UID only the API knows: ask it.
+    return { body: await liveGet(path, end), source: "api" as const };
+  }
+
+  return {
+    synced,
+    hasSynced: () => informers.every((i) => i.hasSynced()),
+    sizes: () => ({ pods: pods.list().length, nads: nads.list().length }),
+    async get(path, { uid, timeoutMs }) {
+      const end = Date.now() + timeoutMs;
+      let m = POD_PATH.exec(path);
+      if (m) {
+        return await getPod(decodeURIComponent(m[1]), decodeURIComponent(m[2]), path, uid, end);
+      }
+      m = NAD_PATH.exec(path);
+      if (m) {
+        const cached = nads.get(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
+        if (cached) return { body: cached, source: "cache" };
+        // Missing from a synced cache usually means missing; the API says for sure.
+        return { body: await liveGet(path, end), source: "api" };
+      }
+      m = NODE_PATH.exec(path);
+      if (m) {
+        const cached = nodes.get(undefined, decodeURIComponent(m[1]));
+        if (cached) return { body: cached, source: "cache" };
+        return { body: await liveGet(path, end), source: "api" };
+      }
+      if (LEGACY_PATH.test(path)) return { body: await liveGet(path, end), source: "api" };
+      throw badRequest(path);
+    },
+    async stop() {
+      await Promise.all(informers.map((i) => i.stop()));
+    },
+  };
+}
