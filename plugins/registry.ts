@@ -14,6 +14,7 @@ const builtins: Record<string, PluginLoader> = {
   "hydra": async () => (await import("./meta.ts")).plugin,
   "hydra-ipam": async () => (await import("../ipam/host_local.ts")).plugin,
   "hydra-static": async () => (await import("../ipam/static.ts")).plugin,
+  "kube-node": async () => (await import("../ipam/kube_node.ts")).plugin,
   "hydra-bridge": async () => (await import("./bridge.ts")).plugin,
   "hydra-macvlan": async () => (await import("./macvlan.ts")).plugin,
   "hydra-host-device": async () => (await import("./host-device.ts")).plugin,
