@@ -275,3 +275,28 @@ Deno.test("vxlan: a device of another kind under the name is a conflict and noth
     assert.deepEqual(await routes(ns, "proto", "204"), []);
   });
 });
+
+Deno.test("dual stack: IPv6 routes carry the kernel's default metric and are adopted like IPv4 ones", async () => {
+  await withNode(async (ns, h) => {
+    await run("ip", "-n", ns.name, "addr", "add", "fd50::1/64", "dev", "ul0", "nodad");
+    const dual = (name: string, n: number): NodeInfo => ({
+      name,
+      podCIDRs: [`10.244.${n}.0/24`, `fd44:${n}::/64`],
+      internalIPs: [`192.168.50.${n}`, `fd50::${n}`],
+      annotations: {},
+    });
+    const nodes = [dual("n1", 1), dual("n2", 2)];
+    const first = reconcileNetwork(h, desired(nodes), undefined, true);
+    assert.deepEqual(first.problems, []);
+    assert.equal(first.changes.routesAdded, 2);
+    const v6 = await ns.ipJson<IpRoute[]>("-6", "route", "show", "proto", "202");
+    assert.deepEqual(v6.map((r) => `${r.dst} via ${r.gateway}`), ["fd44:2::/64 via fd50::2"]);
+    const adopt = reconcileNetwork(h, desired(nodes), undefined, true);
+    assert.equal(adopt.changes.routesAdded + adopt.changes.routesReplaced, 0);
+    const moved = [dual("n1", 1), { ...dual("n2", 2), internalIPs: ["192.168.50.2", "fd50::22"] }];
+    const r = reconcileNetwork(h, desired(moved), adopt.mirror, true);
+    assert.equal(r.changes.routesReplaced, 1);
+    const after = await ns.ipJson<IpRoute[]>("-6", "route", "show", "proto", "202");
+    assert.deepEqual(after.map((x) => `${x.dst} via ${x.gateway}`), ["fd44:2::/64 via fd50::22"]);
+  });
+});
