@@ -75,8 +75,6 @@ export interface Attacher {
   attach(pod: PodSandbox, keep?: () => boolean): Promise<AttachOutcome>;
   /** Releases everything attached to the sandbox; idempotent. */
   release(sandboxId: string, netns?: string): Promise<ReleaseOutcome>;
-  /** Whether hydra holds anything (a record or a state file) for the sandbox. */
-  holds(sandboxId: string): Promise<boolean>;
   /** Waits for every running call to settle. */
   idle(): Promise<void>;
 }
@@ -176,8 +174,8 @@ export function createAttacher(options: AttacherOptions): Attacher {
   }
 
   async function releaseLocked(sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
-    const state = await loadPodState(cacheDir, sandboxId);
-    const ifNames = await recordIfNames(cacheDir, sandboxId);
+    const state = loadPodState(cacheDir, sandboxId);
+    const ifNames = recordIfNames(cacheDir, sandboxId);
     const path = existingNetns(netns, state?.netns);
     const errors: CniError[] = [];
     for (const ifName of ifNames) {
@@ -194,7 +192,7 @@ export function createAttacher(options: AttacherOptions): Attacher {
         `releasing sandbox ${sandboxId}: ${errors.map((e) => e.message).join("; ")}`,
       );
     }
-    await removePodState(cacheDir, sandboxId);
+    removePodState(cacheDir, sandboxId);
     if (ifNames.length) log.info("networks released", { sandbox: sandboxId, records: ifNames });
     return { records: ifNames.length };
   }
@@ -202,8 +200,8 @@ export function createAttacher(options: AttacherOptions): Attacher {
   async function attachLocked(pod: PodSandbox, keep: () => boolean): Promise<AttachOutcome> {
     const sandboxId = pod.id;
     const netns = netnsPathOf(pod);
-    const state = await loadPodState(cacheDir, sandboxId);
-    const recorded = await recordIfNames(cacheDir, sandboxId);
+    const state = loadPodState(cacheDir, sandboxId);
+    const recorded = recordIfNames(cacheDir, sandboxId);
     if (state && recorded.includes(state.ifName)) {
       return { status: "already", networks: state.networks };
     }
@@ -250,7 +248,7 @@ export function createAttacher(options: AttacherOptions): Attacher {
       attachedAt: new Date().toISOString(),
     };
     try {
-      await savePodState(cacheDir, next);
+      savePodState(cacheDir, next);
     } catch (err) {
       await releaseLocked(sandboxId, netns).catch(() => {});
       throw new CniError(ErrorCode.IoFailure, `cannot record sandbox ${sandboxId}: ${err}`);
@@ -261,11 +259,6 @@ export function createAttacher(options: AttacherOptions): Attacher {
   return {
     attach: (pod, keep = () => true) => serialized(pod.id, () => attachLocked(pod, keep)),
     release: (sandboxId, netns) => serialized(sandboxId, () => releaseLocked(sandboxId, netns)),
-    holds: (sandboxId) =>
-      serialized(sandboxId, async () => {
-        if (await loadPodState(cacheDir, sandboxId)) return true;
-        return (await recordIfNames(cacheDir, sandboxId)).length > 0;
-      }),
     async idle() {
       while (running.size) await Promise.all([...running]);
     },

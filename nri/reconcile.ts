@@ -220,8 +220,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       for (const id of [...stoppedIds]) if (!listed.has(id)) stoppedIds.delete(id);
       for (const id of [...startedIds]) if (!listed.has(id)) startedIds.delete(id);
       const held = new Set([
-        ...await listPodStateIds(options.cacheDir),
-        ...await recordSandboxIds(options.cacheDir),
+        ...listPodStateIds(options.cacheDir),
+        ...recordSandboxIds(options.cacheDir),
       ]);
       const steps: Step[] = [];
       for (const id of held) {

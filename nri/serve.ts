@@ -37,6 +37,7 @@ import {
 import { createReconciler, type Reconciler } from "./reconcile.ts";
 import { confDirSource, type NetworkSource } from "./source.ts";
 import { listPodStateIds } from "./state.ts";
+import { builtinNames, loadBuiltin } from "../plugins/registry.ts";
 import {
   type HookContext,
   netnsPathOf,
@@ -74,9 +75,9 @@ function budgetSpent(ctx: HookContext): boolean {
   return ctx.signal.aborted && ctx.signal.reason instanceof TtrpcStatusError;
 }
 
-async function refreshAttachedGauge(d: Deps): Promise<void> {
+function refreshAttachedGauge(d: Deps): void {
   try {
-    d.metrics.attachedPods.set({}, (await listPodStateIds(d.cacheDir)).length);
+    d.metrics.attachedPods.set({}, listPodStateIds(d.cacheDir).length);
   } catch {
     // the gauge stays as it was
   }
@@ -205,6 +206,17 @@ function networkSource(opts: NriServeOptions): NetworkSource {
   return confDirSource(opts.confDir);
 }
 
+/**
+ * Loads the built-in plugins now rather than on the first pod, so the first
+ * RunPodSandbox after a start does not pay for compiling them inside its
+ * budget. kube-node (API client code) is left to load when a network uses it.
+ */
+async function preloadPlugins(log: Logger): Promise<void> {
+  const t0 = performance.now();
+  await Promise.all(builtinNames().filter((n) => n !== "kube-node").map((n) => loadBuiltin(n)));
+  log.debug("built-in plugins loaded", { ms: Math.round(performance.now() - t0) });
+}
+
 function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const limit = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
@@ -214,6 +226,7 @@ function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
 async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   const source = networkSource(opts);
   await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
+  await preloadPlugins(log);
   const metrics = createNriMetrics();
   const attacher = createAttacher({
     cacheDir: opts.cacheDir,
@@ -238,7 +251,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     policy: opts.onFailure,
     cacheDir: opts.cacheDir,
   };
-  await refreshAttachedGauge(deps);
+  refreshAttachedGauge(deps);
 
   let status: PluginStatus = { phase: "connecting", disconnects: 0 };
   const onStatus = (next: PluginStatus) => {

@@ -11,13 +11,16 @@
  *   has succeeded as a whole. A record without it is an attach that did not
  *   finish (hydra died during it): it is undone and redone.
  *
- * Files are written atomically (temp file, fsync, rename).
+ * The pod state file is written atomically (temp file, rename) but not
+ * fsynced: losing it in a power cut only makes the next start undo and redo
+ * that sandbox's attach, and an fsync would sit on the RunPodSandbox path.
+ * Everything here is synchronous: the files are tiny, and a hop through the
+ * worker pool per call costs more than the I/O.
  *
  * @module
  */
 
 import { readCachedResult } from "../cni/cache.ts";
-import { ensureDir, removeIfExists, writeFileAtomic } from "../cni/fsutil.ts";
 import type { Result } from "../cni/types.ts";
 import { recordsDir } from "../plugins/meta_store.ts";
 
@@ -57,20 +60,30 @@ function podStatePath(cacheDir: string, sandboxId: string): string {
   return `${podStateDir(cacheDir)}/${sandboxId}.json`;
 }
 
-/** Writes a sandbox's state atomically. */
-export async function savePodState(cacheDir: string, state: PodState): Promise<void> {
-  await ensureDir(podStateDir(cacheDir), 0o700);
-  await writeFileAtomic(podStatePath(cacheDir, state.sandboxId), JSON.stringify(state), 0o600);
+/** Writes a sandbox's state atomically (not durably; see the module doc). */
+export function savePodState(cacheDir: string, state: PodState): void {
+  const dir = podStateDir(cacheDir);
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = podStatePath(cacheDir, state.sandboxId);
+  const tmp = `${dir}/.${state.sandboxId}.tmp-${Deno.pid}`;
+  try {
+    Deno.writeTextFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+    Deno.renameSync(tmp, path);
+  } catch (err) {
+    try {
+      Deno.removeSync(tmp);
+    } catch {
+      // never written
+    }
+    throw err;
+  }
 }
 
 /** Reads a sandbox's state; undefined when there is none or it is unreadable. */
-export async function loadPodState(
-  cacheDir: string,
-  sandboxId: string,
-): Promise<PodState | undefined> {
+export function loadPodState(cacheDir: string, sandboxId: string): PodState | undefined {
   let text: string;
   try {
-    text = await Deno.readTextFile(podStatePath(cacheDir, sandboxId));
+    text = Deno.readTextFileSync(podStatePath(cacheDir, sandboxId));
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
@@ -80,20 +93,26 @@ export async function loadPodState(
     if (raw?.kind !== POD_STATE_KIND || raw.sandboxId !== sandboxId) return undefined;
     return raw as PodState;
   } catch {
-    // A torn file cannot come from writeFileAtomic; treat junk as "not attached".
+    // Junk is treated as "not attached": the sandbox is undone and redone.
     return undefined;
   }
 }
 
 /** Removes a sandbox's state; true if there was one. */
-export async function removePodState(cacheDir: string, sandboxId: string): Promise<boolean> {
-  return await removeIfExists(podStatePath(cacheDir, sandboxId));
+export function removePodState(cacheDir: string, sandboxId: string): boolean {
+  try {
+    Deno.removeSync(podStatePath(cacheDir, sandboxId));
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
 }
 
-async function names(dir: string): Promise<string[]> {
+function names(dir: string): string[] {
   const out: string[] = [];
   try {
-    for await (const e of Deno.readDir(dir)) {
+    for (const e of Deno.readDirSync(dir)) {
       if (e.isFile && !e.name.startsWith(".")) out.push(e.name);
     }
   } catch (err) {
@@ -104,8 +123,8 @@ async function names(dir: string): Promise<string[]> {
 }
 
 /** Sandbox ids with a state file. */
-export async function listPodStateIds(cacheDir: string): Promise<string[]> {
-  return (await names(podStateDir(cacheDir)))
+export function listPodStateIds(cacheDir: string): string[] {
+  return names(podStateDir(cacheDir))
     .filter((n) => n.endsWith(".json"))
     .map((n) => n.slice(0, -".json".length));
 }
@@ -115,17 +134,17 @@ export async function listPodStateIds(cacheDir: string): Promise<string[]> {
  * with. Sandbox ids never contain "-" (containerd and CRI-O use hex), so
  * the id and the interface split at the first "-".
  */
-export async function recordIfNames(cacheDir: string, sandboxId: string): Promise<string[]> {
+export function recordIfNames(cacheDir: string, sandboxId: string): string[] {
   const prefix = `${sandboxId}-`;
-  return (await names(recordsDir(cacheDir)))
+  return names(recordsDir(cacheDir))
     .filter((n) => n.startsWith(prefix))
     .map((n) => n.slice(prefix.length));
 }
 
 /** Every sandbox id with a meta-CNI record. */
-export async function recordSandboxIds(cacheDir: string): Promise<string[]> {
+export function recordSandboxIds(cacheDir: string): string[] {
   const ids = new Set<string>();
-  for (const n of await names(recordsDir(cacheDir))) {
+  for (const n of names(recordsDir(cacheDir))) {
     const dash = n.indexOf("-");
     if (dash > 0) ids.add(n.slice(0, dash));
   }
