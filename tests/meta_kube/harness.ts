@@ -1,0 +1,331 @@
+/**
+ * The world of the Kubernetes-mode tests: a real control plane, a "node"
+ * network namespace that reaches it (see api_access.ts) where the meta-CNI
+ * runs as a runtime would run it, pod namespaces made on demand, test
+ * namespaces and a least-privilege node account, and the node daemon
+ * (`hydra daemon`) on the host when a test wants it. `close()` removes
+ * everything.
+ *
+ * @module
+ */
+
+import { type ControlPlane, startControlPlane } from "../infra/cluster.ts";
+import { referencePluginDir } from "../infra/peers.ts";
+import { type Daemon, spawnDaemon, waitUntil } from "../infra/process.ts";
+import { createNetns, deleteNetns, type TestNetns, uniqueName } from "../helpers/netns.ts";
+import { execIn, type HydraOutput } from "../meta/harness.ts";
+import { nodeAgentKubeconfig } from "../kube/helpers.ts";
+import { REPO_ROOT } from "../cni/helpers.ts";
+import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "./api_access.ts";
+import { connectNodeDaemon } from "../../daemon/node_client.ts";
+import { getFromEndpoint } from "../../daemon/http.ts";
+import type { Pod } from "../../kube/objects.ts";
+
+/** The launcher, exec'd as a runtime would. */
+export const HYDRA = `${REPO_ROOT}/bin/hydra`;
+
+/** The seed's older Network CRD (for the legacy annotation). */
+export const LEGACY_CRD = `${REPO_ROOT}/tests/kube/manifests/legacy-network-crd.yaml`;
+
+/** A running `hydra daemon`. */
+export interface NodeDaemon {
+  socket: string;
+  logPath: string;
+  process: Daemon;
+  /** Prometheus text from its metrics endpoint. */
+  metrics(): Promise<string>;
+  /** SIGTERM, then waits for the exit; returns the exit code. */
+  stop(): Promise<number>;
+}
+
+/** One test world. */
+export interface KubeEnv {
+  cp: ControlPlane;
+  /** The node namespace every CNI call runs in. */
+  node: TestNetns;
+  nodeName: string;
+  dir: string;
+  cacheDir: string;
+  /** The test's own namespace and a second one. */
+  ns: string;
+  other: string;
+  /** JSON kubeconfigs of the node account: for the host, and for the node namespace. */
+  kubeconfigHost: string;
+  kubeconfigNode: string;
+  /** Multus's confDir for networks named by file. */
+  confDir: string;
+  /** Reference CNI plugins speaking 1.1.0. */
+  referenceBin: string;
+  /** A fresh pod network namespace (removed by close()). */
+  podNetns(): Promise<TestNetns>;
+  /** Creates a Pod object bound to this node; returns it as stored. */
+  createPod(
+    name: string,
+    annotations?: Record<string, string>,
+    opts?: { namespace?: string; nodeName?: string },
+  ): Promise<Pod>;
+  getPod(namespace: string, name: string): Promise<Pod | undefined>;
+  deletePod(namespace: string, name: string): Promise<void>;
+  /** Creates a NetworkAttachmentDefinition (config: object → JSON text; undefined → empty spec). */
+  nad(namespace: string, name: string, config: unknown): Promise<void>;
+  /** A bridge network conf with a unique bridge, /24 ("10.A.B") and host-local store. */
+  bridgeNet(
+    name: string,
+    extra?: Record<string, unknown>,
+  ): { conf: Record<string, unknown>; subnet: string };
+  /** The meta-CNI conf for this world, Kubernetes mode. */
+  metaConf(extra?: Record<string, unknown>): Record<string, unknown>;
+  /** Runs the meta-CNI in the node namespace for `pod`. */
+  cni(
+    command: string,
+    conf: unknown,
+    call: {
+      netns: TestNetns;
+      pod?: { namespace: string; name: string; uid?: string };
+      containerId?: string;
+      ifName?: string;
+      program?: string;
+    },
+  ): Promise<HydraOutput & { ms: number }>;
+  startDaemon(opts?: { kubeconfig?: string; args?: string[] }): Promise<NodeDaemon>;
+  close(): Promise<void>;
+}
+
+let subnetSeq = 0;
+
+/** Starts a world. */
+export async function startKubeEnv(): Promise<KubeEnv> {
+  const dir = await Deno.makeTempDir({ prefix: "hydra-mk-" });
+  const cp = await startControlPlane({
+    apiserverArgs: API_ANYWHERE_ARGS,
+    manifests: [LEGACY_CRD],
+  });
+  const netnses: TestNetns[] = [];
+  const daemons: NodeDaemon[] = [];
+  try {
+    const node = await createNetns("hkn");
+    netnses.push(node);
+    const nodeServer = await apiIntoNetns(node.name, cp.server);
+    const ns = uniqueName("mk");
+    const other = uniqueName("mko");
+    for (const n of [ns, other, "kube-system"]) await cp.createNamespace(n);
+    const account = await nodeAgentKubeconfig(cp, ns);
+    const kubeconfigHost = await jsonKubeconfig(account, `${dir}/node-host.kubeconfig`);
+    const kubeconfigNode = await jsonKubeconfig(
+      account,
+      `${dir}/node-netns.kubeconfig`,
+      nodeServer,
+    );
+    const confDir = `${dir}/net.d`;
+    await Deno.mkdir(confDir);
+    const nodeName = uniqueName("node");
+    const cacheDir = `${dir}/cache`;
+    const subnetBase = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
+
+    const env: KubeEnv = {
+      cp,
+      node,
+      nodeName,
+      dir,
+      cacheDir,
+      ns,
+      other,
+      kubeconfigHost,
+      kubeconfigNode,
+      confDir,
+      referenceBin: referencePluginDir(),
+      async podNetns() {
+        const p = await createNetns("hkp");
+        netnses.push(p);
+        return p;
+      },
+      async createPod(name, annotations = {}, opts = {}) {
+        const namespace = opts.namespace ?? ns;
+        return await cp.api.must("POST", `/api/v1/namespaces/${namespace}/pods`, {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name, namespace, annotations },
+          spec: {
+            nodeName: opts.nodeName ?? nodeName,
+            containers: [{ name: "main", image: "localhost/hydra/pause:1.0" }],
+          },
+        }) as Pod;
+      },
+      async getPod(namespace, name) {
+        const res = await cp.api.request("GET", `/api/v1/namespaces/${namespace}/pods/${name}`);
+        if (res.status === 404) return undefined;
+        return res.body as Pod;
+      },
+      async deletePod(namespace, name) {
+        await cp.api.must(
+          "DELETE",
+          `/api/v1/namespaces/${namespace}/pods/${name}?gracePeriodSeconds=0`,
+          undefined,
+          [404],
+        );
+      },
+      async nad(namespace, name, config) {
+        const spec = config === undefined
+          ? {}
+          : { config: typeof config === "string" ? config : JSON.stringify(config) };
+        await cp.api.must(
+          "POST",
+          `/apis/k8s.cni.cncf.io/v1/namespaces/${namespace}/network-attachment-definitions`,
+          {
+            apiVersion: "k8s.cni.cncf.io/v1",
+            kind: "NetworkAttachmentDefinition",
+            metadata: { name, namespace },
+            spec,
+          },
+        );
+      },
+      bridgeNet(name, extra = {}) {
+        const n = subnetSeq++;
+        const subnet = `10.${210 + ((subnetBase + n) % 40)}.${(subnetBase * 7 + n) % 250}`;
+        const conf = {
+          cniVersion: "1.0.0",
+          name,
+          type: "bridge",
+          bridge: uniqueName("hkbr"),
+          ipam: {
+            type: "host-local",
+            ranges: [[{ subnet: `${subnet}.0/24` }]],
+            dataDir: `${dir}/ipam`,
+          },
+          ...extra,
+        };
+        return { conf, subnet };
+      },
+      metaConf(extra = {}) {
+        return {
+          cniVersion: "1.0.0",
+          name: "hydra",
+          type: "hydra",
+          kubeconfig: kubeconfigNode,
+          cacheDir,
+          confDir,
+          daemonSocket: "",
+          apiTimeout: 3,
+          logLevel: "debug",
+          logFile: `${dir}/hydra.log`,
+          ...extra,
+        };
+      },
+      async cni(command, conf, call) {
+        const pod = call.pod;
+        const containerId = call.containerId ?? `ctr-${call.netns.name}`;
+        const cniArgs = pod
+          ? [
+            "IgnoreUnknown=1",
+            `K8S_POD_NAMESPACE=${pod.namespace}`,
+            `K8S_POD_NAME=${pod.name}`,
+            `K8S_POD_INFRA_CONTAINER_ID=${containerId}`,
+            `K8S_POD_UID=${pod.uid ?? ""}`,
+          ].join(";")
+          : "";
+        const started = performance.now();
+        const out = await execIn(node, call.program ?? HYDRA, [], {
+          PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: containerId,
+          CNI_NETNS: call.netns.path,
+          CNI_IFNAME: call.ifName ?? "eth0",
+          CNI_PATH: `${REPO_ROOT}/bin:${referencePluginDir()}`,
+          CNI_ARGS: cniArgs,
+        }, typeof conf === "string" ? conf : JSON.stringify(conf));
+        return { ...out, ms: performance.now() - started };
+      },
+      async startDaemon(opts = {}) {
+        const socket = `${dir}/daemon-${daemons.length}.sock`;
+        const metricsSock = `${dir}/daemon-${daemons.length}-metrics.sock`;
+        const logPath = `${dir}/daemon-${daemons.length}.log`;
+        const proc = spawnDaemon("hydra daemon", HYDRA, {
+          args: [
+            "daemon",
+            "--kubeconfig",
+            opts.kubeconfig ?? kubeconfigHost,
+            "--node-name",
+            nodeName,
+            "--socket",
+            socket,
+            "--listen",
+            `unix:${metricsSock}`,
+            "--spool-dir",
+            `${cacheDir}/reports`,
+            "--log-level",
+            "debug",
+            ...(opts.args ?? []),
+          ],
+          logPath,
+        });
+        let exited: number | undefined;
+        const d: NodeDaemon = {
+          socket,
+          logPath,
+          process: proc,
+          async metrics() {
+            return (await getFromEndpoint({ transport: "unix", path: metricsSock }, "/metrics"))
+              .body;
+          },
+          async stop() {
+            if (exited !== undefined) return exited;
+            try {
+              Deno.kill(proc.pid, "SIGTERM");
+            } catch {
+              // already gone
+            }
+            exited = (await proc.status!).code;
+            return exited;
+          },
+        };
+        daemons.push(d);
+        await waitUntil(
+          "hydra daemon to sync",
+          async () => {
+            const conn = await connectNodeDaemon(socket).catch(() => undefined);
+            if (!conn) return false;
+            try {
+              const res = await conn.call({ op: "ping" }, 2_000);
+              return res.ok && (res.body as { synced: boolean }).synced;
+            } catch {
+              return false;
+            } finally {
+              conn.close();
+            }
+          },
+          30_000,
+          proc,
+        );
+        return d;
+      },
+      async close() {
+        for (const d of daemons) await d.stop().catch(() => {});
+        for (const n of netnses) await deleteNetns(n);
+        await cp.stop();
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      },
+    };
+    return env;
+  } catch (err) {
+    for (const d of daemons) await d.stop().catch(() => {});
+    for (const n of netnses) await deleteNetns(n);
+    await cp.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  }
+}
+
+/** The network-status annotation of a pod, parsed. */
+export function networkStatus(pod: Pod | undefined): Record<string, unknown>[] {
+  const text = pod?.metadata.annotations?.["k8s.v1.cni.cncf.io/network-status"];
+  return text ? JSON.parse(text) : [];
+}
+
+/** Polls until `check` holds (for writes the daemon makes in the background). */
+export async function eventually(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 15_000,
+): Promise<void> {
+  await waitUntil(what, check, timeoutMs);
+}
