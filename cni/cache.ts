@@ -139,12 +139,13 @@ export async function writeCacheEntry(cacheDir: string, entry: CacheEntry): Prom
   await writeFileAtomic(path, encodeCacheEntry(entry), 0o600);
 }
 
-async function readText(path: string): Promise<string | undefined> {
+/** Reads `path`, undefined if missing (synchronously: see fsutil.ts on why). */
+function readText(path: string): Promise<string | undefined> {
   try {
-    return await Deno.readTextFile(path);
+    return Promise.resolve(Deno.readTextFileSync(path));
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
+    if (err instanceof Deno.errors.NotFound) return Promise.resolve(undefined);
+    return Promise.reject(err);
   }
 }
 

@@ -3,50 +3,69 @@
  * beside the target, fsync it, rename it over the target, fsync the folder.
  * A reader sees the old file or the new one, never a torn one.
  *
+ * The work is done with synchronous calls behind async signatures: every
+ * asynchronous file operation hops to a worker thread and back, and in a
+ * plugin process that lives for milliseconds those hops cost more than the
+ * I/O itself (fsync included).
+ *
  * @module
  */
 
-
 /** Creates `dir` (and parents) with `mode` if missing. */
-export async function ensureDir(dir: string, mode: number): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true, mode });
+export function ensureDir(dir: string, mode: number): Promise<void> {
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode });
+    return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 /** Writes `data` to `path` atomically with file mode `mode`. */
-export async function writeFileAtomic(
+export function writeFileAtomic(
   path: string,
   data: Uint8Array | string,
   mode = 0o600,
 ): Promise<void> {
+  try {
+    writeFileAtomicSync(path, data, mode);
+    return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** {@link writeFileAtomic}, synchronously. */
+export function writeFileAtomicSync(path: string, data: Uint8Array | string, mode = 0o600): void {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   const slash = path.lastIndexOf("/");
   // Plain string work: node:path costs tens of ms to load on the exec path.
   const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
   const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
   const tmp = `${dir}/.${path.slice(slash + 1)}.tmp-${Deno.pid}-${rand}`;
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode });
+  const file = Deno.openSync(tmp, { write: true, createNew: true, mode });
   try {
     let rest = bytes;
-    while (rest.length) rest = rest.subarray(await file.write(rest));
-    await file.sync();
+    while (rest.length) rest = rest.subarray(file.writeSync(rest));
+    file.syncSync();
   } catch (err) {
     file.close();
-    await Deno.remove(tmp).catch(() => {});
+    removeQuietly(tmp);
     throw err;
   }
   file.close();
   try {
     // mode on create is masked by the umask; state files must be exactly `mode`.
-    await Deno.chmod(tmp, mode);
-    await Deno.rename(tmp, path);
+    Deno.chmodSync(tmp, mode);
+    Deno.renameSync(tmp, path);
   } catch (err) {
-    await Deno.remove(tmp).catch(() => {});
+    removeQuietly(tmp);
     throw err;
   }
   try {
-    const d = await Deno.open(dir, { read: true });
+    const d = Deno.openSync(dir, { read: true });
     try {
-      await d.sync();
+      d.syncSync();
     } finally {
       d.close();
     }
@@ -55,13 +74,21 @@ export async function writeFileAtomic(
   }
 }
 
-/** Removes `path`; true if it existed. */
-export async function removeIfExists(path: string): Promise<boolean> {
+function removeQuietly(path: string): void {
   try {
-    await Deno.remove(path);
-    return true;
+    Deno.removeSync(path);
+  } catch {
+    // already gone, or nothing more to do about it
+  }
+}
+
+/** Removes `path`; true if it existed. */
+export function removeIfExists(path: string): Promise<boolean> {
+  try {
+    Deno.removeSync(path);
+    return Promise.resolve(true);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
+    if (err instanceof Deno.errors.NotFound) return Promise.resolve(false);
+    return Promise.reject(err);
   }
 }

@@ -18,6 +18,12 @@
  * holder of the lock removes. A rename would not do: it replaces an
  * existing name silently.
  *
+ * File operations other than waiting for the lock are synchronous behind
+ * async signatures: an asynchronous one hops to a worker thread and back,
+ * which costs a plugin process that lives for milliseconds more than the
+ * I/O (fsync included). Waiting for the lock stays asynchronous, so a
+ * long-running process is never frozen by another holding it.
+ *
  * @module
  */
 
@@ -100,14 +106,14 @@ export async function withStore<T>(
   await previous;
   try {
     try {
-      await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
     } catch (err) {
       throw ioError(`cannot create store directory ${dir}`, err);
     }
     let file: Deno.FsFile;
     try {
       // host-local creates its lock file with mode 0750; match it.
-      file = await Deno.open(lockPath, { read: true, write: true, create: true, mode: 0o750 });
+      file = Deno.openSync(lockPath, { read: true, write: true, create: true, mode: 0o750 });
     } catch (err) {
       throw ioError(`cannot open lock file ${lockPath}`, err);
     }
@@ -134,29 +140,38 @@ function parseOwner(content: string): { containerId: string; ifname?: string } {
  * Lists every reservation in the store. Must be called with the lock held:
  * it also removes temporary files left by a writer that crashed.
  */
-export async function listReservations(store: LockedStore): Promise<Reservation[]> {
-  const reads: Promise<Reservation | undefined>[] = [];
+export function listReservations(store: LockedStore): Promise<Reservation[]> {
+  const found: Reservation[] = [];
+  let entries: Deno.DirEntry[];
   try {
-    for await (const entry of Deno.readDir(store.dir)) {
-      if (!entry.isFile) continue;
-      if (entry.name.startsWith(TEMP_PREFIX)) {
-        reads.push(Deno.remove(join(store.dir, entry.name)).then(() => undefined, () => undefined));
-        continue;
-      }
-      const ip = parseIp(entry.name);
-      if (!ip) continue;
-      reads.push(
-        Deno.readTextFile(join(store.dir, entry.name)).then(
-          (content) => ({ ip, name: entry.name, ...parseOwner(content) }),
-          // Gone since the listing (a lock-ignoring writer); not ours to report.
-          () => undefined,
-        ),
-      );
-    }
+    entries = [...Deno.readDirSync(store.dir)];
   } catch (err) {
-    throw ioError(`cannot list store directory ${store.dir}`, err);
+    return Promise.reject(ioError(`cannot list store directory ${store.dir}`, err));
   }
-  return (await Promise.all(reads)).filter((r): r is Reservation => r !== undefined);
+  for (const entry of entries) {
+    if (!entry.isFile) continue;
+    if (entry.name.startsWith(TEMP_PREFIX)) {
+      removeQuietly(join(store.dir, entry.name));
+      continue;
+    }
+    const ip = parseIp(entry.name);
+    if (!ip) continue;
+    try {
+      const content = Deno.readTextFileSync(join(store.dir, entry.name));
+      found.push({ ip, name: entry.name, ...parseOwner(content) });
+    } catch {
+      // Gone since the listing (a lock-ignoring writer); not ours to report.
+    }
+  }
+  return Promise.resolve(found);
+}
+
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // already gone
+  }
 }
 
 /**
@@ -188,11 +203,12 @@ export function reservationsOf(
   return current.length > 0 ? current : all.filter((r) => ownedBy(r, containerId, ifname, true));
 }
 
-async function writeNew(path: string, content: string): Promise<void> {
-  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+function writeNew(path: string, content: string): void {
+  const file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
   try {
-    await file.write(encoder.encode(content));
-    await file.syncData();
+    let rest = encoder.encode(content);
+    while (rest.length) rest = rest.subarray(file.writeSync(rest));
+    file.syncDataSync();
   } finally {
     file.close();
   }
@@ -207,84 +223,102 @@ function tempName(store: LockedStore, label: string): string {
  * Reserves `ip` for the attachment: false if the address is already taken.
  * With the lock held; records the address as set `setIndex`'s last reserved.
  */
-export async function reserve(
+export function reserve(
   store: LockedStore,
   ip: IpAddr,
   containerId: string,
   ifname: string,
   setIndex: number,
 ): Promise<boolean> {
+  try {
+    return Promise.resolve(reserveSync(store, ip, containerId, ifname, setIndex));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+function reserveSync(
+  store: LockedStore,
+  ip: IpAddr,
+  containerId: string,
+  ifname: string,
+  setIndex: number,
+): boolean {
   const name = formatIp(ip);
   const finalPath = join(store.dir, name);
   const content = ownerRecord(containerId, ifname);
   const temp = tempName(store, name);
   try {
-    await writeNew(temp, content);
+    writeNew(temp, content);
     try {
-      await Deno.link(temp, finalPath);
+      Deno.linkSync(temp, finalPath);
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) return false;
       // A filesystem without hard links: fall back to host-local's O_EXCL create.
-      await Deno.remove(temp).catch(() => {});
+      removeQuietly(temp);
       try {
-        await writeNew(finalPath, content);
+        writeNew(finalPath, content);
       } catch (err2) {
         if (err2 instanceof Deno.errors.AlreadyExists) return false;
-        await Deno.remove(finalPath).catch(() => {});
+        removeQuietly(finalPath);
         throw err2;
       }
     }
   } catch (err) {
     throw ioError(`cannot reserve ${name} in ${store.dir}`, err);
   } finally {
-    await Deno.remove(temp).catch(() => {});
+    removeQuietly(temp);
   }
-  await writeLastReserved(store, setIndex, name);
+  writeLastReserved(store, setIndex, name);
   return true;
 }
 
-async function writeLastReserved(store: LockedStore, setIndex: number, name: string) {
+function writeLastReserved(store: LockedStore, setIndex: number, name: string): void {
   // A hint only: replace it atomically but without syncing.
   const path = join(store.dir, `${LAST_RESERVED_PREFIX}${setIndex}`);
   const temp = tempName(store, "last");
   try {
-    await Deno.writeTextFile(temp, name, { mode: 0o600, createNew: true });
-    await Deno.rename(temp, path);
+    Deno.writeTextFileSync(temp, name, { mode: 0o600, createNew: true });
+    Deno.renameSync(temp, path);
   } catch (err) {
-    await Deno.remove(temp).catch(() => {});
+    removeQuietly(temp);
     throw ioError(`cannot record last reserved address in ${path}`, err);
   }
 }
 
 /** The last address reserved from set `setIndex`, undefined if none or unreadable. */
-export async function lastReservedIp(
+export function lastReservedIp(
   store: LockedStore,
   setIndex: number,
 ): Promise<IpAddr | undefined> {
   try {
     // Parsed exactly as written (no trimming), as host-local parses it.
-    return parseIp(await Deno.readTextFile(join(store.dir, `${LAST_RESERVED_PREFIX}${setIndex}`)));
+    const text = Deno.readTextFileSync(join(store.dir, `${LAST_RESERVED_PREFIX}${setIndex}`));
+    return Promise.resolve(parseIp(text));
   } catch {
-    return undefined;
+    return Promise.resolve(undefined);
   }
 }
 
 /** Deletes reservation files; ones already gone count as deleted. */
-export async function removeReservations(
+export function removeReservations(
   store: LockedStore,
   reservations: readonly Reservation[],
 ): Promise<void> {
   const errors: string[] = [];
-  await Promise.all(reservations.map(async (r) => {
+  for (const r of reservations) {
     try {
-      await Deno.remove(join(store.dir, r.name));
+      Deno.removeSync(join(store.dir, r.name));
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) errors.push(`${r.name}: ${String(err)}`);
     }
-  }));
-  if (errors.length > 0) {
-    throw new CniError(ErrorCode.IoFailure, `cannot release ${errors.join("; ")}`);
   }
+  if (errors.length > 0) {
+    return Promise.reject(
+      new CniError(ErrorCode.IoFailure, `cannot release ${errors.join("; ")}`),
+    );
+  }
+  return Promise.resolve();
 }
 
 /**
@@ -302,11 +336,14 @@ export async function releaseByOwner(
 }
 
 /** True when the store directory accepts a new file (STATUS). */
-export async function probeWritable(store: LockedStore): Promise<void> {
+export function probeWritable(store: LockedStore): Promise<void> {
   const temp = tempName(store, "probe");
   try {
-    await Deno.writeTextFile(temp, "", { createNew: true, mode: 0o600 });
+    Deno.writeTextFileSync(temp, "", { createNew: true, mode: 0o600 });
+    return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err);
   } finally {
-    await Deno.remove(temp).catch(() => {});
+    removeQuietly(temp);
   }
 }
