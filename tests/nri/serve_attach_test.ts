@@ -118,3 +118,34 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "nri serve: sandboxes created and stopped in parallel get distinct addresses, all freed",
+  ignore,
+  async fn() {
+    await withNriWorld(async (w) => {
+      await w.startHydra();
+      const count = 6;
+      const ids = await Promise.all(
+        Array.from(
+          { length: count },
+          (_, i) => w.runp(uniqueName(`par${i}`), { [NETWORKS]: "blue,red" }),
+        ),
+      );
+      const seen: string[] = [];
+      for (const id of ids) {
+        const extra = extraLinks(await w.addrs(await w.netnsOf(id)));
+        assert.deepEqual([...extra.keys()].sort(), ["net1", "net2"], id);
+        seen.push(...v4(extra.get("net1")), ...v4(extra.get("net2")));
+      }
+      assert.equal(new Set(seen).size, 2 * count, "every address is distinct");
+      assert.equal(w.reserved("blue").length, count);
+      assert.equal(w.reserved("red").length, count);
+      assert.equal((await w.bridgePorts()).length, count);
+      await Promise.all(ids.map((id) => w.ctd.crictl("stopp", id)));
+      assert.deepEqual(w.reserved("blue"), []);
+      assert.deepEqual(w.reserved("red"), []);
+      assert.deepEqual(await w.bridgePorts(), []);
+    });
+  },
+});

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { uniqueName } from "../helpers/netns.ts";
+import { poll } from "../infra/process.ts";
 import { extraLinks, withNriWorld, worldIgnored } from "./serve_world.ts";
 
 const ignore = worldIgnored();
@@ -56,6 +57,48 @@ Deno.test({
           /network "broken"/.test(String(l.error))
         ),
       );
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "nri serve: an attach that outlives the runtime's budget fails the pod and is undone (fail) or completes late (log)",
+  ignore,
+  async fn() {
+    await withNriWorld(async (w) => {
+      const strict = await w.startHydra([`--cni-bin-dir=${w.slowBinDir}`]);
+      await assert.rejects(
+        w.runp(uniqueName("late"), { [NETWORKS]: "slow" }),
+        /NRI RunPodSandbox failed: .*did not finish within its \d+ ms budget/s,
+      );
+      // Had the answer come late, containerd would have dropped hydra and started the pod.
+      await strict.passes(1);
+      const settled = await poll(() =>
+        w.reserved("slow").length === 0 &&
+        strict.logLines().some((l) => l.msg === "networks released"), 15_000);
+      assert.ok(settled, "the late attach was undone");
+      assert.deepEqual([...Deno.readDirSync(join(w.cacheDir, "attachments"))], []);
+      assert.equal(
+        strict.logLines().filter((l) => l.msg === "synchronize pass done").length,
+        1,
+        "never disconnected",
+      );
+      assert.equal(await strict.terminate(), 0);
+
+      const lenient = await w.startHydra([`--cni-bin-dir=${w.slowBinDir}`, "--on-failure=log"]);
+      const id = await w.runp(uniqueName("slowok"), { [NETWORKS]: "slow" });
+      const netns = await w.netnsOf(id);
+      const appeared = await poll(
+        async () => extraLinks(await w.addrs(netns)).has("net1"),
+        15_000,
+        100,
+      );
+      assert.ok(appeared, "the network arrives after the pod started");
+      assert.equal(w.reserved("slow").length, 1);
+      assert.ok(lenient.logLines().some((l) => l.msg === "attach goes on after the answer"));
+      await w.ctd.crictl("stopp", id);
+      assert.deepEqual(w.reserved("slow"), []);
     });
   },
 });

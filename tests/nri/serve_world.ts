@@ -8,7 +8,9 @@
  * Networks in the conf folder:
  * - `blue`: hydra-bridge + hydra-ipam, with a route to `blueRoute`;
  * - `red`: hydra-macvlan on a veth inside containerd's namespace + hydra-ipam;
- * - `broken`: hydra-bridge whose IPAM subnet is not a subnet.
+ * - `broken`: hydra-bridge whose IPAM subnet is not a subnet;
+ * - `slow`: the reference macvlan + host-local behind a wrapper whose ADD
+ *   first sleeps `SLOW_ADD_S` seconds (longer than the runtime's budget).
  *
  * @module
  */
@@ -31,6 +33,9 @@ export function worldIgnored(): boolean {
     return true;
   }
 }
+
+/** How long the `slow` network's ADD sleeps before doing its work. */
+export const SLOW_ADD_S = 3;
 
 /** One address of `ip -j addr`. */
 export interface AddrInfo {
@@ -97,8 +102,10 @@ export interface NriWorld {
   addrs(netns: string): Promise<LinkAddrs[]>;
   /** `ip -j route` (IPv4 main table) inside a namespace path. */
   routes(netns: string): Promise<RouteInfo[]>;
-  /** Addresses hydra-ipam holds for a network. */
-  reserved(network: "blue" | "red"): string[];
+  /** Folder of the `slow` network's wrapper plugin (pass it as --cni-bin-dir). */
+  slowBinDir: string;
+  /** Addresses the IPAM store holds for a network. */
+  reserved(network: "blue" | "red" | "slow"): string[];
   /** Links enslaved to the blue bridge. */
   bridgePorts(): Promise<string[]>;
   /** Starts `bin/hydra nri serve` with the world's settings plus `extra` flags. */
@@ -174,6 +181,23 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
       ipam: { type: "hydra-ipam", subnet: "not-a-subnet", dataDir: ipamDir },
     });
 
+    const slowBinDir = join(tmp, "slowbin");
+    await Deno.mkdir(slowBinDir);
+    await Deno.writeTextFile(
+      join(slowBinDir, "slow-macvlan"),
+      `#!/bin/sh\n[ "$CNI_COMMAND" = ADD ] && sleep ${SLOW_ADD_S}\n` +
+        `exec ${join(referencePluginDir(), "macvlan")}\n`,
+      { mode: 0o755 },
+    );
+    await writeJson(join(confDir, "slow.conf"), {
+      cniVersion: "1.1.0",
+      name: "slow",
+      type: "slow-macvlan",
+      master: parent,
+      mode: "bridge",
+      ipam: { type: "host-local", subnet: `${redNet}0/24`, dataDir: ipamDir },
+    });
+
     const ctd = await startContainerd({
       cniConfDir: defaultConfDir,
       cniBinDirs: [referencePluginDir()],
@@ -209,6 +233,7 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
         defaultNet,
         blueRoute,
         bridge,
+        slowBinDir,
         async runp(name, annotations = {}) {
           const config = join(tmp, `${name}.json`);
           await writeJson(config, {
