@@ -3,16 +3,24 @@
  * own process (so one module's heap, caches and FFI state cannot colour
  * another's figures), and prints one JSON document gathering their output.
  *
- *   deno task bench [--only plugins,route] [plugin bench flags, e.g. --pods 300]
+ *   deno task bench [--only plugins,route] [--tree head|worktree]
+ *                   [--launcher bundle|source] [plugin bench flags, e.g. --pods 300]
  *
- * Flags other than `--only` go to bench/plugins.ts (see its help); other
- * modules run with their defaults. A module that fails is reported under
- * `errors` and makes the exit status 1; the others still run.
+ * The modules, and the hydra they measure, run from a private copy of the
+ * tree: the committed one (HEAD, default) or the work tree as it is
+ * (`--tree worktree`), so edits made while a run goes on change nothing in
+ * it. The copy gets the single-file CNI build the launcher prefers, unless
+ * `--launcher source` (then bin/hydra runs main.ts).
+ *
+ * Other flags go to bench/plugins.ts (see its help); other modules run with
+ * their defaults. A module that fails is reported under `errors` and makes
+ * the exit status 1; the others still run.
  *
  * @module
  */
 
 import { machineInfo } from "./machine.ts";
+import { snapshotTree } from "./snapshot.ts";
 
 /** A benchmark module: its name in the output and its file beside this one. */
 interface BenchModule {
@@ -27,24 +35,40 @@ const MODULES: BenchModule[] = [
   { name: "route", file: "route.ts", takesFlags: false },
 ];
 
-function splitOnly(argv: string[]): { only?: Set<string>; rest: string[] } {
-  const rest: string[] = [];
-  let only: Set<string> | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--only" || a.startsWith("--only=")) {
-      const v = a === "--only" ? argv[++i] : a.slice("--only=".length);
-      only = new Set((v ?? "").split(",").filter(Boolean));
-    } else {
-      rest.push(a);
-    }
-  }
-  return { only, rest };
+interface MainOptions {
+  only?: Set<string>;
+  tree: "head" | "worktree";
+  bundle: boolean;
+  /** Flags for the modules that take them. */
+  rest: string[];
 }
 
-function exists(url: URL): boolean {
+/** Takes this program's own flags out of `argv`; the rest goes to the modules. */
+function parseMainOptions(argv: string[]): MainOptions {
+  const opts: MainOptions = { tree: "head", bundle: true, rest: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const own = /^--(only|tree|launcher)(?:=(.*))?$/.exec(a);
+    if (!own) {
+      opts.rest.push(a);
+      continue;
+    }
+    const v = own[2] ?? argv[++i] ?? "";
+    if (own[1] === "only") opts.only = new Set(v.split(",").filter(Boolean));
+    else if (own[1] === "tree") {
+      if (v !== "head" && v !== "worktree") throw new Error(`--tree must be head or worktree`);
+      opts.tree = v;
+    } else {
+      if (v !== "bundle" && v !== "source") throw new Error(`--launcher must be bundle or source`);
+      opts.bundle = v === "bundle";
+    }
+  }
+  return opts;
+}
+
+function exists(path: string): boolean {
   try {
-    return Deno.statSync(url).isFile;
+    return Deno.statSync(path).isFile;
   } catch {
     return false;
   }
@@ -73,11 +97,10 @@ async function gitRevision(): Promise<string | null> {
   }
 }
 
-/** Runs one module and returns its parsed JSON document. */
-async function runModule(m: BenchModule, flags: string[]): Promise<unknown> {
-  const url = new URL(m.file, import.meta.url);
+/** Runs one module (the copy's `file`) and returns its parsed JSON document. */
+async function runModule(m: BenchModule, file: string, flags: string[]): Promise<unknown> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-prompt", url.pathname, ...(m.takesFlags ? flags : [])],
+    args: ["run", "-A", "--no-prompt", file, ...(m.takesFlags ? flags : [])],
     stdout: "piped",
     stderr: "inherit",
   }).output();
@@ -91,30 +114,41 @@ async function runModule(m: BenchModule, flags: string[]): Promise<unknown> {
 }
 
 async function main(): Promise<number> {
-  const { only, rest } = splitOnly(Deno.args);
+  const opts = parseMainOptions(Deno.args);
   const startedAt = new Date().toISOString();
   const machine = await machineInfo();
   const results: Record<string, unknown> = {};
   const errors: Record<string, string> = {};
   const skipped: string[] = [];
-  for (const m of MODULES) {
-    if (only && !only.has(m.name)) continue;
-    if (!exists(new URL(m.file, import.meta.url))) {
-      skipped.push(`${m.name} (bench/${m.file} does not exist)`);
-      continue;
+  const revision = await gitRevision();
+  const dir = await Deno.makeTempDir({ prefix: "hydra-bench-tree-" });
+  try {
+    console.error(`[bench] copying the ${opts.tree === "head" ? "committed" : "work"} tree`);
+    const tree = await snapshotTree(dir, opts.bundle, opts.tree);
+    for (const m of MODULES) {
+      if (opts.only && !opts.only.has(m.name)) continue;
+      const file = `${tree.root}/bench/${m.file}`;
+      if (!exists(file)) {
+        skipped.push(`${m.name} (bench/${m.file} is not in the ${opts.tree} tree)`);
+        continue;
+      }
+      console.error(`[bench] running ${m.name}`);
+      try {
+        results[m.name] = await runModule(m, file, opts.rest);
+      } catch (err) {
+        errors[m.name] = (err as Error).message;
+      }
     }
-    console.error(`[bench] running ${m.name}`);
-    try {
-      results[m.name] = await runModule(m, rest);
-    } catch (err) {
-      errors[m.name] = (err as Error).message;
-    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   const doc = {
     hydraBench: 1,
     startedAt,
     finishedAt: new Date().toISOString(),
-    revision: await gitRevision(),
+    tree: opts.tree === "head" ? `${revision ?? "unknown"} (committed tree)` : "work tree",
+    revision,
+    launcher: opts.bundle ? "single-file CNI build" : "main.ts",
     machine,
     results,
     ...(skipped.length ? { skipped } : {}),

@@ -21,6 +21,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
 import { closeHandle, listLinks, openHandle } from "../netlink/mod.ts";
 import { peersDir, versions } from "../tests/infra/peers.ts";
 import {
@@ -34,7 +35,7 @@ import {
 } from "./cases.ts";
 import { assertSucceeded, type CniCall, haveGnuTime, runCni } from "./cni_exec.ts";
 import { machineInfo } from "./machine.ts";
-import { snapshotTree } from "./snapshot.ts";
+import { isFresh as bundleIsFresh } from "../tools/bundle.ts";
 import { judge, summarize, type Summary, type Target } from "./stats.ts";
 import {
   type BenchWorld,
@@ -55,8 +56,8 @@ const HELP = `Usage: deno run -A bench/plugins.ts [options]
   --rss-pods N    extra pods per case run under GNU time for peak RSS (default 5; 0: none)
   --kinds LIST    plugin kinds for (d) (default ${ALL_KINDS.join(",")})
   --cases LIST    cases to run, of a,b,c,d (default all)
-  --launcher L    how bin/hydra runs hydra's CNI path: "bundle" (the single-file build,
-                  default) or "source" (main.ts and its modules)`;
+hydra runs from the tree this file is in (bin/hydra and its role symlinks);
+bench/main.ts runs this file from a private copy of the tree.`;
 
 interface Options {
   help: boolean;
@@ -65,7 +66,6 @@ interface Options {
   rssPods: number;
   kinds: Kind[];
   cases: Set<string>;
-  bundle: boolean;
 }
 
 function count(name: string, raw: string, min: number): number {
@@ -83,7 +83,6 @@ function parseOptions(argv: string[]): Options {
       "rss-pods": { type: "string", default: "5" },
       kinds: { type: "string", default: ALL_KINDS.join(",") },
       cases: { type: "string", default: "a,b,c,d" },
-      launcher: { type: "string", default: "bundle" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -92,12 +91,8 @@ function parseOptions(argv: string[]): Options {
   for (const k of kinds) {
     if (!ALL_KINDS.includes(k)) throw new Error(`--kinds: unknown kind "${k}"`);
   }
-  if (values.launcher !== "bundle" && values.launcher !== "source") {
-    throw new Error(`--launcher must be "bundle" or "source"`);
-  }
   return {
     help: values.help,
-    bundle: values.launcher === "bundle",
     pods: count("pods", values.pods, 1),
     warmup: count("warmup", values.warmup, 0),
     rssPods: count("rss-pods", values["rss-pods"], 0),
@@ -166,7 +161,11 @@ function locatePeers(): Peers {
   const multus = `${peersDir()}/bin/multus`;
   const haveMultus = isFile(multus);
   return {
-    bins: { hydraBin: "", referenceBin, multus: haveMultus ? multus : undefined },
+    bins: {
+      hydraBin: fileURLToPath(new URL("../bin", import.meta.url)),
+      referenceBin,
+      multus: haveMultus ? multus : undefined,
+    },
     referenceSource,
     multusSource: haveMultus
       ? `Multus thin ${pinned.MULTUS_VERSION} (gopkg.in/k8snetworkplumbingwg/multus-cni.v4, ` +
@@ -316,9 +315,8 @@ export async function benchPlugins(argv: string[]): Promise<Record<string, unkno
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
-    log(`copying the tree${opts.bundle ? " and building the bundle" : ""}`);
-    const tree = await snapshotTree(world.dir, opts.bundle);
-    const bins: Binaries = { ...peers.bins, hydraBin: tree.bin };
+    const bins: Binaries = peers.bins;
+    const bundled = await bundleIsFresh();
     const refVersions = await versionsOf(`${bins.referenceBin}/bridge`);
     if (!refVersions) throw new Error(`no working reference bridge plugin in ${bins.referenceBin}`);
     const cniVersion = refVersions.includes("1.1.0") ? "1.1.0" : "1.0.0";
@@ -447,10 +445,10 @@ export async function benchPlugins(argv: string[]): Promise<Record<string, unkno
       },
       attachments: metaKinds,
       hydra: {
-        launcher: opts.bundle
+        launcher: bundled
           ? "bin/hydra running the single-file CNI build (tools/bundle.ts)"
-          : "bin/hydra running main.ts",
-        tree: "a copy of the source tree taken when the run started",
+          : "bin/hydra running main.ts (no fresh CNI build)",
+        bundleFreshAtEnd: await bundleIsFresh(),
       },
       method: "each pod a fresh netns (made/removed outside the timed region); plugins exec'd " +
         "inside a node netns with a minimal environment; ADD+DEL = fork-to-exit time of ADD " +

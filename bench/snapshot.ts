@@ -5,6 +5,9 @@
  * role symlinks a user has, with its own Deno cache (filled by the warm-up
  * pods). Deno itself (tools/node_modules) is linked, not copied.
  *
+ * The copy is of the committed tree (`git archive HEAD`), so the figures
+ * belong to a known revision; `worktree` copies the files as they are now.
+ *
  * With `bundle`, the copy gets the single-file CNI build (tools/bundle.ts)
  * that the launcher prefers; without it the launcher runs main.ts.
  *
@@ -13,8 +16,8 @@
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
-/** Top-level entries a copy leaves out: history, caches, tests, build output. */
-const SKIP = new Set([".git", ".cache", ".ci", "tests", "dist", "tools", "node_modules", "docs"]);
+/** Top-level entries a work-tree copy leaves out: history, caches, build output, tooling. */
+const SKIP = new Set([".git", ".cache", ".ci", "dist", "tools", "node_modules", "docs"]);
 
 /** A copy of the tree. */
 export interface TreeSnapshot {
@@ -33,16 +36,45 @@ async function copy(from: string, to: string): Promise<void> {
   }
 }
 
-/** Copies the tree into `dir`/tree and, with `bundle`, builds the bundle there. */
-export async function snapshotTree(dir: string, bundle: boolean): Promise<TreeSnapshot> {
-  const root = `${dir}/tree`;
-  await Deno.mkdir(`${root}/tools`, { recursive: true });
-  for await (const e of Deno.readDir(ROOT)) {
-    if (SKIP.has(e.name)) continue;
-    await copy(`${ROOT}/${e.name}`, `${root}/${e.name}`);
+/** Extracts the committed tree (HEAD) into `root`. */
+async function archiveHead(root: string): Promise<void> {
+  const git = new Deno.Command("git", {
+    args: ["archive", "--format=tar", "HEAD"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const tar = new Deno.Command("tar", { args: ["-x", "-C", root], stdin: "piped" }).spawn();
+  await git.stdout.pipeTo(tar.stdin);
+  const [g, t] = await Promise.all([git.output(), tar.output()]);
+  if (!g.success || !t.success) {
+    throw new Error(`git archive HEAD | tar -x failed: ${new TextDecoder().decode(g.stderr)}`);
   }
+}
+
+/**
+ * Copies the tree (`source`: the committed HEAD or the work tree as it is)
+ * into `dir`/tree and, with `bundle`, builds the bundle there.
+ */
+export async function snapshotTree(
+  dir: string,
+  bundle: boolean,
+  source: "head" | "worktree" = "head",
+): Promise<TreeSnapshot> {
+  const root = `${dir}/tree`;
+  await Deno.mkdir(root, { recursive: true });
+  if (source === "head") {
+    await archiveHead(root);
+  } else {
+    for await (const e of Deno.readDir(ROOT)) {
+      if (SKIP.has(e.name)) continue;
+      await copy(`${ROOT}/${e.name}`, `${root}/${e.name}`);
+    }
+    await Deno.mkdir(`${root}/tools`, { recursive: true });
+    await copy(`${ROOT}/tools/bundle.ts`, `${root}/tools/bundle.ts`);
+  }
+  await Deno.remove(`${root}/tools/node_modules`, { recursive: true }).catch(() => {});
   await Deno.symlink(`${ROOT}/tools/node_modules`, `${root}/tools/node_modules`);
-  await copy(`${ROOT}/tools/bundle.ts`, `${root}/tools/bundle.ts`);
   if (bundle) {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--no-prompt", `${root}/tools/bundle.ts`, "--force"],
