@@ -10,6 +10,12 @@
  * only an older pod of the same name is, the lookup waits a moment for the
  * watch to deliver it, then asks the API server.
  *
+ * A NAD missing from the synced cache is asked for too (it may be brand
+ * new), but only briefly: when the API server does not answer, the cache's
+ * word stands and the NAD does not exist. A meta-CNI looking up its cluster
+ * network by name (a NAD, else a conf file) then still works while the API
+ * server is away.
+ *
  * @module
  */
 
@@ -83,6 +89,20 @@ function semaphore(n: number) {
       };
     },
   };
+}
+
+/** How long a NAD cache miss waits for the API server before the cache's "no" stands. */
+const NAD_MISS_LIVE_MS = 500;
+
+function notCached(path: string): KubeApiError {
+  return new KubeApiError({
+    status: 404,
+    reason: "NotFound",
+    message:
+      `GET ${path}: 404 NotFound: not in the node daemon's cache (the API server did not answer)`,
+    method: "GET",
+    path,
+  });
 }
 
 function badRequest(path: string): KubeApiError {
@@ -192,8 +212,17 @@ export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): Node
       if (m) {
         const cached = nads.get(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
         if (cached) return { body: cached, source: "cache" };
-        // Missing from a synced cache usually means missing; the API says for sure.
-        return { body: await liveGet(path, end), source: "api" };
+        if (!nads.hasSynced()) return { body: await liveGet(path, end), source: "api" };
+        // Missing from a synced cache usually means missing; the API says for sure if it can.
+        try {
+          return {
+            body: await liveGet(path, Math.min(end, Date.now() + NAD_MISS_LIVE_MS)),
+            source: "api",
+          };
+        } catch (err) {
+          if (err instanceof KubeTransportError) throw notCached(path);
+          throw err;
+        }
       }
       m = NODE_PATH.exec(path);
       if (m) {

@@ -11,7 +11,7 @@
 
 import { type ControlPlane, startControlPlane } from "../infra/cluster.ts";
 import { referencePluginDir } from "../infra/peers.ts";
-import { type Daemon, spawnDaemon, waitUntil } from "../infra/process.ts";
+import { type Daemon, spawnDaemon, stopProcessGroup, waitUntil } from "../infra/process.ts";
 import { createNetns, deleteNetns, type TestNetns, uniqueName } from "../helpers/netns.ts";
 import { execIn, type HydraOutput } from "../meta/harness.ts";
 import { nodeAgentKubeconfig } from "../kube/helpers.ts";
@@ -88,7 +88,19 @@ export interface KubeEnv {
     },
   ): Promise<HydraOutput & { ms: number }>;
   startDaemon(opts?: { kubeconfig?: string; args?: string[] }): Promise<NodeDaemon>;
+  /** Stops kube-apiserver (connections refused until {@link KubeEnv.startApi}). */
+  stopApi(): Promise<void>;
+  /** Starts it again with the same arguments and waits until it is ready. */
+  startApi(): Promise<void>;
+  /** Freezes (SIGSTOP) or thaws it: connections accepted, never answered. */
+  freezeApi(frozen: boolean): void;
   close(): Promise<void>;
+}
+
+/** The command line of a running process. */
+async function cmdline(pid: number): Promise<string[]> {
+  const raw = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+  return raw.split("\0").filter((a, i, all) => a !== "" || i < all.length - 1);
 }
 
 let subnetSeq = 0;
@@ -102,6 +114,10 @@ export async function startKubeEnv(): Promise<KubeEnv> {
   });
   const netnses: TestNetns[] = [];
   const daemons: NodeDaemon[] = [];
+  let apiPid = cp.record.apiserverPid;
+  let apiCommand: string[] | undefined;
+  /** An API server this world started again (cp.stop() knows only the first). */
+  let restarted: Daemon | undefined;
   try {
     const node = await createNetns("hkn");
     netnses.push(node);
@@ -298,8 +314,41 @@ export async function startKubeEnv(): Promise<KubeEnv> {
         );
         return d;
       },
+      async stopApi() {
+        apiCommand = await cmdline(apiPid);
+        await stopProcessGroup(apiPid);
+      },
+      async startApi() {
+        const [program, ...args] = apiCommand!;
+        restarted = spawnDaemon("kube-apiserver", program, {
+          args,
+          logPath: cp.logPaths.apiserver,
+        });
+        apiPid = restarted.pid;
+        await waitUntil(
+          "kube-apiserver ready again",
+          async () => {
+            try {
+              return (await cp.api.request("GET", "/readyz")).status === 200;
+            } catch {
+              return false;
+            }
+          },
+          60_000,
+          restarted,
+        );
+      },
+      freezeApi(frozen) {
+        Deno.kill(apiPid, frozen ? "SIGSTOP" : "SIGCONT");
+      },
       async close() {
         for (const d of daemons) await d.stop().catch(() => {});
+        try {
+          Deno.kill(apiPid, "SIGCONT");
+        } catch {
+          // not running
+        }
+        if (restarted) await stopProcessGroup(restarted.pid).catch(() => {});
         for (const n of netnses) await deleteNetns(n);
         await cp.stop();
         await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -237,13 +237,16 @@ Deno.test("Kubernetes mode: every selection form, network-status as the kernel h
       });
 
       if (daemon) {
-        await t.step("daemon: reads came from its caches (older Network objects: the API)", async () => {
-          const metrics = await daemon.metrics();
-          assert.match(metrics, /hydra_daemon_reads_total\{source="cache"\} \d+/);
-          // The only object it does not cache is the seed's Network, read once above.
-          assert.match(metrics, /hydra_daemon_reads_total\{source="api"\} 1\n/);
-          assert.match(metrics, /hydra_daemon_reports_total\{outcome="written"\} [1-9]/);
-        });
+        await t.step(
+          "daemon: reads came from its caches (older Network objects: the API)",
+          async () => {
+            const metrics = await daemon.metrics();
+            assert.match(metrics, /hydra_daemon_reads_total\{source="cache"\} \d+/);
+            // The only object it does not cache is the seed's Network, read once above.
+            assert.match(metrics, /hydra_daemon_reads_total\{source="api"\} 1\n/);
+            assert.match(metrics, /hydra_daemon_reports_total\{outcome="written"\} [1-9]/);
+          },
+        );
         assert.equal(await daemon.stop(), 0);
       }
     }
