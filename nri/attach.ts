@@ -15,7 +15,11 @@
  *   try); then the state file goes. Nothing recorded: nothing to do.
  *
  * Calls for one sandbox run one after the other (event hooks, background
- * retries and Synchronize work may otherwise overlap).
+ * retries and Synchronize work may otherwise overlap). Releases of
+ * different sandboxes also run one at a time: deleting a link holds the
+ * JavaScript thread for tens of milliseconds (the kernel waits for RCU), so
+ * a burst of Stop events would otherwise starve a RunPodSandbox of the
+ * thread past its budget; this way an attach waits for one release at most.
  *
  * @module
  */
@@ -173,7 +177,20 @@ export function createAttacher(options: AttacherOptions): Attacher {
     return out.stdout;
   }
 
-  async function releaseLocked(sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
+  let releaseTail: Promise<void> = Promise.resolve();
+
+  /** Runs `task` after every earlier release (of any sandbox) has settled. */
+  function oneReleaseAtATime<T>(task: () => Promise<T>): Promise<T> {
+    const run = releaseTail.then(task);
+    releaseTail = run.then(() => {}, () => {});
+    return run;
+  }
+
+  function releaseLocked(sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
+    return oneReleaseAtATime(() => releaseNow(sandboxId, netns));
+  }
+
+  async function releaseNow(sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
     const state = loadPodState(cacheDir, sandboxId);
     const ifNames = recordIfNames(cacheDir, sandboxId);
     const path = existingNetns(netns, state?.netns);

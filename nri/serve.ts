@@ -107,7 +107,7 @@ async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> 
         sandbox: pod.id,
         pod: podRef(pod),
         networks: out.networks.map((n) => `${n.name}@${n.ifName}`),
-        ms: Math.round(performance.now() - t0),
+        ms: Math.round((performance.now() - t0) * 10) / 10,
       });
     }
     refreshAttachedGauge(d);
