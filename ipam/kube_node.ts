@@ -39,8 +39,28 @@ import type { Plugin } from "../cni/plugin.ts";
 import type { AnyResult, CmdArgs } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { DEFAULT_DATA_DIR, invalidConfig, listField, stringField } from "./config.ts";
-import { parseCidr } from "./ip.ts";
 import { plugin as hostLocal } from "./host_local.ts";
+
+/**
+ * The family of a CIDR text, or undefined when it is not one. A first
+ * check for a clear message naming the Node; hydra-ipam validates the
+ * ranges fully.
+ */
+export function cidrFamily(text: string): 4 | 6 | undefined {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(text);
+  if (!m) return undefined;
+  const [, ip, prefix] = m;
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(ip)) {
+    return ip.split(".").every((o) => Number(o) <= 255) && Number(prefix) <= 32 ? 4 : undefined;
+  }
+  if (!/^[0-9a-fA-F:.]+$/.test(ip) || !ip.includes(":") || Number(prefix) > 128) return undefined;
+  try {
+    new URL(`http://[${ip}]/`);
+    return 6;
+  } catch {
+    return undefined;
+  }
+}
 
 /** What kube-node keeps of a Node. */
 export interface NodeRanges {
@@ -207,7 +227,7 @@ export function rangesOf(node: NodeRanges, c: Pick<KubeNodeConfig, "annotation">
     }
   }
   for (const cidr of cidrs) {
-    if (!parseCidr(cidr)) {
+    if (!cidrFamily(cidr)) {
       const where = c.annotation ? `annotation "${c.annotation}"` : "spec.podCIDRs";
       throw invalidConfig(`kube-node: Node "${node.name}" ${where}: "${cidr}" is not a CIDR`);
     }
@@ -225,7 +245,7 @@ async function asHostLocal(args: CmdArgs): Promise<CmdArgs> {
   let cidrs = rangesOf(await nodeRanges(c), c);
   const ns = podNamespace(args.args);
   if (c.ipv4Namespaces && !(ns && c.ipv4Namespaces.includes(ns))) {
-    cidrs = cidrs.filter((cidr) => parseCidr(cidr)!.ip.family !== 4);
+    cidrs = cidrs.filter((cidr) => cidrFamily(cidr) !== 4);
     if (cidrs.length === 0) {
       throw invalidConfig(
         `kube-node: only pods in ${

@@ -14,11 +14,16 @@ import { convertResult, toInternal } from "../cni/convert.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { AnyResult, Result, Route } from "../cni/types.ts";
 import type { DefaultRoutePlan } from "../kube/delegate.ts";
-import { canonicalIP, isIPv4Family } from "../kube/netaddr.ts";
 
+/** IPv4 unless it has a colon (an IPv6 text, mapped IPv4 included, routes as IPv6). */
+function isV4(ip: string): boolean {
+  return !ip.includes(":");
+}
+
+/** A route to the all-zero address of its family ("0.0.0.0/0", "::/0", "0:0::/0", …). */
 function isDefaultDst(dst: string): boolean {
-  const ip = canonicalIP(dst.split("/")[0]);
-  return ip === "0.0.0.0" || ip === "::";
+  const ip = dst.split("/")[0];
+  return isV4(ip) ? /^0+(\.0+){3}$/.test(ip) : /^[0:]+$/.test(ip);
 }
 
 /** The result with its default routes replaced according to `plan`. */
@@ -27,7 +32,7 @@ export function planResult(result: Result, plan: DefaultRoutePlan): Result {
     !(plan.removeDefaultRoutes && isDefaultDst(r.dst))
   );
   for (const gw of plan.gateways) {
-    routes.push({ dst: isIPv4Family(gw) ? "0.0.0.0/0" : "::/0", gw });
+    routes.push({ dst: isV4(gw) ? "0.0.0.0/0" : "::/0", gw });
   }
   const out: Result = { ...result };
   if (routes.length) out.routes = routes;
