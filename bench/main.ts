@@ -3,7 +3,7 @@
  * own process (so one module's heap, caches and FFI state cannot colour
  * another's figures), and prints one JSON document gathering their output.
  *
- *   deno task bench [--only plugins,route] [--tree head|worktree]
+ *   deno task bench [--only plugins,route,nri] [--tree head|worktree]
  *                   [--launcher bundle|source] [plugin bench flags, e.g. --pods 300]
  *
  * The modules, and the hydra they measure, run from a private copy of the
@@ -33,6 +33,7 @@ interface BenchModule {
 const MODULES: BenchModule[] = [
   { name: "plugins", file: "plugins.ts", takesFlags: true },
   { name: "route", file: "route.ts", takesFlags: false },
+  { name: "nri", file: "nri.ts", takesFlags: false },
 ];
 
 interface MainOptions {
