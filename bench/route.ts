@@ -60,8 +60,19 @@ function target(k: number): { i: number; probe: string } {
   return { i, probe: podCidr(i).replace(".0/24", ".1") };
 }
 
+/**
+ * Milliseconds from `t0` until all N-1 routes are in. A full dump costs the
+ * machine several ms with thousands of routes, so it polls a few sample
+ * destinations (a cheap lookup each) and dumps only once they are all in.
+ */
 async function startTiming(node: BenchNode, protocol: number, t0: number, timeoutMs: number) {
-  const ms = await pollUntilAsync(() => countRoutes(node, protocol) >= N - 1, t0, timeoutMs);
+  const samples = Array.from({ length: 16 }, (_, k) => podCidr(1 + Math.floor(k * (N - 2) / 15)));
+  const routed = (cidr: string) => gatewayFor(node, cidr.replace(".0/24", ".1")) !== undefined;
+  const ms = await pollUntilAsync(
+    () => samples.every(routed) && countRoutes(node, protocol) >= N - 1,
+    t0,
+    timeoutMs,
+  );
   return Math.round(ms);
 }
 
@@ -169,10 +180,12 @@ async function benchKube(
   const node = createBenchNode(router === "hydra" ? "kube" : "peer");
   const relay = startRelay(node.path, kb.port);
   const pools = new Array<number>(N).fill(0);
+  const log = await Deno.makeTempFile({ prefix: "hydra-bench-route-", suffix: ".log" });
   let child: Deno.ChildProcess | undefined;
   try {
     const protocol = router === "hydra" ? 202 : 203;
     const t0 = performance.now();
+    const wall0 = Date.now();
     child = router === "hydra"
       ? spawnIn(node, hydraBin, [
         "route",
@@ -183,8 +196,8 @@ async function benchKube(
         "node0",
         "--health-addr",
         "off",
-        "--log-level",
-        "warn",
+        "--log-file",
+        log,
       ])
       : spawnIn(node, PEER, ["daemon"], {
         PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -195,6 +208,12 @@ async function benchKube(
       });
     const initialMs = await startTiming(node, protocol, t0, 600_000);
     const rssAfterSync = rssMiB(child.pid);
+    // Where the time went: until the list was in, and the first full pass.
+    const lines = router === "hydra"
+      ? (await Deno.readTextFile(log)).split("\n").filter((l) => l).map((l) => JSON.parse(l))
+      : [];
+    const listed = lines.find((e) => e.msg === "node objects listed");
+    const firstPass = lines.find((e) => e.msg === "full sync");
     await pause(router === "hydra" ? 500 : 6000);
     const latencies: number[] = [];
     for (let k = 0; k < updates; k++) {
@@ -224,6 +243,8 @@ async function benchKube(
       source: "kube-apiserver (Node objects)",
       nodes: N,
       initialSyncMs: initialMs,
+      ...(listed ? { listedAtMs: Date.parse(listed.time) - wall0 } : {}),
+      ...(firstPass ? { firstPassMs: firstPass.durationMs } : {}),
       rssAfterSyncMiB: rssAfterSync,
       updateToRouteMs: percentiles(latencies),
       atRest: rest,
@@ -232,6 +253,7 @@ async function benchKube(
     if (child) await stopChild(child);
     await relay.stop();
     destroyBenchNode(node);
+    await Deno.remove(log).catch(() => {});
   }
 }
 
