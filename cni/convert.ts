@@ -20,7 +20,7 @@
  */
 
 import { CniError, ErrorCode } from "./errors.ts";
-import { ipFamily, isCidr, isIP } from "./ip.ts";
+import { isCidr, isIp, parseIpAddr } from "../netlink/ip.ts";
 import type {
   AnyResult,
   Dns,
@@ -93,6 +93,15 @@ function optArray(obj: Json, key: string, where: string): unknown[] {
   return v;
 }
 
+/**
+ * The IP version of an address or CIDR: "4" for IPv4 (also IPv4-mapped, as
+ * Go's To4 has it), "6" for anything else; results built in-process are not
+ * validated, so this never throws.
+ */
+function versionOf(addressOrCidr: string): "4" | "6" {
+  return parseIpAddr(addressOrCidr.split("/")[0])?.family === 4 ? "4" : "6";
+}
+
 function cidr(obj: Json, key: string, where: string): string {
   const v = obj[key];
   if (typeof v !== "string" || !isCidr(v)) {
@@ -103,7 +112,7 @@ function cidr(obj: Json, key: string, where: string): string {
 
 function optIp(obj: Json, key: string, where: string): string | undefined {
   const v = optString(obj, key, where);
-  if (v !== undefined && !isIP(v)) throw bad(`${where}.${key} is not an IP address: "${v}"`);
+  if (v !== undefined && !isIp(v)) throw bad(`${where}.${key} is not an IP address: "${v}"`);
   return v;
 }
 
@@ -187,7 +196,7 @@ function parseIpConfig(raw: unknown, where: string, withVersion: boolean): IpCon
     if (version !== undefined && version !== "4" && version !== "6") {
       throw bad(`${where}.version must be "4" or "6"`);
     }
-    ip.version = (version as "4" | "6" | undefined) ?? (ipFamily(address) === 4 ? "4" : "6");
+    ip.version = (version as "4" | "6" | undefined) ?? versionOf(address);
   }
   return ip;
 }
@@ -294,7 +303,7 @@ function downTo04(internal: Result, version: string): Result {
   }
   if (internal.ips?.length) {
     out.ips = internal.ips.map((ip): IpConfig => ({
-      version: ipFamily(ip.address) === 4 ? "4" : "6",
+      version: versionOf(ip.address),
       ...(ip.interface !== undefined ? { interface: ip.interface } : {}),
       address: ip.address,
       ...(ip.gateway ? { gateway: ip.gateway } : {}),
@@ -311,7 +320,7 @@ function downTo04(internal: Result, version: string): Result {
 function downToLegacy(internal: Result, version: string): LegacyResult {
   const out: LegacyResult = { cniVersion: version };
   for (const ip of internal.ips ?? []) {
-    const key = ipFamily(ip.address) === 4 ? "ip4" : "ip6";
+    const key = versionOf(ip.address) === "4" ? "ip4" : "ip6";
     if (out[key]) continue;
     const block: LegacyIpBlock = { ip: ip.address };
     if (ip.gateway) block.gateway = ip.gateway;
@@ -324,7 +333,7 @@ function downToLegacy(internal: Result, version: string): LegacyResult {
     );
   }
   for (const r of internal.routes ?? []) {
-    const block = ipFamily(r.dst) === 4 ? out.ip4 : out.ip6;
+    const block = versionOf(r.dst) === "4" ? out.ip4 : out.ip6;
     if (!block) continue;
     (block.routes ??= []).push(r.gw ? { dst: r.dst, gw: r.gw } : { dst: r.dst });
   }

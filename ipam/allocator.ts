@@ -9,7 +9,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { formatIp, type IpAddr, ipEquals, ipKey, nextIp } from "./ip.ts";
+import { formatIpAddr, type IpAddr, ipAddrEquals, ipAddrKey, nextIpAddr } from "../netlink/ip.ts";
 import { type IpRange, rangeContains, rangeFor, type RangeSet, rangeSetToString } from "./range.ts";
 import {
   lastReservedIp,
@@ -54,17 +54,17 @@ export function* candidates(set: RangeSet, last?: IpAddr): Generator<Candidate> 
       cur = range.rangeStart;
       start = cur;
     } else {
-      if (ipEquals(cur, range.rangeEnd)) {
+      if (ipAddrEquals(cur, range.rangeEnd)) {
         index = (index + 1) % set.length;
         range = set[index];
         cur = range.rangeStart;
       } else {
-        cur = nextIp(cur)!;
+        cur = nextIpAddr(cur)!;
       }
       if (start === undefined) start = cur;
-      else if (ipEquals(cur, start)) return;
+      else if (ipAddrEquals(cur, start)) return;
     }
-    if (!ipEquals(cur, range.gateway)) yield { ip: cur, range };
+    if (!ipAddrEquals(cur, range.gateway)) yield { ip: cur, range };
   }
 }
 
@@ -90,24 +90,24 @@ export async function allocateFromSet(
   requested?: IpAddr,
 ): Promise<Allocation> {
   const record = (ip: IpAddr, range: IpRange): Allocation => {
-    reservations.push({ ip, name: formatIp(ip), containerId, ifname });
+    reservations.push({ ip, name: formatIpAddr(ip), containerId, ifname });
     return { ip, range, setIndex };
   };
   if (requested) {
     const range = rangeFor(set, requested)!;
-    if (ipEquals(requested, range.gateway)) {
+    if (ipAddrEquals(requested, range.gateway)) {
       throw allocationError(
         setIndex,
         ErrorCode.InvalidNetworkConfig,
-        `requested ip ${formatIp(requested)} is subnet's gateway`,
+        `requested ip ${formatIpAddr(requested)} is subnet's gateway`,
       );
     }
-    const taken = reservations.some((r) => ipEquals(r.ip, requested));
+    const taken = reservations.some((r) => ipAddrEquals(r.ip, requested));
     if (taken || !(await reserve(store, requested, containerId, ifname, setIndex))) {
       throw allocationError(
         setIndex,
         ErrorCode.TryAgainLater,
-        `requested IP address ${formatIp(requested)} is not available in range set ${
+        `requested IP address ${formatIpAddr(requested)} is not available in range set ${
           rangeSetToString(set)
         }`,
       );
@@ -125,15 +125,15 @@ export async function allocateFromSet(
       setIndex,
       ErrorCode.Internal,
       `${
-        formatIp(held.ip)
+        formatIpAddr(held.ip)
       } has been allocated to ${containerId}, duplicate allocation is not allowed`,
     );
   }
 
   // Keyed by value, so a file named in a non-canonical spelling still counts as taken.
-  const taken = new Set(reservations.map((r) => ipKey(r.ip)));
+  const taken = new Set(reservations.map((r) => ipAddrKey(r.ip)));
   for (const { ip, range } of candidates(set, await lastReservedIp(store, setIndex))) {
-    if (taken.has(ipKey(ip))) continue;
+    if (taken.has(ipAddrKey(ip))) continue;
     if (await reserve(store, ip, containerId, ifname, setIndex)) return record(ip, range);
   }
   throw allocationError(
@@ -170,12 +170,12 @@ export async function allocate(
     if (pending.length > 0) {
       throw new CniError(
         ErrorCode.InvalidNetworkConfig,
-        `failed to allocate all requested IPs: ${pending.map(formatIp).join(" ")}`,
+        `failed to allocate all requested IPs: ${pending.map(formatIpAddr).join(" ")}`,
       );
     }
     return done;
   } catch (err) {
-    const mine = reservations.filter((r) => done.some((a) => ipEquals(a.ip, r.ip)));
+    const mine = reservations.filter((r) => done.some((a) => ipAddrEquals(a.ip, r.ip)));
     await removeReservations(store, mine).catch(() => {});
     throw err;
   }

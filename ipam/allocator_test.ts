@@ -4,7 +4,7 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { CmdArgs, Command, NetConf, Result } from "../cni/types.ts";
 import { candidates } from "./allocator.ts";
 import { loadHostLocalConfig } from "./config.ts";
-import { formatIp, parseIp } from "./ip.ts";
+import { formatIpAddr, parseIpAddr } from "../netlink/ip.ts";
 import { plugin } from "./host_local.ts";
 
 async function withDataDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -83,7 +83,9 @@ async function rejectsWith(p: Promise<unknown>, code: number, message: string | 
 Deno.test("candidate order: after the last reservation, wrapping, gateway left out", () => {
   const cfg = loadHostLocalConfig(netConf("/x", { subnet: "10.0.0.0/29" }), "");
   const order = (last?: string) =>
-    [...candidates(cfg.rangeSets[0], last ? parseIp(last) : undefined)].map((c) => formatIp(c.ip));
+    [...candidates(cfg.rangeSets[0], last ? parseIpAddr(last) : undefined)].map((c) =>
+      formatIpAddr(c.ip)
+    );
   assert.deepEqual(order(), ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
   assert.deepEqual(order("10.0.0.4"), ["10.0.0.5", "10.0.0.6", "10.0.0.2", "10.0.0.3", "10.0.0.4"]);
   assert.deepEqual(order("10.0.0.6"), ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
@@ -96,7 +98,7 @@ Deno.test("candidate order: after the last reservation, wrapping, gateway left o
     "",
   ).rangeSets[0];
   assert.deepEqual(
-    [...candidates(two, parseIp("10.0.0.2"))].map((c) => formatIp(c.ip)),
+    [...candidates(two, parseIpAddr("10.0.0.2"))].map((c) => formatIpAddr(c.ip)),
     ["10.0.1.1", "10.0.0.2"],
   );
 });

@@ -13,7 +13,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { NetConf, Route } from "../cni/types.ts";
 import { loadCniArgs } from "../cni/args.ts";
-import { type IpAddr, ipKey, parseIpOrCidr } from "./ip.ts";
+import { type IpAddr, ipAddrKey, parseIpAddrOrCidr } from "../netlink/ip.ts";
 import {
   canonicalizeRangeSet,
   RangeConfigError,
@@ -109,7 +109,7 @@ export function allowsManyPerFamily(cniVersion: string): boolean {
 
 function requestedIpList(list: unknown[] | undefined, where: string): IpAddr[] {
   return (list ?? []).map((entry, i) => {
-    const ip = typeof entry === "string" ? parseIpOrCidr(entry) : undefined;
+    const ip = typeof entry === "string" ? parseIpAddrOrCidr(entry) : undefined;
     if (!ip) throw invalidConfig(`${where}[${i}]: invalid IP address ${JSON.stringify(entry)}`);
     return ip;
   });
@@ -123,7 +123,7 @@ function requestedIps(conf: NetConf, cniArgs: string): IpAddr[] {
   const out: IpAddr[] = [];
   const ipArg = loadCniArgs(cniArgs, ["IP"]).IP;
   if (ipArg) {
-    const ip = parseIpOrCidr(ipArg);
+    const ip = parseIpAddrOrCidr(ipArg);
     if (!ip) {
       throw new CniError(
         ErrorCode.InvalidEnvironmentVariables,
@@ -139,7 +139,7 @@ function requestedIps(conf: NetConf, cniArgs: string): IpAddr[] {
     out.push(...requestedIpList(list, "runtimeConfig.ips"));
   }
   const seen = new Set<string>();
-  return out.filter((ip) => !seen.has(ipKey(ip)) && seen.add(ipKey(ip)));
+  return out.filter((ip) => !seen.has(ipAddrKey(ip)) && seen.add(ipAddrKey(ip)));
 }
 
 /** The range-set inputs in allocation order, before validation. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { NetConf } from "../cni/types.ts";
 import { DEFAULT_DATA_DIR, loadHostLocalConfig, loadStoreLocation } from "./config.ts";
-import { formatIp } from "./ip.ts";
+import { formatIpAddr } from "../netlink/ip.ts";
 import { rangeSetToString } from "./range.ts";
 
 function conf(ipam: Record<string, unknown>, extra: Partial<NetConf> = {}): NetConf {
@@ -36,15 +36,15 @@ const sets = (c: NetConf, args = "") =>
 Deno.test("a bare subnet gets host-local's defaults", () => {
   const cfg = loadHostLocalConfig(conf({ subnet: "10.1.2.0/24" }), "");
   const [r] = cfg.rangeSets[0];
-  assert.equal(formatIp(r.rangeStart), "10.1.2.1");
-  assert.equal(formatIp(r.rangeEnd), "10.1.2.254"); // the broadcast address is never handed out
-  assert.equal(formatIp(r.gateway), "10.1.2.1");
+  assert.equal(formatIpAddr(r.rangeStart), "10.1.2.1");
+  assert.equal(formatIpAddr(r.rangeEnd), "10.1.2.254"); // the broadcast address is never handed out
+  assert.equal(formatIpAddr(r.gateway), "10.1.2.1");
   assert.equal(cfg.dataDir, DEFAULT_DATA_DIR);
   assert.equal(cfg.name, "net");
   assert.deepEqual(cfg.routes, []);
   const v6 =
     loadHostLocalConfig(conf({ ranges: [[{ subnet: "fd00:1::/64" }]] }), "").rangeSets[0][0];
-  assert.equal(formatIp(v6.rangeEnd), "fd00:1::ffff:ffff:ffff:ffff");
+  assert.equal(formatIpAddr(v6.rangeEnd), "fd00:1::ffff:ffff:ffff:ffff");
 });
 
 Deno.test("explicit start, end and gateway are kept", () => {
@@ -58,7 +58,7 @@ Deno.test("explicit start, end and gateway are kept", () => {
   });
   const [r] = loadHostLocalConfig(c, "").rangeSets[0];
   assert.equal(rangeSetToString([r]), "10.1.5.10-10.1.5.20");
-  assert.equal(formatIp(r.gateway), "10.1.0.254");
+  assert.equal(formatIpAddr(r.gateway), "10.1.0.254");
 });
 
 Deno.test("range sets come in host-local's order: runtime ipRanges, legacy subnet, ranges", () => {
@@ -200,7 +200,7 @@ Deno.test("requested addresses: CNI_ARGS IP, then args.cni.ips, then runtimeConf
     },
   );
   const got = loadHostLocalConfig(c, "IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.0.0.6").requestedIps.map(
-    formatIp,
+    formatIpAddr,
   );
   assert.deepEqual(got, ["10.0.0.6", "fd00::9", "10.0.0.7", "10.0.0.8"]);
 });

@@ -15,7 +15,7 @@ import type { AnyResult, Attachment, CmdArgs, IpConfig, Result } from "../cni/ty
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { allocate, type Allocation } from "./allocator.ts";
 import { loadHostLocalConfig, loadStoreLocation } from "./config.ts";
-import { formatIp, type IpAddr, ipEquals, parseIpOrCidr } from "./ip.ts";
+import { formatIpAddr, type IpAddr, ipAddrEquals, parseIpAddrOrCidr } from "../netlink/ip.ts";
 import { rangeSetContains } from "./range.ts";
 import { readResolvConf } from "./resolv.ts";
 import {
@@ -30,8 +30,8 @@ import {
 
 function toIpConfig(a: Allocation): IpConfig {
   return {
-    address: `${formatIp(a.ip)}/${a.range.subnet.prefix}`,
-    gateway: formatIp(a.range.gateway),
+    address: `${formatIpAddr(a.ip)}/${a.range.subnet.prefix}`,
+    gateway: formatIpAddr(a.range.gateway),
   };
 }
 
@@ -66,7 +66,7 @@ function previousAddresses(prev: unknown): IpAddr[] {
     if (block && typeof block === "object") texts.push(block.ip);
   }
   return texts.flatMap((t) => {
-    const ip = typeof t === "string" ? parseIpOrCidr(t) : undefined;
+    const ip = typeof t === "string" ? parseIpAddrOrCidr(t) : undefined;
     return ip ? [ip] : [];
   });
 }
@@ -84,11 +84,11 @@ async function check(args: CmdArgs): Promise<void> {
           `interface ${args.ifName} in ${store.dir}`,
       );
     }
-    const missing = expected.filter((ip) => !mine.some((r) => ipEquals(r.ip, ip)));
+    const missing = expected.filter((ip) => !mine.some((r) => ipAddrEquals(r.ip, ip)));
     if (missing.length > 0) {
       throw new CniError(
         ErrorCode.Internal,
-        `address ${missing.map(formatIp).join(", ")} of the previous result is not reserved ` +
+        `address ${missing.map(formatIpAddr).join(", ")} of the previous result is not reserved ` +
           `for container ${args.containerId} interface ${args.ifName}`,
       );
     }

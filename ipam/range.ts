@@ -11,20 +11,20 @@
  */
 
 import {
-  cidrContains,
-  compareIp,
-  formatCidr,
-  formatIp,
+  compareIpAddr,
+  formatIpAddr,
+  formatIpNet,
   hasHostBits,
   type IpAddr,
   type IpNet,
-  lastAddress,
-  networkAddress,
-  nextIp,
-  parseCidr,
-  parseIp,
-  prevIp,
-} from "./ip.ts";
+  ipNetContains,
+  lastIpAddr,
+  networkIpAddr,
+  nextIpAddr,
+  parseIpAddr,
+  parseIpNet,
+  prevIpAddr,
+} from "../netlink/ip.ts";
 
 /** A validated range: every field filled in. */
 export interface IpRange {
@@ -58,7 +58,7 @@ function optionalIp(obj: Record<string, unknown>, key: string): IpAddr | undefin
   const raw = obj[key];
   if (raw === undefined || raw === null || raw === "") return undefined;
   if (typeof raw !== "string") throw new RangeConfigError(`${key} must be a string`);
-  const ip = parseIp(raw);
+  const ip = parseIpAddr(raw);
   if (!ip) throw new RangeConfigError(`invalid IP address in ${key}: ${JSON.stringify(raw)}`);
   return ip;
 }
@@ -78,44 +78,46 @@ export function canonicalizeRange(input: unknown): IpRange {
     throw new RangeConfigError("subnet is required");
   }
   if (typeof subnetText !== "string") throw new RangeConfigError("subnet must be a string");
-  const parsed = parseCidr(subnetText);
+  const parsed = parseIpNet(subnetText);
   if (!parsed) throw new RangeConfigError(`invalid CIDR address: ${subnetText}`);
   const bits = parsed.mappedV6 ? 128 : parsed.ip.family === 4 ? 32 : 128;
   if (parsed.prefix > bits - 2) {
-    throw new RangeConfigError(`Network ${formatCidr(parsed)} too small to allocate from`);
+    throw new RangeConfigError(`Network ${formatIpNet(parsed)} too small to allocate from`);
   }
   if (parsed.mappedV6) throw new RangeConfigError("IPNet IP and Mask version mismatch");
-  const network = networkAddress(parsed.ip, parsed.prefix);
+  const network = networkIpAddr(parsed.ip, parsed.prefix);
   if (hasHostBits(parsed.ip, parsed.prefix)) {
     throw new RangeConfigError(
       `Network has host bits set. For a subnet mask of length ${parsed.prefix} ` +
-        `the network address is ${formatIp(network)}`,
+        `the network address is ${formatIpAddr(network)}`,
     );
   }
   const subnet: IpNet = { ip: network, prefix: parsed.prefix };
-  const first = nextIp(network)!;
-  const subnetName = formatCidr(subnet);
+  const first = nextIpAddr(network)!;
+  const subnetName = formatIpNet(subnet);
 
   const gateway = optionalIp(input, "gateway") ?? first;
   if (gateway.family !== network.family) {
     throw new RangeConfigError(
-      `gateway ${formatIp(gateway)} is not of the family of network ${subnetName}`,
+      `gateway ${formatIpAddr(gateway)} is not of the family of network ${subnetName}`,
     );
   }
   const givenStart = optionalIp(input, "rangeStart");
-  if (givenStart && !cidrContains(subnet, givenStart)) {
-    throw new RangeConfigError(`RangeStart ${formatIp(givenStart)} not in network ${subnetName}`);
+  if (givenStart && !ipNetContains(subnet, givenStart)) {
+    throw new RangeConfigError(
+      `RangeStart ${formatIpAddr(givenStart)} not in network ${subnetName}`,
+    );
   }
   const givenEnd = optionalIp(input, "rangeEnd");
-  if (givenEnd && !cidrContains(subnet, givenEnd)) {
-    throw new RangeConfigError(`RangeEnd ${formatIp(givenEnd)} not in network ${subnetName}`);
+  if (givenEnd && !ipNetContains(subnet, givenEnd)) {
+    throw new RangeConfigError(`RangeEnd ${formatIpAddr(givenEnd)} not in network ${subnetName}`);
   }
   const rangeStart = givenStart ?? first;
-  const last = lastAddress(network, subnet.prefix);
-  const rangeEnd = givenEnd ?? (network.family === 4 ? prevIp(last)! : last);
-  if (compareIp(rangeStart, rangeEnd) > 0) {
+  const last = lastIpAddr(network, subnet.prefix);
+  const rangeEnd = givenEnd ?? (network.family === 4 ? prevIpAddr(last)! : last);
+  if (compareIpAddr(rangeStart, rangeEnd) > 0) {
     throw new RangeConfigError(
-      `RangeStart ${formatIp(rangeStart)} is after RangeEnd ${formatIp(rangeEnd)}`,
+      `RangeStart ${formatIpAddr(rangeStart)} is after RangeEnd ${formatIpAddr(rangeEnd)}`,
     );
   }
   return { subnet, rangeStart, rangeEnd, gateway };
@@ -123,8 +125,8 @@ export function canonicalizeRange(input: unknown): IpRange {
 
 /** True when `ip` is inside the range's subnet and within [rangeStart, rangeEnd]. */
 export function rangeContains(range: IpRange, ip: IpAddr): boolean {
-  return cidrContains(range.subnet, ip) && compareIp(ip, range.rangeStart) >= 0 &&
-    compareIp(ip, range.rangeEnd) <= 0;
+  return ipNetContains(range.subnet, ip) && compareIpAddr(ip, range.rangeStart) >= 0 &&
+    compareIpAddr(ip, range.rangeEnd) <= 0;
 }
 
 /** True when two ranges share an address. */
@@ -136,7 +138,7 @@ export function rangesOverlap(a: IpRange, b: IpRange): boolean {
 
 /** `start-end`, as host-local prints a range. */
 export function rangeToString(range: IpRange): string {
-  return `${formatIp(range.rangeStart)}-${formatIp(range.rangeEnd)}`;
+  return `${formatIpAddr(range.rangeStart)}-${formatIpAddr(range.rangeEnd)}`;
 }
 
 /** Ranges joined by commas, as host-local prints a set. */

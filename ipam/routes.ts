@@ -8,7 +8,7 @@
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Route } from "../cni/types.ts";
-import { formatCidr, formatIp, parseCidr, parseIp } from "./ip.ts";
+import { formatIpAddr, formatIpNet, parseIpAddr, parseIpNet } from "../netlink/ip.ts";
 
 const NUMERIC_FIELDS = ["mtu", "advmss", "priority", "table", "scope"] as const;
 
@@ -30,13 +30,13 @@ export function parseRoutes(value: unknown, where = "ipam.routes"): Route[] {
     }
     const raw = entry as Record<string, unknown>;
     if (typeof raw.dst !== "string") throw invalid(`${where}[${i}].dst must be a CIDR string`);
-    const dst = parseCidr(raw.dst);
+    const dst = parseIpNet(raw.dst);
     if (!dst) throw invalid(`${where}[${i}]: invalid CIDR address: ${raw.dst}`);
-    const route: Route = { dst: formatCidr(dst) };
+    const route: Route = { dst: formatIpNet(dst) };
     if (raw.gw !== undefined && raw.gw !== null && raw.gw !== "") {
-      const gw = typeof raw.gw === "string" ? parseIp(raw.gw) : undefined;
+      const gw = typeof raw.gw === "string" ? parseIpAddr(raw.gw) : undefined;
       if (!gw) throw invalid(`${where}[${i}]: invalid IP address in gw: ${JSON.stringify(raw.gw)}`);
-      route.gw = formatIp(gw);
+      route.gw = formatIpAddr(gw);
     }
     for (const key of NUMERIC_FIELDS) {
       const v = raw[key];

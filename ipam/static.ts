@@ -24,16 +24,16 @@ import {
   stringField,
 } from "./config.ts";
 import {
-  cidrContains,
-  formatCidr,
-  formatIp,
+  formatIpAddr,
+  formatIpNet,
   type IpAddr,
-  ipEquals,
+  ipAddrEquals,
   type IpNet,
-  parseCidr,
-  parseIp,
-  parseIpOrCidr,
-} from "./ip.ts";
+  ipNetContains,
+  parseIpAddr,
+  parseIpAddrOrCidr,
+  parseIpNet,
+} from "../netlink/ip.ts";
 import { parseRoutes } from "./routes.ts";
 
 /** One configured address. */
@@ -51,7 +51,7 @@ export interface StaticConfig {
 }
 
 function cidrOrThrow(text: unknown, msg: string): IpNet {
-  const net = typeof text === "string" ? parseCidr(text.trim()) : undefined;
+  const net = typeof text === "string" ? parseIpNet(text.trim()) : undefined;
   if (!net) throw invalidConfig(`${msg}, got: '${String(text)}'`);
   return { ip: net.ip, prefix: net.prefix };
 }
@@ -74,7 +74,7 @@ function configAddresses(ipam: Record<string, unknown>): StaticAddress[] {
     );
     const gwText = stringField(obj, "gateway", `ipam.addresses[${i}].gateway`);
     if (!gwText) return { address };
-    const gateway = parseIp(gwText);
+    const gateway = parseIpAddr(gwText);
     if (!gateway) throw invalidConfig(`ipam.addresses[${i}]: invalid gateway address: ${gwText}`);
     return { address, gateway };
   });
@@ -113,14 +113,14 @@ export function loadStaticConfig(conf: CmdArgs["config"], cniArgs: string): Stat
   }
   if (env.GATEWAY) {
     for (const item of env.GATEWAY.split(",")) {
-      const gw = parseIp(item.trim());
+      const gw = parseIpAddr(item.trim());
       if (!gw) {
         throw new CniError(
           ErrorCode.InvalidEnvironmentVariables,
           `invalid gateway address: ${item}`,
         );
       }
-      addresses = addresses.map((a) => cidrContains(a.address, gw) ? { ...a, gateway: gw } : a);
+      addresses = addresses.map((a) => ipNetContains(a.address, gw) ? { ...a, gateway: gw } : a);
     }
   }
   const cni = conf.args ? objectField(conf.args, "cni", "args.cni") : undefined;
@@ -146,8 +146,8 @@ function toResult(config: StaticConfig): Result {
   const result: Result = {
     cniVersion: CURRENT_VERSION,
     ips: config.addresses.map((a): IpConfig => {
-      const ip: IpConfig = { address: formatCidr(a.address) };
-      if (a.gateway) ip.gateway = formatIp(a.gateway);
+      const ip: IpConfig = { address: formatIpNet(a.address) };
+      if (a.gateway) ip.gateway = formatIpAddr(a.gateway);
       return ip;
     }),
   };
@@ -175,9 +175,9 @@ function previousIps(prev: unknown): { ip: IpAddr; gateway?: IpAddr }[] {
     if (b && typeof b === "object") entries.push(b);
   }
   return entries.flatMap((e) => {
-    const ip = typeof e.ip === "string" ? parseIpOrCidr(e.ip) : undefined;
+    const ip = typeof e.ip === "string" ? parseIpAddrOrCidr(e.ip) : undefined;
     if (!ip) return [];
-    const gateway = typeof e.gateway === "string" ? parseIp(e.gateway) : undefined;
+    const gateway = typeof e.gateway === "string" ? parseIpAddr(e.gateway) : undefined;
     return [{ ip, gateway }];
   });
 }
@@ -190,17 +190,17 @@ async function check(args: CmdArgs): Promise<void> {
   }
   const prev = previousIps(args.config.prevResult);
   for (const want of config.addresses) {
-    const found = prev.find((p) => ipEquals(p.ip, want.address.ip));
+    const found = prev.find((p) => ipAddrEquals(p.ip, want.address.ip));
     if (!found) {
       throw new CniError(
         ErrorCode.Internal,
-        `static: address ${formatIp(want.address.ip)} missing from interface ${args.ifName}`,
+        `static: address ${formatIpAddr(want.address.ip)} missing from interface ${args.ifName}`,
       );
     }
-    if (want.gateway && !ipEquals(found.gateway, want.gateway)) {
+    if (want.gateway && !ipAddrEquals(found.gateway, want.gateway)) {
       throw new CniError(
         ErrorCode.Internal,
-        `static: Failed to match addr ${formatIp(found.ip)} on interface ${args.ifName}`,
+        `static: Failed to match addr ${formatIpAddr(found.ip)} on interface ${args.ifName}`,
       );
     }
   }

@@ -28,7 +28,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { formatIp, type IpAddr, parseIp } from "./ip.ts";
+import { formatIpAddr, type IpAddr, parseIpAddr } from "../netlink/ip.ts";
 
 const LOCK_FILE = "lock";
 const LAST_RESERVED_PREFIX = "last_reserved_ip.";
@@ -154,7 +154,7 @@ export function listReservations(store: LockedStore): Promise<Reservation[]> {
       removeQuietly(join(store.dir, entry.name));
       continue;
     }
-    const ip = parseIp(entry.name);
+    const ip = parseIpAddr(entry.name);
     if (!ip) continue;
     try {
       const content = Deno.readTextFileSync(join(store.dir, entry.name));
@@ -244,7 +244,7 @@ function reserveSync(
   ifname: string,
   setIndex: number,
 ): boolean {
-  const name = formatIp(ip);
+  const name = formatIpAddr(ip);
   const finalPath = join(store.dir, name);
   const content = ownerRecord(containerId, ifname);
   const temp = tempName(store, name);
@@ -294,7 +294,7 @@ export function lastReservedIp(
   try {
     // Parsed exactly as written (no trimming), as host-local parses it.
     const text = Deno.readTextFileSync(join(store.dir, `${LAST_RESERVED_PREFIX}${setIndex}`));
-    return Promise.resolve(parseIp(text));
+    return Promise.resolve(parseIpAddr(text));
   } catch {
     return Promise.resolve(undefined);
   }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseIp } from "./ip.ts";
+import { parseIpAddr } from "../netlink/ip.ts";
 import {
   goTrimSpace,
   lastReservedIp,
@@ -96,7 +96,7 @@ Deno.test("a temporary file left by a crash is removed, never read as a reservat
 
 Deno.test("reserve never overwrites an existing reservation", async () => {
   await withDataDir(async (dataDir) => {
-    const ip = parseIp("10.0.0.2")!;
+    const ip = parseIpAddr("10.0.0.2")!;
     await Deno.mkdir(join(dataDir, "n"));
     await Deno.writeTextFile(join(dataDir, "n", "10.0.0.2"), "first\r\neth0");
     const ok = await withStore(dataDir, "n", (s) => reserve(s, ip, "second", "eth0", 0));

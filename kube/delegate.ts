@@ -8,7 +8,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { isIPv4Family } from "./netaddr.ts";
+import { parseIpAddr } from "../netlink/ip.ts";
 import type { NetworkSelection } from "./selection.ts";
 
 /** The pod identity every delegate gets in CNI_ARGS. */
@@ -179,7 +179,7 @@ export function planDefaultRoutes(
   if (requests.every((r) => r === undefined)) return undefined;
   let v4 = 0;
   let v6 = 0;
-  for (const r of requests) for (const gw of r ?? []) isIPv4Family(gw) ? v4++ : v6++;
+  for (const r of requests) for (const gw of r ?? []) parseIpAddr(gw)?.family === 4 ? v4++ : v6++;
   if (v4 > 1 || v6 > 1) {
     throw new CniError(
       ErrorCode.InvalidNetworkConfig,

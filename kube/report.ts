@@ -11,7 +11,7 @@ import type { Result } from "../cni/types.ts";
 import type { KubeClient } from "./client.ts";
 import type { PodArgs } from "./delegate.ts";
 import { isNotFound } from "./errors.ts";
-import { canonicalIP } from "./netaddr.ts";
+import { canonicalIp } from "../netlink/ip.ts";
 import { type EventInit, updatePodStatusAnnotations } from "./objects.ts";
 import {
   type DeviceInfo,
@@ -90,8 +90,8 @@ export function addedInterfaceEvent(
   const ips = (result.ips ?? []).map((ip) => {
     const slash = ip.address.indexOf("/");
     return slash < 0
-      ? canonicalIP(ip.address)
-      : `${canonicalIP(ip.address)}${ip.address.slice(slash)}`;
+      ? canonicalIp(ip.address)
+      : `${canonicalIp(ip.address)}${ip.address.slice(slash)}`;
   });
   const from = networkName ? ` from ${networkName}` : "";
   return {

@@ -13,7 +13,8 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { isCIDR, isIP, macLength } from "./netaddr.ts";
+import { isCidr, isIp } from "../netlink/ip.ts";
+import { tryParseMac } from "../netlink/mac.ts";
 
 /** The pod annotation selecting secondary networks. */
 export const NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks";
@@ -248,7 +249,7 @@ function parseJsonElement(el: Json, element: number, annotation: string): Networ
   const ips = strList("ips");
   if (ips !== undefined) {
     for (const ip of ips) {
-      if (!(ip.includes("/") ? isCIDR(ip) : isIP(ip))) {
+      if (!(ip.includes("/") ? isCidr(ip) : isIp(ip))) {
         throw fail(`"ips": ${JSON.stringify(ip)} is not an IP address or CIDR`);
       }
     }
@@ -256,12 +257,12 @@ function parseJsonElement(el: Json, element: number, annotation: string): Networ
   }
   const mac = str("mac");
   if (mac !== "") {
-    if (!macLength(mac)) throw fail(`"mac": ${JSON.stringify(mac)} is not a MAC address`);
+    if (!tryParseMac(mac)) throw fail(`"mac": ${JSON.stringify(mac)} is not a MAC address`);
     sel.mac = mac;
   }
   const guid = str("infiniband-guid");
   if (guid !== "") {
-    if (!macLength(guid)) {
+    if (!tryParseMac(guid)) {
       throw fail(`"infiniband-guid": ${JSON.stringify(guid)} is not a valid GUID`);
     }
     sel.infinibandGuid = guid;
@@ -269,7 +270,7 @@ function parseJsonElement(el: Json, element: number, annotation: string): Networ
   const gws = strList("default-route");
   if (gws !== undefined) {
     for (const gw of gws) {
-      if (!isIP(gw)) throw fail(`"default-route": ${JSON.stringify(gw)} is not an IP address`);
+      if (!isIp(gw)) throw fail(`"default-route": ${JSON.stringify(gw)} is not an IP address`);
     }
     sel.defaultRoute = gws;
   }

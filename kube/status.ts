@@ -8,7 +8,7 @@
  */
 
 import type { Dns, Result } from "../cni/types.ts";
-import { canonicalIP } from "./netaddr.ts";
+import { canonicalIp } from "../netlink/ip.ts";
 
 /** The pod annotation listing every attached network. */
 export const NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status";
@@ -50,7 +50,7 @@ function copyDns(dns: Dns | undefined): Dns {
 
 /** A route to 0.0.0.0 or :: with any prefix length counts as a default route, as in Multus. */
 function isDefaultDst(dst: string): boolean {
-  const ip = canonicalIP(dst.split("/")[0]);
+  const ip = canonicalIp(dst.split("/")[0]);
   return ip === "0.0.0.0" || ip === "::";
 }
 
@@ -58,7 +58,7 @@ function defaultGateways(result: Result): string[] {
   const out: string[] = [];
   for (const r of result.routes ?? []) {
     // A default route without a gateway names none to report.
-    if (isDefaultDst(r.dst) && r.gw) out.push(canonicalIP(r.gw));
+    if (isDefaultDst(r.dst) && r.gw) out.push(canonicalIp(r.gw));
   }
   return out;
 }
@@ -114,7 +114,7 @@ export function networkStatusEntries(
     return [entry({
       name: networkName,
       iface: iface?.name,
-      ips: ips.map((ip) => canonicalIP(ip.address)),
+      ips: ips.map((ip) => canonicalIp(ip.address)),
       mac: iface?.mac,
       mtu: iface?.mtu,
       isDefault,
@@ -136,7 +136,7 @@ export function networkStatusEntries(
   const slots = [...byIndex.values()];
   for (const ip of ips) {
     const slot = ip.interface !== undefined ? byIndex.get(ip.interface) : slots[slots.length - 1];
-    slot?.ips.push(canonicalIP(ip.address));
+    slot?.ips.push(canonicalIp(ip.address));
   }
   return [...byIndex.entries()].map(([i, s]) =>
     entry({

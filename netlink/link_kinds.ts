@@ -7,7 +7,8 @@
  */
 
 import { IFLA } from "./constants.ts";
-import { formatIp, parseIp, parseMac } from "./ip.ts";
+import { formatIp, parseIp } from "./ip.ts";
+import { parseMac } from "./mac.ts";
 import { attr, type Attrs, type Writer } from "./message.ts";
 import { type NetnsRef, openNetnsFd } from "./netns.ts";
 

@@ -7,7 +7,7 @@
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { CmdArgs } from "../cni/types.ts";
-import { parseMac } from "../netlink/ip.ts";
+import { parseMac } from "../netlink/mac.ts";
 import { type MasqBackend, parseMasqBackend } from "./ipmasq.ts";
 import {
   argsCni,

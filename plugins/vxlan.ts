@@ -59,7 +59,8 @@ import {
   openHandle,
   setLinkUp,
 } from "../netlink/mod.ts";
-import { formatMac, ipFamily, isIp, parseIp } from "../netlink/ip.ts";
+import { ipFamily, isIp, parseIp } from "../netlink/ip.ts";
+import { formatMac } from "../netlink/mac.ts";
 import {
   attachToBridge,
   type BridgeConf,
