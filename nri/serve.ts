@@ -21,6 +21,7 @@
  * @module
  */
 
+import { loadConfDir } from "../cni/conf.ts";
 import { createLogger, type Logger } from "../cni/log.ts";
 import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
 import { type Attacher, createAttacher } from "./attach.ts";
@@ -207,14 +208,33 @@ function networkSource(opts: NriServeOptions): NetworkSource {
 }
 
 /**
- * Loads the built-in plugins now rather than on the first pod, so the first
+ * Loads the built-in plugins the conf folder's networks use (their types
+ * and IPAM types) now rather than on the first pod, so the first
  * RunPodSandbox after a start does not pay for compiling them inside its
- * budget. kube-node (API client code) is left to load when a network uses it.
+ * budget. Plugins no network names stay unloaded (memory); a network added
+ * later loads its plugins on first use.
  */
-async function preloadPlugins(log: Logger): Promise<void> {
+async function preloadPlugins(confDir: string, log: Logger): Promise<void> {
   const t0 = performance.now();
-  await Promise.all(builtinNames().filter((n) => n !== "kube-node").map((n) => loadBuiltin(n)));
-  log.debug("built-in plugins loaded", { ms: Math.round(performance.now() - t0) });
+  const types = new Set<string>();
+  try {
+    for (const list of await loadConfDir(confDir)) {
+      for (const plugin of list.plugins) {
+        types.add(plugin.type);
+        const ipam = (plugin as { ipam?: { type?: unknown } }).ipam;
+        if (typeof ipam?.type === "string") types.add(ipam.type);
+      }
+    }
+  } catch (err) {
+    // A broken file fails the pods that select it, with its own message.
+    log.warn("cannot read the networks in the conf folder", { dir: confDir, error: message(err) });
+  }
+  const builtins = [...types].filter((t) => builtinNames().includes(t));
+  await Promise.all(builtins.map((t) => loadBuiltin(t)));
+  log.debug("built-in plugins loaded", {
+    plugins: builtins,
+    ms: Math.round(performance.now() - t0),
+  });
 }
 
 function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
@@ -226,7 +246,7 @@ function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
 async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   const source = networkSource(opts);
   await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
-  await preloadPlugins(log);
+  await preloadPlugins(opts.confDir, log);
   const metrics = createNriMetrics();
   const attacher = createAttacher({
     cacheDir: opts.cacheDir,
