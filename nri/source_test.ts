@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { CniError } from "../cni/errors.ts";
+import type { PodSandbox } from "./pod.ts";
+import { confDirSource, selectionIfNames } from "./source.ts";
+
+function pod(annotations: Record<string, string>): PodSandbox {
+  return {
+    id: "a".repeat(64),
+    name: "web",
+    uid: "u-1",
+    namespace: "apps",
+    labels: {},
+    annotations,
+    runtimeHandler: "",
+    pid: 1,
+    ips: [],
+  };
+}
+
+async function withConfDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "hydra-nri-src-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/10-blue.conflist`,
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "blue",
+        plugins: [
+          {
+            type: "hydra-bridge",
+            bridge: "b0",
+            ipam: { type: "hydra-ipam", subnet: "10.1.0.0/24" },
+          },
+          { type: "portmap", capabilities: { portMappings: true } },
+        ],
+      }),
+    );
+    await Deno.writeTextFile(
+      `${dir}/20-red.conf`,
+      JSON.stringify({
+        cniVersion: "1.1.0",
+        name: "red",
+        type: "hydra-macvlan",
+        master: "eth9",
+        capabilities: { ips: true, mac: true },
+        ipam: { type: "hydra-static" },
+      }),
+    );
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("conf-dir source: no selection, no plan", async () => {
+  await withConfDir(async (dir) => {
+    assert.equal(await confDirSource(dir).plan(pod({})), undefined);
+    assert.equal(
+      await confDirSource(dir).plan(pod({ "k8s.v1.cni.cncf.io/networks": "" })),
+      undefined,
+    );
+  });
+});
+
+Deno.test("conf-dir source: short form names networks; first gets CNI_IFNAME, others name theirs", async () => {
+  await withConfDir(async (dir) => {
+    const plan = await confDirSource(dir).plan(
+      pod({ "k8s.v1.cni.cncf.io/networks": "blue, other-ns/red@data0" }),
+    );
+    assert.ok(plan);
+    assert.equal(plan.ifName, "net1");
+    assert.deepEqual(plan.networks, [
+      { name: "blue", ifName: "net1" },
+      { name: "red", ifName: "data0" },
+    ]);
+    const delegates = plan.conf.delegates as Record<string, unknown>[];
+    assert.equal(plan.conf.type, "hydra");
+    assert.equal(delegates[0].ifname, undefined);
+    assert.equal(delegates[1].ifname, "data0");
+    assert.equal(delegates[0].cniVersion, "1.0.0");
+    assert.equal((delegates[0].plugins as unknown[]).length, 2);
+  });
+});
+
+Deno.test("conf-dir source: JSON form's ips, mac and cni-args reach the plugins that take them", async () => {
+  await withConfDir(async (dir) => {
+    const plan = await confDirSource(dir).plan(pod({
+      "k8s.v1.cni.cncf.io/networks": JSON.stringify([
+        { name: "blue", "cni-args": { vlan: 7 } },
+        { name: "red", ips: ["10.9.0.5/24"], mac: "02:00:00:00:00:05" },
+      ]),
+    }));
+    assert.ok(plan);
+    const [blue, red] = plan.conf.delegates as { plugins: Record<string, unknown>[] }[];
+    for (const p of blue.plugins) assert.deepEqual((p.args as { cni: unknown }).cni, { vlan: 7 });
+    assert.equal(
+      blue.plugins[1].runtimeConfig,
+      undefined,
+      "portmap gets no ports it was not given",
+    );
+    assert.deepEqual(red.plugins[0].runtimeConfig, {
+      ips: ["10.9.0.5/24"],
+      mac: "02:00:00:00:00:05",
+    });
+  });
+});
+
+Deno.test("conf-dir source: unknown networks and clashing interfaces are refused by name", async () => {
+  await withConfDir(async (dir) => {
+    const source = confDirSource(dir);
+    await assert.rejects(
+      source.plan(pod({ "k8s.v1.cni.cncf.io/networks": "green" })),
+      (err) => err instanceof CniError && err.code === 7 && /"green"/.test(err.message),
+    );
+    await assert.rejects(
+      source.plan(pod({ "k8s.v1.cni.cncf.io/networks": "blue@x,red@x" })),
+      /networks "blue" and "red" both ask for interface "x"/,
+    );
+    await assert.rejects(
+      source.plan(pod({ "k8s.v1.cni.cncf.io/networks": "blue@eth0" })),
+      /belongs to the pod's default network/,
+    );
+    await assert.rejects(
+      source.plan(pod({ "k8s.v1.cni.cncf.io/networks": "Not_A_Name" })),
+      (err) => err instanceof CniError && err.code === 7,
+    );
+  });
+});
+
+Deno.test("selectionIfNames: net<position> unless the element names one", () => {
+  assert.deepEqual(
+    selectionIfNames([
+      { name: "a", namespace: "n" },
+      { name: "b", namespace: "n", interface: "data0" },
+      { name: "a", namespace: "n" },
+    ]),
+    ["net1", "data0", "net3"],
+  );
+});
