@@ -231,11 +231,18 @@ export function createAttacher(options: AttacherOptions): Attacher {
     if (!keep()) {
       throw new CniError(ErrorCode.TryAgainLater, "attach not started: its caller gave up");
     }
-    if (!netns || !existingNetns(netns)) {
+    if (!netns) {
+      // The runtime's own CNI is not called for host-network pods either.
+      log.warn("host-network pod selects networks; they are not attached", {
+        sandbox: sandboxId,
+        pod: `${pod.namespace}/${pod.name}`,
+      });
+      return { status: "none", networks: [] };
+    }
+    if (!existingNetns(netns)) {
       throw new CniError(
         ErrorCode.InvalidEnvironmentVariables,
-        `sandbox ${sandboxId} has no network namespace to attach networks to` +
-          (netns ? ` (${netns} is gone)` : " (host network?)"),
+        `the network namespace of sandbox ${sandboxId} (${netns}) is gone`,
       );
     }
     const args = podCniArgs(pod);

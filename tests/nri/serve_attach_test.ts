@@ -86,6 +86,13 @@ Deno.test({
 
       // A pod that asks for nothing gets nothing from hydra.
       assert.deepEqual([...extraLinks(await w.addrs(await w.netnsOf(plain))).keys()], []);
+      // Nor does a host-network pod, whatever it asks for: it starts, and hydra says why.
+      const hostPod = await w.runp(uniqueName("host"), { [NETWORKS]: "blue" }, {
+        hostNetwork: true,
+      });
+      await w.ctd.crictl("stopp", hostPod);
+      await w.ctd.crictl("rmp", hostPod);
+      assert.ok(hydra.logLines().some((l) => /^host-network pod/.test(String(l.msg))));
 
       await w.ctd.crictl("stopp", id);
       assert.deepEqual(w.reserved("blue"), [], "blue address freed on stopp");
@@ -100,12 +107,12 @@ Deno.test({
       const againLinks = extraLinks(await w.addrs(await w.netnsOf(again)));
       assert.deepEqual([...againLinks.keys()], ["data0"]);
       const metrics = (await hydra.get("/metrics")).body;
-      assert.match(metrics, /hydra_nri_events_total\{event="run",result="ok"\} 3/);
-      assert.match(metrics, /hydra_nri_events_total\{event="stop",result="ok"\} 1/);
-      assert.match(metrics, /hydra_nri_events_total\{event="remove",result="ok"\} 1/);
+      assert.match(metrics, /hydra_nri_events_total\{event="run",result="ok"\} 4/);
+      assert.match(metrics, /hydra_nri_events_total\{event="stop",result="ok"\} 2/);
+      assert.match(metrics, /hydra_nri_events_total\{event="remove",result="ok"\} 2/);
       assert.match(
         metrics,
-        /hydra_nri_attach_duration_seconds_count\{trigger="run",result="ok"\} 3/,
+        /hydra_nri_attach_duration_seconds_count\{trigger="run",result="ok"\} 4/,
       );
       assert.match(metrics, /hydra_nri_attached_pods 1/);
       assert.match(metrics, /hydra_nri_connected 1/);

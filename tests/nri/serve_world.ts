@@ -95,7 +95,11 @@ export interface NriWorld {
   /** hydra-bridge's bridge, in containerd's namespace. */
   bridge: string;
   /** Runs a pod sandbox (namespace nri-test); returns its id. */
-  runp(name: string, annotations?: Record<string, string>): Promise<string>;
+  runp(
+    name: string,
+    annotations?: Record<string, string>,
+    opts?: { hostNetwork?: boolean },
+  ): Promise<string>;
   /** The sandbox's network namespace path. */
   netnsOf(id: string): Promise<string>;
   /** `ip -j addr` inside a namespace path. */
@@ -234,13 +238,18 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
         blueRoute,
         bridge,
         slowBinDir,
-        async runp(name, annotations = {}) {
+        async runp(name, annotations = {}, opts = {}) {
           const config = join(tmp, `${name}.json`);
+          const linux: Record<string, unknown> = { cgroup_parent: ctd.cgroupParent };
+          // NamespaceMode NODE (2): the pod shares the node's network.
+          if (opts.hostNetwork) {
+            linux.security_context = { namespace_options: { network: 2 } };
+          }
           await writeJson(config, {
             metadata: { name, namespace: "nri-test", uid: crypto.randomUUID() },
             annotations,
             log_directory: join(tmp, "logs", name),
-            linux: { cgroup_parent: ctd.cgroupParent },
+            linux,
           });
           return (await ctd.crictl("runp", config)).trim();
         },
