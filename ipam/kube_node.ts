@@ -21,7 +21,8 @@
  *   The keys `annotation` and `ipv4-namespaces` (only pods of these
  *   namespaces get IPv4) are the ones xcluster-cni's kube-node reads.
  * - The Node is read once and cached in `<dataDir>/.kube-node/<node>.json`
- *   for `nodeCacheTTL` seconds (30), so a burst of pods costs one read;
+ *   for `nodeCacheTTL` seconds (30), so a burst of pods costs one read (a
+ *   cached copy that lacks the annotation or CIDRs is read again first);
  *   the read goes to the node daemon when one answers on `daemonSocket`,
  *   else to the API server (`kubeconfig`, else the in-cluster account).
  *   When the API cannot be reached a cached copy of any age is used, else
@@ -186,10 +187,13 @@ async function fetchNode(c: KubeNodeConfig): Promise<NodeRanges> {
   };
 }
 
-/** The Node's ranges: the file cache while fresh, else a read (a stale copy if the API is away). */
-export async function nodeRanges(c: KubeNodeConfig): Promise<NodeRanges> {
+/**
+ * The Node's ranges: the file cache while fresh (unless `refresh`), else a
+ * read (a stale copy if the API is away).
+ */
+export async function nodeRanges(c: KubeNodeConfig, refresh = false): Promise<NodeRanges> {
   const cached = await readCached(c);
-  if (cached && Date.now() - cached.at < c.ttlMs) return cached;
+  if (cached && !refresh && Date.now() - cached.at < c.ttlMs) return cached;
   let fresh: NodeRanges;
   try {
     fresh = await fetchNode(c);
@@ -242,7 +246,17 @@ function podNamespace(cniArgs: string): string | undefined {
 /** The invocation with `ipam` rewritten as hydra-ipam's config over the node's ranges. */
 async function asHostLocal(args: CmdArgs): Promise<CmdArgs> {
   const c = readConfig(args);
-  let cidrs = rangesOf(await nodeRanges(c), c);
+  const asked = Date.now();
+  let node = await nodeRanges(c);
+  let cidrs: string[];
+  try {
+    cidrs = rangesOf(node, c);
+  } catch (err) {
+    // A cached copy may predate the annotation or the CIDRs: read the Node before failing.
+    if (node.at >= asked) throw err;
+    node = await nodeRanges(c, true);
+    cidrs = rangesOf(node, c);
+  }
   const ns = podNamespace(args.args);
   if (c.ipv4Namespaces && !(ns && c.ipv4Namespaces.includes(ns))) {
     cidrs = cidrs.filter((cidr) => cidrFamily(cidr) !== 4);
