@@ -176,7 +176,7 @@ async function onRelease(
 }
 
 /** The NRI hooks of the plugin. */
-export function nriHooks(d: Deps): NriHooks {
+function nriHooks(d: Deps): NriHooks {
   return {
     onSynchronize(pods) {
       d.metrics.events.inc({ event: "synchronize", result: "ok" });
