@@ -5,7 +5,8 @@
  * exactly the configs, annotations and reservation file names the reference
  * plugins and Multus accept; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`)
  * is IPv4, as Go's `To4` has it. Printing is RFC 5952 (Go's
- * `net.IP.String()`). Pure functions, no FFI; MAC addresses are in `mac.ts`.
+ * `net.IP.String()`). Pure functions, no imports, no FFI; MAC addresses are
+ * parsed in `mac.ts`.
  *
  * An address comes in three forms, and a function's name says which it takes:
  * - text ("10.1.0.5", "fd00::1/64"), the form addresses cross module
@@ -479,5 +480,16 @@ export function prevIp(ip: string): string {
   return formatIpAddr(prev);
 }
 
-// Also reachable from here, where route/plan.ts imports it.
-export { formatMac } from "./mac.ts";
+/**
+ * Formats link-layer address bytes as lower-case colon-separated hex. It
+ * lives beside {@link formatIp} because the kernel layer prints both from
+ * messages; parsing MAC addresses is in `mac.ts`.
+ */
+export function formatMac(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i++) {
+    if (i) s += ":";
+    s += (b[i] < 16 ? "0" : "") + b[i].toString(16);
+  }
+  return s;
+}

@@ -19,7 +19,8 @@ import {
 import { NetlinkError } from "./errors.ts";
 import { closeFd } from "./ffi.ts";
 import { type BridgePortInfo, parseBridgePort, writeBridgePort } from "./bridge_port.ts";
-import { formatMac, parseMac } from "./mac.ts";
+import { formatMac } from "./ip.ts";
+import { parseMac } from "./mac.ts";
 import {
   type KindInfo,
   type LinkNetns,

@@ -1,10 +1,12 @@
 /**
  * MAC (link-layer) addresses: parsed as Go's `net.ParseMAC` accepts them, so
  * hydra takes the configs and annotations the reference plugins and Multus
- * take, and printed as the kernel tools print them. Pure functions, no FFI.
+ * take (printed by `formatMac` in `ip.ts`). Pure functions, no FFI.
  *
  * @module
  */
+
+import { formatMac } from "./ip.ts";
 
 /**
  * The bytes of a hardware address in a form Go's `net.ParseMAC` accepts:
@@ -36,16 +38,6 @@ export function parseMac(s: string): Uint8Array {
   const b = tryParseMac(s);
   if (b?.length !== 6) throw new TypeError(`invalid MAC address ${JSON.stringify(s)}`);
   return b;
-}
-
-/** Formats link-layer address bytes as lower-case colon-separated hex. */
-export function formatMac(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i++) {
-    if (i) s += ":";
-    s += (b[i] < 16 ? "0" : "") + b[i].toString(16);
-  }
-  return s;
 }
 
 /** A random unicast, locally administered MAC address. */

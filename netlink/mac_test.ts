@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { formatMac, parseMac, randomMac, tryParseMac } from "./mac.ts";
+import { formatMac } from "./ip.ts";
+import { parseMac, randomMac, tryParseMac } from "./mac.ts";
 
 Deno.test("MAC parsing and formatting", () => {
   assert.deepEqual([...parseMac("02:AA:bb:0c:0d:0E")], [2, 0xaa, 0xbb, 0x0c, 0x0d, 0x0e]);

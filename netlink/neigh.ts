@@ -6,8 +6,8 @@
  */
 
 import { AF, NDA, NTF, NUD, RTM } from "./constants.ts";
-import { formatIp, type IpFamily, parseIp } from "./ip.ts";
-import { formatMac, parseMac } from "./mac.ts";
+import { formatIp, formatMac, type IpFamily, parseIp } from "./ip.ts";
+import { parseMac } from "./mac.ts";
 import type { LinkRef } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";
 import {

@@ -59,8 +59,7 @@ import {
   openHandle,
   setLinkUp,
 } from "../netlink/mod.ts";
-import { ipFamily, isIp, parseIp } from "../netlink/ip.ts";
-import { formatMac } from "../netlink/mac.ts";
+import { formatMac, ipFamily, isIp, parseIp } from "../netlink/ip.ts";
 import {
   attachToBridge,
   type BridgeConf,
