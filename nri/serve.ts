@@ -218,7 +218,9 @@ async function preloadPlugins(confDir: string, log: Logger): Promise<void> {
   const t0 = performance.now();
   const types = new Set<string>();
   try {
-    for (const list of await loadConfDir(confDir)) {
+    const lists = await loadConfDir(confDir);
+    log.info("networks pods can select", { dir: confDir, networks: lists.map((l) => l.name) });
+    for (const list of lists) {
       for (const plugin of list.plugins) {
         types.add(plugin.type);
         const ipam = (plugin as { ipam?: { type?: unknown } }).ipam;
