@@ -23,7 +23,37 @@ Deno.test("nodeCidr clears host bits and gives the range", () => {
   assert.equal(c.first, "10.244.1.0");
   assert.deepEqual([c.start, c.end], ["0af40100", "0af401ff"]);
   assert.equal(nodeCidr("fd00:1::/64")!.family, 6);
-  for (const bad of ["banana", "10.0.0.0/33", "10.0.0.1", "10.0.0/8", ""]) {
+  assert.deepEqual(nodeCidr("0.0.0.0/0"), {
+    cidr: "0.0.0.0/0",
+    family: 4,
+    first: "0.0.0.0",
+    start: "00000000",
+    end: "ffffffff",
+  });
+  assert.equal(nodeCidr("255.255.255.255/32")!.start, "ffffffff");
+  assert.equal(nodeCidr("192.168.7.200/30")!.cidr, "192.168.7.200/30");
+  assert.equal(nodeCidr("192.168.7.201/31")!.end, "c0a807c9");
+  // The IPv4 fast path and the generic path agree.
+  assert.deepEqual(nodeCidr("10.1.2.3/20"), {
+    cidr: "10.1.0.0/20",
+    family: 4,
+    first: "10.1.0.0",
+    start: "0a010000",
+    end: "0a010fff",
+  });
+  assert.equal(nodeCidr("fd00:1::7/64")!.cidr, "fd00:1::/64");
+  for (
+    const bad of [
+      "banana",
+      "10.0.0.0/33",
+      "10.0.0.1",
+      "10.0.0/8",
+      "",
+      "010.0.0.0/8",
+      "10.0.0.256/24",
+      "10.0.0.0/08",
+    ]
+  ) {
     assert.equal(nodeCidr(bad), undefined, bad);
   }
 });
