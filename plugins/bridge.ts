@@ -55,15 +55,8 @@ import {
   plugHostEnd,
 } from "./bridge_port.ts";
 import { addGateways, enableForwarding, waitPortUp } from "./bridge_gateway.ts";
-import { configureIface, trySysctl, validateExpectedIps, validateExpectedRoutes } from "./iface.ts";
-import {
-  ipamAdd,
-  ipamCheck,
-  ipamDel,
-  ipamDelQuietly,
-  ipamGc,
-  ipamStatus,
-} from "./ipam_delegate.ts";
+import { configureIface, trySysctl, validatePrevResult } from "./iface.ts";
+import { gcViaIpam, ipamAddWithUndo, ipamCheck, ipamDel, statusViaIpam } from "./ipam_delegate.ts";
 import { setupIpMasq, teardownIpMasq } from "./ipmasq.ts";
 import {
   assertIfNameFree,
@@ -72,7 +65,7 @@ import {
   openNetnsForDel,
   openNetnsHandle,
 } from "./links.ts";
-import { configDns, invalidConfig, ipamType, requirePrevResult } from "./netconf.ts";
+import { configDns, invalidConfig, requirePrevResult } from "./netconf.ts";
 import { type BridgeConf, parseBridgeConf } from "./bridge_conf.ts";
 import { withHostLock } from "./host_lock.ts";
 
@@ -144,9 +137,7 @@ async function attachLocked(
       interfaces: [{ name: br.link.name, mac: br.link.mac }, pair.host, pair.container],
     };
     if (conf.ipam) {
-      const ipam = conf.ipam;
-      const fromIpam = await ipamAdd(args, ipam);
-      undo.push("release the address", () => ipamDelQuietly(args, ipam));
+      const fromIpam = await ipamAddWithUndo(args, conf.ipam, undo);
       result.ips = fromIpam.ips;
       if (fromIpam.routes?.length) result.routes = fromIpam.routes;
       if (fromIpam.dns) result.dns = fromIpam.dns;
@@ -283,8 +274,7 @@ export async function checkBridgeAttachment(args: CmdArgs, conf: BridgeConf): Pr
         l.master === br.index && (!i.mac || i.mac === l.mac);
     });
     if (!hostVeth) failCheck(`CNI veth created for bridge ${conf.bridge} was not found`);
-    validateExpectedIps(pod, args.ifName, prev.ips ?? [], prev.interfaces);
-    validateExpectedRoutes(pod, prev.routes ?? []);
+    validatePrevResult(pod, args.ifName, prev);
   } finally {
     closeAll(pod, host);
   }
@@ -294,16 +284,6 @@ async function check(args: CmdArgs): Promise<void> {
   await checkBridgeAttachment(args, parseBridgeConf(args));
 }
 
-async function status(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
-  if (type) await ipamStatus(args, type);
-}
-
-async function gc(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
-  if (type) await ipamGc(args, type);
-}
-
 /** The hydra-bridge plugin. */
 export const plugin: Plugin = {
   kind: "bridge",
@@ -311,6 +291,6 @@ export const plugin: Plugin = {
   add,
   del,
   check,
-  status,
-  gc,
+  status: statusViaIpam,
+  gc: gcViaIpam,
 };

@@ -42,15 +42,8 @@ import {
   setLinkUp,
   THREAD_NETNS_PATH,
 } from "../netlink/mod.ts";
-import { configureIface, validateExpectedIps, validateExpectedRoutes } from "./iface.ts";
-import {
-  ipamAdd,
-  ipamCheck,
-  ipamDel,
-  ipamDelQuietly,
-  ipamGc,
-  ipamStatus,
-} from "./ipam_delegate.ts";
+import { configureIface, validatePrevResult } from "./iface.ts";
+import { gcViaIpam, ipamAddWithUndo, ipamCheck, ipamDel, statusViaIpam } from "./ipam_delegate.ts";
 import {
   assertIfNameFree,
   closeAll,
@@ -211,9 +204,7 @@ async function add(args: CmdArgs): Promise<Result> {
       result.interfaces![0].mac = getLink(pod, args.ifName).mac;
     }
     if (conf.ipam) {
-      const ipam = conf.ipam;
-      const fromIpam = await ipamAdd(args, ipam);
-      undo.push("release the address", () => ipamDelQuietly(args, ipam));
+      const fromIpam = await ipamAddWithUndo(args, conf.ipam, undo);
       result.ips = fromIpam.ips!.map((ip) => ({ ...ip, interface: 0 }));
       if (fromIpam.routes?.length) result.routes = fromIpam.routes;
       if (!conf.dpdk) await configureIface(pod, args.netns, args.ifName, result);
@@ -331,21 +322,10 @@ async function check(args: CmdArgs): Promise<void> {
         `Interface ${args.ifName} Mac ${contIf.mac} doesn't match container Mac: ${link.mac}`,
       );
     }
-    validateExpectedIps(pod, args.ifName, prev.ips ?? [], prev.interfaces);
-    validateExpectedRoutes(pod, prev.routes ?? []);
+    validatePrevResult(pod, args.ifName, prev);
   } finally {
     closeAll(pod);
   }
-}
-
-async function status(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
-  if (type) await ipamStatus(args, type);
-}
-
-async function gc(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
-  if (type) await ipamGc(args, type);
 }
 
 /** The hydra-host-device plugin. */
@@ -355,6 +335,6 @@ export const plugin: Plugin = {
   add,
   del,
   check,
-  status,
-  gc,
+  status: statusViaIpam,
+  gc: gcViaIpam,
 };

@@ -261,3 +261,12 @@ export function validateExpectedRoutes(h: Handle, routes: readonly ResultRoute[]
     }
   }
 }
+
+/**
+ * CHECK's last step in every interface plugin: the addresses prevResult
+ * gives `ifName` and all its routes are in place.
+ */
+export function validatePrevResult(h: Handle, ifName: string, prev: Result): void {
+  validateExpectedIps(h, ifName, prev.ips ?? [], prev.interfaces);
+  validateExpectedRoutes(h, prev.routes ?? []);
+}

@@ -12,6 +12,8 @@ import { toInternal } from "../cni/convert.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { invokePlugin } from "../cni/invoke.ts";
 import type { CmdArgs, Command, Result } from "../cni/types.ts";
+import type { Undo } from "./links.ts";
+import { ipamType } from "./netconf.ts";
 
 function request(args: CmdArgs, type: string, command: Command) {
   return {
@@ -37,6 +39,16 @@ export async function ipamAdd(args: CmdArgs, type: string): Promise<Result> {
   if (!result.ips || result.ips.length === 0) {
     throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
   }
+  return result;
+}
+
+/**
+ * IPAM ADD inside an interface plugin's ADD: {@link ipamAdd}, with the
+ * address released again (quietly) when the ADD fails later and `undo` runs.
+ */
+export async function ipamAddWithUndo(args: CmdArgs, type: string, undo: Undo): Promise<Result> {
+  const result = await ipamAdd(args, type);
+  undo.push("release the address", () => ipamDelQuietly(args, type));
   return result;
 }
 
@@ -75,4 +87,19 @@ export async function ipamStatus(args: CmdArgs, type: string): Promise<void> {
 /** IPAM GC; throws the delegate's error. */
 export async function ipamGc(args: CmdArgs, type: string): Promise<void> {
   await invokePlugin(request(args, type, "GC"));
+}
+
+/**
+ * An interface plugin's STATUS, as the reference plugins answer it: its IPAM
+ * delegate's, when the config names one; ready otherwise.
+ */
+export async function statusViaIpam(args: CmdArgs): Promise<void> {
+  const type = ipamType(args.config);
+  if (type) await ipamStatus(args, type);
+}
+
+/** An interface plugin's GC: its IPAM delegate's, when the config names one. */
+export async function gcViaIpam(args: CmdArgs): Promise<void> {
+  const type = ipamType(args.config);
+  if (type) await ipamGc(args, type);
 }

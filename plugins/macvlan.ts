@@ -45,15 +45,8 @@ import {
   setLinkName,
   setLinkUp,
 } from "../netlink/mod.ts";
-import { configureIface, trySysctl, validateExpectedIps, validateExpectedRoutes } from "./iface.ts";
-import {
-  ipamAdd,
-  ipamCheck,
-  ipamDel,
-  ipamDelQuietly,
-  ipamGc,
-  ipamStatus,
-} from "./ipam_delegate.ts";
+import { configureIface, trySysctl, validatePrevResult } from "./iface.ts";
+import { gcViaIpam, ipamAddWithUndo, ipamCheck, ipamDel, statusViaIpam } from "./ipam_delegate.ts";
 import {
   assertIfNameFree,
   closeAll,
@@ -181,9 +174,7 @@ async function add(args: CmdArgs): Promise<Result> {
       interfaces: [{ name: args.ifName, mac: link.mac, sandbox: args.netns }],
     };
     if (conf.ipam) {
-      const ipam = conf.ipam;
-      const fromIpam = await ipamAdd(args, ipam);
-      undo.push("release the address", () => ipamDelQuietly(args, ipam));
+      const fromIpam = await ipamAddWithUndo(args, conf.ipam, undo);
       result.ips = fromIpam.ips!.map((ip) => ({ ...ip, interface: 0 }));
       if (fromIpam.routes?.length) result.routes = fromIpam.routes;
       trySysctl(args.netns, `net/ipv4/conf/${args.ifName}/arp_notify`, "1");
@@ -251,21 +242,10 @@ async function check(args: CmdArgs): Promise<void> {
         `interface ${args.ifName} Mac ${contIf.mac} doesn't match container Mac: ${link.mac}`,
       );
     }
-    validateExpectedIps(pod, args.ifName, prev.ips ?? [], prev.interfaces);
-    validateExpectedRoutes(pod, prev.routes ?? []);
+    validatePrevResult(pod, args.ifName, prev);
   } finally {
     closeAll(pod, host);
   }
-}
-
-async function status(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
-  if (type) await ipamStatus(args, type);
-}
-
-async function gc(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
-  if (type) await ipamGc(args, type);
 }
 
 /** The hydra-macvlan plugin. */
@@ -275,6 +255,6 @@ export const plugin: Plugin = {
   add,
   del,
   check,
-  status,
-  gc,
+  status: statusViaIpam,
+  gc: gcViaIpam,
 };

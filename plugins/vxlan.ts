@@ -67,9 +67,9 @@ import {
   detachFromBridge,
   parseBridgeConf,
 } from "./bridge.ts";
-import { ipamGc, ipamStatus } from "./ipam_delegate.ts";
+import { gcViaIpam, statusViaIpam } from "./ipam_delegate.ts";
 import { closeAll, defaultRouteInterface } from "./links.ts";
-import { invalidConfig, ipamType, optInt, optString } from "./netconf.ts";
+import { invalidConfig, optInt, optString } from "./netconf.ts";
 
 /** The IANA VXLAN port, hydra's default. */
 export const DEFAULT_VXLAN_PORT = 4789;
@@ -274,16 +274,6 @@ async function check(args: CmdArgs): Promise<void> {
   }
 }
 
-async function status(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
-  if (type) await ipamStatus(args, type);
-}
-
-async function gc(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
-  if (type) await ipamGc(args, type);
-}
-
 /** The hydra-vxlan plugin. */
 export const plugin: Plugin = {
   kind: "vxlan",
@@ -291,6 +281,6 @@ export const plugin: Plugin = {
   add,
   del,
   check,
-  status,
-  gc,
+  status: statusViaIpam,
+  gc: gcViaIpam,
 };
