@@ -4,19 +4,11 @@
  * @module
  */
 
-import { AF, IFA, IFA_F, RT_SCOPE, RTM } from "./constants.ts";
+import { AF, afOf, IFA, IFA_F, RT_SCOPE, RTM } from "./constants.ts";
 import { formatIp, type IpFamily, lastAddress, parseCidr, parseIp } from "./ip.ts";
-import type { LinkRef } from "./link_kinds.ts";
+import { linkLabel, type LinkRef } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";
-import {
-  attr,
-  getU32,
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REPLACE,
-  parseAttrs,
-  type Writer,
-} from "./message.ts";
+import { attr, getU32, parseAttrs, VERB_FLAGS, type Writer } from "./message.ts";
 import { beginDump, beginRequest, execute, executeDump, type Handle } from "./socket.ts";
 
 /** An address as the kernel reports it. */
@@ -71,10 +63,6 @@ export interface AddrFilter {
 
 const FOREVER = 0xffffffff;
 
-function familyAf(f: IpFamily): number {
-  return f === 4 ? AF.INET : AF.INET6;
-}
-
 function isLoopback(b: Uint8Array): boolean {
   return b.length === 4 ? b[0] === 127 : b.every((x, i) => x === (i === 15 ? 1 : 0));
 }
@@ -87,7 +75,7 @@ function writeIfaddr(
   scope: number,
   index: number,
 ) {
-  w.u8(familyAf(family));
+  w.u8(afOf(family));
   w.u8(prefixLen);
   w.u8(flags & 0xff);
   w.u8(scope);
@@ -99,8 +87,7 @@ function write(
   link: LinkRef,
   cidr: string,
   opts: AddrOptions,
-  nlFlags: number,
-  verb: string,
+  verb: "add" | "replace",
 ) {
   const index = linkIndex(h, link);
   const c = parseCidr(cidr);
@@ -108,7 +95,7 @@ function write(
   if (opts.nodad) flags |= IFA_F.NODAD;
   if (opts.noprefixroute) flags |= IFA_F.NOPREFIXROUTE;
   const scope = opts.scope ?? (isLoopback(c.bytes) ? RT_SCOPE.HOST : RT_SCOPE.UNIVERSE);
-  const w = beginRequest(h, RTM.NEWADDR, nlFlags);
+  const w = beginRequest(h, RTM.NEWADDR, VERB_FLAGS[verb]);
   writeIfaddr(w, c.family, c.prefixLen, flags, scope, index);
   w.attrBytes(IFA.LOCAL, c.bytes);
   w.attrBytes(IFA.ADDRESS, opts.peer ? parseIp(opts.peer) : c.bytes);
@@ -125,17 +112,17 @@ function write(
     v.setUint32(4, opts.validLft ?? FOREVER, true);
     w.attrBytes(IFA.CACHEINFO, ci);
   }
-  execute(h, `${verb} address ${cidr} on ${typeof link === "number" ? `#${link}` : link}`);
+  execute(h, `${verb} address ${cidr} on ${linkLabel(link)}`);
 }
 
 /** Adds address `cidr` ("10.1.0.5/24") to `link`. EEXIST when it is already there. */
 export function addAddr(h: Handle, link: LinkRef, cidr: string, opts: AddrOptions = {}): void {
-  write(h, link, cidr, opts, NLM_F_CREATE | NLM_F_EXCL, "add");
+  write(h, link, cidr, opts, "add");
 }
 
 /** Adds address `cidr` to `link`, or updates it (flags, lifetimes) when present. */
 export function replaceAddr(h: Handle, link: LinkRef, cidr: string, opts: AddrOptions = {}): void {
-  write(h, link, cidr, opts, NLM_F_CREATE | NLM_F_REPLACE, "replace");
+  write(h, link, cidr, opts, "replace");
 }
 
 /** Deletes address `cidr` from `link`. EADDRNOTAVAIL when it is not there. */
@@ -146,7 +133,7 @@ export function delAddr(h: Handle, link: LinkRef, cidr: string): void {
   writeIfaddr(w, c.family, c.prefixLen, 0, 0, index);
   w.attrBytes(IFA.LOCAL, c.bytes);
   w.attrBytes(IFA.ADDRESS, c.bytes);
-  execute(h, `delete address ${cidr} from ${typeof link === "number" ? `#${link}` : link}`);
+  execute(h, `delete address ${cidr} from ${linkLabel(link)}`);
 }
 
 /** Parses an RTM_NEWADDR payload. */
@@ -184,7 +171,7 @@ export function parseAddr(payload: Uint8Array): Addr {
 export function listAddrs(h: Handle, filter: AddrFilter = {}): Addr[] {
   const index = filter.link === undefined ? 0 : linkIndex(h, filter.link);
   const w = beginDump(h, RTM.GETADDR);
-  w.u8(filter.family ? familyAf(filter.family) : AF.UNSPEC);
+  w.u8(filter.family ? afOf(filter.family) : AF.UNSPEC);
   w.u8(0);
   w.u8(0);
   w.u8(0);

@@ -1,17 +1,14 @@
 import assert from "node:assert/strict";
-import { type TestNetns, withNetns } from "../tests/helpers/netns.ts";
+import { inVethNetns as inNetns } from "../tests/helpers/netlink.ts";
+import type { TestNetns } from "../tests/helpers/netns.ts";
 import {
   addAddr,
-  addLink,
-  closeHandle,
   delAddr,
-  type Handle,
   IFA_F,
   isExists,
   isNotFound,
   listAddrs,
   NetlinkError,
-  openHandle,
   replaceAddr,
 } from "./mod.ts";
 
@@ -21,19 +18,6 @@ type IpAddr = Record<string, any>;
 async function ipAddrs(ns: TestNetns, dev: string): Promise<IpAddr[]> {
   const [link] = await ns.ipJson<Array<{ addr_info: IpAddr[] }>>("addr", "show", "dev", dev);
   return link.addr_info;
-}
-
-function inNetns(fn: (h: Handle, ns: TestNetns) => void | Promise<void>) {
-  return () =>
-    withNetns(1, async (ns) => {
-      const h = openHandle({ netnsPath: ns.path });
-      try {
-        addLink(h, { kind: "veth", name: "va", peer: { name: "vb" }, up: true });
-        await fn(h, ns);
-      } finally {
-        closeHandle(h);
-      }
-    });
 }
 
 Deno.test(

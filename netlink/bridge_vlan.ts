@@ -6,9 +6,8 @@
  */
 
 import { AF, RTM } from "./constants.ts";
-import type { LinkRef } from "./link_kinds.ts";
+import { linkLabel, type LinkRef, writeIfinfo } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";
-import { writeIfinfo } from "./link_kinds.ts";
 import { beginRequest, execute, type Handle } from "./socket.ts";
 
 const IFLA_AF_SPEC = 26;
@@ -49,7 +48,7 @@ function write(h: Handle, link: LinkRef, vlan: BridgeVlan, type: number, verb: s
   dv.setUint16(2, vlan.vid, true);
   w.attrBytes(IFLA_BRIDGE_VLAN_INFO, info);
   w.nestEnd(spec);
-  execute(h, `${verb} vlan ${vlan.vid} on ${typeof link === "number" ? `#${link}` : link}`);
+  execute(h, `${verb} vlan ${vlan.vid} on ${linkLabel(link)}`);
 }
 
 /** Adds VLAN `vlan.vid` to bridge port `link` (or to the bridge itself with `self`). */

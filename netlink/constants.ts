@@ -25,6 +25,11 @@ export const RTM = {
 /** Address families. */
 export const AF = { UNSPEC: 0, INET: 2, BRIDGE: 7, INET6: 10 } as const;
 
+/** The address family of IPv4 (4) or IPv6 (6). */
+export function afOf(family: 4 | 6): number {
+  return family === 4 ? AF.INET : AF.INET6;
+}
+
 /** Interface flags (ifi_flags). */
 export const IFF = {
   UP: 0x1,

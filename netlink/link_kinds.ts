@@ -15,6 +15,11 @@ import { type NetnsRef, openNetnsFd } from "./netns.ts";
 /** A link given by index or by name (resolved in the handle's namespace). */
 export type LinkRef = number | string;
 
+/** A link as error messages name it: its name, or "#<index>". */
+export function linkLabel(link: LinkRef): string {
+  return typeof link === "number" ? `#${link}` : link;
+}
+
 /** Where a link goes: a namespace path or fd, or the namespace of a process. */
 export type LinkNetns = NetnsRef | { pid: number };
 

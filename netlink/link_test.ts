@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type TestNetns, withNetns } from "../tests/helpers/netns.ts";
+import { inNetns } from "../tests/helpers/netlink.ts";
+import type { TestNetns } from "../tests/helpers/netns.ts";
 import {
   addBridgeVlan,
   addLink,
@@ -9,7 +10,6 @@ import {
   delLink,
   findLink,
   getLink,
-  type Handle,
   isExists,
   isNotFound,
   linkIndex,
@@ -41,19 +41,6 @@ async function ipLink(ns: TestNetns, name: string): Promise<IpLink> {
 
 async function ipLinkNames(ns: TestNetns): Promise<string[]> {
   return (await ns.ipJson<IpLink[]>("link", "show")).map((l) => l.ifname).sort();
-}
-
-/** Runs `fn` with fresh namespaces and a handle in the first. */
-function inNetns(count: number, fn: (h: Handle, ...ns: TestNetns[]) => void | Promise<void>) {
-  return () =>
-    withNetns(count, async (...ns) => {
-      const h = openHandle({ netnsPath: ns[0].path });
-      try {
-        await fn(h, ...ns);
-      } finally {
-        closeHandle(h);
-      }
-    });
 }
 
 Deno.test(

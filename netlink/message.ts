@@ -40,6 +40,21 @@ export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
 /** NEW: append to the list (bridge FDB: another remote for one MAC). */
 export const NLM_F_APPEND = 0x800;
+
+/** What a request does with an object; its name also goes into error messages. */
+export type RequestVerb = "add" | "replace" | "append" | "delete";
+
+/**
+ * The header flags that say a verb, the same for addresses, routes and
+ * neighbours: add refuses an existing object, replace overwrites it, append
+ * adds another, delete needs none.
+ */
+export const VERB_FLAGS: Readonly<Record<RequestVerb, number>> = {
+  add: NLM_F_CREATE | NLM_F_EXCL,
+  replace: NLM_F_CREATE | NLM_F_REPLACE,
+  append: NLM_F_CREATE | NLM_F_APPEND,
+  delete: 0,
+};
 /** Error message: the original request was not echoed in full. */
 export const NLM_F_CAPPED = 0x100;
 /** Error message: extended-ack attributes follow. */

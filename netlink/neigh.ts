@@ -8,17 +8,15 @@
 import { AF, NDA, NTF, NUD, RTM } from "./constants.ts";
 import { formatIp, formatMac, type IpFamily, parseIp } from "./ip.ts";
 import { parseMac } from "./mac.ts";
-import type { LinkRef } from "./link_kinds.ts";
+import { linkLabel, type LinkRef } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";
 import {
   attr,
   getI32,
   getU16,
-  NLM_F_APPEND,
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REPLACE,
   parseAttrs,
+  type RequestVerb,
+  VERB_FLAGS,
   type Writer,
 } from "./message.ts";
 import { beginDump, beginRequest, execute, executeDump, type Handle } from "./socket.ts";
@@ -117,14 +115,11 @@ function writeNdmsg(w: Writer, family: number, index: number, state: number, fla
   w.u8(0);
 }
 
-function label(link: LinkRef): string {
-  return typeof link === "number" ? `#${link}` : link;
-}
-
-function writeNeigh(h: Handle, spec: NeighSpec, type: number, nlFlags: number, verb: string): void {
+function writeNeigh(h: Handle, spec: NeighSpec, verb: Exclude<RequestVerb, "append">): void {
   const index = linkIndex(h, spec.link);
   const ip = parseIp(spec.ip);
-  const w = beginRequest(h, type, nlFlags);
+  const type = verb === "delete" ? RTM.DELNEIGH : RTM.NEWNEIGH;
+  const w = beginRequest(h, type, VERB_FLAGS[verb]);
   writeNdmsg(
     w,
     ip.length === 4 ? AF.INET : AF.INET6,
@@ -134,22 +129,22 @@ function writeNeigh(h: Handle, spec: NeighSpec, type: number, nlFlags: number, v
   );
   w.attrBytes(NDA.DST, ip);
   if (spec.mac && type !== RTM.DELNEIGH) w.attrBytes(NDA.LLADDR, parseMac(spec.mac));
-  execute(h, `${verb} neighbour ${spec.ip} on ${label(spec.link)}`);
+  execute(h, `${verb} neighbour ${spec.ip} on ${linkLabel(spec.link)}`);
 }
 
 /** Adds a neighbour entry (default permanent). EEXIST when one exists for the address. */
 export function addNeigh(h: Handle, spec: NeighSpec): void {
-  writeNeigh(h, spec, RTM.NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL, "add");
+  writeNeigh(h, spec, "add");
 }
 
 /** Adds or overwrites a neighbour entry. */
 export function replaceNeigh(h: Handle, spec: NeighSpec): void {
-  writeNeigh(h, spec, RTM.NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, "replace");
+  writeNeigh(h, spec, "replace");
 }
 
 /** Deletes the neighbour entry for `spec.ip` on `spec.link`. ENOENT when absent. */
 export function delNeigh(h: Handle, spec: Pick<NeighSpec, "link" | "ip">): void {
-  writeNeigh(h, spec, RTM.DELNEIGH, 0, "delete");
+  writeNeigh(h, spec, "delete");
 }
 
 /** Parses an RTM_NEWNEIGH payload of family IPv4/IPv6. */
@@ -189,9 +184,9 @@ export function listNeighs(h: Handle, filter: NeighFilter = {}): Neigh[] {
   });
 }
 
-function writeFdb(h: Handle, spec: FdbSpec, type: number, nlFlags: number, verb: string): void {
+function writeFdb(h: Handle, spec: FdbSpec, verb: RequestVerb): void {
   const index = linkIndex(h, spec.link);
-  const w = beginRequest(h, type, nlFlags);
+  const w = beginRequest(h, verb === "delete" ? RTM.DELNEIGH : RTM.NEWNEIGH, VERB_FLAGS[verb]);
   writeNdmsg(
     w,
     AF.BRIDGE,
@@ -205,17 +200,17 @@ function writeFdb(h: Handle, spec: FdbSpec, type: number, nlFlags: number, verb:
   if (spec.port !== undefined) w.attrBe16(NDA.PORT, spec.port);
   if (spec.vni !== undefined) w.attrU32(NDA.VNI, spec.vni);
   const where = spec.dst ? ` dst ${spec.dst}` : "";
-  execute(h, `${verb} fdb ${spec.mac}${where} on ${label(spec.link)}`);
+  execute(h, `${verb} fdb ${spec.mac}${where} on ${linkLabel(spec.link)}`);
 }
 
 /** Adds an FDB entry. EEXIST when the MAC already has an entry. */
 export function addFdb(h: Handle, spec: FdbSpec): void {
-  writeFdb(h, spec, RTM.NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL, "add");
+  writeFdb(h, spec, "add");
 }
 
 /** Adds or overwrites the FDB entry for a MAC. */
 export function replaceFdb(h: Handle, spec: FdbSpec): void {
-  writeFdb(h, spec, RTM.NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, "replace");
+  writeFdb(h, spec, "replace");
 }
 
 /**
@@ -224,12 +219,12 @@ export function replaceFdb(h: Handle, spec: FdbSpec): void {
  * traffic to each of them.
  */
 export function appendFdb(h: Handle, spec: FdbSpec): void {
-  writeFdb(h, spec, RTM.NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND, "append");
+  writeFdb(h, spec, "append");
 }
 
 /** Deletes an FDB entry; for vxlan, `dst` picks one remote of several. ENOENT when absent. */
 export function delFdb(h: Handle, spec: FdbSpec): void {
-  writeFdb(h, spec, RTM.DELNEIGH, 0, "delete");
+  writeFdb(h, spec, "delete");
 }
 
 /** Parses an RTM_NEWNEIGH payload of family AF_BRIDGE. */

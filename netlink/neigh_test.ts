@@ -1,14 +1,13 @@
 import assert from "node:assert/strict";
-import { type TestNetns, withNetns } from "../tests/helpers/netns.ts";
+import { inVethNetns as inNetns } from "../tests/helpers/netlink.ts";
+import type { TestNetns } from "../tests/helpers/netns.ts";
 import {
   addFdb,
   addLink,
   addNeigh,
   appendFdb,
-  closeHandle,
   delFdb,
   delNeigh,
-  type Handle,
   isExists,
   isNotFound,
   linkIndex,
@@ -17,26 +16,12 @@ import {
   NetlinkError,
   NTF,
   NUD,
-  openHandle,
   replaceFdb,
   replaceNeigh,
 } from "./mod.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = Record<string, any>;
-
-function inNetns(fn: (h: Handle, ns: TestNetns) => void | Promise<void>) {
-  return () =>
-    withNetns(1, async (ns) => {
-      const h = openHandle({ netnsPath: ns.path });
-      try {
-        addLink(h, { kind: "veth", name: "va", peer: { name: "vb" }, up: true });
-        await fn(h, ns);
-      } finally {
-        closeHandle(h);
-      }
-    });
-}
 
 async function bridgeFdb(ns: TestNetns, ...args: string[]): Promise<Json[]> {
   const text = await ns.exec("bridge", "-j", "fdb", "show", ...args);

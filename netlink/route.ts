@@ -8,6 +8,7 @@
 
 import {
   AF,
+  afOf,
   RT_SCOPE,
   RT_TABLE,
   RTA,
@@ -27,10 +28,9 @@ import {
   getI32,
   getU16,
   getU32,
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REPLACE,
   parseAttrs,
+  type RequestVerb,
+  VERB_FLAGS,
   type Writer,
 } from "./message.ts";
 import { beginDump, beginRequest, execute, executeDump, type Handle } from "./socket.ts";
@@ -113,10 +113,6 @@ export interface RouteFilter {
   oif?: LinkRef;
 }
 
-function af(f: IpFamily): number {
-  return f === 4 ? AF.INET : AF.INET6;
-}
-
 function resolveDst(spec: RouteSpec): { family: IpFamily; bytes: Uint8Array | null; len: number } {
   if (spec.dst === "default") {
     const family = spec.family ??
@@ -158,9 +154,9 @@ function defaultScope(type: number, hasGateway: boolean): number {
   return RT_SCOPE.UNIVERSE;
 }
 
-function write(h: Handle, spec: RouteSpec, nlType: number, nlFlags: number, verb: string): void {
+function write(h: Handle, spec: RouteSpec, verb: Exclude<RequestVerb, "append">): void {
   const { family, bytes, len } = resolveDst(spec);
-  const del = nlType === RTM.DELROUTE;
+  const del = verb === "delete";
   const table = spec.table ?? RT_TABLE.MAIN;
   const type = spec.type ?? (del ? RTN.UNSPEC : RTN.UNICAST);
   const protocol = spec.protocol ?? (del ? RTPROT.UNSPEC : RTPROT.BOOT);
@@ -168,8 +164,8 @@ function write(h: Handle, spec: RouteSpec, nlType: number, nlFlags: number, verb
   const scope = spec.scope ??
     (del ? RT_SCOPE.NOWHERE : defaultScope(type, spec.gateway !== undefined));
   const oif = spec.oif === undefined ? undefined : linkIndex(h, spec.oif);
-  const w = beginRequest(h, nlType, nlFlags);
-  writeRtmsg(w, af(family), len, table, protocol, scope, type, spec.onlink ? RTNH_F_ONLINK : 0);
+  const w = beginRequest(h, del ? RTM.DELROUTE : RTM.NEWROUTE, VERB_FLAGS[verb]);
+  writeRtmsg(w, afOf(family), len, table, protocol, scope, type, spec.onlink ? RTNH_F_ONLINK : 0);
   w.attrU32(RTA.TABLE, table);
   if (bytes) w.attrBytes(RTA.DST, bytes);
   if (spec.gateway) w.attrBytes(RTA.GATEWAY, parseIp(spec.gateway));
@@ -187,12 +183,12 @@ function write(h: Handle, spec: RouteSpec, nlType: number, nlFlags: number, verb
 
 /** Adds a route. EEXIST when an equal route is there, ENETUNREACH when the gateway is not reachable. */
 export function addRoute(h: Handle, spec: RouteSpec): void {
-  write(h, spec, RTM.NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, "add");
+  write(h, spec, "add");
 }
 
 /** Adds a route or replaces the one with the same destination, table and metric. */
 export function replaceRoute(h: Handle, spec: RouteSpec): void {
-  write(h, spec, RTM.NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, "replace");
+  write(h, spec, "replace");
 }
 
 /**
@@ -200,7 +196,7 @@ export function replaceRoute(h: Handle, spec: RouteSpec): void {
  * gateway, device, metric). ESRCH (IPv4) or ENOENT (IPv6) when none matches.
  */
 export function delRoute(h: Handle, spec: RouteSpec): void {
-  write(h, spec, RTM.DELROUTE, 0, "delete");
+  write(h, spec, "delete");
 }
 
 function parseMultipath(b: Uint8Array, family: IpFamily): NextHop[] {
@@ -270,7 +266,7 @@ export function listRoutes(h: Handle, filter: RouteFilter = {}): Route[] {
   const w = beginDump(h, RTM.GETROUTE);
   writeRtmsg(
     w,
-    filter.family ? af(filter.family) : AF.UNSPEC,
+    filter.family ? afOf(filter.family) : AF.UNSPEC,
     0,
     table,
     filter.protocol ?? 0,
@@ -305,7 +301,7 @@ export function lookupRoute(h: Handle, ip: string, opts: { oif?: LinkRef } = {})
   const family: IpFamily = b.length === 4 ? 4 : 6;
   const oif = opts.oif === undefined ? undefined : linkIndex(h, opts.oif);
   const w = beginRequest(h, RTM.GETROUTE);
-  writeRtmsg(w, af(family), b.length * 8, 0, 0, 0, 0, 0);
+  writeRtmsg(w, afOf(family), b.length * 8, 0, 0, 0, 0, 0);
   w.attrBytes(RTA.DST, b);
   if (oif !== undefined) w.attrU32(RTA.OIF, oif);
   let found: Route | undefined;

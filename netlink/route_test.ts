@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
-import { type TestNetns, withNetns } from "../tests/helpers/netns.ts";
+import { inVethNetns } from "../tests/helpers/netlink.ts";
+import type { TestNetns } from "../tests/helpers/netns.ts";
 import {
   addAddr,
-  addLink,
   addRoute,
-  closeHandle,
   delRoute,
   type Handle,
   isExists,
@@ -12,7 +11,6 @@ import {
   listRoutes,
   lookupRoute,
   NetlinkError,
-  openHandle,
   replaceRoute,
   RT_SCOPE,
   RT_TABLE,
@@ -23,19 +21,13 @@ import {
 // deno-lint-ignore no-explicit-any
 type IpRoute = Record<string, any>;
 
+/** The veth pair va/vb, with 10.9.0.1/24 and fd09::1/64 on va. */
 function inNetns(fn: (h: Handle, ns: TestNetns) => void | Promise<void>) {
-  return () =>
-    withNetns(1, async (ns) => {
-      const h = openHandle({ netnsPath: ns.path });
-      try {
-        addLink(h, { kind: "veth", name: "va", peer: { name: "vb" }, up: true });
-        addAddr(h, "va", "10.9.0.1/24");
-        addAddr(h, "va", "fd09::1/64", { nodad: true });
-        await fn(h, ns);
-      } finally {
-        closeHandle(h);
-      }
-    });
+  return inVethNetns(async (h, ns) => {
+    addAddr(h, "va", "10.9.0.1/24");
+    addAddr(h, "va", "fd09::1/64", { nodad: true });
+    await fn(h, ns);
+  });
 }
 
 Deno.test(
