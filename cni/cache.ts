@@ -19,7 +19,13 @@
 import { CniError, ErrorCode } from "./errors.ts";
 import type { ArgPair } from "./args.ts";
 import { convertResult, parseResult } from "./convert.ts";
-import { ensureDir, removeIfExists, writeFileAtomic } from "./fsutil.ts";
+import {
+  ensureDir,
+  listFileNames,
+  readTextIfExists,
+  removeIfExists,
+  writeFileAtomic,
+} from "./fsutil.ts";
 import type { AnyResult } from "./types.ts";
 
 /** libcni's default cache folder. */
@@ -139,16 +145,6 @@ export async function writeCacheEntry(cacheDir: string, entry: CacheEntry): Prom
   await writeFileAtomic(path, encodeCacheEntry(entry), 0o600);
 }
 
-/** Reads `path`, undefined if missing (synchronously: see fsutil.ts on why). */
-function readText(path: string): Promise<string | undefined> {
-  try {
-    return Promise.resolve(Deno.readTextFileSync(path));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return Promise.resolve(undefined);
-    return Promise.reject(err);
-  }
-}
-
 /**
  * Reads an attachment's entry; undefined when there is none. Throws when
  * the file is unreadable or of another kind.
@@ -160,7 +156,7 @@ export async function readCacheEntry(
   ifName: string,
 ): Promise<CacheEntry | undefined> {
   const path = cacheFilePath(cacheDir, networkName, containerId, ifName);
-  const text = await readText(path);
+  const text = await readTextIfExists(path);
   if (text === undefined) return undefined;
   let entry: CacheEntry | undefined;
   try {
@@ -192,7 +188,7 @@ export async function readCachedResult(
   ifName: string,
 ): Promise<AnyResult | undefined> {
   const path = cacheFilePath(cacheDir, networkName, containerId, ifName);
-  const text = await readText(path);
+  const text = await readTextIfExists(path);
   if (text === undefined) return undefined;
   let raw: unknown;
   try {
@@ -227,18 +223,8 @@ export async function listCacheEntries(
   containerId?: string,
 ): Promise<CacheEntry[]> {
   const dir = resultsDir(cacheDir);
-  const names: string[] = [];
-  try {
-    for await (const e of Deno.readDir(dir)) {
-      if (e.isFile && !e.name.startsWith(".")) names.push(e.name);
-    }
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return [];
-    throw err;
-  }
-  names.sort();
   const out: CacheEntry[] = [];
-  for (const name of names) {
+  for (const name of await listFileNames(dir)) {
     if (containerId && !name.includes(`-${containerId}-`)) continue;
     let entry: CacheEntry | undefined;
     try {

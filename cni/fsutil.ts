@@ -1,7 +1,8 @@
 /**
- * Crash-safe file writes for state other processes read: write a temp file
- * beside the target, fsync it, rename it over the target, fsync the folder.
- * A reader sees the old file or the new one, never a torn one.
+ * Files of state other processes share (result caches, attachment records).
+ * Writes are crash-safe: write a temp file beside the target, fsync it,
+ * rename it over the target, fsync the folder. A reader sees the old file
+ * or the new one, never a torn one.
  *
  * The work is done with synchronous calls behind async signatures: every
  * asynchronous file operation hops to a worker thread and back, and in a
@@ -89,6 +90,33 @@ export function removeIfExists(path: string): Promise<boolean> {
     return Promise.resolve(true);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return Promise.resolve(false);
+    return Promise.reject(err);
+  }
+}
+
+/** The text of `path`, or undefined when it does not exist. */
+export function readTextIfExists(path: string): Promise<string | undefined> {
+  try {
+    return Promise.resolve(Deno.readTextFileSync(path));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return Promise.resolve(undefined);
+    return Promise.reject(err);
+  }
+}
+
+/**
+ * The names of the files in `dir` that do not start with "." (temporary and
+ * set-aside files do), sorted; [] when `dir` does not exist.
+ */
+export function listFileNames(dir: string): Promise<string[]> {
+  try {
+    const names: string[] = [];
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.isFile && !e.name.startsWith(".")) names.push(e.name);
+    }
+    return Promise.resolve(names.sort());
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return Promise.resolve([]);
     return Promise.reject(err);
   }
 }
