@@ -17,6 +17,10 @@
  *     table: 254
  *     mtu: 1450
  *     vxlan: { device: vx-red, vni: 4096, port: 8472, underlayDevice: eth0 }
+ *   - name: green              # pods attached with the hydra-vxlan plugin (vni 42)
+ *     mode: vxlan
+ *     protocol: 205
+ *     vxlan: { owner: plugin, vni: 42 }   # device hydravx42, made by the plugin
  * ```
  *
  * A problem confined to one network (a protocol number another network
@@ -33,9 +37,18 @@ import { isIp } from "../netlink/ip.ts";
 /** How a network is carried between nodes. */
 export type NetworkMode = "routed" | "vxlan";
 
+/**
+ * Who makes the vxlan device: the router itself (an L3 device with the
+ * first address of this node's CIDR), or the hydra-vxlan CNI plugin (a
+ * tunnel on the network's bridge, made with the first pod; the router only
+ * programs its FDB, neighbours and routes, as that plugin expects).
+ */
+export type VxlanOwner = "router" | "plugin";
+
 /** The overlay device of a vxlan network. */
 export interface VxlanConfig {
-  /** Device name (at most 15 bytes). */
+  owner: VxlanOwner;
+  /** Device name (at most 15 bytes); default vx-<network>, or hydravx<vni> for the plugin's. */
   device: string;
   /** VXLAN network identifier, 1–16777215. */
   vni: number;
@@ -122,7 +135,7 @@ const KNOWN_KEYS = new Set([
   "addressAnnotation",
   "vxlan",
 ]);
-const VXLAN_KEYS = new Set(["device", "vni", "port", "underlayDevice", "local"]);
+const VXLAN_KEYS = new Set(["owner", "device", "vni", "port", "underlayDevice", "local"]);
 
 type Raw = Record<string, unknown>;
 
@@ -152,18 +165,26 @@ function annotation(where: string, key: string, v: unknown, fallback: string): s
   return s;
 }
 
-function parseVxlan(where: string, raw: unknown): VxlanConfig {
+function parseVxlan(where: string, network: string, raw: unknown): VxlanConfig {
   if (!isObject(raw)) throw new ConfigError(`${where}: mode vxlan needs a "vxlan" object`);
   for (const k of Object.keys(raw)) {
     if (!VXLAN_KEYS.has(k)) throw new ConfigError(`${where}: unknown key vxlan.${k}`);
   }
-  const device = str(where, "vxlan.device", raw.device);
+  const owner = raw.owner ?? "router";
+  if (owner !== "router" && owner !== "plugin") {
+    throw new ConfigError(`${where}: vxlan.owner must be "router" or "plugin"`);
+  }
+  const vni = int(where, "vxlan.vni", raw.vni, 1, 0xffffff);
+  const device = raw.device === undefined
+    ? owner === "plugin" ? `hydravx${vni}` : `vx-${network}`.slice(0, 15)
+    : str(where, "vxlan.device", raw.device);
   if (!IFNAME.test(device) || new TextEncoder().encode(device).length > 15) {
     throw new ConfigError(`${where}: vxlan.device ${JSON.stringify(device)} is not a device name`);
   }
   const vx: VxlanConfig = {
+    owner,
     device,
-    vni: int(where, "vxlan.vni", raw.vni, 1, 0xffffff),
+    vni,
     port: raw.port === undefined
       ? DEFAULT_VXLAN_PORT
       : int(where, "vxlan.port", raw.port, 1, 65535),
@@ -227,7 +248,7 @@ export function parseNetwork(raw: unknown, index: number): NetworkConfig {
   };
   if (raw.metric !== undefined) net.metric = int(where, "metric", raw.metric, 0, 0xffffffff);
   if (raw.mtu !== undefined) net.mtu = int(where, "mtu", raw.mtu, 576, 65535);
-  if (mode === "vxlan") net.vxlan = parseVxlan(where, raw.vxlan);
+  if (mode === "vxlan") net.vxlan = parseVxlan(where, name, raw.vxlan);
   else if (raw.vxlan !== undefined) {
     throw new ConfigError(`${where}: vxlan given for a routed network`);
   }

@@ -29,11 +29,31 @@ networks:
   assert.equal(networks[1].table, 100);
   assert.equal(networks[1].metric, 10);
   assert.deepEqual(networks[2].vxlan, {
+    owner: "router",
     device: "vx-red",
     vni: 7,
     port: 8472,
     underlayDevice: "eth0",
   });
+});
+
+Deno.test("vxlan devices: vx-<network> by default, hydravx<vni> when the hydra-vxlan plugin owns it", () => {
+  const { networks } = parseRouterConfig(`
+networks:
+  - { name: red, mode: vxlan, vxlan: { vni: 7 } }
+  - { name: green, mode: vxlan, protocol: 205, vxlan: { owner: plugin, vni: 42 } }
+`);
+  assert.equal(networks[0].vxlan!.device, "vx-red");
+  assert.deepEqual(networks[1].vxlan, {
+    owner: "plugin",
+    device: "hydravx42",
+    vni: 42,
+    port: 8472,
+  });
+  assert.throws(
+    () => parseRouterConfig("networks: [{ name: a, mode: vxlan, vxlan: { vni: 1, owner: cni } }]"),
+    /vxlan.owner must be "router" or "plugin"/,
+  );
 });
 
 Deno.test("networks file as JSON, and a bare list", () => {

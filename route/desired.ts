@@ -32,7 +32,7 @@ import {
   planRoutes,
   type Problem,
   type RoutePlan,
-  vxlanMac,
+  tunnelMac,
 } from "./plan.ts";
 
 export type { DesiredRoute, Problem, ProblemKind } from "./plan.ts";
@@ -40,6 +40,8 @@ export { routeKey, routeSignature, vxlanMac } from "./plan.ts";
 
 /** The local vxlan device of a network and its entries for remote nodes. */
 export interface DesiredVxlan {
+  /** "plugin": the device is the hydra-vxlan plugin's; it is used, never made or changed. */
+  owner: "router" | "plugin";
   device: string;
   vni: number;
   port: number;
@@ -321,14 +323,18 @@ function computeNetwork(
   if (net.vxlan) {
     const localCidrs = localCand ? accepted.get(localCand) ?? [] : [];
     out.vxlan = {
+      owner: net.vxlan.owner,
       device: net.vxlan.device,
       vni: net.vxlan.vni,
       port: net.vxlan.port,
       underlayDevice: net.vxlan.underlayDevice,
       local: ctx.local!,
-      mac: vxlanMac(net.vxlan.vni, ctx.local!),
+      mac: tunnelMac(net.vxlan, ctx.local!),
       mtu: net.mtu,
-      addresses: [...firstPerFamily(localCidrs)].map(([f, ip]) => `${ip}/${f === 4 ? 32 : 128}`),
+      // The plugin's tunnel is a bridge port: the bridge holds the node's gateway address.
+      addresses: net.vxlan.owner === "plugin"
+        ? []
+        : [...firstPerFamily(localCidrs)].map(([f, ip]) => `${ip}/${f === 4 ? 32 : 128}`),
       fdb: new Map(),
       neighs: new Map(),
     };

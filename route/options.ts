@@ -63,7 +63,9 @@ Networks:
                              hydra.clusternet.io/<network>.cidr)
   --address-annotation KEY   node annotation with the node's address on the network
                              ("" = InternalIP; default like --cidr-annotation, .address)
-  --vxlan-device NAME        vxlan device (default: vx-<network>)
+  --vxlan-owner router|plugin  who makes the vxlan device: the router (default), or the
+                             hydra-vxlan plugin (then only its entries are programmed)
+  --vxlan-device NAME        vxlan device (default: vx-<network>; hydravx<vni> for the plugin's)
   --vni N                    VXLAN network identifier (default: 1)
   --vxlan-port N             UDP port (default: 8472)
   --underlay-device NAME     device vxlan packets leave by
@@ -124,6 +126,7 @@ const NETWORK_FLAGS = [
   "cidr-annotation",
   "address-annotation",
   "vxlan-device",
+  "vxlan-owner",
   "vni",
   "vxlan-port",
   "underlay-device",
@@ -232,12 +235,18 @@ function networkFromFlags(s: (k: string) => string | undefined): NetworkConfig {
   copy("mtu", "mtu");
   copy("cidr-annotation", "cidrAnnotation");
   copy("address-annotation", "addressAnnotation");
-  const vxlanFlags = ["vxlan-device", "vni", "vxlan-port", "underlay-device", "local-address"];
+  const vxlanFlags = [
+    "vxlan-owner",
+    "vxlan-device",
+    "vni",
+    "vxlan-port",
+    "underlay-device",
+    "local-address",
+  ];
   if (raw.mode === "vxlan") {
-    const vx: Record<string, unknown> = {
-      device: s("vxlan-device") ?? `vx-${name}`.slice(0, 15),
-      vni: s("vni") ?? "1",
-    };
+    const vx: Record<string, unknown> = { vni: s("vni") ?? "1" };
+    if (s("vxlan-owner") !== undefined) vx.owner = s("vxlan-owner");
+    if (s("vxlan-device") !== undefined) vx.device = s("vxlan-device");
     if (s("vxlan-port") !== undefined) vx.port = s("vxlan-port");
     if (s("underlay-device") !== undefined) vx.underlayDevice = s("underlay-device");
     if (s("local-address") !== undefined) vx.local = s("local-address");

@@ -12,8 +12,9 @@
  */
 
 import { createHash } from "node:crypto";
-import { type IpFamily, tryParseIp } from "../netlink/ip.ts";
-import type { NetworkConfig } from "./config.ts";
+import { type IpFamily, nextIp, tryParseIp } from "../netlink/ip.ts";
+import { vtepMac } from "../plugins/vxlan.ts";
+import type { NetworkConfig, VxlanConfig } from "./config.ts";
 import {
   addressOfFamily,
   cidrHasKey,
@@ -37,6 +38,7 @@ export type ProblemKind =
   | "protocol_clash"
   | "config"
   | "device_conflict"
+  | "device_missing"
   | "route_conflict"
   | "kernel"
   | "source";
@@ -107,6 +109,25 @@ export function vxlanMac(vni: number, underlay: string): string {
   const b = createHash("sha256").update(`hydra-vxlan/${vni}/${underlay}`).digest().subarray(0, 6);
   b[0] = (b[0] & 0xfe) | 0x02;
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/**
+ * The MAC of the vxlan device of the node at `underlay`: the router's own
+ * scheme for its devices, the hydra-vxlan plugin's for the plugin's.
+ */
+export function tunnelMac(vx: VxlanConfig, underlay: string): string {
+  return vx.owner === "plugin" ? vtepMac(underlay) : vxlanMac(vx.vni, underlay);
+}
+
+/**
+ * The next hop inside a node's CIDR that the overlay routes point at: its
+ * first address (the router's device holds it), or the first host address
+ * (the node's bridge gateway) with the hydra-vxlan plugin.
+ */
+export function vtepAddresses(vx: VxlanConfig, cidrs: NodeCidr[]): Map<IpFamily, string> {
+  const m = firstPerFamily(cidrs);
+  if (vx.owner === "plugin") { for (const [f, ip] of m) m.set(f, nextIp(ip)); }
+  return m;
 }
 
 /** The kernel identity of a route: table, destination, metric (IPv6 defaults to 1024). */
@@ -199,9 +220,9 @@ export function checkRemote(
 export function planRoutes(cand: Candidate, net: NetworkConfig, cidrs: NodeCidr[]): RoutePlan {
   const name = cand.node.name;
   const plan: RoutePlan = { routes: [], problems: [], vteps: [] };
-  const vteps = firstPerFamily(cidrs);
+  const vteps = net.vxlan ? vtepAddresses(net.vxlan, cidrs) : new Map<IpFamily, string>();
   if (net.vxlan) {
-    plan.mac = vxlanMac(net.vxlan.vni, cand.underlay!);
+    plan.mac = tunnelMac(net.vxlan, cand.underlay!);
     plan.vteps = [...vteps.values()];
   }
   for (const c of cidrs) {

@@ -45,7 +45,12 @@ import {
   routeSignature,
 } from "./desired.ts";
 import type { ChangedKeys } from "./incremental.ts";
-import { DeviceConflictError, deviceSignature, ensureVxlanDevice } from "./vxlan_device.ts";
+import {
+  DeviceConflictError,
+  DeviceMissingError,
+  deviceSignature,
+  ensureVxlanDevice,
+} from "./vxlan_device.ts";
 
 /** A route the router owns, as far as deleting and comparing it needs. */
 interface OwnedRoute {
@@ -182,9 +187,19 @@ export function reconcileNetwork(
       try {
         const out = ensureVxlanDevice(h, d.vxlan);
         deviceChanges.push(...out.changes);
+        // A new device (or a plugin device made again) has lost whatever hung off the old one.
+        if (out.created || (previous?.device && previous.device.index !== out.index)) full = true;
         device = { sig, index: out.index };
-        if (out.created) full = true; // whatever hung off the old device is gone
       } catch (err) {
+        if (err instanceof DeviceMissingError) {
+          problems.push({
+            kind: "device_missing",
+            level: "warn",
+            network: net.name,
+            message: `network ${net.name}: ${err.message}`,
+          });
+          return { mirror: previous, changes, problems, retry, deviceChanges };
+        }
         const kind = err instanceof DeviceConflictError ? "device_conflict" : "kernel";
         report(
           kind,

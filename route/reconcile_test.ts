@@ -3,6 +3,7 @@ import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
 import { createNetns, deleteNetns, run, type TestNetns } from "../tests/helpers/netns.ts";
 import { parseNetwork } from "./config.ts";
 import { computeDesired, vxlanMac } from "./desired.ts";
+import { vtepMac } from "../plugins/vxlan.ts";
 import type { NodeInfo } from "./nodes.ts";
 import { type NetworkMirror, reconcileNetwork } from "./reconcile.ts";
 
@@ -298,5 +299,80 @@ Deno.test("dual stack: IPv6 routes carry the kernel's default metric and are ado
     assert.equal(r.changes.routesReplaced, 1);
     const after = await ns.ipJson<IpRoute[]>("-6", "route", "show", "proto", "202");
     assert.deepEqual(after.map((x) => `${x.dst} via ${x.gateway}`), ["fd44:2::/64 via fd50::22"]);
+  });
+});
+
+Deno.test("plugin-owned vxlan: waits for hydra-vxlan's tunnel, then programs its entries without touching it", async () => {
+  await withNode(async (ns, h) => {
+    const green = parseNetwork(
+      { name: "red", mode: "vxlan", protocol: 205, vxlan: { owner: "plugin", vni: 42 } },
+      2,
+    );
+    const waiting = reconcileNetwork(h, desired(base, green), undefined, true);
+    assert.deepEqual(waiting.problems.map((p) => `${p.kind}:${p.level}`), ["device_missing:warn"]);
+    assert.equal(waiting.retry, false);
+    // The tunnel as the plugin makes it: its MAC from the underlay address, on a bridge.
+    await run("ip", "-n", ns.name, "link", "add", "hydrabr42", "type", "bridge");
+    await run(
+      "ip",
+      "-n",
+      ns.name,
+      "link",
+      "add",
+      "hydravx42",
+      "address",
+      vtepMac("192.168.50.1"),
+      "type",
+      "vxlan",
+      "id",
+      "42",
+      "dstport",
+      "4789",
+      "local",
+      "192.168.50.1",
+      "nolearning",
+    );
+    await run("ip", "-n", ns.name, "link", "set", "hydravx42", "master", "hydrabr42", "up");
+    const r = reconcileNetwork(h, desired(base, green), waiting.mirror, false);
+    assert.deepEqual(r.problems, []);
+    assert.deepEqual(r.deviceChanges, []);
+    const routes = await ns.ipJson<IpRoute[]>("route", "show", "proto", "205");
+    assert.deepEqual(routes.map((x) => `${x.dst} via ${x.gateway} dev ${x.dev}`).sort(), [
+      "10.246.2.0/24 via 10.246.2.1 dev hydravx42",
+      "10.246.3.0/24 via 10.246.3.1 dev hydravx42",
+    ]);
+    const neigh = await ns.ipJson<{ dst: string; lladdr: string }[]>(
+      "neigh",
+      "show",
+      "dev",
+      "hydravx42",
+    );
+    assert.deepEqual(neigh.map((n) => `${n.dst}=${n.lladdr}`).sort(), [
+      `10.246.2.1=${vtepMac("192.168.50.2")}`,
+      `10.246.3.1=${vtepMac("192.168.50.3")}`,
+    ]);
+    const fdb = JSON.parse(
+      await run("bridge", "-n", ns.name, "-j", "fdb", "show", "dev", "hydravx42"),
+    ) as {
+      mac: string;
+      dst?: string;
+    }[];
+    assert.deepEqual(
+      fdb.filter((e) => e.dst).map((e) => `${e.mac}>${e.dst}`).sort(),
+      [
+        `${vtepMac("192.168.50.2")}>192.168.50.2`,
+        `${vtepMac("192.168.50.3")}>192.168.50.3`,
+      ].sort(),
+    );
+    const link =
+      (await ns.ipJson<{ address: string; master?: string }[]>("link", "show", "hydravx42"))[0];
+    assert.equal(link.address, vtepMac("192.168.50.1"), "the plugin's MAC is left alone");
+    assert.equal(link.master, "hydrabr42");
+    const addrs = await ns.ipJson<{ addr_info: { scope: string }[] }[]>(
+      "addr",
+      "show",
+      "hydravx42",
+    );
+    assert.equal(addrs[0].addr_info.filter((a) => a.scope === "global").length, 0);
   });
 });

@@ -17,7 +17,7 @@
  */
 
 import type { Logger } from "../cni/log.ts";
-import { type Handle, listAddrs, listLinks } from "../netlink/mod.ts";
+import { findLink, type Handle, listAddrs, listLinks } from "../netlink/mod.ts";
 import type { ConfigProblem, NetworkConfig } from "./config.ts";
 import { computeDesired, type DesiredState, type Problem } from "./desired.ts";
 import { applyNodeChanges, type ChangedKeys } from "./incremental.ts";
@@ -39,9 +39,10 @@ export interface RouterOptions {
   /** Full pass every so often (0: never); 60 s. */
   resyncIntervalMs?: number;
   /**
-   * How often to look at this node's addresses (0: never); 2 s. A change
-   * (the underlay address moved, a device went away) can make the kernel
-   * drop routes, so it triggers a full pass.
+   * How often to look at this node's addresses and watched devices (0:
+   * never); 2 s. A change (the underlay address moved, a device went away,
+   * the hydra-vxlan plugin made its tunnel) can make the kernel drop routes
+   * or make new ones possible, so it triggers a full pass.
    */
   addressCheckMs?: number;
 }
@@ -130,8 +131,8 @@ export function createRouter(opts: RouterOptions): Router {
     ? setInterval(() => {
       if (!sourceSynced || stopped) return;
       try {
-        if (addressSignature() !== addressSig) {
-          log.info("this node's addresses changed; full resync");
+        if (localSignature() !== addressSig) {
+          log.info("this node's addresses or devices changed; full resync");
           needFull = true;
           schedule();
         }
@@ -169,13 +170,25 @@ export function createRouter(opts: RouterOptions): Router {
     }, retryDelay);
   }
 
-  function addressSignature(): string {
-    return listAddrs(h).map((a) => `${a.index}/${a.cidr}`).sort().join(",");
+  // Devices whose coming and going matters: underlays, and tunnels other components make.
+  const watchedLinks = [
+    ...new Set(
+      networks.flatMap((n) => [
+        n.vxlan?.underlayDevice,
+        n.vxlan?.owner === "plugin" ? n.vxlan.device : undefined,
+      ]).filter((d): d is string => d !== undefined),
+    ),
+  ];
+
+  /** This node's addresses and watched devices, as one comparable string. */
+  function localSignature(addrs = listAddrs(h)): string {
+    const links = watchedLinks.map((name) => `${name}#${findLink(h, name)?.index ?? "-"}`);
+    return [...addrs.map((a) => `${a.index}/${a.cidr}`).sort(), ...links].join(",");
   }
 
   function readLocal(): void {
     const addrs = listAddrs(h);
-    addressSig = addrs.map((a) => `${a.index}/${a.cidr}`).sort().join(",");
+    addressSig = localSignature(addrs);
     localAddresses = addrs.map((a) => a.address);
     underlayAddresses = new Map();
     const wanted = new Set(networks.map((n) => n.vxlan?.underlayDevice).filter((d) => d));

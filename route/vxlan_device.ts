@@ -56,8 +56,38 @@ export function deviceSignature(d: DesiredVxlan): string {
     .join("|");
 }
 
+/** The hydra-vxlan plugin has not made its device on this node yet (no pod of the network). */
+export class DeviceMissingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeviceMissingError";
+  }
+}
+
+/**
+ * Finds the device the hydra-vxlan plugin made; it is used as it is.
+ * Throws DeviceMissingError while there is none, DeviceConflictError when
+ * the name is taken by something else.
+ */
+export function pluginDevice(h: Handle, d: DesiredVxlan): DeviceOutcome {
+  const link = findLink(h, d.device);
+  if (!link) {
+    throw new DeviceMissingError(
+      `device ${d.device} does not exist yet (hydra-vxlan makes it with the network's first pod ` +
+        `on this node); its entries follow once it does`,
+    );
+  }
+  if (link.kind !== "vxlan" || link.vxlan?.vni !== d.vni) {
+    throw new DeviceConflictError(
+      `device ${d.device} is not the VNI ${d.vni} vxlan device hydra-vxlan makes`,
+    );
+  }
+  return { index: link.index, created: false, changes: [] };
+}
+
 /** Makes the vxlan device match `d`; throws DeviceConflictError or NetlinkError. */
 export function ensureVxlanDevice(h: Handle, d: DesiredVxlan): DeviceOutcome {
+  if (d.owner === "plugin") return pluginDevice(h, d);
   const changes: string[] = [];
   let created = false;
   let link = findLink(h, d.device);
