@@ -187,19 +187,26 @@ async function main(): Promise<number> {
     p99: round(runp.attach2.p99 - runp.baseline.p99),
   };
   const inDaemon = summarize(daemonAttachMs);
+  const overIdle = {
+    p50: round(runp.attach2.median - runp.idle.median),
+    p99: round(runp.attach2.p99 - runp.idle.p99),
+  };
+  // Block-level baselines drift with the machine's load; the pod-by-pod
+  // comparison with `idle` does not, but leaves out the NRI round trip.
+  // The target is judged on the larger of the two.
+  const judgedP99 = Math.max(added.p99, overIdle.p99);
+  const loadEnd = (await machineInfo()).loadAverage;
   const doc = {
     bench: "nri",
     machine,
-    method: "crictl runp wall time per sandbox; arms in alternating blocks; " +
-      "added = attach2 percentile - baseline percentile",
+    loadAverageAtEnd: loadEnd,
+    method: "crictl runp wall time per sandbox; baseline in blocks alternating with hydra " +
+      "blocks, idle and attach2 alternating pod by pod within them",
     podsPerArm: opts.pods,
     blocks: opts.blocks,
     runpMs: runp,
     addedMs: added,
-    attachOverIdleMs: {
-      p50: round(runp.attach2.median - runp.idle.median),
-      p99: round(runp.attach2.p99 - runp.idle.p99),
-    },
+    attachOverIdleMs: overIdle,
     idleAddedMs: {
       p50: round(runp.idle.median - runp.baseline.median),
       p99: round(runp.idle.p99 - runp.baseline.p99),
@@ -208,9 +215,9 @@ async function main(): Promise<number> {
     daemonMemory: mem,
     targets: [
       {
-        name: `p99 added to runp <= ${P99_ADDED_TARGET_MS} ms`,
-        value: added.p99,
-        met: added.p99 <= P99_ADDED_TARGET_MS,
+        name: `p99 added to runp <= ${P99_ADDED_TARGET_MS} ms (larger of vs baseline, vs idle)`,
+        value: judgedP99,
+        met: judgedP99 <= P99_ADDED_TARGET_MS,
       },
       {
         name: `daemon attach p99 <= ${P99_ADDED_TARGET_MS} ms`,
@@ -218,7 +225,7 @@ async function main(): Promise<number> {
         met: inDaemon.p99 <= P99_ADDED_TARGET_MS,
       },
       {
-        name: `daemon RSS <= ${RSS_TARGET_MB} MB`,
+        name: `daemon peak RSS <= ${RSS_TARGET_MB} MB (value in MiB)`,
         value: mem.peakMiB,
         met: mem.peakMiB * 1.048576 <= RSS_TARGET_MB,
       },
