@@ -209,6 +209,17 @@ export async function runDaemon(args: string[]): Promise<number> {
     synced.set({}, cache.hasSynced() ? 1 : 0);
   };
 
+  /** Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`). */
+  const executeCni = async (env: Record<string, string>, stdin: string) => {
+    const [{ invokeInProcess }, { loadBuiltin }, { markRunningInDaemon }] = await Promise.all([
+      import("../cni/skel.ts"),
+      import("../plugins/registry.ts"),
+      import("../plugins/meta_exec.ts"),
+    ]);
+    markRunningInDaemon();
+    return await invokeInProcess(await loadBuiltin("hydra")!, env, new TextEncoder().encode(stdin));
+  };
+
   let server;
   let health: HealthServer | undefined;
   try {
@@ -222,6 +233,7 @@ export async function runDaemon(args: string[]): Promise<number> {
       nodeName: opts.nodeName,
       maxInFlight: opts.maxInFlight,
       defaultTimeoutMs: opts.apiTimeoutMs,
+      executeCni,
     });
     if (opts.listen) {
       health = await serveHealth(opts.listen, {

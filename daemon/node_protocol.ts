@@ -54,8 +54,18 @@ export interface PingRequest {
   op: "ping";
 }
 
+/**
+ * Runs a whole meta-CNI invocation in the daemon (`daemonExec`): its CNI_*
+ * variables and stdin; answered with `{stdout, code}` as the exec would end.
+ */
+export interface CniRequest {
+  op: "cni";
+  env: Record<string, string>;
+  stdin: string;
+}
+
 /** Anything the daemon is asked. */
-export type DaemonRequest = GetRequest | CreateRequest | ReportRequest | PingRequest;
+export type DaemonRequest = GetRequest | CreateRequest | ReportRequest | PingRequest | CniRequest;
 
 /** A successful answer. */
 export interface DaemonOk {

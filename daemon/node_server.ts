@@ -39,6 +39,13 @@ export interface NodeServerOptions {
   maxConnections?: number;
   /** Longest a read may take when the caller names no deadline; 5 s. */
   defaultTimeoutMs?: number;
+  /** Runs a whole meta-CNI invocation (`cni` requests); absent: such requests are refused. */
+  executeCni?: (
+    env: Record<string, string>,
+    stdin: string,
+  ) => Promise<{ stdout: string; code: number }>;
+  /** `cni` requests worked on at once; 8. They do not take the read slots they wait on. */
+  maxCniInFlight?: number;
 }
 
 /** The running server. */
@@ -105,6 +112,21 @@ export async function serveNodeSocket(opts: NodeServerOptions): Promise<NodeServ
     };
   }
 
+  // A `cni` request asks this very socket for pods and networks while it runs: it must not
+  // hold one of the read slots those requests need, so it has slots of its own.
+  const maxCni = opts.maxCniInFlight ?? 8;
+  let cniInFlight = 0;
+  const cniQueue: (() => void)[] = [];
+  async function cniSlot(): Promise<() => void> {
+    if (cniInFlight >= maxCni) await new Promise<void>((resolve) => cniQueue.push(resolve));
+    else cniInFlight++;
+    return () => {
+      const next = cniQueue.shift();
+      if (next) next();
+      else cniInFlight--;
+    };
+  }
+
   async function answer(req: DaemonRequest): Promise<DaemonResponse> {
     switch (req.op) {
       case "get": {
@@ -132,6 +154,12 @@ export async function serveNodeSocket(opts: NodeServerOptions): Promise<NodeServ
         return { ok: true };
       case "ping":
         return { ok: true, body: { node: opts.nodeName, synced: opts.cache.hasSynced() } };
+      case "cni": {
+        if (!opts.executeCni) {
+          return { ok: false, status: 501, reason: "NotImplemented", message: "no cni requests" };
+        }
+        return { ok: true, body: await opts.executeCni(req.env ?? {}, req.stdin ?? "") };
+      }
       default:
         return { ok: false, status: 400, reason: "BadRequest", message: "unknown op" };
     }
@@ -148,19 +176,26 @@ export async function serveNodeSocket(opts: NodeServerOptions): Promise<NodeServ
           const started = performance.now();
           let op = "invalid";
           let res: DaemonResponse;
-          const release = await slot();
+          let req: DaemonRequest | undefined;
           try {
-            const req = JSON.parse(line) as DaemonRequest;
+            req = JSON.parse(line) as DaemonRequest;
             op = typeof req?.op === "string" ? req.op : "invalid";
-            res = await answer(req);
           } catch (err) {
             res = failure(err);
-          } finally {
-            release();
           }
-          requests.inc({ op, result: res.ok ? "ok" : "error" });
+          if (req) {
+            const release = await (op === "cni" ? cniSlot() : slot());
+            try {
+              res = await answer(req);
+            } catch (err) {
+              res = failure(err);
+            } finally {
+              release();
+            }
+          }
+          requests.inc({ op, result: res!.ok ? "ok" : "error" });
           duration.observe({ op }, (performance.now() - started) / 1000);
-          await conn.write(encodeLine(res));
+          await conn.write(encodeLine(res!));
         }
       }
     } catch (err) {

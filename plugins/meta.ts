@@ -21,6 +21,8 @@
  * With a `kubeconfig` (and the pod named in CNI_ARGS) or a `clusterNetwork`
  * the pod's networks come from Kubernetes instead: see meta_kube.ts, loaded
  * only then. DEL and CHECK always follow the record, whichever mode made it.
+ * With `"daemonExec": true` ADD, DEL and CHECK run inside the node daemon
+ * when one answers (meta_exec.ts).
  *
  * @module
  */
@@ -77,7 +79,22 @@ function loadKube() {
   return import("./meta_kube.ts");
 }
 
+/**
+ * With `"daemonExec": true`, hands the whole invocation to the node
+ * daemon; undefined when it is to run here (no daemon, or this is the
+ * daemon). See meta_exec.ts.
+ */
+async function viaDaemon(args: CmdArgs): Promise<{ result?: AnyResult } | undefined> {
+  if ((args.config as Record<string, unknown>).daemonExec !== true) return undefined;
+  const exec = await import("./meta_exec.ts");
+  if (!exec.wantsDaemonExec(args)) return undefined;
+  const out = await exec.execInDaemon(args);
+  return out ? { result: exec.outcomeOf(out, args) } : undefined;
+}
+
 async function add(args: CmdArgs): Promise<AnyResult> {
+  const handed = await viaDaemon(args);
+  if (handed) return handed.result!;
   const inv = prepare(args);
   if (kubeMode(args)) return (await loadKube()).addKube(args, inv);
   const delegates = await resolveDelegates(args.config, inv.options, args.ifName);
@@ -119,6 +136,7 @@ async function add(args: CmdArgs): Promise<AnyResult> {
 }
 
 async function del(args: CmdArgs): Promise<void> {
+  if (await viaDaemon(args)) return;
   const inv = prepare(args);
   const record = await loadRecordForDel(inv, args.containerId, args.ifName);
   if (!record) {
@@ -131,6 +149,7 @@ async function del(args: CmdArgs): Promise<void> {
 }
 
 async function check(args: CmdArgs): Promise<void> {
+  if (await viaDaemon(args)) return;
   const inv = prepare(args);
   const record = await loadRecord(inv.options.cacheDir, args.containerId, args.ifName);
   if (!record) {

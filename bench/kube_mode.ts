@@ -1,0 +1,503 @@
+/**
+ * Kubernetes-mode benchmark: pod ADD+DEL with two secondary networks
+ * selected through NetworkAttachmentDefinitions, hydra's meta-CNI against
+ * Multus thin in the same run, on the same real kube-apiserver, with the
+ * same delegates.
+ *
+ * Cases (each pod's annotation selects two NADs; the cluster network is a
+ * conf file named by path):
+ * - `multus_thin_reference`: Multus thin (built from its Go module) with a
+ *   kubeconfig, exec'ing the reference bridge + host-local;
+ * - `hydra_direct_reference` / `hydra_daemon_reference`: hydra asking the
+ *   API server itself / through `hydra daemon`, same reference delegates;
+ * - `hydra_direct_builtin` / `hydra_daemon_builtin`: the same with
+ *   hydra-bridge + hydra-ipam run in-process.
+ *
+ * Every process runs in a node network namespace that reaches the API
+ * server through a veth pair (kernel forwarding only); the daemon runs on
+ * the host. Cases take turns pod by pod so load changes hit them alike.
+ * Each ADD and DEL is checked (interfaces present, then gone) and each
+ * pod's network-status is checked at the end. Peak RSS of each process
+ * (GNU time, separate untimed pods) and the daemon's memory and CPU are
+ * reported. Prints JSON.
+ *
+ *   deno run -A bench/kube_mode.ts [--pods 100] [--rss-pods 10] [--warmup 5] [--only key,...]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { startControlPlane } from "../tests/infra/cluster.ts";
+import { peersDir, referencePluginDir, versions } from "../tests/infra/peers.ts";
+import { spawnDaemon } from "../tests/infra/process.ts";
+import { nodeAgentKubeconfig } from "../tests/kube/helpers.ts";
+import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "../tests/meta_kube/api_access.ts";
+import { connectNodeDaemon } from "../daemon/node_client.ts";
+import { getFromEndpoint } from "../daemon/http.ts";
+import { closeHandle, listLinks, openHandle } from "../netlink/mod.ts";
+import { isFresh as bundleIsFresh } from "../tools/bundle.ts";
+import { haveGnuTime } from "./cni_exec.ts";
+import { machineInfo } from "./machine.ts";
+import { judge, summarize } from "./stats.ts";
+import { createPod, createWorld, deletePod, destroyWorld } from "./world.ts";
+import {
+  bridgeNetwork,
+  type DelegateKind,
+  type KubeCall,
+  type KubeCase,
+  processCpuSeconds,
+  processMemory,
+  runKubeCni,
+} from "./kube_mode_lib.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    pods: { type: "string", default: "100" },
+    "rss-pods": { type: "string", default: "10" },
+    warmup: { type: "string", default: "5" },
+    only: { type: "string" },
+  },
+});
+const PODS = Number(flags.pods);
+const RSS_PODS = Number(flags["rss-pods"]);
+const WARMUP = Number(flags.warmup);
+const encoder = new TextEncoder();
+const hydraBin = fileURLToPath(new URL("../bin", import.meta.url));
+const multusExe = `${peersDir()}/bin/multus`;
+const referenceBin = referencePluginDir();
+const pinned = versions();
+const machine = await machineInfo();
+const notes: string[] = [];
+
+const cp = await startControlPlane({ apiserverArgs: API_ANYWHERE_ARGS });
+const world = await createWorld();
+let daemonPid: number | undefined;
+let daemonStatus: Promise<Deno.CommandStatus> | undefined;
+try {
+  const dir = world.dir;
+  const nodeServer = await apiIntoNetns(world.nodeNetns, cp.server);
+  const ns = `bench-${world.id}`;
+  await cp.createNamespace(ns);
+  const account = await nodeAgentKubeconfig(cp, ns);
+  const kcHost = await jsonKubeconfig(account, `${dir}/host.kubeconfig`);
+  const kcNode = await jsonKubeconfig(account, `${dir}/node.kubeconfig`, nodeServer);
+  const nodeName = `bench-${world.id}`;
+
+  // Networks per delegate kind: the cluster network (a file) and two NADs.
+  const clusterPath: Record<DelegateKind, string> = { reference: "", builtin: "" };
+  /** Each kind's three networks (cluster, blue, green) as confs, for the delegates-alone case. */
+  const netConfs: Record<DelegateKind, Record<string, unknown>[]> = { reference: [], builtin: [] };
+  for (const [k, kind] of (["reference", "builtin"] as const).entries()) {
+    const plugin = bridgeNetwork(
+      kind,
+      `cluster-${kind}`,
+      `hkc${world.id}${k}`,
+      `10.${200 + k}.0.0/20`,
+      `${dir}/ipam`,
+      { isGateway: true },
+    );
+    // A single-plugin .conf: Multus thin v4.3.0 loses a .conflist cluster network's plugin
+    // fields in its DEL cache ("no IP ranges specified"), which would fail every DEL.
+    clusterPath[kind] = `${dir}/cluster-${kind}.conf`;
+    await Deno.writeTextFile(clusterPath[kind], JSON.stringify(plugin));
+    netConfs[kind].push(plugin);
+    for (const [j, color] of ["blue", "green"].entries()) {
+      const conf = bridgeNetwork(
+        kind,
+        `${color}-${kind}`,
+        `hk${color[0]}${world.id}${k}`,
+        `10.${210 + k}.${j * 16}.0/20`,
+        `${dir}/ipam`,
+      );
+      netConfs[kind].push(conf);
+      await cp.api.must(
+        "POST",
+        `/apis/k8s.cni.cncf.io/v1/namespaces/${ns}/network-attachment-definitions`,
+        {
+          apiVersion: "k8s.cni.cncf.io/v1",
+          kind: "NetworkAttachmentDefinition",
+          metadata: { name: `${color}-${kind}`, namespace: ns },
+          spec: { config: JSON.stringify(conf) },
+        },
+      );
+    }
+  }
+
+  const daemonSocket = `${dir}/daemon.sock`;
+  const metricsSocket = `${dir}/daemon-metrics.sock`;
+  const hydraConf = (kind: DelegateKind, viaDaemon: boolean, exec = false) =>
+    encoder.encode(JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "hydra",
+      type: "hydra",
+      kubeconfig: kcNode,
+      clusterNetwork: clusterPath[kind],
+      cacheDir: `${dir}/hydra-cache`,
+      confDir: `${dir}/confdir`,
+      daemonSocket: viaDaemon ? daemonSocket : "",
+      ...(exec ? { daemonExec: true } : {}),
+      apiTimeout: 10,
+    }));
+  const all: Omit<KubeCase, "pods">[] = [
+    {
+      key: "delegates_alone_reference",
+      description:
+        "no meta-plugin: the reference bridge + host-local exec'd once per network (ADD ×3, DEL ×3), " +
+        "the floor both meta-plugins build on",
+      exe: `${referenceBin}/bridge`,
+      path: [referenceBin],
+      delegates: "reference",
+      config: new Uint8Array(),
+      alone: netConfs.reference.map((conf, i) => ({
+        config: encoder.encode(JSON.stringify(conf)),
+        ifName: i === 0 ? "eth0" : `net${i}`,
+      })),
+    },
+    {
+      key: "multus_thin_reference",
+      description:
+        `Multus thin ${pinned.MULTUS_VERSION} with a kubeconfig, exec'ing the reference bridge + host-local`,
+      exe: multusExe,
+      path: [referenceBin],
+      delegates: "reference",
+      config: encoder.encode(JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "multus",
+        type: "multus",
+        kubeconfig: kcNode,
+        clusterNetwork: clusterPath.reference,
+        cniDir: `${dir}/multus-cache`,
+        binDir: referenceBin,
+        confDir: `${dir}/confdir`,
+        logToStderr: false,
+      })),
+    },
+    {
+      key: "hydra_direct_reference",
+      description:
+        "hydra meta-CNI asking the API server itself, exec'ing the reference bridge + host-local",
+      exe: `${hydraBin}/hydra`,
+      path: [hydraBin, referenceBin],
+      delegates: "reference",
+      config: hydraConf("reference", false),
+    },
+    {
+      key: "hydra_daemon_reference",
+      description:
+        "hydra meta-CNI through hydra daemon, exec'ing the reference bridge + host-local",
+      exe: `${hydraBin}/hydra`,
+      path: [hydraBin, referenceBin],
+      delegates: "reference",
+      config: hydraConf("reference", true),
+    },
+    {
+      key: "hydra_direct_builtin",
+      description:
+        "hydra meta-CNI asking the API server itself, hydra-bridge + hydra-ipam in-process",
+      exe: `${hydraBin}/hydra`,
+      path: [hydraBin, referenceBin],
+      delegates: "builtin",
+      config: hydraConf("builtin", false),
+    },
+    {
+      key: "hydra_daemon_builtin",
+      description: "hydra meta-CNI through hydra daemon, hydra-bridge + hydra-ipam in-process",
+      exe: `${hydraBin}/hydra`,
+      path: [hydraBin, referenceBin],
+      delegates: "builtin",
+      config: hydraConf("builtin", true),
+    },
+    {
+      key: "hydra_daemonexec_reference",
+      description:
+        "hydra meta-CNI handing the whole invocation to hydra daemon (daemonExec), which execs " +
+        "the reference bridge + host-local",
+      exe: `${hydraBin}/hydra`,
+      path: [hydraBin, referenceBin],
+      delegates: "reference",
+      config: hydraConf("reference", true, true),
+    },
+    {
+      key: "hydra_daemonexec_builtin",
+      description:
+        "hydra meta-CNI handing the whole invocation to hydra daemon (daemonExec), which runs " +
+        "hydra-bridge + hydra-ipam in its process",
+      exe: `${hydraBin}/hydra`,
+      path: [hydraBin, referenceBin],
+      delegates: "builtin",
+      config: hydraConf("builtin", true, true),
+    },
+  ];
+  const only = flags.only ? new Set(flags.only.split(",")) : undefined;
+  let selected = all.filter((c) => !only || only.has(c.key));
+  try {
+    Deno.statSync(multusExe);
+  } catch {
+    selected = selected.filter((c) => c.key !== "multus_thin_reference");
+    notes.push("Multus thin is not built (tests/infra/build-peers.sh multus): no Multus case");
+  }
+
+  // Pod objects: each case its own, all selecting its kind's two NADs.
+  const perCase = WARMUP + PODS + RSS_PODS;
+  const cases: KubeCase[] = [];
+  for (const c of selected) {
+    const pods = [];
+    for (let i = 0; i < perCase && !c.alone; i++) {
+      const name = `${c.key.replaceAll("_", "-")}-${i}`;
+      const pod = await cp.api.must("POST", `/api/v1/namespaces/${ns}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: {
+          name,
+          namespace: ns,
+          annotations: {
+            "k8s.v1.cni.cncf.io/networks": `blue-${c.delegates},green-${c.delegates}`,
+          },
+        },
+        spec: { nodeName, containers: [{ name: "main", image: "localhost/hydra/pause:1.0" }] },
+      }) as { metadata: { uid: string } };
+      pods.push({ name, uid: pod.metadata.uid });
+    }
+    cases.push({ ...c, pods });
+  }
+
+  if (cases.some((c) => c.key.includes("daemon"))) {
+    const d = spawnDaemon("hydra daemon", `${hydraBin}/hydra`, {
+      args: [
+        "daemon",
+        "--kubeconfig",
+        kcHost,
+        "--node-name",
+        nodeName,
+        "--socket",
+        daemonSocket,
+        "--listen",
+        `unix:${metricsSocket}`,
+        "--spool-dir",
+        `${dir}/hydra-cache/reports`,
+        "--log-level",
+        "warn",
+      ],
+      logPath: `${dir}/daemon.log`,
+    });
+    daemonPid = d.pid;
+    daemonStatus = d.status;
+    for (let i = 0;; i++) {
+      const conn = await connectNodeDaemon(daemonSocket).catch(() => undefined);
+      const res = conn ? await conn.call({ op: "ping" }, 2_000).catch(() => undefined) : undefined;
+      conn?.close();
+      if (res?.ok && (res.body as { synced: boolean }).synced) break;
+      if (i > 300) {
+        throw new Error(
+          `hydra daemon did not start: ${await Deno.readTextFile(`${dir}/daemon.log`)}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  const ifaces = (path: string): string[] => {
+    const h = openHandle({ netnsPath: path });
+    try {
+      return listLinks(h).map((l) => l.name).filter((n) => n !== "lo").sort();
+    } finally {
+      closeHandle(h);
+    }
+  };
+
+  const samples = new Map(
+    cases.map((
+      c,
+    ) => [c.key, {
+      add: [] as number[],
+      del: [] as number[],
+      addDel: [] as number[],
+      rssAdd: [] as number[],
+      rssDel: [] as number[],
+    }]),
+  );
+  /** The delegates-alone case: one exec per network, summed (RSS: the largest). */
+  const runAlone = async (
+    c: KubeCase,
+    call: KubeCall,
+    command: "ADD" | "DEL",
+    rssFile?: string,
+  ) => {
+    const steps = command === "ADD" ? c.alone! : [...c.alone!].reverse();
+    let ms = 0;
+    let rssKiB = 0;
+    let last = { code: 0, stdout: "", stderr: "" };
+    for (const step of steps) {
+      const out = await runKubeCni(
+        world.nodePath,
+        { ...call, command, config: step.config, ifName: step.ifName },
+        rssFile,
+      );
+      if (out.code !== 0) return out;
+      ms += out.ms;
+      rssKiB = Math.max(rssKiB, out.rssKiB ?? 0);
+      if (command === "ADD" && step.ifName === "eth0") last = out;
+    }
+    return { ...last, ms, rssKiB: rssKiB || undefined };
+  };
+
+  const runPod = async (c: KubeCase, index: number, mode: "warmup" | "timed" | "rss") => {
+    const netns = createPod(world);
+    const rssFile = mode === "rss" ? `${dir}/rss` : undefined;
+    try {
+      const call: KubeCall = {
+        exe: c.exe,
+        command: "ADD",
+        containerId: `${c.key}-${index}-${world.id}`,
+        netns: netns.path,
+        path: c.path,
+        config: c.config,
+        pod: { namespace: ns, ...(c.pods[index] ?? { name: `alone-${index}`, uid: "" }) },
+      };
+      const add = c.alone
+        ? await runAlone(c, call, "ADD", rssFile)
+        : await runKubeCni(world.nodePath, call, rssFile);
+      if (add.code !== 0 || !JSON.parse(add.stdout).cniVersion) {
+        throw new Error(
+          `${c.key} ADD of ${call.pod.name} failed (${add.code}): ${add.stdout}${add.stderr}`,
+        );
+      }
+      const got = ifaces(netns.path);
+      if (got.join() !== "eth0,net1,net2") {
+        throw new Error(`${c.key}: after ADD the pod has ${got}`);
+      }
+      const del = c.alone
+        ? await runAlone(c, call, "DEL", rssFile)
+        : await runKubeCni(world.nodePath, { ...call, command: "DEL" }, rssFile);
+      if (del.code !== 0) {
+        throw new Error(`${c.key} DEL failed (${del.code}): ${del.stdout}${del.stderr}`);
+      }
+      const left = ifaces(netns.path);
+      if (left.length) throw new Error(`${c.key}: after DEL the pod still has ${left}`);
+      const s = samples.get(c.key)!;
+      if (mode === "timed") {
+        s.add.push(add.ms);
+        s.del.push(del.ms);
+        s.addDel.push(add.ms + del.ms);
+      } else if (mode === "rss") {
+        if (add.rssKiB) s.rssAdd.push(add.rssKiB);
+        if (del.rssKiB) s.rssDel.push(del.rssKiB);
+      }
+    } finally {
+      deletePod(world, netns);
+    }
+  };
+
+  for (let i = 0; i < WARMUP; i++) for (const c of cases) await runPod(c, i, "warmup");
+  const daemonCpuBefore = daemonPid ? await processCpuSeconds(daemonPid) : 0;
+  for (let i = 0; i < PODS; i++) for (const c of cases) await runPod(c, WARMUP + i, "timed");
+  const daemonCpu = daemonPid ? await processCpuSeconds(daemonPid) - daemonCpuBefore : 0;
+  if (haveGnuTime()) {
+    for (let i = 0; i < RSS_PODS; i++) {
+      for (const c of cases) await runPod(c, WARMUP + PODS + i, "rss");
+    }
+  } else notes.push("GNU time is missing: no per-process RSS");
+
+  // Every pod's network-status (the daemon writes in the background).
+  const statusCount = async (c: KubeCase) => {
+    const list = await cp.api.must("GET", `/api/v1/namespaces/${ns}/pods`) as {
+      items: { metadata: { name: string; annotations?: Record<string, string> } }[];
+    };
+    const mine = new Set(c.pods.map((p) => p.name));
+    return list.items.filter((p) =>
+      mine.has(p.metadata.name) &&
+      JSON.parse(p.metadata.annotations?.["k8s.v1.cni.cncf.io/network-status"] ?? "[]").length === 3
+    ).length;
+  };
+  const statusWritten: Record<string, string> = {};
+  for (const c of cases.filter((c) => !c.alone)) {
+    let n = 0;
+    for (let i = 0; i < 300 && (n = await statusCount(c)) < perCase; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    statusWritten[c.key] = `${n}/${perCase}`;
+  }
+
+  const report: Record<string, unknown> = {};
+  for (const c of cases) {
+    const s = samples.get(c.key)!;
+    const rss = (xs: number[]) =>
+      xs.length ? { medianKiB: summarize(xs).median, maxKiB: Math.max(...xs) } : null;
+    report[c.key] = {
+      description: c.description,
+      addMs: summarize(s.add),
+      delMs: summarize(s.del),
+      addDelMs: summarize(s.addDel),
+      peakRss: { add: rss(s.rssAdd), del: rss(s.rssDel) },
+    };
+  }
+  let daemon: Record<string, unknown> | undefined;
+  if (daemonPid) {
+    const mem = await processMemory(daemonPid);
+    const metrics =
+      (await getFromEndpoint({ transport: "unix", path: metricsSocket }, "/metrics")).body;
+    const pick = (re: RegExp) => metrics.split("\n").filter((l) => re.test(l));
+    daemon = {
+      peakRssKiB: mem.peakKiB,
+      rssKiBAtEnd: mem.nowKiB,
+      cpuSecondsDuringTimedPods: Math.round(daemonCpu * 100) / 100,
+      metrics: pick(/^hydra_daemon_(reads_total|reports_total|cached_objects|requests_total)/),
+    };
+  }
+  const multus = report.multus_thin_reference as
+    | { addDelMs: ReturnType<typeof summarize> }
+    | undefined;
+  const targets = multus
+    ? cases.filter((c) => c.key.startsWith("hydra")).map((c) =>
+      judge(
+        `${c.key} ≤ 0.5 × multus_thin_reference (ADD+DEL median)`,
+        {
+          label: c.key,
+          summary: (report[c.key] as { addDelMs: ReturnType<typeof summarize> }).addDelMs,
+        },
+        { label: "multus_thin_reference", summary: multus.addDelMs },
+        0.5,
+      )
+    )
+    : [];
+  console.log(JSON.stringify(
+    {
+      bench: "kube_mode",
+      machine,
+      setup: {
+        pods: PODS,
+        warmupPods: WARMUP,
+        rssPods: RSS_PODS,
+        secondaryNetworks: 2,
+        kubernetes: pinned.KUBERNETES_VERSION,
+        multus: `${pinned.MULTUS_VERSION} thin (cmd/multus, built by tests/infra/build-peers.sh)`,
+        referencePlugins: `${pinned.CNI_PLUGINS_VERSION} (${referenceBin})`,
+        launcher: (await bundleIsFresh())
+          ? "bin/hydra running the single-file CNI build"
+          : "bin/hydra running main.ts (CNI build stale or missing)",
+        apiPath:
+          "node namespace → veth → kube-apiserver (DNAT, no userspace relay); daemon on the host",
+      },
+      cases: report,
+      daemon,
+      statusWritten,
+      targets,
+      notes,
+    },
+    null,
+    2,
+  ));
+} finally {
+  if (daemonPid) {
+    try {
+      Deno.kill(daemonPid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+    await daemonStatus;
+  }
+  await destroyWorld(world);
+  await cp.stop();
+}

@@ -1,0 +1,156 @@
+/**
+ * Pieces of the Kubernetes-mode benchmark (kube_mode.ts): the cases it
+ * measures, running one CNI command as a runtime does (with the pod named
+ * in CNI_ARGS, inside the node namespace, optionally under GNU time for
+ * peak RSS), and the node daemon's memory.
+ *
+ * @module
+ */
+
+import { withNetnsSync } from "../netlink/netns.ts";
+import { GNU_TIME } from "./cni_exec.ts";
+
+/** Delegates a case's networks use. */
+export type DelegateKind = "reference" | "builtin";
+
+/** One measured configuration. */
+export interface KubeCase {
+  key: string;
+  description: string;
+  /** Executable the runtime execs. */
+  exe: string;
+  /** CNI_PATH. */
+  path: string[];
+  /** The conf on stdin. */
+  config: Uint8Array;
+  /** Pods (API objects) this case attaches, each with the same two-network selection. */
+  pods: { name: string; uid: string }[];
+  delegates: DelegateKind;
+  /**
+   * No meta-plugin: exec `exe` once per conf (its interface name beside
+   * it), ADDs in order and DELs in reverse — the delegates' own cost.
+   */
+  alone?: { config: Uint8Array; ifName: string }[];
+}
+
+/** One CNI command for one pod. */
+export interface KubeCall {
+  exe: string;
+  command: "ADD" | "DEL";
+  containerId: string;
+  netns: string;
+  path: readonly string[];
+  config: Uint8Array;
+  pod: { namespace: string; name: string; uid: string };
+  /** CNI_IFNAME; eth0. */
+  ifName?: string;
+}
+
+/** How it went. */
+export interface KubeOutcome {
+  ms: number;
+  code: number;
+  stdout: string;
+  stderr: string;
+  rssKiB?: number;
+}
+
+const decoder = new TextDecoder();
+
+function env(call: KubeCall): Record<string, string> {
+  return {
+    PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    CNI_COMMAND: call.command,
+    CNI_CONTAINERID: call.containerId,
+    CNI_NETNS: call.netns,
+    CNI_IFNAME: call.ifName ?? "eth0",
+    CNI_PATH: call.path.join(":"),
+    CNI_ARGS: [
+      "IgnoreUnknown=1",
+      `K8S_POD_NAMESPACE=${call.pod.namespace}`,
+      `K8S_POD_NAME=${call.pod.name}`,
+      `K8S_POD_INFRA_CONTAINER_ID=${call.containerId}`,
+      `K8S_POD_UID=${call.pod.uid}`,
+    ].join(";"),
+  };
+}
+
+/**
+ * Execs the call inside the namespace at `nodePath`, timed from just before
+ * the fork until its output is in; with `rssFile`, under GNU time (peak RSS
+ * of the largest process of the invocation), which is then not a timed run.
+ */
+export async function runKubeCni(
+  nodePath: string,
+  call: KubeCall,
+  rssFile?: string,
+): Promise<KubeOutcome> {
+  const [cmd, args] = rssFile
+    ? [GNU_TIME, ["-f", "%M", "-o", rssFile, call.exe]]
+    : [call.exe, [] as string[]];
+  const start = performance.now();
+  const child = withNetnsSync(nodePath, () =>
+    new Deno.Command(cmd, {
+      args,
+      env: env(call),
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn());
+  const output = child.output();
+  const writer = child.stdin.getWriter();
+  await writer.write(call.config).catch(() => {});
+  await writer.close().catch(() => {});
+  const out = await output;
+  const ms = performance.now() - start;
+  const outcome: KubeOutcome = {
+    ms,
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+  if (rssFile) {
+    const kib = Number((await Deno.readTextFile(rssFile)).trim().split("\n").pop());
+    if (Number.isFinite(kib)) outcome.rssKiB = kib;
+  }
+  return outcome;
+}
+
+/** Peak and current resident memory of a process, KiB (from /proc). */
+export async function processMemory(pid: number): Promise<{ peakKiB: number; nowKiB: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(status)?.[1]);
+  return { peakKiB: field("VmHWM"), nowKiB: field("VmRSS") };
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+export async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks / 100;
+}
+
+/** A bridge network with host-local (reference) or hydra-bridge with hydra-ipam (built-ins). */
+export function bridgeNetwork(
+  kind: DelegateKind,
+  name: string,
+  bridge: string,
+  subnet: string,
+  dataDir: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    cniVersion: "1.0.0",
+    name,
+    type: kind === "reference" ? "bridge" : "hydra-bridge",
+    bridge,
+    ipam: {
+      type: kind === "reference" ? "host-local" : "hydra-ipam",
+      ranges: [[{ subnet }]],
+      dataDir,
+    },
+    ...extra,
+  };
+}
