@@ -21,6 +21,7 @@ import { havePeers, referencePluginDir, repoRoot } from "../infra/peers.ts";
 import { type Daemon, logTail, poll, spawnDaemon, stopProcessGroup } from "../infra/process.ts";
 import { run, uniqueName, withTempDir } from "../helpers/netns.ts";
 import { getFromEndpoint } from "../../daemon/http.ts";
+import { LOCK_DIR } from "../../plugins/host_lock.ts";
 
 /** Root and the peers this world needs. */
 export function worldIgnored(): boolean {
@@ -139,6 +140,7 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
     const redNet = `10.253.${r}.`;
     const blueRoute = `10.254.${b}.0/24`;
     const bridge = uniqueName("hnb");
+    const brokenBridge = uniqueName("hnx");
     const parent = uniqueName("hnp");
     await writeJson(join(defaultConfDir, "10-default.conflist"), {
       cniVersion: "1.1.0",
@@ -181,7 +183,7 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
       cniVersion: "1.1.0",
       name: "broken",
       type: "hydra-bridge",
-      bridge: uniqueName("hnx"),
+      bridge: brokenBridge,
       ipam: { type: "hydra-ipam", subnet: "not-a-subnet", dataDir: ipamDir },
     });
 
@@ -302,6 +304,10 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
     } finally {
       for (const p of started) await stopProcessGroup(p.daemon.pid).catch(() => {});
       await ctd.stop();
+      // hydra-bridge leaves its per-bridge host lock files; these bridges are gone.
+      for (const name of [bridge, brokenBridge]) {
+        await Deno.remove(join(LOCK_DIR, `bridge-${name}.lock`)).catch(() => {});
+      }
     }
   });
 }
