@@ -262,9 +262,8 @@ async function peerAvailable(): Promise<string | undefined> {
     await Deno.stat(PEER);
     return undefined;
   } catch {
-    return `xcluster-cni router not found at ${PEER}: its module is refused by the Go module ` +
-      `proxy (403), so it cannot be built from the module; build it from a source checkout ` +
-      `(go build ./cmd/xcluster-cni) and pass --peer`;
+    return `xcluster-cni router not found at ${PEER}: its Go module is not served by the ` +
+      `module proxy; pass --peer <path of an xcluster-cni router binary> to compare with it`;
   }
 }
 
