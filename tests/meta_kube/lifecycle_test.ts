@@ -1,6 +1,7 @@
 /**
- * DEL, CHECK and GC in Kubernetes mode against a real kube-apiserver, with
- * and without the node daemon: DEL after the Pod object is deleted, after
+ * DEL, CHECK and GC in Kubernetes mode against a real kube-apiserver,
+ * without the node daemon, through it, inside it (`daemonExec`), and with
+ * `daemonExec` asked for but no daemon there: DEL after the Pod object is deleted, after
  * the pod was replaced under its name (both work from the record, the pod
  * left alone), without a record (the pod's networks resolved again), with a
  * damaged record (moved aside, DEL still succeeds), CHECK of what ADD made,
@@ -38,13 +39,20 @@ Deno.test("Kubernetes mode: DEL, CHECK and GC work from the record, whatever bec
     await env.nad(env.ns, "green", green.conf);
     const sel = { "k8s.v1.cni.cncf.io/networks": "blue,green" };
 
-    for (const mode of ["direct", "daemon"] as const) {
-      const daemon = mode === "daemon" ? await env.startDaemon() : undefined;
+    // "daemonExec, no daemon": the conf asks for the daemon, none listens: runs here.
+    const modes = ["direct", "daemon", "daemonExec", "daemonExec, no daemon"] as const;
+    for (const [m, mode] of modes.entries()) {
+      const daemon = mode === "daemon" || mode === "daemonExec"
+        ? await env.startDaemon()
+        : undefined;
       const conf = env.metaConf({
         clusterNetwork: "cluster",
         ...(daemon ? { daemonSocket: daemon.socket } : {}),
+        ...(mode.startsWith("daemonExec")
+          ? { daemonExec: true, daemonSocket: daemon?.socket ?? `${env.dir}/nobody.sock` }
+          : {}),
       });
-      const id = mode === "daemon" ? "d" : "a";
+      const id = "adxn"[m];
 
       const added = async (name: string) => {
         const pod = await env.createPod(name, sel);

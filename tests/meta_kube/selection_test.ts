@@ -1,7 +1,8 @@
 /**
  * Kubernetes mode end to end against a real kube-apiserver, with the
- * meta-CNI exec'd in a node namespace as a runtime would, once asking the
- * API server itself and once through the node daemon: every form of the
+ * meta-CNI exec'd in a node namespace as a runtime would, asking the API
+ * server itself, through the node daemon, and handing whole invocations to
+ * the daemon (`daemonExec`): every form of the
  * `k8s.v1.cni.cncf.io/networks` annotation (comma list, JSON with
  * interface, ips, mac, default-route, cni-args, portMappings, bandwidth),
  * the older `networks` annotation with a Network object, and a pod with no
@@ -85,13 +86,14 @@ Deno.test("Kubernetes mode: every selection form, network-status as the kernel h
       },
     );
 
-    for (const mode of ["direct", "daemon"] as const) {
-      const daemon = mode === "daemon" ? await env.startDaemon() : undefined;
+    for (const mode of ["direct", "daemon", "daemonExec"] as const) {
+      const daemon = mode !== "direct" ? await env.startDaemon() : undefined;
       const conf = env.metaConf({
         clusterNetwork: "cluster",
         ...(daemon ? { daemonSocket: daemon.socket } : {}),
+        ...(mode === "daemonExec" ? { daemonExec: true } : {}),
       });
-      const id = mode === "daemon" ? "d" : "a";
+      const id = { direct: "a", daemon: "d", daemonExec: "x" }[mode];
 
       await t.step(`${mode}: comma list with namespace/name and name@ifname`, async () => {
         const pod = await env.createPod(`comma-${id}`, {
@@ -236,19 +238,25 @@ Deno.test("Kubernetes mode: every selection form, network-status as the kernel h
         assert.equal((await env.cni("DEL", conf, call)).code, 0);
       });
 
-      if (daemon) {
+      if (mode === "daemonExec") {
+        await t.step("daemonExec: the invocations ran inside the daemon", async () => {
+          const metrics = await daemon!.metrics();
+          assert.match(metrics, /hydra_daemon_requests_total\{op="cni",result="ok"\} [1-9]/);
+        });
+      }
+      if (mode === "daemon") {
         await t.step(
           "daemon: reads came from its caches (older Network objects: the API)",
           async () => {
-            const metrics = await daemon.metrics();
+            const metrics = await daemon!.metrics();
             assert.match(metrics, /hydra_daemon_reads_total\{source="cache"\} \d+/);
             // The only object it does not cache is the seed's Network, read once above.
             assert.match(metrics, /hydra_daemon_reads_total\{source="api"\} 1\n/);
             assert.match(metrics, /hydra_daemon_reports_total\{outcome="written"\} [1-9]/);
           },
         );
-        assert.equal(await daemon.stop(), 0);
       }
+      if (daemon) assert.equal(await daemon.stop(), 0);
     }
   } finally {
     await env.close();
