@@ -6,36 +6,22 @@
 import assert from "node:assert/strict";
 import { builtinNames } from "../../plugins/registry.ts";
 import { SUPPORTED_VERSIONS } from "../../cni/types.ts";
+import { type ExecOutput, execWithStdin } from "../helpers/cni.ts";
 import { withTempDir } from "../helpers/netns.ts";
 import { REPO_ROOT } from "./helpers.ts";
 
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function exec(
+function exec(
   program: string,
   args: string[],
   env: Record<string, string> = {},
   stdin = "",
-): Promise<Out> {
-  const child = new Deno.Command(program, {
+): Promise<ExecOutput> {
+  return execWithStdin(
+    program,
     args,
-    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", ...env },
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = child.output();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(stdin));
-  await w.close();
-  const out = await output;
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+    { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", ...env },
+    stdin,
+  );
 }
 
 const HYDRA = `${REPO_ROOT}/bin/hydra`;

@@ -6,6 +6,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { cniEnv, execWithStdin } from "../helpers/cni.ts";
 
 /** The repository root. */
 export const repoRoot: string = fileURLToPath(new URL("../../", import.meta.url)).replace(
@@ -37,38 +38,21 @@ export interface CniEnv {
   path?: string;
 }
 
-/** Execs `binary` with a runtime's minimal environment and `config` on stdin. */
+/**
+ * Execs `binary` with a runtime's minimal environment and `config` on
+ * stdin. Whatever the outcome, stdout must be JSON or nothing.
+ */
 export async function execPlugin(
   binary: string,
   env: CniEnv,
   config: unknown,
 ): Promise<ExecOutcome> {
-  const vars: Record<string, string> = {
-    PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-    CNI_COMMAND: env.command,
-    CNI_PATH: env.path ?? referenceDir,
-  };
-  if (env.containerId !== undefined) vars.CNI_CONTAINERID = env.containerId;
-  if (env.netns !== undefined) vars.CNI_NETNS = env.netns;
-  if (env.ifName !== undefined) vars.CNI_IFNAME = env.ifName;
-  if (env.args !== undefined) vars.CNI_ARGS = env.args;
-  const child = new Deno.Command(binary, {
-    env: vars,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(JSON.stringify(config)));
-  await writer.close();
-  const out = await child.output();
-  const text = new TextDecoder().decode(out.stdout).trim();
-  return {
-    code: out.code,
-    json: text ? JSON.parse(text) : undefined,
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+  const vars = cniEnv({ ...env, path: [env.path ?? referenceDir] });
+  const out = await execWithStdin(binary, [], vars, JSON.stringify(config));
+  if (out.stdout.trim() && out.json === undefined) {
+    throw new SyntaxError(`${binary} printed something other than JSON: ${out.stdout}`);
+  }
+  return { code: out.code, json: out.json, stderr: out.stderr };
 }
 
 /** Names and contents of a store directory, the lock file left out. */

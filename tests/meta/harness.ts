@@ -8,6 +8,7 @@
  * @module
  */
 
+import { type ExecOutput, execWithStdin } from "../helpers/cni.ts";
 import { createNetns, deleteNetns, type TestNetns, uniqueName } from "../helpers/netns.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
 
@@ -33,13 +34,7 @@ export interface IpAddr extends IpLink {
 }
 
 /** What one invocation printed and returned. */
-export interface HydraOutput {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** stdout parsed, when there was any. */
-  json?: Record<string, unknown>;
-}
+export type HydraOutput = ExecOutput;
 
 /** The test world. */
 export interface World {
@@ -79,40 +74,15 @@ function randomSubnet(): string {
   }
 }
 
-/** Runs a program with env and stdin inside a namespace. */
-export async function execIn(
+/** Runs a program with env (added to this process's) and stdin inside a namespace. */
+export function execIn(
   ns: TestNetns,
   program: string,
   args: string[],
   env: Record<string, string>,
   stdin: string,
 ): Promise<HydraOutput> {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", ns.name, program, ...args],
-    env,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = child.output();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(stdin));
-  await w.close();
-  const out = await output;
-  const stdout = new TextDecoder().decode(out.stdout);
-  const result: HydraOutput = {
-    code: out.code,
-    stdout,
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-  if (stdout.trim()) {
-    try {
-      result.json = JSON.parse(stdout);
-    } catch {
-      // left for the test to report
-    }
-  }
-  return result;
+  return execWithStdin("ip", ["netns", "exec", ns.name, program, ...args], env, stdin, true);
 }
 
 /** Builds a world with one node namespace and `podCount` pod namespaces. */

@@ -12,6 +12,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { cniEnv, type CniInvocation, type ExecOutput, execWithStdin } from "../helpers/cni.ts";
 import { createNetns, deleteNetns, run, type TestNetns } from "../helpers/netns.ts";
 import { peersDir } from "../infra/peers.ts";
 
@@ -45,25 +46,11 @@ export function reference(): Reference {
   return { dir: debianDir, version: "1.0.0" };
 }
 
-/** The CNI_* of one invocation. */
-export interface Invocation {
-  command: "ADD" | "DEL" | "CHECK" | "STATUS" | "GC" | "VERSION";
-  containerId?: string;
-  netns?: string;
-  ifName?: string;
-  args?: string;
-  /** CNI_PATH directories. */
-  path?: string[];
-}
+/** The CNI_* of one invocation; CNI_PATH defaults to the reference plugins'. */
+export type Invocation = Omit<CniInvocation, "path"> & { path?: string[] };
 
-/** What a plugin printed and how it exited. */
-export interface Outcome {
-  code: number;
-  /** stdout as JSON, undefined when empty. */
-  json?: Record<string, unknown>;
-  stdout: string;
-  stderr: string;
-}
+/** What a plugin printed (stdout trimmed) and how it exited. */
+export type Outcome = ExecOutput;
 
 const IP = "/usr/sbin/ip";
 
@@ -77,36 +64,10 @@ export async function invoke(
   inv: Invocation,
   config: unknown,
 ): Promise<Outcome> {
-  const env: Record<string, string> = {
-    PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-    CNI_COMMAND: inv.command,
-    CNI_PATH: (inv.path ?? [reference().dir]).join(":"),
-  };
-  if (inv.containerId !== undefined) env.CNI_CONTAINERID = inv.containerId;
-  if (inv.netns !== undefined) env.CNI_NETNS = inv.netns;
-  if (inv.ifName !== undefined) env.CNI_IFNAME = inv.ifName;
-  if (inv.args !== undefined) env.CNI_ARGS = inv.args;
+  const env = cniEnv({ ...inv, path: inv.path ?? [reference().dir] });
   const [cmd, args] = host ? [IP, ["netns", "exec", host.name, binary]] : [binary, []];
-  const child = new Deno.Command(cmd, {
-    args,
-    env,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(JSON.stringify(config)));
-  await w.close();
-  const out = await child.output();
-  const stdout = new TextDecoder().decode(out.stdout).trim();
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = stdout ? JSON.parse(stdout) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { code: out.code, json, stdout, stderr: new TextDecoder().decode(out.stderr) };
+  const out = await execWithStdin(cmd, args, env, JSON.stringify(config));
+  return { ...out, stdout: out.stdout.trim() };
 }
 
 /** Like {@link invoke}, failing the test when the plugin fails. */

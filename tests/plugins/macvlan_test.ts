@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { observeBoth, type Scenario, type Side } from "./differential.ts";
+import { observeBoth, type Scenario, type Side, withoutTxqlen } from "./differential.ts";
 import {
   containerId,
   debianDir,
@@ -100,9 +100,7 @@ Deno.test("macvlan: CNI 0.4.0 result and state match Debian's macvlan", async ()
   // queue length on the device: compare what both versions do.
   const scenario = { setup: uplink, podSysctls: ["net/ipv4/conf/eth0/arp_notify"] };
   const { want, got } = await observeBoth(scenario, r, h);
-  const noQlen = (s: unknown) =>
-    JSON.parse(JSON.stringify(s), (k, v) => (k === "txqlen" ? undefined : v));
-  assert.deepEqual(noQlen(got), noQlen(want));
+  assert.deepEqual(withoutTxqlen(got), withoutTxqlen(want));
 });
 
 Deno.test("macvlan: two pods on one master reach each other; DEL releases and removes", async () => {
