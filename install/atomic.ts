@@ -130,12 +130,17 @@ export async function symlinkScratch(path: string, target: string): Promise<stri
 }
 
 /**
- * Writes `content` to `path` atomically (temp + fsync + chmod + rename +
- * directory fsync).
+ * Renames the scratch file `tmp` over `path` (after `before`, such as a
+ * backup of what is there) and fsyncs the folder. When that fails, `tmp`
+ * is removed and `path` is left as it was.
  */
-export async function writeFileAtomic(path: string, content: Content, mode: number): Promise<void> {
-  const tmp = await writeScratch(path, content, mode);
+export async function renameScratch(
+  tmp: string,
+  path: string,
+  before?: () => Promise<void>,
+): Promise<void> {
   try {
+    await before?.();
     await Deno.rename(tmp, path);
   } catch (err) {
     await Deno.remove(tmp).catch(() => {});
@@ -144,16 +149,17 @@ export async function writeFileAtomic(path: string, content: Content, mode: numb
   await fsyncDir(dirname(path));
 }
 
+/**
+ * Writes `content` to `path` atomically (temp + fsync + chmod + rename +
+ * directory fsync).
+ */
+export async function writeFileAtomic(path: string, content: Content, mode: number): Promise<void> {
+  await renameScratch(await writeScratch(path, content, mode), path);
+}
+
 /** Points `path` at `target` atomically (symlink at a temp name + rename). */
 export async function symlinkAtomic(path: string, target: string): Promise<void> {
-  const tmp = await symlinkScratch(path, target);
-  try {
-    await Deno.rename(tmp, path);
-  } catch (err) {
-    await Deno.remove(tmp).catch(() => {});
-    throw err;
-  }
-  await fsyncDir(dirname(path));
+  await renameScratch(await symlinkScratch(path, target), path);
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   type Content,
   fsyncDir,
   lstatOrUndefined,
+  renameScratch,
   scratchPath,
   symlinkScratch,
   writeScratch,
@@ -98,6 +99,21 @@ async function backup(txn: Txn, path: string): Promise<void> {
 }
 
 /**
+ * Puts scratch file `tmp` in place of `path` (backed up first when it
+ * existed, as `st` says) and records the change and how to undo it.
+ */
+async function replaceWith(
+  txn: Txn,
+  path: string,
+  st: Deno.FileInfo | undefined,
+  tmp: string,
+): Promise<void> {
+  await renameScratch(tmp, path, st ? () => backup(txn, path) : undefined);
+  if (!st) txn.undo.push(() => Deno.remove(path));
+  txn.changes.push({ path, action: st ? "replaced" : "created" });
+}
+
+/**
  * Makes `path` a regular file with `content` and `mode`. `same` tells
  * whether the existing file already holds that content (so nothing is
  * rewritten and inode and mtime stay). Returns whether anything changed.
@@ -120,17 +136,7 @@ export async function ensureFile(
       txn.undo.push(() => Deno.chmod(path, oldMode));
       return true;
     }
-    const tmp = await writeScratch(path, content, mode);
-    try {
-      if (st) await backup(txn, path);
-      await Deno.rename(tmp, path);
-    } catch (err) {
-      await Deno.remove(tmp).catch(() => {});
-      throw err;
-    }
-    await fsyncDir(dirname(path));
-    if (!st) txn.undo.push(() => Deno.remove(path));
-    txn.changes.push({ path, action: st ? "replaced" : "created" });
+    await replaceWith(txn, path, st, await writeScratch(path, content, mode));
     return true;
   } catch (err) {
     throw writeError(path, err);
@@ -145,17 +151,7 @@ export async function ensureSymlink(txn: Txn, path: string, target: string): Pro
   }
   try {
     if (st?.isSymlink && await Deno.readLink(path) === target) return false;
-    const tmp = await symlinkScratch(path, target);
-    try {
-      if (st) await backup(txn, path);
-      await Deno.rename(tmp, path);
-    } catch (err) {
-      await Deno.remove(tmp).catch(() => {});
-      throw err;
-    }
-    await fsyncDir(dirname(path));
-    if (!st) txn.undo.push(() => Deno.remove(path));
-    txn.changes.push({ path, action: st ? "replaced" : "created" });
+    await replaceWith(txn, path, st, await symlinkScratch(path, target));
     return true;
   } catch (err) {
     throw writeError(path, err);
