@@ -10,7 +10,7 @@
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Logger } from "../cni/log.ts";
-import { createKubeClient, type KubeClient } from "../kube/client.ts";
+import { createKubeClient, type KubeClient, retryTransient } from "../kube/client.ts";
 import type { PodArgs } from "../kube/delegate.ts";
 import { isTransient, KubeTransportError } from "../kube/errors.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
@@ -57,7 +57,10 @@ function timeoutError(method: string, path: string, budgetMs: number): KubeTrans
   );
 }
 
-/** `inner` with every request's deadline cut to what is left of the budget ending at `end`. */
+/**
+ * `inner` with every request's deadline cut to what is left of the budget
+ * ending at `end`, and GETs retried on transient failures within it.
+ */
 export function budgetedClient(inner: KubeClient, end: number, budgetMs: number): KubeClient {
   const left = (method: string, path: string, ms?: number): number => {
     const rest = end - Date.now();
@@ -73,8 +76,14 @@ export function budgetedClient(inner: KubeClient, end: number, budgetMs: number)
   };
   return {
     ...inner,
+    // Reads are retried while the budget lasts when the failure may pass (5xx, 429, no answer).
     get: <T>(path: string, o?: { timeoutMs?: number }) =>
-      wrap(() => inner.get<T>(path, { ...o, timeoutMs: left("GET", path, o?.timeoutMs) })),
+      wrap(() =>
+        retryTransient(
+          () => inner.get<T>(path, { ...o, timeoutMs: left("GET", path, o?.timeoutMs) }),
+          { deadlineMs: Math.max(1, end - Date.now()) },
+        )
+      ),
     create: <T>(path: string, body: unknown, o?: { timeoutMs?: number }) =>
       wrap(() =>
         inner.create<T>(path, body, { ...o, timeoutMs: left("POST", path, o?.timeoutMs) })
