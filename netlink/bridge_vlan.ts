@@ -1,14 +1,15 @@
 /**
- * VLANs on bridge ports (`bridge vlan add/del`), for bridges with VLAN
+ * VLANs on bridge ports (`bridge vlan add/del/show`), for bridges with VLAN
  * filtering. Kernels built without bridge VLAN filtering answer EOPNOTSUPP.
  *
  * @module
  */
 
-import { AF, RTM } from "./constants.ts";
+import { AF, IFLA, RTEXT_FILTER_BRVLAN, RTM } from "./constants.ts";
 import { linkLabel, type LinkRef, writeIfinfo } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";
-import { beginRequest, execute, type Handle } from "./socket.ts";
+import { getI32, getU16, parseAttrList, parseAttrs } from "./message.ts";
+import { beginDump, beginRequest, execute, executeDump, type Handle } from "./socket.ts";
 
 const IFLA_AF_SPEC = 26;
 const IFLA_BRIDGE_FLAGS = 0;
@@ -59,4 +60,32 @@ export function addBridgeVlan(h: Handle, link: LinkRef, vlan: BridgeVlan): void 
 /** Removes VLAN `vlan.vid` from bridge port `link`. */
 export function delBridgeVlan(h: Handle, link: LinkRef, vlan: BridgeVlan): void {
   write(h, link, vlan, RTM.DELLINK, "delete");
+}
+
+/**
+ * The VLANs of bridge port `link` (or of the bridge itself), as `bridge vlan
+ * show dev` lists them.
+ */
+export function listBridgeVlans(h: Handle, link: LinkRef): BridgeVlan[] {
+  const index = linkIndex(h, link);
+  const w = beginDump(h, RTM.GETLINK);
+  writeIfinfo(w, AF.BRIDGE, 0);
+  w.attrU32(IFLA.EXT_MASK, RTEXT_FILTER_BRVLAN);
+  const perLink = executeDump(h, "list bridge vlans", (type, payload) => {
+    if (type !== RTM.NEWLINK || getI32(payload, 4) !== index) return undefined;
+    const spec = parseAttrs(payload, 16).get(IFLA_AF_SPEC);
+    if (!spec) return [];
+    const out: BridgeVlan[] = [];
+    for (const [t, data] of parseAttrList(spec)) {
+      if (t !== IFLA_BRIDGE_VLAN_INFO || data.length < 4) continue;
+      const flags = getU16(data, 0);
+      out.push({
+        vid: getU16(data, 2),
+        pvid: (flags & BRIDGE_VLAN_INFO_PVID) !== 0,
+        untagged: (flags & BRIDGE_VLAN_INFO_UNTAGGED) !== 0,
+      });
+    }
+    return out;
+  });
+  return perLink.flat();
 }

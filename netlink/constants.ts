@@ -80,6 +80,8 @@ export const IFLA_INFO = { KIND: 1, DATA: 2, SLAVE_KIND: 4, SLAVE_DATA: 5 } as c
 export const RTEXT_FILTER_VF = 1;
 /** IFLA_EXT_MASK: skip statistics. */
 export const RTEXT_FILTER_SKIP_STATS = 1 << 3;
+/** IFLA_EXT_MASK: report the VLANs of bridge ports. */
+export const RTEXT_FILTER_BRVLAN = 1 << 1;
 
 /** Operational states (IFLA_OPERSTATE), RFC 2863 names as `ip` prints them. */
 export const OPERSTATES = [

@@ -13,6 +13,7 @@ import {
   isExists,
   isNotFound,
   linkIndex,
+  listBridgeVlans,
   listLinks,
   NetlinkError,
   openHandle,
@@ -355,6 +356,19 @@ Deno.test(
     const [port] = await show();
     const v10 = port.vlans.find((v: { vlan: number }) => v.vlan === 10);
     assert.deepEqual(v10.flags.sort(), ["Egress Untagged", "PVID"]);
+    addBridgeVlan(h, "va", { vid: 20 });
+    const listed = listBridgeVlans(h, "va").sort((a, b) => a.vid - b.vid);
+    assert.deepEqual(
+      listed.filter((v) => v.vid === 10 || v.vid === 20),
+      [{ vid: 10, pvid: true, untagged: true }, { vid: 20, pvid: false, untagged: false }],
+    );
+    assert.deepEqual(
+      listed.map((v) => v.vid),
+      port.vlans.map((v: { vlan: number }) => v.vlan).concat(20).sort((a: number, b: number) =>
+        a - b
+      ),
+    );
+    delBridgeVlan(h, "va", { vid: 20 });
     delBridgeVlan(h, "va", { vid: 10 });
     const after = await show();
     assert.ok(

@@ -143,4 +143,4 @@ export {
   replaceFdb,
   replaceNeigh,
 } from "./neigh.ts";
-export { addBridgeVlan, type BridgeVlan, delBridgeVlan } from "./bridge_vlan.ts";
+export { addBridgeVlan, type BridgeVlan, delBridgeVlan, listBridgeVlans } from "./bridge_vlan.ts";

@@ -16,9 +16,11 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Interface } from "../cni/types.ts";
 import {
   addAddr,
+  addBridgeVlan,
   addLink,
   cidrContains,
   delAddr,
+  delBridgeVlan,
   findLink,
   getLink,
   type Handle,
@@ -26,6 +28,7 @@ import {
   isExists,
   type Link,
   listAddrs,
+  listBridgeVlans,
   parseCidr,
   setBridgePort,
   setLink,
@@ -34,7 +37,6 @@ import {
   sysctlRead,
   THREAD_NETNS_PATH,
 } from "../netlink/mod.ts";
-import { addPortVlan, delPortVlan, listPortVlans } from "./bridge_vlan.ts";
 import { trySysctl } from "./iface.ts";
 import { randomVethName } from "./links.ts";
 
@@ -204,13 +206,13 @@ function setPortVlans(h: Handle, index: number, name: string, spec: VethSpec): v
   const wanted = spec.vlan !== 0 || spec.trunk.length > 0;
   try {
     if (wanted && !spec.preserveDefaultVlan) {
-      for (const v of listPortVlans(h, index)) delPortVlan(h, index, v.vid);
+      for (const v of listBridgeVlans(h, index)) delBridgeVlan(h, index, { vid: v.vid });
     }
-    if (spec.vlan !== 0) addPortVlan(h, index, { vid: spec.vlan, pvid: true, untagged: true });
-    for (const vid of spec.trunk) addPortVlan(h, index, { vid, pvid: false, untagged: false });
+    if (spec.vlan !== 0) addBridgeVlan(h, index, { vid: spec.vlan, pvid: true, untagged: true });
+    for (const vid of spec.trunk) addBridgeVlan(h, index, { vid, pvid: false, untagged: false });
     // A trunk without a port VLAN carries VLAN 1 untagged, as it always did.
     if (spec.vlan === 0 && spec.trunk.length > 0) {
-      addPortVlan(h, index, { vid: 1, pvid: true, untagged: true });
+      addBridgeVlan(h, index, { vid: 1, pvid: true, untagged: true });
     }
   } catch (e) {
     throw internal(`failed to set up vlans on interface "${name}": ${(e as Error).message}`);
