@@ -48,8 +48,10 @@ import {
   type KubeCase,
   processCpuSeconds,
   processMemory,
+  runAlone,
   runKubeCni,
 } from "./kube_mode_lib.ts";
+import { kubeCases } from "./kube_mode_cases.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -63,7 +65,6 @@ const { values: flags } = parseArgs({
 const PODS = Number(flags.pods);
 const RSS_PODS = Number(flags["rss-pods"]);
 const WARMUP = Number(flags.warmup);
-const encoder = new TextEncoder();
 const hydraBin = fileURLToPath(new URL("../bin", import.meta.url));
 const multusExe = `${peersDir()}/bin/multus`;
 const referenceBin = referencePluginDir();
@@ -127,109 +128,17 @@ try {
 
   const daemonSocket = `${dir}/daemon.sock`;
   const metricsSocket = `${dir}/daemon-metrics.sock`;
-  const hydraConf = (kind: DelegateKind, viaDaemon: boolean, exec = false) =>
-    encoder.encode(JSON.stringify({
-      cniVersion: "1.0.0",
-      name: "hydra",
-      type: "hydra",
-      kubeconfig: kcNode,
-      clusterNetwork: clusterPath[kind],
-      cacheDir: `${dir}/hydra-cache`,
-      confDir: `${dir}/confdir`,
-      daemonSocket: viaDaemon ? daemonSocket : "",
-      ...(exec ? { daemonExec: true } : {}),
-      apiTimeout: 10,
-    }));
-  const all: Omit<KubeCase, "pods">[] = [
-    {
-      key: "delegates_alone_reference",
-      description:
-        "no meta-plugin: the reference bridge + host-local exec'd once per network (ADD ×3, DEL ×3), " +
-        "the floor both meta-plugins build on",
-      exe: `${referenceBin}/bridge`,
-      path: [referenceBin],
-      delegates: "reference",
-      config: new Uint8Array(),
-      alone: netConfs.reference.map((conf, i) => ({
-        config: encoder.encode(JSON.stringify(conf)),
-        ifName: i === 0 ? "eth0" : `net${i}`,
-      })),
-    },
-    {
-      key: "multus_thin_reference",
-      description:
-        `Multus thin ${pinned.MULTUS_VERSION} with a kubeconfig, exec'ing the reference bridge + host-local`,
-      exe: multusExe,
-      path: [referenceBin],
-      delegates: "reference",
-      config: encoder.encode(JSON.stringify({
-        cniVersion: "1.0.0",
-        name: "multus",
-        type: "multus",
-        kubeconfig: kcNode,
-        clusterNetwork: clusterPath.reference,
-        cniDir: `${dir}/multus-cache`,
-        binDir: referenceBin,
-        confDir: `${dir}/confdir`,
-        logToStderr: false,
-      })),
-    },
-    {
-      key: "hydra_direct_reference",
-      description:
-        "hydra meta-CNI asking the API server itself, exec'ing the reference bridge + host-local",
-      exe: `${hydraBin}/hydra`,
-      path: [hydraBin, referenceBin],
-      delegates: "reference",
-      config: hydraConf("reference", false),
-    },
-    {
-      key: "hydra_daemon_reference",
-      description:
-        "hydra meta-CNI through hydra daemon, exec'ing the reference bridge + host-local",
-      exe: `${hydraBin}/hydra`,
-      path: [hydraBin, referenceBin],
-      delegates: "reference",
-      config: hydraConf("reference", true),
-    },
-    {
-      key: "hydra_direct_builtin",
-      description:
-        "hydra meta-CNI asking the API server itself, hydra-bridge + hydra-ipam in-process",
-      exe: `${hydraBin}/hydra`,
-      path: [hydraBin, referenceBin],
-      delegates: "builtin",
-      config: hydraConf("builtin", false),
-    },
-    {
-      key: "hydra_daemon_builtin",
-      description: "hydra meta-CNI through hydra daemon, hydra-bridge + hydra-ipam in-process",
-      exe: `${hydraBin}/hydra`,
-      path: [hydraBin, referenceBin],
-      delegates: "builtin",
-      config: hydraConf("builtin", true),
-    },
-    {
-      key: "hydra_daemonexec_reference",
-      description:
-        "hydra meta-CNI handing the whole invocation to hydra daemon (daemonExec), which execs " +
-        "the reference bridge + host-local",
-      exe: `${hydraBin}/hydra`,
-      path: [hydraBin, referenceBin],
-      delegates: "reference",
-      config: hydraConf("reference", true, true),
-    },
-    {
-      key: "hydra_daemonexec_builtin",
-      description:
-        "hydra meta-CNI handing the whole invocation to hydra daemon (daemonExec), which runs " +
-        "hydra-bridge + hydra-ipam in its process",
-      exe: `${hydraBin}/hydra`,
-      path: [hydraBin, referenceBin],
-      delegates: "builtin",
-      config: hydraConf("builtin", true, true),
-    },
-  ];
+  const all = kubeCases({
+    dir,
+    kubeconfig: kcNode,
+    clusterPath,
+    netConfs,
+    referenceBin,
+    hydraBin,
+    multusExe,
+    multusVersion: pinned.MULTUS_VERSION,
+    daemonSocket,
+  });
   const only = flags.only ? new Set(flags.only.split(",")) : undefined;
   let selected = all.filter((c) => !only || only.has(c.key));
   try {
@@ -318,31 +227,6 @@ try {
       rssDel: [] as number[],
     }]),
   );
-  /** The delegates-alone case: one exec per network, summed (RSS: the largest). */
-  const runAlone = async (
-    c: KubeCase,
-    call: KubeCall,
-    command: "ADD" | "DEL",
-    rssFile?: string,
-  ) => {
-    const steps = command === "ADD" ? c.alone! : [...c.alone!].reverse();
-    let ms = 0;
-    let rssKiB = 0;
-    let last = { code: 0, stdout: "", stderr: "" };
-    for (const step of steps) {
-      const out = await runKubeCni(
-        world.nodePath,
-        { ...call, command, config: step.config, ifName: step.ifName },
-        rssFile,
-      );
-      if (out.code !== 0) return out;
-      ms += out.ms;
-      rssKiB = Math.max(rssKiB, out.rssKiB ?? 0);
-      if (command === "ADD" && step.ifName === "eth0") last = out;
-    }
-    return { ...last, ms, rssKiB: rssKiB || undefined };
-  };
-
   const runPod = async (c: KubeCase, index: number, mode: "warmup" | "timed" | "rss") => {
     const netns = createPod(world);
     const rssFile = mode === "rss" ? `${dir}/rss` : undefined;
@@ -357,7 +241,7 @@ try {
         pod: { namespace: ns, ...(c.pods[index] ?? { name: `alone-${index}`, uid: "" }) },
       };
       const add = c.alone
-        ? await runAlone(c, call, "ADD", rssFile)
+        ? await runAlone(world.nodePath, c, call, "ADD", rssFile)
         : await runKubeCni(world.nodePath, call, rssFile);
       if (add.code !== 0 || !JSON.parse(add.stdout).cniVersion) {
         throw new Error(
@@ -369,7 +253,7 @@ try {
         throw new Error(`${c.key}: after ADD the pod has ${got}`);
       }
       const del = c.alone
-        ? await runAlone(c, call, "DEL", rssFile)
+        ? await runAlone(world.nodePath, c, call, "DEL", rssFile)
         : await runKubeCni(world.nodePath, { ...call, command: "DEL" }, rssFile);
       if (del.code !== 0) {
         throw new Error(`${c.key} DEL failed (${del.code}): ${del.stdout}${del.stderr}`);

@@ -154,3 +154,29 @@ export function bridgeNetwork(
     ...extra,
   };
 }
+
+/** The delegates-alone case: one exec per network, times summed, RSS the largest. */
+export async function runAlone(
+  nodePath: string,
+  c: KubeCase,
+  call: KubeCall,
+  command: "ADD" | "DEL",
+  rssFile?: string,
+): Promise<KubeOutcome> {
+  const steps = command === "ADD" ? c.alone! : [...c.alone!].reverse();
+  let ms = 0;
+  let rssKiB = 0;
+  let first: KubeOutcome = { ms: 0, code: 0, stdout: "", stderr: "" };
+  for (const step of steps) {
+    const out = await runKubeCni(
+      nodePath,
+      { ...call, command, config: step.config, ifName: step.ifName },
+      rssFile,
+    );
+    if (out.code !== 0) return out;
+    ms += out.ms;
+    rssKiB = Math.max(rssKiB, out.rssKiB ?? 0);
+    if (step.ifName === "eth0") first = out;
+  }
+  return { ...first, ms, rssKiB: rssKiB || undefined };
+}

@@ -1,0 +1,135 @@
+/**
+ * The configurations the Kubernetes-mode benchmark measures (see
+ * kube_mode.ts for what each stands for): the conf each one gets on stdin,
+ * its executable and CNI_PATH.
+ *
+ * @module
+ */
+
+import type { DelegateKind, KubeCase } from "./kube_mode_lib.ts";
+
+/** What the cases are built from. */
+export interface CaseContext {
+  /** Scratch folder of the run. */
+  dir: string;
+  /** Node account kubeconfig as seen from the node namespace. */
+  kubeconfig: string;
+  /** The cluster network's conf file, per delegate kind. */
+  clusterPath: Record<DelegateKind, string>;
+  /** Each kind's networks (cluster, blue, green) as confs. */
+  netConfs: Record<DelegateKind, Record<string, unknown>[]>;
+  referenceBin: string;
+  hydraBin: string;
+  multusExe: string;
+  multusVersion: string;
+  daemonSocket: string;
+}
+
+const encoder = new TextEncoder();
+
+/** Every case, in the order they take turns. */
+export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
+  const hydraConf = (kind: DelegateKind, viaDaemon: boolean, exec = false) =>
+    encoder.encode(JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "hydra",
+      type: "hydra",
+      kubeconfig: ctx.kubeconfig,
+      clusterNetwork: ctx.clusterPath[kind],
+      cacheDir: `${ctx.dir}/hydra-cache`,
+      confDir: `${ctx.dir}/confdir`,
+      daemonSocket: viaDaemon ? ctx.daemonSocket : "",
+      ...(exec ? { daemonExec: true } : {}),
+      apiTimeout: 10,
+    }));
+  return [
+    {
+      key: "delegates_alone_reference",
+      description:
+        "no meta-plugin: the reference bridge + host-local exec'd once per network (ADD ×3, DEL ×3), " +
+        "the floor both meta-plugins build on",
+      exe: `${ctx.referenceBin}/bridge`,
+      path: [ctx.referenceBin],
+      delegates: "reference",
+      config: new Uint8Array(),
+      alone: ctx.netConfs.reference.map((conf, i) => ({
+        config: encoder.encode(JSON.stringify(conf)),
+        ifName: i === 0 ? "eth0" : `net${i}`,
+      })),
+    },
+    {
+      key: "multus_thin_reference",
+      description:
+        `Multus thin ${ctx.multusVersion} with a kubeconfig, exec'ing the reference bridge + host-local`,
+      exe: ctx.multusExe,
+      path: [ctx.referenceBin],
+      delegates: "reference",
+      config: encoder.encode(JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "multus",
+        type: "multus",
+        kubeconfig: ctx.kubeconfig,
+        clusterNetwork: ctx.clusterPath.reference,
+        cniDir: `${ctx.dir}/multus-cache`,
+        binDir: ctx.referenceBin,
+        confDir: `${ctx.dir}/confdir`,
+        logToStderr: false,
+      })),
+    },
+    {
+      key: "hydra_direct_reference",
+      description:
+        "hydra meta-CNI asking the API server itself, exec'ing the reference bridge + host-local",
+      exe: `${ctx.hydraBin}/hydra`,
+      path: [ctx.hydraBin, ctx.referenceBin],
+      delegates: "reference",
+      config: hydraConf("reference", false),
+    },
+    {
+      key: "hydra_daemon_reference",
+      description:
+        "hydra meta-CNI through hydra daemon, exec'ing the reference bridge + host-local",
+      exe: `${ctx.hydraBin}/hydra`,
+      path: [ctx.hydraBin, ctx.referenceBin],
+      delegates: "reference",
+      config: hydraConf("reference", true),
+    },
+    {
+      key: "hydra_direct_builtin",
+      description:
+        "hydra meta-CNI asking the API server itself, hydra-bridge + hydra-ipam in-process",
+      exe: `${ctx.hydraBin}/hydra`,
+      path: [ctx.hydraBin, ctx.referenceBin],
+      delegates: "builtin",
+      config: hydraConf("builtin", false),
+    },
+    {
+      key: "hydra_daemon_builtin",
+      description: "hydra meta-CNI through hydra daemon, hydra-bridge + hydra-ipam in-process",
+      exe: `${ctx.hydraBin}/hydra`,
+      path: [ctx.hydraBin, ctx.referenceBin],
+      delegates: "builtin",
+      config: hydraConf("builtin", true),
+    },
+    {
+      key: "hydra_daemonexec_reference",
+      description:
+        "hydra meta-CNI handing the whole invocation to hydra daemon (daemonExec), which execs " +
+        "the reference bridge + host-local",
+      exe: `${ctx.hydraBin}/hydra`,
+      path: [ctx.hydraBin, ctx.referenceBin],
+      delegates: "reference",
+      config: hydraConf("reference", true, true),
+    },
+    {
+      key: "hydra_daemonexec_builtin",
+      description:
+        "hydra meta-CNI handing the whole invocation to hydra daemon (daemonExec), which runs " +
+        "hydra-bridge + hydra-ipam in its process",
+      exe: `${ctx.hydraBin}/hydra`,
+      path: [ctx.hydraBin, ctx.referenceBin],
+      delegates: "builtin",
+      config: hydraConf("builtin", true, true),
+    },
+  ];
+}
