@@ -11,10 +11,27 @@
  * where sampling /proc would miss the peak. The wrapper costs a fork and an
  * exec, so RSS runs are never the timed ones.
  *
+ * CPU time is the user+system time of the invocation's whole process tree
+ * (getrusage(RUSAGE_CHILDREN) before and after; one invocation runs at a
+ * time): unlike latency it hardly depends on what else the machine runs.
+ *
  * @module
  */
 
 import { withNetnsSync } from "../netlink/netns.ts";
+
+const rusage = Deno.dlopen("libc.so.6", {
+  getrusage: { parameters: ["i32", "buffer"], result: "i32" },
+});
+const RUSAGE_CHILDREN = -1;
+
+/** CPU time (user + system, ms) of every child process this one has waited for. */
+export function childrenCpuMs(): number {
+  // struct rusage starts with ru_utime and ru_stime, two struct timevals (s, µs).
+  const buf = new BigInt64Array(18);
+  rusage.symbols.getrusage(RUSAGE_CHILDREN, new Uint8Array(buf.buffer));
+  return Number(buf[0] + buf[2]) * 1e3 + Number(buf[1] + buf[3]) / 1e3;
+}
 
 /** GNU time, for peak RSS of short-lived processes. */
 export const GNU_TIME = "/usr/bin/time";
@@ -36,6 +53,8 @@ export interface CniCall {
 export interface CniOutcome {
   /** Wall time, milliseconds. */
   ms: number;
+  /** CPU time of the invocation's process tree, milliseconds. */
+  cpuMs: number;
   code: number;
   stdout: string;
   stderr: string;
@@ -69,6 +88,7 @@ export async function runCni(
   const [cmd, args] = rssFile
     ? [GNU_TIME, ["-f", "%M", "-o", rssFile, call.exe]]
     : [call.exe, [] as string[]];
+  const cpuStart = childrenCpuMs();
   const start = performance.now();
   // Forked from this thread while it is in the node namespace, so the plugin
   // starts there, as under a runtime on the node.
@@ -89,6 +109,7 @@ export async function runCni(
   const ms = performance.now() - start;
   const outcome: CniOutcome = {
     ms,
+    cpuMs: childrenCpuMs() - cpuStart,
     code: out.code,
     stdout: decoder.decode(out.stdout),
     stderr: decoder.decode(out.stderr),

@@ -1,9 +1,10 @@
 /**
- * `deno task bench`: runs every benchmark module of this folder, each in its
+ * `deno task bench`: runs every benchmark module of this folder (each
+ * program in it but this runner, report.ts and `*_lib.ts` helpers), each in its
  * own process (so one module's heap, caches and FFI state cannot colour
  * another's figures), and prints one JSON document gathering their output.
  *
- *   deno task bench [--only plugins,route,nri] [--tree head|worktree]
+ *   deno task bench [--only plugins,route,…] [--tree head|worktree]
  *                   [--launcher bundle|source] [plugin bench flags, e.g. --pods 300]
  *
  * The modules, and the hydra they measure, run from a private copy of the
@@ -30,11 +31,28 @@ interface BenchModule {
   takesFlags: boolean;
 }
 
-const MODULES: BenchModule[] = [
-  { name: "plugins", file: "plugins.ts", takesFlags: true },
-  { name: "route", file: "route.ts", takesFlags: false },
-  { name: "nri", file: "nri.ts", takesFlags: false },
-];
+/** Files of bench/ that are not benchmark modules: this runner, the renderer, helpers. */
+const NOT_MODULES = new Set(["main.ts", "report.ts"]);
+
+/**
+ * The benchmark modules in a tree's bench/: every program there (a file
+ * with an `import.meta.main` block) but this one, report.ts and `*_lib.ts`
+ * helpers; plugins first, the others by name. Only plugins takes flags.
+ */
+function findModules(benchDir: string): BenchModule[] {
+  const found: BenchModule[] = [];
+  for (const e of Deno.readDirSync(benchDir)) {
+    const file = e.name;
+    if (!e.isFile || !file.endsWith(".ts") || file.endsWith("_test.ts")) continue;
+    if (NOT_MODULES.has(file) || file.endsWith("_lib.ts")) continue;
+    if (!Deno.readTextFileSync(`${benchDir}/${file}`).includes("import.meta.main")) continue;
+    const name = file.slice(0, -3);
+    found.push({ name, file, takesFlags: name === "plugins" });
+  }
+  return found.sort((a, b) =>
+    a.name === "plugins" ? -1 : b.name === "plugins" ? 1 : a.name.localeCompare(b.name)
+  );
+}
 
 interface MainOptions {
   only?: Set<string>;
@@ -65,14 +83,6 @@ function parseMainOptions(argv: string[]): MainOptions {
     }
   }
   return opts;
-}
-
-function exists(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
 }
 
 async function gitRevision(): Promise<string | null> {
@@ -126,13 +136,15 @@ async function main(): Promise<number> {
   try {
     console.error(`[bench] copying the ${opts.tree === "head" ? "committed" : "work"} tree`);
     const tree = await snapshotTree(dir, opts.bundle, opts.tree);
-    for (const m of MODULES) {
+    const modules = findModules(`${tree.root}/bench`);
+    for (const name of opts.only ?? []) {
+      if (!modules.some((m) => m.name === name)) {
+        skipped.push(`${name} (no bench/${name}.ts in the ${opts.tree} tree)`);
+      }
+    }
+    for (const m of modules) {
       if (opts.only && !opts.only.has(m.name)) continue;
       const file = `${tree.root}/bench/${m.file}`;
-      if (!exists(file)) {
-        skipped.push(`${m.name} (bench/${m.file} is not in the ${opts.tree} tree)`);
-        continue;
-      }
       console.error(`[bench] running ${m.name}`);
       try {
         results[m.name] = await runModule(m, file, opts.rest);

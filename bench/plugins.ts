@@ -196,6 +196,7 @@ interface Samples {
   add: number[];
   del: number[];
   addDel: number[];
+  cpuAddDel: number[];
   rssAdd: number[];
   rssDel: number[];
 }
@@ -235,6 +236,7 @@ async function runPod(
       samples.add.push(add.ms);
       samples.del.push(del.ms);
       samples.addDel.push(add.ms + del.ms);
+      samples.cpuAddDel.push(add.cpuMs + del.cpuMs);
     }
     if (samples && rss) {
       if (add.rssKiB !== undefined) samples.rssAdd.push(add.rssKiB);
@@ -270,6 +272,8 @@ interface CaseReport {
   addDelMs: Summary;
   addMs: Summary;
   delMs: Summary;
+  /** CPU time (user + system) of ADD+DEL's process trees. */
+  addDelCpuMs: Summary;
   peakRssKiB: { add: number | null; del: number | null; samples: number };
 }
 
@@ -281,6 +285,7 @@ function report(c: BenchCase, s: Samples): CaseReport {
     addDelMs: summarize(s.addDel),
     addMs: summarize(s.add),
     delMs: summarize(s.del),
+    addDelCpuMs: summarize(s.cpuAddDel),
     peakRssKiB: { add: max(s.rssAdd), del: max(s.rssDel), samples: s.rssAdd.length },
   };
 }
@@ -354,7 +359,9 @@ export async function benchPlugins(argv: string[]): Promise<Record<string, unkno
       }
     }
     const samples = new Map<string, Samples>(
-      cases.map((c) => [c.key, { add: [], del: [], addDel: [], rssAdd: [], rssDel: [] }]),
+      cases.map((
+        c,
+      ) => [c.key, { add: [], del: [], addDel: [], cpuAddDel: [], rssAdd: [], rssDel: [] }]),
     );
 
     const started = performance.now();
@@ -452,7 +459,8 @@ export async function benchPlugins(argv: string[]): Promise<Record<string, unkno
       },
       method: "each pod a fresh netns (made/removed outside the timed region); plugins exec'd " +
         "inside a node netns with a minimal environment; ADD+DEL = fork-to-exit time of ADD " +
-        "plus that of DEL; cases interleaved per pod; ratios and targets on medians; peak RSS " +
+        "plus that of DEL; CPU = user+system time of their process trees; cases interleaved per " +
+        "pod; ratios and targets on medians of latency; peak RSS " +
         "= GNU time %M (largest single process of the invocation) over separate untimed pods",
       cases: reports,
       single,
