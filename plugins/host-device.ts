@@ -163,7 +163,8 @@ function findHostDevice(h: Handle, conf: HostDeviceConf): Link {
     } catch {
       throw invalidConfig(`failed to parse MAC address "${conf.hwaddr}"`);
     }
-    link = listLinks(h).find((l) => l.mac && parseMac(l.mac).join() === mac);
+    // Tunnels and other links carry hardware addresses that are not MACs: skip them.
+    link = listLinks(h).find((l) => l.mac?.length === 17 && parseMac(l.mac).join() === mac);
   } else if (conf.kernelpath) {
     what = `kernelpath ${conf.kernelpath}`;
     if (!conf.kernelpath.startsWith("/sys/devices/") || conf.kernelpath.includes("/../")) {

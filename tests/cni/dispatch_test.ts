@@ -87,9 +87,16 @@ Deno.test("dispatch goes by the name invoked: a symlink named hydra is hydra, an
     assert.equal(meta.code, 0);
     assert.equal(JSON.parse(meta.stdout).cniVersion, "1.1.0");
     const nope = await exec(`${dir}/hydra-nope`, [], { CNI_COMMAND: "VERSION" });
+    // Exec'd as a plugin, an unknown name still answers in the CNI error format.
     assert.notEqual(nope.code, 0);
-    assert.match(nope.stderr, /unknown role name "hydra-nope"/);
-    assert.equal(nope.stdout, "");
+    const err = JSON.parse(nope.stdout);
+    assert.equal(err.code, 999);
+    assert.match(err.msg, /no role named "hydra-nope"/);
+    // Run by hand, it says so on stderr.
+    const byHand = await exec(`${dir}/hydra-nope`, []);
+    assert.equal(byHand.code, 2);
+    assert.equal(byHand.stdout, "");
+    assert.match(byHand.stderr, /no role named "hydra-nope"/);
   });
 });
 
