@@ -40,8 +40,14 @@ install_deno() {
   fi
   export PATH="$root/tools/node_modules/.bin:$PATH"
   export DENO_DIR="${DENO_DIR:-$root/.cache/deno}"
+  # Trust the system's CA store too: package registries may be reached through a
+  # TLS proxy whose CA only the system knows.
+  export DENO_TLS_CA_STORE="${DENO_TLS_CA_STORE:-mozilla,system}"
   # Fetch the pinned npm dependencies once, as the lockfile says.
   deno install --frozen --quiet --entrypoint main.ts >/dev/null
+  # The single-file build of the CNI path that bin/hydra prefers (faster execs);
+  # without it the launcher runs the sources, with the same results.
+  deno run --quiet -A tools/bundle.ts >/dev/null || log "CNI bundle not built; running from source"
 }
 
 base_packages() {
