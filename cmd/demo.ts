@@ -25,7 +25,7 @@ default and secondary networks through the meta-CNI, syncs routes between
 nodes with the router, prints a reachability table and removes everything.
 
 Options:
-  --nodes N          number of nodes (default 2)
+  --nodes N          number of nodes (default 3)
   --pods N           pods per node (default 2)
   --plugins SET      "hydra" (built-in plugins and hydra-ipam, default) or
                      "reference" (the reference bridge and host-local on CNI_PATH)
@@ -210,7 +210,7 @@ function parseOptions(args: string[]): Options | "help" | "down" {
   const { values } = parseArgs({
     args,
     options: {
-      nodes: { type: "string", default: "2" },
+      nodes: { type: "string", default: "3" },
       pods: { type: "string", default: "2" },
       plugins: { type: "string", default: "hydra" },
       keep: { type: "boolean", default: false },
