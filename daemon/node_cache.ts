@@ -10,6 +10,8 @@
  * only an older pod of the same name is, the lookup waits a moment for the
  * watch to deliver it, then asks the API server.
  *
+ * Cached pods and Nodes keep only what readers use (see {@link trimPod}).
+ *
  * A NAD missing from the synced cache is asked for too (it may be brand
  * new), but only briefly: when the API server does not answer, the cache's
  * word stands and the NAD does not exist. A meta-CNI looking up its cluster
@@ -71,6 +73,21 @@ const NODE_PATH = /^\/api\/v1\/nodes\/([^/]+)$/;
 const LEGACY_PATH =
   /^\/apis\/kubernetes-network\.cni\.cncf\.io\/v1\/namespaces\/[^/]+\/networks\/[^/]+$/;
 
+/**
+ * Drops what no reader of the cache uses from a cached pod (managed fields,
+ * containers, status), in place: the cache holds every pod of the node, and
+ * those parts are most of each. Readers need its metadata (name, namespace,
+ * UID, annotations) and spec.nodeName.
+ */
+function trimPod(pod: Pod): void {
+  delete pod.metadata.managedFields;
+  const spec = pod.spec;
+  pod.spec = spec?.hostNetwork
+    ? { nodeName: spec.nodeName, hostNetwork: true }
+    : { nodeName: spec?.nodeName };
+  delete pod.status;
+}
+
 /** A counting semaphore: at most `n` holders, the rest queue in order. */
 function semaphore(n: number) {
   let free = n;
@@ -126,16 +143,23 @@ export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): Node
   const pods: Informer<Pod> = startInformer<Pod>(client, podPath(), {
     fieldSelector: `spec.nodeName=${opts.nodeName}`,
     onEvent: (_type, pod) => {
+      trimPod(pod);
       const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
       for (const wake of podWaiters.get(key) ?? []) wake();
     },
     onError: onError("pods"),
   });
   const nads: Informer<NetworkAttachmentDefinition> = startInformer(client, nadPath(), {
+    onEvent: (_type, nad) => delete nad.metadata.managedFields,
     onError: onError("network-attachment-definitions"),
   });
   const nodes: Informer<Node> = startInformer<Node>(client, nodePath(), {
     fieldSelector: `metadata.name=${opts.nodeName}`,
+    onEvent: (_type, node) => {
+      delete node.metadata.managedFields;
+      // A Node's status (images, conditions, addresses) is the bulk of it; kube-node reads spec.
+      delete node.status;
+    },
     onError: onError("nodes"),
   });
   const informers: Informer<KubeObject>[] = [pods, nads, nodes];
