@@ -1,6 +1,7 @@
 /**
  * `deno task bench`: runs every benchmark module of this folder (each
- * program in it but this runner, report.ts and `*_lib.ts` helpers), each in its
+ * program in it, i.e. each file that reads its command line, but this
+ * runner and report.ts), each in its
  * own process (so one module's heap, caches and FFI state cannot colour
  * another's figures), and prints one JSON document gathering their output.
  *
@@ -36,8 +37,9 @@ const NOT_MODULES = new Set(["main.ts", "report.ts"]);
 
 /**
  * The benchmark modules in a tree's bench/: every program there (a file
- * with an `import.meta.main` block) but this one, report.ts and `*_lib.ts`
- * helpers; plugins first, the others by name. Only plugins takes flags.
+ * that reads its command line) but this one and report.ts, skipping
+ * `*_lib.ts` helpers; plugins first, the others by name. Only plugins
+ * takes flags.
  */
 function findModules(benchDir: string): BenchModule[] {
   const found: BenchModule[] = [];
@@ -45,7 +47,7 @@ function findModules(benchDir: string): BenchModule[] {
     const file = e.name;
     if (!e.isFile || !file.endsWith(".ts") || file.endsWith("_test.ts")) continue;
     if (NOT_MODULES.has(file) || file.endsWith("_lib.ts")) continue;
-    if (!Deno.readTextFileSync(`${benchDir}/${file}`).includes("import.meta.main")) continue;
+    if (!Deno.readTextFileSync(`${benchDir}/${file}`).includes("Deno.args")) continue;
     const name = file.slice(0, -3);
     found.push({ name, file, takesFlags: name === "plugins" });
   }
