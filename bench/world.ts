@@ -5,7 +5,8 @@
  * pod for host-device, and a scratch folder for IPAM and cache state.
  *
  * Every name carries the world's random id, so concurrent runs cannot
- * clash, and {@link destroyWorld} removes everything, also after a failure.
+ * clash, and {@link destroyWorld} removes everything, also after a failure
+ * (the plugins' per-bridge lock files on the host included).
  * Namespaces and links are made through hydra's netlink layer: fast, and no
  * `ip` processes competing with the measured ones.
  *
@@ -24,6 +25,7 @@ import {
   openHandle,
   setLinkUp,
 } from "../netlink/mod.ts";
+import { LOCK_DIR } from "../plugins/host_lock.ts";
 
 /** The sandbox a benchmark run works in. */
 export interface BenchWorld {
@@ -153,4 +155,12 @@ export async function destroyWorld(world: BenchWorld): Promise<void> {
     // already gone
   }
   await Deno.remove(world.dir, { recursive: true }).catch(() => {});
+  // hydra-bridge and hydra-vxlan keep a lock file per bridge on the host.
+  try {
+    for (const e of Deno.readDirSync(LOCK_DIR)) {
+      if (e.name.includes(`hb${world.id}`)) Deno.removeSync(`${LOCK_DIR}/${e.name}`);
+    }
+  } catch {
+    // no lock folder: nothing to remove
+  }
 }
