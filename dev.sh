@@ -64,7 +64,7 @@ cmd_demo() {
 cmd_test() {
   need_root
   base_packages
-  apt_install runc openssl gcc libc6-dev
+  apt_install runc openssl gcc libc6-dev time
   install_deno
   if [ -x tests/infra/build-peers.sh ] || [ -f tests/infra/build-peers.sh ]; then
     bash tests/infra/build-peers.sh
