@@ -14,8 +14,7 @@
  *   hydra-bridge + hydra-ipam run in-process.
  *
  * Every process runs in a node network namespace that reaches the API
- * server through a veth pair (kernel forwarding only); the daemon runs on
- * the host. Cases take turns pod by pod so load changes hit them alike.
+ * server through a veth pair (kernel forwarding only), the daemon too. Cases take turns pod by pod so load changes hit them alike.
  * Each ADD and DEL is checked (interfaces present, then gone) and each
  * pod's network-status is checked at the end. Peak RSS of each process
  * (GNU time, separate untimed pods) and the daemon's memory and CPU are
@@ -82,7 +81,6 @@ try {
   const ns = `bench-${world.id}`;
   await cp.createNamespace(ns);
   const account = await nodeAgentKubeconfig(cp, ns);
-  const kcHost = await jsonKubeconfig(account, `${dir}/host.kubeconfig`);
   const kcNode = await jsonKubeconfig(account, `${dir}/node.kubeconfig`, nodeServer);
   const nodeName = `bench-${world.id}`;
 
@@ -173,11 +171,16 @@ try {
   }
 
   if (cases.some((c) => c.key.includes("daemon"))) {
-    const d = spawnDaemon("hydra daemon", `${hydraBin}/hydra`, {
+    // In the node namespace, as hostNetwork on a node: with daemonExec it attaches pods itself.
+    const d = spawnDaemon("hydra daemon", "ip", {
       args: [
+        "netns",
+        "exec",
+        world.nodeNetns,
+        `${hydraBin}/hydra`,
         "daemon",
         "--kubeconfig",
-        kcHost,
+        kcNode,
         "--node-name",
         nodeName,
         "--socket",
@@ -362,7 +365,7 @@ try {
           ? "bin/hydra running the single-file CNI build"
           : "bin/hydra running main.ts (CNI build stale or missing)",
         apiPath:
-          "node namespace → veth → kube-apiserver (DNAT, no userspace relay); daemon on the host",
+          "node namespace (CNI processes and hydra daemon) → veth → kube-apiserver (DNAT, no relay)",
       },
       cases: report,
       daemon,

@@ -3,7 +3,7 @@
  * network namespace that reaches it (see api_access.ts) where the meta-CNI
  * runs as a runtime would run it, pod namespaces made on demand, test
  * namespaces and a least-privilege node account, and the node daemon
- * (`hydra daemon`) on the host when a test wants it. `close()` removes
+ * (`hydra daemon`, in the node namespace too) when a test wants it. `close()` removes
  * everything.
  *
  * @module
@@ -255,11 +255,17 @@ export async function startKubeEnv(): Promise<KubeEnv> {
         const socket = `${dir}/daemon-${daemons.length}.sock`;
         const metricsSock = `${dir}/daemon-${daemons.length}-metrics.sock`;
         const logPath = `${dir}/daemon-${daemons.length}.log`;
-        const proc = spawnDaemon("hydra daemon", HYDRA, {
+        // In the node namespace, as on a node (hostNetwork): what it attaches itself
+        // (daemonExec) is made there and goes away with it.
+        const proc = spawnDaemon("hydra daemon", "ip", {
           args: [
+            "netns",
+            "exec",
+            node.name,
+            HYDRA,
             "daemon",
             "--kubeconfig",
-            opts.kubeconfig ?? kubeconfigHost,
+            opts.kubeconfig ?? kubeconfigNode,
             "--node-name",
             nodeName,
             "--socket",
