@@ -64,6 +64,12 @@ export interface KubeModeConfig {
   multusNamespace?: string;
   /** runtimeConfig the meta-CNI itself received; passed on to every delegate. */
   runtimeConfig?: Record<string, unknown>;
+  /**
+   * The runtime's own CNI made the pod's default network: resolve only
+   * `defaultNetworks` and the pod's selections, named net1, net2, … as
+   * secondary networks (`clusterNetwork` and the pod's override unused).
+   */
+  skipDefaultNetwork?: boolean;
 }
 
 /** One network to attach, ready to run. */
@@ -311,8 +317,12 @@ export async function resolveAttachments(
     sel?: NetworkSelection;
   }[] = [];
 
-  const override = defaultNetworkOverride(annotations, multusNs);
-  if (override) {
+  const override = conf.skipDefaultNetwork
+    ? undefined
+    : defaultNetworkOverride(annotations, multusNs);
+  if (conf.skipDefaultNetwork) {
+    // The default network is not hydra's to attach.
+  } else if (override) {
     const loaded = await nadConf(l, override.namespace, override.name);
     planned.push({
       name: `${override.namespace}/${override.name}`,
@@ -348,9 +358,11 @@ export async function resolveAttachments(
 
   const routes = planDefaultRoutes(planned.map((p) => p.sel?.defaultRoute));
   const seen = new Map<string, string>();
+  // Without the default network, the first attachment is the pod's net1.
+  const shift = conf.skipDefaultNetwork ? 1 : 0;
   return planned.map((p, index) => {
-    const isDefault = index === 0;
-    const ifName = delegateIfName(p.sel, index, isDefault, opts.ifName);
+    const isDefault = index + shift === 0;
+    const ifName = delegateIfName(p.sel, index + shift, isDefault, opts.ifName);
     const clash = seen.get(ifName);
     if (clash !== undefined) {
       throw new SelectionError(

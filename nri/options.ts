@@ -28,7 +28,12 @@ export interface NriServeOptions {
   pluginName: string;
   pluginIndex: string;
   confDir: string;
+  /** Kubernetes mode through this kubeconfig. */
   kubeconfig?: string;
+  /** Kubernetes mode through the pod's ServiceAccount. */
+  inCluster: boolean;
+  /** Kubernetes mode: networks every pod gets (not kube-system pods). */
+  defaultNetworks: string[];
   cacheDir: string;
   cniBinDirs: string[];
   onFailure: FailurePolicy;
@@ -67,8 +72,16 @@ Runtime:
 Networks:
   --conf-dir DIR         conf-file mode: a selected name is the "name" of a
                          .conflist/.conf/.json in DIR (default: ${DEFAULT_NRI_CONF_DIR})
-  --kubeconfig FILE      Kubernetes mode (NetworkAttachmentDefinitions, status
-                         annotations): not available in this build
+  --kubeconfig FILE      Kubernetes mode: selections name NetworkAttachmentDefinitions
+                         (as with Multus), each attached network is recorded on the
+                         pod (network-status merged with the default CNI's entries,
+                         hydra.clusternet.io.<network>); API calls of one pod take
+                         at most 1 s. Empty NADs and plain names come from --conf-dir
+  --in-cluster           Kubernetes mode with the pod's ServiceAccount. Only these
+                         two flags switch modes: KUBERNETES_SERVICE_HOST alone
+                         keeps conf-file mode
+  --default-network NAME Kubernetes mode: a NAD (or conf path) every pod outside
+                         kube-system gets as net1, … before its own; repeatable
   --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
                          separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
   --cache-dir DIR        records of what was attached, kept across restarts
@@ -118,6 +131,8 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
       options: {
         ...Object.fromEntries(STRING_FLAGS.map((k) => [k, { type: "string" as const }])),
         "cni-bin-dir": { type: "string", multiple: true },
+        "default-network": { type: "string", multiple: true },
+        "in-cluster": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -167,12 +182,20 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     confDir: absolute("conf-dir", s("conf-dir") ?? DEFAULT_NRI_CONF_DIR),
     cacheDir: absolute("cache-dir", s("cache-dir") ?? DEFAULT_NRI_CACHE_DIR),
     cniBinDirs: binDirs,
+    inCluster: values["in-cluster"] === true,
+    defaultNetworks: (values["default-network"] as string[] | undefined) ?? [],
     onFailure,
     healthAddr,
     concurrency,
     logLevel,
   };
-  if (s("kubeconfig") !== undefined) opts.kubeconfig = s("kubeconfig");
+  if (s("kubeconfig") !== undefined) {
+    if (opts.inCluster) throw new UsageError("--kubeconfig and --in-cluster exclude each other");
+    opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
+  }
+  if (opts.defaultNetworks.length && !opts.kubeconfig && !opts.inCluster) {
+    throw new UsageError("--default-network needs Kubernetes mode (--kubeconfig or --in-cluster)");
+  }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
   return opts;
 }

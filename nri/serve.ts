@@ -36,7 +36,7 @@ import {
   UsageError,
 } from "./options.ts";
 import { createReconciler, type Reconciler } from "./reconcile.ts";
-import { confDirSource, type NetworkSource } from "./source.ts";
+import { confDirSource, kubeSource, type NetworkSource } from "./source.ts";
 import { listPodStateIds } from "./state.ts";
 import { builtinNames, loadBuiltin } from "../plugins/registry.ts";
 import {
@@ -50,6 +50,12 @@ import {
 
 /** How long a stopping plugin waits for running attach/release work, ms. */
 const DRAIN_MS = 10_000;
+/**
+ * Seconds the API work of one pod may take in Kubernetes mode: well inside
+ * the runtime's 2 s per request, leaving room for the plugins themselves.
+ */
+const KUBE_API_BUDGET_S = 1;
+
 /** Under `--on-failure log`, the answer is sent this long before the budget ends, ms. */
 const LOG_POLICY_EARLY_MS = 50;
 
@@ -199,10 +205,13 @@ function nriHooks(d: Deps): NriHooks {
 
 /** Picks the network source of the options. */
 function networkSource(opts: NriServeOptions): NetworkSource {
-  if (opts.kubeconfig !== undefined) {
-    throw new UsageError(
-      "--kubeconfig: Kubernetes mode is not available in this build; use --conf-dir",
-    );
+  if (opts.kubeconfig !== undefined || opts.inCluster) {
+    return kubeSource({
+      kubeconfig: opts.kubeconfig,
+      defaultNetworks: opts.defaultNetworks,
+      apiTimeoutS: KUBE_API_BUDGET_S,
+      confDir: opts.confDir,
+    });
   }
   return confDirSource(opts.confDir);
 }

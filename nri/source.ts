@@ -159,3 +159,59 @@ export function confDirSource(confDir: string): NetworkSource {
     },
   };
 }
+
+/** Settings of {@link kubeSource}. */
+export interface KubeSourceOptions {
+  /** Kubeconfig file; undefined: the pod's ServiceAccount (in-cluster). */
+  kubeconfig?: string;
+  /** Networks every pod gets before its own selections (NAD names or paths), as `defaultNetworks`. */
+  defaultNetworks?: string[];
+  /** Seconds all API work of one attach may take; it must fit the runtime's request budget. */
+  apiTimeoutS: number;
+  /** Where NADs with an empty config and named networks are looked up. */
+  confDir: string;
+}
+
+/**
+ * Kubernetes mode: the meta-CNI's own Kubernetes mode with
+ * `skipDefaultNetwork` (the runtime's CNI made eth0) resolves the pod's
+ * selections through NetworkAttachmentDefinitions, attaches them as net1,
+ * net2, … (after `defaultNetworks`) and reports them on the pod
+ * (network-status merged, `hydra.clusternet.io.<network>`). The pod is
+ * read from the API server, so a pod that selects nothing here (NRI hands
+ * over its annotations) and gets no `defaultNetworks` costs no call at all.
+ * The node daemon is not asked: the API budget is the runtime's.
+ */
+export function kubeSource(opts: KubeSourceOptions): NetworkSource {
+  const defaults = opts.defaultNetworks ?? [];
+  return {
+    kind: "kubernetes",
+    plan(pod) {
+      const { selections } = podNetworkSelections(pod.annotations, pod.namespace);
+      const systemPod = pod.namespace === "kube-system";
+      const defaultCount = systemPod ? 0 : defaults.length;
+      if (selections.length === 0 && defaultCount === 0) return Promise.resolve(undefined);
+      const own = selectionIfNames(
+        selections.map((sel, i) =>
+          sel.interface ? sel : { ...sel, interface: `net${defaultCount + i + 1}` }
+        ),
+      );
+      const networks: PlannedNetwork[] = [
+        ...defaults.slice(0, defaultCount).map((name, i) => ({ name, ifName: `net${i + 1}` })),
+        ...selections.map((sel, i) => ({ name: `${sel.namespace}/${sel.name}`, ifName: own[i] })),
+      ];
+      const conf: Json = {
+        cniVersion: "1.1.0",
+        name: "hydra-nri",
+        type: "hydra",
+        skipDefaultNetwork: true,
+        apiTimeout: opts.apiTimeoutS,
+        daemonSocket: "",
+        confDir: opts.confDir,
+      };
+      if (opts.kubeconfig) conf.kubeconfig = opts.kubeconfig;
+      if (defaultCount) conf.defaultNetworks = defaults;
+      return Promise.resolve({ ifName: networks[0].ifName, conf, networks });
+    },
+  };
+}

@@ -66,12 +66,14 @@ function nonEmpty(v: unknown): boolean {
 
 /**
  * Kubernetes mode (kept here, free of imports, so conf-file mode loads
- * nothing of it): a `clusterNetwork`, or a `kubeconfig` with the pod named.
+ * nothing of it): a `clusterNetwork`, or a `kubeconfig` (or
+ * `skipDefaultNetwork`) with the pod named.
  */
 function kubeMode(args: CmdArgs): boolean {
   const c = args.config as Record<string, unknown>;
   if (nonEmpty(c.clusterNetwork)) return true;
-  return nonEmpty(c.kubeconfig) && /(^|;)K8S_POD_NAME=[^;]/.test(args.args) &&
+  return (nonEmpty(c.kubeconfig) || c.skipDefaultNetwork === true) &&
+    /(^|;)K8S_POD_NAME=[^;]/.test(args.args) &&
     /(^|;)K8S_POD_NAMESPACE=[^;]/.test(args.args);
 }
 

@@ -10,7 +10,8 @@
  *   records them (each with its own CNI_ARGS and capability arguments) and
  *   runs them in order through the list runner, applying the
  *   `default-route` plan after each. A failure DELs what was attached, in
- *   reverse. The default network's result is returned; the status report
+ *   reverse. The default network's result is returned (an empty one under
+ *   `skipDefaultNetwork`, which attaches only secondary networks); the status report
  *   (network-status, `hydra.clusternet.io.<network>`, AddedInterface
  *   Events) goes to the node daemon or, without one, straight to the API
  *   server — a failed write never undoes the networks: it is spooled,
@@ -98,7 +99,7 @@ async function networkFile(cacheDir: string, d: Delegate): Promise<string> {
 
 /** The Multus-style config of this invocation, inline delegates turned into network files. */
 async function kubeConfig(s: KubeMetaSettings, args: CmdArgs, inv: Invocation) {
-  if (s.kube.clusterNetwork !== "") return s.kube as KubeModeConfig;
+  if (s.kube.clusterNetwork !== "" || s.kube.skipDefaultNetwork) return s.kube as KubeModeConfig;
   const delegates = await resolveDelegates(args.config, inv.options, args.ifName || "eth0");
   const files = [];
   for (const d of delegates) files.push(await networkFile(inv.options.cacheDir, d));
@@ -262,7 +263,8 @@ export async function addKube(args: CmdArgs, inv: Invocation): Promise<AnyResult
       throw withPod(err, podArgs);
     }
     if (podArgs) await report(source, podArgs, attachments, results);
-    return results[0];
+    // Under skipDefaultNetwork the default network's result is the runtime CNI's, not ours.
+    return s.kube.skipDefaultNetwork ? { cniVersion: CURRENT_VERSION } : results[0];
   } finally {
     source.close();
   }

@@ -21,6 +21,16 @@
  * - `apiTimeout`: seconds all API work of one invocation may take, whether
  *   the daemon or the API server answers (default 5); past it the
  *   invocation fails with CNI code 11 ("try again later").
+ * - `skipDefaultNetwork`: true when the runtime's own CNI already made the
+ *   pod's default network (eth0), as under `hydra nri serve`: neither
+ *   `clusterNetwork` nor `delegates` is needed or run (nor the pod's
+ *   default-network override); `defaultNetworks` and the pod's selections
+ *   are attached as secondary networks named net1, net2, … (or the
+ *   selection's interface), only they are recorded (DEL works from the
+ *   record as usual), the result is empty (`{"cniVersion": …}`), and the
+ *   report merges their entries into the pod's network-status beside the
+ *   other writers' ones. A `kubeconfig` or the in-cluster ServiceAccount
+ *   reaches the API server; CNI_ARGS must name the pod.
  *
  * @module
  */
@@ -66,14 +76,21 @@ export function namesClusterNetwork(conf: NetConf): boolean {
 /** True when an invocation with this conf and CNI_ARGS runs in Kubernetes mode. */
 export function wantsKubeMode(conf: NetConf, cniArgs: string): boolean {
   if (namesClusterNetwork(conf)) return true;
-  return hasKubeconfig(conf as Record<string, unknown>) && podArgsOf(cniArgs) !== undefined;
+  const c = conf as Record<string, unknown>;
+  return (hasKubeconfig(c) || c.skipDefaultNetwork === true) && podArgsOf(cniArgs) !== undefined;
 }
 
 /** Reads the Kubernetes-mode settings; CNI code 6/7 naming the field when one is wrong. */
 export function parseKubeMetaSettings(conf: NetConf): KubeMetaSettings {
   const c = conf as Record<string, unknown>;
+  const skip = c.skipDefaultNetwork ?? false;
+  if (typeof skip !== "boolean") {
+    throw new CniError(ErrorCode.DecodingFailure, `"skipDefaultNetwork" must be true or false`);
+  }
   const viaDelegates = !namesClusterNetwork(conf);
-  if (viaDelegates && c.delegates === undefined && c.delegatesFromConfDir === undefined) {
+  if (
+    viaDelegates && !skip && c.delegates === undefined && c.delegatesFromConfDir === undefined
+  ) {
     throw new CniError(
       ErrorCode.InvalidNetworkConfig,
       `Kubernetes mode needs the pod's default network: set "clusterNetwork" (or "delegates")`,
@@ -81,6 +98,7 @@ export function parseKubeMetaSettings(conf: NetConf): KubeMetaSettings {
   }
   const kube = parseKubeModeSettings(viaDelegates ? { ...c, clusterNetwork: "-" } : c);
   if (viaDelegates) kube.clusterNetwork = "";
+  if (skip) kube.skipDefaultNetwork = true;
   const socket = c.daemonSocket ?? DEFAULT_DAEMON_SOCKET;
   if (typeof socket !== "string") {
     throw new CniError(ErrorCode.DecodingFailure, `"daemonSocket" must be a string`);
