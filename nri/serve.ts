@@ -67,6 +67,8 @@ interface Deps {
   log: Logger;
   policy: FailurePolicy;
   cacheDir: string;
+  /** Where a failure under `--on-failure log` is told to the pod's owners. */
+  source: NetworkSource;
 }
 
 function podRef(pod: PodSandbox): string {
@@ -135,7 +137,15 @@ async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> 
     if (!inTime) {
       d.log.warn("attach goes on after the answer", { sandbox: pod.id, pod: podRef(pod) });
     }
-    succeeded.catch(() => {});
+    succeeded.catch((err) =>
+      d.source.reportFailure?.(pod, `hydra: extra networks not attached: ${message(err)}`)
+        .catch((e) =>
+          d.log.warn("cannot record the failure on the pod", {
+            pod: podRef(pod),
+            error: message(e),
+          })
+        )
+    );
     d.metrics.events.inc({ event: "run", result: "ok" });
     return;
   }
@@ -281,6 +291,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     log,
     policy: opts.onFailure,
     cacheDir: opts.cacheDir,
+    source,
   };
   refreshAttachedGauge(deps);
 

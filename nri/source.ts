@@ -32,6 +32,9 @@ import {
   podNetworkSelections,
 } from "../kube/selection.ts";
 import type { PodSandbox } from "./pod.ts";
+import { resolveConnection } from "../kube/kubeconfig.ts";
+import { createKubeClient } from "../kube/client.ts";
+import { createEvent } from "../kube/objects.ts";
 
 /** The interface name containerd's CRI gives the default network. */
 export const DEFAULT_POD_IFNAME = "eth0";
@@ -64,6 +67,11 @@ export interface NetworkSource {
    * CniError naming the fault when the selection or a network is unusable.
    */
   plan(pod: PodSandbox): Promise<AttachPlan | undefined>;
+  /**
+   * Tells the pod's owners that its networks were not attached (a Warning
+   * Event in Kubernetes mode); absent where there is nobody to tell.
+   */
+  reportFailure?(pod: PodSandbox, message: string): Promise<void>;
 }
 
 type Json = Record<string, unknown>;
@@ -212,6 +220,23 @@ export function kubeSource(opts: KubeSourceOptions): NetworkSource {
       if (opts.kubeconfig) conf.kubeconfig = opts.kubeconfig;
       if (defaultCount) conf.defaultNetworks = defaults;
       return Promise.resolve({ ifName: networks[0].ifName, conf, networks });
+    },
+    async reportFailure(pod, message) {
+      const conn = await resolveConnection(opts.kubeconfig);
+      if (!conn) return;
+      const client = createKubeClient(conn, {
+        timeoutMs: opts.apiTimeoutS * 1000,
+        userAgent: "hydra-nri",
+      });
+      try {
+        await createEvent(
+          client,
+          { metadata: { namespace: pod.namespace, name: pod.name, uid: pod.uid } },
+          { type: "Warning", reason: "NetworkAttachFailed", message, host: Deno.hostname() },
+        );
+      } finally {
+        client.close();
+      }
     },
   };
 }

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { uniqueName } from "../helpers/netns.ts";
 import { apiIntoNetns, jsonKubeconfig } from "../meta_kube/api_access.ts";
 import { eventually, type KubeEnv, networkStatus, startKubeEnv } from "../meta_kube/harness.ts";
-import { extraLinks, v4, withNriWorld, worldIgnored } from "./serve_world.ts";
+import { extraLinks, type NriWorld, v4, withNriWorld, worldIgnored } from "./serve_world.ts";
 import { resultAnnotationKey } from "../../kube/status.ts";
 import type { Pod } from "../../kube/objects.ts";
 
@@ -38,6 +38,32 @@ interface CniResult {
   ips?: { address: string }[];
 }
 
+/** `crictl runp` of a sandbox standing for the Pod object `p` (same namespace, name, UID). */
+async function runPodSandbox(
+  w: NriWorld,
+  env: KubeEnv,
+  p: Pod,
+  annotations: Record<string, string>,
+): Promise<string> {
+  const config = join(w.tmp, `${p.metadata.name}.json`);
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      metadata: { name: p.metadata.name, namespace: env.ns, uid: p.metadata.uid },
+      annotations,
+      log_directory: join(w.tmp, "logs", p.metadata.name),
+      linux: { cgroup_parent: w.ctd.cgroupParent },
+    }),
+  );
+  return (await w.ctd.crictl("runp", config)).trim();
+}
+
+/** A kubeconfig of the node account that works inside containerd's namespace. */
+async function nriKubeconfig(w: NriWorld, env: KubeEnv): Promise<string> {
+  const server = await apiIntoNetns(w.ctd.netnsName, env.cp.server);
+  return await jsonKubeconfig(env.kubeconfigHost, join(w.tmp, "nri.kubeconfig"), server);
+}
+
 async function withKubeEnv(body: (env: KubeEnv) => Promise<void>): Promise<void> {
   const env = await startKubeEnv();
   try {
@@ -53,12 +79,7 @@ Deno.test({
   async fn() {
     await withKubeEnv((env) =>
       withNriWorld(async (w) => {
-        const server = await apiIntoNetns(w.ctd.netnsName, env.cp.server);
-        const kubeconfig = await jsonKubeconfig(
-          env.kubeconfigHost,
-          join(w.tmp, "nri.kubeconfig"),
-          server,
-        );
+        const kubeconfig = await nriKubeconfig(w, env);
         // The world's blue and red networks, as NADs of the pod's namespace.
         await env.nad(env.ns, "blue", await Deno.readTextFile(join(w.confDir, "blue.conflist")));
         await env.nad(env.ns, "red", await Deno.readTextFile(join(w.confDir, "red.conf")));
@@ -77,19 +98,8 @@ Deno.test({
         const plainPod = await env.createPod(plainName);
 
         const hydra = await w.startHydra([`--kubeconfig=${kubeconfig}`]);
-        const runp = async (p: Pod, annotations: Record<string, string>) => {
-          const config = join(w.tmp, `${p.metadata.name}.json`);
-          await Deno.writeTextFile(
-            config,
-            JSON.stringify({
-              metadata: { name: p.metadata.name, namespace: env.ns, uid: p.metadata.uid },
-              annotations,
-              log_directory: join(w.tmp, "logs", p.metadata.name),
-              linux: { cgroup_parent: w.ctd.cgroupParent },
-            }),
-          );
-          return (await w.ctd.crictl("runp", config)).trim();
-        };
+        const runp = (p: Pod, annotations: Record<string, string>) =>
+          runPodSandbox(w, env, p, annotations);
         const plain = await runp(plainPod, {});
         const id = await runp(pod, { [NETWORKS]: "blue,red" });
         const netns = await w.netnsOf(id);
@@ -142,6 +152,44 @@ Deno.test({
         await w.ctd.crictl("rmp", plain);
         assert.deepEqual(w.reserved("blue"), [], "blue's address is free");
         assert.deepEqual(w.reserved("red"), [], "red's address is free");
+        assert.equal(await hydra.terminate(), 0);
+      })
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "nri serve --kubeconfig --on-failure log: a missing NAD gives a Warning Event, the pod runs",
+  ignore,
+  async fn() {
+    await withKubeEnv((env) =>
+      withNriWorld(async (w) => {
+        const kubeconfig = await nriKubeconfig(w, env);
+        const name = uniqueName("kmiss");
+        const pod = await env.createPod(name, { [NETWORKS]: "absent" });
+        const hydra = await w.startHydra([`--kubeconfig=${kubeconfig}`, "--on-failure=log"]);
+        const id = await runPodSandbox(w, env, pod, { [NETWORKS]: "absent" });
+        assert.equal(extraLinks(await w.addrs(await w.netnsOf(id))).size, 0);
+        await eventually("a NetworkAttachFailed Event on the pod", async () => {
+          const list = await env.cp.api.must(
+            "GET",
+            `/api/v1/namespaces/${env.ns}/events`,
+          ) as {
+            items: {
+              reason: string;
+              type: string;
+              message: string;
+              involvedObject: { name: string };
+            }[];
+          };
+          return list.items.some((e) =>
+            e.involvedObject.name === name && e.reason === "NetworkAttachFailed" &&
+            e.type === "Warning" && e.message.includes("absent")
+          );
+        });
+        await w.ctd.crictl("stopp", id);
+        await w.ctd.crictl("rmp", id);
         assert.equal(await hydra.terminate(), 0);
       })
     );
