@@ -10,6 +10,7 @@
  *   DEADLINE_EXCEEDED). With `log`, the pod starts without the network and
  *   the failure is logged and counted; an attach still running when the
  *   budget ends is answered OK and completes in the background.
+ *   In Kubernetes mode the failure is also a Warning Event on the pod.
  * - Stop/RemovePodSandbox: release; a failure is retried in the background
  *   (the runtime only logs errors of these events).
  * - Synchronize: answered at once; the reconciler attaches what is missing

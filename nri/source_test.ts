@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { CniError } from "../cni/errors.ts";
 import type { PodSandbox } from "./pod.ts";
-import { confDirSource, selectionIfNames } from "./source.ts";
+import { confDirSource, kubeSource, selectionIfNames } from "./source.ts";
 
 function pod(annotations: Record<string, string>): PodSandbox {
   return {
@@ -136,4 +136,28 @@ Deno.test("selectionIfNames: net<position> unless the element names one", () => 
     ]),
     ["net1", "data0", "net3"],
   );
+});
+
+Deno.test("kubernetes source: no selection and no defaultNetworks, no plan; else skipDefaultNetwork", async () => {
+  const bare = kubeSource({ apiTimeoutS: 1, confDir: "/nonexistent" });
+  assert.equal(await bare.plan(pod({})), undefined);
+  const src = kubeSource({
+    kubeconfig: "/k.conf",
+    defaultNetworks: ["base"],
+    apiTimeoutS: 1,
+    confDir: "/nonexistent",
+  });
+  const plan = await src.plan(pod({ "k8s.v1.cni.cncf.io/networks": "blue,other/red@fast" }));
+  assert.deepEqual(plan?.networks, [
+    { name: "base", ifName: "net1" },
+    { name: "apps/blue", ifName: "net2" },
+    { name: "other/red", ifName: "fast" },
+  ]);
+  assert.equal(plan?.ifName, "net1");
+  assert.equal(plan?.conf.skipDefaultNetwork, true);
+  assert.equal(plan?.conf.kubeconfig, "/k.conf");
+  assert.equal(plan?.conf.apiTimeout, 1);
+  assert.deepEqual(plan?.conf.defaultNetworks, ["base"]);
+  const system = await src.plan({ ...pod({}), namespace: "kube-system" });
+  assert.equal(system, undefined, "kube-system pods get no defaultNetworks");
 });
