@@ -24,6 +24,7 @@ Deno.test("nri serve: command line help and bad usage", async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--on-failure fail\|log/);
   assert.match(help.stdout, /default: 127\.0\.0\.1:9470/);
+  assert.match(help.stdout, /--in-cluster/);
   for (
     const [args, why] of [
       [["--on-failure=maybe"], /--on-failure must be fail or log/],
@@ -31,6 +32,9 @@ Deno.test("nri serve: command line help and bad usage", async () => {
       [["--conf-dir=relative"], /absolute path/],
       [["--health-addr=nowhere"], /--health-addr/],
       [["--bogus"], /Unknown option/],
+      [["--kubeconfig=/k", "--in-cluster"], /exclude each other/],
+      [["--kubeconfig=k.conf"], /absolute path/],
+      [["--default-network=base"], /needs Kubernetes mode/],
     ] as [string[], RegExp][]
   ) {
     const out = await hydra("nri", "serve", ...args);
