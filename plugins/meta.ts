@@ -179,6 +179,10 @@ async function check(args: CmdArgs): Promise<void> {
 async function configuredNetworks(args: CmdArgs, inv: Invocation): Promise<Delegate[]> {
   const c = args.config as Record<string, unknown>;
   if (nonEmpty(c.clusterNetwork)) return [await (await loadKube()).defaultNetworkKube(args, inv)];
+  // Only secondary networks, chosen per pod: no network of the conf's own to ask.
+  if (c.skipDefaultNetwork === true && c.delegates === undefined && !c.delegatesFromConfDir) {
+    return [];
+  }
   return await resolveDelegates(args.config, inv.options, args.ifName || "eth0");
 }
 
