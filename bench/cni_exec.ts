@@ -77,25 +77,27 @@ function env(call: CniCall): Record<string, string> {
 }
 
 /**
- * Execs `call` inside the namespace at `nodePath` and waits for it. With
- * `rssFile`, runs it under GNU time writing `%M` there.
+ * Execs `exe` with `env` and `stdin` inside the namespace at `nodePath` (forked
+ * from this thread while it is in that namespace, so the plugin starts there,
+ * as under a runtime on the node), timed from just before the fork until its
+ * output is in. With `rssFile`, runs it under GNU time writing `%M` there.
  */
-export async function runCni(
+export async function execInNetns(
   nodePath: string,
-  call: CniCall,
+  exe: string,
+  env: Record<string, string>,
+  stdin: Uint8Array,
   rssFile?: string,
 ): Promise<CniOutcome> {
   const [cmd, args] = rssFile
-    ? [GNU_TIME, ["-f", "%M", "-o", rssFile, call.exe]]
-    : [call.exe, [] as string[]];
+    ? [GNU_TIME, ["-f", "%M", "-o", rssFile, exe]]
+    : [exe, [] as string[]];
   const cpuStart = childrenCpuMs();
   const start = performance.now();
-  // Forked from this thread while it is in the node namespace, so the plugin
-  // starts there, as under a runtime on the node.
   const child = withNetnsSync(nodePath, () =>
     new Deno.Command(cmd, {
       args,
-      env: env(call),
+      env,
       clearEnv: true,
       stdin: "piped",
       stdout: "piped",
@@ -103,7 +105,7 @@ export async function runCni(
     }).spawn());
   const output = child.output();
   const writer = child.stdin.getWriter();
-  await writer.write(call.config).catch(() => {});
+  await writer.write(stdin).catch(() => {});
   await writer.close().catch(() => {});
   const out = await output;
   const ms = performance.now() - start;
@@ -119,6 +121,14 @@ export async function runCni(
     if (Number.isFinite(kib)) outcome.rssKiB = kib;
   }
   return outcome;
+}
+
+/**
+ * Execs `call` inside the namespace at `nodePath` and waits for it. With
+ * `rssFile`, runs it under GNU time writing `%M` there.
+ */
+export function runCni(nodePath: string, call: CniCall, rssFile?: string): Promise<CniOutcome> {
+  return execInNetns(nodePath, call.exe, env(call), call.config, rssFile);
 }
 
 /** Throws a readable error unless the invocation succeeded. */

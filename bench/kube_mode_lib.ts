@@ -7,8 +7,7 @@
  * @module
  */
 
-import { withNetnsSync } from "../netlink/netns.ts";
-import { GNU_TIME } from "./cni_exec.ts";
+import { execInNetns } from "./cni_exec.ts";
 
 /** Delegates a case's networks use. */
 export type DelegateKind = "reference" | "builtin";
@@ -55,8 +54,6 @@ export interface KubeOutcome {
   rssKiB?: number;
 }
 
-const decoder = new TextDecoder();
-
 function env(call: KubeCall): Record<string, string> {
   return {
     PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -80,41 +77,12 @@ function env(call: KubeCall): Record<string, string> {
  * the fork until its output is in; with `rssFile`, under GNU time (peak RSS
  * of the largest process of the invocation), which is then not a timed run.
  */
-export async function runKubeCni(
+export function runKubeCni(
   nodePath: string,
   call: KubeCall,
   rssFile?: string,
 ): Promise<KubeOutcome> {
-  const [cmd, args] = rssFile
-    ? [GNU_TIME, ["-f", "%M", "-o", rssFile, call.exe]]
-    : [call.exe, [] as string[]];
-  const start = performance.now();
-  const child = withNetnsSync(nodePath, () =>
-    new Deno.Command(cmd, {
-      args,
-      env: env(call),
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn());
-  const output = child.output();
-  const writer = child.stdin.getWriter();
-  await writer.write(call.config).catch(() => {});
-  await writer.close().catch(() => {});
-  const out = await output;
-  const ms = performance.now() - start;
-  const outcome: KubeOutcome = {
-    ms,
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
-  if (rssFile) {
-    const kib = Number((await Deno.readTextFile(rssFile)).trim().split("\n").pop());
-    if (Number.isFinite(kib)) outcome.rssKiB = kib;
-  }
-  return outcome;
+  return execInNetns(nodePath, call.exe, env(call), call.config, rssFile);
 }
 
 /** Peak and current resident memory of a process, KiB (from /proc). */
