@@ -126,7 +126,24 @@ async function runModule(m: BenchModule, file: string, flags: string[]): Promise
   }
 }
 
+const HELP = `Usage: deno task bench [--only plugins,route,…] [--tree head|worktree]
+                       [--launcher bundle|source] [plugin bench flags]
+
+Runs every benchmark in bench/ from a private copy of the tree and prints one
+JSON document on stdout (progress on stderr).
+
+  --only LIST       run only these modules (by file name without .ts)
+  --tree WHICH      copy the committed tree (head, default) or the work tree
+  --launcher HOW    bin/hydra runs the single-file CNI build (bundle, default)
+                    or main.ts (source)
+
+Other flags go to bench/plugins.ts (deno run -A bench/plugins.ts --help).`;
+
 async function main(): Promise<number> {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(HELP);
+    return 0;
+  }
   const opts = parseMainOptions(Deno.args);
   const startedAt = new Date().toISOString();
   const machine = await machineInfo();

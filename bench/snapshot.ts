@@ -53,6 +53,29 @@ async function archiveHead(root: string): Promise<void> {
 }
 
 /**
+ * Fills the copy's own Deno cache with the npm packages the launcher's entry
+ * (the bundle, or main.ts) may import. The plugins run inside namespaces
+ * without a route to the package registry: with an empty cache Deno would
+ * try, and fail after about a second, to fetch them at every start.
+ */
+async function fillDenoCache(root: string, bundle: boolean): Promise<void> {
+  const args = bundle
+    ? ["cache", "--quiet", "--no-config", `${root}/.cache/bundle/hydra-cni.js`]
+    : ["cache", "--quiet", "--config", `${root}/deno.json`, `${root}/main.ts`];
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    env: { DENO_DIR: `${root}/.cache/deno` },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `filling the Deno cache failed: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+}
+
+/**
  * Copies the tree (`source`: the committed HEAD or the work tree as it is)
  * into `dir`/tree and, with `bundle`, builds the bundle there.
  */
@@ -85,5 +108,6 @@ export async function snapshotTree(
       throw new Error(`building the bundle failed: ${new TextDecoder().decode(out.stderr).trim()}`);
     }
   }
+  await fillDenoCache(root, bundle);
   return { root, bin: `${root}/bin`, bundle };
 }
