@@ -1,13 +1,19 @@
 /**
  * Files of state other processes share (result caches, attachment records).
- * Writes are crash-safe: write a temp file beside the target, fsync it,
- * rename it over the target, fsync the folder. A reader sees the old file
- * or the new one, never a torn one.
+ * Writes are atomic: write a temp file beside the target and rename it over
+ * the target. A reader, or the next process after one that was killed,
+ * sees the old file or the new one, never a torn one.
+ *
+ * They are not fsynced. What these files describe (interfaces in a pod's
+ * namespace, addresses held by running pods) does not outlive a power loss
+ * or kernel crash either, so durability past one buys nothing, and an fsync
+ * costs 1–3 ms on the path of every pod (libcni and host-local do not sync
+ * them either). Readers treat an empty or unparsable file as damaged.
  *
  * The work is done with synchronous calls behind async signatures: every
  * asynchronous file operation hops to a worker thread and back, and in a
  * plugin process that lives for milliseconds those hops cost more than the
- * I/O itself (fsync included).
+ * I/O itself.
  *
  * @module
  */
@@ -48,7 +54,6 @@ export function writeFileAtomicSync(path: string, data: Uint8Array | string, mod
   try {
     let rest = bytes;
     while (rest.length) rest = rest.subarray(file.writeSync(rest));
-    file.syncSync();
   } catch (err) {
     file.close();
     removeQuietly(tmp);
@@ -62,16 +67,6 @@ export function writeFileAtomicSync(path: string, data: Uint8Array | string, mod
   } catch (err) {
     removeQuietly(tmp);
     throw err;
-  }
-  try {
-    const d = Deno.openSync(dir, { read: true });
-    try {
-      d.syncSync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // Some filesystems refuse fsync on a directory; the rename is done.
   }
 }
 

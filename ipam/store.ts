@@ -11,7 +11,7 @@
  *   from range set `setIndex`, where the next round-robin scan starts.
  *
  * Reservations are atomic even against writers that skip the lock: the
- * content is written and synced to a temporary file first, then hard-linked
+ * content is written to a temporary file first, then hard-linked
  * to its final name. link(2) fails if the name exists, so it is as exclusive
  * as host-local's O_EXCL create, and a reader never sees a half-written
  * reservation: a crash leaves at worst a temporary file, which the next
@@ -21,7 +21,12 @@
  * File operations other than waiting for the lock are synchronous behind
  * async signatures: an asynchronous one hops to a worker thread and back,
  * which costs a plugin process that lives for milliseconds more than the
- * I/O (fsync included). Waiting for the lock stays asynchronous, so a
+ * I/O.
+ *
+ * Nothing is fsynced (host-local does not sync either): a reservation only
+ * has to outlast the plugin process, which the page cache gives; after a
+ * power loss or kernel crash the pods that held the addresses are gone
+ * too, and an fsync would cost 1–3 ms per address on every pod's path. Waiting for the lock stays asynchronous, so a
  * long-running process is never frozen by another holding it.
  *
  * @module
@@ -208,7 +213,6 @@ function writeNew(path: string, content: string): void {
   try {
     let rest = encoder.encode(content);
     while (rest.length) rest = rest.subarray(file.writeSync(rest));
-    file.syncDataSync();
   } finally {
     file.close();
   }

@@ -72,6 +72,8 @@ export interface Link extends KindInfo {
   alias?: string;
   /** Promiscuity counter (> 0 means promiscuous). */
   promiscuity: number;
+  /** Interface group (IFLA_GROUP; 0 unless set). */
+  group?: number;
   txqlen?: number;
   minMtu?: number;
   maxMtu?: number;
@@ -161,7 +163,7 @@ export function parseLink(payload: Uint8Array): Link {
   const perm = a.get(IFLA.PERM_ADDRESS);
   if (perm && perm.some((x) => x !== 0)) link.permanentMac = formatMac(perm);
   const opt = (
-    k: "master" | "link" | "linkNetnsId" | "txqlen" | "minMtu" | "maxMtu",
+    k: "master" | "link" | "linkNetnsId" | "txqlen" | "minMtu" | "maxMtu" | "group",
     t: number,
   ) => {
     const v = attr.u32(a, t);
@@ -173,6 +175,7 @@ export function parseLink(payload: Uint8Array): Link {
   opt("txqlen", IFLA.TXQLEN);
   opt("minMtu", IFLA.MIN_MTU);
   opt("maxMtu", IFLA.MAX_MTU);
+  opt("group", IFLA.GROUP);
   if (link.link === link.index && link.linkNetnsId === undefined) delete link.link;
   const alias = attr.str(a, IFLA.IFALIAS);
   if (alias) link.alias = alias;

@@ -68,6 +68,7 @@ import {
 import { configDns, invalidConfig, requirePrevResult } from "./netconf.ts";
 import { type BridgeConf, parseBridgeConf } from "./bridge_conf.ts";
 import { withHostLock } from "./host_lock.ts";
+import { removePodLink } from "./link_removal.ts";
 
 /** The bridge config reader, for plugins built on the bridge attachment (hydra-vxlan). */
 export { type BridgeConf, parseBridgeConf } from "./bridge_conf.ts";
@@ -208,7 +209,7 @@ export async function detachFromBridge(args: CmdArgs, conf: BridgeConf): Promise
           if (a.scope === 0) families.add(a.family);
         }
         try {
-          delLink(pod, link.index);
+          removePodLink(pod, args.containerId, args.netns, link.index);
         } catch (e) {
           if (!isNotFound(e)) throw e;
         }

@@ -56,6 +56,7 @@ import {
   openNetnsHandle,
   randomVethName,
 } from "./links.ts";
+import { removePodLink } from "./link_removal.ts";
 import {
   cniArgsMac,
   configDns,
@@ -200,7 +201,7 @@ async function del(args: CmdArgs): Promise<void> {
   const pod = openNetnsForDel(args.netns);
   if (!pod) return;
   try {
-    delLink(pod, args.ifName);
+    removePodLink(pod, args.containerId, args.netns, args.ifName);
   } catch (e) {
     if (!isNotFound(e)) throw e;
   } finally {

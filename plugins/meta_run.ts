@@ -13,6 +13,7 @@ import { delNetworkList, type ListOptions, type RuntimeConf } from "../cni/list.
 import { locatePlugin } from "../cni/invoke.ts";
 import { createLogger, type Logger } from "../cni/log.ts";
 import type { CmdArgs } from "../cni/types.ts";
+import { closeRemovalBatch, openRemovalBatch, type RemovalFailure } from "./link_batch.ts";
 import { type Delegate, type MetaOptions, parseMetaOptions } from "./meta_config.ts";
 import {
   type AttachmentRecord,
@@ -102,19 +103,36 @@ export async function deleteAll(
 ): Promise<CniError[]> {
   const delegates = recordDelegates(record);
   const errors: CniError[] = [];
-  for (let i = delegates.length - 1; i >= 0; i--) {
-    if (record.delegates[i].deleted) continue;
-    const d = delegates[i];
-    try {
-      await delNetworkList(d.list, runtimeFor(record, d, i, netns), inv.listOptions);
-      record.delegates[i].deleted = true;
-      inv.log.debug("delegate deleted", { network: d.list.name, delegateIfName: d.ifName });
-    } catch (err) {
-      const e = delegateError(err, d, "deleting");
-      inv.log.error(e.message, { network: d.list.name, code: e.code });
-      if (i === ignoreIndex) record.delegates[i].deleted = true;
-      else errors.push(e);
+  // The built-ins set their pod-side links aside; they go in one batch below.
+  const batch = openRemovalBatch(record.containerId, netns);
+  let failures: RemovalFailure[];
+  try {
+    for (let i = delegates.length - 1; i >= 0; i--) {
+      if (record.delegates[i].deleted) continue;
+      const d = delegates[i];
+      batch.owner = i;
+      try {
+        await delNetworkList(d.list, runtimeFor(record, d, i, netns), inv.listOptions);
+        record.delegates[i].deleted = true;
+        inv.log.debug("delegate deleted", { network: d.list.name, delegateIfName: d.ifName });
+      } catch (err) {
+        const e = delegateError(err, d, "deleting");
+        inv.log.error(e.message, { network: d.list.name, code: e.code });
+        if (i === ignoreIndex) record.delegates[i].deleted = true;
+        else errors.push(e);
+      }
     }
+  } finally {
+    failures = await closeRemovalBatch(batch);
+  }
+  for (const f of failures) {
+    const d = delegates[f.owner];
+    const e = delegateError(f.error, d, "deleting");
+    inv.log.error(e.message, { network: d.list.name, code: e.code });
+    if (f.owner === ignoreIndex) continue;
+    // Not gone yet: a DEL retried later must run this delegate again.
+    record.delegates[f.owner].deleted = false;
+    errors.push(e);
   }
   if (record.delegates.every((d) => d.deleted)) {
     await removeRecord(inv.options.cacheDir, record.containerId, record.ifName);

@@ -1,0 +1,87 @@
+/**
+ * Removing pod-side links, at once or set aside for the meta-CNI's batch
+ * (see link_batch.ts), and deleting a batch's links.
+ *
+ * @module
+ */
+
+import {
+  closeHandle,
+  delLink,
+  delLinkGroup,
+  type Handle,
+  hasErrno,
+  linkIndex,
+  listLinks,
+  setLinkGroup,
+} from "../netlink/mod.ts";
+import { openBatchOf, type RemovalBatch, type RemovalFailure } from "./link_batch.ts";
+import { openNetnsForDel } from "./links.ts";
+
+/**
+ * Removes the pod-side link `ref` (index or name) of container
+ * `containerId` from the namespace `pod` is a handle of (path `netns`): set
+ * aside for the open batch of that container and namespace, or deleted now
+ * when there is none. Fails like a deletion would when the link is not there.
+ */
+export function removePodLink(
+  pod: Handle,
+  containerId: string,
+  netns: string,
+  ref: number | string,
+): void {
+  const batch = openBatchOf(containerId, netns);
+  if (!batch) {
+    delLink(pod, ref);
+    return;
+  }
+  const index = linkIndex(pod, ref);
+  setLinkGroup(pod, index, batch.group);
+  batch.links.set(index, batch.owner);
+}
+
+function isGone(err: unknown): boolean {
+  return hasErrno(err, "ENODEV", "ENOENT");
+}
+
+/**
+ * Deletes a closed batch's links: the whole group in one request when every
+ * link in the group is one of the batch's, one by one otherwise. Links
+ * already gone, or a namespace already gone, count as removed. Returns the
+ * links that could not be removed, by owner.
+ */
+export function flushRemovalBatch(batch: RemovalBatch): RemovalFailure[] {
+  let pod: Handle | undefined;
+  try {
+    pod = openNetnsForDel(batch.netns);
+  } catch (err) {
+    return [...new Set(batch.links.values())].map((owner) => ({ owner, error: err as Error }));
+  }
+  if (!pod) return [];
+  try {
+    return deleteBatchLinks(pod, batch);
+  } finally {
+    closeHandle(pod);
+  }
+}
+
+function deleteBatchLinks(pod: Handle, batch: RemovalBatch): RemovalFailure[] {
+  try {
+    const members = listLinks(pod).filter((l) => l.group === batch.group);
+    if (members.length > 0 && members.every((l) => batch.links.has(l.index))) {
+      delLinkGroup(pod, batch.group);
+      return [];
+    }
+  } catch {
+    // Fall back to deleting them one by one, which reports per link.
+  }
+  const failures: RemovalFailure[] = [];
+  for (const [index, owner] of batch.links) {
+    try {
+      delLink(pod, index);
+    } catch (err) {
+      if (!isGone(err)) failures.push({ owner, error: err as Error });
+    }
+  }
+  return failures;
+}

@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { inNetns } from "../tests/helpers/netlink.ts";
+import type { TestNetns } from "../tests/helpers/netns.ts";
+import { addLink, getLink, setLinkGroup } from "../netlink/mod.ts";
+import { closeRemovalBatch, openRemovalBatch } from "./link_batch.ts";
+import { removePodLink } from "./link_removal.ts";
+
+// deno-lint-ignore no-explicit-any
+type IpLink = Record<string, any>;
+
+async function ipLinkNames(ns: TestNetns): Promise<string[]> {
+  return (await ns.ipJson<IpLink[]>("link", "show")).map((l) => l.ifname).sort();
+}
+
+Deno.test(
+  "removePodLink without a batch deletes at once",
+  inNetns(1, async (h, pod) => {
+    addLink(h, { kind: "veth", name: "eth0", peer: { name: "peer0" } });
+    removePodLink(h, "c1", pod.path, "eth0");
+    assert.deepEqual(await ipLinkNames(pod), ["lo"]);
+  }),
+);
+
+Deno.test(
+  "a batch keeps the links until it closes, then removes all of them, and only them",
+  inNetns(1, async (h, pod) => {
+    addLink(h, { kind: "veth", name: "eth0", peer: { name: "peer0" } });
+    addLink(h, { kind: "veth", name: "net1", peer: { name: "peer1" } });
+    addLink(h, { kind: "veth", name: "other", peer: { name: "otherp" } });
+    const batch = openRemovalBatch("c1", pod.path);
+    batch.owner = 1;
+    removePodLink(h, "c1", pod.path, "net1");
+    batch.owner = 0;
+    removePodLink(h, "c1", pod.path, getLink(h, "eth0").index);
+    // Another container's DEL in the same namespace is not part of it.
+    removePodLink(h, "c2", pod.path, "other");
+    assert.deepEqual(await ipLinkNames(pod), ["eth0", "lo", "net1", "peer0", "peer1"]);
+    assert.deepEqual(await closeRemovalBatch(batch), []);
+    assert.deepEqual(await ipLinkNames(pod), ["lo"]);
+  }),
+);
+
+Deno.test(
+  "a foreign link that happens to share the batch's group survives the flush",
+  inNetns(1, async (h, pod) => {
+    addLink(h, { kind: "veth", name: "eth0", peer: { name: "peer0" } });
+    addLink(h, { kind: "veth", name: "keep", peer: { name: "keepp" } });
+    const batch = openRemovalBatch("c1", pod.path);
+    removePodLink(h, "c1", pod.path, "eth0");
+    setLinkGroup(h, "keep", batch.group);
+    assert.deepEqual(await closeRemovalBatch(batch), []);
+    assert.deepEqual(await ipLinkNames(pod), ["keep", "keepp", "lo"]);
+  }),
+);
+
+Deno.test(
+  "joined batches flush when the last user leaves; a namespace already gone is fine",
+  inNetns(1, async (h, pod) => {
+    addLink(h, { kind: "veth", name: "eth0", peer: { name: "peer0" } });
+    const outer = openRemovalBatch("c1", pod.path);
+    const inner = openRemovalBatch("c1", pod.path);
+    assert.equal(inner, outer);
+    removePodLink(h, "c1", pod.path, "eth0");
+    assert.deepEqual(await closeRemovalBatch(inner), []);
+    assert.deepEqual(await ipLinkNames(pod), ["eth0", "lo", "peer0"]);
+    assert.deepEqual(await closeRemovalBatch(outer), []);
+    assert.deepEqual(await ipLinkNames(pod), ["lo"]);
+    const gone = openRemovalBatch("c3", "/var/run/netns/hydra-test-no-such-namespace");
+    gone.links.set(12345, 0);
+    assert.deepEqual(await closeRemovalBatch(gone), []);
+  }),
+);
