@@ -6,57 +6,22 @@
  */
 
 import assert from "node:assert/strict";
-import { createNetns, deleteNetns, run, type TestNetns } from "../helpers/netns.ts";
+import { createNetns, deleteNetns } from "../helpers/netns.ts";
+import { type TestNode, withTwoNodes } from "../helpers/two_nodes.ts";
 import { vtepMac } from "../../plugins/vxlan.ts";
 import { containerId, hydraBin, inNs, invoke, mustInvoke, reaches, reference } from "./helpers.ts";
 
 const ref = reference();
 const BIN = `${hydraBin}/hydra-vxlan`;
 
-interface Node {
-  ns: TestNetns;
-  pod: TestNetns;
-  underlay: string;
-  podRange: string;
-}
+type Node = TestNode;
 
-async function withNodes(fn: (a: Node, b: Node, dir: string) => Promise<void>): Promise<void> {
-  const made: TestNetns[] = [];
-  const dir = await Deno.makeTempDir({ prefix: "hydra-vxlan-" });
-  try {
-    const nodes: Node[] = [];
-    for (const [i, underlay] of ["10.250.0.1", "10.250.0.2"].entries()) {
-      const ns = await createNetns("hyn");
-      made.push(ns);
-      const pod = await createNetns("hyp");
-      made.push(pod);
-      nodes.push({ ns, pod, underlay, podRange: `10.42.${i + 1}.0/24` });
-    }
-    const [a, b] = nodes;
-    await run(
-      "ip",
-      "link",
-      "add",
-      "ul0",
-      "netns",
-      a.ns.name,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "ul0",
-      "netns",
-      b.ns.name,
-    );
-    for (const n of nodes) {
-      await inNs(n.ns, "ip", "addr", "add", `${n.underlay}/24`, "dev", "ul0");
-      await inNs(n.ns, "ip", "link", "set", "ul0", "up");
-    }
-    await fn(a, b, dir);
-  } finally {
-    for (const ns of made.reverse()) await deleteNetns(ns);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
+function withNodes(fn: (a: Node, b: Node, dir: string) => Promise<void>): Promise<void> {
+  return withTwoNodes({
+    underlays: ["10.250.0.1", "10.250.0.2"],
+    podRanges: ["10.42.1.0/24", "10.42.2.0/24"],
+    prefix: "hyvx",
+  }, fn);
 }
 
 function conf(node: Node, dir: string) {

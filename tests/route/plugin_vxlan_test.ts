@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { dirname } from "node:path";
 import { withNetnsSync } from "../../netlink/mod.ts";
 import { probeAll } from "../../cmd/icmp_probe.ts";
-import { createNetns, deleteNetns, run, type TestNetns } from "../helpers/netns.ts";
+import { withTwoNodes } from "../helpers/two_nodes.ts";
 import { containerId, mustInvoke, reference } from "../plugins/helpers.ts";
 import { hydraBin } from "./world.ts";
 
@@ -21,36 +21,13 @@ const NETWORKS = `networks:
 `;
 
 Deno.test("hydra-vxlan pods on two nodes reach each other once the router programs the plugin's tunnel", async () => {
-  const made: TestNetns[] = [];
-  const dir = await Deno.makeTempDir({ prefix: "hydra-route-vxlan-" });
-  try {
-    const nodes = [];
-    for (const [i, underlay] of ["10.251.0.1", "10.251.0.2"].entries()) {
-      const ns = await createNetns("hyrn");
-      made.push(ns);
-      const pod = await createNetns("hyrq");
-      made.push(pod);
-      nodes.push({ name: `node${i + 1}`, ns, pod, underlay, range: `10.43.${i + 1}.0/24` });
-    }
-    const [a, b] = nodes;
-    await run(
-      "ip",
-      "link",
-      "add",
-      "ul0",
-      "netns",
-      a.ns.name,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "ul0",
-      "netns",
-      b.ns.name,
-    );
+  await withTwoNodes({
+    underlays: ["10.251.0.1", "10.251.0.2"],
+    podRanges: ["10.43.1.0/24", "10.43.2.0/24"],
+    prefix: "hyrvx",
+  }, async (a, b, dir) => {
+    const nodes = [a, b];
     for (const n of nodes) {
-      await run("ip", "-n", n.ns.name, "addr", "add", `${n.underlay}/24`, "dev", "ul0");
-      await run("ip", "-n", n.ns.name, "link", "set", "ul0", "up");
       await mustInvoke(n.ns, `${dirname(hydraBin)}/hydra-vxlan`, {
         command: "ADD",
         containerId: containerId(),
@@ -65,7 +42,7 @@ Deno.test("hydra-vxlan pods on two nodes reach each other once the router progra
         dev: "ul0",
         ipam: {
           type: "hydra-ipam",
-          subnet: n.range,
+          subnet: n.podRange,
           routes: [{ dst: "10.43.0.0/16" }],
           dataDir: `${dir}/${n.name}`,
         },
@@ -80,7 +57,7 @@ Deno.test("hydra-vxlan pods on two nodes reach each other once the router progra
         nodes: nodes.map((n) => ({
           name: n.name,
           annotations: {
-            "hydra.clusternet.io/green.cidr": n.range,
+            "hydra.clusternet.io/green.cidr": n.podRange,
             "hydra.clusternet.io/green.address": n.underlay,
           },
         })),
@@ -118,8 +95,5 @@ Deno.test("hydra-vxlan pods on two nodes reach each other once the router progra
     const fromA = probeAll(a.pod.path, ["10.43.2.2"], 2000);
     const fromB = probeAll(b.pod.path, ["10.43.1.2"], 2000);
     assert.deepEqual([...fromA.values(), ...fromB.values()], [true, true]);
-  } finally {
-    for (const ns of made.reverse()) await deleteNetns(ns);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
+  });
 });
