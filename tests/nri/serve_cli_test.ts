@@ -68,4 +68,7 @@ Deno.test("nri serve: the DaemonSet's nri container passes arguments it accepts"
   assert.ok(mounts.includes("/var/run/nri"), "the runtime's NRI socket");
   assert.ok(opts.cacheDir.startsWith("/var/lib/cni/") && mounts.includes("/var/lib/cni"));
   assert.ok(opts.cniBinDirs.every((d) => mounts.includes(d)), "plugin folders mounted");
+  // In a cluster the plugin works in Kubernetes mode, and its conf dir is there to read.
+  assert.equal(opts.inCluster, true);
+  assert.ok(mounts.includes(opts.confDir), `conf dir ${opts.confDir} mounted`);
 });
