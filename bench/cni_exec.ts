@@ -18,7 +18,7 @@
  * @module
  */
 
-import { withNetnsSync } from "../netlink/netns.ts";
+import { outputInNetns } from "../netlink/netns_spawn.ts";
 
 const rusage = Deno.dlopen("libc.so.6", {
   getrusage: { parameters: ["i32", "buffer"], result: "i32" },
@@ -94,20 +94,7 @@ export async function execInNetns(
     : [exe, [] as string[]];
   const cpuStart = childrenCpuMs();
   const start = performance.now();
-  const child = withNetnsSync(nodePath, () =>
-    new Deno.Command(cmd, {
-      args,
-      env,
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn());
-  const output = child.output();
-  const writer = child.stdin.getWriter();
-  await writer.write(stdin).catch(() => {});
-  await writer.close().catch(() => {});
-  const out = await output;
+  const out = await outputInNetns(nodePath, cmd, { args, env, clearEnv: true, stdin });
   const ms = performance.now() - start;
   const outcome: CniOutcome = {
     ms,

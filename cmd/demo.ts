@@ -9,7 +9,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { closeHandle, listAddrs, listLinks, openHandle, withNetnsSync } from "../netlink/mod.ts";
+import { closeHandle, listAddrs, listLinks, openHandle } from "../netlink/mod.ts";
+import { outputInNetns } from "../netlink/netns_spawn.ts";
 import { probeAll } from "./icmp_probe.ts";
 import { selfBinDir, selfExecutable } from "./self.ts";
 import { buildWorld, type DemoPod, type DemoWorld, destroyWorld } from "./demo_world.ts";
@@ -75,17 +76,7 @@ async function cni(
     CNI_PATH: [selfBinDir(), "/opt/cni/bin", "/usr/lib/cni"].join(":"),
   };
   // A runtime runs CNI plugins in the node's namespace: start it there.
-  const child = withNetnsSync(pod.node.netnsPath, () =>
-    new Deno.Command(selfExecutable(), {
-      env,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn());
-  const writer = child.stdin.getWriter();
-  await writer.write(conf);
-  await writer.close();
-  const out = await child.output();
+  const out = await outputInNetns(pod.node.netnsPath, selfExecutable(), { env, stdin: conf });
   const text = new TextDecoder().decode(out.stdout).trim();
   if (!out.success) {
     const stderr = new TextDecoder().decode(out.stderr).trim();

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { withNetnsSync } from "../netlink/mod.ts";
+import { outputInNetns } from "../netlink/netns_spawn.ts";
 import { ANNOTATION_PREFIX, DEFAULT_PROTOCOL } from "../route/config.ts";
 import type { DemoWorld } from "./demo_world.ts";
 import type { DemoNetwork } from "./demo_networks.ts";
@@ -66,26 +66,22 @@ export async function syncDemoRoutes(
   );
   // One router per node, inside the node's namespace, all at once.
   const runs = world.nodes.map((node) => {
-    const child = withNetnsSync(node.netnsPath, () =>
-      new Deno.Command(selfExecutable(), {
-        args: [
-          "route",
-          "sync",
-          "--once",
-          "--config",
-          config,
-          "--nodes-file",
-          nodesFile,
-          "--node-name",
-          node.name,
-          "--log-file",
-          `${dir}/${node.name}.log`,
-        ],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn());
-    return { node, out: child.output() };
+    const out = outputInNetns(node.netnsPath, selfExecutable(), {
+      args: [
+        "route",
+        "sync",
+        "--once",
+        "--config",
+        config,
+        "--nodes-file",
+        nodesFile,
+        "--node-name",
+        node.name,
+        "--log-file",
+        `${dir}/${node.name}.log`,
+      ],
+    });
+    return { node, out };
   });
   let total = 0;
   const failures: string[] = [];
