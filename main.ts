@@ -6,11 +6,12 @@
  * @module
  */
 
-import { invokedName, runPluginRole } from "./cni/plugin_main.ts";
+import { runCniRole } from "./cni/exec_entry.ts";
+import { invokedName } from "./cni/invoked_name.ts";
 
 async function main(): Promise<number> {
   const args = Deno.args;
-  const code = await runPluginRole(invokedName(), args);
+  const code = await runCniRole(invokedName(), args);
   if (code !== undefined) return code;
   const { runCli } = await import("./cmd/cli.ts");
   return runCli(args);

@@ -20,11 +20,12 @@ import { asCniError, CniError, ErrorCode } from "./errors.ts";
 import { convertResult } from "./convert.ts";
 import { type EnvSource, parseInvocation } from "./env.ts";
 import type { Plugin } from "./plugin.ts";
+import { readStdin, writeStdout } from "./stdio.ts";
 import type { CmdArgs, Command } from "./types.ts";
 import { CURRENT_VERSION } from "./types.ts";
 import {
   assertVersionSupported,
-  isSupportedVersion,
+  errorVersion,
   normalizeVersion,
   parseVersion,
   versionAnswer,
@@ -52,21 +53,17 @@ function formatJson(value: unknown): string {
 
 function errorOutput(err: unknown, stdin: Uint8Array): InvocationOutput {
   const cniErr = asCniError(err, ErrorCode.Internal);
-  return { stdout: formatJson(cniErr.toJson(errorVersion(stdin))), code: FAILURE_EXIT };
+  return { stdout: formatJson(cniErr.toJson(errorVersionOf(stdin))), code: FAILURE_EXIT };
 }
 
 /** The cniVersion to tag an error with: the config's when hydra speaks it. */
-function errorVersion(stdin: Uint8Array): string {
+function errorVersionOf(stdin: Uint8Array): string {
   try {
-    const raw = JSON.parse(new TextDecoder().decode(stdin));
-    const v = raw?.cniVersion;
-    if (typeof v === "string" && isSupportedVersion(normalizeVersion(v))) {
-      return normalizeVersion(v);
-    }
+    return errorVersion(JSON.parse(new TextDecoder().decode(stdin)));
   } catch {
-    // not JSON: fall through
+    // not JSON
+    return CURRENT_VERSION;
   }
-  return CURRENT_VERSION;
 }
 
 /** Checks the command's minimum version and the plugin's support (code 1). */
@@ -143,44 +140,12 @@ export function invokeInProcess(
 }
 
 /**
- * Reads stdin to its end with plain synchronous reads: a plugin process
- * lives for milliseconds, and setting up the streams machinery
- * (`Response(Deno.stdin.readable)`) costs several of them.
- */
-function readStdin(): Uint8Array {
-  if (Deno.stdin.isTerminal()) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const buf = new Uint8Array(64 * 1024);
-  for (;;) {
-    const n = Deno.stdin.readSync(buf);
-    if (n === null || n === 0) break;
-    chunks.push(buf.slice(0, n));
-    total += n;
-  }
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
-}
-
-function writeStdout(text: string): void {
-  let data = new TextEncoder().encode(text);
-  while (data.length) {
-    const n = Deno.stdout.writeSync(data);
-    data = data.subarray(n);
-  }
-}
-
-/**
  * The main of a plugin process: reads the process's env and stdin, runs
  * `plugin`, prints the outcome on stdout and returns the exit status.
+ *
+ * @param stdin the config when the caller has already read stdin
  */
-export async function runSkel(plugin: Plugin): Promise<number> {
+export async function runSkel(plugin: Plugin, stdin?: Uint8Array): Promise<number> {
   const command = Deno.env.get("CNI_COMMAND");
   if (!command) {
     const { VERSION } = await import("../cmd/version.ts");
@@ -190,8 +155,8 @@ export async function runSkel(plugin: Plugin): Promise<number> {
     );
     return 0;
   }
-  const stdin = readStdin();
-  const out = await dispatch(plugin, (name) => Deno.env.get(name), stdin);
+  const config = stdin ?? readStdin();
+  const out = await dispatch(plugin, (name) => Deno.env.get(name), config);
   writeStdout(out.stdout);
   return out.code;
 }

@@ -71,6 +71,20 @@ export function isSupportedVersion(version: string): boolean {
 }
 
 /**
+ * The cniVersion to tag an error JSON with: the config's when hydra speaks
+ * it, else hydra's current version.
+ *
+ * @param config the parsed stdin config (anything JSON.parse returned)
+ */
+export function errorVersion(config: unknown): string {
+  const v = (config as { cniVersion?: unknown } | null)?.cniVersion;
+  if (typeof v === "string" && isSupportedVersion(normalizeVersion(v))) {
+    return normalizeVersion(v);
+  }
+  return CURRENT_VERSION;
+}
+
+/**
  * The version a configuration list selects: the highest of `cniVersion` and
  * every entry of `cniVersions`, ignoring entries newer than hydra speaks (as
  * libcni does, so a list written for a future spec still loads). Without

@@ -23,6 +23,9 @@ import type { TransportFailure } from "../kube/errors.ts";
 /** Where the daemon listens unless configured otherwise. */
 export const DEFAULT_DAEMON_SOCKET = "/run/hydra/daemon.sock";
 
+/** Longest wait for a whole invocation in the daemon (`daemonExec`), unless `daemonExecTimeout` says. */
+export const DEFAULT_CNI_EXEC_TIMEOUT_S = 240;
+
 /** Reads one object: a pod, a NAD, a legacy Network or a Node, by API path. */
 export interface GetRequest {
   op: "get";

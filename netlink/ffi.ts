@@ -1,5 +1,5 @@
 /**
- * libc through Deno FFI, opened once when this module loads.
+ * libc through Deno FFI, opened on first use.
  *
  * Every call here is synchronous and runs on the calling JavaScript thread.
  * That matters: network namespaces belong to a thread, and Deno runs its own
@@ -7,12 +7,17 @@
  * (opening a netlink socket, writing /proc/sys/net, opening /dev/net/tun) is
  * done through these functions between a setns() and the setns() back.
  *
+ * Nothing is bound when the module loads: opening libc and binding its
+ * symbols costs a process a few milliseconds, and many processes that load
+ * this module (a plugin answering VERSION, a meta-CNI that only execs
+ * delegates) never make a call.
+ *
  * @module
  */
 
 import { NetlinkError } from "./errors.ts";
 
-/** Symbols every netlink user needs, bound when this module loads. */
+/** Symbols every netlink user needs, bound together on the first call of any. */
 const COMMON = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
@@ -48,40 +53,59 @@ const ON_DEMAND = {
 type OnDemand = typeof ON_DEMAND;
 type OnDemandSymbols = Deno.DynamicLibrary<OnDemand>["symbols"];
 
-const lib = Deno.dlopen("libc.so.6", COMMON);
+type CommonSymbols = Deno.DynamicLibrary<typeof COMMON>["symbols"];
 
-function onDemandLibc(): OnDemandSymbols {
-  const bound: Partial<OnDemandSymbols> = {};
-  const out = {} as OnDemandSymbols;
+let common: CommonSymbols | undefined;
+
+/** The common symbols, libc opened on the first call. */
+function commonSymbols(): CommonSymbols {
+  return common ??= Deno.dlopen("libc.so.6", COMMON).symbols;
+}
+
+/**
+ * The raw libc symbols, for modules of this package only. Each property
+ * binds its symbol on first read (the common ones all at once) and is then
+ * a plain value.
+ */
+export const libc: CommonSymbols & OnDemandSymbols = lazySymbols();
+
+function lazySymbols(): CommonSymbols & OnDemandSymbols {
+  const out = {} as CommonSymbols & OnDemandSymbols;
+  const settle = (name: string, fn: unknown) => {
+    Object.defineProperty(out, name, { value: fn, enumerable: true, writable: false });
+    return fn;
+  };
+  for (const name of Object.keys(COMMON) as (keyof typeof COMMON)[]) {
+    Object.defineProperty(out, name, {
+      enumerable: true,
+      configurable: true,
+      get: () => settle(name, commonSymbols()[name]),
+    });
+  }
   for (const name of Object.keys(ON_DEMAND) as (keyof OnDemand)[]) {
     Object.defineProperty(out, name, {
       enumerable: true,
-      get() {
-        const fn = bound[name] ??
+      configurable: true,
+      get: () =>
+        settle(
+          name,
           Deno.dlopen("libc.so.6", { [name]: ON_DEMAND[name] } as Pick<OnDemand, typeof name>)
-            .symbols[name];
-        (bound as Record<string, unknown>)[name] = fn;
-        return fn;
-      },
+            .symbols[name],
+        ),
     });
   }
   return out;
 }
 
-/** The raw libc symbols, for modules of this package only. */
-export const libc: Deno.DynamicLibrary<typeof COMMON>["symbols"] & OnDemandSymbols = Object
-  .defineProperties(
-    onDemandLibc(),
-    Object.getOwnPropertyDescriptors(lib.symbols),
-  ) as Deno.DynamicLibrary<typeof COMMON>["symbols"] & OnDemandSymbols;
-
 // errno lives in thread-local storage; every caller of this module runs on
-// the thread that loaded it (a Worker loads its own copy), so the address is
-// fixed.
-const errnoView = new Deno.UnsafePointerView(lib.symbols.__errno_location()!);
+// the one thread that uses it (a Worker loads its own copy), so the address
+// is fixed once known.
+let errnoView: Deno.UnsafePointerView | undefined;
 
 /** The calling thread's errno, read right after a failed call. */
 export function errno(): number {
+  // __errno_location() leaves errno as it is.
+  errnoView ??= new Deno.UnsafePointerView(commonSymbols().__errno_location()!);
   return errnoView.getInt32();
 }
 
@@ -118,19 +142,19 @@ export const O_CLOEXEC = 0o2000000;
 
 /** Opens `path` on the calling thread; returns the fd or throws. */
 export function openFd(path: string, flags: number, mode = 0): number {
-  return check(lib.symbols.open(cstr(path), flags | O_CLOEXEC, mode), `open ${path}`);
+  return check(commonSymbols().open(cstr(path), flags | O_CLOEXEC, mode), `open ${path}`);
 }
 
 /** Closes an fd, ignoring errors (nothing useful can be done about them). */
 export function closeFd(fd: number): void {
-  lib.symbols.close(fd);
+  commonSymbols().close(fd);
 }
 
 /** Writes all of `data` to `fd` on the calling thread. */
 export function writeAll(fd: number, data: Uint8Array, op: string): void {
   let off = 0;
   while (off < data.length) {
-    off += check(lib.symbols.write(fd, data.subarray(off), BigInt(data.length - off)), op);
+    off += check(commonSymbols().write(fd, data.subarray(off), BigInt(data.length - off)), op);
   }
 }
 
@@ -140,7 +164,7 @@ export function readAll(fd: number, op: string): Uint8Array {
   let total = 0;
   for (;;) {
     const buf = new Uint8Array(4096);
-    const n = check(lib.symbols.read(fd, buf, BigInt(buf.length)), op);
+    const n = check(commonSymbols().read(fd, buf, BigInt(buf.length)), op);
     if (n === 0) break;
     chunks.push(buf.subarray(0, n));
     total += n;
@@ -158,7 +182,7 @@ export function readAll(fd: number, op: string): Uint8Array {
 export function fstatId(fd: number, op: string): { dev: bigint; ino: bigint } {
   // struct stat on x86_64 and arm64 starts with st_dev (u64) then st_ino (u64).
   const st = new BigUint64Array(32);
-  check(lib.symbols.fstat(fd, new Uint8Array(st.buffer)), op);
+  check(commonSymbols().fstat(fd, new Uint8Array(st.buffer)), op);
   return { dev: st[0], ino: st[1] };
 }
 

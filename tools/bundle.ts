@@ -1,20 +1,29 @@
 /**
  * Builds the single-file form of hydra's CNI path that the source launcher
- * (bin/hydra) runs for CNI invocations: `.cache/bundle/hydra-cni.js`, from
- * cni/plugin_main.ts and everything it may load, plus
- * `.cache/bundle/hydra-cni.js.inputs`, the tree-relative paths of the files
- * it was built from, one per line. The launcher uses the bundle only while none of those
- * files is newer than it, so an edit falls back to main.ts until the next
- * build, never to stale code.
+ * (bin/hydra) runs for CNI invocations, in two files:
+ *
+ * - `.cache/bundle/hydra-cni.js`, what the launcher runs: cni/exec_entry.ts,
+ *   which hands a `daemonExec` meta-CNI invocation to the node daemon with
+ *   a few small modules;
+ * - `.cache/bundle/hydra-cni-full.js`: cni/plugin_main.ts and everything it
+ *   may load, which the first file imports only when it has to run the
+ *   plugin path itself;
+ *
+ * plus `.cache/bundle/hydra-cni.js.inputs`, the tree-relative paths of the
+ * files both were built from, one per line. The launcher uses the bundle
+ * only while none of those files is newer than it, so an edit falls back to
+ * main.ts until the next build, never to stale code.
  *
  *   deno run -A tools/bundle.ts           build (if stale) and say where
  *   deno run -A tools/bundle.ts --force   build even when fresh
  *   deno run -A tools/bundle.ts --check   exit 0 when fresh, 1 when stale or missing
  *
  * Why: a plugin process loads its code on every exec. From one file Deno
- * reads, hashes and code-caches one module instead of ~60.
+ * reads, hashes and code-caches one module instead of ~90; and a process
+ * that only forwards to the daemon loads a file of a few kilobytes, not the
+ * whole plugin path.
  *
- * npm packages (the names deno.json maps) stay out of the file: they are
+ * npm packages (the names deno.json maps) stay out of the files: they are
  * only ever imported lazily, and inlined they cost every exec tens of
  * milliseconds to load (the YAML parser alone doubled the start-up time).
  * Their imports in the output are rewritten to the `npm:` specifiers
@@ -24,9 +33,16 @@
  */
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const ENTRY = "cni/plugin_main.ts";
+/** What the launcher runs; its module graph (dynamic imports too) is the inputs list. */
+const ENTRY = "cni/exec_entry.ts";
+/** The plugin path, the second file. */
+const FULL_ENTRY = "cni/plugin_main.ts";
+/** How {@link ENTRY} imports {@link FULL_ENTRY}. */
+const FULL_SPECIFIER = "./plugin_main.ts";
 /** Where the bundle goes (tree-relative; bin/hydra names the same path). */
 export const BUNDLE = ".cache/bundle/hydra-cni.js";
+/** The plugin path's file, beside {@link BUNDLE}. */
+export const FULL_BUNDLE = ".cache/bundle/hydra-cni-full.js";
 /** Files besides the module graph that change what the bundle would be. */
 const EXTRA_INPUTS = ["deno.json", "deno.lock"];
 
@@ -67,6 +83,28 @@ export function rewriteExternals(
     );
   }
   return out;
+}
+
+/**
+ * Turns the bundle's `import("<specifier>")` of a file left out into an
+ * import of `target` (a file beside the bundle) that Deno does not follow
+ * ahead of time: it loads and analyses a statically named dynamic import,
+ * and its whole graph, before the first line runs, which is what the split
+ * into two files is there to avoid.
+ */
+export function deferImport(
+  code: string,
+  specifier: string,
+  target: string,
+): string {
+  const spec = new RegExp(
+    `\\bimport\\s*\\(\\s*(["'])${escapeRegExp(specifier)}\\1\\s*\\)`,
+    "g",
+  );
+  return code.replace(
+    spec,
+    () => `import(new URL(${JSON.stringify(target)}, import.meta.url).href)`,
+  );
 }
 
 async function run(
@@ -116,9 +154,10 @@ export function parseInputs(text: string): string[] {
   return text.split("\n").filter(Boolean);
 }
 
-/** True when the bundle exists and none of its recorded inputs is newer. */
+/** True when the bundle's files exist and none of its recorded inputs is newer. */
 export async function isFresh(): Promise<boolean> {
   try {
+    await Deno.stat(`${ROOT}/${FULL_BUNDLE}`);
     const built = (await Deno.stat(`${ROOT}/${BUNDLE}`)).mtime!.getTime();
     const inputs = parseInputs(
       await Deno.readTextFile(`${ROOT}/${BUNDLE}.inputs`),
@@ -156,48 +195,82 @@ async function smokeTest(file: string): Promise<void> {
   }
 }
 
-/** Builds the bundle and its inputs list; returns the bundle's path. */
+function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/**
+ * Bundles `entry` into `output`, npm names external; `externals` maps
+ * local specifiers that are only imported dynamically to the files beside
+ * the bundle they are loaded from instead (see {@link deferImport}).
+ */
+async function bundleOne(
+  entry: string,
+  output: string,
+  map: Record<string, string>,
+  externals: Record<string, string> = {},
+): Promise<void> {
+  const out = await run([
+    "bundle",
+    "--quiet",
+    "--platform",
+    "deno",
+    "--config",
+    "deno.json",
+    ...[...Object.keys(map), ...Object.keys(externals)].flatMap((
+      name,
+    ) => ["--external", name]),
+    "--output",
+    output,
+    entry,
+  ]);
+  if (!out.ok) {
+    throw new Error(`deno bundle ${entry} failed: ${out.stderr.trim()}`);
+  }
+  let code = rewriteExternals(await Deno.readTextFile(output), map);
+  for (const [specifier, target] of Object.entries(externals)) {
+    const deferred = deferImport(code, specifier, target);
+    if (deferred === code) {
+      throw new Error(`${entry}: the bundle does not import ${specifier}`);
+    }
+    code = deferred;
+  }
+  await Deno.writeTextFile(output, code);
+}
+
+/** Builds the bundle's two files and its inputs list; returns the launcher's file. */
 export async function buildBundle(): Promise<string> {
-  // Stamped on the bundle afterwards: a file edited while the build runs is
+  // Stamped on the files afterwards: a file edited while the build runs is
   // then newer than the bundle, so the bundle is not taken as fresh.
   const started = new Date();
   const inputs = [...new Set([...await moduleFiles(), ...EXTRA_INPUTS])];
   const final = `${ROOT}/${BUNDLE}`;
-  await Deno.mkdir(final.slice(0, final.lastIndexOf("/")), { recursive: true });
-  const tmp = `${final}.tmp-${Deno.pid}.js`;
+  const finalFull = `${ROOT}/${FULL_BUNDLE}`;
+  const dir = final.slice(0, final.lastIndexOf("/"));
+  // Built and tried under their final names in a private folder: the entry
+  // imports the plugin path's file by its name, beside itself.
+  const tmpDir = `${dir}/.build-${Deno.pid}`;
+  await Deno.mkdir(tmpDir, { recursive: true });
+  const tmp = `${tmpDir}/${baseName(BUNDLE)}`;
+  const tmpFull = `${tmpDir}/${baseName(FULL_BUNDLE)}`;
   try {
     const map = await importMap();
-    const out = await run([
-      "bundle",
-      "--quiet",
-      "--platform",
-      "deno",
-      "--config",
-      "deno.json",
-      ...Object.keys(map).flatMap((name) => ["--external", name]),
-      "--output",
-      tmp,
-      ENTRY,
-    ]);
-    if (!out.ok) throw new Error(`deno bundle failed: ${out.stderr.trim()}`);
-    await Deno.writeTextFile(
-      tmp,
-      rewriteExternals(await Deno.readTextFile(tmp), map),
-    );
+    await bundleOne(FULL_ENTRY, tmpFull, map);
+    await bundleOne(ENTRY, tmp, map, {
+      [FULL_SPECIFIER]: `./${baseName(FULL_BUNDLE)}`,
+    });
     await smokeTest(tmp);
-    await Deno.writeTextFile(
-      `${final}.inputs.tmp-${Deno.pid}`,
-      inputs.join("\n") + "\n",
-    );
+    await Deno.writeTextFile(`${tmpDir}/inputs`, inputs.join("\n") + "\n");
+    await Deno.utime(tmpFull, started, started);
     await Deno.utime(tmp, started, started);
-    // The bundle first, then its inputs: a launcher reading in between sees
-    // either an old list (a subset, checked against a newer bundle) or stale
-    // inputs, never a wrong "fresh".
+    // The plugin path, then the entry, then the inputs: a launcher reading
+    // in between sees either an old list (a subset, checked against a newer
+    // bundle) or stale inputs, never a wrong "fresh".
+    await Deno.rename(tmpFull, finalFull);
     await Deno.rename(tmp, final);
-    await Deno.rename(`${final}.inputs.tmp-${Deno.pid}`, `${final}.inputs`);
+    await Deno.rename(`${tmpDir}/inputs`, `${final}.inputs`);
   } finally {
-    await Deno.remove(tmp).catch(() => {});
-    await Deno.remove(`${final}.inputs.tmp-${Deno.pid}`).catch(() => {});
+    await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
   }
   return final;
 }

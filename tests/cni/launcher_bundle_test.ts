@@ -54,6 +54,30 @@ async function run(
   };
 }
 
+/** A stand-in for `hydra daemon` answering every request with `body`. */
+function stubDaemon(path: string, body: unknown) {
+  const listener = Deno.listen({ transport: "unix", path });
+  const serving = (async () => {
+    for await (const conn of listener) {
+      const buf = new Uint8Array(64 * 1024);
+      let line = "";
+      while (!line.includes("\n")) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        line += decoder.decode(buf.subarray(0, n));
+      }
+      await conn.write(new TextEncoder().encode(JSON.stringify({ ok: true, body }) + "\n"));
+      conn.close();
+    }
+  })();
+  return {
+    async close() {
+      listener.close();
+      await serving.catch(() => {});
+    },
+  };
+}
+
 async function copyTree(to: string): Promise<void> {
   for await (const e of Deno.readDir(ROOT)) {
     if (SKIP.has(e.name)) continue;
@@ -81,9 +105,14 @@ Deno.test("bin/hydra runs the CNI bundle only while it is fresh, and only for CN
       await Deno.readTextFile(`${bundle}.inputs`),
     );
     assert.ok(
-      inputs.includes("cni/plugin_main.ts") &&
+      inputs.includes("cni/exec_entry.ts") &&
+        inputs.includes("cni/plugin_main.ts") &&
         inputs.includes("plugins/bridge.ts"),
     );
+    // The launcher's file holds the daemonExec shim, not the plugin path.
+    const entry = await Deno.readTextFile(bundle);
+    const full = await Deno.readTextFile(`${dir}/.cache/bundle/hydra-cni-full.js`);
+    assert.ok(entry.length * 10 < full.length, "the entry is a small part of the bundle");
     const check = await run(Deno.execPath(), [
       "run",
       "-A",
@@ -99,6 +128,46 @@ Deno.test("bin/hydra runs the CNI bundle only while it is fresh, and only for CN
     }, version);
     assert.equal(real.code, 0, real.stderr);
     assert.equal(JSON.parse(real.stdout).cniVersion, "1.0.0");
+
+    const metaVersion = await run(`${dir}/bin/hydra`, [], {
+      CNI_COMMAND: "VERSION",
+    }, version);
+    assert.equal(metaVersion.code, 0, metaVersion.stderr);
+    assert.ok(JSON.parse(metaVersion.stdout).supportedVersions.includes("1.1.0"));
+
+    // daemonExec: the entry hands the invocation to the daemon and prints its answer.
+    const socket = `${dir}/daemon.sock`;
+    const daemon = stubDaemon(socket, {
+      stdout: '{"cniVersion":"1.0.0","code":7,"msg":"from the daemon"}',
+      code: 1,
+    });
+    try {
+      const handed = await run(
+        `${dir}/bin/hydra`,
+        [],
+        {
+          CNI_COMMAND: "DEL",
+          CNI_CONTAINERID: "ctr1",
+          CNI_IFNAME: "eth0",
+          CNI_PATH: "/usr/lib/cni",
+        },
+        JSON.stringify({
+          cniVersion: "1.0.0",
+          name: "m",
+          type: "hydra",
+          daemonExec: true,
+          daemonSocket: socket,
+        }),
+      );
+      assert.equal(handed.code, 1, handed.stderr);
+      assert.deepEqual(JSON.parse(handed.stdout), {
+        cniVersion: "1.0.0",
+        code: 7,
+        msg: "from the daemon",
+      });
+    } finally {
+      await daemon.close();
+    }
 
     // A stand-in with the bundle's time shows which file the launcher ran.
     const built = (await Deno.stat(bundle)).mtime!;
