@@ -59,8 +59,15 @@ async function archiveHead(root: string): Promise<void> {
  * try, and fail after about a second, to fetch them at every start.
  */
 async function fillDenoCache(root: string, bundle: boolean): Promise<void> {
+  // Every file of the build: its entry loads the rest through a computed
+  // URL, which Deno (and so `deno cache`) does not follow.
+  const bundleFiles = bundle
+    ? [...Deno.readDirSync(`${root}/.cache/bundle`)]
+      .filter((e) => e.isFile && e.name.endsWith(".js"))
+      .map((e) => `${root}/.cache/bundle/${e.name}`)
+    : [];
   const args = bundle
-    ? ["cache", "--quiet", "--no-config", `${root}/.cache/bundle/hydra-cni.js`]
+    ? ["cache", "--quiet", "--no-config", ...bundleFiles]
     : ["cache", "--quiet", "--config", `${root}/deno.json`, `${root}/main.ts`];
   const out = await new Deno.Command(Deno.execPath(), {
     args,
