@@ -11,6 +11,12 @@ import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { parseInstallArgs } from "../../install/options.ts";
 import { parseRouteArgs } from "../../route/options.ts";
+import { parseDaemonArgs } from "../../daemon/node_main.ts";
+import { DEFAULT_DAEMON_SOCKET } from "../../daemon/node_protocol.ts";
+import { DEFAULT_META_CACHE_DIR } from "../../plugins/meta_config.ts";
+import { LOCK_DIR } from "../../plugins/host_lock.ts";
+import { DEFAULT_TUNING_DIR } from "../../plugins/tuning.ts";
+import { DEFAULT_DATA_DIR } from "../../ipam/config.ts";
 import { repoRoot } from "./helpers.ts";
 
 const deployDir = join(repoRoot, "deploy");
@@ -104,7 +110,8 @@ Deno.test("DaemonSets: host network, every node, probes on the listening ports, 
         assert.ok(c.resources?.[kind]?.cpu && c.resources?.[kind]?.memory, `${where} ${kind}`);
       }
       const args: string[] = c.args ?? [];
-      const addr = args.find((a) => a.startsWith("--health-addr="));
+      // hydra daemon names its health address --listen; the others --health-addr.
+      const addr = args.find((a) => a.startsWith("--health-addr=") || a.startsWith("--listen="));
       assert.ok(addr, `${where} serves health`);
       const port = Number(addr.split(":").at(-1));
       assert.equal(c.livenessProbe.httpGet.port, port, where);
@@ -165,4 +172,68 @@ Deno.test("the router container passes arguments hydra route sync accepts", () =
     route.env.find((e: Obj) => e.name === "NODE_NAME")?.valueFrom.fieldRef.fieldPath,
     "spec.nodeName",
   );
+});
+
+Deno.test("the meta setup's daemon: arguments hydra daemon accepts, its socket where the meta-CNI looks, the host's paths", () => {
+  const pod = find(loadDocs("hydra-meta.yaml"), "DaemonSet").spec.template.spec;
+  const daemon = pod.containers.find((c: Obj) => c.name === "daemon");
+  assert.ok(daemon, "hydra-meta.yaml runs hydra daemon");
+  assert.deepEqual(daemon.command, ["/usr/local/bin/hydra"]);
+  assert.equal(daemon.args[0], "daemon");
+  const opts = parseDaemonArgs(daemon.args.slice(1));
+  assert.equal(opts.socket, DEFAULT_DAEMON_SOCKET, "the meta-CNI conf's default daemonSocket");
+  assert.equal(opts.kubeconfig, undefined, "the in-cluster ServiceAccount");
+  assert.deepEqual(opts.listen, {
+    transport: "tcp",
+    hostname: "0.0.0.0",
+    port: daemon.livenessProbe.httpGet.port,
+  });
+  assert.equal(daemon.readinessProbe.httpGet.path, "/readyz");
+  assert.equal(
+    daemon.env.find((e: Obj) => e.name === "NODE_NAME")?.valueFrom.fieldRef.fieldPath,
+    "spec.nodeName",
+  );
+  // Under daemonExec it does what the meta-CNI exec'd on the host does.
+  assert.equal(daemon.securityContext.privileged, true);
+  const mounts: Obj[] = daemon.volumeMounts;
+  const mounted = (path: string, writable = true) =>
+    mounts.some((m) =>
+      (path === m.mountPath || path.startsWith(`${m.mountPath}/`)) && (!writable || !m.readOnly)
+    );
+  const install = parseInstallArgs(
+    pod.containers.find((c: Obj) => c.name === "install").args,
+  );
+  for (const dir of [install.binDir, install.confDir]) {
+    assert.ok(mounted(dir, false), `${dir} is mounted`);
+  }
+  for (
+    const dir of [
+      opts.socket.slice(0, opts.socket.lastIndexOf("/")),
+      opts.spoolDir,
+      DEFAULT_META_CACHE_DIR,
+      DEFAULT_DATA_DIR,
+      LOCK_DIR,
+      DEFAULT_TUNING_DIR,
+    ]
+  ) {
+    assert.ok(mounted(dir), `${dir} is mounted writable`);
+  }
+  const netns = mounts.find((m) => m.mountPath === "/var/run/netns");
+  assert.equal(netns?.mountPropagation, "HostToContainer", "namespaces made after the pod started");
+});
+
+Deno.test("the daemon's extra role is only in the meta setup and adds list and watch of pods alone", () => {
+  const meta = loadDocs("hydra-meta.yaml");
+  const role = find(meta, "ClusterRole", "hydra-daemon");
+  assert.deepEqual(role.rules, [{
+    apiGroups: [""],
+    resources: ["pods"],
+    verbs: ["list", "watch"],
+  }]);
+  const binding = find(meta, "ClusterRoleBinding", "hydra-daemon");
+  assert.equal(binding.roleRef.name, "hydra-daemon");
+  assert.deepEqual(binding.subjects, find(meta, "ClusterRoleBinding", "hydra").subjects);
+  for (const file of ["hydra-nri.yaml", "hydra-router.yaml"]) {
+    assert.ok(!loadDocs(file).some((d) => d.metadata.name === "hydra-daemon"), file);
+  }
 });

@@ -12,6 +12,7 @@ import { type ControlPlane, startControlPlane } from "../infra/cluster.ts";
 import { peerBin } from "../infra/peers.ts";
 import { createKubeClient } from "../../kube/client.ts";
 import { loadKubeconfig } from "../../kube/kubeconfig.ts";
+import { connectNodeDaemon } from "../../daemon/node_client.ts";
 import { makeNode, removeNode, repoRoot, runInstall, writeProjectedToken } from "./helpers.ts";
 
 const NS = "hydra-system";
@@ -96,6 +97,9 @@ async function allowed(cp: ControlPlane, sa: string, args: string[]): Promise<bo
 const ALLOWED: Record<string, string[][]> = {
   hydra: [
     ["get", "pods", "-n", "default"],
+    // hydra daemon's cache of the node's pods (the meta setup's hydra-daemon role).
+    ["list", "pods", "--all-namespaces"],
+    ["watch", "pods", "--all-namespaces"],
     ["update", "pods", "--subresource=status", "-n", "default"],
     ["patch", "pods", "--subresource=status", "-n", "default"],
     ["get", "network-attachment-definitions.k8s.cni.cncf.io", "-n", "default"],
@@ -124,7 +128,6 @@ const DENIED: Record<string, string[][]> = {
     ["update", "pods", "-n", "default"],
     ["patch", "pods", "-n", "default"],
     ["create", "pods", "-n", "default"],
-    ["list", "pods", "--all-namespaces"],
     ["patch", "nodes"],
     ["update", "nodes", "--subresource=status"],
     ["delete", "nodes"],
@@ -143,6 +146,53 @@ const DENIED: Record<string, string[][]> = {
     ["delete", "pods", "-n", "default"],
   ],
 };
+
+/**
+ * Runs `hydra daemon` with `kubeconfig` until it says every watch cache has
+ * listed; false when it has not within 30 s (a missing rule keeps a cache
+ * from ever listing).
+ */
+async function daemonSyncs(kubeconfig: string, dir: string): Promise<boolean> {
+  const socket = join(dir, "daemon.sock");
+  const child = new Deno.Command(join(repoRoot, "bin", "hydra"), {
+    args: [
+      "daemon",
+      `--kubeconfig=${kubeconfig}`,
+      "--node-name=rbac-node",
+      `--socket=${socket}`,
+      "--listen=",
+      `--spool-dir=${join(dir, "spool")}`,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  try {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const conn = await connectNodeDaemon(socket).catch(() => undefined);
+      if (conn) {
+        try {
+          const res = await conn.call({ op: "ping" }, 2_000);
+          if (res.ok && (res.body as { synced?: boolean }).synced) return true;
+        } catch {
+          // not answering yet
+        } finally {
+          conn.close();
+        }
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return false;
+  } finally {
+    child.kill("SIGTERM");
+    const status = await child.status;
+    const log = await stderr;
+    assert.equal(status.code, 0, `hydra daemon: ${log}`);
+    assert.ok(!/forbidden/i.test(log), `hydra daemon was refused something: ${log}`);
+  }
+}
 
 Deno.test("deploy/ and hydra install against a real kube-apiserver", async (t) => {
   const cp = await startControlPlane();
@@ -225,6 +275,10 @@ Deno.test("deploy/ and hydra install against a real kube-apiserver", async (t) =
         } finally {
           client.close();
         }
+
+        // hydra daemon, as the meta setup runs it, with nothing but these rights: every watch
+        // cache lists (pods of its node, NADs, its Node).
+        assert.equal(await daemonSyncs(kubeconfig, node.confDir), true, "hydra daemon synced");
 
         // The kubelet rotates the token: after the next pass the file carries the new one.
         const rotated = await cp.mintServiceAccountToken(NS, "hydra");
