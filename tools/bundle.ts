@@ -10,9 +10,10 @@
  *   plugin path itself;
  *
  * plus `.cache/bundle/hydra-cni.js.inputs`, the tree-relative paths of the
- * files both were built from, one per line. The launcher uses the bundle
- * only while none of those files is newer than it, so an edit falls back to
- * main.ts until the next build, never to stale code.
+ * files both were built from, one per line, and the same list as a shell
+ * assignment for the launcher to source (`.inputs.sh`). The launcher uses
+ * the bundle only while none of those files is newer than it, so an edit
+ * falls back to main.ts until the next build, never to stale code.
  *
  *   deno run -A tools/bundle.ts           build (if stale) and say where
  *   deno run -A tools/bundle.ts --force   build even when fresh
@@ -154,10 +155,20 @@ export function parseInputs(text: string): string[] {
   return text.split("\n").filter(Boolean);
 }
 
+/**
+ * The inputs list as the launcher sources it: `hydra_inputs`, one path a
+ * line, single-quoted.
+ */
+export function shellInputs(inputs: readonly string[]): string {
+  const quoted = inputs.join("\n").replaceAll("'", `'\\''`);
+  return `# Written by tools/bundle.ts; sourced by bin/hydra.\nhydra_inputs='${quoted}'\n`;
+}
+
 /** True when the bundle's files exist and none of its recorded inputs is newer. */
 export async function isFresh(): Promise<boolean> {
   try {
     await Deno.stat(`${ROOT}/${FULL_BUNDLE}`);
+    await Deno.stat(`${ROOT}/${BUNDLE}.inputs.sh`);
     const built = (await Deno.stat(`${ROOT}/${BUNDLE}`)).mtime!.getTime();
     const inputs = parseInputs(
       await Deno.readTextFile(`${ROOT}/${BUNDLE}.inputs`),
@@ -261,6 +272,7 @@ export async function buildBundle(): Promise<string> {
     });
     await smokeTest(tmp);
     await Deno.writeTextFile(`${tmpDir}/inputs`, inputs.join("\n") + "\n");
+    await Deno.writeTextFile(`${tmpDir}/inputs.sh`, shellInputs(inputs));
     await Deno.utime(tmpFull, started, started);
     await Deno.utime(tmp, started, started);
     // The plugin path, then the entry, then the inputs: a launcher reading
@@ -269,6 +281,7 @@ export async function buildBundle(): Promise<string> {
     await Deno.rename(tmpFull, finalFull);
     await Deno.rename(tmp, final);
     await Deno.rename(`${tmpDir}/inputs`, `${final}.inputs`);
+    await Deno.rename(`${tmpDir}/inputs.sh`, `${final}.inputs.sh`);
   } finally {
     await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { deferImport, rewriteExternals } from "./bundle.ts";
+import { deferImport, rewriteExternals, shellInputs } from "./bundle.ts";
 
 Deno.test("external npm names in the bundle point at the targets deno.json maps them to", () => {
   const map = {
@@ -35,4 +35,20 @@ Deno.test("the entry's import of the plugin path names the file beside it, out o
       `const other = await import("./plugin_main.tsx");`,
     ].join("\n"),
   );
+});
+
+Deno.test("the launcher's inputs list, sourced by sh, gives back every path as it is", async () => {
+  const inputs = ["cni/skel.ts", "deno.json", "odd dir/it's [a]*.ts"];
+  const file = await Deno.makeTempFile({ suffix: ".sh" });
+  try {
+    await Deno.writeTextFile(file, shellInputs(inputs));
+    const out = await new Deno.Command("sh", {
+      args: ["-c", '. "$1"; printf %s "$hydra_inputs"', "sh", file],
+      stdout: "piped",
+    }).output();
+    assert.ok(out.success);
+    assert.equal(new TextDecoder().decode(out.stdout), inputs.join("\n"));
+  } finally {
+    await Deno.remove(file);
+  }
 });
