@@ -35,6 +35,9 @@ import {
 } from "./message.ts";
 import { beginDump, beginRequest, execute, executeDump, type Handle } from "./socket.ts";
 
+/** RTA_NH_ID: the nexthop object a route uses (see nexthop.ts). */
+const RTA_NH_ID = 30;
+
 /** One hop of a multipath route. */
 export interface NextHop {
   gateway?: string;
@@ -72,6 +75,8 @@ export interface Route {
   /** The gateway is taken as on-link. */
   onlink: boolean;
   multipath?: NextHop[];
+  /** The nexthop object the route uses, if it names one. */
+  nhid?: number;
 }
 
 /** A route to add, replace or delete. */
@@ -101,6 +106,8 @@ export interface RouteSpec {
   advmss?: number;
   /** Take the gateway as directly reachable on `oif`. */
   onlink?: boolean;
+  /** Use this nexthop object (then no gateway, device or onlink). */
+  nhid?: number;
 }
 
 /** Which routes {@link listRoutes} returns; the kernel filters when it can. */
@@ -162,7 +169,7 @@ function write(h: Handle, spec: RouteSpec, verb: Exclude<RequestVerb, "append">)
   const protocol = spec.protocol ?? (del ? RTPROT.UNSPEC : RTPROT.BOOT);
   // On delete, "nowhere" matches any scope.
   const scope = spec.scope ??
-    (del ? RT_SCOPE.NOWHERE : defaultScope(type, spec.gateway !== undefined));
+    (del ? RT_SCOPE.NOWHERE : defaultScope(type, spec.gateway !== undefined || !!spec.nhid));
   const oif = spec.oif === undefined ? undefined : linkIndex(h, spec.oif);
   const w = beginRequest(h, del ? RTM.DELROUTE : RTM.NEWROUTE, VERB_FLAGS[verb]);
   writeRtmsg(w, afOf(family), len, table, protocol, scope, type, spec.onlink ? RTNH_F_ONLINK : 0);
@@ -170,6 +177,7 @@ function write(h: Handle, spec: RouteSpec, verb: Exclude<RequestVerb, "append">)
   if (bytes) w.attrBytes(RTA.DST, bytes);
   if (spec.gateway) w.attrBytes(RTA.GATEWAY, parseIp(spec.gateway));
   if (oif !== undefined) w.attrU32(RTA.OIF, oif);
+  if (spec.nhid !== undefined) w.attrU32(RTA_NH_ID, spec.nhid);
   if (spec.prefsrc) w.attrBytes(RTA.PREFSRC, parseIp(spec.prefsrc));
   if (spec.priority !== undefined) w.attrU32(RTA.PRIORITY, spec.priority);
   if (spec.mtu !== undefined || spec.advmss !== undefined) {
@@ -252,6 +260,8 @@ export function parseRoute(payload: Uint8Array): Route | undefined {
   }
   const mp = a.get(RTA.MULTIPATH);
   if (mp) r.multipath = parseMultipath(mp, family);
+  const nhid = attr.u32(a, RTA_NH_ID);
+  if (nhid !== undefined) r.nhid = nhid;
   return r;
 }
 

@@ -46,6 +46,14 @@ import {
 } from "./desired.ts";
 import type { ChangedKeys } from "./incremental.ts";
 import {
+  acquireNexthop,
+  connectedDeviceFinder,
+  type NexthopTable,
+  readNexthops,
+  releaseNexthop,
+  sweepNexthops,
+} from "./nexthops.ts";
+import {
   DeviceConflictError,
   DeviceMissingError,
   deviceSignature,
@@ -58,6 +66,8 @@ interface OwnedRoute {
   table: number;
   metric: number;
   sig: string;
+  /** The network's nexthop object the route uses (see nexthops.ts). */
+  nh?: number;
 }
 
 /** What the last pass left in the kernel for one network. */
@@ -67,6 +77,8 @@ export interface NetworkMirror {
   device?: { sig: string; index: number };
   fdb: Map<string, string>;
   neighs: Map<string, string>;
+  /** The network's nexthop objects; read on first use when absent. */
+  nexthops?: NexthopTable;
 }
 
 /** Counts of the changes one pass made. */
@@ -114,14 +126,24 @@ function readKernel(
   d: DesiredNetwork,
   deviceIndex: number | undefined,
 ): NetworkMirror {
-  const mirror: NetworkMirror = { routes: new Map(), fdb: new Map(), neighs: new Map() };
+  const nexthops = readNexthops(h, d.net.protocol);
+  const mirror: NetworkMirror = { routes: new Map(), fdb: new Map(), neighs: new Map(), nexthops };
   for (const r of listRoutes(h, { protocol: d.net.protocol })) {
     const key = routeKey(r.table, r.dst, r.family, r.priority);
+    const nh = r.nhid === undefined ? undefined : nexthops.byId.get(r.nhid);
+    if (nh) {
+      // The nexthop says where the route leads, whether or not the dump repeats it.
+      nh.refs++;
+      r.gateway = nh.gateway;
+      r.oif = nh.oif;
+      r.onlink = nh.onlink;
+    }
     mirror.routes.set(key, {
       dst: r.dst,
       table: r.table,
       metric: metricOf(r),
       sig: kernelSig(r, deviceIndex),
+      nh: nh?.id,
     });
   }
   if (deviceIndex !== undefined) {
@@ -138,19 +160,22 @@ function readKernel(
   return mirror;
 }
 
-function routeSpec(r: DesiredRoute, deviceIndex: number | undefined): RouteSpec {
-  const spec: RouteSpec = {
-    dst: r.dst,
-    gateway: r.gateway,
-    table: r.table,
-    protocol: r.protocol,
-  };
+function routeSpec(
+  r: DesiredRoute,
+  deviceIndex: number | undefined,
+  nhid: number | undefined,
+): RouteSpec {
+  const spec: RouteSpec = { dst: r.dst, table: r.table, protocol: r.protocol };
+  if (nhid !== undefined) spec.nhid = nhid;
+  else {
+    spec.gateway = r.gateway;
+    if (r.device !== undefined) {
+      spec.oif = deviceIndex;
+      spec.onlink = true;
+    }
+  }
   if (r.metric !== undefined) spec.priority = r.metric;
   if (r.mtu !== undefined) spec.mtu = r.mtu;
-  if (r.device !== undefined) {
-    spec.oif = deviceIndex;
-    spec.onlink = true;
-  }
   return spec;
 }
 
@@ -220,12 +245,23 @@ export function reconcileNetwork(
       routes: new Map(previous.routes),
       fdb: new Map(previous.fdb),
       neighs: new Map(previous.neighs),
+      nexthops: previous.nexthops,
     };
+    have.nexthops ??= readNexthops(h, net.protocol);
   } catch (err) {
     report("kernel", `network ${net.name}: reading the kernel failed: ${(err as Error).message}`);
     return { mirror: previous, changes, problems, retry: true, deviceChanges };
   }
   have.device = device;
+  const nexthops = have.nexthops!;
+  const connectedDevice = connectedDeviceFinder(h);
+  /** The nexthop a new IPv4 route goes through; undefined: the route carries its gateway. */
+  const nexthopFor = (r: DesiredRoute): number | undefined => {
+    if (r.family !== 4 || !nexthops.supported) return undefined;
+    const oif = r.device !== undefined ? deviceIndex : connectedDevice(r.gateway);
+    if (oif === undefined) return undefined;
+    return acquireNexthop(h, nexthops, net.protocol, r.gateway, oif, r.device !== undefined);
+  };
 
   // 1. Routes that should go (or whose key moved) go first.
   for (const key of keys ? keys.routes : [...have.routes.keys()]) {
@@ -247,6 +283,7 @@ export function reconcileNetwork(
       }
     }
     have.routes.delete(key);
+    releaseNexthop(h, nexthops, owned.nh);
   }
 
   // 2. vxlan entries: stale ones out, missing ones in, before the routes that use them.
@@ -318,16 +355,19 @@ export function reconcileNetwork(
     const owned = have.routes.get(key);
     if (owned && owned.sig === sig) continue;
     const metric = r.metric ?? (r.family === 6 ? 1024 : 0);
+    const nh = nexthopFor(r);
     try {
       if (owned) {
-        replaceRoute(h, routeSpec(r, deviceIndex));
+        replaceRoute(h, routeSpec(r, deviceIndex, nh));
         changes.routesReplaced++;
       } else {
-        addRoute(h, routeSpec(r, deviceIndex));
+        addRoute(h, routeSpec(r, deviceIndex, nh));
         changes.routesAdded++;
       }
-      have.routes.set(key, { dst: r.dst, table: r.table, metric, sig });
+      have.routes.set(key, { dst: r.dst, table: r.table, metric, sig, nh });
+      releaseNexthop(h, nexthops, owned?.nh);
     } catch (err) {
+      releaseNexthop(h, nexthops, nh);
       if (isExists(err) && !owned) {
         if (full) {
           report(
@@ -353,5 +393,6 @@ export function reconcileNetwork(
       retry = true;
     }
   }
+  if (full) sweepNexthops(h, nexthops);
   return { mirror: have, changes, problems, retry, deviceChanges };
 }
