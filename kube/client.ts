@@ -37,8 +37,10 @@ const PATCH_CONTENT_TYPE: Record<PatchType, string> = {
 export interface KubeList<T> {
   apiVersion?: string;
   kind?: string;
-  metadata: { resourceVersion?: string; continue?: string };
+  metadata: { resourceVersion?: string; continue?: string; remainingItemCount?: number };
   items: T[];
+  /** Length of the answer's JSON text (set by this client, not sent by the server). */
+  bytes?: number;
 }
 
 /** Options of a list call. */
@@ -192,19 +194,20 @@ export function createKubeClient(conn: KubeConnection, opts: ClientOptions = {})
     }
   }
 
-  async function request<T>(
+  /** Sends a request; the decoded answer and the length of its text. */
+  async function exchange<T>(
     method: string,
     path: string,
     body?: unknown,
     ro: RequestOptions & { contentType?: string } = {},
-  ): Promise<T> {
+  ): Promise<{ value: T; bytes: number }> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const contentType = payload === undefined ? undefined : ro.contentType ?? "application/json";
     const { res, finish, timedOut } = await send(method, path, payload, contentType, ro);
     try {
       if (!res.ok) throw await apiError(res, method, path);
       const text = await res.text();
-      return (text === "" ? undefined : JSON.parse(text)) as T;
+      return { value: (text === "" ? undefined : JSON.parse(text)) as T, bytes: text.length };
     } catch (err) {
       if (err instanceof KubeApiError) throw err;
       if (err instanceof SyntaxError) {
@@ -221,13 +224,22 @@ export function createKubeClient(conn: KubeConnection, opts: ClientOptions = {})
     }
   }
 
+  async function request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    ro: RequestOptions & { contentType?: string } = {},
+  ): Promise<T> {
+    return (await exchange<T>(method, path, body, ro)).value;
+  }
+
   return {
     server: conn.server,
     timeoutMs,
     request,
     get: (path, ro) => request("GET", path, undefined, ro),
-    list: (path, lo = {}) =>
-      request("GET", path, undefined, {
+    async list<T>(path: string, lo: ListOptions = {}) {
+      const { value, bytes } = await exchange<KubeList<T>>("GET", path, undefined, {
         ...lo,
         query: {
           ...lo.query,
@@ -237,7 +249,10 @@ export function createKubeClient(conn: KubeConnection, opts: ClientOptions = {})
           continue: lo.continue,
           resourceVersion: lo.resourceVersion,
         },
-      }),
+      });
+      if (value && typeof value === "object") value.bytes = bytes;
+      return value;
+    },
     create: (path, body, ro) => request("POST", path, body, ro),
     update: (path, body, ro) => request("PUT", path, body, ro),
     patch: (path, body, type = "merge", ro = {}) =>
