@@ -59,7 +59,8 @@ import {
   openHandle,
   setLinkUp,
 } from "../netlink/mod.ts";
-import { formatMac, ipFamily, isIp, parseIp } from "../netlink/ip.ts";
+import { ipFamily, isIp } from "../netlink/ip.ts";
+import { vtepMac } from "./vtep_mac.ts";
 import {
   attachToBridge,
   type BridgeConf,
@@ -100,18 +101,7 @@ export function vxlanBridgeName(vni: number): string {
   return `hydrabr${vni}`;
 }
 
-/**
- * The MAC of the tunnel device of the node whose underlay address is
- * `underlay`: 0e:68 then the IPv4 address (an IPv6 address folded to 4
- * bytes by XOR). Every node derives every other node's tunnel MAC from its
- * address, so nothing but the address has to be published.
- */
-export function vtepMac(underlay: string): string {
-  const b = parseIp(underlay);
-  const tail = new Uint8Array(4);
-  for (let i = 0; i < b.length; i++) tail[i % 4] ^= b[i];
-  return formatMac(Uint8Array.of(0x0e, 0x68, ...tail));
-}
+export { vtepMac };
 
 function optAddress(c: Record<string, unknown>, key: string): string | undefined {
   const v = optString(c, key);

@@ -13,7 +13,7 @@
 
 import { createHash } from "node:crypto";
 import { type IpFamily, nextIp, tryParseIp } from "../netlink/ip.ts";
-import { vtepMac } from "../plugins/vxlan.ts";
+import { vtepMac } from "../plugins/vtep_mac.ts";
 import type { NetworkConfig, VxlanConfig } from "./config.ts";
 import {
   addressOfFamily,
