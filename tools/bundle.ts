@@ -1,5 +1,5 @@
 /**
- * Builds the single-file form of hydra's CNI path that the source launcher
+ * Builds the bundled form of hydra's CNI path that the source launcher
  * (bin/hydra) runs for CNI invocations, in two files:
  *
  * - `.cache/bundle/hydra-cni.js`, what the launcher runs: cni/exec_entry.ts,
