@@ -115,7 +115,10 @@ const dir = await Deno.makeTempDir({ prefix: "hydra-bench-shim-" });
 const daemon = stubDaemon(`${dir}/daemon.sock`);
 try {
   const deno = launcherDeno();
-  const baseEnv = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", DENO_DIR: `${root}/.cache/deno` };
+  const baseEnv = {
+    PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    DENO_DIR: `${root}/.cache/deno`,
+  };
   await Deno.writeTextFile(`${dir}/empty.js`, "");
   const runs: Record<string, Run> = {
     shim_forward: {
@@ -123,6 +126,8 @@ try {
       args: [],
       env: {
         ...baseEnv,
+        // The same Deno as the floor's.
+        HYDRA_DENO: deno,
         CNI_COMMAND: "DEL",
         CNI_CONTAINERID: "bench-shim",
         CNI_IFNAME: "eth0",
