@@ -57,18 +57,28 @@ export interface Cidr {
 
 /** Dotted IPv4 as a uint32, or undefined. */
 function parseV4(text: string): number | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
+  // One pass over the character codes: thousands of addresses are parsed
+  // at a router's start, before the JIT has warmed up.
   let value = 0;
-  for (const part of parts) {
-    // Go rejects empty fields, more than 3 digits, and leading zeros (they
-    // are octal to some parsers, so the text would be ambiguous).
-    if (!/^[0-9]{1,3}$/.test(part) || (part.length > 1 && part[0] === "0")) return undefined;
-    const n = Number(part);
-    if (n > 255) return undefined;
-    value = value * 256 + n;
+  let fields = 0;
+  let n = 0;
+  let digits = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 46; // a final "."
+    if (c === 46) {
+      // Go rejects empty fields, more than 3 digits, and leading zeros (they
+      // are octal to some parsers, so the text would be ambiguous).
+      if (digits === 0 || n > 255 || ++fields > 4) return undefined;
+      value = value * 256 + n;
+      n = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 3 || (digits === 1 && n === 0)) return undefined;
+      n = n * 10 + (c - 48);
+      digits++;
+    } else return undefined;
   }
-  return value;
+  return fields === 4 ? value : undefined;
 }
 
 /** The eight 16-bit groups of an IPv6 address (no zone), or undefined. */
