@@ -72,6 +72,25 @@ function observedClient(client: KubeClient, ok: () => void, failed: () => void):
   };
 }
 
+/**
+ * A Node object reduced to what {@link nodeFromKube} reads (and the
+ * informer keys by): status heartbeats, images, conditions and managed
+ * fields are dropped as each object arrives.
+ */
+export function slimNode(n: Node, annotationKeys?: ReadonlySet<string>): Node {
+  const { name, namespace, resourceVersion, annotations } = n.metadata;
+  let kept = annotations;
+  if (annotations && annotationKeys) {
+    kept = {};
+    for (const k of annotationKeys) if (k in annotations) kept[k] = annotations[k];
+  }
+  return {
+    metadata: { name, namespace, resourceVersion, annotations: kept },
+    spec: { podCIDR: n.spec?.podCIDR, podCIDRs: n.spec?.podCIDRs },
+    status: { addresses: n.status?.addresses },
+  };
+}
+
 /** Starts watching Node objects. */
 export function watchKubeNodes(
   client: KubeClient,
@@ -102,6 +121,7 @@ export function watchKubeNodes(
     // Node objects run from under 1 KB (a bare node) to tens of KB (image lists): pages of
     // about 4 MiB keep a large cluster's list to a few round trips and a bounded answer.
     pageBytes: 4 << 20,
+    transform: (n) => slimNode(n, opts.annotationKeys),
     onEvent(type, obj) {
       if (failing) {
         failing = false;
