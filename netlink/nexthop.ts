@@ -17,7 +17,14 @@ import { AF, afOf, RTNH_F_ONLINK } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
 import { formatIp, type IpFamily, parseIp } from "./ip.ts";
 import { attr, getU32, parseAttrs, type RequestVerb, VERB_FLAGS } from "./message.ts";
-import { beginDump, beginRequest, execute, executeDump, type Handle } from "./socket.ts";
+import {
+  beginDump,
+  beginRequest,
+  execute,
+  executeDump,
+  type Handle,
+  type RequestBatch,
+} from "./socket.ts";
 
 const RTM_NEWNEXTHOP = 104;
 const RTM_DELNEXTHOP = 105;
@@ -56,7 +63,7 @@ export interface NexthopSpec {
   onlink?: boolean;
 }
 
-function write(h: Handle, spec: NexthopSpec, verb: "add" | "replace"): void {
+function build(h: Handle, spec: NexthopSpec, verb: "add" | "replace"): string {
   const gw = parseIp(spec.gateway);
   const family: IpFamily = gw.length === 4 ? 4 : 6;
   const w = beginRequest(h, RTM_NEWNEXTHOP, VERB_FLAGS[verb as RequestVerb]);
@@ -68,7 +75,16 @@ function write(h: Handle, spec: NexthopSpec, verb: "add" | "replace"): void {
   w.attrU32(NHA_ID, spec.id);
   w.attrU32(NHA_OIF, spec.oif);
   w.attrBytes(NHA_GATEWAY, gw);
-  execute(h, `${verb} nexthop ${spec.id} via ${spec.gateway}`);
+  return `${verb} nexthop ${spec.id} via ${spec.gateway}`;
+}
+
+function write(h: Handle, spec: NexthopSpec, verb: "add" | "replace"): void {
+  execute(h, build(h, spec, verb));
+}
+
+/** Queues the creation of a nexthop in `batch`; its outcome comes with the batch's flush. */
+export function queueAddNexthop(h: Handle, batch: RequestBatch, spec: NexthopSpec): number {
+  return batch.add(build(h, spec, "add"));
 }
 
 /** Creates a nexthop; EEXIST when the id is taken. */

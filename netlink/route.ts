@@ -33,7 +33,14 @@ import {
   VERB_FLAGS,
   type Writer,
 } from "./message.ts";
-import { beginDump, beginRequest, execute, executeDump, type Handle } from "./socket.ts";
+import {
+  beginDump,
+  beginRequest,
+  execute,
+  executeDump,
+  type Handle,
+  type RequestBatch,
+} from "./socket.ts";
 
 /** RTA_NH_ID: the nexthop object a route uses (see nexthop.ts). */
 const RTA_NH_ID = 30;
@@ -161,7 +168,8 @@ function defaultScope(type: number, hasGateway: boolean): number {
   return RT_SCOPE.UNIVERSE;
 }
 
-function write(h: Handle, spec: RouteSpec, verb: Exclude<RequestVerb, "append">): void {
+/** Builds the request for `spec` in the handle's writer; returns its description for errors. */
+function build(h: Handle, spec: RouteSpec, verb: Exclude<RequestVerb, "append">): string {
   const { family, bytes, len } = resolveDst(spec);
   const del = verb === "delete";
   const table = spec.table ?? RT_TABLE.MAIN;
@@ -186,7 +194,24 @@ function write(h: Handle, spec: RouteSpec, verb: Exclude<RequestVerb, "append">)
     if (spec.advmss !== undefined) w.attrU32(RTAX.ADVMSS, spec.advmss);
     w.nestEnd(m);
   }
-  execute(h, `${verb} route ${spec.dst}${table !== RT_TABLE.MAIN ? ` table ${table}` : ""}`);
+  return `${verb} route ${spec.dst}${table !== RT_TABLE.MAIN ? ` table ${table}` : ""}`;
+}
+
+function write(h: Handle, spec: RouteSpec, verb: Exclude<RequestVerb, "append">): void {
+  execute(h, build(h, spec, verb));
+}
+
+/**
+ * Queues an add, replace or delete of a route in `batch` (see
+ * {@link RequestBatch}); its outcome comes with the batch's flush.
+ */
+export function queueRoute(
+  h: Handle,
+  batch: RequestBatch,
+  spec: RouteSpec,
+  verb: "add" | "replace" | "delete",
+): number {
+  return batch.add(build(h, spec, verb));
 }
 
 /** Adds a route. EEXIST when an equal route is there, ENETUNREACH when the gateway is not reachable. */

@@ -290,3 +290,106 @@ export function executeDump<T>(
     new DataView(request.buffer).setUint32(8, h.seq, true);
   }
 }
+
+/** Most requests in one sendmsg: bounds the error replies that can queue up unread. */
+const BATCH_CHUNK = 64;
+
+/**
+ * Requests sent several to a sendmsg, for when thousands of independent
+ * changes go in at once (a router's first sync). Each is built as usual
+ * with {@link beginRequest} and handed to {@link RequestBatch.add} instead
+ * of {@link execute}; nothing is sent until {@link RequestBatch.flush}.
+ * The kernel handles the requests of one sendmsg in order, each on its
+ * own: a later request may use an object an earlier one made, and one
+ * refused request does not stop the others.
+ */
+export interface RequestBatch {
+  /** Queues the request just built; returns its index in the batch. */
+  add(op: string): number;
+  /** How many requests are queued. */
+  readonly size: number;
+  /**
+   * Sends the queued requests and waits until the kernel has handled them
+   * all; returns each one's error (undefined: done), by index. The batch
+   * is empty afterwards.
+   */
+  flush(): (NetlinkError | undefined)[];
+}
+
+/** Starts a {@link RequestBatch} on a handle. */
+export function createBatch(h: Handle): RequestBatch {
+  let msgs: { bytes: Uint8Array; seq: number; op: string }[] = [];
+  return {
+    add(op) {
+      const bytes = h.writer.finish().slice();
+      const view = new DataView(bytes.buffer);
+      // Only failures answer; the last request of each sendmsg asks for an ack (see flush).
+      view.setUint16(6, view.getUint16(6, true) & ~NLM_F_ACK, true);
+      msgs.push({ bytes, seq: view.getUint32(8, true), op });
+      return msgs.length - 1;
+    },
+    get size() {
+      return msgs.length;
+    },
+    flush() {
+      const out: (NetlinkError | undefined)[] = new Array(msgs.length).fill(undefined);
+      const queued = msgs;
+      msgs = [];
+      for (let from = 0; from < queued.length; from += BATCH_CHUNK) {
+        const chunk = queued.slice(from, from + BATCH_CHUNK);
+        const last = chunk[chunk.length - 1];
+        const lastView = new DataView(last.bytes.buffer);
+        lastView.setUint16(6, lastView.getUint16(6, true) | NLM_F_ACK, true);
+        const bySeq = new Map<number, { index: number; op: string }>();
+        let total = 0;
+        chunk.forEach((m, i) => {
+          bySeq.set(m.seq, { index: from + i, op: m.op });
+          total += m.bytes.length;
+        });
+        const buf = new Uint8Array(total);
+        let off = 0;
+        for (const m of chunk) {
+          buf.set(m.bytes, off);
+          off += m.bytes.length;
+        }
+        try {
+          send(h, buf, last.op);
+          collectErrors(h, bySeq, last.seq, out);
+        } catch (e) {
+          // The socket failed: none of the chunk's outcomes is known.
+          const err = e instanceof NetlinkError ? e : new NetlinkError(last.op, 5);
+          for (const { index } of bySeq.values()) out[index] ??= err;
+        }
+      }
+      return out;
+    },
+  };
+}
+
+/** Reads replies until the ack of `lastSeq`, noting each error under its request's index. */
+function collectErrors(
+  h: Handle,
+  bySeq: Map<number, { index: number; op: string }>,
+  lastSeq: number,
+  out: (NetlinkError | undefined)[],
+): void {
+  for (;;) {
+    const n = recvInto(h, "batch");
+    const buf = h.recvBuf;
+    let off = 0;
+    while (off + NLMSG_HDRLEN <= n) {
+      const len = getU32(buf, off);
+      if (len < NLMSG_HDRLEN || off + len > n) break;
+      const type = getU16(buf, off + 4);
+      const flags = getU16(buf, off + 6);
+      const seq = getU32(buf, off + 8);
+      const payload = buf.subarray(off + NLMSG_HDRLEN, off + len);
+      off += (len + 3) & ~3;
+      const entry = bySeq.get(seq);
+      if (type !== NLMSG_ERROR || entry === undefined) continue;
+      const err = errorFromAck(entry.op, flags, payload);
+      if (err) out[entry.index] = err;
+      if (seq === lastSeq) return;
+    }
+  }
+}

@@ -27,7 +27,9 @@ import {
   listNexthops,
   type Nexthop,
   nexthopsUnsupported,
+  queueAddNexthop,
 } from "../netlink/nexthop.ts";
+import type { RequestBatch } from "../netlink/socket.ts";
 
 /** One nexthop the network owns. */
 export interface OwnedNexthop {
@@ -38,6 +40,8 @@ export interface OwnedNexthop {
   onlink: boolean;
   /** Owned routes using it. */
   refs: number;
+  /** Queued for creation in a batch not yet flushed: its index there. */
+  pending?: number;
 }
 
 /** A network's nexthop objects, as the kernel holds them. */
@@ -177,6 +181,55 @@ export function acquireNexthop(
 }
 
 /** Deletes an unused nexthop; one the kernel keeps stays listed, for the next sweep. */
+/**
+ * Like {@link acquireNexthop}, but a missing nexthop is queued in `batch`
+ * rather than made at once (and counted as made); `index` is the request's
+ * place in the batch, for the caller to check after the flush (then
+ * {@link forgetNexthop} when it failed).
+ */
+export function reserveNexthop(
+  h: Handle,
+  t: NexthopTable,
+  batch: RequestBatch,
+  protocol: number,
+  gateway: string,
+  oif: number,
+  onlink: boolean,
+): { id: number; index?: number } | undefined {
+  if (!t.supported) return undefined;
+  const key = nexthopKey(gateway, oif, onlink);
+  const have = t.byKey.get(key);
+  if (have) {
+    have.refs++;
+    return { id: have.id, index: have.pending };
+  }
+  while (t.taken.has(t.nextId) || t.byId.has(t.nextId)) t.nextId = (t.nextId + 1) >>> 0 || 1;
+  const id = t.nextId;
+  let index: number;
+  try {
+    index = queueAddNexthop(h, batch, { id, gateway, oif, protocol, onlink });
+  } catch {
+    return undefined; // not even expressible (a bad address): the route carries its gateway
+  }
+  const owned: OwnedNexthop = { id, key, gateway, oif, onlink, refs: 1, pending: index };
+  t.byId.set(id, owned);
+  t.byKey.set(key, owned);
+  t.taken.add(id);
+  return { id, index };
+}
+
+/** Drops a nexthop whose creation failed with `err` from the table (it is not in the kernel). */
+export function forgetNexthop(t: NexthopTable, id: number, err: unknown): void {
+  const nh = t.byId.get(id);
+  if (nh) {
+    t.byId.delete(id);
+    if (t.byKey.get(nh.key) === nh) t.byKey.delete(nh.key);
+  }
+  // Taken by someone since the last read: the id stays taken; anything else frees it.
+  if (!hasErrno(err, "EEXIST")) t.taken.delete(id);
+  if (nexthopsUnsupported(err) && !hasErrno(err, "EINVAL")) t.supported = false;
+}
+
 function remove(h: Handle, t: NexthopTable, nh: OwnedNexthop): void {
   try {
     delNexthop(h, nh.id);

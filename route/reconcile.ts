@@ -18,13 +18,10 @@
  */
 
 import {
-  addRoute,
   delFdb,
   delNeigh,
   delRoute,
   type Handle,
-  hasErrno,
-  isExists,
   isNotFound,
   listFdb,
   listNeighs,
@@ -33,26 +30,12 @@ import {
   NUD,
   replaceFdb,
   replaceNeigh,
-  replaceRoute,
   type Route,
-  type RouteSpec,
 } from "../netlink/mod.ts";
-import {
-  type DesiredNetwork,
-  type DesiredRoute,
-  type Problem,
-  routeKey,
-  routeSignature,
-} from "./desired.ts";
+import { type DesiredNetwork, type Problem, routeKey, routeSignature } from "./desired.ts";
 import type { ChangedKeys } from "./incremental.ts";
-import {
-  acquireNexthop,
-  connectedDeviceFinder,
-  type NexthopTable,
-  readNexthops,
-  releaseNexthop,
-  sweepNexthops,
-} from "./nexthops.ts";
+import { type NexthopTable, readNexthops, releaseNexthop, sweepNexthops } from "./nexthops.ts";
+import { applyRoutes } from "./apply_routes.ts";
 import {
   DeviceConflictError,
   DeviceMissingError,
@@ -160,25 +143,6 @@ function readKernel(
   return mirror;
 }
 
-function routeSpec(
-  r: DesiredRoute,
-  deviceIndex: number | undefined,
-  nhid: number | undefined,
-): RouteSpec {
-  const spec: RouteSpec = { dst: r.dst, table: r.table, protocol: r.protocol };
-  if (nhid !== undefined) spec.nhid = nhid;
-  else {
-    spec.gateway = r.gateway;
-    if (r.device !== undefined) {
-      spec.oif = deviceIndex;
-      spec.onlink = true;
-    }
-  }
-  if (r.metric !== undefined) spec.priority = r.metric;
-  if (r.mtu !== undefined) spec.mtu = r.mtu;
-  return spec;
-}
-
 /**
  * Brings one network's kernel state to `d`. `full` reads the kernel first;
  * otherwise `previous` (the last mirror) stands for the kernel. With
@@ -254,14 +218,6 @@ export function reconcileNetwork(
   }
   have.device = device;
   const nexthops = have.nexthops!;
-  const connectedDevice = connectedDeviceFinder(h);
-  /** The nexthop a new IPv4 route goes through; undefined: the route carries its gateway. */
-  const nexthopFor = (r: DesiredRoute): number | undefined => {
-    if (r.family !== 4 || !nexthops.supported) return undefined;
-    const oif = r.device !== undefined ? deviceIndex : connectedDevice(r.gateway);
-    if (oif === undefined) return undefined;
-    return acquireNexthop(h, nexthops, net.protocol, r.gateway, oif, r.device !== undefined);
-  };
 
   // 1. Routes that should go (or whose key moved) go first.
   for (const key of keys ? keys.routes : [...have.routes.keys()]) {
@@ -348,51 +304,16 @@ export function reconcileNetwork(
   }
 
   // 3. Missing routes in, changed ones replaced.
-  for (const key of keys ? keys.routes : d.routes.keys()) {
-    const r = d.routes.get(key);
-    if (!r) continue;
-    const sig = r.sig;
-    const owned = have.routes.get(key);
-    if (owned && owned.sig === sig) continue;
-    const metric = r.metric ?? (r.family === 6 ? 1024 : 0);
-    const nh = nexthopFor(r);
-    try {
-      if (owned) {
-        replaceRoute(h, routeSpec(r, deviceIndex, nh));
-        changes.routesReplaced++;
-      } else {
-        addRoute(h, routeSpec(r, deviceIndex, nh));
-        changes.routesAdded++;
-      }
-      have.routes.set(key, { dst: r.dst, table: r.table, metric, sig, nh });
-      releaseNexthop(h, nexthops, owned?.nh);
-    } catch (err) {
-      releaseNexthop(h, nexthops, nh);
-      if (isExists(err) && !owned) {
-        if (full) {
-          report(
-            "route_conflict",
-            `network ${net.name}: route ${r.dst} (table ${r.table}) to node ${r.node} is held by a ` +
-              `route of another protocol; left alone`,
-            r.node,
-          );
-        } else {
-          // Maybe ours after all (left by another run): the next full pass tells.
-          retry = true;
-        }
-        continue;
-      }
-      const hint = hasErrno(err, "ENETUNREACH")
-        ? ` (gateway ${r.gateway} is not on a directly connected network)`
-        : "";
-      report(
-        "kernel",
-        `network ${net.name}: route to node ${r.node}: ${(err as Error).message}${hint}`,
-        r.node,
-      );
-      retry = true;
-    }
-  }
+  const routeCtx = {
+    h,
+    net,
+    full,
+    deviceIndex,
+    have: Object.assign(have, { nexthops }),
+    changes,
+    report,
+  };
+  if (applyRoutes(routeCtx, keys ? keys.routes : d.routes.keys(), d.routes)) retry = true;
   if (full) sweepNexthops(h, nexthops);
   return { mirror: have, changes, problems, retry, deviceChanges };
 }
