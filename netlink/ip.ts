@@ -154,7 +154,13 @@ function rawToAddr(raw: RawIp): IpAddr {
 function rawToBytes(raw: RawIp): Uint8Array {
   if (raw.family === 4) {
     const n = raw.v4;
-    return Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
+    // Element by element: Uint8Array.of is several times slower before the JIT warms up.
+    const out = new Uint8Array(4);
+    out[0] = n >>> 24;
+    out[1] = (n >>> 16) & 255;
+    out[2] = (n >>> 8) & 255;
+    out[3] = n & 255;
+    return out;
   }
   const out = new Uint8Array(16);
   raw.groups.forEach((g, i) => {

@@ -318,14 +318,23 @@ export interface RequestBatch {
 
 /** Starts a {@link RequestBatch} on a handle. */
 export function createBatch(h: Handle): RequestBatch {
-  let msgs: { bytes: Uint8Array; seq: number; op: string }[] = [];
+  // The requests back to back in one buffer; each one's offset, sequence number and description.
+  let buf = new Uint8Array(16 * 1024);
+  let used = 0;
+  let msgs: { off: number; seq: number; op: string }[] = [];
   return {
     add(op) {
-      const bytes = h.writer.finish().slice();
-      const view = new DataView(bytes.buffer);
+      const bytes = h.writer.finish();
+      if (used + bytes.length > buf.length) {
+        const grown = new Uint8Array(Math.max(buf.length * 2, used + bytes.length));
+        grown.set(buf.subarray(0, used));
+        buf = grown;
+      }
+      buf.set(bytes, used);
       // Only failures answer; the last request of each sendmsg asks for an ack (see flush).
-      view.setUint16(6, view.getUint16(6, true) & ~NLM_F_ACK, true);
-      msgs.push({ bytes, seq: view.getUint32(8, true), op });
+      buf[used + 6] &= ~NLM_F_ACK;
+      msgs.push({ off: used, seq: getU32(bytes, 8), op });
+      used += bytes.length;
       return msgs.length - 1;
     },
     get size() {
@@ -334,26 +343,19 @@ export function createBatch(h: Handle): RequestBatch {
     flush() {
       const out: (NetlinkError | undefined)[] = new Array(msgs.length).fill(undefined);
       const queued = msgs;
+      const all = buf;
+      const end = used;
       msgs = [];
+      used = 0;
       for (let from = 0; from < queued.length; from += BATCH_CHUNK) {
-        const chunk = queued.slice(from, from + BATCH_CHUNK);
-        const last = chunk[chunk.length - 1];
-        const lastView = new DataView(last.bytes.buffer);
-        lastView.setUint16(6, lastView.getUint16(6, true) | NLM_F_ACK, true);
+        const to = Math.min(from + BATCH_CHUNK, queued.length);
+        const last = queued[to - 1];
+        all[last.off + 6] |= NLM_F_ACK;
         const bySeq = new Map<number, { index: number; op: string }>();
-        let total = 0;
-        chunk.forEach((m, i) => {
-          bySeq.set(m.seq, { index: from + i, op: m.op });
-          total += m.bytes.length;
-        });
-        const buf = new Uint8Array(total);
-        let off = 0;
-        for (const m of chunk) {
-          buf.set(m.bytes, off);
-          off += m.bytes.length;
-        }
+        for (let i = from; i < to; i++) bySeq.set(queued[i].seq, { index: i, op: queued[i].op });
+        const stop = to < queued.length ? queued[to].off : end;
         try {
-          send(h, buf, last.op);
+          send(h, all.subarray(queued[from].off, stop), last.op);
           collectErrors(h, bySeq, last.seq, out);
         } catch (e) {
           // The socket failed: none of the chunk's outcomes is known.
