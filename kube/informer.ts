@@ -72,6 +72,9 @@ export interface Informer<T> {
   stop(): Promise<void>;
 }
 
+/** Objects asked for to learn their size (see `pageBytes`). */
+const PROBE = 8;
+
 /** Most items asked for in one page, however small they are. */
 const MAX_PAGE = 10_000;
 
@@ -115,8 +118,11 @@ export function startInformer<T extends KubeObject>(
     let cont: string | undefined;
     let listRv: string | undefined;
     const first = opts.pageSize ?? 500;
-    let limit = first;
-    do {
+    // With pageBytes, a few objects first tell their size; the list then starts over in pages
+    // of that size (a continued page costs the API server more than a fresh one).
+    let probing = opts.pageBytes !== undefined;
+    let limit = probing ? PROBE : first;
+    for (;;) {
       try {
         const page = await client.list<T>(path, {
           labelSelector: opts.labelSelector,
@@ -125,6 +131,14 @@ export function startInformer<T extends KubeObject>(
           continue: cont,
           signal: stopper.signal,
         });
+        if (probing) {
+          probing = false;
+          if (page.metadata.continue && page.bytes && page.items.length) {
+            const perItem = page.bytes / page.items.length;
+            limit = Math.max(first, Math.min(MAX_PAGE, Math.floor(opts.pageBytes! / perItem)));
+            continue;
+          }
+        }
         const transform = opts.transform;
         for (const item of page.items) items.push(transform ? transform(item) : item);
         if (opts.pageBytes && page.bytes && page.items.length) {
@@ -143,7 +157,8 @@ export function startInformer<T extends KubeObject>(
         }
         throw err;
       }
-    } while (cont);
+      if (!cont) break;
+    }
     lists++;
     const seen = new Set<string>();
     for (const item of items) {

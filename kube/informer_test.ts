@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
 import type { KubeClient, KubeList, ListOptions } from "./client.ts";
+import { KubeApiError } from "./errors.ts";
 import { startInformer } from "./informer.ts";
 import type { KubeObject } from "./watch.ts";
 
-/** A client serving `n` objects of about `size` bytes each in pages, and a watch that stays open. */
-function fakeClient(n: number, size: number, limits: (number | undefined)[]): KubeClient {
+/**
+ * A client serving `n` objects of about `size` bytes each in pages, and a watch that stays
+ * open; `expireOnce` makes the first continued page fail as an expired continue token does.
+ */
+function fakeClient(
+  n: number,
+  size: number,
+  limits: (number | undefined)[],
+  expireOnce = false,
+): KubeClient {
   const items: KubeObject[] = Array.from({ length: n }, (_, i) => ({
     metadata: { name: `o${i}`, resourceVersion: "1" },
   }));
@@ -20,6 +29,18 @@ function fakeClient(n: number, size: number, limits: (number | undefined)[]): Ku
     delete: unused,
     list<T>(_path: string, lo: ListOptions = {}): Promise<KubeList<T>> {
       limits.push(lo.limit);
+      if (lo.continue && expireOnce) {
+        expireOnce = false;
+        return Promise.reject(
+          new KubeApiError({
+            status: 410,
+            reason: "Expired",
+            message: "continue token expired",
+            method: "GET",
+            path: _path,
+          }),
+        );
+      }
       const from = Number(lo.continue ?? 0);
       const page = items.slice(from, from + (lo.limit ?? n));
       const next = from + page.length;
@@ -42,17 +63,42 @@ function fakeClient(n: number, size: number, limits: (number | undefined)[]): Ku
   };
 }
 
-Deno.test("informer: with pageBytes, pages after the first are sized by the objects' size", async () => {
+Deno.test("informer: with pageBytes, a few objects tell their size, then the list starts over in pages of that size", async () => {
   const limits: (number | undefined)[] = [];
   const inf = startInformer(fakeClient(40, 100, limits), "/api/v1/things", {
     pageSize: 4,
     pageBytes: 1000,
   });
+  const few: (number | undefined)[] = [];
+  const small = startInformer(fakeClient(5, 100, few), "/api/v1/things", {
+    pageSize: 4,
+    pageBytes: 1000,
+  });
   try {
     await inf.synced;
+    await small.synced;
     assert.equal(inf.list().length, 40);
-    // 4 first, then 1000 / 100 = 10 per page.
-    assert.deepEqual(limits, [4, 10, 10, 10, 10]);
+    // 8 to learn the size, then 1000 / 100 = 10 per page from the start.
+    assert.deepEqual(limits, [8, 10, 10, 10, 10]);
+    // Everything came with the first request.
+    assert.deepEqual(few, [8]);
+    assert.equal(small.list().length, 5);
+  } finally {
+    await inf.stop();
+    await small.stop();
+  }
+});
+
+Deno.test("informer: an expired continue token starts the list over, and the list is complete", async () => {
+  const limits: (number | undefined)[] = [];
+  const inf = startInformer(fakeClient(10, 100, limits, true), "/api/v1/things", {
+    pageSize: 4,
+  });
+  try {
+    await inf.synced;
+    assert.equal(inf.list().length, 10);
+    assert.equal(inf.lists, 1);
+    assert.deepEqual(limits, [4, 4, 4, 4, 4]);
   } finally {
     await inf.stop();
   }
@@ -70,7 +116,7 @@ Deno.test("informer: without pageBytes every page has pageSize items; large obje
     await inf.synced;
     await inf2.synced;
     assert.deepEqual(limits, [4, 4, 4]);
-    assert.deepEqual(big, [4, 4, 4]);
+    assert.deepEqual(big, [8, 4, 4, 4]);
     assert.equal(inf2.list().length, 9);
   } finally {
     await inf.stop();

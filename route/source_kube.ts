@@ -119,8 +119,8 @@ export function watchKubeNodes(
     watchTimeoutSeconds: opts.watchTimeoutSeconds,
     backoff: { initialMs: 200, maxMs: opts.backoffMaxMs ?? 10_000 },
     // Node objects run from under 1 KB (a bare node) to tens of KB (image lists): pages of
-    // about 4 MiB keep a large cluster's list to a few round trips and a bounded answer.
-    pageBytes: 4 << 20,
+    // about 8 MiB keep a large cluster's list to a few round trips and a bounded answer.
+    pageBytes: 8 << 20,
     transform: (n) => slimNode(n, opts.annotationKeys),
     onEvent(type, obj) {
       if (failing) {
