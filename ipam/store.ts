@@ -278,15 +278,24 @@ function reserveSync(
 }
 
 function writeLastReserved(store: LockedStore, setIndex: number, name: string): void {
-  // A hint only: replace it atomically but without syncing.
+  // A hint only, rewritten in place under the lock (every reader and writer
+  // holds it, host-local too). Neither replaced by rename nor truncated to
+  // zero first: on ext4 either makes the kernel start writing the file's
+  // data out (auto_da_alloc), ~0.5 ms on every reservation. A hint torn by a
+  // crash only moves where the next scan starts (any address, or none, is
+  // safe there).
   const path = join(store.dir, `${LAST_RESERVED_PREFIX}${setIndex}`);
-  const temp = tempName(store, "last");
+  const bytes = encoder.encode(name);
+  let file: Deno.FsFile | undefined;
   try {
-    Deno.writeTextFileSync(temp, name, { mode: 0o600, createNew: true });
-    Deno.renameSync(temp, path);
+    file = Deno.openSync(path, { write: true, create: true, mode: 0o600 });
+    let rest = bytes;
+    while (rest.length) rest = rest.subarray(file.writeSync(rest));
+    file.truncateSync(bytes.length);
   } catch (err) {
-    removeQuietly(temp);
     throw ioError(`cannot record last reserved address in ${path}`, err);
+  } finally {
+    file?.close();
   }
 }
 
