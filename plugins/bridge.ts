@@ -132,7 +132,7 @@ async function attachLocked(
       vlan: conf.vlan,
       trunk: conf.vlanTrunk,
       preserveDefaultVlan: conf.preserveDefaultVlan,
-    });
+    }, pair.host.name);
     const result: Result = {
       cniVersion: CURRENT_VERSION,
       interfaces: [{ name: br.link.name, mac: br.link.mac }, pair.host, pair.container],
@@ -175,8 +175,8 @@ async function attachLocked(
     } else if (!conf.disableContainerInterface) {
       setLinkUp(pod, args.ifName);
     }
-    if (!conf.disableContainerInterface) await waitPortUp(h, pair.hostIndex);
-    result.interfaces![1].mac = getLink(h, pair.hostIndex).mac;
+    const port = conf.disableContainerInterface ? undefined : await waitPortUp(h, pair.hostIndex);
+    result.interfaces![1].mac = (port ?? getLink(h, pair.hostIndex)).mac;
     result.interfaces![0].mac = getLink(h, br.link.index).mac;
     const dns = configDns(args.config);
     if (dns) result.dns = dns;

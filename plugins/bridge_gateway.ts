@@ -9,7 +9,7 @@
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result } from "../cni/types.ts";
-import { getLink, type Handle, sysctlRead, sysctlWrite } from "../netlink/mod.ts";
+import { getLink, type Handle, type Link, sysctlRead, sysctlWrite } from "../netlink/mod.ts";
 import { networkAddress, networkCidr, nextIp, parseCidr } from "../netlink/ip.ts";
 import type { Undo } from "./links.ts";
 
@@ -84,15 +84,26 @@ export function enableForwarding(families: readonly (4 | 6)[], undo: Undo): void
   }
 }
 
-const PORT_UP_WAITS_MS = [0, 50, 500, 1000, 1000];
+/**
+ * Pauses between looks at the port, ms. The kernel marks a veth port up
+ * from a work queue shortly after both ends are up, usually well under a
+ * millisecond later but later on a busy machine: short pauses first, so
+ * that case costs a millisecond or two rather than a fixed 50 ms; about
+ * 2.5 s in all, as the reference plugin allows.
+ */
+const PORT_UP_WAITS_MS = [0, 1, 2, 4, 8, 16, 32, 500, 1000, 1000];
 
-/** Waits (about 2.5 s at most) for the bridge port `index` to be operationally up. */
-export async function waitPortUp(h: Handle, index: number): Promise<void> {
+/**
+ * Waits (about 2.5 s at most) for the bridge port `index` to be
+ * operationally up; returns the port as last seen.
+ */
+export async function waitPortUp(h: Handle, index: number): Promise<Link> {
   let state = "";
   for (const wait of PORT_UP_WAITS_MS) {
     if (wait) await new Promise((r) => setTimeout(r, wait));
-    state = getLink(h, index).operstate;
-    if (state === "UP") return;
+    const link = getLink(h, index);
+    state = link.operstate;
+    if (state === "UP") return link;
   }
   throw new CniError(ErrorCode.Internal, `bridge port in error state: ${state}`);
 }

@@ -100,16 +100,21 @@ export function ensureBridge(h: Handle, spec: BridgeSpec): EnsuredBridge {
   } catch {
     raBefore = undefined;
   }
-  if (spec.promisc) setLink(h, link.index, { promisc: true });
-  trySysctl(undefined, raKey, "0");
-  setLinkUp(h, link.index);
+  // Only what differs is written: on the common path (a bridge already up,
+  // router advertisements off) a pod's ADD costs one lookup here instead of
+  // two writes and a second lookup, each queued behind whatever else holds
+  // the kernel's RTNL lock at that moment.
+  const changed = spec.promisc || !link.up;
+  if (spec.promisc) setLink(h, link.index, { promisc: true, up: true });
+  else if (!link.up) setLinkUp(h, link.index);
+  if (raBefore !== "0") trySysctl(undefined, raKey, "0");
   const restore = () => {
     if (created) return;
     const promiscBefore = (before.flags & IFF.PROMISC) !== 0;
     setLink(h, before.index, { up: before.up, promisc: promiscBefore });
     if (raBefore !== undefined) trySysctl(undefined, raKey, raBefore);
   };
-  return { link: getLink(h, link.index), created, restore };
+  return { link: changed ? getLink(h, link.index) : link, created, restore };
 }
 
 /** How the veth pair is made and plugged into the bridge. */
@@ -181,23 +186,29 @@ export function createVethPair(
 
 /**
  * Brings the host end up and makes it a port of the bridge with the
- * spec's hairpin, isolation and VLAN settings.
+ * spec's hairpin, isolation and VLAN settings. `name` is the host end's
+ * name when the caller knows it (saves a lookup).
  */
-export function plugHostEnd(h: Handle, hostIndex: number, spec: VethSpec): void {
-  const name = getLink(h, hostIndex).name;
-  // A queue length of 0 on the host end, as the reference plugin leaves it
-  // (veth devices send without a queue either way).
-  setLink(h, hostIndex, { up: true, txqlen: 0 });
+export function plugHostEnd(h: Handle, hostIndex: number, spec: VethSpec, name?: string): void {
+  name ??= getLink(h, hostIndex).name;
+  // Router advertisements off before the port comes up.
   trySysctl(undefined, `net/ipv6/conf/${name}/accept_ra`, "0");
+  // One request: up, the master, and a queue length of 0 on the host end,
+  // as the reference plugin leaves it (veth devices send without a queue
+  // either way).
   try {
-    setLink(h, hostIndex, { master: spec.bridgeIndex });
+    setLink(h, hostIndex, { up: true, master: spec.bridgeIndex, txqlen: 0 });
   } catch (e) {
     throw internal(`failed to connect "${name}" to bridge: ${(e as Error).message}`);
   }
-  try {
-    setBridgePort(h, hostIndex, { hairpin: spec.hairpin, isolated: spec.isolated });
-  } catch (e) {
-    throw internal(`failed to set up hairpin/isolation for "${name}": ${(e as Error).message}`);
+  // A port just made has hairpin and isolation off: only turning one on
+  // needs a request.
+  if (spec.hairpin || spec.isolated) {
+    try {
+      setBridgePort(h, hostIndex, { hairpin: spec.hairpin, isolated: spec.isolated });
+    } catch (e) {
+      throw internal(`failed to set up hairpin/isolation for "${name}": ${(e as Error).message}`);
+    }
   }
   setPortVlans(h, hostIndex, name, spec);
 }
@@ -232,7 +243,8 @@ export function ensureGatewayAddr(
 ): boolean {
   const want = parseCidr(cidr);
   const wantText = `${want.ip}/${want.prefixLen}`;
-  const link = getLink(h, index);
+  // The name is only needed for error messages.
+  const linkName = () => getLink(h, index).name;
   for (const a of listAddrs(h, { link: index, family: want.family })) {
     if (a.cidr === wantText) return false;
     // Link-local IPv6 addresses live beside any gateway.
@@ -243,7 +255,7 @@ export function ensureGatewayAddr(
     if (!force) {
       throw new CniError(
         ErrorCode.InvalidNetworkConfig,
-        `"${link.name}" already has an IP address different from ${wantText} (${a.cidr}); ` +
+        `"${linkName()}" already has an IP address different from ${wantText} (${a.cidr}); ` +
           `set forceAddress to replace it`,
       );
     }
@@ -256,7 +268,7 @@ export function ensureGatewayAddr(
   } catch (e) {
     if (!isExists(e)) {
       throw internal(
-        `could not add IP address ${wantText} to "${link.name}": ${(e as Error).message}`,
+        `could not add IP address ${wantText} to "${linkName()}": ${(e as Error).message}`,
       );
     }
   }

@@ -123,8 +123,11 @@ export async function configureIface(
 ): Promise<void> {
   const interfaces = result.interfaces ?? [];
   if (interfaces.length === 0) throw internal("no interfaces to configure");
+  // Looked up once: the address, link and route requests below name it by
+  // index rather than each looking the name up again.
+  let index: number;
   try {
-    getLink(h, ifName);
+    index = getLink(h, ifName).index;
   } catch (e) {
     throw internal(`failed to lookup "${ifName}": ${(e as Error).message}`);
   }
@@ -144,7 +147,7 @@ export async function configureIface(
     }
     const c = parseCidr(ip.address);
     try {
-      addAddr(h, ifName, ip.address, {
+      addAddr(h, index, ip.address, {
         // As the reference plugins (via their netlink library) do.
         broadcast: family === 4 && c.prefixLen < 31 ? true : undefined,
       });
@@ -159,7 +162,7 @@ export async function configureIface(
     }
   }
   try {
-    setLinkUp(h, ifName);
+    setLinkUp(h, index);
   } catch (e) {
     throw internal(`failed to set "${ifName}" UP: ${(e as Error).message}`);
   }
@@ -167,7 +170,7 @@ export async function configureIface(
   for (const r of result.routes ?? []) {
     const spec = routeSpecFor(r, ifName, gateways);
     try {
-      addRoute(h, spec);
+      addRoute(h, { ...spec, oif: index });
     } catch (e) {
       throw internal(
         `failed to add route '${r.dst} via ${spec.gateway ?? "-"} dev ${ifName}' ` +
