@@ -23,7 +23,8 @@
  * @module
  */
 
-import { type ConfList, loadNetworkConf } from "../cni/conf.ts";
+import type { ConfList } from "../cni/conf.ts";
+import { createConfCache } from "./conf_cache.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { delegateRuntimeConfig, injectCniArgs } from "../kube/delegate.ts";
 import {
@@ -145,6 +146,7 @@ export function selectionIfNames(selections: readonly NetworkSelection[]): strin
 
 /** Conf-file mode: networks are conf files in `confDir`, picked by the pod's annotation. */
 export function confDirSource(confDir: string): NetworkSource {
+  const confs = createConfCache(confDir);
   return {
     kind: "conf-dir",
     async plan(pod) {
@@ -153,7 +155,7 @@ export function confDirSource(confDir: string): NetworkSource {
       const ifNames = selectionIfNames(selections);
       const delegates: Json[] = [];
       for (let i = 0; i < selections.length; i++) {
-        const list = await loadNetworkConf(confDir, selections[i].name);
+        const list = await confs.load(selections[i].name);
         const delegate = delegateFor(list, selections[i], ifNames[i], pod.id);
         // The first delegate gets CNI_IFNAME; the others name theirs.
         if (i > 0) delegate.ifname = ifNames[i];
