@@ -26,6 +26,7 @@ import { loadConfDir } from "../cni/conf.ts";
 import { createLogger, type Logger } from "../cni/log.ts";
 import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
 import { type Attacher, createAttacher } from "./attach.ts";
+import { warmIpam, warmKernelPath } from "./warm.ts";
 import { StatusCode, TtrpcStatusError } from "./errors.ts";
 import { nriLogger } from "./log.ts";
 import { createNriMetrics, type NriMetrics } from "./metrics.ts";
@@ -232,9 +233,9 @@ function networkSource(opts: NriServeOptions): NetworkSource {
  * and IPAM types) now rather than on the first pod, so the first
  * RunPodSandbox after a start does not pay for compiling them inside its
  * budget. Plugins no network names stay unloaded (memory); a network added
- * later loads its plugins on first use.
+ * later loads its plugins on first use. Returns the built-ins loaded.
  */
-async function preloadPlugins(confDir: string, log: Logger): Promise<void> {
+async function preloadPlugins(confDir: string, log: Logger): Promise<string[]> {
   const t0 = performance.now();
   const types = new Set<string>();
   try {
@@ -257,6 +258,7 @@ async function preloadPlugins(confDir: string, log: Logger): Promise<void> {
     plugins: builtins,
     ms: Math.round(performance.now() - t0),
   });
+  return builtins;
 }
 
 function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
@@ -268,7 +270,10 @@ function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
 async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   const source = networkSource(opts);
   await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
-  await preloadPlugins(opts.confDir, log);
+  const builtins = await preloadPlugins(opts.confDir, log);
+  await source.warm?.();
+  warmKernelPath(log);
+  if (builtins.includes("hydra-ipam")) await warmIpam(log);
   const metrics = createNriMetrics();
   const attacher = createAttacher({
     cacheDir: opts.cacheDir,

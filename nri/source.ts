@@ -23,7 +23,7 @@
  * @module
  */
 
-import type { ConfList } from "../cni/conf.ts";
+import { type ConfList, loadConfDir } from "../cni/conf.ts";
 import { createConfCache } from "./conf_cache.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { delegateRuntimeConfig, injectCniArgs } from "../kube/delegate.ts";
@@ -73,6 +73,11 @@ export interface NetworkSource {
    * Event in Kubernetes mode); absent where there is nobody to tell.
    */
   reportFailure?(pod: PodSandbox, message: string): Promise<void>;
+  /**
+   * Reads ahead what the first plans will need (at start, before any pod
+   * comes); never throws. Absent where there is nothing to read ahead.
+   */
+  warm?(): Promise<void>;
 }
 
 type Json = Record<string, unknown>;
@@ -149,6 +154,15 @@ export function confDirSource(confDir: string): NetworkSource {
   const confs = createConfCache(confDir);
   return {
     kind: "conf-dir",
+    async warm() {
+      let lists: ConfList[];
+      try {
+        lists = await loadConfDir(confDir);
+      } catch {
+        return; // a broken file fails the pods that select it, with its own message
+      }
+      for (const list of lists) await confs.load(list.name).catch(() => {});
+    },
     async plan(pod) {
       const { selections } = podNetworkSelections(pod.annotations, pod.namespace);
       if (selections.length === 0) return undefined;
