@@ -19,10 +19,11 @@
  * - MAC: `mac`, then CNI_ARGS `MAC`, then `runtimeConfig.mac`.
  * - `bcqueuelen` other than 0 is refused (code 2): not supported yet.
  *
- * The device is created under a temporary name straight into the
- * container's namespace, then renamed to CNI_IFNAME there (so it never
- * clashes with a host name). Result: `[{name, mac, sandbox}]`, addresses on
- * interface 0, `dns` from the config only (as the reference plugin).
+ * The device is created as CNI_IFNAME straight into the container's
+ * namespace: the kernel checks the name there, so a host link of that name
+ * does not clash and no rename is needed. Result: `[{name, mac, sandbox}]`,
+ * addresses on interface 0, `dns` from the config only (as the reference
+ * plugin).
  *
  * @module
  */
@@ -42,7 +43,6 @@ import {
   type MacvlanMode,
   openHandle,
   parseMac,
-  setLinkName,
   setLinkUp,
 } from "../netlink/mod.ts";
 import { configureIface, trySysctl, validatePrevResult } from "./iface.ts";
@@ -54,7 +54,6 @@ import {
   defaultRouteInterface,
   openNetnsForDel,
   openNetnsHandle,
-  randomVethName,
 } from "./links.ts";
 import { removePodLink } from "./link_removal.ts";
 import {
@@ -140,12 +139,10 @@ async function add(args: CmdArgs): Promise<Result> {
     const masterNs = host ?? pod;
     const master = resolveMaster(conf, masterNs);
     assertIfNameFree(pod, args.ifName, args.netns);
-    // A temporary name: CNI_IFNAME may well exist in the master's namespace.
-    const tmpName = randomVethName();
     try {
       addLink(masterNs, {
         kind: "macvlan",
-        name: tmpName,
+        name: args.ifName,
         parent: master.index,
         mode: conf.mode,
         mtu: conf.mtu || undefined,
@@ -154,19 +151,6 @@ async function add(args: CmdArgs): Promise<Result> {
       });
     } catch (e) {
       throw new CniError(ErrorCode.Internal, `failed to create macvlan: ${(e as Error).message}`);
-    }
-    try {
-      setLinkName(pod, tmpName, args.ifName);
-    } catch (e) {
-      try {
-        delLink(pod, tmpName);
-      } catch {
-        // best effort
-      }
-      throw new CniError(
-        ErrorCode.Internal,
-        `failed to rename macvlan to "${args.ifName}": ${(e as Error).message}`,
-      );
     }
     undo.push(`delete ${args.ifName}`, () => delLink(pod, args.ifName));
     const link = getLink(pod, args.ifName);
