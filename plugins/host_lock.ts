@@ -19,8 +19,11 @@ export const LOCK_DIR = "/run/hydra/locks";
 export async function withHostLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
   let file: Deno.FsFile | undefined;
   try {
-    await Deno.mkdir(LOCK_DIR, { recursive: true, mode: 0o755 });
-    file = await Deno.open(`${LOCK_DIR}/${name}.lock`, {
+    // Creating the folder and opening the file do not block: done in place
+    // rather than each sent to a worker thread and back. Waiting for the
+    // lock stays asynchronous.
+    Deno.mkdirSync(LOCK_DIR, { recursive: true, mode: 0o755 });
+    file = Deno.openSync(`${LOCK_DIR}/${name}.lock`, {
       read: true,
       write: true,
       create: true,
