@@ -71,6 +71,7 @@ export async function warmIpam(log: Logger): Promise<void> {
     const config = {
       cniVersion: "1.1.0",
       name: "hydra-warm-up",
+      type: "hydra-ipam",
       ipam: { type: "hydra-ipam", subnet: "192.0.2.0/24", dataDir },
     };
     const args = (command: "ADD" | "DEL"): CmdArgs => ({
