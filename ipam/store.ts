@@ -21,13 +21,13 @@
  * File operations other than waiting for the lock are synchronous behind
  * async signatures: an asynchronous one hops to a worker thread and back,
  * which costs a plugin process that lives for milliseconds more than the
- * I/O.
+ * I/O. Waiting for the lock stays asynchronous, so a long-running process
+ * is never frozen by another holding it.
  *
  * Nothing is fsynced (host-local does not sync either): a reservation only
  * has to outlast the plugin process, which the page cache gives; after a
  * power loss or kernel crash the pods that held the addresses are gone
- * too, and an fsync would cost 1–3 ms per address on every pod's path. Waiting for the lock stays asynchronous, so a
- * long-running process is never frozen by another holding it.
+ * too, and an fsync would cost 1–3 ms per address on every pod's path.
  *
  * @module
  */
