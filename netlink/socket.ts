@@ -196,6 +196,31 @@ function errorFromAck(op: string, flags: number, payload: Uint8Array): NetlinkEr
   return new NetlinkError(op, -code, extackText(flags, payload, tlv));
 }
 
+/** What {@link readReplies} hands over of each message; true stops the reading. */
+type VisitMessage = (type: number, flags: number, seq: number, payload: Uint8Array) => boolean;
+
+/**
+ * Receives replies on `h` and hands each netlink message in them to
+ * `visit`, until `visit` returns true.
+ */
+function readReplies(h: Handle, op: string, visit: VisitMessage): void {
+  for (;;) {
+    const n = recvInto(h, op);
+    const buf = h.recvBuf;
+    let off = 0;
+    while (off + NLMSG_HDRLEN <= n) {
+      const len = getU32(buf, off);
+      if (len < NLMSG_HDRLEN || off + len > n) break;
+      const type = getU16(buf, off + 4);
+      const flags = getU16(buf, off + 6);
+      const seq = getU32(buf, off + 8);
+      const payload = buf.subarray(off + NLMSG_HDRLEN, off + len);
+      off += (len + 3) & ~3;
+      if (visit(type, flags, seq, payload)) return;
+    }
+  }
+}
+
 /**
  * Walks the messages of one exchange until the kernel says it is done.
  * Returns whether any part of a dump was flagged inconsistent.
@@ -213,45 +238,31 @@ function exchange(
   // half-read would make the next dump fail with EBUSY).
   let failed = false;
   let failure: unknown;
-  const done = () => {
-    if (failed) throw failure;
-    return interrupted;
-  };
-  for (;;) {
-    const n = recvInto(h, op);
-    const buf = h.recvBuf;
-    let off = 0;
-    while (off + NLMSG_HDRLEN <= n) {
-      const len = getU32(buf, off);
-      if (len < NLMSG_HDRLEN || off + len > n) break;
-      const type = getU16(buf, off + 4);
-      const flags = getU16(buf, off + 6);
-      const mseq = getU32(buf, off + 8);
-      const payload = buf.subarray(off + NLMSG_HDRLEN, off + len);
-      off += (len + 3) & ~3;
-      // Late replies to an earlier request are skipped.
-      if (mseq !== seq) continue;
-      if (flags & NLM_F_DUMP_INTR) interrupted = true;
-      if (type === NLMSG_ERROR) {
-        const err = errorFromAck(op, flags, payload);
-        if (err) throw err;
-        if (!dump) return done();
-        continue;
-      }
-      if (type === NLMSG_DONE) {
-        const code = payload.length >= 4 ? getI32(payload, 0) : 0;
-        if (code < 0) throw new NetlinkError(op, -code, extackText(flags, payload, 4));
-        return done();
-      }
-      if (failed || !onMessage) continue;
-      try {
-        onMessage(type, flags, payload);
-      } catch (e) {
-        failed = true;
-        failure = e;
-      }
+  readReplies(h, op, (type, flags, mseq, payload) => {
+    // Late replies to an earlier request are skipped.
+    if (mseq !== seq) return false;
+    if (flags & NLM_F_DUMP_INTR) interrupted = true;
+    if (type === NLMSG_ERROR) {
+      const err = errorFromAck(op, flags, payload);
+      if (err) throw err;
+      return !dump;
     }
-  }
+    if (type === NLMSG_DONE) {
+      const code = payload.length >= 4 ? getI32(payload, 0) : 0;
+      if (code < 0) throw new NetlinkError(op, -code, extackText(flags, payload, 4));
+      return true;
+    }
+    if (failed || !onMessage) return false;
+    try {
+      onMessage(type, flags, payload);
+    } catch (e) {
+      failed = true;
+      failure = e;
+    }
+    return false;
+  });
+  if (failed) throw failure;
+  return interrupted;
 }
 
 /**
@@ -375,23 +386,11 @@ function collectErrors(
   lastSeq: number,
   out: (NetlinkError | undefined)[],
 ): void {
-  for (;;) {
-    const n = recvInto(h, "batch");
-    const buf = h.recvBuf;
-    let off = 0;
-    while (off + NLMSG_HDRLEN <= n) {
-      const len = getU32(buf, off);
-      if (len < NLMSG_HDRLEN || off + len > n) break;
-      const type = getU16(buf, off + 4);
-      const flags = getU16(buf, off + 6);
-      const seq = getU32(buf, off + 8);
-      const payload = buf.subarray(off + NLMSG_HDRLEN, off + len);
-      off += (len + 3) & ~3;
-      const entry = bySeq.get(seq);
-      if (type !== NLMSG_ERROR || entry === undefined) continue;
-      const err = errorFromAck(entry.op, flags, payload);
-      if (err) out[entry.index] = err;
-      if (seq === lastSeq) return;
-    }
-  }
+  readReplies(h, "batch", (type, flags, seq, payload) => {
+    const entry = bySeq.get(seq);
+    if (type !== NLMSG_ERROR || entry === undefined) return false;
+    const err = errorFromAck(entry.op, flags, payload);
+    if (err) out[entry.index] = err;
+    return seq === lastSeq;
+  });
 }
