@@ -1,16 +1,7 @@
 import assert from "node:assert/strict";
-import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
-import { createNetns, deleteNetns, run, type TestNetns } from "../tests/helpers/netns.ts";
-import { parseNetwork } from "./config.ts";
-import { computeDesired } from "./desired.ts";
-import type { NodeInfo } from "./nodes.ts";
+import { run, type TestNetns } from "../tests/helpers/netns.ts";
 import { reconcileNetwork } from "./reconcile.ts";
-
-const routed = parseNetwork({ name: "default" }, 0);
-const red = parseNetwork(
-  { name: "red", mode: "vxlan", protocol: 204, vxlan: { device: "vx-red", vni: 42 } },
-  1,
-);
+import { desired, red, testNode, withNode } from "./testdata.ts";
 
 interface IpRoute {
   dst: string;
@@ -27,57 +18,17 @@ interface IpNexthop {
   protocol?: string;
 }
 
-async function withNode(fn: (ns: TestNetns, h: Handle) => Promise<void>): Promise<void> {
-  const ns = await createNetns("hynh");
-  const peer = await createNetns("hynp");
-  const h = openHandle({ netnsPath: ns.path });
-  try {
-    await run("ip", "-n", ns.name, "link", "add", "ul0", "type", "veth", "peer", "ul0p");
-    await run("ip", "-n", ns.name, "link", "set", "ul0p", "netns", peer.name);
-    await run("ip", "-n", ns.name, "addr", "add", "192.168.50.1/24", "dev", "ul0");
-    await run("ip", "-n", ns.name, "link", "set", "ul0", "up");
-    await run("ip", "-n", peer.name, "link", "set", "ul0p", "up");
-    await fn(ns, h);
-  } finally {
-    closeHandle(h);
-    await deleteNetns(ns);
-    await deleteNetns(peer);
-  }
-}
-
-function node(name: string, cidrs: string[], addr: string): NodeInfo {
-  return {
-    name,
-    podCIDRs: cidrs,
-    internalIPs: [addr],
-    annotations: {
-      "hydra.clusternet.io/red.cidr": cidrs[0].replace("10.244", "10.246"),
-      "hydra.clusternet.io/red.address": addr,
-    },
-  };
-}
-
-function desired(nodes: NodeInfo[], net = routed) {
-  return computeDesired({
-    networks: [net],
-    nodes,
-    localName: "n1",
-    localAddresses: ["192.168.50.1"],
-  })
-    .networks[0];
-}
-
 async function nexthops(ns: TestNetns, protocol: string): Promise<IpNexthop[]> {
   const all = await ns.ipJson<IpNexthop[]>("nexthop", "show");
   return all.filter((n) => n.protocol === protocol);
 }
 
 Deno.test("routed IPv4 routes go through one nexthop object per remote address, removed with its last route", async () => {
-  await withNode(async (ns, h) => {
+  await withNode("hyn", async (ns, h) => {
     const nodes = [
-      node("n1", ["10.244.1.0/24"], "192.168.50.1"),
-      node("n2", ["10.244.2.0/24", "10.244.12.0/24"], "192.168.50.2"),
-      node("n3", ["10.244.3.0/24"], "192.168.50.3"),
+      testNode("n1", ["10.244.1.0/24"], "192.168.50.1"),
+      testNode("n2", ["10.244.2.0/24", "10.244.12.0/24"], "192.168.50.2"),
+      testNode("n3", ["10.244.3.0/24"], "192.168.50.3"),
     ];
     const first = reconcileNetwork(h, desired(nodes), undefined, true);
     assert.deepEqual(first.problems, []);
@@ -95,7 +46,7 @@ Deno.test("routed IPv4 routes go through one nexthop object per remote address, 
     ]);
 
     // n2 moves to another address; n3 goes away.
-    const moved = [nodes[0], node("n2", ["10.244.2.0/24", "10.244.12.0/24"], "192.168.50.22")];
+    const moved = [nodes[0], testNode("n2", ["10.244.2.0/24", "10.244.12.0/24"], "192.168.50.22")];
     const inc = reconcileNetwork(h, desired(moved), first.mirror, false);
     assert.deepEqual(inc.problems, []);
     assert.deepEqual((await nexthops(ns, "202")).map((n) => n.gateway), ["192.168.50.22"]);
@@ -168,10 +119,10 @@ Deno.test("routed IPv4 routes go through one nexthop object per remote address, 
 });
 
 Deno.test("vxlan on-link routes go through nexthops on the device", async () => {
-  await withNode(async (ns, h) => {
+  await withNode("hyn", async (ns, h) => {
     const nodes = [
-      node("n1", ["10.244.1.0/24"], "192.168.50.1"),
-      node("n2", ["10.244.2.0/24"], "192.168.50.2"),
+      testNode("n1", ["10.244.1.0/24"], "192.168.50.1"),
+      testNode("n2", ["10.244.2.0/24"], "192.168.50.2"),
     ];
     const r = reconcileNetwork(h, desired(nodes, red), undefined, true);
     assert.deepEqual(r.problems, []);

@@ -1,17 +1,11 @@
 import assert from "node:assert/strict";
-import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
-import { createNetns, deleteNetns, run, type TestNetns } from "../tests/helpers/netns.ts";
+import { run, type TestNetns } from "../tests/helpers/netns.ts";
 import { parseNetwork } from "./config.ts";
-import { computeDesired, vxlanMac } from "./desired.ts";
+import { vxlanMac } from "./desired.ts";
 import { vtepMac } from "../plugins/vxlan.ts";
 import type { NodeInfo } from "./nodes.ts";
 import { type NetworkMirror, reconcileNetwork } from "./reconcile.ts";
-
-const routed = parseNetwork({ name: "default" }, 0);
-const red = parseNetwork(
-  { name: "red", mode: "vxlan", protocol: 204, vxlan: { device: "vx-red", vni: 42 } },
-  1,
-);
+import { desired, red, testNode, withNode } from "./testdata.ts";
 
 interface IpRoute {
   dst: string;
@@ -21,57 +15,8 @@ interface IpRoute {
   flags?: string[];
 }
 
-/** A namespace with an underlay veth at 192.168.50.1/24 (peer in a second namespace). */
-async function withNode(fn: (ns: TestNetns, h: Handle) => Promise<void>): Promise<void> {
-  const ns = await createNetns("hyrc");
-  const peer = await createNetns("hyrp");
-  const h = openHandle({ netnsPath: ns.path });
-  try {
-    await run(
-      "ip",
-      "-n",
-      ns.name,
-      "link",
-      "add",
-      "ul0",
-      "type",
-      "veth",
-      "peer",
-      "ul0p",
-      "netns",
-      peer.name,
-    );
-    await run("ip", "-n", ns.name, "addr", "add", "192.168.50.1/24", "dev", "ul0");
-    await run("ip", "-n", ns.name, "link", "set", "ul0", "up");
-    await run("ip", "-n", peer.name, "link", "set", "ul0p", "up");
-    await fn(ns, h);
-  } finally {
-    closeHandle(h);
-    await deleteNetns(ns);
-    await deleteNetns(peer);
-  }
-}
-
 function node(name: string, cidr: string, addr: string): NodeInfo {
-  return {
-    name,
-    podCIDRs: [cidr],
-    internalIPs: [addr],
-    annotations: {
-      "hydra.clusternet.io/red.cidr": cidr.replace("10.244", "10.246"),
-      "hydra.clusternet.io/red.address": addr,
-    },
-  };
-}
-
-function desired(nodes: NodeInfo[], net = routed) {
-  return computeDesired({
-    networks: [net],
-    nodes,
-    localName: "n1",
-    localAddresses: ["192.168.50.1"],
-  })
-    .networks[0];
+  return testNode(name, [cidr], addr);
 }
 
 async function routes(ns: TestNetns, ...filter: string[]): Promise<IpRoute[]> {
@@ -85,7 +30,7 @@ const base = [
 ];
 
 Deno.test("routed: adds, replaces and deletes only its own protocol's routes; adopts on a fresh start", async () => {
-  await withNode(async (ns, h) => {
+  await withNode("hyr", async (ns, h) => {
     // Foreign routes: one beside ours, one holding a destination a node will claim.
     await run(
       "ip",
@@ -168,7 +113,7 @@ Deno.test("routed: adds, replaces and deletes only its own protocol's routes; ad
 });
 
 Deno.test("routed: an unreachable gateway is a kernel problem with a hint, the other routes still go in", async () => {
-  await withNode(async (ns, h) => {
+  await withNode("hyr", async (ns, h) => {
     const nodes = [base[0], base[1], node("n5", "10.244.5.0/24", "172.31.0.5")];
     const r = reconcileNetwork(h, desired(nodes), undefined, true);
     assert.equal(r.retry, true);
@@ -180,7 +125,7 @@ Deno.test("routed: an unreachable gateway is a kernel problem with a hint, the o
 });
 
 Deno.test("vxlan: device, neighbours, FDB and on-link routes follow the nodes", async () => {
-  await withNode(async (ns, h) => {
+  await withNode("hyr", async (ns, h) => {
     const r = reconcileNetwork(h, desired(base, red), undefined, true);
     assert.deepEqual(r.problems, []);
     const mirror: NetworkMirror | undefined = r.mirror;
@@ -268,7 +213,7 @@ Deno.test("vxlan: device, neighbours, FDB and on-link routes follow the nodes", 
 });
 
 Deno.test("vxlan: a device of another kind under the name is a conflict and nothing is touched", async () => {
-  await withNode(async (ns, h) => {
+  await withNode("hyr", async (ns, h) => {
     await run("ip", "-n", ns.name, "link", "add", "vx-red", "type", "bridge");
     const r = reconcileNetwork(h, desired(base, red), undefined, true);
     assert.deepEqual(r.problems.map((p) => p.kind), ["device_conflict"]);
@@ -278,7 +223,7 @@ Deno.test("vxlan: a device of another kind under the name is a conflict and noth
 });
 
 Deno.test("dual stack: IPv6 routes carry the kernel's default metric and are adopted like IPv4 ones", async () => {
-  await withNode(async (ns, h) => {
+  await withNode("hyr", async (ns, h) => {
     await run("ip", "-n", ns.name, "addr", "add", "fd50::1/64", "dev", "ul0", "nodad");
     const dual = (name: string, n: number): NodeInfo => ({
       name,
@@ -303,7 +248,7 @@ Deno.test("dual stack: IPv6 routes carry the kernel's default metric and are ado
 });
 
 Deno.test("plugin-owned vxlan: waits for hydra-vxlan's tunnel, then programs its entries without touching it", async () => {
-  await withNode(async (ns, h) => {
+  await withNode("hyr", async (ns, h) => {
     const green = parseNetwork(
       { name: "red", mode: "vxlan", protocol: 205, vxlan: { owner: "plugin", vni: 42 } },
       2,
