@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { execWithStdin } from "../helpers/cni.ts";
 import { withTempDir } from "../helpers/netns.ts";
 import { parseInputs } from "../../tools/bundle.ts";
 
@@ -23,35 +24,14 @@ const SKIP = new Set([
 ]);
 const decoder = new TextDecoder();
 
-async function run(
-  cmd: string,
-  args: string[],
-  env: Record<string, string>,
-  stdin = "",
-) {
-  const child = new Deno.Command(cmd, {
-    args,
-    env: {
-      PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-      // The repository's cache: the copy would otherwise start cold.
-      DENO_DIR: Deno.env.get("DENO_DIR") ?? `${ROOT}/.cache/deno`,
-      ...env,
-    },
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = child.output();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(stdin));
-  await w.close();
-  const out = await output;
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
+/** Runs `cmd` with the minimal environment a runtime gives a plugin, plus `env`. */
+function run(cmd: string, args: string[], env: Record<string, string>, stdin = "") {
+  return execWithStdin(cmd, args, {
+    PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+    // The repository's cache: the copy would otherwise start cold.
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? `${ROOT}/.cache/deno`,
+    ...env,
+  }, stdin);
 }
 
 /** A stand-in for `hydra daemon` answering every request with `body`. */
