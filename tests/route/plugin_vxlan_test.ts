@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
-import { withNetnsSync } from "../../netlink/mod.ts";
+import { outputInNetns } from "../../netlink/netns_spawn.ts";
 import { probeAll } from "../../cmd/icmp_probe.ts";
 import { withTwoNodes } from "../helpers/two_nodes.ts";
 import { containerId, mustInvoke, reference } from "../plugins/helpers.ts";
@@ -64,23 +64,19 @@ Deno.test("hydra-vxlan pods on two nodes reach each other once the router progra
       }),
     );
     for (const n of nodes) {
-      const child = withNetnsSync(n.ns.path, () =>
-        new Deno.Command(hydraBin, {
-          args: [
-            "route",
-            "sync",
-            "--once",
-            "--config",
-            config,
-            "--nodes-file",
-            nodesFile,
-            "--node-name",
-            n.name,
-          ],
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn());
-      const out = await child.output();
+      const out = await outputInNetns(n.ns.path, hydraBin, {
+        args: [
+          "route",
+          "sync",
+          "--once",
+          "--config",
+          config,
+          "--nodes-file",
+          nodesFile,
+          "--node-name",
+          n.name,
+        ],
+      });
       assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     }
     const routes = await a.ns.ipJson<{ dst: string; gateway: string; dev: string }[]>(
