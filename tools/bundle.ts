@@ -206,6 +206,25 @@ async function smokeTest(file: string): Promise<void> {
   }
 }
 
+/**
+ * Fetches the npm packages the plugin path imports lazily into the Deno
+ * cache the launcher uses (DENO_DIR, else the tree's .cache/deno). Plugins
+ * run inside namespaces without a route to the registry: with the
+ * packages missing, every start would try (and time out) to fetch them.
+ * The entry imports the plugin path through a computed URL, which Deno
+ * does not follow ahead of time, so the plugin path is cached itself.
+ */
+async function cachePackages(fullFile: string): Promise<void> {
+  const out = await run(["cache", "--quiet", "--no-config", fullFile], {
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? `${ROOT}/.cache/deno`,
+  });
+  if (!out.ok) {
+    throw new Error(
+      `caching the bundle's packages failed: ${out.stderr.trim()}`,
+    );
+  }
+}
+
 function baseName(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
 }
@@ -271,6 +290,7 @@ export async function buildBundle(): Promise<string> {
       [FULL_SPECIFIER]: `./${baseName(FULL_BUNDLE)}`,
     });
     await smokeTest(tmp);
+    await cachePackages(tmpFull);
     await Deno.writeTextFile(`${tmpDir}/inputs`, inputs.join("\n") + "\n");
     await Deno.writeTextFile(`${tmpDir}/inputs.sh`, shellInputs(inputs));
     await Deno.utime(tmpFull, started, started);
