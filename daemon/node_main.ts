@@ -209,14 +209,25 @@ export async function runDaemon(args: string[]): Promise<number> {
     synced.set({}, cache.hasSynced() ? 1 : 0);
   };
 
+  /** Set once the first `cni` request has made this process defer link deletions. */
+  let settleLinkDeletions: ((timeoutMs: number) => Promise<boolean>) | undefined;
   /** Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`). */
   const executeCni = async (env: Record<string, string>, stdin: string) => {
-    const [{ invokeInProcess }, { loadBuiltin }, { markRunningInDaemon }] = await Promise.all([
-      import("../cni/skel.ts"),
-      import("../plugins/registry.ts"),
-      import("../plugins/meta_exec.ts"),
-    ]);
+    const [{ invokeInProcess }, { loadBuiltin }, { markRunningInDaemon }, batches] = await Promise
+      .all([
+        import("../cni/skel.ts"),
+        import("../plugins/registry.ts"),
+        import("../plugins/meta_exec.ts"),
+        import("../plugins/link_batch.ts"),
+      ]);
     markRunningInDaemon();
+    if (!settleLinkDeletions) {
+      // This process outlives the DEL: the kernel's slow part of it need not hold up the runtime.
+      batches.deferLinkDeletion((netns, error) =>
+        log.warn("deleting a pod's links after its DEL failed", { netns, error })
+      );
+      settleLinkDeletions = batches.settleDeferredDeletions;
+    }
     return await invokeInProcess(await loadBuiltin("hydra")!, env, new TextEncoder().encode(stdin));
   };
 
@@ -280,6 +291,9 @@ export async function runDaemon(args: string[]): Promise<number> {
   log.info("stopping", { signal });
   clearInterval(spoolTimer);
   await server.shutdown();
+  if (settleLinkDeletions && !await settleLinkDeletions(5_000)) {
+    log.warn("pod links still being deleted at exit");
+  }
   await reports.stop(5_000);
   await cache.stop();
   await health?.shutdown();

@@ -48,6 +48,14 @@ const ON_DEMAND = {
   ioctl: { parameters: ["i32", "usize", "pointer"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
   gettid: { parameters: [], result: "i32" },
+  // send(2) on a thread of Deno's blocking pool, for requests the kernel is slow to handle
+  // (it handles a netlink request inside the send). errno is that thread's, not readable here.
+  sendOffThread: {
+    name: "send",
+    parameters: ["i32", "buffer", "usize", "i32"],
+    result: "isize",
+    nonblocking: true,
+  },
 } as const;
 
 type OnDemand = typeof ON_DEMAND;

@@ -101,6 +101,8 @@ export interface LinkChanges {
   txqlen?: number;
   /** Move into this namespace (with `name`: under that name there). */
   netns?: LinkNetns;
+  /** Interface group (IFLA_GROUP; see link_group.ts). */
+  group?: number;
 }
 
 const EXT_MASK = RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS;
@@ -340,6 +342,7 @@ export function setLink(h: Handle, ref: LinkRef, changes: LinkChanges): void {
     if (changes.mtu !== undefined) w.attrU32(IFLA.MTU, changes.mtu);
     if (changes.mac !== undefined) w.attrBytes(IFLA.ADDRESS, parseMac(changes.mac));
     if (changes.txqlen !== undefined) w.attrU32(IFLA.TXQLEN, changes.txqlen);
+    if (changes.group !== undefined) w.attrU32(IFLA.GROUP, changes.group);
     if (master !== undefined) w.attrU32(IFLA.MASTER, master ?? 0);
     if (changes.alias !== undefined) w.attrBytes(IFLA.IFALIAS, encoder.encode(changes.alias));
     if (changes.netns !== undefined) writeNetnsAttr(w, changes.netns, opened);

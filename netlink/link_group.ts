@@ -14,7 +14,7 @@ import { NetlinkError } from "./errors.ts";
 import { writeIfinfo } from "./link_kinds.ts";
 import type { LinkRef } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";
-import { beginRequest, execute, type Handle } from "./socket.ts";
+import { beginRequest, execute, executeOffThread, type Handle } from "./socket.ts";
 
 const EINVAL = 22;
 
@@ -41,11 +41,24 @@ export function setLinkGroup(h: Handle, ref: LinkRef, group: number): void {
  * has no links.
  */
 export function delLinkGroup(h: Handle, group: number): void {
+  execute(h, beginGroupDeletion(h, group));
+}
+
+/**
+ * {@link delLinkGroup} with the kernel's work off the JavaScript thread
+ * (see executeOffThread): for a process that goes on serving meanwhile.
+ */
+export async function delLinkGroupOffThread(h: Handle, group: number): Promise<void> {
+  await executeOffThread(h, beginGroupDeletion(h, group));
+}
+
+/** Builds the request deleting group `group`; returns its description. */
+function beginGroupDeletion(h: Handle, group: number): string {
   const op = `delete link group ${group}`;
   checkGroup(group, op);
   if (group === 0) throw new NetlinkError(`${op}: refusing the default group`, EINVAL);
   const w = beginRequest(h, RTM.DELLINK);
   writeIfinfo(w, AF.UNSPEC, 0);
   w.attrU32(IFLA.GROUP, group);
-  execute(h, op);
+  return op;
 }

@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
 import { inNetns } from "../tests/helpers/netlink.ts";
 import type { TestNetns } from "../tests/helpers/netns.ts";
-import { addLink, delLinkGroup, getLink, isNotFound, NetlinkError, setLinkGroup } from "./mod.ts";
+import {
+  addLink,
+  delLinkGroup,
+  delLinkGroupOffThread,
+  getLink,
+  isNotFound,
+  listLinks,
+  NetlinkError,
+  setLink,
+  setLinkGroup,
+} from "./mod.ts";
 
 // deno-lint-ignore no-explicit-any
 type IpLink = Record<string, any>;
@@ -38,5 +48,22 @@ Deno.test(
     assert.throws(() => setLinkGroup(h, "ga", -1), NetlinkError);
     assert.deepEqual(await ipLinkNames(ns), ["ga", "gb", "lo"]);
     assert.throws(() => setLinkGroup(h, "nope", 7), (e) => isNotFound(e));
+  }),
+);
+
+Deno.test(
+  "link group: deleted off the JavaScript thread, with the kernel's answer as usual",
+  inNetns(1, async (h, ns) => {
+    addLink(h, { kind: "veth", name: "ga", peer: { name: "gb" } });
+    addLink(h, { kind: "veth", name: "keep", peer: { name: "keepp" } });
+    // setLink puts a link into a group together with other changes.
+    setLink(h, "ga", { up: false, group: 0x3456789 });
+    assert.equal(getLink(h, "ga").group, 0x3456789);
+    await delLinkGroupOffThread(h, 0x3456789);
+    assert.deepEqual(await ipLinkNames(ns), ["keep", "keepp", "lo"]);
+    // The handle goes on working, and a refusal arrives as the same error.
+    assert.equal(listLinks(h).length, 3);
+    await assert.rejects(delLinkGroupOffThread(h, 0x3456789), (e) => isNotFound(e));
+    await assert.rejects(delLinkGroupOffThread(h, 0), NetlinkError);
   }),
 );

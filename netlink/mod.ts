@@ -105,7 +105,7 @@ export {
   setLinkPromisc,
   setLinkUp,
 } from "./link.ts";
-export { delLinkGroup, setLinkGroup } from "./link_group.ts";
+export { delLinkGroup, delLinkGroupOffThread, setLinkGroup } from "./link_group.ts";
 export {
   addAddr,
   type Addr,

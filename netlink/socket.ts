@@ -277,6 +277,23 @@ export function execute(h: Handle, op: string, onMessage?: OnMessage): void {
 }
 
 /**
+ * As {@link execute}, but the kernel handles the request on another
+ * thread: netlink requests are handled inside the send, and some take the
+ * kernel tens of milliseconds (deleting links waits for RCU grace
+ * periods), which a long-lived process must not spend with its event loop
+ * stalled. `h` must not be used for anything else until this settles.
+ */
+export async function executeOffThread(h: Handle, op: string): Promise<void> {
+  // The writer is reused by the next request built on this handle.
+  const msg = h.writer.finish().slice();
+  const seq = h.seq;
+  const n = Number(await libc.sendOffThread(h.fd, msg, BigInt(msg.length), 0));
+  // A send that failed delivered nothing; its errno was the other thread's, so send again here.
+  if (n < 0) send(h, msg, op);
+  exchange(h, seq, op, false);
+}
+
+/**
  * Sends the dump built with {@link beginDump} and collects what `parse`
  * returns for each message (undefined results are dropped). A dump the
  * kernel flags as inconsistent (the table changed meanwhile) is redone.

@@ -14,6 +14,17 @@
  * something else) a plugin deletes at once, as before. Either way, once the
  * DEL returns, the links are gone.
  *
+ * A process that outlives its DELs (the node daemon running whole
+ * meta-CNI invocations) can do better with {@link deferLinkDeletion}: the
+ * links of a batch are brought down and renamed out of the pod's way as
+ * they are removed, the DEL answers, and the group is deleted right after,
+ * off the JavaScript thread. The runtime's wait then no longer includes
+ * the grace periods; what it sees is what DEL promises (the interfaces
+ * gone from their names, their addresses and routes no longer in use, the
+ * IPAM reservations released), and the kernel finishes the unregistering
+ * a few tens of milliseconds later. {@link settleDeferredDeletions} waits
+ * for what is still under way, for a clean shutdown.
+ *
  * This module loads no kernel code: a meta-CNI that only execs plugins
  * never needs it.
  *
@@ -32,6 +43,8 @@ export interface RemovalBatch {
   readonly links: Map<number, number>;
   /** DELs of the same container and namespace sharing this batch; the last one out flushes. */
   users: number;
+  /** Deleted after the DEL answers (see {@link deferLinkDeletion}); failures go here. */
+  readonly deferredTo?: DeferredFailureHandler;
 }
 
 /** A link of the batch the kernel would not delete, and why. */
@@ -40,7 +53,44 @@ export interface RemovalFailure {
   error: Error;
 }
 
+/** Told of a deferred deletion that failed: the namespace and the error. */
+export type DeferredFailureHandler = (netns: string, error: Error) => void;
+
 const open = new Map<string, RemovalBatch>();
+/** Deferred deletions under way. */
+const pending = new Set<Promise<void>>();
+let deferTo: DeferredFailureHandler | undefined;
+
+/**
+ * From now on, batches opened in this process delete their links after
+ * the DEL has answered (see the module text), until the returned function
+ * is called. For processes that outlive their DELs only: one that exits at
+ * once would leave the links behind. Failures, which no DEL can report any
+ * more, go to `onFailure`.
+ */
+export function deferLinkDeletion(onFailure: DeferredFailureHandler): () => void {
+  deferTo = onFailure;
+  return () => {
+    if (deferTo === onFailure) deferTo = undefined;
+  };
+}
+
+/**
+ * Waits for the deferred deletions under way, at most `timeoutMs`; true
+ * when none is left.
+ */
+export async function settleDeferredDeletions(timeoutMs: number): Promise<boolean> {
+  if (!pending.size) return true;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([Promise.all(pending).then(() => true), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function batchKey(containerId: string, netns: string): string {
   return `${containerId}\0${netns}`;
@@ -69,6 +119,7 @@ export function openRemovalBatch(containerId: string, netns: string): RemovalBat
     owner: 0,
     links: new Map(),
     users: 1,
+    ...(deferTo ? { deferredTo: deferTo } : {}),
   };
   open.set(key, batch);
   return batch;
@@ -81,7 +132,8 @@ export function openBatchOf(containerId: string, netns: string): RemovalBatch | 
 
 /**
  * Leaves the batch; the last user deletes its links (see
- * link_removal.ts). Returns the links that could not be removed, by owner.
+ * link_removal.ts). Returns the links that could not be removed, by owner;
+ * a deferred batch returns at once with none, its deletion under way.
  */
 export async function closeRemovalBatch(batch: RemovalBatch): Promise<RemovalFailure[]> {
   if (--batch.users > 0) return [];
@@ -89,5 +141,19 @@ export async function closeRemovalBatch(batch: RemovalBatch): Promise<RemovalFai
   if (batch.links.size === 0) return [];
   // Only built-in plugins add links, and they loaded this module already.
   const { flushRemovalBatch } = await import("./link_removal.ts");
-  return flushRemovalBatch(batch);
+  const onFailure = batch.deferredTo;
+  if (!onFailure) return await flushRemovalBatch(batch);
+  const report = (error: Error) => {
+    try {
+      onFailure(batch.netns, error);
+    } catch {
+      // A handler that throws changes nothing.
+    }
+  };
+  const deletion: Promise<void> = flushRemovalBatch(batch).then(
+    (failures) => failures.forEach((f) => report(f.error)),
+    (err) => report(err instanceof Error ? err : new Error(String(err))),
+  ).finally(() => pending.delete(deletion));
+  pending.add(deletion);
+  return [];
 }

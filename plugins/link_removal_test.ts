@@ -2,8 +2,13 @@ import assert from "node:assert/strict";
 import { inNetns } from "../tests/helpers/netlink.ts";
 import type { TestNetns } from "../tests/helpers/netns.ts";
 import { addLink, getLink, setLinkGroup } from "../netlink/mod.ts";
-import { closeRemovalBatch, openRemovalBatch } from "./link_batch.ts";
-import { removePodLink } from "./link_removal.ts";
+import {
+  closeRemovalBatch,
+  deferLinkDeletion,
+  openRemovalBatch,
+  settleDeferredDeletions,
+} from "./link_batch.ts";
+import { parkedName, removePodLink } from "./link_removal.ts";
 
 // deno-lint-ignore no-explicit-any
 type IpLink = Record<string, any>;
@@ -68,5 +73,39 @@ Deno.test(
     const gone = openRemovalBatch("c3", "/var/run/netns/hydra-test-no-such-namespace");
     gone.links.set(12345, 0);
     assert.deepEqual(await closeRemovalBatch(gone), []);
+  }),
+);
+
+Deno.test(
+  "a deferred batch frees the pod's names when it closes and deletes its links right after",
+  inNetns(1, async (h, pod) => {
+    const failures: string[] = [];
+    const stop = deferLinkDeletion((netns, err) => failures.push(`${netns}: ${err.message}`));
+    try {
+      addLink(h, { kind: "veth", name: "eth0", peer: { name: "peer0" } });
+      addLink(h, { kind: "veth", name: "net1", peer: { name: "peer1" } });
+      const batch = openRemovalBatch("c1", pod.path);
+      const eth0 = getLink(h, "eth0").index;
+      removePodLink(h, "c1", pod.path, "eth0");
+      removePodLink(h, "c1", pod.path, "net1");
+      // Still there until the batch closes, down and out of the pod's names.
+      const parked = await pod.ipJson<IpLink[]>("link", "show", "dev", parkedName(eth0));
+      assert.equal(parked[0].operstate, "DOWN");
+      assert.deepEqual(await closeRemovalBatch(batch), []);
+      const names = await ipLinkNames(pod);
+      assert.ok(!names.includes("eth0") && !names.includes("net1"), names.join());
+      // The runtime may ADD again at once: the name is free.
+      addLink(h, { kind: "veth", name: "eth0", peer: { name: "peer2" } });
+      assert.equal(await settleDeferredDeletions(10_000), true);
+      assert.deepEqual(await ipLinkNames(pod), ["eth0", "lo", "peer2"]);
+      assert.deepEqual(failures, []);
+    } finally {
+      stop();
+    }
+    // Batches opened afterwards delete before closing returns, as before.
+    const batch = openRemovalBatch("c2", pod.path);
+    removePodLink(h, "c2", pod.path, "eth0");
+    await closeRemovalBatch(batch);
+    assert.deepEqual(await ipLinkNames(pod), ["lo"]);
   }),
 );
