@@ -52,9 +52,11 @@ export {
   withHandle,
 } from "./socket.ts";
 export {
+  createAnonymousNetns,
   createNamedNetns,
   currentNetnsId,
   deleteNamedNetns,
+  enterNetns,
   namedNetnsPath,
   NETNS_RUN_DIR,
   type NetnsId,

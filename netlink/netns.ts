@@ -107,6 +107,54 @@ export function withNetnsSync<T>(ns: NetnsRef | undefined, fn: () => T): T {
   }
 }
 
+/**
+ * Moves the calling thread into namespace `ns` and returns the function
+ * that moves it back (call it exactly once, also on failure).
+ *
+ * Unlike {@link withNetnsSync} this spans awaits, and that is its danger:
+ * until it is undone, everything this thread does acts inside `ns`,
+ * including whatever other tasks the event loop runs meanwhile (a socket
+ * Deno opens, a timer's netlink call). Only for a process that has nothing
+ * else under way, such as a daemon's warm-up before it serves.
+ */
+export function enterNetns(ns: NetnsRef): () => void {
+  const target = refFd(ns);
+  const home = openNetnsFd(THREAD_NETNS_PATH);
+  try {
+    check(libc.setns(target.fd, CLONE_NEWNET), `setns ${refName(ns)}`);
+  } catch (e) {
+    closeFd(home);
+    throw e;
+  } finally {
+    if (target.owned) closeFd(target.fd);
+  }
+  let left = false;
+  return () => {
+    if (left) return;
+    left = true;
+    setnsBack(home);
+    closeFd(home);
+  };
+}
+
+/**
+ * Creates a namespace without a name, held only by the returned fd: once
+ * the fd is closed and nothing else uses the namespace, the kernel tears it
+ * down with everything in it. The calling thread stays where it was.
+ */
+export function createAnonymousNetns(): number {
+  const home = openNetnsFd(THREAD_NETNS_PATH);
+  let entered = false;
+  try {
+    check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)");
+    entered = true;
+    return openNetnsFd(THREAD_NETNS_PATH);
+  } finally {
+    if (entered) setnsBack(home);
+    closeFd(home);
+  }
+}
+
 /** The identity of the calling thread's current namespace. */
 export function currentNetnsId(): NetnsId {
   return netnsId(THREAD_NETNS_PATH);

@@ -26,7 +26,7 @@ import { loadConfDir } from "../cni/conf.ts";
 import { createLogger, type Logger } from "../cni/log.ts";
 import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
 import { type Attacher, createAttacher } from "./attach.ts";
-import { warmIpam, warmKernelPath } from "./warm.ts";
+import { WARMABLE_PLUGINS, warmAttachPath, warmIpam, warmKernelPath } from "./warm.ts";
 import { StatusCode, TtrpcStatusError } from "./errors.ts";
 import { nriLogger } from "./log.ts";
 import { createNriMetrics, type NriMetrics } from "./metrics.ts";
@@ -271,9 +271,11 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   const source = networkSource(opts);
   await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
   const builtins = await preloadPlugins(opts.confDir, log);
-  await source.warm?.();
   warmKernelPath(log);
-  if (builtins.includes("hydra-ipam")) await warmIpam(log);
+  // First, while nothing else opens sockets: it enters namespaces of its own for a moment.
+  if (builtins.some((b) => WARMABLE_PLUGINS.includes(b))) await warmAttachPath(log, builtins);
+  else if (builtins.includes("hydra-ipam")) await warmIpam(log);
+  await source.warm?.();
   const metrics = createNriMetrics();
   const attacher = createAttacher({
     cacheDir: opts.cacheDir,

@@ -13,19 +13,33 @@
  * a temporary folder, removed afterwards. A failure is only logged: the first pod then
  * pays, as it did before.
  *
+ * When the networks use hydra-bridge or hydra-macvlan, {@link warmAttachPath}
+ * goes further and runs a whole attachment (meta-CNI, bridge and veth pair,
+ * macvlan, hydra-ipam, addresses and routes, the DEL after it) in two
+ * namespaces of its own that no other process can see and that vanish
+ * with it.
+ *
  * @module
  */
 
 import type { Logger } from "../cni/log.ts";
+import { invokeInProcess } from "../cni/skel.ts";
 import type { CmdArgs } from "../cni/types.ts";
+import { LOCK_DIR } from "../plugins/host_lock.ts";
 import { loadBuiltin } from "../plugins/registry.ts";
 import {
+  addLink,
+  closeFd,
   closeHandle,
+  createAnonymousNetns,
+  enterNetns,
   findLink,
   type Handle,
   listAddrs,
   openHandle,
+  setLinkUp,
   sysctlRead,
+  withHandle,
 } from "../netlink/mod.ts";
 
 /** The daemon's own network namespace, as a path a pod's namespace is opened by. */
@@ -54,7 +68,7 @@ export function warmKernelPath(log: Logger): void {
     log.warn("kernel warm-up failed", { error: err instanceof Error ? err.message : String(err) });
     return;
   }
-  log.debug("kernel path warmed up", { ms: Math.round((performance.now() - t0) * 10) / 10 });
+  log.debug("kernel path warmed up", { ms: elapsed(t0) });
 }
 
 /**
@@ -92,5 +106,119 @@ export async function warmIpam(log: Logger): Promise<void> {
   } finally {
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
-  log.debug("IPAM path warmed up", { ms: Math.round((performance.now() - t0) * 10) / 10 });
+  log.debug("IPAM path warmed up", { ms: elapsed(t0) });
+}
+
+function elapsed(t0: number): number {
+  return Math.round((performance.now() - t0) * 10) / 10;
+}
+
+/** The main plugins {@link warmAttachPath} knows how to run without touching the node. */
+export const WARMABLE_PLUGINS: readonly string[] = ["hydra-bridge", "hydra-macvlan"];
+
+/**
+ * The networks of the warm-up: one per plugin of `plugins` it can run,
+ * each with hydra-ipam on a documentation subnet, the bridge one with a
+ * route; the macvlan one sits on `master`.
+ */
+function warmNetworks(plugins: readonly string[], dir: string, bridge: string, master: string) {
+  const ipam = (subnet: string, routes?: { dst: string }[]) => ({
+    type: "hydra-ipam",
+    subnet,
+    dataDir: `${dir}/ipam`,
+    ...(routes ? { routes } : {}),
+  });
+  const nets: Record<string, unknown>[] = [];
+  if (plugins.includes("hydra-bridge")) {
+    nets.push({
+      cniVersion: "1.1.0",
+      name: "hydra-warm-bridge",
+      type: "hydra-bridge",
+      bridge,
+      ipam: ipam("192.0.2.0/24", [{ dst: "203.0.113.0/24" }]),
+    });
+  }
+  if (plugins.includes("hydra-macvlan")) {
+    nets.push({
+      cniVersion: "1.1.0",
+      name: "hydra-warm-macvlan",
+      type: "hydra-macvlan",
+      master,
+      mode: "bridge",
+      ipam: ipam("198.51.100.0/24"),
+    });
+  }
+  return nets;
+}
+
+/**
+ * Runs one meta-CNI ADD and DEL, in process as a pod's attachment runs, of
+ * a network for each of `plugins` that is in {@link WARMABLE_PLUGINS}
+ * (with hydra-ipam), inside two anonymous namespaces: one stands in for
+ * the node (this thread enters it for the while: call this before anything
+ * else opens sockets) and holds the bridge and the macvlan's master, one
+ * for the pod. Stores and caches go to a temporary folder; closing the
+ * namespaces removes every link. Logs how long it took and the addresses
+ * the pod's side had after ADD; a failure is only logged.
+ */
+export async function warmAttachPath(log: Logger, plugins: readonly string[]): Promise<void> {
+  const t0 = performance.now();
+  const dir = await Deno.makeTempDir({ prefix: "hydra-warm-" });
+  const bridge = `hywarm${crypto.randomUUID().slice(0, 8)}`;
+  const held: number[] = [];
+  let leave: (() => void) | undefined;
+  let addresses: string[] = [];
+  try {
+    const meta = await loadBuiltin("hydra");
+    const delegates = warmNetworks(plugins, dir, bridge, "hywarm-master");
+    if (!meta || !delegates.length) return;
+    const node = createAnonymousNetns();
+    held.push(node);
+    const pod = createAnonymousNetns();
+    held.push(pod);
+    const conf = new TextEncoder().encode(JSON.stringify({
+      cniVersion: "1.1.0",
+      name: "hydra-warm-up",
+      type: "hydra",
+      cacheDir: `${dir}/cache`,
+      logLevel: "error",
+      delegates,
+    }));
+    leave = enterNetns({ fd: node });
+    if (plugins.includes("hydra-macvlan")) {
+      withHandle({}, (h) => {
+        addLink(h, { kind: "veth", name: "hywarm-master", peer: { name: "hywarm-peer" } });
+        setLinkUp(h, "hywarm-master");
+      });
+    }
+    for (const command of ["ADD", "DEL"]) {
+      const out = await invokeInProcess(meta, {
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: "hydra-warm-up",
+        CNI_NETNS: `/proc/${Deno.pid}/fd/${pod}`,
+        CNI_IFNAME: "eth0",
+        CNI_ARGS: "",
+        // Built-ins run in this process; the path is never searched for them.
+        CNI_PATH: "/opt/cni/bin",
+      }, conf);
+      if (out.code !== 0) throw new Error(`${command}: ${out.stdout.trim()}`);
+      if (command === "ADD") {
+        addresses = withHandle(
+          { netnsFd: pod },
+          (h) => listAddrs(h).filter((a) => a.scope === 0).map((a) => a.cidr).sort(),
+        );
+      }
+    }
+  } catch (err) {
+    log.warn("attach path warm-up failed", {
+      error: err instanceof Error ? err.message : String(err),
+    });
+    return;
+  } finally {
+    leave?.();
+    for (const fd of held) closeFd(fd);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.remove(`${LOCK_DIR}/bridge-${bridge}.lock`).catch(() => {});
+  }
+  log.debug("attach path warmed up", { ms: elapsed(t0), plugins, addresses });
 }
