@@ -43,11 +43,27 @@ function aborted(signal: AbortSignal): Promise<never> {
   });
 }
 
+/** The daemon's own in-process connection, in the daemon's process. */
+let own: DaemonConnection | undefined;
+
+/**
+ * For the daemon itself: from now on, connecting to `conn.path` from this
+ * process gives `conn` (see NodeServer.inProcessConnection), so a meta-CNI
+ * the daemon runs under `daemonExec` asks it by direct calls instead of
+ * through its own socket.
+ */
+export function useInProcessDaemon(conn: DaemonConnection | undefined): void {
+  own = conn;
+}
+
 /**
  * Connects to the daemon's socket. Undefined when nobody listens there
  * (no socket file, or a stale one): the caller goes to the API itself.
+ * In the daemon's own process, its in-process connection (see
+ * {@link useInProcessDaemon}).
  */
 export async function connectNodeDaemon(path: string): Promise<DaemonConnection | undefined> {
+  if (own && own.path === path) return own;
   let conn: Deno.UnixConn;
   try {
     conn = await Deno.connect({ transport: "unix", path });

@@ -28,6 +28,7 @@ import { startNodeCache } from "./node_cache.ts";
 import { DEFAULT_DAEMON_SOCKET } from "./node_protocol.ts";
 import { startReportQueue } from "./node_reports.ts";
 import { serveNodeSocket } from "./node_server.ts";
+import { useInProcessDaemon } from "./node_client.ts";
 import { spoolDirOf } from "./report_spool.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
@@ -267,6 +268,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     client.close();
     return 1;
   }
+  useInProcessDaemon(server.inProcessConnection());
   log.info("serving", {
     socket: opts.socket,
     listen: opts.listen ? formatListenAddress(health!.address) : undefined,
@@ -290,6 +292,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   const signal = await stopped;
   log.info("stopping", { signal });
   clearInterval(spoolTimer);
+  useInProcessDaemon(undefined);
   await server.shutdown();
   if (settleLinkDeletions && !await settleLinkDeletions(5_000)) {
     log.warn("pod links still being deleted at exit");

@@ -22,6 +22,7 @@ import {
   lineSplitter,
 } from "./node_protocol.ts";
 import type { ReportQueue } from "./node_reports.ts";
+import { type DaemonConnection, DaemonUnavailableError } from "./node_client.ts";
 
 /** Options of {@link serveNodeSocket}. */
 export interface NodeServerOptions {
@@ -51,6 +52,14 @@ export interface NodeServerOptions {
 /** The running server. */
 export interface NodeServer {
   connections(): number;
+  /**
+   * A connection served by direct calls, for code in the daemon's own
+   * process (a meta-CNI run under `daemonExec`): the same requests, slots
+   * and metrics as over the socket, without the socket, the JSON lines or
+   * a round through the event loop per line. Objects read come as copies,
+   * as they would over the socket; closing it does nothing.
+   */
+  inProcessConnection(): DaemonConnection;
   /** Stops accepting, lets requests in progress finish, closes every connection. */
   shutdown(): Promise<void>;
 }
@@ -165,6 +174,49 @@ export async function serveNodeSocket(opts: NodeServerOptions): Promise<NodeServ
     }
   }
 
+  /** Answers one parsed request in its slot, counted in the metrics. */
+  async function serveRequest(req: DaemonRequest, started: number): Promise<DaemonResponse> {
+    const op = typeof req?.op === "string" ? req.op : "invalid";
+    let res: DaemonResponse;
+    const release = await (op === "cni" ? cniSlot() : slot());
+    try {
+      res = await answer(req);
+    } catch (err) {
+      res = failure(err);
+    } finally {
+      release();
+    }
+    requests.inc({ op, result: res.ok ? "ok" : "error" });
+    duration.observe({ op }, (performance.now() - started) / 1000);
+    return res;
+  }
+
+  const inProcess: DaemonConnection = {
+    path: opts.socketPath,
+    async call(req, timeoutMs) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new DaemonUnavailableError(
+                `daemon (in process) did not answer within ${Math.round(timeoutMs)} ms`,
+              ),
+            ),
+          Math.max(1, Math.round(timeoutMs)),
+        );
+      });
+      try {
+        const res = await Promise.race([serveRequest(req, performance.now()), late]);
+        // Over the socket the caller gets its own copy; the cache's objects stay the cache's.
+        return res.ok && res.body !== undefined ? { ...res, body: structuredClone(res.body) } : res;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    close() {},
+  };
+
   async function handle(conn: Deno.Conn): Promise<void> {
     const splitter = lineSplitter();
     const buf = new Uint8Array(64 * 1024);
@@ -174,27 +226,16 @@ export async function serveNodeSocket(opts: NodeServerOptions): Promise<NodeServ
         if (n === null) return;
         for (const line of splitter.push(buf.subarray(0, n))) {
           const started = performance.now();
-          let op = "invalid";
           let res: DaemonResponse;
           let req: DaemonRequest | undefined;
           try {
             req = JSON.parse(line) as DaemonRequest;
-            op = typeof req?.op === "string" ? req.op : "invalid";
           } catch (err) {
             res = failure(err);
+            requests.inc({ op: "invalid", result: "error" });
+            duration.observe({ op: "invalid" }, (performance.now() - started) / 1000);
           }
-          if (req) {
-            const release = await (op === "cni" ? cniSlot() : slot());
-            try {
-              res = await answer(req);
-            } catch (err) {
-              res = failure(err);
-            } finally {
-              release();
-            }
-          }
-          requests.inc({ op, result: res!.ok ? "ok" : "error" });
-          duration.observe({ op }, (performance.now() - started) / 1000);
+          if (req) res = await serveRequest(req, started);
           await conn.write(encodeLine(res!));
         }
       }
@@ -241,6 +282,7 @@ export async function serveNodeSocket(opts: NodeServerOptions): Promise<NodeServ
 
   return {
     connections: () => conns.size,
+    inProcessConnection: () => inProcess,
     async shutdown() {
       try {
         listener.close();
