@@ -125,7 +125,8 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
       key: "hydra_daemonexec_builtin",
       description:
         "hydra meta-CNI handing the whole invocation to hydra daemon (daemonExec), which runs " +
-        "hydra-bridge + hydra-ipam in its process",
+        "hydra-bridge + hydra-ipam in its process; its DEL answers once the pod's links are " +
+        "renamed away and their group deletion is sent, not after the kernel's release wait",
       exe: `${ctx.hydraBin}/hydra`,
       path: [ctx.hydraBin, ctx.referenceBin],
       delegates: "builtin",
