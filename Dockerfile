@@ -10,13 +10,23 @@ ARG DENO_VERSION=2.9.6
 
 FROM denoland/deno:${DENO_VERSION} AS build
 WORKDIR /src
-# Dependencies first, so that source edits reuse the cached layer.
-COPY deno.json deno.lock* ./
-RUN deno install --frozen=false
+# Dependencies first, so that source edits reuse the cached layer. --frozen: exactly what the
+# committed lockfile says, or the build fails.
+COPY deno.json deno.lock ./
+RUN deno install --frozen
 COPY . .
 RUN deno task compile && ./dist/hydra version
 
 FROM gcr.io/distroless/cc-debian12
+# The version the image is published as (`docker build --build-arg VERSION=...`); the executable
+# reports its own with `hydra version`.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="hydra" \
+      org.opencontainers.image.description="Multi-network pod networking for Kubernetes: meta-CNI, built-in plugins, IPAM, NRI plugin, router, node daemon" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /src/dist/hydra /usr/local/bin/hydra
 # The installer DaemonSet's command; the other roles set `command: [/usr/local/bin/hydra]`.
 ENTRYPOINT ["/usr/local/bin/hydra", "install"]
