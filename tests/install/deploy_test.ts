@@ -69,7 +69,7 @@ Deno.test("the CRD is the same in the setup files and in deploy/crds", () => {
   const [crd] = loadDocs("crds/network-attachment-definition.yaml");
   assert.equal(crd.spec.group, "k8s.cni.cncf.io");
   assert.equal(crd.spec.scope, "Namespaced");
-  assert.deepEqual(crd.spec.names.shortNames, ["net-attach-def"]);
+  assert.deepEqual(crd.spec.names.shortNames, ["nad", "net-attach-def"]);
   assert.equal(crd.spec.names.kind, "NetworkAttachmentDefinition");
   const v1 = crd.spec.versions.find((v: Obj) => v.name === "v1");
   assert.ok(v1.served && v1.storage);
