@@ -13,7 +13,7 @@
 // CNI contract
 export * from "./cni/types.ts";
 export { asCniError, CniError, ErrorCode, type ErrorJson } from "./cni/errors.ts";
-export type { Plugin } from "./cni/plugin.ts";
+export type { Builtins, Plugin } from "./cni/types.ts";
 export { convertResult, fromInternal, parseResult, toInternal } from "./cni/convert.ts";
 export { dispatch, invokeInProcess, runSkel } from "./cni/skel.ts";
 export { execPlugin, findInPath, invokePlugin, type PluginRequest } from "./cni/invoke.ts";
@@ -36,7 +36,9 @@ export {
 export { type CacheEntry, DEFAULT_CACHE_DIR } from "./cni/cache.ts";
 
 // Built-in plugins and IPAM, by the name they are invoked as
-export { builtinNames, isBuiltin, loadBuiltin } from "./plugins/registry.ts";
+// (BUILTINS is what to hand invokePlugin, the list runner or the skel as `builtins` so that
+// they run hydra's plugins in-process; without it every plugin is exec'd from CNI_PATH.)
+export { builtinNames, BUILTINS, isBuiltin, loadBuiltin } from "./plugins/registry.ts";
 
 // Kubernetes: network selection and status reporting (pure functions)
 export { parseNetworkSelection } from "./kube/selection.ts";

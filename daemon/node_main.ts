@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { createLogger, isLogLevel, type LogLevel } from "../cni/log.ts";
+import { createLogger, isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { createKubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import {
@@ -214,14 +214,12 @@ export async function runDaemon(args: string[]): Promise<number> {
   let settleLinkDeletions: ((timeoutMs: number) => Promise<boolean>) | undefined;
   /** Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`). */
   const executeCni = async (env: Record<string, string>, stdin: string) => {
-    const [{ invokeInProcess }, { loadBuiltin }, { markRunningInDaemon }, batches] = await Promise
-      .all([
-        import("../cni/skel.ts"),
-        import("../plugins/registry.ts"),
-        import("../plugins/meta_exec.ts"),
-        import("../plugins/link_batch.ts"),
-      ]);
-    markRunningInDaemon();
+    const [{ invokeInProcess }, { BUILTINS }, { createMetaPlugin }, batches] = await Promise.all([
+      import("../cni/skel.ts"),
+      import("../plugins/registry.ts"),
+      import("../plugins/meta.ts"),
+      import("../plugins/link_batch.ts"),
+    ]);
     if (!settleLinkDeletions) {
       // This process outlives the DEL: the kernel's slow part of it need not hold up the runtime.
       batches.deferLinkDeletion((netns, error) =>
@@ -229,7 +227,9 @@ export async function runDaemon(args: string[]): Promise<number> {
       );
       settleLinkDeletions = batches.settleDeferredDeletions;
     }
-    return await invokeInProcess(await loadBuiltin("hydra")!, env, new TextEncoder().encode(stdin));
+    // The daemon runs what it is handed itself: its meta-CNI never forwards.
+    const meta = createMetaPlugin({ forward: false });
+    return await invokeInProcess(meta, env, new TextEncoder().encode(stdin), BUILTINS);
   };
 
   let server;

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
 import { DURATION_BUCKETS, type Registry } from "./metrics.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { silentLogger } from "../cni/log.ts";
+import { silentLogger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError } from "../kube/errors.ts";
 import { createRegistry } from "./metrics.ts";

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { ensureDir, writeFileAtomic } from "../cni/fsutil.ts";
+import { ensureDir, writeFileAtomic } from "../pkg/fsutil.ts";
 import { type KubeClient, retryTransient } from "../kube/client.ts";
 import type { PodArgs } from "../kube/delegate.ts";
 import { createEvent, type Pod, PodUidMismatchError } from "../kube/objects.ts";

@@ -13,7 +13,7 @@ import { builtinNames } from "../plugins/registry.ts";
 import { lstatOrUndefined, readOrUndefined, removeScratch, sha256Bytes } from "./atomic.ts";
 import { InstallError } from "./error.ts";
 import { readCredentials, renderKubeconfig } from "./kubeconfig.ts";
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import {
   encodeManifest,
   type InstallManifest,

@@ -8,7 +8,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { parseIpAddr } from "../netlink/ip.ts";
+import { parseIpAddr } from "../ipaddr/ip.ts";
 import type { NetworkSelection } from "./selection.ts";
 
 /** The pod identity every delegate gets in CNI_ARGS. */

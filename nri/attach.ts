@@ -25,9 +25,11 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Logger, LogLevel } from "../cni/log.ts";
+import { pluginError } from "../cni/plugin_output.ts";
+import type { Logger, LogLevel } from "../pkg/log.ts";
 import { invokeInProcess } from "../cni/skel.ts";
 import { plugin as metaPlugin } from "../plugins/meta.ts";
+import { BUILTINS } from "../plugins/registry.ts";
 import { netnsPathOf, type PodSandbox } from "./pod.ts";
 import type { AttachPlan, NetworkSource } from "./source.ts";
 import {
@@ -81,23 +83,6 @@ export interface Attacher {
   release(sandboxId: string, netns?: string): Promise<ReleaseOutcome>;
   /** Waits for every running call to settle. */
   idle(): Promise<void>;
-}
-
-/** The meta-CNI's stdout of a failed call, as a CniError. */
-function outputError(stdout: string, what: string): CniError {
-  try {
-    const e = JSON.parse(stdout) as { code?: unknown; msg?: unknown; details?: unknown };
-    if (typeof e.code === "number" && typeof e.msg === "string") {
-      return new CniError(
-        e.code,
-        e.msg,
-        typeof e.details === "string" && e.details ? e.details : undefined,
-      );
-    }
-  } catch {
-    // not JSON: fall through
-  }
-  return new CniError(ErrorCode.Internal, `${what}: unexpected meta-CNI output ${stdout.trim()}`);
 }
 
 /** The path if it exists, else "" (DEL without a namespace still frees addresses). */
@@ -165,15 +150,20 @@ export function createAttacher(options: AttacherOptions): Attacher {
     env: { sandboxId: string; netns: string; ifName: string; args: string },
     conf: Uint8Array,
   ): Promise<string> {
-    const out = await invokeInProcess(metaPlugin, {
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: env.sandboxId,
-      CNI_NETNS: env.netns,
-      CNI_IFNAME: env.ifName,
-      CNI_ARGS: env.args,
-      CNI_PATH: options.cniPath.join(":"),
-    }, conf);
-    if (out.code !== 0) throw outputError(out.stdout, `${command} ${env.sandboxId}`);
+    const out = await invokeInProcess(
+      metaPlugin,
+      {
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: env.sandboxId,
+        CNI_NETNS: env.netns,
+        CNI_IFNAME: env.ifName,
+        CNI_ARGS: env.args,
+        CNI_PATH: options.cniPath.join(":"),
+      },
+      conf,
+      BUILTINS,
+    );
+    if (out.code !== 0) throw pluginError(out);
     return out.stdout;
   }
 

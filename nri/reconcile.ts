@@ -20,7 +20,7 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { Attacher } from "./attach.ts";
 import type { NriMetrics } from "./metrics.ts";
 import { netnsPathOf, type PodSandbox } from "./pod.ts";

@@ -23,7 +23,7 @@
  */
 
 import { loadConfDir } from "../cni/conf.ts";
-import { createLogger, type Logger } from "../cni/log.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
 import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
 import { type Attacher, createAttacher } from "./attach.ts";
 import { WARMABLE_PLUGINS, warmAttachPath, warmIpam, warmKernelPath } from "./warm.ts";

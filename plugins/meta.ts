@@ -22,13 +22,16 @@
  * the pod's networks come from Kubernetes instead: see meta_kube.ts, loaded
  * only then. DEL and CHECK always follow the record, whichever mode made it.
  * With `"daemonExec": true` ADD, DEL and CHECK run inside the node daemon
- * when one answers (meta_exec.ts).
+ * when one answers (daemon/exec_shim.ts), except in the daemon itself,
+ * which runs {@link createMetaPlugin}'s plugin that never forwards.
  *
  * @module
  */
 
 import { parseCniArgs } from "../cni/args.ts";
+import { parseResult } from "../cni/convert.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import { outputDocument, pluginError } from "../cni/plugin_output.ts";
 import {
   addNetworkList,
   checkNetworkList,
@@ -36,8 +39,7 @@ import {
   joinErrors,
   statusNetworkList,
 } from "../cni/list.ts";
-import type { Plugin } from "../cni/plugin.ts";
-import type { AnyResult, Attachment, CmdArgs } from "../cni/types.ts";
+import type { AnyResult, Attachment, CmdArgs, Plugin } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { type Delegate, resolveDelegates } from "./meta_config.ts";
 import {
@@ -81,27 +83,41 @@ function loadKube() {
   return import("./meta_kube.ts");
 }
 
+/** The invocation's CNI_* variables as the exec that made `args` had them. */
+function envOf(args: CmdArgs): (name: string) => string | undefined {
+  const env: Record<string, string> = {
+    CNI_COMMAND: args.command,
+    CNI_CONTAINERID: args.containerId,
+    CNI_NETNS: args.netns,
+    CNI_IFNAME: args.ifName,
+    CNI_ARGS: args.args,
+    CNI_PATH: args.path.join(":"),
+  };
+  if (args.netnsOverride) env.CNI_NETNS_OVERRIDE = "1";
+  return (name) => env[name];
+}
+
 /**
- * With `"daemonExec": true`, hands the whole invocation to the node
- * daemon; undefined when it is to run here (no daemon, or this is the
- * daemon). See meta_exec.ts.
+ * With `"daemonExec": true`, hands the whole invocation to the node daemon
+ * through the one forwarder (daemon/exec_shim.ts, which declines what must
+ * run here); undefined when it is to run here. The daemon's outcome comes
+ * back as this plugin's: its result, or its error thrown.
  */
 async function viaDaemon(args: CmdArgs): Promise<{ result?: AnyResult } | undefined> {
   if ((args.config as Record<string, unknown>).daemonExec !== true) return undefined;
-  const exec = await import("./meta_exec.ts");
-  if (!exec.wantsDaemonExec(args)) return undefined;
-  const out = await exec.execInDaemon(args);
-  return out ? { result: exec.outcomeOf(out, args) } : undefined;
+  const { execViaDaemon } = await import("../daemon/exec_shim.ts");
+  const out = await execViaDaemon(envOf(args), args.stdinData);
+  if (!out) return undefined;
+  if (out.code !== 0) throw pluginError(out);
+  return args.command === "ADD" ? { result: parseResult(outputDocument(out, "node daemon")) } : {};
 }
 
 async function add(args: CmdArgs): Promise<AnyResult> {
-  const handed = await viaDaemon(args);
-  if (handed) return handed.result!;
   const inv = prepare(args);
   if (kubeMode(args)) return (await loadKube()).addKube(args, inv);
   const delegates = await resolveDelegates(args.config, inv.options, args.ifName);
   // Checked up front so a missing binary changes nothing at all.
-  await assertPluginsExist(delegates, inv.listOptions.path);
+  await assertPluginsExist(delegates, inv.listOptions);
   const record: AttachmentRecord = {
     kind: RECORD_KIND,
     containerId: args.containerId,
@@ -138,7 +154,6 @@ async function add(args: CmdArgs): Promise<AnyResult> {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  if (await viaDaemon(args)) return;
   const inv = prepare(args);
   const record = await loadRecordForDel(inv, args.containerId, args.ifName);
   if (!record) {
@@ -151,7 +166,6 @@ async function del(args: CmdArgs): Promise<void> {
 }
 
 async function check(args: CmdArgs): Promise<void> {
-  if (await viaDaemon(args)) return;
   const inv = prepare(args);
   const record = await loadRecord(inv.options.cacheDir, args.containerId, args.ifName);
   if (!record) {
@@ -255,13 +269,26 @@ async function gc(args: CmdArgs): Promise<void> {
   if (joined) throw joined;
 }
 
-/** The meta-CNI plugin. */
-export const plugin: Plugin = {
-  kind: "hydra",
-  supportedVersions: SUPPORTED_VERSIONS,
-  add,
-  del,
-  check,
-  status,
-  gc,
-};
+/**
+ * The meta-CNI as a plugin. With `forward` (every process but the node
+ * daemon), a conf asking for `daemonExec` has ADD, DEL and CHECK run in the
+ * daemon when one answers; the daemon runs them itself.
+ */
+export function createMetaPlugin(opts: { forward: boolean }): Plugin {
+  const forwarded = <T>(run: (args: CmdArgs) => Promise<T>) => async (args: CmdArgs) => {
+    const handed = opts.forward ? await viaDaemon(args) : undefined;
+    return handed ? handed.result as T : await run(args);
+  };
+  return {
+    kind: "hydra",
+    supportedVersions: SUPPORTED_VERSIONS,
+    add: forwarded(add),
+    del: forwarded(del),
+    check: forwarded(check),
+    status,
+    gc,
+  };
+}
+
+/** The meta-CNI plugin, as the runtime execs it. */
+export const plugin: Plugin = createMetaPlugin({ forward: true });

@@ -31,7 +31,7 @@ import type { ConfList } from "../cni/conf.ts";
 import { toInternal } from "../cni/convert.ts";
 import type { AnyResult, CmdArgs, Result } from "../cni/types.ts";
 import { CURRENT_VERSION } from "../cni/types.ts";
-import { writeFileAtomic } from "../cni/fsutil.ts";
+import { writeFileAtomic } from "../pkg/fsutil.ts";
 import { loadConfPath } from "../kube/confdir.ts";
 import { delegateCniArgs, parseCniArgs, type PodArgs } from "../kube/delegate.ts";
 import { type Attachment, type KubeModeConfig, resolveAttachments } from "../kube/networks.ts";
@@ -244,7 +244,7 @@ export async function addKube(args: CmdArgs, inv: Invocation): Promise<AnyResult
       networks: attachments.map((a) => `${a.name}@${a.ifName}`),
       ms: Date.now() - started,
     });
-    await assertPluginsExist(asDelegates(attachments), inv.listOptions.path);
+    await assertPluginsExist(asDelegates(attachments), inv.listOptions);
     const record: AttachmentRecord = {
       kind: RECORD_KIND,
       containerId: args.containerId,

@@ -9,7 +9,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import { createKubeClient, type KubeClient, retryTransient } from "../kube/client.ts";
 import type { PodArgs } from "../kube/delegate.ts";
 import { isTransient, KubeTransportError } from "../kube/errors.ts";

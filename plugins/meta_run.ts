@@ -11,7 +11,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { delNetworkList, type ListOptions, type RuntimeConf } from "../cni/list.ts";
 import { locatePlugin } from "../cni/invoke.ts";
-import { createLogger, type Logger } from "../cni/log.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
 import type { CmdArgs } from "../cni/types.ts";
 import { closeRemovalBatch, openRemovalBatch, type RemovalFailure } from "./link_batch.ts";
 import { type Delegate, type MetaOptions, parseMetaOptions } from "./meta_config.ts";
@@ -44,7 +44,12 @@ export function prepare(args: CmdArgs): Invocation {
   return {
     options,
     log,
-    listOptions: { path, cacheDir: options.cacheDir, timeoutMs: options.delegateTimeoutMs },
+    listOptions: {
+      path,
+      cacheDir: options.cacheDir,
+      timeoutMs: options.delegateTimeoutMs,
+      builtins: args.builtins,
+    },
   };
 }
 
@@ -145,12 +150,12 @@ export async function deleteAll(
 /** Fails (code 7, naming the network) unless every delegate plugin can be found. */
 export async function assertPluginsExist(
   delegates: readonly Delegate[],
-  path: readonly string[],
+  opts: ListOptions,
 ): Promise<void> {
   for (const d of delegates) {
     for (const p of d.list.plugins) {
       try {
-        await locatePlugin(p.type, path);
+        await locatePlugin(p.type, opts.path, opts.builtins);
       } catch (err) {
         throw delegateError(err, d, "preparing");
       }

@@ -26,7 +26,7 @@
 import type { ArgPair } from "../cni/args.ts";
 import { type ConfList, parseConfList } from "../cni/conf.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { ensureDir, removeIfExists, writeFileAtomic } from "../cni/fsutil.ts";
+import { ensureDir, removeIfExists, writeFileAtomic } from "../pkg/fsutil.ts";
 import type { Delegate } from "./meta_config.ts";
 
 /** The `kind` of a record file. */

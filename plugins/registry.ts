@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Plugin } from "../cni/plugin.ts";
+import type { Builtins, Plugin } from "../cni/types.ts";
 
 type PluginLoader = () => Promise<Plugin>;
 
@@ -38,3 +38,10 @@ export function loadBuiltin(type: string): Promise<Plugin> | undefined {
   const loader = Object.hasOwn(builtins, type) ? builtins[type] : undefined;
   return loader?.();
 }
+
+/**
+ * hydra's built-ins as the invocation layer's seam: what a hydra process
+ * hands to the skel and the list runner so that a plugin hydra has runs
+ * in-process instead of being exec'd.
+ */
+export const BUILTINS: Builtins = { has: isBuiltin, load: loadBuiltin };

@@ -85,8 +85,8 @@ Deno.test("bin/hydra runs the CNI bundle only while it is fresh, and only for CN
       await Deno.readTextFile(`${bundle}.inputs`),
     );
     assert.ok(
-      inputs.includes("cni/exec_entry.ts") &&
-        inputs.includes("cni/plugin_main.ts") &&
+      inputs.includes("cmd/exec_entry.ts") &&
+        inputs.includes("cmd/plugin_main.ts") &&
         inputs.includes("plugins/bridge.ts"),
     );
     // The launcher's file holds the daemonExec shim, not the plugin path.
