@@ -3,7 +3,7 @@
  * of the single-file build the source launcher prefers (tools/bundle.ts).
  *
  * A meta-CNI ADD, DEL or CHECK whose conf asks for `daemonExec` is handed
- * to the node daemon by the small shim in daemon/exec_shim.ts, so the
+ * to the node daemon by the small shim in daemonclient/forward.ts, so the
  * exec'd process loads a few small modules and nothing of the plugin path.
  * Everything else, and a `daemonExec` invocation no daemon answers, goes to
  * cmd/plugin_main.ts, imported only then (in the build: a second file,
@@ -12,7 +12,7 @@
  * @module
  */
 
-import { execViaDaemon, isForwardedCommand } from "../daemon/exec_shim.ts";
+import { execViaDaemon, isForwardedCommand } from "../daemonclient/forward.ts";
 import { invokedName, isMetaCniName } from "./invoked_name.ts";
 import { readStdin, writeStdout } from "../cni/stdio.ts";
 

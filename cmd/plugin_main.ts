@@ -13,7 +13,7 @@
  * @module
  */
 
-import { BUILTINS, loadBuiltin } from "../plugins/registry.ts";
+import { BUILTINS, loadBuiltin } from "../engine/builtins.ts";
 import { invokedName, isMetaCniName } from "./invoked_name.ts";
 
 /**

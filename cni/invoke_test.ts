@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { rejectsCni, writeScript } from "../tests/cni/helpers.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
-import { BUILTINS } from "../plugins/registry.ts";
+import { BUILTINS } from "../engine/builtins.ts";
 import { findInPath, getVersionInfo, invokePlugin, type PluginRequest } from "./invoke.ts";
 import type { Builtins } from "./types.ts";
 

@@ -22,14 +22,14 @@ import {
   type ListenAddress,
   parseListenAddress,
   serveHealth,
-} from "./http.ts";
-import { createRegistry, DURATION_BUCKETS } from "./metrics.ts";
+} from "../pkg/http.ts";
+import { createRegistry, DURATION_BUCKETS } from "../pkg/metrics.ts";
 import { startNodeCache } from "./node_cache.ts";
-import { DEFAULT_DAEMON_SOCKET } from "./node_protocol.ts";
+import { DEFAULT_DAEMON_SOCKET } from "../daemonclient/protocol.ts";
 import { startReportQueue } from "./node_reports.ts";
 import { serveNodeSocket } from "./node_server.ts";
-import { useInProcessDaemon } from "./node_client.ts";
-import { spoolDirOf } from "./report_spool.ts";
+import { useInProcessDaemon } from "../daemonclient/client.ts";
+import { spoolDirOf } from "../kube/report_spool.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
 const DEFAULT_SPOOL_DIR = spoolDirOf("/var/lib/cni/hydra");
@@ -216,8 +216,8 @@ export async function runDaemon(args: string[]): Promise<number> {
   const executeCni = async (env: Record<string, string>, stdin: string) => {
     const [{ invokeInProcess }, { BUILTINS }, { createMetaPlugin }, batches] = await Promise.all([
       import("../cni/skel.ts"),
-      import("../plugins/registry.ts"),
-      import("../plugins/meta.ts"),
+      import("../engine/builtins.ts"),
+      import("../engine/meta.ts"),
       import("../plugins/link_batch.ts"),
     ]);
     if (!settleLinkDeletions) {

@@ -20,7 +20,7 @@ import {
   type SpooledReport,
   spoolReport,
   writeReport,
-} from "./report_spool.ts";
+} from "../kube/report_spool.ts";
 
 /** Options of {@link startReportQueue}. */
 export interface ReportQueueOptions {

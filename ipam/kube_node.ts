@@ -136,7 +136,7 @@ async function fetchNode(c: KubeNodeConfig): Promise<NodeRanges> {
   const what = `get node ${c.nodeName}`;
   try {
     if (c.daemonSocket) {
-      const { connectNodeDaemon, daemonKubeClient } = await import("../daemon/node_client.ts");
+      const { connectNodeDaemon, daemonKubeClient } = await import("../daemonclient/client.ts");
       const conn = await connectNodeDaemon(c.daemonSocket).catch(() => undefined);
       if (conn) {
         try {

@@ -26,7 +26,7 @@ import type { Logger } from "../pkg/log.ts";
 import { invokeInProcess } from "../cni/skel.ts";
 import type { CmdArgs } from "../cni/types.ts";
 import { LOCK_DIR } from "../plugins/host_lock.ts";
-import { BUILTINS, loadBuiltin } from "../plugins/registry.ts";
+import { BUILTINS, loadBuiltin } from "../engine/builtins.ts";
 import {
   addLink,
   closeFd,

@@ -37,44 +37,48 @@ export const LAYERS: readonly Layer[] = [
   {
     rank: 0,
     folders: ["pkg", "ipaddr"],
-    what: "leaf helpers: async, log, version, fs, metrics and HTTP endpoint; address arithmetic",
+    what: "leaf helpers (async, log, version, fs, config fields, metrics and HTTP " +
+      "endpoint); address arithmetic",
   },
-  { rank: 1, folders: ["netlink"], what: "rtnetlink over FFI, network namespaces" },
-  { rank: 2, folders: ["cni"], what: "the CNI contract as a library (no plugin, no role)" },
-  { rank: 3, folders: ["kube"], what: "Kubernetes client, informers, selection, status" },
-  { rank: 4, folders: ["ipam"], what: "IPAM plugins" },
-  { rank: 5, folders: ["plugins"], what: "built-in interface and meta plugins" },
   {
-    rank: 6,
+    rank: 1,
+    folders: ["netlink"],
+    what: "rtnetlink over FFI, network namespaces",
+  },
+  {
+    rank: 2,
+    folders: ["cni"],
+    what: "the CNI contract as a library: types, skel, invocation (built-ins injected)",
+  },
+  {
+    rank: 3,
+    folders: ["kube"],
+    what: "Kubernetes client, informers, selection, status",
+  },
+  {
+    rank: 4,
+    folders: ["daemonclient"],
+    what: "node daemon client, protocol, forwarder",
+  },
+  { rank: 5, folders: ["ipam"], what: "IPAM plugins" },
+  { rank: 6, folders: ["plugins"], what: "built-in interface plugins" },
+  {
+    rank: 7,
+    folders: ["engine"],
+    what: "attachment engine (meta-CNI), built-in table",
+  },
+  {
+    rank: 8,
     folders: ["daemon", "install", "nri", "route"],
     what: "roles: node daemon, installer, NRI plugin, router",
   },
-  { rank: 7, folders: ["cmd"], what: "entry points: process dispatch and the command line" },
-  { rank: 8, folders: ["."], what: "main.ts, mod.ts" },
+  {
+    rank: 9,
+    folders: ["cmd"],
+    what: "entry points: process dispatch, command line",
+  },
+  { rank: 10, folders: ["."], what: "main.ts, mod.ts" },
 ];
-
-/**
- * Imports that break rule 1 today and are on their way out, as
- * "from → to" file pairs. Each must still exist (a stale entry fails).
- */
-const PENDING: ReadonlySet<string> = new Set([
-  "ipam/kube_node.ts → daemon/node_client.ts",
-  "plugins/meta.ts → daemon/exec_shim.ts",
-  "plugins/meta_kube.ts → daemon/report_spool.ts",
-  "plugins/meta_kube_config.ts → daemon/node_protocol.ts",
-  "plugins/meta_kube_source.ts → daemon/node_client.ts",
-  "plugins/meta_kube_source.ts → daemon/report_spool.ts",
-  "install/health.ts → daemon/http.ts",
-  "install/health.ts → daemon/metrics.ts",
-  "install/main.ts → daemon/http.ts",
-  "install/options.ts → daemon/http.ts",
-  "nri/metrics.ts → daemon/metrics.ts",
-  "nri/options.ts → daemon/http.ts",
-  "nri/serve.ts → daemon/http.ts",
-  "route/main.ts → daemon/http.ts",
-  "route/metrics.ts → daemon/metrics.ts",
-  "route/options.ts → daemon/http.ts",
-]);
 
 /** Folders (first path segment) whose files are tests and tooling: above every layer. */
 const TOP_FOLDERS: ReadonlySet<string> = new Set(["tests", "bench", "tools"]);
@@ -83,12 +87,20 @@ const TOP_FOLDERS: ReadonlySet<string> = new Set(["tests", "bench", "tools"]);
 const TEST_FILE = /(^|\/)([^/]+_test|testdata)\.ts$/;
 
 /** What the walk skips. */
-const SKIP: ReadonlySet<string> = new Set([".git", ".cache", "node_modules", "dist"]);
+const SKIP: ReadonlySet<string> = new Set([
+  ".git",
+  ".cache",
+  "node_modules",
+  "dist",
+]);
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 /** The rank of a tree-relative file; TOP for tests and tooling, undefined for an unplaced folder. */
-export function rankOf(file: string, layers: readonly Layer[] = LAYERS): number | undefined {
+export function rankOf(
+  file: string,
+  layers: readonly Layer[] = LAYERS,
+): number | undefined {
   const slash = file.indexOf("/");
   const folder = slash < 0 ? "." : file.slice(0, slash);
   if (TOP_FOLDERS.has(folder) || TEST_FILE.test(file)) return TOP;
@@ -108,7 +120,7 @@ export type Graph = Map<string, Set<string>>;
 
 /** One broken rule, as a line to print. */
 export interface Finding {
-  rule: "layer" | "circle" | "unplaced" | "pending";
+  rule: "layer" | "circle" | "unplaced";
   text: string;
 }
 
@@ -116,11 +128,9 @@ export interface Finding {
 export function layerFindings(
   graph: Graph,
   layers: readonly Layer[] = LAYERS,
-  pending: ReadonlySet<string> = new Set(),
 ): Finding[] {
   const out: Finding[] = [];
   const unplaced = new Set<string>();
-  const used = new Set<string>();
   for (const [from, targets] of graph) {
     const rank = rankOf(from, layers);
     if (rank === undefined) {
@@ -136,16 +146,15 @@ export function layerFindings(
       }
       if (toRank < rank || (toRank === TOP && rank === TOP)) continue;
       const edge = `${from} → ${to}`;
-      if (pending.has(edge)) {
-        used.add(edge);
-        continue;
-      }
       const how = toRank === TOP
         ? "a test or tool"
         : toRank === rank
         ? "a sibling on the same layer"
         : "a higher layer";
-      out.push({ rule: "layer", text: `${edge}: imports ${how} (${folderOf(to)}/)` });
+      out.push({
+        rule: "layer",
+        text: `${edge}: imports ${how} (${folderOf(to)}/)`,
+      });
     }
   }
   for (const folder of [...unplaced].sort()) {
@@ -153,11 +162,6 @@ export function layerFindings(
       rule: "unplaced",
       text: `${folder}/: a folder with no layer (add it to LAYERS in tools/check_imports.ts)`,
     });
-  }
-  for (const edge of pending) {
-    if (!used.has(edge)) {
-      out.push({ rule: "pending", text: `${edge}: no longer imported; drop it from PENDING` });
-    }
   }
   return out;
 }
@@ -179,7 +183,10 @@ export function circleFindings(graph: Graph): Finding[] {
       low.set(node, counter++);
       stack.push(node);
       onStack.add(node);
-      work.push({ node, next: (graph.get(node) ?? new Set<string>()).values() });
+      work.push({
+        node,
+        next: (graph.get(node) ?? new Set<string>()).values(),
+      });
     };
     enter(start);
     while (work.length) {
@@ -188,7 +195,9 @@ export function circleFindings(graph: Graph): Finding[] {
       if (!step.done) {
         const to = step.value;
         if (!index.has(to)) enter(to);
-        else if (onStack.has(to)) low.set(top.node, Math.min(low.get(top.node)!, index.get(to)!));
+        else if (onStack.has(to)) {
+          low.set(top.node, Math.min(low.get(top.node)!, index.get(to)!));
+        }
         continue;
       }
       work.pop();
@@ -204,7 +213,9 @@ export function circleFindings(graph: Graph): Finding[] {
         onStack.delete(member);
         members.push(member);
       } while (member !== top.node);
-      if (members.length > 1 || graph.get(top.node)?.has(top.node)) circles.push(members.sort());
+      if (members.length > 1 || graph.get(top.node)?.has(top.node)) {
+        circles.push(members.sort());
+      }
     }
   }
   return circles.map((c) => ({
@@ -219,15 +230,21 @@ async function treeFiles(dir = ROOT, prefix = ""): Promise<string[]> {
   for await (const e of Deno.readDir(dir)) {
     if (SKIP.has(e.name)) continue;
     const rel = prefix + e.name;
-    if (e.isDirectory) out.push(...await treeFiles(`${dir}/${e.name}`, `${rel}/`));
-    else if (e.isFile && e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")) out.push(rel);
+    if (e.isDirectory) {
+      out.push(...await treeFiles(`${dir}/${e.name}`, `${rel}/`));
+    } else if (
+      e.isFile && e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")
+    ) out.push(rel);
   }
   return out;
 }
 
 interface InfoModule {
   specifier: string;
-  dependencies?: { code?: { specifier?: string }; type?: { specifier?: string } }[];
+  dependencies?: {
+    code?: { specifier?: string };
+    type?: { specifier?: string };
+  }[];
 }
 
 /** The tree's import graph from `deno info --json` of one root importing every file. */
@@ -244,9 +261,13 @@ export async function treeGraph(): Promise<Graph> {
       stderr: "piped",
     }).output();
     if (!out.success) {
-      throw new Error(`deno info failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+      throw new Error(
+        `deno info failed: ${new TextDecoder().decode(out.stderr).trim()}`,
+      );
     }
-    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: InfoModule[] };
+    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules: InfoModule[];
+    };
     const prefix = `file://${ROOT}/`;
     const graph: Graph = new Map(files.map((f) => [f, new Set<string>()]));
     for (const m of info.modules) {
@@ -285,13 +306,20 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const graph = await treeGraph();
-  const findings = [...layerFindings(graph, LAYERS, PENDING), ...circleFindings(graph)];
+  const findings = [
+    ...layerFindings(graph),
+    ...circleFindings(graph),
+  ];
   for (const f of findings) console.error(`${f.rule}: ${f.text}`);
   if (findings.length) {
-    console.error(`\nimport rules: ${findings.length} problem(s); see tools/check_imports.ts`);
+    console.error(
+      `\nimport rules: ${findings.length} problem(s); see tools/check_imports.ts`,
+    );
     Deno.exit(1);
   }
   let edges = 0;
   for (const t of graph.values()) edges += t.size;
-  console.error(`import rules: ${graph.size} files, ${edges} imports, all downwards, no circle`);
+  console.error(
+    `import rules: ${graph.size} files, ${edges} imports, all downwards, no circle`,
+  );
 }

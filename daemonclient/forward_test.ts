@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { daemonExecTarget, execViaDaemon } from "./exec_shim.ts";
+import { daemonExecTarget, execViaDaemon } from "./forward.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);

@@ -27,8 +27,8 @@
 import { asCniError, CniError, ErrorCode } from "../cni/errors.ts";
 import { outputDocument, pluginError } from "../cni/plugin_output.ts";
 import { errorVersion } from "../cni/version.ts";
-import { connectNodeDaemon, DaemonUnavailableError } from "./node_client.ts";
-import { DEFAULT_CNI_EXEC_TIMEOUT_S, DEFAULT_DAEMON_SOCKET } from "./node_protocol.ts";
+import { connectNodeDaemon, DaemonUnavailableError } from "./client.ts";
+import { DEFAULT_CNI_EXEC_TIMEOUT_S, DEFAULT_DAEMON_SOCKET } from "./protocol.ts";
 
 /** What the exec prints on stdout and the status it exits with. */
 export interface ShimOutput {

@@ -15,12 +15,12 @@ const builtins: Record<string, PluginLoader> = {
   "hydra-ipam": async () => (await import("../ipam/host_local.ts")).plugin,
   "hydra-static": async () => (await import("../ipam/static.ts")).plugin,
   "kube-node": async () => (await import("../ipam/kube_node.ts")).plugin,
-  "hydra-bridge": async () => (await import("./bridge.ts")).plugin,
-  "hydra-macvlan": async () => (await import("./macvlan.ts")).plugin,
-  "hydra-host-device": async () => (await import("./host-device.ts")).plugin,
-  "hydra-vxlan": async () => (await import("./vxlan.ts")).plugin,
-  "hydra-loopback": async () => (await import("./loopback.ts")).plugin,
-  "hydra-tuning": async () => (await import("./tuning.ts")).plugin,
+  "hydra-bridge": async () => (await import("../plugins/bridge.ts")).plugin,
+  "hydra-macvlan": async () => (await import("../plugins/macvlan.ts")).plugin,
+  "hydra-host-device": async () => (await import("../plugins/host-device.ts")).plugin,
+  "hydra-vxlan": async () => (await import("../plugins/vxlan.ts")).plugin,
+  "hydra-loopback": async () => (await import("../plugins/loopback.ts")).plugin,
+  "hydra-tuning": async () => (await import("../plugins/tuning.ts")).plugin,
 };
 
 /** Names of all built-in plugins (the role symlinks the installer creates). */

@@ -20,7 +20,7 @@ import {
   connectNodeDaemon,
   type DaemonConnection,
   daemonKubeClient,
-} from "../daemon/node_client.ts";
+} from "../daemonclient/client.ts";
 import {
   listSpool,
   readSpooled,
@@ -28,8 +28,8 @@ import {
   type SpooledReport,
   spoolReport,
   writeReport,
-} from "../daemon/report_spool.ts";
-import type { KubeMetaSettings } from "./meta_kube_config.ts";
+} from "../kube/report_spool.ts";
+import type { KubeMetaSettings } from "./kube_config.ts";
 
 /** Objects in, reports out, for one invocation. */
 export interface KubeSource {
