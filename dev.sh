@@ -52,7 +52,7 @@ install_deno() {
 }
 
 base_packages() {
-  apt_install iproute2 iptables containernetworking-plugins kmod ca-certificates
+  apt_install iproute2 iptables nftables libnftables1 containernetworking-plugins kmod ca-certificates
 }
 
 cmd_demo() {
