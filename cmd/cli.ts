@@ -47,6 +47,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "node daemon: serve this node's pods and networks to the meta-CNI, write their status",
     run: async (args) => (await import("../daemon/node_main.ts")).runDaemon(args),
   },
+  policy: {
+    summary: "enforce MultiNetworkPolicy on this node's secondary networks (policy sync)",
+    run: async (args) => (await import("../policy/main.ts")).runPolicy(args),
+  },
   doctor: {
     summary: "check this node's prerequisites and say what is missing",
     run: async (args) => (await import("./doctor.ts")).runDoctor(args),
