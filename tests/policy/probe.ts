@@ -280,3 +280,61 @@ export function openTcp(from: string, to: string, port: number): TcpConnection {
     },
   };
 }
+
+/**
+ * UDP round trips from `from` to an echo socket of its own on `to:port` in
+ * `serverNetns`, each from a new socket (a new flow, so every request
+ * passes the server's whole rule list rather than its conntrack shortcut);
+ * returns each round trip's time in microseconds (send to reply received).
+ * Only the two sockets are polled. Throws when a reply does not come.
+ */
+export function udpRoundTrips(
+  from: string,
+  serverNetns: string,
+  to: string,
+  port: number,
+  count: number,
+): number[] {
+  const server = openSocket(serverNetns, "udp");
+  const out: number[] = [];
+  try {
+    if (lib.symbols.bind(server, sockaddr("0.0.0.0", port), 16) < 0) {
+      throw new Error(`bind udp/${port}: errno ${errno()}`);
+    }
+    const buf = new Uint8Array(64);
+    const src = new Uint8Array(16);
+    const srcLen = new Uint32Array([16]);
+    const pfd = new Int32Array(4);
+    const payload = new Uint8Array([1, 2, 3, 4]);
+    for (let i = 0; i < count; i++) {
+      const fd = openSocket(from, "udp");
+      try {
+        lib.symbols.connect(fd, sockaddr(to, port), 16);
+        const t0 = performance.now();
+        if (Number(lib.symbols.send(fd, payload, 4n, 0)) < 0) {
+          throw new Error(`send: errno ${errno()}`);
+        }
+        let answered = false;
+        while (!answered) {
+          if (performance.now() - t0 > 1_000) throw new Error(`no reply from ${to}:${port}`);
+          pfd.set([server, POLLIN, fd, POLLIN]);
+          if (lib.symbols.poll(new Uint8Array(pfd.buffer), 2n, 100) <= 0) continue;
+          if ((pfd[1] >>> 16) & POLLIN) {
+            srcLen[0] = 16;
+            const n = Number(
+              lib.symbols.recvfrom(server, buf, 64n, 0, src, new Uint8Array(srcLen.buffer)),
+            );
+            if (n > 0) lib.symbols.sendto(server, buf.subarray(0, n), BigInt(n), 0, src, 16);
+          }
+          if ((pfd[3] >>> 16) & POLLIN) answered = Number(lib.symbols.recv(fd, buf, 64n, 0)) > 0;
+        }
+        out.push((performance.now() - t0) * 1000);
+      } finally {
+        lib.symbols.close(fd);
+      }
+    }
+  } finally {
+    lib.symbols.close(server);
+  }
+  return out;
+}
