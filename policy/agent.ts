@@ -117,7 +117,13 @@ export function startPolicyAgent(opts: PolicyAgentOptions): PolicyAgent {
     onError: onError("pods"),
   });
   const namespaces: Informer<Namespace> = startInformer<Namespace>(client, "/api/v1/namespaces", {
-    transform: (ns) => ({ metadata: { name: ns.metadata.name, labels: ns.metadata.labels } }),
+    transform: (ns) => ({
+      metadata: {
+        name: ns.metadata.name,
+        labels: ns.metadata.labels,
+        resourceVersion: ns.metadata.resourceVersion,
+      },
+    }),
     onEvent: () => schedule(),
     onError: onError("namespaces"),
   });
@@ -137,7 +143,13 @@ export function startPolicyAgent(opts: PolicyAgentOptions): PolicyAgent {
     },
   );
   const nads: Informer<KubeObject> = startInformer<KubeObject>(client, nadPath(), {
-    transform: (n) => ({ metadata: { name: n.metadata.name, namespace: n.metadata.namespace } }),
+    transform: (n) => ({
+      metadata: {
+        name: n.metadata.name,
+        namespace: n.metadata.namespace,
+        resourceVersion: n.metadata.resourceVersion,
+      },
+    }),
     onEvent: () => schedule(),
     onError: onError("network-attachment-definitions"),
   });

@@ -44,9 +44,12 @@ async function scenario(
     port?: number;
   }[],
 ): Promise<void> {
-  for (const p of policies) await w.apply(p.ns, p.name, p.spec);
-  for (const c of checks) await expectMatrix(w, c.expected, c);
-  for (const p of policies) await w.remove(p.ns, p.name);
+  try {
+    for (const p of policies) await w.apply(p.ns, p.name, p.spec);
+    for (const c of checks) await expectMatrix(w, c.expected, c);
+  } finally {
+    for (const p of policies) await w.remove(p.ns, p.name);
+  }
   await expectMatrix(w, all);
 }
 
