@@ -94,17 +94,26 @@ Deno.test("hydra policy sync: untouched networks, conntrack, restarts, bad input
       await expectMatrix(w, all);
     });
 
-    await t.step("an established connection survives a deny; new ones are refused", async () => {
-      const conn = openTcp(w.pod("y/a").netns.path, w.pod("x/a").ip.net1, 80);
+    await t.step("a connection established under a policy survives a change to deny", async () => {
+      const fromY = (f: WorldPod, to: WorldPod) => to.id !== "x/a" || f.id.startsWith("y/");
       try {
-        assert.ok(conn.roundTrip());
-        await w.apply("x", "deny-a", { podSelector: sel({ pod: "a" }), ingress: [] });
-        await expectMatrix(w, toXa);
-        assert.ok(conn.roundTrip(), "the connection made before the policy still flows");
+        await w.apply("x", "conn", {
+          podSelector: sel({ pod: "a" }),
+          ingress: [{ from: [{ namespaceSelector: sel({ ns: "y" }) }] }],
+        });
+        await expectMatrix(w, fromY);
+        const conn = openTcp(w.pod("y/a").netns.path, w.pod("x/a").ip.net1, 80);
+        try {
+          assert.ok(conn.roundTrip());
+          await w.apply("x", "conn", { podSelector: sel({ pod: "a" }), ingress: [] });
+          await expectMatrix(w, toXa);
+          assert.ok(conn.roundTrip(), "the established connection still flows");
+        } finally {
+          conn.close();
+        }
       } finally {
-        conn.close();
+        await w.remove("x", "conn");
       }
-      await w.remove("x", "deny-a");
       await expectMatrix(w, all);
     });
 
