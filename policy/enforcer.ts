@@ -19,7 +19,13 @@ import { hasErrno } from "../netlink/errors.ts";
 import { sameNetns } from "../netlink/netns.ts";
 import { runNft } from "../nft/run.ts";
 import type { PodRules } from "./compile.ts";
-import { POLICY_TABLE, removeTableText, renderFailClosed, renderTable } from "./render.ts";
+import {
+  POLICY_TABLE,
+  removeTableText,
+  type RenderedTable,
+  renderFailClosed,
+  renderTable,
+} from "./render.ts";
 
 /** How tables reach the kernel; a seam for tests of the failure paths. */
 export interface NftDriver {
@@ -118,7 +124,14 @@ export function createEnforcer(opts: EnforcerOptions = {}): Enforcer {
 
   async function write(d: DesiredTable): Promise<TableOutcome | undefined> {
     const { netns, pod } = d;
-    const table = renderTable(d.rules);
+    let table: RenderedTable;
+    try {
+      table = renderTable(d.rules);
+    } catch (err) {
+      // A value that cannot be written into nftables syntax (an interface name no CNI should
+      // have made): nothing can name that interface, so nothing is written for this pod.
+      return { netns, pod, at: Date.now(), state: "failed", error: message(err) };
+    }
     const before = written.get(netns);
     if (before !== undefined && before !== "none" && before.text === table.text) return undefined;
     if (before === "none" && table.rules === 0) return undefined;

@@ -88,6 +88,18 @@ Deno.test("enforcer: a table that cannot be written fails closed, and is retried
   });
 });
 
+Deno.test("enforcer: an interface name nftables cannot quote fails that pod alone", async () => {
+  await withNetns(1, async (ns) => {
+    const e = createEnforcer();
+    const bad: PodRules = { interfaces: [{ ...RULES.interfaces[0], ifName: 'x" accept' }] };
+    const out = await e.sync([
+      { netns: "/var/run/netns/hydra-none-such", pod: "n/bad", rules: bad },
+      { netns: ns.path, pod: "n/a", rules: RULES },
+    ]);
+    assert.deepEqual(out.map((o) => o.state), ["failed", "applied"]);
+  });
+});
+
 Deno.test("enforcer: a namespace gone is no error; the node's own namespace is refused", async () => {
   const e = createEnforcer();
   const [gone] = await e.sync([{

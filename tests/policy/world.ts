@@ -94,8 +94,11 @@ async function manifestRules(): Promise<unknown[]> {
   return roles.flatMap((r) => r.rules);
 }
 
-/** A kubeconfig, usable in the node namespace, of an account with the manifest's rules. */
-async function agentKubeconfig(env: KubeEnv): Promise<string> {
+/**
+ * A kubeconfig of an account with the manifest's rules, usable in the node
+ * namespace (or on the host with `onHost`).
+ */
+export async function agentKubeconfig(env: KubeEnv, onHost = false): Promise<string> {
   const name = uniqueName("hpol");
   await env.cp.api.must("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", {
     apiVersion: "rbac.authorization.k8s.io/v1",
@@ -111,6 +114,7 @@ async function agentKubeconfig(env: KubeEnv): Promise<string> {
     subjects: [{ kind: "ServiceAccount", name, namespace: env.ns }],
   });
   const host = await env.cp.mintServiceAccountKubeconfig(env.ns, name);
+  if (onHost) return await jsonKubeconfig(host, `${env.dir}/policy-host.kubeconfig`);
   const server = (JSON.parse(await Deno.readTextFile(env.kubeconfigNode)) as {
     clusters: { cluster: { server: string } }[];
   }).clusters[0].cluster.server;
@@ -169,7 +173,14 @@ export async function startPolicyWorld(
       green: `${env.ns}/green`,
       agentLog,
       async startAgent(extra = []) {
-        const agent = await spawnAgent(env, kubeconfig, agentLog, agents.length, extra);
+        const agent = await spawnAgent(env, {
+          kubeconfig,
+          logPath: agentLog,
+          n: agents.length,
+          inNodeNetns: true,
+          metaCacheDir: env.cacheDir,
+          extra,
+        });
         agents.push(agent);
         return agent;
       },
@@ -283,40 +294,47 @@ async function attachPod(
   return { id: `${short}/${name}`, namespace, name, uid, netns, ip, servers };
 }
 
-async function spawnAgent(
-  env: KubeEnv,
-  kubeconfig: string,
-  logPath: string,
-  n: number,
-  extra: string[],
-): Promise<Agent> {
-  const metricsSock = `${env.dir}/policy-${n}.sock`;
-  const process = spawnDaemon("hydra policy sync", "ip", {
-    args: [
-      "netns",
-      "exec",
-      env.node.name,
-      HYDRA,
-      "policy",
-      "sync",
-      "--kubeconfig",
-      kubeconfig,
-      "--node-name",
-      env.nodeName,
-      "--meta-cache-dir",
-      env.cacheDir,
-      "--nri-cache-dir",
-      "",
-      "--state-dir",
-      `${env.dir}/policy-state`,
-      "--listen",
-      `unix:${metricsSock}`,
-      "--log-level",
-      "debug",
-      ...extra,
-    ],
-    logPath,
-  });
+/** How to run `hydra policy sync`. */
+export interface AgentOptions {
+  kubeconfig: string;
+  logPath: string;
+  /** Distinguishes the sockets of successive agents. */
+  n: number;
+  /** In the world's node namespace (as on a node), else on the host. */
+  inNodeNetns: boolean;
+  metaCacheDir?: string;
+  nriCacheDir?: string;
+  extra?: string[];
+}
+
+/** Starts `hydra policy sync` and waits until it is ready. */
+export async function spawnAgent(env: KubeEnv, o: AgentOptions): Promise<Agent> {
+  const metricsSock = `${env.dir}/policy-${o.n}.sock`;
+  const args = [
+    "policy",
+    "sync",
+    "--kubeconfig",
+    o.kubeconfig,
+    "--node-name",
+    env.nodeName,
+    "--meta-cache-dir",
+    o.metaCacheDir ?? "",
+    "--nri-cache-dir",
+    o.nriCacheDir ?? "",
+    "--state-dir",
+    `${env.dir}/policy-state`,
+    "--listen",
+    `unix:${metricsSock}`,
+    "--log-level",
+    "debug",
+    ...(o.extra ?? []),
+  ];
+  const process = o.inNodeNetns
+    ? spawnDaemon("hydra policy sync", "ip", {
+      args: ["netns", "exec", env.node.name, HYDRA, ...args],
+      logPath: o.logPath,
+    })
+    : spawnDaemon("hydra policy sync", HYDRA, { args, logPath: o.logPath });
   let exited: number | undefined;
   const agent: Agent = {
     process,
