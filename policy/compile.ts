@@ -218,23 +218,36 @@ function namedEgress(
       );
     }
   }
+  // One rule per port number and family, holding every destination with that number.
+  const groups = new Map<string, { l4: L4Match; family: IpFamily; nets: Map<string, IpNet> }>();
   for (const port of named) {
     for (const [pod, ips] of candidates) {
       const numbers = pod.ports.filter((np) =>
         np.name === port.name && np.protocol === port.protocol
       );
       for (const n of new Set(numbers.map((np) => np.port))) {
-        for (const family of [4, 6] as const) {
-          const include = ips.filter((ip) => ip.family === family).map(hostNet);
-          if (include.length === 0) continue;
-          out.push({
-            comment,
-            addrs: { family, include, exclude: [] },
-            l4: { protocol: port.protocol, ports: [[n, n]] },
-          });
+        for (const ip of ips) {
+          const key = `${port.protocol}/${n}/${ip.family}`;
+          let g = groups.get(key);
+          if (!g) {
+            g = {
+              l4: { protocol: port.protocol, ports: [[n, n]] },
+              family: ip.family,
+              nets: new Map(),
+            };
+            groups.set(key, g);
+          }
+          g.nets.set(ipAddrKey(ip), hostNet(ip));
         }
       }
     }
+  }
+  for (const g of groups.values()) {
+    out.push({
+      comment,
+      addrs: { family: g.family, include: [...g.nets.values()], exclude: [] },
+      l4: g.l4,
+    });
   }
   return out;
 }

@@ -47,6 +47,8 @@ export const POLICY_LIMITS = {
   peers: 128,
   ports: 128,
   except: 128,
+  /** Peers, and ports, of all rules of a direction together. */
+  total: 1024,
 } as const;
 
 /** Transport protocols a port may name. */
@@ -241,7 +243,7 @@ const EVERYTHING: Selector = { everything: true, matches: () => true };
 
 function parseRules(raw: unknown, dir: "ingress" | "egress", errors: string[]): PolicyRule[] {
   const peerKey = dir === "ingress" ? "from" : "to";
-  return list(raw, `spec.${dir}`, POLICY_LIMITS.rules, errors).flatMap((r, i) => {
+  const rules = list(raw, `spec.${dir}`, POLICY_LIMITS.rules, errors).flatMap((r, i) => {
     const where = `spec.${dir}[${i}]`;
     if (!isObject(r)) return errors.push(`${where}: not an object`), [];
     const ports = list(r.ports, `${where}.ports`, POLICY_LIMITS.ports, errors)
@@ -251,6 +253,13 @@ function parseRules(raw: unknown, dir: "ingress" | "egress", errors: string[]): 
     if (ports.includes(undefined) || peers.includes(undefined)) return [];
     return [{ ports: ports as PortMatch[], peers: peers as Peer[] }];
   });
+  const total = (k: "ports" | "peers") => rules.reduce((n, r) => n + r[k].length, 0);
+  for (const k of ["ports", "peers"] as const) {
+    if (total(k) > POLICY_LIMITS.total) {
+      errors.push(`spec.${dir}: ${total(k)} ${k} in all, more than ${POLICY_LIMITS.total}`);
+    }
+  }
+  return rules;
 }
 
 function policyTypes(spec: Record<string, unknown>, errors: string[]) {

@@ -85,6 +85,15 @@ Deno.test("parsePolicy: invalid input is refused with the field, and its scope k
       { podSelector: {}, ingress: Array.from({ length: 129 }, () => ({})) },
       /129 items, more than 128/,
     ],
+    [
+      {
+        podSelector: {},
+        ingress: Array.from({ length: 9 }, () => ({
+          from: Array.from({ length: 120 }, () => ({ podSelector: {} })),
+        })),
+      },
+      /1080 peers in all, more than 1024/,
+    ],
   ];
   for (const [spec, re] of cases) {
     const check = parsePolicy(mnp(spec));
