@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { type Informer, startInformer } from "../kube/informer.ts";
 import { nadPath, type Pod, podPath } from "../kube/objects.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { IpAddr } from "../netlink/ip.ts";
+import type { IpAddr } from "../ipaddr/ip.ts";
 
 /** One secondary interface of a pod. */
 export interface AttachedInterface {

@@ -20,8 +20,8 @@
 
 import { readCachedResult } from "../cni/cache.ts";
 import type { Result } from "../cni/types.ts";
-import { type IpAddr, parseIpAddrOrCidr } from "../netlink/ip.ts";
-import { type AttachmentRecord, listRecords, recordsDir } from "../plugins/meta_store.ts";
+import { type IpAddr, parseIpAddrOrCidr } from "../ipaddr/ip.ts";
+import { type AttachmentRecord, listRecords, recordsDir } from "../engine/record.ts";
 import type { AttachedInterface, AttachmentSource, PodAttachment } from "./attachments.ts";
 
 /** A folder of records and which setup wrote it. */

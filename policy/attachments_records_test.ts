@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { withTempDir } from "../tests/helpers/netns.ts";
 import { writeCacheEntry } from "../cni/cache.ts";
-import { formatIpAddr } from "../netlink/ip.ts";
-import { type AttachmentRecord, RECORD_KIND, saveRecord } from "../plugins/meta_store.ts";
+import { formatIpAddr } from "../ipaddr/ip.ts";
+import { type AttachmentRecord, RECORD_KIND, saveRecord } from "../engine/record.ts";
 import { recordAttachmentSource } from "./attachments_records.ts";
 
 function record(containerId: string, ifName: string, delegates: [string, string, string?][]) {

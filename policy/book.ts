@@ -15,7 +15,7 @@
  * @module
  */
 
-import { ensureDir, readTextIfExists, writeFileAtomic } from "../cni/fsutil.ts";
+import { ensureDir, readTextIfExists, writeFileAtomic } from "../pkg/fsutil.ts";
 import type { EffectivePolicy } from "./compile.ts";
 import { type MultiNetworkPolicy, parsePolicy, type PolicyCheck } from "./spec.ts";
 

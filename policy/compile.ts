@@ -22,7 +22,7 @@
  * @module
  */
 
-import { type IpAddr, ipAddrKey, type IpFamily, type IpNet, ipNetContains } from "../netlink/ip.ts";
+import { type IpAddr, ipAddrKey, type IpFamily, type IpNet, ipNetContains } from "../ipaddr/ip.ts";
 import type { AttachedInterface, PodAttachment } from "./attachments.ts";
 import type { PodView } from "./pods.ts";
 import type { Labels, Selector } from "./selector.ts";

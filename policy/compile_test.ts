@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type IpAddr, parseIpAddr } from "../netlink/ip.ts";
+import { type IpAddr, parseIpAddr } from "../ipaddr/ip.ts";
 import type { PodAttachment } from "./attachments.ts";
 import { type CompileInput, compilePod, type EffectivePolicy } from "./compile.ts";
 import type { NamedPort, PodView } from "./pods.ts";

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { createLogger, type Logger } from "../cni/log.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
 import { createKubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { nftSymbols } from "../nft/libnftables.ts";

@@ -11,7 +11,7 @@ import {
   type Gauge,
   type Histogram,
   type Registry,
-} from "../daemon/metrics.ts";
+} from "../pkg/metrics.ts";
 
 /** The policy role's metric families. */
 export interface PolicyMetrics {

@@ -5,8 +5,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { isLogLevel, type LogLevel } from "../cni/log.ts";
-import { type ListenAddress, parseListenAddress } from "../daemon/http.ts";
+import { isLogLevel, type LogLevel } from "../pkg/log.ts";
+import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
 
 /** The meta-CNI's default cache folder (its records are under it). */
 export const DEFAULT_META_CACHE_DIR = "/var/lib/cni/hydra";

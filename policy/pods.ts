@@ -10,7 +10,7 @@
  */
 
 import type { Pod } from "../kube/objects.ts";
-import { type IpAddr, ipAddrKey, parseIpAddrOrCidr } from "../netlink/ip.ts";
+import { type IpAddr, ipAddrKey, parseIpAddrOrCidr } from "../ipaddr/ip.ts";
 import type { Labels } from "./selector.ts";
 import type { Protocol } from "./spec.ts";
 

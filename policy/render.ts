@@ -29,7 +29,7 @@
  */
 
 import { commentString, identifier, ifNameString, portText, setText } from "../nft/syntax.ts";
-import { compareIpAddr, formatIpAddr, type IpNet } from "../netlink/ip.ts";
+import { compareIpAddr, formatIpAddr, type IpNet } from "../ipaddr/ip.ts";
 import type { AddrMatch, Allow, L4Match, PodRules } from "./compile.ts";
 
 /** The table hydra owns in each pod namespace. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { withNetns } from "../tests/helpers/netns.ts";
-import { parseIpAddr } from "../netlink/ip.ts";
+import { parseIpAddr } from "../ipaddr/ip.ts";
 import { runNft } from "../nft/run.ts";
 import type { PodRules } from "./compile.ts";
 import { renderFailClosed, renderTable } from "./render.ts";

@@ -17,7 +17,7 @@
 import type { ObjectMeta } from "../kube/objects.ts";
 import { isDnsLabel, isDnsSubdomain } from "../kube/selection.ts";
 import type { KubeObject } from "../kube/watch.ts";
-import { type IpNet, ipNetContains, lastIpAddr, networkIpAddr, parseIpNet } from "../netlink/ip.ts";
+import { type IpNet, ipNetContains, lastIpAddr, networkIpAddr, parseIpNet } from "../ipaddr/ip.ts";
 import { parseSelector, type Selector } from "./selector.ts";
 
 /** The annotation naming the networks a policy is for. */

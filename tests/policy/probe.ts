@@ -18,7 +18,7 @@
  */
 
 import { errno } from "../../netlink/ffi.ts";
-import { parseIp } from "../../netlink/ip.ts";
+import { parseIp } from "../../ipaddr/ip.ts";
 import { withNetnsSync } from "../../netlink/netns.ts";
 
 const lib = Deno.dlopen("libc.so.6", {

@@ -24,7 +24,7 @@ import { uniqueName } from "../helpers/netns.ts";
 import { jsonKubeconfig } from "../meta_kube/api_access.ts";
 import { HYDRA, type KubeEnv, networkStatus, startKubeEnv } from "../meta_kube/harness.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
-import { getFromEndpoint } from "../../daemon/http.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
 import type { Pod } from "../../kube/objects.ts";
 import { type Probe, probe, type Proto, type Servers, startServers } from "./probe.ts";
 
