@@ -21,6 +21,7 @@
  * @module
  */
 
+import { createSemaphore } from "../pkg/async.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
 import { type Informer, startInformer } from "../kube/informer.ts";
@@ -88,26 +89,6 @@ function trimPod(pod: Pod): void {
   delete pod.status;
 }
 
-/** A counting semaphore: at most `n` holders, the rest queue in order. */
-function semaphore(n: number) {
-  let free = n;
-  const waiting: (() => void)[] = [];
-  return {
-    async acquire(): Promise<() => void> {
-      if (free > 0) free--;
-      else await new Promise<void>((resolve) => waiting.push(resolve));
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        const next = waiting.shift();
-        if (next) next();
-        else free++;
-      };
-    },
-  };
-}
-
 /** How long a NAD cache miss waits for the API server before the cache's "no" stands. */
 const NAD_MISS_LIVE_MS = 500;
 
@@ -135,7 +116,7 @@ function badRequest(path: string): KubeApiError {
 /** Starts the informers; reads work at once (they go to the API server until synced). */
 export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): NodeCache {
   const podWaitMs = opts.podWaitMs ?? 1_000;
-  const live = semaphore(opts.maxLiveReads ?? 8);
+  const live = createSemaphore(opts.maxLiveReads ?? 8);
   /** Pod keys someone is waiting for, with their wake-up calls. */
   const podWaiters = new Map<string, Set<() => void>>();
   const onError = (what: string) => (err: unknown) => opts.onError?.(what, err);

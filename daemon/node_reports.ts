@@ -11,6 +11,7 @@
 
 import type { KubeClient } from "../kube/client.ts";
 import { isTransient } from "../kube/errors.ts";
+import { backoffDelay, delay } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
 import {
   listSpool,
@@ -56,8 +57,10 @@ interface Item {
   attempts: number;
   permanentFailures: number;
   nextAt: number;
-  delay: number;
 }
+
+/** Pauses between writes of one report: 200 ms, doubling to 30 s. */
+const RETRY_BACKOFF = { initialMs: 200, maxMs: 30_000 };
 
 const key = (r: SpooledReport) => `${r.pod.namespace}/${r.pod.name}`;
 
@@ -120,12 +123,12 @@ export function startReportQueue(client: KubeClient, opts: ReportQueueOptions): 
         await settle(it, "failed");
         return;
       }
-      it.delay = Math.min(it.delay ? it.delay * 2 : 200, 30_000);
-      it.nextAt = Date.now() + it.delay;
+      const retryInMs = backoffDelay(it.attempts, RETRY_BACKOFF);
+      it.nextAt = Date.now() + retryInMs;
       opts.log.warn("pod status write failed; will retry", {
         pod: key(r),
         attempts: it.attempts,
-        retryInMs: it.delay,
+        retryInMs,
         error: err,
       });
       queue.push(it);
@@ -165,7 +168,7 @@ export function startReportQueue(client: KubeClient, opts: ReportQueueOptions): 
 
   return {
     enqueue(report) {
-      queue.push({ report, attempts: 0, permanentFailures: 0, nextAt: 0, delay: 0 });
+      queue.push({ report, attempts: 0, permanentFailures: 0, nextAt: 0 });
       poke();
     },
     pending: () => queue.length + inFlight,
@@ -176,7 +179,7 @@ export function startReportQueue(client: KubeClient, opts: ReportQueueOptions): 
         const report = await readSpooled(file);
         if (!report) continue;
         spooled.add(file);
-        queue.push({ report, file, attempts: 0, permanentFailures: 0, nextAt: 0, delay: 0 });
+        queue.push({ report, file, attempts: 0, permanentFailures: 0, nextAt: 0 });
         added++;
       }
       if (added) poke();
@@ -186,7 +189,7 @@ export function startReportQueue(client: KubeClient, opts: ReportQueueOptions): 
       const end = Date.now() + graceMs;
       while (queue.some((it) => it.attempts === 0) || inFlight > 0) {
         if (Date.now() >= end) break;
-        await new Promise((r) => setTimeout(r, 20));
+        await delay(20);
       }
       stopping = true;
       poke();

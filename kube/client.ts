@@ -9,6 +9,7 @@
  * @module
  */
 
+import { createBackoff, delay } from "../pkg/async.ts";
 import { isTransient, KubeApiError, KubeTransportError, transportError } from "./errors.ts";
 import type { KubeConnection } from "./kubeconfig.ts";
 
@@ -286,23 +287,27 @@ export interface RetryOptions {
 /**
  * Runs `fn` until it succeeds, retrying only transient failures (see
  * `isTransient`) with exponential backoff, and never past the deadline.
- * `fn` gets the time left so it can shorten its own request deadline.
+ * `fn` gets the time left so it can shorten its own request deadline. An
+ * abort of `signal` ends a pause at once and throws the last failure.
  */
 export async function retryTransient<T>(
   fn: (remainingMs: number) => Promise<T>,
   opts: RetryOptions,
 ): Promise<T> {
   const end = Date.now() + opts.deadlineMs;
-  let delay = opts.initialDelayMs ?? 100;
+  const backoff = createBackoff({
+    initialMs: opts.initialDelayMs ?? 100,
+    maxMs: opts.maxDelayMs ?? 1_000,
+  });
   for (;;) {
     const remaining = end - Date.now();
     try {
       return await fn(Math.max(remaining, 1));
     } catch (err) {
-      const left = end - Date.now();
-      if (!isTransient(err) || left <= delay || opts.signal?.aborted) throw err;
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * 2, opts.maxDelayMs ?? 1_000);
+      const pause = backoff.next();
+      if (!isTransient(err) || end - Date.now() <= pause || opts.signal?.aborted) throw err;
+      await delay(pause, opts.signal);
+      if (opts.signal?.aborted) throw err;
     }
   }
 }

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { backoffDelay } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
 import type { Attacher } from "./attach.ts";
 import type { NriMetrics } from "./metrics.ts";
@@ -179,7 +180,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     }
     const k = key(step);
     if (timers.has(k)) return;
-    const delay = Math.min(retryMaxMs, retryInitialMs * 2 ** (tries - 1));
+    const delay = backoffDelay(tries, { initialMs: retryInitialMs, maxMs: retryMaxMs });
     metrics.retriesPending.inc({}, 1);
     timers.set(
       k,

@@ -23,8 +23,9 @@
  */
 
 import { loadConfDir } from "../cni/conf.ts";
+import { settlesWithin } from "../pkg/async.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
+import { type HealthServer, startHealthEndpoint } from "../pkg/http.ts";
 import { type Attacher, createAttacher } from "./attach.ts";
 import { WARMABLE_PLUGINS, warmAttachPath, warmIpam, warmKernelPath } from "./warm.ts";
 import { StatusCode, TtrpcStatusError } from "./errors.ts";
@@ -94,16 +95,6 @@ function refreshAttachedGauge(d: Deps): void {
   }
 }
 
-/** Resolves `true` when `work` settles first, `false` at `deadline` (performance.now()). */
-function settledBy(work: Promise<unknown>, deadline: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
-  });
-  const done = work.then(() => true, () => true);
-  return Promise.race([done, late]).finally(() => clearTimeout(timer));
-}
-
 async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> {
   d.reconciler.started(pod.id);
   const t0 = performance.now();
@@ -135,7 +126,10 @@ async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> 
   });
   if (d.policy === "log") {
     // The pod starts in any case; answer before the budget so the runtime keeps hydra.
-    const inTime = await settledBy(succeeded, ctx.deadline - LOG_POLICY_EARLY_MS);
+    const inTime = await settlesWithin(
+      succeeded,
+      ctx.deadline - LOG_POLICY_EARLY_MS - performance.now(),
+    );
     if (!inTime) {
       d.log.warn("attach goes on after the answer", { sandbox: pod.id, pod: podRef(pod) });
     }
@@ -261,20 +255,18 @@ async function preloadPlugins(confDir: string, log: Logger): Promise<string[]> {
   return builtins;
 }
 
-function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const limit = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
-  return Promise.race([p.then(() => {}, () => {}), limit]).finally(() => clearTimeout(timer));
-}
-
 async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   const source = networkSource(opts);
   await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
   const builtins = await preloadPlugins(opts.confDir, log);
-  warmKernelPath(log);
-  // First, while nothing else opens sockets: it enters namespaces of its own for a moment.
-  if (builtins.some((b) => WARMABLE_PLUGINS.includes(b))) await warmAttachPath(log, builtins);
-  else if (builtins.includes("hydra-ipam")) await warmIpam(log);
+  if (builtins.some((b) => WARMABLE_PLUGINS.includes(b))) {
+    // First, while nothing else opens sockets: it enters namespaces of its own for a moment,
+    // and runs the kernel path warmKernelPath would.
+    await warmAttachPath(log, builtins);
+  } else {
+    warmKernelPath(log);
+    if (builtins.includes("hydra-ipam")) await warmIpam(log);
+  }
   await source.warm?.();
   const metrics = createNriMetrics();
   const attacher = createAttacher({
@@ -324,7 +316,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   let server: HealthServer | undefined;
   try {
     if (opts.healthAddr) {
-      server = await serveHealth(opts.healthAddr, {
+      server = await startHealthEndpoint(opts.healthAddr, {
         registry: metrics.registry,
         healthz: () =>
           status.phase === "stopped"
@@ -339,8 +331,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
                 status.lastError ? `: ${status.lastError}` : ""
               })`,
             },
-      });
-      log.info("health endpoint listening", { address: formatListenAddress(server.address) });
+      }, log);
     }
     log.info("starting", {
       socket: opts.socketPath,
@@ -358,7 +349,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
       onStatus,
     });
     await reconciler.stop();
-    await waitFor(attacher.idle(), DRAIN_MS);
+    await settlesWithin(attacher.idle(), DRAIN_MS);
     return 0;
   } finally {
     for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);

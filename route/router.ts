@@ -16,6 +16,7 @@
  * @module
  */
 
+import { createBackoff } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
 import { findLink, type Handle, listAddrs, listLinks } from "../netlink/mod.ts";
 import type { ConfigProblem, NetworkConfig } from "./config.ts";
@@ -91,8 +92,7 @@ export interface Router {
   stop(): void;
 }
 
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 30_000;
+const RETRY_BACKOFF = { initialMs: 500, maxMs: 30_000 };
 
 function problemKey(p: Problem): string {
   return `${p.kind}|${p.network ?? ""}|${p.node ?? ""}|${p.message}`;
@@ -117,7 +117,7 @@ export function createRouter(opts: RouterOptions): Router {
   let needFull = true;
   let pending: ReturnType<typeof setTimeout> | undefined;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let retryDelay = 0;
+  const retryBackoff = createBackoff(RETRY_BACKOFF);
   let stopped = false;
   const status: RouterStatus = {
     sourceSynced: false,
@@ -163,12 +163,11 @@ export function createRouter(opts: RouterOptions): Router {
 
   function scheduleRetry(): void {
     if (stopped || retryTimer !== undefined) return;
-    retryDelay = retryDelay ? Math.min(retryDelay * 2, RETRY_MAX_MS) : RETRY_MIN_MS;
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
       needFull = true;
       schedule();
-    }, retryDelay);
+    }, retryBackoff.next());
   }
 
   // Devices whose coming and going matters: underlays, and tunnels other components make.
@@ -328,7 +327,7 @@ export function createRouter(opts: RouterOptions): Router {
     if (changed || full) log.info(`${pass} sync`, { ...summary });
     else log.debug(`${pass} sync`, { ...summary });
     if (retry) scheduleRetry();
-    else retryDelay = 0;
+    else retryBackoff.reset();
     return summary;
   }
 

@@ -16,6 +16,7 @@
 
 import { basename, dirname } from "node:path";
 import { type NodeInfo, NodeListError, parseNodeList } from "./nodes.ts";
+import { delay } from "../pkg/async.ts";
 
 /** Callbacks of {@link watchNodeFile}. */
 export interface FileSourceHandlers {
@@ -109,7 +110,7 @@ export function watchNodeFile(
         do {
           again = false;
           // A writer's truncate and write arrive as separate events: let it finish.
-          if (settle) await new Promise((r) => setTimeout(r, settleMs));
+          if (settle) await delay(settleMs);
           await readOnce();
           settle = true;
         } while (again && !stopped);
