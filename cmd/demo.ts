@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { closeHandle, listAddrs, listLinks, openHandle } from "../netlink/mod.ts";
 import { outputInNetns } from "../netlink/netns_spawn.ts";
 import { probeAll } from "./icmp_probe.ts";
-import { selfBinDir, selfExecutable } from "./self.ts";
+import { selfBinDir, selfExecutable } from "../pkg/self.ts";
 import { buildWorld, type DemoPod, type DemoWorld, destroyWorld } from "./demo_world.ts";
 import { type DemoNetwork, demoNetworks, type PluginSet } from "./demo_networks.ts";
 import { syncDemoRoutes } from "./demo_routes.ts";
