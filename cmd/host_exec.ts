@@ -10,7 +10,9 @@
  * `/`, restores SIGPIPE's default action (Deno's runtime ignores it, and an
  * ignored signal stays ignored across exec), and replaces itself with
  * PROGRAM (same path, now looked up under ROOT) with the environment it was
- * given; stdin, stdout and stderr pass through untouched. PROGRAM must be
+ * given, except PATH, which becomes a host's usual one (the image's PATH
+ * means nothing under the host's root, and plugins look up iptables & co.
+ * on it); stdin, stdout and stderr pass through untouched. PROGRAM must be
  * an absolute path. A failure before the exec is printed as a CNI error
  * (code 999) on stdout, since the caller reads it as the plugin's output,
  * and the exit status is 1.
@@ -29,7 +31,10 @@ const LIBC = {
 const SIGPIPE = 13;
 
 /** Variables the launcher adds for itself; the plugin gets the caller's environment. */
-const OWN_VARIABLES = new Set(["HYDRA_ARGV0"]);
+const OWN_VARIABLES = new Set(["HYDRA_ARGV0", "PATH"]);
+
+/** PATH under the host's root. */
+const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 type Libc = Deno.DynamicLibrary<typeof LIBC>["symbols"];
 
@@ -88,6 +93,7 @@ export function runHostExec(args: string[]): number {
   const env = Object.entries(Deno.env.toObject())
     .filter(([k]) => !OWN_VARIABLES.has(k))
     .map(([k, v]) => `${k}=${v}`);
+  env.push(`PATH=${HOST_PATH}`);
   const keep: Uint8Array[] = [];
   const argv = cStringArray([program], keep);
   const envp = cStringArray(env, keep);
