@@ -33,6 +33,8 @@
  *   find the host's tools (iptables for portmap and firewall, …). Their
  *   files must be at the same paths in the container and on the host, as
  *   CNI_PATH and the namespace paths are.
+ * - `cniDir` (Multus's key): Multus's delegate cache; a DEL without a hydra
+ *   record deletes from it what Multus attached (engine/multus_cache.ts).
  * - `logLevel`: debug, info, warn (default), error or off; Multus's
  *   `verbose` reads as debug and `panic` as error. `logToStderr` (Multus's
  *   key): with a `logFile`, true also logs to stderr, false never does.
@@ -70,6 +72,8 @@ export interface MetaOptions {
   logToStderr?: boolean;
   /** `chrootDir`: exec'd delegates run chrooted into it. */
   chrootDir?: string;
+  /** `cniDir`: Multus's delegate cache, for DEL of pods Multus attached (engine/multus_cache.ts). */
+  multusCacheDir?: string;
   /** From `delegateTimeout`; undefined when unset (see the module doc). */
   delegateTimeoutMs?: number;
 }
@@ -146,6 +150,7 @@ export function parseMetaOptions(conf: NetConf, command?: Command): MetaOptions 
     logLevel,
     logToStderr: confFields(c).boolean("logToStderr"),
     chrootDir: absolutePath(c, "chrootDir"),
+    multusCacheDir: absolutePath(c, "cniDir"),
     delegateTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
   };
 }

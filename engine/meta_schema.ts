@@ -26,7 +26,7 @@ export const MULTUS_LOG_LEVELS: Readonly<Record<string, "debug" | "error">> = {
 
 /** What Multus's `cniDir` means to hydra. */
 export const CNI_DIR_MEANING = "Multus' delegate cache (default /var/lib/cni/multus): " +
-  "hydra reads it, never writes it, to DEL pods Multus attached before hydra took over";
+  "a DEL hydra has no record for deletes what Multus attached from it, as Multus would";
 
 /** The keys of the meta-CNI conf. */
 export const META_KEYS: Readonly<Record<string, KeySpec>> = {

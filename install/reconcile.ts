@@ -22,7 +22,8 @@ import {
   mergeEntries,
   readManifest,
 } from "./manifest.ts";
-import { confsBefore, findDefaultConf, renderMetaConf } from "./metaconf.ts";
+import { confsBefore, findDefaultConf } from "./metaconf.ts";
+import { planMetaConf } from "./meta_plan.ts";
 import type { InstallOptions } from "./options.ts";
 import { cachedSha256, resolveSource } from "./source.ts";
 import {
@@ -51,6 +52,8 @@ export interface ReconcileResult {
   waitingFor?: string;
   /** Things left alone that the operator may want to know about. */
   warnings: string[];
+  /** How another meta-plugin's conf was taken over (worth logging when the conf changes). */
+  notes?: string[];
 }
 
 /** Options of one pass beyond the user's flags. */
@@ -231,12 +234,10 @@ async function desiredItems(
           { confDir: opts.confDir, before },
         );
       }
-      const bytes = renderMetaConf(def, {
-        binDir: opts.binDir,
-        kubeconfig: opts.kubeconfig,
-        extra: opts.metaExtra,
-      });
-      items.push(fileItem(confPath, "conf", bytes, 0o644));
+      const plan = await planMetaConf(opts, def);
+      result.warnings.push(...plan.warnings);
+      if (plan.notes.length > 0) result.notes = plan.notes;
+      items.push(fileItem(confPath, "conf", plan.bytes, 0o644));
     }
   }
   return { items, carried };

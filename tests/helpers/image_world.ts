@@ -43,16 +43,12 @@ export interface WorldRun {
   netns?: string;
 }
 
-/** A world; see the module doc. */
-export interface ImageWorld {
-  /** The root folder on the node. */
-  root: string;
+/** hydra's image world; see the module doc. */
+export interface ImageWorld extends RootWorld {
   /** The launcher inside: `/opt/hydra/bin/hydra`. */
   hydra: string;
   /** The environment every run starts with (PATH of the image, Deno's cache in the tree). */
   baseEnv: Record<string, string>;
-  run(argv: string[], opts?: WorldRun): Promise<WorldOutput>;
-  close(): Promise<void>;
 }
 
 function shellQuote(s: string): string {
@@ -83,38 +79,56 @@ async function mountPoint(root: string, path: string, file = false): Promise<str
   return target;
 }
 
-/**
- * Builds the world's root. `binds` are further host paths made visible at
- * the same path inside (read-write).
- */
-export async function createImageWorld(binds: string[] = []): Promise<ImageWorld> {
-  const root = await Deno.makeTempDir({ prefix: "hydra-image-" });
+/** How a root is laid out (paths are inside the root). */
+export interface RootLayout {
+  /** `from` on the node appears at `to` (recursively, read-write unless `ro`). */
+  bind(from: string, to: string, opts?: { file?: boolean; ro?: boolean }): Promise<void>;
+  symlink(target: string, link: string): Promise<void>;
+  /** A file of the root itself. */
+  file(path: string, content: string): Promise<void>;
+  /** A fresh /proc. */
+  proc(): Promise<void>;
+}
+
+/** A root folder entered by chroot inside a private mount namespace. */
+export interface RootWorld {
+  root: string;
+  /** Starts a program inside (stdio piped); `netns` first enters a named network namespace. */
+  spawn(argv: string[], opts?: Omit<WorldRun, "stdin">): Deno.ChildProcess;
+  /** Runs a program inside and waits for it. */
+  run(argv: string[], opts?: WorldRun): Promise<WorldOutput>;
+  close(): Promise<void>;
+}
+
+/** Builds a root with `layout` and returns the world entering it; see the module doc. */
+export async function createRootWorld(
+  prefix: string,
+  layout: (l: RootLayout) => Promise<void>,
+  baseEnv: Record<string, string> = {},
+): Promise<RootWorld> {
+  const root = await Deno.makeTempDir({ prefix });
   const mounts: string[] = [];
-  const bind = async (from: string, to: string, opts: { file?: boolean; ro?: boolean } = {}) => {
-    const target = await mountPoint(root, to, opts.file);
-    mounts.push(`/usr/bin/mount --rbind ${shellQuote(from)} ${shellQuote(target)}`);
-    if (opts.ro) mounts.push(`/usr/bin/mount -o remount,bind,ro ${shellQuote(target)}`);
+  const builder: RootLayout = {
+    async bind(from, to, opts = {}) {
+      const target = await mountPoint(root, to, opts.file);
+      mounts.push(`/usr/bin/mount --rbind ${shellQuote(from)} ${shellQuote(target)}`);
+      if (opts.ro) mounts.push(`/usr/bin/mount -o remount,bind,ro ${shellQuote(target)}`);
+    },
+    async symlink(target, link) {
+      await Deno.mkdir(dirname(join(root, link)), { recursive: true });
+      await Deno.symlink(target, join(root, link));
+    },
+    async file(path, content) {
+      await Deno.mkdir(dirname(join(root, path)), { recursive: true });
+      await Deno.writeTextFile(join(root, path), content);
+    },
+    async proc() {
+      const proc = await mountPoint(root, "/proc");
+      mounts.push(`/usr/bin/mount -t proc proc ${shellQuote(proc)}`);
+    },
   };
   try {
-    // Libraries only: /usr/lib holds glibc, libnftables and their kin, and no program on PATH.
-    await bind("/usr/lib", "/usr/lib", { ro: true });
-    await bind("/usr/lib64", "/usr/lib64", { ro: true });
-    for (const [link, to] of [["lib", "usr/lib"], ["lib64", "usr/lib64"], ["bin", "usr/bin"]]) {
-      await Deno.symlink(to, join(root, link));
-    }
-    await bind(denoBinary(), "/usr/local/bin/deno", { file: true, ro: true });
-    await bind(await which("dash"), "/usr/bin/sh", { file: true, ro: true });
-    for (const p of LAUNCHER_HELPERS) await bind(await which(p), `/usr/bin/${p}`, { file: true });
-    await bind(REPO_ROOT, IMAGE_TREE);
-    await bind("/dev", "/dev");
-    await bind("/sys", "/sys");
-    await bind("/run/netns", "/run/netns");
-    await Deno.mkdir(join(root, "var"), { recursive: true });
-    await Deno.symlink("../run", join(root, "var/run"));
-    await bind("/", HOST_ROOT);
-    for (const path of binds) await bind(path, path);
-    const proc = await mountPoint(root, "/proc");
-    mounts.push(`/usr/bin/mount -t proc proc ${shellQuote(proc)}`);
+    await layout(builder);
     // A plain folder of the root, not a tmpfs: that would hide the binds of test folders in /tmp.
     await Deno.mkdir(join(root, "tmp"), { recursive: true, mode: 0o1777 });
   } catch (err) {
@@ -122,38 +136,40 @@ export async function createImageWorld(binds: string[] = []): Promise<ImageWorld
     throw err;
   }
   const script = [...mounts, `exec /usr/sbin/chroot ${shellQuote(root)} "$@"`].join(" && ");
-  const baseEnv = {
-    PATH: "/usr/local/bin:/usr/bin:/bin",
-    HYDRA_DENO: "/usr/local/bin/deno",
-    DENO_DIR: `${IMAGE_TREE}/.cache/deno`,
+  const spawn = (argv: string[], opts: Omit<WorldRun, "stdin"> = {}) => {
+    const inNs = opts.netns ? ["/usr/sbin/ip", "netns", "exec", opts.netns] : [];
+    const [program, ...args] = [
+      // Nothing started here outlives a killed test run.
+      "/usr/bin/setpriv",
+      "--pdeathsig",
+      "TERM",
+      "--",
+      ...inNs,
+      "/usr/bin/unshare",
+      "--mount",
+      "--propagation",
+      "slave",
+      "--",
+      "/bin/sh",
+      "-c",
+      script,
+      "world",
+      ...argv,
+    ];
+    return new Deno.Command(program, {
+      args,
+      env: { ...baseEnv, ...opts.env },
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
   };
   return {
     root,
-    hydra: `${IMAGE_TREE}/bin/hydra`,
-    baseEnv,
+    spawn,
     async run(argv, opts = {}) {
-      const inNs = opts.netns ? ["/usr/sbin/ip", "netns", "exec", opts.netns] : [];
-      const [program, ...args] = [
-        ...inNs,
-        "/usr/bin/unshare",
-        "--mount",
-        "--propagation",
-        "slave",
-        "--",
-        "/bin/sh",
-        "-c",
-        script,
-        "world",
-        ...argv,
-      ];
-      const child = new Deno.Command(program, {
-        args,
-        env: { ...baseEnv, ...opts.env },
-        clearEnv: true,
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const child = spawn(argv, opts);
       const w = child.stdin.getWriter();
       await w.write(new TextEncoder().encode(opts.stdin ?? ""));
       await w.close();
@@ -163,7 +179,7 @@ export async function createImageWorld(binds: string[] = []): Promise<ImageWorld
     },
     async close() {
       // Every mount lived in the runs' own namespaces; only mount points are left
-      // here. Never remove recursively through a mount: /host is the node's root.
+      // here. Never remove recursively through a mount: a bind may be the node's root.
       const mountinfo = await Deno.readTextFile("/proc/self/mountinfo");
       const leaked = mountinfo.split("\n").map((l) => l.split(" ")[4])
         .filter((p) => p !== undefined && (p === root || p.startsWith(`${root}/`)));
@@ -171,4 +187,36 @@ export async function createImageWorld(binds: string[] = []): Promise<ImageWorld
       await Deno.remove(root, { recursive: true });
     },
   };
+}
+
+/**
+ * Builds hydra's image world. `binds` are further host paths made visible
+ * at the same path inside (read-write).
+ */
+export async function createImageWorld(binds: string[] = []): Promise<ImageWorld> {
+  const baseEnv = {
+    PATH: "/usr/local/bin:/usr/bin:/bin",
+    HYDRA_DENO: "/usr/local/bin/deno",
+    DENO_DIR: `${IMAGE_TREE}/.cache/deno`,
+  };
+  const world = await createRootWorld("hydra-image-", async (l) => {
+    // Libraries only: /usr/lib holds glibc, libnftables and their kin, and no program on PATH.
+    await l.bind("/usr/lib", "/usr/lib", { ro: true });
+    await l.bind("/usr/lib64", "/usr/lib64", { ro: true });
+    for (const [link, to] of [["/lib", "usr/lib"], ["/lib64", "usr/lib64"], ["/bin", "usr/bin"]]) {
+      await l.symlink(to, link);
+    }
+    await l.bind(denoBinary(), "/usr/local/bin/deno", { file: true, ro: true });
+    await l.bind(await which("dash"), "/usr/bin/sh", { file: true, ro: true });
+    for (const p of LAUNCHER_HELPERS) await l.bind(await which(p), `/usr/bin/${p}`, { file: true });
+    await l.bind(REPO_ROOT, IMAGE_TREE);
+    await l.bind("/dev", "/dev");
+    await l.bind("/sys", "/sys");
+    await l.bind("/run/netns", "/run/netns");
+    await l.symlink("../run", "/var/run");
+    await l.bind("/", HOST_ROOT);
+    for (const path of binds) await l.bind(path, path);
+    await l.proc();
+  }, baseEnv);
+  return { ...world, hydra: `${IMAGE_TREE}/bin/hydra`, baseEnv };
 }
