@@ -131,7 +131,7 @@ function logLevelOf(c: Json): LogLevel {
 export function parseMetaOptions(conf: NetConf, command?: Command): MetaOptions {
   const c = conf as Json;
   enforceShape(c, META_SHAPE, {
-    fail: (p) => typeError(p.path, p.expected),
+    fail: (p) => typeError(p.path, `${p.expected}, got ${p.got}`),
     types: command !== "DEL",
   });
   const logLevel = logLevelOf(c);
