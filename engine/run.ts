@@ -63,6 +63,7 @@ const warned = new Set<string>();
 function warnAboutConf(args: CmdArgs, log: Logger): void {
   for (const p of checkNetworkConfig(args.config).problems) {
     if (warned.has(p.message)) continue;
+    if (warned.size >= 1000) warned.clear(); // bounded, whatever confs a daemon is handed
     warned.add(p.message);
     log.warn(`conf: ${p.message}`, { key: p.path });
   }
