@@ -44,6 +44,7 @@ import {
   prepare,
   runtimeFor,
   saveRecordFirst,
+  warnAboutNetworks,
 } from "./run.ts";
 import {
   type AttachmentRecord,
@@ -203,6 +204,7 @@ export async function attachInvocation(
   const inv = prepare(args);
   if (!networks && kubeMode(args)) return (await loadKube()).addKube(args, inv);
   const planned = await plannedNetworks(args, inv, networks);
+  if (networks) warnAboutNetworks(inv, planned);
   // Checked up front so a missing binary changes nothing at all.
   await assertPluginsExist(planned, inv.listOptions);
   const record = newRecord(args, planned);

@@ -55,17 +55,32 @@ export interface Invocation {
 const warned = new Set<string>();
 
 /**
- * Logs once per process what the conf has that hydra does not use: unknown
- * and unsupported keys of the meta-CNI conf and of its inline delegates
- * (with the key hydra knows by a near name), values out of range, an
- * `ipam` block without a type.
+ * Logs once per process what a conf has that hydra does not use: unknown
+ * and unsupported keys (with the key hydra knows by a near name), values
+ * out of range, an `ipam` block without a type. `where` names the conf.
  */
-function warnAboutConf(args: CmdArgs, log: Logger): void {
-  for (const p of checkNetworkConfig(args.config).problems) {
+function warnAbout(conf: Record<string, unknown>, where: string, log: Logger): void {
+  for (const p of checkNetworkConfig(conf, where).problems) {
     if (warned.has(p.message)) continue;
     if (warned.size >= 1000) warned.clear(); // bounded, whatever confs a daemon is handed
     warned.add(p.message);
     log.warn(`conf: ${p.message}`, { key: p.path });
+  }
+}
+
+/** {@link warnAbout} the meta-CNI conf, its inline delegates included. */
+function warnAboutConf(args: CmdArgs, log: Logger): void {
+  warnAbout(args.config, "", log);
+}
+
+/**
+ * {@link warnAbout} networks that did not come from the meta-CNI conf (a
+ * pod's NADs, the NRI plugin's conf files), each under its name.
+ */
+export function warnAboutNetworks(inv: Invocation, networks: readonly Delegate[]): void {
+  for (const d of networks) {
+    const conf = { cniVersion: d.list.cniVersion, name: d.list.name, plugins: d.list.plugins };
+    warnAbout(conf, d.list.name, inv.log);
   }
 }
 

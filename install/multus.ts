@@ -104,10 +104,15 @@ function firstPlugin(conf: unknown): JsonObject | undefined {
   return { cniVersion: conf.cniVersion, ...first };
 }
 
-/** The foreign meta-plugin of a conf file, or undefined. */
+/** Multus's own file names (thin writes either; thick `00-multus.conf`). */
+const MULTUS_FILE = /^00-multus\.conf(list)?$/;
+
+/** The foreign meta-plugin of a conf file (by its content, or by Multus's file name), or undefined. */
 export function foreignMeta(path: string, conf: unknown): ForeignMeta | undefined {
-  const kind = metaPluginKind(conf);
-  return kind ? { kind, path, plugin: firstPlugin(conf)! } : undefined;
+  const plugin = firstPlugin(conf);
+  if (!plugin || plugin.type === "hydra") return undefined;
+  const kind = metaPluginKind(conf) ?? (MULTUS_FILE.test(basename(path)) ? "meta-plugin" : undefined);
+  return kind ? { kind, path, plugin } : undefined;
 }
 
 /** How one Multus key becomes hydra's. */

@@ -76,7 +76,8 @@ async function setUp(env: KubeEnv): Promise<Switch> {
   await Deno.copyFile(env.kubeconfigNode, kubeconfigHost);
   const thin = await thinConf(master, { kubeconfigHost });
   await Deno.writeTextFile(join(confDir, thin.name), thin.text);
-  const blue = env.bridgeNet("blue");
+  // A typo Multus never mentions: hydra warns about it (and attaches as Multus does).
+  const blue = env.bridgeNet("blue", { hairpinMod: true });
   await env.nad(env.ns, "blue", blue.conf);
   const list = JSON.parse(thin.text);
   const multusConf = Array.isArray(list.plugins)
@@ -225,6 +226,7 @@ Deno.test("from Multus thin to hydra: installed hydra unwraps Multus, DELs its p
       const add = await env.cni("ADD", s.hydraConf!, call);
       assert.equal(add.code, 0, add.stdout + add.stderr);
       assert.deepEqual(await links(netns), ["eth0", "net1"]);
+      assert.match(add.stderr, /"level":"warn".*blue\.plugins\[0\]\.hairpinMod.*"hairpinMode/);
       const del = await env.cni("DEL", s.hydraConf!, call);
       assert.equal(del.code, 0, del.stdout + del.stderr);
       assert.deepEqual(await links(netns), []);
