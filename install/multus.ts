@@ -111,7 +111,8 @@ const MULTUS_FILE = /^00-multus\.conf(list)?$/;
 export function foreignMeta(path: string, conf: unknown): ForeignMeta | undefined {
   const plugin = firstPlugin(conf);
   if (!plugin || plugin.type === "hydra") return undefined;
-  const kind = metaPluginKind(conf) ?? (MULTUS_FILE.test(basename(path)) ? "meta-plugin" : undefined);
+  const kind = metaPluginKind(conf) ??
+    (MULTUS_FILE.test(basename(path)) ? "meta-plugin" : undefined);
   return kind ? { kind, path, plugin } : undefined;
 }
 

@@ -11,7 +11,8 @@
 import { basename, dirname, join } from "node:path";
 import { builtinNames } from "../engine/builtins.ts";
 import { lstatOrUndefined, readOrUndefined, removeScratch, sha256Bytes } from "./atomic.ts";
-import { InstallError } from "./error.ts";
+import { ConfRefused, InstallError } from "./error.ts";
+import { foreignMeta, MIGRATION_GUIDE } from "./multus.ts";
 import { readCredentials, renderKubeconfig } from "./kubeconfig.ts";
 import type { Logger } from "../pkg/log.ts";
 import {
@@ -208,6 +209,7 @@ async function desiredItems(
     items.push(fileItem(opts.kubeconfig, "kubeconfig", renderKubeconfig(creds), 0o600));
   }
 
+  if (opts.mode === "nri") await refuseBesideMetaPlugin(opts);
   if (opts.mode === "meta") {
     const confPath = join(opts.confDir, opts.confName);
     const confDirThere = (await lstatOrUndefined(opts.confDir))?.isDirectory ?? false;
@@ -241,6 +243,28 @@ async function desiredItems(
     }
   }
   return { items, carried };
+}
+
+/**
+ * NRI mode attaches the networks pods ask for beside the runtime's CNI: when
+ * that CNI is another meta-plugin (Multus), every pod's networks would be
+ * attached twice. Refused, with the way out.
+ */
+async function refuseBesideMetaPlugin(opts: InstallOptions): Promise<void> {
+  const confDirThere = (await lstatOrUndefined(opts.confDir))?.isDirectory ?? false;
+  // The runtime's conf is not NRI mode's business otherwise: one it cannot read is left alone.
+  const def = confDirThere
+    ? await findDefaultConf(opts.confDir, opts.confName, opts.defaultConf).catch(() => undefined)
+    : undefined;
+  const foreign = def && foreignMeta(def.path, def.conf);
+  if (foreign) {
+    throw new ConfRefused(
+      `the runtime's CNI conf ${foreign.path} is another meta-plugin; hydra nri serve beside it ` +
+        `would attach every pod's networks a second time: run hydra in meta mode instead, ` +
+        `which takes Multus over (see ${MIGRATION_GUIDE})`,
+      { path: foreign.path },
+    );
+  }
 }
 
 /** Does `entry`'s path still hold what hydra put there? */

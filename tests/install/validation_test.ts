@@ -3,11 +3,13 @@
  * unknown key, a key of the wrong type, text that is not JSON) never
  * reaches the node's conf. With --once it exits 1; running, it stays up and
  * not ready with the reason on /readyz, leaving the conf the node has as it
- * is, so a rollout with a bad argument stops at its first node.
+ * is, so a rollout with a bad argument stops at its first node. NRI mode
+ * beside Multus is refused the same way.
  */
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { thinConf } from "../infra/multus_module.ts";
 import { makeNode, removeNode, runInstall, startInstall } from "./helpers.ts";
 
 const CONF = "00-hydra.conflist";
@@ -75,6 +77,24 @@ Deno.test("a running installer given a --meta-json typo keeps the node's conf an
     } finally {
       await installer.stop("SIGKILL");
     }
+  } finally {
+    await removeNode(node);
+  }
+});
+
+Deno.test("nri mode beside Multus is refused: both would attach every pod's networks", async () => {
+  const node = await makeNode();
+  try {
+    const master = JSON.parse(await Deno.readTextFile(node.defaultConf));
+    const thin = await thinConf(master);
+    await Deno.writeTextFile(join(node.confDir, thin.name), thin.text);
+    const out = await runInstall(["--once", "--mode=nri", ...node.flags]);
+    assert.equal(out.code, 1, out.stderr);
+    const error = String(out.logs.find((l) => l.level === "error")?.msg);
+    assert.match(error, /another meta-plugin; hydra nri serve beside it would attach/);
+    assert.match(error, /docs\/migrating-from-multus\.md/);
+    const installed = await Deno.lstat(join(node.binDir, "hydra")).then(() => true, () => false);
+    assert.equal(installed, false, "nothing installed");
   } finally {
     await removeNode(node);
   }
