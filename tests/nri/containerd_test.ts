@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Containerd, startContainerd } from "../infra/containerd.ts";
-import { havePeers, referencePluginDir, versions } from "../infra/peers.ts";
+import { referencePluginDir, requirePeers, versions } from "../infra/peers.ts";
 import { poll } from "../infra/process.ts";
 import { uniqueName, withTempDir } from "../helpers/netns.ts";
 import {
@@ -23,18 +23,6 @@ import {
   type PodSandbox,
   runNriPlugin,
 } from "../../nri/stub.ts";
-
-function peersReady(): boolean {
-  if (!havePeers("containerd", "containerd-shim-runc-v2", "crictl", "ctr")) return false;
-  try {
-    referencePluginDir();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const ignore = Deno.uid() !== 0 || !peersReady();
 
 interface Seen {
   hook: "sync" | "run" | "stop" | "remove";
@@ -91,6 +79,9 @@ interface World {
 
 /** A containerd whose default network is a reference bridge, for the duration of `body`. */
 async function withContainerd(body: (world: World) => Promise<void>): Promise<void> {
+  // Root, containerd and its tools, and the reference plugins the default network uses.
+  requirePeers("containerd", "containerd-shim-runc-v2", "crictl", "ctr");
+  referencePluginDir();
   await withTempDir(async (tmp) => {
     const confDir = join(tmp, "net.d");
     await Deno.mkdir(confDir);
@@ -175,7 +166,6 @@ const syncs = (statuses: PluginStatus[]) =>
 Deno.test({
   name:
     "containerd: registers, is configured and synchronized, and comes back after containerd restarts",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd }) => {
       const { hooks, seen } = recorder();
@@ -215,7 +205,6 @@ Deno.test({
 Deno.test({
   name:
     "containerd: Configure, Synchronize with existing pods, Run/Stop/RemovePodSandbox with netns, reconnect after restart",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd, runp }) => {
       const before = await runp(uniqueName("pre"));
@@ -271,7 +260,6 @@ Deno.test({
 Deno.test({
   name:
     "containerd: a hook error or an overrun fails the sandbox and rolls it back, and hydra stays connected",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd, runp }) => {
       const { hooks, seen } = recorder();
@@ -313,7 +301,6 @@ Deno.test({
 
 Deno.test({
   name: "containerd: without the v0.12 pod RPCs, events arrive as StateChange",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd, runp }) => {
       const { hooks, seen } = recorder();
