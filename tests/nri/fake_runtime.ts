@@ -1,9 +1,11 @@
 /**
- * A stand-in for the runtime side of NRI, for tests of the plugin stub: it
- * listens on a unix socket, serves `Runtime.RegisterPlugin` on conn 2 and
- * calls the plugin on conn 1 the way containerd does. It can also write raw,
- * deliberately broken bytes, and records every message the plugin sends on
- * conn 1 so tests can look at answers to raw requests.
+ * A stand-in for the runtime side of NRI, for what a real containerd does
+ * not produce (containerd_test.ts covers everything it does): it listens on
+ * a unix socket, serves `Runtime.RegisterPlugin` on conn 2 and calls the
+ * plugin on conn 1 the way containerd does, but lets a test split
+ * Synchronize, call unsubscribed methods, pick request deadlines, and write
+ * raw, deliberately broken bytes. It records every message the plugin sends
+ * on conn 1 so tests can look at answers to raw requests.
  *
  * @module
  */
