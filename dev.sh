@@ -33,9 +33,11 @@ apt_install() {
 }
 
 install_deno() {
-  if [ ! -x tools/node_modules/.bin/deno ]; then
+  # Deno, and buf with protoc-gen-es for `deno task proto` and its staleness test.
+  if [ ! -x tools/node_modules/.bin/deno ] || [ ! -x tools/node_modules/.bin/buf ] ||
+    [ ! -x tools/node_modules/.bin/protoc-gen-es ]; then
     command -v npm >/dev/null || apt_install nodejs npm
-    log "installing Deno from npm"
+    log "installing the tools from npm (Deno, buf, protoc-gen-es)"
     # npm ci installs exactly what the committed lockfile says and never rewrites it.
     (cd tools && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
