@@ -10,6 +10,10 @@
  *   "readinessindicatorfile": "", "apiTimeout": 5 }
  * ```
  *
+ * hydra's own key `podResourcesSocket` names the kubelet's pod-resources
+ * socket (default /var/lib/kubelet/pod-resources/kubelet.sock), asked for a
+ * pod's device IDs when a NAD names a `k8s.v1.cni.cncf.io/resourceName`.
+ *
  * @module
  */
 
@@ -90,6 +94,7 @@ export function parseKubeModeSettings(conf: Record<string, unknown>): KubeModeSe
   set("globalNamespaces", optString(conf, "globalNamespaces"));
   set("systemNamespaces", optStrings(conf, "systemNamespaces"));
   set("multusNamespace", optString(conf, "multusNamespace"));
+  set("podResourcesSocket", optString(conf, "podResourcesSocket"));
   set("runtimeConfig", (rc ?? undefined) as Record<string, unknown> | undefined);
   return settings;
 }
