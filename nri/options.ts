@@ -17,6 +17,8 @@ export const DEFAULT_NRI_CACHE_DIR = "/var/lib/cni/hydra-nri";
 export const DEFAULT_NRI_CONF_DIR = "/etc/cni/multus/net.d";
 /** Where delegate plugins that are not built in are found. */
 export const DEFAULT_CNI_BIN_DIR = "/opt/cni/bin";
+/** The DRA driver's state (prepared claims), shared with `hydra dra serve`. */
+export const DEFAULT_DRA_STATE_DIR = "/var/lib/hydra/dra";
 
 /** What to do when a pod's extra networks cannot be attached during RunPodSandbox. */
 export type FailurePolicy = "fail" | "log";
@@ -43,6 +45,8 @@ export interface NriServeOptions {
   concurrency: number;
   logLevel: LogLevel;
   logFile?: string;
+  /** The DRA state folder; undefined: no DRA devices. */
+  draStateDir?: string;
 }
 
 /** Bad usage (exit status 2). */
@@ -90,6 +94,11 @@ Networks:
                          start (the kubelet retries it); log: it starts without
                          them and the failure is logged (default: fail)
   --concurrency N        background attach/release steps at once (default: 4)
+  --dra-state-dir DIR    claims "hydra dra serve" prepared: their host NICs and
+                         networks are set up in the pod here, and a pod whose
+                         devices cannot be set up fails to start whatever
+                         --on-failure says ("off": none; default:
+                         ${DEFAULT_DRA_STATE_DIR})
 
 Operation:
   --health-addr ADDR     serve /healthz, /readyz, /metrics on [HOST]:PORT or
@@ -113,6 +122,7 @@ const STRING_FLAGS = [
   "health-addr",
   "log-level",
   "log-file",
+  "dra-state-dir",
 ] as const;
 
 function absolute(flag: string, path: string): string {
@@ -197,5 +207,7 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     throw new UsageError("--default-network needs Kubernetes mode (--kubeconfig or --in-cluster)");
   }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  const dra = s("dra-state-dir") ?? DEFAULT_DRA_STATE_DIR;
+  if (dra !== "off" && dra !== "") opts.draStateDir = absolute("dra-state-dir", dra);
   return opts;
 }

@@ -39,6 +39,7 @@ import {
 } from "./options.ts";
 import { createReconciler, type Reconciler } from "./reconcile.ts";
 import { confDirSource, kubeSource, type NetworkSource } from "./source.ts";
+import { createDraHook, type DraHook } from "../dra/hook.ts";
 import { listPodStateIds } from "./state.ts";
 import { builtinNames, loadBuiltin } from "../plugins/registry.ts";
 import {
@@ -71,6 +72,8 @@ interface Deps {
   cacheDir: string;
   /** Where a failure under `--on-failure log` is told to the pod's owners. */
   source: NetworkSource;
+  /** The pod's DRA devices (claims `hydra dra serve` prepared). */
+  dra?: DraHook;
 }
 
 function podRef(pod: PodSandbox): string {
@@ -193,11 +196,46 @@ async function onRelease(
   refreshAttachedGauge(d);
 }
 
+/**
+ * Sets up the pod's DRA devices. Always fails closed: a pod never starts
+ * without a device it claimed, whatever `--on-failure` says of networks.
+ */
+async function onRunDra(dra: DraHook, d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> {
+  const t0 = performance.now();
+  try {
+    const out = await dra.run(pod, () => !budgetSpent(ctx) && !d.reconciler.isStopped(pod.id));
+    if (out.status === "attached") {
+      d.log.info("claimed devices set up", {
+        sandbox: pod.id,
+        pod: podRef(pod),
+        devices: out.devices.map((x) => `${x.device}@${x.ifName}`),
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+      });
+    }
+  } catch (err) {
+    d.metrics.failures.inc({ op: "attach", trigger: "run" });
+    d.log.error("cannot set up claimed devices", {
+      sandbox: pod.id,
+      pod: podRef(pod),
+      error: message(err),
+    });
+    throw new TtrpcStatusError(
+      StatusCode.UNKNOWN,
+      `hydra: setting up the claimed devices of pod ${podRef(pod)}: ${message(err)}`,
+      { cause: err },
+    );
+  }
+}
+
 /** The NRI hooks of the plugin. */
 function nriHooks(d: Deps): NriHooks {
+  const dra = d.dra;
   return {
     onSynchronize(pods) {
       d.metrics.events.inc({ event: "synchronize", result: "ok" });
+      dra?.synchronize(pods).catch((err) =>
+        d.log.error("synchronizing claimed devices failed", { error: message(err) })
+      );
       // Answered at once; the pass runs on (and retries) by itself.
       d.reconciler.synchronize(pods).then(
         () => refreshAttachedGauge(d),
@@ -205,9 +243,18 @@ function nriHooks(d: Deps): NriHooks {
       );
       return Promise.resolve();
     },
-    onRunPodSandbox: (pod, ctx) => onRun(d, pod, ctx),
-    onStopPodSandbox: (pod) => onRelease(d, "stop", pod),
-    onRemovePodSandbox: (pod) => onRelease(d, "remove", pod),
+    onRunPodSandbox: async (pod, ctx) => {
+      if (dra) await onRunDra(dra, d, pod, ctx);
+      await onRun(d, pod, ctx);
+    },
+    onStopPodSandbox: async (pod) => {
+      await onRelease(d, "stop", pod);
+      await dra?.release(pod.id, netnsPathOf(pod));
+    },
+    onRemovePodSandbox: async (pod) => {
+      await onRelease(d, "remove", pod);
+      await dra?.release(pod.id, netnsPathOf(pod));
+    },
     onShutdown() {
       d.metrics.events.inc({ event: "shutdown", result: "ok" });
       d.log.info("runtime is shutting down; attachments stay in place");
@@ -301,6 +348,15 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     cacheDir: opts.cacheDir,
     source,
   };
+  if (opts.draStateDir) {
+    deps.dra = createDraHook({
+      stateDir: opts.draStateDir,
+      cniPath: opts.cniBinDirs,
+      log: log.with({ component: "dra" }),
+      metaLogLevel: opts.logLevel,
+      metaLogFile: opts.logFile,
+    });
+  }
   refreshAttachedGauge(deps);
 
   let status: PluginStatus = { phase: "connecting", disconnects: 0 };
@@ -359,6 +415,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     });
     await reconciler.stop();
     await waitFor(attacher.idle(), DRAIN_MS);
+    await waitFor(deps.dra?.close() ?? Promise.resolve(), DRAIN_MS);
     return 0;
   } finally {
     for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);

@@ -1,0 +1,220 @@
+/**
+ * Telling Kubernetes what the sandbox hook did, from `hydra dra serve`: it
+ * watches the sandbox records (state.ts) and for each new or changed one
+ * writes
+ *
+ * - each device's status in its claim (KEP-4817): a Ready condition and
+ *   `networkData` (interface name, addresses, hardware address), or
+ *   Ready=False with the reason when a running pod could not get it;
+ * - the pod's `k8s.v1.cni.cncf.io/network-status` (merged with the other
+ *   writers' entries) and hydra's per-network result annotation, exactly as
+ *   the annotation path writes them; a Warning Event when devices are
+ *   missing.
+ *
+ * The sandbox hook needs no API access for this, and a record written
+ * while this process was down is reported when it is back (every record is
+ * reported once per start). Failed writes are retried on the next pass.
+ *
+ * @module
+ */
+
+import type { Logger } from "../cni/log.ts";
+import type { Result } from "../cni/types.ts";
+import type { KubeClient } from "../kube/client.ts";
+import { isNotFound } from "../kube/errors.ts";
+import { createEvent } from "../kube/objects.ts";
+import { type AttachmentReport, reportAttachments } from "../kube/report.ts";
+import { applyDeviceStatuses, type DeviceStatusUpdate } from "./claim.ts";
+import { type DeviceReport, listSandboxes, type SandboxRecord, type StateDirs } from "./state.ts";
+
+/** Settings of the reporter. */
+export interface ReporterOptions {
+  client: KubeClient;
+  dirs: StateDirs;
+  log: Logger;
+  /** The node, named on Events. */
+  nodeName: string;
+  /** A full pass this often even without file events, ms (default 10 s). */
+  intervalMs?: number;
+  /** Deadline of each API call, ms. */
+  apiTimeoutMs?: number;
+  /** Told after each pass with the number of records written. */
+  onPass?(written: number): void;
+}
+
+/** A running reporter. */
+export interface Reporter {
+  /** Runs a pass now (passes never overlap). */
+  pass(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The CNI-result shape of a NIC in the pod, for network-status. */
+function nicResult(r: DeviceReport, netns: string): Result {
+  const iface: { name: string; mac?: string; mtu?: number; sandbox: string } = {
+    name: r.ifName,
+    sandbox: netns,
+  };
+  if (r.mac) iface.mac = r.mac;
+  if (r.mtu) iface.mtu = r.mtu;
+  return {
+    cniVersion: "1.1.0",
+    interfaces: [iface],
+    ips: r.ips.map((address) => ({ address, interface: 0 })),
+  } as Result;
+}
+
+function byClaim<T extends { claim: { uid: string } }>(items: readonly T[]): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const it of items) groups.set(it.claim.uid, [...(groups.get(it.claim.uid) ?? []), it]);
+  return [...groups.values()];
+}
+
+/** Creates and starts a reporter. */
+export function startReporter(opts: ReporterOptions): Reporter {
+  const { client, dirs, log } = opts;
+  const timeoutMs = opts.apiTimeoutMs ?? 5000;
+  const reported = new Map<string, string>();
+  let running: Promise<number> | undefined;
+  let again = false;
+  let stopped = false;
+
+  async function claimStatus(
+    claim: { namespace: string; name: string },
+    updates: DeviceStatusUpdate[],
+  ) {
+    try {
+      await applyDeviceStatuses(client, claim, updates, new Date(), { timeoutMs });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async function reportAttached(rec: SandboxRecord): Promise<void> {
+    for (const group of byClaim(rec.reports)) {
+      await claimStatus(
+        group[0].claim,
+        group.map((r) => ({
+          pool: r.pool,
+          device: r.device,
+          ready: true,
+          reason: r.kind === "nic" ? "NICAttached" : "NetworkAttached",
+          message: `${r.ifName} in pod ${rec.pod.namespace}/${rec.pod.name}`,
+          networkData: { interfaceName: r.ifName, ips: r.ips, hardwareAddress: r.mac },
+        })),
+      );
+    }
+    const reports: AttachmentReport[] = rec.reports.map((r) => ({
+      name: r.networkName,
+      isDefault: false,
+      result: r.result ?? nicResult(r, rec.netns),
+    }));
+    if (!reports.length) return;
+    await reportAttachments(
+      client,
+      {
+        namespace: rec.pod.namespace,
+        name: rec.pod.name,
+        uid: rec.pod.uid,
+        infraContainerId: rec.sandboxId,
+      },
+      reports,
+      { timeoutMs },
+    );
+  }
+
+  async function reportFailed(rec: SandboxRecord): Promise<void> {
+    const why = rec.error ?? "unknown error";
+    for (const c of rec.failedClaims ?? []) {
+      await claimStatus(
+        c,
+        c.devices.map((d) => ({
+          pool: d.pool,
+          device: d.device,
+          ready: false,
+          reason: "DeviceNotAttached",
+          message: why,
+        })),
+      );
+    }
+    try {
+      await createEvent(client, { metadata: { ...rec.pod } }, {
+        type: "Warning",
+        reason: "DeviceNotAttached",
+        message: `hydra: the pod runs without its claimed devices (retrying): ${why}`,
+        host: opts.nodeName,
+      }, { timeoutMs });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async function passNow(): Promise<number> {
+    let written = 0;
+    const records = listSandboxes(dirs);
+    const present = new Set(records.map((r) => r.sandboxId));
+    for (const id of reported.keys()) if (!present.has(id)) reported.delete(id);
+    for (const rec of records) {
+      if (rec.phase === "attaching" || reported.get(rec.sandboxId) === rec.updatedAt) continue;
+      try {
+        if (rec.phase === "attached") await reportAttached(rec);
+        else await reportFailed(rec);
+        reported.set(rec.sandboxId, rec.updatedAt);
+        written++;
+      } catch (err) {
+        log.warn("cannot report a sandbox's devices; retrying", {
+          sandbox: rec.sandboxId,
+          pod: `${rec.pod.namespace}/${rec.pod.name}`,
+          error: message(err),
+        });
+      }
+    }
+    opts.onPass?.(written);
+    return written;
+  }
+
+  function pass(): Promise<number> {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = passNow().finally(() => {
+      running = undefined;
+      if (again && !stopped) {
+        again = false;
+        pass();
+      }
+    });
+    return running;
+  }
+
+  const watcher = Deno.watchFs(dirs.sandboxes, { recursive: false });
+  let debounce: ReturnType<typeof setTimeout> | undefined;
+  (async () => {
+    try {
+      for await (const _ of watcher) {
+        clearTimeout(debounce);
+        debounce = setTimeout(() => pass(), 10);
+      }
+    } catch (err) {
+      if (!stopped) log.warn("sandbox folder watch ended", { error: message(err) });
+    }
+  })();
+  const ticker = setInterval(() => pass(), opts.intervalMs ?? 10_000);
+  pass();
+
+  return {
+    pass,
+    async stop() {
+      stopped = true;
+      clearInterval(ticker);
+      clearTimeout(debounce);
+      watcher.close();
+      await running;
+    },
+  };
+}
