@@ -10,14 +10,14 @@
  *
  * ```json
  * { "interface": "data0", "mtu": 9000,
- *   "addresses": ["192.168.50.10/24"],            // or
- *   "ipam": { "type": "hydra-ipam", "ranges": [[{ "subnet": "192.168.50.0/24" }]] },
- *   "ipamName": "storage",
+ *   "addresses": ["192.168.50.10/24"],
  *   "routes": [{ "dst": "10.50.0.0/16", "gw": "192.168.50.1" }] }
  * ```
  *
- * Without `addresses` and `ipam` the NIC keeps the addresses it has on the
- * host; without `interface` it keeps its name.
+ * or, in a DeviceClass only (see {@link CLASS_ONLY_KEYS}), addresses from
+ * IPAM: `"ipam": { "type": "hydra-ipam", "subnet": "192.168.50.0/24" },
+ * "ipamName": "storage"`. Without `addresses` and `ipam` the NIC keeps the
+ * addresses it has on the host; without `interface` it keeps its name.
  *
  * hydra network (`kind: network`): one element of the
  * `k8s.v1.cni.cncf.io/networks` annotation in its JSON form, with the
@@ -69,8 +69,16 @@ function isObject(v: unknown): v is Json {
 }
 
 /**
+ * Keys only a DeviceClass may set: an IPAM config names a plugin the node
+ * runs as root with its settings (store folders, …), which is for the
+ * cluster's administrators to choose, not for whoever may create claims.
+ */
+export const CLASS_ONLY_KEYS = ["ipam", "ipamName"];
+
+/**
  * The merged parameters for `request`: class entries first, then claim
- * entries, each only if it names no requests or names this one.
+ * entries, each only if it names no requests or names this one. A claim
+ * entry setting a {@link CLASS_ONLY_KEYS} key is refused.
  */
 export function mergedParameters(configs: readonly AllocationConfig[], request: string): Json {
   const applies = (c: AllocationConfig) =>
@@ -84,6 +92,14 @@ export function mergedParameters(configs: readonly AllocationConfig[], request: 
     const p = c.opaque?.parameters ?? {};
     if (!isObject(p)) {
       throw new DeviceConfigError(`config for request "${request}": parameters must be an object`);
+    }
+    const reserved = CLASS_ONLY_KEYS.filter((k) => k in p);
+    if (c.source !== "FromClass" && reserved.length) {
+      throw new DeviceConfigError(
+        `config for request "${request}": "${
+          reserved[0]
+        }" may only be set in a DeviceClass's config`,
+      );
     }
     Object.assign(out, p);
   }

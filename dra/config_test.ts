@@ -34,6 +34,13 @@ Deno.test("config: class first, claim wins, other drivers and requests ignored",
   });
   assert.deepEqual(mergedParameters(configs, "other"), { interface: "claim0", routes: [], mtu: 1 });
   assert.throws(() => mergedParameters([opaque([1])], "r"), /parameters must be an object/);
+  // IPAM runs a plugin as root with its settings: a class's choice, not a claim's.
+  const ipam = { ipam: { type: "host-local", dataDir: "/etc" } };
+  assert.throws(
+    () => mergedParameters([opaque(ipam)], "r"),
+    /"ipam" may only be set in a DeviceClass/,
+  );
+  assert.deepEqual(mergedParameters([opaque(ipam, "FromClass")], "r"), ipam);
 });
 
 Deno.test("config: host NIC settings and their errors", () => {

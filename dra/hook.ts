@@ -54,6 +54,8 @@ export interface DraHookOptions {
   log: Logger;
   metaLogLevel?: LogLevel;
   metaLogFile?: string;
+  /** The node's network namespace, where NICs live (default: this process's). */
+  hostNetns?: string;
 }
 
 /** What a run did. */
@@ -137,7 +139,7 @@ function resultIface(
 export function createDraHook(opts: DraHookOptions): DraHook {
   const dirs = stateDirs(opts.stateDir);
   const { log } = opts;
-  const host: Handle = openHandle();
+  const host: Handle = openHandle(opts.hostNetns ? { netnsPath: opts.hostNetns } : {});
   const attacher: Attacher = createAttacher({
     cacheDir: dirs.cni,
     cniPath: opts.cniPath,

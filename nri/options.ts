@@ -47,6 +47,8 @@ export interface NriServeOptions {
   logFile?: string;
   /** The DRA state folder; undefined: no DRA devices. */
   draStateDir?: string;
+  /** Kubernetes mode: the kubelet's pod-resources socket; its default when unset. */
+  podResourcesSocket?: string;
 }
 
 /** Bad usage (exit status 2). */
@@ -86,6 +88,10 @@ Networks:
                          keeps conf-file mode
   --default-network NAME Kubernetes mode: a NAD (or conf path) every pod outside
                          kube-system gets as net1, … before its own; repeatable
+  --pod-resources-socket PATH
+                         Kubernetes mode: the kubelet's pod-resources API, asked for
+                         the device a NAD's k8s.v1.cni.cncf.io/resourceName names
+                         (default: /var/lib/kubelet/pod-resources/kubelet.sock)
   --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
                          separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
   --cache-dir DIR        records of what was attached, kept across restarts
@@ -123,6 +129,7 @@ const STRING_FLAGS = [
   "log-level",
   "log-file",
   "dra-state-dir",
+  "pod-resources-socket",
 ] as const;
 
 function absolute(flag: string, path: string): string {
@@ -202,6 +209,9 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
   if (s("kubeconfig") !== undefined) {
     if (opts.inCluster) throw new UsageError("--kubeconfig and --in-cluster exclude each other");
     opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
+  }
+  if (s("pod-resources-socket") !== undefined) {
+    opts.podResourcesSocket = absolute("pod-resources-socket", s("pod-resources-socket")!);
   }
   if (opts.defaultNetworks.length && !opts.kubeconfig && !opts.inCluster) {
     throw new UsageError("--default-network needs Kubernetes mode (--kubeconfig or --in-cluster)");

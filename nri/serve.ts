@@ -270,6 +270,7 @@ function networkSource(opts: NriServeOptions): NetworkSource {
       defaultNetworks: opts.defaultNetworks,
       apiTimeoutS: KUBE_API_BUDGET_S,
       confDir: opts.confDir,
+      podResourcesSocket: opts.podResourcesSocket,
     });
   }
   return confDirSource(opts.confDir);

@@ -1,0 +1,147 @@
+/**
+ * The DRA benchmark's measurement (bench/dra.ts runs it; a short run is a
+ * test in tests/dra/bench_test.ts): the time from creating a Pod to its
+ * sandbox running, for pods that claim a host NIC (`claimed`) and the same
+ * pods without claims (`plain`), in one world (tests/dra/world.ts: real
+ * API server, kubelet, containerd, `hydra dra serve` and `hydra nri
+ * serve`), the two kinds alternating pod by pod so load falls on both
+ * alike. Each sample runs from the Pod's creation (its claim already
+ * exists) to the first time the API server reports it Running (polled
+ * every 5 ms); the claim's allocation and the binding are written right
+ * after the Pod, as the scheduler would. Outside the timed region a
+ * claimed pod is checked to hold its NIC, then deleted, and the NIC is
+ * waited for back on the host before it is claimed again. RSS is that of
+ * both hydra processes together at the end.
+ *
+ * @module
+ */
+
+import { poll } from "../tests/infra/process.ts";
+import { type DraWorld, type TestNic, withDraWorld } from "../tests/dra/world.ts";
+import { percentile } from "./stats.ts";
+
+/** The benchmark's JSON document. */
+export interface DraBenchResult {
+  pods: number;
+  claimedMs: { p50: number; p99: number };
+  plainMs: { p50: number; p99: number };
+  rssMiB: number;
+}
+
+/** Settings of a run. */
+export interface DraBenchOptions {
+  /** Pods of each kind measured. */
+  pods: number;
+  /** Pods of each kind run first and not measured. */
+  warmup: number;
+  /** NICs the claimed pods take in turn. */
+  nics: number;
+  progress?: (msg: string) => void;
+}
+
+function rssMiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/^VmRSS:\s*(\d+)/m.exec(status)?.[1] ?? 0) / 1024;
+}
+
+async function timedStart(w: DraWorld, name: string, nic?: TestNic): Promise<number> {
+  const claims = nic ? [{ name: "nic", claim: name }] : [];
+  if (nic) {
+    await w.createClaim(name, [{ name: "nic", deviceClassName: "hydra-nic" }], {
+      interface: "data0",
+      addresses: ["198.51.100.7/24"],
+    });
+  }
+  const t0 = performance.now();
+  const pod = await w.createPod(name, claims);
+  await w.schedule(pod, nic ? [{ claim: name, devices: { nic: nic.device } }] : []);
+  const ok = await poll(
+    async () => {
+      const p = await w.getPod(name);
+      return (p?.status as { phase?: string } | undefined)?.phase === "Running";
+    },
+    60_000,
+    5,
+  );
+  const ms = performance.now() - t0;
+  if (!ok) throw new Error(`pod ${name} did not start: ${JSON.stringify(await w.events(name))}`);
+  return ms;
+}
+
+async function checkAndDelete(w: DraWorld, name: string, nic?: TestNic): Promise<void> {
+  if (nic) {
+    const links = await w.addrs(await w.podNetns(name));
+    const data0 = links.find((l) => l.ifname === "data0");
+    if (data0?.address !== nic.mac) throw new Error(`pod ${name} runs without its NIC`);
+  }
+  await w.deletePod(name);
+  if (!nic) return;
+  await w.cp.api.must(
+    "DELETE",
+    `/apis/resource.k8s.io/v1/namespaces/${w.ns}/resourceclaims/${name}`,
+  );
+  const back = await poll(
+    async () => {
+      const links = await w.nodeIp<{ ifname: string }[]>("link", "show");
+      return links.some((l) => l.ifname === nic.name);
+    },
+    30_000,
+    20,
+  );
+  if (!back) throw new Error(`NIC ${nic.name} not back on the host`);
+}
+
+function p50p99(samples: number[]): { p50: number; p99: number } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 10) / 10;
+  return { p50: r(percentile(sorted, 50)), p99: r(percentile(sorted, 99)) };
+}
+
+/** Runs the benchmark in a fresh world. */
+export async function runDraBench(opts: DraBenchOptions): Promise<DraBenchResult> {
+  const progress = opts.progress ?? (() => {});
+  const claimed: number[] = [];
+  const plain: number[] = [];
+  let rss = 0;
+  await withDraWorld(async (w) => {
+    const nics: TestNic[] = [];
+    for (let i = 0; i < opts.nics; i++) {
+      nics.push(await w.nic({ addresses: [`192.0.2.${10 + i}/24`] }));
+    }
+    const dra = await w.startDra();
+    const nri = await w.startNri(["--log-level=info"]);
+    await poll(
+      async () => {
+        const list = await w.cp.api.must("GET", "/apis/resource.k8s.io/v1/resourceslices") as {
+          items: { spec: { devices: { name: string }[] } }[];
+        };
+        const names = new Set(list.items.flatMap((s) => s.spec.devices.map((d) => d.name)));
+        return nics.every((n) => names.has(n.device));
+      },
+      30_000,
+      100,
+    );
+    let n = 0;
+    const total = opts.warmup + opts.pods;
+    for (let i = 0; i < total; i++) {
+      const measure = i >= opts.warmup;
+      // Alternate which kind goes first, so neither always follows the other.
+      const order = i % 2 ? ["plain", "claimed"] : ["claimed", "plain"];
+      for (const kind of order) {
+        const name = `${kind === "claimed" ? "c" : "p"}${n++}`;
+        const nic = kind === "claimed" ? nics[i % nics.length] : undefined;
+        const ms = await timedStart(w, name, nic);
+        await checkAndDelete(w, name, nic);
+        if (measure) (kind === "claimed" ? claimed : plain).push(ms);
+      }
+      if ((i + 1) % 10 === 0) progress(`${i + 1}/${total} pairs`);
+    }
+    rss = rssMiB(dra.daemon.pid) + rssMiB(nri.daemon.pid);
+  });
+  return {
+    pods: opts.pods,
+    claimedMs: p50p99(claimed),
+    plainMs: p50p99(plain),
+    rssMiB: Math.round(rss * 10) / 10,
+  };
+}
