@@ -31,6 +31,8 @@ export interface DraServeOptions {
   filter: NicFilter;
   networkSlots: number;
   rescanMs: number;
+  /** How long a pod with prepared claims may run without its devices before it is reported. */
+  setupGraceMs: number;
   sysfsRoot: string;
   healthAddr?: ListenAddress;
   logLevel: LogLevel;
@@ -81,6 +83,9 @@ Networks and state:
                          repeatable or ":"-separated (default: /opt/cni/bin)
   --state-dir DIR        prepared claims, shared with "hydra nri serve
                          --dra-state-dir" (default: ${DEFAULT_DRA_STATE_DIR})
+  --setup-grace SECONDS  a pod running this long without the devices it claimed
+                         (no "hydra nri serve" set them up) is reported on its
+                         claims (Ready=False) and as a Warning Event (default: 30)
 
 Operation:
   --health-addr ADDR     /healthz, /readyz, /metrics on [HOST]:PORT or unix:PATH
@@ -117,6 +122,7 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
         "exclude-kind": { type: "string", multiple: true },
         "network-slots": { type: "string" },
         rescan: { type: "string" },
+        "setup-grace": { type: "string" },
         sysfs: { type: "string" },
         "health-addr": { type: "string" },
         "log-level": { type: "string" },
@@ -139,6 +145,8 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
   }
   const rescan = Number(s("rescan") ?? 5);
   if (!(rescan > 0)) throw new UsageError("--rescan must be a number of seconds above 0");
+  const grace = Number(s("setup-grace") ?? 30);
+  if (!(grace > 0)) throw new UsageError("--setup-grace must be a number of seconds above 0");
   const nodeName = s("node-name") ?? Deno.env.get("NODE_NAME") ?? Deno.hostname();
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName) || nodeName.length > 253) {
     throw new UsageError(`--node-name must be a node name (DNS subdomain), got "${nodeName}"`);
@@ -167,6 +175,7 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
     },
     networkSlots: slots,
     rescanMs: rescan * 1000,
+    setupGraceMs: grace * 1000,
     sysfsRoot: absolute("sysfs", s("sysfs") ?? "/sys"),
     healthAddr,
     logLevel,

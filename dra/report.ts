@@ -15,6 +15,11 @@
  * while this process was down is reported when it is back (every record is
  * reported once per start). Failed writes are retried on the next pass.
  *
+ * A watchdog covers the case of no sandbox hook at all (`hydra nri serve`
+ * not running, or reading another state folder): a prepared claim whose
+ * pod has been Running for a while with no device set up gets Ready=False
+ * and the pod a Warning Event, so it is never silent.
+ *
  * @module
  */
 
@@ -25,7 +30,18 @@ import { isNotFound } from "../kube/errors.ts";
 import { createEvent } from "../kube/objects.ts";
 import { type AttachmentReport, reportAttachments } from "../kube/report.ts";
 import { applyDeviceStatuses, type DeviceStatusUpdate } from "./claim.ts";
-import { type DeviceReport, listSandboxes, type SandboxRecord, type StateDirs } from "./state.ts";
+import { getPod } from "../kube/objects.ts";
+import {
+  type DeviceReport,
+  listClaims,
+  listSandboxes,
+  type PreparedClaim,
+  type SandboxRecord,
+  type StateDirs,
+} from "./state.ts";
+
+/** How long a prepared claim's pod may run without its devices before the watchdog tells. */
+const SETUP_GRACE_MS = 30_000;
 
 /** Settings of the reporter. */
 export interface ReporterOptions {
@@ -40,6 +56,8 @@ export interface ReporterOptions {
   apiTimeoutMs?: number;
   /** Told after each pass with the number of records written. */
   onPass?(written: number): void;
+  /** The watchdog's grace, ms (default 30 s). */
+  setupGraceMs?: number;
 }
 
 /** A running reporter. */
@@ -153,6 +171,62 @@ export function startReporter(opts: ReporterOptions): Reporter {
     }
   }
 
+  const told = new Set<string>();
+
+  /** Pods running past the grace without a sandbox record of their devices. */
+  async function watchdog(records: readonly SandboxRecord[]): Promise<void> {
+    const covered = new Set(records.map((r) => r.pod.uid));
+    const grace = opts.setupGraceMs ?? SETUP_GRACE_MS;
+    for (const claim of listClaims(dirs)) {
+      if (Date.now() - Date.parse(claim.preparedAt) < grace) continue;
+      for (const pod of claim.pods) {
+        const key = `${claim.claim.uid}/${pod.uid}`;
+        if (covered.has(pod.uid) || told.has(key)) continue;
+        try {
+          const p = await getPod(client, pod.namespace, pod.name, { timeoutMs });
+          const since = (p.status as { startTime?: string } | undefined)?.startTime;
+          const running = (p.status as { phase?: string } | undefined)?.phase === "Running";
+          if (p.metadata.uid !== pod.uid || !running || !since) continue;
+          if (Date.now() - Date.parse(since) < grace) continue;
+          await notSetUp(claim, pod);
+          told.add(key);
+        } catch (err) {
+          if (!isNotFound(err)) {
+            log.warn("cannot check a prepared claim's pod", { pod: pod.name, error: message(err) });
+          }
+        }
+      }
+    }
+  }
+
+  async function notSetUp(
+    claim: PreparedClaim,
+    pod: { namespace: string; name: string; uid: string },
+  ) {
+    const why =
+      "no device was set up in the pod's sandbox: is hydra nri serve running on this node " +
+      "with the same --dra-state-dir?";
+    log.error("a pod runs without its claimed devices", {
+      pod: `${pod.namespace}/${pod.name}`,
+      claim: claim.claim.name,
+    });
+    await reportFailed({
+      kind: "hydraDraSandboxV1",
+      sandboxId: "",
+      pod,
+      netns: "",
+      nics: [],
+      reports: [],
+      phase: "failed",
+      error: why,
+      failedClaims: [{
+        ...claim.claim,
+        devices: claim.devices.map((d) => ({ pool: d.pool, device: d.device })),
+      }],
+      updatedAt: "",
+    });
+  }
+
   async function passNow(): Promise<number> {
     let written = 0;
     const records = listSandboxes(dirs);
@@ -173,6 +247,9 @@ export function startReporter(opts: ReporterOptions): Reporter {
         });
       }
     }
+    await watchdog(records).catch((err) =>
+      log.warn("watchdog pass failed", { error: message(err) })
+    );
     opts.onPass?.(written);
     return written;
   }

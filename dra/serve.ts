@@ -233,6 +233,7 @@ async function serve(opts: DraServeOptions, log: Logger): Promise<number> {
     log,
     nodeName: opts.nodeName,
     onPass: (n) => n && metrics.reports.inc({ result: "ok" }, n),
+    setupGraceMs: opts.setupGraceMs,
   });
   const ticker = setInterval(publish, opts.rescanMs);
   try {

@@ -158,3 +158,39 @@ Deno.test("dra: a NIC gone before a late setup: Ready=False on the claim, a Warn
       "Warning Event on the pod",
     );
   }));
+
+Deno.test("dra: no sandbox hook at all (nri serve reads another state folder): the claim and pod say so", () =>
+  withDraWorld(async (w) => {
+    const nic = await w.nic();
+    await w.startDra(["--setup-grace=2"]);
+    await w.startNri([`--dra-state-dir=${w.tmp}/elsewhere`]);
+    await w.createClaim("unseen", [{
+      name: "nic",
+      deviceClassName: "hydra-nic",
+      selector: byName(nic),
+    }]);
+    await podWith(w, "p-unseen", [{ claim: "unseen", devices: { nic: nic.device } }]);
+    await w.waitRunning("p-unseen");
+    let cond: Record<string, string> | undefined;
+    assert.ok(
+      await poll(
+        async () => {
+          const c = await w.getClaim("unseen");
+          cond = c.status?.devices?.[0]?.conditions?.[0] as Record<string, string> | undefined;
+          return cond?.status === "False";
+        },
+        60_000,
+        200,
+      ),
+      "claim condition",
+    );
+    assert.match(cond!.message, /no device was set up in the pod's sandbox/);
+    assert.ok(
+      await poll(
+        async () => (await w.events("p-unseen")).some((e) => e.reason === "DeviceNotAttached"),
+        30_000,
+        200,
+      ),
+      "Warning Event on the pod",
+    );
+  }));
