@@ -10,11 +10,24 @@
  * A handler that throws {@link GrpcStatusError} answers with its code;
  * anything else is INTERNAL with the error's message.
  *
+ * The gRPC library is loaded on first use only: the meta-CNI imports this
+ * module on its exec path (a NAD naming a device resource) and must not
+ * pay for loading it otherwise.
+ *
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+
+type Grpc = typeof grpc;
+let loaded: Promise<Grpc> | undefined;
+
+/** The gRPC library, loaded once. */
+function grpcLibrary(): Promise<Grpc> {
+  loaded ??= import("@grpc/grpc-js");
+  return loaded;
+}
 
 /** Encodes and decodes one message type. */
 export interface Codec<T> {
@@ -97,13 +110,13 @@ export interface UnixServer {
   close(): Promise<void>;
 }
 
-function asStatus(err: unknown): grpc.ServiceError {
+function asStatus(lib: Grpc, err: unknown): grpc.ServiceError {
   const code = err instanceof GrpcStatusError ? err.code : GrpcCode.INTERNAL;
   const message = err instanceof Error ? err.message : String(err);
   return Object.assign(new Error(message), {
     code,
     details: message,
-    metadata: new grpc.Metadata(),
+    metadata: new lib.Metadata(),
   }) as grpc.ServiceError;
 }
 
@@ -119,7 +132,8 @@ function removeStale(path: string): void {
 
 /** Serves `bindings` on a unix socket at `path`. */
 export async function serveUnix(path: string, bindings: readonly Binding[]): Promise<UnixServer> {
-  const server = new grpc.Server();
+  const lib = await grpcLibrary();
+  const server = new lib.Server();
   const services = new Map<string, Binding[]>();
   for (const b of bindings) services.set(b.service, [...(services.get(b.service) ?? []), b]);
   for (const list of services.values()) {
@@ -134,7 +148,7 @@ export async function serveUnix(path: string, bindings: readonly Binding[]): Pro
         // A handler that throws before returning its promise answers the same way.
         Promise.resolve().then(() => b.handle(call.request)).then(
           (res) => callback(null, res),
-          (err) => callback(asStatus(err)),
+          (err) => callback(asStatus(lib, err)),
         );
       }) as grpc.handleUnaryCall<unknown, unknown>;
     }
@@ -144,7 +158,7 @@ export async function serveUnix(path: string, bindings: readonly Binding[]): Pro
   await new Promise<void>((resolve, reject) =>
     server.bindAsync(
       `unix:${path}`,
-      grpc.ServerCredentials.createInsecure(),
+      lib.ServerCredentials.createInsecure(),
       (err) => err ? reject(err) : resolve(),
     )
   );
@@ -184,17 +198,25 @@ export interface UnixClient {
 
 /** A client for the gRPC server listening on `path`. */
 export function dialUnix(path: string): UnixClient {
-  const client = new grpc.Client(`unix:${path}`, grpc.credentials.createInsecure());
+  let closed = false;
+  let client: grpc.Client | undefined;
+  const connect = async () => {
+    const lib = await grpcLibrary();
+    if (closed) throw new GrpcStatusError(GrpcCode.CANCELLED, "client closed");
+    client ??= new lib.Client(`unix:${path}`, lib.credentials.createInsecure());
+    return { lib, client };
+  };
   return {
-    call<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, timeoutMs: number) {
+    async call<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, timeoutMs: number) {
       const def = definition(method);
-      return new Promise<Res>((resolve, reject) => {
+      const { lib, client } = await connect();
+      return await new Promise<Res>((resolve, reject) => {
         client.makeUnaryRequest(
           def.path,
           def.requestSerialize,
           def.responseDeserialize,
           request,
-          new grpc.Metadata(),
+          new lib.Metadata(),
           { deadline: Date.now() + timeoutMs },
           (err, value) => {
             if (err) reject(new GrpcStatusError(err.code, err.details || err.message));
@@ -203,6 +225,9 @@ export function dialUnix(path: string): UnixClient {
         );
       });
     },
-    close: () => client.close(),
+    close() {
+      closed = true;
+      client?.close();
+    },
   };
 }
