@@ -1,14 +1,14 @@
 /**
  * ResourceClaims (`resource.k8s.io/v1`) as the driver reads and writes
  * them: read the allocation and who the claim is reserved for; write each
- * device's status (conditions and KEP-4817 `networkData`) with server-side
- * apply, as the driver's own field manager, so other drivers' entries of a
- * claim stay untouched.
+ * device's status (conditions and KEP-4817 `networkData`), leaving other
+ * drivers' entries of the claim untouched.
  *
  * @module
  */
 
 import type { KubeClient, RequestOptions } from "../kube/client.ts";
+import { isConflict, KubeApiError } from "../kube/errors.ts";
 import type { AllocationConfig } from "./config.ts";
 import { DRIVER_NAME } from "./names.ts";
 import type { PodRef } from "./state.ts";
@@ -42,7 +42,13 @@ export interface AllocatedDeviceStatus {
 export interface ResourceClaim {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace: string; uid: string; generation?: number };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    generation?: number;
+    resourceVersion?: string;
+  };
   spec?: unknown;
   status?: {
     allocation?: { devices?: { results?: AllocationResult[]; config?: AllocationConfig[] } };
@@ -89,12 +95,41 @@ export interface DeviceStatusUpdate {
   networkData?: { interfaceName: string; ips: string[]; hardwareAddress?: string };
 }
 
+/** The status entry of one update. */
+function statusEntry(u: DeviceStatusUpdate, time: string): AllocatedDeviceStatus {
+  const entry: AllocatedDeviceStatus = {
+    driver: DRIVER_NAME,
+    pool: u.pool,
+    device: u.device,
+    conditions: [{
+      type: "Ready",
+      status: u.ready ? "True" : "False",
+      reason: u.reason,
+      message: u.message,
+      lastTransitionTime: time,
+    }],
+  };
+  if (u.networkData) {
+    const nd: NonNullable<AllocatedDeviceStatus["networkData"]> = {
+      interfaceName: u.networkData.interfaceName,
+    };
+    if (u.networkData.ips.length) nd.ips = u.networkData.ips;
+    if (u.networkData.hardwareAddress) nd.hardwareAddress = u.networkData.hardwareAddress;
+    entry.networkData = nd;
+  }
+  return entry;
+}
+
 /**
- * Applies this driver's device statuses of a claim (server-side apply of
- * `status.devices`, field manager = driver name, forced: the driver owns
- * its entries). `updates` replaces everything this driver wrote before.
+ * Writes this driver's device statuses of a claim: `updates` replace the
+ * entries of the same devices; other drivers' entries and this driver's
+ * other devices stay. A JSON patch of `status.devices` alone, conditional
+ * on the version read (retried on conflict): the allocation is never sent
+ * back, so its opaque parameters keep their exact bytes (server-side apply
+ * re-serializes them, which the API server then refuses as a change of an
+ * immutable field when their keys were not in sorted order).
  */
-export function applyDeviceStatuses(
+export async function applyDeviceStatuses(
   client: KubeClient,
   claim: { namespace: string; name: string },
   updates: readonly DeviceStatusUpdate[],
@@ -102,41 +137,24 @@ export function applyDeviceStatuses(
   opts: RequestOptions = {},
 ): Promise<ResourceClaim> {
   const time = now.toISOString().replace(/\.\d+Z$/, "Z");
-  const devices = updates.map((u) => {
-    const entry: Record<string, unknown> = {
-      driver: DRIVER_NAME,
-      pool: u.pool,
-      device: u.device,
-      conditions: [{
-        type: "Ready",
-        status: u.ready ? "True" : "False",
-        reason: u.reason,
-        message: u.message,
-        lastTransitionTime: time,
-      }],
-    };
-    if (u.networkData) {
-      const nd: Record<string, unknown> = { interfaceName: u.networkData.interfaceName };
-      if (u.networkData.ips.length) nd.ips = u.networkData.ips;
-      if (u.networkData.hardwareAddress) nd.hardwareAddress = u.networkData.hardwareAddress;
-      entry.networkData = nd;
+  const path = claimPath(claim.namespace, claim.name);
+  const ours = new Set(updates.map((u) => `${u.pool}/${u.device}`));
+  for (let attempt = 1;; attempt++) {
+    const current = await client.get<ResourceClaim>(path, opts);
+    const kept = (current.status?.devices ?? []).filter((d) =>
+      d.driver !== DRIVER_NAME || !ours.has(`${d.pool}/${d.device}`)
+    );
+    const devices = [...kept, ...updates.map((u) => statusEntry(u, time))];
+    const patch = [
+      { op: "test", path: "/metadata/resourceVersion", value: current.metadata.resourceVersion },
+      { op: current.status?.devices ? "replace" : "add", path: "/status/devices", value: devices },
+    ];
+    try {
+      return await client.patch<ResourceClaim>(`${path}/status`, patch, "json", opts);
+    } catch (err) {
+      const stale = isConflict(err) ||
+        (err instanceof KubeApiError && err.status === 422 && /test operation/i.test(err.message));
+      if (!stale || attempt >= 5) throw err;
     }
-    return entry;
-  });
-  const body = {
-    apiVersion: "resource.k8s.io/v1",
-    kind: "ResourceClaim",
-    metadata: { name: claim.name, namespace: claim.namespace },
-    status: { devices },
-  };
-  return client.request<ResourceClaim>(
-    "PATCH",
-    `${claimPath(claim.namespace, claim.name)}/status`,
-    body,
-    {
-      ...opts,
-      contentType: "application/apply-patch+yaml",
-      query: { ...(opts.query ?? {}), fieldManager: DRIVER_NAME, force: true },
-    },
-  );
+  }
 }

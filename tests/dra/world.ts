@@ -191,6 +191,13 @@ async function nodeKubeconfig(cp: ControlPlane, ns: string, tmp: string): Promis
   );
 }
 
+/**
+ * Starts hydra in the node's network namespace. The driver runs under `ip
+ * netns exec`, whose fresh mount of /sys shows the node namespace's links
+ * (as a DaemonSet pod on the host network sees the host's). The NRI plugin
+ * runs under plain nsenter: it must see the pod namespaces containerd
+ * bind-mounts after it started, which a private mount namespace would not.
+ */
 function startProc(
   name: string,
   ctd: Containerd,
@@ -200,17 +207,12 @@ function startProc(
   const n = uniqueName("p");
   const logPath = join(tmp, `${name}-${n}.log`);
   const health = join(tmp, `${name}-${n}.sock`);
-  const daemon = spawnDaemon(`hydra ${name}`, "ip", {
+  const [program, enter] = name === "dra"
+    ? ["ip", ["netns", "exec", ctd.netnsName]]
+    : ["nsenter", [`--net=/var/run/netns/${ctd.netnsName}`, "--"]];
+  const daemon = spawnDaemon(`hydra ${name}`, program, {
     logPath,
-    args: [
-      "netns",
-      "exec",
-      ctd.netnsName,
-      HYDRA,
-      ...args,
-      `--health-addr=unix:${health}`,
-      "--log-level=debug",
-    ],
+    args: [...enter, HYDRA, ...args, `--health-addr=unix:${health}`, "--log-level=debug"],
   });
   return {
     daemon,
@@ -574,7 +576,13 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
             );
           },
         };
-        await body(w);
+        try {
+          await body(w);
+        } catch (err) {
+          // What hydra said is what explains most failures.
+          for (const p of procs) console.error(`--- ${p.daemon.name}:\n${logTail(p.daemon, 30)}`);
+          throw err;
+        }
       } finally {
         for (const p of procs) await stopProcessGroup(p.daemon.pid).catch(() => {});
         await kubelet.stop();
