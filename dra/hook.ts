@@ -115,7 +115,8 @@ function claimSource(dirs: StateDirs): NetworkSource {
       const plan: AttachPlan = {
         ifName: nets[0].net.ifName,
         conf: { cniVersion: "1.1.0", name: "hydra-dra", type: "hydra", delegates },
-        networks: nets.map(({ net }) => ({ name: net.name, ifName: net.ifName })),
+        // The conf's name: the engine finds each network's cached result under it.
+        networks: nets.map(({ net }) => ({ name: String(net.delegate.name), ifName: net.ifName })),
       };
       return Promise.resolve(plan);
     },
