@@ -3,9 +3,10 @@
  * containerd:
  *
  * - both killed (SIGKILL) after the kubelet prepared the claim and before
- *   the sandbox was set up (containerd starts the sandbox without the
- *   missing NRI plugin): once both are back, the pod gets its NIC, and the
- *   claim's status says so — nothing of the prepared claim was lost;
+ *   the NIC was set up in the sandbox (the NRI plugin died first, so
+ *   containerd started the sandbox without it; then the driver): once both
+ *   are back, the pod gets its NIC, and the claim's status says so —
+ *   nothing of the prepared claim was lost;
  * - the driver down when a pod comes: the pod waits (the kubelet cannot
  *   prepare its claim, and says so in an Event) and starts with its NIC
  *   when the driver is back;
@@ -81,11 +82,12 @@ Deno.test("dra: every hydra process killed between prepare and sandbox setup; th
     const pod = await w.createPod("p1", [{ name: "nic", claim: "c1" }]);
     await w.schedule(pod, [{ claim: "c1", devices: { nic: nic.device } }]);
     await logged(dra1, "claim prepared", (l) => l.claim === `${w.ns}/c1`);
-    await dra1.kill();
     // containerd started the sandbox without the plugin that was gone.
     await w.waitRunning("p1");
     const before = (await w.addrs(await w.podNetns("p1"))).map((l) => l.ifname);
     assert.ok(!before.includes("data0"), "nothing set the NIC up while hydra was down");
+    // The device is not set up yet and now the driver dies too: only the disk knows the claim.
+    await dra1.kill();
 
     const nri2 = await w.startNri();
     await w.startDra();
@@ -121,7 +123,8 @@ Deno.test("dra: a pod created while the driver is down waits, and starts with it
     const nic = await w.nic();
     const dra1 = await w.startDra();
     await w.startNri();
-    await dra1.kill();
+    // Stopped, not crashed: the kubelet sees the plugin go and says so at once.
+    assert.equal(await dra1.terminate(), 0);
     await claimFor(w, "c2", nic, "198.51.100.22/24");
     const pod = await w.createPod("p2", [{ name: "nic", claim: "c2" }]);
     await w.schedule(pod, [{ claim: "c2", devices: { nic: nic.device } }]);

@@ -287,7 +287,9 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
     );
     const ctd = await startContainerd({ cniConfDir: confDir, cniBinDirs: [referencePluginDir()] });
     try {
-      const kubelet = await startKubelet(cp, ctd);
+      // A pod whose claims could not be prepared is retried on the kubelet's periodic sync
+      // (1 min by default); 5 s keeps tests of that path short.
+      const kubelet = await startKubelet(cp, ctd, { config: { syncFrequency: "5s" } });
       try {
         wire = await createNetns("hdw");
         const ns = uniqueName("dra");
