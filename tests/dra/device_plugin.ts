@@ -6,6 +6,11 @@
  * device plugin: the kubelet hands those IDs to the pod, and the
  * pod-resources API reports them.
  *
+ * The kubelet serves device plugins at a fixed path,
+ * /var/lib/kubelet/device-plugins/kubelet.sock, whatever its root folder:
+ * the kubelet started last on the machine owns it (and empties the folder
+ * when it starts). Tests using this run one kubelet at a time.
+ *
  * @module
  */
 
@@ -32,17 +37,19 @@ function protoPackage(): Pkg {
   return (grpc.loadPackageDefinition(def) as Pkg).v1beta1 as unknown as Pkg;
 }
 
+/** Where the kubelet serves device plugins (k8s.io/kubelet deviceplugin/v1beta1 DevicePluginPath). */
+export const DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins";
+
 /**
- * Serves the plugin in `<kubeletRoot>/device-plugins/` and registers
+ * Serves the plugin in the kubelet's device-plugin folder and registers
  * `resourceName` with `deviceIds` with the kubelet there.
  */
 export async function startDevicePlugin(
-  kubeletRoot: string,
   resourceName: string,
   deviceIds: string[],
 ): Promise<DevicePlugin> {
   const pkg = protoPackage();
-  const dir = join(kubeletRoot, "device-plugins");
+  const dir = DEVICE_PLUGIN_DIR;
   const endpoint = `hydra-test-${crypto.randomUUID().slice(0, 8)}.sock`;
   const socket = join(dir, endpoint);
   const allocated: string[] = [];

@@ -22,7 +22,7 @@ import { withDraWorld } from "./world.ts";
 Deno.test("resourceName: the delegate gets the device ID the kubelet allocated to the pod", () =>
   withDraWorld(async (w) => {
     const root = join(w.kubelet.dir, "root");
-    const plugin = await startDevicePlugin(root, "example.com/vf", [
+    const plugin = await startDevicePlugin("example.com/vf", [
       "0000:03:00.4",
       "0000:03:00.2",
       "0000:03:00.3",
@@ -70,6 +70,8 @@ Deno.test("resourceName: the delegate gets the device ID the kubelet allocated t
         cniVersion: "1.0.0",
         name: "vf-net",
         type: "record-macvlan",
+        // runtimeConfig reaches only plugins declaring the capability, as libcni does it.
+        capabilities: { deviceID: true },
         master: parent,
         mode: "bridge",
         ipam: { type: "host-local", subnet: "10.66.0.0/24", dataDir: join(w.tmp, "vf-ipam") },
