@@ -6,17 +6,25 @@
  * API server, kubelet, containerd, `hydra dra serve` and `hydra nri
  * serve`), the two kinds alternating pod by pod so load falls on both
  * alike. Each sample runs from the Pod's creation (its claim already
- * exists) to the first time the API server reports it Running (polled
- * every 5 ms); the claim's allocation and the binding are written right
- * after the Pod, as the scheduler would. Outside the timed region a
- * claimed pod is checked to hold its NIC, then deleted, and the NIC is
- * waited for back on the host before it is claimed again. RSS is that of
- * both hydra processes together at the end.
+ * exists; the claim's allocation and the binding are written right after
+ * the Pod, as the scheduler would) to the moment its sandbox's network is
+ * in place, seen from the node's namespace through netlink every 2 ms: a
+ * claimed pod's NIC has left the node (hydra moved it into the sandbox at
+ * RunPodSandbox, after the default CNI), a plain pod's eth0 host end has
+ * joined the default bridge (during the default CNI's ADD, so a plain
+ * sample stops a little earlier in the sandbox's start than a claimed
+ * one: the comparison leans against hydra). Outside the timed region each
+ * pod is waited for Running, a claimed pod is checked to hold its NIC,
+ * then deleted, and the NIC is waited for back on the host before it is
+ * claimed again. RSS is that of both hydra processes together at the end
+ * (`hydra dra serve` and `hydra nri serve`).
  *
  * @module
  */
 
 import { poll } from "../tests/infra/process.ts";
+import { closeHandle, type Handle, openHandle } from "../netlink/socket.ts";
+import { findLink, listLinks } from "../netlink/link.ts";
 import { type DraWorld, type TestNic, withDraWorld } from "../tests/dra/world.ts";
 import { percentile } from "./stats.ts";
 
@@ -44,7 +52,17 @@ function rssMiB(pid: number): number {
   return Number(/^VmRSS:\s*(\d+)/m.exec(status)?.[1] ?? 0) / 1024;
 }
 
-async function timedStart(w: DraWorld, name: string, nic?: TestNic): Promise<number> {
+/** Resolves when `done` holds, checked every 2 ms; false after `timeoutMs`. */
+async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (!done()) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return true;
+}
+
+async function timedStart(w: DraWorld, h: Handle, name: string, nic?: TestNic): Promise<number> {
   const claims = nic ? [{ name: "nic", claim: name }] : [];
   if (nic) {
     await w.createClaim(name, [{ name: "nic", deviceClassName: "hydra-nic" }], {
@@ -52,19 +70,20 @@ async function timedStart(w: DraWorld, name: string, nic?: TestNic): Promise<num
       addresses: ["198.51.100.7/24"],
     });
   }
+  const bridge = findLink(h, w.defaultBridge)?.index;
+  const ports = () =>
+    listLinks(h).filter((l) => bridge !== undefined && l.master === bridge).map((l) => l.name);
+  const before = new Set(ports());
+  const ready = nic
+    ? () => !listLinks(h).some((l) => l.name === nic.name)
+    : () => ports().some((p) => !before.has(p));
   const t0 = performance.now();
   const pod = await w.createPod(name, claims);
   await w.schedule(pod, nic ? [{ claim: name, devices: { nic: nic.device } }] : []);
-  const ok = await poll(
-    async () => {
-      const p = await w.getPod(name);
-      return (p?.status as { phase?: string } | undefined)?.phase === "Running";
-    },
-    60_000,
-    5,
-  );
+  const ok = await until(ready, 60_000);
   const ms = performance.now() - t0;
   if (!ok) throw new Error(`pod ${name} did not start: ${JSON.stringify(await w.events(name))}`);
+  await w.waitRunning(name);
   return ms;
 }
 
@@ -123,6 +142,7 @@ export async function runDraBench(opts: DraBenchOptions): Promise<DraBenchResult
     );
     let n = 0;
     const total = opts.warmup + opts.pods;
+    const h = openHandle({ netnsPath: w.nodeNetns });
     for (let i = 0; i < total; i++) {
       const measure = i >= opts.warmup;
       // Alternate which kind goes first, so neither always follows the other.
@@ -130,13 +150,16 @@ export async function runDraBench(opts: DraBenchOptions): Promise<DraBenchResult
       for (const kind of order) {
         const name = `${kind === "claimed" ? "c" : "p"}${n++}`;
         const nic = kind === "claimed" ? nics[i % nics.length] : undefined;
-        const ms = await timedStart(w, name, nic);
+        const ms = await timedStart(w, h, name, nic);
         await checkAndDelete(w, name, nic);
         if (measure) (kind === "claimed" ? claimed : plain).push(ms);
       }
       if ((i + 1) % 10 === 0) progress(`${i + 1}/${total} pairs`);
     }
-    rss = rssMiB(dra.daemon.pid) + rssMiB(nri.daemon.pid);
+    closeHandle(h);
+    const [draRss, nriRss] = [rssMiB(dra.daemon.pid), rssMiB(nri.daemon.pid)];
+    progress(`RSS: dra serve ${draRss.toFixed(1)} MiB, nri serve ${nriRss.toFixed(1)} MiB`);
+    rss = draRss + nriRss;
   });
   return {
     pods: opts.pods,

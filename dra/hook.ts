@@ -203,11 +203,22 @@ export function createDraHook(opts: DraHookOptions): DraHook {
     removeSandbox(dirs, id);
   }
 
-  /** Frees a NIC another (stale) sandbox record still holds. */
-  async function takeFromStale(id: string, claimUid: string, device: string): Promise<void> {
+  /**
+   * Frees a NIC an earlier sandbox of the same pod still holds (its stop
+   * was missed); a NIC held by another pod's sandbox is an error: a NIC goes
+   * to one pod at a time, even when a claim is shared.
+   */
+  async function takeFromStale(pod: PodSandbox, claimUid: string, device: string): Promise<void> {
+    const id = pod.id;
     for (const other of listSandboxes(dirs)) {
       if (other.sandboxId === id) continue;
       if (!other.nics.some((n) => n.claimUid === claimUid && n.device === device)) continue;
+      if (other.pod.uid !== pod.uid) {
+        throw new CniError(
+          ErrorCode.InvalidEnvironmentVariables,
+          `NIC ${device} is in use by pod ${other.pod.namespace}/${other.pod.name}`,
+        );
+      }
       log.warn("NIC still held by an earlier sandbox; releasing that one first", {
         sandbox: id,
         earlier: other.sandboxId,
@@ -316,7 +327,7 @@ export function createDraHook(opts: DraHookOptions): DraHook {
       );
     }
     for (const { claim, dev } of nicDevices(claims)) {
-      await takeFromStale(pod.id, claim.claim.uid, dev.device);
+      await takeFromStale(pod, claim.claim.uid, dev.device);
     }
     const rec: SandboxRecord = {
       kind: SANDBOX_KIND,

@@ -231,13 +231,21 @@ export function startReporter(opts: ReporterOptions): Reporter {
     let written = 0;
     const records = listSandboxes(dirs);
     const present = new Set(records.map((r) => r.sandboxId));
-    for (const id of reported.keys()) if (!present.has(id)) reported.delete(id);
+    // Failures of sandboxes whose record comes and goes between retries are kept (a bounded
+    // number), so each is told once.
+    const bound = reported.size > 4096;
+    for (const id of reported.keys()) {
+      if (present.has(id)) continue;
+      if (bound || !reported.get(id)!.startsWith("failed: ")) reported.delete(id);
+    }
     for (const rec of records) {
-      if (rec.phase === "attaching" || reported.get(rec.sandboxId) === rec.updatedAt) continue;
+      // A failure is told once per error, however often the retries rewrite it.
+      const key = rec.phase === "failed" ? `failed: ${rec.error}` : rec.updatedAt;
+      if (rec.phase === "attaching" || reported.get(rec.sandboxId) === key) continue;
       try {
         if (rec.phase === "attached") await reportAttached(rec);
         else await reportFailed(rec);
-        reported.set(rec.sandboxId, rec.updatedAt);
+        reported.set(rec.sandboxId, key);
         written++;
       } catch (err) {
         log.warn("cannot report a sandbox's devices; retrying", {

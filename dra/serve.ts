@@ -43,10 +43,12 @@ import { ATTR, DRIVER_NAME, nicDeviceName } from "./names.ts";
 import { draServeHelp, type DraServeOptions, parseDraServeArgs, UsageError } from "./options.ts";
 import { prepareClaim, type PrepareDeps, unprepareClaim } from "./prepare.ts";
 import { startReporter } from "./report.ts";
-import { publishDevices } from "./slices.ts";
+import { canonicalJson, publishDevices } from "./slices.ts";
 import { listClaims, type StateDirs, stateDirs } from "./state.ts";
 
 const API_TIMEOUT_MS = 5000;
+/** How often the published slices are compared with the API server's even when nothing changed. */
+const API_RECHECK_MS = 60_000;
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -192,11 +194,17 @@ async function serve(opts: DraServeOptions, log: Logger): Promise<number> {
   let health: HealthServer | undefined;
   let publishing: Promise<void> = Promise.resolve();
 
+  // The API is asked only when the devices changed, and every minute to heal what others did
+  // to the slices (the kubelet removes a driver's slices when the driver is gone a while).
+  let lastPublished = "";
+  let lastChecked = 0;
   const publish = () => {
     publishing = publishing.then(async () => {
       try {
         scan(opts, inv);
         const devices = wantedDevices(opts, inv, dirs);
+        const wanted = canonicalJson(devices);
+        if (wanted === lastPublished && Date.now() - lastChecked < API_RECHECK_MS) return;
         const wrote = await publishDevices(
           { client, nodeName: opts.nodeName, nodeUid: uid },
           devices,
@@ -210,6 +218,8 @@ async function serve(opts: DraServeOptions, log: Logger): Promise<number> {
           metrics.devices.set({ kind }, count);
         }
         if (wrote) log.info("devices published", { devices: devices.map((d) => d.name) });
+        lastPublished = wanted;
+        lastChecked = Date.now();
         r.published = true;
       } catch (err) {
         metrics.publishFailures.inc();

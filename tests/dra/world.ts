@@ -82,6 +82,8 @@ export interface DraWorld {
   wire: TestNetns;
   /** The node's namespace (containerd's). */
   nodeNetns: string;
+  /** The default CNI's bridge in the node namespace (pods' eth0 host ends are its ports). */
+  defaultBridge: string;
   /** Makes a veth NIC in the node namespace; `mtu`, `addresses` on the host side. */
   nic(opts?: { mtu?: number; addresses?: string[] }): Promise<TestNic>;
   /** Runs `ip -j <args>` in the node namespace. */
@@ -268,6 +270,7 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
     const confDir = join(tmp, "net.d");
     await Deno.mkdir(confDir);
     const octet = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
+    const defaultBridge = uniqueName("hdd");
     await Deno.writeTextFile(
       join(confDir, "10-default.conflist"),
       JSON.stringify({
@@ -275,7 +278,7 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
         name: "default",
         plugins: [{
           type: "bridge",
-          bridge: uniqueName("hdd"),
+          bridge: defaultBridge,
           isGateway: true,
           ipam: {
             type: "host-local",
@@ -317,6 +320,7 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
           kubeconfig,
           wire,
           nodeNetns,
+          defaultBridge,
           async nic(opts = {}) {
             const name = uniqueName("hnic");
             const peer = uniqueName("hwp");
