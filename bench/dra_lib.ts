@@ -7,24 +7,23 @@
  * serve`), the two kinds alternating pod by pod so load falls on both
  * alike. Each sample runs from the Pod's creation (its claim already
  * exists; the claim's allocation and the binding are written right after
- * the Pod, as the scheduler would) to the moment its sandbox's network is
- * in place, seen from the node's namespace through netlink every 2 ms: a
- * claimed pod's NIC has left the node (hydra moved it into the sandbox at
- * RunPodSandbox, after the default CNI), a plain pod's eth0 host end has
- * joined the default bridge (during the default CNI's ADD, so a plain
- * sample stops a little earlier in the sandbox's start than a claimed
- * one: the comparison leans against hydra). Outside the timed region each
- * pod is waited for Running, a claimed pod is checked to hold its NIC,
- * then deleted, and the NIC is waited for back on the host before it is
- * claimed again. RSS is that of both hydra processes together at the end
- * (`hydra dra serve` and `hydra nri serve`).
+ * the Pod, as the scheduler would) to the moment containerd creates the
+ * pod's container, which the kubelet asks for once RunPodSandbox has
+ * returned: for a claimed pod after hydra moved the NIC in, for a plain
+ * one after the same runtime path without it. The moment is when the
+ * benchmark reads containerd's `/containers/create` event (`ctr events`,
+ * one stream for the whole run; pods start one at a time, and each pod
+ * makes two: its sandbox's, then its container's). Outside the timed
+ * region each pod is waited for Running, a claimed pod is checked to hold
+ * its NIC, then deleted, and the NIC is waited for back on the host before
+ * it is claimed again. RSS is that of both hydra processes together at the
+ * end (`hydra dra serve` and `hydra nri serve`).
  *
  * @module
  */
 
 import { poll } from "../tests/infra/process.ts";
-import { closeHandle, type Handle, openHandle } from "../netlink/socket.ts";
-import { findLink, listLinks } from "../netlink/link.ts";
+import { peerBin } from "../tests/infra/peers.ts";
 import { type DraWorld, type TestNic, withDraWorld } from "../tests/dra/world.ts";
 import { percentile } from "./stats.ts";
 
@@ -52,17 +51,45 @@ function rssMiB(pid: number): number {
   return Number(/^VmRSS:\s*(\d+)/m.exec(status)?.[1] ?? 0) / 1024;
 }
 
-/** Resolves when `done` holds, checked every 2 ms; false after `timeoutMs`. */
-async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
-  const end = performance.now() + timeoutMs;
-  while (!done()) {
-    if (performance.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  return true;
+/** Receipt times of containerd's `/containers/create` events. */
+interface CreateEvents {
+  times: number[];
+  close(): Promise<void>;
 }
 
-async function timedStart(w: DraWorld, h: Handle, name: string, nic?: TestNic): Promise<number> {
+function watchCreates(w: DraWorld): CreateEvents {
+  const child = new Deno.Command(peerBin("ctr"), {
+    args: ["--address", w.ctd.address, "--namespace", "k8s.io", "events"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const times: number[] = [];
+  const reading = (async () => {
+    let rest = "";
+    const dec = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      const now = performance.now();
+      const lines = (rest + dec.decode(chunk, { stream: true })).split("\n");
+      rest = lines.pop() ?? "";
+      for (const l of lines) if (l.includes(" /containers/create ")) times.push(now);
+    }
+  })();
+  return {
+    times,
+    async close() {
+      child.kill();
+      await child.status;
+      await reading.catch(() => {});
+    },
+  };
+}
+
+async function timedStart(
+  w: DraWorld,
+  events: CreateEvents,
+  name: string,
+  nic?: TestNic,
+): Promise<number> {
   const claims = nic ? [{ name: "nic", claim: name }] : [];
   if (nic) {
     await w.createClaim(name, [{ name: "nic", deviceClassName: "hydra-nic" }], {
@@ -70,19 +97,14 @@ async function timedStart(w: DraWorld, h: Handle, name: string, nic?: TestNic): 
       addresses: ["198.51.100.7/24"],
     });
   }
-  const bridge = findLink(h, w.defaultBridge)?.index;
-  const ports = () =>
-    listLinks(h).filter((l) => bridge !== undefined && l.master === bridge).map((l) => l.name);
-  const before = new Set(ports());
-  const ready = nic
-    ? () => !listLinks(h).some((l) => l.name === nic.name)
-    : () => ports().some((p) => !before.has(p));
+  const seen = events.times.length;
   const t0 = performance.now();
   const pod = await w.createPod(name, claims);
   await w.schedule(pod, nic ? [{ claim: name, devices: { nic: nic.device } }] : []);
-  const ok = await until(ready, 60_000);
-  const ms = performance.now() - t0;
+  // The sandbox's container, then the pod's own.
+  const ok = await poll(() => events.times.length >= seen + 2, 60_000, 2);
   if (!ok) throw new Error(`pod ${name} did not start: ${JSON.stringify(await w.events(name))}`);
+  const ms = events.times[seen + 1] - t0;
   await w.waitRunning(name);
   return ms;
 }
@@ -142,7 +164,7 @@ export async function runDraBench(opts: DraBenchOptions): Promise<DraBenchResult
     );
     let n = 0;
     const total = opts.warmup + opts.pods;
-    const h = openHandle({ netnsPath: w.nodeNetns });
+    const events = watchCreates(w);
     for (let i = 0; i < total; i++) {
       const measure = i >= opts.warmup;
       // Alternate which kind goes first, so neither always follows the other.
@@ -150,13 +172,13 @@ export async function runDraBench(opts: DraBenchOptions): Promise<DraBenchResult
       for (const kind of order) {
         const name = `${kind === "claimed" ? "c" : "p"}${n++}`;
         const nic = kind === "claimed" ? nics[i % nics.length] : undefined;
-        const ms = await timedStart(w, h, name, nic);
+        const ms = await timedStart(w, events, name, nic);
         await checkAndDelete(w, name, nic);
         if (measure) (kind === "claimed" ? claimed : plain).push(ms);
       }
       if ((i + 1) % 10 === 0) progress(`${i + 1}/${total} pairs`);
     }
-    closeHandle(h);
+    await events.close();
     const [draRss, nriRss] = [rssMiB(dra.daemon.pid), rssMiB(nri.daemon.pid)];
     progress(`RSS: dra serve ${draRss.toFixed(1)} MiB, nri serve ${nriRss.toFixed(1)} MiB`);
     rss = draRss + nriRss;
