@@ -36,7 +36,8 @@ install_deno() {
   if [ ! -x tools/node_modules/.bin/deno ]; then
     command -v npm >/dev/null || apt_install nodejs npm
     log "installing Deno from npm"
-    (cd tools && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    # npm ci installs exactly what the committed lockfile says and never rewrites it.
+    (cd tools && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
   export PATH="$root/tools/node_modules/.bin:$PATH"
   export DENO_DIR="${DENO_DIR:-$root/.cache/deno}"
@@ -51,7 +52,7 @@ install_deno() {
 }
 
 base_packages() {
-  apt_install iproute2 iptables containernetworking-plugins kmod ca-certificates
+  apt_install iproute2 iptables nftables libnftables1 containernetworking-plugins kmod ca-certificates
 }
 
 cmd_demo() {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { VERSION } from "./version.ts";
+import { VERSION } from "../pkg/version.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 
 /** A subcommand: its one-line summary and its runner. */
@@ -50,6 +50,10 @@ const subcommands: Record<string, Subcommand> = {
   daemon: {
     summary: "node daemon: serve this node's pods and networks to the meta-CNI, write their status",
     run: async (args) => (await import("../daemon/node_main.ts")).runDaemon(args),
+  },
+  policy: {
+    summary: "enforce MultiNetworkPolicy on this node's secondary networks (policy sync)",
+    run: async (args) => (await import("../policy/main.ts")).runPolicy(args),
   },
   doctor: {
     summary: "check this node's prerequisites and say what is missing",

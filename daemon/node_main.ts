@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { createLogger, isLogLevel, type LogLevel } from "../cni/log.ts";
+import { createLogger, isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { createKubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import {
@@ -22,14 +22,14 @@ import {
   type ListenAddress,
   parseListenAddress,
   serveHealth,
-} from "./http.ts";
-import { createRegistry, DURATION_BUCKETS } from "./metrics.ts";
+} from "../pkg/http.ts";
+import { createRegistry, DURATION_BUCKETS } from "../pkg/metrics.ts";
 import { startNodeCache } from "./node_cache.ts";
-import { DEFAULT_DAEMON_SOCKET } from "./node_protocol.ts";
+import { DEFAULT_DAEMON_SOCKET } from "../daemonclient/protocol.ts";
 import { startReportQueue } from "./node_reports.ts";
 import { serveNodeSocket } from "./node_server.ts";
-import { useInProcessDaemon } from "./node_client.ts";
-import { spoolDirOf } from "./report_spool.ts";
+import { useInProcessDaemon } from "../daemonclient/client.ts";
+import { spoolDirOf } from "../kube/report_spool.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
 const DEFAULT_SPOOL_DIR = spoolDirOf("/var/lib/cni/hydra");
@@ -214,14 +214,12 @@ export async function runDaemon(args: string[]): Promise<number> {
   let settleLinkDeletions: ((timeoutMs: number) => Promise<boolean>) | undefined;
   /** Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`). */
   const executeCni = async (env: Record<string, string>, stdin: string) => {
-    const [{ invokeInProcess }, { loadBuiltin }, { markRunningInDaemon }, batches] = await Promise
-      .all([
-        import("../cni/skel.ts"),
-        import("../plugins/registry.ts"),
-        import("../plugins/meta_exec.ts"),
-        import("../plugins/link_batch.ts"),
-      ]);
-    markRunningInDaemon();
+    const [{ invokeInProcess }, { BUILTINS }, { createMetaPlugin }, batches] = await Promise.all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+      import("../engine/meta.ts"),
+      import("../plugins/link_batch.ts"),
+    ]);
     if (!settleLinkDeletions) {
       // This process outlives the DEL: the kernel's slow part of it need not hold up the runtime.
       batches.deferLinkDeletion((netns, error) =>
@@ -229,7 +227,9 @@ export async function runDaemon(args: string[]): Promise<number> {
       );
       settleLinkDeletions = batches.settleDeferredDeletions;
     }
-    return await invokeInProcess(await loadBuiltin("hydra")!, env, new TextEncoder().encode(stdin));
+    // The daemon runs what it is handed itself: its meta-CNI never forwards.
+    const meta = createMetaPlugin({ forward: false });
+    return await invokeInProcess(meta, env, new TextEncoder().encode(stdin), BUILTINS);
   };
 
   let server;

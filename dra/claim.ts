@@ -10,8 +10,8 @@
 import type { KubeClient, RequestOptions } from "../kube/client.ts";
 import { isConflict, KubeApiError } from "../kube/errors.ts";
 import type { AllocationConfig } from "./config.ts";
-import { DRIVER_NAME } from "./names.ts";
-import type { PodRef } from "./state.ts";
+import { DRIVER_NAME } from "../drasandbox/names.ts";
+import type { PodRef } from "../drasandbox/state.ts";
 
 /** One allocated device. */
 export interface AllocationResult {

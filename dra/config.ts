@@ -33,9 +33,9 @@ import {
   type NetworkSelection,
   parseNetworkSelection,
 } from "../kube/selection.ts";
-import { isCidr, isIp } from "../netlink/ip.ts";
-import { DRIVER_NAME } from "./names.ts";
-import type { RouteConf } from "./state.ts";
+import { isCidr, isIp } from "../ipaddr/ip.ts";
+import { DRIVER_NAME } from "../drasandbox/names.ts";
+import type { RouteConf } from "../drasandbox/state.ts";
 
 /** A config entry of a claim's allocation (`status.allocation.devices.config[]`). */
 export interface AllocationConfig {

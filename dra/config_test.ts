@@ -8,7 +8,7 @@ import {
   parseNetworkConfig,
   parseNicConfig,
 } from "./config.ts";
-import { kindOfDevice, nicDeviceName } from "./names.ts";
+import { kindOfDevice, nicDeviceName } from "../drasandbox/names.ts";
 
 const opaque = (
   parameters: unknown,

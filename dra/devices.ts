@@ -15,7 +15,7 @@ import {
   NETWORK_SLOT_PREFIX,
   nicDeviceName,
   PCIE_ROOT_ATTR,
-} from "./names.ts";
+} from "../drasandbox/names.ts";
 
 /** One attribute value, as the API spells it. */
 export type AttributeValue = { string: string } | { int: number } | { bool: boolean };

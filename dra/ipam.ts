@@ -15,7 +15,8 @@
 import { toInternal } from "../cni/convert.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { invokePlugin } from "../cni/invoke.ts";
-import type { IpamLease, RouteConf } from "./state.ts";
+import { BUILTINS } from "../engine/builtins.ts";
+import type { IpamLease, RouteConf } from "../drasandbox/state.ts";
 
 /** What a reservation gave. */
 export interface Reservation {
@@ -55,6 +56,7 @@ export async function reserveAddresses(
     netns: SELF_NETNS,
     path: cniPath,
     baseEnv: env(),
+    builtins: BUILTINS,
   });
   const result = raw ? toInternal(raw) : undefined;
   const addresses = (result?.ips ?? []).map((ip) => ip.address);
@@ -82,5 +84,6 @@ export async function releaseAddresses(
     netns: SELF_NETNS,
     path: cniPath,
     baseEnv: env(),
+    builtins: BUILTINS,
   });
 }

@@ -20,7 +20,7 @@ import {
   type Gauge,
   type Histogram,
   type Registry,
-} from "../daemon/metrics.ts";
+} from "../pkg/metrics.ts";
 
 /** The driver's metrics. */
 export interface DraMetrics {

@@ -5,10 +5,10 @@
  */
 
 import { parseArgs } from "node:util";
-import { isLogLevel, type LogLevel } from "../cni/log.ts";
-import { type ListenAddress, parseListenAddress } from "../daemon/http.ts";
+import { isLogLevel, type LogLevel } from "../pkg/log.ts";
+import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
 import { DEFAULT_EXCLUDE, DEFAULT_EXCLUDE_KINDS, type NicFilter } from "./inventory.ts";
-import { DRIVER_NAME } from "./names.ts";
+import { DRIVER_NAME } from "../drasandbox/names.ts";
 
 /** Where the kubelet keeps its plugin sockets. */
 export const DEFAULT_KUBELET_DIR = "/var/lib/kubelet";

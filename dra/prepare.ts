@@ -24,7 +24,7 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { isNotFound } from "../kube/errors.ts";
 import { type Attachment, type KubeModeConfig, resolveAttachments } from "../kube/networks.ts";
@@ -58,8 +58,8 @@ import {
   removeClaim,
   saveClaim,
   type StateDirs,
-} from "./state.ts";
-import { kindOfDevice } from "./names.ts";
+} from "../drasandbox/state.ts";
+import { kindOfDevice } from "../drasandbox/names.ts";
 
 /** The interface the runtime's own CNI gives every pod. */
 const POD_DEFAULT_IFNAME = "eth0";
@@ -83,32 +83,6 @@ export interface PrepareDeps {
 class ClaimError extends Error {}
 
 type Json = Record<string, unknown>;
-
-/** Puts per-attachment capability args into the plugins that declare them, as libcni does. */
-function withCapabilityArgs(plugins: readonly unknown[], args: Json): unknown[] {
-  if (Object.keys(args).length === 0) return [...plugins];
-  return plugins.map((p) => {
-    const plugin = p as Json;
-    const caps = plugin.capabilities as Json | undefined;
-    const picked: Json = {};
-    for (const [cap, value] of Object.entries(args)) if (caps?.[cap] === true) picked[cap] = value;
-    if (Object.keys(picked).length === 0) return plugin;
-    return { ...plugin, runtimeConfig: { ...(plugin.runtimeConfig as Json ?? {}), ...picked } };
-  });
-}
-
-/** The meta-CNI's inline delegate for a resolved network. */
-function inlineDelegate(a: Attachment): Json {
-  const conf: Json = {
-    name: a.list.name,
-    plugins: withCapabilityArgs(a.list.plugins, a.runtimeConfig),
-    loadOnlyInlinedPlugins: true,
-  };
-  if (a.list.cniVersion) conf.cniVersion = a.list.cniVersion;
-  if (a.list.disableCheck) conf.disableCheck = true;
-  if (a.list.disableGC) conf.disableGC = true;
-  return conf;
-}
 
 /** Everything undone when a prepare fails half-way. */
 type Undo = (() => Promise<void>)[];
@@ -153,7 +127,13 @@ async function planNetwork(
     throw new ClaimError(`${where}: ${(err as Error).message}`);
   }
   const a = atts[0];
-  return { name: a.name, ifName: a.ifName, delegate: inlineDelegate(a) };
+  const plan: NetworkPlan = {
+    name: a.name,
+    ifName: a.ifName,
+    conf: JSON.parse(new TextDecoder().decode(a.list.bytes)),
+  };
+  if (Object.keys(a.runtimeConfig).length) plan.capabilityArgs = a.runtimeConfig;
+  return plan;
 }
 
 async function planNic(

@@ -23,7 +23,7 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { Result } from "../cni/types.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { isNotFound } from "../kube/errors.ts";
@@ -38,7 +38,7 @@ import {
   type PreparedClaim,
   type SandboxRecord,
   type StateDirs,
-} from "./state.ts";
+} from "../drasandbox/state.ts";
 
 /** How long a prepared claim's pod may run without its devices before the watchdog tells. */
 const SETUP_GRACE_MS = 30_000;

@@ -17,8 +17,8 @@
  * @module
  */
 
-import { createLogger, type Logger } from "../cni/log.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { getNode } from "../kube/objects.ts";
@@ -39,12 +39,12 @@ import { closeHandle, openHandle } from "../netlink/socket.ts";
 import { type Device, networkSlots, nicDevice, sortDevices } from "./devices.ts";
 import { listHostNics, type NicInfo } from "./inventory.ts";
 import { createDraMetrics, type DraMetrics } from "./metrics.ts";
-import { ATTR, DRIVER_NAME, nicDeviceName } from "./names.ts";
+import { ATTR, DRIVER_NAME, nicDeviceName } from "../drasandbox/names.ts";
 import { draServeHelp, type DraServeOptions, parseDraServeArgs, UsageError } from "./options.ts";
 import { prepareClaim, type PrepareDeps, unprepareClaim } from "./prepare.ts";
 import { startReporter } from "./report.ts";
 import { canonicalJson, publishDevices } from "./slices.ts";
-import { listClaims, type StateDirs, stateDirs } from "./state.ts";
+import { listClaims, type StateDirs, stateDirs } from "../drasandbox/state.ts";
 
 const API_TIMEOUT_MS = 5000;
 /** How often the published slices are compared with the API server's even when nothing changed. */

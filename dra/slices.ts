@@ -12,7 +12,7 @@
 import type { KubeClient } from "../kube/client.ts";
 import { isConflict, isNotFound } from "../kube/errors.ts";
 import type { Device } from "./devices.ts";
-import { DRIVER_NAME } from "./names.ts";
+import { DRIVER_NAME } from "../drasandbox/names.ts";
 
 /** The API's limit of devices per slice. */
 export const MAX_DEVICES_PER_SLICE = 128;

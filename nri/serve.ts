@@ -23,8 +23,8 @@
  */
 
 import { loadConfDir } from "../cni/conf.ts";
-import { createLogger, type Logger } from "../cni/log.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
 import { type Attacher, createAttacher } from "./attach.ts";
 import { WARMABLE_PLUGINS, warmAttachPath, warmIpam, warmKernelPath } from "./warm.ts";
 import { StatusCode, TtrpcStatusError } from "./errors.ts";
@@ -39,9 +39,9 @@ import {
 } from "./options.ts";
 import { createReconciler, type Reconciler } from "./reconcile.ts";
 import { confDirSource, kubeSource, type NetworkSource } from "./source.ts";
-import { createDraHook, type DraHook } from "../dra/hook.ts";
+import { createDraHook, type DraHook, type SandboxRef } from "../drasandbox/hook.ts";
 import { listPodStateIds } from "./state.ts";
-import { builtinNames, loadBuiltin } from "../plugins/registry.ts";
+import { builtinNames, loadBuiltin } from "../engine/builtins.ts";
 import {
   type HookContext,
   netnsPathOf,
@@ -200,10 +200,22 @@ async function onRelease(
  * Sets up the pod's DRA devices. Always fails closed: a pod never starts
  * without a device it claimed, whatever `--on-failure` says of networks.
  */
+/** A sandbox as the DRA hook knows it. */
+function sandboxRef(pod: PodSandbox): SandboxRef {
+  return {
+    id: pod.id,
+    namespace: pod.namespace,
+    name: pod.name,
+    uid: pod.uid,
+    netns: netnsPathOf(pod),
+  };
+}
+
 async function onRunDra(dra: DraHook, d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> {
   const t0 = performance.now();
   try {
-    const out = await dra.run(pod, () => !budgetSpent(ctx) && !d.reconciler.isStopped(pod.id));
+    const keep = () => !budgetSpent(ctx) && !d.reconciler.isStopped(pod.id);
+    const out = await dra.run(sandboxRef(pod), keep);
     if (out.status === "attached") {
       d.log.info("claimed devices set up", {
         sandbox: pod.id,
@@ -233,7 +245,7 @@ function nriHooks(d: Deps): NriHooks {
   return {
     onSynchronize(pods) {
       d.metrics.events.inc({ event: "synchronize", result: "ok" });
-      dra?.synchronize(pods).catch((err) =>
+      dra?.synchronize(pods.map(sandboxRef)).catch((err) =>
         d.log.error("synchronizing claimed devices failed", { error: message(err) })
       );
       // Answered at once; the pass runs on (and retries) by itself.
@@ -354,8 +366,8 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
       stateDir: opts.draStateDir,
       cniPath: opts.cniBinDirs,
       log: log.with({ component: "dra" }),
-      metaLogLevel: opts.logLevel,
-      metaLogFile: opts.logFile,
+      engineLogLevel: opts.logLevel,
+      engineLogFile: opts.logFile,
     });
   }
   refreshAttachedGauge(deps);

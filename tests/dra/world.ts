@@ -24,7 +24,7 @@ import { referencePluginDir, repoRoot, versions } from "../infra/peers.ts";
 import { type Daemon, logTail, poll, spawnDaemon, stopProcessGroup } from "../infra/process.ts";
 import { createNetns, deleteNetns, run, type TestNetns, uniqueName } from "../helpers/netns.ts";
 import { jsonKubeconfig } from "../meta_kube/api_access.ts";
-import { getFromEndpoint } from "../../daemon/http.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
 import type { Pod } from "../../kube/objects.ts";
 import type { ResourceClaim } from "../../dra/claim.ts";
 

@@ -1,0 +1,221 @@
+/**
+ * What both modes of the meta-CNI share (conf-file mode in meta.ts,
+ * Kubernetes mode in kube.ts): the per-invocation setup, the runtime
+ * parameters of a recorded delegate, deleting recorded delegates in reverse,
+ * and checking that every delegate's plugin can be found before anything
+ * is attached.
+ *
+ * @module
+ */
+
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import { delNetworkList, type ListOptions, type RuntimeConf } from "../cni/list.ts";
+import { locatePlugin } from "../cni/invoke.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
+import type { AnyResult, CmdArgs } from "../cni/types.ts";
+import { closeRemovalBatch, openRemovalBatch, type RemovalFailure } from "../plugins/link_batch.ts";
+import { type Delegate, type MetaOptions, parseMetaOptions } from "./config.ts";
+import {
+  type AttachmentRecord,
+  loadRecord,
+  quarantineRecord,
+  recordDelegates,
+  removeRecord,
+  saveRecord,
+} from "./record.ts";
+
+/** One network as attached. */
+export interface AttachedNetwork {
+  /** Its name: the conf's `name`, or in Kubernetes mode "namespace/name" of the NAD. */
+  name: string;
+  ifName: string;
+  /** Its result, in the network's cniVersion. */
+  result: AnyResult;
+}
+
+/** What an attach did. */
+export interface AttachOutcome {
+  /** The attachment's result: the first (default) network's, or an empty one. */
+  result: AnyResult;
+  /** Every network attached, in order. */
+  networks: AttachedNetwork[];
+}
+
+/** One invocation's options, logger and list-runner settings. */
+export interface Invocation {
+  options: MetaOptions;
+  log: Logger;
+  listOptions: ListOptions;
+}
+
+/** Reads the meta-CNI's own options and sets up logging and the list runner. */
+export function prepare(args: CmdArgs): Invocation {
+  const options = parseMetaOptions(args.config);
+  const log = createLogger({ level: options.logLevel, file: options.logFile }).with({
+    plugin: "hydra",
+    command: args.command,
+    ...(args.containerId ? { containerId: args.containerId } : {}),
+    ...(args.ifName ? { ifName: args.ifName } : {}),
+  });
+  const path = options.binDir ? [options.binDir, ...args.path] : [...args.path];
+  return {
+    options,
+    log,
+    listOptions: {
+      path,
+      cacheDir: options.cacheDir,
+      timeoutMs: options.delegateTimeoutMs,
+      builtins: args.builtins,
+    },
+  };
+}
+
+/** Any thrown value as a CniError (999 when it carries no code). */
+export function asCni(err: unknown): CniError {
+  return err instanceof CniError ? err : new CniError(ErrorCode.Internal, String(err));
+}
+
+/** A delegate's failure, naming the network and interface, its code kept. */
+export function delegateError(err: unknown, d: Delegate, verb: string): CniError {
+  const e = asCni(err);
+  return new CniError(
+    e.code,
+    `error ${verb} network "${d.list.name}" (interface ${d.ifName}): ${e.message}`,
+    e.details,
+  );
+}
+
+/**
+ * The runtime parameters of recorded delegate `index`: its own CNI_ARGS and
+ * capability arguments when it has them (Kubernetes mode), else the
+ * record's; in conf-file mode capability arguments describe the pod's
+ * default network, so the secondaries do not get them.
+ */
+export function runtimeFor(
+  record: AttachmentRecord,
+  d: Delegate,
+  index: number,
+  netns: string,
+): RuntimeConf {
+  const stored = record.delegates[index];
+  const rt: RuntimeConf = {
+    containerId: record.containerId,
+    netns,
+    ifName: d.ifName,
+    args: stored?.cniArgs ?? record.cniArgs,
+  };
+  if (stored?.capabilityArgs) rt.capabilityArgs = stored.capabilityArgs;
+  else if (index === 0 && record.capabilityArgs) rt.capabilityArgs = record.capabilityArgs;
+  return rt;
+}
+
+/**
+ * DELs the recorded delegates in reverse, continuing past failures, and
+ * settles the record: removed when nothing is left, else rewritten with
+ * only the delegates still to delete, so a retry redoes no finished work.
+ * `ignoreIndex` is a delegate whose ADD just failed: it had to clean up
+ * after itself, so a failing DEL of it is logged, not kept for retries
+ * (some plugins cannot DEL what they never made).
+ */
+export async function deleteAll(
+  record: AttachmentRecord,
+  netns: string,
+  inv: Invocation,
+  ignoreIndex = -1,
+): Promise<CniError[]> {
+  const delegates = recordDelegates(record);
+  const errors: CniError[] = [];
+  // The built-ins set their pod-side links aside; they go in one batch below.
+  const batch = openRemovalBatch(record.containerId, netns);
+  let failures: RemovalFailure[];
+  try {
+    for (let i = delegates.length - 1; i >= 0; i--) {
+      if (record.delegates[i].deleted) continue;
+      const d = delegates[i];
+      batch.owner = i;
+      try {
+        await delNetworkList(d.list, runtimeFor(record, d, i, netns), inv.listOptions);
+        record.delegates[i].deleted = true;
+        inv.log.debug("delegate deleted", { network: d.list.name, delegateIfName: d.ifName });
+      } catch (err) {
+        const e = delegateError(err, d, "deleting");
+        inv.log.error(e.message, { network: d.list.name, code: e.code });
+        if (i === ignoreIndex) record.delegates[i].deleted = true;
+        else errors.push(e);
+      }
+    }
+  } finally {
+    failures = await closeRemovalBatch(batch);
+  }
+  for (const f of failures) {
+    const d = delegates[f.owner];
+    const e = delegateError(f.error, d, "deleting");
+    inv.log.error(e.message, { network: d.list.name, code: e.code });
+    if (f.owner === ignoreIndex) continue;
+    // Not gone yet: a DEL retried later must run this delegate again.
+    record.delegates[f.owner].deleted = false;
+    errors.push(e);
+  }
+  if (record.delegates.every((d) => d.deleted)) {
+    await removeRecord(inv.options.cacheDir, record.containerId, record.ifName);
+  } else {
+    await saveRecord(inv.options.cacheDir, record);
+  }
+  return errors;
+}
+
+/** Fails (code 7, naming the network) unless every delegate plugin can be found. */
+export async function assertPluginsExist(
+  delegates: readonly Delegate[],
+  opts: ListOptions,
+): Promise<void> {
+  for (const d of delegates) {
+    for (const p of d.list.plugins) {
+      try {
+        await locatePlugin(p.type, opts.path, opts.builtins);
+      } catch (err) {
+        throw delegateError(err, d, "preparing");
+      }
+    }
+  }
+}
+
+/** Writes the record before anything is attached, so a DEL after a crash finds it. */
+export async function saveRecordFirst(inv: Invocation, record: AttachmentRecord): Promise<void> {
+  try {
+    await saveRecord(inv.options.cacheDir, record);
+  } catch (err) {
+    throw new CniError(
+      ErrorCode.IoFailure,
+      `cannot record attachments in ${inv.options.cacheDir}: ${(err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * The record DEL works from. A record that cannot be read (truncated by a
+ * crash or a full disk) is moved aside and logged, and DEL goes on as if
+ * there were none: failing on it would block the sandbox's removal forever.
+ */
+export async function loadRecordForDel(
+  inv: Invocation,
+  containerId: string,
+  ifName: string,
+): Promise<AttachmentRecord | undefined> {
+  try {
+    return await loadRecord(inv.options.cacheDir, containerId, ifName);
+  } catch (err) {
+    if (!(err instanceof CniError) || err.code !== ErrorCode.DecodingFailure) throw err;
+    let movedTo = "";
+    try {
+      movedTo = await quarantineRecord(inv.options.cacheDir, containerId, ifName);
+    } catch {
+      // Leaving it in place only means the next DEL logs this again.
+    }
+    inv.log.error("attachment record unreadable; deleting without it", {
+      error: err.message,
+      movedTo,
+    });
+    return undefined;
+  }
+}
