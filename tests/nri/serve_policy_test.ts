@@ -89,8 +89,11 @@ Deno.test({
       const lenient = await w.startHydra([`--cni-bin-dir=${w.slowBinDir}`, "--on-failure=log"]);
       const id = await w.runp(uniqueName("slowok"), { [NETWORKS]: "slow" });
       const netns = await w.netnsOf(id);
+      // The link appears before the delegate's IPAM has run; the attach is done when hydra says so.
       const appeared = await poll(
-        async () => extraLinks(await w.addrs(netns)).has("net1"),
+        async () =>
+          extraLinks(await w.addrs(netns)).has("net1") &&
+          lenient.logLines().some((l) => l.msg === "networks attached" && l.sandbox === id),
         15_000,
         100,
       );
