@@ -34,6 +34,7 @@ import {
   parseNetworkSelection,
 } from "../kube/selection.ts";
 import { isCidr, isIp } from "../ipaddr/ip.ts";
+import { type Fields, fields, isJsonObject as isObject } from "../pkg/fields.ts";
 import { DRIVER_NAME } from "../drasandbox/names.ts";
 import type { RouteConf } from "../drasandbox/state.ts";
 
@@ -63,10 +64,6 @@ export class DeviceConfigError extends Error {
 }
 
 type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /**
  * Keys only a DeviceClass may set: an IPAM config names a plugin the node
@@ -113,47 +110,51 @@ function cidr(text: string): boolean {
   return text.includes("/") && isCidr(text);
 }
 
-function ifNameOf(value: unknown, where: string): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== "string") {
-    throw new DeviceConfigError(`${where}: "interface" must be a string`);
-  }
-  const problem = interfaceNameProblem(value);
-  if (problem) throw new DeviceConfigError(`${where}: ${problem}`);
-  return value;
+/** A field reader whose type errors name the claim, request and field. */
+function reader(value: Json, where: string): Fields {
+  return fields(value, {
+    fail: (p) => new DeviceConfigError(`${where}: "${p.path}" must be ${p.expected}, not ${p.got}`),
+  });
 }
 
-function cidrList(value: unknown, where: string, field: string): string[] | undefined {
-  if (value === undefined) return undefined;
-  if (!Array.isArray(value) || value.some((v) => typeof v !== "string")) {
-    throw new DeviceConfigError(`${where}: "${field}" must be a list of addresses in CIDR form`);
-  }
-  for (const v of value as string[]) {
+function checkIfName(name: string | undefined, where: string): string | undefined {
+  const problem = name === undefined ? undefined : interfaceNameProblem(name);
+  if (problem) throw new DeviceConfigError(`${where}: ${problem}`);
+  return name;
+}
+
+function cidrList(f: Fields, where: string, key: string): string[] | undefined {
+  const list = f.strings(key);
+  for (const v of list ?? []) {
     if (!cidr(v)) {
-      throw new DeviceConfigError(`${where}: "${field}": "${v}" is not an address in CIDR form`);
+      throw new DeviceConfigError(`${where}: "${key}": "${v}" is not an address in CIDR form`);
     }
   }
-  return value as string[];
+  return list;
 }
 
-function routesOf(value: unknown, where: string): RouteConf[] {
-  if (value === undefined) return [];
-  if (!Array.isArray(value)) throw new DeviceConfigError(`${where}: "routes" must be a list`);
-  return value.map((r, i) => {
-    if (!isObject(r) || typeof r.dst !== "string" || !cidr(r.dst)) {
+function routesOf(f: Fields, where: string): RouteConf[] {
+  return (f.list("routes") ?? []).map((r, i) => {
+    if (!isObject(r)) throw new DeviceConfigError(`${where}: routes[${i}] must be an object`);
+    const rf = fields(r, {
+      where: `routes[${i}]`,
+      fail: (p) => new DeviceConfigError(`${where}: ${p.path} must be ${p.expected}`),
+    });
+    const dst = rf.string("dst");
+    if (!dst || !cidr(dst)) {
       throw new DeviceConfigError(`${where}: routes[${i}].dst must be a destination in CIDR form`);
     }
-    if (r.gw !== undefined && (typeof r.gw !== "string" || !isIp(r.gw))) {
+    const gw = rf.string("gw");
+    if (gw !== undefined && !isIp(gw)) {
       throw new DeviceConfigError(`${where}: routes[${i}].gw must be an IP address`);
     }
-    return r.gw === undefined ? { dst: r.dst } : { dst: r.dst, gw: r.gw as string };
+    return gw === undefined ? { dst } : { dst, gw };
   });
 }
 
 const NIC_KEYS = new Set(["interface", "mtu", "addresses", "ipam", "ipamName", "routes"]);
 
-/** Validates a host NIC's parameters; `where` names the claim and request in errors. */
-export function parseNicConfig(p: Json, where: string): NicConfig {
+function checkKeys(p: Json, where: string): void {
   for (const key of Object.keys(p)) {
     if (!NIC_KEYS.has(key)) {
       throw new DeviceConfigError(
@@ -161,31 +162,45 @@ export function parseNicConfig(p: Json, where: string): NicConfig {
       );
     }
   }
-  const cfg: NicConfig = { routes: routesOf(p.routes, where) };
-  const ifName = ifNameOf(p.interface, where);
+}
+
+function ipamOf(f: Fields, where: string): Json | undefined {
+  const ipam = f.object("ipam");
+  if (ipam && (typeof ipam.type !== "string" || ipam.type === "")) {
+    throw new DeviceConfigError(`${where}: "ipam" must be an IPAM config with a "type"`);
+  }
+  return ipam;
+}
+
+/** Validates a host NIC's parameters; `where` names the claim and request in errors. */
+export function parseNicConfig(p: Json, where: string): NicConfig {
+  checkKeys(p, where);
+  const f = reader(p, where);
+  const cfg: NicConfig = { routes: routesOf(f, where) };
+  const ifName = checkIfName(f.string("interface"), where);
   if (ifName) cfg.interface = ifName;
-  if (p.mtu !== undefined) {
-    if (typeof p.mtu !== "number" || !Number.isInteger(p.mtu) || p.mtu < 68 || p.mtu > 65535) {
+  const mtu = f.integer("mtu");
+  if (mtu !== undefined) {
+    if (mtu < 68 || mtu > 65535) {
       throw new DeviceConfigError(`${where}: "mtu" must be a whole number from 68 to 65535`);
     }
-    cfg.mtu = p.mtu;
+    cfg.mtu = mtu;
   }
-  const addresses = cidrList(p.addresses, where, "addresses");
+  const addresses = cidrList(f, where, "addresses");
   if (addresses) cfg.addresses = addresses;
-  if (p.ipam !== undefined) {
-    if (!isObject(p.ipam) || typeof p.ipam.type !== "string" || p.ipam.type === "") {
-      throw new DeviceConfigError(`${where}: "ipam" must be an IPAM config with a "type"`);
-    }
+  const ipam = ipamOf(f, where);
+  if (ipam) {
     if (addresses) throw new DeviceConfigError(`${where}: give "addresses" or "ipam", not both`);
-    cfg.ipam = p.ipam;
+    cfg.ipam = ipam;
   }
-  if (p.ipamName !== undefined) {
-    if (typeof p.ipamName !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(p.ipamName)) {
+  const ipamName = f.string("ipamName");
+  if (ipamName !== undefined) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(ipamName)) {
       throw new DeviceConfigError(
         `${where}: "ipamName" must be a name of letters, digits, "_", "." or "-"`,
       );
     }
-    cfg.ipamName = p.ipamName;
+    cfg.ipamName = ipamName;
   }
   return cfg;
 }
@@ -224,7 +239,7 @@ export function parseNetworkConfig(
     }
     element.interface = request;
   } else {
-    ifNameOf(element.interface, where);
+    checkIfName(reader(element, where).string("interface"), where);
   }
   let sel: NetworkSelection[];
   try {

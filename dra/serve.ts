@@ -17,6 +17,7 @@
  * @module
  */
 
+import { createKeyedQueue } from "../pkg/async.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
 import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
@@ -96,16 +97,6 @@ function wantedDevices(opts: DraServeOptions, inv: Inventory, dirs: StateDirs): 
   return sortDevices([...out.values()]);
 }
 
-/** Serializes calls. */
-function queue() {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <T>(task: () => Promise<T>): Promise<T> => {
-    const run = tail.then(task, task);
-    tail = run.catch(() => {});
-    return run;
-  };
-}
-
 interface Running {
   client: KubeClient;
   log: Logger;
@@ -115,7 +106,9 @@ interface Running {
 }
 
 function draBindings(deps: PrepareDeps, r: Running, refresh: () => void) {
-  const one = queue();
+  // One call at a time: a pod's claims are checked against each other.
+  const calls = createKeyedQueue();
+  const one = <T>(task: () => Promise<T>) => calls.run("kubelet", task);
   const prepare = (req: { claims: { namespace: string; uid: string; name: string }[] }) =>
     one(async (): Promise<PrepareResponse> => {
       const t0 = performance.now();

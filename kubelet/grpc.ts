@@ -19,6 +19,7 @@
 
 import type * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+import { settlesWithin } from "../pkg/async.ts";
 
 type Grpc = typeof grpc;
 let loaded: Promise<Grpc> | undefined;
@@ -168,16 +169,9 @@ export async function serveUnix(path: string, bindings: readonly Binding[]): Pro
     path,
     close() {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          const force = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 2000);
-          server.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
-        });
+        const calm = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        // Calls still running after 2 s are cut off.
+        if (!await settlesWithin(calm, 2000)) server.forceShutdown();
         try {
           Deno.removeSync(path);
         } catch {
