@@ -19,17 +19,18 @@ import { createKeyedQueue, type KeyedQueue, MAX_TIMER_MS, withTimeout } from "..
 import { StatusCode, TtrpcStatusError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import {
-  decodeConfigureRequest,
-  decodeEmpty,
-  decodePodSandboxRequest,
-  decodeStateChangeEvent,
-  decodeSynchronizeRequest,
-  encodeConfigureResponse,
-  encodeEmpty,
-  encodeSynchronizeResponse,
+  ConfigureRequestSchema,
+  ConfigureResponseSchema,
+  decodeNri,
+  EmptySchema,
+  encodeNri,
   NriEvent,
+  Plugin,
   PLUGIN_SERVICE,
   type PodSandbox,
+  StateChangeEventSchema,
+  SynchronizeRequestSchema,
+  SynchronizeResponseSchema,
 } from "./messages.ts";
 import type { RequestContext, ServiceTable, UnaryHandler } from "./ttrpc_server.ts";
 
@@ -115,6 +116,9 @@ export interface PluginServiceOptions {
 }
 
 type PodHook = "onRunPodSandbox" | "onStopPodSandbox" | "onRemovePodSandbox";
+
+/** The Run/Stop/RemovePodSandbox methods of the Plugin service. */
+type PodMethod = (typeof Plugin.method)["runPodSandbox" | "stopPodSandbox" | "removePodSandbox"];
 
 const HOOK_BY_EVENT: Record<number, PodHook> = {
   [NriEvent.RUN_POD_SANDBOX]: "onRunPodSandbox",
@@ -229,19 +233,19 @@ async function dispatchPod(
 
 function configureHandler(s: Service): UnaryHandler {
   return async (payload) => {
-    const req = decodeConfigureRequest(payload);
+    const req = decodeNri(ConfigureRequestSchema, payload);
     s.runtime = {
       name: req.runtimeName,
       version: req.runtimeVersion,
-      nriVersion: req.nriVersion,
+      nriVersion: req.NRIVersion,
       config: req.config,
-      requestTimeoutMs: req.requestTimeoutMs,
-      registrationTimeoutMs: req.registrationTimeoutMs,
+      requestTimeoutMs: Number(req.requestTimeout),
+      registrationTimeoutMs: Number(req.registrationTimeout),
     };
     s.log("info", "configured by runtime", { runtime: { ...s.runtime, config: undefined } });
     await s.hooks.onConfigure?.(s.runtime);
     s.options.onConfigured?.(s.runtime);
-    return encodeConfigureResponse({ events: s.options.events });
+    return encodeNri(ConfigureResponseSchema, { events: s.options.events });
   };
 }
 
@@ -277,46 +281,49 @@ async function runSynchronize(
 
 function synchronizeHandler(s: Service): UnaryHandler {
   return async (payload, request) => {
-    const req = decodeSynchronizeRequest(payload);
+    const req = decodeNri(SynchronizeRequestSchema, payload);
     if (s.syncPods === undefined) {
       s.syncPods = [];
       s.syncStartedAt = request.receivedAt; // all chunks share one deadline
     }
     s.syncPods.push(...req.pods);
-    if (req.more) return encodeSynchronizeResponse({ update: [], more: true });
+    if (req.more) return encodeNri(SynchronizeResponseSchema, { more: true });
     const pods = s.syncPods;
     s.syncPods = undefined;
     s.log("info", "synchronizing", { pods: pods.length });
     if (s.hooks.onSynchronize) await runSynchronize(s, s.hooks.onSynchronize, pods, request);
     s.options.onSynchronized?.(pods.length);
-    return encodeSynchronizeResponse({ update: [], more: false });
+    return encodeNri(SynchronizeResponseSchema);
   };
 }
 
 function shutdownHandler(s: Service): UnaryHandler {
   return async (payload) => {
-    decodeEmpty(payload);
+    decodeNri(EmptySchema, payload);
     s.log("info", "runtime announced shutdown");
     await s.hooks.onShutdown?.();
-    return encodeEmpty();
+    return encodeNri(EmptySchema);
   };
 }
 
 function stateChangeHandler(s: Service): UnaryHandler {
   return async (payload, request) => {
-    const evt = decodeStateChangeEvent(payload);
+    const evt = decodeNri(StateChangeEventSchema, payload);
     const hookName = HOOK_BY_EVENT[evt.event];
     if (hookName) await dispatchPod(s, hookName, evt.pod, "StateChange", request);
     else s.log("debug", "ignoring state change", { event: evt.event });
-    return encodeEmpty();
+    return encodeNri(EmptySchema);
   };
 }
 
-function podRpc(s: Service, hookName: PodHook, rpc: string): UnaryHandler {
-  return async (payload, request) => {
-    await dispatchPod(s, hookName, decodePodSandboxRequest(payload).pod, rpc, request);
-    return encodeEmpty();
+/** A v0.12 pod RPC: its request carries the pod, its response is empty. */
+function podRpc(s: Service, hookName: PodHook, method: PodMethod): [string, UnaryHandler] {
+  const handler: UnaryHandler = async (payload, request) => {
+    const { pod } = decodeNri(method.input, payload);
+    await dispatchPod(s, hookName, pod, method.name, request);
+    return encodeNri(method.output);
   };
+  return [method.name, handler];
 }
 
 /** Builds the Plugin service for one connection. */
@@ -336,16 +343,17 @@ export function createPluginService(options: PluginServiceOptions): ServiceTable
     syncStartedAt: 0,
     pods: createKeyedQueue(),
   };
+  const rpc = Plugin.method;
   const methods = new Map<string, UnaryHandler>([
-    ["Configure", configureHandler(s)],
-    ["Synchronize", synchronizeHandler(s)],
-    ["Shutdown", shutdownHandler(s)],
-    ["StateChange", stateChangeHandler(s)],
+    [rpc.configure.name, configureHandler(s)],
+    [rpc.synchronize.name, synchronizeHandler(s)],
+    [rpc.shutdown.name, shutdownHandler(s)],
+    [rpc.stateChange.name, stateChangeHandler(s)],
   ]);
   if (options.podSandboxRpcs ?? true) {
-    methods.set("RunPodSandbox", podRpc(s, "onRunPodSandbox", "RunPodSandbox"));
-    methods.set("StopPodSandbox", podRpc(s, "onStopPodSandbox", "StopPodSandbox"));
-    methods.set("RemovePodSandbox", podRpc(s, "onRemovePodSandbox", "RemovePodSandbox"));
+    methods.set(...podRpc(s, "onRunPodSandbox", rpc.runPodSandbox));
+    methods.set(...podRpc(s, "onStopPodSandbox", rpc.stopPodSandbox));
+    methods.set(...podRpc(s, "onRemovePodSandbox", rpc.removePodSandbox));
   }
   return new Map([[PLUGIN_SERVICE, methods]]);
 }
