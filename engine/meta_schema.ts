@@ -65,6 +65,7 @@ export const META_KEYS: Readonly<Record<string, KeySpec>> = {
   multusNamespace: STRING,
   readinessindicatorfile: STRING,
   apiTimeout: SECONDS,
+  podResourcesSocket: STRING,
   // Multus's other keys.
   cniDir: { type: "string", foreign: `Multus: ${CNI_DIR_MEANING}` },
   retryDeleteOnError: {
