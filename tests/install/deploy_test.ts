@@ -18,6 +18,8 @@ import { LOCK_DIR } from "../../plugins/host_lock.ts";
 import { DEFAULT_TUNING_DIR } from "../../plugins/tuning.ts";
 import { DEFAULT_DATA_DIR } from "../../ipam/config.ts";
 import { repoRoot } from "./helpers.ts";
+import { ROLE_PORTS } from "../../pkg/operation_flags.ts";
+import { roleOf } from "../ops/manifest_roles.ts";
 
 const deployDir = join(repoRoot, "deploy");
 export const SETUP_FILES = ["hydra-meta.yaml", "hydra-nri.yaml", "hydra-router.yaml"];
@@ -110,10 +112,12 @@ Deno.test("DaemonSets: host network, every node, probes on the listening ports, 
         assert.ok(c.resources?.[kind]?.cpu && c.resources?.[kind]?.memory, `${where} ${kind}`);
       }
       const args: string[] = c.args ?? [];
-      // hydra daemon names its health address --listen; the others --health-addr.
-      const addr = args.find((a) => a.startsWith("--health-addr=") || a.startsWith("--listen="));
+      // One flag name for every role, and each role on its port of the table.
+      assert.ok(!args.some((a) => a.startsWith("--listen")), `${where}: --listen is the old name`);
+      const addr = args.find((a) => a.startsWith("--health-addr="));
       assert.ok(addr, `${where} serves health`);
       const port = Number(addr.split(":").at(-1));
+      assert.equal(port, ROLE_PORTS[roleOf(c)], `${where}: the port of ${roleOf(c)}`);
       assert.equal(c.livenessProbe.httpGet.port, port, where);
       assert.equal(c.readinessProbe.httpGet.port, port, where);
       assert.equal(c.livenessProbe.httpGet.path, "/healthz");

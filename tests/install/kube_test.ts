@@ -160,7 +160,7 @@ async function daemonSyncs(kubeconfig: string, dir: string): Promise<boolean> {
       `--kubeconfig=${kubeconfig}`,
       "--node-name=rbac-node",
       `--socket=${socket}`,
-      "--listen=",
+      "--health-addr=",
       `--spool-dir=${join(dir, "spool")}`,
     ],
     stdin: "null",
