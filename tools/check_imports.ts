@@ -47,9 +47,9 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 2,
-    folders: ["cni", "nft"],
+    folders: ["cni", "cri", "nft"],
     what: "the CNI contract as a library: types, skel, invocation (built-ins injected); " +
-      "nftables transactions through libnftables",
+      "the runtime's CRI socket; nftables transactions through libnftables",
   },
   {
     rank: 3,
