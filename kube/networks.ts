@@ -180,10 +180,13 @@ interface Lookup {
   pod: Pod;
   confDir: string;
   opts: ResolveOptions;
+  /** Record no Warning Events: the caller tells the pod itself. */
+  quiet?: boolean;
 }
 
 /** Records a Warning on the pod; best effort, never fails the caller. */
 async function warn(l: Lookup, reason: string, message: string): Promise<void> {
+  if (l.quiet) return;
   try {
     await createEvent(l.client, l.pod, { type: "Warning", reason, message, host: l.opts.host }, {
       timeoutMs: Math.min(l.opts.timeoutMs ?? l.client.timeoutMs, 2_000),
@@ -371,25 +374,80 @@ export async function resolveAttachments(
       );
     }
     seen.set(ifName, p.name);
-    const cniArgs = p.sel?.cniArgs;
-    const att: Attachment = {
-      name: p.name,
-      index,
-      isDefault,
-      list: cniArgs
-        ? mapPlugins(p.loaded, (plugin) => injectCniArgs(plugin, cniArgs, p.name))
-        : p.loaded,
-      ifName,
-      runtimeConfig: delegateRuntimeConfig(conf.runtimeConfig, p.sel, isDefault, {
-        containerId: opts.containerId,
-        ifName,
-        delegateName: p.name,
-      }),
-      cniArgs: delegateCniArgs(opts.pod, opts.cniArgs, p.sel, opts.command),
-      source: p.source,
-    };
-    if (p.sel) att.selection = p.sel;
+    const att = attachmentOf(p, index, isDefault, ifName, conf, opts);
     if (routes) att.defaultRoute = routes[index];
     return att;
   });
+}
+
+/** One planned network as the attachment to run: its conf, arguments and interface. */
+function attachmentOf(
+  p: { name: string; loaded: ConfList; source: Attachment["source"]; sel?: NetworkSelection },
+  index: number,
+  isDefault: boolean,
+  ifName: string,
+  conf: Pick<KubeModeConfig, "runtimeConfig">,
+  opts: ResolveOptions,
+): Attachment {
+  const cniArgs = p.sel?.cniArgs;
+  const att: Attachment = {
+    name: p.name,
+    index,
+    isDefault,
+    list: cniArgs
+      ? mapPlugins(p.loaded, (plugin) => injectCniArgs(plugin, cniArgs, p.name))
+      : p.loaded,
+    ifName,
+    runtimeConfig: delegateRuntimeConfig(conf.runtimeConfig, p.sel, isDefault, {
+      containerId: opts.containerId,
+      ifName,
+      delegateName: p.name,
+    }),
+    cniArgs: delegateCniArgs(opts.pod, opts.cniArgs, p.sel, opts.command),
+    source: p.source,
+  };
+  if (p.sel) att.selection = p.sel;
+  return att;
+}
+
+/** The rules {@link resolveSelection} resolves one selection by (a pod's, from creation). */
+export interface SelectionResolveConfig {
+  confDir?: string;
+  namespaceIsolation?: boolean;
+  globalNamespaces?: string;
+  runtimeConfig?: Record<string, unknown>;
+}
+
+/**
+ * One network a running pod selects, resolved as {@link resolveAttachments}
+ * resolves the pod's selections at creation: the namespace rules, the NAD
+ * (or, for the older annotation, the Network object), `cni-args`, the
+ * runtimeConfig and CNI_ARGS of `opts.command`, on interface `ifName` at
+ * position `index`. Records no Events (the caller tells the pod); fails as
+ * resolveAttachments does.
+ */
+export async function resolveSelection(
+  pod: Pod,
+  sel: NetworkSelection,
+  where: { ifName: string; index: number; element: number; legacy: boolean },
+  conf: SelectionResolveConfig,
+  client: KubeClient,
+  opts: ResolveOptions,
+): Promise<Attachment> {
+  const l: Lookup = {
+    client,
+    pod,
+    confDir: conf.confDir ?? "/etc/cni/multus/net.d",
+    opts,
+    quiet: true,
+  };
+  const policy = {
+    namespaceIsolation: conf.namespaceIsolation ?? false,
+    globalNamespaces: parseGlobalNamespaces(conf.globalNamespaces),
+  };
+  const annotation = where.legacy ? LEGACY_NETWORKS_ANNOTATION : NETWORKS_ANNOTATION;
+  checkNamespaceAccess(pod.metadata.namespace, sel, policy, annotation, where.element);
+  const { loaded, source } = await selectedNetwork(l, sel, where.legacy);
+  const name = `${sel.namespace}/${sel.name}`;
+  return attachmentOf({ name, loaded, source, sel }, where.index, false, where.ifName, conf, opts);
 }
