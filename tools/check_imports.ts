@@ -70,15 +70,20 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 8,
+    folders: ["hotplug"],
+    what: "engine-level parts the roles share: hot plug of running pods' networks",
+  },
+  {
+    rank: 9,
     folders: ["daemon", "install", "nri", "policy", "route"],
     what: "roles: node daemon, installer, NRI plugin, network policy, router",
   },
   {
-    rank: 9,
+    rank: 10,
     folders: ["cmd"],
     what: "entry points: process dispatch, command line",
   },
-  { rank: 10, folders: ["."], what: "main.ts, mod.ts" },
+  { rank: 11, folders: ["."], what: "main.ts, mod.ts" },
 ];
 
 /** Folders (first path segment) whose files are tests and tooling: above every layer. */
