@@ -41,6 +41,7 @@ import {
 import { createReconciler, type Reconciler } from "./reconcile.ts";
 import { confDirSource, kubeSource, type NetworkSource } from "./source.ts";
 import { listPodStateIds } from "./state.ts";
+import type { NriHotplug } from "./hotplug.ts";
 import { builtinNames, loadBuiltin } from "../engine/builtins.ts";
 import {
   type HookContext,
@@ -72,6 +73,8 @@ interface Deps {
   cacheDir: string;
   /** Where a failure under `--on-failure log` is told to the pod's owners. */
   source: NetworkSource;
+  /** Under `--hotplug on`: told which sandboxes run. */
+  hotplug?: NriHotplug;
 }
 
 function podRef(pod: PodSandbox): string {
@@ -100,6 +103,8 @@ async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> 
   const t0 = performance.now();
   const keep = () => !budgetSpent(ctx) && !d.reconciler.isStopped(pod.id);
   const work = d.attacher.attach(pod, keep);
+  // Hot plug acts on a sandbox once its attach at creation is over, whatever its outcome.
+  work.then(() => d.hotplug?.started(pod), () => d.hotplug?.started(pod));
   const observe = (result: "ok" | "error") =>
     d.metrics.attachDuration.observe({ trigger: "run", result }, (performance.now() - t0) / 1000);
   const succeeded = work.then((out) => {
@@ -164,6 +169,7 @@ async function onRelease(
   pod: PodSandbox,
 ): Promise<void> {
   d.reconciler.stopped(pod.id);
+  d.hotplug?.stopped(pod.id);
   const t0 = performance.now();
   const netns = netnsPathOf(pod);
   try {
@@ -194,7 +200,10 @@ function nriHooks(d: Deps): NriHooks {
       d.metrics.events.inc({ event: "synchronize", result: "ok" });
       // Answered at once; the pass runs on (and retries) by itself.
       d.reconciler.synchronize(pods).then(
-        () => refreshAttachedGauge(d),
+        () => {
+          refreshAttachedGauge(d);
+          d.hotplug?.listed(pods);
+        },
         (err) => d.log.error("synchronize pass failed", { error: message(err) }),
       );
       return Promise.resolve();
@@ -364,6 +373,10 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
   await warmUp(opts, source, log);
   const deps = createDeps(opts, source, log);
+  if (opts.hotplug) {
+    const { startNriHotplug } = await import("./hotplug.ts");
+    deps.hotplug = await startNriHotplug(opts, log, deps.metrics.registry);
+  }
   refreshAttachedGauge(deps);
   const tracker = connectionStatus(deps.metrics);
   const stop = stopOnSignals(log);
@@ -391,6 +404,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
       log: nriLogger(log.with({ component: "nri" })),
       onStatus: tracker.onStatus,
     });
+    await deps.hotplug?.stop();
     await deps.reconciler.stop();
     await settlesWithin(deps.attacher.idle(), DRAIN_MS);
     return 0;
