@@ -10,11 +10,13 @@
  *   path, timeout), and the mark is cleared. A failed ADD is DELeted with
  *   the same arguments and taken out again; nothing else in the record is
  *   touched (a DEL that fails too is logged, as at creation). An interface
- *   name the record or the namespace already has is
- *   refused before anything runs.
+ *   name the record or the namespace already has is refused before anything
+ *   runs.
  * - unplug: DEL of one recorded network with the arguments its ADD had
- *   (as recorded), then it leaves the record. Only networks the pod's
- *   annotation selected can go: never its default network.
+ *   (as recorded), then it leaves the record; it is marked `pending` while
+ *   the DEL runs, so a crash then leaves it to be undone rather than taken
+ *   for attached. Only networks the pod's annotation selected can go:
+ *   never its default network.
  * - settlePending: a `pending` network (its plug died half-way) is
  *   DELeted — harmless if its ADD never ran — and taken out.
  *
@@ -304,7 +306,16 @@ export function unplugNetwork(t: PlugTarget, ifName: string): Promise<string | u
       );
     }
     requireNetns(t);
-    await deleteOne(t, record, index, listOptionsOf(t, record.selectionRules));
+    // Marked first: a crash during the DEL leaves it to be undone, never trusted as attached.
+    d.pending = true;
+    await saveRecord(t.cacheDir, record);
+    try {
+      await deleteOne(t, record, index, listOptionsOf(t, record.selectionRules));
+    } catch (err) {
+      delete d.pending;
+      await saveRecord(t.cacheDir, record);
+      throw err;
+    }
     record.delegates.splice(index, 1);
     await saveRecord(t.cacheDir, record);
     return d.network;
