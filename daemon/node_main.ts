@@ -78,7 +78,8 @@ Options:
   --report-workers N     concurrent status writes (default 4)
   --api-timeout SECONDS  deadline of each API request (default 5)
   --hotplug on|off       attach and detach networks of running pods that accept it
-                         when their networks annotation changes (default off)
+                         when their networks annotation changes (default
+                         $HYDRA_HOTPLUG, else off)
   --cache-dir DIR        the meta-CNI's cacheDir, where its records are
                          (default ${DEFAULT_META_CACHE_DIR})
   --cri-socket PATH      the runtime's CRI socket, for the pods' sandboxes under
@@ -141,7 +142,7 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
   }
   const socket = values.socket ?? DEFAULT_DAEMON_SOCKET;
   if (!socket.startsWith("/")) throw new DaemonUsageError(`--socket must be an absolute path`);
-  const hotplug = values.hotplug ?? "off";
+  const hotplug = values.hotplug ?? env.get("HYDRA_HOTPLUG") ?? "off";
   if (!["on", "off", "true", "false"].includes(hotplug)) {
     throw new DaemonUsageError(`--hotplug must be on or off, got "${hotplug}"`);
   }

@@ -96,7 +96,8 @@ Networks:
   --concurrency N        background attach/release steps at once (default: 4)
   --hotplug on|off       Kubernetes mode: attach and detach networks of running pods
                          that accept it (annotation hydra.clusternet.io/hotplug: "true")
-                         when their networks annotation changes (default: off)
+                         when their networks annotation changes (default:
+                         $HYDRA_HOTPLUG, else off)
   --node-name NAME       this node, whose pods hot plug watches (default: $NODE_NAME,
                          else the host name)
 
@@ -172,7 +173,7 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new UsageError(`--concurrency must be a whole number of at least 1`);
   }
-  const hotplug = s("hotplug") ?? "off";
+  const hotplug = s("hotplug") ?? Deno.env.get("HYDRA_HOTPLUG") ?? "off";
   if (!["on", "off", "true", "false"].includes(hotplug)) {
     throw new UsageError(`--hotplug must be on or off, got "${hotplug}"`);
   }
