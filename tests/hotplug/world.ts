@@ -299,28 +299,27 @@ async function agentReady(w: { setup: Setup; dir: string }, d: Daemon): Promise<
   if (!ok) throw new Error(`agent not ready: ${logTail(d, 40)}`);
 }
 
-async function patchAnnotations(
-  cp: ControlPlane,
-  path: string,
-  annotations: Record<string, string | null>,
-): Promise<void> {
-  const client = Deno.createHttpClient({
-    caCerts: [await Deno.readTextFile(cp.caPath)],
-    cert: await Deno.readTextFile(cp.adminCertPath),
-    key: await Deno.readTextFile(cp.adminKeyPath),
-  });
-  try {
-    const res = await fetch(cp.server + path, {
-      method: "PATCH",
-      client,
-      headers: { "content-type": "application/merge-patch+json" },
-      body: JSON.stringify({ metadata: { annotations } }),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`PATCH ${path}: ${res.status} ${text}`);
-  } finally {
-    client.close();
-  }
+/** Merge-patches of pod annotations over one kept connection (the first one made on use). */
+function annotationPatcher(cp: ControlPlane) {
+  let client: Deno.HttpClient | undefined;
+  return {
+    async patch(path: string, annotations: Record<string, string | null>): Promise<void> {
+      client ??= Deno.createHttpClient({
+        caCerts: [await Deno.readTextFile(cp.caPath)],
+        cert: await Deno.readTextFile(cp.adminCertPath),
+        key: await Deno.readTextFile(cp.adminKeyPath),
+      });
+      const res = await fetch(cp.server + path, {
+        method: "PATCH",
+        client,
+        headers: { "content-type": "application/merge-patch+json" },
+        body: JSON.stringify({ metadata: { annotations } }),
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`PATCH ${path}: ${res.status} ${text}`);
+    },
+    close: () => client?.close(),
+  };
 }
 
 /** Starts a world in `setup`; close() removes everything. */
@@ -377,6 +376,8 @@ async function assemble(
   cleanups.push(async () => {
     for (const a of agents) await stopProcessGroup(a.pid).catch(() => {});
   });
+  const patcher = annotationPatcher(cp);
+  cleanups.push(() => Promise.resolve(patcher.close()));
   const inNetns = (netns: string, ...args: string[]) =>
     run("nsenter", `--net=${netns}`, "--", ...args);
   const w: HotplugWorld = {
@@ -448,7 +449,7 @@ async function assemble(
     async getPod(name) {
       return await cp.api.must("GET", podPath(name)) as Pod;
     },
-    annotate: (name, annotations) => patchAnnotations(cp, podPath(name), annotations),
+    annotate: (name, annotations) => patcher.patch(podPath(name), annotations),
     async deletePod(name) {
       await cp.api.must("DELETE", `${podPath(name)}?gracePeriodSeconds=0`, undefined, [404]);
       const gone = await poll(
