@@ -200,12 +200,9 @@ function nriHooks(d: Deps): NriHooks {
       d.metrics.events.inc({ event: "synchronize", result: "ok" });
       // Answered at once; the pass runs on (and retries) by itself.
       d.reconciler.synchronize(pods).then(
-        () => {
-          refreshAttachedGauge(d);
-          d.hotplug?.listed(pods);
-        },
+        () => refreshAttachedGauge(d),
         (err) => d.log.error("synchronize pass failed", { error: message(err) }),
-      );
+      ).finally(() => d.hotplug?.listed(pods)); // hot plug once the pass's first tries are over
       return Promise.resolve();
     },
     onRunPodSandbox: (pod, ctx) => onRun(d, pod, ctx),
