@@ -250,12 +250,14 @@ export interface ReadySandbox {
  * The pod's sandbox that is READY now and has a network namespace of its
  * own, as the runtime says; undefined when there is none (not started yet,
  * stopped, gone, or on the host's network). With several ready (a runtime
- * replacing one), the latest attempt.
+ * replacing one), the latest attempt. `known`, the answer of an earlier
+ * call, spares the status call while that sandbox is still the ready one.
  */
 export async function readySandboxOf(
   client: RuntimeClient,
   podUid: string,
   timeoutMs: number,
+  known?: ReadySandbox,
 ): Promise<ReadySandbox | undefined> {
   const end = Date.now() + timeoutMs;
   const listed = await client.listPodSandboxes(
@@ -266,6 +268,8 @@ export async function readySandboxOf(
   mine.sort((a, b) => b.attempt - a.attempt);
   const found = mine[0];
   if (!found) return undefined;
+  // A sandbox keeps its namespace for life: one told before need not be asked again.
+  if (known?.id === found.id) return known;
   const detail = await client.podSandboxStatus(found.id, Math.max(1, end - Date.now()));
   if (!detail?.ready || !detail.netns) return undefined;
   return { id: found.id, netns: detail.netns };

@@ -3,9 +3,9 @@
  * runs passes (pass.ts) that bring each opted-in pod's running sandbox in
  * line with its networks annotation.
  *
- * - A pod is passed over when its selection (the networks annotations, and
- *   its network-status, so a status someone else rewrote is put right)
- *   differs from the one its last complete pass saw. Passes of one pod run
+ * - A pod is passed over when its selection (the networks annotations) or
+ *   its network-status (a status someone else rewrote is put right)
+ *   differs from what its last complete pass saw. Passes of one pod run
  *   one after the other, with the pod as it is when each starts; a change
  *   during a pass makes one more. At most `concurrency` pods are worked on
  *   at once.
@@ -13,7 +13,8 @@
  *   minute, for as long as the pod lives and its selection is the same; a
  *   pod whose sandbox or record is not there yet is looked at a few more
  *   times, then again on its next change.
- * - Warning Events: each distinct message once per selection of the pod.
+ * - Warning Events: each distinct message once per selection of the pod
+ *   (its networks annotations as written).
  *
  * Nothing survives a restart here: the first pass of each pod after a start
  * works from the record and the pod as they are.
@@ -25,7 +26,7 @@ import { backoffDelay, createSemaphore, type Semaphore } from "../pkg/async.ts";
 import { DURATION_BUCKETS } from "../pkg/metrics.ts";
 import { createEvent, type Pod } from "../kube/objects.ts";
 import { acceptsHotplug, type HotplugOptions } from "./options.ts";
-import { type PassContext, type PassOutcome, runPass, selectionKey } from "./pass.ts";
+import { type PassContext, passKey, type PassOutcome, runPass, selectionKey } from "./pass.ts";
 
 /** A running agent. */
 export interface HotplugAgent {
@@ -44,7 +45,7 @@ export interface HotplugAgent {
 /** One pod's bookkeeping. */
 interface PodState {
   pod?: Pod;
-  /** The selection key of the last complete pass. */
+  /** The key (passKey) of the last complete pass. */
   converged?: string;
   running: boolean;
   again: boolean;
@@ -116,6 +117,13 @@ async function event(a: Agent, pod: Pod, type: "Normal" | "Warning", reason: str
   }
 }
 
+/** Keeps `p` (which never rejects) among the work `stop` and `idle` wait for. */
+function track(a: Agent, p: Promise<unknown>): void {
+  const done = p.then(() => {});
+  a.running.add(done);
+  done.finally(() => a.running.delete(done));
+}
+
 /** The context of a pass over `st`'s pod. */
 function passContext(a: Agent, st: PodState, pod: Pod): PassContext {
   const key = selectionKey(pod);
@@ -128,15 +136,16 @@ function passContext(a: Agent, st: PodState, pod: Pod): PassContext {
     opts: a.opts,
     pod,
     latest: () => st.pod,
-    async warn(reason, msg) {
+    // Events are recorded on the side: the next step does not wait for the API server.
+    warn(reason, msg) {
       log.warn(msg, { reason });
       if (st.warned.has(`${reason}\0${msg}`)) return;
       st.warned.add(`${reason}\0${msg}`);
-      await event(a, pod, "Warning", reason, msg);
+      track(a, event(a, pod, "Warning", reason, msg));
     },
-    async tell(reason, msg) {
+    tell(reason, msg) {
       log.info(msg, { reason });
-      await event(a, pod, "Normal", reason, msg);
+      track(a, event(a, pod, "Normal", reason, msg));
     },
     counted(op, ok, seconds) {
       a.metrics?.changes.inc({ op, result: ok ? "ok" : "error" });
@@ -163,7 +172,7 @@ function retryLater(a: Agent, st: PodState, outcome: PassOutcome): void {
 /** One pass over `st`'s pod in a slot; then what follows from its outcome. */
 async function pass(a: Agent, st: PodState): Promise<void> {
   const pod = st.pod!;
-  const key = selectionKey(pod);
+  const key = passKey(pod);
   let outcome: PassOutcome;
   try {
     outcome = await a.slots.run(() => runPass(passContext(a, st, pod)));
@@ -191,7 +200,7 @@ async function pass(a: Agent, st: PodState): Promise<void> {
 /** Starts a pass of `st` now, unless one runs (then one more follows) or none is needed. */
 function start(a: Agent, st: PodState): void {
   if (a.stopped || !st.pod) return;
-  if (!acceptsHotplug(st.pod) || selectionKey(st.pod) === st.converged) return;
+  if (!acceptsHotplug(st.pod) || passKey(st.pod) === st.converged) return;
   if (st.running) {
     st.again = true;
     return;
@@ -221,13 +230,14 @@ export function createHotplugAgent(opts: HotplugOptions): HotplugAgent {
         st = { running: false, again: false, attempts: 0, warned: new Set() };
         a.pods.set(uid, st);
       }
-      const changed = st.pod === undefined || selectionKey(st.pod) !== selectionKey(pod);
+      const changed = st.pod === undefined || passKey(st.pod) !== passKey(pod);
       st.pod = pod;
       if (changed) st.attempts = 0;
       // A change cuts a pending retry short; an unchanged pod waits for its retry.
       if (changed || st.timer === undefined) start(a, st);
     },
     podDeleted(pod) {
+      a.opts.sandboxes.forget?.(uidOf(pod));
       const st = a.pods.get(uidOf(pod));
       if (!st) return;
       clearTimer(a, st);
@@ -235,10 +245,7 @@ export function createHotplugAgent(opts: HotplugOptions): HotplugAgent {
       a.pods.delete(uidOf(pod));
     },
     resync() {
-      for (const st of a.pods.values()) {
-        st.attempts = 0;
-        start(a, st);
-      }
+      for (const st of a.pods.values()) start(a, st);
     },
     async idle(withinMs = 0) {
       for (;;) {

@@ -29,6 +29,8 @@ export interface Sandbox {
 export interface SandboxFinder {
   /** The pod's ready sandbox with a namespace of its own; undefined when it has none. */
   find(pod: { namespace: string; name: string; uid: string }): Promise<Sandbox | undefined>;
+  /** The pod is gone: whatever is kept about it can go. */
+  forget?(uid: string): void;
 }
 
 /** Which setup the records come from. */

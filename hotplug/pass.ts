@@ -66,19 +66,26 @@ export interface PassContext {
   pod: Pod;
   /** The pod as known now (informer), undefined once deleted. */
   latest(): Pod | undefined;
-  /** Records a Warning Event (repeats of one message are told once). */
-  warn(reason: string, message: string): Promise<void>;
-  /** Records a Normal Event. */
-  tell(reason: string, message: string): Promise<void>;
+  /** Records a Warning Event, on the side (repeats of one message are told once). */
+  warn(reason: string, message: string): void;
+  /** Records a Normal Event, on the side. */
+  tell(reason: string, message: string): void;
   /** Counts one change. */
   counted(op: "attach" | "detach", ok: boolean, seconds: number): void;
 }
 
-/** The selection of a pod, as the pass sees it: what it is keyed by and parsed. */
+/** A pod's selection as written: its networks annotations. */
 export function selectionKey(pod: Pod): string {
   const a = pod.metadata.annotations ?? {};
-  return [NETWORKS_ANNOTATION, LEGACY_NETWORKS_ANNOTATION, NETWORK_STATUS_ANNOTATION]
-    .map((k) => a[k] ?? "").join("\0");
+  return `${a[NETWORKS_ANNOTATION] ?? ""}\0${a[LEGACY_NETWORKS_ANNOTATION] ?? ""}`;
+}
+
+/**
+ * What a complete pass is keyed by: the selection and the network-status,
+ * so a status someone else rewrote is looked at again.
+ */
+export function passKey(pod: Pod): string {
+  return `${selectionKey(pod)}\0${pod.metadata.annotations?.[NETWORK_STATUS_ANNOTATION] ?? ""}`;
 }
 
 function message(err: unknown): string {
@@ -86,19 +93,19 @@ function message(err: unknown): string {
 }
 
 /** The pod's selections, or undefined (with a Warning) when the annotation is unusable. */
-async function readSelections(
+function readSelections(
   ctx: PassContext,
-): Promise<{ selections: NetworkSelection[]; legacy: boolean } | undefined> {
+): { selections: NetworkSelection[]; legacy: boolean } | undefined {
   let parsed;
   try {
     parsed = podNetworkSelections(ctx.pod.metadata.annotations, ctx.pod.metadata.namespace);
   } catch (err) {
-    await ctx.warn("InvalidNetworkSelection", `networks not changed: ${message(err)}`);
+    ctx.warn("InvalidNetworkSelection", `networks not changed: ${message(err)}`);
     return undefined;
   }
   const problem = selectionProblem(parsed.selections);
   if (problem) {
-    await ctx.warn("InvalidNetworkSelection", `networks not changed: ${problem}`);
+    ctx.warn("InvalidNetworkSelection", `networks not changed: ${problem}`);
     return undefined;
   }
   return { selections: parsed.selections, legacy: parsed.source === "legacy" };
@@ -160,7 +167,7 @@ async function findWork(
   if (!record && !opts.newRecords) return "later";
   const rules = record ? record.selectionRules : opts.newRecords!.rules(sandbox, podArgs);
   if (!rules) {
-    await ctx.warn(
+    ctx.warn(
       "HotplugUnavailable",
       "networks not changed: the pod was attached by a hydra that kept no rules for later " +
         "selections; they change when it is restarted",
@@ -198,11 +205,11 @@ async function leave(w: Work, r: Recorded): Promise<void> {
   try {
     await unplugNetwork(w.target, r.ifName);
     w.ctx.counted("detach", true, (performance.now() - t0) / 1000);
-    await w.ctx.tell("RemovedInterface", `Remove ${r.ifName} from ${r.network ?? "?"}`);
+    w.ctx.tell("RemovedInterface", `Remove ${r.ifName} from ${r.network ?? "?"}`);
   } catch (err) {
     w.failed = true;
     w.ctx.counted("detach", false, (performance.now() - t0) / 1000);
-    await w.ctx.warn(
+    w.ctx.warn(
       "DetachFailed",
       `${r.network ?? "?"} on ${r.ifName} not detached: ${message(err)}`,
     );
@@ -268,13 +275,13 @@ async function arrive(w: Work, a: Arrival): Promise<void> {
     await reload(w);
     w.ctx.counted("attach", true, (performance.now() - t0) / 1000);
     const ev = addedInterfaceEvent(a.ifName, toInternal(result), net.network);
-    if (ev) await w.ctx.tell(ev.reason, ev.message);
+    if (ev) w.ctx.tell(ev.reason, ev.message);
   } catch (err) {
     w.failed = true;
     await reload(w).catch(() => {});
     w.ctx.counted("attach", false, (performance.now() - t0) / 1000);
     const reason = err instanceof SelectionError ? "NetworkNotAllowed" : "AttachFailed";
-    await w.ctx.warn(
+    w.ctx.warn(
       reason,
       `${networkOf(a.sel)} (element ${a.element}) not attached on ${a.ifName}: ${message(err)}`,
     );
@@ -300,7 +307,7 @@ async function runSteps(
 ): Promise<PassOutcome | undefined> {
   for (const r of plan.refused) {
     w.failed = true;
-    await w.ctx.warn(
+    w.ctx.warn(
       "InterfaceNameTaken",
       `${networkOf(r.sel)} (element ${r.element}) not attached: ${r.message}`,
     );
@@ -341,14 +348,29 @@ async function status(w: Work): Promise<boolean> {
 export async function runPass(ctx: PassContext): Promise<PassOutcome> {
   if (!acceptsHotplug(ctx.pod)) return "converged";
   const key = selectionKey(ctx.pod);
-  const read = await readSelections(ctx);
+  const read = readSelections(ctx);
   if (!read) return "converged";
+  const t0 = performance.now();
   const found = await findWork(ctx, key, read.legacy);
   if (typeof found === "string") return found;
+  const t1 = performance.now();
   const plan = await prepare(found, read.selections);
+  const t2 = performance.now();
   const stopped = await runSteps(found, plan);
   if (stopped) return stopped;
+  const t3 = performance.now();
   await reload(found);
   const written = await status(found);
+  const ms = (a: number, b: number) => Math.round(b - a);
+  found.target.log.debug("hot plug pass", {
+    leave: plan.leave.length,
+    arrive: plan.arrive.length,
+    ms: {
+      find: ms(t0, t1),
+      plan: ms(t1, t2),
+      steps: ms(t2, t3),
+      status: ms(t3, performance.now()),
+    },
+  });
   return found.failed || !written ? "retry" : "converged";
 }

@@ -4,7 +4,7 @@
  *
  * - {@link criSandboxes}: ask the runtime's CRI socket (the node daemon,
  *   beside a runtime that runs hydra as its CNI): the pod's READY sandbox
- *   and the namespace its verbose status names.
+ *   and the namespace its verbose status names (asked once per sandbox).
  * - {@link sandboxTable}: what NRI told (the NRI plugin): sandboxes noted
  *   as they start and are listed on Synchronize, forgotten as they stop.
  *
@@ -20,8 +20,15 @@ export function criSandboxes(
   timeoutMs: number,
 ): SandboxFinder & { close(): void } {
   const client = createRuntimeClient(socket);
+  const known = new Map<string, Sandbox>();
   return {
-    find: (pod) => readySandboxOf(client, pod.uid, timeoutMs),
+    async find(pod) {
+      const found = await readySandboxOf(client, pod.uid, timeoutMs, known.get(pod.uid));
+      if (found) known.set(pod.uid, found);
+      else known.delete(pod.uid);
+      return found;
+    },
+    forget: (uid) => known.delete(uid),
     close: () => client.close(),
   };
 }

@@ -57,7 +57,15 @@ Deno.test("cri: the ready sandbox of a pod and its netns, as containerd knows th
       const inspect = JSON.parse(await ctd.crictl("inspectp", "-o", "json", id));
       const want = (inspect.info.runtimeSpec.linux.namespaces as { type: string; path: string }[])
         .find((n) => n.type === "network")!.path;
-      assert.deepEqual(await readySandboxOf(client, uid, 5_000), { id, netns: want });
+      const found = await readySandboxOf(client, uid, 5_000);
+      assert.deepEqual(found, { id, netns: want });
+      const stale = { id: "0000", netns: "/nowhere" };
+      assert.equal(
+        await readySandboxOf(client, uid, 5_000, found),
+        found,
+        "known: not asked again",
+      );
+      assert.deepEqual(await readySandboxOf(client, uid, 5_000, stale), found, "another: asked");
       assert.equal(await readySandboxOf(client, crypto.randomUUID(), 5_000), undefined);
 
       const hostUid = crypto.randomUUID();
