@@ -5,17 +5,21 @@
  *
  * ```json
  * {"attachMs": {"p50": 0, "p99": 0}, "detachMs": {"p50": 0, "p99": 0},
- *  "changes": 100, "setup": "meta", "nri": {"attachMs": {…}, "detachMs": {…}},
+ *  "changes": 100, "setup": "meta", "plugins": "hydra",
+ *  "nri": {"attachMs": {…}, "detachMs": {…}},
  *  "loadAverage": {"before": [1, 5, 15], "after": [1, 5, 15]}}
  * ```
  *
  * Usage: deno run -A bench/hotplug.ts [--changes 100] [--setup meta|nri|both]
+ *                                     [--plugins hydra|reference]
  *
  * Method: the hot-plug tests' world (tests/hotplug/world.ts): a real
  * kube-apiserver, kubelet and containerd, hydra as the meta-CNI with
  * `hydra daemon --hotplug on` ("meta", the top-level figures) and hydra as
- * NRI plugin beside a default CNI ("nri"). One running pod on `blue`
- * accepts hot plug; each change patches its networks annotation to
+ * NRI plugin beside a default CNI ("nri"). The networks are hydra-bridge
+ * with hydra-ipam, run in the agent's process (`--plugins reference`: the
+ * reference bridge with host-local, exec'd per change, which adds their
+ * process starts). One running pod on `blue` accepts hot plug; each change patches its networks annotation to
  * "blue,green" and back to "blue". `attachMs` runs from just before the
  * patch is sent to net2 being up in the pod's namespace with an IPv4
  * address (seen through netlink, polled every 2 ms); `detachMs` to net2
@@ -34,7 +38,14 @@ import { parseArgs } from "node:util";
 import { findLink } from "../netlink/link.ts";
 import { listAddrs } from "../netlink/addr.ts";
 import { withHandle } from "../netlink/socket.ts";
-import { NETWORKS, type Setup, startHotplugWorld, statusOf } from "../tests/hotplug/world.ts";
+import { NetlinkError } from "../netlink/errors.ts";
+import {
+  NETWORKS,
+  type Plugins,
+  type Setup,
+  startHotplugWorld,
+  statusOf,
+} from "../tests/hotplug/world.ts";
 import { percentile } from "./stats.ts";
 
 /** p50 and p99 of samples, ms with one decimal. */
@@ -59,8 +70,14 @@ function net2(netns: string): string | undefined {
     const link = findLink(h, "net2");
     if (!link) return undefined;
     if (!link.up) return "";
-    const addr = listAddrs(h, { link: link.index, family: 4 })[0];
-    return addr ? addr.cidr : "";
+    try {
+      const addr = listAddrs(h, { link: link.index, family: 4 })[0];
+      return addr ? addr.cidr : "";
+    } catch (err) {
+      // Gone between the two requests.
+      if (err instanceof NetlinkError && err.code === "ENODEV") return undefined;
+      throw err;
+    }
   });
 }
 
@@ -81,9 +98,9 @@ async function until<T>(
 }
 
 /** The bench in one setup: `changes` attaches and detaches. */
-async function measure(setup: Setup, changes: number) {
+async function measure(setup: Setup, changes: number, plugins: Plugins) {
   log(`${setup}: starting the world`);
-  const w = await startHotplugWorld(setup);
+  const w = await startHotplugWorld(setup, { plugins });
   try {
     const pod = await w.runPod("bench", "blue");
     const netns = await w.netnsOf(pod);
@@ -135,19 +152,28 @@ if (import.meta.main) {
     options: {
       changes: { type: "string", default: "100" },
       setup: { type: "string", default: "both" },
+      plugins: { type: "string", default: "hydra" },
     },
   });
   const changes = Number(values.changes);
   const setup = values.setup!;
-  if (!(changes >= 1) || !["meta", "nri", "both"].includes(setup)) {
-    console.error("usage: bench/hotplug.ts [--changes N>=1] [--setup meta|nri|both]");
+  const plugins = values.plugins as Plugins;
+  if (
+    !(changes >= 1) || !["meta", "nri", "both"].includes(setup) ||
+    !["hydra", "reference"].includes(plugins)
+  ) {
+    console.error(
+      "usage: bench/hotplug.ts [--changes N>=1] [--setup meta|nri|both] [--plugins hydra|reference]",
+    );
     Deno.exit(2);
   }
   const before = Deno.loadavg();
-  const doc: Record<string, unknown> = { changes };
-  if (setup !== "nri") Object.assign(doc, { setup: "meta", ...await measure("meta", changes) });
+  const doc: Record<string, unknown> = { changes, plugins };
+  if (setup !== "nri") {
+    Object.assign(doc, { setup: "meta", ...await measure("meta", changes, plugins) });
+  }
   if (setup !== "meta") {
-    const nri = await measure("nri", changes);
+    const nri = await measure("nri", changes, plugins);
     if (setup === "nri") Object.assign(doc, { setup: "nri", ...nri });
     else doc.nri = nri;
   }

@@ -12,7 +12,8 @@
  *   network namespace.
  *
  * Networks pods select, as NADs of the test namespace: `blue` and `green`
- * (reference bridge + host-local, each its own bridge and /24), `slow`
+ * (reference bridge + host-local, or hydra-bridge + hydra-ipam with
+ * `plugins: "hydra"`; each its own bridge and /24), `slow`
  * (the same on a third bridge, behind a wrapper plugin whose ADD first
  * touches `slowMarker` and sleeps `SLOW_ADD_S` seconds). The node account
  * has exactly the RBAC of the setup's deploy manifest.
@@ -33,6 +34,7 @@ import { jsonKubeconfig } from "../meta_kube/api_access.ts";
 import type { Pod } from "../../kube/objects.ts";
 import { getFromEndpoint } from "../../pkg/http.ts";
 import { probeAll } from "../../cmd/icmp_probe.ts";
+import { LOCK_DIR } from "../../plugins/host_lock.ts";
 
 /** The launcher. */
 export const HYDRA = `${REPO_ROOT}/bin/hydra`;
@@ -186,12 +188,31 @@ async function slowPlugin(binDir: string, marker: string): Promise<void> {
   );
 }
 
-async function createNads(cp: ControlPlane, ns: string, dir: string): Promise<void> {
+/** Which plugins blue and green run. */
+export type Plugins =
+  /** The reference bridge with host-local, exec'd. */
+  | "reference"
+  /** hydra-bridge with hydra-ipam, run in the agent's process. */
+  | "hydra";
+
+/** The NADs; returns the bridges hydra-bridge will make (their lock files are removed at the end). */
+async function createNads(
+  cp: ControlPlane,
+  ns: string,
+  dir: string,
+  plugins: Plugins,
+): Promise<string[]> {
   const ipamDir = join(dir, "ipam");
   const base = octet();
+  const own = (conf: ReturnType<typeof bridgeConf>) =>
+    plugins === "hydra"
+      ? { ...conf, type: "hydra-bridge", ipam: { ...conf.ipam, type: "hydra-ipam" } }
+      : conf;
+  const blue = own(bridgeConf("blue-net", `10.231.${base}`, ipamDir));
+  const green = own(bridgeConf("green-net", `10.232.${base}`, ipamDir));
   const nets: [string, Record<string, unknown>][] = [
-    ["blue", bridgeConf("blue-net", `10.231.${base}`, ipamDir)],
-    ["green", bridgeConf("green-net", `10.232.${base}`, ipamDir)],
+    ["blue", blue],
+    ["green", green],
     ["slow", { ...bridgeConf("slow-net", `10.233.${base}`, ipamDir), type: "slow-bridge" }],
   ];
   for (const [name, conf] of nets) {
@@ -206,6 +227,7 @@ async function createNads(cp: ControlPlane, ns: string, dir: string): Promise<vo
       },
     );
   }
+  return plugins === "hydra" ? [blue.bridge, green.bridge] : [];
 }
 
 /** containerd's CNI conf folder for the setup. */
@@ -323,7 +345,10 @@ function annotationPatcher(cp: ControlPlane) {
 }
 
 /** Starts a world in `setup`; close() removes everything. */
-export async function startHotplugWorld(setup: Setup): Promise<HotplugWorld> {
+export async function startHotplugWorld(
+  setup: Setup,
+  opts: { plugins?: Plugins } = {},
+): Promise<HotplugWorld> {
   const dir = await Deno.makeTempDir({ prefix: "hydra-hotplug-" });
   const cleanups: (() => Promise<void>)[] = [() => Deno.remove(dir, { recursive: true })];
   const closeAll = async () => {
@@ -334,7 +359,13 @@ export async function startHotplugWorld(setup: Setup): Promise<HotplugWorld> {
     cleanups.push(() => cp.stop());
     const ns = uniqueName("hp");
     await cp.createNamespace(ns);
-    await createNads(cp, ns, dir);
+    const bridges = await createNads(cp, ns, dir, opts.plugins ?? "reference");
+    // hydra-bridge leaves a host lock file per bridge; these bridges go with containerd.
+    cleanups.push(async () => {
+      for (const b of bridges) {
+        await Deno.remove(join(LOCK_DIR, `bridge-${b}.lock`)).catch(() => {});
+      }
+    });
     const kubeconfig = await nodeAccount(cp, ns, setup, dir);
     const slowMarker = join(dir, "slow-started");
     await slowPlugin(join(dir, "bin"), slowMarker);
