@@ -34,10 +34,16 @@ interface Shown {
   ifName: string;
 }
 
-/** The record's attached extra networks (not the default one, not half-plugged ones). */
+/**
+ * The record's attached extra networks: not half-plugged ones, and in a
+ * meta-CNI record not the pod's default network (the one on the record's
+ * own interface, CNI_IFNAME, which the pod did not select).
+ */
 function extraNetworks(record: AttachmentRecord, kind: RecordKind): Shown[] {
+  const isDefault = (n: { ifName: string; selected: boolean }) =>
+    kind === "meta" && n.ifName === record.ifName && !n.selected;
   return recordedNetworks(record).flatMap((n) =>
-    n.pending || !n.network || (kind === "meta" && n.index === 0)
+    n.pending || !n.network || isDefault(n)
       ? []
       : [{ index: n.index, network: n.network, ifName: n.ifName }]
   );
