@@ -152,7 +152,7 @@ interface Work {
   failed: boolean;
 }
 
-/** Finds the sandbox and its record; undefined (with the outcome) when the pass stops there. */
+/** Finds the sandbox and its record; the outcome instead when the pass stops there. */
 async function findWork(
   ctx: PassContext,
   key: string,
