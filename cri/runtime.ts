@@ -8,16 +8,24 @@
  *   namespace path from the runtime's extra information (containerd and
  *   CRI-O put the OCI runtime spec there, whose `linux.namespaces` names it).
  *
- * Codecs are written by hand on @bufbuild/protobuf's wire module; the field
- * numbers are those of cri-api's `api.proto`. Decoding follows proto3 as
- * the runtimes' Go code does: unknown fields are skipped, repeated fields
+ * Unary gRPC over the runtime's unix socket (kubelet/grpc.ts), codecs
+ * written by hand on the kubelet APIs' wire helpers (kubelet/wire.ts) with
+ * the field numbers of k8s.io/cri-api's `api.proto`. Decoding follows proto3
+ * as the runtimes' Go code does: unknown fields are skipped, repeated fields
  * and map entries append, the last scalar wins.
  *
  * @module
  */
 
-import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { dialUnix, GrpcCode, GrpcStatusError, type UnaryMethod } from "./grpc.ts";
+import {
+  type BinaryReader,
+  type BinaryWriter,
+  decodeFields,
+  encode,
+  WireError,
+  WireType,
+} from "../kubelet/wire.ts";
+import { dialUnix, GrpcCode, GrpcStatusError, type UnaryMethod } from "../kubelet/grpc.ts";
 
 const SERVICE = "runtime.v1.RuntimeService";
 
@@ -44,30 +52,12 @@ export interface PodSandboxDetail {
   netns?: string;
 }
 
-/** Malformed bytes from the runtime. */
-export class CriDecodeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "CriDecodeError";
-  }
-}
+/** Malformed bytes from the runtime (the kubelet APIs' decoding error). */
+export { WireError as CriDecodeError };
 
 type Visit = (field: number, wireType: WireType, r: BinaryReader) => boolean;
 
-/** Walks the fields of one message; `visit` returns false to have a field skipped. */
-function fieldsOf(bytes: Uint8Array, what: string, visit: Visit): void {
-  try {
-    const r = new BinaryReader(bytes);
-    while (r.pos < r.len) {
-      const [field, wireType] = r.tag();
-      if (!visit(field, wireType, r)) r.skip(wireType, field);
-    }
-    if (r.pos !== r.len) throw new RangeError("premature end");
-  } catch (err) {
-    if (err instanceof CriDecodeError) throw err;
-    throw new CriDecodeError(`malformed ${what}: ${err instanceof Error ? err.message : err}`);
-  }
-}
+const fieldsOf: (bytes: Uint8Array, what: string, visit: Visit) => void = decodeFields;
 
 const LEN = WireType.LengthDelimited;
 
@@ -85,10 +75,7 @@ function mapEntry(bytes: Uint8Array, into: Record<string, string>, what: string)
 }
 
 function writeMapEntry(w: BinaryWriter, field: number, key: string, value: string): void {
-  const entry = new BinaryWriter();
-  entry.tag(1, LEN).string(key);
-  entry.tag(2, LEN).string(value);
-  w.tag(field, LEN).bytes(entry.finish());
+  w.tag(field, LEN).bytes(encode((e) => e.tag(1, LEN).string(key).tag(2, LEN).string(value)));
 }
 
 /** ListPodSandboxRequest: a filter by labels and, when `ready`, the READY state. */
@@ -99,13 +86,12 @@ export interface ListFilter {
 
 /** Encodes ListPodSandboxRequest{filter: PodSandboxFilter{state, label_selector}}. */
 export function encodeListRequest(f: ListFilter): Uint8Array {
-  const filter = new BinaryWriter();
-  // SANDBOX_READY is 0: the state wrapper is present with its default value.
-  if (f.ready) filter.tag(2, LEN).bytes(new Uint8Array());
-  for (const [k, v] of Object.entries(f.labels ?? {})) writeMapEntry(filter, 3, k, v);
-  const w = new BinaryWriter();
-  w.tag(1, LEN).bytes(filter.finish());
-  return w.finish();
+  const filter = encode((w) => {
+    // SANDBOX_READY is 0: the state wrapper is present with its default value.
+    if (f.ready) w.tag(2, LEN).bytes(new Uint8Array());
+    for (const [k, v] of Object.entries(f.labels ?? {})) writeMapEntry(w, 3, k, v);
+  });
+  return encode((w) => w.tag(1, LEN).bytes(filter));
 }
 
 function decodeMetadata(bytes: Uint8Array, into: PodSandboxInfo): void {
@@ -154,10 +140,7 @@ export function decodeListResponse(bytes: Uint8Array): PodSandboxInfo[] {
 
 /** Encodes PodSandboxStatusRequest{pod_sandbox_id, verbose: true}. */
 export function encodeStatusRequest(id: string): Uint8Array {
-  const w = new BinaryWriter();
-  w.tag(1, LEN).string(id);
-  w.tag(2, WireType.Varint).bool(true);
-  return w.finish();
+  return encode((w) => w.tag(1, LEN).string(id).tag(2, WireType.Varint).bool(true));
 }
 
 /** The network namespace path in a runtime's verbose `info` document, if it names one. */
@@ -200,18 +183,25 @@ export function decodeStatusResponse(bytes: Uint8Array): PodSandboxDetail {
   return d;
 }
 
+/** A client encodes requests and decodes answers only. */
+function clientSide<T>(what: string): (value: T) => never {
+  return () => {
+    throw new Error(`${what} is not a client's to handle`);
+  };
+}
+
 const LIST: UnaryMethod<ListFilter, PodSandboxInfo[]> = {
   service: SERVICE,
   name: "ListPodSandbox",
-  encode: encodeListRequest,
-  decode: decodeListResponse,
+  request: { encode: encodeListRequest, decode: clientSide("decoding a request") },
+  response: { encode: clientSide("encoding an answer"), decode: decodeListResponse },
 };
 
 const STATUS: UnaryMethod<string, PodSandboxDetail> = {
   service: SERVICE,
   name: "PodSandboxStatus",
-  encode: encodeStatusRequest,
-  decode: decodeStatusResponse,
+  request: { encode: encodeStatusRequest, decode: clientSide("decoding a request") },
+  response: { encode: clientSide("encoding an answer"), decode: decodeStatusResponse },
 };
 
 /** The runtime, as hydra asks it. */

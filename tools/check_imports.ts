@@ -47,14 +47,14 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 2,
-    folders: ["cni", "cri", "nft"],
+    folders: ["cni", "kubelet", "nft"],
     what: "the CNI contract as a library: types, skel, invocation (built-ins injected); " +
-      "the runtime's CRI socket; nftables transactions through libnftables",
+      "the kubelet's local gRPC APIs; nftables transactions through libnftables",
   },
   {
     rank: 3,
-    folders: ["kube"],
-    what: "Kubernetes client, informers, selection, status",
+    folders: ["cri", "kube"],
+    what: "the container runtime's CRI socket; Kubernetes client, informers, selection, status",
   },
   {
     rank: 4,
@@ -70,13 +70,14 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 8,
-    folders: ["hotplug"],
-    what: "engine-level parts the roles share: hot plug of running pods' networks",
+    folders: ["drasandbox", "hotplug"],
+    what: "what the roles share above the engine: a pod sandbox's DRA devices (state shared " +
+      "with the driver, NIC moves, the NRI hook); hot plug of running pods' networks",
   },
   {
     rank: 9,
-    folders: ["daemon", "install", "nri", "policy", "route"],
-    what: "roles: node daemon, installer, NRI plugin, network policy, router",
+    folders: ["daemon", "dra", "install", "nri", "policy", "route"],
+    what: "roles: node daemon, DRA driver, installer, NRI plugin, network policy, router",
   },
   {
     rank: 10,
