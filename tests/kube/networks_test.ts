@@ -377,6 +377,28 @@ Deno.test("resolving a pod's networks from the API server, as Multus users expec
         ),
         /namespace isolation is on/,
       );
+      // A network backed by a device: the pod's devices were shared out at its creation.
+      const device = nadManifest(app, "vf-net", conf("vf-net", "host-device"));
+      await admin.create(nadPath(app, undefined), {
+        ...device,
+        metadata: {
+          ...device.metadata,
+          annotations: { "k8s.v1.cni.cncf.io/resourceName": "example.com/vf" },
+        },
+      });
+      const [vf] = parseNetworkSelection("vf-net", app);
+      await assert.rejects(
+        resolveSelection(
+          pod,
+          vf,
+          { ifName: "net5", index: 3, element: 1, legacy: false },
+          rules,
+          agent,
+          opts,
+        ),
+        /uses a device of resource "example\.com\/vf": such a network is attached at the pod's creation only/,
+      );
+      assert.equal((await events(pod)).length, 0);
     });
 
     await t.step("two networks on one interface name are refused", async () => {
