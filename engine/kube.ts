@@ -52,6 +52,7 @@ import {
   deleteAll,
   type Invocation,
   saveRecordFirst,
+  warnAboutNetworks,
 } from "./run.ts";
 import {
   type AttachmentRecord,
@@ -265,6 +266,7 @@ export async function addKube(args: CmdArgs, inv: Invocation): Promise<AttachOut
       networks: attachments.map((a) => `${a.name}@${a.ifName}`),
       ms: Date.now() - started,
     });
+    warnAboutNetworks(inv, asDelegates(attachments));
     await assertPluginsExist(asDelegates(attachments), inv.listOptions);
     const record: AttachmentRecord = {
       kind: RECORD_KIND,

@@ -38,6 +38,8 @@ export interface NriServeOptions {
   defaultNetworks: string[];
   cacheDir: string;
   cniBinDirs: string[];
+  /** The host's root as mounted in the container: exec'd delegates run chrooted into it. */
+  chrootDir?: string;
   onFailure: FailurePolicy;
   /** Undefined: no endpoint. */
   healthAddr?: ListenAddress;
@@ -98,6 +100,10 @@ Networks:
                          (default: /var/lib/kubelet/pod-resources/kubelet.sock)
   --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
                          separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
+  --chroot-dir DIR       the node's root as mounted in this container: delegates
+                         that are not built in run chrooted into it, so they find
+                         the node's tools (iptables for portmap, firewall); their
+                         paths must be the same in the container and on the node
   --cache-dir DIR        records of what was attached, kept across restarts
                          (default: ${DEFAULT_NRI_CACHE_DIR})
   --on-failure fail|log  fail: a pod whose networks cannot be attached fails to
@@ -133,6 +139,7 @@ const STRING_FLAGS = [
   "conf-dir",
   "kubeconfig",
   "cache-dir",
+  "chroot-dir",
   "on-failure",
   "concurrency",
   "health-addr",
@@ -238,6 +245,7 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     throw new UsageError("--default-network needs Kubernetes mode (--kubeconfig or --in-cluster)");
   }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  if (s("chroot-dir") !== undefined) opts.chrootDir = absolute("chroot-dir", s("chroot-dir")!);
   const dra = s("dra-state-dir") ?? DEFAULT_DRA_STATE_DIR;
   if (dra !== "off" && dra !== "") opts.draStateDir = absolute("dra-state-dir", dra);
   return opts;

@@ -345,6 +345,7 @@ function createDeps(opts: NriServeOptions, source: NetworkSource, log: Logger): 
     log,
     metaLogLevel: opts.logLevel,
     metaLogFile: opts.logFile,
+    ...(opts.chrootDir ? { chrootDir: opts.chrootDir } : {}),
   });
   const reconciler = createReconciler({
     attacher,

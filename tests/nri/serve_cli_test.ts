@@ -74,3 +74,9 @@ Deno.test("nri serve: the DaemonSet's nri container passes arguments it accepts"
   assert.equal(opts.inCluster, true);
   assert.ok(mounts.includes(opts.confDir), `conf dir ${opts.confDir} mounted`);
 });
+
+Deno.test("nri serve: --chroot-dir names the node's root for exec'd delegates; absolute only", () => {
+  assert.equal(parseNriServeArgs(["--chroot-dir", "/host"]).chrootDir, "/host");
+  assert.equal(parseNriServeArgs([]).chrootDir, undefined);
+  assert.throws(() => parseNriServeArgs(["--chroot-dir", "host"]), /absolute path/);
+});
