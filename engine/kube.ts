@@ -148,6 +148,7 @@ function selectionRules(s: KubeMetaSettings, args: CmdArgs, inv: Invocation): Se
   }
   if (inv.options.delegateTimeoutMs) rules.delegateTimeoutMs = inv.options.delegateTimeoutMs;
   if (inv.options.cniVersion) rules.cniVersion = inv.options.cniVersion;
+  if (inv.options.chrootDir) rules.chrootDir = inv.options.chrootDir;
   return rules;
 }
 

@@ -43,7 +43,7 @@ import type { Logger } from "../pkg/log.ts";
 import { withHandle } from "../netlink/socket.ts";
 import { findLink } from "../netlink/link.ts";
 import { closeRemovalBatch, openRemovalBatch } from "../plugins/link_batch.ts";
-import { assertPluginsExist, delegateError, runtimeFor } from "./run.ts";
+import { assertPluginsExist, chrootedRunner, delegateError, runtimeFor } from "./run.ts";
 import {
   type AttachmentRecord,
   loadRecord,
@@ -123,13 +123,13 @@ function unknownAttachment(t: PlugTarget): CniError {
   );
 }
 
-/** How the record's networks run: its plugin path and timeout. */
+/** How the record's networks run: its plugin path, timeout and chroot, as at creation. */
 function listOptionsOf(t: PlugTarget, rules: SelectionRules | undefined): ListOptions {
   return {
     path: rules?.cniPath ?? [],
     cacheDir: t.cacheDir,
     timeoutMs: rules?.delegateTimeoutMs,
-    builtins: t.builtins,
+    builtins: chrootedRunner(t.builtins, rules?.chrootDir),
   };
 }
 

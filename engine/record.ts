@@ -77,6 +77,8 @@ export interface SelectionRules {
   cniArgs?: string;
   /** The version a network without one takes (the meta-CNI's). */
   cniVersion?: string;
+  /** `chrootDir`: exec'd delegates run chrooted into the node's root, as at creation. */
+  chrootDir?: string;
 }
 
 /** The pod a Kubernetes-mode record belongs to. */

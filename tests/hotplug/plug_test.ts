@@ -4,7 +4,8 @@
  * the namespace and the record, names already taken are refused before
  * anything runs, a failed ADD leaves nothing behind, an unplug takes the
  * network and its address away (never the default network), and a plug a
- * crash left half-done is undone.
+ * crash left half-done is undone; a record made under `chrootDir` runs the
+ * plugged network's plugins chrooted, as at creation.
  *
  * Needs root and the reference plugins (tests/infra/build-peers.sh).
  */
@@ -132,6 +133,52 @@ Deno.test("plug and unplug one network of a recorded attachment", async () => {
       assert.deepEqual((await loadRecord(cacheDir, CID, "eth0"))!.delegates.map((d) => d.ifName), [
         "eth0",
       ]);
+    });
+  } finally {
+    await deleteNetns(pod);
+    await run("ip", "link", "del", bridge).catch(() => {});
+  }
+});
+
+Deno.test("a record made under chrootDir runs a plugged network's plugins in that root", async () => {
+  const pod = await createNetns("hpc");
+  const bridge = uniqueName("hpcb");
+  try {
+    await withTempDir(async (dir) => {
+      const cacheDir = join(dir, "cache");
+      // A root without the plugins: run there, the plug cannot find its bridge plugin.
+      const root = join(dir, "root");
+      await Deno.mkdir(root);
+      await saveRecord(cacheDir, {
+        kind: RECORD_KIND,
+        containerId: CID,
+        ifName: "eth0",
+        netns: pod.path,
+        pod: { namespace: "ns", name: "p", uid: "u1" },
+        selectionRules: {
+          cniPath: [referencePluginDir()],
+          namespaceIsolation: false,
+          chrootDir: root,
+        },
+        delegates: [{
+          ifName: "eth0",
+          network: "cluster",
+          config: { cniVersion: "1.1.0", name: "cluster", plugins: [{ type: "loopback" }] },
+        }],
+      });
+      const t: PlugTarget = {
+        cacheDir,
+        containerId: CID,
+        recordIfName: "eth0",
+        netns: pod.path,
+        log: createLogger({ level: "off" }),
+      };
+      const blue = network("blue", bridge, "10.219.8.0/24", join(dir, "ipam"), "net1");
+      const err = await plugNetwork(t, blue).then(() => undefined, (e: Error) => e);
+      assert.ok(err, "the plug ran outside the record's chrootDir");
+      assert.match(err.message, /error adding network "blue"/);
+      assert.deepEqual(await links(pod.path), ["lo"]);
+      assert.equal((await loadRecord(cacheDir, CID, "eth0"))!.delegates.length, 1);
     });
   } finally {
     await deleteNetns(pod);
