@@ -4,8 +4,8 @@
 # image. Only what is missing, or whose pinned version changed, is rebuilt.
 #
 # Usage: tests/infra/build-peers.sh [peer...]
-#   peers: cnitool pause plugins crictl containerd etcd kube multus whereabouts kubelet
-#          (default: all, in this order)
+#   peers: cnitool pause plugins crictl containerd etcd kube kube-control kubelet multus
+#          multus-thick whereabouts helm (default: all, in this order)
 # Env:   HYDRA_PEERS_DIR  cache folder (default: $HOME/.cache/hydra-peers)
 #        HYDRA_PEERS_SKIP_APT=1  do not install missing Debian packages
 # Logs go to stderr; the last stdout line is PEERS_DIR=<folder>.
@@ -29,7 +29,10 @@ go_cmd=(nice -n 10 go)
 log() { printf '[build-peers] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-all_peers=(cnitool pause plugins crictl containerd etcd kube multus whereabouts kubelet)
+all_peers=(cnitool pause plugins crictl containerd etcd kube kube-control kubelet multus multus-thick
+  whereabouts helm)
+# The Kubernetes peers asked for in this run (see build_kube_peers).
+kube_wanted=()
 
 # A peer is current when its stamp records the wanted key and all its outputs exist.
 is_current() { # name key outputs...
@@ -208,7 +211,7 @@ EOF
   write_stamp etcd "$key"
 }
 
-# --- kube-apiserver, kubectl (and optionally kubelet) -------------------------------------------
+# --- Kubernetes: kube-apiserver, kubectl, kube-scheduler, kube-controller-manager, kubelet ------
 kube_ldflags() {
   local kv=$KUBERNETES_VERSION minor p=k8s.io/component-base/version c=k8s.io/client-go/pkg/version
   minor=$(echo "$kv" | cut -d. -f2)
@@ -216,25 +219,49 @@ kube_ldflags() {
     "-X $c.gitVersion=$kv -X $c.gitMajor=1 -X $c.gitMinor=$minor"
 }
 
-build_kube() {
-  local key="kubernetes $KUBERNETES_VERSION" m=k8s.io/kubernetes
-  is_current kube "$key" "$bin_dir/kube-apiserver" "$bin_dir/kubectl" && return 0
-  build_module kube "$src_dir/kube" "$m" "$KUBERNETES_VERSION" -ldflags "$(kube_ldflags)" -- \
-    "$m/cmd/kube-apiserver" "$m/cmd/kubectl"
-  install_from "$src_dir/kube/out" "$bin_dir" kube-apiserver kubectl
-  write_stamp kube "$key"
+# The programs of each Kubernetes peer (each peer has its own stamp).
+kube_peer_commands() {
+  case $1 in
+    kube) echo "kube-apiserver kubectl" ;;
+    kube-control) echo "kube-scheduler kube-controller-manager" ;;
+    kubelet) echo "kubelet" ;;
+    *) die "not a Kubernetes peer: $1" ;;
+  esac
 }
 
-build_kubelet() {
-  local key="kubelet $KUBERNETES_VERSION" m=k8s.io/kubernetes
-  is_current kubelet "$key" "$bin_dir/kubelet" && return 0
-  build_module kubelet "$src_dir/kubelet" "$m" "$KUBERNETES_VERSION" -ldflags "$(kube_ldflags)" -- \
-    "$m/cmd/kubelet"
-  install_from "$src_dir/kubelet/out" "$bin_dir" kubelet
-  write_stamp kubelet "$key"
+kube_peer_key() { if [[ $1 == kube ]]; then echo "kubernetes $KUBERNETES_VERSION"; else echo "$1 $KUBERNETES_VERSION"; fi; }
+
+kube_peer_current() {
+  local outputs=() c
+  for c in $(kube_peer_commands "$1"); do outputs+=("$bin_dir/$c"); done
+  is_current "$1" "$(kube_peer_key "$1")" "${outputs[@]}"
 }
+
+# Builds every wanted Kubernetes peer that is out of date with one `go build` in one scratch
+# module: the packages they share (client-go, apiserver, most of k8s.io/kubernetes/pkg) compile
+# once, and each link overlaps with the remaining compilation. Called for each of them; the first
+# call does the work.
+build_kube_peers() {
+  local stale=() commands=() p c m=k8s.io/kubernetes
+  for p in "${kube_wanted[@]}"; do kube_peer_current "$p" || stale+=("$p"); done
+  ((${#stale[@]} > 0)) || return 0
+  for p in "${stale[@]}"; do
+    for c in $(kube_peer_commands "$p"); do commands+=("$c"); done
+  done
+  build_module "${stale[*]}" "$src_dir/kube" "$m" "$KUBERNETES_VERSION" -ldflags "$(kube_ldflags)" \
+    -- "${commands[@]/#/$m/cmd/}"
+  install_from "$src_dir/kube/out" "$bin_dir" "${commands[@]}"
+  for p in "${stale[@]}"; do write_stamp "$p" "$(kube_peer_key "$p")"; done
+}
+
+build_kube() { build_kube_peers; }
+build_kube-control() { build_kube_peers; }
+build_kubelet() { build_kube_peers; }
 
 # --- multus -----------------------------------------------------------------------------------
+# Two peers from the same module version and scratch module: the thin plugin (multus) and the thick
+# plugin's daemon and shim (multus-daemon, multus-shim); the second build reuses the first's
+# compiled packages.
 build_multus() {
   local key="multus $MULTUS_VERSION" m=gopkg.in/k8snetworkplumbingwg/multus-cni.v4
   is_current multus "$key" "$bin_dir/multus" && return 0
@@ -242,6 +269,16 @@ build_multus() {
     -ldflags "-s -w -X $m/pkg/multus.version=$MULTUS_VERSION" -- "$m/cmd/multus"
   install_from "$src_dir/multus/out" "$bin_dir" multus
   write_stamp multus "$key"
+}
+
+build_multus-thick() {
+  local key="multus-thick $MULTUS_VERSION" m=gopkg.in/k8snetworkplumbingwg/multus-cni.v4
+  is_current multus-thick "$key" "$bin_dir/multus-daemon" "$bin_dir/multus-shim" && return 0
+  build_module multus-thick "$src_dir/multus" "$m" "$MULTUS_VERSION" \
+    -ldflags "-s -w -X $m/pkg/multus.version=$MULTUS_VERSION" -- \
+    "$m/cmd/multus-daemon" "$m/cmd/multus-shim"
+  install_from "$src_dir/multus/out" "$bin_dir" multus-daemon multus-shim
+  write_stamp multus-thick "$key"
 }
 
 # --- whereabouts --------------------------------------------------------------------------------
@@ -253,6 +290,28 @@ build_whereabouts() {
   mv "$src_dir/whereabouts/out/cmd" "$src_dir/whereabouts/out/whereabouts"
   install_from "$src_dir/whereabouts/out" "$bin_dir" whereabouts
   write_stamp whereabouts "$key"
+}
+
+# --- helm ---------------------------------------------------------------------------------------
+# Helm's Makefile stamps its version and the Kubernetes version its libraries speak (the default
+# of `helm template`'s .Capabilities.KubeVersion) at link time; so does this build.
+build_helm() {
+  local key="helm $HELM_VERSION" m=helm.sh/helm/v3
+  is_current helm "$key" "$bin_dir/helm" && return 0
+  local upstream client_go minor
+  upstream=$(cd "$src_dir" && go mod download -json "$m@$HELM_VERSION" | jq -r '.GoMod // empty')
+  [[ -n $upstream ]] || die "cannot download $m@$HELM_VERSION"
+  client_go=$(go mod edit -json "$upstream" |
+    jq -r '.Require[] | select(.Path == "k8s.io/client-go") | .Version')
+  minor=$(echo "$client_go" | cut -d. -f2)
+  [[ $minor =~ ^[0-9]+$ ]] || die "cannot tell which Kubernetes version helm $HELM_VERSION speaks"
+  local v=$m/internal/version flags
+  flags="-s -w -X $v.version=$HELM_VERSION -X $v.gitTreeState=clean"
+  flags+=" -X $m/pkg/lint/rules.k8sVersionMajor=1 -X $m/pkg/lint/rules.k8sVersionMinor=$minor"
+  flags+=" -X $m/pkg/chartutil.k8sVersionMajor=1 -X $m/pkg/chartutil.k8sVersionMinor=$minor"
+  build_module helm "$src_dir/helm" "$m" "$HELM_VERSION" -ldflags "$flags" -- "$m/cmd/helm"
+  install_from "$src_dir/helm/out" "$bin_dir" helm
+  write_stamp helm "$key"
 }
 
 # --- offline pause image ------------------------------------------------------------------------
@@ -327,6 +386,9 @@ main() {
   local ordered=() q
   for q in "${all_peers[@]}"; do
     for p in "${wanted[@]}"; do [[ $p == "$q" ]] && { ordered+=("$q"); break; }; done
+  done
+  for p in "${ordered[@]}"; do
+    [[ $p == kube || $p == kube-control || $p == kubelet ]] && kube_wanted+=("$p")
   done
   for p in "${ordered[@]}"; do "build_$p"; done
   echo "PEERS_DIR=$peers_dir"
