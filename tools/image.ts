@@ -427,6 +427,21 @@ async function writeArchive(
   await Deno.rename(temp, archive);
 }
 
+const WORK_PREFIX = ".hydra-image-";
+
+/**
+ * Removes work folders a killed build left behind (an hour old: no build takes that long, and a
+ * concurrent build's folder is younger).
+ */
+async function removeAbandoned(dir: string): Promise<void> {
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isDirectory || !entry.name.startsWith(WORK_PREFIX)) continue;
+    const path = `${dir}/${entry.name}`;
+    const age = Date.now() - ((await Deno.stat(path)).mtime?.getTime() ?? Date.now());
+    if (age > 3600_000) await Deno.remove(path, { recursive: true }).catch(() => {});
+  }
+}
+
 /** Builds the image archive unless it is current; see the module documentation. */
 export async function buildHydraImage(
   opts: ImageOptions = {},
@@ -452,7 +467,8 @@ export async function buildHydraImage(
   }
   const dir = archive.slice(0, archive.lastIndexOf("/"));
   await Deno.mkdir(dir, { recursive: true });
-  const work = await Deno.makeTempDir({ dir, prefix: ".hydra-image-" });
+  await removeAbandoned(dir);
+  const work = await Deno.makeTempDir({ dir, prefix: WORK_PREFIX });
   try {
     const rootfs = `${work}/rootfs`;
     await Deno.mkdir(rootfs);
