@@ -54,15 +54,36 @@ install_from() { # staging-dir target-dir files...
   done
 }
 
+# CPU seconds (user + system) used so far by this shell's finished children. `times` must run in
+# this shell (a command substitution would be a child with counters of its own), so its output
+# goes through a file.
+children_cpu() {
+  local file=$peers_dir/.times.$BASHPID
+  times >"$file"
+  awk 'NR == 2 {
+    n = split($0, f, " ")
+    for (i = 1; i <= n; i++) { split(f[i], p, /[ms]/); total += p[1] * 60 + p[2] }
+    printf "%.1f", total
+  }' "$file"
+  rm -f "$file"
+}
+
+# Runs a build and records its wall time and CPU time. On a busy machine the wall time says little;
+# the CPU time (all cores together) is what the build costs wherever it runs.
 timed() { # name version command...
-  local name=$1 version=$2 start end; shift 2
+  local name=$1 version=$2 start end cpu; shift 2
   log "building $name $version"
+  local before=$peers_dir/.cpu-before.$BASHPID after=$peers_dir/.cpu-after.$BASHPID
   start=$(date +%s)
+  children_cpu >"$before"
   "$@"
   end=$(date +%s)
-  log "built $name $version in $((end - start))s"
-  printf '%s\t%s\t%s\t%ss\n' "$(date -u +%FT%TZ)" "$name" "$version" "$((end - start))" \
-    >>"$peers_dir/build-times.tsv"
+  children_cpu >"$after"
+  cpu=$(awk 'NR == FNR { a = $1; next } { printf "%.0f", $1 - a }' "$before" "$after")
+  rm -f "$before" "$after"
+  log "built $name $version in $((end - start))s (${cpu}s CPU)"
+  printf '%s\t%s\t%s\t%ss\t%ss cpu\n' "$(date -u +%FT%TZ)" "$name" "$version" "$((end - start))" \
+    "$cpu" >>"$peers_dir/build-times.tsv"
 }
 
 fresh_dir() { rm -rf "$1" && mkdir -p "$1"; }
