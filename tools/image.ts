@@ -9,16 +9,19 @@
  * was built from the same commit, Deno and options. Two layers:
  *
  * - base: the Deno executable from npm (tools/node_modules, what ./dev.sh installs), the shared
- *   libraries it and the launcher's few helpers (sh, readlink, dirname, basename) link, taken from
- *   this machine (`ldd`), and a minimal /etc. It changes only with Deno or the machine's libc.
+ *   libraries it and the launcher's few helpers (sh, readlink, dirname, basename) link, libnftables
+ *   and the libraries it links (the policy role loads it through FFI, as the Dockerfile's image
+ *   carries it), all taken from this machine (`ldd`), and a minimal /etc. It changes only with
+ *   Deno or the machine's libc and libnftables.
  * - app: /opt/hydra: the committed tree at HEAD (`git archive`; uncommitted edits are not in it),
  *   its filled Deno cache (npm packages, transpiled modules) and the CNI bundle.
  *
  * The caches are filled by running Deno inside the staged root (chroot in a private mount
  * namespace), which proves the root complete: the build fails if `hydra version` does not run in
- * it. The entrypoint is the launcher with `install`, as the Dockerfile's; the DaemonSets in deploy/
- * name `/usr/local/bin/hydra` as command for the other roles. Needs root (chroot, mounts), git,
- * tar, sha256sum, ldd and unshare.
+ * it or if hydra's libnftables binding cannot load the library there. The entrypoint is the
+ * launcher with `install`, as the Dockerfile's; the DaemonSets in deploy/ name
+ * `/usr/local/bin/hydra` as command for the other roles. Needs root (chroot, mounts), git, tar,
+ * sha256sum, ldd, ldconfig, unshare and the libnftables1 package.
  *
  * @module
  */
@@ -35,8 +38,10 @@ const HELPERS = [
   "/usr/bin/dirname",
   "/usr/bin/basename",
 ];
+/** Libraries hydra loads through FFI by soname: nothing links them, so ldd cannot find them. */
+const FFI_LIBRARIES = ["libnftables.so.1"];
 /** Bump when the image layout changes, so archives built by an older builder are rebuilt. */
-const LAYOUT_VERSION = "1";
+const LAYOUT_VERSION = "2";
 /** tar options for layers whose digest depends only on their content. */
 const REPRODUCIBLE_TAR = [
   "--owner=0",
@@ -166,6 +171,17 @@ export function parseLdd(output: string): string[] {
   return [...found].sort();
 }
 
+/** Where the loader cache (`ldconfig -p` output) finds each soname; throws when one is absent. */
+export function parseLdconfig(output: string, sonames: string[]): string[] {
+  return sonames.map((soname) => {
+    for (const line of output.split("\n")) {
+      const match = /^\s*(\S+)\s+\((.*)\)\s+=>\s+(\/\S+)$/.exec(line);
+      if (match?.[1] === soname && match[2].includes("x86-64")) return match[3];
+    }
+    throw new Error(`${soname} is not installed on this machine (Debian: libnftables1)`);
+  });
+}
+
 async function copyInto(
   rootfs: string,
   source: string,
@@ -202,7 +218,9 @@ async function stageBase(rootfs: string, deno: string): Promise<void> {
   await copyInto(rootfs, deno, "/usr/local/bin/deno");
   for (const helper of HELPERS) await copyInto(rootfs, helper);
   await Deno.symlink("dash", `${rootfs}/usr/bin/sh`);
-  const libraries = parseLdd(await run("ldd", [deno, ...HELPERS]));
+  const ffi = parseLdconfig(await run("ldconfig", ["-p"]), FFI_LIBRARIES);
+  for (const library of ffi) await copyInto(rootfs, library);
+  const libraries = parseLdd(await run("ldd", [deno, ...HELPERS, ...ffi]));
   for (const library of libraries) await copyInto(rootfs, library);
   await Deno.symlink(
     `${IMAGE_TREE}/bin/hydra`,
@@ -256,6 +274,8 @@ async function fillCaches(rootfs: string): Promise<void> {
     "deno install --quiet --frozen --cached-only --entrypoint main.ts",
     "deno run --quiet --cached-only -A tools/bundle.ts --force >/dev/null",
     "/usr/local/bin/hydra version",
+    // The policy role's binding loads libnftables by soname, as it will in a container.
+    'deno eval --cached-only "import { nftSymbols } from \\"./nft/libnftables.ts\\"; nftSymbols();"',
   ].join("\n");
   const inRoot = [
     "set -e",
