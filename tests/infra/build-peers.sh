@@ -91,7 +91,9 @@ fresh_dir() { rm -rf "$1" && mkdir -p "$1"; }
 ensure_debian_packages() {
   [[ ${HYDRA_PEERS_SKIP_APT:-} == 1 ]] && return 0
   local missing=() p
-  for p in runc containernetworking-plugins iproute2 iptables openssl gcc libc6-dev tar jq util-linux; do
+  # libnftables1: hydra's policy role loads it, and tools/image.ts puts it into hydra's image.
+  for p in runc containernetworking-plugins iproute2 iptables openssl gcc libc6-dev tar jq util-linux \
+    libnftables1; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   ((${#missing[@]} == 0)) && return 0
