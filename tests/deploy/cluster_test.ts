@@ -113,16 +113,23 @@ async function podReport(w: World, selector: string, ns = NS): Promise<string> {
       }`,
     );
   }
-  try {
-    const ps = JSON.parse(await w.ctd.crictl("ps", "-a", "--namespace", ns, "-o", "json")) as {
-      containers: Obj[];
-    };
-    for (const c of ps.containers.slice(-6)) {
-      const logs = await w.ctd.crictl("logs", "--tail", "15", c.id).catch((e) => String(e));
-      lines.push(`--- ${c.metadata.name} (${c.state}):\n${logs}`);
+  // The kubelet keeps container logs in its own folder: <ns>_<pod>_<uid>/<container>/N.log.
+  const logsDir = join(w.kubelet.dir, "pod-logs");
+  for (const pod of [...Deno.readDirSync(logsDir)].filter((e) => e.name.startsWith(`${ns}_`))) {
+    for (const c of Deno.readDirSync(join(logsDir, pod.name))) {
+      for (const f of Deno.readDirSync(join(logsDir, pod.name, c.name))) {
+        const text = Deno.readTextFileSync(join(logsDir, pod.name, c.name, f.name));
+        lines.push(
+          `--- ${pod.name}/${c.name}/${f.name}:\n${
+            text.trimEnd().split("\n").slice(-12).join("\n")
+          }`,
+        );
+      }
     }
-  } catch (err) {
-    lines.push(String(err));
+  }
+  const events = await w.cp.api.must("GET", "/api/v1/events") as { items: Obj[] };
+  for (const e of events.items.filter((e) => e.type === "Warning").slice(-8)) {
+    lines.push(`event ${e.involvedObject?.name}: ${e.reason} ${String(e.message).slice(0, 400)}`);
   }
   return lines.join("\n");
 }
@@ -193,7 +200,7 @@ async function withWorld(body: (w: World) => Promise<void>): Promise<void> {
         const node: TestNode = {
           root,
           nriDir: join(ctd.dir, "nri"),
-          netnsDir: join(ctd.stateDir, "netns"),
+          netnsDir: join(ctd.stateDir, "io.containerd.grpc.v1.cri", "netns"),
           podResourcesDir: join(kubelet.dir, "root", "pod-resources"),
           image: built.tag,
           apiHost: api.hostname,
@@ -258,8 +265,20 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
     const before = await cniFolders(w.root);
     const ns = uniqueName("wl");
     const nriSetup = fittedManifest(w, "hydra-nri.yaml");
+    // Each step builds on the one before: after a failure the rest only report that.
+    let failed = false;
+    const step = (name: string, fn: () => Promise<void>) =>
+      t.step(name, async () => {
+        if (failed) throw new Error("an earlier step failed");
+        try {
+          await fn();
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
+      });
 
-    await t.step(
+    await step(
       "kubectl apply of hydra-nri.yaml: the pods come up and install hydra",
       async () => {
         await applyFitted(w, nriSetup);
@@ -279,7 +298,7 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
       },
     );
 
-    await t.step("a Pod naming a NetworkAttachmentDefinition runs with that network", async () => {
+    await step("a Pod naming a NetworkAttachmentDefinition runs with that network", async () => {
       await w.cp.createNamespace(ns);
       const octet = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
       await w.cp.api.must(
@@ -333,7 +352,7 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
       );
     });
 
-    await t.step(
+    await step(
       "a rolling upgrade keeps the pod's network; the node never lacks conf or executable",
       async () => {
         const net1Before = await podInterface(w, ns, "workload", "net1");
@@ -365,7 +384,7 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
       },
     );
 
-    await t.step(
+    await step(
       "deleting the setup and running the uninstall leave the node as it was",
       async () => {
         await w.cp.api.must("DELETE", `/api/v1/namespaces/${ns}/pods/workload`);
@@ -429,7 +448,7 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
       },
     );
 
-    await t.step("helm install of the chart (the router), ready, helm uninstall", async () => {
+    await step("helm install of the chart (the router), ready, helm uninstall", async () => {
       // The chart holds the hydra-system namespace itself: the release record lives elsewhere.
       await poll(
         async () => (await w.cp.api.request("GET", `/api/v1/namespaces/${NS}`)).status === 404,

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { parseAllDocuments, stringify } from "yaml";
+import { parseAllDocuments } from "yaml";
 
 // deno-lint-ignore no-explicit-any
 type Obj = Record<string, any>;
@@ -77,9 +77,12 @@ export function fitToTestNode(yamlText: string, node: TestNode): Obj[] {
   return out;
 }
 
-/** Objects as one YAML stream. */
+/**
+ * Objects as one YAML stream, each document JSON (plain YAML would leave
+ * `off` unquoted, which YAML 1.1 readers such as kubectl take for false).
+ */
 export function toYaml(objects: Obj[]): string {
-  return objects.map((o) => `---\n${stringify(o)}`).join("");
+  return objects.map((o) => `---\n${JSON.stringify(o)}\n`).join("");
 }
 
 if (import.meta.main) {
