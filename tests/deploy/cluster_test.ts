@@ -220,12 +220,12 @@ async function withWorld(body: (w: World) => Promise<void>): Promise<void> {
 }
 
 /** The Pod of the test: the pause image, one extra network. */
-function workloadPod(ns: string, nad: string): Obj {
+function workloadPod(image: string, nad: string): Obj {
   return {
     metadata: { name: "workload", annotations: { "k8s.v1.cni.cncf.io/networks": nad } },
     spec: {
       terminationGracePeriodSeconds: 1,
-      containers: [{ name: "main", image: "", imagePullPolicy: "Never" }],
+      containers: [{ name: "main", image, imagePullPolicy: "Never" }],
     },
   };
 }
@@ -318,8 +318,7 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
           },
         },
       );
-      const pod = workloadPod(ns, "blue");
-      pod.spec.containers[0].image = w.ctd.pauseImage;
+      const pod = workloadPod(w.ctd.pauseImage, "blue");
       await w.cp.api.must("POST", `/api/v1/namespaces/${ns}/pods`, pod);
       let current: Obj = {};
       const running = await poll(
