@@ -8,11 +8,13 @@
  *    installer puts hydra onto the node;
  * 2. a Pod with a NetworkAttachmentDefinition in its annotation runs with
  *    that network (attached by the NRI plugin of the DaemonSet);
- * 3. a rolling upgrade to a new image: the running Pod keeps its network and
+ * 3. `kubectl apply` of hydra-dra.yaml beside it: the DRA driver registers
+ *    with the kubelet and publishes the node's devices; then it is removed;
+ * 4. a rolling upgrade to a new image: the running Pod keeps its network and
  *    the node never lacks its CNI conf nor hydra's executable;
- * 4. deleting the setup and running the uninstall leaves the node's CNI
+ * 5. deleting the setup and running the uninstall leaves the node's CNI
  *    folders as they were;
- * 5. `helm install` of the chart (the router), ready, `helm uninstall`.
+ * 6. `helm install` of the chart (the router), ready, `helm uninstall`.
  *
  * The manifests are fitted to the test node (its folders, its containerd's
  * sockets, the offline image) by tests/deploy/test_node.ts.
@@ -201,7 +203,7 @@ async function withWorld(body: (w: World) => Promise<void>): Promise<void> {
           root,
           nriDir: join(ctd.dir, "nri"),
           netnsDir: join(ctd.stateDir, "io.containerd.grpc.v1.cri", "netns"),
-          podResourcesDir: join(kubelet.dir, "root", "pod-resources"),
+          kubeletRoot: join(kubelet.dir, "root"),
           image: built.tag,
           apiHost: api.hostname,
           apiPort: api.port,
@@ -350,6 +352,24 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
         blue.ips,
       );
     });
+
+    await step(
+      "kubectl apply of hydra-dra.yaml: the driver registers and publishes the node's devices",
+      async () => {
+        const dra = fittedManifest(w, "hydra-dra.yaml");
+        await applyFitted(w, dra);
+        await waitDaemonSet(w, "hydra-dra", w.image);
+        const slices = await w.cp.api.must(
+          "GET",
+          `/apis/resource.k8s.io/v1/resourceslices?fieldSelector=spec.nodeName=${w.kubelet.nodeName}`,
+        ) as { items: Obj[] };
+        assert.ok(
+          slices.items.some((s) => s.spec.driver.startsWith("hydra")),
+          JSON.stringify(slices.items.map((s) => s.spec.driver)),
+        );
+        await applyFitted(w, dra.filter((o) => o.kind !== "Namespace"), "delete", "--wait=true");
+      },
+    );
 
     await step(
       "a rolling upgrade keeps the pod's network; the node never lacks conf or executable",

@@ -26,8 +26,8 @@ export interface TestNode {
   nriDir: string;
   /** Where the test containerd bind-mounts pod network namespaces. */
   netnsDir: string;
-  /** The kubelet's pod-resources folder. */
-  podResourcesDir: string;
+  /** The kubelet's root folder (`--root-dir`; /var/lib/kubelet on a real node). */
+  kubeletRoot: string;
   /** The image every hydra container runs. */
   image: string;
   /** The API server as seen from the node's network namespace. */
@@ -39,7 +39,9 @@ export interface TestNode {
 export function hostPathOf(node: TestNode, path: string): string {
   if (path === "/var/run/nri") return node.nriDir;
   if (path === "/var/run/netns") return node.netnsDir;
-  if (path === "/var/lib/kubelet/pod-resources") return node.podResourcesDir;
+  if (path === "/var/lib/kubelet" || path.startsWith("/var/lib/kubelet/")) {
+    return `${node.kubeletRoot}${path.slice("/var/lib/kubelet".length)}`;
+  }
   return `${node.root}${path}`;
 }
 
@@ -53,9 +55,13 @@ function fitPod(node: TestNode, pod: Obj): void {
   for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
     if (String(c.image).includes("/hydra:")) c.image = node.image;
     for (const m of c.volumeMounts ?? []) {
-      // Namespace paths come from the runtime: they must be the same inside.
-      if (m.mountPath === "/var/run/netns") m.mountPath = moved.get(m.name);
+      // Namespace paths come from the runtime, and a DRA driver tells the kubelet where its
+      // sockets are: those must be the same inside.
+      if (m.mountPath === "/var/run/netns" || m.mountPath.startsWith("/var/lib/kubelet/")) {
+        m.mountPath = moved.get(m.name);
+      }
     }
+    if (c.args?.[0] === "dra") c.args.push(`--kubelet-dir=${node.kubeletRoot}`);
     c.env = [
       ...(c.env ?? []).filter((e: Obj) => !e.name.startsWith("KUBERNETES_SERVICE_")),
       { name: "KUBERNETES_SERVICE_HOST", value: node.apiHost },
