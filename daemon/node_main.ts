@@ -30,6 +30,7 @@ import { startReportQueue } from "./node_reports.ts";
 import { serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "./node_client.ts";
 import { spoolDirOf } from "./report_spool.ts";
+import { type Pod, podPath } from "../kube/objects.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
 const DEFAULT_SPOOL_DIR = spoolDirOf("/var/lib/cni/hydra");
@@ -213,7 +214,23 @@ export async function runDaemon(args: string[]): Promise<number> {
   /** Set once the first `cni` request has made this process defer link deletions. */
   let settleLinkDeletions: ((timeoutMs: number) => Promise<boolean>) | undefined;
   /** Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`). */
-  const executeCni = async (env: Record<string, string>, stdin: string) => {
+  const executeCni = async (env: Record<string, string>, stdin: string, plugin = "hydra") => {
+    if (plugin === "hydra-pool") {
+      // An exec'd cluster-IPAM plugin hands its allocation to the node's allocation host.
+      const [{ invokeInProcess }, { loadBuiltin }] = await Promise.all([
+        import("../cni/skel.ts"),
+        import("../plugins/registry.ts"),
+      ]);
+      return await invokeInProcess(
+        await loadBuiltin(plugin)!,
+        env,
+        new TextEncoder().encode(stdin),
+      );
+    }
+    if (plugin !== "hydra") {
+      const msg = `the node daemon runs only hydra and hydra-pool, not "${plugin}"`;
+      return { stdout: JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }), code: 1 };
+    }
     const [{ invokeInProcess }, { loadBuiltin }, { markRunningInDaemon }, batches] = await Promise
       .all([
         import("../cni/skel.ts"),
@@ -232,6 +249,15 @@ export async function runDaemon(args: string[]): Promise<number> {
     return await invokeInProcess(await loadBuiltin("hydra")!, env, new TextEncoder().encode(stdin));
   };
 
+  // This daemon runs the node's cluster-IPAM allocations (one writer per network and node).
+  (await import("../ipam/pool/host.ts")).servePoolsHere({
+    client,
+    nodeName: opts.nodeName,
+    metrics: registry,
+    log: log.with({ component: "ipam" }),
+    readPod: async (ns, name, uid, timeoutMs) =>
+      (await cache.get(podPath(ns, name), { uid, timeoutMs })).body as Pod,
+  });
   let server;
   let health: HealthServer | undefined;
   try {
