@@ -47,6 +47,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "node daemon: serve this node's pods and networks to the meta-CNI, write their status",
     run: async (args) => (await import("../daemon/node_main.ts")).runDaemon(args),
   },
+  ipam: {
+    summary: "cluster-wide IPAM: the reclaim controller (ipam controller), pool usage (ipam pools)",
+    run: async (args) => (await import("../ipam_controller/main.ts")).runIpam(args),
+  },
   doctor: {
     summary: "check this node's prerequisites and say what is missing",
     run: async (args) => (await import("./doctor.ts")).runDoctor(args),
