@@ -126,7 +126,25 @@ export interface AllocatorOptions {
   log?: Logger;
   /** How long a read of this node's blocks is trusted before claiming a new one; 5 s. */
   freshnessMs?: number;
+  /**
+   * Take back, once the API answers again, what a write whose outcome is
+   * unknown (the API went away mid-request) may have recorded for an ADD
+   * that failed. For long-lived processes; an exec'd plugin leaves such a
+   * record to the retried ADD (which takes it over) or the controller.
+   */
+  settleDoubts?: boolean;
 }
+
+/** A write that may have recorded an allocation for an ADD that failed. */
+interface Doubt {
+  block: string;
+  containerID: string;
+  ifName: string;
+  since: number;
+}
+
+/** How long a doubtful record is chased before it is left to the controller. */
+const DOUBT_TTL_MS = 10 * 60_000;
 
 interface Waiter<T> {
   resolve(v: T): void;
@@ -184,6 +202,10 @@ export class NetworkAllocator {
   #pending: Item[] = [];
   #running = false;
   #holds?: { at: number; holds: WhereaboutsHold[] | undefined };
+  #settleDoubts: boolean;
+  /** Handles of allocations whose write's outcome is unknown, for ADDs that failed. */
+  #doubts = new Map<string, Doubt>();
+  #sweeping = false;
 
   constructor(opts: AllocatorOptions) {
     this.network = opts.network;
@@ -193,6 +215,7 @@ export class NetworkAllocator {
     this.#log = opts.log;
     this.#importWhereabouts = opts.importWhereabouts ?? true;
     this.#freshnessMs = opts.freshnessMs ?? 5_000;
+    this.#settleDoubts = opts.settleDoubts ?? false;
   }
 
   /** Allocates one address per request (all or none are kept); throws a CniError-like error. */
@@ -466,7 +489,10 @@ export class NetworkAllocator {
       draft.items.push({ item: it });
       return false;
     }
-    if (found.how === "same" && !drafts.has(found.block.name)) {
+    if (
+      found.how === "same" && !drafts.has(found.block.name) &&
+      !this.#doubts.has(found.a.handle ?? "")
+    ) {
       it.waiter.resolve(ip);
       return true;
     }
@@ -648,6 +674,58 @@ export class NetworkAllocator {
     }
   }
 
+  /** Notes the allocations a failed write may have recorded, and chases them. */
+  #doubt(draft: Draft): void {
+    if (!this.#settleDoubts) return;
+    for (const { item } of draft.items) {
+      if (item.kind !== "allocate") continue;
+      const { handle, containerID, ifName } = item.req;
+      this.#doubts.set(handle, { block: draft.block.name, containerID, ifName, since: Date.now() });
+    }
+    if (!this.#sweeping) this.#sweepSoon();
+  }
+
+  #sweepSoon(): void {
+    this.#sweeping = true;
+    const timer = setTimeout(() => void this.#sweep(), 2_000);
+    Deno.unrefTimer(timer);
+  }
+
+  /** Removes the doubtful records still there with their handle (compare-and-swap). */
+  async #sweep(): Promise<void> {
+    for (const [handle, doubt] of [...this.#doubts]) {
+      if (Date.now() - doubt.since > DOUBT_TTL_MS) {
+        this.#doubts.delete(handle);
+        continue;
+      }
+      try {
+        const d = { end: Date.now() + 5_000 };
+        const obj = await getBlock(this.#client, doubt.block, d);
+        const b = obj && parseBlock(obj);
+        const offset = b ? [...b.allocations].find(([, a]) => a.handle === handle)?.[0] : undefined;
+        if (!b || offset === undefined) {
+          this.#doubts.delete(handle);
+          continue;
+        }
+        const next = copyBlock(b);
+        next.allocations.delete(offset);
+        if (await updateBlock(this.#client, blockObject(next), d) !== "conflict") {
+          this.#doubts.delete(handle);
+          this.#known.delete(b.name);
+          this.#log?.info("took back the address of a failed ADD", {
+            block: b.name,
+            containerID: doubt.containerID,
+            interface: doubt.ifName,
+          });
+        }
+      } catch {
+        // Still away (or the block is malformed): try again later.
+      }
+    }
+    if (this.#doubts.size > 0) this.#sweepSoon();
+    else this.#sweeping = false;
+  }
+
   /**
    * Writes every draft that has changes. An item is settled once every
    * write it is part of succeeded; the items of writes that lost are
@@ -670,6 +748,7 @@ export class NetworkAllocator {
         // The write may or may not have happened: read the block again next time.
         this.#known.delete(draft.block.name);
         this.#affineAt = 0;
+        this.#doubt(draft);
         for (const it of items) {
           if (!failed.has(it)) it.waiter.reject(err);
           failed.add(it);

@@ -61,6 +61,18 @@ import { networkKey, poolName, type PoolSpec } from "./objects.ts";
 /** Where the node daemon listens unless `daemonSocket` says otherwise. */
 export const DEFAULT_DAEMON_SOCKET = "/run/hydra/daemon.sock";
 
+/** The kubeconfig `hydra install` writes on each node (its ServiceAccount's token). */
+export const INSTALLER_KUBECONFIG = "/etc/cni/net.d/hydra.d/hydra.kubeconfig";
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Default deadline of a whole ADD's API work, in seconds. */
 export const DEFAULT_API_TIMEOUT_S = 10;
 
@@ -386,7 +398,10 @@ export interface Access {
 export function loadAccess(args: Pick<CmdArgs, "config">, env = Deno.env): Access {
   const ipam = ipamOf(args);
   const k8s = objectField(ipam, "kubernetes", "ipam.kubernetes");
+  // hydra's own account first: whereabouts' kubeconfig (kept in NADs switched over) belongs to
+  // an account that has no rights on hydra's objects.
   const kubeconfig = stringField(ipam, "kubeconfig", "ipam.kubeconfig") ||
+    (exists(INSTALLER_KUBECONFIG) ? INSTALLER_KUBECONFIG : undefined) ||
     (k8s ? stringField(k8s, "kubeconfig", "ipam.kubernetes.kubeconfig") : undefined) || undefined;
   const socket = stringField(ipam, "daemonSocket", "ipam.daemonSocket") ?? DEFAULT_DAEMON_SOCKET;
   const nodeName = stringField(ipam, "nodeName", "ipam.nodeName") || env.get("NODENAME") ||

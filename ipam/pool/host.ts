@@ -79,6 +79,7 @@ function contextOf(
           importWhereabouts,
           metrics,
           log: extra.log,
+          settleDoubts: hosted,
         });
         allocators.set(key, a);
       }
@@ -137,4 +138,13 @@ export async function poolContext(access: Access): Promise<PoolContext> {
     ctx.catch(() => own.delete(key));
   }
   return await ctx;
+}
+
+/** Closes this process's own API clients (tests; a host's client belongs to the host). */
+export async function closePoolContexts(): Promise<void> {
+  const all = [...own.values()];
+  own.clear();
+  for (const ctx of await Promise.allSettled(all)) {
+    if (ctx.status === "fulfilled") ctx.value.client.close();
+  }
 }
