@@ -73,6 +73,8 @@ export interface AllocationRequest {
   static?: IpAddr;
   /** A random id of this ADD. */
   handle: string;
+  /** Record whereabouts' holds in a block this request claims (default true). */
+  importWhereabouts?: boolean;
 }
 
 /** What one DEL releases. */
@@ -120,8 +122,6 @@ export interface AllocatorOptions {
   /** The network key. */
   network: string;
   node: string;
-  /** Read whereabouts' holds when claiming a block (default true). */
-  importWhereabouts?: boolean;
   metrics?: PoolMetrics;
   log?: Logger;
   /** How long a read of this node's blocks is trusted before claiming a new one; 5 s. */
@@ -187,7 +187,6 @@ export class NetworkAllocator {
   #client: KubeClient;
   #metrics: PoolMetrics;
   #log?: Logger;
-  #importWhereabouts: boolean;
   #freshnessMs: number;
   /** The last copy read of each block this allocator has seen, by name. */
   #known = new Map<string, Block>();
@@ -213,7 +212,6 @@ export class NetworkAllocator {
     this.#client = opts.client;
     this.#metrics = opts.metrics ?? noMetrics;
     this.#log = opts.log;
-    this.#importWhereabouts = opts.importWhereabouts ?? true;
     this.#freshnessMs = opts.freshnessMs ?? 5_000;
     this.#settleDoubts = opts.settleDoubts ?? false;
   }
@@ -241,9 +239,21 @@ export class NetworkAllocator {
     return this.#enqueue<number>({ kind: "release", req }, deadline);
   }
 
-  /** The allocations of a sandbox's interface in the blocks this allocator knows. */
-  async held(containerID: string, ifName: string, deadline: Deadline): Promise<Allocation[]> {
-    await this.#loadAffine(deadline, true);
+  /**
+   * The allocations of a sandbox's interface, read afresh: this node's
+   * blocks and the blocks of `hints` (the addresses the ADD returned).
+   */
+  async held(
+    containerID: string,
+    ifName: string,
+    hints: IpAddr[],
+    deadline: Deadline,
+  ): Promise<Allocation[]> {
+    this.#affineAt = 0;
+    await this.#loadAffine(deadline, false);
+    for (const name of new Set(hints.map((ip) => blockOf(this.network, ip).name))) {
+      await this.#fetch(name, deadline);
+    }
     const out: Allocation[] = [];
     for (const b of this.#known.values()) {
       for (const a of b.allocations.values()) {
@@ -597,7 +607,7 @@ export class NetworkAllocator {
       if (existing.has(name)) continue;
       const fresh = newBlock(this.network, ip, this.node);
       const draft: Draft = { block: fresh, create: true, items: [], undo: new Map() };
-      await this.#addHolds(draft, d);
+      if (req.importWhereabouts !== false) await this.#addHolds(draft, d);
       const free = freeOffsets(draft.block, (a) => rangeAllows(req.range, a));
       existing.add(name);
       if (free.length === 0) continue;
@@ -662,7 +672,6 @@ export class NetworkAllocator {
 
   /** Adds whereabouts' holds inside a new block (read at most every 10 s). */
   async #addHolds(draft: Draft, d: Deadline): Promise<void> {
-    if (!this.#importWhereabouts) return;
     if (!this.#holds || Date.now() - this.#holds.at > (this.#holds.holds ? 10_000 : 60_000)) {
       this.#holds = { at: Date.now(), holds: await readWhereaboutsHolds(this.#client, d) };
     }

@@ -47,7 +47,7 @@ export interface PoolContext {
   hosted: boolean;
   readPod?: PoolHostOptions["readPod"];
   recordEvent?: PoolHostOptions["recordEvent"];
-  allocator(network: string, importWhereabouts: boolean): NetworkAllocator;
+  allocator(network: string): NetworkAllocator;
 }
 
 let host: PoolContext | undefined;
@@ -68,20 +68,18 @@ function contextOf(
     metrics,
     hosted,
     ...extra,
-    allocator(network, importWhereabouts) {
-      const key = `${network}|${importWhereabouts}`;
-      let a = allocators.get(key);
+    allocator(network) {
+      let a = allocators.get(network);
       if (!a) {
         a = new NetworkAllocator({
           client,
           network,
           node: nodeName,
-          importWhereabouts,
           metrics,
           log: extra.log,
           settleDoubts: hosted,
         });
-        allocators.set(key, a);
+        allocators.set(network, a);
       }
       return a;
     },

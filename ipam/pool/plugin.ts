@@ -83,9 +83,18 @@ async function bounded<T>(
   }
 }
 
-/** The pod's UID and owning StatefulSet, read from a cache or the API; an absent pod has none. */
+/** A StatefulSet pod's name: `<statefulset>-<ordinal>`. */
+const ORDINAL_NAME = /-(0|[1-9][0-9]*)$/;
+
+/**
+ * The pod's UID and owning StatefulSet, read from a cache or the API; an
+ * absent pod has none. Only a pod whose name could be a StatefulSet's (or
+ * whose UID the runtime did not pass) is read: the others need nothing
+ * the runtime did not say.
+ */
 async function podFacts(ctx: PoolContext, ref: PodRef | undefined, d: Deadline) {
   if (!ref) return { uid: undefined, statefulSet: undefined };
+  if (ref.uid && !ORDINAL_NAME.test(ref.name)) return { uid: ref.uid, statefulSet: undefined };
   let pod: Pod | undefined;
   const timeoutMs = Math.max(1, Math.min(d.end - Date.now(), 5_000));
   try {
@@ -156,10 +165,11 @@ async function allocateHere(args: CmdArgs, cfg: PoolConfig): Promise<IpAddr[]> {
         ifName: args.ifName,
         static: cfg.statics.get(i),
         handle: handle(),
+        importWhereabouts: cfg.importWhereabouts,
       }));
       const started = performance.now();
       try {
-        const ips = await ctx.allocator(cfg.networkKey, cfg.importWhereabouts).allocate(reqs, d);
+        const ips = await ctx.allocator(cfg.networkKey).allocate(reqs, d);
         for (const r of cfg.ranges) {
           ctx.metrics.allocation(r.name, "ok", (performance.now() - started) / 1000);
         }
@@ -225,7 +235,7 @@ async function del(args: CmdArgs): Promise<void> {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `hydra-pool: ${(err as Error).message}`);
   });
   await bounded(access, "release", (d) =>
-    ctx.allocator(networkOf(args), false).release({
+    ctx.allocator(networkOf(args)).release({
       containerID: args.containerId,
       ifName: args.ifName,
       hints: previousAddresses(args.config.prevResult),
@@ -237,11 +247,11 @@ async function check(args: CmdArgs): Promise<void> {
   const ctx = await poolContext(cfg).catch((err) => {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `hydra-pool: ${(err as Error).message}`);
   });
+  const hints = previousAddresses(args.config.prevResult);
   const held = await bounded(
     cfg,
     "check",
-    (d) =>
-      ctx.allocator(cfg.networkKey, cfg.importWhereabouts).held(args.containerId, args.ifName, d),
+    (d) => ctx.allocator(cfg.networkKey).held(args.containerId, args.ifName, hints, d),
   );
   const missing = cfg.ranges.filter((r) => !held.some((a) => a.pool === r.name));
   if (missing.length > 0) {

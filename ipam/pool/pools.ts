@@ -76,29 +76,40 @@ function verify(range: PoolRange, found: AddressPool): void {
   }
 }
 
+/** Checks in flight, by pool name: concurrent ADDs of one range share one. */
+const inflight = new Map<string, Promise<void>>();
+
+async function ensurePool(client: KubeClient, range: PoolRange, overlapping: boolean, d: Deadline) {
+  let found = await getPool(client, range.name, d);
+  if (!found || !overlapping) {
+    checkOverlaps(range, overlapping, await listPools(client, d, range.spec.network));
+  }
+  if (!found) {
+    const obj: AddressPool = {
+      apiVersion: API_VERSION,
+      kind: "AddressPool",
+      metadata: { name: range.name, labels: { [NETWORK_LABEL]: range.spec.network } },
+      spec: range.spec,
+    };
+    const created = await createPool(client, obj, d);
+    found = created === "exists" ? await getPool(client, range.name, d) : created;
+    if (!found) throw invalid(`address pool ${range.name} was deleted while it was being created`);
+  }
+  verify(range, found);
+  checked.set(range.name, Date.now());
+}
+
 /** Makes sure every range of `cfg` has its pool (see the module text); throws CniError 7. */
 export async function ensurePools(client: KubeClient, cfg: PoolConfig, d: Deadline): Promise<void> {
   for (const range of cfg.ranges) {
     const at = checked.get(range.name);
     if (at !== undefined && Date.now() - at < TRUST_MS) continue;
-    let found = await getPool(client, range.name, d);
-    if (!found || !cfg.overlapping) {
-      checkOverlaps(range, cfg.overlapping, await listPools(client, d, range.spec.network));
+    const key = `${range.name}|${cfg.overlapping}`;
+    let p = inflight.get(key);
+    if (!p) {
+      p = ensurePool(client, range, cfg.overlapping, d).finally(() => inflight.delete(key));
+      inflight.set(key, p);
     }
-    if (!found) {
-      const obj: AddressPool = {
-        apiVersion: API_VERSION,
-        kind: "AddressPool",
-        metadata: { name: range.name, labels: { [NETWORK_LABEL]: range.spec.network } },
-        spec: range.spec,
-      };
-      const created = await createPool(client, obj, d);
-      found = created === "exists" ? await getPool(client, range.name, d) : created;
-      if (!found) {
-        throw invalid(`address pool ${range.name} was deleted while it was being created`);
-      }
-    }
-    verify(range, found);
-    checked.set(range.name, Date.now());
+    await p;
   }
 }

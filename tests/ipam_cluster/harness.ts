@@ -29,6 +29,7 @@ import { type Daemon, spawnDaemon, stopProcessGroup, waitUntil } from "../infra/
 import { REPO_ROOT } from "../cni/helpers.ts";
 import { connectNodeDaemon } from "../../daemon/node_client.ts";
 import { getFromEndpoint } from "../../daemon/http.ts";
+import { createNetns, deleteNetns, type TestNetns } from "../helpers/netns.ts";
 
 /** The launcher, exec'd as a runtime would. */
 export const HYDRA = `${REPO_ROOT}/bin/hydra`;
@@ -131,7 +132,7 @@ function parseOutput(code: number, stdout: string, ms: number): CallOutput {
   return out;
 }
 
-function cniEnv(command: string, call: Call): Record<string, string> {
+function cniEnv(command: string, call: Call, netns: string): Record<string, string> {
   const args = ["IgnoreUnknown=1"];
   if (call.pod) {
     args.push(`K8S_POD_NAMESPACE=${call.pod.namespace}`, `K8S_POD_NAME=${call.pod.name}`);
@@ -140,7 +141,7 @@ function cniEnv(command: string, call: Call): Record<string, string> {
   return {
     CNI_COMMAND: command,
     CNI_CONTAINERID: call.containerId,
-    CNI_NETNS: command === "DEL" ? "" : "/var/run/netns/none",
+    CNI_NETNS: command === "DEL" ? "" : netns,
     CNI_IFNAME: call.ifName ?? "net1",
     CNI_ARGS: args.join(";"),
     CNI_PATH: "/opt/cni/bin",
@@ -176,7 +177,11 @@ export async function startPoolWorld(): Promise<PoolWorld> {
   const client = createKubeClient(await loadKubeconfig(cp.kubeconfigPath), {
     userAgent: "hydra-test",
   });
+  // IPAM touches no namespace, but a runtime always names one (and the skel checks it exists).
+  let podNetns: TestNetns | undefined;
   try {
+    podNetns = await createNetns("hyp");
+    const netnsPath = podNetns.path;
     await waitUntil("hydra's CRDs served", async () => {
       try {
         await client.list(poolPath(), { timeoutMs: 2_000 });
@@ -216,7 +221,7 @@ export async function startPoolWorld(): Promise<PoolWorld> {
       },
       async invoke(command, conf, call) {
         const t0 = performance.now();
-        const env = cniEnv(command, call);
+        const env = cniEnv(command, call, netnsPath);
         const out = await dispatch(
           plugin,
           (n) => env[n],
@@ -227,7 +232,7 @@ export async function startPoolWorld(): Promise<PoolWorld> {
       async exec(command, conf, call, extraEnv = {}) {
         const t0 = performance.now();
         const child = new Deno.Command(join(binDir, "hydra-pool"), {
-          env: { ...cniEnv(command, call), ...extraEnv },
+          env: { ...cniEnv(command, call, netnsPath), ...extraEnv },
           clearEnv: true,
           stdin: "piped",
           stdout: "piped",
@@ -435,6 +440,7 @@ export async function startPoolWorld(): Promise<PoolWorld> {
         for (const d of daemons) await d.stop().catch(() => {});
         await closePoolContexts();
         client.close();
+        await deleteNetns(podNetns!);
         if (restarted) await stopProcessGroup(restarted.pid).catch(() => {});
         await cp.stop();
         await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -443,6 +449,7 @@ export async function startPoolWorld(): Promise<PoolWorld> {
     return world;
   } catch (err) {
     client.close();
+    if (podNetns) await deleteNetns(podNetns);
     await cp.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
