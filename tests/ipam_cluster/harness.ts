@@ -82,6 +82,8 @@ export interface PoolWorld {
   kubeconfig: string;
   ns: string;
   dir: string;
+  /** A network namespace path for CNI_NETNS (IPAM never enters it). */
+  netns: string;
   /** A unique network name (network_name) for a test. */
   network(prefix?: string): string;
   /** A plugin conf around an ipam block of type hydra-pool (admin kubeconfig, no daemon). */
@@ -203,6 +205,7 @@ export async function startPoolWorld(): Promise<PoolWorld> {
       kubeconfig: cp.kubeconfigPath,
       ns,
       dir,
+      netns: netnsPath,
       network: (prefix = "net") => uniq(prefix),
       conf(ipam, extra = {}) {
         return {
