@@ -651,7 +651,13 @@ export class NetworkAllocator {
     const req = (it as Item & { kind: "release" }).req;
     const names = new Set(req.hints.map((ip) => blockOf(this.network, ip).name));
     for (const name of names) {
-      if (!this.#view(drafts, name) && !this.#bad.has(name)) await this.#fetch(name, d);
+      if (this.#view(drafts, name) || this.#bad.has(name)) continue;
+      // A malformed block is not written: its address stays recorded until a person repairs
+      // the block, and the controller frees it then (the pod is gone by that time).
+      await this.#fetch(name, d).catch((err) => {
+        if (!this.#bad.has(name)) throw err;
+        this.#log?.warn("DEL leaves an address in a malformed block", { block: name });
+      });
     }
     let count = 0;
     for (const known of [...this.#known.values()]) {

@@ -134,8 +134,9 @@ function ipConfigs(cfg: PoolConfig, ips: IpAddr[]): IpConfig[] {
 }
 
 /** Tells the pod why it gets no address (best effort, at most a second). */
-async function exhaustedEvent(ctx: PoolContext, pod: Pod | undefined, err: PoolExhaustedError) {
-  if (!pod) return;
+async function exhaustedEvent(ctx: PoolContext, ref: PodRef | undefined, err: PoolExhaustedError) {
+  if (!ref) return;
+  const pod = { metadata: { name: ref.name, namespace: ref.namespace, uid: ref.uid } } as Pod;
   const init = {
     type: "Warning" as const,
     reason: "AddressPoolExhausted",
@@ -183,7 +184,9 @@ async function allocateHere(args: CmdArgs, cfg: PoolConfig): Promise<IpAddr[]> {
       }
     });
   } catch (err) {
-    if (err instanceof PoolExhaustedError) await exhaustedEvent(ctx, facts?.pod, err);
+    if (err instanceof PoolExhaustedError) {
+      await exhaustedEvent(ctx, cfg.pod && { ...cfg.pod, uid: cfg.pod.uid ?? facts?.uid }, err);
+    }
     throw err;
   }
 }

@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { dispatch } from "../../cni/skel.ts";
-import { createKubeClient, type KubeClient } from "../../kube/client.ts";
+import { createKubeClient, type KubeClient, retryTransient } from "../../kube/client.ts";
 import { loadKubeconfig } from "../../kube/kubeconfig.ts";
 import type { Pod } from "../../kube/objects.ts";
 import { type Block, parseBlock } from "../../ipam/pool/block.ts";
@@ -281,7 +281,11 @@ export async function startPoolWorld(): Promise<PoolWorld> {
           .catch(() => {});
       },
       async blocks() {
-        const list = await client.list<AddressBlock>(blockPath());
+        // A restarted API server answers 429 while its storage initializes.
+        const list = await retryTransient(
+          (ms) => client.list<AddressBlock>(blockPath(), { timeoutMs: ms }),
+          { deadlineMs: 30_000 },
+        );
         return list.items.map(parseBlock);
       },
       async allocations(network) {
