@@ -16,7 +16,8 @@
  *   sandbox was replaced), the older is freed once it is `graceMs` older
  *   than the newer;
  * - an address whereabouts held is freed once its pod is gone;
- * - nothing younger than `graceMs` is touched.
+ * - nothing younger than `graceMs` is touched, nor anything allocated for
+ *   no pod at all (a runtime outside Kubernetes): only its DEL frees it.
  *
  * @module
  */
@@ -116,9 +117,8 @@ function judgeSticky(a: Allocation, f: Facts, o: JudgeOptions): Verdict {
 
 /** Judges one allocation (see the module text). */
 export function judge(a: Allocation, f: Facts, o: JudgeOptions): Verdict {
-  if (age(a, o.now) < o.graceMs) return KEEP;
+  if (age(a, o.now) < o.graceMs || !a.pod) return KEEP;
   if (a.source === "whereabouts") {
-    if (!a.pod) return KEEP;
     return f.podNamed(a.pod) ? KEEP : { action: "free", reason: "whereabouts-pod-gone" };
   }
   if (a.statefulSet && (a.releasedAt || !podAlive(a, f))) {

@@ -98,6 +98,12 @@ Deno.test("a superseded allocation of the same pod and interface is freed; where
   assert.deepEqual(judge(hold, facts(), OPTS), { action: "free", reason: "whereabouts-pod-gone" });
 });
 
+Deno.test("an address allocated for no pod (a runtime outside Kubernetes) is left to its DEL", () => {
+  assert.deepEqual(judge({ ip: "10.0.0.7", containerID: "c", time: ago(9999) }, facts(), OPTS), {
+    action: "keep",
+  });
+});
+
 Deno.test("ordinals are read from the pod name", () => {
   assert.equal(ordinalOf("web-0", "web"), 0);
   assert.equal(ordinalOf("web-12", "web"), 12);
