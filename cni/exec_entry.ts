@@ -13,6 +13,7 @@
  */
 
 import { execViaDaemon, isForwardedCommand } from "../daemon/exec_shim.ts";
+import { POOL_ROLE, poolViaDaemon } from "../ipam/pool/exec_shim.ts";
 import { invokedName, isMetaCniName } from "./invoked_name.ts";
 import { readStdin, writeStdout } from "./stdio.ts";
 
@@ -26,9 +27,14 @@ export async function runCniRole(
   args: readonly string[],
 ): Promise<number | undefined> {
   let stdin: Uint8Array | undefined;
-  if (isMetaCniName(name) && args.length === 0 && isForwardedCommand(Deno.env.get("CNI_COMMAND"))) {
+  const pool = name === POOL_ROLE;
+  if (
+    (pool || isMetaCniName(name)) && args.length === 0 &&
+    isForwardedCommand(Deno.env.get("CNI_COMMAND"))
+  ) {
     stdin = readStdin();
-    const out = await execViaDaemon((n) => Deno.env.get(n), stdin);
+    const env = (n: string) => Deno.env.get(n);
+    const out = pool ? await poolViaDaemon(env, stdin) : await execViaDaemon(env, stdin);
     if (out) {
       writeStdout(out.stdout);
       return out.code;

@@ -143,6 +143,21 @@ export async function execViaDaemon(
 ): Promise<ShimOutput | undefined> {
   const target = daemonExecTarget(env, stdin);
   if (!target) return undefined;
+  return await forwardInvocation(env, stdin, target);
+}
+
+/**
+ * Sends one invocation to the daemon at `target.socket` to be run by the
+ * built-in `plugin` (the meta-CNI when absent); undefined when no daemon
+ * listens there.
+ */
+export async function forwardInvocation(
+  env: EnvLookup,
+  stdin: Uint8Array,
+  target: DaemonExecTarget,
+  plugin?: string,
+  answer: (body: unknown, target: DaemonExecTarget) => ShimOutput = answerOutput,
+): Promise<ShimOutput | undefined> {
   const conn = await connectNodeDaemon(target.socket).catch(() => undefined);
   if (!conn) return undefined;
   const forwarded: Record<string, string> = {};
@@ -152,7 +167,12 @@ export async function execViaDaemon(
   }
   try {
     const res = await conn.call(
-      { op: "cni", env: forwarded, stdin: new TextDecoder().decode(stdin) },
+      {
+        op: "cni",
+        env: forwarded,
+        stdin: new TextDecoder().decode(stdin),
+        ...(plugin ? { plugin } : {}),
+      },
       target.timeoutMs,
     );
     if (!res.ok) {
@@ -161,7 +181,7 @@ export async function execViaDaemon(
         `node daemon at ${target.socket}: ${res.message}`,
       );
     }
-    return answerOutput(res.body, target);
+    return answer(res.body, target);
   } catch (err) {
     if (err instanceof DaemonUnavailableError) {
       return failure(

@@ -136,7 +136,7 @@ Deno.test("hydra-pool: allocation against the API server", async (t) => {
           const node = nodes[i % nodes.length];
           return w.invoke(
             "ADD",
-            w.conf({ range: "10.30.0.0/22", network_name: net, nodeName: node }),
+            w.conf({ range: "10.30.0.0/22", network_name: net, nodeName: node, apiTimeout: 120 }),
             {
               containerId: `bulk-${i}`,
               pod: { namespace: w.ns, name: `bulk-${i}`, uid: crypto.randomUUID() },
