@@ -31,7 +31,7 @@ import { versions } from "../tests/infra/peers.ts";
 import { waitUntil } from "../tests/infra/process.ts";
 import { whereaboutsBin, whereaboutsCrds } from "../tests/infra/whereabouts.ts";
 import { machineInfo } from "./machine.ts";
-import { type PeerResult, type RunOptions, runPeer } from "./cluster_ipam_lib.ts";
+import { nodeName, type PeerResult, type RunOptions, runPeer } from "./cluster_ipam_lib.ts";
 import { hydraPeer, podApi, whereaboutsPeer } from "./cluster_ipam_peers_lib.ts";
 
 const { values: flags } = parseArgs({
@@ -83,6 +83,15 @@ try {
     30_000,
   );
   const api = podApi(client);
+  // The simulated nodes exist as Node objects, as real ones do (the controller releases the
+  // blocks of nodes that have none).
+  for (let i = 0; i < opts.nodes; i++) {
+    await client.create("/api/v1/nodes", {
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: nodeName(i) },
+    });
+  }
   if (only.has("hydra")) {
     await cp.createNamespace("bench-hydra");
     const peer = hydraPeer(env, { bin: `${ROOT}/bin`, range: "10.80.0.0/21", network: "bench" });
