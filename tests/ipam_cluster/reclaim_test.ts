@@ -11,7 +11,8 @@
  */
 
 import assert from "node:assert/strict";
-import { addr, eventually, metric, startPoolWorld } from "./harness.ts";
+import { runCommand } from "../infra/process.ts";
+import { addr, eventually, HYDRA, metric, startPoolWorld } from "./harness.ts";
 
 function ip(out: { result?: { ips?: { address: string }[] } }): string {
   return addr(out.result?.ips?.[0]?.address ?? "");
@@ -229,6 +230,58 @@ Deno.test("hydra ipam controller: reclaim, StatefulSet holds, deleted nodes, poo
         `/apis/coordination.k8s.io/v1/namespaces/${w.ns}/leases/pair`,
       );
       assert.ok((lease.spec.leaseTransitions ?? 0) >= 1);
+    });
+
+    await t.step("hydra ipam pools and hydra doctor show pool usage", async () => {
+      const table = await runCommand(HYDRA, ["ipam", "pools", "--kubeconfig", w.kubeconfig]);
+      assert.match(table.stdout, /POOL\s+NETWORK\s+CIDR\s+SIZE\s+ALLOCATED\s+FREE\s+BLOCKS/);
+      const json = JSON.parse(
+        (await runCommand(HYDRA, ["ipam", "pools", "--json", "--kubeconfig", w.kubeconfig])).stdout,
+      ) as { pools: { pool: string; size: number; allocated: number; free: number }[] };
+      const mine = json.pools.find((p) => p.pool === poolName)!;
+      const allocated = (await w.allocations(net)).length;
+      assert.deepEqual([mine.size, mine.allocated, mine.free], [254, allocated, 254 - allocated]);
+      assert.match(
+        table.stdout,
+        new RegExp(
+          `${
+            poolName.replaceAll(".", "\\.")
+          }\\s+${net}\\s+10\\.50\\.0\\.0/24\\s+254\\s+${allocated}`,
+        ),
+      );
+      const doctor = await runCommand(HYDRA, [
+        "doctor",
+        "--json",
+        "--bin-dir",
+        "/nonexistent",
+        "--kubeconfig",
+        w.kubeconfig,
+      ], {
+        allowFailure: true,
+      });
+      const checks = JSON.parse(doctor.stdout) as {
+        name: string;
+        status: string;
+        detail: string;
+      }[];
+      const line = checks.find((c) => c.name === `pool ${poolName}`);
+      assert.ok(line, doctor.stdout);
+      assert.match(
+        line.detail,
+        new RegExp(`${allocated} of 254 allocated, ${254 - allocated} free`),
+      );
+      const bad = await runCommand(HYDRA, ["ipam", "bogus"], { allowFailure: true });
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /unknown command "bogus"/);
+      const help = await runCommand(HYDRA, ["ipam", "controller", "--help"], {
+        allowFailure: true,
+      });
+      assert.match(help.stdout, /--sts-hold/);
+      const badFlag = await runCommand(HYDRA, ["ipam", "controller", "--interval", "x"], {
+        allowFailure: true,
+      });
+      assert.equal(badFlag.code, 2);
+      assert.match(badFlag.stderr, /--interval must be a number of seconds/);
     });
   } finally {
     await w.close();
