@@ -156,7 +156,7 @@ export function podApi(client: KubeClient): PodApi {
 /** hydra-pool with `hydra daemon` per node and `hydra ipam controller`. */
 export function hydraPeer(
   env: PeerEnv,
-  opts: { bin: string; range: string; network: string },
+  opts: { bin: string; range: string; network: string; controllerArgs?: string[] },
 ): Peer {
   const daemons = new Map<string, { pid: number; status?: Promise<Deno.CommandStatus> }>();
   let controller: { pid: number } | undefined;
@@ -229,6 +229,7 @@ export function hydraPeer(
             "default",
             "--listen",
             "",
+            ...(opts.controllerArgs ?? []),
           ],
           logPath: join(env.dir, "controller.log"),
         });
