@@ -6,8 +6,8 @@
  * @module
  */
 
-import { runCniRole } from "./cni/exec_entry.ts";
-import { invokedName } from "./cni/invoked_name.ts";
+import { runCniRole } from "./cmd/exec_entry.ts";
+import { invokedName } from "./cmd/invoked_name.ts";
 
 async function main(): Promise<number> {
   const args = Deno.args;

@@ -1,7 +1,7 @@
 /**
  * hydra as a library: the CNI contract, the kernel layer, the built-in
- * plugins and IPAM, Kubernetes network selection and status, and the NRI
- * protocol. The `hydra` executable (main.ts) is built from these.
+ * plugins and IPAM, the attachment engine, Kubernetes network selection and
+ * status, and the NRI protocol. The `hydra` executable (main.ts) is built from these.
  *
  * ```ts
  * import { invokePlugin, loadBuiltin, parseNetworkSelection } from "./mod.ts";
@@ -13,7 +13,7 @@
 // CNI contract
 export * from "./cni/types.ts";
 export { asCniError, CniError, ErrorCode, type ErrorJson } from "./cni/errors.ts";
-export type { Plugin } from "./cni/plugin.ts";
+export type { Builtins, Plugin } from "./cni/types.ts";
 export { convertResult, fromInternal, parseResult, toInternal } from "./cni/convert.ts";
 export { dispatch, invokeInProcess, runSkel } from "./cni/skel.ts";
 export { execPlugin, findInPath, invokePlugin, type PluginRequest } from "./cni/invoke.ts";
@@ -35,8 +35,21 @@ export {
 } from "./cni/conf.ts";
 export { type CacheEntry, DEFAULT_CACHE_DIR } from "./cni/cache.ts";
 
+// The attachment engine (the meta-CNI): attach a container to several networks, detach it
+export {
+  attach,
+  type AttachedNetwork,
+  type AttachOutcome,
+  type AttachRequest,
+  checkAttachment,
+  detach,
+  type NetworkPlan,
+} from "./engine/attach.ts";
+
 // Built-in plugins and IPAM, by the name they are invoked as
-export { builtinNames, isBuiltin, loadBuiltin } from "./plugins/registry.ts";
+// (BUILTINS is what to hand invokePlugin, the list runner or the skel as `builtins` so that
+// they run hydra's plugins in-process; without it every plugin is exec'd from CNI_PATH.)
+export { builtinNames, BUILTINS, isBuiltin, loadBuiltin } from "./engine/builtins.ts";
 
 // Kubernetes: network selection and status reporting (pure functions)
 export { parseNetworkSelection } from "./kube/selection.ts";

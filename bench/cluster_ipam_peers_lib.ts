@@ -21,7 +21,7 @@ import { type KubeClient, retryTransient } from "../kube/client.ts";
 import type { Pod } from "../kube/objects.ts";
 import { type AddressBlock, blockPath } from "../ipam/pool/objects.ts";
 import { parseBlock } from "../ipam/pool/block.ts";
-import { connectNodeDaemon } from "../daemon/node_client.ts";
+import { connectNodeDaemon } from "../daemonclient/client.ts";
 import { spawnDaemon, stopProcessGroup } from "../tests/infra/process.ts";
 import type { ExecResult, Peer, PodApi, SimPod } from "./cluster_ipam_lib.ts";
 

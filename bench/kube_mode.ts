@@ -32,8 +32,8 @@ import { peersDir, referencePluginDir, versions } from "../tests/infra/peers.ts"
 import { spawnDaemon } from "../tests/infra/process.ts";
 import { nodeAgentKubeconfig } from "../tests/kube/helpers.ts";
 import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "../tests/meta_kube/api_access.ts";
-import { connectNodeDaemon } from "../daemon/node_client.ts";
-import { getFromEndpoint } from "../daemon/http.ts";
+import { connectNodeDaemon } from "../daemonclient/client.ts";
+import { getFromEndpoint } from "../pkg/http.ts";
 import { closeHandle, listLinks, openHandle } from "../netlink/mod.ts";
 import { isFresh as bundleIsFresh } from "../tools/bundle.ts";
 import { haveGnuTime } from "./cni_exec.ts";

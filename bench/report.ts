@@ -5,6 +5,8 @@
  *   deno task bench --only plugins > bench.json
  *   deno run -A bench/report.ts bench.json
  *
+ * A run comparing revisions (`--tree A,B`) gets one set of tables per revision.
+ *
  * @module
  */
 
@@ -112,13 +114,28 @@ export function renderPluginBench(doc: PluginBench): string {
   return lines.join("\n");
 }
 
+/**
+ * The plugin benchmark documents in a `deno task bench` output (one per
+ * tree: `plugins`, or `plugins@<revision>` when revisions were compared),
+ * or the document itself when it is bench/plugins.ts's own output.
+ */
+export function pluginDocs(raw: unknown): [string, PluginBench][] {
+  const results = (raw as { results?: Record<string, unknown> })?.results;
+  if (!results) return [["plugins", raw as PluginBench]];
+  return Object.entries(results)
+    .filter(([key]) => key === "plugins" || key.startsWith("plugins@"))
+    .map(([key, doc]) => [key, doc as PluginBench]);
+}
+
 if (import.meta.main) {
   const path = Deno.args[0];
   if (!path) {
     console.error("usage: deno run -A bench/report.ts <bench.json>");
     Deno.exit(2);
   }
-  const raw = JSON.parse(await Deno.readTextFile(path));
-  const doc: PluginBench = raw?.results?.plugins ?? raw;
-  console.log(renderPluginBench(doc));
+  const docs = pluginDocs(JSON.parse(await Deno.readTextFile(path)));
+  for (const [key, doc] of docs) {
+    if (docs.length > 1) console.log(`\n### ${key}\n`);
+    console.log(renderPluginBench(doc));
+  }
 }

@@ -5,8 +5,9 @@
  * role symlinks a user has, with its own Deno cache (filled by the warm-up
  * pods). Deno itself (tools/node_modules) is linked, not copied.
  *
- * The copy is of the committed tree (`git archive HEAD`), so the figures
- * belong to a known revision; `worktree` copies the files as they are now.
+ * The copy is of a committed tree (`git archive <revision>`, HEAD unless
+ * another revision is named), so the figures belong to a known revision;
+ * `worktree` copies the files as they are now.
  *
  * With `bundle`, the copy gets the single-file CNI build (tools/bundle.ts)
  * that the launcher prefers; without it the launcher runs main.ts.
@@ -36,10 +37,13 @@ async function copy(from: string, to: string): Promise<void> {
   }
 }
 
-/** Extracts the committed tree (HEAD) into `root`. */
-async function archiveHead(root: string): Promise<void> {
+/** Which tree to copy: the work tree as it is, or a committed revision. */
+export type TreeSource = "worktree" | { revision: string };
+
+/** Extracts the committed tree of `revision` into `root`. */
+async function archiveRevision(root: string, revision: string): Promise<void> {
   const git = new Deno.Command("git", {
-    args: ["archive", "--format=tar", "HEAD"],
+    args: ["archive", "--format=tar", revision],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
@@ -48,7 +52,9 @@ async function archiveHead(root: string): Promise<void> {
   await git.stdout.pipeTo(tar.stdin);
   const [g, t] = await Promise.all([git.output(), tar.output()]);
   if (!g.success || !t.success) {
-    throw new Error(`git archive HEAD | tar -x failed: ${new TextDecoder().decode(g.stderr)}`);
+    throw new Error(
+      `git archive ${revision} | tar -x failed: ${new TextDecoder().decode(g.stderr)}`,
+    );
   }
 }
 
@@ -83,18 +89,19 @@ async function fillDenoCache(root: string, bundle: boolean): Promise<void> {
 }
 
 /**
- * Copies the tree (`source`: the committed HEAD or the work tree as it is)
- * into `dir`/tree and, with `bundle`, builds the bundle there.
+ * Copies the tree (`source`: a committed revision, HEAD by default, or the
+ * work tree as it is) into `dir`/tree and, with `bundle`, builds the bundle
+ * there.
  */
 export async function snapshotTree(
   dir: string,
   bundle: boolean,
-  source: "head" | "worktree" = "head",
+  source: TreeSource = { revision: "HEAD" },
 ): Promise<TreeSnapshot> {
   const root = `${dir}/tree`;
   await Deno.mkdir(root, { recursive: true });
-  if (source === "head") {
-    await archiveHead(root);
+  if (source !== "worktree") {
+    await archiveRevision(root, source.revision);
   } else {
     for await (const e of Deno.readDir(ROOT)) {
       if (SKIP.has(e.name)) continue;

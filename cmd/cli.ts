@@ -5,7 +5,7 @@
  * @module
  */
 
-import { VERSION } from "./version.ts";
+import { VERSION } from "../pkg/version.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 
 /** A subcommand: its one-line summary and its runner. */

@@ -105,7 +105,7 @@ async function binDirChecks(binDir: string): Promise<Check[]> {
       hint: "run `hydra install` (or apply deploy/ with kubectl)",
     }];
   }
-  const { builtinNames } = await import("../plugins/registry.ts");
+  const { builtinNames } = await import("../engine/builtins.ts");
   const missing: string[] = [];
   for (const name of builtinNames().filter((n) => n !== "hydra")) {
     if (!(await exists(`${binDir}/${name}`))) missing.push(name);

@@ -8,7 +8,13 @@
  * @module
  */
 
-import type { Check } from "./doctor.ts";
+/** One line of the report (the shape of doctor.ts's checks). */
+export interface Check {
+  name: string;
+  status: "ok" | "warn" | "fail";
+  detail: string;
+  hint?: string;
+}
 
 /** The kubeconfig `hydra install` writes on a node. */
 const INSTALLER_KUBECONFIG = "/etc/cni/net.d/hydra.d/hydra.kubeconfig";

@@ -11,7 +11,7 @@
  */
 
 import { withNetnsSync } from "../netlink/netns.ts";
-import { parseIp } from "../netlink/ip.ts";
+import { parseIp } from "../ipaddr/ip.ts";
 
 const AF_INET = 2;
 const SOCK_RAW = 3;

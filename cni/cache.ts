@@ -25,7 +25,7 @@ import {
   readTextIfExists,
   removeIfExists,
   writeFileAtomic,
-} from "./fsutil.ts";
+} from "../pkg/fsutil.ts";
 import type { AnyResult } from "./types.ts";
 
 /** libcni's default cache folder. */

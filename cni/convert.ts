@@ -20,7 +20,7 @@
  */
 
 import { CniError, ErrorCode } from "./errors.ts";
-import { isCidr, isIp, parseIpAddr } from "../netlink/ip.ts";
+import { isCidr, isIp, parseIpAddr } from "../ipaddr/ip.ts";
 import type {
   AnyResult,
   Dns,

@@ -278,5 +278,6 @@ export function parseInvocation(env: EnvSource, stdin: Uint8Array): CmdArgs {
     path: e.path,
     stdinData: stdin,
     config,
+    ...(e.netnsOverride ? { netnsOverride: true } : {}),
   };
 }

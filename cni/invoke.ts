@@ -1,12 +1,14 @@
 /**
- * Invoking a plugin by its `type`: in-process for hydra's built-ins, else by
- * exec of the first regular file of that name on CNI_PATH, as libcni does.
+ * Invoking a plugin by its `type`: in-process when the request's
+ * {@link Builtins} (the seam, handed in by whoever started the process) has
+ * it, else by exec of the first regular file of that name on CNI_PATH, as
+ * libcni does.
  *
  * An exec gets the inherited environment plus the CNI_* variables of the
  * request (later values win), its config on stdin, and a timeout after which
  * it is killed. A non-zero exit is read as the plugin's error JSON on stdout
  * and its code passed through; with nothing on stdout the error quotes
- * stderr. stderr is forwarded to ours either way. A "text file busy" exec
+ * stderr (plugin_output.ts). stderr is forwarded to ours either way. A "text file busy" exec
  * (the binary being replaced right now) is retried up to 5 times, 1 s apart.
  *
  * @module
@@ -14,10 +16,11 @@
 
 import { CniError, ErrorCode } from "./errors.ts";
 import { parseResult } from "./convert.ts";
-import type { AnyResult, Command } from "./types.ts";
-import { CURRENT_VERSION } from "./types.ts";
+import { outputDocument, pluginError } from "./plugin_output.ts";
+import { invokeInProcess } from "./skel.ts";
+import type { AnyResult, Builtins, Command, Plugin } from "./types.ts";
+import { CURRENT_VERSION, EXEC_ONLY } from "./types.ts";
 import type { VersionInfo } from "./version.ts";
-import { isBuiltin, loadBuiltin } from "../plugins/registry.ts";
 
 /** Default time a plugin may run before it is killed. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -49,6 +52,8 @@ export interface PluginRequest {
   timeoutMs?: number;
   /** The environment to inherit; default this process's. */
   baseEnv?: Readonly<Record<string, string>>;
+  /** Plugins run in-process, passed on to them; default {@link EXEC_ONLY}. */
+  builtins?: Builtins;
 }
 
 /** What a plugin printed and how it exited. */
@@ -90,11 +95,15 @@ export async function findInPath(type: string, paths: readonly string[]): Promis
 }
 
 /**
- * Where `type` would run from: "builtin" for hydra's in-process plugins,
- * else its file on `paths`. Throws like {@link findInPath}.
+ * Where `type` would run from: "builtin" for a plugin `builtins` runs
+ * in-process, else its file on `paths`. Throws like {@link findInPath}.
  */
-export async function locatePlugin(type: string, paths: readonly string[]): Promise<string> {
-  if (isBuiltin(type)) return "builtin";
+export async function locatePlugin(
+  type: string,
+  paths: readonly string[],
+  builtins: Builtins = EXEC_ONLY,
+): Promise<string> {
+  if (builtins.has(type)) return "builtin";
   return await findInPath(type, paths);
 }
 
@@ -197,14 +206,15 @@ export async function execPlugin(
 /** Runs a built-in in this process; raced against `timeoutMs` only when one is given. */
 async function runInProcess(
   type: string,
+  loading: Promise<Plugin>,
   stdin: Uint8Array,
   env: Record<string, string>,
-  timeoutMs: number | undefined,
+  req: PluginRequest,
 ): Promise<RawOutput> {
-  const plugin = await loadBuiltin(type)!;
-  const { invokeInProcess } = await import("./skel.ts");
+  const plugin = await loading;
+  const timeoutMs = req.timeoutMs;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const run = invokeInProcess(plugin, env, stdin);
+  const run = invokeInProcess(plugin, env, stdin, req.builtins);
   const timeout = timeoutMs === undefined ? undefined : new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(timeoutError(type, timeoutMs)), timeoutMs);
   });
@@ -220,45 +230,18 @@ async function runInProcess(
   }
 }
 
-/** Reads a failed plugin's error from its output, keeping its code. */
-function failure(out: RawOutput): CniError {
-  const stdout = decoder.decode(out.stdout).trim();
-  if (stdout === "") {
-    const stderr = decoder.decode(out.stderr).trim();
-    return new CniError(
-      ErrorCode.Internal,
-      stderr
-        ? `netplugin failed: ${JSON.stringify(stderr)}: exit status ${out.code}`
-        : `netplugin failed with no error message: exit status ${out.code}`,
-    );
-  }
-  try {
-    const e = JSON.parse(stdout);
-    if (typeof e === "object" && e !== null && typeof e.msg === "string") {
-      const code = Number.isInteger(e.code) && e.code >= 0 ? e.code : ErrorCode.Internal;
-      const details = typeof e.details === "string" && e.details ? e.details : undefined;
-      return new CniError(code, e.msg, details);
-    }
-  } catch {
-    // fall through
-  }
-  return new CniError(
-    ErrorCode.Internal,
-    `netplugin failed but error parsing its diagnostic message ${JSON.stringify(stdout)}`,
-  );
-}
-
 /**
- * Runs a plugin and returns its raw output, in-process for a built-in
- * `type`, else by exec on `path`. Throws the plugin's error (its code kept)
- * when it fails.
+ * Runs a plugin and returns its raw output, in-process when the request's
+ * builtins have `type`, else by exec on `path`. Throws the plugin's error
+ * (its code kept) when it fails.
  */
 export async function runPlugin(req: PluginRequest): Promise<RawOutput> {
   const stdin = configBytes(req.config);
   const env = pluginEnv(req);
   let out: RawOutput;
-  if (isBuiltin(req.type)) {
-    out = await runInProcess(req.type, stdin, env, req.timeoutMs);
+  const builtin = (req.builtins ?? EXEC_ONLY).load(req.type);
+  if (builtin) {
+    out = await runInProcess(req.type, builtin, stdin, env, req);
   } else {
     const path = await findInPath(req.type, req.path);
     out = await execPlugin(path, stdin, env, req.timeoutMs ?? DEFAULT_TIMEOUT_MS);
@@ -270,7 +253,7 @@ export async function runPlugin(req: PluginRequest): Promise<RawOutput> {
       }
     }
   }
-  if (out.code !== 0) throw failure(out);
+  if (out.code !== 0) throw pluginError(out);
   return out;
 }
 
@@ -282,17 +265,8 @@ export async function runPlugin(req: PluginRequest): Promise<RawOutput> {
 export async function invokePlugin(req: PluginRequest): Promise<AnyResult | undefined> {
   const out = await runPlugin(req);
   if (req.command !== "ADD") return undefined;
-  const text = decoder.decode(out.stdout);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new CniError(
-      ErrorCode.DecodingFailure,
-      `plugin "${req.type}" printed a result that is not JSON: ${(err as Error).message}`,
-    );
-  }
-  return parseResult(raw ?? {}, configVersion(configBytes(req.config)));
+  const raw = outputDocument(out, `plugin "${req.type}"`);
+  return parseResult(raw, configVersion(configBytes(req.config)));
 }
 
 /**
@@ -303,6 +277,7 @@ export async function getVersionInfo(
   type: string,
   path: readonly string[],
   timeoutMs?: number,
+  builtins?: Builtins,
 ): Promise<VersionInfo> {
   let out: RawOutput;
   try {
@@ -314,6 +289,7 @@ export async function getVersionInfo(
       ifName: "dummy",
       path: path.length ? path : ["dummy"],
       timeoutMs,
+      builtins,
     });
   } catch (err) {
     if (err instanceof CniError && err.message === "unknown CNI_COMMAND: VERSION") {

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { rejectsCni, writeScript } from "../tests/cni/helpers.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
+import { BUILTINS } from "../engine/builtins.ts";
 import { findInPath, getVersionInfo, invokePlugin, type PluginRequest } from "./invoke.ts";
+import type { Builtins } from "./types.ts";
 
 const base = (dir: string, over: Partial<PluginRequest> = {}): PluginRequest => ({
   command: "ADD",
@@ -140,8 +142,8 @@ Deno.test("exec retries while the binary is busy being written (ETXTBSY)", async
   });
 });
 
-Deno.test("built-in types run in-process (no file on CNI_PATH needed)", async () => {
-  const info = await getVersionInfo("hydra", []);
+Deno.test("built-in types handed in run in-process (no file on CNI_PATH needed)", async () => {
+  const info = await getVersionInfo("hydra", [], undefined, BUILTINS);
   assert.equal(info.cniVersion, "1.1.0");
   assert.ok(info.supportedVersions.includes("0.1.0") && info.supportedVersions.includes("1.1.0"));
   // The same error JSON path as an exec: a bad config fails with its code.
@@ -156,6 +158,7 @@ Deno.test("built-in types run in-process (no file on CNI_PATH needed)", async ()
         containerId: "c",
         ifName: "eth0",
         netns,
+        builtins: BUILTINS,
       })
     );
     assert.equal(err.code, 7);
@@ -163,6 +166,47 @@ Deno.test("built-in types run in-process (no file on CNI_PATH needed)", async ()
   } finally {
     await Deno.remove(netns);
   }
+});
+
+Deno.test("without builtins every type is exec'd from CNI_PATH; with them only theirs run in-process", async () => {
+  const missing = await rejectsCni(() => getVersionInfo("hydra", ["/nonexistent"]));
+  assert.equal(missing.code, 7);
+  assert.match(missing.message, /failed to find plugin "hydra" in path \[\/nonexistent\]/);
+  const calls: string[] = [];
+  const fake: Builtins = {
+    has: (type) => type === "inproc",
+    load: (type) => {
+      if (type !== "inproc") return undefined;
+      calls.push(type);
+      return Promise.resolve({
+        kind: "inproc",
+        supportedVersions: ["1.0.0"],
+        add: (args) => {
+          // Handed on to the plugin, for what it invokes in turn.
+          assert.equal(args.builtins, fake);
+          return Promise.resolve({ cniVersion: "1.0.0", ips: [{ address: "10.9.0.2/24" }] });
+        },
+        del: () => Promise.resolve(),
+        check: () => Promise.resolve(),
+      });
+    },
+  };
+  await withTempDir(async (dir) => {
+    const netns = await Deno.makeTempFile({ dir });
+    const result = await invokePlugin(
+      base(dir, {
+        type: "inproc",
+        netns,
+        builtins: fake,
+        config: { cniVersion: "1.0.0", name: "n", type: "inproc" },
+      }),
+    );
+    assert.deepEqual(result, { cniVersion: "1.0.0", ips: [{ address: "10.9.0.2/24" }] });
+    assert.deepEqual(calls, ["inproc"]);
+    await writeScript(`${dir}/fake`, `echo '{"cniVersion":"1.0.0"}'`);
+    assert.deepEqual(await invokePlugin(base(dir, { builtins: fake })), { cniVersion: "1.0.0" });
+    assert.deepEqual(calls, ["inproc"], "a type the builtins lack is exec'd");
+  });
 });
 
 Deno.test("getVersionInfo: modern, 0.2.0-style and pre-VERSION plugins", async () => {

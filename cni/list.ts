@@ -35,7 +35,7 @@ import { convertResult } from "./convert.ts";
 import { validateContainerId, validateInterfaceName, validateNetworkName } from "./env.ts";
 import { CniError, ErrorCode } from "./errors.ts";
 import { invokePlugin } from "./invoke.ts";
-import type { AnyResult, Attachment, Command, NetConf } from "./types.ts";
+import type { AnyResult, Attachment, Builtins, Command, NetConf } from "./types.ts";
 import { normalizeVersion, versionAtLeast } from "./version.ts";
 
 /** The per-attachment parameters of a list operation (libcni's RuntimeConf). */
@@ -59,6 +59,8 @@ export interface ListOptions {
   timeoutMs?: number;
   /** Environment the plugins inherit; default this process's. */
   baseEnv?: Readonly<Record<string, string>>;
+  /** Plugins run in-process (see invoke.ts); default none: every plugin is exec'd. */
+  builtins?: Builtins;
 }
 
 /** Builds one plugin's request config. */
@@ -136,6 +138,7 @@ export async function addNetworkList(
         path: opts.path,
         timeoutMs: opts.timeoutMs,
         baseEnv: opts.baseEnv,
+        builtins: opts.builtins,
         ...attachmentRequest(rt),
       });
       result = convertResult(out!, version);
@@ -205,6 +208,7 @@ export async function delNetworkList(
         path: opts.path,
         timeoutMs: opts.timeoutMs,
         baseEnv: opts.baseEnv,
+        builtins: opts.builtins,
         ...attachmentRequest(rt),
       });
     } catch (err) {
@@ -248,6 +252,7 @@ export async function checkNetworkList(
         path: opts.path,
         timeoutMs: opts.timeoutMs,
         baseEnv: opts.baseEnv,
+        builtins: opts.builtins,
         ...attachmentRequest(rt),
       });
     } catch (err) {
@@ -320,6 +325,7 @@ export async function gcNetworkList(
           path: opts.path,
           timeoutMs: opts.timeoutMs,
           baseEnv: opts.baseEnv,
+          builtins: opts.builtins,
         });
       } catch (err) {
         const e = err instanceof CniError ? err : new CniError(ErrorCode.Internal, String(err));
@@ -342,6 +348,7 @@ export async function statusNetworkList(list: ConfList, opts: ListOptions): Prom
       path: opts.path,
       timeoutMs: opts.timeoutMs,
       baseEnv: opts.baseEnv,
+      builtins: opts.builtins,
     });
   }
 }

@@ -19,9 +19,8 @@
 import { asCniError, CniError, ErrorCode } from "./errors.ts";
 import { convertResult } from "./convert.ts";
 import { type EnvSource, parseInvocation } from "./env.ts";
-import type { Plugin } from "./plugin.ts";
 import { readStdin, writeStdout } from "./stdio.ts";
-import type { CmdArgs, Command } from "./types.ts";
+import type { Builtins, CmdArgs, Command, Plugin } from "./types.ts";
 import { CURRENT_VERSION } from "./types.ts";
 import {
   assertVersionSupported,
@@ -112,15 +111,18 @@ async function call(plugin: Plugin, cmd: CmdArgs): Promise<string> {
 /**
  * Runs one invocation of `plugin` on `env` and `stdin`; never throws.
  * stdout holds the result, the VERSION answer, nothing (DEL/CHECK/STATUS/GC)
- * or the error JSON.
+ * or the error JSON. `builtins` reach the plugin in its arguments, for the
+ * plugins it invokes in turn.
  */
 export async function dispatch(
   plugin: Plugin,
   env: EnvSource,
   stdin: Uint8Array,
+  builtins?: Builtins,
 ): Promise<InvocationOutput> {
   try {
     const cmd = parseInvocation(env, stdin);
+    if (builtins) cmd.builtins = builtins;
     return { stdout: await call(plugin, cmd), code: 0 };
   } catch (err) {
     return errorOutput(err, stdin);
@@ -135,8 +137,9 @@ export function invokeInProcess(
   plugin: Plugin,
   env: Readonly<Record<string, string>>,
   stdin: Uint8Array,
+  builtins?: Builtins,
 ): Promise<InvocationOutput> {
-  return dispatch(plugin, env, stdin);
+  return dispatch(plugin, env, stdin, builtins);
 }
 
 /**
@@ -144,11 +147,16 @@ export function invokeInProcess(
  * `plugin`, prints the outcome on stdout and returns the exit status.
  *
  * @param stdin the config when the caller has already read stdin
+ * @param builtins what the process runs in-process (see {@link dispatch})
  */
-export async function runSkel(plugin: Plugin, stdin?: Uint8Array): Promise<number> {
+export async function runSkel(
+  plugin: Plugin,
+  stdin?: Uint8Array,
+  builtins?: Builtins,
+): Promise<number> {
   const command = Deno.env.get("CNI_COMMAND");
   if (!command) {
-    const { VERSION } = await import("../cmd/version.ts");
+    const { VERSION } = await import("../pkg/version.ts");
     console.error(
       `CNI plugin ${plugin.kind} (hydra ${VERSION})\n` +
         `CNI protocol versions supported: ${plugin.supportedVersions.join(", ")}`,
@@ -156,7 +164,7 @@ export async function runSkel(plugin: Plugin, stdin?: Uint8Array): Promise<numbe
     return 0;
   }
   const config = stdin ?? readStdin();
-  const out = await dispatch(plugin, (name) => Deno.env.get(name), config);
+  const out = await dispatch(plugin, (name) => Deno.env.get(name), config, builtins);
   writeStdout(out.stdout);
   return out.code;
 }

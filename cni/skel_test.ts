@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { CniError } from "./errors.ts";
-import type { Plugin } from "./plugin.ts";
+import type { Plugin } from "./types.ts";
 import { invokeInProcess } from "./skel.ts";
 import type { CmdArgs, Result } from "./types.ts";
 import { SUPPORTED_VERSIONS } from "./types.ts";

@@ -4,7 +4,7 @@
  * plugin process lives for milliseconds, and setting up the streams
  * machinery (`Response(Deno.stdin.readable)`) costs several of them.
  *
- * Kept apart from the skel so the daemonExec shim (daemon/exec_shim.ts)
+ * Kept apart from the skel so the daemonExec shim (daemonclient/forward.ts)
  * reads and writes the same way without loading the plugin path.
  *
  * @module

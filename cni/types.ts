@@ -1,6 +1,7 @@
 /**
- * CNI spec types: network configuration, results of every spec version, and
- * the arguments a plugin receives.
+ * CNI spec types: network configuration, results of every spec version, the
+ * arguments a plugin receives, the shape of a plugin implemented in hydra,
+ * and the seam through which a process offers plugins to run in-process.
  *
  * hydra works internally with the 1.1.0 result shape ({@link Result}); the
  * conversions in `convert.ts` turn it into whatever version a caller speaks.
@@ -157,4 +158,55 @@ export interface CmdArgs {
   stdinData: Uint8Array;
   /** stdin decoded as a plugin config. */
   config: NetConf;
+  /** CNI_NETNS_OVERRIDE was 1 or true (the own-namespace check was skipped). */
+  netnsOverride?: boolean;
+  /**
+   * The plugins this process runs in-process: a plugin that invokes another
+   * (an interface plugin its IPAM, the meta-CNI its delegates) passes them
+   * on, so a built-in it calls runs here instead of being exec'd. Unset:
+   * every plugin it invokes is exec'd from CNI_PATH.
+   */
+  builtins?: Builtins;
 }
+
+/**
+ * A CNI plugin implemented in hydra. Every built-in plugin and IPAM module
+ * exports one; the skel (`skel.ts`) drives it from a process invocation,
+ * and the meta-CNI drives it in-process with the same inputs.
+ */
+export interface Plugin {
+  /** The reference `type` this plugin mirrors, e.g. "bridge", "host-local". */
+  readonly kind: string;
+  /** Spec versions this plugin accepts. */
+  readonly supportedVersions: readonly string[];
+  /** ADD: returns the result in the config's cniVersion (see convert.ts). */
+  add(args: CmdArgs): Promise<AnyResult>;
+  /** DEL: must succeed when what it would remove is already gone. */
+  del(args: CmdArgs): Promise<void>;
+  /** CHECK: throws a CniError when the attachment is not as ADD left it. */
+  check(args: CmdArgs): Promise<void>;
+  /** STATUS: throws CniError 50/51 when the plugin cannot serve ADD. */
+  status?(args: CmdArgs): Promise<void>;
+  /** GC: releases resources of attachments not listed as valid. */
+  gc?(args: CmdArgs): Promise<void>;
+}
+
+/**
+ * The plugins a process can run in-process instead of exec'ing them: the
+ * seam of the invocation layer (libcni's `invoke.Exec`). This layer knows
+ * no plugin; whoever starts the process (an entry point, the node daemon,
+ * the NRI plugin) hands in hydra's table of built-ins. Where none is given,
+ * {@link EXEC_ONLY} applies: every plugin is a file on CNI_PATH.
+ */
+export interface Builtins {
+  /** True when `type` runs in-process. */
+  has(type: string): boolean;
+  /** Loads the plugin `type`; undefined when it is not one of these. */
+  load(type: string): Promise<Plugin> | undefined;
+}
+
+/** No plugin runs in-process: every invocation is an exec. */
+export const EXEC_ONLY: Builtins = {
+  has: () => false,
+  load: () => undefined,
+};

@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { createLogger, isLogLevel, type LogLevel } from "../cni/log.ts";
+import { createLogger, isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { createKubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import {
@@ -22,14 +22,14 @@ import {
   type ListenAddress,
   parseListenAddress,
   serveHealth,
-} from "./http.ts";
-import { createRegistry, DURATION_BUCKETS } from "./metrics.ts";
+} from "../pkg/http.ts";
+import { createRegistry, DURATION_BUCKETS } from "../pkg/metrics.ts";
 import { startNodeCache } from "./node_cache.ts";
-import { DEFAULT_DAEMON_SOCKET } from "./node_protocol.ts";
+import { DEFAULT_DAEMON_SOCKET } from "../daemonclient/protocol.ts";
 import { startReportQueue } from "./node_reports.ts";
 import { serveNodeSocket } from "./node_server.ts";
-import { useInProcessDaemon } from "./node_client.ts";
-import { spoolDirOf } from "./report_spool.ts";
+import { useInProcessDaemon } from "../daemonclient/client.ts";
+import { spoolDirOf } from "../kube/report_spool.ts";
 import { type Pod, podPath } from "../kube/objects.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
@@ -217,28 +217,23 @@ export async function runDaemon(args: string[]): Promise<number> {
   const executeCni = async (env: Record<string, string>, stdin: string, plugin = "hydra") => {
     if (plugin === "hydra-pool") {
       // An exec'd cluster-IPAM plugin hands its allocation to the node's allocation host.
-      const [{ invokeInProcess }, { loadBuiltin }] = await Promise.all([
+      const [{ invokeInProcess }, { BUILTINS, loadBuiltin }] = await Promise.all([
         import("../cni/skel.ts"),
-        import("../plugins/registry.ts"),
+        import("../engine/builtins.ts"),
       ]);
-      return await invokeInProcess(
-        await loadBuiltin(plugin)!,
-        env,
-        new TextEncoder().encode(stdin),
-      );
+      const pool = await loadBuiltin(plugin)!;
+      return await invokeInProcess(pool, env, new TextEncoder().encode(stdin), BUILTINS);
     }
     if (plugin !== "hydra") {
       const msg = `the node daemon runs only hydra and hydra-pool, not "${plugin}"`;
       return { stdout: JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }), code: 1 };
     }
-    const [{ invokeInProcess }, { loadBuiltin }, { markRunningInDaemon }, batches] = await Promise
-      .all([
-        import("../cni/skel.ts"),
-        import("../plugins/registry.ts"),
-        import("../plugins/meta_exec.ts"),
-        import("../plugins/link_batch.ts"),
-      ]);
-    markRunningInDaemon();
+    const [{ invokeInProcess }, { BUILTINS }, { createMetaPlugin }, batches] = await Promise.all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+      import("../engine/meta.ts"),
+      import("../plugins/link_batch.ts"),
+    ]);
     if (!settleLinkDeletions) {
       // This process outlives the DEL: the kernel's slow part of it need not hold up the runtime.
       batches.deferLinkDeletion((netns, error) =>
@@ -246,7 +241,9 @@ export async function runDaemon(args: string[]): Promise<number> {
       );
       settleLinkDeletions = batches.settleDeferredDeletions;
     }
-    return await invokeInProcess(await loadBuiltin("hydra")!, env, new TextEncoder().encode(stdin));
+    // The daemon runs what it is handed itself: its meta-CNI never forwards.
+    const meta = createMetaPlugin({ forward: false });
+    return await invokeInProcess(meta, env, new TextEncoder().encode(stdin), BUILTINS);
   };
 
   // This daemon runs the node's cluster-IPAM allocations (one writer per network and node).

@@ -11,7 +11,7 @@
 
 import type { KubeClient } from "../kube/client.ts";
 import { isTransient } from "../kube/errors.ts";
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import {
   listSpool,
   readSpooled,
@@ -20,7 +20,7 @@ import {
   type SpooledReport,
   spoolReport,
   writeReport,
-} from "./report_spool.ts";
+} from "../kube/report_spool.ts";
 
 /** Options of {@link startReportQueue}. */
 export interface ReportQueueOptions {

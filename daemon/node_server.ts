@@ -1,5 +1,5 @@
 /**
- * The node daemon's socket server: reads requests (see node_protocol.ts)
+ * The node daemon's socket server: reads requests (see daemonclient/protocol.ts)
  * from each connection, answers them in order from the caches, queues
  * status reports and Events. At most `maxInFlight` requests are worked on
  * at once across all connections (the rest wait their turn, so a burst of
@@ -10,19 +10,19 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
-import { DURATION_BUCKETS, type Registry } from "./metrics.ts";
+import { DURATION_BUCKETS, type Registry } from "../pkg/metrics.ts";
 import type { NodeCache } from "./node_cache.ts";
 import {
   type DaemonRequest,
   type DaemonResponse,
   encodeLine,
   lineSplitter,
-} from "./node_protocol.ts";
+} from "../daemonclient/protocol.ts";
 import type { ReportQueue } from "./node_reports.ts";
-import { type DaemonConnection, DaemonUnavailableError } from "./node_client.ts";
+import { type DaemonConnection, DaemonUnavailableError } from "../daemonclient/client.ts";
 
 /** Options of {@link serveNodeSocket}. */
 export interface NodeServerOptions {

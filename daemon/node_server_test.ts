@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
-import { silentLogger } from "../cni/log.ts";
+import { silentLogger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError } from "../kube/errors.ts";
-import { createRegistry } from "./metrics.ts";
+import { createRegistry } from "../pkg/metrics.ts";
 import type { NodeCache } from "./node_cache.ts";
-import { connectNodeDaemon, type DaemonConnection, useInProcessDaemon } from "./node_client.ts";
-import type { DaemonRequest } from "./node_protocol.ts";
+import {
+  connectNodeDaemon,
+  type DaemonConnection,
+  useInProcessDaemon,
+} from "../daemonclient/client.ts";
+import type { DaemonRequest } from "../daemonclient/protocol.ts";
 import type { ReportQueue } from "./node_reports.ts";
-import type { SpooledReport } from "./report_spool.ts";
+import type { SpooledReport } from "../kube/report_spool.ts";
 import { serveNodeSocket } from "./node_server.ts";
 
 const POD_PATH = "/api/v1/namespaces/ns/pods/web-0";

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { CheckResult, HealthEndpoint } from "../daemon/http.ts";
-import { createRegistry } from "../daemon/metrics.ts";
+import type { CheckResult, HealthEndpoint } from "../pkg/http.ts";
+import { createRegistry } from "../pkg/metrics.ts";
 
 /** The watch loop's state as the endpoint sees it. */
 export interface InstallStatus {

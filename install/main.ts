@@ -10,9 +10,9 @@
 
 import { join } from "node:path";
 import { errorMessage, InstallError } from "./error.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
 import { type InstallHealth, newInstallHealth } from "./health.ts";
-import { createLogger, type Logger } from "../cni/log.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
 import { installHelp, type InstallOptions, parseInstallArgs } from "./options.ts";
 import { EXECUTABLE_NAME, reconcile, type ReconcileResult } from "./reconcile.ts";
 import { uninstall } from "./uninstall.ts";

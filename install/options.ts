@@ -6,7 +6,7 @@
 
 import { isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type ListenAddress, parseListenAddress } from "../daemon/http.ts";
+import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
 import { InstallError } from "./error.ts";
 import { SERVICE_ACCOUNT_DIR } from "./kubeconfig.ts";
 

@@ -9,11 +9,11 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import { builtinNames } from "../plugins/registry.ts";
+import { builtinNames } from "../engine/builtins.ts";
 import { lstatOrUndefined, readOrUndefined, removeScratch, sha256Bytes } from "./atomic.ts";
 import { InstallError } from "./error.ts";
 import { readCredentials, renderKubeconfig } from "./kubeconfig.ts";
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import {
   encodeManifest,
   type InstallManifest,

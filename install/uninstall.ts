@@ -8,7 +8,7 @@
  */
 
 import { InstallError } from "./error.ts";
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import { readManifest, removalOrder } from "./manifest.ts";
 import type { InstallOptions } from "./options.ts";
 import { removeDirs, removeEntries, withInstallLock } from "./reconcile.ts";

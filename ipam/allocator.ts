@@ -9,7 +9,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { formatIpAddr, type IpAddr, ipAddrEquals, ipAddrKey, nextIpAddr } from "../netlink/ip.ts";
+import { formatIpAddr, type IpAddr, ipAddrEquals, ipAddrKey, nextIpAddr } from "../ipaddr/ip.ts";
 import { type IpRange, rangeContains, rangeFor, type RangeSet, rangeSetToString } from "./range.ts";
 import {
   lastReservedIp,

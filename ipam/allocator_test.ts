@@ -4,7 +4,7 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { CmdArgs, Command, NetConf, Result } from "../cni/types.ts";
 import { candidates } from "./allocator.ts";
 import { loadHostLocalConfig } from "./config.ts";
-import { formatIpAddr, parseIpAddr } from "../netlink/ip.ts";
+import { formatIpAddr, parseIpAddr } from "../ipaddr/ip.ts";
 import { plugin } from "./host_local.ts";
 
 async function withDataDir(fn: (dir: string) => Promise<void>): Promise<void> {

@@ -13,7 +13,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { NetConf, Route } from "../cni/types.ts";
 import { loadCniArgs } from "../cni/args.ts";
-import { type IpAddr, ipAddrKey, parseIpAddrOrCidr } from "../netlink/ip.ts";
+import { type IpAddr, ipAddrKey, parseIpAddrOrCidr } from "../ipaddr/ip.ts";
 import {
   canonicalizeRangeSet,
   RangeConfigError,

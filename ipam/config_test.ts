@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { NetConf } from "../cni/types.ts";
 import { DEFAULT_DATA_DIR, loadHostLocalConfig, loadStoreLocation } from "./config.ts";
-import { formatIpAddr } from "../netlink/ip.ts";
+import { formatIpAddr } from "../ipaddr/ip.ts";
 import { rangeSetToString } from "./range.ts";
 
 function conf(ipam: Record<string, unknown>, extra: Partial<NetConf> = {}): NetConf {

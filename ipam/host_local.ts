@@ -10,12 +10,12 @@
 
 import { fromInternal } from "../cni/convert.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Plugin } from "../cni/plugin.ts";
+import type { Plugin } from "../cni/types.ts";
 import type { AnyResult, Attachment, CmdArgs, IpConfig, Result } from "../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { allocate, type Allocation } from "./allocator.ts";
 import { loadHostLocalConfig, loadStoreLocation } from "./config.ts";
-import { formatIpAddr, type IpAddr, ipAddrEquals, parseIpAddrOrCidr } from "../netlink/ip.ts";
+import { formatIpAddr, type IpAddr, ipAddrEquals, parseIpAddrOrCidr } from "../ipaddr/ip.ts";
 import { rangeSetContains } from "./range.ts";
 import { readResolvConf } from "./resolv.ts";
 import {

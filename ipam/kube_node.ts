@@ -35,8 +35,8 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { writeFileAtomic } from "../cni/fsutil.ts";
-import type { Plugin } from "../cni/plugin.ts";
+import { writeFileAtomic } from "../pkg/fsutil.ts";
+import type { Plugin } from "../cni/types.ts";
 import type { AnyResult, CmdArgs } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { DEFAULT_DATA_DIR, invalidConfig, listField, stringField } from "./config.ts";
@@ -136,7 +136,7 @@ async function fetchNode(c: KubeNodeConfig): Promise<NodeRanges> {
   const what = `get node ${c.nodeName}`;
   try {
     if (c.daemonSocket) {
-      const { connectNodeDaemon, daemonKubeClient } = await import("../daemon/node_client.ts");
+      const { connectNodeDaemon, daemonKubeClient } = await import("../daemonclient/client.ts");
       const conn = await connectNodeDaemon(c.daemonSocket).catch(() => undefined);
       if (conn) {
         try {

@@ -24,7 +24,7 @@ import {
   parseIpAddr,
   parseIpNet,
   prevIpAddr,
-} from "../netlink/ip.ts";
+} from "../ipaddr/ip.ts";
 
 /** A validated range: every field filled in. */
 export interface IpRange {

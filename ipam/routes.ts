@@ -8,7 +8,7 @@
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Route } from "../cni/types.ts";
-import { formatIpAddr, formatIpNet, parseIpAddr, parseIpNet } from "../netlink/ip.ts";
+import { formatIpAddr, formatIpNet, parseIpAddr, parseIpNet } from "../ipaddr/ip.ts";
 
 const NUMERIC_FIELDS = ["mtu", "advmss", "priority", "table", "scope"] as const;
 

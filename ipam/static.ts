@@ -13,7 +13,7 @@
 import { loadCniArgs } from "../cni/args.ts";
 import { fromInternal } from "../cni/convert.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Plugin } from "../cni/plugin.ts";
+import type { Plugin } from "../cni/types.ts";
 import type { AnyResult, CmdArgs, Dns, IpConfig, Result, Route } from "../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
 import {
@@ -33,7 +33,7 @@ import {
   parseIpAddr,
   parseIpAddrOrCidr,
   parseIpNet,
-} from "../netlink/ip.ts";
+} from "../ipaddr/ip.ts";
 import { parseRoutes } from "./routes.ts";
 
 /** One configured address. */

@@ -33,7 +33,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { formatIpAddr, type IpAddr, parseIpAddr } from "../netlink/ip.ts";
+import { formatIpAddr, type IpAddr, parseIpAddr } from "../ipaddr/ip.ts";
 
 const LOCK_FILE = "lock";
 const LAST_RESERVED_PREFIX = "last_reserved_ip.";

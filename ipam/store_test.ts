@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseIpAddr } from "../netlink/ip.ts";
+import { parseIpAddr } from "../ipaddr/ip.ts";
 import {
   goTrimSpace,
   lastReservedIp,

@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { isNotFound } from "../kube/errors.ts";
 import { type Informer, startInformer } from "../kube/informer.ts";
@@ -45,7 +45,6 @@ import {
 } from "../ipam/pool/objects.ts";
 import { deadlineIn, deleteBlock, updateBlock } from "../ipam/pool/store.ts";
 import { holdsIn, readWhereaboutsHolds } from "../ipam/pool/whereabouts.ts";
-import { parseIpAddr } from "../netlink/ip.ts";
 import { countPool, type PoolCounts } from "./counts.ts";
 import { type Facts, judge, type PodFacts, type Verdict } from "./judge.ts";
 

@@ -20,7 +20,7 @@ import {
   networkIpAddr,
   parseIpAddr,
   parseIpNet,
-} from "../netlink/ip.ts";
+} from "../ipaddr/ip.ts";
 
 /** The counts written to a pool's status. */
 export interface PoolCounts {

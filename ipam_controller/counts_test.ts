@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { newBlock } from "../ipam/pool/block.ts";
 import type { AddressPool } from "../ipam/pool/objects.ts";
-import { parseIpAddr } from "../netlink/ip.ts";
+import { parseIpAddr } from "../ipaddr/ip.ts";
 import { countPool } from "./counts.ts";
 
 function pool(spec: Partial<AddressPool["spec"]>): AddressPool {

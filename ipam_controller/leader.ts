@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { isConflict, isNotFound } from "../kube/errors.ts";
 

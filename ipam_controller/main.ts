@@ -11,14 +11,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { createLogger, isLogLevel, type LogLevel } from "../cni/log.ts";
+import { createLogger, isLogLevel, type LogLevel } from "../pkg/log.ts";
 import {
   formatListenAddress,
   type ListenAddress,
   parseListenAddress,
   serveHealth,
-} from "../daemon/http.ts";
-import { createRegistry, DURATION_BUCKETS } from "../daemon/metrics.ts";
+} from "../pkg/http.ts";
+import { createRegistry, DURATION_BUCKETS } from "../pkg/metrics.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { type ControllerMetrics, startController } from "./controller.ts";
@@ -218,7 +218,8 @@ async function runController(args: string[]): Promise<number> {
   }
   const registry = createRegistry();
   const leaderGauge = registry.gauge("hydra_ipam_controller_leader", "1 while this replica leads.");
-  let controllerRef: { scanNow(): Promise<void> } | undefined;
+  /** The controller, once made (the election's callback may run before). */
+  const started: { controller?: { scanNow(): Promise<void> } } = {};
   const election = startLeaderElection({
     client,
     namespace: opts.namespace,
@@ -227,7 +228,7 @@ async function runController(args: string[]): Promise<number> {
     log,
     onChange: (leading) => {
       leaderGauge.set({}, leading ? 1 : 0);
-      if (leading) void controllerRef?.scanNow();
+      if (leading) void started.controller?.scanNow();
     },
   });
   const controller = startController({
@@ -240,7 +241,7 @@ async function runController(args: string[]): Promise<number> {
     holdMs: opts.holdMs,
     apiTimeoutMs: opts.apiTimeoutMs,
   });
-  controllerRef = controller;
+  started.controller = controller;
   const health = opts.listen
     ? await serveHealth(opts.listen, {
       registry,

@@ -8,8 +8,8 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { parseIpAddr } from "../netlink/ip.ts";
-import type { NetworkSelection } from "./selection.ts";
+import { parseIpAddr } from "../ipaddr/ip.ts";
+import { interfaceNameProblem, type NetworkSelection } from "./selection.ts";
 
 /** The pod identity every delegate gets in CNI_ARGS. */
 export interface PodArgs {
@@ -34,6 +34,45 @@ export function delegateIfName(
   if (sel?.interface) return sel.interface;
   if (isDefault) return cniIfName;
   return `net${index}`;
+}
+
+/** The interface name containerd's CRI gives a pod's default network. */
+export const DEFAULT_POD_IFNAME = "eth0";
+
+/**
+ * The interface names of a pod's secondary networks when the runtime made
+ * its default one: each selection's `interface`, else `net<n>` by position
+ * ({@link delegateIfName} with n counting from `first`). CNI code 7 for a
+ * name the kernel would refuse, for the default network's
+ * ({@link DEFAULT_POD_IFNAME}), or for two selections asking for one name.
+ */
+export function secondaryIfNames(
+  selections: readonly NetworkSelection[],
+  first = 1,
+): string[] {
+  const names = selections.map((sel, i) => delegateIfName(sel, first + i, false, ""));
+  const seen = new Map<string, number>();
+  names.forEach((name, i) => {
+    const problem = interfaceNameProblem(name);
+    if (problem) throw new CniError(ErrorCode.InvalidNetworkConfig, problem);
+    if (name === DEFAULT_POD_IFNAME) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `network "${selections[i].name}": interface "${name}" belongs to the pod's default network`,
+      );
+    }
+    const other = seen.get(name);
+    if (other !== undefined) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `networks "${selections[other].name}" and "${
+          selections[i].name
+        }" both ask for interface "${name}"`,
+      );
+    }
+    seen.set(name, i);
+  });
+  return names;
 }
 
 /** Where Multus-compatible device plugins and CNIs exchange device info. */

@@ -6,6 +6,7 @@ import {
   injectCniArgs,
   parseCniArgs,
   planDefaultRoutes,
+  secondaryIfNames,
 } from "./delegate.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { NetworkSelection } from "./selection.ts";
@@ -143,4 +144,28 @@ Deno.test("default routes: nothing asked, one gateway per family, ECMP refused",
   assert.throws(() => planDefaultRoutes([["fd00::1", "fd01::1"]]), /0 IPv4 and 2 IPv6/);
   // IPv4-mapped IPv6 counts as IPv4, as in Go.
   assert.throws(() => planDefaultRoutes([["10.0.0.1"], ["::ffff:10.0.0.2"]]), /2 IPv4/);
+});
+
+Deno.test("secondaryIfNames: net<position> from `first` unless the element names one", () => {
+  assert.deepEqual(
+    secondaryIfNames([
+      { name: "a", namespace: "n" },
+      { name: "b", namespace: "n", interface: "data0" },
+      { name: "a", namespace: "n" },
+    ]),
+    ["net1", "data0", "net3"],
+  );
+  assert.deepEqual(secondaryIfNames([{ name: "a", namespace: "n" }], 3), ["net3"]);
+  assert.throws(
+    () => secondaryIfNames([{ name: "a", namespace: "n", interface: "eth0" }]),
+    /network "a": interface "eth0" belongs to the pod's default network/,
+  );
+  assert.throws(
+    () =>
+      secondaryIfNames([
+        { name: "a", namespace: "n", interface: "x" },
+        { name: "b", namespace: "n", interface: "x" },
+      ]),
+    /networks "a" and "b" both ask for interface "x"/,
+  );
 });

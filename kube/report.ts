@@ -11,7 +11,7 @@ import type { Result } from "../cni/types.ts";
 import type { KubeClient } from "./client.ts";
 import type { PodArgs } from "./delegate.ts";
 import { isNotFound } from "./errors.ts";
-import { canonicalIp } from "../netlink/ip.ts";
+import { canonicalIp } from "../ipaddr/ip.ts";
 import { type EventInit, updatePodStatusAnnotations } from "./objects.ts";
 import {
   type DeviceInfo,

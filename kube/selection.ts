@@ -13,7 +13,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { isCidr, isIp } from "../netlink/ip.ts";
+import { isCidr, isIp } from "../ipaddr/ip.ts";
 import { tryParseMac } from "../netlink/mac.ts";
 
 /** The pod annotation selecting secondary networks. */

@@ -8,7 +8,7 @@
  */
 
 import type { Dns, Result } from "../cni/types.ts";
-import { canonicalIp } from "../netlink/ip.ts";
+import { canonicalIp } from "../ipaddr/ip.ts";
 
 /** The pod annotation listing every attached network. */
 export const NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status";

@@ -5,7 +5,7 @@
  */
 
 import { AF, afOf, IFA, IFA_F, RT_SCOPE, RTM } from "./constants.ts";
-import { formatIp, type IpFamily, lastAddress, parseCidr, parseIp } from "./ip.ts";
+import { formatIp, type IpFamily, lastAddress, parseCidr, parseIp } from "../ipaddr/ip.ts";
 import { linkLabel, type LinkRef } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";
 import { attr, getU32, parseAttrs, VERB_FLAGS, type Writer } from "./message.ts";

@@ -19,7 +19,7 @@ import {
 import { NetlinkError } from "./errors.ts";
 import { closeFd } from "./ffi.ts";
 import { type BridgePortInfo, parseBridgePort, writeBridgePort } from "./bridge_port.ts";
-import { formatMac } from "./ip.ts";
+import { formatMac } from "../ipaddr/ip.ts";
 import { parseMac } from "./mac.ts";
 import {
   type KindInfo,

@@ -7,7 +7,7 @@
  */
 
 import { IFLA } from "./constants.ts";
-import { formatIp, parseIp } from "./ip.ts";
+import { formatIp, parseIp } from "../ipaddr/ip.ts";
 import { parseMac } from "./mac.ts";
 import { attr, type Attrs, type Writer } from "./message.ts";
 import { type NetnsRef, openNetnsFd } from "./netns.ts";

@@ -1,12 +1,12 @@
 /**
  * MAC (link-layer) addresses: parsed as Go's `net.ParseMAC` accepts them, so
  * hydra takes the configs and annotations the reference plugins and Multus
- * take (printed by `formatMac` in `ip.ts`). Pure functions, no FFI.
+ * take (printed by `formatMac` in `ipaddr/ip.ts`). Pure functions, no FFI.
  *
  * @module
  */
 
-import { formatMac } from "./ip.ts";
+import { formatMac } from "../ipaddr/ip.ts";
 
 /**
  * The bytes of a hardware address in a form Go's `net.ParseMAC` accepts:

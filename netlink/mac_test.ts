@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatMac } from "./ip.ts";
+import { formatMac } from "../ipaddr/ip.ts";
 import { parseMac, randomMac, tryParseMac } from "./mac.ts";
 
 Deno.test("MAC parsing and formatting", () => {

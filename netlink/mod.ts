@@ -21,7 +21,7 @@
  * Kernel refusals throw {@link NetlinkError} (`errno`, `code` such as
  * "EEXIST"); {@link isExists} and {@link isNotFound} classify them.
  *
- * The IP and MAC helpers in `ip.ts` and `mac.ts` are re-exported here; import them
+ * The IP helpers of `ipaddr/ip.ts` and the MAC helpers of `mac.ts` are re-exported here; import them
  * directly to use them without loading the FFI.
  *
  * Worth knowing:
@@ -41,7 +41,7 @@
  */
 
 export * from "./errors.ts";
-export * from "./ip.ts";
+export * from "../ipaddr/ip.ts";
 export * from "./mac.ts";
 export * from "./constants.ts";
 export {

@@ -6,7 +6,7 @@
  */
 
 import { AF, NDA, NTF, NUD, RTM } from "./constants.ts";
-import { formatIp, formatMac, type IpFamily, parseIp } from "./ip.ts";
+import { formatIp, formatMac, type IpFamily, parseIp } from "../ipaddr/ip.ts";
 import { parseMac } from "./mac.ts";
 import { linkLabel, type LinkRef } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";

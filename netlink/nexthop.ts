@@ -15,7 +15,7 @@
 
 import { AF, afOf, RTNH_F_ONLINK } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
-import { formatIp, type IpFamily, parseIp } from "./ip.ts";
+import { formatIp, type IpFamily, parseIp } from "../ipaddr/ip.ts";
 import { attr, getU32, parseAttrs, type RequestVerb, VERB_FLAGS } from "./message.ts";
 import {
   beginDump,

@@ -20,7 +20,7 @@ import {
   RTPROT,
 } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
-import { formatIp, type IpFamily, parseCidr, parseIp } from "./ip.ts";
+import { formatIp, type IpFamily, parseCidr, parseIp } from "../ipaddr/ip.ts";
 import type { LinkRef } from "./link_kinds.ts";
 import { linkIndex } from "./link.ts";
 import {

@@ -1,16 +1,17 @@
 /**
- * Attaching and releasing a sandbox's extra networks by driving the
- * meta-CNI in this process — the same attachment engine (delegates in
- * order, rollback on failure, a record under the cache folder so DEL works
- * after restarts) the runtime runs when hydra is its CNI plugin.
+ * Attaching and releasing a sandbox's extra networks through the
+ * attachment engine in this process (engine/attach.ts) — the same engine
+ * (delegates in order, rollback on failure, a record under the cache folder
+ * so DEL works after restarts) the runtime runs when hydra is its CNI
+ * plugin, called directly: what it attached comes back as values.
  *
- * - attach: the source's plan becomes one meta-CNI ADD with CNI_CONTAINERID
- *   = sandbox id, CNI_NETNS = the sandbox's netns, CNI_IFNAME = the first
- *   extra interface and the pod's K8S_* CNI_ARGS. A sandbox already attached
- *   (state file and record present) is left alone, so a repeated event or a
- *   Synchronize never attaches twice; a record without a state file is an
- *   attach that died half-way and is undone first.
- * - release: every meta-CNI record of the sandbox gets a DEL (the meta-CNI
+ * - attach: the source's plan becomes one engine attach with the sandbox id
+ *   as container, the sandbox's netns, the first extra interface as the
+ *   one it is recorded under, and the pod's K8S_* CNI_ARGS. A sandbox
+ *   already attached (state file and record present) is left alone, so a
+ *   repeated event or a Synchronize never attaches twice; a record without
+ *   a state file is an attach that died half-way and is undone first.
+ * - release: every engine record of the sandbox is detached (the engine
  *   deletes the networks in reverse and keeps what failed for the next
  *   try); then the state file goes. Nothing recorded: nothing to do.
  *
@@ -24,19 +25,25 @@
  * @module
  */
 
-import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Logger, LogLevel } from "../cni/log.ts";
-import { invokeInProcess } from "../cni/skel.ts";
-import { plugin as metaPlugin } from "../plugins/meta.ts";
+import { convertResult } from "../cni/convert.ts";
+import { asCniError, CniError, ErrorCode } from "../cni/errors.ts";
+import type { AnyResult, NetConf, Result } from "../cni/types.ts";
+import type { Logger, LogLevel } from "../pkg/log.ts";
+import {
+  attach,
+  type AttachRequest,
+  detach,
+  type NetworkPlan,
+  recordedInterfaces,
+} from "../engine/attach.ts";
+import { BUILTINS } from "../engine/builtins.ts";
 import { netnsPathOf, type PodSandbox } from "./pod.ts";
 import type { AttachPlan, NetworkSource } from "./source.ts";
 import {
   type AttachedNetwork,
-  cachedNetworkResult,
   loadPodState,
   POD_STATE_KIND,
   type PodState,
-  recordIfNames,
   removePodState,
   savePodState,
 } from "./state.ts";
@@ -83,23 +90,6 @@ export interface Attacher {
   idle(): Promise<void>;
 }
 
-/** The meta-CNI's stdout of a failed call, as a CniError. */
-function outputError(stdout: string, what: string): CniError {
-  try {
-    const e = JSON.parse(stdout) as { code?: unknown; msg?: unknown; details?: unknown };
-    if (typeof e.code === "number" && typeof e.msg === "string") {
-      return new CniError(
-        e.code,
-        e.msg,
-        typeof e.details === "string" && e.details ? e.details : undefined,
-      );
-    }
-  } catch {
-    // not JSON: fall through
-  }
-  return new CniError(ErrorCode.Internal, `${what}: unexpected meta-CNI output ${stdout.trim()}`);
-}
-
 /** The path if it exists, else "" (DEL without a namespace still frees addresses). */
 function existingNetns(...candidates: (string | undefined)[]): string {
   for (const path of candidates) {
@@ -112,6 +102,15 @@ function existingNetns(...candidates: (string | undefined)[]): string {
     }
   }
   return "";
+}
+
+/** A network's result in the 1.1.0 shape the state file keeps; undefined when it has none. */
+function asCurrent(result: AnyResult): Result | undefined {
+  try {
+    return convertResult(result, "1.1.0") as Result;
+  } catch {
+    return undefined;
+  }
 }
 
 /** K8S_* CNI_ARGS of a pod, as the kubelet's runtime passes them to CNI. */
@@ -145,36 +144,31 @@ export function createAttacher(options: AttacherOptions): Attacher {
     return run;
   }
 
-  /** The engine-owned keys of every meta-CNI conf. */
-  function metaConf(extra: Record<string, unknown> = {}): Uint8Array {
-    const conf: Record<string, unknown> = {
-      cniVersion: "1.1.0",
-      name: "hydra-nri",
-      type: "hydra",
-      ...extra,
-      cacheDir,
-      logLevel: options.metaLogLevel ?? "warn",
-    };
-    if (options.metaLogFile) conf.logFile = options.metaLogFile;
-    if (options.delegateTimeoutS) conf.delegateTimeout = options.delegateTimeoutS;
-    return new TextEncoder().encode(JSON.stringify(conf));
+  /** The engine-owned keys of every conf. */
+  function engineConf(conf: NetConf = { cniVersion: "1.1.0", name: "hydra-nri", type: "hydra" }) {
+    const out: NetConf = { ...conf, cacheDir, logLevel: options.metaLogLevel ?? "warn" };
+    if (options.metaLogFile) out.logFile = options.metaLogFile;
+    if (options.delegateTimeoutS) out.delegateTimeout = options.delegateTimeoutS;
+    return out;
   }
 
-  async function meta(
-    command: "ADD" | "DEL",
-    env: { sandboxId: string; netns: string; ifName: string; args: string },
-    conf: Uint8Array,
-  ): Promise<string> {
-    const out = await invokeInProcess(metaPlugin, {
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: env.sandboxId,
-      CNI_NETNS: env.netns,
-      CNI_IFNAME: env.ifName,
-      CNI_ARGS: env.args,
-      CNI_PATH: options.cniPath.join(":"),
-    }, conf);
-    if (out.code !== 0) throw outputError(out.stdout, `${command} ${env.sandboxId}`);
-    return out.stdout;
+  /** One engine request for the sandbox. */
+  function request(
+    sandboxId: string,
+    netns: string,
+    ifName: string,
+    extra: { conf?: NetConf; cniArgs?: string; networks?: NetworkPlan[] } = {},
+  ): AttachRequest {
+    return {
+      conf: engineConf(extra.conf),
+      containerId: sandboxId,
+      netns,
+      ifName,
+      cniArgs: extra.cniArgs ?? "",
+      path: options.cniPath,
+      builtins: BUILTINS,
+      ...(extra.networks ? { networks: extra.networks } : {}),
+    };
   }
 
   let releaseTail: Promise<void> = Promise.resolve();
@@ -192,18 +186,18 @@ export function createAttacher(options: AttacherOptions): Attacher {
 
   async function releaseNow(sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
     const state = loadPodState(cacheDir, sandboxId);
-    const ifNames = recordIfNames(cacheDir, sandboxId);
+    const ifNames = recordedInterfaces(cacheDir, sandboxId);
     const path = existingNetns(netns, state?.netns);
     const errors: CniError[] = [];
     for (const ifName of ifNames) {
       try {
-        await meta("DEL", { sandboxId, netns: path, ifName, args: "" }, metaConf());
+        await detach(request(sandboxId, path, ifName));
       } catch (err) {
-        errors.push(err instanceof CniError ? err : new CniError(ErrorCode.Internal, String(err)));
+        errors.push(asCniError(err));
       }
     }
     if (errors.length) {
-      // The meta-CNI kept what it could not delete; the state file stays too.
+      // The engine kept what it could not delete; the state file stays too.
       throw new CniError(
         errors[0].code,
         `releasing sandbox ${sandboxId}: ${errors.map((e) => e.message).join("; ")}`,
@@ -218,7 +212,7 @@ export function createAttacher(options: AttacherOptions): Attacher {
     const sandboxId = pod.id;
     const netns = netnsPathOf(pod);
     const state = loadPodState(cacheDir, sandboxId);
-    const recorded = recordIfNames(cacheDir, sandboxId);
+    const recorded = recordedInterfaces(cacheDir, sandboxId);
     if (state && recorded.includes(state.ifName)) {
       return { status: "already", networks: state.networks };
     }
@@ -245,23 +239,24 @@ export function createAttacher(options: AttacherOptions): Attacher {
         `the network namespace of sandbox ${sandboxId} (${netns}) is gone`,
       );
     }
-    const args = podCniArgs(pod);
-    await meta(
-      "ADD",
-      { sandboxId, netns, ifName: plan.ifName, args },
-      metaConf(plan.conf),
-    );
+    const req = request(sandboxId, netns, plan.ifName, {
+      conf: plan.conf,
+      cniArgs: podCniArgs(pod),
+      networks: plan.networks,
+    });
+    const outcome = await attach(req).catch((err) => {
+      throw asCniError(err);
+    });
     if (!keep()) {
       await releaseLocked(sandboxId, netns).catch((err) =>
         log.error("cannot undo an attach nobody waits for", { sandbox: sandboxId, error: err })
       );
       throw new CniError(ErrorCode.TryAgainLater, "attach finished after its caller gave up");
     }
-    const networks: AttachedNetwork[] = [];
-    for (const n of plan.networks) {
-      const result = await cachedNetworkResult(cacheDir, n.name, sandboxId, n.ifName);
-      networks.push(result ? { ...n, result } : { ...n });
-    }
+    const networks: AttachedNetwork[] = outcome.networks.map((n) => {
+      const result = asCurrent(n.result);
+      return { name: n.name, ifName: n.ifName, ...(result ? { result } : {}) };
+    });
     const next: PodState = {
       kind: POD_STATE_KIND,
       sandboxId,

@@ -1,12 +1,12 @@
 /**
  * Logging seam of the NRI stub: a plain function, so the protocol layers
  * stay free of any logger type. Lines are written by hydra's structured
- * logger (`cni/log.ts`); {@link nriLogger} routes the seam into one.
+ * logger (`pkg/log.ts`); {@link nriLogger} routes the seam into one.
  *
  * @module
  */
 
-import { createLogger, type Logger as StructuredLogger } from "../cni/log.ts";
+import { createLogger, type Logger as StructuredLogger } from "../pkg/log.ts";
 
 /** Severity of a log record. */
 export type LogLevel = "debug" | "info" | "warn" | "error";

@@ -21,7 +21,7 @@ import {
   type Gauge,
   type Histogram,
   type Registry,
-} from "../daemon/metrics.ts";
+} from "../pkg/metrics.ts";
 
 /** The NRI plugin's metrics, registered in one registry. */
 export interface NriMetrics {

@@ -5,8 +5,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { isLogLevel, type LogLevel } from "../cni/log.ts";
-import { type ListenAddress, parseListenAddress } from "../daemon/http.ts";
+import { isLogLevel, type LogLevel } from "../pkg/log.ts";
+import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
 import { DEFAULT_PLUGIN_INDEX, DEFAULT_PLUGIN_NAME, DEFAULT_SOCKET_PATH } from "./stub.ts";
 
 /** Where the health endpoint listens by default (the DaemonSet passes its own). */

@@ -20,11 +20,12 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import type { Attacher } from "./attach.ts";
 import type { NriMetrics } from "./metrics.ts";
 import { netnsPathOf, type PodSandbox } from "./pod.ts";
-import { listPodStateIds, recordSandboxIds } from "./state.ts";
+import { recordedContainers } from "../engine/attach.ts";
+import { listPodStateIds } from "./state.ts";
 
 /** Settings of the reconciler. */
 export interface ReconcilerOptions {
@@ -221,7 +222,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       for (const id of [...startedIds]) if (!listed.has(id)) startedIds.delete(id);
       const held = new Set([
         ...listPodStateIds(options.cacheDir),
-        ...recordSandboxIds(options.cacheDir),
+        ...recordedContainers(options.cacheDir),
       ]);
       const steps: Step[] = [];
       for (const id of held) {

@@ -23,8 +23,8 @@
  */
 
 import { loadConfDir } from "../cni/conf.ts";
-import { createLogger, type Logger } from "../cni/log.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
 import { type Attacher, createAttacher } from "./attach.ts";
 import { WARMABLE_PLUGINS, warmAttachPath, warmIpam, warmKernelPath } from "./warm.ts";
 import { StatusCode, TtrpcStatusError } from "./errors.ts";
@@ -40,7 +40,7 @@ import {
 import { createReconciler, type Reconciler } from "./reconcile.ts";
 import { confDirSource, kubeSource, type NetworkSource } from "./source.ts";
 import { listPodStateIds } from "./state.ts";
-import { builtinNames, loadBuiltin } from "../plugins/registry.ts";
+import { builtinNames, loadBuiltin } from "../engine/builtins.ts";
 import {
   type HookContext,
   netnsPathOf,

@@ -1,7 +1,8 @@
 /**
  * Where a pod's extra networks come from: a {@link NetworkSource} turns the
- * pod NRI hands over into one call of the meta-CNI (its conf and the
- * CNI_IFNAME to use), or says the pod wants nothing.
+ * pod NRI hands over into one attach of the engine (engine/attach.ts: its
+ * conf, the interface to record it under, and in conf-file mode the
+ * networks themselves), or says the pod wants nothing.
  *
  * Conf-file mode ({@link confDirSource}) needs no API server, so it works
  * with `crictl` alone: the pod's `k8s.v1.cni.cncf.io/networks` annotation
@@ -9,54 +10,47 @@
  * it is absent) names networks, and each name is the `name` of a conf or
  * conflist in the conf folder (found as libcni finds a network by name).
  * Interfaces are the element's `@ifname`/`interface`, else `net<position>`
- * (net1 for the first element). A namespace in an element is ignored:
- * files have none. The element's `ips`, `mac`, `bandwidth`,
- * `portMappings`, … go to the plugins that declare the capability, and its
- * `cni-args` into every plugin's `args.cni`, as the meta-CNI's Kubernetes
- * mode does.
+ * (net1 for the first element; kube/delegate.ts names them). A namespace in
+ * an element is ignored: files have none. The element's `ips`, `mac`,
+ * `bandwidth`, `portMappings`, … are the network's capability arguments
+ * (the engine hands each plugin those it declares), and its `cni-args` go
+ * into every plugin's `args.cni`, as the meta-CNI's Kubernetes mode does.
  *
  * The runtime's default CNI already made the pod's first interface, so only
- * the selected networks are attached here; the first of them is the meta-
- * CNI's "first delegate" and gets CNI_IFNAME, the others carry an explicit
- * `ifname`.
+ * the selected networks are attached here; the attach is recorded under the
+ * first one's interface.
  *
  * @module
  */
 
 import { type ConfList, loadConfDir } from "../cni/conf.ts";
+import type { NetConf } from "../cni/types.ts";
+import type { NetworkPlan } from "../engine/attach.ts";
 import { createConfCache } from "./conf_cache.ts";
-import { CniError, ErrorCode } from "../cni/errors.ts";
-import { delegateRuntimeConfig, injectCniArgs } from "../kube/delegate.ts";
 import {
-  interfaceNameProblem,
-  type NetworkSelection,
-  podNetworkSelections,
-} from "../kube/selection.ts";
+  delegateIfName,
+  delegateRuntimeConfig,
+  injectCniArgs,
+  secondaryIfNames,
+} from "../kube/delegate.ts";
+import { mapPlugins } from "../kube/confdir.ts";
+import { type NetworkSelection, podNetworkSelections } from "../kube/selection.ts";
 import type { PodSandbox } from "./pod.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { createKubeClient } from "../kube/client.ts";
 import { createEvent } from "../kube/objects.ts";
 
-/** The interface name containerd's CRI gives the default network. */
-export const DEFAULT_POD_IFNAME = "eth0";
-
-/** One network of a plan. */
-export interface PlannedNetwork {
-  name: string;
-  ifName: string;
-}
-
-/** One meta-CNI call attaching a pod's extra networks. */
+/** One attach of a pod's extra networks. */
 export interface AttachPlan {
-  /** CNI_IFNAME of the call: the first network's interface. */
+  /** The interface the attach is recorded under (CNI_IFNAME): the first network's. */
   ifName: string;
   /**
    * The meta-CNI conf (`"type": "hydra"`) without the keys the engine owns
    * (`cacheDir`, `binDir`, `logFile`, `logLevel`, `delegateTimeout`).
    */
-  conf: Record<string, unknown>;
-  /** The networks in attach order. */
-  networks: PlannedNetwork[];
+  conf: NetConf;
+  /** Conf-file mode: the networks in attach order (Kubernetes mode: the conf says). */
+  networks?: NetworkPlan[];
 }
 
 /** Resolves a pod's extra networks. */
@@ -80,73 +74,30 @@ export interface NetworkSource {
   warm?(): Promise<void>;
 }
 
-type Json = Record<string, unknown>;
-
-/** Puts per-attachment capability args into the plugins that declare them. */
-function withCapabilityArgs(plugins: readonly Json[], args: Json): Json[] {
-  if (Object.keys(args).length === 0) return [...plugins];
-  return plugins.map((plugin) => {
-    const caps = plugin.capabilities as Record<string, unknown> | undefined;
-    const picked: Json = {};
-    for (const [cap, value] of Object.entries(args)) {
-      if (caps?.[cap] === true) picked[cap] = value;
-    }
-    if (Object.keys(picked).length === 0) return plugin;
-    const own = (plugin.runtimeConfig ?? {}) as Json;
-    return { ...plugin, runtimeConfig: { ...own, ...picked } };
-  });
-}
-
-/** The delegate entry for one selected network, as the meta-CNI reads it inline. */
-function delegateFor(
+/** A conf file picked by a selection, as the network the engine attaches. */
+function selectedNetwork(
   list: ConfList,
   sel: NetworkSelection,
   ifName: string,
   sandboxId: string,
-): Json {
-  let conf: Json = {
-    name: list.name,
-    plugins: list.plugins,
-    loadOnlyInlinedPlugins: true,
-  };
-  if (list.cniVersion) conf.cniVersion = list.cniVersion;
-  if (list.disableCheck) conf.disableCheck = true;
-  if (list.disableGC) conf.disableGC = true;
-  if (sel.cniArgs) conf = injectCniArgs(conf, sel.cniArgs, list.name);
+): NetworkPlan {
+  const cniArgs = sel.cniArgs;
   const capabilityArgs = delegateRuntimeConfig(undefined, sel, false, {
     containerId: sandboxId,
     ifName,
     delegateName: list.name,
   });
-  conf.plugins = withCapabilityArgs(conf.plugins as Json[], capabilityArgs);
-  return conf;
+  return {
+    name: sel.name,
+    ifName,
+    list: cniArgs ? mapPlugins(list, (p) => injectCniArgs(p, cniArgs, list.name)) : list,
+    capabilityArgs,
+  };
 }
 
-/** Interface names of a pod's selections: requested, else net1, net2, … by position. */
-export function selectionIfNames(selections: readonly NetworkSelection[]): string[] {
-  const names = selections.map((sel, i) => sel.interface ?? `net${i + 1}`);
-  const seen = new Map<string, number>();
-  names.forEach((name, i) => {
-    const problem = interfaceNameProblem(name);
-    if (problem) throw new CniError(ErrorCode.InvalidNetworkConfig, problem);
-    if (name === DEFAULT_POD_IFNAME) {
-      throw new CniError(
-        ErrorCode.InvalidNetworkConfig,
-        `network "${selections[i].name}": interface "${name}" belongs to the pod's default network`,
-      );
-    }
-    const other = seen.get(name);
-    if (other !== undefined) {
-      throw new CniError(
-        ErrorCode.InvalidNetworkConfig,
-        `networks "${selections[other].name}" and "${
-          selections[i].name
-        }" both ask for interface "${name}"`,
-      );
-    }
-    seen.set(name, i);
-  });
-  return names;
+/** The conf of every attach: what is not the engine's own, nor a network. */
+function baseConf(extra: Record<string, unknown> = {}): NetConf {
+  return { cniVersion: "1.1.0", name: "hydra-nri", type: "hydra", ...extra };
 }
 
 /** Conf-file mode: networks are conf files in `confDir`, picked by the pod's annotation. */
@@ -166,20 +117,12 @@ export function confDirSource(confDir: string): NetworkSource {
     async plan(pod) {
       const { selections } = podNetworkSelections(pod.annotations, pod.namespace);
       if (selections.length === 0) return undefined;
-      const ifNames = selectionIfNames(selections);
-      const delegates: Json[] = [];
-      for (let i = 0; i < selections.length; i++) {
-        const list = await confs.load(selections[i].name);
-        const delegate = delegateFor(list, selections[i], ifNames[i], pod.id);
-        // The first delegate gets CNI_IFNAME; the others name theirs.
-        if (i > 0) delegate.ifname = ifNames[i];
-        delegates.push(delegate);
+      const ifNames = secondaryIfNames(selections);
+      const networks: NetworkPlan[] = [];
+      for (const [i, sel] of selections.entries()) {
+        networks.push(selectedNetwork(await confs.load(sel.name), sel, ifNames[i], pod.id));
       }
-      return {
-        ifName: ifNames[0],
-        conf: { cniVersion: "1.1.0", name: "hydra-nri", type: "hydra", delegates },
-        networks: selections.map((sel, i) => ({ name: sel.name, ifName: ifNames[i] })),
-      };
+      return { ifName: ifNames[0], conf: baseConf(), networks };
     },
   };
 }
@@ -210,32 +153,26 @@ export function kubeSource(opts: KubeSourceOptions): NetworkSource {
   const defaults = opts.defaultNetworks ?? [];
   return {
     kind: "kubernetes",
-    plan(pod) {
+    // async without an await: a refused selection is a rejection, as for every source.
+    // deno-lint-ignore require-await
+    async plan(pod) {
       const { selections } = podNetworkSelections(pod.annotations, pod.namespace);
       const systemPod = pod.namespace === "kube-system";
       const defaultCount = systemPod ? 0 : defaults.length;
-      if (selections.length === 0 && defaultCount === 0) return Promise.resolve(undefined);
-      const own = selectionIfNames(
-        selections.map((sel, i) =>
-          sel.interface ? sel : { ...sel, interface: `net${defaultCount + i + 1}` }
-        ),
-      );
-      const networks: PlannedNetwork[] = [
-        ...defaults.slice(0, defaultCount).map((name, i) => ({ name, ifName: `net${i + 1}` })),
-        ...selections.map((sel, i) => ({ name: `${sel.namespace}/${sel.name}`, ifName: own[i] })),
-      ];
-      const conf: Json = {
-        cniVersion: "1.1.0",
-        name: "hydra-nri",
-        type: "hydra",
+      if (selections.length === 0 && defaultCount === 0) return undefined;
+      // The engine names the interfaces (defaults first) and reports them; the selections' are
+      // checked here, before the API is asked, and the first names the attach's record.
+      const own = secondaryIfNames(selections, defaultCount + 1);
+      const conf = baseConf({
         skipDefaultNetwork: true,
         apiTimeout: opts.apiTimeoutS,
         daemonSocket: "",
         confDir: opts.confDir,
-      };
+      });
       if (opts.kubeconfig) conf.kubeconfig = opts.kubeconfig;
       if (defaultCount) conf.defaultNetworks = defaults;
-      return Promise.resolve({ ifName: networks[0].ifName, conf, networks });
+      const ifName = defaultCount ? delegateIfName(undefined, 1, false, "") : own[0];
+      return { ifName, conf };
     },
     async reportFailure(pod, message) {
       const conn = await resolveConnection(opts.kubeconfig);

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { CniError } from "../cni/errors.ts";
+import { buildPluginConfig } from "../cni/list.ts";
+import type { NetworkPlan } from "../engine/attach.ts";
 import type { PodSandbox } from "./pod.ts";
-import { confDirSource, kubeSource, selectionIfNames } from "./source.ts";
+import { confDirSource, kubeSource } from "./source.ts";
+
+/** What each plugin of a planned network is handed on ADD (cni/list.ts builds it). */
+function pluginConfigs(n: NetworkPlan): Record<string, unknown>[] {
+  return n.list.plugins.map((p) =>
+    buildPluginConfig(n.list, p, "ADD", undefined, n.capabilityArgs)
+  );
+}
 
 function pod(annotations: Record<string, string>): PodSandbox {
   return {
@@ -69,16 +78,15 @@ Deno.test("conf-dir source: short form names networks; first gets CNI_IFNAME, ot
     );
     assert.ok(plan);
     assert.equal(plan.ifName, "net1");
-    assert.deepEqual(plan.networks, [
+    assert.deepEqual(plan.networks?.map((n) => ({ name: n.name, ifName: n.ifName })), [
       { name: "blue", ifName: "net1" },
       { name: "red", ifName: "data0" },
     ]);
-    const delegates = plan.conf.delegates as Record<string, unknown>[];
     assert.equal(plan.conf.type, "hydra");
-    assert.equal(delegates[0].ifname, undefined);
-    assert.equal(delegates[1].ifname, "data0");
-    assert.equal(delegates[0].cniVersion, "1.0.0");
-    assert.equal((delegates[0].plugins as unknown[]).length, 2);
+    assert.equal(plan.conf.delegates, undefined, "the networks are handed over, not in the conf");
+    const [blue] = plan.networks!;
+    assert.equal(blue.list.cniVersion, "1.0.0");
+    assert.equal(blue.list.plugins.length, 2);
   });
 });
 
@@ -91,14 +99,10 @@ Deno.test("conf-dir source: JSON form's ips, mac and cni-args reach the plugins 
       ]),
     }));
     assert.ok(plan);
-    const [blue, red] = plan.conf.delegates as { plugins: Record<string, unknown>[] }[];
-    for (const p of blue.plugins) assert.deepEqual((p.args as { cni: unknown }).cni, { vlan: 7 });
-    assert.equal(
-      blue.plugins[1].runtimeConfig,
-      undefined,
-      "portmap gets no ports it was not given",
-    );
-    assert.deepEqual(red.plugins[0].runtimeConfig, {
+    const [blue, red] = plan.networks!.map(pluginConfigs);
+    for (const p of blue) assert.deepEqual((p.args as { cni: unknown }).cni, { vlan: 7 });
+    assert.equal(blue[1].runtimeConfig, undefined, "portmap gets no ports it was not given");
+    assert.deepEqual(red[0].runtimeConfig, {
       ips: ["10.9.0.5/24"],
       mac: "02:00:00:00:00:05",
     });
@@ -127,17 +131,6 @@ Deno.test("conf-dir source: unknown networks and clashing interfaces are refused
   });
 });
 
-Deno.test("selectionIfNames: net<position> unless the element names one", () => {
-  assert.deepEqual(
-    selectionIfNames([
-      { name: "a", namespace: "n" },
-      { name: "b", namespace: "n", interface: "data0" },
-      { name: "a", namespace: "n" },
-    ]),
-    ["net1", "data0", "net3"],
-  );
-});
-
 Deno.test("kubernetes source: no selection and no defaultNetworks, no plan; else skipDefaultNetwork", async () => {
   const bare = kubeSource({ apiTimeoutS: 1, confDir: "/nonexistent" });
   assert.equal(await bare.plan(pod({})), undefined);
@@ -148,11 +141,8 @@ Deno.test("kubernetes source: no selection and no defaultNetworks, no plan; else
     confDir: "/nonexistent",
   });
   const plan = await src.plan(pod({ "k8s.v1.cni.cncf.io/networks": "blue,other/red@fast" }));
-  assert.deepEqual(plan?.networks, [
-    { name: "base", ifName: "net1" },
-    { name: "apps/blue", ifName: "net2" },
-    { name: "other/red", ifName: "fast" },
-  ]);
+  // The engine resolves and names the networks; the attach is recorded under the first's.
+  assert.equal(plan?.networks, undefined);
   assert.equal(plan?.ifName, "net1");
   assert.equal(plan?.conf.skipDefaultNetwork, true);
   assert.equal(plan?.conf.kubeconfig, "/k.conf");
@@ -160,4 +150,10 @@ Deno.test("kubernetes source: no selection and no defaultNetworks, no plan; else
   assert.deepEqual(plan?.conf.defaultNetworks, ["base"]);
   const system = await src.plan({ ...pod({}), namespace: "kube-system" });
   assert.equal(system, undefined, "kube-system pods get no defaultNetworks");
+  const own = await bare.plan(pod({ "k8s.v1.cni.cncf.io/networks": "other/red@fast,blue" }));
+  assert.equal(own?.ifName, "fast", "without defaultNetworks the first selection's interface");
+  await assert.rejects(
+    bare.plan(pod({ "k8s.v1.cni.cncf.io/networks": "blue@x,red@x" })),
+    /networks "blue" and "red" both ask for interface "x"/,
+  );
 });

@@ -2,11 +2,11 @@
  * What `hydra nri serve` keeps on disk, under its cache folder, so that a
  * restarted plugin knows what it attached:
  *
- * - `<cacheDir>/attachments/<sandboxId>-<ifName>`: the meta-CNI's record of
- *   one attach call (written before the first network is added, removed once
- *   every network is deleted; see plugins/meta_store.ts). Its presence means
- *   "something of ours may be in this sandbox".
- * - `<cacheDir>/results/…`: the networks' libcni result cache (meta-CNI).
+ * - `<cacheDir>/attachments/<sandboxId>-<ifName>`: the engine's record of
+ *   one attach (written before the first network is added, removed once
+ *   every network is deleted; see engine/record.ts, which lists them). Its
+ *   presence means "something of ours may be in this sandbox".
+ * - `<cacheDir>/results/…`: the networks' libcni result cache (engine).
  * - `<cacheDir>/pods/<sandboxId>.json`: written here once an attach call
  *   has succeeded as a whole. A record without it is an attach that did not
  *   finish (hydra died during it): it is undone and redone.
@@ -20,9 +20,7 @@
  * @module
  */
 
-import { readCachedResult } from "../cni/cache.ts";
 import type { Result } from "../cni/types.ts";
-import { recordsDir } from "../plugins/meta_store.ts";
 
 /** The `kind` of a pod state file. */
 export const POD_STATE_KIND = "hydraNriPodV1";
@@ -33,7 +31,7 @@ export interface AttachedNetwork {
   name: string;
   /** Interface inside the sandbox. */
   ifName: string;
-  /** The network's CNI result (1.1.0 shape), when it was cached. */
+  /** The network's CNI result (1.1.0 shape), as the engine returned it. */
   result?: Result;
 }
 
@@ -44,7 +42,7 @@ export interface PodState {
   pod: { namespace: string; name: string; uid: string };
   /** The sandbox's network namespace at attach time. */
   netns: string;
-  /** CNI_IFNAME of the meta-CNI call (its record's key). */
+  /** The interface the engine recorded the attach under (its record's key). */
   ifName: string;
   networks: AttachedNetwork[];
   /** RFC 3339 time of the attach. */
@@ -127,42 +125,4 @@ export function listPodStateIds(cacheDir: string): string[] {
   return names(podStateDir(cacheDir))
     .filter((n) => n.endsWith(".json"))
     .map((n) => n.slice(0, -".json".length));
-}
-
-/**
- * The meta-CNI record files of one sandbox, as the CNI_IFNAME each was made
- * with. Sandbox ids never contain "-" (containerd and CRI-O use hex), so
- * the id and the interface split at the first "-".
- */
-export function recordIfNames(cacheDir: string, sandboxId: string): string[] {
-  const prefix = `${sandboxId}-`;
-  return names(recordsDir(cacheDir))
-    .filter((n) => n.startsWith(prefix))
-    .map((n) => n.slice(prefix.length));
-}
-
-/** Every sandbox id with a meta-CNI record. */
-export function recordSandboxIds(cacheDir: string): string[] {
-  const ids = new Set<string>();
-  for (const n of names(recordsDir(cacheDir))) {
-    const dash = n.indexOf("-");
-    if (dash > 0) ids.add(n.slice(0, dash));
-  }
-  return [...ids];
-}
-
-/** The cached result of one attached network, in the 1.1.0 shape; undefined if none. */
-export async function cachedNetworkResult(
-  cacheDir: string,
-  network: string,
-  sandboxId: string,
-  ifName: string,
-): Promise<Result | undefined> {
-  try {
-    return await readCachedResult(cacheDir, network, "1.1.0", sandboxId, ifName) as
-      | Result
-      | undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -22,11 +22,11 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import { invokeInProcess } from "../cni/skel.ts";
 import type { CmdArgs } from "../cni/types.ts";
 import { LOCK_DIR } from "../plugins/host_lock.ts";
-import { loadBuiltin } from "../plugins/registry.ts";
+import { BUILTINS, loadBuiltin } from "../engine/builtins.ts";
 import {
   addLink,
   closeFd,
@@ -192,15 +192,20 @@ export async function warmAttachPath(log: Logger, plugins: readonly string[]): P
       });
     }
     for (const command of ["ADD", "DEL"]) {
-      const out = await invokeInProcess(meta, {
-        CNI_COMMAND: command,
-        CNI_CONTAINERID: "hydra-warm-up",
-        CNI_NETNS: `/proc/${Deno.pid}/fd/${pod}`,
-        CNI_IFNAME: "eth0",
-        CNI_ARGS: "",
-        // Built-ins run in this process; the path is never searched for them.
-        CNI_PATH: "/opt/cni/bin",
-      }, conf);
+      const out = await invokeInProcess(
+        meta,
+        {
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: "hydra-warm-up",
+          CNI_NETNS: `/proc/${Deno.pid}/fd/${pod}`,
+          CNI_IFNAME: "eth0",
+          CNI_ARGS: "",
+          // Built-ins run in this process; the path is never searched for them.
+          CNI_PATH: "/opt/cni/bin",
+        },
+        conf,
+        BUILTINS,
+      );
       if (out.code !== 0) throw new Error(`${command}: ${out.stdout.trim()}`);
       if (command === "ADD") {
         addresses = withHandle(

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLogger } from "../cni/log.ts";
+import { createLogger } from "../pkg/log.ts";
 import { currentNetnsId } from "../netlink/mod.ts";
 import { LOCK_DIR } from "../plugins/host_lock.ts";
 import { warmAttachPath } from "./warm.ts";

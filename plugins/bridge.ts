@@ -29,7 +29,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Plugin } from "../cni/plugin.ts";
+import type { Plugin } from "../cni/types.ts";
 import type { CmdArgs, Result } from "../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
 import {
@@ -45,7 +45,7 @@ import {
   openHandle,
   setLinkUp,
 } from "../netlink/mod.ts";
-import { ipFamily } from "../netlink/ip.ts";
+import { ipFamily } from "../ipaddr/ip.ts";
 import {
   createVethPair,
   ensureBridge,

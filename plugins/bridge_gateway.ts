@@ -10,7 +10,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result } from "../cni/types.ts";
 import { getLink, type Handle, type Link, sysctlRead, sysctlWrite } from "../netlink/mod.ts";
-import { networkAddress, networkCidr, nextIp, parseCidr } from "../netlink/ip.ts";
+import { networkAddress, networkCidr, nextIp, parseCidr } from "../ipaddr/ip.ts";
 import type { Undo } from "./links.ts";
 
 /** Index of the container interface in a bridge result. */

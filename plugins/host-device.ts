@@ -27,7 +27,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Plugin } from "../cni/plugin.ts";
+import type { Plugin } from "../cni/types.ts";
 import type { CmdArgs, Result } from "../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
 import {

@@ -1,9 +1,9 @@
 /**
  * Calling an interface plugin's IPAM delegate, as the reference plugins'
  * `ipam.ExecAdd/ExecDel/ExecCheck/ExecStatus` do: same CNI_* parameters and
- * the plugin's full stdin. The call goes through `cni/invoke.ts`, so a
- * built-in IPAM (hydra-ipam, hydra-static) runs in this process and any
- * other is exec'd from CNI_PATH.
+ * the plugin's full stdin. The call goes through `cni/invoke.ts` with the
+ * built-ins the plugin was handed, so a built-in IPAM (hydra-ipam,
+ * hydra-static) runs in this process and any other is exec'd from CNI_PATH.
  *
  * @module
  */
@@ -25,6 +25,7 @@ function request(args: CmdArgs, type: string, command: Command) {
     ifName: args.ifName,
     args: args.args,
     path: args.path,
+    builtins: args.builtins,
   };
 }
 

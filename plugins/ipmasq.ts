@@ -17,7 +17,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { ipFamily, networkCidr, parseCidr } from "../netlink/ip.ts";
+import { ipFamily, networkCidr, parseCidr } from "../ipaddr/ip.ts";
 
 /** Which netfilter front end to use. */
 export type MasqBackend = "iptables" | "nftables";

@@ -45,6 +45,11 @@ export interface RemovalBatch {
   users: number;
   /** Deleted after the DEL answers (see {@link deferLinkDeletion}); failures go here. */
   readonly deferredTo?: DeferredFailureHandler;
+  /**
+   * Deletes the batch's links: set by whoever adds the first one
+   * (link_removal.ts), so this bookkeeping never loads kernel code itself.
+   */
+  flush?: (batch: RemovalBatch) => Promise<RemovalFailure[]>;
 }
 
 /** A link of the batch the kernel would not delete, and why. */
@@ -138,11 +143,10 @@ export function openBatchOf(containerId: string, netns: string): RemovalBatch | 
 export async function closeRemovalBatch(batch: RemovalBatch): Promise<RemovalFailure[]> {
   if (--batch.users > 0) return [];
   open.delete(batch.key);
-  if (batch.links.size === 0) return [];
-  // Only built-in plugins add links, and they loaded this module already.
-  const { flushRemovalBatch } = await import("./link_removal.ts");
+  const flush = batch.flush;
+  if (batch.links.size === 0 || !flush) return [];
   const onFailure = batch.deferredTo;
-  if (!onFailure) return await flushRemovalBatch(batch);
+  if (!onFailure) return await flush(batch);
   const report = (error: Error) => {
     try {
       onFailure(batch.netns, error);
@@ -150,7 +154,7 @@ export async function closeRemovalBatch(batch: RemovalBatch): Promise<RemovalFai
       // A handler that throws changes nothing.
     }
   };
-  const deletion: Promise<void> = flushRemovalBatch(batch).then(
+  const deletion: Promise<void> = flush(batch).then(
     (failures) => failures.forEach((f) => report(f.error)),
     (err) => report(err instanceof Error ? err : new Error(String(err))),
   ).finally(() => pending.delete(deletion));

@@ -64,6 +64,7 @@ export function removePodLink(
     }
   }
   batch.links.set(index, batch.owner);
+  batch.flush ??= flushRemovalBatch;
 }
 
 function isGone(err: unknown): boolean {

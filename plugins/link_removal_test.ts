@@ -8,7 +8,7 @@ import {
   openRemovalBatch,
   settleDeferredDeletions,
 } from "./link_batch.ts";
-import { parkedName, removePodLink } from "./link_removal.ts";
+import { flushRemovalBatch, parkedName, removePodLink } from "./link_removal.ts";
 
 // deno-lint-ignore no-explicit-any
 type IpLink = Record<string, any>;
@@ -72,6 +72,7 @@ Deno.test(
     assert.deepEqual(await ipLinkNames(pod), ["lo"]);
     const gone = openRemovalBatch("c3", "/var/run/netns/hydra-test-no-such-namespace");
     gone.links.set(12345, 0);
+    gone.flush = flushRemovalBatch;
     assert.deepEqual(await closeRemovalBatch(gone), []);
   }),
 );

@@ -10,11 +10,11 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Plugin } from "../cni/plugin.ts";
+import type { Plugin } from "../cni/types.ts";
 import type { CmdArgs, IpConfig, Result } from "../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { getLink, listAddrs, setLinkDown, setLinkUp } from "../netlink/mod.ts";
-import { parseCidr } from "../netlink/ip.ts";
+import { parseCidr } from "../ipaddr/ip.ts";
 import { closeAll, openNetnsForDel, openNetnsHandle } from "./links.ts";
 import { prevResultOf, syncVerb } from "./netconf.ts";
 

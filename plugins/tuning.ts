@@ -31,7 +31,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Plugin } from "../cni/plugin.ts";
+import type { Plugin } from "../cni/types.ts";
 import type { CmdArgs, Result } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { getLink, type Handle, IFF, parseMac, setLink, sysctlRead } from "../netlink/mod.ts";

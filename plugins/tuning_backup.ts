@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ensureDir, removeIfExists, writeFileAtomic } from "../cni/fsutil.ts";
+import { ensureDir, removeIfExists, writeFileAtomic } from "../pkg/fsutil.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 
 /** The attributes to put back; only those the ADD changed are present. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatMac, parseIp } from "../netlink/ip.ts";
+import { formatMac, parseIp } from "../ipaddr/ip.ts";
 
 /**
  * The MAC of the tunnel device of the node whose underlay address is

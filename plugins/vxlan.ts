@@ -47,7 +47,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Plugin } from "../cni/plugin.ts";
+import type { Plugin } from "../cni/types.ts";
 import type { CmdArgs, Result } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 import {
@@ -59,7 +59,7 @@ import {
   openHandle,
   setLinkUp,
 } from "../netlink/mod.ts";
-import { ipFamily, isIp } from "../netlink/ip.ts";
+import { ipFamily, isIp } from "../ipaddr/ip.ts";
 import { vtepMac } from "./vtep_mac.ts";
 import {
   attachToBridge,

@@ -27,7 +27,7 @@ import {
   releaseNexthop,
   reserveNexthop,
 } from "./nexthops.ts";
-import type { ChangeCounts, NetworkMirror } from "./reconcile.ts";
+import type { ChangeCounts, NetworkMirror } from "./mirror.ts";
 
 /** What {@link applyRoutes} works on. */
 export interface ApplyContext {

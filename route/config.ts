@@ -32,7 +32,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
-import { isIp } from "../netlink/ip.ts";
+import { isIp } from "../ipaddr/ip.ts";
 
 /** How a network is carried between nodes. */
 export type NetworkMode = "routed" | "vxlan";

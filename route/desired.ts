@@ -17,7 +17,7 @@
  * @module
  */
 
-import type { IpFamily } from "../netlink/ip.ts";
+import type { IpFamily } from "../ipaddr/ip.ts";
 import type { NetworkConfig } from "./config.ts";
 import type { NodeCidr, NodeInfo } from "./nodes.ts";
 import {

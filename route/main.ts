@@ -6,8 +6,8 @@
  * @module
  */
 
-import { createLogger, type Logger } from "../cni/log.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../daemon/http.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
+import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
 import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
 import {
   checkNetworks,

@@ -29,7 +29,7 @@ import {
   type Gauge,
   type Histogram,
   type Registry,
-} from "../daemon/metrics.ts";
+} from "../pkg/metrics.ts";
 
 /** The router's metrics, registered in one registry. */
 export interface RouterMetrics {

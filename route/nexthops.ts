@@ -20,7 +20,7 @@
  */
 
 import { type Handle, hasErrno, isNotFound, listAddrs } from "../netlink/mod.ts";
-import { tryParseIp } from "../netlink/ip.ts";
+import { tryParseIp } from "../ipaddr/ip.ts";
 import {
   addNexthop,
   delNexthop,

@@ -22,7 +22,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
-import { formatIp, type IpFamily, maskBytes, parseCidr, tryParseIp } from "../netlink/ip.ts";
+import { formatIp, type IpFamily, maskBytes, parseCidr, tryParseIp } from "../ipaddr/ip.ts";
 import type { Node } from "../kube/objects.ts";
 import type { NetworkConfig } from "./config.ts";
 

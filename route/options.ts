@@ -5,8 +5,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { type ListenAddress, parseListenAddress } from "../daemon/http.ts";
-import { isLogLevel, type LogLevel } from "../cni/log.ts";
+import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
+import { isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { ConfigError, parseNetwork } from "./config.ts";
 import type { NetworkConfig } from "./config.ts";
 

@@ -12,7 +12,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { type IpFamily, nextIp, tryParseIp } from "../netlink/ip.ts";
+import { type IpFamily, nextIp, tryParseIp } from "../ipaddr/ip.ts";
 import { vtepMac } from "../plugins/vtep_mac.ts";
 import type { NetworkConfig, VxlanConfig } from "./config.ts";
 import {

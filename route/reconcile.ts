@@ -34,44 +34,15 @@ import {
 } from "../netlink/mod.ts";
 import { type DesiredNetwork, type Problem, routeKey, routeSignature } from "./desired.ts";
 import type { ChangedKeys } from "./incremental.ts";
-import { type NexthopTable, readNexthops, releaseNexthop, sweepNexthops } from "./nexthops.ts";
+import { readNexthops, releaseNexthop, sweepNexthops } from "./nexthops.ts";
 import { applyRoutes } from "./apply_routes.ts";
+import type { ChangeCounts, NetworkMirror } from "./mirror.ts";
 import {
   DeviceConflictError,
   DeviceMissingError,
   deviceSignature,
   ensureVxlanDevice,
 } from "./vxlan_device.ts";
-
-/** A route the router owns, as far as deleting and comparing it needs. */
-interface OwnedRoute {
-  dst: string;
-  table: number;
-  metric: number;
-  sig: string;
-  /** The network's nexthop object the route uses (see nexthops.ts). */
-  nh?: number;
-}
-
-/** What the last pass left in the kernel for one network. */
-export interface NetworkMirror {
-  routes: Map<string, OwnedRoute>;
-  /** vxlan: device signature and index, FDB (MAC → dst) and neighbours (IP → MAC). */
-  device?: { sig: string; index: number };
-  fdb: Map<string, string>;
-  neighs: Map<string, string>;
-  /** The network's nexthop objects; read on first use when absent. */
-  nexthops?: NexthopTable;
-}
-
-/** Counts of the changes one pass made. */
-export interface ChangeCounts {
-  routesAdded: number;
-  routesReplaced: number;
-  routesDeleted: number;
-  fdbChanged: number;
-  neighChanged: number;
-}
 
 /** Outcome of {@link reconcileNetwork}. */
 export interface ReconcileResult {

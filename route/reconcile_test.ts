@@ -4,7 +4,8 @@ import { parseNetwork } from "./config.ts";
 import { vxlanMac } from "./desired.ts";
 import { vtepMac } from "../plugins/vxlan.ts";
 import type { NodeInfo } from "./nodes.ts";
-import { type NetworkMirror, reconcileNetwork } from "./reconcile.ts";
+import type { NetworkMirror } from "./mirror.ts";
+import { reconcileNetwork } from "./reconcile.ts";
 import { desired, red, testNode, withNode } from "./testdata.ts";
 
 interface IpRoute {

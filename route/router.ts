@@ -16,14 +16,15 @@
  * @module
  */
 
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import { findLink, type Handle, listAddrs, listLinks } from "../netlink/mod.ts";
 import type { ConfigProblem, NetworkConfig } from "./config.ts";
 import { computeDesired, type DesiredState, type Problem } from "./desired.ts";
 import { applyNodeChanges, type ChangedKeys } from "./incremental.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { type NodeInfo, sameNode } from "./nodes.ts";
-import { type ChangeCounts, type NetworkMirror, reconcileNetwork } from "./reconcile.ts";
+import type { ChangeCounts, NetworkMirror } from "./mirror.ts";
+import { reconcileNetwork } from "./reconcile.ts";
 
 /** Options of {@link createRouter}. */
 export interface RouterOptions {

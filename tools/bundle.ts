@@ -2,10 +2,10 @@
  * Builds the bundled form of hydra's CNI path that the source launcher
  * (bin/hydra) runs for CNI invocations, in two files:
  *
- * - `.cache/bundle/hydra-cni.js`, what the launcher runs: cni/exec_entry.ts,
+ * - `.cache/bundle/hydra-cni.js`, what the launcher runs: cmd/exec_entry.ts,
  *   which hands a `daemonExec` meta-CNI invocation to the node daemon with
  *   a few small modules;
- * - `.cache/bundle/hydra-cni-full.js`: cni/plugin_main.ts and everything it
+ * - `.cache/bundle/hydra-cni-full.js`: cmd/plugin_main.ts and everything it
  *   may load, which the first file imports only when it has to run the
  *   plugin path itself;
  *
@@ -35,9 +35,9 @@
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** What the launcher runs; its module graph (dynamic imports too) is the inputs list. */
-const ENTRY = "cni/exec_entry.ts";
+const ENTRY = "cmd/exec_entry.ts";
 /** The plugin path, the second file. */
-const FULL_ENTRY = "cni/plugin_main.ts";
+const FULL_ENTRY = "cmd/plugin_main.ts";
 /** How {@link ENTRY} imports {@link FULL_ENTRY}. */
 const FULL_SPECIFIER = "./plugin_main.ts";
 /** Where the bundle goes (tree-relative; bin/hydra names the same path). */

@@ -32,9 +32,9 @@
  */
 
 import { CniError, ErrorCode } from "../../cni/errors.ts";
-import type { Logger } from "../../cni/log.ts";
+import type { Logger } from "../../pkg/log.ts";
 import type { KubeClient } from "../../kube/client.ts";
-import { formatIpAddr, type IpAddr, ipAddrEquals, parseIpAddr } from "../../netlink/ip.ts";
+import { formatIpAddr, type IpAddr, ipAddrEquals, parseIpAddr } from "../../ipaddr/ip.ts";
 import type { AddressBlock } from "./objects.ts";
 import {
   addressAt,

@@ -19,7 +19,7 @@ import {
   ipNetContains,
   parseIpAddr,
   parseIpNet,
-} from "../../netlink/ip.ts";
+} from "../../ipaddr/ip.ts";
 import {
   type AddressBlock,
   type Allocation,

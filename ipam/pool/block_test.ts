@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseIpAddr } from "../../netlink/ip.ts";
+import { parseIpAddr } from "../../ipaddr/ip.ts";
 import {
   addressAt,
   BlockNonsenseError,

@@ -52,7 +52,7 @@ import {
   parseIpAddrOrCidr,
   parseIpNet,
   prevIpAddr,
-} from "../../netlink/ip.ts";
+} from "../../ipaddr/ip.ts";
 import { invalidConfig, listField, objectField, stringField } from "../config.ts";
 import { parseRoutes } from "../routes.ts";
 import { parseDnsBlock } from "../static.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { CniError } from "../../cni/errors.ts";
-import { formatIpAddr } from "../../netlink/ip.ts";
+import { formatIpAddr } from "../../ipaddr/ip.ts";
 import { loadPoolConfig, rangeAllows } from "./config.ts";
-import { parseIpAddr } from "../../netlink/ip.ts";
+import { parseIpAddr } from "../../ipaddr/ip.ts";
 
 const noEnv = { get: (_: string) => undefined } as unknown as typeof Deno.env;
 

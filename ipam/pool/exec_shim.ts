@@ -16,8 +16,8 @@ import {
   forwardInvocation,
   isForwardedCommand,
   type ShimOutput,
-} from "../../daemon/exec_shim.ts";
-import { DEFAULT_DAEMON_SOCKET } from "../../daemon/node_protocol.ts";
+} from "../../daemonclient/forward.ts";
+import { DEFAULT_DAEMON_SOCKET } from "../../daemonclient/protocol.ts";
 
 /** The name this role is invoked as. */
 export const POOL_ROLE = "hydra-pool";

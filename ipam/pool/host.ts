@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { Logger } from "../../cni/log.ts";
+import type { Logger } from "../../pkg/log.ts";
 import type { KubeClient } from "../../kube/client.ts";
 import type { EventInit, Pod } from "../../kube/objects.ts";
 import { NetworkAllocator } from "./allocator.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-/** The part of a metrics registry this module uses (daemon/metrics.ts has one). */
+/** The part of a metrics registry this module uses (pkg/metrics.ts has one). */
 export interface MetricSink {
   counter(name: string, help: string, labelNames?: string[]): {
     inc(labels?: Record<string, string>, by?: number): void;

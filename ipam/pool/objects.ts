@@ -26,7 +26,7 @@ import {
   type IpFamily,
   type IpNet,
   networkIpAddr,
-} from "../../netlink/ip.ts";
+} from "../../ipaddr/ip.ts";
 
 /** The API group of hydra's own objects. */
 export const GROUP = "hydra.clusternet.io";

@@ -12,17 +12,16 @@
  * @module
  */
 
-import { fromInternal } from "../../cni/convert.ts";
+import { fromInternal, parseResult } from "../../cni/convert.ts";
+import { outputDocument, pluginError } from "../../cni/plugin_output.ts";
 import { CniError, ErrorCode } from "../../cni/errors.ts";
-import type { Plugin } from "../../cni/plugin.ts";
-import type { AnyResult, CmdArgs, IpConfig, Result } from "../../cni/types.ts";
+import type { AnyResult, CmdArgs, IpConfig, Plugin, Result } from "../../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../../cni/types.ts";
 import { isNotFound, isTransient, KubeApiError } from "../../kube/errors.ts";
 import type { Pod } from "../../kube/objects.ts";
-import { formatIpAddr, type IpAddr, parseIpAddrOrCidr } from "../../netlink/ip.ts";
+import { formatIpAddr, type IpAddr, parseIpAddrOrCidr } from "../../ipaddr/ip.ts";
 import { type AllocationRequest, PoolExhaustedError } from "./allocator.ts";
 import { type Access, loadAccess, loadPoolConfig, type PodRef, type PoolConfig } from "./config.ts";
-import { forwardToDaemon } from "./forward.ts";
 import { type PoolContext, poolContext } from "./host.ts";
 import { networkKey } from "./objects.ts";
 import { ensurePools } from "./pools.ts";
@@ -33,6 +32,34 @@ import {
   isMissingApi,
   listPools,
 } from "./store.ts";
+
+/** The CNI_* variables of an invocation, to hand it on. */
+function envOf(args: CmdArgs): (name: string) => string | undefined {
+  const env: Record<string, string> = {
+    CNI_COMMAND: args.command,
+    CNI_CONTAINERID: args.containerId,
+    CNI_NETNS: args.netns,
+    CNI_IFNAME: args.ifName,
+    CNI_ARGS: args.args,
+    CNI_PATH: args.path.join(":"),
+  };
+  if (args.netnsOverride) env.CNI_NETNS_OVERRIDE = "1";
+  return (name) => env[name];
+}
+
+/**
+ * Hands the invocation to the node daemon when one answers (see
+ * exec_shim.ts, which declines what must run here); undefined when it is to
+ * run here. The daemon's outcome comes back as this plugin's.
+ */
+async function viaDaemon(args: CmdArgs): Promise<{ result?: AnyResult } | undefined> {
+  if ((await import("./host.ts")).isPoolHost()) return undefined;
+  const { poolViaDaemon } = await import("./exec_shim.ts");
+  const out = await poolViaDaemon(envOf(args), args.stdinData);
+  if (!out) return undefined;
+  if (out.code !== 0) throw pluginError(out);
+  return args.command === "ADD" ? { result: parseResult(outputDocument(out, "node daemon")) } : {};
+}
 
 /** Turns what went wrong into the CNI error the runtime sees. */
 export function poolCniError(err: unknown, what: string): CniError {
@@ -193,13 +220,8 @@ async function allocateHere(args: CmdArgs, cfg: PoolConfig): Promise<IpAddr[]> {
 
 async function add(args: CmdArgs): Promise<AnyResult> {
   const cfg = loadPoolConfig(args);
-  if (cfg.daemonSocket && !(await import("./host.ts")).isPoolHost()) {
-    const forwarded = await forwardToDaemon(cfg.daemonSocket, args, cfg.apiTimeoutMs);
-    if (forwarded?.result) return forwarded.result;
-    if (forwarded) {
-      throw new CniError(ErrorCode.Internal, "node daemon returned no result for the ADD");
-    }
-  }
+  const handed = await viaDaemon(args);
+  if (handed?.result) return handed.result;
   const ips = await allocateHere(args, cfg);
   const result: Result = { cniVersion: CURRENT_VERSION, ips: ipConfigs(cfg, ips) };
   if (cfg.routes.length > 0) result.routes = cfg.routes;
@@ -231,9 +253,7 @@ function networkOf(args: CmdArgs): string {
 
 async function del(args: CmdArgs): Promise<void> {
   const access = loadAccess(args);
-  if (access.daemonSocket && !(await import("./host.ts")).isPoolHost()) {
-    if (await forwardToDaemon(access.daemonSocket, args, access.apiTimeoutMs)) return;
-  }
+  if (await viaDaemon(args)) return;
   const ctx = await poolContext(access).catch((err) => {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `hydra-pool: ${(err as Error).message}`);
   });

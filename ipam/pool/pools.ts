@@ -16,7 +16,7 @@
 
 import { CniError, ErrorCode } from "../../cni/errors.ts";
 import type { KubeClient } from "../../kube/client.ts";
-import { type IpAddr, parseIpAddr } from "../../netlink/ip.ts";
+import { type IpAddr, parseIpAddr } from "../../ipaddr/ip.ts";
 import { type PoolConfig, type PoolRange, windowsOverlap } from "./config.ts";
 import { type AddressPool, API_VERSION, NETWORK_LABEL, type PoolSpec } from "./objects.ts";
 import { createPool, type Deadline, getPool, listPools } from "./store.ts";

@@ -24,7 +24,7 @@ import {
   ipNetContains,
   networkIpAddr,
   parseIpNet,
-} from "../../netlink/ip.ts";
+} from "../../ipaddr/ip.ts";
 import type { Allocation } from "./objects.ts";
 import { type Deadline, withRetry } from "./store.ts";
 

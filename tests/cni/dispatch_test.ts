@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { builtinNames } from "../../plugins/registry.ts";
+import { builtinNames } from "../../engine/builtins.ts";
 import { SUPPORTED_VERSIONS } from "../../cni/types.ts";
 import { type ExecOutput, execWithStdin } from "../helpers/cni.ts";
 import { withTempDir } from "../helpers/netns.ts";

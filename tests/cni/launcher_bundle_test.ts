@@ -85,8 +85,8 @@ Deno.test("bin/hydra runs the CNI bundle only while it is fresh, and only for CN
       await Deno.readTextFile(`${bundle}.inputs`),
     );
     assert.ok(
-      inputs.includes("cni/exec_entry.ts") &&
-        inputs.includes("cni/plugin_main.ts") &&
+      inputs.includes("cmd/exec_entry.ts") &&
+        inputs.includes("cmd/plugin_main.ts") &&
         inputs.includes("plugins/bridge.ts"),
     );
     // The launcher's file holds the daemonExec shim, not the plugin path.
@@ -180,7 +180,7 @@ Deno.test("bin/hydra runs the CNI bundle only while it is fresh, and only for CN
 
     // An edited source makes the bundle stale: main.ts runs instead.
     const later = new Date(built.getTime() + 2000);
-    await Deno.utime(`${dir}/plugins/registry.ts`, later, later);
+    await Deno.utime(`${dir}/engine/builtins.ts`, later, later);
     const stale = await run(`${dir}/bin/hydra-bridge`, [], {
       CNI_COMMAND: "VERSION",
     }, version);

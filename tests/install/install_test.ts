@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { builtinNames } from "../../plugins/registry.ts";
+import { builtinNames } from "../../engine/builtins.ts";
 import {
   changedPaths,
   DEFAULT_CONF,

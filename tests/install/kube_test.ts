@@ -12,7 +12,7 @@ import { type ControlPlane, startControlPlane } from "../infra/cluster.ts";
 import { peerBin } from "../infra/peers.ts";
 import { createKubeClient } from "../../kube/client.ts";
 import { loadKubeconfig } from "../../kube/kubeconfig.ts";
-import { connectNodeDaemon } from "../../daemon/node_client.ts";
+import { connectNodeDaemon } from "../../daemonclient/client.ts";
 import { makeNode, removeNode, repoRoot, runInstall, writeProjectedToken } from "./helpers.ts";
 
 const NS = "hydra-system";

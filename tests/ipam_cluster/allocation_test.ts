@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseIpAddr } from "../../netlink/ip.ts";
+import { parseIpAddr } from "../../ipaddr/ip.ts";
 import { addr, type PoolWorld, startPoolWorld, uniq } from "./harness.ts";
 
 function ips(out: { result?: { ips?: { address: string }[] } }): string[] {

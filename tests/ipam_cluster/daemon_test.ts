@@ -9,8 +9,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connectNodeDaemon } from "../../daemon/node_client.ts";
-import type { DaemonRequest } from "../../daemon/node_protocol.ts";
+import { connectNodeDaemon } from "../../daemonclient/client.ts";
+import type { DaemonRequest } from "../../daemonclient/protocol.ts";
 import { addr, metric, startPoolWorld } from "./harness.ts";
 
 function ip(out: { result?: { ips?: { address: string }[] } }): string {

@@ -27,8 +27,8 @@ import { plugin } from "../../ipam/pool/plugin.ts";
 import { type ControlPlane, startControlPlane } from "../infra/cluster.ts";
 import { type Daemon, spawnDaemon, stopProcessGroup, waitUntil } from "../infra/process.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
-import { connectNodeDaemon } from "../../daemon/node_client.ts";
-import { getFromEndpoint } from "../../daemon/http.ts";
+import { connectNodeDaemon } from "../../daemonclient/client.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
 import { createNetns, deleteNetns, type TestNetns } from "../helpers/netns.ts";
 
 /** The launcher, exec'd as a runtime would. */

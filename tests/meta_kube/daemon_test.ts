@@ -10,9 +10,9 @@
  */
 
 import assert from "node:assert/strict";
-import { connectNodeDaemon } from "../../daemon/node_client.ts";
-import { getFromEndpoint } from "../../daemon/http.ts";
-import { encodeLine } from "../../daemon/node_protocol.ts";
+import { connectNodeDaemon } from "../../daemonclient/client.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
+import { encodeLine } from "../../daemonclient/protocol.ts";
 import { runCommand } from "../infra/process.ts";
 import { eventually, HYDRA, networkStatus, startKubeEnv } from "./harness.ts";
 

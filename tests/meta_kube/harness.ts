@@ -17,8 +17,8 @@ import { execIn, type HydraOutput } from "../meta/harness.ts";
 import { nodeAgentKubeconfig } from "../kube/helpers.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
 import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "./api_access.ts";
-import { connectNodeDaemon } from "../../daemon/node_client.ts";
-import { getFromEndpoint } from "../../daemon/http.ts";
+import { connectNodeDaemon } from "../../daemonclient/client.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
 import type { Pod } from "../../kube/objects.ts";
 
 /** The launcher, exec'd as a runtime would. */

@@ -21,7 +21,7 @@ import { REPO_ROOT } from "../cni/helpers.ts";
 import { nodeAgentKubeconfig } from "../kube/helpers.ts";
 import { jsonKubeconfig } from "./api_access.ts";
 import { HYDRA, networkStatus } from "./harness.ts";
-import { connectNodeDaemon } from "../../daemon/node_client.ts";
+import { connectNodeDaemon } from "../../daemonclient/client.ts";
 import type { Pod } from "../../kube/objects.ts";
 
 interface IpLink {

@@ -20,7 +20,7 @@ import { type Containerd, startContainerd } from "../infra/containerd.ts";
 import { havePeers, referencePluginDir, repoRoot } from "../infra/peers.ts";
 import { type Daemon, logTail, poll, spawnDaemon, stopProcessGroup } from "../infra/process.ts";
 import { run, uniqueName, withTempDir } from "../helpers/netns.ts";
-import { getFromEndpoint } from "../../daemon/http.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
 import { LOCK_DIR } from "../../plugins/host_lock.ts";
 
 /** Root and the peers this world needs. */

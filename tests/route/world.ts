@@ -14,7 +14,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { getFromEndpoint } from "../../daemon/http.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
 import { withNetnsSync } from "../../netlink/mod.ts";
 import { probeAll } from "../../cmd/icmp_probe.ts";
 import {

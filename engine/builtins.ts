@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Plugin } from "../cni/plugin.ts";
+import type { Builtins, Plugin } from "../cni/types.ts";
 
 type PluginLoader = () => Promise<Plugin>;
 
@@ -16,12 +16,12 @@ const builtins: Record<string, PluginLoader> = {
   "hydra-static": async () => (await import("../ipam/static.ts")).plugin,
   "kube-node": async () => (await import("../ipam/kube_node.ts")).plugin,
   "hydra-pool": async () => (await import("../ipam/pool/plugin.ts")).plugin,
-  "hydra-bridge": async () => (await import("./bridge.ts")).plugin,
-  "hydra-macvlan": async () => (await import("./macvlan.ts")).plugin,
-  "hydra-host-device": async () => (await import("./host-device.ts")).plugin,
-  "hydra-vxlan": async () => (await import("./vxlan.ts")).plugin,
-  "hydra-loopback": async () => (await import("./loopback.ts")).plugin,
-  "hydra-tuning": async () => (await import("./tuning.ts")).plugin,
+  "hydra-bridge": async () => (await import("../plugins/bridge.ts")).plugin,
+  "hydra-macvlan": async () => (await import("../plugins/macvlan.ts")).plugin,
+  "hydra-host-device": async () => (await import("../plugins/host-device.ts")).plugin,
+  "hydra-vxlan": async () => (await import("../plugins/vxlan.ts")).plugin,
+  "hydra-loopback": async () => (await import("../plugins/loopback.ts")).plugin,
+  "hydra-tuning": async () => (await import("../plugins/tuning.ts")).plugin,
 };
 
 /** Names of all built-in plugins (the role symlinks the installer creates). */
@@ -39,3 +39,10 @@ export function loadBuiltin(type: string): Promise<Plugin> | undefined {
   const loader = Object.hasOwn(builtins, type) ? builtins[type] : undefined;
   return loader?.();
 }
+
+/**
+ * hydra's built-ins as the invocation layer's seam: what a hydra process
+ * hands to the skel and the list runner so that a plugin hydra has runs
+ * in-process instead of being exec'd.
+ */
+export const BUILTINS: Builtins = { has: isBuiltin, load: loadBuiltin };

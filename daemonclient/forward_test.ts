@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { daemonExecTarget, execViaDaemon } from "./exec_shim.ts";
+import { daemonExecTarget, execViaDaemon } from "./forward.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -160,13 +160,36 @@ Deno.test("the daemon's failure is this exec's: same error JSON, exit status 1",
       details: "why",
     });
   });
+  // What the daemon printed is read as any plugin's output is (cni/plugin_output.ts).
   await withStubDaemon(
-    () => ({ ok: true, body: { stdout: "not json", code: 0 } }),
+    () => ({ ok: true, body: { stdout: "not json", code: 1 } }),
     async (socket) => {
       const out = await execViaDaemon(envOf(DEL_ENV), enc(conf(socket)));
       assert.equal(out?.code, 1);
       assert.equal(JSON.parse(out!.stdout).code, 999);
-      assert.match(JSON.parse(out!.stdout).msg, /printed no JSON: not json/);
+      assert.match(
+        JSON.parse(out!.stdout).msg,
+        /^netplugin failed but error parsing its diagnostic message "not json"$/,
+      );
+    },
+  );
+  await withStubDaemon(
+    () => ({ ok: true, body: { stdout: "not json", code: 0 } }),
+    async (socket) => {
+      const add = { ...DEL_ENV, CNI_COMMAND: "ADD", CNI_NETNS: "/run/netns/p" };
+      const out = await execViaDaemon(envOf(add), enc(conf(socket)));
+      assert.equal(out?.code, 1);
+      assert.equal(JSON.parse(out!.stdout).code, 6);
+      assert.match(JSON.parse(out!.stdout).msg, /^node daemon printed a result that is not JSON/);
+    },
+  );
+  await withStubDaemon(
+    () => ({ ok: true, body: { stdout: "" } }),
+    async (socket) => {
+      const out = await execViaDaemon(envOf(DEL_ENV), enc(conf(socket)));
+      assert.equal(out?.code, 1);
+      assert.equal(JSON.parse(out!.stdout).code, 999);
+      assert.match(JSON.parse(out!.stdout).msg, /node daemon gave no outcome of the DEL/);
     },
   );
 });

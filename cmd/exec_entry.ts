@@ -3,24 +3,25 @@
  * of the single-file build the source launcher prefers (tools/bundle.ts).
  *
  * A meta-CNI ADD, DEL or CHECK whose conf asks for `daemonExec` is handed
- * to the node daemon by the small shim in daemon/exec_shim.ts, so the
- * exec'd process loads a few small modules and nothing of the plugin path.
+ * to the node daemon by the small shim in daemonclient/forward.ts, and so is
+ * a `hydra-pool` ADD, DEL or CHECK (ipam/pool/exec_shim.ts), so the exec'd
+ * process loads a few small modules and nothing of the plugin path.
  * Everything else, and a `daemonExec` invocation no daemon answers, goes to
- * cni/plugin_main.ts, imported only then (in the build: a second file,
+ * cmd/plugin_main.ts, imported only then (in the build: a second file,
  * loaded only then).
  *
  * @module
  */
 
-import { execViaDaemon, isForwardedCommand } from "../daemon/exec_shim.ts";
+import { execViaDaemon, isForwardedCommand } from "../daemonclient/forward.ts";
 import { POOL_ROLE, poolViaDaemon } from "../ipam/pool/exec_shim.ts";
 import { invokedName, isMetaCniName } from "./invoked_name.ts";
-import { readStdin, writeStdout } from "./stdio.ts";
+import { readStdin, writeStdout } from "../cni/stdio.ts";
 
 /**
  * Runs hydra as the CNI plugin `name` and returns the exit status, or
  * undefined when this invocation is not a plugin run (the caller goes on to
- * the command line); see {@link runPluginRole} in cni/plugin_main.ts.
+ * the command line); see {@link runPluginRole} in cmd/plugin_main.ts.
  */
 export async function runCniRole(
   name: string,

@@ -12,11 +12,11 @@
  * @module
  */
 
-import { ensureDir, writeFileAtomic } from "../cni/fsutil.ts";
-import { type KubeClient, retryTransient } from "../kube/client.ts";
-import type { PodArgs } from "../kube/delegate.ts";
-import { createEvent, type Pod, PodUidMismatchError } from "../kube/objects.ts";
-import { type AttachmentReport, reportAttachments } from "../kube/report.ts";
+import { ensureDir, writeFileAtomic } from "../pkg/fsutil.ts";
+import { type KubeClient, retryTransient } from "./client.ts";
+import type { PodArgs } from "./delegate.ts";
+import { createEvent, type Pod, PodUidMismatchError } from "./objects.ts";
+import { type AttachmentReport, reportAttachments } from "./report.ts";
 
 /** One pending report: what to record on which pod. */
 export interface SpooledReport {

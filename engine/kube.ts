@@ -1,5 +1,5 @@
 /**
- * The meta-CNI in Kubernetes mode (see meta_kube_config.ts for when it is
+ * The meta-CNI in Kubernetes mode (see kube_config.ts for when it is
  * on): the pod named in CNI_ARGS selects its networks, as Multus users
  * expect (kube/networks.ts resolves them), and what was attached is
  * recorded on the pod.
@@ -31,7 +31,7 @@ import type { ConfList } from "../cni/conf.ts";
 import { toInternal } from "../cni/convert.ts";
 import type { AnyResult, CmdArgs, Result } from "../cni/types.ts";
 import { CURRENT_VERSION } from "../cni/types.ts";
-import { writeFileAtomic } from "../cni/fsutil.ts";
+import { writeFileAtomic } from "../pkg/fsutil.ts";
 import { loadConfPath } from "../kube/confdir.ts";
 import { delegateCniArgs, parseCniArgs, type PodArgs } from "../kube/delegate.ts";
 import { type Attachment, type KubeModeConfig, resolveAttachments } from "../kube/networks.ts";
@@ -39,26 +39,27 @@ import { type Pod, PodUidMismatchError } from "../kube/objects.ts";
 import { waitForReadinessIndicator } from "../kube/readiness.ts";
 import { addedInterfaceEvent, type AttachmentReport } from "../kube/report.ts";
 import { kubeCniError } from "../kube/errors.ts";
-import { spoolDirOf } from "../daemon/report_spool.ts";
-import { type Delegate, resolveDelegates } from "./meta_config.ts";
-import { type KubeMetaSettings, parseKubeMetaSettings, podArgsOf } from "./meta_kube_config.ts";
-import { type KubeSource, openKubeSource } from "./meta_kube_source.ts";
-import { applyDefaultRoutes } from "./meta_routes.ts";
+import { spoolDirOf } from "../kube/report_spool.ts";
+import { type Delegate, resolveDelegates } from "./config.ts";
+import { type KubeMetaSettings, parseKubeMetaSettings, podArgsOf } from "./kube_config.ts";
+import { type KubeSource, openKubeSource } from "./kube_source.ts";
+import { applyDefaultRoutes } from "./default_routes.ts";
 import {
   asCni,
   assertPluginsExist,
+  type AttachOutcome,
   delegateError,
   deleteAll,
   type Invocation,
   saveRecordFirst,
-} from "./meta_run.ts";
+} from "./run.ts";
 import {
   type AttachmentRecord,
   RECORD_KIND,
   removeRecord,
   type StoredDelegate,
   storeDelegate,
-} from "./meta_store.ts";
+} from "./record.ts";
 
 function podId(p: PodArgs): string {
   return `${p.namespace}/${p.name}/${p.uid}`;
@@ -195,7 +196,7 @@ async function attachAll(
 }
 
 /** ADD in Kubernetes mode. */
-export async function addKube(args: CmdArgs, inv: Invocation): Promise<AnyResult> {
+export async function addKube(args: CmdArgs, inv: Invocation): Promise<AttachOutcome> {
   const started = Date.now();
   const s = parseKubeMetaSettings(args.config);
   const podArgs = podArgsOf(args.args);
@@ -213,7 +214,7 @@ export async function addKube(args: CmdArgs, inv: Invocation): Promise<AnyResult
         inv.log.warn("pod not found; answering with an empty result as Multus does", {
           pod: podId(podArgs),
         });
-        return emptyResult(args);
+        return { result: emptyResult(args), networks: [] };
       }
       pod = found;
     } else {
@@ -244,7 +245,7 @@ export async function addKube(args: CmdArgs, inv: Invocation): Promise<AnyResult
       networks: attachments.map((a) => `${a.name}@${a.ifName}`),
       ms: Date.now() - started,
     });
-    await assertPluginsExist(asDelegates(attachments), inv.listOptions.path);
+    await assertPluginsExist(asDelegates(attachments), inv.listOptions);
     const record: AttachmentRecord = {
       kind: RECORD_KIND,
       containerId: args.containerId,
@@ -264,7 +265,15 @@ export async function addKube(args: CmdArgs, inv: Invocation): Promise<AnyResult
     }
     if (podArgs) await report(source, podArgs, attachments, results);
     // Under skipDefaultNetwork the default network's result is the runtime CNI's, not ours.
-    return s.kube.skipDefaultNetwork ? { cniVersion: CURRENT_VERSION } : results[0];
+    const networks = attachments.map((a, i) => ({
+      name: a.name,
+      ifName: a.ifName,
+      result: results[i],
+    }));
+    return {
+      result: s.kube.skipDefaultNetwork ? { cniVersion: CURRENT_VERSION } : results[0],
+      networks,
+    };
   } finally {
     source.close();
   }

@@ -26,8 +26,8 @@
 import type { ArgPair } from "../cni/args.ts";
 import { type ConfList, parseConfList } from "../cni/conf.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { ensureDir, removeIfExists, writeFileAtomic } from "../cni/fsutil.ts";
-import type { Delegate } from "./meta_config.ts";
+import { ensureDir, removeIfExists, writeFileAtomic } from "../pkg/fsutil.ts";
+import type { Delegate } from "./config.ts";
 
 /** The `kind` of a record file. */
 export const RECORD_KIND = "hydraAttachmentsV1";
@@ -192,4 +192,41 @@ export async function listRecords(
     }
   }
   return out;
+}
+
+/** File names in the records folder, sorted ("." files left out); none when it does not exist. */
+function recordFileNames(cacheDir: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const e of Deno.readDirSync(recordsDir(cacheDir))) {
+      if (e.isFile && !e.name.startsWith(".")) out.push(e.name);
+    }
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  return out.sort();
+}
+
+/**
+ * The interfaces (CNI_IFNAME) a container has records under. Container ids
+ * of the runtimes hydra serves never contain "-" (containerd and CRI-O use
+ * hex), so the id and the interface split at the first "-". Synchronous: a
+ * readdir of a small folder costs less than a hop through the worker pool.
+ */
+export function recordedInterfaces(cacheDir: string, containerId: string): string[] {
+  const prefix = `${containerId}-`;
+  return recordFileNames(cacheDir)
+    .filter((n) => n.startsWith(prefix))
+    .map((n) => n.slice(prefix.length));
+}
+
+/** Every container id with a record (see {@link recordedInterfaces} for how names split). */
+export function recordedContainers(cacheDir: string): string[] {
+  const ids = new Set<string>();
+  for (const n of recordFileNames(cacheDir)) {
+    const dash = n.indexOf("-");
+    if (dash > 0) ids.add(n.slice(0, dash));
+  }
+  return [...ids];
 }

@@ -39,7 +39,7 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { NetConf } from "../cni/types.ts";
 import { type KubeModeSettings, parseKubeModeSettings } from "../kube/config.ts";
 import { parseCniArgs, type PodArgs } from "../kube/delegate.ts";
-import { DEFAULT_DAEMON_SOCKET } from "../daemon/node_protocol.ts";
+import { DEFAULT_DAEMON_SOCKET } from "../daemonclient/protocol.ts";
 
 /** Kubernetes-mode settings of one invocation. */
 export interface KubeMetaSettings {

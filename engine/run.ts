@@ -1,6 +1,6 @@
 /**
  * What both modes of the meta-CNI share (conf-file mode in meta.ts,
- * Kubernetes mode in meta_kube.ts): the per-invocation setup, the runtime
+ * Kubernetes mode in kube.ts): the per-invocation setup, the runtime
  * parameters of a recorded delegate, deleting recorded delegates in reverse,
  * and checking that every delegate's plugin can be found before anything
  * is attached.
@@ -11,10 +11,10 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { delNetworkList, type ListOptions, type RuntimeConf } from "../cni/list.ts";
 import { locatePlugin } from "../cni/invoke.ts";
-import { createLogger, type Logger } from "../cni/log.ts";
-import type { CmdArgs } from "../cni/types.ts";
-import { closeRemovalBatch, openRemovalBatch, type RemovalFailure } from "./link_batch.ts";
-import { type Delegate, type MetaOptions, parseMetaOptions } from "./meta_config.ts";
+import { createLogger, type Logger } from "../pkg/log.ts";
+import type { AnyResult, CmdArgs } from "../cni/types.ts";
+import { closeRemovalBatch, openRemovalBatch, type RemovalFailure } from "../plugins/link_batch.ts";
+import { type Delegate, type MetaOptions, parseMetaOptions } from "./config.ts";
 import {
   type AttachmentRecord,
   loadRecord,
@@ -22,7 +22,24 @@ import {
   recordDelegates,
   removeRecord,
   saveRecord,
-} from "./meta_store.ts";
+} from "./record.ts";
+
+/** One network as attached. */
+export interface AttachedNetwork {
+  /** Its name: the conf's `name`, or in Kubernetes mode "namespace/name" of the NAD. */
+  name: string;
+  ifName: string;
+  /** Its result, in the network's cniVersion. */
+  result: AnyResult;
+}
+
+/** What an attach did. */
+export interface AttachOutcome {
+  /** The attachment's result: the first (default) network's, or an empty one. */
+  result: AnyResult;
+  /** Every network attached, in order. */
+  networks: AttachedNetwork[];
+}
 
 /** One invocation's options, logger and list-runner settings. */
 export interface Invocation {
@@ -44,7 +61,12 @@ export function prepare(args: CmdArgs): Invocation {
   return {
     options,
     log,
-    listOptions: { path, cacheDir: options.cacheDir, timeoutMs: options.delegateTimeoutMs },
+    listOptions: {
+      path,
+      cacheDir: options.cacheDir,
+      timeoutMs: options.delegateTimeoutMs,
+      builtins: args.builtins,
+    },
   };
 }
 
@@ -145,12 +167,12 @@ export async function deleteAll(
 /** Fails (code 7, naming the network) unless every delegate plugin can be found. */
 export async function assertPluginsExist(
   delegates: readonly Delegate[],
-  path: readonly string[],
+  opts: ListOptions,
 ): Promise<void> {
   for (const d of delegates) {
     for (const p of d.list.plugins) {
       try {
-        await locatePlugin(p.type, path);
+        await locatePlugin(p.type, opts.path, opts.builtins);
       } catch (err) {
         throw delegateError(err, d, "preparing");
       }

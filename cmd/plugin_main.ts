@@ -1,7 +1,7 @@
 /**
  * hydra started as a CNI plugin: the meta-CNI (`hydra` with CNI_COMMAND set
  * and no arguments) or a built-in plugin (a role symlink such as
- * `hydra-bridge`). cni/exec_entry.ts (run by main.ts and by the launcher's
+ * `hydra-bridge`). cmd/exec_entry.ts (run by main.ts and by the launcher's
  * single-file build) calls {@link runPluginRole} unless the node daemon
  * took the invocation; main.ts falls back to the command line when it
  * declines.
@@ -13,7 +13,7 @@
  * @module
  */
 
-import { loadBuiltin } from "../plugins/registry.ts";
+import { BUILTINS, loadBuiltin } from "../engine/builtins.ts";
 import { invokedName, isMetaCniName } from "./invoked_name.ts";
 
 /**
@@ -23,7 +23,7 @@ import { invokedName, isMetaCniName } from "./invoked_name.ts";
  * without the launcher) without CNI_COMMAND or with arguments.
  *
  * @param stdin the config when the caller has already read stdin
- *   (cni/exec_entry.ts, after offering the invocation to the daemon)
+ *   (cmd/exec_entry.ts, after offering the invocation to the daemon)
  */
 export async function runPluginRole(
   name: string,
@@ -42,12 +42,12 @@ export async function runPluginRole(
       console.error(`hydra: ${msg}`);
       return 2;
     }
-    const { runSkel } = await import("./skel.ts");
-    return runSkel(await plugin, stdin);
+    const { runSkel } = await import("../cni/skel.ts");
+    return runSkel(await plugin, stdin, BUILTINS);
   }
   if (Deno.env.get("CNI_COMMAND") !== undefined && args.length === 0) {
-    const { runSkel } = await import("./skel.ts");
-    return runSkel(await loadBuiltin("hydra")!, stdin);
+    const { runSkel } = await import("../cni/skel.ts");
+    return runSkel(await loadBuiltin("hydra")!, stdin, BUILTINS);
   }
   return undefined;
 }

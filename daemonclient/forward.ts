@@ -1,29 +1,34 @@
 /**
- * The exec'd side of `daemonExec`, before anything else is loaded: when the
- * meta-CNI conf on stdin asks for it and `hydra daemon` answers on its
- * socket, the exec'd process only forwards its CNI_* variables and stdin
- * and prints what the daemon's run of the very same meta-CNI printed. It
- * loads this module, the socket client and the CNI error type; the plugin
- * path (skel, meta-CNI, netlink, FFI) is left unloaded.
+ * Handing a whole meta-CNI invocation to the node daemon (`daemonExec`),
+ * the one way hydra does it: the exec'd process calls this before anything
+ * else is loaded, and the meta-CNI calls it again when it runs anyway. When
+ * the meta-CNI conf on stdin asks for it and `hydra daemon` answers on its
+ * socket, only the CNI_* variables and stdin are forwarded, and what the
+ * daemon's run of the very same meta-CNI printed is printed here. It loads
+ * this module, the socket client and the CNI error type; the plugin path
+ * (skel, meta-CNI, netlink, FFI) is left unloaded.
  *
  * It declines (undefined) whenever the plugin path must decide: a command
- * other than ADD, DEL or CHECK, a config that is not a JSON object asking
- * for `daemonExec`, CNI_NETNS_OVERRIDE set, or no daemon listening. The
- * meta-CNI then runs here (plugins/meta_exec.ts offers the invocation once
+ * other than ADD, DEL or CHECK (GC in particular never reaches the
+ * daemon), a config that is not a JSON object asking for `daemonExec`,
+ * CNI_NETNS_OVERRIDE set (the daemon is never told of it), or no daemon
+ * listening. The meta-CNI then runs here (and offers the invocation once
  * more, which costs a failed connect), exactly as without this shim.
  *
  * Answers keep what the plugin path printed: the daemon's result as it
  * printed it, its failure as the same error JSON (code, msg, details,
- * tagged with the config's cniVersion) and exit status 1; a daemon that
- * breaks off or stalls mid-invocation is CNI code 11.
+ * tagged with the config's cniVersion; read as cni/plugin_output.ts reads
+ * any plugin's) and exit status 1; a daemon that breaks off or stalls
+ * mid-invocation is CNI code 11.
  *
  * @module
  */
 
 import { asCniError, CniError, ErrorCode } from "../cni/errors.ts";
+import { outputDocument, pluginError } from "../cni/plugin_output.ts";
 import { errorVersion } from "../cni/version.ts";
-import { connectNodeDaemon, DaemonUnavailableError } from "./node_client.ts";
-import { DEFAULT_CNI_EXEC_TIMEOUT_S, DEFAULT_DAEMON_SOCKET } from "./node_protocol.ts";
+import { connectNodeDaemon, DaemonUnavailableError } from "./client.ts";
+import { DEFAULT_CNI_EXEC_TIMEOUT_S, DEFAULT_DAEMON_SOCKET } from "./protocol.ts";
 
 /** What the exec prints on stdout and the status it exits with. */
 export interface ShimOutput {
@@ -106,30 +111,20 @@ function failure(err: unknown, config: unknown): ShimOutput {
  */
 export function answerOutput(body: unknown, target: DaemonExecTarget): ShimOutput {
   const out = body as { stdout?: unknown; code?: unknown } | undefined;
-  const stdout = typeof out?.stdout === "string" ? out.stdout : "";
-  let doc: Record<string, unknown> | undefined;
+  if (typeof out?.stdout !== "string" || typeof out.code !== "number") {
+    return failure(
+      new CniError(ErrorCode.Internal, `node daemon gave no outcome of the ${target.command}`),
+      target.config,
+    );
+  }
+  const printed = { stdout: out.stdout, code: out.code };
   try {
-    doc = stdout.trim() ? JSON.parse(stdout) : undefined;
-  } catch {
-    return failure(
-      new CniError(ErrorCode.Internal, `node daemon printed no JSON: ${stdout.slice(0, 200)}`),
-      target.config,
-    );
+    if (printed.code !== 0) throw pluginError(printed);
+    if (target.command === "ADD") outputDocument(printed, "node daemon");
+  } catch (err) {
+    return failure(err, target.config);
   }
-  if (out?.code !== 0) {
-    const code = typeof doc?.code === "number" ? doc.code : ErrorCode.Internal;
-    const msg = typeof doc?.msg === "string" ? doc.msg : `node daemon failed the ${target.command}`;
-    const details = typeof doc?.details === "string" ? doc.details : undefined;
-    return failure(new CniError(code, msg, details), target.config);
-  }
-  if (target.command !== "ADD") return { stdout: "", code: 0 };
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    return failure(
-      new CniError(ErrorCode.Internal, "node daemon printed no result for the ADD"),
-      target.config,
-    );
-  }
-  return { stdout, code: 0 };
+  return { stdout: target.command === "ADD" ? printed.stdout : "", code: 0 };
 }
 
 /**
@@ -156,7 +151,6 @@ export async function forwardInvocation(
   stdin: Uint8Array,
   target: DaemonExecTarget,
   plugin?: string,
-  answer: (body: unknown, target: DaemonExecTarget) => ShimOutput = answerOutput,
 ): Promise<ShimOutput | undefined> {
   const conn = await connectNodeDaemon(target.socket).catch(() => undefined);
   if (!conn) return undefined;
@@ -181,7 +175,7 @@ export async function forwardInvocation(
         `node daemon at ${target.socket}: ${res.message}`,
       );
     }
-    return answer(res.body, target);
+    return answerOutput(res.body, target);
   } catch (err) {
     if (err instanceof DaemonUnavailableError) {
       return failure(

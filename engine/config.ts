@@ -34,7 +34,7 @@
 import { type ConfList, loadConfDir, parseNetworkConfig } from "../cni/conf.ts";
 import { validateInterfaceName } from "../cni/env.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { isLogLevel, type LogLevel } from "../cni/log.ts";
+import { isLogLevel, type LogLevel } from "../pkg/log.ts";
 import type { NetConf } from "../cni/types.ts";
 
 /** hydra's default cache folder for its delegates. */

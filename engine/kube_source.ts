@@ -9,7 +9,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import type { Logger } from "../cni/log.ts";
+import type { Logger } from "../pkg/log.ts";
 import { createKubeClient, type KubeClient, retryTransient } from "../kube/client.ts";
 import type { PodArgs } from "../kube/delegate.ts";
 import { isTransient, KubeTransportError } from "../kube/errors.ts";
@@ -20,7 +20,7 @@ import {
   connectNodeDaemon,
   type DaemonConnection,
   daemonKubeClient,
-} from "../daemon/node_client.ts";
+} from "../daemonclient/client.ts";
 import {
   listSpool,
   readSpooled,
@@ -28,8 +28,8 @@ import {
   type SpooledReport,
   spoolReport,
   writeReport,
-} from "../daemon/report_spool.ts";
-import type { KubeMetaSettings } from "./meta_kube_config.ts";
+} from "../kube/report_spool.ts";
+import type { KubeMetaSettings } from "./kube_config.ts";
 
 /** Objects in, reports out, for one invocation. */
 export interface KubeSource {

@@ -14,12 +14,7 @@
 
 import type { KubeClient, KubeList } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
-import {
-  type DaemonRequest,
-  type DaemonResponse,
-  encodeLine,
-  lineSplitter,
-} from "./node_protocol.ts";
+import { type DaemonRequest, type DaemonResponse, encodeLine, lineSplitter } from "./protocol.ts";
 
 /** An open connection to the node daemon. */
 export interface DaemonConnection {
