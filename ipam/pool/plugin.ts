@@ -31,6 +31,7 @@ import {
   deadlineIn,
   isMissingApi,
   listPools,
+  withRetry,
 } from "./store.ts";
 
 /** The CNI_* variables of an invocation, to hand it on. */
@@ -123,20 +124,20 @@ async function podFacts(ctx: PoolContext, ref: PodRef | undefined, d: Deadline) 
   if (!ref) return { uid: undefined, statefulSet: undefined };
   if (ref.uid && !ORDINAL_NAME.test(ref.name)) return { uid: ref.uid, statefulSet: undefined };
   let pod: Pod | undefined;
-  const timeoutMs = Math.max(1, Math.min(d.end - Date.now(), 5_000));
+  const path = `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/pods/${
+    encodeURIComponent(ref.name)
+  }`;
   try {
-    pod = ctx.readPod
-      ? await ctx.readPod(ref.namespace, ref.name, ref.uid, timeoutMs)
-      : await ctx.client.get<Pod>(
-        `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/pods/${
-          encodeURIComponent(ref.name)
-        }`,
-        { timeoutMs },
-      );
+    pod = await withRetry(
+      `read pod ${ref.namespace}/${ref.name}`,
+      d,
+      (timeoutMs) =>
+        ctx.readPod
+          ? ctx.readPod(ref.namespace, ref.name, ref.uid, timeoutMs)
+          : ctx.client.get<Pod>(path, { timeoutMs }),
+    );
   } catch (err) {
-    if (!isNotFound(err)) {
-      throw isTransient(err) ? new ApiUnavailableError(`read pod: ${(err as Error).message}`) : err;
-    }
+    if (!isNotFound(err)) throw err;
   }
   const uid = ref.uid ?? pod?.metadata.uid;
   const samePod = pod && (!ref.uid || pod.metadata.uid === ref.uid);
