@@ -32,7 +32,7 @@ import { waitUntil } from "../tests/infra/process.ts";
 import { whereaboutsBin, whereaboutsCrds } from "../tests/infra/whereabouts.ts";
 import { machineInfo } from "./machine.ts";
 import { nodeName, type PeerResult, type RunOptions, runPeer } from "./cluster_ipam_lib.ts";
-import { hydraPeer, podApi, whereaboutsPeer } from "./cluster_ipam_peers_lib.ts";
+import { hydraPeer, podApi, processCpuSeconds, whereaboutsPeer } from "./cluster_ipam_peers_lib.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -59,6 +59,10 @@ const opts: RunOptions = {
   reclaimWaitMs: Number(flags["reclaim-wait"]) * 1000,
   rssSamples: Number(flags["rss-samples"]),
   log,
+  cpuSeconds: () => ({
+    apiserver: processCpuSeconds(cp.record.apiserverPid),
+    etcd: processCpuSeconds(cp.record.etcdPid),
+  }),
 };
 const only = new Set(flags.only!.split(","));
 const machine = await machineInfo();

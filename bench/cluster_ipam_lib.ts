@@ -15,6 +15,8 @@
  * @module
  */
 
+import { childrenCpuMs } from "./cni_exec.ts";
+
 /** What one exec'd IPAM invocation gave. */
 export interface ExecResult {
   code: number;
@@ -57,6 +59,8 @@ export interface Peer {
   ): Promise<ExecResult>;
   /** Every allocation its store records. */
   store(): Promise<StoreEntry[]>;
+  /** CPU seconds its long-running processes have used so far, by process kind. */
+  cpuSeconds(): Record<string, number>;
   /** Peak RSS of its long-running node-side processes, MiB (0 when it has none). */
   daemonRssMiB(): Promise<number>;
   /** Peak RSS of an exec'd ADD (run under GNU time) repeating one that succeeded, MiB. */
@@ -80,6 +84,11 @@ export interface PhaseResult {
   failed?: boolean;
   /** Failed ADD attempts (retried). */
   retries: number;
+  /**
+   * CPU seconds spent during the phase, by process kind: the control plane, the peer's
+   * long-running processes, the exec'd plugins (with what exited), this benchmark.
+   */
+  cpuSeconds?: Record<string, number>;
   /** Power cycle: allocations of pods that no longer exist when the phase ends. */
   leakedAtEnd?: number;
   /** Power cycle: seconds after the phase until none is left (null: not within the wait). */
@@ -99,6 +108,8 @@ export interface RunOptions {
   /** How many ADDs per phase run under GNU time for the exec's RSS. */
   rssSamples: number;
   log: (msg: string) => void;
+  /** CPU seconds used so far by processes outside the peer (the control plane), by kind. */
+  cpuSeconds?: () => Record<string, number>;
 }
 
 /** A peer's whole run. */
@@ -256,11 +267,24 @@ export function nodeName(i: number): string {
   return `sim-node-${i}`;
 }
 
+/** CPU seconds of every process kind so far (see PhaseResult.cpuSeconds). */
+function cpuNow(c: Cluster): Record<string, number> {
+  const self = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  const tick = 100;
+  return {
+    ...(c.o.cpuSeconds?.() ?? {}),
+    ...c.peer.cpuSeconds(),
+    execs: childrenCpuMs() / 1000,
+    bench: (Number(self[11]) + Number(self[12])) / tick,
+  };
+}
+
 /** Runs `work` against the phase timeout; marks the cluster aborted when it runs out. */
 async function timed(
   c: Cluster,
   work: Promise<boolean[]>,
-): Promise<{ seconds: number; done: number; failed: boolean }> {
+): Promise<{ seconds: number; done: number; failed: boolean; cpu: Record<string, number> }> {
+  const cpu0 = cpuNow(c);
   const t0 = performance.now();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<"late">((
@@ -278,6 +302,10 @@ async function timed(
     clearTimeout(timer);
   }
   const seconds = (performance.now() - t0) / 1000;
+  const cpu1 = cpuNow(c);
+  const cpu = Object.fromEntries(
+    Object.entries(cpu1).map(([k, v]) => [k, Math.round((v - (cpu0[k] ?? 0)) * 10) / 10]),
+  );
   if (first === "late") {
     c.aborted = true;
     for (const child of c.inflight) {
@@ -289,17 +317,18 @@ async function timed(
     }
     const reached = [...c.live.values()].filter((p) => p.ip).length;
     await work.catch(() => []);
-    return { seconds, done: reached, failed: true };
+    return { seconds, done: reached, failed: true, cpu };
   }
-  return { seconds, done: done.n, failed: false };
+  return { seconds, done: done.n, failed: false, cpu };
 }
 
 function phase(
   c: Cluster,
-  t: { seconds: number; done: number; failed: boolean },
+  t: { seconds: number; done: number; failed: boolean; cpu: Record<string, number> },
   retries: number,
 ): PhaseResult {
   return {
+    cpuSeconds: t.cpu,
     podsPerSecond: Math.round((t.done / t.seconds) * 10) / 10,
     seconds: Math.round(t.seconds * 10) / 10,
     duplicates: c.duplicates(),

@@ -110,6 +110,16 @@ async function execRss(
   return Number.isFinite(kib) && kib > 0 ? Math.round(kib / 102.4) / 10 : undefined;
 }
 
+/** CPU seconds a live process has used (0 when it is gone). */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 function vmHwmMiB(pid: number): number {
   try {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -270,6 +280,11 @@ export function hydraPeer(
         }))
       );
     },
+    cpuSeconds() {
+      // Daemons killed by the power cut were waited for: their CPU is in the execs' share.
+      const daemonCpu = [...daemons.values()].reduce((sum, d) => sum + processCpuSeconds(d.pid), 0);
+      return { daemons: daemonCpu, controller: controller ? processCpuSeconds(controller.pid) : 0 };
+    },
     daemonRssMiB() {
       notePeak();
       return Promise.resolve(peakDaemon);
@@ -328,6 +343,7 @@ export async function whereaboutsPeer(
         }))
       );
     },
+    cpuSeconds: () => ({}),
     daemonRssMiB: () => Promise.resolve(0),
     execRssMiB: (pod, containerId) =>
       execRss(
