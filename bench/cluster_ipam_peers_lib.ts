@@ -130,6 +130,31 @@ function vmHwmMiB(pid: number): number {
   }
 }
 
+/** One invocation handed to the node daemon's socket (no exec); a daemon gone mid-way counts as killed. */
+async function viaSocket(
+  path: string,
+  env: Record<string, string>,
+  stdin: string,
+): Promise<ExecResult> {
+  const conn = await connectNodeDaemon(path).catch(() => undefined);
+  if (!conn) return { code: 1, stdout: "", killed: true };
+  try {
+    const { PATH: _, ...cni } = env;
+    const res = await conn.call({ op: "cni", plugin: "hydra-pool", env: cni, stdin }, 60_000);
+    if (!res.ok) return { code: 1, stdout: res.message, killed: false };
+    const out = res.body as { stdout: string; code: number };
+    let ip: string | undefined;
+    if (out.code === 0 && out.stdout.trim()) {
+      ip = (JSON.parse(out.stdout).ips?.[0]?.address as string | undefined)?.split("/")[0];
+    }
+    return { code: out.code, stdout: out.stdout, ip, killed: false };
+  } catch {
+    return { code: 1, stdout: "", killed: true };
+  } finally {
+    conn.close();
+  }
+}
+
 /** Pod objects made and deleted in the API server, bound to their node (a busy server is retried). */
 export function podApi(client: KubeClient): PodApi {
   return {
@@ -166,7 +191,19 @@ export function podApi(client: KubeClient): PodApi {
 /** hydra-pool with `hydra daemon` per node and `hydra ipam controller`. */
 export function hydraPeer(
   env: PeerEnv,
-  opts: { bin: string; range: string; network: string; controllerArgs?: string[] },
+  opts: {
+    bin: string;
+    range: string;
+    network: string;
+    controllerArgs?: string[];
+    /**
+     * "exec" (default): the runtime execs hydra-pool, which hands the invocation to its node's
+     * daemon. "socket": the invocation reaches the node's process without an exec, as under
+     * `hydra nri serve` or a meta-CNI run by the daemon (`daemonExec`), whose one exec per pod
+     * serves all of the pod's networks.
+     */
+    transport?: "exec" | "socket";
+  },
 ): Peer {
   const daemons = new Map<string, { pid: number; status?: Promise<Deno.CommandStatus> }>();
   let controller: { pid: number } | undefined;
@@ -226,7 +263,7 @@ export function hydraPeer(
   }
 
   return {
-    name: "hydra",
+    name: opts.transport === "socket" ? "hydra (node process)" : "hydra",
     async startNodes(nodes) {
       if (!controller) {
         controller = spawnDaemon("hydra ipam controller", join(opts.bin, "hydra"), {
@@ -268,7 +305,9 @@ export function hydraPeer(
         };
         stdin = JSON.stringify(c);
       }
-      return execPlugin(program, [], cniEnv(command, pod, containerId, env.netns), stdin, track);
+      const vars = cniEnv(command, pod, containerId, env.netns);
+      if (opts.transport === "socket") return viaSocket(socket(pod.node), vars, stdin);
+      return execPlugin(program, [], vars, stdin, track);
     },
     async store() {
       const list = await env.client.list<AddressBlock>(blockPath());
@@ -290,7 +329,9 @@ export function hydraPeer(
       return Promise.resolve(peakDaemon);
     },
     execRssMiB: (pod, containerId) =>
-      execRss(program, cniEnv("ADD", pod, containerId, env.netns), conf(pod.node)),
+      opts.transport === "socket"
+        ? Promise.resolve(undefined)
+        : execRss(program, cniEnv("ADD", pod, containerId, env.netns), conf(pod.node)),
     async stop() {
       notePeak();
       for (const d of daemons.values()) await stopProcessGroup(d.pid).catch(() => {});
