@@ -32,19 +32,18 @@ import {
   BlockNonsenseError,
   blockObject,
   copyBlock,
-  offsetOf,
   parseBlock,
 } from "../ipam/pool/block.ts";
 import {
   type AddressBlock,
   type AddressPool,
   type Allocation,
-  blockOf,
   blockPath,
   poolPath,
 } from "../ipam/pool/objects.ts";
 import { deadlineIn, deleteBlock, updateBlock } from "../ipam/pool/store.ts";
-import { holdsIn, readWhereaboutsHolds } from "../ipam/pool/whereabouts.ts";
+import { readWhereaboutsHolds } from "../ipam/pool/whereabouts.ts";
+import { planHoldImports } from "./whereabouts_sync.ts";
 import { countPool, type PoolCounts } from "./counts.ts";
 import { type Facts, judge, type PodFacts, type Verdict } from "./judge.ts";
 
@@ -317,38 +316,13 @@ export function startController(opts: ControllerOptions): Controller {
       return undefined;
     });
     if (!holds || holds.length === 0) return;
-    const byName = new Map(parsed.map((b) => [b.name, b]));
-    const networks = new Set(parsed.map((b) => b.network));
-    const podNames = new Set(pods.list().map((p) => `${p.metadata.namespace}/${p.metadata.name}`));
-    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
-    const drafts = new Map<string, Block>();
-    for (const h of holds) {
-      if (!h.podRef || !podNames.has(h.podRef)) continue;
-      for (const net of networks) {
-        const b = byName.get(blockOf(net, h.ip).name);
-        if (!b) continue;
-        const offset = offsetOf(b, h.ip);
-        const cur = (drafts.get(b.name) ?? b).allocations.get(offset);
-        if (cur?.source === "whereabouts") continue;
-        if (cur) {
-          if (cur.pod !== h.podRef) {
-            metrics.whereaboutsConflict();
-            log.error("an address whereabouts holds was given to another pod by hydra", {
-              ip: cur.ip,
-              whereabouts: h.podRef,
-              hydra: cur.pod,
-              block: b.name,
-            });
-          }
-          continue;
-        }
-        const draft = drafts.get(b.name) ?? copyBlock(b);
-        const [entry] = holdsIn([h], b.cidr, now);
-        draft.allocations.set(offset, entry);
-        drafts.set(b.name, draft);
-      }
+    const live = new Set(pods.list().map((p) => `${p.metadata.namespace}/${p.metadata.name}`));
+    const plan = planHoldImports(holds, parsed, live, new Date());
+    for (const c of plan.conflicts) {
+      metrics.whereaboutsConflict();
+      log.error("an address whereabouts holds was given to another pod by hydra", { ...c });
     }
-    for (const draft of drafts.values()) {
+    for (const draft of plan.drafts) {
       await updateBlock(client, blockObject(draft), deadlineIn(apiTimeoutMs));
     }
   }

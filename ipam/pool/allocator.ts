@@ -48,8 +48,11 @@ import {
   parseBlock,
 } from "./block.ts";
 import { type PodRef, type PoolRange, rangeAllows } from "./config.ts";
+import { Doubts } from "./doubts.ts";
+import { unclaimedBlocks } from "./grid.ts";
+import { AddressInUseError, PoolExhaustedError } from "./errors.ts";
 import { noMetrics, type PoolMetrics } from "./metrics.ts";
-import { type Allocation, BLOCK_ADDRESSES, blockOf, fnv64 } from "./objects.ts";
+import { type Allocation, blockOf } from "./objects.ts";
 import {
   ApiUnavailableError,
   createBlock,
@@ -85,37 +88,6 @@ export interface ReleaseRequest {
   hints: IpAddr[];
 }
 
-/** No address is left for a request in its pool. */
-export class PoolExhaustedError extends CniError {
-  readonly pool: string;
-  constructor(range: PoolRange, detail = "") {
-    super(
-      ErrorCode.TryAgainLater,
-      `address pool ${range.name} (${range.spec.cidr}, ${range.spec.rangeStart}-${range.spec.rangeEnd}` +
-        `${range.spec.network ? `, network ${range.spec.network}` : ""}) is exhausted: ` +
-        `no free address left on any node${detail}`,
-    );
-    this.name = "PoolExhaustedError";
-    this.pool = range.name;
-  }
-}
-
-/** A static address asked for is held by another pod. */
-export class AddressInUseError extends CniError {
-  constructor(ip: IpAddr, range: PoolRange, holder: Allocation) {
-    const who = holder.source === "whereabouts"
-      ? `whereabouts (pod ${holder.pod ?? "?"})`
-      : holder.releasedAt
-      ? `StatefulSet pod ${holder.pod ?? "?"} (held for its next start)`
-      : `pod ${holder.pod ?? "?"}`;
-    super(
-      ErrorCode.TryAgainLater,
-      `static address ${formatIpAddr(ip)} of pool ${range.name} is in use by ${who}`,
-    );
-    this.name = "AddressInUseError";
-  }
-}
-
 /** Options of {@link NetworkAllocator}. */
 export interface AllocatorOptions {
   client: KubeClient;
@@ -134,17 +106,6 @@ export interface AllocatorOptions {
    */
   settleDoubts?: boolean;
 }
-
-/** A write that may have recorded an allocation for an ADD that failed. */
-interface Doubt {
-  block: string;
-  containerID: string;
-  ifName: string;
-  since: number;
-}
-
-/** How long a doubtful record is chased before it is left to the controller. */
-const DOUBT_TTL_MS = 10 * 60_000;
 
 interface Waiter<T> {
   resolve(v: T): void;
@@ -201,10 +162,8 @@ export class NetworkAllocator {
   #pending: Item[] = [];
   #running = false;
   #holds?: { at: number; holds: WhereaboutsHold[] | undefined };
-  #settleDoubts: boolean;
-  /** Handles of allocations whose write's outcome is unknown, for ADDs that failed. */
-  #doubts = new Map<string, Doubt>();
-  #sweeping = false;
+  /** Allocations whose write's outcome is unknown, for ADDs that failed (settleDoubts). */
+  #doubts?: Doubts;
 
   constructor(opts: AllocatorOptions) {
     this.network = opts.network;
@@ -213,7 +172,9 @@ export class NetworkAllocator {
     this.#metrics = opts.metrics ?? noMetrics;
     this.#log = opts.log;
     this.#freshnessMs = opts.freshnessMs ?? 5_000;
-    this.#settleDoubts = opts.settleDoubts ?? false;
+    if (opts.settleDoubts) {
+      this.#doubts = new Doubts(this.#client, opts.log, (block) => this.#known.delete(block));
+    }
   }
 
   /** Allocates one address per request (all or none are kept); throws a CniError-like error. */
@@ -501,7 +462,7 @@ export class NetworkAllocator {
     }
     if (
       found.how === "same" && !drafts.has(found.block.name) &&
-      !this.#doubts.has(found.a.handle ?? "")
+      !this.#doubts?.has(found.a.handle ?? "")
     ) {
       it.waiter.resolve(ip);
       return true;
@@ -592,19 +553,8 @@ export class NetworkAllocator {
     existing: Set<string>,
     d: Deadline,
   ): Promise<boolean> {
-    const family = req.range.cidr.ip.family;
-    const size = BigInt(BLOCK_ADDRESSES);
-    const first = blockOf(this.network, req.range.start).cidr.ip.value;
-    const last = blockOf(this.network, req.range.end).cidr.ip.value;
-    const count = (last - first) / size + 1n;
-    const start = BigInt("0x" + fnv64(`${this.node}|${req.range.name}`)) % count;
-    // Each existing block is passed over at most once; blocks the window only grazes are skipped.
-    const limit = count < 1_000_000n ? count : BigInt(existing.size + 1_000_000);
-    for (let k = 0n; k < limit; k++) {
-      const value = first + ((start + k) % count) * size;
-      const ip: IpAddr = { family, value };
+    for (const ip of unclaimedBlocks(this.network, req.range, this.node, existing)) {
       const { name } = blockOf(this.network, ip);
-      if (existing.has(name)) continue;
       const fresh = newBlock(this.network, ip, this.node);
       const draft: Draft = { block: fresh, create: true, items: [], undo: new Map() };
       if (req.importWhereabouts !== false) await this.#addHolds(draft, d);
@@ -689,56 +639,13 @@ export class NetworkAllocator {
     }
   }
 
-  /** Notes the allocations a failed write may have recorded, and chases them. */
+  /** Notes the allocations a failed write may have recorded, to be taken back later. */
   #doubt(draft: Draft): void {
-    if (!this.#settleDoubts) return;
     for (const { item } of draft.items) {
       if (item.kind !== "allocate") continue;
       const { handle, containerID, ifName } = item.req;
-      this.#doubts.set(handle, { block: draft.block.name, containerID, ifName, since: Date.now() });
+      this.#doubts?.add(handle, { block: draft.block.name, containerID, ifName });
     }
-    if (!this.#sweeping) this.#sweepSoon();
-  }
-
-  #sweepSoon(): void {
-    this.#sweeping = true;
-    const timer = setTimeout(() => void this.#sweep(), 2_000);
-    Deno.unrefTimer(timer);
-  }
-
-  /** Removes the doubtful records still there with their handle (compare-and-swap). */
-  async #sweep(): Promise<void> {
-    for (const [handle, doubt] of [...this.#doubts]) {
-      if (Date.now() - doubt.since > DOUBT_TTL_MS) {
-        this.#doubts.delete(handle);
-        continue;
-      }
-      try {
-        const d = { end: Date.now() + 5_000 };
-        const obj = await getBlock(this.#client, doubt.block, d);
-        const b = obj && parseBlock(obj);
-        const offset = b ? [...b.allocations].find(([, a]) => a.handle === handle)?.[0] : undefined;
-        if (!b || offset === undefined) {
-          this.#doubts.delete(handle);
-          continue;
-        }
-        const next = copyBlock(b);
-        next.allocations.delete(offset);
-        if (await updateBlock(this.#client, blockObject(next), d) !== "conflict") {
-          this.#doubts.delete(handle);
-          this.#known.delete(b.name);
-          this.#log?.info("took back the address of a failed ADD", {
-            block: b.name,
-            containerID: doubt.containerID,
-            interface: doubt.ifName,
-          });
-        }
-      } catch {
-        // Still away (or the block is malformed): try again later.
-      }
-    }
-    if (this.#doubts.size > 0) this.#sweepSoon();
-    else this.#sweeping = false;
   }
 
   /**
