@@ -50,6 +50,7 @@ import {
 import { type PodRef, type PoolRange, rangeAllows } from "./config.ts";
 import { Doubts } from "./doubts.ts";
 import { unclaimedBlocks } from "./grid.ts";
+import { OwnerIndex } from "./owners.ts";
 import { AddressInUseError, PoolExhaustedError } from "./errors.ts";
 import { noMetrics, type PoolMetrics } from "./metrics.ts";
 import { type Allocation, blockOf } from "./objects.ts";
@@ -155,6 +156,8 @@ export class NetworkAllocator {
   #readAt = new Map<string, number>();
   /** When the round in progress started. */
   #roundAt = 0;
+  /** Which known blocks hold what (sandbox, pod UID, pod name): see {@link ownerKeys}. */
+  #owners = new OwnerIndex();
   /** Names of blocks known to be nonsense (never written). */
   #bad = new Map<string, string>();
   /** When this node's blocks were last listed (0: never). */
@@ -309,6 +312,7 @@ export class NetworkAllocator {
     try {
       const b = parseBlock(obj);
       this.#known.set(b.name, b);
+      this.#owners.index(b);
       this.#readAt.set(b.name, Date.now());
       this.#bad.delete(b.name);
       return b;
@@ -436,13 +440,17 @@ export class NetworkAllocator {
   /** Step 1: what the request already holds. True when placed (or settled). */
   async #placeExisting(it: Item, drafts: Map<string, Draft>, d: Deadline): Promise<boolean> {
     const req = (it as Item & { kind: "allocate" }).req;
-    const views = [...drafts.values()].map((x) => x.block);
-    const known = [...this.#known.values()].filter((b) => !drafts.has(b.name));
-    let found = this.#findOwned(req, [...views, ...known]);
+    const candidates = () =>
+      [...drafts.values()].map((x) => x.block).concat(
+        [...this.#owners.blocksFor(req)].filter((n) => !drafts.has(n)).flatMap((n) =>
+          this.#known.get(n) ?? []
+        ),
+      );
+    let found = this.#findOwned(req, candidates());
     if (!found && req.statefulSet) {
       // The pod's earlier address may be on any node's block.
       for (const obj of await listBlocks(this.#client, this.network, d)) this.#remember(obj);
-      found = this.#findOwned(req, [...this.#known.values()].filter((b) => !drafts.has(b.name)));
+      found = this.#findOwned(req, candidates());
     }
     if (!found) return false;
     if (
