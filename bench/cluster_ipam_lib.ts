@@ -159,6 +159,8 @@ class Cluster {
   live = new Map<string, LivePod>();
   queues = new Map<string, NodeQueue>();
   inflight = new Set<Deno.ChildProcess>();
+  /** Invocations running now (exec'd or handed over). */
+  busy = 0;
   /** Set while the node-side processes are down (ADDs wait; DELs are lost). */
   down?: Promise<void>;
   retries = 0;
@@ -182,7 +184,12 @@ class Cluster {
       const r = await this.queues.get(pod.node)!.run(async () => {
         // While the node is down nothing runs on it; what was queued waits for it.
         while (this.down) await this.down;
-        return await this.peer.exec("ADD", pod, containerId, this.inflight);
+        this.busy++;
+        try {
+          return await this.peer.exec("ADD", pod, containerId, this.inflight);
+        } finally {
+          this.busy--;
+        }
       });
       if (r.code === 0 && r.ip) {
         const key = `${pod.namespace}/${pod.name}`;
@@ -429,7 +436,8 @@ export async function runPeer(
     const t = await timed(
       c,
       cycle((done) => {
-        if (!cut && done >= total * 0.4) cut = c.powerCut(2_000);
+        // The power goes once 40 % are done, while ADDs are in flight.
+        if (!cut && done >= total * 0.4 && c.busy > 0) cut = c.powerCut(2_000);
       }),
     );
     await cut;
