@@ -31,8 +31,8 @@ import {
   extraLinks,
   type HydraProcess,
   type NriWorld,
+  requireNriPeers,
   withNriWorld,
-  worldIgnored,
 } from "../tests/nri/serve_world.ts";
 import { machineInfo } from "./machine.ts";
 import { summarize, type Summary } from "./stats.ts";
@@ -119,8 +119,10 @@ function parseOptions(): Options {
 
 async function main(): Promise<number> {
   const opts = parseOptions();
-  if (worldIgnored()) {
-    console.log(JSON.stringify({ bench: "nri", skipped: "needs root and the built peers" }));
+  try {
+    requireNriPeers();
+  } catch (err) {
+    console.log(JSON.stringify({ bench: "nri", skipped: (err as Error).message }));
     return 0;
   }
   const machine = await machineInfo();

@@ -51,6 +51,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "cluster-wide IPAM: the reclaim controller (ipam controller), pool usage (ipam pools)",
     run: async (args) => (await import("../ipam_controller/main.ts")).runIpam(args),
   },
+  policy: {
+    summary: "enforce MultiNetworkPolicy on this node's secondary networks (policy sync)",
+    run: async (args) => (await import("../policy/main.ts")).runPolicy(args),
+  },
   doctor: {
     summary: "check this node's prerequisites and say what is missing",
     run: async (args) => (await import("./doctor.ts")).runDoctor(args),

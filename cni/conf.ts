@@ -18,6 +18,7 @@
  */
 
 import { CniError, ErrorCode } from "./errors.ts";
+import { fields } from "../pkg/fields.ts";
 import { validateNetworkName, validatePluginType } from "./env.ts";
 import type { NetConf } from "./types.ts";
 import { isSupportedVersion, parseVersion, selectVersion } from "./version.ts";
@@ -96,11 +97,12 @@ function withWhere<T>(where: string | undefined, fn: () => T): T {
   }
 }
 
+/** A string field; only absence is "not set" (a null is the wrong type, as libcni has it). */
 function optString(obj: Json, field: string, where?: string): string | undefined {
-  const v = obj[field];
-  if (v === undefined) return undefined;
-  if (typeof v !== "string") throw typeError(where, field, "a string", v);
-  return v;
+  return fields(obj, {
+    nullIsWrong: true,
+    fail: (p) => typeError(where, p.key, p.expected, p.value),
+  }).string(field);
 }
 
 function readBool(obj: Json, field: string, where?: string): boolean {

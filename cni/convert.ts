@@ -21,6 +21,7 @@
 
 import { CniError, ErrorCode } from "./errors.ts";
 import { isCidr, isIp, parseIpAddr } from "../ipaddr/ip.ts";
+import { type Fields, fields } from "../pkg/fields.ts";
 import type {
   AnyResult,
   Dns,
@@ -61,36 +62,30 @@ function isObject(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** The fields of a result's object at `where`, wrong types reported as "invalid result". */
+function resultFields(obj: Json, where: string): Fields {
+  return fields(obj, {
+    where,
+    emptyStringUnset: true,
+    fail: (p) => bad(`${p.path} must be ${p.expected}`),
+  });
+}
+
 function optString(obj: Json, key: string, where: string): string | undefined {
-  const v = obj[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw bad(`${where}.${key} must be a string`);
-  return v;
+  return resultFields(obj, where).string(key);
 }
 
 function optInt(obj: Json, key: string, where: string): number | undefined {
-  const v = obj[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isInteger(v)) {
-    throw bad(`${where}.${key} must be an integer`);
-  }
-  return v;
+  return resultFields(obj, where).integer(key);
 }
 
 function optStrings(obj: Json, key: string, where: string): string[] | undefined {
-  const v = obj[key];
-  if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v) || v.some((s) => typeof s !== "string")) {
-    throw bad(`${where}.${key} must be a list of strings`);
-  }
-  return v.length ? [...v] : undefined;
+  const v = resultFields(obj, where).strings(key);
+  return v?.length ? [...v] : undefined;
 }
 
 function optArray(obj: Json, key: string, where: string): unknown[] {
-  const v = obj[key];
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw bad(`${where}.${key} must be a list`);
-  return v;
+  return resultFields(obj, where).list(key) ?? [];
 }
 
 /**

@@ -21,6 +21,7 @@ import { invokeInProcess } from "./skel.ts";
 import type { AnyResult, Builtins, Command, Plugin } from "./types.ts";
 import { CURRENT_VERSION, EXEC_ONLY } from "./types.ts";
 import type { VersionInfo } from "./version.ts";
+import { delay, withTimeout } from "../pkg/async.ts";
 
 /** Default time a plugin may run before it is killed. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -165,7 +166,7 @@ async function spawnWithRetry(
           `failed to run plugin ${path}: ${(err as Error).message}`,
         );
       }
-      await new Promise((r) => setTimeout(r, BUSY_WAIT_MS));
+      await delay(BUSY_WAIT_MS);
     }
   }
 }
@@ -213,21 +214,15 @@ async function runInProcess(
 ): Promise<RawOutput> {
   const plugin = await loading;
   const timeoutMs = req.timeoutMs;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   const run = invokeInProcess(plugin, env, stdin, req.builtins);
-  const timeout = timeoutMs === undefined ? undefined : new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timeoutError(type, timeoutMs)), timeoutMs);
-  });
-  try {
-    const out = await (timeout ? Promise.race([run, timeout]) : run);
-    return {
-      stdout: new TextEncoder().encode(out.stdout),
-      stderr: new Uint8Array(),
-      code: out.code,
-    };
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
-  }
+  const out = timeoutMs === undefined
+    ? await run
+    : await withTimeout(run, timeoutMs, () => timeoutError(type, timeoutMs));
+  return {
+    stdout: new TextEncoder().encode(out.stdout),
+    stderr: new Uint8Array(),
+    code: out.code,
+  };
 }
 
 /**

@@ -21,6 +21,7 @@
  * @module
  */
 
+import { createSemaphore, type Semaphore } from "../pkg/async.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
 import { type Informer, startInformer } from "../kube/informer.ts";
@@ -88,26 +89,6 @@ function trimPod(pod: Pod): void {
   delete pod.status;
 }
 
-/** A counting semaphore: at most `n` holders, the rest queue in order. */
-function semaphore(n: number) {
-  let free = n;
-  const waiting: (() => void)[] = [];
-  return {
-    async acquire(): Promise<() => void> {
-      if (free > 0) free--;
-      else await new Promise<void>((resolve) => waiting.push(resolve));
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        const next = waiting.shift();
-        if (next) next();
-        else free++;
-      };
-    },
-  };
-}
-
 /** How long a NAD cache miss waits for the API server before the cache's "no" stands. */
 const NAD_MISS_LIVE_MS = 500;
 
@@ -132,14 +113,26 @@ function badRequest(path: string): KubeApiError {
   });
 }
 
-/** Starts the informers; reads work at once (they go to the API server until synced). */
-export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): NodeCache {
-  const podWaitMs = opts.podWaitMs ?? 1_000;
-  const live = semaphore(opts.maxLiveReads ?? 8);
+/** One cache's informers and what its reads share. */
+interface Cache {
+  client: KubeClient;
+  podWaitMs: number;
+  /** API reads in flight at most. */
+  live: Semaphore;
   /** Pod keys someone is waiting for, with their wake-up calls. */
-  const podWaiters = new Map<string, Set<() => void>>();
-  const onError = (what: string) => (err: unknown) => opts.onError?.(what, err);
+  podWaiters: Map<string, Set<() => void>>;
+  pods: Informer<Pod>;
+  nads: Informer<NetworkAttachmentDefinition>;
+  nodes: Informer<Node>;
+}
 
+/** The informers of this node's pods, every NAD and this node's Node, trimmed to what is read. */
+function startInformers(
+  client: KubeClient,
+  opts: NodeCacheOptions,
+  podWaiters: Map<string, Set<() => void>>,
+) {
+  const onError = (what: string) => (err: unknown) => opts.onError?.(what, err);
   const pods: Informer<Pod> = startInformer<Pod>(client, podPath(), {
     fieldSelector: `spec.nodeName=${opts.nodeName}`,
     onEvent: (_type, pod) => {
@@ -162,101 +155,133 @@ export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): Node
     },
     onError: onError("nodes"),
   });
-  const informers: Informer<KubeObject>[] = [pods, nads, nodes];
+  return { pods, nads, nodes };
+}
+
+/** A read from the API server, in one of the live slots, within `end`. */
+async function liveGet(c: Cache, path: string, end: number): Promise<unknown> {
+  const release = await c.live.acquire();
+  try {
+    const left = end - Date.now();
+    if (left <= 0) {
+      throw new KubeTransportError(
+        "timeout",
+        `GET ${path}: no API read slot free in time`,
+        "GET",
+        path,
+      );
+    }
+    return await c.client.get(path, { timeoutMs: left });
+  } finally {
+    release();
+  }
+}
+
+/** Waits until the pod watch says something about `key` or `ms` pass. */
+function podEvent(c: Cache, key: string, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const set = c.podWaiters.get(key) ?? new Set();
+    c.podWaiters.set(key, set);
+    const done = () => {
+      clearTimeout(timer);
+      set.delete(done);
+      if (set.size === 0) c.podWaiters.delete(key);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    set.add(done);
+  });
+}
+
+type Read = { body: unknown; source: "cache" | "api" };
+
+/** A pod: from the cache (waiting briefly for the watch to show it), else from the API. */
+async function getPod(
+  c: Cache,
+  ns: string,
+  name: string,
+  path: string,
+  uid: string | undefined,
+  end: number,
+): Promise<Read> {
+  const key = `${ns}/${name}`;
+  const fits = (p: Pod | undefined) => p !== undefined && (!uid || p.metadata.uid === uid);
+  let cached = c.pods.get(ns, name);
+  if (c.pods.hasSynced()) {
+    const waitUntil = Math.min(end - 50, Date.now() + c.podWaitMs);
+    while (!fits(cached) && Date.now() < waitUntil) {
+      await podEvent(c, key, waitUntil - Date.now());
+      cached = c.pods.get(ns, name);
+    }
+    if (fits(cached)) return { body: cached, source: "cache" };
+  }
+  // Not (yet) in the cache, another node's pod, or a UID only the API knows: ask it.
+  return { body: await liveGet(c, path, end), source: "api" };
+}
+
+/** A NAD: from the cache; missing from a synced cache, the API is asked briefly. */
+async function getNad(
+  c: Cache,
+  ns: string,
+  name: string,
+  path: string,
+  end: number,
+): Promise<Read> {
+  const cached = c.nads.get(ns, name);
+  if (cached) return { body: cached, source: "cache" };
+  if (!c.nads.hasSynced()) return { body: await liveGet(c, path, end), source: "api" };
+  // Missing from a synced cache usually means missing; the API says for sure if it can.
+  try {
+    return {
+      body: await liveGet(c, path, Math.min(end, Date.now() + NAD_MISS_LIVE_MS)),
+      source: "api",
+    };
+  } catch (err) {
+    if (err instanceof KubeTransportError) throw notCached(path);
+    throw err;
+  }
+}
+
+/** Any object the daemon serves, by API path. */
+async function getObject(
+  c: Cache,
+  path: string,
+  uid: string | undefined,
+  timeoutMs: number,
+): Promise<Read> {
+  const end = Date.now() + timeoutMs;
+  let m = POD_PATH.exec(path);
+  if (m) return await getPod(c, decodeURIComponent(m[1]), decodeURIComponent(m[2]), path, uid, end);
+  m = NAD_PATH.exec(path);
+  if (m) return await getNad(c, decodeURIComponent(m[1]), decodeURIComponent(m[2]), path, end);
+  m = NODE_PATH.exec(path);
+  if (m) {
+    const cached = c.nodes.get(undefined, decodeURIComponent(m[1]));
+    if (cached) return { body: cached, source: "cache" };
+    return { body: await liveGet(c, path, end), source: "api" };
+  }
+  if (LEGACY_PATH.test(path)) return { body: await liveGet(c, path, end), source: "api" };
+  throw badRequest(path);
+}
+
+/** Starts the informers; reads work at once (they go to the API server until synced). */
+export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): NodeCache {
+  const podWaiters = new Map<string, Set<() => void>>();
+  const c: Cache = {
+    client,
+    podWaitMs: opts.podWaitMs ?? 1_000,
+    live: createSemaphore(opts.maxLiveReads ?? 8),
+    podWaiters,
+    ...startInformers(client, opts, podWaiters),
+  };
+  const informers: Informer<KubeObject>[] = [c.pods, c.nads, c.nodes];
   const synced = Promise.all(informers.map((i) => i.synced)).then(() => {});
   synced.catch(() => {});
-
-  async function liveGet(path: string, end: number): Promise<unknown> {
-    const release = await live.acquire();
-    try {
-      const left = end - Date.now();
-      if (left <= 0) {
-        throw new KubeTransportError(
-          "timeout",
-          `GET ${path}: no API read slot free in time`,
-          "GET",
-          path,
-        );
-      }
-      return await client.get(path, { timeoutMs: left });
-    } finally {
-      release();
-    }
-  }
-
-  /** Waits until the pod watch says something about `key` or `ms` pass. */
-  function podEvent(key: string, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const set = podWaiters.get(key) ?? new Set();
-      podWaiters.set(key, set);
-      const done = () => {
-        clearTimeout(timer);
-        set.delete(done);
-        if (set.size === 0) podWaiters.delete(key);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      set.add(done);
-    });
-  }
-
-  async function getPod(
-    ns: string,
-    name: string,
-    path: string,
-    uid: string | undefined,
-    end: number,
-  ) {
-    const key = `${ns}/${name}`;
-    const fits = (p: Pod | undefined) => p !== undefined && (!uid || p.metadata.uid === uid);
-    let cached = pods.get(ns, name);
-    if (pods.hasSynced()) {
-      const waitUntil = Math.min(end - 50, Date.now() + podWaitMs);
-      while (!fits(cached) && Date.now() < waitUntil) {
-        await podEvent(key, waitUntil - Date.now());
-        cached = pods.get(ns, name);
-      }
-      if (fits(cached)) return { body: cached, source: "cache" as const };
-    }
-    // Not (yet) in the cache, another node's pod, or a UID only the API knows: ask it.
-    return { body: await liveGet(path, end), source: "api" as const };
-  }
-
   return {
     synced,
     hasSynced: () => informers.every((i) => i.hasSynced()),
-    sizes: () => ({ pods: pods.list().length, nads: nads.list().length }),
-    async get(path, { uid, timeoutMs }) {
-      const end = Date.now() + timeoutMs;
-      let m = POD_PATH.exec(path);
-      if (m) {
-        return await getPod(decodeURIComponent(m[1]), decodeURIComponent(m[2]), path, uid, end);
-      }
-      m = NAD_PATH.exec(path);
-      if (m) {
-        const cached = nads.get(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
-        if (cached) return { body: cached, source: "cache" };
-        if (!nads.hasSynced()) return { body: await liveGet(path, end), source: "api" };
-        // Missing from a synced cache usually means missing; the API says for sure if it can.
-        try {
-          return {
-            body: await liveGet(path, Math.min(end, Date.now() + NAD_MISS_LIVE_MS)),
-            source: "api",
-          };
-        } catch (err) {
-          if (err instanceof KubeTransportError) throw notCached(path);
-          throw err;
-        }
-      }
-      m = NODE_PATH.exec(path);
-      if (m) {
-        const cached = nodes.get(undefined, decodeURIComponent(m[1]));
-        if (cached) return { body: cached, source: "cache" };
-        return { body: await liveGet(path, end), source: "api" };
-      }
-      if (LEGACY_PATH.test(path)) return { body: await liveGet(path, end), source: "api" };
-      throw badRequest(path);
-    },
+    sizes: () => ({ pods: c.pods.list().length, nads: c.nads.list().length }),
+    get: (path, { uid, timeoutMs }) => getObject(c, path, uid, timeoutMs),
     async stop() {
       await Promise.all(informers.map((i) => i.stop()));
     },

@@ -13,21 +13,22 @@
  */
 
 import { parseArgs } from "node:util";
-import { createLogger, isLogLevel, type LogLevel } from "../pkg/log.ts";
-import { createKubeClient } from "../kube/client.ts";
+import { createLogger, isLogLevel, type Logger, type LogLevel } from "../pkg/log.ts";
+import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import {
-  formatListenAddress,
+  type HealthEndpoint,
   type HealthServer,
   type ListenAddress,
   parseListenAddress,
-  serveHealth,
+  startHealthEndpoint,
 } from "../pkg/http.ts";
-import { createRegistry, DURATION_BUCKETS } from "../pkg/metrics.ts";
-import { startNodeCache } from "./node_cache.ts";
+import { createRegistry, DURATION_BUCKETS, type Registry } from "../pkg/metrics.ts";
+import { deferLinkDeletion, settleDeferredDeletions } from "../plugins/link_batch.ts";
+import { type NodeCache, startNodeCache } from "./node_cache.ts";
 import { DEFAULT_DAEMON_SOCKET } from "../daemonclient/protocol.ts";
-import { startReportQueue } from "./node_reports.ts";
-import { serveNodeSocket } from "./node_server.ts";
+import { type ReportQueue, startReportQueue } from "./node_reports.ts";
+import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
 import { type Pod, podPath } from "../kube/objects.ts";
@@ -135,6 +136,197 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
   };
 }
 
+/** The daemon's own metrics (the socket server and endpoint add theirs). */
+function daemonMetrics(registry: Registry) {
+  return {
+    watchErrors: registry.counter(
+      "hydra_daemon_watch_errors_total",
+      "Failed list or watch attempts, by collection.",
+      ["collection"],
+    ),
+    reportsDone: registry.counter(
+      "hydra_daemon_reports_total",
+      "Pod status reports settled, by outcome.",
+      ["outcome"],
+    ),
+    reportLatency: registry.histogram(
+      "hydra_daemon_report_delay_seconds",
+      "Time from ADD to the pod's status settled.",
+      [],
+      [...DURATION_BUCKETS, 30, 60, 300],
+    ),
+    cached: registry.gauge("hydra_daemon_cached_objects", "Objects in the watch caches.", [
+      "kind",
+    ]),
+    pending: registry.gauge("hydra_daemon_reports_pending", "Status reports not written yet."),
+    synced: registry.gauge("hydra_daemon_synced", "1 once every watch cache has listed."),
+  };
+}
+
+/** What a running daemon is made of. */
+interface Daemon {
+  opts: DaemonOptions;
+  log: Logger;
+  client: KubeClient;
+  registry: Registry;
+  metrics: ReturnType<typeof daemonMetrics>;
+  cache: NodeCache;
+  reports: ReportQueue;
+}
+
+/** The API client of `--kubeconfig` (or the in-cluster account); undefined when there is none. */
+async function apiClient(opts: DaemonOptions, log: Logger): Promise<KubeClient | undefined> {
+  const conn = await resolveConnection(opts.kubeconfig).catch((err) => {
+    log.error("cannot load API access", { error: err });
+    return null;
+  });
+  if (!conn) {
+    if (conn === undefined) log.error("no --kubeconfig and not running in a cluster");
+    return undefined;
+  }
+  return createKubeClient(conn, { timeoutMs: opts.apiTimeoutMs, userAgent: "hydra-daemon" });
+}
+
+/** Starts the watch caches and the report queue. */
+function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daemon {
+  const registry = createRegistry();
+  const metrics = daemonMetrics(registry);
+  const cache = startNodeCache(client, {
+    nodeName: opts.nodeName,
+    onError: (what, err) => {
+      metrics.watchErrors.inc({ collection: what });
+      log.warn("watch failed; retrying", { collection: what, error: err });
+    },
+  });
+  const reports = startReportQueue(client, {
+    log,
+    spoolDir: opts.spoolDir,
+    workers: opts.reportWorkers,
+    attemptMs: opts.apiTimeoutMs,
+    onDone: (outcome, seconds) => {
+      metrics.reportsDone.inc({ outcome });
+      metrics.reportLatency.observe({}, seconds);
+    },
+  });
+  return { opts, log, client, registry, metrics, cache, reports };
+}
+
+/**
+ * Runs an invocation handed over by an exec'd shim through the engine,
+ * with hydra's built-ins: a meta-CNI's (`daemonExec`), or with `plugin`
+ * "hydra-pool" a cluster-IPAM one (this daemon is the node's allocation
+ * host). The plugin path is loaded on the first one: a daemon that is
+ * never asked does not carry it.
+ */
+async function executeCni(env: Record<string, string>, stdin: string, plugin = "hydra") {
+  if (plugin !== "hydra" && plugin !== "hydra-pool") {
+    const msg = `the node daemon runs only hydra and hydra-pool, not "${plugin}"`;
+    return { stdout: JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }), code: 1 };
+  }
+  const [{ invokeInProcess }, { BUILTINS, loadBuiltin }, { createMetaPlugin }] = await Promise
+    .all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+      import("../engine/meta.ts"),
+    ]);
+  // The daemon runs what it is handed itself: its meta-CNI never forwards.
+  const run = plugin === "hydra"
+    ? createMetaPlugin({ forward: false })
+    : await loadBuiltin(plugin)!;
+  return await invokeInProcess(run, env, new TextEncoder().encode(stdin), BUILTINS);
+}
+
+/** Makes this daemon the node's cluster-IPAM allocation host (one writer per network and node). */
+async function hostPools(d: Daemon): Promise<void> {
+  (await import("../ipam/pool/host.ts")).servePoolsHere({
+    client: d.client,
+    nodeName: d.opts.nodeName,
+    metrics: d.registry,
+    log: d.log.with({ component: "ipam" }),
+    readPod: async (ns, name, uid, timeoutMs) =>
+      (await d.cache.get(podPath(ns, name), { uid, timeoutMs })).body as Pod,
+  });
+}
+
+/** Health, readiness and metrics of the daemon (gauges refreshed on each scrape). */
+function healthEndpoint(d: Daemon, server: NodeServer): HealthEndpoint {
+  const refreshGauges = () => {
+    const sizes = d.cache.sizes();
+    d.metrics.cached.set({ kind: "pods" }, sizes.pods);
+    d.metrics.cached.set({ kind: "network-attachment-definitions" }, sizes.nads);
+    d.metrics.pending.set({}, d.reports.pending());
+    d.metrics.synced.set({}, d.cache.hasSynced() ? 1 : 0);
+  };
+  return {
+    registry: {
+      ...d.registry,
+      render: () => {
+        refreshGauges();
+        return d.registry.render();
+      },
+    },
+    healthz: () => ({ ok: true, detail: `${server.connections()} connections` }),
+    readyz: () =>
+      d.cache.hasSynced() ? { ok: true } : { ok: false, detail: "watch caches not synced yet" },
+  };
+}
+
+/** The socket server and the endpoint; throws (having stopped neither half-way) when one cannot serve. */
+async function serveDaemon(
+  d: Daemon,
+): Promise<{ server: NodeServer; health?: HealthServer }> {
+  const server = await serveNodeSocket({
+    socketPath: d.opts.socket,
+    cache: d.cache,
+    reports: d.reports,
+    client: d.client,
+    log: d.log,
+    registry: d.registry,
+    nodeName: d.opts.nodeName,
+    maxInFlight: d.opts.maxInFlight,
+    defaultTimeoutMs: d.opts.apiTimeoutMs,
+    executeCni,
+  });
+  if (!d.opts.listen) return { server };
+  try {
+    return {
+      server,
+      health: await startHealthEndpoint(d.opts.listen, healthEndpoint(d, server), d.log),
+    };
+  } catch (err) {
+    await server.shutdown();
+    throw err;
+  }
+}
+
+/** Queues what earlier runs or meta-CNIs spooled now, and every 30 s; returns the stopper. */
+async function watchSpool(d: Daemon): Promise<() => void> {
+  const loadSpool = () =>
+    d.reports.loadSpool().then(
+      (n) => n && d.log.info("spooled status reports queued", { count: n }),
+      (err) => d.log.warn("cannot read the report spool", { error: err }),
+    );
+  await loadSpool();
+  const timer = setInterval(loadSpool, 30_000);
+  return () => clearInterval(timer);
+}
+
+/** Resolves with the name of the first SIGTERM or SIGINT. */
+function untilStopSignal(): Promise<string> {
+  return new Promise<string>((resolve) => {
+    for (const sig of ["SIGTERM", "SIGINT"] as const) {
+      Deno.addSignalListener(sig, () => resolve(sig));
+    }
+  });
+}
+
+/** Stops the queue and the caches (reports left are spooled) and closes the client. */
+async function stopDaemon(d: Daemon, reportsMs: number): Promise<void> {
+  await d.reports.stop(reportsMs);
+  await d.cache.stop();
+  d.client.close();
+}
+
 /** Runs the daemon until SIGTERM or SIGINT; returns the exit status. */
 export async function runDaemon(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
@@ -152,178 +344,37 @@ export async function runDaemon(args: string[]): Promise<number> {
     role: "daemon",
     node: opts.nodeName,
   });
-  const conn = await resolveConnection(opts.kubeconfig).catch((err) => {
-    log.error("cannot load API access", { error: err });
-    return null;
-  });
-  if (!conn) {
-    if (conn === undefined) log.error("no --kubeconfig and not running in a cluster");
-    return 1;
-  }
-  const client = createKubeClient(conn, {
-    timeoutMs: opts.apiTimeoutMs,
-    userAgent: "hydra-daemon",
-  });
-  const registry = createRegistry();
-  const apiErrors = registry.counter(
-    "hydra_daemon_watch_errors_total",
-    "Failed list or watch attempts, by collection.",
-    ["collection"],
+  const client = await apiClient(opts, log);
+  if (!client) return 1;
+  // This process outlives the DELs it runs: the kernel's slow part of a pod's link
+  // deletion need not hold up the runtime (see plugins/link_batch.ts).
+  const stopDeferring = deferLinkDeletion((netns, error) =>
+    log.warn("deleting a pod's links after its DEL failed", { netns, error })
   );
-  const reportsDone = registry.counter(
-    "hydra_daemon_reports_total",
-    "Pod status reports settled, by outcome.",
-    ["outcome"],
-  );
-  const reportLatency = registry.histogram(
-    "hydra_daemon_report_delay_seconds",
-    "Time from ADD to the pod's status settled.",
-    [],
-    [...DURATION_BUCKETS, 30, 60, 300],
-  );
-  const cache = startNodeCache(client, {
-    nodeName: opts.nodeName,
-    onError: (what, err) => {
-      apiErrors.inc({ collection: what });
-      log.warn("watch failed; retrying", { collection: what, error: err });
-    },
-  });
-  const reports = startReportQueue(client, {
-    log,
-    spoolDir: opts.spoolDir,
-    workers: opts.reportWorkers,
-    attemptMs: opts.apiTimeoutMs,
-    onDone: (outcome, seconds) => {
-      reportsDone.inc({ outcome });
-      reportLatency.observe({}, seconds);
-    },
-  });
-  const cached = registry.gauge("hydra_daemon_cached_objects", "Objects in the watch caches.", [
-    "kind",
-  ]);
-  const pending = registry.gauge("hydra_daemon_reports_pending", "Status reports not written yet.");
-  const synced = registry.gauge("hydra_daemon_synced", "1 once every watch cache has listed.");
-  const refreshGauges = () => {
-    const sizes = cache.sizes();
-    cached.set({ kind: "pods" }, sizes.pods);
-    cached.set({ kind: "network-attachment-definitions" }, sizes.nads);
-    pending.set({}, reports.pending());
-    synced.set({}, cache.hasSynced() ? 1 : 0);
-  };
-
-  /** Set once the first `cni` request has made this process defer link deletions. */
-  let settleLinkDeletions: ((timeoutMs: number) => Promise<boolean>) | undefined;
-  /** Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`). */
-  const executeCni = async (env: Record<string, string>, stdin: string, plugin = "hydra") => {
-    if (plugin === "hydra-pool") {
-      // An exec'd cluster-IPAM plugin hands its allocation to the node's allocation host.
-      const [{ invokeInProcess }, { BUILTINS, loadBuiltin }] = await Promise.all([
-        import("../cni/skel.ts"),
-        import("../engine/builtins.ts"),
-      ]);
-      const pool = await loadBuiltin(plugin)!;
-      return await invokeInProcess(pool, env, new TextEncoder().encode(stdin), BUILTINS);
-    }
-    if (plugin !== "hydra") {
-      const msg = `the node daemon runs only hydra and hydra-pool, not "${plugin}"`;
-      return { stdout: JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }), code: 1 };
-    }
-    const [{ invokeInProcess }, { BUILTINS }, { createMetaPlugin }, batches] = await Promise.all([
-      import("../cni/skel.ts"),
-      import("../engine/builtins.ts"),
-      import("../engine/meta.ts"),
-      import("../plugins/link_batch.ts"),
-    ]);
-    if (!settleLinkDeletions) {
-      // This process outlives the DEL: the kernel's slow part of it need not hold up the runtime.
-      batches.deferLinkDeletion((netns, error) =>
-        log.warn("deleting a pod's links after its DEL failed", { netns, error })
-      );
-      settleLinkDeletions = batches.settleDeferredDeletions;
-    }
-    // The daemon runs what it is handed itself: its meta-CNI never forwards.
-    const meta = createMetaPlugin({ forward: false });
-    return await invokeInProcess(meta, env, new TextEncoder().encode(stdin), BUILTINS);
-  };
-
-  // This daemon runs the node's cluster-IPAM allocations (one writer per network and node).
-  (await import("../ipam/pool/host.ts")).servePoolsHere({
-    client,
-    nodeName: opts.nodeName,
-    metrics: registry,
-    log: log.with({ component: "ipam" }),
-    readPod: async (ns, name, uid, timeoutMs) =>
-      (await cache.get(podPath(ns, name), { uid, timeoutMs })).body as Pod,
-  });
-  let server;
-  let health: HealthServer | undefined;
+  const d = startDaemon(opts, log, client);
+  await hostPools(d);
+  let served;
   try {
-    server = await serveNodeSocket({
-      socketPath: opts.socket,
-      cache,
-      reports,
-      client,
-      log,
-      registry,
-      nodeName: opts.nodeName,
-      maxInFlight: opts.maxInFlight,
-      defaultTimeoutMs: opts.apiTimeoutMs,
-      executeCni,
-    });
-    if (opts.listen) {
-      health = await serveHealth(opts.listen, {
-        registry: {
-          ...registry,
-          render: () => {
-            refreshGauges();
-            return registry.render();
-          },
-        },
-        healthz: () => ({ ok: true, detail: `${server!.connections()} connections` }),
-        readyz: () =>
-          cache.hasSynced() ? { ok: true } : { ok: false, detail: "watch caches not synced yet" },
-      });
-    }
+    served = await serveDaemon(d);
   } catch (err) {
     log.error("cannot serve", { error: err, socket: opts.socket });
-    await reports.stop(0);
-    await cache.stop();
-    client.close();
+    stopDeferring();
+    await stopDaemon(d, 0);
     return 1;
   }
-  useInProcessDaemon(server.inProcessConnection());
-  log.info("serving", {
-    socket: opts.socket,
-    listen: opts.listen ? formatListenAddress(health!.address) : undefined,
-  });
-  cache.synced.then(() => log.info("watch caches synced", cache.sizes()), () => {});
+  useInProcessDaemon(served.server.inProcessConnection());
+  log.info("serving", { socket: opts.socket });
+  d.cache.synced.then(() => log.info("watch caches synced", d.cache.sizes()), () => {});
+  const stopSpool = await watchSpool(d);
 
-  // The spool: what earlier runs or meta-CNIs could not write, looked at now and then.
-  const loadSpool = () =>
-    reports.loadSpool().then(
-      (n) => n && log.info("spooled status reports queued", { count: n }),
-      (err) => log.warn("cannot read the report spool", { error: err }),
-    );
-  await loadSpool();
-  const spoolTimer = setInterval(loadSpool, 30_000);
-
-  const stopped = new Promise<string>((resolve) => {
-    for (const sig of ["SIGTERM", "SIGINT"] as const) {
-      Deno.addSignalListener(sig, () => resolve(sig));
-    }
-  });
-  const signal = await stopped;
-  log.info("stopping", { signal });
-  clearInterval(spoolTimer);
+  log.info("stopping", { signal: await untilStopSignal() });
+  stopSpool();
   useInProcessDaemon(undefined);
-  await server.shutdown();
-  if (settleLinkDeletions && !await settleLinkDeletions(5_000)) {
-    log.warn("pod links still being deleted at exit");
-  }
-  await reports.stop(5_000);
-  await cache.stop();
-  await health?.shutdown();
-  client.close();
+  await served.server.shutdown();
+  if (!await settleDeferredDeletions(5_000)) log.warn("pod links still being deleted at exit");
+  stopDeferring();
+  await stopDaemon(d, 5_000);
+  await served.health?.shutdown();
   log.info("stopped");
   return 0;
 }

@@ -11,6 +11,7 @@
 
 import type { KubeClient } from "../kube/client.ts";
 import { isTransient } from "../kube/errors.ts";
+import { backoffDelay, delay } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
 import {
   listSpool,
@@ -56,153 +57,181 @@ interface Item {
   attempts: number;
   permanentFailures: number;
   nextAt: number;
-  delay: number;
 }
+
+/** Pauses between writes of one report: 200 ms, doubling to 30 s. */
+const RETRY_BACKOFF = { initialMs: 200, maxMs: 30_000 };
 
 const key = (r: SpooledReport) => `${r.pod.namespace}/${r.pod.name}`;
 
-/** Starts the workers. */
-export function startReportQueue(client: KubeClient, opts: ReportQueueOptions): ReportQueue {
-  const queue: Item[] = [];
-  const busy = new Set<string>();
-  const spooled = new Set<string>();
-  const attemptMs = opts.attemptMs ?? 5_000;
-  const maxAgeMs = opts.maxAgeMs ?? 3_600_000;
-  let stopping = false;
-  const sleepers = new Set<() => void>();
-  let inFlight = 0;
+/** The queue's state, shared by its workers and the steps below. */
+interface Queue {
+  client: KubeClient;
+  opts: ReportQueueOptions;
+  items: Item[];
+  /** Pods with a write in progress: one at a time per pod. */
+  busy: Set<string>;
+  /** Spool files queued. */
+  spooled: Set<string>;
+  attemptMs: number;
+  maxAgeMs: number;
+  stopping: boolean;
+  /** Aborted to wake the idle workers (and replaced). */
+  wake: AbortController;
+  inFlight: number;
+}
 
-  function poke() {
-    for (const wake of [...sleepers]) wake();
+/** Wakes the idle workers: something was queued, finished, or the queue stops. */
+function poke(q: Queue): void {
+  q.wake.abort();
+  q.wake = new AbortController();
+}
+
+/** The first item due whose pod has no write in progress. */
+function take(q: Queue): Item | undefined {
+  const now = Date.now();
+  const i = q.items.findIndex((it) => it.nextAt <= now && !q.busy.has(key(it.report)));
+  return i < 0 ? undefined : q.items.splice(i, 1)[0];
+}
+
+/** How long an idle worker may sleep: until the first item is due (a minute at most). */
+function nextWakeMs(q: Queue): number {
+  let soonest = Infinity;
+  for (const it of q.items) if (!q.busy.has(key(it.report))) soonest = Math.min(soonest, it.nextAt);
+  return soonest === Infinity ? 60_000 : Math.max(0, soonest - Date.now());
+}
+
+/** Drops a finished item's spool file and reports its outcome. */
+async function settle(q: Queue, it: Item, outcome: ReportOutcome | "failed" | "dropped") {
+  if (it.file) {
+    await removeSpooled(it.file);
+    q.spooled.delete(it.file);
   }
+  q.opts.onDone?.(outcome, (Date.now() - it.report.at) / 1000);
+}
 
-  function take(): Item | undefined {
-    const now = Date.now();
-    const i = queue.findIndex((it) => it.nextAt <= now && !busy.has(key(it.report)));
-    return i < 0 ? undefined : queue.splice(i, 1)[0];
+/** After a failed write: give up (too old, or refused too often), else queue a retry. */
+async function afterFailure(q: Queue, it: Item, err: unknown): Promise<void> {
+  const r = it.report;
+  // Events went out with the first attempt; retries write the status only.
+  r.events = undefined;
+  if (!isTransient(err)) it.permanentFailures++;
+  const tooOld = Date.now() - r.at > q.maxAgeMs;
+  if (tooOld || it.permanentFailures >= (q.opts.maxPermanentFailures ?? 5)) {
+    q.opts.log.error("giving up on the pod's network status", {
+      pod: key(r),
+      attempts: it.attempts,
+      error: err,
+    });
+    await settle(q, it, "failed");
+    return;
   }
+  const retryInMs = backoffDelay(it.attempts, RETRY_BACKOFF);
+  it.nextAt = Date.now() + retryInMs;
+  q.opts.log.warn("pod status write failed; will retry", {
+    pod: key(r),
+    attempts: it.attempts,
+    retryInMs,
+    error: err,
+  });
+  q.items.push(it);
+}
 
-  function nextWakeMs(): number {
-    let soonest = Infinity;
-    for (const it of queue) if (!busy.has(key(it.report))) soonest = Math.min(soonest, it.nextAt);
-    return soonest === Infinity ? 60_000 : Math.max(0, soonest - Date.now());
+/** One write of one report. */
+async function attempt(q: Queue, it: Item): Promise<void> {
+  const r = it.report;
+  it.attempts++;
+  try {
+    const outcome = await writeReport(q.client, r, q.attemptMs);
+    if (outcome !== "written") q.opts.log.info("pod status not written", { outcome, pod: key(r) });
+    await settle(q, it, outcome);
+  } catch (err) {
+    await afterFailure(q, it, err);
   }
+}
 
-  async function settle(it: Item, outcome: ReportOutcome | "failed" | "dropped") {
-    if (it.file) {
-      await removeSpooled(it.file);
-      spooled.delete(it.file);
+/** Takes due items one after the other until the queue stops; sleeps when none is due. */
+async function worker(q: Queue): Promise<void> {
+  while (!q.stopping) {
+    const it = take(q);
+    if (!it) {
+      await delay(nextWakeMs(q), q.wake.signal);
+      continue;
     }
-    opts.onDone?.(outcome, (Date.now() - it.report.at) / 1000);
-  }
-
-  async function attempt(it: Item): Promise<void> {
-    const r = it.report;
-    it.attempts++;
+    const k = key(it.report);
+    q.busy.add(k);
+    q.inFlight++;
     try {
-      const outcome = await writeReport(client, r, attemptMs);
-      if (outcome !== "written") {
-        opts.log.info("pod status not written", { outcome, pod: key(r) });
-      }
-      await settle(it, outcome);
-      return;
+      await attempt(q, it);
+    } finally {
+      q.busy.delete(k);
+      q.inFlight--;
+      poke(q);
+    }
+  }
+}
+
+/** Queues the spool's reports not queued yet; returns how many. */
+async function loadSpool(q: Queue): Promise<number> {
+  let added = 0;
+  for (const file of await listSpool(q.opts.spoolDir)) {
+    if (q.spooled.has(file)) continue;
+    const report = await readSpooled(file);
+    if (!report) continue;
+    q.spooled.add(file);
+    q.items.push({ report, file, attempts: 0, permanentFailures: 0, nextAt: 0 });
+    added++;
+  }
+  if (added) poke(q);
+  return added;
+}
+
+/** Drains for up to `graceMs`, stops the workers, spools what is left. */
+async function stop(q: Queue, workers: Promise<void>[], graceMs: number): Promise<void> {
+  const end = Date.now() + graceMs;
+  while (q.items.some((it) => it.attempts === 0) || q.inFlight > 0) {
+    if (Date.now() >= end) break;
+    await delay(20);
+  }
+  q.stopping = true;
+  poke(q);
+  // Let an attempt in flight finish (bounded by its own budget).
+  await Promise.all(workers);
+  for (const it of q.items.splice(0)) {
+    if (it.file) continue;
+    try {
+      await spoolReport(q.opts.spoolDir, it.report);
     } catch (err) {
-      // Events went out with the first attempt; retries write the status only.
-      r.events = undefined;
-      if (!isTransient(err)) it.permanentFailures++;
-      const tooOld = Date.now() - r.at > maxAgeMs;
-      if (tooOld || it.permanentFailures >= (opts.maxPermanentFailures ?? 5)) {
-        opts.log.error("giving up on the pod's network status", {
-          pod: key(r),
-          attempts: it.attempts,
-          error: err,
-        });
-        await settle(it, "failed");
-        return;
-      }
-      it.delay = Math.min(it.delay ? it.delay * 2 : 200, 30_000);
-      it.nextAt = Date.now() + it.delay;
-      opts.log.warn("pod status write failed; will retry", {
-        pod: key(r),
-        attempts: it.attempts,
-        retryInMs: it.delay,
+      q.opts.log.error("cannot spool a pod status report; it is lost", {
+        pod: key(it.report),
         error: err,
       });
-      queue.push(it);
     }
   }
+}
 
-  async function worker(): Promise<void> {
-    while (!stopping) {
-      const it = take();
-      if (!it) {
-        const ms = nextWakeMs();
-        await new Promise<void>((resolve) => {
-          const wake = () => {
-            clearTimeout(timer);
-            sleepers.delete(wake);
-            resolve();
-          };
-          const timer = setTimeout(wake, ms);
-          sleepers.add(wake);
-        });
-        continue;
-      }
-      const k = key(it.report);
-      busy.add(k);
-      inFlight++;
-      try {
-        await attempt(it);
-      } finally {
-        busy.delete(k);
-        inFlight--;
-        poke();
-      }
-    }
-  }
-
-  const workers = Array.from({ length: opts.workers ?? 4 }, () => worker());
-
+/** Starts the workers. */
+export function startReportQueue(client: KubeClient, opts: ReportQueueOptions): ReportQueue {
+  const q: Queue = {
+    client,
+    opts,
+    items: [],
+    busy: new Set(),
+    spooled: new Set(),
+    attemptMs: opts.attemptMs ?? 5_000,
+    maxAgeMs: opts.maxAgeMs ?? 3_600_000,
+    stopping: false,
+    wake: new AbortController(),
+    inFlight: 0,
+  };
+  const workers = Array.from({ length: opts.workers ?? 4 }, () => worker(q));
   return {
     enqueue(report) {
-      queue.push({ report, attempts: 0, permanentFailures: 0, nextAt: 0, delay: 0 });
-      poke();
+      q.items.push({ report, attempts: 0, permanentFailures: 0, nextAt: 0 });
+      poke(q);
     },
-    pending: () => queue.length + inFlight,
-    async loadSpool() {
-      let added = 0;
-      for (const file of await listSpool(opts.spoolDir)) {
-        if (spooled.has(file)) continue;
-        const report = await readSpooled(file);
-        if (!report) continue;
-        spooled.add(file);
-        queue.push({ report, file, attempts: 0, permanentFailures: 0, nextAt: 0, delay: 0 });
-        added++;
-      }
-      if (added) poke();
-      return added;
-    },
-    async stop(graceMs) {
-      const end = Date.now() + graceMs;
-      while (queue.some((it) => it.attempts === 0) || inFlight > 0) {
-        if (Date.now() >= end) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      stopping = true;
-      poke();
-      // Let an attempt in flight finish (bounded by its own budget).
-      await Promise.all(workers);
-      for (const it of queue.splice(0)) {
-        if (it.file) continue;
-        try {
-          await spoolReport(opts.spoolDir, it.report);
-        } catch (err) {
-          opts.log.error("cannot spool a pod status report; it is lost", {
-            pod: key(it.report),
-            error: err,
-          });
-        }
-      }
-    },
+    pending: () => q.items.length + q.inFlight,
+    loadSpool: () => loadSpool(q),
+    stop: (graceMs) => stop(q, workers, graceMs),
   };
 }

@@ -23,6 +23,7 @@ import {
 } from "../daemonclient/protocol.ts";
 import type { ReportQueue } from "./node_reports.ts";
 import { type DaemonConnection, DaemonUnavailableError } from "../daemonclient/client.ts";
+import { createSemaphore, delay, type Semaphore, withTimeout } from "../pkg/async.ts";
 
 /** Options of {@link serveNodeSocket}. */
 export interface NodeServerOptions {
@@ -77,235 +78,260 @@ function failure(err: unknown): DaemonResponse {
   return { ok: false, status: 500, reason: "InternalError", message: String(err) };
 }
 
-/** Starts serving on the unix socket (a stale socket file is replaced). */
-export async function serveNodeSocket(opts: NodeServerOptions): Promise<NodeServer> {
-  const reg = opts.registry;
-  const requests = reg.counter(
-    "hydra_daemon_requests_total",
-    "Socket requests by operation and result.",
-    ["op", "result"],
-  );
-  const duration = reg.histogram(
-    "hydra_daemon_request_duration_seconds",
-    "Time to answer a socket request, by operation.",
-    ["op"],
-    [0.0001, 0.0005, ...DURATION_BUCKETS],
-  );
-  const reads = reg.counter(
-    "hydra_daemon_reads_total",
-    "Object reads by where they were served from (cache or api).",
-    ["source"],
-  );
-  const waiting = reg.gauge("hydra_daemon_requests_waiting", "Requests waiting for a slot.");
-  const open = reg.gauge("hydra_daemon_connections", "Open socket connections.");
+/** The server's metrics. */
+function serverMetrics(reg: Registry) {
+  return {
+    requests: reg.counter(
+      "hydra_daemon_requests_total",
+      "Socket requests by operation and result.",
+      ["op", "result"],
+    ),
+    duration: reg.histogram(
+      "hydra_daemon_request_duration_seconds",
+      "Time to answer a socket request, by operation.",
+      ["op"],
+      [0.0001, 0.0005, ...DURATION_BUCKETS],
+    ),
+    reads: reg.counter(
+      "hydra_daemon_reads_total",
+      "Object reads by where they were served from (cache or api).",
+      ["source"],
+    ),
+    waiting: reg.gauge("hydra_daemon_requests_waiting", "Requests waiting for a slot."),
+    open: reg.gauge("hydra_daemon_connections", "Open socket connections."),
+  };
+}
 
-  const maxInFlight = opts.maxInFlight ?? 64;
-  const maxConnections = opts.maxConnections ?? 1024;
-  const defaultTimeoutMs = opts.defaultTimeoutMs ?? 5_000;
-  let inFlight = 0;
-  const queue: (() => void)[] = [];
-  const conns = new Set<Deno.Conn>();
-  const handlers = new Set<Promise<void>>();
+/** What the steps of one server share. */
+interface Server {
+  opts: NodeServerOptions;
+  metrics: ReturnType<typeof serverMetrics>;
+  defaultTimeoutMs: number;
+  maxInFlight: number;
+  /** Slots of the reads, creates, reports and pings. */
+  slots: Semaphore;
+  /**
+   * Slots of `cni` requests. One asks this very socket for pods and networks
+   * while it runs: it must not hold one of the slots those requests need.
+   */
+  cniSlots: Semaphore;
+  conns: Set<Deno.Conn>;
+  handlers: Set<Promise<void>>;
+}
 
-  async function slot(): Promise<() => void> {
-    if (inFlight >= maxInFlight) {
-      waiting.inc();
-      await new Promise<void>((resolve) => queue.push(resolve));
-      waiting.inc({}, -1);
-    } else {
-      inFlight++;
+/** A slot for `op`; a wait for a read slot is counted in the waiting gauge. */
+async function slotFor(server: Server, op: string): Promise<() => void> {
+  if (op === "cni") return await server.cniSlots.acquire();
+  if (server.slots.held < server.maxInFlight) return await server.slots.acquire();
+  server.metrics.waiting.inc();
+  try {
+    return await server.slots.acquire();
+  } finally {
+    server.metrics.waiting.inc({}, -1);
+  }
+}
+
+/** The answer to one request (not counted: {@link serveRequest} does that). */
+async function answer(server: Server, req: DaemonRequest): Promise<DaemonResponse> {
+  const { opts } = server;
+  switch (req.op) {
+    case "get": {
+      const timeoutMs = Math.min(Math.max(1, req.timeoutMs ?? server.defaultTimeoutMs), 60_000);
+      const { body, source } = await opts.cache.get(req.path, { uid: req.uid, timeoutMs });
+      server.metrics.reads.inc({ source });
+      return { ok: true, body };
     }
-    return () => {
-      const next = queue.shift();
-      if (next) next();
-      else inFlight--;
-    };
-  }
-
-  // A `cni` request asks this very socket for pods and networks while it runs: it must not
-  // hold one of the read slots those requests need, so it has slots of its own.
-  const maxCni = opts.maxCniInFlight ?? 8;
-  let cniInFlight = 0;
-  const cniQueue: (() => void)[] = [];
-  async function cniSlot(): Promise<() => void> {
-    if (cniInFlight >= maxCni) await new Promise<void>((resolve) => cniQueue.push(resolve));
-    else cniInFlight++;
-    return () => {
-      const next = cniQueue.shift();
-      if (next) next();
-      else cniInFlight--;
-    };
-  }
-
-  async function answer(req: DaemonRequest): Promise<DaemonResponse> {
-    switch (req.op) {
-      case "get": {
-        const timeoutMs = Math.min(Math.max(1, req.timeoutMs ?? defaultTimeoutMs), 60_000);
-        const { body, source } = await opts.cache.get(req.path, { uid: req.uid, timeoutMs });
-        reads.inc({ source });
-        return { ok: true, body };
+    case "create": {
+      if (!EVENT_PATH.test(req.path)) {
+        return { ok: false, status: 400, reason: "BadRequest", message: "only Events" };
       }
-      case "create": {
-        if (!EVENT_PATH.test(req.path)) {
-          return { ok: false, status: 400, reason: "BadRequest", message: "only Events" };
-        }
-        opts.client.create(req.path, req.body, { timeoutMs: defaultTimeoutMs }).catch((err) =>
-          opts.log.debug("event not recorded", { error: err })
-        );
-        return { ok: true };
-      }
-      case "report":
-        opts.reports.enqueue({
-          pod: req.pod,
-          reports: req.reports,
-          events: req.events,
-          at: Date.now(),
-        });
-        return { ok: true };
-      case "ping":
-        return { ok: true, body: { node: opts.nodeName, synced: opts.cache.hasSynced() } };
-      case "cni": {
-        if (!opts.executeCni) {
-          return { ok: false, status: 501, reason: "NotImplemented", message: "no cni requests" };
-        }
-        return {
-          ok: true,
-          body: await opts.executeCni(req.env ?? {}, req.stdin ?? "", req.plugin),
-        };
-      }
-      default:
-        return { ok: false, status: 400, reason: "BadRequest", message: "unknown op" };
+      opts.client.create(req.path, req.body, { timeoutMs: server.defaultTimeoutMs }).catch((err) =>
+        opts.log.debug("event not recorded", { error: err })
+      );
+      return { ok: true };
     }
-  }
-
-  /** Answers one parsed request in its slot, counted in the metrics. */
-  async function serveRequest(req: DaemonRequest, started: number): Promise<DaemonResponse> {
-    const op = typeof req?.op === "string" ? req.op : "invalid";
-    let res: DaemonResponse;
-    const release = await (op === "cni" ? cniSlot() : slot());
-    try {
-      res = await answer(req);
-    } catch (err) {
-      res = failure(err);
-    } finally {
-      release();
-    }
-    requests.inc({ op, result: res.ok ? "ok" : "error" });
-    duration.observe({ op }, (performance.now() - started) / 1000);
-    return res;
-  }
-
-  const inProcess: DaemonConnection = {
-    path: opts.socketPath,
-    async call(req, timeoutMs) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new DaemonUnavailableError(
-                `daemon (in process) did not answer within ${Math.round(timeoutMs)} ms`,
-              ),
-            ),
-          Math.max(1, Math.round(timeoutMs)),
-        );
+    case "report":
+      opts.reports.enqueue({
+        pod: req.pod,
+        reports: req.reports,
+        events: req.events,
+        at: Date.now(),
       });
-      try {
-        const res = await Promise.race([serveRequest(req, performance.now()), late]);
-        // Over the socket the caller gets its own copy; the cache's objects stay the cache's.
-        return res.ok && res.body !== undefined ? { ...res, body: structuredClone(res.body) } : res;
-      } finally {
-        clearTimeout(timer);
+      return { ok: true };
+    case "ping":
+      return { ok: true, body: { node: opts.nodeName, synced: opts.cache.hasSynced() } };
+    case "cni": {
+      if (!opts.executeCni) {
+        return { ok: false, status: 501, reason: "NotImplemented", message: "no cni requests" };
       }
+      return {
+        ok: true,
+        body: await opts.executeCni(req.env ?? {}, req.stdin ?? "", req.plugin),
+      };
+    }
+    default:
+      return { ok: false, status: 400, reason: "BadRequest", message: "unknown op" };
+  }
+}
+
+/** Answers one parsed request in its slot, counted in the metrics. */
+async function serveRequest(
+  server: Server,
+  req: DaemonRequest,
+  started: number,
+): Promise<DaemonResponse> {
+  const op = typeof req?.op === "string" ? req.op : "invalid";
+  let res: DaemonResponse;
+  const release = await slotFor(server, op);
+  try {
+    res = await answer(server, req);
+  } catch (err) {
+    res = failure(err);
+  } finally {
+    release();
+  }
+  server.metrics.requests.inc({ op, result: res.ok ? "ok" : "error" });
+  server.metrics.duration.observe({ op }, (performance.now() - started) / 1000);
+  return res;
+}
+
+/** See {@link NodeServer.inProcessConnection}. */
+function inProcessConnection(server: Server): DaemonConnection {
+  return {
+    path: server.opts.socketPath,
+    async call(req, timeoutMs) {
+      const res = await withTimeout(
+        serveRequest(server, req, performance.now()),
+        Math.max(1, Math.round(timeoutMs)),
+        () =>
+          new DaemonUnavailableError(
+            `daemon (in process) did not answer within ${Math.round(timeoutMs)} ms`,
+          ),
+      );
+      // Over the socket the caller gets its own copy; the cache's objects stay the cache's.
+      return res.ok && res.body !== undefined ? { ...res, body: structuredClone(res.body) } : res;
     },
     close() {},
   };
+}
 
-  async function handle(conn: Deno.Conn): Promise<void> {
-    const splitter = lineSplitter();
-    const buf = new Uint8Array(64 * 1024);
-    try {
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) return;
-        for (const line of splitter.push(buf.subarray(0, n))) {
-          const started = performance.now();
-          let res: DaemonResponse;
-          let req: DaemonRequest | undefined;
-          try {
-            req = JSON.parse(line) as DaemonRequest;
-          } catch (err) {
-            res = failure(err);
-            requests.inc({ op: "invalid", result: "error" });
-            duration.observe({ op: "invalid" }, (performance.now() - started) / 1000);
-          }
-          if (req) res = await serveRequest(req, started);
-          await conn.write(encodeLine(res!));
-        }
+/** One request line's answer; a line that is not JSON is answered and counted as invalid. */
+async function answerLine(server: Server, line: string): Promise<DaemonResponse> {
+  const started = performance.now();
+  let req: DaemonRequest;
+  try {
+    req = JSON.parse(line) as DaemonRequest;
+  } catch (err) {
+    server.metrics.requests.inc({ op: "invalid", result: "error" });
+    server.metrics.duration.observe({ op: "invalid" }, (performance.now() - started) / 1000);
+    return failure(err);
+  }
+  return await serveRequest(server, req, started);
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+/** Serves one connection: its requests one after the other, until it ends. */
+async function handleConnection(server: Server, conn: Deno.Conn): Promise<void> {
+  const splitter = lineSplitter();
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      for (const line of splitter.push(buf.subarray(0, n))) {
+        await conn.write(encodeLine(await answerLine(server, line)));
       }
-    } catch (err) {
-      if (!(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.BrokenPipe)) {
-        opts.log.debug("connection ended", { error: err });
-      }
-    } finally {
-      conns.delete(conn);
-      open.set({}, conns.size);
-      try {
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.BrokenPipe)) {
+      server.opts.log.debug("connection ended", { error: err });
+    }
+  } finally {
+    server.conns.delete(conn);
+    server.metrics.open.set({}, server.conns.size);
+    closeQuietly(conn);
+  }
+}
+
+/** Listens on the socket path: a stale socket file is replaced, the socket made 0660. */
+async function listenOn(path: string): Promise<Deno.Listener> {
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+  await Deno.remove(path).catch(() => {});
+  const listener = Deno.listen({ transport: "unix", path });
+  await Deno.chmod(path, 0o660);
+  return listener;
+}
+
+/** Accepts connections until the listener closes; past the limit they are closed at once. */
+async function acceptLoop(server: Server, listener: Deno.Listener): Promise<void> {
+  const maxConnections = server.opts.maxConnections ?? 1024;
+  try {
+    for await (const conn of listener) {
+      if (server.conns.size >= maxConnections) {
+        server.metrics.requests.inc({ op: "connect", result: "refused" });
         conn.close();
-      } catch {
-        // already closed
+        continue;
       }
+      server.conns.add(conn);
+      server.metrics.open.set({}, server.conns.size);
+      const h = handleConnection(server, conn);
+      server.handlers.add(h);
+      h.finally(() => server.handlers.delete(h));
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.BadResource)) {
+      server.opts.log.error("accept failed", { error: err });
     }
   }
+}
 
-  const dir = opts.socketPath.slice(0, opts.socketPath.lastIndexOf("/"));
-  if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
-  await Deno.remove(opts.socketPath).catch(() => {});
-  const listener = Deno.listen({ transport: "unix", path: opts.socketPath });
-  await Deno.chmod(opts.socketPath, 0o660);
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        if (conns.size >= maxConnections) {
-          requests.inc({ op: "connect", result: "refused" });
-          conn.close();
-          continue;
-        }
-        conns.add(conn);
-        open.set({}, conns.size);
-        const h = handle(conn);
-        handlers.add(h);
-        h.finally(() => handlers.delete(h));
-      }
-    } catch (err) {
-      if (!(err instanceof Deno.errors.BadResource)) {
-        opts.log.error("accept failed", { error: err });
-      }
-    }
-  })();
+/** Stops accepting, gives requests in progress up to 2 s, then closes every connection. */
+async function shutdown(
+  server: Server,
+  listener: Deno.Listener,
+  accepting: Promise<void>,
+): Promise<void> {
+  try {
+    listener.close();
+  } catch {
+    // already closed
+  }
+  await accepting;
+  await Deno.remove(server.opts.socketPath).catch(() => {});
+  // Connections idle between requests are closed; one mid-request finishes first.
+  const deadline = Date.now() + 2_000;
+  while (server.slots.held > 0 && Date.now() < deadline) await delay(10);
+  for (const conn of server.conns) closeQuietly(conn);
+  await Promise.allSettled([...server.handlers]);
+}
 
+/** Starts serving on the unix socket (a stale socket file is replaced). */
+export async function serveNodeSocket(opts: NodeServerOptions): Promise<NodeServer> {
+  const maxInFlight = opts.maxInFlight ?? 64;
+  const server: Server = {
+    opts,
+    metrics: serverMetrics(opts.registry),
+    defaultTimeoutMs: opts.defaultTimeoutMs ?? 5_000,
+    maxInFlight,
+    slots: createSemaphore(maxInFlight),
+    cniSlots: createSemaphore(opts.maxCniInFlight ?? 8),
+    conns: new Set(),
+    handlers: new Set(),
+  };
+  const listener = await listenOn(opts.socketPath);
+  const accepting = acceptLoop(server, listener);
+  const inProcess = inProcessConnection(server);
   return {
-    connections: () => conns.size,
+    connections: () => server.conns.size,
     inProcessConnection: () => inProcess,
-    async shutdown() {
-      try {
-        listener.close();
-      } catch {
-        // already closed
-      }
-      await accepting;
-      await Deno.remove(opts.socketPath).catch(() => {});
-      // Connections idle between requests are closed; one mid-request finishes first.
-      const deadline = Date.now() + 2_000;
-      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch {
-          // already closed
-        }
-      }
-      await Promise.allSettled([...handlers]);
-    },
+    shutdown: () => shutdown(server, listener, accepting),
   };
 }

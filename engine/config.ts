@@ -34,6 +34,7 @@
 import { type ConfList, loadConfDir, parseNetworkConfig } from "../cni/conf.ts";
 import { validateInterfaceName } from "../cni/env.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import { type Fields, fields } from "../pkg/fields.ts";
 import { isLogLevel, type LogLevel } from "../pkg/log.ts";
 import type { NetConf } from "../cni/types.ts";
 
@@ -71,16 +72,14 @@ function typeError(field: string, expected: string): CniError {
   return new CniError(ErrorCode.DecodingFailure, `"${field}" must be ${expected}`);
 }
 
-function optString(conf: Json, field: string): string | undefined {
-  const v = conf[field];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") throw typeError(field, "a string");
-  if (v === "") throw invalid(`"${field}" is empty`);
-  return v;
+/** The conf's fields: a wrong type is CNI code 6 naming the field. */
+function confFields(conf: Json): Fields {
+  return fields(conf, { fail: (p) => typeError(p.path, p.expected) });
 }
 
 function absolutePath(conf: Json, field: string): string | undefined {
-  const v = optString(conf, field);
+  const v = confFields(conf).string(field);
+  if (v === "") throw invalid(`"${field}" is empty`);
   if (v !== undefined && !v.startsWith("/")) {
     throw invalid(`"${field}" must be an absolute path, got "${v}"`);
   }
@@ -96,10 +95,9 @@ export function parseMetaOptions(conf: NetConf): MetaOptions {
       `"logLevel" must be one of debug, info, warn, error, off; got ${JSON.stringify(logLevel)}`,
     );
   }
-  const timeout = c.delegateTimeout ?? undefined;
-  if (timeout !== undefined && typeof timeout !== "number") {
-    throw typeError("delegateTimeout", "a number of seconds");
-  }
+  const timeout = fields(c, {
+    fail: (p) => typeError(p.key, "a number of seconds"),
+  }).number("delegateTimeout");
   if (timeout !== undefined && !(timeout > 0)) {
     throw invalid(`"delegateTimeout" must be more than 0 seconds`);
   }

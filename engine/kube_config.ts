@@ -36,6 +36,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import { fields } from "../pkg/fields.ts";
 import type { NetConf } from "../cni/types.ts";
 import { type KubeModeSettings, parseKubeModeSettings } from "../kube/config.ts";
 import { parseCniArgs, type PodArgs } from "../kube/delegate.ts";
@@ -83,10 +84,14 @@ export function wantsKubeMode(conf: NetConf, cniArgs: string): boolean {
 /** Reads the Kubernetes-mode settings; CNI code 6/7 naming the field when one is wrong. */
 export function parseKubeMetaSettings(conf: NetConf): KubeMetaSettings {
   const c = conf as Record<string, unknown>;
-  const skip = c.skipDefaultNetwork ?? false;
-  if (typeof skip !== "boolean") {
-    throw new CniError(ErrorCode.DecodingFailure, `"skipDefaultNetwork" must be true or false`);
-  }
+  const f = fields(c, {
+    fail: (p) =>
+      new CniError(
+        ErrorCode.DecodingFailure,
+        `"${p.key}" must be ${p.expected === "a boolean" ? "true or false" : p.expected}`,
+      ),
+  });
+  const skip = f.boolean("skipDefaultNetwork") ?? false;
   const viaDelegates = !namesClusterNetwork(conf);
   if (
     viaDelegates && !skip && c.delegates === undefined && c.delegatesFromConfDir === undefined
@@ -99,10 +104,7 @@ export function parseKubeMetaSettings(conf: NetConf): KubeMetaSettings {
   const kube = parseKubeModeSettings(viaDelegates ? { ...c, clusterNetwork: "-" } : c);
   if (viaDelegates) kube.clusterNetwork = "";
   if (skip) kube.skipDefaultNetwork = true;
-  const socket = c.daemonSocket ?? DEFAULT_DAEMON_SOCKET;
-  if (typeof socket !== "string") {
-    throw new CniError(ErrorCode.DecodingFailure, `"daemonSocket" must be a string`);
-  }
+  const socket = f.string("daemonSocket") ?? DEFAULT_DAEMON_SOCKET;
   if (socket !== "" && !socket.startsWith("/")) {
     throw new CniError(
       ErrorCode.InvalidNetworkConfig,

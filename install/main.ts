@@ -10,8 +10,9 @@
 
 import { join } from "node:path";
 import { errorMessage, InstallError } from "./error.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
+import { formatListenAddress, type HealthServer, startHealthEndpoint } from "../pkg/http.ts";
 import { type InstallHealth, newInstallHealth } from "./health.ts";
+import { delay } from "../pkg/async.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
 import { installHelp, type InstallOptions, parseInstallArgs } from "./options.ts";
 import { EXECUTABLE_NAME, reconcile, type ReconcileResult } from "./reconcile.ts";
@@ -20,20 +21,6 @@ import { uninstall } from "./uninstall.ts";
 /** How often the first pass re-checks for the default conf, and logs that it waits. */
 const WAIT_POLL_MS = 500;
 const WAIT_LOG_MS = 30_000;
-
-/** Sleeps `ms`, returning early when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 /** An abort signal raised by SIGTERM or SIGINT; `dispose` removes the listeners. */
 function stopOnSignals(log: Logger): { signal: AbortSignal; dispose: () => void } {
@@ -109,7 +96,7 @@ async function firstPass(
       log.info(`waiting for ${result.waitingFor}`, { confDir: opts.confDir });
       nextWaitLog = Date.now() + WAIT_LOG_MS;
     }
-    await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())), signal);
+    await delay(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())), signal);
     if (signal.aborted) return false;
   }
 }
@@ -138,7 +125,7 @@ export async function runInstall(
   try {
     if (opts.healthAddr && !opts.once) {
       try {
-        server = await serveHealth(opts.healthAddr, health.endpoint);
+        server = await startHealthEndpoint(opts.healthAddr, health.endpoint, log);
       } catch (err) {
         log.error(
           `cannot serve health on ${formatListenAddress(opts.healthAddr)}: ${errorMessage(err)}`,
@@ -146,9 +133,6 @@ export async function runInstall(
         );
         return 1;
       }
-      log.info("serving /healthz, /readyz and /metrics", {
-        address: formatListenAddress(server.address),
-      });
     }
     log.info("installing", {
       mode: opts.mode,
@@ -170,7 +154,7 @@ export async function runInstall(
     if (opts.once) return 0;
 
     while (!stop.signal.aborted) {
-      await sleep(opts.intervalMs, stop.signal);
+      await delay(opts.intervalMs, stop.signal);
       if (stop.signal.aborted) break;
       try {
         const result = await reconcile(opts, { requireDefaultConf: false }, log);

@@ -22,6 +22,7 @@ import {
   rangeSetsOverlap,
 } from "./range.ts";
 import { parseRoutes } from "./routes.ts";
+import { type Fields, fields } from "../pkg/fields.ts";
 
 /** Where host-local keeps its reservations when `dataDir` is not set. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
@@ -52,40 +53,16 @@ export function invalidConfig(msg: string): CniError {
   return new CniError(ErrorCode.InvalidNetworkConfig, msg);
 }
 
-/** The value under `key` if it is a JSON object, undefined if absent or null. */
-export function objectField(
-  obj: Record<string, unknown>,
-  key: string,
-  where: string,
-): Record<string, unknown> | undefined {
-  const v = obj[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "object" || Array.isArray(v)) throw invalidConfig(`${where} must be an object`);
-  return v as Record<string, unknown>;
-}
-
-/** The value under `key` if it is a string, undefined if absent or null. */
-export function stringField(
-  obj: Record<string, unknown>,
-  key: string,
-  where: string,
-): string | undefined {
-  const v = obj[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") throw invalidConfig(`${where} must be a string`);
-  return v;
-}
-
-/** The list under `key`, undefined if absent or null. */
-export function listField(
-  obj: Record<string, unknown>,
-  key: string,
-  where: string,
-): unknown[] | undefined {
-  const v = obj[key];
-  if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v)) throw invalidConfig(`${where} must be a list`);
-  return v;
+/**
+ * The fields of the config object at `where` ("ipam", "args.cni", …): a
+ * field of the wrong type is an invalid config naming its path. A string
+ * may be "" (callers fall back to their default for it).
+ */
+export function ipamFields(obj: Record<string, unknown>, where: string): Fields {
+  return fields(obj, {
+    where,
+    fail: (p) => invalidConfig(`${p.path} must be ${p.expected}`),
+  });
 }
 
 /** The network name of a config, checked to be usable as a directory name. */
@@ -132,10 +109,10 @@ function requestedIps(conf: NetConf, cniArgs: string): IpAddr[] {
     }
     out.push(ip);
   }
-  const cni = conf.args ? objectField(conf.args, "cni", "args.cni") : undefined;
-  if (cni) out.push(...requestedIpList(listField(cni, "ips", "args.cni.ips"), "args.cni.ips"));
+  const cni = conf.args ? ipamFields(conf.args, "args").object("cni") : undefined;
+  if (cni) out.push(...requestedIpList(ipamFields(cni, "args.cni").list("ips"), "args.cni.ips"));
   if (conf.runtimeConfig) {
-    const list = listField(conf.runtimeConfig, "ips", "runtimeConfig.ips");
+    const list = ipamFields(conf.runtimeConfig, "runtimeConfig").list("ips");
     out.push(...requestedIpList(list, "runtimeConfig.ips"));
   }
   const seen = new Set<string>();
@@ -146,14 +123,14 @@ function requestedIps(conf: NetConf, cniArgs: string): IpAddr[] {
 function rangeSetInputs(conf: NetConf, ipam: Record<string, unknown>): unknown[] {
   const inputs: unknown[] = [];
   if (conf.runtimeConfig) {
-    inputs.push(...listField(conf.runtimeConfig, "ipRanges", "runtimeConfig.ipRanges") ?? []);
+    inputs.push(...ipamFields(conf.runtimeConfig, "runtimeConfig").list("ipRanges") ?? []);
   }
   // The single-range form predates `ranges`; host-local puts it first.
   if (ipam.subnet !== undefined && ipam.subnet !== null) {
     const { subnet, rangeStart, rangeEnd, gateway } = ipam;
     inputs.push([{ subnet, rangeStart, rangeEnd, gateway }]);
   }
-  inputs.push(...listField(ipam, "ranges", "ipam.ranges") ?? []);
+  inputs.push(...ipamFields(ipam, "ipam").list("ranges") ?? []);
   return inputs;
 }
 
@@ -198,8 +175,8 @@ export function loadHostLocalConfig(conf: NetConf, cniArgs: string): HostLocalCo
     }
   }
 
-  const dataDir = stringField(ipam, "dataDir", "ipam.dataDir") || DEFAULT_DATA_DIR;
-  const resolvConf = stringField(ipam, "resolvConf", "ipam.resolvConf") || undefined;
+  const dataDir = ipamFields(ipam, "ipam").string("dataDir") || DEFAULT_DATA_DIR;
+  const resolvConf = ipamFields(ipam, "ipam").string("resolvConf") || undefined;
   const routes = parseRoutes(ipam.routes);
   return { name, cniVersion, dataDir, resolvConf, routes, rangeSets, requestedIps: requested };
 }
@@ -219,6 +196,6 @@ export function loadStoreLocation(conf: NetConf): StoreLocation {
     throw invalidConfig("IPAM config missing 'ipam' key");
   }
   const ipam = conf.ipam as Record<string, unknown>;
-  const dataDir = stringField(ipam, "dataDir", "ipam.dataDir") || DEFAULT_DATA_DIR;
+  const dataDir = ipamFields(ipam, "ipam").string("dataDir") || DEFAULT_DATA_DIR;
   return { name: networkName(conf), dataDir };
 }

@@ -39,7 +39,7 @@ import { writeFileAtomic } from "../pkg/fsutil.ts";
 import type { Plugin } from "../cni/types.ts";
 import type { AnyResult, CmdArgs } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
-import { DEFAULT_DATA_DIR, invalidConfig, listField, stringField } from "./config.ts";
+import { DEFAULT_DATA_DIR, invalidConfig, ipamFields } from "./config.ts";
 import { plugin as hostLocal } from "./host_local.ts";
 
 /**
@@ -95,17 +95,18 @@ function seconds(ipam: Record<string, unknown>, key: string, fallback: number): 
 function readConfig(args: CmdArgs): KubeNodeConfig {
   const ipam = args.config.ipam as Record<string, unknown> | undefined;
   if (!ipam || typeof ipam !== "object") throw invalidConfig("IPAM config missing 'ipam' key");
-  const namespaces = listField(ipam, "ipv4-namespaces", "ipam.ipv4-namespaces");
+  const f = ipamFields(ipam, "ipam");
+  const namespaces = f.list("ipv4-namespaces");
   if (namespaces?.some((n) => typeof n !== "string")) {
     throw invalidConfig("ipam.ipv4-namespaces must be a list of namespace names");
   }
-  const socket = stringField(ipam, "daemonSocket", "ipam.daemonSocket") ?? "/run/hydra/daemon.sock";
+  const socket = f.string("daemonSocket") ?? "/run/hydra/daemon.sock";
   return {
-    nodeName: (stringField(ipam, "nodeName", "ipam.nodeName") || Deno.hostname()).toLowerCase(),
-    annotation: stringField(ipam, "annotation", "ipam.annotation") || undefined,
+    nodeName: (f.string("nodeName") || Deno.hostname()).toLowerCase(),
+    annotation: f.string("annotation") || undefined,
     ipv4Namespaces: namespaces as string[] | undefined,
-    dataDir: stringField(ipam, "dataDir", "ipam.dataDir") || DEFAULT_DATA_DIR,
-    kubeconfig: stringField(ipam, "kubeconfig", "ipam.kubeconfig") || undefined,
+    dataDir: f.string("dataDir") || DEFAULT_DATA_DIR,
+    kubeconfig: f.string("kubeconfig") || undefined,
     daemonSocket: socket || undefined,
     ttlMs: seconds(ipam, "nodeCacheTTL", 30),
     apiTimeoutMs: seconds(ipam, "apiTimeout", 5) || 5_000,

@@ -16,13 +16,7 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Plugin } from "../cni/types.ts";
 import type { AnyResult, CmdArgs, Dns, IpConfig, Result, Route } from "../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
-import {
-  allowsManyPerFamily,
-  invalidConfig,
-  listField,
-  objectField,
-  stringField,
-} from "./config.ts";
+import { allowsManyPerFamily, invalidConfig, ipamFields } from "./config.ts";
 import {
   formatIpAddr,
   formatIpNet,
@@ -63,7 +57,7 @@ function addressList(list: unknown[], where: string): StaticAddress[] {
 }
 
 function configAddresses(ipam: Record<string, unknown>): StaticAddress[] {
-  return (listField(ipam, "addresses", "ipam.addresses") ?? []).map((entry, i) => {
+  return (ipamFields(ipam, "ipam").list("addresses") ?? []).map((entry, i) => {
     if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
       throw invalidConfig(`ipam.addresses[${i}] must be an object`);
     }
@@ -72,7 +66,7 @@ function configAddresses(ipam: Record<string, unknown>): StaticAddress[] {
       obj.address,
       "the 'address' field is expected to be in CIDR notation",
     );
-    const gwText = stringField(obj, "gateway", `ipam.addresses[${i}].gateway`);
+    const gwText = ipamFields(obj, `ipam.addresses[${i}]`).string("gateway");
     if (!gwText) return { address };
     const gateway = parseIpAddr(gwText);
     if (!gateway) throw invalidConfig(`ipam.addresses[${i}]: invalid gateway address: ${gwText}`);
@@ -85,14 +79,14 @@ export function parseDnsBlock(raw: Record<string, unknown> | undefined): Dns | u
   if (!raw) return undefined;
   const dns: Dns = {};
   for (const key of ["nameservers", "search", "options"] as const) {
-    const list = listField(raw, key, `ipam.dns.${key}`);
+    const list = ipamFields(raw, "ipam.dns").list(key);
     if (list === undefined) continue;
     if (!list.every((s) => typeof s === "string")) {
       throw invalidConfig(`ipam.dns.${key} must be a list of strings`);
     }
     if (list.length > 0) dns[key] = list as string[];
   }
-  const domain = stringField(raw, "domain", "ipam.dns.domain");
+  const domain = ipamFields(raw, "ipam.dns").string("domain");
   if (domain) dns.domain = domain;
   return Object.keys(dns).length > 0 ? dns : undefined;
 }
@@ -124,11 +118,11 @@ export function loadStaticConfig(conf: CmdArgs["config"], cniArgs: string): Stat
       addresses = addresses.map((a) => ipNetContains(a.address, gw) ? { ...a, gateway: gw } : a);
     }
   }
-  const cni = conf.args ? objectField(conf.args, "cni", "args.cni") : undefined;
-  const argIps = cni ? listField(cni, "ips", "args.cni.ips") : undefined;
+  const cni = conf.args ? ipamFields(conf.args, "args").object("cni") : undefined;
+  const argIps = cni ? ipamFields(cni, "args.cni").list("ips") : undefined;
   if (argIps?.length) addresses = addressList(argIps, "ips");
   const rtIps = conf.runtimeConfig
-    ? listField(conf.runtimeConfig, "ips", "runtimeConfig.ips")
+    ? ipamFields(conf.runtimeConfig, "runtimeConfig").list("ips")
     : undefined;
   if (rtIps?.length) addresses = addressList(rtIps, "ips");
 
@@ -139,7 +133,7 @@ export function loadStaticConfig(conf: CmdArgs["config"], cniArgs: string): Stat
       `CNI version ${cniVersion} does not support more than 1 address per family`,
     );
   }
-  const dns = parseDnsBlock(objectField(ipam, "dns", "ipam.dns"));
+  const dns = parseDnsBlock(ipamFields(ipam, "ipam").object("dns"));
   return { cniVersion, addresses, routes: parseRoutes(ipam.routes), dns };
 }
 

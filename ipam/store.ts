@@ -34,6 +34,7 @@
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { formatIpAddr, type IpAddr, parseIpAddr } from "../ipaddr/ip.ts";
+import { createKeyedQueue } from "../pkg/async.ts";
 
 const LOCK_FILE = "lock";
 const LAST_RESERVED_PREFIX = "last_reserved_ip.";
@@ -89,48 +90,46 @@ function join(dir: string, name: string): string {
 }
 
 /** In-process queue per lock path, so concurrent callers in one process wait in line. */
-const localQueues = new Map<string, Promise<void>>();
+const localQueue = createKeyedQueue();
 
 /**
  * Runs `fn` holding the network's lock: an in-process queue first, then an
  * exclusive flock on `<dir>/lock`, the same lock host-local takes. The
  * directory is created if missing, as host-local does on every command.
  */
-export async function withStore<T>(
+export function withStore<T>(
   dataDir: string,
   network: string,
   fn: (store: LockedStore) => Promise<T>,
 ): Promise<T> {
   const dir = join(dataDir, network);
   const lockPath = join(dir, LOCK_FILE);
-  const previous = localQueues.get(lockPath) ?? Promise.resolve();
-  let releaseLocal!: () => void;
-  const mine = new Promise<void>((resolve) => (releaseLocal = resolve));
-  const tail = previous.then(() => mine);
-  localQueues.set(lockPath, tail);
-  await previous;
+  return localQueue.run(lockPath, () => withFileLock(dir, lockPath, fn));
+}
+
+/** Runs `fn` holding the flock on `lockPath`, the store folder made first. */
+async function withFileLock<T>(
+  dir: string,
+  lockPath: string,
+  fn: (store: LockedStore) => Promise<T>,
+): Promise<T> {
   try {
-    try {
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
-    } catch (err) {
-      throw ioError(`cannot create store directory ${dir}`, err);
-    }
-    let file: Deno.FsFile;
-    try {
-      // host-local creates its lock file with mode 0750; match it.
-      file = Deno.openSync(lockPath, { read: true, write: true, create: true, mode: 0o750 });
-    } catch (err) {
-      throw ioError(`cannot open lock file ${lockPath}`, err);
-    }
-    try {
-      await file.lock(true);
-      return await fn({ dir });
-    } finally {
-      file.close(); // closing the descriptor drops the flock
-    }
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  } catch (err) {
+    throw ioError(`cannot create store directory ${dir}`, err);
+  }
+  let file: Deno.FsFile;
+  try {
+    // host-local creates its lock file with mode 0750; match it.
+    file = Deno.openSync(lockPath, { read: true, write: true, create: true, mode: 0o750 });
+  } catch (err) {
+    throw ioError(`cannot open lock file ${lockPath}`, err);
+  }
+  try {
+    await file.lock(true);
+    return await fn({ dir });
   } finally {
-    releaseLocal();
-    if (localQueues.get(lockPath) === tail) localQueues.delete(lockPath);
+    file.close(); // closing the descriptor drops the flock
   }
 }
 

@@ -14,6 +14,7 @@
 import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { isConflict, isNotFound } from "../kube/errors.ts";
+import { delay } from "../pkg/async.ts";
 
 /** coordination.k8s.io/v1 Lease, the fields used. */
 interface Lease {
@@ -141,13 +142,7 @@ export function startLeaderElection(opts: LeaderOptions): LeaderElection {
         if (leading && Date.now() - lastRenew > renewDeadlineMs) set(false);
         else if (!leading) set(false);
       }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, retryMs);
-        stopper.signal.addEventListener("abort", () => {
-          clearTimeout(t);
-          resolve();
-        }, { once: true });
-      });
+      await delay(retryMs, stopper.signal);
     }
   })();
 

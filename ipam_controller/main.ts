@@ -26,7 +26,7 @@ import { startLeaderElection } from "./leader.ts";
 import { poolUsage, usageTable } from "./usage.ts";
 
 /** Where health and metrics are served by default (the Deployment passes its own). */
-export const DEFAULT_LISTEN = "127.0.0.1:9474";
+export const DEFAULT_LISTEN = "127.0.0.1:9475";
 
 /** Help of `hydra ipam`. */
 export const IPAM_HELP = `Usage: hydra ipam <command> [options]

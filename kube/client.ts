@@ -9,6 +9,7 @@
  * @module
  */
 
+import { createBackoff, delay } from "../pkg/async.ts";
 import { isTransient, KubeApiError, KubeTransportError, transportError } from "./errors.ts";
 import type { KubeConnection } from "./kubeconfig.ts";
 
@@ -131,144 +132,166 @@ async function apiError(res: Response, method: string, path: string): Promise<Ku
   });
 }
 
+/** One client's connection settings, shared by the steps below. */
+interface Conn {
+  conn: KubeConnection;
+  timeoutMs: number;
+  userAgent: string;
+  httpClient?: Deno.HttpClient;
+}
+
+/** A request sent: its response, and the deadline still running until `finish`. */
+interface Sent {
+  res: Response;
+  finish: () => void;
+  timedOut: () => boolean;
+}
+
+/** The headers of a request: JSON, hydra's user agent, the bearer token if any. */
+async function requestHeaders(c: Conn, contentType: string | undefined) {
+  const headers: Record<string, string> = {
+    "Accept": "application/json",
+    "User-Agent": c.userAgent,
+  };
+  if (contentType) headers["Content-Type"] = contentType;
+  const token = await c.conn.tokenSource?.token();
+  if (token) headers["Authorization"] = `Bearer ${token}`;
+  return headers;
+}
+
+/**
+ * Runs fetch under a deadline that keeps running until the caller calls
+ * `finish`; retries once after a 401 when the token may have rotated.
+ */
+async function send(
+  c: Conn,
+  method: string,
+  path: string,
+  body: string | undefined,
+  contentType: string | undefined,
+  ro: RequestOptions,
+): Promise<Sent> {
+  const ms = ro.timeoutMs ?? c.timeoutMs;
+  for (let attempt = 0;; attempt++) {
+    const deadline = new AbortController();
+    let fired = false;
+    const timer = setTimeout(() => {
+      fired = true;
+      deadline.abort(new DOMException("deadline", "TimeoutError"));
+    }, ms);
+    const signal = ro.signal ? AbortSignal.any([deadline.signal, ro.signal]) : deadline.signal;
+    try {
+      const headers = await requestHeaders(c, contentType);
+      const res = await fetch(buildUrl(c.conn.server, path, ro.query), {
+        method,
+        headers,
+        body,
+        signal,
+        client: c.httpClient,
+      });
+      if (res.status === 401 && attempt === 0 && c.conn.tokenSource) {
+        await res.body?.cancel();
+        clearTimeout(timer);
+        c.conn.tokenSource.invalidate();
+        continue;
+      }
+      return { res, finish: () => clearTimeout(timer), timedOut: () => fired };
+    } catch (err) {
+      clearTimeout(timer);
+      if (err instanceof KubeApiError || err instanceof KubeTransportError) throw err;
+      if (err instanceof Error && err.name === "KubeconfigError") throw err;
+      throw transportError(err, method, path, fired, ms);
+    }
+  }
+}
+
+/** Sends a request; the decoded answer and the length of its text. */
+async function exchange<T>(
+  c: Conn,
+  method: string,
+  path: string,
+  body?: unknown,
+  ro: RequestOptions & { contentType?: string } = {},
+): Promise<{ value: T; bytes: number }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const contentType = payload === undefined ? undefined : ro.contentType ?? "application/json";
+  const { res, finish, timedOut } = await send(c, method, path, payload, contentType, ro);
+  try {
+    if (!res.ok) throw await apiError(res, method, path);
+    const text = await res.text();
+    return { value: (text === "" ? undefined : JSON.parse(text)) as T, bytes: text.length };
+  } catch (err) {
+    if (err instanceof KubeApiError) throw err;
+    if (err instanceof SyntaxError) {
+      throw new KubeTransportError("other", `${method} ${path}: answer is not JSON`, method, path);
+    }
+    throw transportError(err, method, path, timedOut(), ro.timeoutMs ?? c.timeoutMs);
+  } finally {
+    finish();
+  }
+}
+
+/** A page of a collection, its size in bytes recorded (for paging by size). */
+async function listPage<T>(c: Conn, path: string, lo: ListOptions): Promise<KubeList<T>> {
+  const { value, bytes } = await exchange<KubeList<T>>(c, "GET", path, undefined, {
+    ...lo,
+    query: {
+      ...lo.query,
+      labelSelector: lo.labelSelector,
+      fieldSelector: lo.fieldSelector,
+      limit: lo.limit,
+      continue: lo.continue,
+      resourceVersion: lo.resourceVersion,
+    },
+  });
+  if (value && typeof value === "object") value.bytes = bytes;
+  return value;
+}
+
+/** A streaming GET (a watch): the response, once its status says it is one. */
+async function openStream(c: Conn, path: string, ro: RequestOptions): Promise<Response> {
+  const { res, finish } = await send(c, "GET", path, undefined, undefined, ro);
+  try {
+    if (!res.ok) throw await apiError(res, "GET", path);
+  } finally {
+    finish();
+  }
+  return res;
+}
+
 /** Creates a client for one API server connection. */
 export function createKubeClient(conn: KubeConnection, opts: ClientOptions = {}): KubeClient {
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  const userAgent = opts.userAgent ?? "hydra";
-  const tls = conn.server.startsWith("https:");
-  const httpClient = tls
-    ? Deno.createHttpClient({
-      caCerts: conn.caCerts,
-      ...(conn.clientCert ? { cert: conn.clientCert, key: conn.clientKey } : {}),
-    })
-    : undefined;
-
-  /**
-   * Runs fetch under a deadline that keeps running until the caller calls
-   * `finish`; retries once after a 401 when the token may have rotated.
-   */
-  async function send(
-    method: string,
-    path: string,
-    body: string | undefined,
-    contentType: string | undefined,
-    ro: RequestOptions,
-  ): Promise<{ res: Response; finish: () => void; timedOut: () => boolean }> {
-    const ms = ro.timeoutMs ?? timeoutMs;
-    for (let attempt = 0;; attempt++) {
-      const deadline = new AbortController();
-      let fired = false;
-      const timer = setTimeout(() => {
-        fired = true;
-        deadline.abort(new DOMException("deadline", "TimeoutError"));
-      }, ms);
-      const signal = ro.signal ? AbortSignal.any([deadline.signal, ro.signal]) : deadline.signal;
-      const headers: Record<string, string> = {
-        "Accept": "application/json",
-        "User-Agent": userAgent,
-      };
-      if (contentType) headers["Content-Type"] = contentType;
-      try {
-        const token = await conn.tokenSource?.token();
-        if (token) headers["Authorization"] = `Bearer ${token}`;
-        const res = await fetch(buildUrl(conn.server, path, ro.query), {
-          method,
-          headers,
-          body,
-          signal,
-          client: httpClient,
-        });
-        if (res.status === 401 && attempt === 0 && conn.tokenSource) {
-          await res.body?.cancel();
-          clearTimeout(timer);
-          conn.tokenSource.invalidate();
-          continue;
-        }
-        return { res, finish: () => clearTimeout(timer), timedOut: () => fired };
-      } catch (err) {
-        clearTimeout(timer);
-        if (err instanceof KubeApiError || err instanceof KubeTransportError) throw err;
-        if (err instanceof Error && err.name === "KubeconfigError") throw err;
-        throw transportError(err, method, path, fired, ms);
-      }
-    }
-  }
-
-  /** Sends a request; the decoded answer and the length of its text. */
-  async function exchange<T>(
+  const c: Conn = {
+    conn,
+    timeoutMs: opts.timeoutMs ?? 10_000,
+    userAgent: opts.userAgent ?? "hydra",
+    httpClient: conn.server.startsWith("https:")
+      ? Deno.createHttpClient({
+        caCerts: conn.caCerts,
+        ...(conn.clientCert ? { cert: conn.clientCert, key: conn.clientKey } : {}),
+      })
+      : undefined,
+  };
+  const request = async <T>(
     method: string,
     path: string,
     body?: unknown,
     ro: RequestOptions & { contentType?: string } = {},
-  ): Promise<{ value: T; bytes: number }> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const contentType = payload === undefined ? undefined : ro.contentType ?? "application/json";
-    const { res, finish, timedOut } = await send(method, path, payload, contentType, ro);
-    try {
-      if (!res.ok) throw await apiError(res, method, path);
-      const text = await res.text();
-      return { value: (text === "" ? undefined : JSON.parse(text)) as T, bytes: text.length };
-    } catch (err) {
-      if (err instanceof KubeApiError) throw err;
-      if (err instanceof SyntaxError) {
-        throw new KubeTransportError(
-          "other",
-          `${method} ${path}: answer is not JSON`,
-          method,
-          path,
-        );
-      }
-      throw transportError(err, method, path, timedOut(), ro.timeoutMs ?? timeoutMs);
-    } finally {
-      finish();
-    }
-  }
-
-  async function request<T>(
-    method: string,
-    path: string,
-    body?: unknown,
-    ro: RequestOptions & { contentType?: string } = {},
-  ): Promise<T> {
-    return (await exchange<T>(method, path, body, ro)).value;
-  }
-
+  ): Promise<T> => (await exchange<T>(c, method, path, body, ro)).value;
   return {
     server: conn.server,
-    timeoutMs,
+    timeoutMs: c.timeoutMs,
     request,
     get: (path, ro) => request("GET", path, undefined, ro),
-    async list<T>(path: string, lo: ListOptions = {}) {
-      const { value, bytes } = await exchange<KubeList<T>>("GET", path, undefined, {
-        ...lo,
-        query: {
-          ...lo.query,
-          labelSelector: lo.labelSelector,
-          fieldSelector: lo.fieldSelector,
-          limit: lo.limit,
-          continue: lo.continue,
-          resourceVersion: lo.resourceVersion,
-        },
-      });
-      if (value && typeof value === "object") value.bytes = bytes;
-      return value;
-    },
+    list: (path, lo = {}) => listPage(c, path, lo),
     create: (path, body, ro) => request("POST", path, body, ro),
     update: (path, body, ro) => request("PUT", path, body, ro),
     patch: (path, body, type = "merge", ro = {}) =>
       request("PATCH", path, body, { ...ro, contentType: PATCH_CONTENT_TYPE[type] }),
     delete: (path, ro) => request("DELETE", path, undefined, ro),
-    async stream(path, ro) {
-      const { res, finish } = await send("GET", path, undefined, undefined, ro);
-      try {
-        if (!res.ok) throw await apiError(res, "GET", path);
-      } finally {
-        finish();
-      }
-      return res;
-    },
+    stream: (path, ro) => openStream(c, path, ro ?? {}),
     close() {
-      httpClient?.close();
+      c.httpClient?.close();
     },
   };
 }
@@ -286,23 +309,27 @@ export interface RetryOptions {
 /**
  * Runs `fn` until it succeeds, retrying only transient failures (see
  * `isTransient`) with exponential backoff, and never past the deadline.
- * `fn` gets the time left so it can shorten its own request deadline.
+ * `fn` gets the time left so it can shorten its own request deadline. An
+ * abort of `signal` ends a pause at once and throws the last failure.
  */
 export async function retryTransient<T>(
   fn: (remainingMs: number) => Promise<T>,
   opts: RetryOptions,
 ): Promise<T> {
   const end = Date.now() + opts.deadlineMs;
-  let delay = opts.initialDelayMs ?? 100;
+  const backoff = createBackoff({
+    initialMs: opts.initialDelayMs ?? 100,
+    maxMs: opts.maxDelayMs ?? 1_000,
+  });
   for (;;) {
     const remaining = end - Date.now();
     try {
       return await fn(Math.max(remaining, 1));
     } catch (err) {
-      const left = end - Date.now();
-      if (!isTransient(err) || left <= delay || opts.signal?.aborted) throw err;
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * 2, opts.maxDelayMs ?? 1_000);
+      const pause = backoff.next();
+      if (!isTransient(err) || end - Date.now() <= pause || opts.signal?.aborted) throw err;
+      await delay(pause, opts.signal);
+      if (opts.signal?.aborted) throw err;
     }
   }
 }

@@ -14,6 +14,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import { type Fields, fields } from "../pkg/fields.ts";
 import type { KubeModeConfig } from "./networks.ts";
 
 /** Everything Kubernetes mode needs from the conf. */
@@ -30,20 +31,18 @@ function typeError(field: string, expected: string): CniError {
   return new CniError(ErrorCode.DecodingFailure, `"${field}" must be ${expected}`);
 }
 
-function optString(conf: Record<string, unknown>, field: string): string | undefined {
-  const v = conf[field];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw typeError(field, "a string");
-  return v;
-}
+/** How a field's type is named in errors where the reader's words would say less. */
+const EXPECTED: Record<string, string> = {
+  namespaceIsolation: "true or false",
+  apiTimeout: "a number of seconds",
+};
 
-function optStrings(conf: Record<string, unknown>, field: string): string[] | undefined {
-  const v = conf[field];
-  if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
-    throw typeError(field, "a list of strings");
-  }
-  return v as string[];
+/** The conf's fields: a wrong type is CNI code 6 naming the field; "" is not set. */
+function confFields(conf: Record<string, unknown>): Fields {
+  return fields(conf, {
+    emptyStringUnset: true,
+    fail: (p) => typeError(p.key, EXPECTED[p.key] ?? p.expected),
+  });
 }
 
 /** True when the conf asks for Kubernetes mode (it names a cluster network). */
@@ -57,21 +56,17 @@ export function isKubeMode(conf: Record<string, unknown>): boolean {
  * the field.
  */
 export function parseKubeModeSettings(conf: Record<string, unknown>): KubeModeSettings {
-  const clusterNetwork = optString(conf, "clusterNetwork");
+  const f = confFields(conf);
+  const clusterNetwork = f.string("clusterNetwork");
   if (!clusterNetwork) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `"clusterNetwork" is missing or empty`);
   }
-  const isolation = conf.namespaceIsolation ?? false;
-  if (typeof isolation !== "boolean") throw typeError("namespaceIsolation", "true or false");
-  const timeout = conf.apiTimeout ?? 5;
-  if (typeof timeout !== "number") throw typeError("apiTimeout", "a number of seconds");
+  const isolation = f.boolean("namespaceIsolation") ?? false;
+  const timeout = f.number("apiTimeout") ?? 5;
   if (!(timeout > 0)) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `"apiTimeout" must be more than 0 seconds`);
   }
-  const rc = conf.runtimeConfig;
-  if (rc !== undefined && rc !== null && (typeof rc !== "object" || Array.isArray(rc))) {
-    throw typeError("runtimeConfig", "an object");
-  }
+  const rc = f.object("runtimeConfig");
   const settings: KubeModeSettings = {
     clusterNetwork,
     namespaceIsolation: isolation,
@@ -83,13 +78,13 @@ export function parseKubeModeSettings(conf: Record<string, unknown>): KubeModeSe
   ) => {
     if (value !== undefined) settings[key] = value;
   };
-  set("kubeconfig", optString(conf, "kubeconfig"));
-  set("readinessIndicatorFile", optString(conf, "readinessindicatorfile"));
-  set("defaultNetworks", optStrings(conf, "defaultNetworks"));
-  set("confDir", optString(conf, "confDir"));
-  set("globalNamespaces", optString(conf, "globalNamespaces"));
-  set("systemNamespaces", optStrings(conf, "systemNamespaces"));
-  set("multusNamespace", optString(conf, "multusNamespace"));
-  set("runtimeConfig", (rc ?? undefined) as Record<string, unknown> | undefined);
+  set("kubeconfig", f.string("kubeconfig"));
+  set("readinessIndicatorFile", f.string("readinessindicatorfile"));
+  set("defaultNetworks", f.strings("defaultNetworks"));
+  set("confDir", f.string("confDir"));
+  set("globalNamespaces", f.string("globalNamespaces"));
+  set("systemNamespaces", f.strings("systemNamespaces"));
+  set("multusNamespace", f.string("multusNamespace"));
+  set("runtimeConfig", rc);
   return settings;
 }

@@ -11,11 +11,11 @@
 
 import type { KubeClient } from "./client.ts";
 import { isGone } from "./errors.ts";
+import { delay } from "../pkg/async.ts";
 import {
   type Backoff,
   type KubeObject,
-  nextDelay,
-  sleep,
+  reconnectBackoff,
   watch,
   type WatchEvent,
   type WatchHandle,
@@ -172,16 +172,15 @@ export function startInformer<T extends KubeObject>(
   }
 
   const loop = (async () => {
-    let delay = 0;
+    const backoff = reconnectBackoff(opts.backoff);
     while (!stopper.signal.aborted) {
       try {
         rv = await relist();
-        delay = 0;
+        backoff.reset();
       } catch (err) {
         if (stopper.signal.aborted) break;
         opts.onError?.(err);
-        delay = nextDelay(delay, opts.backoff);
-        await sleep(delay, stopper.signal);
+        await delay(backoff.next(), stopper.signal);
         continue;
       }
       if (!synced) {

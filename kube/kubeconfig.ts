@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { fields } from "../pkg/fields.ts";
 
 // Path helpers of our own: node:path costs a per-pod exec several milliseconds and megabytes.
 function dirname(path: string): string {
@@ -141,10 +142,11 @@ function named(doc: Doc, list: string, kind: string, name: string, file: string)
 }
 
 function str(body: Doc, key: string, where: string, file: string): string | undefined {
-  const v = body[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw new KubeconfigError(file, "must be a string", `${where}.${key}`);
-  return v;
+  return fields(body, {
+    where,
+    emptyStringUnset: true,
+    fail: (p) => new KubeconfigError(file, `must be ${p.expected}`, p.path),
+  }).string(key);
 }
 
 function decodeBase64(text: string, field: string, file: string): string {

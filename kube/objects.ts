@@ -7,8 +7,12 @@
  */
 
 import type { KubeClient, RequestOptions } from "./client.ts";
+import { backoffDelay, delay } from "../pkg/async.ts";
 import { isConflict } from "./errors.ts";
 import type { KubeObject } from "./watch.ts";
+
+/** Pauses between writes of one pod that lost a race (409): short, spread wide. */
+const CONFLICT_BACKOFF = { initialMs: 15, maxMs: 40, jitter: 0.5 };
 
 /** Object metadata, as far as hydra uses it. */
 export interface ObjectMeta {
@@ -212,7 +216,7 @@ export async function updatePodStatusAnnotations(
     } catch (err) {
       if (!isConflict(err) || attempt >= attempts) throw err;
       // Jittered pause so writers racing on the same pod spread out.
-      await new Promise((r) => setTimeout(r, 10 + Math.random() * 10 * attempt));
+      await delay(backoffDelay(attempt, CONFLICT_BACKOFF));
     }
   }
 }

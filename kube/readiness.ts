@@ -9,6 +9,7 @@
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import { delay } from "../pkg/async.ts";
 
 /** True when the file exists now. */
 export async function readinessIndicatorExists(path: string): Promise<boolean> {
@@ -41,6 +42,6 @@ export async function waitForReadinessIndicator(
         `the default network is not ready: readiness indicator ${path} did not appear within ${timeoutMs} ms`,
       );
     }
-    await new Promise((r) => setTimeout(r, Math.min(pollMs, left)));
+    await delay(Math.min(pollMs, left));
   }
 }

@@ -10,6 +10,7 @@
 
 import type { KubeClient, Query } from "./client.ts";
 import { isGone, KubeApiError } from "./errors.ts";
+import { type BackoffState, createBackoff, delay } from "../pkg/async.ts";
 
 /** The kinds of watch events. */
 export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
@@ -70,26 +71,9 @@ export interface WatchHandle {
   stop(): Promise<void>;
 }
 
-/** The next pause of an exponential backoff with jitter. */
-export function nextDelay(previous: number, b: Backoff = {}): number {
-  const initial = b.initialMs ?? 200;
-  const max = b.maxMs ?? 30_000;
-  const base = previous <= 0 ? initial : Math.min(previous * 2, max);
-  return Math.round(base * (0.8 + Math.random() * 0.4));
-}
-
-/** Sleeps, waking early when `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done);
-  });
+/** The pauses between reconnects: {@link Backoff}'s bounds (200 ms to 30 s by default), ±20 %. */
+export function reconnectBackoff(b: Backoff = {}): BackoffState {
+  return createBackoff({ initialMs: b.initialMs ?? 200, maxMs: b.maxMs ?? 30_000, jitter: 0.2 });
 }
 
 /** Splits a byte stream into lines and decodes each as a watch event. */
@@ -140,7 +124,7 @@ export function watch<T extends KubeObject>(
 ): WatchHandle {
   const stopper = new AbortController();
   let rv = opts.resourceVersion;
-  let delay = 0;
+  const backoff = reconnectBackoff(opts.backoff);
 
   async function once(): Promise<void> {
     const query: Query = {
@@ -162,7 +146,7 @@ export function watch<T extends KubeObject>(
         const next = ev.object?.metadata?.resourceVersion;
         if (ev.type !== "BOOKMARK") await onEvent(ev);
         if (next) rv = next;
-        delay = 0;
+        backoff.reset();
       }
     } catch (err) {
       // The client-side cap ending a stalled stream is a normal reconnect.
@@ -180,15 +164,13 @@ export function watch<T extends KubeObject>(
         await once();
         // A stream that ends at once with nothing in it must not turn into a busy loop.
         if (rv === before && Date.now() - started < 1_000) {
-          delay = nextDelay(delay, opts.backoff);
-          await sleep(delay, stopper.signal);
+          await delay(backoff.next(), stopper.signal);
         }
       } catch (err) {
         if (stopper.signal.aborted) break;
         if (isGone(err)) throw err;
         opts.onError?.(err);
-        delay = nextDelay(delay, opts.backoff);
-        await sleep(delay, stopper.signal);
+        await delay(backoff.next(), stopper.signal);
       }
     }
   })();

@@ -85,26 +85,18 @@ function setnsBack(homeFd: number): void {
  */
 export function withNetnsSync<T>(ns: NetnsRef | undefined, fn: () => T): T {
   if (ns === undefined) return fn();
-  const target = refFd(ns);
-  let home = -1;
+  const leave = enterNetns(ns);
+  let result: T;
   try {
-    home = openNetnsFd(THREAD_NETNS_PATH);
-    check(libc.setns(target.fd, CLONE_NEWNET), `setns ${refName(ns)}`);
-    let result: T;
-    try {
-      result = fn();
-    } finally {
-      setnsBack(home);
-    }
-    if (result instanceof Promise) {
-      result.catch(() => {});
-      throw new TypeError("withNetnsSync: fn must be synchronous (it returned a promise)");
-    }
-    return result;
+    result = fn();
   } finally {
-    if (home >= 0) closeFd(home);
-    if (target.owned) closeFd(target.fd);
+    leave();
   }
+  if (result instanceof Promise) {
+    result.catch(() => {});
+    throw new TypeError("withNetnsSync: fn must be synchronous (it returned a promise)");
+  }
+  return result;
 }
 
 /**

@@ -20,11 +20,11 @@ export interface NetnsCommand {
 }
 
 /**
- * Runs `command` inside the namespace `netns` and returns its exit status
- * and output (stdout and stderr captured).
+ * Runs `command` inside the namespace `netns` (undefined: where this thread
+ * is) and returns its exit status and output (stdout and stderr captured).
  */
 export async function outputInNetns(
-  netns: NetnsRef,
+  netns: NetnsRef | undefined,
   command: string,
   opts: NetnsCommand = {},
 ): Promise<Deno.CommandOutput> {

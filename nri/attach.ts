@@ -37,6 +37,12 @@ import {
   recordedInterfaces,
 } from "../engine/attach.ts";
 import { BUILTINS } from "../engine/builtins.ts";
+import {
+  createKeyedQueue,
+  createSemaphore,
+  type KeyedQueue,
+  type Semaphore,
+} from "../pkg/async.ts";
 import { netnsPathOf, type PodSandbox } from "./pod.ts";
 import type { AttachPlan, NetworkSource } from "./source.ts";
 import {
@@ -124,162 +130,196 @@ export function podCniArgs(pod: PodSandbox): string {
   ].join(";");
 }
 
+/** One attacher: its settings, the per-sandbox order and the release slot. */
+interface AttacherState {
+  options: AttacherOptions;
+  /** Calls for one sandbox run one after the other. */
+  sandboxes: KeyedQueue;
+  /** Releases of all sandboxes run one at a time (see the module doc). */
+  releases: Semaphore;
+}
+
+/** The engine-owned keys of every conf. */
+function engineConf(
+  options: AttacherOptions,
+  conf: NetConf = { cniVersion: "1.1.0", name: "hydra-nri", type: "hydra" },
+): NetConf {
+  const out: NetConf = { ...conf, cacheDir: options.cacheDir };
+  out.logLevel = options.metaLogLevel ?? "warn";
+  if (options.metaLogFile) out.logFile = options.metaLogFile;
+  if (options.delegateTimeoutS) out.delegateTimeout = options.delegateTimeoutS;
+  return out;
+}
+
+/** One engine request for the sandbox. */
+function engineRequest(
+  options: AttacherOptions,
+  sandboxId: string,
+  netns: string,
+  ifName: string,
+  extra: { conf?: NetConf; cniArgs?: string; networks?: NetworkPlan[] } = {},
+): AttachRequest {
+  return {
+    conf: engineConf(options, extra.conf),
+    containerId: sandboxId,
+    netns,
+    ifName,
+    cniArgs: extra.cniArgs ?? "",
+    path: options.cniPath,
+    builtins: BUILTINS,
+    ...(extra.networks ? { networks: extra.networks } : {}),
+  };
+}
+
+/** Releases the sandbox once no other release runs. */
+function release(st: AttacherState, sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
+  return st.releases.run(() => releaseNow(st.options, sandboxId, netns));
+}
+
+/** Detaches every engine record of the sandbox, then drops its state file. */
+async function releaseNow(
+  options: AttacherOptions,
+  sandboxId: string,
+  netns?: string,
+): Promise<ReleaseOutcome> {
+  const { cacheDir, log } = options;
+  const state = loadPodState(cacheDir, sandboxId);
+  const ifNames = recordedInterfaces(cacheDir, sandboxId);
+  const path = existingNetns(netns, state?.netns);
+  const errors: CniError[] = [];
+  for (const ifName of ifNames) {
+    try {
+      await detach(engineRequest(options, sandboxId, path, ifName));
+    } catch (err) {
+      errors.push(asCniError(err));
+    }
+  }
+  if (errors.length) {
+    // The engine kept what it could not delete; the state file stays too.
+    throw new CniError(
+      errors[0].code,
+      `releasing sandbox ${sandboxId}: ${errors.map((e) => e.message).join("; ")}`,
+    );
+  }
+  removePodState(cacheDir, sandboxId);
+  if (ifNames.length) log.info("networks released", { sandbox: sandboxId, records: ifNames });
+  return { records: ifNames.length };
+}
+
+/**
+ * What to do before a new attach: "already" when the sandbox is attached,
+ * after undoing an attach that did not finish (a record without a state file).
+ */
+async function settlePrevious(
+  st: AttacherState,
+  pod: PodSandbox,
+  netns: string | undefined,
+): Promise<AttachOutcome | undefined> {
+  const { cacheDir, log } = st.options;
+  const state = loadPodState(cacheDir, pod.id);
+  const recorded = recordedInterfaces(cacheDir, pod.id);
+  if (state && recorded.includes(state.ifName)) {
+    return { status: "already", networks: state.networks };
+  }
+  if (recorded.length || state) {
+    log.warn("undoing an attach that did not finish", { sandbox: pod.id, records: recorded });
+    await release(st, pod.id, netns);
+  }
+  return undefined;
+}
+
+/** Whether to go on with a plan: no for a host-network pod; throws for a gone namespace. */
+function attachable(options: AttacherOptions, pod: PodSandbox, netns: string | undefined) {
+  if (!netns) {
+    // The runtime's own CNI is not called for host-network pods either.
+    options.log.warn("host-network pod selects networks; they are not attached", {
+      sandbox: pod.id,
+      pod: `${pod.namespace}/${pod.name}`,
+    });
+    return false;
+  }
+  if (!existingNetns(netns)) {
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      `the network namespace of sandbox ${pod.id} (${netns}) is gone`,
+    );
+  }
+  return true;
+}
+
+/** Records the sandbox as attached; undoes the attach when the state cannot be written. */
+async function recordAttached(
+  st: AttacherState,
+  pod: PodSandbox,
+  netns: string,
+  plan: AttachPlan,
+  networks: AttachedNetwork[],
+): Promise<void> {
+  const next: PodState = {
+    kind: POD_STATE_KIND,
+    sandboxId: pod.id,
+    pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid },
+    netns,
+    ifName: plan.ifName,
+    networks,
+    attachedAt: new Date().toISOString(),
+  };
+  try {
+    savePodState(st.options.cacheDir, next);
+  } catch (err) {
+    await release(st, pod.id, netns).catch(() => {});
+    throw new CniError(ErrorCode.IoFailure, `cannot record sandbox ${pod.id}: ${err}`);
+  }
+}
+
+/** The attach of one sandbox, run in the sandbox's order. */
+async function attachNow(
+  st: AttacherState,
+  pod: PodSandbox,
+  keep: () => boolean,
+): Promise<AttachOutcome> {
+  const { options } = st;
+  const netns = netnsPathOf(pod);
+  const previous = await settlePrevious(st, pod, netns);
+  if (previous) return previous;
+  const plan: AttachPlan | undefined = await options.source.plan(pod);
+  if (!plan) return { status: "none", networks: [] };
+  if (!keep()) {
+    throw new CniError(ErrorCode.TryAgainLater, "attach not started: its caller gave up");
+  }
+  if (!attachable(options, pod, netns)) return { status: "none", networks: [] };
+  const req = engineRequest(options, pod.id, netns!, plan.ifName, {
+    conf: plan.conf,
+    cniArgs: podCniArgs(pod),
+    networks: plan.networks,
+  });
+  const outcome = await attach(req).catch((err) => {
+    throw asCniError(err);
+  });
+  if (!keep()) {
+    await release(st, pod.id, netns).catch((err) =>
+      options.log.error("cannot undo an attach nobody waits for", { sandbox: pod.id, error: err })
+    );
+    throw new CniError(ErrorCode.TryAgainLater, "attach finished after its caller gave up");
+  }
+  const networks: AttachedNetwork[] = outcome.networks.map((n) => {
+    const result = asCurrent(n.result);
+    return { name: n.name, ifName: n.ifName, ...(result ? { result } : {}) };
+  });
+  await recordAttached(st, pod, netns!, plan, networks);
+  return { status: "attached", networks };
+}
+
 /** Creates the engine. */
 export function createAttacher(options: AttacherOptions): Attacher {
-  const { cacheDir, log } = options;
-  const tails = new Map<string, Promise<void>>();
-  const running = new Set<Promise<unknown>>();
-
-  /** Runs `task` after the sandbox's earlier calls settled. */
-  function serialized<T>(sandboxId: string, task: () => Promise<T>): Promise<T> {
-    const previous = tails.get(sandboxId) ?? Promise.resolve();
-    const run = previous.then(task);
-    const tail = run.then(() => {}, () => {});
-    tails.set(sandboxId, tail);
-    running.add(tail);
-    tail.then(() => {
-      running.delete(tail);
-      if (tails.get(sandboxId) === tail) tails.delete(sandboxId);
-    });
-    return run;
-  }
-
-  /** The engine-owned keys of every conf. */
-  function engineConf(conf: NetConf = { cniVersion: "1.1.0", name: "hydra-nri", type: "hydra" }) {
-    const out: NetConf = { ...conf, cacheDir, logLevel: options.metaLogLevel ?? "warn" };
-    if (options.metaLogFile) out.logFile = options.metaLogFile;
-    if (options.delegateTimeoutS) out.delegateTimeout = options.delegateTimeoutS;
-    return out;
-  }
-
-  /** One engine request for the sandbox. */
-  function request(
-    sandboxId: string,
-    netns: string,
-    ifName: string,
-    extra: { conf?: NetConf; cniArgs?: string; networks?: NetworkPlan[] } = {},
-  ): AttachRequest {
-    return {
-      conf: engineConf(extra.conf),
-      containerId: sandboxId,
-      netns,
-      ifName,
-      cniArgs: extra.cniArgs ?? "",
-      path: options.cniPath,
-      builtins: BUILTINS,
-      ...(extra.networks ? { networks: extra.networks } : {}),
-    };
-  }
-
-  let releaseTail: Promise<void> = Promise.resolve();
-
-  /** Runs `task` after every earlier release (of any sandbox) has settled. */
-  function oneReleaseAtATime<T>(task: () => Promise<T>): Promise<T> {
-    const run = releaseTail.then(task);
-    releaseTail = run.then(() => {}, () => {});
-    return run;
-  }
-
-  function releaseLocked(sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
-    return oneReleaseAtATime(() => releaseNow(sandboxId, netns));
-  }
-
-  async function releaseNow(sandboxId: string, netns?: string): Promise<ReleaseOutcome> {
-    const state = loadPodState(cacheDir, sandboxId);
-    const ifNames = recordedInterfaces(cacheDir, sandboxId);
-    const path = existingNetns(netns, state?.netns);
-    const errors: CniError[] = [];
-    for (const ifName of ifNames) {
-      try {
-        await detach(request(sandboxId, path, ifName));
-      } catch (err) {
-        errors.push(asCniError(err));
-      }
-    }
-    if (errors.length) {
-      // The engine kept what it could not delete; the state file stays too.
-      throw new CniError(
-        errors[0].code,
-        `releasing sandbox ${sandboxId}: ${errors.map((e) => e.message).join("; ")}`,
-      );
-    }
-    removePodState(cacheDir, sandboxId);
-    if (ifNames.length) log.info("networks released", { sandbox: sandboxId, records: ifNames });
-    return { records: ifNames.length };
-  }
-
-  async function attachLocked(pod: PodSandbox, keep: () => boolean): Promise<AttachOutcome> {
-    const sandboxId = pod.id;
-    const netns = netnsPathOf(pod);
-    const state = loadPodState(cacheDir, sandboxId);
-    const recorded = recordedInterfaces(cacheDir, sandboxId);
-    if (state && recorded.includes(state.ifName)) {
-      return { status: "already", networks: state.networks };
-    }
-    if (recorded.length || state) {
-      log.warn("undoing an attach that did not finish", { sandbox: sandboxId, records: recorded });
-      await releaseLocked(sandboxId, netns);
-    }
-    const plan: AttachPlan | undefined = await options.source.plan(pod);
-    if (!plan) return { status: "none", networks: [] };
-    if (!keep()) {
-      throw new CniError(ErrorCode.TryAgainLater, "attach not started: its caller gave up");
-    }
-    if (!netns) {
-      // The runtime's own CNI is not called for host-network pods either.
-      log.warn("host-network pod selects networks; they are not attached", {
-        sandbox: sandboxId,
-        pod: `${pod.namespace}/${pod.name}`,
-      });
-      return { status: "none", networks: [] };
-    }
-    if (!existingNetns(netns)) {
-      throw new CniError(
-        ErrorCode.InvalidEnvironmentVariables,
-        `the network namespace of sandbox ${sandboxId} (${netns}) is gone`,
-      );
-    }
-    const req = request(sandboxId, netns, plan.ifName, {
-      conf: plan.conf,
-      cniArgs: podCniArgs(pod),
-      networks: plan.networks,
-    });
-    const outcome = await attach(req).catch((err) => {
-      throw asCniError(err);
-    });
-    if (!keep()) {
-      await releaseLocked(sandboxId, netns).catch((err) =>
-        log.error("cannot undo an attach nobody waits for", { sandbox: sandboxId, error: err })
-      );
-      throw new CniError(ErrorCode.TryAgainLater, "attach finished after its caller gave up");
-    }
-    const networks: AttachedNetwork[] = outcome.networks.map((n) => {
-      const result = asCurrent(n.result);
-      return { name: n.name, ifName: n.ifName, ...(result ? { result } : {}) };
-    });
-    const next: PodState = {
-      kind: POD_STATE_KIND,
-      sandboxId,
-      pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid },
-      netns,
-      ifName: plan.ifName,
-      networks,
-      attachedAt: new Date().toISOString(),
-    };
-    try {
-      savePodState(cacheDir, next);
-    } catch (err) {
-      await releaseLocked(sandboxId, netns).catch(() => {});
-      throw new CniError(ErrorCode.IoFailure, `cannot record sandbox ${sandboxId}: ${err}`);
-    }
-    return { status: "attached", networks };
-  }
-
+  const st: AttacherState = {
+    options,
+    sandboxes: createKeyedQueue(),
+    releases: createSemaphore(1),
+  };
   return {
-    attach: (pod, keep = () => true) => serialized(pod.id, () => attachLocked(pod, keep)),
-    release: (sandboxId, netns) => serialized(sandboxId, () => releaseLocked(sandboxId, netns)),
-    async idle() {
-      while (running.size) await Promise.all([...running]);
-    },
+    attach: (pod, keep = () => true) => st.sandboxes.run(pod.id, () => attachNow(st, pod, keep)),
+    release: (sandboxId, netns) => st.sandboxes.run(sandboxId, () => release(st, sandboxId, netns)),
+    idle: () => st.sandboxes.idle(),
   };
 }

@@ -7,22 +7,24 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ProtocolError } from "./errors.ts";
+import { create, type DescMessage } from "@bufbuild/protobuf";
 import {
-  decodeConfigureRequest,
-  decodePodSandboxRequest,
-  decodeRegisterPluginRequest,
-  decodeStateChangeEvent,
-  decodeSynchronizeRequest,
-  encodeConfigureRequest,
-  encodePodSandboxRequest,
-  encodeStateChangeEvent,
-  encodeSynchronizeRequest,
+  ConfigureRequestSchema,
+  ConfigureResponseSchema,
+  decodeNri,
+  EmptySchema,
+  encodeNri,
   NriEvent,
+  PodSandboxSchema,
+  RegisterPluginRequestSchema,
+  RunPodSandboxRequestSchema,
+  StateChangeEventSchema,
+  SynchronizeRequestSchema,
+  SynchronizeResponseSchema,
 } from "./messages.ts";
 import { createDemux, encodeFrame, MUX_HEADER_LENGTH } from "./mux.ts";
 import { createPluginService } from "./plugin_service.ts";
-import { decodePodSandbox, encodePodSandbox, type PodSandbox } from "./pod.ts";
-import { concat, samplePod } from "./testdata.ts";
+import { concat, type PodInit, samplePod } from "./testdata.ts";
 import {
   createMessageParser,
   decodeRequest,
@@ -59,39 +61,50 @@ function splitAt(bytes: Uint8Array, points: number[]): Uint8Array[] {
   return parts;
 }
 
+/** The generated NRI messages hydra decodes, each behind the strict check. */
+const NRI_SCHEMAS: DescMessage[] = [
+  PodSandboxSchema,
+  RegisterPluginRequestSchema,
+  ConfigureRequestSchema,
+  ConfigureResponseSchema,
+  SynchronizeRequestSchema,
+  SynchronizeResponseSchema,
+  StateChangeEventSchema,
+  RunPodSandboxRequestSchema,
+  EmptySchema,
+];
+
 const DECODERS: [string, (b: Uint8Array) => unknown][] = [
   ["Request", decodeRequest],
   ["Response", decodeResponse],
   ["Status", decodeStatus],
-  ["PodSandbox", decodePodSandbox],
-  ["RegisterPluginRequest", decodeRegisterPluginRequest],
-  ["ConfigureRequest", decodeConfigureRequest],
-  ["SynchronizeRequest", decodeSynchronizeRequest],
-  ["StateChangeEvent", decodeStateChangeEvent],
-  ["PodSandboxRequest", decodePodSandboxRequest],
+  ...NRI_SCHEMAS.map((schema): [string, (b: Uint8Array) => unknown] => [
+    schema.name,
+    (bytes) => decodeNri(schema, bytes),
+  ]),
 ];
 
 const VALID: Uint8Array[] = [
-  encodePodSandbox(samplePod()),
-  encodeSynchronizeRequest({
+  encodeNri(PodSandboxSchema, samplePod()),
+  encodeNri(SynchronizeRequestSchema, {
     pods: [samplePod(), samplePod({ id: "b" })],
-    containers: [],
+    containers: [{}],
     more: true,
   }),
-  encodeStateChangeEvent({ event: NriEvent.STOP_POD_SANDBOX, pod: samplePod() }),
-  encodePodSandboxRequest({ pod: samplePod() }),
-  encodeConfigureRequest({
+  encodeNri(StateChangeEventSchema, { event: NriEvent.STOP_POD_SANDBOX, pod: samplePod() }),
+  encodeNri(RunPodSandboxRequestSchema, { pod: samplePod() }),
+  encodeNri(ConfigureRequestSchema, {
     config: "x",
     runtimeName: "containerd",
     runtimeVersion: "v2.3.7",
-    registrationTimeoutMs: 5000,
-    requestTimeoutMs: 2000,
-    nriVersion: "v0.12.0",
+    registrationTimeout: 5000n,
+    requestTimeout: 2000n,
+    NRIVersion: "v0.12.0",
   }),
   encodeRequest({
     service: "nri.pkg.api.v1alpha1.Plugin",
     method: "RunPodSandbox",
-    payload: encodePodSandboxRequest({ pod: samplePod() }),
+    payload: encodeNri(RunPodSandboxRequestSchema, { pod: samplePod() }),
     timeoutNano: 2_000_000_000n,
     metadata: [{ key: "k", value: "v" }],
   }),
@@ -190,7 +203,7 @@ Deno.test("fuzz: ttrpc messages split across random frames and chunks arrive int
 });
 
 const text = fc.string({ unit: "binary", maxLength: 20 });
-const podArb: fc.Arbitrary<PodSandbox> = fc.record({
+const podArb: fc.Arbitrary<PodInit> = fc.record({
   id: text,
   name: text,
   uid: text,
@@ -226,9 +239,44 @@ Deno.test("fuzz: any PodSandbox survives encode and decode", () => {
   // JSON turns generated null-prototype records into plain objects.
   const plain = (x: unknown) => JSON.parse(JSON.stringify(x));
   fc.assert(
-    fc.property(podArb, (pod) => {
-      assert.deepEqual(plain(decodePodSandbox(encodePodSandbox(pod))), plain(pod));
+    fc.property(podArb, (init) => {
+      const pod = create(PodSandboxSchema, init);
+      assert.deepEqual(
+        plain(decodeNri(PodSandboxSchema, encodeNri(PodSandboxSchema, pod))),
+        plain(pod),
+      );
     }),
+    RUNS,
+  );
+});
+
+Deno.test("fuzz: any ConfigureRequest and StateChangeEvent survive encode and decode", () => {
+  const int64 = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
+  fc.assert(
+    fc.property(
+      fc.record({
+        config: text,
+        runtimeName: text,
+        runtimeVersion: text,
+        registrationTimeout: int64,
+        requestTimeout: int64,
+        NRIVersion: text,
+      }),
+      fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+      (fields, event) => {
+        const cfg = create(ConfigureRequestSchema, fields);
+        assert.deepEqual(
+          decodeNri(ConfigureRequestSchema, encodeNri(ConfigureRequestSchema, cfg)),
+          cfg,
+        );
+        // Event numbers from later NRI versions, even negative ones, stay numbers.
+        const evt = create(StateChangeEventSchema, { event, pod: samplePod() });
+        assert.deepEqual(
+          decodeNri(StateChangeEventSchema, encodeNri(StateChangeEventSchema, evt)),
+          evt,
+        );
+      },
+    ),
     RUNS,
   );
 });

@@ -1,28 +1,21 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "./errors.ts";
 import {
-  decodeConfigureRequest,
-  decodeConfigureResponse,
-  decodeEmpty,
-  decodePodSandbox,
-  decodePodSandboxRequest,
-  decodeRegisterPluginRequest,
-  decodeStateChangeEvent,
-  decodeSynchronizeRequest,
-  decodeSynchronizeResponse,
-  encodeConfigureRequest,
-  encodeConfigureResponse,
-  encodeEmpty,
-  encodePodSandbox,
-  encodePodSandboxRequest,
-  encodeRegisterPluginRequest,
-  encodeStateChangeEvent,
-  encodeSynchronizeRequest,
-  encodeSynchronizeResponse,
+  ConfigureRequestSchema,
+  ConfigureResponseSchema,
+  decodeNri,
+  EmptySchema,
+  encodeNri,
   eventMask,
   netnsPathOf,
   NriEvent,
   POD_NETWORK_EVENTS,
+  PodSandboxSchema,
+  RegisterPluginRequestSchema,
+  RunPodSandboxRequestSchema,
+  StateChangeEventSchema,
+  SynchronizeRequestSchema,
+  SynchronizeResponseSchema,
 } from "./messages.ts";
 import { concat, hex, samplePod, toHex } from "./testdata.ts";
 
@@ -32,6 +25,8 @@ const CONTAINER = hex(
   "0a03 637472 1203 706f64 1a04 6d61696e 2003 2a08 0a01 61 1203 627574" +
     "3a02 7368 6011 70c0c4c2b4b02f",
 );
+
+const decodePod = (bytes: Uint8Array) => decodeNri(PodSandboxSchema, bytes);
 
 Deno.test("events mask: RUN|STOP|REMOVE_POD_SANDBOX is 0x7 and bits are 1 << (event-1)", () => {
   assert.equal(POD_NETWORK_EVENTS, 0x7);
@@ -50,20 +45,48 @@ Deno.test("PodSandbox: hand-encoded bytes decode field by field", () => {
       "4892 21" + // 9 pid 4242
       "5208 31302e302e302e35", // 10 ips "10.0.0.5"
   );
-  const pod = decodePodSandbox(bytes);
+  const pod = decodePod(bytes);
   assert.equal(pod.id, "id");
   assert.equal(pod.name, "n");
   assert.deepEqual(pod.labels, { a: "web" });
   assert.equal(pod.runtimeHandler, "rc");
-  assert.deepEqual(pod.linux?.namespaces, [{ type: "network", path: "/n/x" }]);
+  assert.deepEqual(
+    pod.linux?.namespaces.map(({ type, path }) => ({ type, path })),
+    [{ type: "network", path: "/n/x" }],
+  );
   assert.equal(pod.pid, 4242);
   assert.deepEqual(pod.ips, ["10.0.0.5"]);
   assert.equal(netnsPathOf(pod), "/n/x");
 });
 
+Deno.test("PodSandbox: encodes field by field as the runtime's Go code reads it", () => {
+  const pod = samplePod({
+    labels: { a: "web" },
+    annotations: {},
+    runtimeHandler: "",
+    uid: "",
+    namespace: "",
+    linux: { namespaces: [{ type: "network", path: "/n/x" }] },
+    ips: ["10.0.0.5"],
+    id: "id",
+    name: "n",
+  });
+  assert.equal(
+    toHex(encodeNri(PodSandboxSchema, pod)),
+    toHex(hex(
+      "0a02 6964" + // 1 id
+        "1201 6e" + // 2 name
+        "2a08 0a01 61 1203 776562" + // 5 labels {a: web}
+        "4211 2a0f 0a07 6e6574776f726b 1204 2f6e2f78" + // 8 linux{5 ns{network, /n/x}}
+        "4892 21" + // 9 pid 4242
+        "5208 31302e302e302e35", // 10 ips
+    )),
+  );
+});
+
 Deno.test("PodSandbox round trip, resources and unknown fields skipped", () => {
   const pod = samplePod();
-  assert.deepEqual(decodePodSandbox(encodePodSandbox(pod)), pod);
+  assert.deepEqual(decodePod(encodeNri(PodSandboxSchema, pod)), pod);
   // LinuxPodSandbox with pod_overhead (1), pod_resources (2) and resources (6)
   // filled, plus a field from a future version, must still yield the namespaces.
   const resources = hex("0a04 0a02 0801"); // LinuxResources{memory{limit}} shape, opaque here
@@ -84,13 +107,17 @@ Deno.test("PodSandbox round trip, resources and unknown fields skipped", () => {
     linux,
     hex("f8070a"),
   );
-  const decoded = decodePodSandbox(bytes);
+  const decoded = decodePod(bytes);
   assert.equal(decoded.id, "x");
   assert.equal(netnsPathOf(decoded), "/run/ns");
+  // Nothing of the skipped parts is kept (it would pin the request's buffer).
+  assert.equal(decoded.$unknown, undefined);
+  assert.equal(decoded.linux?.$unknown, undefined);
+  assert.equal(decoded.linux?.resources?.$unknown, undefined);
 });
 
 Deno.test("PodSandbox maps: empty keys and values, repeated keys (last wins), __proto__ stays data", () => {
-  const pod = decodePodSandbox(
+  const pod = decodePod(
     hex("3200 3204 0a02 6b31 3209 0a02 6b31 1203 763232 320d 0a09 5f5f70726f746f5f5f 1200"),
   );
   assert.equal(pod.annotations[""], "");
@@ -111,61 +138,85 @@ Deno.test("netnsPathOf: none for host-network pods or a missing linux section", 
 });
 
 Deno.test("RegisterPluginRequest and ConfigureRequest/Response round trip", () => {
-  const reg = { pluginName: "hydra", pluginIdx: "10", nriVersion: "v0.12.0" };
-  assert.deepEqual(decodeRegisterPluginRequest(encodeRegisterPluginRequest(reg)), reg);
-  const cfg = {
-    config: "",
-    runtimeName: "containerd",
-    runtimeVersion: "v2.3.7",
-    registrationTimeoutMs: 5000,
-    requestTimeoutMs: 2000,
-    nriVersion: "v0.12.0",
-  };
-  assert.deepEqual(decodeConfigureRequest(encodeConfigureRequest(cfg)), cfg);
+  const reg = encodeNri(RegisterPluginRequestSchema, {
+    pluginName: "hydra",
+    pluginIdx: "10",
+    NRIVersion: "v0.12.0",
+  });
+  assert.equal(toHex(reg), "0a056879647261" + "12023130" + "1a0776302e31322e30");
+  const back = decodeNri(RegisterPluginRequestSchema, reg);
+  assert.deepEqual([back.pluginName, back.pluginIdx, back.NRIVersion], ["hydra", "10", "v0.12.0"]);
+  const cfg = decodeNri(
+    ConfigureRequestSchema,
+    encodeNri(ConfigureRequestSchema, {
+      runtimeName: "containerd",
+      runtimeVersion: "v2.3.7",
+      registrationTimeout: 5000n,
+      requestTimeout: 2000n,
+      NRIVersion: "v0.12.0",
+    }),
+  );
+  assert.equal(cfg.runtimeName, "containerd");
+  assert.equal(cfg.registrationTimeout, 5000n);
+  assert.equal(cfg.requestTimeout, 2000n);
+  assert.equal(cfg.NRIVersion, "v0.12.0");
   // A v0.3 runtime sends neither timeouts nor a version.
-  const old = decodeConfigureRequest(hex("120a 636f6e7461696e657264 1a06 312e372e3130"));
+  const old = decodeNri(ConfigureRequestSchema, hex("120a 636f6e7461696e657264 1a06 312e372e3130"));
   assert.equal(old.runtimeName, "containerd");
   assert.equal(old.runtimeVersion, "1.7.10");
-  assert.equal(old.requestTimeoutMs, 0);
-  assert.equal(toHex(encodeConfigureResponse({ events: 7 })), "1007");
-  assert.deepEqual(decodeConfigureResponse(hex("1007")), { events: 7 });
-  assert.deepEqual(decodeConfigureResponse(hex("0805 1007")), { events: 7 }); // no field 1
+  assert.equal(old.requestTimeout, 0n);
+  assert.equal(toHex(encodeNri(ConfigureResponseSchema, { events: 7 })), "1007");
+  assert.equal(decodeNri(ConfigureResponseSchema, hex("1007")).events, 7);
+  assert.equal(decodeNri(ConfigureResponseSchema, hex("0805 1007")).events, 7); // no field 1
 });
 
-Deno.test("SynchronizeRequest/Response round trip; containers stay opaque", () => {
-  const req = {
-    pods: [samplePod(), samplePod({ id: "b", name: "web-1" })],
-    containers: [CONTAINER],
-    more: true,
-  };
-  assert.deepEqual(decodeSynchronizeRequest(encodeSynchronizeRequest(req)), req);
-  assert.deepEqual(decodeSynchronizeRequest(new Uint8Array(0)), {
-    pods: [],
-    containers: [],
-    more: false,
-  });
-  assert.equal(toHex(encodeSynchronizeResponse({ update: [], more: true })), "1001");
-  assert.equal(encodeSynchronizeResponse({ update: [], more: false }).length, 0);
-  const rsp = { update: [hex("0a0163")], more: false };
-  assert.deepEqual(decodeSynchronizeResponse(encodeSynchronizeResponse(rsp)), rsp);
+Deno.test("SynchronizeRequest/Response round trip; containers are counted, never read", () => {
+  const pods = [samplePod(), samplePod({ id: "b", name: "web-1" })];
+  const bytes = concat(
+    encodeNri(SynchronizeRequestSchema, { pods, more: true }),
+    hex("12"),
+    Uint8Array.of(CONTAINER.length),
+    CONTAINER,
+  );
+  const req = decodeNri(SynchronizeRequestSchema, bytes);
+  assert.deepEqual(req.pods, pods);
+  assert.equal(req.more, true);
+  assert.equal(req.containers.length, 1);
+  assert.deepEqual(Object.keys(req.containers[0]), ["$typeName"]);
+  const empty = decodeNri(SynchronizeRequestSchema, new Uint8Array(0));
+  assert.deepEqual([empty.pods, empty.containers, empty.more], [[], [], false]);
+  assert.equal(toHex(encodeNri(SynchronizeResponseSchema, { more: true })), "1001");
+  assert.equal(encodeNri(SynchronizeResponseSchema).length, 0);
+  assert.equal(decodeNri(SynchronizeResponseSchema, hex("0a00 0a00 1001")).update.length, 2);
 });
 
 Deno.test("StateChangeEvent: event 1 with the pod in field 2 and a container in field 3", () => {
-  const evt = { event: NriEvent.RUN_POD_SANDBOX, pod: samplePod(), container: CONTAINER };
-  const bytes = encodeStateChangeEvent(evt);
+  const pod = samplePod();
+  const bytes = encodeNri(StateChangeEventSchema, {
+    event: NriEvent.RUN_POD_SANDBOX,
+    pod,
+    container: {},
+  });
   assert.equal(toHex(bytes.subarray(0, 3)), "080112");
-  assert.deepEqual(decodeStateChangeEvent(bytes), evt);
-  assert.deepEqual(decodeStateChangeEvent(hex("0803")), { event: 3 });
+  assert.equal(toHex(bytes.subarray(-2)), "1a00");
+  const evt = decodeNri(StateChangeEventSchema, bytes);
+  assert.equal(evt.event, NriEvent.RUN_POD_SANDBOX);
+  assert.deepEqual(evt.pod, pod);
+  assert.ok(evt.container);
+  const bare = decodeNri(StateChangeEventSchema, hex("0803"));
+  assert.deepEqual([bare.event, bare.pod, bare.container], [3, undefined, undefined]);
+  // An event from a later NRI version is still an event number.
+  assert.equal(decodeNri(StateChangeEventSchema, hex("0828")).event, 40);
 });
 
 Deno.test("Run/Stop/RemovePodSandboxRequest: the pod is field 1; Empty is zero bytes", () => {
   const pod = samplePod();
-  const bytes = encodePodSandboxRequest({ pod });
+  const bytes = encodeNri(RunPodSandboxRequestSchema, { pod });
   assert.equal(bytes[0], 0x0a);
-  assert.deepEqual(decodePodSandboxRequest(bytes), { pod });
-  assert.deepEqual(decodePodSandboxRequest(new Uint8Array(0)), {});
-  assert.equal(encodeEmpty().length, 0);
-  assert.deepEqual(decodeEmpty(hex("0801 1200")), {});
+  assert.deepEqual(decodeNri(RunPodSandboxRequestSchema, bytes).pod, pod);
+  assert.equal(decodeNri(RunPodSandboxRequestSchema, new Uint8Array(0)).pod, undefined);
+  assert.equal(encodeNri(EmptySchema).length, 0);
+  assert.deepEqual(Object.keys(decodeNri(EmptySchema, hex("0801 1200"))), ["$typeName"]);
 });
 
 Deno.test("decoders reject malformed bytes with ProtocolError only", () => {
@@ -179,18 +230,26 @@ Deno.test("decoders reject malformed bytes with ProtocolError only", () => {
     hex("0c"), // end group without start
     hex("0d 0102"), // fixed32 cut short
   ];
+  const schemas = [PodSandboxSchema, SynchronizeRequestSchema, StateChangeEventSchema, EmptySchema];
   for (const bytes of bad) {
-    for (
-      const decode of [
-        decodePodSandbox,
-        decodeSynchronizeRequest,
-        decodeStateChangeEvent,
-        decodeEmpty,
-      ]
-    ) {
-      assert.throws(() => decode(bytes), ProtocolError, `${decode.name}(${toHex(bytes)})`);
+    for (const schema of schemas) {
+      assert.throws(
+        () => decodeNri(schema, bytes),
+        ProtocolError,
+        `${schema.name}(${toHex(bytes)})`,
+      );
     }
   }
-  // Nested garbage: a pod whose linux section is truncated.
-  assert.throws(() => decodePodSandboxRequest(hex("0a03 4205 2a")), ProtocolError);
+  // Nested garbage: a pod whose linux section is truncated, or runs past the pod.
+  assert.throws(() => decodeNri(RunPodSandboxRequestSchema, hex("0a03 4205 2a")), ProtocolError);
+  assert.throws(
+    () => decodeNri(RunPodSandboxRequestSchema, hex("0a02 4204 2a02 0a00")),
+    ProtocolError,
+  );
+  // A known field with another wire type than its own: the pod's id as a varint.
+  assert.throws(() => decodeNri(PodSandboxSchema, hex("0805")), /field 1 \(id\)/);
+  // proto3 strings are UTF-8, as the runtime's Go decoder insists too.
+  assert.throws(() => decodeNri(PodSandboxSchema, hex("0a02 c328")), ProtocolError);
+  // A map entry whose value is not a string.
+  assert.throws(() => decodeNri(PodSandboxSchema, hex("2a04 0a01 61 1001")), ProtocolError);
 });

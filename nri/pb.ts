@@ -1,14 +1,16 @@
 /**
- * Small protobuf helpers shared by the ttrpc and NRI message codecs, built on
- * the wire module of @bufbuild/protobuf. Decoding follows proto3 rules the
- * runtime's Go code follows too: unknown fields of any wire type are skipped,
- * a known field number arriving with an unexpected wire type is treated as
- * unknown, the last occurrence of a scalar wins, and repeated fields append.
+ * Small protobuf helpers, built on the wire module of @bufbuild/protobuf: a
+ * field walker and writers for the hand-coded ttrpc messages, and the strict
+ * well-formedness check the generated NRI messages are decoded behind.
+ * Decoding follows the proto3 rules the runtime's Go code follows too: unknown
+ * fields of any wire type are skipped, over-long varints and truncated values
+ * are errors, the last occurrence of a scalar wins, and repeated fields append.
  *
  * @module
  */
 
-import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { type DescField, type DescMessage, ScalarType } from "@bufbuild/protobuf";
+import { BinaryReader, type BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { decodeOrThrow } from "./errors.ts";
 
 /**
@@ -69,16 +71,106 @@ export function writeMessage(writer: BinaryWriter, field: number, encoded: Uint8
   writer.tag(field, WireType.LengthDelimited).bytes(encoded);
 }
 
-/** Writes a map<string,string> as repeated {1 key, 2 value} entries, keys sorted. */
-export function writeStringMap(
-  writer: BinaryWriter,
-  field: number,
-  map: Readonly<Record<string, string>>,
-): void {
-  for (const key of Object.keys(map).sort()) {
-    const entry = new BinaryWriter();
-    writeString(entry, 1, key);
-    writeString(entry, 2, map[key]);
-    writeMessage(writer, field, entry.finish());
+/** Deepest nesting of messages `checkWellFormed` follows (Go's default limit too). */
+const MAX_DEPTH = 100;
+
+/** The wire type a scalar of `type` is written with. */
+function scalarWireType(type: ScalarType): WireType {
+  switch (type) {
+    case ScalarType.STRING:
+    case ScalarType.BYTES:
+      return WireType.LengthDelimited;
+    case ScalarType.DOUBLE:
+    case ScalarType.FIXED64:
+    case ScalarType.SFIXED64:
+      return WireType.Bit64;
+    case ScalarType.FLOAT:
+    case ScalarType.FIXED32:
+    case ScalarType.SFIXED32:
+      return WireType.Bit32;
+    default:
+      return WireType.Varint;
   }
+}
+
+function expectWireType(what: string, got: WireType, ...allowed: WireType[]): void {
+  if (!allowed.includes(got)) throw new RangeError(`${what} arrived with wire type ${got}`);
+}
+
+/**
+ * Checks the value of one known field, recursing into messages and map
+ * entries. Returns true when it consumed the value from `reader`.
+ */
+function checkField(field: DescField, wireType: WireType, reader: BinaryReader, depth: number) {
+  const what = `field ${field.number} (${field.name})`;
+  switch (field.fieldKind) {
+    case "scalar":
+      expectWireType(what, wireType, scalarWireType(field.scalar));
+      return false;
+    case "enum":
+      expectWireType(what, wireType, WireType.Varint);
+      return false;
+    case "message":
+      expectWireType(what, wireType, WireType.LengthDelimited);
+      checkMessage(field.message, reader.bytes(), depth + 1);
+      return true;
+    case "list":
+      if (field.listKind === "message") {
+        expectWireType(what, wireType, WireType.LengthDelimited);
+        checkMessage(field.message, reader.bytes(), depth + 1);
+        return true;
+      }
+      // Numeric lists may come packed.
+      expectWireType(
+        what,
+        wireType,
+        field.listKind === "enum" ? WireType.Varint : scalarWireType(field.scalar),
+        WireType.LengthDelimited,
+      );
+      return false;
+    case "map":
+      expectWireType(what, wireType, WireType.LengthDelimited);
+      checkMapEntry(field, reader.bytes(), depth + 1);
+      return true;
+  }
+}
+
+function checkMapEntry(
+  field: DescField & { fieldKind: "map" },
+  bytes: Uint8Array,
+  depth: number,
+): void {
+  decodeFields(bytes, `${field.name} entry`, (number, wireType, reader) => {
+    if (number === 1) expectWireType("map key", wireType, scalarWireType(field.mapKey));
+    if (number !== 2) return false;
+    if (field.mapKind === "message") {
+      expectWireType("map value", wireType, WireType.LengthDelimited);
+      checkMessage(field.message, reader.bytes(), depth + 1);
+      return true;
+    }
+    const expected = field.mapKind === "enum" ? WireType.Varint : scalarWireType(field.scalar);
+    expectWireType("map value", wireType, expected);
+    return false;
+  });
+}
+
+function checkMessage(desc: DescMessage, bytes: Uint8Array, depth: number): void {
+  if (depth > MAX_DEPTH) throw new RangeError(`messages nested deeper than ${MAX_DEPTH}`);
+  decodeFields(bytes, desc.name, (number, wireType, reader) => {
+    const field = desc.fields.find((f) => f.number === number);
+    return field ? checkField(field, wireType, reader, depth) : false;
+  });
+}
+
+/**
+ * Checks that `bytes` are a well-formed `desc` message before the generated
+ * decoder reads them; throws `ProtocolError` (layer "protobuf") otherwise.
+ * Stricter than the library's decoder, as the runtime's Go decoder is: every
+ * varint at most 10 bytes, every nested message within its parent, no stray
+ * end-group tag. A field hydra knows arriving with another wire type than its
+ * own is rejected too (Go would take it for an unknown field; no runtime
+ * writes one, and read as its declared type it would decode as garbage).
+ */
+export function checkWellFormed(desc: DescMessage, bytes: Uint8Array): void {
+  checkMessage(desc, bytes, 0);
 }

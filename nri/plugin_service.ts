@@ -15,20 +15,22 @@
  * @module
  */
 
+import { createKeyedQueue, type KeyedQueue, MAX_TIMER_MS, withTimeout } from "../pkg/async.ts";
 import { StatusCode, TtrpcStatusError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import {
-  decodeConfigureRequest,
-  decodeEmpty,
-  decodePodSandboxRequest,
-  decodeStateChangeEvent,
-  decodeSynchronizeRequest,
-  encodeConfigureResponse,
-  encodeEmpty,
-  encodeSynchronizeResponse,
+  ConfigureRequestSchema,
+  ConfigureResponseSchema,
+  decodeNri,
+  EmptySchema,
+  encodeNri,
   NriEvent,
+  Plugin,
   PLUGIN_SERVICE,
   type PodSandbox,
+  StateChangeEventSchema,
+  SynchronizeRequestSchema,
+  SynchronizeResponseSchema,
 } from "./messages.ts";
 import type { RequestContext, ServiceTable, UnaryHandler } from "./ttrpc_server.ts";
 
@@ -115,219 +117,243 @@ export interface PluginServiceOptions {
 
 type PodHook = "onRunPodSandbox" | "onStopPodSandbox" | "onRemovePodSandbox";
 
+/** The Run/Stop/RemovePodSandbox methods of the Plugin service. */
+type PodMethod = (typeof Plugin.method)["runPodSandbox" | "stopPodSandbox" | "removePodSandbox"];
+
 const HOOK_BY_EVENT: Record<number, PodHook> = {
   [NriEvent.RUN_POD_SANDBOX]: "onRunPodSandbox",
   [NriEvent.STOP_POD_SANDBOX]: "onStopPodSandbox",
   [NriEvent.REMOVE_POD_SANDBOX]: "onRemovePodSandbox",
 };
 
-/** Builds the Plugin service for one connection. */
-export function createPluginService(options: PluginServiceOptions): ServiceTable {
-  const { hooks, log } = options;
-  let runtime: RuntimeInfo = {
-    name: "",
-    version: "",
-    nriVersion: "",
-    config: "",
-    requestTimeoutMs: 0,
-    registrationTimeoutMs: 0,
-  };
-  let syncPods: PodSandbox[] | undefined; // chunks collected so far
-  let syncStartedAt = 0;
-  const podTails = new Map<string, Promise<void>>();
+/** One connection's service: its settings and what it learned so far. */
+interface Service {
+  options: PluginServiceOptions;
+  hooks: NriHooks;
+  log: Logger;
+  runtime: RuntimeInfo;
+  /** Synchronize chunks collected so far. */
+  syncPods?: PodSandbox[];
+  syncStartedAt: number;
+  /** Hooks of one pod run one after the other, in arrival order. */
+  pods: KeyedQueue;
+}
 
-  /** When the answer must be sent, for a request that started at `anchor`. */
-  function budgetDeadline(request: RequestContext, anchor: number): number {
-    const timeout = runtime.requestTimeoutMs > 0
-      ? runtime.requestTimeoutMs
-      : options.defaultRequestTimeoutMs;
-    let end = anchor + timeout;
-    if (request.deadline !== undefined) end = Math.min(end, request.deadline);
-    // Never let the margin eat more than half of what is left.
-    const window = Math.max(0, end - request.receivedAt);
-    return end - Math.min(options.budgetMarginMs, window / 2);
-  }
+/** When the answer must be sent, for a request that started at `anchor`. */
+function budgetDeadline(s: Service, request: RequestContext, anchor: number): number {
+  const timeout = s.runtime.requestTimeoutMs > 0
+    ? s.runtime.requestTimeoutMs
+    : s.options.defaultRequestTimeoutMs;
+  let end = anchor + timeout;
+  if (request.deadline !== undefined) end = Math.min(end, request.deadline);
+  // Never let the margin eat more than half of what is left.
+  const window = Math.max(0, end - request.receivedAt);
+  return end - Math.min(s.options.budgetMarginMs, window / 2);
+}
 
-  /** Runs `task` after earlier tasks of the same pod have settled. */
-  function inPodOrder(podId: string, task: () => Promise<void>): Promise<void> {
-    const previous = podTails.get(podId) ?? Promise.resolve();
-    const run = previous.then(task);
-    const tail = run.then(() => {}, () => {});
-    podTails.set(podId, tail);
-    tail.then(() => {
-      if (podTails.get(podId) === tail) podTails.delete(podId);
-    });
-    return run;
-  }
+/** Aborts `controller` if the connection ends before `until` settles. */
+function abortOnConnectionEnd(
+  connection: AbortSignal,
+  controller: AbortController,
+  until: Promise<unknown>,
+): void {
+  const abort = () => controller.abort(connection.reason);
+  if (connection.aborted) return abort();
+  connection.addEventListener("abort", abort, { once: true });
+  const unlink = () => connection.removeEventListener("abort", abort);
+  until.then(unlink, unlink);
+}
 
-  /** Aborts `controller` if the connection ends before `until` settles. */
-  function abortOnConnectionEnd(controller: AbortController, until: Promise<unknown>): void {
-    const abort = () => controller.abort(options.connection.reason);
-    if (options.connection.aborted) return abort();
-    options.connection.addEventListener("abort", abort, { once: true });
-    const unlink = () => options.connection.removeEventListener("abort", abort);
-    until.then(unlink, unlink);
-  }
-
-  /**
-   * Races `work` against the budget. Resolves when the work is done in time,
-   * rejects with DEADLINE_EXCEEDED when the budget runs out first (the work
-   * goes on; its late outcome is logged), or with the work's own error.
-   */
-  async function withBudget(
-    what: string,
-    deadline: number,
-    work: Promise<void>,
-    onExpired: (err: TtrpcStatusError) => void,
-  ): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let late = false;
-    // Timers overflow past 2^31-1 ms and would fire at once.
-    const budgetMs = Math.min(2 ** 31 - 1, Math.max(0, Math.round(deadline - performance.now())));
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        late = true;
-        const err = new TtrpcStatusError(
-          StatusCode.DEADLINE_EXCEEDED,
-          `hydra: ${what} did not finish within its ${budgetMs} ms budget`,
-        );
-        onExpired(err);
-        reject(err);
-      }, budgetMs);
-    });
-    work.then(
-      () => late && log("warn", `${what} finished after its budget`),
-      (err) => late && log("warn", `${what} failed after its budget`, { error: String(err) }),
+/**
+ * Races `work` against the budget. Resolves when the work is done in time,
+ * rejects with DEADLINE_EXCEEDED when the budget runs out first (the work
+ * goes on; its late outcome is logged), or with the work's own error.
+ */
+async function withBudget(
+  s: Service,
+  what: string,
+  deadline: number,
+  work: Promise<void>,
+  onExpired: (err: TtrpcStatusError) => void,
+): Promise<void> {
+  let late = false;
+  const budgetMs = Math.min(MAX_TIMER_MS, Math.max(0, Math.round(deadline - performance.now())));
+  work.then(
+    () => late && s.log("warn", `${what} finished after its budget`),
+    (err) => late && s.log("warn", `${what} failed after its budget`, { error: String(err) }),
+  );
+  await withTimeout(work, budgetMs, () => {
+    late = true;
+    const err = new TtrpcStatusError(
+      StatusCode.DEADLINE_EXCEEDED,
+      `hydra: ${what} did not finish within its ${budgetMs} ms budget`,
     );
-    try {
-      await Promise.race([work, expired]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
+    onExpired(err);
+    return err;
+  });
+}
 
-  function podLabel(pod: PodSandbox): string {
-    return `${pod.namespace}/${pod.name} (${pod.id.slice(0, 12)})`;
-  }
+function podLabel(pod: PodSandbox): string {
+  return `${pod.namespace}/${pod.name} (${pod.id.slice(0, 12)})`;
+}
 
-  async function dispatchPod(
-    hookName: PodHook,
-    pod: PodSandbox | undefined,
-    rpc: string,
-    request: RequestContext,
-  ): Promise<void> {
-    if (!pod) throw new TtrpcStatusError(StatusCode.INVALID_ARGUMENT, `${rpc} without a pod`);
-    const hook = hooks[hookName];
-    const what = `${rpc} for pod ${podLabel(pod)}`;
-    log("debug", `${what} received`, { pod: pod.id, rpc });
-    if (!hook) return;
-    const deadline = budgetDeadline(request, request.receivedAt);
-    const controller = new AbortController();
-    const context: HookContext = { signal: controller.signal, deadline, runtime, rpc };
-    // A run whose answer is no longer awaited is not started; releases always
-    // run, since the runtime will not ask for them again.
-    const mustRun = hookName !== "onRunPodSandbox";
-    const work = inPodOrder(pod.id, () => {
-      if (controller.signal.aborted && !mustRun) return Promise.resolve();
-      return hook.call(hooks, pod, context);
-    });
-    abortOnConnectionEnd(controller, work);
-    try {
-      await withBudget(what, deadline, work, (err) => controller.abort(err));
-    } catch (err) {
-      log("error", `${what} failed`, { pod: pod.id, rpc, error: String(err) });
-      if (err instanceof TtrpcStatusError) throw err;
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new TtrpcStatusError(StatusCode.UNKNOWN, `hydra: ${what}: ${reason}`, { cause: err });
-    }
+/** Runs a pod hook for `rpc` in the pod's order and within the budget. */
+async function dispatchPod(
+  s: Service,
+  hookName: PodHook,
+  pod: PodSandbox | undefined,
+  rpc: string,
+  request: RequestContext,
+): Promise<void> {
+  if (!pod) throw new TtrpcStatusError(StatusCode.INVALID_ARGUMENT, `${rpc} without a pod`);
+  const hook = s.hooks[hookName];
+  const what = `${rpc} for pod ${podLabel(pod)}`;
+  s.log("debug", `${what} received`, { pod: pod.id, rpc });
+  if (!hook) return;
+  const deadline = budgetDeadline(s, request, request.receivedAt);
+  const controller = new AbortController();
+  const context: HookContext = { signal: controller.signal, deadline, runtime: s.runtime, rpc };
+  // A run whose answer is no longer awaited is not started; releases always
+  // run, since the runtime will not ask for them again.
+  const mustRun = hookName !== "onRunPodSandbox";
+  const work = s.pods.run(pod.id, () => {
+    if (controller.signal.aborted && !mustRun) return Promise.resolve();
+    return hook.call(s.hooks, pod, context);
+  });
+  abortOnConnectionEnd(s.options.connection, controller, work);
+  try {
+    await withBudget(s, what, deadline, work, (err) => controller.abort(err));
+  } catch (err) {
+    s.log("error", `${what} failed`, { pod: pod.id, rpc, error: String(err) });
+    if (err instanceof TtrpcStatusError) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new TtrpcStatusError(StatusCode.UNKNOWN, `hydra: ${what}: ${reason}`, { cause: err });
   }
+}
 
-  const configure: UnaryHandler = async (payload) => {
-    const req = decodeConfigureRequest(payload);
-    runtime = {
+function configureHandler(s: Service): UnaryHandler {
+  return async (payload) => {
+    const req = decodeNri(ConfigureRequestSchema, payload);
+    s.runtime = {
       name: req.runtimeName,
       version: req.runtimeVersion,
-      nriVersion: req.nriVersion,
+      nriVersion: req.NRIVersion,
       config: req.config,
-      requestTimeoutMs: req.requestTimeoutMs,
-      registrationTimeoutMs: req.registrationTimeoutMs,
+      requestTimeoutMs: Number(req.requestTimeout),
+      registrationTimeoutMs: Number(req.registrationTimeout),
     };
-    log("info", "configured by runtime", { runtime: { ...runtime, config: undefined } });
-    await hooks.onConfigure?.(runtime);
-    options.onConfigured?.(runtime);
-    return encodeConfigureResponse({ events: options.events });
+    s.log("info", "configured by runtime", { runtime: { ...s.runtime, config: undefined } });
+    await s.hooks.onConfigure?.(s.runtime);
+    s.options.onConfigured?.(s.runtime);
+    return encodeNri(ConfigureResponseSchema, { events: s.options.events });
   };
+}
 
-  const synchronize: UnaryHandler = async (payload, request) => {
-    const req = decodeSynchronizeRequest(payload);
-    if (syncPods === undefined) {
-      syncPods = [];
-      syncStartedAt = request.receivedAt; // all chunks share one deadline
+/** Runs the Synchronize hook within the budget; its failure or overrun is only logged. */
+async function runSynchronize(
+  s: Service,
+  hook: NonNullable<NriHooks["onSynchronize"]>,
+  pods: PodSandbox[],
+  request: RequestContext,
+): Promise<void> {
+  const deadline = budgetDeadline(s, request, s.syncStartedAt);
+  const controller = new AbortController();
+  const context: HookContext = {
+    signal: controller.signal,
+    deadline,
+    runtime: s.runtime,
+    rpc: "Synchronize",
+  };
+  const work = hook.call(s.hooks, pods, context);
+  // Only a lost connection cuts the sync work short, not its budget.
+  abortOnConnectionEnd(s.options.connection, controller, work);
+  let expired = false;
+  try {
+    await withBudget(s, "Synchronize", deadline, work, () => expired = true);
+  } catch (err) {
+    if (expired) {
+      s.log("warn", "Synchronize goes on after its budget; answered OK", { pods: pods.length });
+    } else {
+      s.log("error", "Synchronize failed; answered OK", { error: String(err) });
     }
-    syncPods.push(...req.pods);
-    if (req.more) return encodeSynchronizeResponse({ update: [], more: true });
-    const pods = syncPods;
-    syncPods = undefined;
-    log("info", "synchronizing", { pods: pods.length });
-    if (hooks.onSynchronize) {
-      const deadline = budgetDeadline(request, syncStartedAt);
-      const controller = new AbortController();
-      const context: HookContext = {
-        signal: controller.signal,
-        deadline,
-        runtime,
-        rpc: "Synchronize",
-      };
-      const work = hooks.onSynchronize(pods, context);
-      // Only a lost connection cuts the sync work short, not its budget.
-      abortOnConnectionEnd(controller, work);
-      let expired = false;
-      try {
-        await withBudget("Synchronize", deadline, work, () => expired = true);
-      } catch (err) {
-        if (expired) {
-          log("warn", "Synchronize goes on after its budget; answered OK", { pods: pods.length });
-        } else {
-          log("error", "Synchronize failed; answered OK", { error: String(err) });
-        }
-      }
-    }
-    options.onSynchronized?.(pods.length);
-    return encodeSynchronizeResponse({ update: [], more: false });
-  };
-
-  const shutdown: UnaryHandler = async (payload) => {
-    decodeEmpty(payload);
-    log("info", "runtime announced shutdown");
-    await hooks.onShutdown?.();
-    return encodeEmpty();
-  };
-
-  const stateChange: UnaryHandler = async (payload, request) => {
-    const evt = decodeStateChangeEvent(payload);
-    const hookName = HOOK_BY_EVENT[evt.event];
-    if (hookName) await dispatchPod(hookName, evt.pod, "StateChange", request);
-    else log("debug", "ignoring state change", { event: evt.event });
-    return encodeEmpty();
-  };
-
-  function podRpc(hookName: PodHook, rpc: string): UnaryHandler {
-    return async (payload, request) => {
-      await dispatchPod(hookName, decodePodSandboxRequest(payload).pod, rpc, request);
-      return encodeEmpty();
-    };
   }
+}
 
+function synchronizeHandler(s: Service): UnaryHandler {
+  return async (payload, request) => {
+    const req = decodeNri(SynchronizeRequestSchema, payload);
+    if (s.syncPods === undefined) {
+      s.syncPods = [];
+      s.syncStartedAt = request.receivedAt; // all chunks share one deadline
+    }
+    s.syncPods.push(...req.pods);
+    if (req.more) return encodeNri(SynchronizeResponseSchema, { more: true });
+    const pods = s.syncPods;
+    s.syncPods = undefined;
+    s.log("info", "synchronizing", { pods: pods.length });
+    if (s.hooks.onSynchronize) await runSynchronize(s, s.hooks.onSynchronize, pods, request);
+    s.options.onSynchronized?.(pods.length);
+    return encodeNri(SynchronizeResponseSchema);
+  };
+}
+
+function shutdownHandler(s: Service): UnaryHandler {
+  return async (payload) => {
+    decodeNri(EmptySchema, payload);
+    s.log("info", "runtime announced shutdown");
+    await s.hooks.onShutdown?.();
+    return encodeNri(EmptySchema);
+  };
+}
+
+function stateChangeHandler(s: Service): UnaryHandler {
+  return async (payload, request) => {
+    const evt = decodeNri(StateChangeEventSchema, payload);
+    const hookName = HOOK_BY_EVENT[evt.event];
+    if (hookName) await dispatchPod(s, hookName, evt.pod, "StateChange", request);
+    else s.log("debug", "ignoring state change", { event: evt.event });
+    return encodeNri(EmptySchema);
+  };
+}
+
+/** A v0.12 pod RPC: its request carries the pod, its response is empty. */
+function podRpc(s: Service, hookName: PodHook, method: PodMethod): [string, UnaryHandler] {
+  const handler: UnaryHandler = async (payload, request) => {
+    const { pod } = decodeNri(method.input, payload);
+    await dispatchPod(s, hookName, pod, method.name, request);
+    return encodeNri(method.output);
+  };
+  return [method.name, handler];
+}
+
+/** Builds the Plugin service for one connection. */
+export function createPluginService(options: PluginServiceOptions): ServiceTable {
+  const s: Service = {
+    options,
+    hooks: options.hooks,
+    log: options.log,
+    runtime: {
+      name: "",
+      version: "",
+      nriVersion: "",
+      config: "",
+      requestTimeoutMs: 0,
+      registrationTimeoutMs: 0,
+    },
+    syncStartedAt: 0,
+    pods: createKeyedQueue(),
+  };
+  const rpc = Plugin.method;
   const methods = new Map<string, UnaryHandler>([
-    ["Configure", configure],
-    ["Synchronize", synchronize],
-    ["Shutdown", shutdown],
-    ["StateChange", stateChange],
+    [rpc.configure.name, configureHandler(s)],
+    [rpc.synchronize.name, synchronizeHandler(s)],
+    [rpc.shutdown.name, shutdownHandler(s)],
+    [rpc.stateChange.name, stateChangeHandler(s)],
   ]);
   if (options.podSandboxRpcs ?? true) {
-    methods.set("RunPodSandbox", podRpc("onRunPodSandbox", "RunPodSandbox"));
-    methods.set("StopPodSandbox", podRpc("onStopPodSandbox", "StopPodSandbox"));
-    methods.set("RemovePodSandbox", podRpc("onRemovePodSandbox", "RemovePodSandbox"));
+    methods.set(...podRpc(s, "onRunPodSandbox", rpc.runPodSandbox));
+    methods.set(...podRpc(s, "onStopPodSandbox", rpc.stopPodSandbox));
+    methods.set(...podRpc(s, "onRemovePodSandbox", rpc.removePodSandbox));
   }
   return new Map([[PLUGIN_SERVICE, methods]]);
 }

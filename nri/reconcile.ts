@@ -20,6 +20,7 @@
  * @module
  */
 
+import { backoffDelay, createSemaphore, type Semaphore } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
 import type { Attacher } from "./attach.ts";
 import type { NriMetrics } from "./metrics.ts";
@@ -87,188 +88,204 @@ function netnsExists(path: string | undefined): boolean {
   }
 }
 
+/** One reconciler's state, shared by the steps below. */
+interface ReconcilerState {
+  options: ReconcilerOptions;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  maxAttempts: number;
+  startedIds: Set<string>;
+  stoppedIds: Set<string>;
+  /** Pending retry timers by step key. */
+  timers: Map<string, ReturnType<typeof setTimeout>>;
+  running: Set<Promise<unknown>>;
+  /** At most `concurrency` steps at once. */
+  slots: Semaphore;
+  closed: boolean;
+}
+
+const stepKey = (kind: StepKind, id: string) => `${kind}:${id}`;
+
+/** Whether the step still makes sense now. */
+function wanted(r: ReconcilerState, step: Step): boolean {
+  if (r.closed) return false;
+  if (step.kind === "attach") {
+    return !r.stoppedIds.has(step.id) && netnsExists(netnsPathOf(step.pod!));
+  }
+  return !r.startedIds.has(step.id) || r.stoppedIds.has(step.id);
+}
+
+/** Counts and logs a step that failed. */
+function recordFailure(r: ReconcilerState, step: Step, seconds: number, err: unknown): void {
+  const { metrics, log } = r.options;
+  metrics.failures.inc({ op: step.kind, trigger: "sync" });
+  if (step.kind === "attach") {
+    metrics.attachDuration.observe({ trigger: "sync", result: "error" }, seconds);
+  } else {
+    metrics.releaseDuration.observe({ result: "error" }, seconds);
+  }
+  log.error(`${step.kind} failed`, {
+    sandbox: step.id,
+    ...(step.pod ? { pod: `${step.pod.namespace}/${step.pod.name}` } : {}),
+    error: err,
+  });
+}
+
+/** One try of a step, without retries. */
+async function attempt(r: ReconcilerState, step: Step): Promise<StepOutcome> {
+  const { attacher, metrics, log } = r.options;
+  const t0 = performance.now();
+  const seconds = () => (performance.now() - t0) / 1000;
+  try {
+    if (step.kind === "attach") {
+      const out = await attacher.attach(step.pod!, () => wanted(r, step));
+      if (out.status !== "attached") return "unchanged";
+      metrics.attachDuration.observe({ trigger: "sync", result: "ok" }, seconds());
+      log.info("networks attached on synchronize", {
+        sandbox: step.id,
+        pod: `${step.pod!.namespace}/${step.pod!.name}`,
+        networks: out.networks.map((n) => `${n.name}@${n.ifName}`),
+      });
+      return "changed";
+    }
+    const out = await attacher.release(step.id, step.netns);
+    if (!out.records) return "unchanged";
+    metrics.releaseDuration.observe({ result: "ok" }, seconds());
+    return "changed";
+  } catch (err) {
+    if (!wanted(r, step)) return "unchanged";
+    recordFailure(r, step, seconds(), err);
+    return "failed";
+  }
+}
+
+/** A retry of the step after its backoff, unless it is no longer wanted or tried out. */
+function schedule(r: ReconcilerState, step: Step, tries: number): void {
+  if (r.closed || !wanted(r, step)) return;
+  if (tries >= r.maxAttempts) {
+    r.options.log.error(
+      `${step.kind} gave up after ${tries} tries; the next Synchronize tries again`,
+      { sandbox: step.id },
+    );
+    return;
+  }
+  const k = stepKey(step.kind, step.id);
+  if (r.timers.has(k)) return;
+  const delay = backoffDelay(tries, { initialMs: r.retryInitialMs, maxMs: r.retryMaxMs });
+  r.options.metrics.retriesPending.inc({}, 1);
+  r.timers.set(
+    k,
+    setTimeout(() => {
+      r.timers.delete(k);
+      r.options.metrics.retriesPending.inc({}, -1);
+      track(r, run(r, step, tries));
+    }, delay),
+  );
+}
+
+function track(r: ReconcilerState, p: Promise<unknown>): void {
+  r.running.add(p);
+  p.finally(() => r.running.delete(p));
+}
+
+/** One try of a step (after `tries` earlier ones); schedules the next on failure. */
+async function run(r: ReconcilerState, step: Step, tries: number): Promise<StepOutcome> {
+  if (!wanted(r, step)) return "unchanged";
+  const outcome = await r.slots.run(() => attempt(r, step));
+  if (outcome === "failed") schedule(r, step, tries + 1);
+  return outcome;
+}
+
+function cancel(r: ReconcilerState, kind: StepKind, id: string): void {
+  const k = stepKey(kind, id);
+  const timer = r.timers.get(k);
+  if (timer !== undefined) {
+    clearTimeout(timer);
+    r.timers.delete(k);
+    r.options.metrics.retriesPending.inc({}, -1);
+  }
+}
+
+/** The steps of a pass over a Synchronize list: releases of what is gone, attaches of the rest. */
+function passSteps(r: ReconcilerState, pods: readonly PodSandbox[]): Step[] {
+  const listed = new Map(pods.map((p) => [p.id, p]));
+  // Ids of sandboxes the runtime no longer has can never come back.
+  for (const id of [...r.stoppedIds]) if (!listed.has(id)) r.stoppedIds.delete(id);
+  for (const id of [...r.startedIds]) if (!listed.has(id)) r.startedIds.delete(id);
+  const held = new Set([
+    ...listPodStateIds(r.options.cacheDir),
+    ...recordedContainers(r.options.cacheDir),
+  ]);
+  const steps: Step[] = [];
+  for (const id of held) {
+    const pod = listed.get(id);
+    const netns = pod ? netnsPathOf(pod) : undefined;
+    if (!pod || !netnsExists(netns)) steps.push({ kind: "release", id, netns });
+  }
+  for (const pod of pods) {
+    if (netnsExists(netnsPathOf(pod))) steps.push({ kind: "attach", id: pod.id, pod });
+  }
+  return steps;
+}
+
+/** A pass over a Synchronize list; resolves when its first attempts settled. */
+async function synchronize(r: ReconcilerState, pods: readonly PodSandbox[]): Promise<PassSummary> {
+  const steps = passSteps(r, pods);
+  for (const s of steps) cancel(r, s.kind, s.id);
+  const pass = Promise.all(steps.map((s) => run(r, s, 0)));
+  track(r, pass);
+  const outcomes = await pass;
+  const count = (kind: StepKind, outcome: StepOutcome) =>
+    steps.filter((s, i) => s.kind === kind && outcomes[i] === outcome).length;
+  const summary: PassSummary = {
+    listed: pods.length,
+    attached: count("attach", "changed"),
+    released: count("release", "changed"),
+    failed: outcomes.filter((o) => o === "failed").length,
+  };
+  r.options.log.info("synchronize pass done", { ...summary });
+  return summary;
+}
+
+async function stop(r: ReconcilerState): Promise<void> {
+  r.closed = true;
+  for (const [k, timer] of r.timers) {
+    clearTimeout(timer);
+    r.timers.delete(k);
+    r.options.metrics.retriesPending.inc({}, -1);
+  }
+  while (r.running.size) await Promise.all([...r.running]);
+}
+
 /** Creates the reconciler. */
 export function createReconciler(options: ReconcilerOptions): Reconciler {
-  const { attacher, log, metrics } = options;
-  const concurrency = Math.max(1, options.concurrency ?? 4);
-  const retryInitialMs = options.retryInitialMs ?? 1000;
-  const retryMaxMs = options.retryMaxMs ?? 60_000;
-  const maxAttempts = Math.max(1, options.maxAttempts ?? 10);
-
-  const startedIds = new Set<string>();
-  const stoppedIds = new Set<string>();
-  /** Pending retry timers by step key. */
-  const timers = new Map<string, ReturnType<typeof setTimeout>>();
-  const running = new Set<Promise<unknown>>();
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  let closed = false;
-
-  async function slot<T>(fn: () => Promise<T>): Promise<T> {
-    if (active >= concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  }
-
-  const key = (step: Step) => `${step.kind}:${step.id}`;
-
-  /** Whether the step still makes sense now. */
-  function wanted(step: Step): boolean {
-    if (closed) return false;
-    if (step.kind === "attach") {
-      return !stoppedIds.has(step.id) && netnsExists(netnsPathOf(step.pod!));
-    }
-    return !startedIds.has(step.id) || stoppedIds.has(step.id);
-  }
-
-  async function attempt(step: Step): Promise<StepOutcome> {
-    const t0 = performance.now();
-    try {
-      if (step.kind === "attach") {
-        const out = await attacher.attach(step.pod!, () => wanted(step));
-        if (out.status === "attached") {
-          metrics.attachDuration.observe(
-            { trigger: "sync", result: "ok" },
-            (performance.now() - t0) / 1000,
-          );
-          log.info("networks attached on synchronize", {
-            sandbox: step.id,
-            pod: `${step.pod!.namespace}/${step.pod!.name}`,
-            networks: out.networks.map((n) => `${n.name}@${n.ifName}`),
-          });
-          return "changed";
-        }
-        return "unchanged";
-      }
-      const out = await attacher.release(step.id, step.netns);
-      if (!out.records) return "unchanged";
-      metrics.releaseDuration.observe({ result: "ok" }, (performance.now() - t0) / 1000);
-      return "changed";
-    } catch (err) {
-      if (!wanted(step)) return "unchanged";
-      metrics.failures.inc({ op: step.kind, trigger: "sync" });
-      if (step.kind === "attach") {
-        metrics.attachDuration.observe(
-          { trigger: "sync", result: "error" },
-          (performance.now() - t0) / 1000,
-        );
-      } else {
-        metrics.releaseDuration.observe({ result: "error" }, (performance.now() - t0) / 1000);
-      }
-      log.error(`${step.kind} failed`, {
-        sandbox: step.id,
-        ...(step.pod ? { pod: `${step.pod.namespace}/${step.pod.name}` } : {}),
-        error: err,
-      });
-      return "failed";
-    }
-  }
-
-  function schedule(step: Step, tries: number): void {
-    if (closed || !wanted(step)) return;
-    if (tries >= maxAttempts) {
-      log.error(`${step.kind} gave up after ${tries} tries; the next Synchronize tries again`, {
-        sandbox: step.id,
-      });
-      return;
-    }
-    const k = key(step);
-    if (timers.has(k)) return;
-    const delay = Math.min(retryMaxMs, retryInitialMs * 2 ** (tries - 1));
-    metrics.retriesPending.inc({}, 1);
-    timers.set(
-      k,
-      setTimeout(() => {
-        timers.delete(k);
-        metrics.retriesPending.inc({}, -1);
-        track(run(step, tries));
-      }, delay),
-    );
-  }
-
-  function track(p: Promise<unknown>): void {
-    running.add(p);
-    p.finally(() => running.delete(p));
-  }
-
-  /** One try of a step (after `tries` earlier ones); schedules the next on failure. */
-  async function run(step: Step, tries: number): Promise<StepOutcome> {
-    if (!wanted(step)) return "unchanged";
-    const outcome = await slot(() => attempt(step));
-    if (outcome === "failed") schedule(step, tries + 1);
-    return outcome;
-  }
-
-  function cancel(kind: StepKind, id: string): void {
-    const k = `${kind}:${id}`;
-    const timer = timers.get(k);
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      timers.delete(k);
-      metrics.retriesPending.inc({}, -1);
-    }
-  }
-
+  const r: ReconcilerState = {
+    options,
+    retryInitialMs: options.retryInitialMs ?? 1000,
+    retryMaxMs: options.retryMaxMs ?? 60_000,
+    maxAttempts: Math.max(1, options.maxAttempts ?? 10),
+    startedIds: new Set(),
+    stoppedIds: new Set(),
+    timers: new Map(),
+    running: new Set(),
+    slots: createSemaphore(Math.max(1, options.concurrency ?? 4)),
+    closed: false,
+  };
   return {
-    async synchronize(pods) {
-      const listed = new Map(pods.map((p) => [p.id, p]));
-      // Ids of sandboxes the runtime no longer has can never come back.
-      for (const id of [...stoppedIds]) if (!listed.has(id)) stoppedIds.delete(id);
-      for (const id of [...startedIds]) if (!listed.has(id)) startedIds.delete(id);
-      const held = new Set([
-        ...listPodStateIds(options.cacheDir),
-        ...recordedContainers(options.cacheDir),
-      ]);
-      const steps: Step[] = [];
-      for (const id of held) {
-        const pod = listed.get(id);
-        const netns = pod ? netnsPathOf(pod) : undefined;
-        if (!pod || !netnsExists(netns)) steps.push({ kind: "release", id, netns });
-      }
-      for (const pod of pods) {
-        if (netnsExists(netnsPathOf(pod))) steps.push({ kind: "attach", id: pod.id, pod });
-      }
-      for (const s of steps) cancel(s.kind, s.id);
-      const pass = Promise.all(steps.map((s) => run(s, 0)));
-      track(pass);
-      const outcomes = await pass;
-      const count = (kind: StepKind, outcome: StepOutcome) =>
-        steps.filter((s, i) => s.kind === kind && outcomes[i] === outcome).length;
-      const summary: PassSummary = {
-        listed: pods.length,
-        attached: count("attach", "changed"),
-        released: count("release", "changed"),
-        failed: outcomes.filter((o) => o === "failed").length,
-      };
-      log.info("synchronize pass done", { ...summary });
-      return summary;
-    },
+    synchronize: (pods) => synchronize(r, pods),
     started(id) {
-      startedIds.add(id);
-      stoppedIds.delete(id);
-      cancel("release", id);
+      r.startedIds.add(id);
+      r.stoppedIds.delete(id);
+      cancel(r, "release", id);
     },
     stopped(id) {
-      stoppedIds.add(id);
-      cancel("attach", id);
+      r.stoppedIds.add(id);
+      cancel(r, "attach", id);
     },
-    isStopped: (id) => stoppedIds.has(id),
+    isStopped: (id) => r.stoppedIds.has(id),
     retryRelease(id, netns) {
-      schedule({ kind: "release", id, netns }, 1);
+      schedule(r, { kind: "release", id, netns }, 1);
     },
-    async stop() {
-      closed = true;
-      for (const [k, timer] of timers) {
-        clearTimeout(timer);
-        timers.delete(k);
-        metrics.retriesPending.inc({}, -1);
-      }
-      while (running.size) await Promise.all([...running]);
-    },
+    stop: () => stop(r),
   };
 }

@@ -23,8 +23,9 @@
  */
 
 import { loadConfDir } from "../cni/conf.ts";
+import { settlesWithin } from "../pkg/async.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
+import { type HealthEndpoint, type HealthServer, startHealthEndpoint } from "../pkg/http.ts";
 import { type Attacher, createAttacher } from "./attach.ts";
 import { WARMABLE_PLUGINS, warmAttachPath, warmIpam, warmKernelPath } from "./warm.ts";
 import { StatusCode, TtrpcStatusError } from "./errors.ts";
@@ -94,16 +95,6 @@ function refreshAttachedGauge(d: Deps): void {
   }
 }
 
-/** Resolves `true` when `work` settles first, `false` at `deadline` (performance.now()). */
-function settledBy(work: Promise<unknown>, deadline: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
-  });
-  const done = work.then(() => true, () => true);
-  return Promise.race([done, late]).finally(() => clearTimeout(timer));
-}
-
 async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> {
   d.reconciler.started(pod.id);
   const t0 = performance.now();
@@ -135,7 +126,10 @@ async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> 
   });
   if (d.policy === "log") {
     // The pod starts in any case; answer before the budget so the runtime keeps hydra.
-    const inTime = await settledBy(succeeded, ctx.deadline - LOG_POLICY_EARLY_MS);
+    const inTime = await settlesWithin(
+      succeeded,
+      ctx.deadline - LOG_POLICY_EARLY_MS - performance.now(),
+    );
     if (!inTime) {
       d.log.warn("attach goes on after the answer", { sandbox: pod.id, pod: podRef(pod) });
     }
@@ -261,21 +255,22 @@ async function preloadPlugins(confDir: string, log: Logger): Promise<string[]> {
   return builtins;
 }
 
-function waitFor(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const limit = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
-  return Promise.race([p.then(() => {}, () => {}), limit]).finally(() => clearTimeout(timer));
+/** Loads and warms what the first pods will need, before anything connects. */
+async function warmUp(opts: NriServeOptions, source: NetworkSource, log: Logger): Promise<void> {
+  const builtins = await preloadPlugins(opts.confDir, log);
+  if (builtins.some((b) => WARMABLE_PLUGINS.includes(b))) {
+    // First, while nothing else opens sockets: it enters namespaces of its own for a moment,
+    // and runs the kernel path warmKernelPath would.
+    await warmAttachPath(log, builtins);
+  } else {
+    warmKernelPath(log);
+    if (builtins.includes("hydra-ipam")) await warmIpam(log);
+  }
+  await source.warm?.();
 }
 
-async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
-  const source = networkSource(opts);
-  await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
-  const builtins = await preloadPlugins(opts.confDir, log);
-  warmKernelPath(log);
-  // First, while nothing else opens sockets: it enters namespaces of its own for a moment.
-  if (builtins.some((b) => WARMABLE_PLUGINS.includes(b))) await warmAttachPath(log, builtins);
-  else if (builtins.includes("hydra-ipam")) await warmIpam(log);
-  await source.warm?.();
+/** The attacher, the reconciler and what the hooks share. */
+function createDeps(opts: NriServeOptions, source: NetworkSource, log: Logger): Deps {
   const metrics = createNriMetrics();
   const attacher = createAttacher({
     cacheDir: opts.cacheDir,
@@ -292,7 +287,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     metrics,
     concurrency: opts.concurrency,
   });
-  const deps: Deps = {
+  return {
     attacher,
     reconciler,
     metrics,
@@ -301,17 +296,52 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     cacheDir: opts.cacheDir,
     source,
   };
-  refreshAttachedGauge(deps);
+}
 
-  let status: PluginStatus = { phase: "connecting", disconnects: 0 };
-  const onStatus = (next: PluginStatus) => {
-    if (next.disconnects > status.disconnects) {
-      metrics.disconnects.inc({}, next.disconnects - status.disconnects);
-    }
-    status = next;
-    metrics.connected.set({}, next.phase === "synchronized" ? 1 : 0);
+/** The connection's state as the endpoint reports it, kept current by {@link runNriPlugin}. */
+function connectionStatus(metrics: NriMetrics) {
+  const tracker = {
+    status: { phase: "connecting", disconnects: 0 } as PluginStatus,
+    onStatus(next: PluginStatus) {
+      if (next.disconnects > tracker.status.disconnects) {
+        metrics.disconnects.inc({}, next.disconnects - tracker.status.disconnects);
+      }
+      tracker.status = next;
+      metrics.connected.set({}, next.phase === "synchronized" ? 1 : 0);
+    },
   };
+  return tracker;
+}
 
+/** Health: alive unless stopped; ready while connected to the runtime. */
+function healthEndpoint(
+  metrics: NriMetrics,
+  tracker: ReturnType<typeof connectionStatus>,
+): HealthEndpoint {
+  return {
+    registry: metrics.registry,
+    healthz: () => {
+      const status = tracker.status;
+      return status.phase === "stopped"
+        ? { ok: false, detail: "stopped" }
+        : { ok: true, detail: status.phase };
+    },
+    readyz: () => {
+      const status = tracker.status;
+      return status.phase === "synchronized"
+        ? { ok: true, detail: `connected to ${status.runtime?.name ?? "the runtime"}` }
+        : {
+          ok: false,
+          detail: `not connected to the runtime (${status.phase}${
+            status.lastError ? `: ${status.lastError}` : ""
+          })`,
+        };
+    },
+  };
+}
+
+/** An abort signal raised by SIGTERM or SIGINT; `dispose` removes the listeners. */
+function stopOnSignals(log: Logger): { signal: AbortSignal; dispose: () => void } {
   const stop = new AbortController();
   const signals: [Deno.Signal, () => void][] = (["SIGTERM", "SIGINT"] as const).map((sig) => [
     sig,
@@ -321,26 +351,30 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     },
   ]);
   for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
+  return {
+    signal: stop.signal,
+    dispose: () => {
+      for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
+    },
+  };
+}
+
+async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
+  const source = networkSource(opts);
+  await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
+  await warmUp(opts, source, log);
+  const deps = createDeps(opts, source, log);
+  refreshAttachedGauge(deps);
+  const tracker = connectionStatus(deps.metrics);
+  const stop = stopOnSignals(log);
   let server: HealthServer | undefined;
   try {
     if (opts.healthAddr) {
-      server = await serveHealth(opts.healthAddr, {
-        registry: metrics.registry,
-        healthz: () =>
-          status.phase === "stopped"
-            ? { ok: false, detail: "stopped" }
-            : { ok: true, detail: status.phase },
-        readyz: () =>
-          status.phase === "synchronized"
-            ? { ok: true, detail: `connected to ${status.runtime?.name ?? "the runtime"}` }
-            : {
-              ok: false,
-              detail: `not connected to the runtime (${status.phase}${
-                status.lastError ? `: ${status.lastError}` : ""
-              })`,
-            },
-      });
-      log.info("health endpoint listening", { address: formatListenAddress(server.address) });
+      server = await startHealthEndpoint(
+        opts.healthAddr,
+        healthEndpoint(deps.metrics, tracker),
+        log,
+      );
     }
     log.info("starting", {
       socket: opts.socketPath,
@@ -355,13 +389,13 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
       pluginIndex: opts.pluginIndex,
       signal: stop.signal,
       log: nriLogger(log.with({ component: "nri" })),
-      onStatus,
+      onStatus: tracker.onStatus,
     });
-    await reconciler.stop();
-    await waitFor(attacher.idle(), DRAIN_MS);
+    await deps.reconciler.stop();
+    await settlesWithin(deps.attacher.idle(), DRAIN_MS);
     return 0;
   } finally {
-    for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
+    stop.dispose();
     await server?.shutdown().catch(() => {});
   }
 }

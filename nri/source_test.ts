@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { CniError } from "../cni/errors.ts";
 import { buildPluginConfig } from "../cni/list.ts";
 import type { NetworkPlan } from "../engine/attach.ts";
-import type { PodSandbox } from "./pod.ts";
+import { create } from "@bufbuild/protobuf";
+import { type PodSandbox, PodSandboxSchema } from "./pod.ts";
 import { confDirSource, kubeSource } from "./source.ts";
 
 /** What each plugin of a planned network is handed on ADD (cni/list.ts builds it). */
@@ -13,17 +14,14 @@ function pluginConfigs(n: NetworkPlan): Record<string, unknown>[] {
 }
 
 function pod(annotations: Record<string, string>): PodSandbox {
-  return {
+  return create(PodSandboxSchema, {
     id: "a".repeat(64),
     name: "web",
     uid: "u-1",
     namespace: "apps",
-    labels: {},
     annotations,
-    runtimeHandler: "",
     pid: 1,
-    ips: [],
-  };
+  });
 }
 
 async function withConfDir(fn: (dir: string) => Promise<void>): Promise<void> {

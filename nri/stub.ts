@@ -15,9 +15,11 @@
 import { ConnectionClosedError } from "./errors.ts";
 import { jsonStderrLogger, type Logger } from "./log.ts";
 import {
-  encodeRegisterPluginRequest,
+  encodeNri,
   netnsPathOf,
   POD_NETWORK_EVENTS,
+  RegisterPluginRequestSchema,
+  Runtime,
   RUNTIME_SERVICE,
 } from "./messages.ts";
 import { createPluginService, type NriHooks, type RuntimeInfo } from "./plugin_service.ts";
@@ -245,11 +247,11 @@ export async function serveNriConnection(
     try {
       await trunk.client.call(
         RUNTIME_SERVICE,
-        "RegisterPlugin",
-        encodeRegisterPluginRequest({
+        Runtime.method.registerPlugin.name,
+        encodeNri(RegisterPluginRequestSchema, {
           pluginName: s.pluginName,
           pluginIdx: s.pluginIndex,
-          nriVersion: s.nriVersion,
+          NRIVersion: s.nriVersion,
         }),
         { timeoutMs: s.registrationTimeoutMs },
       );

@@ -4,7 +4,8 @@
  * @module
  */
 
-import type { PodSandbox } from "./pod.ts";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { type PodSandbox, PodSandboxSchema } from "./pod.ts";
 
 /** Bytes from hex, ignoring whitespace and `|` separators. */
 export function hex(text: string): Uint8Array {
@@ -31,9 +32,12 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** The fields of a pod, any of them left out. */
+export type PodInit = MessageInitShape<typeof PodSandboxSchema>;
+
 /** A pod as containerd describes one in RunPodSandbox. */
-export function samplePod(overrides: Partial<PodSandbox> = {}): PodSandbox {
-  return {
+export function samplePod(overrides: PodInit = {}): PodSandbox {
+  const init: PodInit = {
     id: "5f1c0a2b9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a",
     name: "web-0",
     uid: "0b7c3e9e-1d2f-4a5b-8c9d-0e1f2a3b4c5d",
@@ -52,6 +56,7 @@ export function samplePod(overrides: Partial<PodSandbox> = {}): PodSandbox {
     },
     pid: 4242,
     ips: ["10.88.0.5", "fd00::5"],
-    ...overrides,
   };
+  // Spread, the two inits' nested messages widen to a union create() does not take.
+  return create(PodSandboxSchema, { ...init, ...overrides } as PodInit);
 }

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { ConnectionClosedError, ProtocolError, StatusCode, TtrpcStatusError } from "./errors.ts";
 import {
-  encodeConfigureResponse,
-  encodeRegisterPluginRequest,
+  ConfigureResponseSchema,
+  encodeNri,
   PLUGIN_SERVICE,
+  RegisterPluginRequestSchema,
   RUNTIME_SERVICE,
 } from "./messages.ts";
 import { createDemux, frameMessage } from "./mux.ts";
@@ -38,11 +39,7 @@ function parseAll(bytes: Uint8Array): ParsedMessage[] {
 }
 
 Deno.test("worked example: RegisterPlugin request is byte-exact through every layer", () => {
-  const inner = encodeRegisterPluginRequest({
-    pluginName: "ts-net",
-    pluginIdx: "10",
-    nriVersion: "",
-  });
+  const inner = encodeNri(RegisterPluginRequestSchema, { pluginName: "ts-net", pluginIdx: "10" });
   assert.equal(toHex(inner), toHex(hex(INNER)));
   const request = encodeRequest({
     service: RUNTIME_SERVICE,
@@ -59,11 +56,7 @@ Deno.test("worked example: RegisterPlugin request is byte-exact through every la
 });
 
 Deno.test("worked example: a 5 s deadline appends 20 80 e4 97 d0 12 and grows the lengths", () => {
-  const inner = encodeRegisterPluginRequest({
-    pluginName: "ts-net",
-    pluginIdx: "10",
-    nriVersion: "",
-  });
+  const inner = encodeNri(RegisterPluginRequestSchema, { pluginName: "ts-net", pluginIdx: "10" });
   const request = encodeRequest({
     service: RUNTIME_SERVICE,
     method: "RegisterPlugin",
@@ -83,11 +76,7 @@ Deno.test("worked example: the client sends the frame and accepts the Go server'
     sent.push(frameMessage(2, m));
     return Promise.resolve();
   });
-  const inner = encodeRegisterPluginRequest({
-    pluginName: "ts-net",
-    pluginIdx: "10",
-    nriVersion: "",
-  });
+  const inner = encodeNri(RegisterPluginRequestSchema, { pluginName: "ts-net", pluginIdx: "10" });
   const answer = client.call(RUNTIME_SERVICE, "RegisterPlugin", inner);
   assert.equal(toHex(sent[0]), toHex(hex(FRAME)));
   const parser = createMessageParser(client.receive);
@@ -98,7 +87,8 @@ Deno.test("worked example: the client sends the frame and accepts the Go server'
 
 Deno.test("worked example: ConfigureResponse{events:7} reply on conn 1 and the status bodies", async () => {
   const sent: Uint8Array[] = [];
-  const configure: UnaryHandler = () => Promise.resolve(encodeConfigureResponse({ events: 0x7 }));
+  const configure: UnaryHandler = () =>
+    Promise.resolve(encodeNri(ConfigureResponseSchema, { events: 0x7 }));
   const boom: UnaryHandler = () => Promise.reject(new Error("boom"));
   const server = createTtrpcServer(
     (m) => {

@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { Logger } from "./log.ts";
 import { EXPOSITION_CONTENT_TYPE, type Registry } from "./metrics.ts";
 
 /** Where the endpoint listens. */
@@ -120,6 +121,23 @@ export async function serveHealth(addr: ListenAddress, ep: HealthEndpoint): Prom
     address: { transport: "tcp", hostname: addr.hostname, port: server.addr.port },
     shutdown: () => server.shutdown(),
   };
+}
+
+/**
+ * Starts a role's endpoint on `addr` and logs where it listens (with the
+ * port chosen when 0 was asked, as `address`). A busy address throws, for
+ * the role to say so in its own terms.
+ */
+export async function startHealthEndpoint(
+  addr: ListenAddress,
+  ep: HealthEndpoint,
+  log: Logger,
+): Promise<HealthServer> {
+  const server = await serveHealth(addr, ep);
+  log.info("serving /healthz, /readyz and /metrics", {
+    address: formatListenAddress(server.address),
+  });
+  return server;
 }
 
 /**

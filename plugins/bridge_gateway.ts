@@ -12,6 +12,7 @@ import type { Result } from "../cni/types.ts";
 import { getLink, type Handle, type Link, sysctlRead, sysctlWrite } from "../netlink/mod.ts";
 import { networkAddress, networkCidr, nextIp, parseCidr } from "../ipaddr/ip.ts";
 import type { Undo } from "./links.ts";
+import { delay } from "../pkg/async.ts";
 
 /** Index of the container interface in a bridge result. */
 export const CONTAINER_IFACE_INDEX = 2;
@@ -100,7 +101,7 @@ const PORT_UP_WAITS_MS = [0, 1, 2, 4, 8, 16, 32, 500, 1000, 1000];
 export async function waitPortUp(h: Handle, index: number): Promise<Link> {
   let state = "";
   for (const wait of PORT_UP_WAITS_MS) {
-    if (wait) await new Promise((r) => setTimeout(r, wait));
+    if (wait) await delay(wait);
     const link = getLink(h, index);
     state = link.operstate;
     if (state === "UP") return link;

@@ -39,6 +39,7 @@ import {
   sysctlWrite,
 } from "../netlink/mod.ts";
 import { getLink } from "../netlink/link.ts";
+import { delay } from "../pkg/async.ts";
 
 /** How long {@link settleAddresses} waits for IPv6 DAD, as the reference plugins. */
 export const DAD_SETTLE_TIMEOUT_MS = 5_000;
@@ -206,7 +207,7 @@ export async function settleAddresses(
       }
       return;
     }
-    await new Promise((r) => setTimeout(r, SETTLE_INTERVAL_MS));
+    await delay(SETTLE_INTERVAL_MS);
   }
 }
 

@@ -30,6 +30,7 @@
  *
  * @module
  */
+import { settlesWithin } from "../pkg/async.ts";
 
 /** Links set aside for one DEL of one container in one namespace. */
 export interface RemovalBatch {
@@ -86,15 +87,7 @@ export function deferLinkDeletion(onFailure: DeferredFailureHandler): () => void
  */
 export async function settleDeferredDeletions(timeoutMs: number): Promise<boolean> {
   if (!pending.size) return true;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  try {
-    return await Promise.race([Promise.all(pending).then(() => true), timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return await settlesWithin(Promise.all(pending), timeoutMs);
 }
 
 function batchKey(containerId: string, netns: string): string {

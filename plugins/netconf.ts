@@ -13,6 +13,7 @@ import { loadCniArgs } from "../cni/args.ts";
 import { toInternal } from "../cni/convert.ts";
 import { parseResult } from "../cni/convert.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import { type Fields, fields, isJsonObject } from "../pkg/fields.ts";
 import type { CmdArgs, NetConf, Result } from "../cni/types.ts";
 
 /** A JSON object. */
@@ -23,57 +24,44 @@ export function invalidConfig(msg: string, details?: string): CniError {
   return new CniError(ErrorCode.InvalidNetworkConfig, msg, details);
 }
 
-function wrongType(key: string, expected: string, got: unknown): CniError {
-  const actual = Array.isArray(got) ? "array" : got === null ? "null" : typeof got;
-  return new CniError(
-    ErrorCode.DecodingFailure,
-    `config field "${key}" must be ${expected}, got ${actual}`,
-  );
+/** A plugin config's fields: a wrong type is a decoding failure naming the field. */
+export function confFields(conf: Json): Fields {
+  return fields(conf, {
+    emptyStringUnset: true,
+    fail: (p) =>
+      new CniError(
+        ErrorCode.DecodingFailure,
+        `config field "${p.path}" must be ${p.expected}, got ${p.got}`,
+      ),
+  });
 }
 
 /** True for a non-null, non-array object. */
-export function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
+export const isObject: (v: unknown) => v is Json = isJsonObject;
 
 /** A boolean field; undefined when absent. */
 export function optBool(conf: Json, key: string): boolean | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "boolean") throw wrongType(key, "a boolean", v);
-  return v;
+  return confFields(conf).boolean(key);
 }
 
 /** A string field; undefined when absent or empty. */
 export function optString(conf: Json, key: string): string | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw wrongType(key, "a string", v);
-  return v;
+  return confFields(conf).string(key);
 }
 
 /** An integer field; undefined when absent. */
 export function optInt(conf: Json, key: string): number | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isInteger(v)) throw wrongType(key, "an integer", v);
-  return v;
+  return confFields(conf).integer(key);
 }
 
 /** An object field; undefined when absent. */
 export function optObject(conf: Json, key: string): Json | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null) return undefined;
-  if (!isObject(v)) throw wrongType(key, "an object", v);
-  return v;
+  return confFields(conf).object(key);
 }
 
 /** An array field; undefined when absent. */
 export function optArray(conf: Json, key: string): unknown[] | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v)) throw wrongType(key, "a list", v);
-  return v;
+  return confFields(conf).list(key);
 }
 
 /** The `runtimeConfig` object (capability arguments), {} when absent. */

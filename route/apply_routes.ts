@@ -72,6 +72,112 @@ interface Queued {
   index: number;
 }
 
+/** One application's context and whether something failed that a later pass may fix. */
+interface Apply {
+  ctx: ApplyContext;
+  connectedDevice: (gateway: string) => number | undefined;
+  retry: boolean;
+}
+
+/** Where a new IPv4 route's nexthop leads: the device, and whether on-link. */
+function nexthopTarget(a: Apply, r: DesiredRoute): { oif: number; onlink: boolean } | undefined {
+  if (r.family !== 4 || !a.ctx.have.nexthops.supported) return undefined;
+  const oif = r.device !== undefined ? a.ctx.deviceIndex : a.connectedDevice(r.gateway);
+  return oif === undefined ? undefined : { oif, onlink: r.device !== undefined };
+}
+
+/** Reports a route the kernel refused (EEXIST of another protocol's route, or any error). */
+function refused(a: Apply, r: DesiredRoute, owned: boolean, err: unknown): void {
+  const { ctx } = a;
+  const net = ctx.net;
+  if (isExists(err) && !owned) {
+    if (ctx.full) {
+      ctx.report(
+        "route_conflict",
+        `network ${net.name}: route ${r.dst} (table ${r.table}) to node ${r.node} is held by a ` +
+          `route of another protocol; left alone`,
+        r.node,
+      );
+    } else {
+      // Maybe ours after all (left by another run): the next full pass tells.
+      a.retry = true;
+    }
+    return;
+  }
+  const hint = hasErrno(err, "ENETUNREACH")
+    ? ` (gateway ${r.gateway} is not on a directly connected network)`
+    : "";
+  ctx.report(
+    "kernel",
+    `network ${net.name}: route to node ${r.node}: ${(err as Error).message}${hint}`,
+    r.node,
+  );
+  a.retry = true;
+}
+
+/** Records the outcome of adding or replacing one route. */
+function settle(
+  a: Apply,
+  key: string,
+  r: DesiredRoute,
+  owned: boolean,
+  oldNh: number | undefined,
+  nh: number | undefined,
+  err: unknown,
+): void {
+  const { h, have, changes } = a.ctx;
+  if (err === undefined) {
+    if (owned) changes.routesReplaced++;
+    else changes.routesAdded++;
+    const metric = r.metric ?? (r.family === 6 ? 1024 : 0);
+    have.routes.set(key, { dst: r.dst, table: r.table, metric, sig: r.sig, nh });
+    releaseNexthop(h, have.nexthops, oldNh);
+    return;
+  }
+  releaseNexthop(h, have.nexthops, nh);
+  refused(a, r, owned, err);
+}
+
+/** One route on its own, synchronously; `replace` also when it is not owned. */
+function applyOne(a: Apply, key: string, r: DesiredRoute, replace: boolean): void {
+  const { h, net, have } = a.ctx;
+  const owned = have.routes.get(key);
+  const t = nexthopTarget(a, r);
+  const nh = t && acquireNexthop(h, have.nexthops, net.protocol, r.gateway, t.oif, t.onlink);
+  let err: unknown;
+  try {
+    if (owned || replace) replaceRoute(h, routeSpec(r, a.ctx.deviceIndex, nh));
+    else addRoute(h, routeSpec(r, a.ctx.deviceIndex, nh));
+  } catch (e) {
+    err = e;
+  }
+  settle(a, key, r, owned !== undefined, owned?.nh, nh, err);
+}
+
+/** Queues every route under `keys` that is missing or changed (and its nexthop) in `batch`. */
+function queueRoutes(
+  a: Apply,
+  batch: RequestBatch,
+  keys: Iterable<string>,
+  desired: ReadonlyMap<string, DesiredRoute>,
+): Queued[] {
+  const { h, net, have } = a.ctx;
+  const queued: Queued[] = [];
+  for (const key of keys) {
+    const r = desired.get(key);
+    if (!r) continue;
+    const owned = have.routes.get(key);
+    if (owned && owned.sig === r.sig) continue;
+    const t = nexthopTarget(a, r);
+    const nh = t &&
+      reserveNexthop(h, have.nexthops, batch, net.protocol, r.gateway, t.oif, t.onlink);
+    const spec = routeSpec(r, a.ctx.deviceIndex, nh?.id);
+    const index = queueRoute(h, batch, spec, owned ? "replace" : "add");
+    queued.push({ key, r, owned: owned !== undefined, oldNh: owned?.nh, nh, index });
+  }
+  return queued;
+}
+
 /**
  * Brings the routes under `keys` to what `desired` wants (keys without a
  * desired route are left to the caller). Returns whether something failed
@@ -82,101 +188,22 @@ export function applyRoutes(
   keys: Iterable<string>,
   desired: ReadonlyMap<string, DesiredRoute>,
 ): boolean {
-  const { h, net, have, changes } = ctx;
-  const nexthops = have.nexthops;
-  const connectedDevice = connectedDeviceFinder(h);
-  let retry = false;
-
-  /** Where a new IPv4 route's nexthop leads: the device, and whether on-link. */
-  const nexthopTarget = (r: DesiredRoute) => {
-    if (r.family !== 4 || !nexthops.supported) return undefined;
-    const oif = r.device !== undefined ? ctx.deviceIndex : connectedDevice(r.gateway);
-    return oif === undefined ? undefined : { oif, onlink: r.device !== undefined };
-  };
-
-  /** Records the outcome of adding or replacing one route. */
-  const settle = (
-    key: string,
-    r: DesiredRoute,
-    owned: boolean,
-    oldNh: number | undefined,
-    nh: number | undefined,
-    err: unknown,
-  ) => {
-    if (err === undefined) {
-      if (owned) changes.routesReplaced++;
-      else changes.routesAdded++;
-      const metric = r.metric ?? (r.family === 6 ? 1024 : 0);
-      have.routes.set(key, { dst: r.dst, table: r.table, metric, sig: r.sig, nh });
-      releaseNexthop(h, nexthops, oldNh);
-      return;
-    }
-    releaseNexthop(h, nexthops, nh);
-    if (isExists(err) && !owned) {
-      if (ctx.full) {
-        ctx.report(
-          "route_conflict",
-          `network ${net.name}: route ${r.dst} (table ${r.table}) to node ${r.node} is held by a ` +
-            `route of another protocol; left alone`,
-          r.node,
-        );
-      } else {
-        // Maybe ours after all (left by another run): the next full pass tells.
-        retry = true;
-      }
-      return;
-    }
-    const hint = hasErrno(err, "ENETUNREACH")
-      ? ` (gateway ${r.gateway} is not on a directly connected network)`
-      : "";
-    ctx.report(
-      "kernel",
-      `network ${net.name}: route to node ${r.node}: ${(err as Error).message}${hint}`,
-      r.node,
-    );
-    retry = true;
-  };
-
-  /** One route on its own, synchronously; `replace` also when it is not owned. */
-  const applyOne = (key: string, r: DesiredRoute, replace: boolean) => {
-    const owned = have.routes.get(key);
-    const t = nexthopTarget(r);
-    const nh = t && acquireNexthop(h, nexthops, net.protocol, r.gateway, t.oif, t.onlink);
-    let err: unknown;
-    try {
-      if (owned || replace) replaceRoute(h, routeSpec(r, ctx.deviceIndex, nh));
-      else addRoute(h, routeSpec(r, ctx.deviceIndex, nh));
-    } catch (e) {
-      err = e;
-    }
-    settle(key, r, owned !== undefined, owned?.nh, nh, err);
-  };
-
-  const batch: RequestBatch = createBatch(h);
-  const queued: Queued[] = [];
-  for (const key of keys) {
-    const r = desired.get(key);
-    if (!r) continue;
-    const owned = have.routes.get(key);
-    if (owned && owned.sig === r.sig) continue;
-    const t = nexthopTarget(r);
-    const nh = t && reserveNexthop(h, nexthops, batch, net.protocol, r.gateway, t.oif, t.onlink);
-    const spec = routeSpec(r, ctx.deviceIndex, nh?.id);
-    const index = queueRoute(h, batch, spec, owned ? "replace" : "add");
-    queued.push({ key, r, owned: owned !== undefined, oldNh: owned?.nh, nh, index });
-  }
+  const a: Apply = { ctx, connectedDevice: connectedDeviceFinder(ctx.h), retry: false };
+  const nexthops = ctx.have.nexthops;
+  const batch: RequestBatch = createBatch(ctx.h);
+  const queued = queueRoutes(a, batch, keys, desired);
   const errors: (NetlinkError | undefined)[] = batch.size ? batch.flush() : [];
   for (const q of queued) {
     const nhErr = q.nh?.index === undefined ? undefined : errors[q.nh.index];
     if (!nhErr) {
-      settle(q.key, q.r, q.owned, q.oldNh, q.nh?.id, errors[q.index]);
+      settle(a, q.key, q.r, q.owned, q.oldNh, q.nh?.id, errors[q.index]);
       continue;
     }
     // The nexthop was not made: whatever the route did, do it again on its own (if the route
     // went in, it names an id someone else took meanwhile: replace it).
     forgetNexthop(nexthops, q.nh!.id, nhErr);
-    applyOne(q.key, q.r, errors[q.index] === undefined);
+    applyOne(a, q.key, q.r, errors[q.index] === undefined);
   }
   for (const nh of nexthops.byId.values()) nh.pending = undefined;
-  return retry;
+  return a.retry;
 }

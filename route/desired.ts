@@ -198,78 +198,60 @@ function resolveOverlaps(claims: Claim[], net: NetworkConfig, problems: Problem[
   return kept;
 }
 
-function computeNetwork(
+/** This node as a candidate of `net`, or the problem that keeps it out. */
+function localCandidate(
   net: NetworkConfig,
-  nodes: NodeInfo[],
-  input: DesiredInput,
-  problems: Problem[],
-): DesiredNetwork {
-  const out: DesiredNetwork = {
-    net,
-    hold: false,
-    routes: new Map(),
-    nodesSynced: 0,
-    nodesSkipped: 0,
-    owners: new Map(),
-  };
-  const ctx: LocalContext = {
-    net,
-    localName: input.localName,
-    localAddrs: new Set(input.localAddresses),
-    localKeys: localKeysOf(input.localAddresses),
-  };
-  const localProblems: Problem[] = [];
-  const localNode = nodes.find((n) => n.name === input.localName);
-  let localCand: Candidate | undefined;
-  if (localNode) {
-    const r = nodeNet(localNode, net);
-    if (r.ok) localCand = { node: localNode, nn: r, local: true };
-    else {
-      localProblems.push({
-        kind: r.kind,
-        level: "warn",
-        network: net.name,
-        node: localNode.name,
-        message: `this node: ${r.message}`,
-      });
-    }
-  }
-  if (net.vxlan) {
-    ctx.local = net.vxlan.local ?? localCand?.nn.addresses[0] ??
-      (net.vxlan.underlayDevice
-        ? input.underlayAddresses?.get(net.vxlan.underlayDevice)
-        : undefined);
-    if (!ctx.local) {
-      problems.push(...localProblems, {
-        kind: "no_local_address",
-        level: "error",
-        network: net.name,
-        message: `network ${net.name}: no local underlay address for vxlan device ` +
-          `${net.vxlan.device} (this node ${input.localName} has none for the network, and no ` +
-          `vxlan.local or usable vxlan.underlayDevice is configured); the network is left as it is`,
-      });
-      out.hold = true;
-      return out;
-    }
-    ctx.underlayFamily = ctx.local.includes(":") ? 6 : 4;
-    if (localCand) localCand.underlay = ctx.local;
-  }
+  localNode: NodeInfo | undefined,
+  localProblems: Problem[],
+): Candidate | undefined {
+  if (!localNode) return undefined;
+  const r = nodeNet(localNode, net);
+  if (r.ok) return { node: localNode, nn: r, local: true };
+  localProblems.push({
+    kind: r.kind,
+    level: "warn",
+    network: net.name,
+    node: localNode.name,
+    message: `this node: ${r.message}`,
+  });
+  return undefined;
+}
 
-  const index: NetworkIndex = {
-    ctx,
-    clean: true,
-    entries: new Map(),
-    intervals: [],
-    underlays: new Map(),
-    localProblems,
+/** The local underlay address of a vxlan network: configured, this node's, or its device's. */
+function localUnderlay(
+  net: NetworkConfig,
+  localCand: Candidate | undefined,
+  input: DesiredInput,
+): string | undefined {
+  const vxlan = net.vxlan!;
+  return vxlan.local ?? localCand?.nn.addresses[0] ??
+    (vxlan.underlayDevice ? input.underlayAddresses?.get(vxlan.underlayDevice) : undefined);
+}
+
+/** The problem of a vxlan network without a local underlay address: it is held. */
+function noLocalAddress(net: NetworkConfig, localName: string): Problem {
+  return {
+    kind: "no_local_address",
+    level: "error",
+    network: net.name,
+    message: `network ${net.name}: no local underlay address for vxlan device ` +
+      `${net.vxlan!.device} (this node ${localName} has none for the network, and no ` +
+      `vxlan.local or usable vxlan.underlayDevice is configured); the network is left as it is`,
   };
-  const candidates: Candidate[] = localCand ? [localCand] : [];
-  if (ctx.local) index.underlays.set(ctx.local, input.localName);
-  const remotes = nodes.filter((n) => n !== localNode).sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/**
+ * The remote nodes that can be routed, each entered in the index with its
+ * problems; a node whose underlay address another node already has is
+ * skipped.
+ */
+function remoteCandidates(index: NetworkIndex, remotes: NodeInfo[]): Candidate[] {
+  const { net } = index.ctx;
+  const candidates: Candidate[] = [];
   for (const node of remotes) {
     const entry: NodeEntry = { problems: [], cidrs: [] };
     index.entries.set(node.name, entry);
-    const r = checkRemote(node, ctx);
+    const r = checkRemote(node, index.ctx);
     if (!r.cand) {
       entry.problems.push(r.problem);
       continue;
@@ -293,8 +275,18 @@ function computeNetwork(
     entry.underlay = r.cand.underlay;
     candidates.push(r.cand);
   }
+  return candidates;
+}
 
-  const before = input.previousOwners?.get(net.name);
+/**
+ * The CIDRs each candidate keeps once overlaps are resolved (earlier owners
+ * win), entered in the index's intervals.
+ */
+function acceptedCidrs(
+  index: NetworkIndex,
+  candidates: Candidate[],
+  before: ReadonlyMap<string, string> | undefined,
+): Map<Candidate, NodeCidr[]> {
   const claims: Claim[] = candidates.flatMap((cand) =>
     cand.nn.cidrs.map((cidr) => ({
       cand,
@@ -303,7 +295,7 @@ function computeNetwork(
     }))
   );
   const overlapProblems: Problem[] = [];
-  const kept = resolveOverlaps(claims, net, overlapProblems);
+  const kept = resolveOverlaps(claims, index.ctx.net, overlapProblems);
   if (overlapProblems.length) index.clean = false;
   for (const p of overlapProblems) index.entries.get(p.node!)?.problems.push(p);
   const accepted = new Map<Candidate, NodeCidr[]>();
@@ -319,27 +311,41 @@ function computeNetwork(
     });
   }
   index.intervals.sort(byStart);
+  return accepted;
+}
 
-  if (net.vxlan) {
-    const localCidrs = localCand ? accepted.get(localCand) ?? [] : [];
-    out.vxlan = {
-      owner: net.vxlan.owner,
-      device: net.vxlan.device,
-      vni: net.vxlan.vni,
-      port: net.vxlan.port,
-      underlayDevice: net.vxlan.underlayDevice,
-      local: ctx.local!,
-      mac: tunnelMac(net.vxlan, ctx.local!),
-      mtu: net.mtu,
-      // The plugin's tunnel is a bridge port: the bridge holds the node's gateway address.
-      addresses: net.vxlan.owner === "plugin"
-        ? []
-        : [...firstPerFamily(localCidrs)].map(([f, ip]) => `${ip}/${f === 4 ? 32 : 128}`),
-      fdb: new Map(),
-      neighs: new Map(),
-    };
-  }
+/** The vxlan device a network wants on this node (its entries are added per node). */
+function desiredVxlan(
+  net: NetworkConfig,
+  local: string,
+  localCidrs: NodeCidr[],
+): DesiredNetwork["vxlan"] {
+  const vxlan = net.vxlan!;
+  return {
+    owner: vxlan.owner,
+    device: vxlan.device,
+    vni: vxlan.vni,
+    port: vxlan.port,
+    underlayDevice: vxlan.underlayDevice,
+    local,
+    mac: tunnelMac(vxlan, local),
+    mtu: net.mtu,
+    // The plugin's tunnel is a bridge port: the bridge holds the node's gateway address.
+    addresses: vxlan.owner === "plugin"
+      ? []
+      : [...firstPerFamily(localCidrs)].map(([f, ip]) => `${ip}/${f === 4 ? 32 : 128}`),
+    fdb: new Map(),
+    neighs: new Map(),
+  };
+}
 
+/** Plans every remote candidate's routes into `out` and its index entry. */
+function planRemotes(
+  out: DesiredNetwork,
+  index: NetworkIndex,
+  candidates: Candidate[],
+  accepted: Map<Candidate, NodeCidr[]>,
+): void {
   for (const cand of candidates) {
     if (cand.local) continue;
     const cidrs = accepted.get(cand) ?? [];
@@ -348,14 +354,66 @@ function computeNetwork(
     if (!cidrs.length) continue;
     // The common case (every CIDR accepted) reuses the plan made for this node object.
     const plan = cidrs.length === cand.nn.cidrs.length
-      ? fullPlan(cand, net)
-      : planRoutes(cand, net, cidrs);
+      ? fullPlan(cand, out.net)
+      : planRoutes(cand, out.net, cidrs);
     entry.problems.push(...plan.problems);
     if (plan.routes.length) {
       entry.plan = plan;
       addPlan(out, plan, cand.underlay);
     }
   }
+}
+
+function computeNetwork(
+  net: NetworkConfig,
+  nodes: NodeInfo[],
+  input: DesiredInput,
+  problems: Problem[],
+): DesiredNetwork {
+  const out: DesiredNetwork = {
+    net,
+    hold: false,
+    routes: new Map(),
+    nodesSynced: 0,
+    nodesSkipped: 0,
+    owners: new Map(),
+  };
+  const ctx: LocalContext = {
+    net,
+    localName: input.localName,
+    localAddrs: new Set(input.localAddresses),
+    localKeys: localKeysOf(input.localAddresses),
+  };
+  const localProblems: Problem[] = [];
+  const localNode = nodes.find((n) => n.name === input.localName);
+  const localCand = localCandidate(net, localNode, localProblems);
+  if (net.vxlan) {
+    ctx.local = localUnderlay(net, localCand, input);
+    if (!ctx.local) {
+      problems.push(...localProblems, noLocalAddress(net, input.localName));
+      out.hold = true;
+      return out;
+    }
+    ctx.underlayFamily = ctx.local.includes(":") ? 6 : 4;
+    if (localCand) localCand.underlay = ctx.local;
+  }
+
+  const index: NetworkIndex = {
+    ctx,
+    clean: true,
+    entries: new Map(),
+    intervals: [],
+    underlays: new Map(),
+    localProblems,
+  };
+  if (ctx.local) index.underlays.set(ctx.local, input.localName);
+  const remotes = nodes.filter((n) => n !== localNode).sort((a, b) => (a.name < b.name ? -1 : 1));
+  const candidates = [...(localCand ? [localCand] : []), ...remoteCandidates(index, remotes)];
+  const accepted = acceptedCidrs(index, candidates, input.previousOwners?.get(net.name));
+  if (net.vxlan) {
+    out.vxlan = desiredVxlan(net, ctx.local!, localCand ? accepted.get(localCand) ?? [] : []);
+  }
+  planRemotes(out, index, candidates, accepted);
   out.nodesSynced = [...index.entries.values()].filter((e) => e.plan).length;
   out.nodesSkipped = index.entries.size - out.nodesSynced;
   out.index = index;

@@ -6,8 +6,9 @@
  * @module
  */
 
+import { withTimeout } from "../pkg/async.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
-import { formatListenAddress, type HealthServer, serveHealth } from "../pkg/http.ts";
+import { type HealthServer, startHealthEndpoint } from "../pkg/http.ts";
 import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
 import {
   checkNetworks,
@@ -118,14 +119,6 @@ async function startSource(
   };
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 async function loadConfig(opts: RouteOptions): Promise<RouterConfig> {
   if (opts.config) return await loadRouterConfig(opts.config);
   return checkNetworks([opts.flagNetwork!]);
@@ -152,7 +145,11 @@ async function runOnce(
   } else {
     const src = await startSource(opts, config.networks, router, log, m);
     try {
-      await withTimeout(src.ready, opts.timeoutMs, "the API server");
+      await withTimeout(
+        src.ready,
+        opts.timeoutMs,
+        () => new Error(`the API server did not answer within ${opts.timeoutMs / 1000} s`),
+      );
       summary = router.syncNow(true);
     } finally {
       await src.stop();
@@ -181,7 +178,7 @@ async function runDaemon(
   try {
     if (opts.healthAddr) {
       const status = router.status;
-      server = await serveHealth(opts.healthAddr, {
+      server = await startHealthEndpoint(opts.healthAddr, {
         registry: m.registry,
         healthz: () => ({ ok: true, detail: `${status.nodes} nodes, ${status.routes} routes` }),
         readyz: () => {
@@ -192,8 +189,7 @@ async function runDaemon(
           }
           return { ok: true };
         },
-      });
-      log.info("health endpoint listening", { address: formatListenAddress(server.address) });
+      }, log);
     }
     source = await startSource(opts, config.networks, router, log, m);
     const sig = await stop.promise;

@@ -114,6 +114,178 @@ function readKernel(
   return mirror;
 }
 
+/** One pass over one network: what it changed and found so far. */
+interface Pass {
+  h: Handle;
+  d: DesiredNetwork;
+  changes: ChangeCounts;
+  problems: Problem[];
+  deviceChanges: string[];
+  retry: boolean;
+}
+
+/** Records a kernel refusal (retried by a later pass). */
+function kernelProblem(pass: Pass, err: unknown): void {
+  problem(pass, "kernel", `network ${pass.d.net.name}: ${(err as Error).message}`);
+  pass.retry = true;
+}
+
+function problem(pass: Pass, kind: Problem["kind"], message: string, node?: string): void {
+  pass.problems.push({ kind, level: "error", network: pass.d.net.name, node, message });
+}
+
+function outcome(pass: Pass, mirror: NetworkMirror | undefined): ReconcileResult {
+  const { changes, problems, retry, deviceChanges } = pass;
+  return { mirror, changes, problems, retry, deviceChanges };
+}
+
+/**
+ * Makes the network's vxlan device as it should be (when it is not known to
+ * be). Returns the device and whether a full pass is now needed (a device
+ * made anew lost whatever hung off the old one), or the pass's outcome when
+ * the network must be left alone.
+ */
+function ensureDevice(
+  pass: Pass,
+  previous: NetworkMirror | undefined,
+  full: boolean,
+): { device?: NetworkMirror["device"]; full: boolean } | ReconcileResult {
+  const vxlan = pass.d.vxlan!;
+  const net = pass.d.net;
+  const sig = deviceSignature(vxlan);
+  const known = previous?.device;
+  if (!full && known && known.sig === sig) return { device: known, full };
+  try {
+    const out = ensureVxlanDevice(pass.h, vxlan);
+    pass.deviceChanges.push(...out.changes);
+    const renewed = out.created || (known !== undefined && known.index !== out.index);
+    return { device: { sig, index: out.index }, full: full || renewed };
+  } catch (err) {
+    if (err instanceof DeviceMissingError) {
+      pass.problems.push({
+        kind: "device_missing",
+        level: "warn",
+        network: net.name,
+        message: `network ${net.name}: ${err.message}`,
+      });
+      return outcome(pass, previous);
+    }
+    const kind = err instanceof DeviceConflictError ? "device_conflict" : "kernel";
+    problem(
+      pass,
+      kind,
+      `network ${net.name}: vxlan device ${vxlan.device}: ${
+        (err as Error).message
+      }; network left as it is`,
+    );
+    pass.retry = true;
+    return outcome(pass, previous);
+  }
+}
+
+/** What to compare with: the kernel (full or no mirror), else a copy of the mirror. */
+function currentState(
+  h: Handle,
+  d: DesiredNetwork,
+  previous: NetworkMirror | undefined,
+  full: boolean,
+  deviceIndex: number | undefined,
+): NetworkMirror {
+  if (full || !previous) return readKernel(h, d, deviceIndex);
+  return {
+    routes: new Map(previous.routes),
+    fdb: new Map(previous.fdb),
+    neighs: new Map(previous.neighs),
+    nexthops: previous.nexthops,
+  };
+}
+
+/** Step 1: routes that should go (or whose key moved) go first. */
+function deleteRoutes(pass: Pass, have: NetworkMirror, keys: Iterable<string>): void {
+  const { h, d } = pass;
+  for (const key of keys) {
+    const owned = have.routes.get(key);
+    if (!owned || d.routes.has(key)) continue;
+    try {
+      delRoute(h, {
+        dst: owned.dst,
+        table: owned.table,
+        protocol: d.net.protocol,
+        priority: owned.metric,
+      });
+      pass.changes.routesDeleted++;
+    } catch (err) {
+      if (!isNotFound(err)) {
+        kernelProblem(pass, err);
+        continue;
+      }
+    }
+    have.routes.delete(key);
+    releaseNexthop(h, have.nexthops!, owned.nh);
+  }
+}
+
+/** Step 2a: FDB entries (MAC → remote) of the vxlan device: stale ones out, missing ones in. */
+function syncFdb(pass: Pass, have: NetworkMirror, link: number, keys?: ChangedKeys): void {
+  const want = pass.d.vxlan!.fdb;
+  for (const mac of keys ? keys.fdb : [...have.fdb.keys()]) {
+    const dst = have.fdb.get(mac);
+    if (dst === undefined || want.get(mac) === dst) continue;
+    try {
+      delFdb(pass.h, { link, mac: mac.split("#")[0], dst });
+      pass.changes.fdbChanged++;
+    } catch (err) {
+      if (!isNotFound(err)) {
+        kernelProblem(pass, err);
+        continue;
+      }
+    }
+    have.fdb.delete(mac);
+  }
+  for (const mac of keys ? keys.fdb : want.keys()) {
+    const dst = want.get(mac);
+    if (dst === undefined || have.fdb.get(mac) === dst) continue;
+    try {
+      replaceFdb(pass.h, { link, mac, dst });
+      have.fdb.set(mac, dst);
+      pass.changes.fdbChanged++;
+    } catch (err) {
+      kernelProblem(pass, err);
+    }
+  }
+}
+
+/** Step 2b: permanent neighbours (IP → MAC) of the vxlan device: stale ones out, missing ones in. */
+function syncNeighs(pass: Pass, have: NetworkMirror, link: number, keys?: ChangedKeys): void {
+  const want = pass.d.vxlan!.neighs;
+  for (const ip of keys ? keys.neighs : [...have.neighs.keys()]) {
+    const mac = have.neighs.get(ip);
+    if (mac === undefined || want.get(ip) === mac) continue;
+    if (want.has(ip)) continue; // replaced below
+    try {
+      delNeigh(pass.h, { link, ip });
+      pass.changes.neighChanged++;
+    } catch (err) {
+      if (!isNotFound(err)) {
+        kernelProblem(pass, err);
+        continue;
+      }
+    }
+    have.neighs.delete(ip);
+  }
+  for (const ip of keys ? keys.neighs : want.keys()) {
+    const mac = want.get(ip);
+    if (mac === undefined || have.neighs.get(ip) === mac) continue;
+    try {
+      replaceNeigh(pass.h, { link, ip, mac });
+      have.neighs.set(ip, mac);
+      pass.changes.neighChanged++;
+    } catch (err) {
+      kernelProblem(pass, err);
+    }
+  }
+}
+
 /**
  * Brings one network's kernel state to `d`. `full` reads the kernel first;
  * otherwise `previous` (the last mirror) stands for the kernel. With
@@ -129,162 +301,61 @@ export function reconcileNetwork(
   full: boolean,
   only?: ChangedKeys,
 ): ReconcileResult {
-  const changes = emptyCounts();
-  const problems: Problem[] = [];
-  const deviceChanges: string[] = [];
-  let retry = false;
-  const net = d.net;
-  const report = (kind: Problem["kind"], message: string, node?: string) => {
-    problems.push({ kind, level: "error", network: net.name, node, message });
+  const pass: Pass = {
+    h,
+    d,
+    changes: emptyCounts(),
+    problems: [],
+    deviceChanges: [],
+    retry: false,
   };
-  if (d.hold) return { mirror: previous, changes, problems, retry, deviceChanges };
+  if (d.hold) return outcome(pass, previous);
 
   // The device first: routes and entries hang off it.
   let device = previous?.device;
   if (d.vxlan) {
-    const sig = deviceSignature(d.vxlan);
-    if (full || !device || device.sig !== sig) {
-      try {
-        const out = ensureVxlanDevice(h, d.vxlan);
-        deviceChanges.push(...out.changes);
-        // A new device (or a plugin device made again) has lost whatever hung off the old one.
-        if (out.created || (previous?.device && previous.device.index !== out.index)) full = true;
-        device = { sig, index: out.index };
-      } catch (err) {
-        if (err instanceof DeviceMissingError) {
-          problems.push({
-            kind: "device_missing",
-            level: "warn",
-            network: net.name,
-            message: `network ${net.name}: ${err.message}`,
-          });
-          return { mirror: previous, changes, problems, retry, deviceChanges };
-        }
-        const kind = err instanceof DeviceConflictError ? "device_conflict" : "kernel";
-        report(
-          kind,
-          `network ${net.name}: vxlan device ${d.vxlan.device}: ${
-            (err as Error).message
-          }; network left as it is`,
-        );
-        return { mirror: previous, changes, problems, retry: true, deviceChanges };
-      }
-    }
+    const ensured = ensureDevice(pass, previous, full);
+    if ("changes" in ensured) return ensured;
+    device = ensured.device;
+    full = ensured.full;
   }
   const deviceIndex = device?.index;
   // Only the touched keys, when the device stayed as it was; otherwise everything.
   const keys = !full && previous && only && device === previous.device ? only : undefined;
   let have: NetworkMirror;
   try {
-    have = keys ? previous! : full || !previous ? readKernel(h, d, deviceIndex) : {
-      routes: new Map(previous.routes),
-      fdb: new Map(previous.fdb),
-      neighs: new Map(previous.neighs),
-      nexthops: previous.nexthops,
-    };
-    have.nexthops ??= readNexthops(h, net.protocol);
+    have = keys ? previous! : currentState(h, d, previous, full, deviceIndex);
+    have.nexthops ??= readNexthops(h, d.net.protocol);
   } catch (err) {
-    report("kernel", `network ${net.name}: reading the kernel failed: ${(err as Error).message}`);
-    return { mirror: previous, changes, problems, retry: true, deviceChanges };
+    problem(
+      pass,
+      "kernel",
+      `network ${d.net.name}: reading the kernel failed: ${(err as Error).message}`,
+    );
+    pass.retry = true;
+    return outcome(pass, previous);
   }
   have.device = device;
   const nexthops = have.nexthops!;
 
-  // 1. Routes that should go (or whose key moved) go first.
-  for (const key of keys ? keys.routes : [...have.routes.keys()]) {
-    const owned = have.routes.get(key);
-    if (!owned || d.routes.has(key)) continue;
-    try {
-      delRoute(h, {
-        dst: owned.dst,
-        table: owned.table,
-        protocol: net.protocol,
-        priority: owned.metric,
-      });
-      changes.routesDeleted++;
-    } catch (err) {
-      if (!isNotFound(err)) {
-        report("kernel", `network ${net.name}: ${(err as Error).message}`);
-        retry = true;
-        continue;
-      }
-    }
-    have.routes.delete(key);
-    releaseNexthop(h, nexthops, owned.nh);
-  }
-
-  // 2. vxlan entries: stale ones out, missing ones in, before the routes that use them.
+  deleteRoutes(pass, have, keys ? keys.routes : [...have.routes.keys()]);
+  // vxlan entries before the routes that use them.
   if (d.vxlan && deviceIndex !== undefined) {
-    const link = deviceIndex;
-    for (const mac of keys ? keys.fdb : [...have.fdb.keys()]) {
-      const dst = have.fdb.get(mac);
-      const realMac = mac.split("#")[0];
-      if (dst === undefined || d.vxlan.fdb.get(mac) === dst) continue;
-      try {
-        delFdb(h, { link, mac: realMac, dst });
-        changes.fdbChanged++;
-      } catch (err) {
-        if (!isNotFound(err)) {
-          report("kernel", `network ${net.name}: ${(err as Error).message}`);
-          retry = true;
-          continue;
-        }
-      }
-      have.fdb.delete(mac);
-    }
-    for (const mac of keys ? keys.fdb : d.vxlan.fdb.keys()) {
-      const dst = d.vxlan.fdb.get(mac);
-      if (dst === undefined || have.fdb.get(mac) === dst) continue;
-      try {
-        replaceFdb(h, { link, mac, dst });
-        have.fdb.set(mac, dst);
-        changes.fdbChanged++;
-      } catch (err) {
-        report("kernel", `network ${net.name}: ${(err as Error).message}`);
-        retry = true;
-      }
-    }
-    for (const ip of keys ? keys.neighs : [...have.neighs.keys()]) {
-      const mac = have.neighs.get(ip);
-      if (mac === undefined || d.vxlan.neighs.get(ip) === mac) continue;
-      if (d.vxlan.neighs.has(ip)) continue; // replaced below
-      try {
-        delNeigh(h, { link, ip });
-        changes.neighChanged++;
-      } catch (err) {
-        if (!isNotFound(err)) {
-          report("kernel", `network ${net.name}: ${(err as Error).message}`);
-          retry = true;
-          continue;
-        }
-      }
-      have.neighs.delete(ip);
-    }
-    for (const ip of keys ? keys.neighs : d.vxlan.neighs.keys()) {
-      const mac = d.vxlan.neighs.get(ip);
-      if (mac === undefined || have.neighs.get(ip) === mac) continue;
-      try {
-        replaceNeigh(h, { link, ip, mac });
-        have.neighs.set(ip, mac);
-        changes.neighChanged++;
-      } catch (err) {
-        report("kernel", `network ${net.name}: ${(err as Error).message}`);
-        retry = true;
-      }
-    }
+    syncFdb(pass, have, deviceIndex, keys);
+    syncNeighs(pass, have, deviceIndex, keys);
   }
-
   // 3. Missing routes in, changed ones replaced.
   const routeCtx = {
     h,
-    net,
+    net: d.net,
     full,
     deviceIndex,
     have: Object.assign(have, { nexthops }),
-    changes,
-    report,
+    changes: pass.changes,
+    report: (kind: Problem["kind"], message: string, node?: string) =>
+      problem(pass, kind, message, node),
   };
-  if (applyRoutes(routeCtx, keys ? keys.routes : d.routes.keys(), d.routes)) retry = true;
+  if (applyRoutes(routeCtx, keys ? keys.routes : d.routes.keys(), d.routes)) pass.retry = true;
   if (full) sweepNexthops(h, nexthops);
-  return { mirror: have, changes, problems, retry, deviceChanges };
+  return outcome(pass, have);
 }

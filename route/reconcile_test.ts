@@ -24,6 +24,30 @@ async function routes(ns: TestNetns, ...filter: string[]): Promise<IpRoute[]> {
   return await ns.ipJson<IpRoute[]>("route", "show", ...filter);
 }
 
+/** The routes of protocol `proto` as "dst via gateway", sorted. */
+async function routeVias(ns: TestNetns, proto: string): Promise<string[]> {
+  return (await routes(ns, "proto", proto)).map((r) => `${r.dst} via ${r.gateway}`).sort();
+}
+
+/** The neighbours of `dev` as "ip=mac", sorted. */
+async function neighbours(ns: TestNetns, dev: string): Promise<string[]> {
+  const neigh = await ns.ipJson<{ dst: string; lladdr: string }[]>("neigh", "show", "dev", dev);
+  return neigh.map((n) => `${n.dst}=${n.lladdr}`).sort();
+}
+
+/** The FDB entries of `dev` that name a remote, as "mac>remote", sorted. */
+async function fdbRemotes(ns: TestNetns, dev: string): Promise<string[]> {
+  const fdb = JSON.parse(
+    await run("bridge", "-n", ns.name, "-j", "fdb", "show", "dev", dev),
+  ) as { mac: string; dst?: string }[];
+  return fdb.filter((e) => e.dst).map((e) => `${e.mac}>${e.dst}`).sort();
+}
+
+/** A route in `ns` of another protocol ("static"), via an address no node has. */
+async function foreignRoute(ns: TestNetns, dst: string): Promise<void> {
+  await run("ip", "-n", ns.name, "route", "add", dst, "via", "192.168.50.9", "proto", "static");
+}
+
 const base = [
   node("n1", "10.244.1.0/24", "192.168.50.1"),
   node("n2", "10.244.2.0/24", "192.168.50.2"),
@@ -33,35 +57,12 @@ const base = [
 Deno.test("routed: adds, replaces and deletes only its own protocol's routes; adopts on a fresh start", async () => {
   await withNode("hyr", async (ns, h) => {
     // Foreign routes: one beside ours, one holding a destination a node will claim.
-    await run(
-      "ip",
-      "-n",
-      ns.name,
-      "route",
-      "add",
-      "10.99.0.0/16",
-      "via",
-      "192.168.50.9",
-      "proto",
-      "static",
-    );
-    await run(
-      "ip",
-      "-n",
-      ns.name,
-      "route",
-      "add",
-      "10.244.4.0/24",
-      "via",
-      "192.168.50.9",
-      "proto",
-      "static",
-    );
+    await foreignRoute(ns, "10.99.0.0/16");
+    await foreignRoute(ns, "10.244.4.0/24");
     const first = reconcileNetwork(h, desired(base), undefined, true);
     assert.deepEqual(first.problems, []);
     assert.equal(first.changes.routesAdded, 2);
-    let ours = await routes(ns, "proto", "202");
-    assert.deepEqual(ours.map((r) => `${r.dst} via ${r.gateway}`).sort(), [
+    assert.deepEqual(await routeVias(ns, "202"), [
       "10.244.2.0/24 via 192.168.50.2",
       "10.244.3.0/24 via 192.168.50.3",
     ]);
@@ -88,12 +89,8 @@ Deno.test("routed: adds, replaces and deletes only its own protocol's routes; ad
     assert.equal(inc.retry, true, "the clash is re-checked by a full pass");
     const full = reconcileNetwork(h, desired(next), inc.mirror, true);
     assert.deepEqual(full.problems.map((p) => p.kind), ["route_conflict"]);
-    ours = await routes(ns, "proto", "202");
-    assert.deepEqual(ours.map((r) => `${r.dst} via ${r.gateway}`), [
-      "10.244.3.0/24 via 192.168.50.33",
-    ]);
-    const foreign = await routes(ns, "proto", "static");
-    assert.deepEqual(foreign.map((r) => `${r.dst} via ${r.gateway}`).sort(), [
+    assert.deepEqual(await routeVias(ns, "202"), ["10.244.3.0/24 via 192.168.50.33"]);
+    assert.deepEqual(await routeVias(ns, "static"), [
       "10.244.4.0/24 via 192.168.50.9",
       "10.99.0.0/16 via 192.168.50.9",
     ]);
@@ -148,21 +145,12 @@ Deno.test("vxlan: device, neighbours, FDB and on-link routes follow the nodes", 
       ),
       ["10.246.1.0/32"],
     );
-    const neigh = await ns.ipJson<{ dst: string; lladdr: string }[]>(
-      "neigh",
-      "show",
-      "dev",
-      "vx-red",
-    );
-    assert.deepEqual(neigh.map((n) => `${n.dst}=${n.lladdr}`).sort(), [
+    assert.deepEqual(await neighbours(ns, "vx-red"), [
       `10.246.2.0=${vxlanMac(42, "192.168.50.2")}`,
       `10.246.3.0=${vxlanMac(42, "192.168.50.3")}`,
     ]);
-    const fdb = JSON.parse(
-      await run("bridge", "-n", ns.name, "-j", "fdb", "show", "dev", "vx-red"),
-    ) as { mac: string; dst?: string }[];
     assert.deepEqual(
-      fdb.filter((e) => e.dst).map((e) => `${e.mac}>${e.dst}`).sort(),
+      await fdbRemotes(ns, "vx-red"),
       [
         `${vxlanMac(42, "192.168.50.2")}>192.168.50.2`,
         `${vxlanMac(42, "192.168.50.3")}>192.168.50.3`,
@@ -287,24 +275,12 @@ Deno.test("plugin-owned vxlan: waits for hydra-vxlan's tunnel, then programs its
       "10.246.2.0/24 via 10.246.2.1 dev hydravx42",
       "10.246.3.0/24 via 10.246.3.1 dev hydravx42",
     ]);
-    const neigh = await ns.ipJson<{ dst: string; lladdr: string }[]>(
-      "neigh",
-      "show",
-      "dev",
-      "hydravx42",
-    );
-    assert.deepEqual(neigh.map((n) => `${n.dst}=${n.lladdr}`).sort(), [
+    assert.deepEqual(await neighbours(ns, "hydravx42"), [
       `10.246.2.1=${vtepMac("192.168.50.2")}`,
       `10.246.3.1=${vtepMac("192.168.50.3")}`,
     ]);
-    const fdb = JSON.parse(
-      await run("bridge", "-n", ns.name, "-j", "fdb", "show", "dev", "hydravx42"),
-    ) as {
-      mac: string;
-      dst?: string;
-    }[];
     assert.deepEqual(
-      fdb.filter((e) => e.dst).map((e) => `${e.mac}>${e.dst}`).sort(),
+      await fdbRemotes(ns, "hydravx42"),
       [
         `${vtepMac("192.168.50.2")}>192.168.50.2`,
         `${vtepMac("192.168.50.3")}>192.168.50.3`,

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { type BackoffState, createBackoff } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
 import { findLink, type Handle, listAddrs, listLinks } from "../netlink/mod.ts";
 import type { ConfigProblem, NetworkConfig } from "./config.ts";
@@ -91,88 +92,68 @@ export interface Router {
   stop(): void;
 }
 
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 30_000;
+const RETRY_BACKOFF = { initialMs: 500, maxMs: 30_000 };
 
 function problemKey(p: Problem): string {
   return `${p.kind}|${p.network ?? ""}|${p.node ?? ""}|${p.message}`;
 }
 
-/** Creates the engine; nothing happens until the source reports nodes and marks itself synced. */
-export function createRouter(opts: RouterOptions): Router {
-  const { handle: h, networks, logger: log, metrics: m } = opts;
-  const debounceMs = opts.debounceMs ?? 5;
-  const resyncMs = opts.resyncIntervalMs ?? 60_000;
-  const nodes = new Map<string, NodeInfo>();
+/** One router's state, shared by the steps below. */
+interface RouterState {
+  opts: RouterOptions;
+  h: Handle;
+  log: Logger;
+  m: RouterMetrics;
+  nodes: Map<string, NodeInfo>;
   /** Nodes changed since the last pass. */
-  const dirty = new Set<string>();
+  dirty: Set<string>;
   /** The last pass's desired state (updated in place by small changes). */
-  let state: DesiredState | undefined;
-  const mirrors = new Map<string, NetworkMirror>();
-  let owners = new Map<string, ReadonlyMap<string, string>>();
-  let active = new Map<string, Problem>();
-  let localAddresses: string[] = [];
-  let underlayAddresses = new Map<string, string>();
-  let sourceSynced = false;
-  let needFull = true;
-  let pending: ReturnType<typeof setTimeout> | undefined;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let retryDelay = 0;
-  let stopped = false;
-  const status: RouterStatus = {
-    sourceSynced: false,
-    passes: 0,
-    lastPassAt: 0,
-    lastPassOk: false,
-    nodes: 0,
-    routes: 0,
-  };
-  let addressSig = "";
-  const addressTimer = (opts.addressCheckMs ?? 2000) > 0
-    ? setInterval(() => {
-      if (!sourceSynced || stopped) return;
-      try {
-        if (localSignature() !== addressSig) {
-          log.info("this node's addresses or devices changed; full resync");
-          needFull = true;
-          schedule();
-        }
-      } catch (err) {
-        log.warn("reading this node's addresses failed", { error: err });
-      }
-    }, opts.addressCheckMs ?? 2000)
-    : undefined;
-  const resyncTimer = resyncMs > 0
-    ? setInterval(() => {
-      needFull = true;
-      schedule();
-    }, resyncMs)
-    : undefined;
+  desired?: DesiredState;
+  mirrors: Map<string, NetworkMirror>;
+  owners: Map<string, ReadonlyMap<string, string>>;
+  /** Problems in force, by key. */
+  active: Map<string, Problem>;
+  localAddresses: string[];
+  underlayAddresses: Map<string, string>;
+  /** {@link localSignature} at the last full pass. */
+  addressSig: string;
+  /** Devices whose coming and going matters: underlays, and tunnels other components make. */
+  watchedLinks: string[];
+  sourceSynced: boolean;
+  needFull: boolean;
+  pending?: ReturnType<typeof setTimeout>;
+  retryTimer?: ReturnType<typeof setTimeout>;
+  retryBackoff: BackoffState;
+  stopped: boolean;
+  status: RouterStatus;
+  timers: ReturnType<typeof setInterval>[];
+}
 
-  function schedule(): void {
-    if (stopped || !sourceSynced || pending !== undefined) return;
-    pending = setTimeout(() => {
-      pending = undefined;
-      try {
-        syncNow(needFull);
-      } catch (err) {
-        log.error("sync pass failed", { error: err });
-      }
-    }, debounceMs);
-  }
+/** A pass soon (after the debounce), unless one is already due. */
+function schedule(r: RouterState): void {
+  if (r.stopped || !r.sourceSynced || r.pending !== undefined) return;
+  r.pending = setTimeout(() => {
+    r.pending = undefined;
+    try {
+      syncNow(r, r.needFull);
+    } catch (err) {
+      r.log.error("sync pass failed", { error: err });
+    }
+  }, r.opts.debounceMs ?? 5);
+}
 
-  function scheduleRetry(): void {
-    if (stopped || retryTimer !== undefined) return;
-    retryDelay = retryDelay ? Math.min(retryDelay * 2, RETRY_MAX_MS) : RETRY_MIN_MS;
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      needFull = true;
-      schedule();
-    }, retryDelay);
-  }
+/** A full pass after the next pause of the retry backoff. */
+function scheduleRetry(r: RouterState): void {
+  if (r.stopped || r.retryTimer !== undefined) return;
+  r.retryTimer = setTimeout(() => {
+    r.retryTimer = undefined;
+    r.needFull = true;
+    schedule(r);
+  }, r.retryBackoff.next());
+}
 
-  // Devices whose coming and going matters: underlays, and tunnels other components make.
-  const watchedLinks = [
+function watchedLinksOf(networks: readonly NetworkConfig[]): string[] {
+  return [
     ...new Set(
       networks.flatMap((n) => [
         n.vxlan?.underlayDevice,
@@ -180,211 +161,324 @@ export function createRouter(opts: RouterOptions): Router {
       ]).filter((d): d is string => d !== undefined),
     ),
   ];
+}
 
-  /** This node's addresses and watched devices, as one comparable string. */
-  function localSignature(addrs = listAddrs(h)): string {
-    const links = watchedLinks.map((name) => `${name}#${findLink(h, name)?.index ?? "-"}`);
-    return [...addrs.map((a) => `${a.index}/${a.cidr}`).sort(), ...links].join(",");
+/** This node's addresses and watched devices, as one comparable string. */
+function localSignature(r: RouterState, addrs = listAddrs(r.h)): string {
+  const links = r.watchedLinks.map((name) => `${name}#${findLink(r.h, name)?.index ?? "-"}`);
+  return [...addrs.map((a) => `${a.index}/${a.cidr}`).sort(), ...links].join(",");
+}
+
+/** Reads this node's addresses and its underlays' (for a full pass). */
+function readLocal(r: RouterState): void {
+  const addrs = listAddrs(r.h);
+  r.addressSig = localSignature(r, addrs);
+  r.localAddresses = addrs.map((a) => a.address);
+  r.underlayAddresses = new Map();
+  const wanted = new Set(r.opts.networks.map((n) => n.vxlan?.underlayDevice).filter((d) => d));
+  if (!wanted.size) return;
+  for (const link of listLinks(r.h)) {
+    if (!wanted.has(link.name)) continue;
+    const a = addrs.find((x) => x.index === link.index && x.scope === 0);
+    if (a) r.underlayAddresses.set(link.name, a.address);
   }
+}
 
-  function readLocal(): void {
-    const addrs = listAddrs(h);
-    addressSig = localSignature(addrs);
-    localAddresses = addrs.map((a) => a.address);
-    underlayAddresses = new Map();
-    const wanted = new Set(networks.map((n) => n.vxlan?.underlayDevice).filter((d) => d));
-    if (!wanted.size) return;
-    for (const link of listLinks(h)) {
-      if (!wanted.has(link.name)) continue;
-      const a = addrs.find((x) => x.index === link.index && x.scope === 0);
-      if (a) underlayAddresses.set(link.name, a.address);
+/** A full pass when this node's addresses or watched devices changed. */
+function checkAddresses(r: RouterState): void {
+  if (!r.sourceSynced || r.stopped) return;
+  try {
+    if (localSignature(r) !== r.addressSig) {
+      r.log.info("this node's addresses or devices changed; full resync");
+      r.needFull = true;
+      schedule(r);
+    }
+  } catch (err) {
+    r.log.warn("reading this node's addresses failed", { error: err });
+  }
+}
+
+/** Logs problems that are new and those resolved, and counts those in force. */
+function report(r: RouterState, problems: Problem[]): void {
+  const next = new Map<string, Problem>();
+  for (const p of problems) next.set(problemKey(p), p);
+  for (const [key, p] of next) {
+    if (r.active.has(key)) continue;
+    r.m.errors.inc({ kind: p.kind });
+    const fields = { kind: p.kind, network: p.network, node: p.node };
+    if (p.level === "warn") r.log.warn(p.message, fields);
+    else r.log.error(p.message, fields);
+  }
+  for (const [key, p] of r.active) {
+    if (!next.has(key)) {
+      r.log.info(`resolved: ${p.message}`, { kind: p.kind, network: p.network, node: p.node });
     }
   }
+  r.active = next;
+  r.m.problems.reset();
+  for (const p of next.values()) r.m.problems.inc({ kind: p.kind });
+}
 
-  function report(problems: Problem[]): void {
-    const next = new Map<string, Problem>();
-    for (const p of problems) next.set(problemKey(p), p);
-    for (const [key, p] of next) {
-      if (active.has(key)) continue;
-      m.errors.inc({ kind: p.kind });
-      const fields = { kind: p.kind, network: p.network, node: p.node };
-      if (p.level === "warn") log.warn(p.message, fields);
-      else log.error(p.message, fields);
-    }
-    for (const [key, p] of active) {
-      if (!next.has(key)) {
-        log.info(`resolved: ${p.message}`, { kind: p.kind, network: p.network, node: p.node });
-      }
-    }
-    active = next;
-    m.problems.reset();
-    for (const p of next.values()) m.problems.inc({ kind: p.kind });
-  }
-
-  function syncNow(full = needFull): SyncSummary {
-    if (pending !== undefined) {
-      clearTimeout(pending);
-      pending = undefined;
-    }
-    const started = performance.now();
-    const pass = full ? "full" : "incremental";
-    if (full) {
-      needFull = false;
-      try {
-        readLocal();
-      } catch (err) {
-        log.error("reading this node's addresses failed", { error: err });
-      }
-    }
-    // A few changed nodes are applied on their own; anything else is computed in full.
-    let touched: Map<string, ChangedKeys> | undefined;
-    if (!full && state) {
-      touched = dirty.size ? applyNodeChanges(state, nodes, dirty, opts.nodeName) : new Map(
-        state.networks.map((
+/**
+ * The desired state for this pass: a few changed nodes applied to the last
+ * one (their keys returned as `touched`), else computed for every node.
+ */
+function desiredNow(
+  r: RouterState,
+  full: boolean,
+): { desired: DesiredState; touched?: Map<string, ChangedKeys> } {
+  let touched: Map<string, ChangedKeys> | undefined;
+  if (!full && r.desired) {
+    touched = r.dirty.size
+      ? applyNodeChanges(r.desired, r.nodes, r.dirty, r.opts.nodeName)
+      : new Map(
+        r.desired.networks.map((
           d,
         ) => [d.net.name, { routes: new Set(), fdb: new Set(), neighs: new Set() }]),
       );
-    }
-    if (!touched || !state) {
-      state = computeDesired({
-        networks,
-        nodes: nodes.values(),
-        localName: opts.nodeName,
-        localAddresses,
-        underlayAddresses,
-        previousOwners: owners,
-      });
-    }
-    dirty.clear();
-    const computeMs = performance.now() - started;
-    const desired = state;
-    const problems: Problem[] = [
-      ...(opts.configProblems ?? []).map((p): Problem => ({ ...p, level: "error" })),
+  }
+  if (!touched || !r.desired) {
+    r.desired = computeDesired({
+      networks: r.opts.networks,
+      nodes: r.nodes.values(),
+      localName: r.opts.nodeName,
+      localAddresses: r.localAddresses,
+      underlayAddresses: r.underlayAddresses,
+      previousOwners: r.owners,
+    });
+  }
+  r.dirty.clear();
+  return { desired: r.desired, touched };
+}
+
+/** What reconciling every network did. */
+interface PassOutcome {
+  problems: Problem[];
+  total: ChangeCounts;
+  retry: boolean;
+  routes: number;
+}
+
+/** Reconciles each network with the kernel, keeping mirrors, owners and gauges. */
+function reconcileAll(
+  r: RouterState,
+  desired: DesiredState,
+  full: boolean,
+  touched: Map<string, ChangedKeys> | undefined,
+): PassOutcome {
+  const out: PassOutcome = {
+    problems: [
+      ...(r.opts.configProblems ?? []).map((p): Problem => ({ ...p, level: "error" })),
       ...desired.problems,
-    ];
-    const total: ChangeCounts = {
+    ],
+    total: {
       routesAdded: 0,
       routesReplaced: 0,
       routesDeleted: 0,
       fdbChanged: 0,
       neighChanged: 0,
-    };
-    let retry = false;
-    const nextOwners = new Map<string, ReadonlyMap<string, string>>();
-    let routes = 0;
-    for (const d of desired.networks) {
-      const name = d.net.name;
-      const r = reconcileNetwork(h, d, mirrors.get(name), full, touched?.get(name));
-      if (r.mirror) mirrors.set(name, r.mirror);
-      problems.push(...r.problems);
-      retry ||= r.retry;
-      for (const k of Object.keys(total) as (keyof ChangeCounts)[]) total[k] += r.changes[k];
-      if (r.deviceChanges.length) {
-        log.info(`vxlan device ${d.vxlan?.device}: ${r.deviceChanges.join(", ")}`, {
-          network: name,
-        });
-      }
-      nextOwners.set(name, d.hold ? owners.get(name) ?? new Map() : d.owners);
-      const owned = r.mirror?.routes.size ?? 0;
-      routes += owned;
-      m.routesOwned.set({ network: name }, owned);
-      m.nodesSynced.set({ network: name }, d.nodesSynced);
-      m.nodesSkipped.set({ network: name }, d.nodesSkipped);
-      if (d.net.mode === "vxlan") {
-        m.fdbEntries.set({ network: name }, r.mirror?.fdb.size ?? 0);
-        m.neighbours.set({ network: name }, r.mirror?.neighs.size ?? 0);
-      }
+    },
+    retry: false,
+    routes: 0,
+  };
+  const nextOwners = new Map<string, ReadonlyMap<string, string>>();
+  for (const d of desired.networks) {
+    const name = d.net.name;
+    const res = reconcileNetwork(r.h, d, r.mirrors.get(name), full, touched?.get(name));
+    if (res.mirror) r.mirrors.set(name, res.mirror);
+    out.problems.push(...res.problems);
+    out.retry ||= res.retry;
+    for (const k of Object.keys(out.total) as (keyof ChangeCounts)[]) {
+      out.total[k] += res.changes[k];
     }
-    owners = nextOwners;
-    report(problems);
-    const durationMs = performance.now() - started;
-    const ok = !retry;
-    m.syncDuration.observe({ pass }, durationMs / 1000);
-    m.syncs.inc({ pass, result: ok ? "ok" : "error" });
-    m.changes.inc({ object: "route", op: "add" }, total.routesAdded);
-    m.changes.inc({ object: "route", op: "replace" }, total.routesReplaced);
-    m.changes.inc({ object: "route", op: "delete" }, total.routesDeleted);
-    m.changes.inc({ object: "fdb", op: "set" }, total.fdbChanged);
-    m.changes.inc({ object: "neighbour", op: "set" }, total.neighChanged);
-    m.lastSync.set({}, Date.now() / 1000);
-    status.passes++;
-    status.lastPassAt = Date.now();
-    status.lastPassOk = ok;
-    status.nodes = nodes.size;
-    status.routes = routes;
-    const summary: SyncSummary = {
-      pass,
-      durationMs: Math.round(durationMs * 1000) / 1000,
-      computeMs: Math.round(computeMs * 1000) / 1000,
-      computed: touched ? "changes" : "all",
-      nodes: nodes.size,
-      routes,
-      changes: total,
-      problems: active.size,
-      ok,
-    };
-    const changed = total.routesAdded + total.routesReplaced + total.routesDeleted +
-      total.fdbChanged + total.neighChanged;
-    if (changed || full) log.info(`${pass} sync`, { ...summary });
-    else log.debug(`${pass} sync`, { ...summary });
-    if (retry) scheduleRetry();
-    else retryDelay = 0;
-    return summary;
+    if (res.deviceChanges.length) {
+      r.log.info(`vxlan device ${d.vxlan?.device}: ${res.deviceChanges.join(", ")}`, {
+        network: name,
+      });
+    }
+    nextOwners.set(name, d.hold ? r.owners.get(name) ?? new Map() : d.owners);
+    const owned = res.mirror?.routes.size ?? 0;
+    out.routes += owned;
+    r.m.routesOwned.set({ network: name }, owned);
+    r.m.nodesSynced.set({ network: name }, d.nodesSynced);
+    r.m.nodesSkipped.set({ network: name }, d.nodesSkipped);
+    if (d.net.mode === "vxlan") {
+      r.m.fdbEntries.set({ network: name }, res.mirror?.fdb.size ?? 0);
+      r.m.neighbours.set({ network: name }, res.mirror?.neighs.size ?? 0);
+    }
   }
+  r.owners = nextOwners;
+  return out;
+}
 
+/** Counts a finished pass in the metrics and the status. */
+function recordPass(r: RouterState, pass: SyncSummary["pass"], o: PassOutcome, ms: number): void {
+  const ok = !o.retry;
+  r.m.syncDuration.observe({ pass }, ms / 1000);
+  r.m.syncs.inc({ pass, result: ok ? "ok" : "error" });
+  r.m.changes.inc({ object: "route", op: "add" }, o.total.routesAdded);
+  r.m.changes.inc({ object: "route", op: "replace" }, o.total.routesReplaced);
+  r.m.changes.inc({ object: "route", op: "delete" }, o.total.routesDeleted);
+  r.m.changes.inc({ object: "fdb", op: "set" }, o.total.fdbChanged);
+  r.m.changes.inc({ object: "neighbour", op: "set" }, o.total.neighChanged);
+  r.m.lastSync.set({}, Date.now() / 1000);
+  r.status.passes++;
+  r.status.lastPassAt = Date.now();
+  r.status.lastPassOk = ok;
+  r.status.nodes = r.nodes.size;
+  r.status.routes = o.routes;
+}
+
+/** One pass: desired state, kernel, problems, metrics; a retry is scheduled when it failed. */
+function syncNow(r: RouterState, full = r.needFull): SyncSummary {
+  if (r.pending !== undefined) {
+    clearTimeout(r.pending);
+    r.pending = undefined;
+  }
+  const started = performance.now();
+  const pass = full ? "full" : "incremental";
+  if (full) {
+    r.needFull = false;
+    try {
+      readLocal(r);
+    } catch (err) {
+      r.log.error("reading this node's addresses failed", { error: err });
+    }
+  }
+  const { desired, touched } = desiredNow(r, full);
+  const computeMs = performance.now() - started;
+  const outcome = reconcileAll(r, desired, full, touched);
+  report(r, outcome.problems);
+  const durationMs = performance.now() - started;
+  recordPass(r, pass, outcome, durationMs);
+  const { total } = outcome;
+  const summary: SyncSummary = {
+    pass,
+    durationMs: Math.round(durationMs * 1000) / 1000,
+    computeMs: Math.round(computeMs * 1000) / 1000,
+    computed: touched ? "changes" : "all",
+    nodes: r.nodes.size,
+    routes: outcome.routes,
+    changes: total,
+    problems: r.active.size,
+    ok: !outcome.retry,
+  };
+  const changed = total.routesAdded + total.routesReplaced + total.routesDeleted +
+    total.fdbChanged + total.neighChanged;
+  if (changed || full) r.log.info(`${pass} sync`, { ...summary });
+  else r.log.debug(`${pass} sync`, { ...summary });
+  if (outcome.retry) scheduleRetry(r);
+  else r.retryBackoff.reset();
+  return summary;
+}
+
+/** Replaces the node set; a pass follows when anything changed. */
+function replaceNodes(r: RouterState, list: NodeInfo[]): void {
+  const seen = new Set<string>();
+  let changed = false;
+  for (const n of list) {
+    seen.add(n.name);
+    const old = r.nodes.get(n.name);
+    // Keep the old object when nothing changed: computed results are cached per object.
+    if (old && sameNode(old, n)) continue;
+    r.nodes.set(n.name, n);
+    r.dirty.add(n.name);
+    changed = true;
+  }
+  for (const name of [...r.nodes.keys()]) {
+    if (!seen.has(name)) {
+      r.nodes.delete(name);
+      r.dirty.add(name);
+      changed = true;
+    }
+  }
+  r.m.nodesSeen.set({}, r.nodes.size);
+  if (changed) schedule(r);
+}
+
+function upsertNode(r: RouterState, node: NodeInfo): void {
+  const old = r.nodes.get(node.name);
+  if (old && sameNode(old, node)) return;
+  r.nodes.set(node.name, node);
+  r.dirty.add(node.name);
+  r.m.nodesSeen.set({}, r.nodes.size);
+  schedule(r);
+}
+
+function deleteNode(r: RouterState, name: string): void {
+  if (!r.nodes.delete(name)) return;
+  r.dirty.add(name);
+  r.m.nodesSeen.set({}, r.nodes.size);
+  schedule(r);
+}
+
+function markSourceSynced(r: RouterState): void {
+  if (r.sourceSynced) return;
+  r.sourceSynced = true;
+  r.status.sourceSynced = true;
+  r.needFull = true;
+  schedule(r);
+}
+
+function stop(r: RouterState): void {
+  r.stopped = true;
+  if (r.pending !== undefined) clearTimeout(r.pending);
+  if (r.retryTimer !== undefined) clearTimeout(r.retryTimer);
+  for (const t of r.timers) clearInterval(t);
+  r.pending = r.retryTimer = undefined;
+}
+
+/** The periodic full pass and the address check, as the options ask. */
+function startTimers(r: RouterState): void {
+  const resyncMs = r.opts.resyncIntervalMs ?? 60_000;
+  const addressCheckMs = r.opts.addressCheckMs ?? 2000;
+  if (addressCheckMs > 0) r.timers.push(setInterval(() => checkAddresses(r), addressCheckMs));
+  if (resyncMs > 0) {
+    r.timers.push(setInterval(() => {
+      r.needFull = true;
+      schedule(r);
+    }, resyncMs));
+  }
+}
+
+/** Creates the engine; nothing happens until the source reports nodes and marks itself synced. */
+export function createRouter(opts: RouterOptions): Router {
+  const r: RouterState = {
+    opts,
+    h: opts.handle,
+    log: opts.logger,
+    m: opts.metrics,
+    nodes: new Map(),
+    dirty: new Set(),
+    mirrors: new Map(),
+    owners: new Map(),
+    active: new Map(),
+    localAddresses: [],
+    underlayAddresses: new Map(),
+    addressSig: "",
+    watchedLinks: watchedLinksOf(opts.networks),
+    sourceSynced: false,
+    needFull: true,
+    retryBackoff: createBackoff(RETRY_BACKOFF),
+    stopped: false,
+    status: {
+      sourceSynced: false,
+      passes: 0,
+      lastPassAt: 0,
+      lastPassOk: false,
+      nodes: 0,
+      routes: 0,
+    },
+    timers: [],
+  };
+  startTimers(r);
   return {
-    replaceNodes(list) {
-      const seen = new Set<string>();
-      let changed = false;
-      for (const n of list) {
-        seen.add(n.name);
-        const old = nodes.get(n.name);
-        // Keep the old object when nothing changed: computed results are cached per object.
-        if (old && sameNode(old, n)) continue;
-        nodes.set(n.name, n);
-        dirty.add(n.name);
-        changed = true;
-      }
-      for (const name of [...nodes.keys()]) {
-        if (!seen.has(name)) {
-          nodes.delete(name);
-          dirty.add(name);
-          changed = true;
-        }
-      }
-      m.nodesSeen.set({}, nodes.size);
-      if (changed) schedule();
-    },
-    upsertNode(node) {
-      const old = nodes.get(node.name);
-      if (old && sameNode(old, node)) return;
-      nodes.set(node.name, node);
-      dirty.add(node.name);
-      m.nodesSeen.set({}, nodes.size);
-      schedule();
-    },
-    deleteNode(name) {
-      if (!nodes.delete(name)) return;
-      dirty.add(name);
-      m.nodesSeen.set({}, nodes.size);
-      schedule();
-    },
-    markSourceSynced() {
-      if (sourceSynced) return;
-      sourceSynced = true;
-      status.sourceSynced = true;
-      needFull = true;
-      schedule();
-    },
-    syncNow,
-    status,
-    stop() {
-      stopped = true;
-      if (pending !== undefined) clearTimeout(pending);
-      if (retryTimer !== undefined) clearTimeout(retryTimer);
-      if (resyncTimer !== undefined) clearInterval(resyncTimer);
-      if (addressTimer !== undefined) clearInterval(addressTimer);
-      pending = retryTimer = undefined;
-    },
+    replaceNodes: (list) => replaceNodes(r, list),
+    upsertNode: (node) => upsertNode(r, node),
+    deleteNode: (name) => deleteNode(r, name),
+    markSourceSynced: () => markSourceSynced(r),
+    syncNow: (full?: boolean) => syncNow(r, full),
+    status: r.status,
+    stop: () => stop(r),
   };
 }

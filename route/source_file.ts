@@ -16,6 +16,7 @@
 
 import { basename, dirname } from "node:path";
 import { type NodeInfo, NodeListError, parseNodeList } from "./nodes.ts";
+import { delay } from "../pkg/async.ts";
 
 /** Callbacks of {@link watchNodeFile}. */
 export interface FileSourceHandlers {
@@ -45,86 +46,88 @@ export async function readNodeFile(path: string): Promise<NodeInfo[]> {
   return parseNodeList(text, path);
 }
 
-/** Watches a node list file, reporting each new content. */
-export function watchNodeFile(
-  path: string,
-  handlers: FileSourceHandlers,
-  pollMs = 1000,
-  settleMs = 10,
-): FileSource {
-  let lastText: string | undefined;
-  let lastStamp = "";
-  let ok = false;
-  let stopped = false;
-  let reading: Promise<void> | undefined;
-  let again = false;
+/** One watched file's state, shared by the steps below. */
+interface Watched {
+  path: string;
+  handlers: FileSourceHandlers;
+  settleMs: number;
+  lastText?: string;
+  lastStamp: string;
+  ok: boolean;
+  stopped: boolean;
+  reading?: Promise<void>;
+  again: boolean;
+}
 
-  async function stamp(): Promise<string> {
-    try {
-      const st = await Deno.stat(path);
-      return `${st.ino}:${st.size}:${st.mtime?.getTime()}`;
-    } catch {
-      return "missing";
-    }
+/** What identifies the file's content without reading it: inode, size, mtime. */
+async function fileStamp(path: string): Promise<string> {
+  try {
+    const st = await Deno.stat(path);
+    return `${st.ino}:${st.size}:${st.mtime?.getTime()}`;
+  } catch {
+    return "missing";
   }
+}
 
-  async function readOnce(): Promise<void> {
-    lastStamp = await stamp();
-    let text: string;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (err) {
-      ok = false;
-      handlers.onError(
-        new NodeListError(`cannot read node list ${path}: ${(err as Error).message}`),
-      );
-      return;
-    }
-    if (text === lastText) {
-      ok = true;
-      return;
-    }
-    let nodes: NodeInfo[];
-    try {
-      nodes = parseNodeList(text, path);
-    } catch (err) {
-      ok = false;
-      handlers.onError(err as Error);
-      return;
-    }
-    lastText = text;
-    ok = true;
-    handlers.onNodes(nodes);
+/** Reads the file once; reports the nodes when its text changed, or what is wrong with it. */
+async function readOnce(w: Watched): Promise<void> {
+  w.lastStamp = await fileStamp(w.path);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(w.path);
+  } catch (err) {
+    w.ok = false;
+    w.handlers.onError(
+      new NodeListError(`cannot read node list ${w.path}: ${(err as Error).message}`),
+    );
+    return;
   }
-
-  /** Reads now, or once more after the read in progress (never two at once). */
-  function read(settle = true): Promise<void> {
-    if (stopped) return Promise.resolve();
-    if (reading) {
-      again = true;
-      return reading;
-    }
-    reading = (async () => {
-      try {
-        do {
-          again = false;
-          // A writer's truncate and write arrive as separate events: let it finish.
-          if (settle) await new Promise((r) => setTimeout(r, settleMs));
-          await readOnce();
-          settle = true;
-        } while (again && !stopped);
-      } finally {
-        reading = undefined;
-      }
-    })();
-    return reading;
+  if (text === w.lastText) {
+    w.ok = true;
+    return;
   }
+  let nodes: NodeInfo[];
+  try {
+    nodes = parseNodeList(text, w.path);
+  } catch (err) {
+    w.ok = false;
+    w.handlers.onError(err as Error);
+    return;
+  }
+  w.lastText = text;
+  w.ok = true;
+  w.handlers.onNodes(nodes);
+}
 
-  const ready = read(false);
-  const name = basename(path);
+/** Reads now, or once more after the read in progress (never two at once). */
+function read(w: Watched, settle = true): Promise<void> {
+  if (w.stopped) return Promise.resolve();
+  if (w.reading) {
+    w.again = true;
+    return w.reading;
+  }
+  w.reading = (async () => {
+    try {
+      do {
+        w.again = false;
+        // A writer's truncate and write arrive as separate events: let it finish.
+        if (settle) await delay(w.settleMs);
+        await readOnce(w);
+        settle = true;
+      } while (w.again && !w.stopped);
+    } finally {
+      w.reading = undefined;
+    }
+  })();
+  return w.reading;
+}
+
+/** Reads again on every inotify event about the file (nothing when inotify is missing). */
+function watchEvents(w: Watched): { watcher?: Deno.FsWatcher; watching: Promise<void> } {
+  const name = basename(w.path);
   let watcher: Deno.FsWatcher | undefined;
   try {
-    watcher = Deno.watchFs(dirname(path), { recursive: false });
+    watcher = Deno.watchFs(dirname(w.path), { recursive: false });
   } catch {
     // No inotify (or the folder is missing): polling alone still works.
   }
@@ -132,23 +135,43 @@ export function watchNodeFile(
     if (!watcher) return;
     try {
       for await (const ev of watcher) {
-        if (ev.paths.some((p) => basename(p) === name)) read();
+        if (ev.paths.some((p) => basename(p) === name)) read(w);
       }
     } catch {
       // Watcher closed.
     }
   })();
-  const poller = setInterval(async () => {
-    if ((await stamp()) !== lastStamp) read();
-  }, pollMs);
+  return { watcher, watching };
+}
 
+/** Watches a node list file, reporting each new content. */
+export function watchNodeFile(
+  path: string,
+  handlers: FileSourceHandlers,
+  pollMs = 1000,
+  settleMs = 10,
+): FileSource {
+  const w: Watched = {
+    path,
+    handlers,
+    settleMs,
+    lastStamp: "",
+    ok: false,
+    stopped: false,
+    again: false,
+  };
+  const ready = read(w, false);
+  const { watcher, watching } = watchEvents(w);
+  const poller = setInterval(async () => {
+    if ((await fileStamp(path)) !== w.lastStamp) read(w);
+  }, pollMs);
   return {
     ready,
     get ok() {
-      return ok;
+      return w.ok;
     },
     async stop() {
-      stopped = true;
+      w.stopped = true;
       clearInterval(poller);
       try {
         watcher?.close();
@@ -156,7 +179,7 @@ export function watchNodeFile(
         // already closed
       }
       await watching;
-      await reading;
+      await w.reading;
     },
   };
 }

@@ -47,8 +47,9 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 2,
-    folders: ["cni"],
-    what: "the CNI contract as a library: types, skel, invocation (built-ins injected)",
+    folders: ["cni", "nft"],
+    what: "the CNI contract as a library: types, skel, invocation (built-ins injected); " +
+      "nftables transactions through libnftables",
   },
   {
     rank: 3,
@@ -69,8 +70,8 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 8,
-    folders: ["daemon", "install", "nri", "route", "ipam_controller"],
-    what: "roles: node daemon, installer, NRI plugin, router, IPAM controller",
+    folders: ["daemon", "install", "ipam_controller", "nri", "policy", "route"],
+    what: "roles: node daemon, installer, IPAM controller, NRI plugin, network policy, router",
   },
   {
     rank: 9,

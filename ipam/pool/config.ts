@@ -53,7 +53,7 @@ import {
   parseIpNet,
   prevIpAddr,
 } from "../../ipaddr/ip.ts";
-import { invalidConfig, listField, objectField, stringField } from "../config.ts";
+import { invalidConfig, ipamFields } from "../config.ts";
 import { parseRoutes } from "../routes.ts";
 import { parseDnsBlock } from "../static.ts";
 import { networkKey, poolName, type PoolSpec } from "./objects.ts";
@@ -139,15 +139,12 @@ function ipamOf(args: Pick<CmdArgs, "config">): Record<string, unknown> {
 }
 
 function bool(ipam: Record<string, unknown>, key: string, fallback: boolean): boolean {
-  const v = ipam[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "boolean") throw invalidConfig(`ipam.${key} must be true or false`);
-  return v;
+  return ipamFields(ipam, "ipam").boolean(key) ?? fallback;
 }
 
 function seconds(ipam: Record<string, unknown>, key: string, fallback: number): number {
-  const v = ipam[key] ?? fallback;
-  if (typeof v !== "number" || !(v > 0) || v > 3600) {
+  const v = ipamFields(ipam, "ipam").number(key) ?? fallback;
+  if (!(v > 0) || v > 3600) {
     throw invalidConfig(`ipam.${key} must be a number of seconds between 0 and 3600`);
   }
   return v * 1000;
@@ -187,11 +184,11 @@ function rangeInputs(ipam: Record<string, unknown>): RangeInput[] {
       range: top,
       rangeStart: ipam.range_start,
       rangeEnd: ipam.range_end,
-      exclude: listField(ipam, "exclude", "ipam.exclude") ?? [],
+      exclude: ipamFields(ipam, "ipam").list("exclude") ?? [],
       where: "ipam.range",
     });
   }
-  (listField(ipam, "ipRanges", "ipam.ipRanges") ?? []).forEach((entry, i) => {
+  (ipamFields(ipam, "ipam").list("ipRanges") ?? []).forEach((entry, i) => {
     const where = `ipam.ipRanges[${i}]`;
     if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
       throw invalidConfig(`${where} must be an object`);
@@ -201,7 +198,7 @@ function rangeInputs(ipam: Record<string, unknown>): RangeInput[] {
       range: e.range,
       rangeStart: e.range_start,
       rangeEnd: e.range_end,
-      exclude: listField(e, "exclude", `${where}.exclude`) ?? [],
+      exclude: ipamFields(e, where).list("exclude") ?? [],
       where,
     });
   });
@@ -321,12 +318,12 @@ function requestedStatics(args: Pick<CmdArgs, "config" | "args">): IpAddr[] {
   for (const t of env.IP ? env.IP.split(",") : []) {
     texts.push({ text: t.trim(), where: "CNI_ARGS IP" });
   }
-  const cni = args.config.args ? objectField(args.config.args, "cni", "args.cni") : undefined;
-  for (const t of (cni ? listField(cni, "ips", "args.cni.ips") : undefined) ?? []) {
+  const cni = args.config.args ? ipamFields(args.config.args, "args").object("cni") : undefined;
+  for (const t of (cni ? ipamFields(cni, "args.cni").list("ips") : undefined) ?? []) {
     texts.push({ text: t, where: "args.cni.ips" });
   }
   const rc = args.config.runtimeConfig;
-  for (const t of (rc ? listField(rc, "ips", "runtimeConfig.ips") : undefined) ?? []) {
+  for (const t of (rc ? ipamFields(rc, "runtimeConfig").list("ips") : undefined) ?? []) {
     texts.push({ text: t, where: "runtimeConfig.ips" });
   }
   const out: IpAddr[] = [];
@@ -397,14 +394,14 @@ export interface Access {
 /** The access keys of a config (valid even when its ranges are not). */
 export function loadAccess(args: Pick<CmdArgs, "config">, env = Deno.env): Access {
   const ipam = ipamOf(args);
-  const k8s = objectField(ipam, "kubernetes", "ipam.kubernetes");
+  const k8s = ipamFields(ipam, "ipam").object("kubernetes");
   // hydra's own account first: whereabouts' kubeconfig (kept in NADs switched over) belongs to
   // an account that has no rights on hydra's objects.
-  const kubeconfig = stringField(ipam, "kubeconfig", "ipam.kubeconfig") ||
+  const kubeconfig = ipamFields(ipam, "ipam").string("kubeconfig") ||
     (exists(INSTALLER_KUBECONFIG) ? INSTALLER_KUBECONFIG : undefined) ||
-    (k8s ? stringField(k8s, "kubeconfig", "ipam.kubernetes.kubeconfig") : undefined) || undefined;
-  const socket = stringField(ipam, "daemonSocket", "ipam.daemonSocket") ?? DEFAULT_DAEMON_SOCKET;
-  const nodeName = stringField(ipam, "nodeName", "ipam.nodeName") || env.get("NODENAME") ||
+    (k8s ? ipamFields(k8s, "ipam.kubernetes").string("kubeconfig") : undefined) || undefined;
+  const socket = ipamFields(ipam, "ipam").string("daemonSocket") ?? DEFAULT_DAEMON_SOCKET;
+  const nodeName = ipamFields(ipam, "ipam").string("nodeName") || env.get("NODENAME") ||
     env.get("NODE_NAME") || Deno.hostname();
   return {
     kubeconfig,
@@ -420,10 +417,10 @@ export function loadAccess(args: Pick<CmdArgs, "config">, env = Deno.env): Acces
  */
 export function loadPoolConfig(args: Pick<CmdArgs, "config" | "args">, env = Deno.env): PoolConfig {
   const ipam = ipamOf(args);
-  const networkName = stringField(ipam, "network_name", "ipam.network_name") ?? "";
+  const networkName = ipamFields(ipam, "ipam").string("network_name") ?? "";
   const key = networkKey(networkName);
   const overlapping = bool(ipam, "enable_overlapping_ranges", true);
-  const gwText = stringField(ipam, "gateway", "ipam.gateway");
+  const gwText = ipamFields(ipam, "ipam").string("gateway");
   const gateway = gwText ? ipOrThrow(gwText, "ipam.gateway") : undefined;
   const inputs = rangeInputs(ipam);
   if (inputs.length === 0) {
@@ -448,7 +445,7 @@ export function loadPoolConfig(args: Pick<CmdArgs, "config" | "args">, env = Den
     ranges,
     statics: matchStatics(ranges, requestedStatics(args)),
     routes: parseRoutes(ipam.routes),
-    dns: parseDnsBlock(objectField(ipam, "dns", "ipam.dns")),
+    dns: parseDnsBlock(ipamFields(ipam, "ipam").object("dns")),
     overlapping,
     importWhereabouts: bool(ipam, "importWhereabouts", true),
     pod: podRefOf(args.args),

@@ -144,7 +144,10 @@ Deno.test("malformed ranges are clear errors (code 7)", () => {
     { range: "10.0.0.0/24", ipRanges: [{ range: "10.0.0.128/25" }] },
     /ranges 0 .* and 1 .* overlap/,
   );
-  rejects({ range: "10.0.0.0/24", enable_overlapping_ranges: "yes" }, /true or false/);
+  rejects(
+    { range: "10.0.0.0/24", enable_overlapping_ranges: "yes" },
+    /enable_overlapping_ranges must be a boolean/,
+  );
   rejects({ range: "10.0.0.0/24", apiTimeout: -1 }, /apiTimeout/);
   rejects({ range: "10.0.0.0/24", gateway: "x" }, /ipam.gateway: invalid IP/);
   rejects({ ipRanges: "10.0.0.0/24" }, /ipam.ipRanges must be a list/);

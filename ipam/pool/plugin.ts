@@ -18,6 +18,7 @@ import { CniError, ErrorCode } from "../../cni/errors.ts";
 import type { AnyResult, CmdArgs, IpConfig, Plugin, Result } from "../../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../../cni/types.ts";
 import { isNotFound, isTransient, KubeApiError } from "../../kube/errors.ts";
+import { withTimeout } from "../../pkg/async.ts";
 import type { Pod } from "../../kube/objects.ts";
 import { formatIpAddr, type IpAddr, parseIpAddrOrCidr } from "../../ipaddr/ip.ts";
 import type { AllocationRequest } from "./allocator.ts";
@@ -96,19 +97,14 @@ async function bounded<T>(
   body: (d: Deadline) => Promise<T>,
 ): Promise<T> {
   const d = deadlineIn(access.apiTimeoutMs);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new ApiUnavailableError(`no answer within ${access.apiTimeoutMs / 1000} s`)),
-      access.apiTimeoutMs + 250,
-    );
-  });
   try {
-    return await Promise.race([body(d), late]);
+    return await withTimeout(
+      body(d),
+      access.apiTimeoutMs + 250,
+      () => new ApiUnavailableError(`no answer within ${access.apiTimeoutMs / 1000} s`),
+    );
   } catch (err) {
     throw poolCniError(err, what);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

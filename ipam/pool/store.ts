@@ -12,6 +12,7 @@
  */
 
 import type { KubeClient } from "../../kube/client.ts";
+import { createBackoff, delay } from "../../pkg/async.ts";
 import { isConflict, isNotFound, isTransient, KubeApiError } from "../../kube/errors.ts";
 import {
   type AddressBlock,
@@ -58,7 +59,7 @@ export async function withRetry<T>(
   d: Deadline,
   call: (timeoutMs: number) => Promise<T>,
 ): Promise<T> {
-  let delay = 50;
+  const backoff = createBackoff({ initialMs: 50, maxMs: 1_000, jitter: 0.2 });
   let last: unknown;
   for (;;) {
     const left = remaining(d);
@@ -71,9 +72,7 @@ export async function withRetry<T>(
     } catch (err) {
       if (!isTransient(err)) throw err;
       last = err;
-      const pause = Math.min(delay, remaining(d));
-      if (pause > 0) await new Promise((r) => setTimeout(r, pause));
-      delay = Math.min(delay * 2, 1_000);
+      await delay(Math.min(backoff.next(), remaining(d)));
     }
   }
 }

@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { startControlPlane } from "./cluster.ts";
 import { startContainerd } from "./containerd.ts";
 import { startKubelet } from "./kubelet.ts";
-import { referencePluginDir, versions } from "./peers.ts";
+import { createPausePod, deletePodAndWait } from "./pods.ts";
+import { referencePluginDir } from "./peers.ts";
 import { poll } from "./process.ts";
 import { uniqueName, withTempDir } from "../helpers/netns.ts";
 
@@ -52,21 +53,7 @@ Deno.test("a kubelet turns a Pod into a sandbox networked through containerd's C
         try {
           const ns = uniqueName("ns");
           await cp.createNamespace(ns);
-          const podPath = `/api/v1/namespaces/${ns}/pods/web`;
-          await cp.api.must("POST", `/api/v1/namespaces/${ns}/pods`, {
-            apiVersion: "v1",
-            kind: "Pod",
-            metadata: { name: "web", namespace: ns },
-            spec: {
-              nodeName: kubelet.nodeName,
-              terminationGracePeriodSeconds: 0,
-              containers: [{
-                name: "main",
-                image: versions().PAUSE_IMAGE,
-                imagePullPolicy: "Never",
-              }],
-            },
-          });
+          const podPath = await createPausePod(cp, kubelet, ns, "web");
           let pod: PodStatus = {};
           const running = await poll(
             async () => {
@@ -85,12 +72,7 @@ Deno.test("a kubelet turns a Pod into a sandbox networked through containerd's C
           assert.equal(sandboxes.items.length, 1);
           assert.equal(sandboxes.items[0].metadata.name, "web");
 
-          await cp.api.must("DELETE", podPath);
-          const gone = await poll(
-            async () => (await cp.api.request("GET", podPath)).status === 404,
-            60_000,
-            250,
-          );
+          const gone = await deletePodAndWait(cp, podPath);
           assert.ok(gone, "pod object not removed after the kubelet stopped it");
           // The sandbox is stopped (network torn down) shortly after the object is gone.
           let states: string[] = [];

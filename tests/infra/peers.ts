@@ -55,6 +55,18 @@ export function peerBin(name: string): string {
   return mustExist(name, join(peersDir(), "bin", name));
 }
 
+/**
+ * Fails the calling test unless it runs as root and every peer named is
+ * built: a test that cannot run counts as failed, never as skipped, and the
+ * error says which peer is missing and how to build it.
+ */
+export function requirePeers(...names: string[]): void {
+  if (Deno.uid() !== 0) {
+    throw new Error("this test needs root (namespaces, links, a runtime): run it as root");
+  }
+  for (const name of names) peerBin(name);
+}
+
 /** Folder of the programs from build-peers.sh (put it first on PATH for shims). */
 export function peerBinDir(): string {
   return join(peersDir(), "bin");

@@ -53,7 +53,7 @@ Deno.test("deploy/hydra-ipam.yaml: its files agree, and the controller's argumen
     { get: () => undefined } as unknown as typeof Deno.env,
   );
   assert.equal(opts.listen?.transport, "tcp");
-  assert.equal(c.livenessProbe.httpGet.port, 9474);
+  assert.equal(c.livenessProbe.httpGet.port, 9475);
   assert.equal(dep.spec.template.spec.serviceAccountName, "hydra-ipam-controller");
 });
 

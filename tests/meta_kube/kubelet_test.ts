@@ -14,7 +14,8 @@ import assert from "node:assert/strict";
 import { startControlPlane } from "../infra/cluster.ts";
 import { startContainerd } from "../infra/containerd.ts";
 import { startKubelet } from "../infra/kubelet.ts";
-import { referencePluginDir, versions } from "../infra/peers.ts";
+import { referencePluginDir } from "../infra/peers.ts";
+import { createPausePod, deletePodAndWait } from "../infra/pods.ts";
 import { poll, spawnDaemon, waitUntil } from "../infra/process.ts";
 import { run, uniqueName } from "../helpers/netns.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
@@ -134,24 +135,8 @@ Deno.test("a Pod with the networks annotation becomes a sandbox with its extra i
       try {
         const daemonSocket = `${dir}/daemon.sock`;
         const runPod = async (name: string) => {
-          const podPath = `/api/v1/namespaces/${ns}/pods/${name}`;
-          await cp.api.must("POST", `/api/v1/namespaces/${ns}/pods`, {
-            apiVersion: "v1",
-            kind: "Pod",
-            metadata: {
-              name,
-              namespace: ns,
-              annotations: { "k8s.v1.cni.cncf.io/networks": "blue,green@data0" },
-            },
-            spec: {
-              nodeName: kubelet.nodeName,
-              terminationGracePeriodSeconds: 0,
-              containers: [{
-                name: "main",
-                image: versions().PAUSE_IMAGE,
-                imagePullPolicy: "Never",
-              }],
-            },
+          const podPath = await createPausePod(cp, kubelet, ns, name, {
+            "k8s.v1.cni.cncf.io/networks": "blue,green@data0",
           });
           let pod: Pod | undefined;
           const ready = await poll(
@@ -193,12 +178,7 @@ Deno.test("a Pod with the networks annotation becomes a sandbox with its extra i
               s.ips,
             );
           }
-          await cp.api.must("DELETE", podPath);
-          const gone = await poll(
-            async () => (await cp.api.request("GET", podPath)).status === 404,
-            90_000,
-            250,
-          );
+          const gone = await deletePodAndWait(cp, podPath, 90_000);
           assert.ok(gone, `pod ${name} not removed`);
           const released = await poll(
             async () => (await reservations(ipamDir)).length === 0,

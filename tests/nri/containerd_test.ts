@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Containerd, startContainerd } from "../infra/containerd.ts";
-import { havePeers, referencePluginDir, versions } from "../infra/peers.ts";
+import { referencePluginDir, requirePeers, versions } from "../infra/peers.ts";
 import { poll } from "../infra/process.ts";
 import { uniqueName, withTempDir } from "../helpers/netns.ts";
 import {
@@ -24,20 +24,9 @@ import {
   runNriPlugin,
 } from "../../nri/stub.ts";
 
-function peersReady(): boolean {
-  if (!havePeers("containerd", "containerd-shim-runc-v2", "crictl", "ctr")) return false;
-  try {
-    referencePluginDir();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const ignore = Deno.uid() !== 0 || !peersReady();
-
 interface Seen {
-  hook: "sync" | "run" | "stop" | "remove";
+  /** "aborted": a hanging run hook was told its answer is no longer awaited. */
+  hook: "sync" | "run" | "stop" | "remove" | "aborted";
   rpc: string;
   pod?: PodSandbox;
   pods?: PodSandbox[];
@@ -66,7 +55,12 @@ function recorder(): { hooks: NriHooks; seen: Seen[] } {
       const behaviour = pod.annotations["hydra.test/behaviour"];
       if (behaviour === "fail") return Promise.reject(new Error("refused by the test hook"));
       if (behaviour === "hang") {
-        return new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
+        return new Promise((resolve) =>
+          ctx.signal.addEventListener("abort", () => {
+            seen.push({ hook: "aborted", rpc: ctx.rpc, pod, runtime: ctx.runtime });
+            resolve();
+          })
+        );
       }
       return Promise.resolve();
     },
@@ -91,6 +85,9 @@ interface World {
 
 /** A containerd whose default network is a reference bridge, for the duration of `body`. */
 async function withContainerd(body: (world: World) => Promise<void>): Promise<void> {
+  // Root, containerd and its tools, and the reference plugins the default network uses.
+  requirePeers("containerd", "containerd-shim-runc-v2", "crictl", "ctr");
+  referencePluginDir();
   await withTempDir(async (tmp) => {
     const confDir = join(tmp, "net.d");
     await Deno.mkdir(confDir);
@@ -175,7 +172,6 @@ const syncs = (statuses: PluginStatus[]) =>
 Deno.test({
   name:
     "containerd: registers, is configured and synchronized, and comes back after containerd restarts",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd }) => {
       const { hooks, seen } = recorder();
@@ -215,7 +211,6 @@ Deno.test({
 Deno.test({
   name:
     "containerd: Configure, Synchronize with existing pods, Run/Stop/RemovePodSandbox with netns, reconnect after restart",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd, runp }) => {
       const before = await runp(uniqueName("pre"));
@@ -271,7 +266,6 @@ Deno.test({
 Deno.test({
   name:
     "containerd: a hook error or an overrun fails the sandbox and rolls it back, and hydra stays connected",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd, runp }) => {
       const { hooks, seen } = recorder();
@@ -290,10 +284,15 @@ Deno.test({
             s.hook === "run" && s.pod!.annotations["hydra.test/behaviour"] === behaviour
           )!;
           // containerd undoes the failed sandbox through the plugins.
-          assert.ok(
-            seen.some((s) => s.hook === "stop" && s.pod!.id === run.pod!.id),
-            `${behaviour}: stop`,
-          );
+          const stop = seen.findIndex((s) => s.hook === "stop" && s.pod!.id === run.pod!.id);
+          assert.ok(stop >= 0, `${behaviour}: stop`);
+          if (behaviour === "hang") {
+            // The overrun run was aborted (and settled) before the rollback's stop ran.
+            const aborted = seen.findIndex((s) =>
+              s.hook === "aborted" && s.pod!.id === run.pod!.id
+            );
+            assert.ok(aborted >= 0 && aborted < stop, "hang: aborted before stop");
+          }
           assert.ok(
             seen.some((s) => s.hook === "remove" && s.pod!.id === run.pod!.id),
             `${behaviour}: remove`,
@@ -313,7 +312,6 @@ Deno.test({
 
 Deno.test({
   name: "containerd: without the v0.12 pod RPCs, events arrive as StateChange",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd, runp }) => {
       const { hooks, seen } = recorder();
@@ -330,6 +328,89 @@ Deno.test({
         ]);
         assert.ok(mine[0].netnsExisted);
       }, { podSandboxRpcs: false });
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "containerd: Synchronize is answered OK when its hook overruns or fails, and pods keep reaching hydra",
+  ignore,
+  async fn() {
+    await withContainerd(async ({ ctd, runp }) => {
+      const { hooks, seen } = recorder();
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => release = resolve);
+      let syncSignal: AbortSignal | undefined;
+      let passes = 0;
+      hooks.onSynchronize = (_pods, ctx) => {
+        passes++;
+        syncSignal = ctx.signal;
+        // First pass: outlives the 2 s request budget; second: fails.
+        return passes === 1 ? released : Promise.reject(new Error("cannot list attachments"));
+      };
+      await withPlugin(ctd, hooks, async (statuses) => {
+        await until("Synchronize answered despite the hanging hook", () => syncs(statuses) === 1);
+        assert.equal(syncSignal?.aborted, false, "the sync work is not cut short by its budget");
+        const first = await runp(uniqueName("dur"));
+        assert.ok(seen.some((s) => s.hook === "run" && s.pod!.id === first));
+        release();
+        await ctd.restart();
+        await until("Synchronize after the restart (hook fails)", () => syncs(statuses) === 2);
+        const second = await runp(uniqueName("aft"));
+        assert.ok(seen.some((s) => s.hook === "run" && s.pod!.id === second));
+      });
+      const log = await Deno.readTextFile(ctd.logPath);
+      assert.equal(log.match(/plugin \\"10-hydra\\" connected and synchronized/g)?.length, 2);
+      assert.doesNotMatch(log, /failed to synchronize plugin/);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "containerd: a plugin containerd pre-launches serves its inherited socket (NRI_PLUGIN_SOCKET) and exits when containerd dies",
+  ignore,
+  async fn() {
+    await withContainerd(async ({ ctd, tmp, runp }) => {
+      // containerd starts every NN-name executable of its plugin folder at start-up,
+      // with only NRI_PLUGIN_NAME, NRI_PLUGIN_IDX and NRI_PLUGIN_SOCKET=3 set.
+      const out = join(tmp, "prelaunched.jsonl");
+      const launcher = join(ctd.dir, "nri", "plugins", "42-prelaunched");
+      const plugin = new URL("./prelaunched_plugin.ts", import.meta.url).pathname;
+      const config = new URL("../../deno.json", import.meta.url).pathname;
+      const denoDir = Deno.env.get("DENO_DIR");
+      await Deno.writeTextFile(
+        launcher,
+        "#!/bin/sh\n" + (denoDir ? `DENO_DIR='${denoDir}' ` : "") +
+          `exec '${Deno.execPath()}' run -A --cached-only --config '${config}' '${plugin}' >>'${out}'\n`,
+        { mode: 0o755 },
+      );
+      await ctd.restart();
+      const text = () => {
+        try {
+          return Deno.readTextFileSync(out);
+        } catch {
+          return "";
+        }
+      };
+      await until("the pre-launched plugin synchronized", () => text().includes('"sync"'));
+      const name = uniqueName("pre");
+      const id = await runp(name);
+      const netns = JSON.parse(await ctd.crictl("inspectp", "-o", "json", id)).info.runtimeSpec
+        .linux.namespaces.find((ns: { type: string }) => ns.type === "network").path;
+      // containerd kills the plugins it launched when it stops; when it dies
+      // instead, the plugin sees its socket close and must exit by itself.
+      await Deno.remove(launcher); // not launched again by the restart below
+      Deno.kill(ctd.record.pid, "SIGKILL");
+      await until("the pre-launched plugin exited", () => text().includes('"exit"'));
+      await ctd.restart();
+      const records = text().trim().split("\n").map((line) => JSON.parse(line));
+      assert.deepEqual(records, [
+        { hook: "sync", pods: [] },
+        { hook: "run", pod: name, netns },
+        { hook: "exit" },
+      ]);
     });
   },
 });

@@ -1,26 +1,30 @@
 /**
- * A stand-in for the runtime side of NRI, for tests of the plugin stub: it
- * listens on a unix socket, serves `Runtime.RegisterPlugin` on conn 2 and
- * calls the plugin on conn 1 the way containerd does. It can also write raw,
- * deliberately broken bytes, and records every message the plugin sends on
- * conn 1 so tests can look at answers to raw requests.
+ * A stand-in for the runtime side of NRI, for what a real containerd does
+ * not produce (containerd_test.ts covers everything it does): it listens on
+ * a unix socket, serves `Runtime.RegisterPlugin` on conn 2 and calls the
+ * plugin on conn 1 the way containerd does, but lets a test split
+ * Synchronize, call unsubscribed methods, pick request deadlines, and write
+ * raw, deliberately broken bytes. It records every message the plugin sends
+ * on conn 1 so tests can look at answers to raw requests.
  *
  * @module
  */
 
 import { join } from "node:path";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
-  type ConfigureRequest,
-  decodeConfigureResponse,
-  decodeRegisterPluginRequest,
-  decodeSynchronizeResponse,
-  encodeConfigureRequest,
-  encodeSynchronizeRequest,
+  ConfigureRequestSchema,
+  ConfigureResponseSchema,
+  decodeNri,
+  encodeNri,
   PLUGIN_SERVICE,
   type PodSandbox,
   type RegisterPluginRequest,
+  RegisterPluginRequestSchema,
   RUNTIME_SERVICE,
+  SynchronizeRequestSchema,
   type SynchronizeResponse,
+  SynchronizeResponseSchema,
 } from "../../nri/messages.ts";
 import {
   createDemux,
@@ -83,7 +87,7 @@ function wrap(conn: Deno.Conn): FakeConnection {
   let registeredNow!: (req: RegisterPluginRequest) => void;
   const registered = new Promise<RegisterPluginRequest>((r) => registeredNow = r);
   const register: UnaryHandler = (payload) => {
-    registeredNow(decodeRegisterPluginRequest(payload));
+    registeredNow(decodeNri(RegisterPluginRequestSchema, payload));
     return Promise.resolve(new Uint8Array(0));
   };
   const server = createTtrpcServer(
@@ -143,21 +147,21 @@ export interface Handshake {
  */
 export async function handshake(
   conn: FakeConnection,
-  configure: Partial<ConfigureRequest> = {},
+  configure: MessageInitShape<typeof ConfigureRequestSchema> = {},
   syncChunks: PodSandbox[][] = [[]],
 ): Promise<Handshake> {
   const registration = await conn.registered;
-  const requestTimeoutMs = configure.requestTimeoutMs ?? 2000;
-  const cfg = decodeConfigureResponse(
+  const requestTimeoutMs = Number(configure.requestTimeout ?? 2000n);
+  const cfg = decodeNri(
+    ConfigureResponseSchema,
     await conn.call(
       "Configure",
-      encodeConfigureRequest({
-        config: "",
+      encodeNri(ConfigureRequestSchema, {
         runtimeName: "fake-runtime",
         runtimeVersion: "v0.0.0",
-        registrationTimeoutMs: 5000,
-        requestTimeoutMs,
-        nriVersion: "v0.12.0",
+        registrationTimeout: 5000n,
+        requestTimeout: BigInt(requestTimeoutMs),
+        NRIVersion: "v0.12.0",
         ...configure,
       }),
       requestTimeoutMs,
@@ -166,8 +170,9 @@ export async function handshake(
   const sync: SynchronizeResponse[] = [];
   for (let i = 0; i < syncChunks.length; i++) {
     const more = i < syncChunks.length - 1;
-    const payload = encodeSynchronizeRequest({ pods: syncChunks[i], containers: [], more });
-    sync.push(decodeSynchronizeResponse(await conn.call("Synchronize", payload, requestTimeoutMs)));
+    const payload = encodeNri(SynchronizeRequestSchema, { pods: syncChunks[i], more });
+    const answer = await conn.call("Synchronize", payload, requestTimeoutMs);
+    sync.push(decodeNri(SynchronizeResponseSchema, answer));
   }
   return { registration, events: cfg.events, sync };
 }

@@ -11,9 +11,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { uniqueName } from "../helpers/netns.ts";
-import { extraLinks, v4, withNriWorld, worldIgnored } from "./serve_world.ts";
+import { extraLinks, v4, withNriWorld } from "./serve_world.ts";
 
-const ignore = worldIgnored();
 const NETWORKS = "k8s.v1.cni.cncf.io/networks";
 
 interface StateFile {
@@ -32,7 +31,6 @@ interface StateFile {
 
 Deno.test({
   name: "nri serve: runp attaches net1/net2 beside eth0 as the results say; stopp/rmp free them",
-  ignore,
   async fn() {
     await withNriWorld(async (w) => {
       const hydra = await w.startHydra();
@@ -128,7 +126,6 @@ Deno.test({
 
 Deno.test({
   name: "nri serve: sandboxes created and stopped in parallel get distinct addresses, all freed",
-  ignore,
   async fn() {
     await withNriWorld(async (w) => {
       await w.startHydra();

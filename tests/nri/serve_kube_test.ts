@@ -17,11 +17,10 @@ import { join } from "node:path";
 import { uniqueName } from "../helpers/netns.ts";
 import { apiIntoNetns, jsonKubeconfig } from "../meta_kube/api_access.ts";
 import { eventually, type KubeEnv, networkStatus, startKubeEnv } from "../meta_kube/harness.ts";
-import { extraLinks, type NriWorld, v4, withNriWorld, worldIgnored } from "./serve_world.ts";
+import { extraLinks, type NriWorld, v4, withNriWorld } from "./serve_world.ts";
 import { resultAnnotationKey } from "../../kube/status.ts";
 import type { Pod } from "../../kube/objects.ts";
 
-const ignore = worldIgnored();
 const NETWORKS = "k8s.v1.cni.cncf.io/networks";
 const NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status";
 
@@ -75,7 +74,6 @@ async function withKubeEnv(body: (env: KubeEnv) => Promise<void>): Promise<void>
 
 Deno.test({
   name: "nri serve --kubeconfig: NAD networks as net1/net2, network-status merged, freed on rmp",
-  ignore,
   async fn() {
     await withKubeEnv((env) =>
       withNriWorld(async (w) => {
@@ -161,7 +159,6 @@ Deno.test({
 Deno.test({
   name:
     "nri serve --kubeconfig --on-failure log: a missing NAD gives a Warning Event, the pod runs",
-  ignore,
   async fn() {
     await withKubeEnv((env) =>
       withNriWorld(async (w) => {

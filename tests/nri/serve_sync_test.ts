@@ -11,9 +11,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { uniqueName } from "../helpers/netns.ts";
-import { extraLinks, type NriWorld, v4, withNriWorld, worldIgnored } from "./serve_world.ts";
+import { extraLinks, type NriWorld, v4, withNriWorld } from "./serve_world.ts";
 
-const ignore = worldIgnored();
 const NETWORKS = "k8s.v1.cni.cncf.io/networks";
 
 /** The extra interfaces of a sandbox with their IPv4 addresses. */
@@ -33,7 +32,6 @@ function bare(addrs: Record<string, string[]>, ifName: string): string[] {
 
 Deno.test({
   name: "nri serve: started after sandboxes exist, Synchronize attaches their missing networks",
-  ignore,
   async fn() {
     await withNriWorld(async (w) => {
       const a = await w.runp(uniqueName("a"), { [NETWORKS]: "blue,red" });
@@ -74,7 +72,6 @@ Deno.test({
 Deno.test({
   name:
     "nri serve: kill -9 and restart while sandboxes come and go leaks nothing and never attaches twice",
-  ignore,
   async fn() {
     await withNriWorld(async (w) => {
       let hydra = await w.startHydra();
@@ -137,7 +134,6 @@ Deno.test({
 
 Deno.test({
   name: "nri serve: reconnects after containerd restarts and keeps attaching and releasing",
-  ignore,
   async fn() {
     await withNriWorld(async (w) => {
       const hydra = await w.startHydra();

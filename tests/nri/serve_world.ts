@@ -17,22 +17,19 @@
 
 import { join } from "node:path";
 import { type Containerd, startContainerd } from "../infra/containerd.ts";
-import { havePeers, referencePluginDir, repoRoot } from "../infra/peers.ts";
+import { referencePluginDir, repoRoot, requirePeers } from "../infra/peers.ts";
 import { type Daemon, logTail, poll, spawnDaemon, stopProcessGroup } from "../infra/process.ts";
 import { run, uniqueName, withTempDir } from "../helpers/netns.ts";
 import { getFromEndpoint } from "../../pkg/http.ts";
 import { LOCK_DIR } from "../../plugins/host_lock.ts";
 
-/** Root and the peers this world needs. */
-export function worldIgnored(): boolean {
-  if (Deno.uid() !== 0) return true;
-  if (!havePeers("containerd", "containerd-shim-runc-v2", "crictl", "ctr")) return true;
-  try {
-    referencePluginDir();
-    return false;
-  } catch {
-    return true;
-  }
+/**
+ * Fails the calling test unless it runs as root with containerd, its shim,
+ * crictl, ctr and the reference plugins built (see tests/infra/peers.ts).
+ */
+export function requireNriPeers(): void {
+  requirePeers("containerd", "containerd-shim-runc-v2", "crictl", "ctr");
+  referencePluginDir();
 }
 
 /** How long the `slow` network's ADD sleeps before doing its work. */
@@ -127,6 +124,7 @@ async function writeJson(path: string, value: unknown): Promise<void> {
 
 /** Runs `body` with a fresh world; everything is removed afterwards. */
 export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promise<void> {
+  requireNriPeers();
   await withTempDir(async (tmp) => {
     const defaultConfDir = join(tmp, "net.d");
     const confDir = join(tmp, "hydra.d");

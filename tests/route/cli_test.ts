@@ -1,19 +1,14 @@
 /** `hydra route sync` on the command line: usage, exit codes, --once for scripts. */
 
 import assert from "node:assert/strict";
-import { withNetnsSync } from "../../netlink/mod.ts";
+import { outputInNetns } from "../../netlink/netns_spawn.ts";
 import { createWorld, destroyWorld, hydraBin, routesOf } from "./world.ts";
 
 async function hydra(args: string[], netnsPath?: string, env: Record<string, string> = {}) {
-  const child = withNetnsSync(netnsPath, () =>
-    new Deno.Command(hydraBin, {
-      args,
-      env: { KUBERNETES_SERVICE_HOST: "", ...env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn());
-  const out = await child.output();
+  const out = await outputInNetns(netnsPath, hydraBin, {
+    args,
+    env: { KUBERNETES_SERVICE_HOST: "", ...env },
+  });
   return {
     code: out.code,
     stdout: new TextDecoder().decode(out.stdout),

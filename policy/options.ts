@@ -1,0 +1,134 @@
+/**
+ * Command line of `hydra policy sync`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { isLogLevel, type LogLevel } from "../pkg/log.ts";
+import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
+
+/** The meta-CNI's default cache folder (its records are under it). */
+export const DEFAULT_META_CACHE_DIR = "/var/lib/cni/hydra";
+/** `hydra nri serve`'s default cache folder. */
+export const DEFAULT_NRI_CACHE_DIR = "/var/lib/cni/hydra-nri";
+/** Where the agent keeps the last valid version of each policy. */
+export const DEFAULT_STATE_DIR = "/var/lib/cni/hydra-policy";
+/** Health and metrics by default. */
+export const DEFAULT_LISTEN = "127.0.0.1:9474";
+
+/** Options of `hydra policy sync`. */
+export interface PolicySyncOptions {
+  kubeconfig?: string;
+  nodeName: string;
+  /** Record folders read; "" in the command line leaves one out. */
+  metaCacheDir?: string;
+  nriCacheDir?: string;
+  stateDir: string;
+  listen?: ListenAddress;
+  maxParallel: number;
+  resyncMs: number;
+  apiTimeoutMs: number;
+  logLevel: LogLevel;
+  logFile?: string;
+}
+
+/** The help text. */
+export const POLICY_HELP = `Usage: hydra policy sync [options]
+
+Enforces MultiNetworkPolicy (k8s.cni.cncf.io/v1beta1) on this node's pods:
+for each pod's secondary interfaces on the networks a policy's
+k8s.v1.cni.cncf.io/policy-for annotation names, an nftables table in the
+pod's network namespace admits what the policies allow. The primary network
+is never filtered. Tables stay in place while this program is not running.
+
+Options:
+  --kubeconfig PATH         API access (default: the in-cluster ServiceAccount)
+  --node-name NAME          this node (default: $NODE_NAME, else the host name)
+  --meta-cache-dir DIR      the meta-CNI's cache folder, whose attachment records
+                            name this node's pods (default ${DEFAULT_META_CACHE_DIR}; "" for none)
+  --nri-cache-dir DIR       the same for \`hydra nri serve\` (default ${DEFAULT_NRI_CACHE_DIR}; "" for none)
+  --state-dir DIR           last valid version of each policy (default ${DEFAULT_STATE_DIR})
+  --listen ADDR             health and metrics, HOST:PORT or unix:PATH; "" for none
+                            (default ${DEFAULT_LISTEN})
+  --max-parallel N          pod namespaces written at once (default 32)
+  --resync-interval SECONDS every table written again this often (default 300)
+  --api-timeout SECONDS     deadline of each API request (default 5)
+  --log-level LEVEL         debug, info, warn, error, off (default info)
+  --log-file PATH           append JSON log lines here instead of stderr
+`;
+
+/** A bad command line. */
+export class PolicyUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PolicyUsageError";
+  }
+}
+
+function positive(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!(n > 0) || !Number.isFinite(n)) {
+    throw new PolicyUsageError(`--${name} must be a positive number, got "${value}"`);
+  }
+  return n;
+}
+
+function folder(name: string, value: string | undefined, fallback: string): string | undefined {
+  const v = value ?? fallback;
+  if (v === "") return undefined;
+  if (!v.startsWith("/")) throw new PolicyUsageError(`--${name} must be an absolute path`);
+  return v;
+}
+
+/** Parses the command line (after `policy sync`). */
+export function parsePolicyArgs(args: string[], env = Deno.env): PolicySyncOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        kubeconfig: { type: "string" },
+        "node-name": { type: "string" },
+        "meta-cache-dir": { type: "string" },
+        "nri-cache-dir": { type: "string" },
+        "state-dir": { type: "string" },
+        listen: { type: "string" },
+        "max-parallel": { type: "string" },
+        "resync-interval": { type: "string" },
+        "api-timeout": { type: "string" },
+        "log-level": { type: "string" },
+        "log-file": { type: "string" },
+      },
+    }));
+  } catch (err) {
+    throw new PolicyUsageError((err as Error).message);
+  }
+  const logLevel = values["log-level"] ?? "info";
+  if (!isLogLevel(logLevel)) throw new PolicyUsageError(`--log-level: unknown level "${logLevel}"`);
+  const listenText = values.listen ?? DEFAULT_LISTEN;
+  let listen: ListenAddress | undefined;
+  try {
+    listen = listenText === "" ? undefined : parseListenAddress(listenText);
+  } catch (err) {
+    throw new PolicyUsageError(`--listen: ${(err as Error).message}`);
+  }
+  const stateDir = folder("state-dir", values["state-dir"], DEFAULT_STATE_DIR);
+  if (!stateDir) throw new PolicyUsageError("--state-dir must not be empty");
+  return {
+    kubeconfig: values.kubeconfig,
+    nodeName: (values["node-name"] || env.get("NODE_NAME") || Deno.hostname()).toLowerCase(),
+    metaCacheDir: folder("meta-cache-dir", values["meta-cache-dir"], DEFAULT_META_CACHE_DIR),
+    nriCacheDir: folder("nri-cache-dir", values["nri-cache-dir"], DEFAULT_NRI_CACHE_DIR),
+    stateDir,
+    listen,
+    maxParallel: Math.floor(positive("max-parallel", values["max-parallel"], 32)),
+    resyncMs: positive("resync-interval", values["resync-interval"], 300) * 1000,
+    apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
+    logLevel,
+    logFile: values["log-file"],
+  };
+}
