@@ -59,7 +59,11 @@ export interface Peer {
   ): Promise<ExecResult>;
   /** Every allocation its store records. */
   store(): Promise<StoreEntry[]>;
-  /** CPU seconds its long-running processes have used so far, by process kind. */
+  /**
+   * CPU seconds its long-running processes have used so far, by process
+   * kind; `reaped`: how much of it belongs to processes this one has reaped
+   * (counted among its children, which the execs' share subtracts).
+   */
   cpuSeconds(): Record<string, number>;
   /** Peak RSS of its long-running node-side processes, MiB (0 when it has none). */
   daemonRssMiB(): Promise<number>;
@@ -278,10 +282,11 @@ export function nodeName(i: number): string {
 function cpuNow(c: Cluster): Record<string, number> {
   const self = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
   const tick = 100;
+  const { reaped = 0, ...peer } = c.peer.cpuSeconds();
   return {
     ...(c.o.cpuSeconds?.() ?? {}),
-    ...c.peer.cpuSeconds(),
-    execs: childrenCpuMs() / 1000,
+    ...peer,
+    execs: childrenCpuMs() / 1000 - reaped,
     bench: (Number(self[11]) + Number(self[12])) / tick,
   };
 }
@@ -419,14 +424,14 @@ export async function runPeer(
     const pods = await createPods(c, groups);
     let before = c.retries;
     out.create = phase(c, await timed(c, addAll(c, pods)), c.retries - before);
-    if (c.aborted) return out;
+    c.aborted = false;
 
     o.log(`${peer.name}: re-create`);
     const recreate = await replacePods(c);
     before = c.retries;
     c.rssSampled = 0;
     out.recreate = phase(c, await timed(c, recreate()), c.retries - before);
-    if (c.aborted) return out;
+    c.aborted = false;
 
     o.log(`${peer.name}: power cycle`);
     const cycle = await replacePods(c);
@@ -442,7 +447,7 @@ export async function runPeer(
     );
     await cut;
     out.powercycle = phase(c, t, c.retries - before);
-    if (c.aborted) return out;
+    c.aborted = false;
     out.powercycle.leakedAtEnd = await c.leaks();
     const t0 = performance.now();
     let left = out.powercycle.leakedAtEnd;

@@ -208,6 +208,8 @@ export function hydraPeer(
   const daemons = new Map<string, { pid: number; status?: Promise<Deno.CommandStatus> }>();
   let controller: { pid: number } | undefined;
   let peakDaemon = 0;
+  /** CPU seconds of the daemons the power cut killed. */
+  let reapedCpu = 0;
   const socket = (node: string) => join(env.dir, `${node}.sock`);
   const conf = (node: string) =>
     JSON.stringify({
@@ -285,6 +287,8 @@ export function hydraPeer(
     },
     async killNodes() {
       notePeak();
+      // Their CPU so far; once reaped it counts among this process's children (the execs').
+      for (const d of daemons.values()) reapedCpu += processCpuSeconds(d.pid);
       await Promise.all([...daemons.values()].map(async (d) => {
         try {
           Deno.kill(-d.pid, "SIGKILL");
@@ -320,9 +324,12 @@ export function hydraPeer(
       );
     },
     cpuSeconds() {
-      // Daemons killed by the power cut were waited for: their CPU is in the execs' share.
-      const daemonCpu = [...daemons.values()].reduce((sum, d) => sum + processCpuSeconds(d.pid), 0);
-      return { daemons: daemonCpu, controller: controller ? processCpuSeconds(controller.pid) : 0 };
+      const live = [...daemons.values()].reduce((sum, d) => sum + processCpuSeconds(d.pid), 0);
+      return {
+        daemons: live + reapedCpu,
+        reaped: reapedCpu,
+        controller: controller ? processCpuSeconds(controller.pid) : 0,
+      };
     },
     daemonRssMiB() {
       notePeak();
