@@ -1,5 +1,5 @@
 /**
- * The cluster-IPAM benchmark's phases, small (4 nodes, 80 pods), as a test
+ * The cluster-IPAM benchmark's phases, small (4 nodes, 40 pods), as a test
  * of what its figures rest on: every phase ends with each live pod holding
  * its own address, the power cycle (daemons and in-flight execs SIGKILLed
  * mid-phase) leaves no leak the controller does not reclaim within two
@@ -40,9 +40,9 @@ Deno.test("cluster-IPAM benchmark phases, short: no duplicate, every power-cycle
     );
     const result = await runPeer(peer, podApi(w.client), {
       nodes,
-      pods: 80,
+      pods: 40,
       groupSize: 10,
-      perNode: 8,
+      perNode: 5,
       phaseTimeoutMs: 300_000,
       reclaimWaitMs: 120_000,
       rssSamples: 1,
@@ -53,7 +53,7 @@ Deno.test("cluster-IPAM benchmark phases, short: no duplicate, every power-cycle
       const p = result[phase]!;
       assert.ok(p, `${phase} ran`);
       assert.equal(p.failed, undefined, `${phase} finished`);
-      assert.equal(p.pods, 80, `${phase}: every pod`);
+      assert.equal(p.pods, 40, `${phase}: every pod`);
       assert.equal(p.duplicates, 0, `${phase}: no address held by two live pods`);
     }
     const cycle = result.powercycle!;
