@@ -188,6 +188,8 @@ class Cluster {
       const r = await this.queues.get(pod.node)!.run(async () => {
         // While the node is down nothing runs on it; what was queued waits for it.
         while (this.down) await this.down;
+        // A phase that ran out of time starts nothing more.
+        if (this.aborted) return { code: 1, stdout: "", killed: true };
         this.busy++;
         try {
           return await this.peer.exec("ADD", pod, containerId, this.inflight);
@@ -219,7 +221,7 @@ class Cluster {
     if (!pod.containerId) return;
     for (let attempt = 0; attempt < 30 && !this.aborted; attempt++) {
       const r = await this.queues.get(pod.node)!.run(async () => {
-        if (this.down) return { code: 0, stdout: "", killed: true };
+        if (this.down || this.aborted) return { code: 0, stdout: "", killed: true };
         return await this.peer.exec("DEL", pod, pod.containerId!, this.inflight);
       });
       if (r.code === 0 || r.killed) return;
