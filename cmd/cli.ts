@@ -39,6 +39,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "attach pods' extra networks as a containerd NRI plugin (nri serve)",
     run: async (args) => (await import("../nri/serve.ts")).runNri(args),
   },
+  dra: {
+    summary: "hand host NICs and hydra networks to pods as DRA ResourceClaims (dra serve)",
+    run: async (args) => (await import("../dra/serve.ts")).runDra(args),
+  },
   route: {
     summary: "keep pod networks routed between nodes (route sync)",
     run: async (args) => (await import("../route/main.ts")).runRoute(args),

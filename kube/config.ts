@@ -10,6 +10,10 @@
  *   "readinessindicatorfile": "", "apiTimeout": 5 }
  * ```
  *
+ * hydra's own key `podResourcesSocket` names the kubelet's pod-resources
+ * socket (default /var/lib/kubelet/pod-resources/kubelet.sock), asked for a
+ * pod's device IDs when a NAD names a `k8s.v1.cni.cncf.io/resourceName`.
+ *
  * @module
  */
 
@@ -85,6 +89,7 @@ export function parseKubeModeSettings(conf: Record<string, unknown>): KubeModeSe
   set("globalNamespaces", f.string("globalNamespaces"));
   set("systemNamespaces", f.strings("systemNamespaces"));
   set("multusNamespace", f.string("multusNamespace"));
+  set("podResourcesSocket", f.string("podResourcesSocket"));
   set("runtimeConfig", rc);
   return settings;
 }

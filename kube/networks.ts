@@ -37,6 +37,9 @@ import {
   PodUidMismatchError,
 } from "./objects.ts";
 import { checkNamespaceAccess, parseGlobalNamespaces } from "./namespaces.ts";
+
+/** Where the kubelet serves its pod-resources API (kubelet/podresources.ts says the same). */
+const DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock";
 import {
   DEFAULT_NETWORK_ANNOTATION,
   defaultNetworkOverride,
@@ -62,6 +65,11 @@ export interface KubeModeConfig {
   systemNamespaces?: string[];
   /** Namespace of cluster/default network NADs; "kube-system". */
   multusNamespace?: string;
+  /**
+   * The kubelet's pod-resources socket, asked for the device IDs of a NAD
+   * with a `k8s.v1.cni.cncf.io/resourceName`; /var/lib/kubelet/pod-resources/kubelet.sock.
+   */
+  podResourcesSocket?: string;
   /** runtimeConfig the meta-CNI itself received; passed on to every delegate. */
   runtimeConfig?: Record<string, unknown>;
   /**
@@ -109,7 +117,16 @@ export interface ResolveOptions {
   timeoutMs?: number;
   /** Node name, reported on Events. */
   host?: string;
+  /**
+   * The pod's device IDs per resource (see kubelet/podresources.ts); by
+   * default asked from the kubelet's pod-resources socket, only when a
+   * network names a resource.
+   */
+  podResources?: (namespace: string, name: string) => Promise<Map<string, string[]>>;
 }
+
+/** The NAD annotation naming the device resource whose device the network uses (Multus). */
+export const RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName";
 
 /** Kubernetes' own marker for static (file/http) pods, whose API object is a mirror. */
 function isStaticPod(pod: Pod): boolean {
@@ -198,7 +215,11 @@ async function warn(l: Lookup, reason: string, message: string): Promise<void> {
  * file of that name in the conf dir). Missing or invalid NADs raise a
  * Warning Event on the pod and a CNI error naming the NAD and the field.
  */
-async function nadConf(l: Lookup, namespace: string, name: string): Promise<ConfList> {
+async function nadConf(
+  l: Lookup,
+  namespace: string,
+  name: string,
+): Promise<{ list: ConfList; resourceName?: string }> {
   const id = `${namespace}/${name}`;
   let nad;
   try {
@@ -213,6 +234,7 @@ async function nadConf(l: Lookup, namespace: string, name: string): Promise<Conf
     await warn(l, "NoNetworkFound", msg);
     throw new CniError(ErrorCode.InvalidNetworkConfig, msg);
   }
+  const resourceName = nad.metadata.annotations?.[RESOURCE_NAME_ANNOTATION] || undefined;
   try {
     const config = nad.spec?.config ?? "";
     if (config === "") {
@@ -223,9 +245,10 @@ async function nadConf(l: Lookup, namespace: string, name: string): Promise<Conf
           `NetworkAttachmentDefinition ${id}: spec.config is empty and no CNI config named "${name}" is in ${l.confDir}`,
         );
       }
-      return found;
+      return { list: found, resourceName };
     }
-    return confFromText(config, name, `NetworkAttachmentDefinition ${id} spec.config`);
+    const list = confFromText(config, name, `NetworkAttachmentDefinition ${id} spec.config`);
+    return { list, resourceName };
   } catch (err) {
     await warn(l, "InvalidNetwork", (err as Error).message);
     throw err;
@@ -241,7 +264,9 @@ async function namedNetwork(
   l: Lookup,
   network: string,
   namespace: string,
-): Promise<{ name: string; loaded: ConfList; source: Attachment["source"] }> {
+): Promise<
+  { name: string; loaded: ConfList; source: Attachment["source"]; resourceName?: string }
+> {
   if (network.includes("/")) {
     const loaded = await loadConfPath(network);
     return { name: loaded.name, loaded, source: "file" };
@@ -256,7 +281,8 @@ async function namedNetwork(
     const loaded = config === ""
       ? await findConfByName(network, l.confDir)
       : confFromText(config, network, `NetworkAttachmentDefinition ${id} spec.config`);
-    if (loaded) return { name: id, loaded, source: "nad" };
+    const resourceName = nad.metadata.annotations?.[RESOURCE_NAME_ANNOTATION] || undefined;
+    if (loaded) return { name: id, loaded, source: "nad", resourceName };
   } catch (err) {
     if (err instanceof CniError) throw err;
     apiErr = err;
@@ -277,7 +303,7 @@ async function selectedNetwork(
   l: Lookup,
   sel: NetworkSelection,
   legacy: boolean,
-): Promise<{ loaded: ConfList; source: Attachment["source"] }> {
+): Promise<{ loaded: ConfList; source: Attachment["source"]; resourceName?: string }> {
   if (legacy) {
     try {
       const net = await getLegacyNetwork(l.client, sel.namespace, sel.name, {
@@ -289,7 +315,8 @@ async function selectedNetwork(
       if (!isNotFound(err)) throw kubeCniError(err, `get Network ${sel.namespace}/${sel.name}`);
     }
   }
-  return { loaded: await nadConf(l, sel.namespace, sel.name), source: "nad" };
+  const { list, resourceName } = await nadConf(l, sel.namespace, sel.name);
+  return { loaded: list, source: "nad", resourceName };
 }
 
 /**
@@ -315,6 +342,7 @@ export async function resolveAttachments(
     loaded: ConfList;
     source: Attachment["source"];
     sel?: NetworkSelection;
+    resourceName?: string;
   }[] = [];
 
   const override = conf.skipDefaultNetwork
@@ -323,12 +351,13 @@ export async function resolveAttachments(
   if (conf.skipDefaultNetwork) {
     // The default network is not hydra's to attach.
   } else if (override) {
-    const loaded = await nadConf(l, override.namespace, override.name);
+    const { list, resourceName } = await nadConf(l, override.namespace, override.name);
     planned.push({
       name: `${override.namespace}/${override.name}`,
-      loaded,
+      loaded: list,
       source: "nad",
       sel: override,
+      resourceName,
     });
   } else {
     planned.push(await namedNetwork(l, conf.clusterNetwork, multusNs));
@@ -352,9 +381,14 @@ export async function resolveAttachments(
       await warn(l, "NetworkNotAllowed", (err as Error).message);
       throw err;
     }
-    const { loaded, source: from } = await selectedNetwork(l, sel, source === "legacy");
-    planned.push({ name: `${sel.namespace}/${sel.name}`, loaded, source: from, sel });
+    const { loaded, source: from, resourceName } = await selectedNetwork(
+      l,
+      sel,
+      source === "legacy",
+    );
+    planned.push({ name: `${sel.namespace}/${sel.name}`, loaded, source: from, sel, resourceName });
   }
+  const deviceIds = await allocatedDeviceIds(planned, pod, conf, opts);
 
   const routes = planDefaultRoutes(planned.map((p) => p.sel?.defaultRoute));
   const seen = new Map<string, string>();
@@ -372,15 +406,22 @@ export async function resolveAttachments(
     }
     seen.set(ifName, p.name);
     const cniArgs = p.sel?.cniArgs;
+    const deviceId = deviceIds[index];
+    let list = cniArgs
+      ? mapPlugins(p.loaded, (plugin) => injectCniArgs(plugin, cniArgs, p.name))
+      : p.loaded;
+    // As Multus: the allocated device goes into every plugin and the runtimeConfig.
+    if (deviceId) {
+      list = mapPlugins(list, (pl) => ({ ...pl, deviceID: deviceId, pciBusID: deviceId }));
+    }
+    const sel = deviceId ? { ...(p.sel ?? { name: p.name, namespace: podNs }), deviceId } : p.sel;
     const att: Attachment = {
       name: p.name,
       index,
       isDefault,
-      list: cniArgs
-        ? mapPlugins(p.loaded, (plugin) => injectCniArgs(plugin, cniArgs, p.name))
-        : p.loaded,
+      list,
       ifName,
-      runtimeConfig: delegateRuntimeConfig(conf.runtimeConfig, p.sel, isDefault, {
+      runtimeConfig: delegateRuntimeConfig(conf.runtimeConfig, sel, isDefault && !deviceId, {
         containerId: opts.containerId,
         ifName,
         delegateName: p.name,
@@ -392,4 +433,50 @@ export async function resolveAttachments(
     if (routes) att.defaultRoute = routes[index];
     return att;
   });
+}
+
+/**
+ * The device ID each planned network gets from the pod's allocated
+ * devices, as Multus hands them out: a network whose NAD names a
+ * `resourceName` takes the next unused ID of that resource (IDs sorted);
+ * others get none. The kubelet is asked only when some network names a
+ * resource; a pod without a name (STATUS, GC) gets none.
+ */
+async function allocatedDeviceIds(
+  planned: readonly { name: string; resourceName?: string }[],
+  pod: Pod,
+  conf: KubeModeConfig,
+  opts: ResolveOptions,
+): Promise<(string | undefined)[]> {
+  const out: (string | undefined)[] = planned.map(() => undefined);
+  const { namespace, name } = pod.metadata;
+  if (!name || !planned.some((p) => p.resourceName)) return out;
+  const socket = conf.podResourcesSocket ?? DEFAULT_POD_RESOURCES_SOCKET;
+  let map: Map<string, string[]>;
+  try {
+    map = opts.podResources
+      ? await opts.podResources(namespace, name)
+      : await (await import("../kubelet/podresources.ts")).podResourceMap(
+        socket,
+        namespace,
+        name,
+        Math.min(opts.timeoutMs ?? 10_000, 10_000),
+      );
+  } catch (err) {
+    throw new CniError(
+      ErrorCode.TryAgainLater,
+      `cannot read the devices of pod ${namespace}/${name} from the kubelet (${socket}): ${
+        (err as Error).message
+      }`,
+    );
+  }
+  const used = new Map<string, number>();
+  planned.forEach((p, i) => {
+    if (!p.resourceName) return;
+    const ids = map.get(p.resourceName) ?? [];
+    const next = used.get(p.resourceName) ?? 0;
+    if (next < ids.length) out[i] = ids[next];
+    used.set(p.resourceName, next + 1);
+  });
+  return out;
 }

@@ -17,6 +17,8 @@ export const DEFAULT_NRI_CACHE_DIR = "/var/lib/cni/hydra-nri";
 export const DEFAULT_NRI_CONF_DIR = "/etc/cni/multus/net.d";
 /** Where delegate plugins that are not built in are found. */
 export const DEFAULT_CNI_BIN_DIR = "/opt/cni/bin";
+/** The DRA driver's state (prepared claims), shared with `hydra dra serve`. */
+export const DEFAULT_DRA_STATE_DIR = "/var/lib/hydra/dra";
 
 /** What to do when a pod's extra networks cannot be attached during RunPodSandbox. */
 export type FailurePolicy = "fail" | "log";
@@ -43,6 +45,10 @@ export interface NriServeOptions {
   concurrency: number;
   logLevel: LogLevel;
   logFile?: string;
+  /** The DRA state folder; undefined: no DRA devices. */
+  draStateDir?: string;
+  /** Kubernetes mode: the kubelet's pod-resources socket; its default when unset. */
+  podResourcesSocket?: string;
 }
 
 /** Bad usage (exit status 2). */
@@ -82,6 +88,10 @@ Networks:
                          keeps conf-file mode
   --default-network NAME Kubernetes mode: a NAD (or conf path) every pod outside
                          kube-system gets as net1, … before its own; repeatable
+  --pod-resources-socket PATH
+                         Kubernetes mode: the kubelet's pod-resources API, asked for
+                         the device a NAD's k8s.v1.cni.cncf.io/resourceName names
+                         (default: /var/lib/kubelet/pod-resources/kubelet.sock)
   --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
                          separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
   --cache-dir DIR        records of what was attached, kept across restarts
@@ -90,6 +100,11 @@ Networks:
                          start (the kubelet retries it); log: it starts without
                          them and the failure is logged (default: fail)
   --concurrency N        background attach/release steps at once (default: 4)
+  --dra-state-dir DIR    claims "hydra dra serve" prepared: their host NICs and
+                         networks are set up in the pod here, and a pod whose
+                         devices cannot be set up fails to start whatever
+                         --on-failure says ("off": none; default:
+                         ${DEFAULT_DRA_STATE_DIR})
 
 Operation:
   --health-addr ADDR     serve /healthz, /readyz, /metrics on [HOST]:PORT or
@@ -113,6 +128,8 @@ const STRING_FLAGS = [
   "health-addr",
   "log-level",
   "log-file",
+  "dra-state-dir",
+  "pod-resources-socket",
 ] as const;
 
 function absolute(flag: string, path: string): string {
@@ -193,9 +210,14 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     if (opts.inCluster) throw new UsageError("--kubeconfig and --in-cluster exclude each other");
     opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
   }
+  if (s("pod-resources-socket") !== undefined) {
+    opts.podResourcesSocket = absolute("pod-resources-socket", s("pod-resources-socket")!);
+  }
   if (opts.defaultNetworks.length && !opts.kubeconfig && !opts.inCluster) {
     throw new UsageError("--default-network needs Kubernetes mode (--kubeconfig or --in-cluster)");
   }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  const dra = s("dra-state-dir") ?? DEFAULT_DRA_STATE_DIR;
+  if (dra !== "off" && dra !== "") opts.draStateDir = absolute("dra-state-dir", dra);
   return opts;
 }

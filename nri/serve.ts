@@ -40,6 +40,7 @@ import {
 } from "./options.ts";
 import { createReconciler, type Reconciler } from "./reconcile.ts";
 import { confDirSource, kubeSource, type NetworkSource } from "./source.ts";
+import { createDraHook, type DraHook, type SandboxRef } from "../drasandbox/hook.ts";
 import { listPodStateIds } from "./state.ts";
 import { builtinNames, loadBuiltin } from "../engine/builtins.ts";
 import {
@@ -72,6 +73,8 @@ interface Deps {
   cacheDir: string;
   /** Where a failure under `--on-failure log` is told to the pod's owners. */
   source: NetworkSource;
+  /** The pod's DRA devices (claims `hydra dra serve` prepared). */
+  dra?: DraHook;
 }
 
 function podRef(pod: PodSandbox): string {
@@ -187,11 +190,58 @@ async function onRelease(
   refreshAttachedGauge(d);
 }
 
+/**
+ * Sets up the pod's DRA devices. Always fails closed: a pod never starts
+ * without a device it claimed, whatever `--on-failure` says of networks.
+ */
+/** A sandbox as the DRA hook knows it. */
+function sandboxRef(pod: PodSandbox): SandboxRef {
+  return {
+    id: pod.id,
+    namespace: pod.namespace,
+    name: pod.name,
+    uid: pod.uid,
+    netns: netnsPathOf(pod),
+  };
+}
+
+async function onRunDra(dra: DraHook, d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> {
+  const t0 = performance.now();
+  try {
+    const keep = () => !budgetSpent(ctx) && !d.reconciler.isStopped(pod.id);
+    const out = await dra.run(sandboxRef(pod), keep);
+    if (out.status === "attached") {
+      d.log.info("claimed devices set up", {
+        sandbox: pod.id,
+        pod: podRef(pod),
+        devices: out.devices.map((x) => `${x.device}@${x.ifName}`),
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+      });
+    }
+  } catch (err) {
+    d.metrics.failures.inc({ op: "attach", trigger: "run" });
+    d.log.error("cannot set up claimed devices", {
+      sandbox: pod.id,
+      pod: podRef(pod),
+      error: message(err),
+    });
+    throw new TtrpcStatusError(
+      StatusCode.UNKNOWN,
+      `hydra: setting up the claimed devices of pod ${podRef(pod)}: ${message(err)}`,
+      { cause: err },
+    );
+  }
+}
+
 /** The NRI hooks of the plugin. */
 function nriHooks(d: Deps): NriHooks {
+  const dra = d.dra;
   return {
     onSynchronize(pods) {
       d.metrics.events.inc({ event: "synchronize", result: "ok" });
+      dra?.synchronize(pods.map(sandboxRef)).catch((err) =>
+        d.log.error("synchronizing claimed devices failed", { error: message(err) })
+      );
       // Answered at once; the pass runs on (and retries) by itself.
       d.reconciler.synchronize(pods).then(
         () => refreshAttachedGauge(d),
@@ -199,9 +249,18 @@ function nriHooks(d: Deps): NriHooks {
       );
       return Promise.resolve();
     },
-    onRunPodSandbox: (pod, ctx) => onRun(d, pod, ctx),
-    onStopPodSandbox: (pod) => onRelease(d, "stop", pod),
-    onRemovePodSandbox: (pod) => onRelease(d, "remove", pod),
+    onRunPodSandbox: async (pod, ctx) => {
+      if (dra) await onRunDra(dra, d, pod, ctx);
+      await onRun(d, pod, ctx);
+    },
+    onStopPodSandbox: async (pod) => {
+      await onRelease(d, "stop", pod);
+      await dra?.release(pod.id, netnsPathOf(pod));
+    },
+    onRemovePodSandbox: async (pod) => {
+      await onRelease(d, "remove", pod);
+      await dra?.release(pod.id, netnsPathOf(pod));
+    },
     onShutdown() {
       d.metrics.events.inc({ event: "shutdown", result: "ok" });
       d.log.info("runtime is shutting down; attachments stay in place");
@@ -217,6 +276,7 @@ function networkSource(opts: NriServeOptions): NetworkSource {
       defaultNetworks: opts.defaultNetworks,
       apiTimeoutS: KUBE_API_BUDGET_S,
       confDir: opts.confDir,
+      podResourcesSocket: opts.podResourcesSocket,
     });
   }
   return confDirSource(opts.confDir);
@@ -287,7 +347,7 @@ function createDeps(opts: NriServeOptions, source: NetworkSource, log: Logger): 
     metrics,
     concurrency: opts.concurrency,
   });
-  return {
+  const deps: Deps = {
     attacher,
     reconciler,
     metrics,
@@ -296,6 +356,16 @@ function createDeps(opts: NriServeOptions, source: NetworkSource, log: Logger): 
     cacheDir: opts.cacheDir,
     source,
   };
+  if (opts.draStateDir) {
+    deps.dra = createDraHook({
+      stateDir: opts.draStateDir,
+      cniPath: opts.cniBinDirs,
+      log: log.with({ component: "dra" }),
+      engineLogLevel: opts.logLevel,
+      engineLogFile: opts.logFile,
+    });
+  }
+  return deps;
 }
 
 /** The connection's state as the endpoint reports it, kept current by {@link runNriPlugin}. */
@@ -393,6 +463,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     });
     await deps.reconciler.stop();
     await settlesWithin(deps.attacher.idle(), DRAIN_MS);
+    await settlesWithin(deps.dra?.close() ?? Promise.resolve(), DRAIN_MS);
     return 0;
   } finally {
     stop.dispose();

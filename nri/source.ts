@@ -137,6 +137,8 @@ export interface KubeSourceOptions {
   apiTimeoutS: number;
   /** Where NADs with an empty config and named networks are looked up. */
   confDir: string;
+  /** The kubelet's pod-resources socket (NADs with a resourceName); the kubelet's default when unset. */
+  podResourcesSocket?: string;
 }
 
 /**
@@ -170,6 +172,7 @@ export function kubeSource(opts: KubeSourceOptions): NetworkSource {
         confDir: opts.confDir,
       });
       if (opts.kubeconfig) conf.kubeconfig = opts.kubeconfig;
+      if (opts.podResourcesSocket) conf.podResourcesSocket = opts.podResourcesSocket;
       if (defaultCount) conf.defaultNetworks = defaults;
       const ifName = defaultCount ? delegateIfName(undefined, 1, false, "") : own[0];
       return { ifName, conf };

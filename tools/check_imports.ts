@@ -47,9 +47,9 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 2,
-    folders: ["cni", "nft"],
+    folders: ["cni", "kubelet", "nft"],
     what: "the CNI contract as a library: types, skel, invocation (built-ins injected); " +
-      "nftables transactions through libnftables",
+      "the kubelet's local gRPC APIs; nftables transactions through libnftables",
   },
   {
     rank: 3,
@@ -70,15 +70,21 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 8,
-    folders: ["daemon", "install", "ipam_controller", "nri", "policy", "route"],
-    what: "roles: node daemon, installer, IPAM controller, NRI plugin, network policy, router",
+    folders: ["drasandbox"],
+    what: "a pod sandbox's DRA devices: state shared with the driver, NIC moves, the NRI hook",
   },
   {
     rank: 9,
+    folders: ["daemon", "dra", "install", "ipam_controller", "nri", "policy", "route"],
+    what: "roles: node daemon, DRA driver, installer, IPAM controller, NRI plugin, network " +
+      "policy, router",
+  },
+  {
+    rank: 10,
     folders: ["cmd"],
     what: "entry points: process dispatch, command line",
   },
-  { rank: 10, folders: ["."], what: "main.ts, mod.ts" },
+  { rank: 11, folders: ["."], what: "main.ts, mod.ts" },
 ];
 
 /** Folders (first path segment) whose files are tests and tooling: above every layer. */

@@ -58,6 +58,11 @@ export interface Kubelet {
   /** Milliseconds until the Node was registered and reporting status. */
   startupMs: number;
   record: KubeletRecord;
+  /**
+   * Kills the kubelet process (SIGKILL, as a crash would) and starts it again with the same
+   * configuration and folders; resolves once the new process reports the Node's status again.
+   */
+  restart(): Promise<void>;
   /** Stops the kubelet and its bridge, deletes the Node object and removes `dir`. Idempotent. */
   stop(): Promise<void>;
 }
@@ -142,7 +147,7 @@ export async function startKubelet(
     const kubeconfig = await cp.mintClientKubeconfig(`system:node:${nodeName}`, ["system:nodes"]);
     const configPath = join(dir, "config.yaml");
     await Deno.writeTextFile(configPath, stringify(kubeletConfig(dir, ctd, opts.config)));
-    const kubelet = await start("kubelet", "nsenter", [
+    const kubeletArgs = [
       netnsArg,
       "--",
       kubeletBin,
@@ -153,7 +158,8 @@ export async function startKubelet(
       `--hostname-override=${nodeName}`,
       `--node-ip=${nodeIp}`,
       "--v=2",
-    ]);
+    ];
+    let kubelet = await start("kubelet", "nsenter", kubeletArgs);
     // Registered and reporting status. Ready also needs a CNI configuration in containerd's conf
     // dir, which may be the test's (or the installer's) job, so it is not awaited here.
     await waitUntil(
@@ -176,6 +182,30 @@ export async function startKubelet(
       logPath: kubelet.logPath,
       startupMs: performance.now() - t0,
       record,
+      async restart() {
+        const old = kubelet;
+        Deno.kill(old.pid, "SIGKILL");
+        await old.status;
+        record.pids = record.pids.filter((p) => p !== old.pid);
+        daemons.splice(daemons.indexOf(old), 1);
+        // Heartbeats carry whole seconds: one from the next second on is the new process's.
+        const since = new Date(Math.ceil(Date.now() / 1000) * 1000);
+        kubelet = await start("kubelet", "nsenter", kubeletArgs);
+        await waitUntil(
+          `node ${nodeName} to report again after a restart`,
+          async () => {
+            const res = await cp.api.request("GET", `/api/v1/nodes/${nodeName}`);
+            const conditions = (res.body as {
+              status?: { conditions?: { type: string; lastHeartbeatTime?: string }[] };
+            }).status?.conditions ?? [];
+            const ready = conditions.find((c) => c.type === "Ready");
+            return ready?.lastHeartbeatTime !== undefined &&
+              new Date(ready.lastHeartbeatTime) >= since;
+          },
+          60_000,
+          kubelet,
+        );
+      },
       stop() {
         stopping ??= (async () => {
           await stopKubeletRecord(record);

@@ -335,7 +335,6 @@ Deno.test({
 Deno.test({
   name:
     "containerd: Synchronize is answered OK when its hook overruns or fails, and pods keep reaching hydra",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd, runp }) => {
       const { hooks, seen } = recorder();
@@ -370,7 +369,6 @@ Deno.test({
 Deno.test({
   name:
     "containerd: a plugin containerd pre-launches serves its inherited socket (NRI_PLUGIN_SOCKET) and exits when containerd dies",
-  ignore,
   async fn() {
     await withContainerd(async ({ ctd, tmp, runp }) => {
       // containerd starts every NN-name executable of its plugin folder at start-up,
