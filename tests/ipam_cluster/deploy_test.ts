@@ -57,6 +57,29 @@ Deno.test("deploy/hydra-ipam.yaml: its files agree, and the controller's argumen
   assert.equal(dep.spec.template.spec.serviceAccountName, "hydra-ipam-controller");
 });
 
+Deno.test("deploy/: every role listens on a port of its own", () => {
+  // One workload may appear in two files (hydra-meta.yaml and hydra-nri.yaml describe the same
+  // DaemonSet in two modes); the containers of different workloads can share a node.
+  const owners = new Map<number, Set<string>>();
+  for (const e of Deno.readDirSync(DEPLOY)) {
+    if (!e.isFile || !e.name.endsWith(".yaml")) continue;
+    for (const d of docs(e.name)) {
+      if (d.kind !== "DaemonSet" && d.kind !== "Deployment") continue;
+      for (const c of d.spec.template.spec.containers) {
+        for (const p of c.ports ?? []) {
+          const who = `${d.metadata.namespace}/${d.metadata.name}/${c.name}`;
+          owners.set(p.containerPort, (owners.get(p.containerPort) ?? new Set()).add(who));
+        }
+      }
+    }
+  }
+  const shared = [...owners].filter(([, who]) => who.size > 1).map(([port, who]) =>
+    `${port}: ${[...who].join(", ")}`
+  );
+  assert.deepEqual(shared, []);
+  assert.deepEqual([...owners.get(9475)!], ["hydra-system/hydra-ipam-controller/controller"]);
+});
+
 Deno.test("deploy/hydra-ipam.yaml against a real kube-apiserver: dry-run, least privilege, working roles", async (t) => {
   const w = await startPoolWorld();
   try {
