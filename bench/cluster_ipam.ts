@@ -134,7 +134,7 @@ try {
 const w = results.whereabouts;
 const phases = ["create", "recreate", "powercycle"] as const;
 
-/** The targets for one hydra variant, judged on this run. */
+/** The targets for one hydra variant (bench/README.md), judged on this run. */
 function judged(h: PeerResult | undefined) {
   if (!h) return null;
   const ratio = (p: (typeof phases)[number]) => {
