@@ -23,6 +23,7 @@ export const SELECT: Record<string, string[]> = {
   "hydra-nri.yaml": ["--set", "mode=nri"],
   "hydra-router.yaml": ["--set", "mode=none", "--set", "router.enabled=true"],
   "hydra-dra.yaml": ["--set", "mode=none", "--set", "dra.enabled=true"],
+  "hydra-ipam.yaml": ["--set", "mode=none", "--set", "ipam.enabled=true"],
 };
 
 /** The objects of a YAML stream by kind/namespace/name; a name twice fails. */

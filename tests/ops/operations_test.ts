@@ -17,6 +17,7 @@ import { nriServeHelp } from "../../nri/options.ts";
 import { draServeHelp } from "../../dra/options.ts";
 import { DAEMON_HELP } from "../../daemon/node_main.ts";
 import { POLICY_HELP } from "../../policy/options.ts";
+import { IPAM_HELP } from "../../ipam_controller/main.ts";
 
 // deno-lint-ignore no-explicit-any
 type Obj = Record<string, any>;
@@ -36,6 +37,7 @@ Deno.test("every role's help names --health-addr with its port and the log flags
     ["dra", draServeHelp()],
     ["daemon", DAEMON_HELP],
     ["policy", POLICY_HELP],
+    ["ipam-controller", IPAM_HELP],
   ];
   for (const [role, help] of helps) {
     assert.match(
