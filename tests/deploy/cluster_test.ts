@@ -14,7 +14,10 @@
  *    the node never lacks its CNI conf nor hydra's executable;
  * 5. deleting the setup and running the uninstall leaves the node's CNI
  *    folders as they were;
- * 6. `helm install` of the chart (the router), ready, `helm uninstall`.
+ * 6. `helm install` of the chart (the router), ready, `helm uninstall`;
+ * 7. hydra-meta.yaml from the same image: its daemon and policy agent run,
+ *    its installer refuses meta mode (the node could not exec hydra from a
+ *    source tree) and stays not ready, the node's conf untouched.
  *
  * The manifests are fitted to the test node (its folders, its containerd's
  * sockets, the offline image) by tests/deploy/test_node.ts.
@@ -513,5 +516,36 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
       );
       assert.equal(left.trim(), "");
     });
+
+    await step(
+      "hydra-meta.yaml from the offline image: the installer refuses meta mode, the node's conf stays",
+      async () => {
+        const confBefore = await snapshot(`${w.root}/etc/cni/net.d`);
+        const meta = fittedManifest(w, "hydra-meta.yaml");
+        await applyFitted(w, meta);
+        const selector = "app.kubernetes.io/name=hydra";
+        let pod: Obj | undefined;
+        const settled = await poll(
+          async () => {
+            const pods = await w.cp.api.must(
+              "GET",
+              `/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent(selector)}`,
+            ) as { items: Obj[] };
+            pod = pods.items[0];
+            const ready = Object.fromEntries(
+              (pod?.status?.containerStatuses ?? []).map((c: Obj) => [c.name, c.ready]),
+            );
+            return ready.daemon === true && ready.policy === true && ready.install === false;
+          },
+          180_000,
+          500,
+        );
+        assert.ok(settled, await podReport(w, selector));
+        assert.match(await podReport(w, selector), /source tree .*Use the compiled image/);
+        assert.deepEqual(await snapshot(`${w.root}/etc/cni/net.d`), confBefore);
+        assert.ok(!(await Deno.stat(`${w.root}/opt/cni/bin/hydra`).then(() => true, () => false)));
+        await applyFitted(w, meta, "delete", "--wait=true");
+      },
+    );
   });
 });

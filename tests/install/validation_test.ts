@@ -110,3 +110,28 @@ Deno.test("nri mode beside Multus is refused: both would attach every pod's netw
     await removeNode(node);
   }
 });
+
+Deno.test("from an image carrying hydra as a source tree, meta mode is refused and nri mode installs", async () => {
+  const node = await makeNode();
+  const image = { HYDRA_TREE_IN_IMAGE: "1" };
+  try {
+    const meta = await runInstall(["--once", ...node.flags], image);
+    assert.equal(meta.code, 1, meta.stderr);
+    assert.match(
+      String(meta.logs.find((l) => l.level === "error")?.msg),
+      /source tree .*every pod would fail to start.*Use the compiled image/,
+    );
+    const bin = () => [...Deno.readDirSync(node.binDir)].map((e) => e.name).sort();
+    assert.deepEqual(bin(), ["bridge", "host-local", "portmap"], "nothing installed");
+    assert.deepEqual(
+      [...Deno.readDirSync(node.confDir)].map((e) => e.name),
+      ["10-podnet.conflist"],
+      "the node's conf as it was",
+    );
+    const nri = await runInstall(["--once", "--mode=nri", ...node.flags], image);
+    assert.equal(nri.code, 0, nri.stderr);
+    assert.ok(bin().includes("hydra"));
+  } finally {
+    await removeNode(node);
+  }
+});
