@@ -119,10 +119,12 @@ export async function dispatch(
   env: EnvSource,
   stdin: Uint8Array,
   builtins?: Builtins,
+  signal?: AbortSignal,
 ): Promise<InvocationOutput> {
   try {
     const cmd = parseInvocation(env, stdin);
     if (builtins) cmd.builtins = builtins;
+    if (signal) cmd.signal = signal;
     return { stdout: await call(plugin, cmd), code: 0 };
   } catch (err) {
     return errorOutput(err, stdin);
@@ -132,14 +134,16 @@ export async function dispatch(
 /**
  * Runs `plugin` in this process exactly as an exec with `env` and `stdin`
  * would run it, without reading or changing the process's env or stdout.
+ * `signal` reaches the plugin as its arguments' `signal` (see CmdArgs).
  */
 export function invokeInProcess(
   plugin: Plugin,
   env: Readonly<Record<string, string>>,
   stdin: Uint8Array,
   builtins?: Builtins,
+  signal?: AbortSignal,
 ): Promise<InvocationOutput> {
-  return dispatch(plugin, env, stdin, builtins);
+  return dispatch(plugin, env, stdin, builtins, signal);
 }
 
 /**

@@ -167,6 +167,13 @@ export interface CmdArgs {
    * every plugin it invokes is exec'd from CNI_PATH.
    */
   builtins?: Builtins;
+  /**
+   * Aborted when whoever asked for this invocation gave up (the node daemon
+   * sets it when the exec'd side went away). A plugin stops at its next safe
+   * point and fails; what it already did is undone like any failed ADD.
+   * Unset in an exec'd plugin process: the runtime stops it by signal.
+   */
+  signal?: AbortSignal;
 }
 
 /**

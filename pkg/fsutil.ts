@@ -115,3 +115,68 @@ export function listFileNames(dir: string): Promise<string[]> {
     return Promise.reject(err);
   }
 }
+
+/** The prefix of a file set aside as damaged (see {@link quarantineFile}). */
+export const QUARANTINE_PREFIX = ".damaged-";
+
+/**
+ * Moves a file that cannot be read as what it should be to
+ * `.damaged-<name>` beside it (replacing an older one of that name), out of
+ * the way of every reader (they skip "." files) but kept for whoever wants
+ * to look; returns where it went.
+ */
+export function quarantineFile(path: string): Promise<string> {
+  const slash = path.lastIndexOf("/");
+  const to = `${path.slice(0, slash + 1)}${QUARANTINE_PREFIX}${path.slice(slash + 1)}`;
+  try {
+    Deno.renameSync(path, to);
+    return Promise.resolve(to);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** The temporary file name {@link writeFileAtomicSync} uses: `.<name>.tmp-<pid>-<random>`. */
+const TEMP_FILE = /^\..+\.tmp-\d+-[0-9a-z]+$/;
+
+/**
+ * Removes, in `dir`, the temporary files of atomic writes whose writer was
+ * killed (older than `minAgeMs`: a live writer renames its file within
+ * milliseconds) and, with `quarantineAgeMs`, files set aside as damaged
+ * longer ago than that. Returns the names removed; [] when `dir` is missing.
+ */
+export function sweepLeftovers(
+  dir: string,
+  opts: { minAgeMs?: number; quarantineAgeMs?: number } = {},
+): string[] {
+  const now = Date.now();
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  for (const e of entries) {
+    if (!e.isFile) continue;
+    const temp = TEMP_FILE.test(e.name);
+    const damaged = opts.quarantineAgeMs !== undefined && e.name.startsWith(QUARANTINE_PREFIX);
+    if (!temp && !damaged) continue;
+    const path = `${dir}/${e.name}`;
+    let age: number;
+    try {
+      age = now - (Deno.lstatSync(path).mtime?.getTime() ?? now);
+    } catch {
+      continue;
+    }
+    if (age < (temp ? opts.minAgeMs ?? 60_000 : opts.quarantineAgeMs!)) continue;
+    try {
+      Deno.removeSync(path);
+      removed.push(e.name);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return removed;
+}
