@@ -54,6 +54,12 @@ export interface KubeEnv {
   kubeconfigNode: string;
   /** Multus's confDir for networks named by file. */
   confDir: string;
+  /**
+   * The node's CNI conf folder (the runtime's): `cni()` writes a conf asking
+   * for `daemonExec` there before running it, as the runtime would have
+   * found it, and the daemon reads confs from there only.
+   */
+  nodeConfDir: string;
   /** Reference CNI plugins speaking 1.1.0. */
   referenceBin: string;
   /** A fresh pod network namespace (removed by close()). */
@@ -134,6 +140,8 @@ export async function startKubeEnv(): Promise<KubeEnv> {
     );
     const confDir = `${dir}/net.d`;
     await Deno.mkdir(confDir);
+    const nodeConfDir = `${dir}/node-net.d`;
+    await Deno.mkdir(nodeConfDir);
     const nodeName = uniqueName("node");
     const cacheDir = `${dir}/cache`;
     const subnetBase = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
@@ -149,6 +157,7 @@ export async function startKubeEnv(): Promise<KubeEnv> {
       kubeconfigHost,
       kubeconfigNode,
       confDir,
+      nodeConfDir,
       referenceBin: referencePluginDir(),
       async podNetns() {
         const p = await createNetns("hkp");
@@ -239,6 +248,8 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             `K8S_POD_UID=${pod.uid ?? ""}`,
           ].join(";")
           : "";
+        const text = typeof conf === "string" ? conf : JSON.stringify(conf);
+        await placeNodeConf(nodeConfDir, text);
         const started = performance.now();
         const out = await execIn(node, call.program ?? HYDRA, [], {
           PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -248,7 +259,7 @@ export async function startKubeEnv(): Promise<KubeEnv> {
           CNI_IFNAME: call.ifName ?? "eth0",
           CNI_PATH: `${REPO_ROOT}/bin:${referencePluginDir()}`,
           CNI_ARGS: cniArgs,
-        }, typeof conf === "string" ? conf : JSON.stringify(conf));
+        }, text);
         return { ...out, ms: performance.now() - started };
       },
       async startDaemon(opts = {}) {
@@ -274,6 +285,10 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             `unix:${metricsSock}`,
             "--spool-dir",
             `${cacheDir}/reports`,
+            "--cni-conf-dir",
+            nodeConfDir,
+            "--cni-bin-dir",
+            `${REPO_ROOT}/bin:${referencePluginDir()}`,
             "--log-level",
             "debug",
             ...(opts.args ?? []),
@@ -368,6 +383,24 @@ export async function startKubeEnv(): Promise<KubeEnv> {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
   }
+}
+
+/**
+ * A conf asking for `daemonExec`, written into the node's conf folder under
+ * its name, as the runtime would have read it there (the daemon runs only
+ * confs it finds there). Other confs are left out.
+ */
+async function placeNodeConf(dir: string, text: string): Promise<void> {
+  let conf: Record<string, unknown>;
+  try {
+    conf = JSON.parse(text);
+  } catch {
+    return;
+  }
+  if (conf?.daemonExec !== true || typeof conf.name !== "string") return;
+  const { runtimeConfig: _, ...file } = conf;
+  await Deno.writeTextFile(`${dir}/.tmp`, JSON.stringify(file));
+  await Deno.rename(`${dir}/.tmp`, `${dir}/${conf.name}.conf`);
 }
 
 /** The network-status annotation of a pod, parsed. */
