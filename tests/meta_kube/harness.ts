@@ -93,7 +93,8 @@ export interface KubeEnv {
       program?: string;
     },
   ): Promise<HydraOutput & { ms: number }>;
-  startDaemon(opts?: { kubeconfig?: string; args?: string[] }): Promise<NodeDaemon>;
+  /** Starts `hydra daemon` in the node namespace; `socket` replaces the world's socket path. */
+  startDaemon(opts?: { kubeconfig?: string; args?: string[]; socket?: string }): Promise<NodeDaemon>;
   /** Stops kube-apiserver (connections refused until {@link KubeEnv.startApi}). */
   stopApi(): Promise<void>;
   /** Starts it again with the same arguments and waits until it is ready. */
@@ -263,7 +264,7 @@ export async function startKubeEnv(): Promise<KubeEnv> {
         return { ...out, ms: performance.now() - started };
       },
       async startDaemon(opts = {}) {
-        const socket = `${dir}/daemon-${daemons.length}.sock`;
+        const socket = opts.socket ?? `${dir}/daemon-${daemons.length}.sock`;
         const metricsSock = `${dir}/daemon-${daemons.length}-metrics.sock`;
         const logPath = `${dir}/daemon-${daemons.length}.log`;
         // In the node namespace, as on a node (hostNetwork): what it attaches itself
