@@ -156,9 +156,10 @@ function metric(text: string, series: string): number {
 }
 
 Deno.test("the socket is root's alone: 0600 in a 0700 folder; a folder others may write to is refused", async () => {
-  await withServer({}, async (socket) => {
+  await withServer({}, (socket) => {
     assert.equal(Deno.statSync(socket).mode! & 0o777, 0o600);
     assert.equal(Deno.statSync(socket.slice(0, socket.lastIndexOf("/"))).mode! & 0o777, 0o700);
+    return Promise.resolve();
   });
   const dir = await Deno.makeTempDir({ prefix: "hydra-node-server-" });
   try {
@@ -185,8 +186,14 @@ Deno.test("a peer that is not an allowed user is answered Forbidden, closed and 
   await withServer({ peers }, async (socket, registry) => {
     const answers = await exchange(socket, enc(JSON.stringify({ op: "ping" }) + "\n"), 2);
     assert.deepEqual(answers.map((a) => JSON.parse(a).reason), ["Forbidden"]);
-    assert.equal(metric(registry.render(), 'hydra_daemon_connections_dropped_total{reason="peer"}'), 1);
-    assert.equal(metric(registry.render(), 'hydra_daemon_requests_total{op="ping",result="ok"}'), 0);
+    assert.equal(
+      metric(registry.render(), 'hydra_daemon_connections_dropped_total{reason="peer"}'),
+      1,
+    );
+    assert.equal(
+      metric(registry.render(), 'hydra_daemon_requests_total{op="ping",result="ok"}'),
+      0,
+    );
   });
   // Allowed by --allow-uid.
   await withServer({ peers, allowedUids: [0, 65534] }, async (socket) => {
@@ -262,17 +269,19 @@ Deno.test("a cni request is cancelled when its caller closes the connection", as
   };
   await withServer({ executeCni }, async (socket) => {
     const conn = await Deno.connect({ transport: "unix", path: socket });
-    await conn.write(enc(JSON.stringify({
-      op: "cni",
-      command: "ADD",
-      containerId: "c1",
-      netns: "/run/netns/p",
-      ifName: "eth0",
-      cniArgs: "",
-      network: "pods",
-      plugin: "hydra",
-      confDigest: `sha256:${"0".repeat(64)}`,
-    }) + "\n"));
+    await conn.write(enc(
+      JSON.stringify({
+        op: "cni",
+        command: "ADD",
+        containerId: "c1",
+        netns: "/run/netns/p",
+        ifName: "eth0",
+        cniArgs: "",
+        network: "pods",
+        plugin: "hydra",
+        confDigest: `sha256:${"0".repeat(64)}`,
+      }) + "\n",
+    ));
     await delay(50);
     assert.equal(seen?.aborted, false);
     conn.close();

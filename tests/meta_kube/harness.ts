@@ -94,7 +94,9 @@ export interface KubeEnv {
     },
   ): Promise<HydraOutput & { ms: number }>;
   /** Starts `hydra daemon` in the node namespace; `socket` replaces the world's socket path. */
-  startDaemon(opts?: { kubeconfig?: string; args?: string[]; socket?: string }): Promise<NodeDaemon>;
+  startDaemon(
+    opts?: { kubeconfig?: string; args?: string[]; socket?: string },
+  ): Promise<NodeDaemon>;
   /** Stops kube-apiserver (connections refused until {@link KubeEnv.startApi}). */
   stopApi(): Promise<void>;
   /** Starts it again with the same arguments and waits until it is ready. */
