@@ -107,13 +107,21 @@ export function recordDelegates(record: AttachmentRecord): Delegate[] {
   return record.delegates.map((_, i) => recordDelegate(record, i));
 }
 
-/** Writes a record atomically. */
-export async function saveRecord(cacheDir: string, record: AttachmentRecord): Promise<void> {
+/**
+ * Writes a record atomically; `durable` syncs its bytes first (see
+ * pkg/fsutil.ts), for the write before anything is attached.
+ */
+export async function saveRecord(
+  cacheDir: string,
+  record: AttachmentRecord,
+  opts: { durable?: boolean } = {},
+): Promise<void> {
   await ensureDir(recordsDir(cacheDir), 0o700);
   await writeFileAtomic(
     recordPath(cacheDir, record.containerId, record.ifName),
     JSON.stringify(record),
     0o600,
+    opts,
   );
 }
 

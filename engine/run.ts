@@ -232,10 +232,19 @@ export async function assertPluginsExist(
   }
 }
 
-/** Writes the record before anything is attached, so a DEL after a crash finds it. */
+/**
+ * Writes the record before anything is attached, so a DEL after a crash
+ * finds it. Its bytes are synced before it gets its name: it is the one
+ * file a DEL can always go by, and without it a crash that kept a
+ * delegate's address reservation but lost the record's bytes (and the pod)
+ * would leave nothing that names the address's network (see
+ * docs/node-daemon.md, "State after a crash"). The files written later
+ * (result caches, the delegates' own state, rewrites of the record) are
+ * not synced: losing them is repaired from the record.
+ */
 export async function saveRecordFirst(inv: Invocation, record: AttachmentRecord): Promise<void> {
   try {
-    await saveRecord(inv.options.cacheDir, record);
+    await saveRecord(inv.options.cacheDir, record, { durable: true });
   } catch (err) {
     throw new CniError(
       ErrorCode.IoFailure,

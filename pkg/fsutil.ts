@@ -4,11 +4,14 @@
  * the target. A reader, or the next process after one that was killed,
  * sees the old file or the new one, never a torn one.
  *
- * They are not fsynced. What these files describe (interfaces in a pod's
- * namespace, addresses held by running pods) does not outlive a power loss
- * or kernel crash either, so durability past one buys nothing, and an fsync
- * costs 1–3 ms on the path of every pod (libcni and host-local do not sync
- * them either). Readers treat an empty or unparsable file as damaged.
+ * They are not fsynced unless the caller asks (`durable`): what these files
+ * describe (interfaces in a pod's namespace, addresses held by running pods)
+ * does not outlive a power loss or kernel crash either, and an fsync costs
+ * 1–3 ms on the path of every pod (libcni and host-local do not sync them
+ * either). Readers treat an empty or unparsable file as damaged. The one
+ * exception is the file other state is found from after a crash (the
+ * attachment record, see engine/run.ts): its bytes are synced before it
+ * gets its name, so a crash leaves it complete or absent, never empty.
  *
  * The work is done with synchronous calls behind async signatures: every
  * asynchronous file operation hops to a worker thread and back, and in a
@@ -28,14 +31,26 @@ export function ensureDir(dir: string, mode: number): Promise<void> {
   }
 }
 
+/** How a file is written. */
+export interface WriteOptions {
+  /**
+   * Sync the bytes (fdatasync) before the file gets its name: a crash after
+   * the rename then finds it complete. The rename itself reaches the disk
+   * in order with the metadata changes made after it (the journal of ext4
+   * and xfs commits in order), so the folder is not synced.
+   */
+  durable?: boolean;
+}
+
 /** Writes `data` to `path` atomically with file mode `mode`. */
 export function writeFileAtomic(
   path: string,
   data: Uint8Array | string,
   mode = 0o600,
+  opts: WriteOptions = {},
 ): Promise<void> {
   try {
-    writeFileAtomicSync(path, data, mode);
+    writeFileAtomicSync(path, data, mode, opts);
     return Promise.resolve();
   } catch (err) {
     return Promise.reject(err);
@@ -43,7 +58,12 @@ export function writeFileAtomic(
 }
 
 /** {@link writeFileAtomic}, synchronously. */
-export function writeFileAtomicSync(path: string, data: Uint8Array | string, mode = 0o600): void {
+export function writeFileAtomicSync(
+  path: string,
+  data: Uint8Array | string,
+  mode = 0o600,
+  opts: WriteOptions = {},
+): void {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   const slash = path.lastIndexOf("/");
   // Plain string work: node:path costs tens of ms to load on the exec path.
@@ -54,6 +74,7 @@ export function writeFileAtomicSync(path: string, data: Uint8Array | string, mod
   try {
     let rest = bytes;
     while (rest.length) rest = rest.subarray(file.writeSync(rest));
+    if (opts.durable) file.syncDataSync();
   } catch (err) {
     file.close();
     removeQuietly(tmp);
