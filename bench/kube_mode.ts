@@ -170,6 +170,16 @@ try {
     cases.push({ ...c, pods });
   }
 
+  // The daemon runs a daemonExec invocation only with a conf it finds in the node's conf
+  // folder, as the runtime found it: each such case's conf is a file there.
+  const nodeConfDir = `${dir}/node-net.d`;
+  await Deno.mkdir(nodeConfDir);
+  const execCases = cases.filter((c) => c.key.includes("daemonexec"));
+  for (const c of execCases) {
+    const conf = JSON.parse(new TextDecoder().decode(c.config));
+    await Deno.writeTextFile(`${nodeConfDir}/${conf.name}.conf`, JSON.stringify(conf));
+  }
+
   if (cases.some((c) => c.key.includes("daemon"))) {
     // In the node namespace, as hostNetwork on a node: with daemonExec it attaches pods itself.
     const d = spawnDaemon("hydra daemon", "ip", {
@@ -189,6 +199,10 @@ try {
         `unix:${metricsSocket}`,
         "--spool-dir",
         `${dir}/hydra-cache/reports`,
+        "--cni-conf-dir",
+        nodeConfDir,
+        "--cni-bin-dir",
+        `${hydraBin}:${referenceBin}`,
         "--log-level",
         "warn",
       ],
@@ -326,6 +340,14 @@ try {
     const metrics =
       (await getFromEndpoint({ transport: "unix", path: metricsSocket }, "/metrics")).body;
     const pick = (re: RegExp) => metrics.split("\n").filter((l) => re.test(l));
+    // Every daemonExec ADD and DEL must have run in the daemon, not fallen back to the exec.
+    const ran = Number(
+      pick(/^hydra_daemon_requests_total\{op="cni",result="ok"\} /)[0]?.split(" ")[1] ?? 0,
+    );
+    const expected = execCases.length * 2 * (WARMUP + PODS + (haveGnuTime() ? RSS_PODS : 0));
+    if (ran < expected) {
+      throw new Error(`only ${ran} of ${expected} daemonExec invocations ran in the daemon`);
+    }
     daemon = {
       peakRssKiB: mem.peakKiB,
       rssKiBAtEnd: mem.nowKiB,
