@@ -112,7 +112,7 @@ function cases(files: StateFile[]): Case[] {
 }
 
 /** Writes back what the crash left. */
-async function leave(w: World, c: Case, recordPath: string): Promise<void> {
+async function leave(c: Case, recordPath: string): Promise<void> {
   for (const { file, outcome } of c.files) {
     const text = applied(file.text, outcome);
     if (text === undefined) continue;
@@ -172,7 +172,7 @@ Deno.test("after an unclean shutdown at any point of an ADD: no leak, no duplica
     const gone = { ...victim, path: victim.path };
     const all = cases(files);
     for (const crash of all) {
-      await leave(w, crash, files[0].path);
+      await leave(crash, files[0].path);
       for (const attempt of [1, 2]) {
         const del = await w.cni("DEL", c, { pod: gone, containerId: id });
         assert.equal(del.code, 0, `${crash.name}: DEL ${attempt}: ${del.stdout}${del.stderr}`);
