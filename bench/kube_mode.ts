@@ -233,6 +233,19 @@ try {
     }
   };
 
+  /**
+   * After a DEL the pod's interfaces are gone; links the daemon set aside for its deletion after
+   * the answer (renamed hy-del-<n>, down, no addresses) may take a moment more under load.
+   */
+  const noLinksLeft = async (key: string, path: string) => {
+    let left = ifaces(path);
+    for (let i = 0; i < 100 && left.length && left.every((n) => n.startsWith("hy-del-")); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      left = ifaces(path);
+    }
+    if (left.length) throw new Error(`${key}: after DEL the pod still has ${left}`);
+  };
+
   const samples = new Map(
     cases.map((
       c,
@@ -275,8 +288,7 @@ try {
       if (del.code !== 0) {
         throw new Error(`${c.key} DEL failed (${del.code}): ${del.stdout}${del.stderr}`);
       }
-      const left = ifaces(netns.path);
-      if (left.length) throw new Error(`${c.key}: after DEL the pod still has ${left}`);
+      await noLinksLeft(c.key, netns.path);
       const s = samples.get(c.key)!;
       if (mode === "timed") {
         s.add.push(add.ms);
