@@ -8,9 +8,10 @@
  *   are exec'd from the daemon's own plugin folders (`--cni-bin-dir` and
  *   the conf's `binDir`), never from a path the caller names.
  * - The conf: the network the caller names, read by the daemon from the
- *   node's conf folders (`--cni-conf-dir`), and only when it is the one the
- *   runtime handed the caller (same digest). Otherwise the request is
- *   refused and the exec'd side runs the invocation itself.
+ *   node's conf folders (`--cni-conf-dir`), only when its plugin asks for
+ *   `daemonExec` and it is the one the runtime handed the caller (same
+ *   digest). Otherwise the request is refused and the exec'd side runs the
+ *   invocation itself.
  * - From the caller: the command (ADD, DEL, CHECK), container, namespace,
  *   interface, CNI_ARGS, and the runtime's capability arguments, of which
  *   only those the conf's plugin declares reach it (as libcni does).
@@ -90,6 +91,13 @@ export function createCniExecutor(opts: CniExecOptions): CniExecutor {
         404,
         "ConfNotFound",
         `no network "${req.network}" with a "${req.plugin}" plugin in ${opts.confDirs.join(", ")}`,
+      );
+    }
+    if (found.plugin.daemonExec !== true) {
+      return refusal(
+        404,
+        "ConfNotFound",
+        `network "${req.network}" in ${found.path} does not ask for daemonExec`,
       );
     }
     if (await digestOf(found) !== req.confDigest) {

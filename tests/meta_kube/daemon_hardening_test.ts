@@ -174,6 +174,16 @@ Deno.test("hydra daemon: only root is served, only the node's confs run, nothing
         confDigest: await confDigest(hostile),
       });
       assert.equal(unknown.reason, "ConfNotFound", JSON.stringify(unknown));
+      // A conf of the node that does not ask for daemonExec is not the daemon's to run.
+      const plain = env.metaConf({ name: "plain", clusterNetwork: "cluster" });
+      await Deno.writeTextFile(`${env.nodeConfDir}/plain.conf`, JSON.stringify(plain));
+      const notAsked = await ask(socket, {
+        ...args,
+        network: "plain",
+        confDigest: await confDigest(plain),
+      });
+      assert.equal(notAsked.reason, "ConfNotFound", JSON.stringify(notAsked));
+      assert.match(String(notAsked.message), /does not ask for daemonExec/);
       // The node's conf, but another one than the caller claims to run.
       const nodeConf = env.metaConf({ clusterNetwork: "cluster", daemonExec: true });
       await Deno.writeTextFile(`${env.nodeConfDir}/hydra.conf`, JSON.stringify(nodeConf));
