@@ -11,7 +11,14 @@
  * ← {"ok":true,"body":{…the Pod…}}
  * ← {"ok":false,"status":404,"reason":"NotFound","message":"…"}
  * ← {"ok":false,"transport":"timeout","message":"…"}
+ * → {"op":"cni","command":"ADD","containerId":"…","netns":"…","ifName":"eth0","cniArgs":"…",
+ *    "network":"hydra","plugin":"hydra","confDigest":"sha256:…","timeoutMs":240000}
+ * ← {"ok":true,"body":{"stdout":"…","code":0}}
  * ```
+ *
+ * Only the node's root is served, and a `cni` request names a conf of the
+ * node's rather than carrying one (see docs/node-daemon.md, "What a caller
+ * may ask").
  *
  * @module
  */
