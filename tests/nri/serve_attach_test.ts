@@ -156,7 +156,6 @@ Deno.test({
 
 Deno.test({
   name: "nri serve: a record a crash damaged still lets stopp free every address",
-  ignore,
   async fn() {
     await withNriWorld(async (w) => {
       await w.startHydra();
