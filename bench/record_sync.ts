@@ -14,7 +14,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { type AttachmentRecord, RECORD_KIND, removeRecord, saveRecord } from "../engine/record.ts";
+import {
+  type AttachmentRecord,
+  RECORD_KIND,
+  removeRecord,
+  saveRecord,
+  type StoredDelegate,
+} from "../engine/record.ts";
 import { machineInfo } from "./machine.ts";
 import { summarize } from "./stats.ts";
 
@@ -29,7 +35,7 @@ const WRITES = Number(flags.writes);
 
 /** A record as an ADD of three networks writes it. */
 function record(containerId: string): AttachmentRecord {
-  const network = (i: number) => ({
+  const network = (i: number): StoredDelegate => ({
     ifName: i === 0 ? "eth0" : `net${i}`,
     config: {
       cniVersion: "1.1.0",
