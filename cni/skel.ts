@@ -108,6 +108,14 @@ async function call(plugin: Plugin, cmd: CmdArgs): Promise<string> {
   }
 }
 
+/** What an invocation's arguments carry beyond env and stdin (see CmdArgs). */
+export interface DispatchExtras {
+  /** Aborted when the caller gave up; becomes the arguments' `signal`. */
+  signal?: AbortSignal;
+  /** Where unused config keys are reported; becomes the arguments' `warn`. */
+  warn?: (message: string) => void;
+}
+
 /**
  * Runs one invocation of `plugin` on `env` and `stdin`; never throws.
  * stdout holds the result, the VERSION answer, nothing (DEL/CHECK/STATUS/GC)
@@ -119,12 +127,13 @@ export async function dispatch(
   env: EnvSource,
   stdin: Uint8Array,
   builtins?: Builtins,
-  signal?: AbortSignal,
+  extras: DispatchExtras = {},
 ): Promise<InvocationOutput> {
   try {
     const cmd = parseInvocation(env, stdin);
     if (builtins) cmd.builtins = builtins;
-    if (signal) cmd.signal = signal;
+    if (extras.signal) cmd.signal = extras.signal;
+    if (extras.warn) cmd.warn = extras.warn;
     return { stdout: await call(plugin, cmd), code: 0 };
   } catch (err) {
     return errorOutput(err, stdin);
@@ -143,7 +152,7 @@ export function invokeInProcess(
   builtins?: Builtins,
   signal?: AbortSignal,
 ): Promise<InvocationOutput> {
-  return dispatch(plugin, env, stdin, builtins, signal);
+  return dispatch(plugin, env, stdin, builtins, { signal });
 }
 
 /**
@@ -168,7 +177,11 @@ export async function runSkel(
     return 0;
   }
   const config = stdin ?? readStdin();
-  const out = await dispatch(plugin, (name) => Deno.env.get(name), config, builtins);
+  const warn = (msg: string) => {
+    const line = { time: new Date().toISOString(), level: "warn", msg, plugin: plugin.kind };
+    console.error(JSON.stringify(line));
+  };
+  const out = await dispatch(plugin, (name) => Deno.env.get(name), config, builtins, { warn });
   writeStdout(out.stdout);
   return out.code;
 }

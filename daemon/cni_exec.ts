@@ -17,6 +17,10 @@
  *   only those the conf's plugin declares reach it (as libcni does).
  *   Not the daemon's own network namespace: a pod is never the node.
  *
+ * - hydra-pool (cluster IPAM) is the exception: no node conf holds an
+ *   IPAM plugin's config, so the caller hands it over, checked to be a
+ *   hydra-pool one; it only allocates from the cluster's pools.
+ *
  * The invocation is cancelled when its caller gives up (the server aborts
  * the signal): an ADD stops and is rolled back (engine/ownership.ts).
  *
@@ -25,7 +29,12 @@
 
 import type { Plugin } from "../cni/types.ts";
 import type { Logger } from "../pkg/log.ts";
-import { type CniRequest, confDigest, type DaemonResponse } from "../daemonclient/protocol.ts";
+import {
+  type CniRequest,
+  confDigest,
+  type DaemonResponse,
+  POOL_PLUGIN,
+} from "../daemonclient/protocol.ts";
 import { type NodeConf, nodeConfs } from "./node_confs.ts";
 import type { CniExecutor } from "./node_server.ts";
 
@@ -80,7 +89,9 @@ export function createCniExecutor(opts: CniExecOptions): CniExecutor {
     return d;
   };
 
+  const pool = createPoolExecutor(opts);
   return async (req: CniRequest, signal: AbortSignal): Promise<DaemonResponse> => {
+    if (req.plugin === POOL_PLUGIN) return await pool(req, signal);
     const load = RUNNABLE[req.plugin];
     if (!Object.hasOwn(RUNNABLE, req.plugin) || !load) {
       return refusal(404, "ConfNotFound", `this daemon runs no plugin of type "${req.plugin}"`);
@@ -125,18 +136,47 @@ export function createCniExecutor(opts: CniExecOptions): CniExecutor {
       undefined,
       req.runtimeConfig,
     );
-    const env = {
-      CNI_COMMAND: req.command,
-      CNI_CONTAINERID: req.containerId,
-      CNI_NETNS: req.netns,
-      CNI_IFNAME: req.ifName,
-      CNI_ARGS: req.cniArgs,
-      CNI_PATH: opts.binDirs.join(":"),
-    };
     const body = await invokeInProcess(
       await plugin,
-      env,
+      invocationEnv(req, opts),
       new TextEncoder().encode(JSON.stringify(stdin)),
+      BUILTINS,
+      signal,
+    );
+    return { ok: true, body };
+  };
+}
+
+/** The CNI_* variables of a run: the caller's arguments, the daemon's plugin folders. */
+function invocationEnv(req: CniRequest, opts: CniExecOptions): Record<string, string> {
+  return {
+    CNI_COMMAND: req.command,
+    CNI_CONTAINERID: req.containerId,
+    CNI_NETNS: req.netns,
+    CNI_IFNAME: req.ifName,
+    CNI_ARGS: req.cniArgs,
+    CNI_PATH: opts.binDirs.join(":"),
+  };
+}
+
+/**
+ * Runs hydra-pool requests: this daemon is the node's allocation host, and
+ * its runs of hydra-pool are batched there. The request's config was
+ * checked to be a hydra-pool one (daemon/requests.ts); hydra-pool acts on
+ * the cluster's pools only, never in a namespace or through another plugin.
+ */
+function createPoolExecutor(opts: CniExecOptions): CniExecutor {
+  let plugin: Promise<Plugin> | undefined;
+  return async (req, signal) => {
+    const [{ invokeInProcess }, { BUILTINS, loadBuiltin }] = await Promise.all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+    ]);
+    plugin ??= loadBuiltin(POOL_PLUGIN)!;
+    const body = await invokeInProcess(
+      await plugin,
+      invocationEnv(req, opts),
+      new TextEncoder().encode(JSON.stringify(req.config ?? {})),
       BUILTINS,
       signal,
     );

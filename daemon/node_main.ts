@@ -33,9 +33,15 @@ import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
 import { createCniExecutor } from "./cni_exec.ts";
+import { DEFAULT_META_CACHE_DIR } from "../engine/config.ts";
+import { type DaemonHotplug, startDaemonHotplug } from "./node_hotplug.ts";
+import { type Pod, podPath } from "../kube/objects.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
-const DEFAULT_SPOOL_DIR = spoolDirOf("/var/lib/cni/hydra");
+const DEFAULT_SPOOL_DIR = spoolDirOf(DEFAULT_META_CACHE_DIR);
+
+/** containerd's CRI socket. */
+const DEFAULT_CRI_SOCKET = "/run/containerd/containerd.sock";
 
 /** Where the runtime's CNI confs are, unless `--cni-conf-dir` says. */
 const DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d";
@@ -62,6 +68,12 @@ export interface DaemonOptions {
   cniBinDirs: string[];
   /** The uids whose connections are served. */
   allowUids: number[];
+  /** Attach and detach networks of running pods as their selection changes. */
+  hotplug: boolean;
+  /** The meta-CNI's cache folder (its records). */
+  cacheDir: string;
+  /** The runtime's CRI socket. */
+  criSocket: string;
 }
 
 /** The help text of `hydra daemon`. */
@@ -88,6 +100,13 @@ Options:
   --max-connections N    open socket connections at most (default 256)
   --report-workers N     concurrent status writes (default 4)
   --api-timeout SECONDS  deadline of each API request (default 5)
+  --hotplug on|off       attach and detach networks of running pods that accept it
+                         when their networks annotation changes (default
+                         $HYDRA_HOTPLUG, else off)
+  --cache-dir DIR        the meta-CNI's cacheDir, where its records are
+                         (default ${DEFAULT_META_CACHE_DIR})
+  --cri-socket PATH      the runtime's CRI socket, for the pods' sandboxes under
+                         --hotplug (default ${DEFAULT_CRI_SOCKET})
   --log-level LEVEL      debug, info, warn, error, off (default info)
   --log-file PATH        append JSON log lines here instead of stderr
 `;
@@ -128,6 +147,9 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         "allow-uid": { type: "string", multiple: true },
         "report-workers": { type: "string" },
         "api-timeout": { type: "string" },
+        hotplug: { type: "string" },
+        "cache-dir": { type: "string" },
+        "cri-socket": { type: "string" },
         "log-level": { type: "string" },
         "log-file": { type: "string" },
       },
@@ -161,6 +183,15 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
       return Number(v);
     }),
   ];
+  const hotplug = values.hotplug ?? env.get("HYDRA_HOTPLUG") ?? "off";
+  if (!["on", "off", "true", "false"].includes(hotplug)) {
+    throw new DaemonUsageError(`--hotplug must be on or off, got "${hotplug}"`);
+  }
+  for (const flag of ["cache-dir", "cri-socket"] as const) {
+    if (values[flag] !== undefined && !values[flag]!.startsWith("/")) {
+      throw new DaemonUsageError(`--${flag} must be an absolute path`);
+    }
+  }
   return {
     kubeconfig: values.kubeconfig,
     nodeName: nodeName.toLowerCase(),
@@ -176,6 +207,9 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
     allowUids: [...new Set(allowUids)],
     reportWorkers: Math.floor(positive("report-workers", values["report-workers"], 4)),
     apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
+    hotplug: hotplug === "on" || hotplug === "true",
+    cacheDir: values["cache-dir"] ?? DEFAULT_META_CACHE_DIR,
+    criSocket: values["cri-socket"] ?? DEFAULT_CRI_SOCKET,
   };
 }
 
@@ -252,6 +286,18 @@ function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daem
     },
   });
   return { opts, log, client, registry, metrics, cache, reports };
+}
+
+/** Makes this daemon the node's cluster-IPAM allocation host (one writer per network and node). */
+async function hostPools(d: Daemon): Promise<void> {
+  (await import("../ipam/pool/host.ts")).servePoolsHere({
+    client: d.client,
+    nodeName: d.opts.nodeName,
+    metrics: d.registry,
+    log: d.log.with({ component: "ipam" }),
+    readPod: async (ns, name, uid, timeoutMs) =>
+      (await d.cache.get(podPath(ns, name), { uid, timeoutMs })).body as Pod,
+  });
 }
 
 /** Health, readiness and metrics of the daemon (gauges refreshed on each scrape). */
@@ -356,24 +402,41 @@ function survivingUnhandled(log: Logger, registry: Registry): () => void {
 const QUARANTINE_KEEP_MS = 7 * 24 * 3600_000;
 
 /**
- * Removes what killed writers left in the meta-CNI's state folders (the
- * spool's parent is its cache folder): temporary files, and files set
- * aside as damaged more than a week ago.
+ * Removes what killed writers left in the meta-CNI's state folders (its
+ * `--cache-dir`, and the spool's parent when the spool is elsewhere):
+ * temporary files, and files set aside as damaged more than a week ago.
  */
 function sweepStateFolders(d: Daemon): void {
-  const cacheDir = d.opts.spoolDir.replace(/\/+$/, "").replace(/\/[^/]*$/, "") || "/";
-  const removed: string[] = [];
-  for (const sub of ["attachments", "results", "networks", "reports"]) {
-    try {
-      removed.push(
-        ...sweepLeftovers(`${cacheDir}/${sub}`, { quarantineAgeMs: QUARANTINE_KEEP_MS })
-          .map((n) => `${sub}/${n}`),
-      );
-    } catch (err) {
-      d.log.warn("cannot sweep a state folder", { folder: `${cacheDir}/${sub}`, error: err });
+  const spoolParent = d.opts.spoolDir.replace(/\/+$/, "").replace(/\/[^/]*$/, "") || "/";
+  for (const cacheDir of new Set([d.opts.cacheDir, spoolParent])) {
+    const removed: string[] = [];
+    for (const sub of ["attachments", "results", "networks", "reports"]) {
+      try {
+        removed.push(
+          ...sweepLeftovers(`${cacheDir}/${sub}`, { quarantineAgeMs: QUARANTINE_KEEP_MS })
+            .map((n) => `${sub}/${n}`),
+        );
+      } catch (err) {
+        d.log.warn("cannot sweep a state folder", { folder: `${cacheDir}/${sub}`, error: err });
+      }
     }
+    if (removed.length) d.log.info("left-over state files removed", { cacheDir, files: removed });
   }
-  if (removed.length) d.log.info("left-over state files removed", { cacheDir, files: removed });
+}
+
+/** The hot-plug agent on the daemon's caches (see node_hotplug.ts). */
+function startHotplug(d: Daemon, server: NodeServer): Promise<DaemonHotplug> {
+  return startDaemonHotplug({
+    cache: d.cache,
+    connection: server.inProcessConnection(),
+    client: d.client,
+    log: d.log,
+    registry: d.registry,
+    nodeName: d.opts.nodeName,
+    cacheDir: d.opts.cacheDir,
+    criSocket: d.opts.criSocket,
+    apiTimeoutMs: d.opts.apiTimeoutMs,
+  });
 }
 
 /** Resolves with the name of the first SIGTERM or SIGINT. */
@@ -419,6 +482,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   const d = startDaemon(opts, log, client);
   const stopGuard = survivingUnhandled(log, d.registry);
   sweepStateFolders(d);
+  await hostPools(d);
   let served;
   try {
     served = await serveDaemon(d);
@@ -433,8 +497,10 @@ export async function runDaemon(args: string[]): Promise<number> {
   log.info("serving", { socket: opts.socket });
   d.cache.synced.then(() => log.info("watch caches synced", d.cache.sizes()), () => {});
   const stopSpool = await watchSpool(d);
+  const hotplug = opts.hotplug ? await startHotplug(d, served.server) : undefined;
 
   log.info("stopping", { signal: await untilStopSignal() });
+  await hotplug?.stop();
   stopSpool();
   useInProcessDaemon(undefined);
   await served.server.shutdown();

@@ -29,6 +29,7 @@ Deno.test("the daemon's in-process connection answers as its socket does, with c
       path === POD_PATH ? Promise.resolve({ body: pod, source: "cache" }) : Promise.reject(
         new KubeApiError({ status: 404, reason: "NotFound", message: "gone", method: "GET", path }),
       ),
+    watchPods: () => {},
     stop: () => Promise.resolve(),
   };
   const reports: ReportQueue = {
@@ -99,6 +100,7 @@ async function withServer(
     synced: Promise.resolve(),
     hasSynced: () => true,
     sizes: () => ({ pods: 0, nads: 0 }),
+    watchPods: () => {},
     get: (path) =>
       Promise.reject(
         new KubeApiError({ status: 404, reason: "NotFound", message: "gone", method: "GET", path }),

@@ -3,7 +3,8 @@
  * the operation is one it serves, each field it reads has the right type
  * and a bounded size, and a `cni` request carries nothing but the
  * invocation's arguments (unknown fields are refused there, so a caller
- * cannot believe it handed over a conf, a plugin path or an environment).
+ * cannot believe it handed over a conf, a plugin path or an environment);
+ * only a hydra-pool request carries its IPAM config, checked to be one.
  * A request that fails is answered with status 400 and the reason; it never
  * reaches the code that serves requests.
  *
@@ -12,7 +13,7 @@
 
 import { validateContainerId, validateInterfaceName, validateNetworkName } from "../cni/env.ts";
 import { parseCniArgs } from "../cni/args.ts";
-import type { DaemonRequest } from "../daemonclient/protocol.ts";
+import { type DaemonRequest, POOL_PLUGIN } from "../daemonclient/protocol.ts";
 
 /** A request that is not one the daemon serves. */
 export class BadRequestError extends Error {
@@ -103,6 +104,7 @@ const CNI_FIELDS = new Set([
   "network",
   "plugin",
   "confDigest",
+  "config",
   "runtimeConfig",
   "timeoutMs",
 ]);
@@ -139,14 +141,40 @@ function checkCni(o: Obj): void {
   cniField(() => parseCniArgs(cniArgs));
   const network = text(o, "network", { max: 253 });
   cniField(() => validateNetworkName(network, "network"));
-  text(o, "plugin", { max: 253 });
-  if (!/^sha256:[0-9a-f]{64}$/.test(text(o, "confDigest"))) {
-    throw new BadRequestError(`"confDigest" must be "sha256:" and 64 hex digits`);
-  }
+  if (text(o, "plugin", { max: 253 }) === POOL_PLUGIN) checkPoolConfig(o);
+  else checkConfDigest(o);
   if (o.runtimeConfig !== undefined && !isObject(o.runtimeConfig)) {
     throw new BadRequestError(`"runtimeConfig" must be an object`);
   }
   optionalTimeout(o);
+}
+
+/** A meta-CNI request names a node conf by its digest and carries none. */
+function checkConfDigest(o: Obj): void {
+  if (o.config !== undefined) {
+    throw new BadRequestError(`"config" is accepted only for ${POOL_PLUGIN}`);
+  }
+  if (!/^sha256:[0-9a-f]{64}$/.test(text(o, "confDigest"))) {
+    throw new BadRequestError(`"confDigest" must be "sha256:" and 64 hex digits`);
+  }
+}
+
+/**
+ * A hydra-pool request carries the config its interface plugin handed it:
+ * an object of the request's network whose `ipam.type` is hydra-pool
+ * (never a conf of another plugin: the daemon runs nothing else on it).
+ */
+function checkPoolConfig(o: Obj): void {
+  if (o.confDigest !== undefined || o.runtimeConfig !== undefined) {
+    throw new BadRequestError(`a ${POOL_PLUGIN} request carries its "config" only`);
+  }
+  const config = o.config;
+  if (!isObject(config)) throw new BadRequestError(`"config" must be an object`);
+  if (config.name !== o.network) throw new BadRequestError(`"config.name" is not "network"`);
+  const ipam = config.ipam;
+  if (!isObject(ipam) || ipam.type !== POOL_PLUGIN) {
+    throw new BadRequestError(`"config.ipam.type" must be "${POOL_PLUGIN}"`);
+  }
 }
 
 const CHECKS: Record<string, (o: Obj) => void> = {

@@ -40,6 +40,7 @@ import {
   confDigest,
   DEFAULT_CNI_EXEC_TIMEOUT_S,
   DEFAULT_DAEMON_SOCKET,
+  POOL_PLUGIN,
   RUN_LOCALLY_REASONS,
 } from "./protocol.ts";
 
@@ -130,8 +131,16 @@ export function answerOutput(body: unknown, target: DaemonExecTarget): ShimOutpu
   return { stdout: target.command === "ADD" ? printed.stdout : "", code: 0 };
 }
 
-/** The request for the daemon: the invocation's arguments and which conf it was for. */
-export async function cniRequest(env: EnvLookup, target: DaemonExecTarget): Promise<CniRequest> {
+/**
+ * The request for the daemon: the invocation's arguments and which conf it
+ * was for; for `plugin` "hydra-pool" the config itself (no node conf names
+ * an IPAM plugin's config: its interface plugin hands it over).
+ */
+export async function cniRequest(
+  env: EnvLookup,
+  target: DaemonExecTarget,
+  plugin?: string,
+): Promise<CniRequest> {
   const c = target.config;
   const req: CniRequest = {
     op: "cni",
@@ -142,10 +151,14 @@ export async function cniRequest(env: EnvLookup, target: DaemonExecTarget): Prom
     cniArgs: env("CNI_ARGS") ?? "",
     // Not strings: the daemon refuses the request, and the plugin path says what is wrong.
     network: typeof c.name === "string" ? c.name : "",
-    plugin: typeof c.type === "string" ? c.type : "",
-    confDigest: await confDigest(c),
+    plugin: plugin ?? (typeof c.type === "string" ? c.type : ""),
     timeoutMs: target.timeoutMs,
   };
+  if (plugin === POOL_PLUGIN) {
+    req.config = c;
+    return req;
+  }
+  req.confDigest = await confDigest(c);
   const rc = c.runtimeConfig;
   if (typeof rc === "object" && rc !== null && !Array.isArray(rc)) {
     req.runtimeConfig = rc as Record<string, unknown>;
@@ -165,10 +178,23 @@ export async function execViaDaemon(
 ): Promise<ShimOutput | undefined> {
   const target = daemonExecTarget(env, stdin);
   if (!target) return undefined;
+  return await forwardInvocation(env, target);
+}
+
+/**
+ * Sends one invocation to the daemon at `target.socket` to be run by the
+ * built-in `plugin` (the meta-CNI when absent); undefined when no daemon
+ * listens there or it will not run it (see RUN_LOCALLY_REASONS).
+ */
+export async function forwardInvocation(
+  env: EnvLookup,
+  target: DaemonExecTarget,
+  plugin?: string,
+): Promise<ShimOutput | undefined> {
   const conn = await connectNodeDaemon(target.socket).catch(() => undefined);
   if (!conn) return undefined;
   try {
-    const res = await conn.call(await cniRequest(env, target), target.timeoutMs);
+    const res = await conn.call(await cniRequest(env, target, plugin), target.timeoutMs);
     if (!res.ok) {
       if (res.reason && RUN_LOCALLY_REASONS.has(res.reason)) return undefined;
       throw new CniError(

@@ -64,6 +64,9 @@ export interface PingRequest {
   op: "ping";
 }
 
+/** The cluster-IPAM plugin a `cni` request may name beside the meta-CNI. */
+export const POOL_PLUGIN = "hydra-pool";
+
 /** The commands a caller may hand to the daemon: the attachment commands, nothing else. */
 export type CniCommand = "ADD" | "DEL" | "CHECK";
 
@@ -87,13 +90,24 @@ export interface CniRequest {
   cniArgs: string;
   /** The conf's `name`: the node conf (in the daemon's conf folder) the runtime invoked for. */
   network: string;
-  /** The plugin `type` invoked (today only "hydra", the meta-CNI). */
+  /**
+   * The plugin `type` invoked: "hydra" (the meta-CNI, run on the node conf
+   * the daemon reads) or "hydra-pool" (cluster IPAM, run on `config`).
+   */
   plugin: string;
   /**
    * {@link confDigest} of the conf the runtime handed over. The daemon runs
-   * only when its own copy of the node conf has the same digest.
+   * only when its own copy of the node conf has the same digest. Only for
+   * "hydra".
    */
-  confDigest: string;
+  confDigest?: string;
+  /**
+   * Only for "hydra-pool": the config its interface plugin handed it (an
+   * object whose `ipam.type` is "hydra-pool"). It only allocates addresses
+   * from the cluster's pools, which the peer check leaves to root anyway;
+   * it never names a plugin, path or namespace the daemon acts in.
+   */
+  config?: Record<string, unknown>;
   /** The runtime's capability arguments; the daemon keeps those the node conf declares. */
   runtimeConfig?: Record<string, unknown>;
   /** How long the caller waits; past it the daemon cancels the invocation and rolls it back. */

@@ -18,7 +18,9 @@
  * - DEL runs the recorded delegates in reverse, carries on past failures and
  *   reports them together. Without a usable record (none, or one that
  *   cannot be read, which is moved aside) it works from whatever else
- *   survives (salvage.ts) and reports what it could not delete.
+ *   survives (salvage.ts) and reports what it could not delete; with no
+ *   record at all, a pod Multus attached before hydra took over (the conf
+ *   names Multus's `cniDir`) is deleted from Multus's cache (multus_cache.ts).
  * - CHECK checks every recorded delegate in order.
  *
  * Each runs as the attachment's only owner (ownership.ts): ADD, DEL and
@@ -40,6 +42,7 @@ import { addNetworkList, checkNetworkList, joinErrors } from "../cni/list.ts";
 import type { Builtins, CmdArgs, Command, NetConf } from "../cni/types.ts";
 import { type Delegate, resolveDelegates } from "./config.ts";
 import {
+  asCni,
   assertPluginsExist,
   type AttachedNetwork,
   type AttachOutcome,
@@ -51,6 +54,7 @@ import {
   prepare,
   runtimeFor,
   saveRecordFirst,
+  warnAboutNetworks,
   withSignal,
 } from "./run.ts";
 import {
@@ -264,6 +268,7 @@ async function attachNetworks(
   networks: readonly NetworkPlan[] | undefined,
 ): Promise<AttachOutcome> {
   const planned = await plannedNetworks(args, inv, networks);
+  if (networks) warnAboutNetworks(inv, planned);
   // Checked up front so a missing binary changes nothing at all.
   await assertPluginsExist(planned, inv.listOptions);
   checkNotCancelled(inv);
@@ -296,21 +301,37 @@ async function attachNetworks(
 export function detachInvocation(args: CmdArgs): Promise<void> {
   return owned(args, prepare(args), async (inv) => {
     const { record, damaged } = await loadRecordForDel(inv, args.containerId, args.ifName);
-    let errors: CniError[];
-    if (record) {
-      errors = await deleteAll(record, args.netns, inv);
-    } else {
-      const kube = kubeMode(args) ? await loadKube() : undefined;
-      errors = await detachWithoutRecord(
-        args,
-        inv,
-        damaged,
-        kube && (() => kube.kubeDelegatesWithoutRecord(args, inv)),
-      );
-    }
-    const joined = joinErrors(errors);
+    const joined = joinErrors(
+      record
+        ? await deleteAll(record, args.netns, inv)
+        : await detachUnrecorded(args, inv, damaged),
+    );
     if (joined) throw joined;
   });
+}
+
+/**
+ * DEL with no usable record: a pod Multus attached before hydra took over
+ * from Multus's cache (only when no record was there at all: a damaged one
+ * is hydra's), else from whatever survives (salvage.ts).
+ */
+async function detachUnrecorded(
+  args: CmdArgs,
+  inv: Invocation,
+  damaged: boolean,
+): Promise<CniError[]> {
+  if (!damaged && inv.options.multusCacheDir) {
+    const { delFromMultusCache } = await import("./multus_cache.ts");
+    const fromMultus = await delFromMultusCache(args, inv, inv.options.multusCacheDir);
+    if (fromMultus.handled) return fromMultus.errors.map(asCni);
+  }
+  const kube = kubeMode(args) ? await loadKube() : undefined;
+  return await detachWithoutRecord(
+    args,
+    inv,
+    damaged,
+    kube && (() => kube.kubeDelegatesWithoutRecord(args, inv)),
+  );
 }
 
 /** CHECK of a meta-CNI invocation: every recorded delegate, in order. */

@@ -1,6 +1,7 @@
 /**
  * One owner per attachment at a time: the ADD, DEL and CHECK of one
- * container interface run one after the other wherever they run — an
+ * container interface, and the hot plugs of its networks (plug.ts), run
+ * one after the other wherever they run — an
  * exec'd meta-CNI, the node daemon, the NRI plugin — so a DEL never runs
  * beside the ADD it undoes.
  *
@@ -39,10 +40,17 @@ export function attachmentLockPath(cacheDir: string, containerId: string, ifName
   return `${locksDir(cacheDir)}/${containerId}-${ifName}`;
 }
 
+/**
+ * What an owner does: a CNI command of the runtime's, or a hot plug of one
+ * network into (PLUG) or out of (UNPLUG) the running attachment. A PLUG is
+ * cancelled by a DEL as an ADD is.
+ */
+export type OwnerAction = Command | "PLUG" | "UNPLUG";
+
 /** Invocations of this process, by attachment: waiting or running in turn. */
 const queue = createKeyedQueue();
 
-/** The ADD running now in this process, by attachment: what aborts it. */
+/** The ADD or PLUG running now in this process, by attachment: what aborts it. */
 const runningAdds = new Map<string, AbortController>();
 
 /** A held attachment lock. */
@@ -129,7 +137,7 @@ export async function withAttachment<T>(
   cacheDir: string,
   containerId: string,
   ifName: string,
-  command: Command,
+  command: OwnerAction,
   signal: AbortSignal | undefined,
   fn: (signal: AbortSignal | undefined) => Promise<T>,
 ): Promise<T> {
@@ -143,7 +151,7 @@ export async function withAttachment<T>(
   return await queue.run(path, async () => {
     throwIfCancelled(signal);
     const held = await lockAttachment(path, signal);
-    const preempt = command === "ADD" ? new AbortController() : undefined;
+    const preempt = command === "ADD" || command === "PLUG" ? new AbortController() : undefined;
     if (preempt) runningAdds.set(path, preempt);
     try {
       return await fn(

@@ -35,6 +35,8 @@ Deno.test("nri serve: command line help and bad usage", async () => {
       [["--kubeconfig=/k", "--in-cluster"], /exclude each other/],
       [["--kubeconfig=k.conf"], /absolute path/],
       [["--default-network=base"], /needs Kubernetes mode/],
+      [["--hotplug=on"], /--hotplug needs Kubernetes mode/],
+      [["--hotplug=maybe", "--in-cluster"], /--hotplug must be on or off/],
     ] as [string[], RegExp][]
   ) {
     const out = await hydra("nri", "serve", ...args);
@@ -86,4 +88,10 @@ Deno.test("nri serve: namespace isolation as the meta-CNI's (own namespace and g
     () => parseNriServeArgs(["--global-namespaces=shared"]),
     /--global-namespaces needs --namespace-isolation/,
   );
+});
+
+Deno.test("nri serve: --chroot-dir names the node's root for exec'd delegates; absolute only", () => {
+  assert.equal(parseNriServeArgs(["--chroot-dir", "/host"]).chrootDir, "/host");
+  assert.equal(parseNriServeArgs([]).chrootDir, undefined);
+  assert.throws(() => parseNriServeArgs(["--chroot-dir", "host"]), /absolute path/);
 });
