@@ -48,6 +48,43 @@ Deno.test("a DEL aborts the ADD of its attachment running here and runs once the
   });
 });
 
+Deno.test("hot plug owns the attachment too: a DEL aborts a PLUG, never an UNPLUG", async () => {
+  await withTempDir(async (dir) => {
+    const log: string[] = [];
+    const plug = withAttachment(dir, "c1", "eth0", "PLUG", undefined, async (signal) => {
+      log.push("plug start");
+      await delay(10_000, signal);
+      log.push(`plug stopped: ${(signal?.reason as Error).message}`);
+    });
+    await delay(20);
+    await withAttachment(dir, "c1", "eth0", "DEL", undefined, () => {
+      log.push("del");
+      return Promise.resolve();
+    });
+    await plug;
+    const unplug = withAttachment(dir, "c1", "eth0", "UNPLUG", undefined, async (signal) => {
+      log.push("unplug start");
+      assert.equal(signal, undefined);
+      await delay(50);
+      log.push("unplug end");
+    });
+    await delay(20);
+    await withAttachment(dir, "c1", "eth0", "DEL", undefined, () => {
+      log.push("del");
+      return Promise.resolve();
+    });
+    await unplug;
+    assert.deepEqual(log, [
+      "plug start",
+      "plug stopped: a DEL of the same attachment arrived",
+      "del",
+      "unplug start",
+      "unplug end",
+      "del",
+    ]);
+  });
+});
+
 Deno.test("a caller that gives up while waiting for its turn does not run (code 11)", async () => {
   await withTempDir(async (dir) => {
     let ran = false;
