@@ -21,7 +21,7 @@ import { referencePluginDir, repoRoot, requirePeers } from "../infra/peers.ts";
 import { type Daemon, logTail, poll, spawnDaemon, stopProcessGroup } from "../infra/process.ts";
 import { run, uniqueName, withTempDir } from "../helpers/netns.ts";
 import { getFromEndpoint } from "../../pkg/http.ts";
-import { LOCK_DIR } from "../../plugins/host_lock.ts";
+import { hostLockPath } from "../../plugins/host_lock.ts";
 
 /**
  * Fails the calling test unless it runs as root with containerd, its shim,
@@ -304,7 +304,7 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
       await ctd.stop();
       // hydra-bridge leaves its per-bridge host lock files; these bridges are gone.
       for (const name of [bridge, brokenBridge]) {
-        await Deno.remove(join(LOCK_DIR, `bridge-${name}.lock`)).catch(() => {});
+        await Deno.remove(hostLockPath(`bridge-${name}`)).catch(() => {});
       }
     }
   });
