@@ -4,6 +4,7 @@
  * @module
  */
 
+import { type NadPathRoots, parseNadPathRoots } from "../kube/nad_paths.ts";
 import { parseArgs } from "node:util";
 import { isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
@@ -36,6 +37,8 @@ export interface NriServeOptions {
   inCluster: boolean;
   /** Kubernetes mode: networks every pod gets (not kube-system pods). */
   defaultNetworks: string[];
+  /** Kubernetes mode: where path keys of NADs may point (`--nad-path-roots`). */
+  nadPathRoots?: NadPathRoots;
   cacheDir: string;
   cniBinDirs: string[];
   onFailure: FailurePolicy;
@@ -92,6 +95,10 @@ Networks:
                          Kubernetes mode: the kubelet's pod-resources API, asked for
                          the device a NAD's k8s.v1.cni.cncf.io/resourceName names
                          (default: /var/lib/kubelet/pod-resources/kubelet.sock)
+  --nad-path-roots JSON  Kubernetes mode: where path keys of NADs (dataDir,
+                         logFile, kubeconfig, ...) may point, e.g.
+                         {"state":["/var/lib/cni"],"logs":["/var/log"]}; kinds
+                         left out keep their defaults (docs/reliability.md)
   --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
                          separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
   --cache-dir DIR        records of what was attached, kept across restarts
@@ -130,7 +137,22 @@ const STRING_FLAGS = [
   "log-file",
   "dra-state-dir",
   "pod-resources-socket",
+  "nad-path-roots",
 ] as const;
+
+function nadPathRootsFlag(text: string): NadPathRoots {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new UsageError(`--nad-path-roots is not JSON: ${text}`);
+  }
+  try {
+    return parseNadPathRoots(raw);
+  } catch (err) {
+    throw new UsageError(`--nad-path-roots: ${(err as Error).message}`);
+  }
+}
 
 function absolute(flag: string, path: string): string {
   if (!path.startsWith("/")) throw new UsageError(`--${flag} must be an absolute path: "${path}"`);
@@ -215,6 +237,12 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
   }
   if (opts.defaultNetworks.length && !opts.kubeconfig && !opts.inCluster) {
     throw new UsageError("--default-network needs Kubernetes mode (--kubeconfig or --in-cluster)");
+  }
+  if (s("nad-path-roots") !== undefined) {
+    if (!opts.kubeconfig && !opts.inCluster) {
+      throw new UsageError("--nad-path-roots needs Kubernetes mode (--kubeconfig or --in-cluster)");
+    }
+    opts.nadPathRoots = nadPathRootsFlag(s("nad-path-roots")!);
   }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
   const dra = s("dra-state-dir") ?? DEFAULT_DRA_STATE_DIR;

@@ -277,6 +277,7 @@ function networkSource(opts: NriServeOptions): NetworkSource {
       apiTimeoutS: KUBE_API_BUDGET_S,
       confDir: opts.confDir,
       podResourcesSocket: opts.podResourcesSocket,
+      nadPathRoots: opts.nadPathRoots,
     });
   }
   return confDirSource(opts.confDir);

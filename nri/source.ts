@@ -39,6 +39,7 @@ import type { PodSandbox } from "./pod.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { createKubeClient } from "../kube/client.ts";
 import { createEvent } from "../kube/objects.ts";
+import type { NadPathRoots } from "../kube/nad_paths.ts";
 
 /** One attach of a pod's extra networks. */
 export interface AttachPlan {
@@ -139,6 +140,8 @@ export interface KubeSourceOptions {
   confDir: string;
   /** The kubelet's pod-resources socket (NADs with a resourceName); the kubelet's default when unset. */
   podResourcesSocket?: string;
+  /** Where path keys of NADs may point; the defaults when undefined. */
+  nadPathRoots?: NadPathRoots;
 }
 
 /**
@@ -173,6 +176,7 @@ export function kubeSource(opts: KubeSourceOptions): NetworkSource {
       });
       if (opts.kubeconfig) conf.kubeconfig = opts.kubeconfig;
       if (opts.podResourcesSocket) conf.podResourcesSocket = opts.podResourcesSocket;
+      if (opts.nadPathRoots) conf.nadPathRoots = opts.nadPathRoots;
       if (defaultCount) conf.defaultNetworks = defaults;
       const ifName = defaultCount ? delegateIfName(undefined, 1, false, "") : own[0];
       return { ifName, conf };

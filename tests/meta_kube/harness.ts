@@ -224,6 +224,8 @@ export async function startKubeEnv(): Promise<KubeEnv> {
           apiTimeout: 3,
           logLevel: "debug",
           logFile: `${dir}/hydra.log`,
+          // The world's NADs keep their address allocations in its folder.
+          nadPathRoots: { state: [dir] },
           ...extra,
         };
       },

@@ -118,6 +118,8 @@ Deno.test("a Pod with the networks annotation becomes a sandbox with its extra i
             daemonSocket: "",
             logFile: `${dir}/hydra.log`,
             logLevel: "debug",
+            // The NADs keep their address allocations in this test's folder.
+            nadPathRoots: { state: [dir] },
             ...extra,
           }],
         }),
