@@ -14,7 +14,8 @@ import { lstatOrUndefined, readOrUndefined, removeScratch, sha256Bytes } from ".
 import { InstallError } from "./error.ts";
 import { NetlinkError } from "../netlink/errors.ts";
 import { lockFile } from "../plugins/host_lock.ts";
-import { readCredentials, renderKubeconfig } from "./kubeconfig.ts";
+import { kubeconfigToken, readCredentials, renderKubeconfig } from "./kubeconfig.ts";
+import { nodeToken } from "./node_token.ts";
 import type { Logger } from "../pkg/log.ts";
 import {
   encodeManifest,
@@ -220,7 +221,18 @@ async function desiredItems(
       caFile: opts.caFile,
       server: opts.server,
     });
-    items.push(fileItem(opts.kubeconfig, "kubeconfig", renderKubeconfig(creds), 0o600));
+    const node = opts.nodeToken;
+    const token = node
+      ? await nodeToken(
+        creds,
+        node,
+        await kubeconfigToken(opts.kubeconfig),
+        (why) => result.warnings.push(why),
+      )
+      : creds.token;
+    items.push(
+      fileItem(opts.kubeconfig, "kubeconfig", renderKubeconfig({ ...creds, token }), 0o600),
+    );
   }
 
   if (opts.mode === "meta") {
