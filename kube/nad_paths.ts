@@ -18,6 +18,7 @@
 
 import type { ConfList } from "../cni/conf.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import { fields, isJsonObject } from "../pkg/fields.ts";
 import { confinePath, PathNotAllowedError } from "../pkg/path_policy.ts";
 
 /** Roots per kind of path. */
@@ -29,6 +30,9 @@ export interface NadPathRoots {
   /** Files read or connected to (credentials, resolver config, the node daemon): `kubeconfig`, `resolvConf`, `daemonSocket`. */
   read: string[];
 }
+
+/** The kinds of path, as `nadPathRoots` names them. */
+const KINDS = ["state", "logs", "read"] as const;
 
 /** The roots when the node's conf names none: where CNI plugins keep their files by default. */
 export const DEFAULT_NAD_PATH_ROOTS: Readonly<NadPathRoots> = Object.freeze({
@@ -125,31 +129,32 @@ export function parseNadPathRoots(raw: unknown): NadPathRoots {
     read: [...DEFAULT_NAD_PATH_ROOTS.read],
   };
   if (raw === undefined || raw === null) return roots;
-  if (typeof raw !== "object" || Array.isArray(raw)) {
+  if (!isJsonObject(raw)) {
     throw new CniError(ErrorCode.DecodingFailure, `"nadPathRoots" must be an object`);
   }
-  for (const [kind, list] of Object.entries(raw)) {
-    if (kind !== "state" && kind !== "logs" && kind !== "read") {
+  const f = fields(raw, {
+    where: "nadPathRoots",
+    fail: (p) => new CniError(ErrorCode.DecodingFailure, `"${p.path}" must be ${p.expected}`),
+  });
+  for (const kind of Object.keys(raw)) {
+    if (!(KINDS as readonly string[]).includes(kind)) {
       throw new CniError(
         ErrorCode.InvalidNetworkConfig,
-        `"nadPathRoots" has unknown kind "${kind}" (expected state, logs, read)`,
+        `"nadPathRoots" has unknown kind "${kind}" (expected ${KINDS.join(", ")})`,
       );
     }
-    if (!Array.isArray(list) || list.some((p) => typeof p !== "string")) {
+  }
+  for (const kind of KINDS) {
+    const list = f.strings(kind);
+    if (list === undefined) continue;
+    const relative = list.find((p) => !p.startsWith("/"));
+    if (relative !== undefined) {
       throw new CniError(
-        ErrorCode.DecodingFailure,
-        `"nadPathRoots.${kind}" must be a list of strings`,
+        ErrorCode.InvalidNetworkConfig,
+        `"${f.path(kind)}" entry "${relative}" is not an absolute path`,
       );
     }
-    for (const p of list as string[]) {
-      if (!p.startsWith("/")) {
-        throw new CniError(
-          ErrorCode.InvalidNetworkConfig,
-          `"nadPathRoots.${kind}" entry "${p}" is not an absolute path`,
-        );
-      }
-    }
-    roots[kind] = list as string[];
+    roots[kind] = list;
   }
   return roots;
 }
