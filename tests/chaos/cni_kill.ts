@@ -147,7 +147,7 @@ export async function runCniKill(
     for (const c of [...w.live.values()]) {
       w.live.delete(c.cid);
       await recoverDel(w, report, addedBy.get(c.cid) ?? "meta", c.cid, c.pod, cycles);
-      checkEmptyPod(report, "kill-end", cycles, c.pod, c.cid);
+      await checkEmptyPod(report, "kill-end", cycles, c.pod, c.cid);
       await removePod(c.pod);
     }
     await checkNode(w, report, "kill-end", cycles);
@@ -182,7 +182,7 @@ async function oneCycle(
     if (del.killed) report.counts.killed++;
     w.live.delete(c.cid);
     if (del.killed || del.code !== 0) await recoverDel(w, report, by, c.cid, c.pod, cycle);
-    checkEmptyPod(report, `kill-${by}`, cycle, c.pod, c.cid);
+    await checkEmptyPod(report, `kill-${by}`, cycle, c.pod, c.cid);
     await removePod(c.pod);
   }
   const cid = w.newCid(rng);
@@ -201,6 +201,6 @@ async function oneCycle(
   // fail (the interface exists), but must not take away what the DEL needs to clean up.
   if (role === "meta" && rng.chance(0.25)) await call(w, { role, command: "ADD", cid, pod });
   await recoverDel(w, report, role, cid, pod, cycle);
-  checkEmptyPod(report, `kill-${role}`, cycle, pod, cid);
+  await checkEmptyPod(report, `kill-${role}`, cycle, pod, cid);
   await removePod(pod);
 }

@@ -251,7 +251,13 @@ const TARGETS: Target[] = [
         "CNI_ARGS",
         "CNI_PATH",
       ])
-        .map((o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, String(v)]))),
+        .map((o) =>
+          Object.fromEntries(
+            Object.entries(o).map((
+              [k, v],
+            ) => [k, typeof v === "string" ? v : JSON.stringify(v) ?? ""]),
+          )
+        ),
       text([CONF]),
     ),
     run: (i) => {

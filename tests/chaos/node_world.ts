@@ -46,6 +46,8 @@ export interface NodeWorld {
   bridge: string;
   /** The live containers, by ID. */
   live: Map<string, Container>;
+  /** Links of the node's own set-up (e.g. its way to the API server), never a container's. */
+  ownLinks: Set<string>;
   /** A fresh container ID. */
   newCid(rng: Rng): string;
   /** A fresh pod namespace. */
@@ -85,6 +87,7 @@ export async function createNodeWorld(rng: Rng): Promise<NodeWorld> {
     tuningDir: `${dir}/tuning`,
     bridge,
     live: new Map(),
+    ownLinks: new Set(),
     newCid: (r) => `chx${r.hex(16)}`,
     async newPod() {
       const p = await createNetns("hcp");
@@ -171,15 +174,28 @@ export function netnsContents(path: string): { links: string[]; addresses: strin
   }
 }
 
-/** A pod namespace of a container that is not alive must hold nothing but lo. */
-export function checkEmptyPod(
+/**
+ * A pod namespace of a container that is not alive must hold nothing but
+ * lo. A DEL may answer once the pod's links are down and renamed away
+ * (`hy-del-*`), their deletion following; those get a few seconds to go.
+ */
+export async function checkEmptyPod(
   report: ChaosReport,
   scenario: string,
   cycle: number,
   pod: TestNetns,
   cid: string,
-): void {
-  const { links, addresses } = netnsContents(pod.path);
+): Promise<void> {
+  let left = netnsContents(pod.path);
+  for (
+    let i = 0;
+    i < 50 && left.links.length && left.links.every((l) => l.startsWith("hy-del-"));
+    i++
+  ) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = netnsContents(pod.path);
+  }
+  const { links, addresses } = left;
   report.find(
     "leakedLinks",
     scenario,
@@ -202,7 +218,7 @@ export function strayHostLinks(w: NodeWorld): string[] {
   const h = openHandle({ netnsPath: w.node.path });
   try {
     return listLinks(h)
-      .filter((l) => l.kind === "veth" && !owned.has(l.name))
+      .filter((l) => l.kind === "veth" && !owned.has(l.name) && !w.ownLinks.has(l.name))
       .map((l) => l.name);
   } finally {
     closeHandle(h);

@@ -9,6 +9,9 @@ import { runUncleanState } from "./unclean_state.ts";
 import { runInstallerKill } from "./installer_kill.ts";
 import { runRouterKill } from "./router_kill.ts";
 import { runFuzz } from "./fuzz.ts";
+import { runDaemonFaults } from "./daemon_faults.ts";
+import { runNriFlood } from "./flood.ts";
+import { runNriKill } from "./nri_kill.ts";
 import type { ChaosReport } from "./report.ts";
 import type { Rng } from "./rng.ts";
 
@@ -33,7 +36,17 @@ export interface Scenario {
 }
 
 /** The scenarios' names. */
-export type ScenarioName = "kill" | "unclean" | "installer" | "router" | "fuzz";
+export type ScenarioName =
+  | "kill"
+  | "unclean"
+  | "installer"
+  | "router"
+  | "daemon"
+  | "api"
+  | "flood"
+  | "nri-kill"
+  | "nri-flood"
+  | "fuzz";
 
 /** Every scenario, in the order a run takes them. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -60,6 +73,36 @@ export const SCENARIOS: readonly Scenario[] = [
     what: "kill -9 of hydra route sync mid-sync over 3,000 nodes",
     share: 0.5,
     run: (c) => runRouterKill(c.report, c.rng, c.cycles),
+  },
+  {
+    name: "daemon",
+    what: "kill -9 of hydra daemon with daemonExec requests in flight",
+    share: 1,
+    run: (c) => runDaemonFaults(c.report, c.rng, c.cycles, "daemon"),
+  },
+  {
+    name: "api",
+    what: "the API server killed or frozen, or etcd killed, mid-ADD; then back",
+    share: 0.5,
+    run: (c) => runDaemonFaults(c.report, c.rng, c.cycles, "api"),
+  },
+  {
+    name: "flood",
+    what: "hundreds of connections of garbage and malformed requests at the daemon's socket",
+    share: 0.25,
+    run: (c) => runDaemonFaults(c.report, c.rng, c.cycles, "flood"),
+  },
+  {
+    name: "nri-kill",
+    what: "kill -9 of hydra nri serve mid-RunPodSandbox, with containerd",
+    share: 0.25,
+    run: (c) => runNriKill(c.report, c.rng, c.cycles),
+  },
+  {
+    name: "nri-flood",
+    what: "broken frames and request floods at hydra nri serve's runtime connection",
+    share: 0.25,
+    run: (c) => runNriFlood(c.report, c.rng, c.cycles),
   },
   {
     name: "fuzz",

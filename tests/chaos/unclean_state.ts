@@ -83,7 +83,7 @@ async function del(w: NodeWorld, report: ChaosReport, c: Container, cycle: numbe
   if (out.code !== 0 || out.timedOut) {
     report.find("stuck", SCENARIO, `${what}: DEL of ${c.cid} failed: ${out.stdout.trim()}`, cycle);
   }
-  checkEmptyPod(report, SCENARIO, cycle, c.pod, c.cid);
+  await checkEmptyPod(report, `${SCENARIO} (${what})`, cycle, c.pod, c.cid);
   await removePod(c.pod);
 }
 
