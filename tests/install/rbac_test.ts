@@ -178,6 +178,14 @@ Deno.test("each hydra identity can do what its process does and nothing else; wr
         ],
         ["another annotation", () => annotate("mine", { owner: "me" }), 403],
         [
+          "a label",
+          () =>
+            c.patch(`/api/v1/namespaces/${NS}/pods/mine/status`, {
+              metadata: { labels: { app: "x" } },
+            }, "merge"),
+          403,
+        ],
+        [
           "the pod's IPs",
           () =>
             c.patch(
