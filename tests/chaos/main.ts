@@ -12,7 +12,8 @@
  *   deno task chaos --seed 42                replay a run's choices
  *
  * Exit status: 0 when every count but cycles, killed and fuzzInputs is 0;
- * 1 otherwise. Needs root and the test peers (tests/infra/build-peers.sh).
+ * 1 otherwise; 2 when a scenario could not run at all. Needs root and the
+ * test peers (tests/infra/build-peers.sh).
  *
  * @module
  */
@@ -37,28 +38,39 @@ export interface ChaosOptions {
   log?: (line: string) => void;
 }
 
-/** Runs the suite; one report per scenario, in order. */
-export async function runChaos(opts: ChaosOptions): Promise<Map<ScenarioName, ChaosReport>> {
-  const out = new Map<ScenarioName, ChaosReport>();
+/** What a run found, and the scenarios that could not run at all (a broken set-up). */
+export interface ChaosRun {
+  reports: Map<ScenarioName, ChaosReport>;
+  failed: Map<ScenarioName, string>;
+}
+
+/**
+ * Runs the suite; one report per scenario, in order. A scenario's random
+ * choices come from the seed and its place in the full list, so `--only`
+ * replays the same choices as a full run with the same seed.
+ */
+export async function runChaos(opts: ChaosOptions): Promise<ChaosRun> {
+  const out: ChaosRun = { reports: new Map(), failed: new Map() };
   const chosen = SCENARIOS.filter((s) => !opts.only || opts.only.includes(s.name));
-  const weight = chosen.reduce((n, s) => n + s.share, 0) || 1;
-  for (const [i, s] of chosen.entries()) {
+  const weight = SCENARIOS.reduce((n, s) => n + s.share, 0) || 1;
+  for (const s of chosen) {
     const report = new ChaosReport();
     const cycles = Math.max(s.share ? 1 : 0, Math.round(opts.cycles * s.share / weight));
     const started = performance.now();
     opts.log?.(`${s.name}: ${s.what} (${cycles} cycles)`);
-    await s.run({
-      report,
-      rng: createRng(opts.seed + i * 7919),
-      cycles,
-      fuzz: opts.fuzz,
-      log: opts.log,
-    });
+    const rng = createRng(opts.seed + SCENARIOS.indexOf(s) * 7919);
+    try {
+      await s.run({ report, rng, cycles, fuzz: opts.fuzz, log: opts.log });
+    } catch (err) {
+      const why = err instanceof Error ? err.stack ?? err.message : String(err);
+      opts.log?.(`${s.name}: could not run: ${why}`);
+      out.failed.set(s.name, why);
+    }
     opts.log?.(
       `${s.name}: done in ${Math.round((performance.now() - started) / 1000)} s ` +
         JSON.stringify(report.counts),
     );
-    out.set(s.name, report);
+    out.reports.set(s.name, report);
   }
   return out;
 }
@@ -78,7 +90,7 @@ if (import.meta.main) {
   const only = values.only?.split(",").map((s) => s.trim()) as ScenarioName[] | undefined;
   const log = values.quiet ? undefined : (line: string) => console.error(`[chaos] ${line}`);
   log?.(`seed ${seed}`);
-  const reports = await runChaos({
+  const { reports, failed } = await runChaos({
     cycles: values.cycles ? Number(values.cycles) : FULL.cycles,
     fuzz: values.fuzz ? Number(values.fuzz) : FULL.fuzz,
     seed,
@@ -93,5 +105,6 @@ if (import.meta.main) {
     );
   }
   console.log(JSON.stringify(total.counts));
-  Deno.exit(Object.keys(total.failures()).length ? 1 : 0);
+  // 2: a scenario's set-up broke, so the counts are not the whole story.
+  Deno.exit(failed.size ? 2 : Object.keys(total.failures()).length ? 1 : 0);
 }
