@@ -139,7 +139,8 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
     const blueRoute = `10.254.${b}.0/24`;
     const bridge = uniqueName("hnb");
     const brokenBridge = uniqueName("hnx");
-    const parent = uniqueName("hnp");
+    // One byte short of the limit: its veth peer is named "<parent>p".
+    const parent = uniqueName("hnp").slice(0, 14);
     await writeJson(join(defaultConfDir, "10-default.conflist"), {
       cniVersion: "1.1.0",
       name: uniqueName("def"),
