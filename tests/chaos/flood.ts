@@ -15,7 +15,7 @@
 import { join } from "node:path";
 import { encodeFrame } from "../../nri/mux.ts";
 import { encodeMessage, encodeRequest, MessageType } from "../../nri/ttrpc.ts";
-import { encodePodSandboxRequest } from "../../nri/messages.ts";
+import { encodeNri, RunPodSandboxRequestSchema } from "../../nri/messages.ts";
 import { samplePod } from "../../nri/testdata.ts";
 import { spawnDaemon, stopProcessGroup } from "../infra/process.ts";
 import { handshake, startFakeRuntime } from "../nri/fake_runtime.ts";
@@ -134,7 +134,9 @@ function brokenFrames(rng: Rng): Uint8Array[] {
       request(
         "nri.pkg.api.v1alpha1.Plugin",
         "RunPodSandbox",
-        encodePodSandboxRequest({ pod: samplePod({ id: `flood-${rng.hex(8)}`, annotations: {} }) }),
+        encodeNri(RunPodSandboxRequestSchema, {
+          pod: samplePod({ id: `flood-${rng.hex(8)}`, annotations: {} }),
+        }),
       )),
   ];
 }

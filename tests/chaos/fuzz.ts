@@ -37,20 +37,21 @@ import { parseLink } from "../../netlink/link.ts";
 import { parseFdb, parseNeigh } from "../../netlink/neigh.ts";
 import { parseRoute } from "../../netlink/route.ts";
 import { ProtocolError } from "../../nri/errors.ts";
+import type { DescMessage } from "@bufbuild/protobuf";
 import {
-  decodeConfigureRequest,
-  decodePodSandboxRequest,
-  decodeRegisterPluginRequest,
-  decodeStateChangeEvent,
-  decodeSynchronizeRequest,
-  encodeConfigureRequest,
-  encodePodSandboxRequest,
-  encodeStateChangeEvent,
-  encodeSynchronizeRequest,
+  ConfigureRequestSchema,
+  decodeNri,
+  EmptySchema,
+  encodeNri,
+  NriEvent,
+  PodSandboxSchema,
+  RegisterPluginRequestSchema,
+  RunPodSandboxRequestSchema,
+  StateChangeEventSchema,
+  SynchronizeRequestSchema,
 } from "../../nri/messages.ts";
 import { createDemux, encodeFrame } from "../../nri/mux.ts";
 import { parseNriServeArgs, UsageError as NriUsageError } from "../../nri/options.ts";
-import { decodePodSandbox, encodePodSandbox } from "../../nri/pod.ts";
 import { samplePod } from "../../nri/testdata.ts";
 import {
   createMessageParser,
@@ -203,18 +204,28 @@ const args = fc.array(
 );
 
 const sandboxSamples = [
-  encodePodSandbox(samplePod()),
-  encodePodSandboxRequest({ pod: samplePod() }),
-  encodeSynchronizeRequest({ pods: [samplePod()], containers: [], more: false }),
-  encodeConfigureRequest({
+  encodeNri(PodSandboxSchema, samplePod()),
+  encodeNri(RunPodSandboxRequestSchema, { pod: samplePod() }),
+  encodeNri(SynchronizeRequestSchema, { pods: [samplePod()], containers: [{}], more: false }),
+  encodeNri(ConfigureRequestSchema, {
     config: "{}",
     runtimeName: "containerd",
     runtimeVersion: "2.1",
-    registrationTimeoutMs: 5000,
-    requestTimeoutMs: 2000,
-    nriVersion: "0.9",
+    registrationTimeout: 5000n,
+    requestTimeout: 2000n,
+    NRIVersion: "v0.12.0",
   }),
-  encodeStateChangeEvent({ event: 4, pod: samplePod() }),
+  encodeNri(StateChangeEventSchema, { event: NriEvent.STOP_POD_SANDBOX, pod: samplePod() }),
+];
+/** The NRI messages hydra decodes. */
+const NRI_SCHEMAS: DescMessage[] = [
+  PodSandboxSchema,
+  RunPodSandboxRequestSchema,
+  SynchronizeRequestSchema,
+  ConfigureRequestSchema,
+  RegisterPluginRequestSchema,
+  StateChangeEventSchema,
+  EmptySchema,
 ];
 const ttrpcSamples = [
   encodeRequest({
@@ -470,18 +481,9 @@ const TARGETS: Target[] = [
     name: "NRI protobuf messages",
     input: bytes(sandboxSamples),
     run: (b) => {
-      for (
-        const decode of [
-          decodePodSandbox,
-          decodePodSandboxRequest,
-          decodeSynchronizeRequest,
-          decodeConfigureRequest,
-          decodeRegisterPluginRequest,
-          decodeStateChangeEvent,
-        ]
-      ) {
+      for (const schema of NRI_SCHEMAS) {
         try {
-          decode(b as Uint8Array);
+          decodeNri(schema, b as Uint8Array);
         } catch (err) {
           if (!isProtocol(err)) throw err;
         }
