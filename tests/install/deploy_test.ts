@@ -272,9 +272,9 @@ Deno.test("meta and NRI setups share namespace, identities, policies and install
   assert.ok(!router.some((d) => meta.some((m) => m.kind !== "Namespace" && key(m) === key(d))));
 });
 
-/** Every container of every setup file, with where it is. */
+/** Every container of every setup file (the DRA driver's included), with where it is. */
 function containers(): { file: string; ds: Obj; pod: Obj; c: Obj; where: string }[] {
-  return SETUP_FILES.flatMap((file) =>
+  return [...SETUP_FILES, "hydra-dra.yaml"].flatMap((file) =>
     all(loadDocs(file), "DaemonSet").flatMap((ds) =>
       ds.spec.template.spec.containers.map((c: Obj) => ({
         file,
@@ -358,9 +358,11 @@ Deno.test("only what enters pod namespaces runs privileged; every other containe
     assert.equal(sc.allowPrivilegeEscalation, false, where);
     assert.equal(sc.readOnlyRootFilesystem, true, where);
     assert.deepEqual(sc.capabilities.drop, ["ALL"], where);
-    // The router alone adds one: routes, vxlan devices, FDB and neighbour entries.
+    // The router (routes, vxlan devices, FDB and neighbour entries) and the DRA driver (links
+    // and addresses of the NICs it hands out) add one.
     const added = sc.capabilities.add ?? [];
-    assert.deepEqual(added, where.startsWith("hydra-router.yaml") ? ["NET_ADMIN"] : [], where);
+    const needs = where.startsWith("hydra-router.yaml") || where.startsWith("hydra-dra.yaml");
+    assert.deepEqual(added, needs ? ["NET_ADMIN"] : [], where);
   }
 });
 
