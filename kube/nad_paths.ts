@@ -158,3 +158,21 @@ export function parseNadPathRoots(raw: unknown): NadPathRoots {
   }
   return roots;
 }
+
+/**
+ * `--nad-path-roots JSON` of a role's command line (nri serve, dra serve):
+ * the same object as `nadPathRoots`. Throws an Error saying what is wrong.
+ */
+export function nadPathRootsFlag(text: string): NadPathRoots {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error(`--nad-path-roots is not JSON: ${text}`);
+  }
+  try {
+    return parseNadPathRoots(raw);
+  } catch (err) {
+    throw new Error(`--nad-path-roots: ${(err as Error).message}`);
+  }
+}

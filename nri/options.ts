@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type NadPathRoots, parseNadPathRoots } from "../kube/nad_paths.ts";
+import { type NadPathRoots, nadPathRootsFlag } from "../kube/nad_paths.ts";
 import { parseArgs } from "node:util";
 import { isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
@@ -140,20 +140,6 @@ const STRING_FLAGS = [
   "nad-path-roots",
 ] as const;
 
-function nadPathRootsFlag(text: string): NadPathRoots {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new UsageError(`--nad-path-roots is not JSON: ${text}`);
-  }
-  try {
-    return parseNadPathRoots(raw);
-  } catch (err) {
-    throw new UsageError(`--nad-path-roots: ${(err as Error).message}`);
-  }
-}
-
 function absolute(flag: string, path: string): string {
   if (!path.startsWith("/")) throw new UsageError(`--${flag} must be an absolute path: "${path}"`);
   return path.replace(/\/+$/, "") || "/";
@@ -242,7 +228,11 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     if (!opts.kubeconfig && !opts.inCluster) {
       throw new UsageError("--nad-path-roots needs Kubernetes mode (--kubeconfig or --in-cluster)");
     }
-    opts.nadPathRoots = nadPathRootsFlag(s("nad-path-roots")!);
+    try {
+      opts.nadPathRoots = nadPathRootsFlag(s("nad-path-roots")!);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
   }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
   const dra = s("dra-state-dir") ?? DEFAULT_DRA_STATE_DIR;
