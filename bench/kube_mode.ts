@@ -261,7 +261,13 @@ try {
       if (del.code !== 0) {
         throw new Error(`${c.key} DEL failed (${del.code}): ${del.stdout}${del.stderr}`);
       }
-      const left = ifaces(netns.path);
+      // Under daemonExec the DEL answers once the pod's links are parked (renamed hy-del-*) and
+      // their deletion is sent; the kernel finishes it a moment later: wait for that, briefly.
+      let left = ifaces(netns.path);
+      for (let i = 0; i < 100 && left.length && left.every((n) => n.startsWith("hy-del-")); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        left = ifaces(netns.path);
+      }
       if (left.length) throw new Error(`${c.key}: after DEL the pod still has ${left}`);
       const s = samples.get(c.key)!;
       if (mode === "timed") {
