@@ -330,8 +330,10 @@ export async function checkNode(
     for (const f of await filesUnder(dir)) {
       const name = f.slice(f.lastIndexOf("/") + 1);
       const cid = CID.exec(name)?.[0];
+      // Temp and quarantined files of a live container are its DEL's to clean up: a leak once
+      // it is gone (or when they name no container at all).
       const residue = /\.tmp-|^\.hydra-tmp-|\.damaged-/.test(name);
-      if (residue || (cid !== undefined && !w.live.has(cid))) {
+      if (cid !== undefined ? !w.live.has(cid) : residue) {
         report.findOnce("leakedFiles", f, scenario, `${f.slice(w.dir.length + 1)} left`, cycle);
       }
     }
