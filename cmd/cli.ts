@@ -8,6 +8,14 @@
 import { VERSION } from "../pkg/version.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 
+const VERSION_HELP = `Usage: hydra version [--json]
+
+Prints hydra's version and the CNI protocol versions it speaks.
+
+Options:
+  --json      print {"version": …, "cniVersions": […]}
+  -h, --help  this help`;
+
 /** A subcommand: its one-line summary and its runner. */
 interface Subcommand {
   summary: string;
@@ -18,6 +26,15 @@ const subcommands: Record<string, Subcommand> = {
   version: {
     summary: "print hydra's version and the CNI versions it speaks",
     run: (args) => {
+      if (args.includes("--help") || args.includes("-h")) {
+        console.log(VERSION_HELP);
+        return Promise.resolve(0);
+      }
+      const unknown = args.find((a) => a !== "--json");
+      if (unknown !== undefined) {
+        console.error(`hydra version: unknown option "${unknown}"\n\n${VERSION_HELP}`);
+        return Promise.resolve(2);
+      }
       if (args.includes("--json")) {
         console.log(JSON.stringify({ version: VERSION, cniVersions: SUPPORTED_VERSIONS }));
       } else {
@@ -51,6 +68,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "node daemon: serve this node's pods and networks to the meta-CNI, write their status",
     run: async (args) => (await import("../daemon/node_main.ts")).runDaemon(args),
   },
+  ipam: {
+    summary: "cluster-wide IPAM: the reclaim controller (ipam controller), pool usage (ipam pools)",
+    run: async (args) => (await import("../ipam_controller/main.ts")).runIpam(args),
+  },
   policy: {
     summary: "enforce MultiNetworkPolicy on this node's secondary networks (policy sync)",
     run: async (args) => (await import("../policy/main.ts")).runPolicy(args),
@@ -58,6 +79,10 @@ const subcommands: Record<string, Subcommand> = {
   doctor: {
     summary: "check this node's prerequisites and say what is missing",
     run: async (args) => (await import("./doctor.ts")).runDoctor(args),
+  },
+  "host-exec": {
+    summary: "run a delegate plugin chrooted into the host's root (the meta-CNI's chrootDir)",
+    run: async (args) => (await import("./host_exec.ts")).runHostExec(args),
   },
 };
 

@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { closeHandle, listAddrs, listLinks, openHandle } from "../netlink/mod.ts";
 import { outputInNetns } from "../netlink/netns_spawn.ts";
 import { probeAll } from "./icmp_probe.ts";
-import { selfBinDir, selfExecutable } from "./self.ts";
+import { selfBinDir, selfExecutable } from "../pkg/self.ts";
 import { buildWorld, type DemoPod, type DemoWorld, destroyWorld } from "./demo_world.ts";
 import { type DemoNetwork, demoNetworks, type PluginSet } from "./demo_networks.ts";
 import { syncDemoRoutes } from "./demo_routes.ts";
@@ -30,10 +30,13 @@ Options:
   --pods N           pods per node (default 2)
   --plugins SET      "hydra" (built-in plugins and hydra-ipam, default) or
                      "reference" (the reference bridge and host-local on CNI_PATH)
-  --keep             leave the namespaces up to poke at (remove with --down)
-  --down             remove everything a kept demo left
+  --keep             leave the namespaces up to poke at (remove with --down ID)
+  --down ID          remove what the kept demo ID left (other demos are left alone)
   --json             print the table as JSON
-  -h, --help         this help`;
+  -h, --help         this help
+
+Each demo prints its ID when it starts; its namespaces are hydra-demo-ID-*.
+Interrupted (Ctrl-C, SIGTERM), a demo removes what it made and exits 130 (143).`;
 
 /** One cell of the reachability table. */
 export interface Reachability {
@@ -43,6 +46,9 @@ export interface Reachability {
   network: string;
   reachable: boolean;
 }
+
+/** A demo's ID: six hex digits, also in its namespaces' names and its state folder. */
+const DEMO_ID = /^[0-9a-f]{6}$/;
 
 interface Options {
   nodes: number;
@@ -177,7 +183,22 @@ function renderTable(world: DemoWorld, networks: DemoNetwork[], cells: Reachabil
   return lines.join("\n");
 }
 
-async function down(): Promise<number> {
+/** IDs of demos whose namespaces or state are still there. */
+async function keptDemos(): Promise<string[]> {
+  const ids = new Set<string>();
+  for (const dir of ["/var/run/netns", STATE_ROOT]) {
+    try {
+      for await (const e of Deno.readDir(dir)) {
+        const m = /^(?:hydra-demo-)?([0-9a-f]{6})(?:-|$)/.exec(e.name);
+        if (m && (dir === STATE_ROOT || e.name.startsWith("hydra-demo-"))) ids.add(m[1]);
+      }
+    } catch { /* nothing there */ }
+  }
+  return [...ids].sort();
+}
+
+/** Removes the namespaces and state of demo `id`, and nothing of any other. */
+async function down(id: string): Promise<number> {
   const { deleteNamedNetns } = await import("../netlink/mod.ts");
   let removed = 0;
   let entries: Deno.DirEntry[] = [];
@@ -185,19 +206,21 @@ async function down(): Promise<number> {
     entries = await Array.fromAsync(Deno.readDir("/var/run/netns"));
   } catch { /* no namespaces at all */ }
   for (const entry of entries) {
-    if (entry.name.startsWith("hydra-demo-")) {
+    if (entry.name.startsWith(`hydra-demo-${id}-`)) {
       try {
         deleteNamedNetns(entry.name);
         removed++;
       } catch { /* gone meanwhile */ }
     }
   }
-  await Deno.remove(STATE_ROOT, { recursive: true }).catch(() => {});
-  console.log(`removed ${removed} demo namespaces`);
+  await Deno.remove(`${STATE_ROOT}/${id}`, { recursive: true }).catch(() => {});
+  console.log(`removed ${removed} namespaces of demo ${id}`);
   return 0;
 }
 
-function parseOptions(args: string[]): Options | "help" | "down" {
+type Parsed = Options | "help" | { down: string };
+
+function parseOptions(args: string[]): Parsed {
   const { values } = parseArgs({
     args,
     options: {
@@ -205,7 +228,7 @@ function parseOptions(args: string[]): Options | "help" | "down" {
       pods: { type: "string", default: "2" },
       plugins: { type: "string", default: "hydra" },
       keep: { type: "boolean", default: false },
-      down: { type: "boolean", default: false },
+      down: { type: "string" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -213,7 +236,12 @@ function parseOptions(args: string[]): Options | "help" | "down" {
     allowPositionals: false,
   });
   if (values.help) return "help";
-  if (values.down) return "down";
+  if (values.down !== undefined) {
+    if (!DEMO_ID.test(values.down)) {
+      throw new Error(`--down takes a demo's ID (six hex digits), got "${values.down}"`);
+    }
+    return { down: values.down };
+  }
   if (values.plugins !== "hydra" && values.plugins !== "reference") {
     throw new Error(`--plugins must be "hydra" or "reference", got "${values.plugins}"`);
   }
@@ -228,26 +256,91 @@ function parseOptions(args: string[]): Options | "help" | "down" {
 
 /** Runs `hydra demo`; returns 0 when every pod reaches every other on every network. */
 export async function runDemo(args: string[]): Promise<number> {
-  let opts: Options | "help" | "down";
+  let opts: Parsed;
   try {
     opts = parseOptions(args);
   } catch (err) {
-    console.error(`hydra demo: ${(err as Error).message}\n\n${HELP}`);
+    const kept = await keptDemos();
+    const which = kept.length ? `\nkept demos: ${kept.join(", ")}` : "";
+    console.error(`hydra demo: ${(err as Error).message}${which}\n\n${HELP}`);
     return 2;
   }
   if (opts === "help") {
     console.log(HELP);
     return 0;
   }
-  if (opts === "down") return await down();
+  if ("down" in opts) return await down(opts.down);
+  return await runWorld(opts);
+}
 
+/** Set by SIGINT or SIGTERM: the demo stops at its next step and removes what it made. */
+class Interrupted extends Error {
+  constructor(readonly signal: Deno.Signal) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+/** Listens for SIGINT and SIGTERM; `check()` throws once one came. */
+function interruptions(): { check(): void; signal(): Deno.Signal | undefined; dispose(): void } {
+  let got: Deno.Signal | undefined;
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const h = () => {
+      got ??= sig;
+    };
+    Deno.addSignalListener(sig, h);
+    return [sig, h] as const;
+  });
+  return {
+    check() {
+      if (got) throw new Interrupted(got);
+    },
+    signal: () => got,
+    dispose: () => handlers.forEach(([sig, h]) => Deno.removeSignalListener(sig, h)),
+  };
+}
+
+/** DELs the attached pods (last first), removes the namespaces and state; false if a DEL failed. */
+async function removeDemo(
+  world: DemoWorld,
+  attached: DemoPod[],
+  stateDir: string,
+  log: (msg: string) => void,
+): Promise<boolean> {
+  let ok = true;
+  for (const pod of [...attached].reverse()) {
+    await cni(world, pod, "DEL", stateDir).catch((err) => {
+      console.error(`[demo] ${err.message}`);
+      ok = false;
+    });
+  }
+  destroyWorld(world);
+  await Deno.remove(stateDir, { recursive: true }).catch(() => {});
+  log("removed every namespace, link and file the demo made");
+  return ok;
+}
+
+/** Builds, measures and (unless kept) removes one demo world. */
+async function runWorld(opts: Options): Promise<number> {
+  const stop = interruptions();
+  try {
+    return await runWorldUntil(opts, stop);
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function runWorldUntil(
+  opts: Options,
+  stop: ReturnType<typeof interruptions>,
+): Promise<number> {
   const id = crypto.randomUUID().slice(0, 6);
   const stateDir = `${STATE_ROOT}/${id}`;
   const networks = demoNetworks();
   const log = (msg: string) => {
     if (!opts.json) console.error(`[demo] ${msg}`);
   };
-  log(`building ${opts.nodes} nodes with ${opts.pods} pods each (demo ${id})`);
+  // The ID on stderr always (also with --json): it is what --down takes.
+  console.error(`[demo] demo ${id}: ${opts.nodes} nodes with ${opts.pods} pods each`);
   const world = buildWorld(id, opts.nodes, opts.pods);
   const attached: DemoPod[] = [];
   let status = 1;
@@ -255,12 +348,16 @@ export async function runDemo(args: string[]): Promise<number> {
     await writeNodeConfs(world, networks, opts.plugins, stateDir);
     const pods = world.nodes.flatMap((n) => n.pods);
     for (const pod of pods) {
-      await cni(world, pod, "ADD", stateDir);
+      stop.check();
+      // Recorded first: an ADD cut short by the signal may have attached part of it.
       attached.push(pod);
+      await cni(world, pod, "ADD", stateDir);
     }
+    stop.check();
     log(`attached ${pods.length} pods to ${networks.length} networks through the meta-CNI`);
     const routes = await syncDemoRoutes(world, networks, stateDir);
     if (routes !== undefined) log(`router synced ${routes} routes between nodes`);
+    stop.check();
     const cells = measure(world, networks);
     if (opts.json) {
       console.log(JSON.stringify(
@@ -286,21 +383,22 @@ export async function runDemo(args: string[]): Promise<number> {
       console.log(renderTable(world, networks, cells));
     }
     status = cells.length > 0 && cells.every((c) => c.reachable) ? 0 : 1;
+  } catch (err) {
+    // A signal that came during a step made that step fail: say so, not its error.
+    if (!(err instanceof Interrupted) && !stop.signal()) throw err;
   } finally {
-    if (opts.keep) {
+    const sig = stop.signal();
+    if (sig) {
+      console.error(`[demo] ${sig}: removing demo ${id}`);
+      status = sig === "SIGINT" ? 130 : 143;
+    }
+    if (opts.keep && !sig) {
       log(
-        `kept: namespaces hydra-demo-${id}-*, state in ${stateDir}; remove with "hydra demo --down"`,
+        `kept: namespaces hydra-demo-${id}-*, state in ${stateDir}; remove with ` +
+          `"hydra demo --down ${id}"`,
       );
-    } else {
-      for (const pod of attached.reverse()) {
-        await cni(world, pod, "DEL", stateDir).catch((err) => {
-          console.error(`[demo] ${err.message}`);
-          status = 1;
-        });
-      }
-      destroyWorld(world);
-      await Deno.remove(stateDir, { recursive: true }).catch(() => {});
-      log("removed every namespace, link and file the demo made");
+    } else if (!(await removeDemo(world, attached, stateDir, log)) && !sig) {
+      status = 1;
     }
   }
   return status;

@@ -12,7 +12,7 @@ import { outputInNetns } from "../netlink/netns_spawn.ts";
 import { ANNOTATION_PREFIX, DEFAULT_PROTOCOL } from "../route/config.ts";
 import type { DemoWorld } from "./demo_world.ts";
 import type { DemoNetwork } from "./demo_networks.ts";
-import { selfExecutable } from "./self.ts";
+import { selfExecutable } from "../pkg/self.ts";
 
 /** The demo's networks as the router's config: one protocol number each, vxlan on eth0. */
 export function demoRouterConfig(networks: DemoNetwork[]): unknown {

@@ -7,6 +7,9 @@
  */
 
 import { parseArgs } from "node:util";
+import { basename, join } from "node:path";
+import { checkConfPath } from "./doctor_conf.ts";
+import { multusCheck } from "./doctor_multus.ts";
 import {
   addLink,
   closeHandle,
@@ -17,22 +20,28 @@ import {
   sysctlRead,
 } from "../netlink/mod.ts";
 
-/** The outcome of one check. */
-export interface Check {
-  name: string;
-  status: "ok" | "warn" | "fail";
-  detail: string;
-  hint?: string;
-}
+import type { Check } from "./doctor_check.ts";
+
+export type { Check };
 
 const HELP = `Usage: hydra doctor [options]
+       hydra doctor --conf FILE|DIR [--json]
 
-Checks this node's prerequisites for hydra's roles and says what is missing.
+Checks this node's prerequisites for hydra's roles and says what is missing,
+each with one next step. With --conf, checks network confs instead: a
+.conf/.conflist/.json file, or every one in a folder (a NAD's config saved to
+a file too), against what hydra reads: unknown keys (with the key they most
+likely misspell), keys of the wrong type, values out of range, an ipam block
+without a type, Multus spellings hydra does not support; another meta-plugin
+(Multus) and what "hydra install" would do with it.
 
 Options:
   --bin-dir DIR      CNI bin dir to inspect (default /opt/cni/bin)
   --conf-dir DIR     CNI conf dir to inspect (default /etc/cni/net.d)
   --nri-socket PATH  containerd's NRI socket (default /var/run/nri/nri.sock)
+  --conf FILE|DIR    check these network confs (and nothing else)
+  --kubeconfig PATH  API access for the address-pool usage (default: the
+                     installer's kubeconfig, else the in-cluster account)
   --json             print the checks as JSON
   -h, --help         this help
 
@@ -93,14 +102,18 @@ function linkKindChecks(): Check[] {
   return checks;
 }
 
-async function binDirChecks(binDir: string): Promise<Check[]> {
+async function binDirChecks(binDir: string, hasDefaultConf: boolean): Promise<Check[]> {
   const info = await exists(`${binDir}/hydra`);
   if (!info) {
     return [{
       name: "hydra in CNI bin dir",
       status: "warn",
       detail: `${binDir}/hydra not found`,
-      hint: "run `hydra install` (or apply deploy/ with kubectl)",
+      hint: hasDefaultConf
+        ? "install hydra: kubectl apply -f deploy/hydra-meta.yaml (its installer runs " +
+          "`hydra install` on every node)"
+        : 'first give the node its default network (see "CNI conf dir"): hydra\'s installer ' +
+          "waits for that conf before it installs anything",
     }];
   }
   const { builtinNames } = await import("../engine/builtins.ts");
@@ -115,59 +128,103 @@ async function binDirChecks(binDir: string): Promise<Check[]> {
         name: "role symlinks",
         status: "warn",
         detail: `missing: ${missing.join(", ")}`,
-        hint: "re-run `hydra install`",
+        hint: "restart the installer pod on this node (or run `hydra install --once` as root)",
       }
       : { name: "role symlinks", status: "ok", detail: "all present" },
   ];
 }
 
-async function confDirCheck(confDir: string): Promise<Check> {
-  let names: string[];
+/** The conf files of `confDir` the runtime considers, sorted; undefined when the folder is missing. */
+async function confNames(confDir: string): Promise<string[] | undefined> {
   try {
-    names = (await Array.fromAsync(Deno.readDir(confDir)))
-      .filter((e) => /\.(conf|conflist|json)$/.test(e.name))
+    return (await Array.fromAsync(Deno.readDir(confDir)))
+      .filter((e) => !e.isDirectory && /\.(conf|conflist|json)$/.test(e.name))
       .map((e) => e.name)
       .sort();
   } catch {
-    return {
+    return undefined;
+  }
+}
+
+const DEFAULT_NETWORK_HINT = "install the cluster's default network (its DaemonSet writes a conf " +
+  "here), or write one by hand; hydra then wraps it (docs/meta-cni.md)";
+
+async function confDirChecks(confDir: string, names: string[] | undefined): Promise<Check[]> {
+  if (names === undefined) {
+    return [{
       name: "CNI conf dir",
       status: "warn",
       detail: `${confDir} does not exist`,
-      hint: "a default CNI (or `hydra install --mode meta`) writes it",
-    };
+      hint: DEFAULT_NETWORK_HINT,
+    }];
   }
   if (names.length === 0) {
-    return { name: "CNI conf dir", status: "warn", detail: `${confDir} holds no network config` };
+    return [{
+      name: "CNI conf dir",
+      status: "warn",
+      detail: `${confDir} holds no network config`,
+      hint: DEFAULT_NETWORK_HINT,
+    }];
   }
   const first = names[0];
-  let type = "unknown";
+  let conf: Record<string, unknown>;
   try {
-    const conf = JSON.parse(await Deno.readTextFile(`${confDir}/${first}`));
-    type = conf.type ?? conf.plugins?.[0]?.type ?? "unknown";
+    conf = JSON.parse(await Deno.readTextFile(join(confDir, first)));
   } catch (err) {
-    return {
+    return [{
       name: "CNI conf dir",
       status: "fail",
       detail: `${confDir}/${first} is not valid JSON: ${(err as Error).message}`,
-      hint: "the runtime uses the first file: fix or remove it",
-    };
+      hint: `the runtime uses the first file by name: fix ${first} or move it out of ${confDir}`,
+    }];
   }
-  return {
+  const plugins = conf.plugins as Record<string, unknown>[] | undefined;
+  const type = String(conf.type ?? plugins?.[0]?.type ?? "unknown");
+  const checks: Check[] = [{
     name: "CNI conf dir",
     status: "ok",
     detail: `runtime uses ${first} (type ${type})${
       type === "hydra" ? ": hydra is the meta-CNI" : ""
     }`,
-  };
+  }];
+  const multus = await multusCheck(confDir, names);
+  if (multus) checks.push(multus);
+  return checks;
 }
 
-async function commandCheck(cmd: string, purpose: string): Promise<Check> {
+/** True when the folder holds a conf other than hydra's own. */
+function hasDefault(names: string[] | undefined): boolean {
+  return (names ?? []).some((n) => basename(n) !== "00-hydra.conflist");
+}
+
+/** What hydra's masquerading (`ipMasq`) will use here, and whether it can. */
+async function masqueradeCheck(): Promise<Check> {
+  const name = "masquerade (ipMasq)";
   try {
-    const out = await new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" })
-      .output();
-    if (out.success) return { name: cmd, status: "ok", detail: `found (${purpose})` };
-  } catch { /* not installed */ }
-  return { name: cmd, status: "warn", detail: `not found (${purpose})`, hint: `install ${cmd}` };
+    const out = await new Deno.Command("iptables", {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (out.success) return { name, status: "ok", detail: "iptables found: ipMasq uses it" };
+  } catch { /* not installed: nftables through libnftables */ }
+  try {
+    const { nftSymbols } = await import("../nft/libnftables.ts");
+    nftSymbols();
+    return {
+      name,
+      status: "ok",
+      detail: "no iptables: ipMasq programs nftables through libnftables",
+    };
+  } catch (err) {
+    return {
+      name,
+      status: "warn",
+      detail: `neither iptables nor libnftables: ${(err as Error).message}`,
+      hint: "install libnftables1 (Debian, Ubuntu) or your distribution's libnftables; " +
+        "only networks with ipMasq need it",
+    };
+  }
 }
 
 /** Runs every check. */
@@ -175,6 +232,7 @@ export async function runChecks(opts: {
   binDir: string;
   confDir: string;
   nriSocket: string;
+  kubeconfig?: string;
 }): Promise<Check[]> {
   const checks: Check[] = [];
   const root = Deno.uid() === 0;
@@ -183,7 +241,8 @@ export async function runChecks(opts: {
       name: "privileges",
       status: "fail",
       detail: "not root",
-      hint: "CNI plugins and the node daemons need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)",
+      hint: "run hydra doctor as root: CNI plugins and the node daemons need CAP_NET_ADMIN " +
+        "and CAP_SYS_ADMIN, and the kernel checks need them too",
     },
   );
   if (root) checks.push(...linkKindChecks());
@@ -193,14 +252,17 @@ export async function runChecks(opts: {
       name: "IPv4 forwarding",
       status: fwd === "1" ? "ok" : "warn",
       detail: fwd === "1" ? "on" : "off",
-      hint: fwd === "1" ? undefined : "isGateway bridges and the router turn it on when needed",
+      hint: fwd === "1"
+        ? undefined
+        : "nothing to do: isGateway bridges and the router turn it on when they need it",
     });
   } catch (err) {
     checks.push({ name: "IPv4 forwarding", status: "warn", detail: (err as Error).message });
   }
-  checks.push(...await binDirChecks(opts.binDir));
-  checks.push(await confDirCheck(opts.confDir));
-  checks.push(await commandCheck("iptables", "ipMasq on bridges"));
+  const names = await confNames(opts.confDir);
+  checks.push(...await binDirChecks(opts.binDir, hasDefault(names)));
+  checks.push(...await confDirChecks(opts.confDir, names));
+  checks.push(await masqueradeCheck());
   const nri = await exists(opts.nriSocket);
   checks.push(
     nri?.isSocket ? { name: "NRI socket", status: "ok", detail: opts.nriSocket } : {
@@ -210,6 +272,7 @@ export async function runChecks(opts: {
       hint: 'enable NRI in containerd (plugins."io.containerd.nri.v1.nri" disable = false)',
     },
   );
+  checks.push(...await (await import("./doctor_pools.ts")).poolChecks(opts.kubeconfig));
   return checks;
 }
 
@@ -223,6 +286,8 @@ export async function runDoctor(args: string[]): Promise<number> {
         "bin-dir": { type: "string", default: "/opt/cni/bin" },
         "conf-dir": { type: "string", default: "/etc/cni/net.d" },
         "nri-socket": { type: "string", default: "/var/run/nri/nri.sock" },
+        conf: { type: "string" },
+        kubeconfig: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -236,10 +301,11 @@ export async function runDoctor(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const checks = await runChecks({
+  const checks = values.conf !== undefined ? await checkConfPath(values.conf) : await runChecks({
     binDir: values["bin-dir"],
     confDir: values["conf-dir"],
     nriSocket: values["nri-socket"],
+    kubeconfig: values.kubeconfig,
   });
   if (values.json) {
     console.log(JSON.stringify(checks, null, 2));

@@ -149,10 +149,13 @@ function isTextBusy(err: unknown): boolean {
 async function spawnWithRetry(
   path: string,
   env: Record<string, string>,
+  via: readonly string[] = [],
 ): Promise<Deno.ChildProcess> {
+  const [program, ...args] = via.length > 0 ? [...via, path] : [path];
   for (let attempt = 0;; attempt++) {
     try {
-      return new Deno.Command(path, {
+      return new Deno.Command(program, {
+        args,
         env,
         clearEnv: true,
         stdin: "piped",
@@ -171,14 +174,18 @@ async function spawnWithRetry(
   }
 }
 
-/** Execs the plugin file at `path` with `stdin` and `env`; kills it after `timeoutMs`. */
+/**
+ * Execs the plugin file at `path` with `stdin` and `env` (through `via`,
+ * see {@link Builtins.execVia}); kills it after `timeoutMs`.
+ */
 export async function execPlugin(
   path: string,
   stdin: Uint8Array,
   env: Record<string, string>,
   timeoutMs: number = DEFAULT_TIMEOUT_MS,
+  via?: readonly string[],
 ): Promise<RawOutput> {
-  const child = await spawnWithRetry(path, env);
+  const child = await spawnWithRetry(path, env, via);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -239,7 +246,13 @@ export async function runPlugin(req: PluginRequest): Promise<RawOutput> {
     out = await runInProcess(req.type, builtin, stdin, env, req);
   } else {
     const path = await findInPath(req.type, req.path);
-    out = await execPlugin(path, stdin, env, req.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    out = await execPlugin(
+      path,
+      stdin,
+      env,
+      req.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      req.builtins?.execVia,
+    );
     if (out.stderr.length) {
       try {
         Deno.stderr.writeSync(out.stderr);

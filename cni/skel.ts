@@ -119,10 +119,12 @@ export async function dispatch(
   env: EnvSource,
   stdin: Uint8Array,
   builtins?: Builtins,
+  warn?: (message: string) => void,
 ): Promise<InvocationOutput> {
   try {
     const cmd = parseInvocation(env, stdin);
     if (builtins) cmd.builtins = builtins;
+    if (warn) cmd.warn = warn;
     return { stdout: await call(plugin, cmd), code: 0 };
   } catch (err) {
     return errorOutput(err, stdin);
@@ -164,7 +166,11 @@ export async function runSkel(
     return 0;
   }
   const config = stdin ?? readStdin();
-  const out = await dispatch(plugin, (name) => Deno.env.get(name), config, builtins);
+  const warn = (msg: string) => {
+    const line = { time: new Date().toISOString(), level: "warn", msg, plugin: plugin.kind };
+    console.error(JSON.stringify(line));
+  };
+  const out = await dispatch(plugin, (name) => Deno.env.get(name), config, builtins, warn);
   writeStdout(out.stdout);
   return out.code;
 }

@@ -167,6 +167,12 @@ export interface CmdArgs {
    * every plugin it invokes is exec'd from CNI_PATH.
    */
   builtins?: Builtins;
+  /**
+   * Where a plugin reports what it accepts but does not use (an unknown
+   * config key). An exec'd plugin logs it on stderr; unset in-process,
+   * where the caller has checked the whole config already.
+   */
+  warn?: (message: string) => void;
 }
 
 /**
@@ -203,6 +209,13 @@ export interface Builtins {
   has(type: string): boolean;
   /** Loads the plugin `type`; undefined when it is not one of these. */
   load(type: string): Promise<Plugin> | undefined;
+  /**
+   * How the plugins that are not built in are exec'd: a command that gets
+   * the plugin file's path as its last argument and runs it in its place
+   * (same stdin, stdout, environment), e.g. chrooted into the host's root.
+   * Unset: the plugin file is exec'd directly.
+   */
+  execVia?: readonly string[];
 }
 
 /** No plugin runs in-process: every invocation is an exec. */

@@ -31,9 +31,15 @@ import { type ReportQueue, startReportQueue } from "./node_reports.ts";
 import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
+import { DEFAULT_META_CACHE_DIR } from "../engine/config.ts";
+import { type DaemonHotplug, startDaemonHotplug } from "./node_hotplug.ts";
+import { type Pod, podPath } from "../kube/objects.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
-const DEFAULT_SPOOL_DIR = spoolDirOf("/var/lib/cni/hydra");
+const DEFAULT_SPOOL_DIR = spoolDirOf(DEFAULT_META_CACHE_DIR);
+
+/** containerd's CRI socket. */
+const DEFAULT_CRI_SOCKET = "/run/containerd/containerd.sock";
 
 /** The daemon's options. */
 export interface DaemonOptions {
@@ -48,6 +54,12 @@ export interface DaemonOptions {
   maxInFlight: number;
   reportWorkers: number;
   apiTimeoutMs: number;
+  /** Attach and detach networks of running pods as their selection changes. */
+  hotplug: boolean;
+  /** The meta-CNI's cache folder (its records). */
+  cacheDir: string;
+  /** The runtime's CRI socket. */
+  criSocket: string;
 }
 
 /** The help text of `hydra daemon`. */
@@ -66,6 +78,13 @@ Options:
   --max-in-flight N      socket requests worked on at once (default 64)
   --report-workers N     concurrent status writes (default 4)
   --api-timeout SECONDS  deadline of each API request (default 5)
+  --hotplug on|off       attach and detach networks of running pods that accept it
+                         when their networks annotation changes (default
+                         $HYDRA_HOTPLUG, else off)
+  --cache-dir DIR        the meta-CNI's cacheDir, where its records are
+                         (default ${DEFAULT_META_CACHE_DIR})
+  --cri-socket PATH      the runtime's CRI socket, for the pods' sandboxes under
+                         --hotplug (default ${DEFAULT_CRI_SOCKET})
   --log-level LEVEL      debug, info, warn, error, off (default info)
   --log-file PATH        append JSON log lines here instead of stderr
 `;
@@ -102,6 +121,9 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         "max-in-flight": { type: "string" },
         "report-workers": { type: "string" },
         "api-timeout": { type: "string" },
+        hotplug: { type: "string" },
+        "cache-dir": { type: "string" },
+        "cri-socket": { type: "string" },
         "log-level": { type: "string" },
         "log-file": { type: "string" },
       },
@@ -121,6 +143,15 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
   }
   const socket = values.socket ?? DEFAULT_DAEMON_SOCKET;
   if (!socket.startsWith("/")) throw new DaemonUsageError(`--socket must be an absolute path`);
+  const hotplug = values.hotplug ?? env.get("HYDRA_HOTPLUG") ?? "off";
+  if (!["on", "off", "true", "false"].includes(hotplug)) {
+    throw new DaemonUsageError(`--hotplug must be on or off, got "${hotplug}"`);
+  }
+  for (const flag of ["cache-dir", "cri-socket"] as const) {
+    if (values[flag] !== undefined && !values[flag]!.startsWith("/")) {
+      throw new DaemonUsageError(`--${flag} must be an absolute path`);
+    }
+  }
   return {
     kubeconfig: values.kubeconfig,
     nodeName: nodeName.toLowerCase(),
@@ -132,6 +163,9 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
     maxInFlight: Math.floor(positive("max-in-flight", values["max-in-flight"], 64)),
     reportWorkers: Math.floor(positive("report-workers", values["report-workers"], 4)),
     apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
+    hotplug: hotplug === "on" || hotplug === "true",
+    cacheDir: values["cache-dir"] ?? DEFAULT_META_CACHE_DIR,
+    criSocket: values["cri-socket"] ?? DEFAULT_CRI_SOCKET,
   };
 }
 
@@ -211,19 +245,40 @@ function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daem
 }
 
 /**
- * Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`)
- * through the engine, with hydra's built-ins. The plugin path is loaded on
- * the first one: a daemon that is never asked does not carry it.
+ * Runs an invocation handed over by an exec'd shim through the engine,
+ * with hydra's built-ins: a meta-CNI's (`daemonExec`), or with `plugin`
+ * "hydra-pool" a cluster-IPAM one (this daemon is the node's allocation
+ * host). The plugin path is loaded on the first one: a daemon that is
+ * never asked does not carry it.
  */
-async function executeCni(env: Record<string, string>, stdin: string) {
-  const [{ invokeInProcess }, { BUILTINS }, { createMetaPlugin }] = await Promise.all([
-    import("../cni/skel.ts"),
-    import("../engine/builtins.ts"),
-    import("../engine/meta.ts"),
-  ]);
+async function executeCni(env: Record<string, string>, stdin: string, plugin = "hydra") {
+  if (plugin !== "hydra" && plugin !== "hydra-pool") {
+    const msg = `the node daemon runs only hydra and hydra-pool, not "${plugin}"`;
+    return { stdout: JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }), code: 1 };
+  }
+  const [{ invokeInProcess }, { BUILTINS, loadBuiltin }, { createMetaPlugin }] = await Promise
+    .all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+      import("../engine/meta.ts"),
+    ]);
   // The daemon runs what it is handed itself: its meta-CNI never forwards.
-  const meta = createMetaPlugin({ forward: false });
-  return await invokeInProcess(meta, env, new TextEncoder().encode(stdin), BUILTINS);
+  const run = plugin === "hydra"
+    ? createMetaPlugin({ forward: false })
+    : await loadBuiltin(plugin)!;
+  return await invokeInProcess(run, env, new TextEncoder().encode(stdin), BUILTINS);
+}
+
+/** Makes this daemon the node's cluster-IPAM allocation host (one writer per network and node). */
+async function hostPools(d: Daemon): Promise<void> {
+  (await import("../ipam/pool/host.ts")).servePoolsHere({
+    client: d.client,
+    nodeName: d.opts.nodeName,
+    metrics: d.registry,
+    log: d.log.with({ component: "ipam" }),
+    readPod: async (ns, name, uid, timeoutMs) =>
+      (await d.cache.get(podPath(ns, name), { uid, timeoutMs })).body as Pod,
+  });
 }
 
 /** Health, readiness and metrics of the daemon (gauges refreshed on each scrape). */
@@ -289,6 +344,21 @@ async function watchSpool(d: Daemon): Promise<() => void> {
   return () => clearInterval(timer);
 }
 
+/** The hot-plug agent on the daemon's caches (see node_hotplug.ts). */
+function startHotplug(d: Daemon, server: NodeServer): Promise<DaemonHotplug> {
+  return startDaemonHotplug({
+    cache: d.cache,
+    connection: server.inProcessConnection(),
+    client: d.client,
+    log: d.log,
+    registry: d.registry,
+    nodeName: d.opts.nodeName,
+    cacheDir: d.opts.cacheDir,
+    criSocket: d.opts.criSocket,
+    apiTimeoutMs: d.opts.apiTimeoutMs,
+  });
+}
+
 /** Resolves with the name of the first SIGTERM or SIGINT. */
 function untilStopSignal(): Promise<string> {
   return new Promise<string>((resolve) => {
@@ -330,6 +400,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     log.warn("deleting a pod's links after its DEL failed", { netns, error })
   );
   const d = startDaemon(opts, log, client);
+  await hostPools(d);
   let served;
   try {
     served = await serveDaemon(d);
@@ -343,8 +414,10 @@ export async function runDaemon(args: string[]): Promise<number> {
   log.info("serving", { socket: opts.socket });
   d.cache.synced.then(() => log.info("watch caches synced", d.cache.sizes()), () => {});
   const stopSpool = await watchSpool(d);
+  const hotplug = opts.hotplug ? await startHotplug(d, served.server) : undefined;
 
   log.info("stopping", { signal: await untilStopSignal() });
+  await hotplug?.stop();
   stopSpool();
   useInProcessDaemon(undefined);
   await served.server.shutdown();

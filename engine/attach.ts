@@ -12,7 +12,9 @@
  *   reverse before the error is returned with its code. The first network's
  *   result is the attachment's (the runtime's, for the meta-CNI).
  * - DEL runs the recorded delegates in reverse, carries on past failures and
- *   reports them together; with no record there is nothing of ours to undo.
+ *   reports them together; with no record there is nothing of ours to undo,
+ *   but a pod Multus attached before hydra took over (the conf names Multus's
+ *   `cniDir`) is deleted from Multus's cache (multus_cache.ts).
  *   A record that cannot be read is moved aside and DEL goes on without it.
  * - CHECK checks every recorded delegate in order.
  *
@@ -31,6 +33,7 @@ import { addNetworkList, checkNetworkList, joinErrors } from "../cni/list.ts";
 import type { Builtins, CmdArgs, Command, NetConf } from "../cni/types.ts";
 import { type Delegate, resolveDelegates } from "./config.ts";
 import {
+  asCni,
   assertPluginsExist,
   type AttachedNetwork,
   type AttachOutcome,
@@ -41,6 +44,7 @@ import {
   prepare,
   runtimeFor,
   saveRecordFirst,
+  warnAboutNetworks,
 } from "./run.ts";
 import {
   type AttachmentRecord,
@@ -200,6 +204,7 @@ export async function attachInvocation(
   const inv = prepare(args);
   if (!networks && kubeMode(args)) return (await loadKube()).addKube(args, inv);
   const planned = await plannedNetworks(args, inv, networks);
+  if (networks) warnAboutNetworks(inv, planned);
   // Checked up front so a missing binary changes nothing at all.
   await assertPluginsExist(planned, inv.listOptions);
   const record = newRecord(args, planned);
@@ -230,6 +235,15 @@ export async function attachInvocation(
 export async function detachInvocation(args: CmdArgs): Promise<void> {
   const inv = prepare(args);
   const record = await loadRecordForDel(inv, args.containerId, args.ifName);
+  if (!record && inv.options.multusCacheDir) {
+    const { delFromMultusCache } = await import("./multus_cache.ts");
+    const fromMultus = await delFromMultusCache(args, inv, inv.options.multusCacheDir);
+    if (fromMultus.handled) {
+      const joined = joinErrors(fromMultus.errors.map(asCni));
+      if (joined) throw joined;
+      return;
+    }
+  }
   if (!record) {
     if (kubeMode(args)) return (await loadKube()).delKubeWithoutRecord(args, inv);
     inv.log.info("no attachments recorded; nothing to delete");

@@ -8,7 +8,8 @@
  *   "delegates": [ {conf or conflist}, {…, "ifname": "data0"} ],
  *   "delegatesFromConfDir": "/etc/cni/hydra.d",
  *   "cacheDir": "/var/lib/cni/hydra", "binDir": "/opt/cni/bin",
- *   "logFile": "/var/log/hydra.log", "logLevel": "info", "delegateTimeout": 60
+ *   "logFile": "/var/log/hydra.log", "logLevel": "info", "delegateTimeout": 60,
+ *   "chrootDir": "/host"
  * }
  * ```
  *
@@ -27,6 +28,19 @@
  *   delegates are stopped after 60 s and built-ins run in-process are not
  *   raced against a timer (arming one costs a hydra process about 10 ms of
  *   CPU; the runtime's own CNI timeout still bounds the call).
+ * - `chrootDir`: the host's root as mounted in hydra's container (Multus
+ *   thick's key): delegates that are exec'd run chrooted into it, so they
+ *   find the host's tools (iptables for portmap and firewall, …). Their
+ *   files must be at the same paths in the container and on the host, as
+ *   CNI_PATH and the namespace paths are.
+ * - `cniDir` (Multus's key): Multus's delegate cache; a DEL without a hydra
+ *   record deletes from it what Multus attached (engine/multus_cache.ts).
+ * - `logLevel`: debug, info, warn (default), error or off; Multus's
+ *   `verbose` reads as debug and `panic` as error. `logToStderr` (Multus's
+ *   key): with a `logFile`, true also logs to stderr, false never does.
+ * - The conf is checked against its shape (engine/meta_schema.ts): a key of
+ *   the wrong type fails ADD and CHECK with code 6 naming it (DEL goes on:
+ *   it works from the record); unknown keys are logged as warnings.
  *
  * @module
  */
@@ -36,7 +50,9 @@ import { validateInterfaceName } from "../cni/env.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { type Fields, fields } from "../pkg/fields.ts";
 import { isLogLevel, type LogLevel } from "../pkg/log.ts";
-import type { NetConf } from "../cni/types.ts";
+import { enforceShape } from "../pkg/schema.ts";
+import type { Command, NetConf } from "../cni/types.ts";
+import { META_SHAPE, MULTUS_LOG_LEVELS } from "./meta_schema.ts";
 
 /** hydra's default cache folder for its delegates. */
 export const DEFAULT_META_CACHE_DIR = "/var/lib/cni/hydra";
@@ -52,6 +68,12 @@ export interface MetaOptions {
   binDir?: string;
   logFile?: string;
   logLevel: LogLevel;
+  /** `logToStderr`: see the module doc; undefined when unset. */
+  logToStderr?: boolean;
+  /** `chrootDir`: exec'd delegates run chrooted into it. */
+  chrootDir?: string;
+  /** `cniDir`: Multus's delegate cache, for DEL of pods Multus attached (engine/multus_cache.ts). */
+  multusCacheDir?: string;
   /** From `delegateTimeout`; undefined when unset (see the module doc). */
   delegateTimeoutMs?: number;
 }
@@ -86,15 +108,33 @@ function absolutePath(conf: Json, field: string): string | undefined {
   return v;
 }
 
-/** Reads and checks hydra's own options from its config. */
-export function parseMetaOptions(conf: NetConf): MetaOptions {
-  const c = conf as Json;
-  const logLevel = c.logLevel ?? "warn";
-  if (!isLogLevel(logLevel)) {
+/** The configured log level, Multus's names read as hydra's. */
+function logLevelOf(c: Json): LogLevel {
+  const raw = c.logLevel ?? "warn";
+  const level = typeof raw === "string" && Object.hasOwn(MULTUS_LOG_LEVELS, raw)
+    ? MULTUS_LOG_LEVELS[raw]
+    : raw;
+  if (!isLogLevel(level)) {
     throw invalid(
-      `"logLevel" must be one of debug, info, warn, error, off; got ${JSON.stringify(logLevel)}`,
+      `"logLevel" must be one of debug, info, warn, error, off (or Multus's verbose, panic); ` +
+        `got ${JSON.stringify(raw)}`,
     );
   }
+  return level;
+}
+
+/**
+ * Reads and checks hydra's own options from its config. `command` is the
+ * invocation's: on DEL keys of the wrong type that DEL does not read are
+ * let through.
+ */
+export function parseMetaOptions(conf: NetConf, command?: Command): MetaOptions {
+  const c = conf as Json;
+  enforceShape(c, META_SHAPE, {
+    fail: (p) => typeError(p.path, `${p.expected}, got ${p.got}`),
+    types: command !== "DEL",
+  });
+  const logLevel = logLevelOf(c);
   const timeout = fields(c, {
     fail: (p) => typeError(p.key, "a number of seconds"),
   }).number("delegateTimeout");
@@ -108,6 +148,9 @@ export function parseMetaOptions(conf: NetConf): MetaOptions {
     binDir: absolutePath(c, "binDir"),
     logFile: absolutePath(c, "logFile"),
     logLevel,
+    logToStderr: confFields(c).boolean("logToStderr"),
+    chrootDir: absolutePath(c, "chrootDir"),
+    multusCacheDir: absolutePath(c, "cniDir"),
     delegateTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
   };
 }

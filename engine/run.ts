@@ -12,7 +12,10 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import { delNetworkList, type ListOptions, type RuntimeConf } from "../cni/list.ts";
 import { locatePlugin } from "../cni/invoke.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
+import { selfExecutable } from "../pkg/self.ts";
+import { type Builtins, EXEC_ONLY } from "../cni/types.ts";
 import type { AnyResult, CmdArgs } from "../cni/types.ts";
+import { checkNetworkConfig } from "./conf_check.ts";
 import { closeRemovalBatch, openRemovalBatch, type RemovalFailure } from "../plugins/link_batch.ts";
 import { type Delegate, type MetaOptions, parseMetaOptions } from "./config.ts";
 import {
@@ -48,15 +51,67 @@ export interface Invocation {
   listOptions: ListOptions;
 }
 
+/** Problems already logged by this process (a long-running one sees the same conf often). */
+const warned = new Set<string>();
+
+/**
+ * Logs once per process what a conf has that hydra does not use: unknown
+ * and unsupported keys (with the key hydra knows by a near name), values
+ * out of range, an `ipam` block without a type. `where` names the conf.
+ */
+function warnAbout(conf: Record<string, unknown>, where: string, log: Logger): void {
+  for (const p of checkNetworkConfig(conf, where).problems) {
+    if (warned.has(p.message)) continue;
+    if (warned.size >= 1000) warned.clear(); // bounded, whatever confs a daemon is handed
+    warned.add(p.message);
+    log.warn(`conf: ${p.message}`, { key: p.path });
+  }
+}
+
+/** {@link warnAbout} the meta-CNI conf, its inline delegates included. */
+function warnAboutConf(args: CmdArgs, log: Logger): void {
+  warnAbout(args.config, "", log);
+}
+
+/**
+ * {@link warnAbout} networks that did not come from the meta-CNI conf (a
+ * pod's NADs, the NRI plugin's conf files), each under its name.
+ */
+export function warnAboutNetworks(inv: Invocation, networks: readonly Delegate[]): void {
+  for (const d of networks) {
+    const conf = { cniVersion: d.list.cniVersion, name: d.list.name, plugins: d.list.plugins };
+    warnAbout(conf, d.list.name, inv.log);
+  }
+}
+
+/** The plugin runner: the caller's built-ins, exec'd plugins chrooted when the conf says so. */
+function pluginRunner(args: CmdArgs, options: MetaOptions): Builtins | undefined {
+  return chrootedRunner(args.builtins, options.chrootDir);
+}
+
+/** `builtins`, with exec'd plugins run chrooted into `chrootDir` when one is given. */
+export function chrootedRunner(
+  builtins: Builtins | undefined,
+  chrootDir: string | undefined,
+): Builtins | undefined {
+  if (!chrootDir) return builtins;
+  return { ...(builtins ?? EXEC_ONLY), execVia: [selfExecutable(), "host-exec", chrootDir] };
+}
+
 /** Reads the meta-CNI's own options and sets up logging and the list runner. */
 export function prepare(args: CmdArgs): Invocation {
-  const options = parseMetaOptions(args.config);
-  const log = createLogger({ level: options.logLevel, file: options.logFile }).with({
+  const options = parseMetaOptions(args.config, args.command);
+  const log = createLogger({
+    level: options.logLevel,
+    file: options.logFile,
+    stderr: options.logToStderr,
+  }).with({
     plugin: "hydra",
     command: args.command,
     ...(args.containerId ? { containerId: args.containerId } : {}),
     ...(args.ifName ? { ifName: args.ifName } : {}),
   });
+  if (args.command === "ADD" || args.command === "CHECK") warnAboutConf(args, log);
   const path = options.binDir ? [options.binDir, ...args.path] : [...args.path];
   return {
     options,
@@ -65,7 +120,7 @@ export function prepare(args: CmdArgs): Invocation {
       path,
       cacheDir: options.cacheDir,
       timeoutMs: options.delegateTimeoutMs,
-      builtins: args.builtins,
+      builtins: pluginRunner(args, options),
     },
   };
 }

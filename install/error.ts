@@ -22,3 +22,16 @@ export class InstallError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * hydra's conf would be wrong (a bad --meta-json key, a meta-plugin hydra
+ * cannot unwrap): nothing is written, and the installer keeps running, not
+ * ready, with this message on its health endpoint, so a rollout stops at
+ * the first node instead of breaking pod networking on every node.
+ */
+export class ConfRefused extends InstallError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message, details);
+    this.name = "ConfRefused";
+  }
+}

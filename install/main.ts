@@ -9,7 +9,7 @@
  */
 
 import { join } from "node:path";
-import { errorMessage, InstallError } from "./error.ts";
+import { ConfRefused, errorMessage, InstallError } from "./error.ts";
 import { formatListenAddress, type HealthServer, startHealthEndpoint } from "../pkg/http.ts";
 import { type InstallHealth, newInstallHealth } from "./health.ts";
 import { delay } from "../pkg/async.ts";
@@ -57,11 +57,14 @@ function report(
   log: Logger,
   health: InstallHealth,
 ): void {
+  let confChanged = false;
   for (const c of result.changes) {
     const role = roleOf(c.path, opts);
+    confChanged ||= role === "conf";
     health.recordChange(role);
     log.info(`${c.action} ${c.path}`, { path: c.path, action: c.action, role });
   }
+  if (confChanged) { for (const n of result.notes ?? []) log.info(n); }
   for (const w of result.warnings) log.warn(w);
 }
 
@@ -143,14 +146,24 @@ export async function runInstall(
     });
     try {
       if (!(await firstPass(opts, log, stop.signal, health))) return 0;
+      health.setWaiting(undefined);
+      health.recordPass(true);
+      log.info("installed", { mode: opts.mode });
     } catch (err) {
       health.recordPass(false, errorMessage(err));
-      logFailure(log, err, "install failed; nothing was changed");
-      return 1;
+      // A refused conf is fixed outside this process (another conf, another
+      // flag): stay up and not ready, so a rollout halts here, and retry.
+      const stay = err instanceof ConfRefused && !opts.once;
+      health.setWaiting(undefined);
+      logFailure(
+        log,
+        err,
+        stay
+          ? "hydra's conf refused; nothing was written, not ready, retrying"
+          : "install failed; nothing was changed",
+      );
+      if (!stay) return 1;
     }
-    health.setWaiting(undefined);
-    health.recordPass(true);
-    log.info("installed", { mode: opts.mode });
     if (opts.once) return 0;
 
     while (!stop.signal.aborted) {

@@ -31,6 +31,12 @@ export interface MetaConfOptions {
   binDir: string;
   /** Node kubeconfig on the host; omitted when hydra runs without Kubernetes. */
   kubeconfig?: string;
+  /** Keys taken over from an unwrapped meta-plugin (install/multus.ts); `extra` wins over them. */
+  unwrapped?: Record<string, unknown>;
+  /** Networks after the default one, from an unwrapped meta-plugin's `delegates`. */
+  moreDelegates?: Record<string, unknown>[];
+  /** The spec version when there is no default conf to take it from. */
+  cniVersion?: string;
   /** Further keys for hydra's plugin entry (`cacheDir`, `logFile`, ...). */
   extra?: Record<string, unknown>;
 }
@@ -147,21 +153,54 @@ export function delegateCapabilities(conf: Record<string, unknown>): Record<stri
   return Object.fromEntries(Object.keys(caps).sort().map((k) => [k, true]));
 }
 
-/** The meta-CNI conflist wrapping the default conf; deterministic bytes. */
-export function renderMetaConf(def: DefaultConf, opts: MetaConfOptions): Uint8Array {
-  const cniVersion = typeof def.conf.cniVersion === "string"
-    ? def.conf.cniVersion
-    : FALLBACK_CNI_VERSION;
-  const caps = delegateCapabilities(def.conf);
+/** Capabilities of the delegates and those an unwrapped meta-plugin declared, sorted. */
+function allCapabilities(
+  def: DefaultConf | undefined,
+  opts: MetaConfOptions,
+): Record<string, boolean> {
+  const caps: Record<string, boolean> = {};
+  for (const conf of [def?.conf, ...(opts.moreDelegates ?? [])]) {
+    if (conf) Object.assign(caps, delegateCapabilities(conf));
+  }
+  const declared = opts.unwrapped?.capabilities;
+  if (isRecord(declared)) {
+    for (const [name, on] of Object.entries(declared)) if (on === true) caps[name] = true;
+  }
+  return Object.fromEntries(Object.keys(caps).sort().map((k) => [k, true]));
+}
+
+/**
+ * hydra's plugin entry of the meta conf: type, capabilities, binDir and
+ * kubeconfig, an unwrapped meta-plugin's keys, then `extra` (which wins),
+ * then the delegates (the default conf first).
+ */
+export function metaPluginEntry(
+  def: DefaultConf | undefined,
+  opts: MetaConfOptions,
+): Record<string, unknown> {
   const plugin: Record<string, unknown> = { type: "hydra" };
+  const caps = allCapabilities(def, opts);
   if (Object.keys(caps).length > 0) plugin.capabilities = caps;
   plugin.binDir = opts.binDir;
   if (opts.kubeconfig !== undefined) plugin.kubeconfig = opts.kubeconfig;
+  for (const [k, v] of Object.entries(opts.unwrapped ?? {})) {
+    if (k !== "type" && k !== "delegates" && k !== "capabilities") plugin[k] = v;
+  }
   for (const [k, v] of Object.entries(opts.extra ?? {})) {
     if (k !== "type" && k !== "delegates") plugin[k] = v;
   }
-  plugin.delegates = [def.conf];
-  const list = { cniVersion, name: "hydra", plugins: [plugin] };
+  const delegates = [...(def ? [def.conf] : []), ...(opts.moreDelegates ?? [])];
+  if (delegates.length > 0) plugin.delegates = delegates;
+  return plugin;
+}
+
+/** The meta-CNI conflist wrapping the default conf; deterministic bytes. */
+export function renderMetaConf(def: DefaultConf | undefined, opts: MetaConfOptions): Uint8Array {
+  const fromDefault = def?.conf.cniVersion;
+  const cniVersion = typeof fromDefault === "string"
+    ? fromDefault
+    : opts.cniVersion ?? FALLBACK_CNI_VERSION;
+  const list = { cniVersion, name: "hydra", plugins: [metaPluginEntry(def, opts)] };
   return new TextEncoder().encode(JSON.stringify(list, null, 2) + "\n");
 }
 

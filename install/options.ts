@@ -39,6 +39,13 @@ export interface InstallOptions {
   defaultConfTimeoutMs: number;
   /** Extra keys for hydra's plugin entry in the meta conf. */
   metaExtra: Record<string, unknown>;
+  /**
+   * Why `--meta-json` is unusable (not JSON, not an object); the meta conf
+   * is then refused (see ConfRefused) rather than the installer exiting.
+   */
+  metaExtraError?: string;
+  /** Multus thick's daemon-config.json, for unwrapping its conf (install/multus.ts). */
+  multusDaemonConfig?: string;
   tokenFile: string;
   caFile: string;
   server?: string;
@@ -88,7 +95,12 @@ Options:
   --conf-name NAME           meta conf file name; must sort first (default: ${DEFAULT_CONF_NAME})
   --default-conf NAME|PATH   the default network's conf (default: first conf file by name)
   --default-conf-timeout S   wait up to S seconds for the default conf (default: 300)
-  --meta-json JSON           extra keys for hydra's entry in the meta conf, as a JSON object
+  --meta-json JSON           extra keys for hydra's entry in the meta conf, as a JSON object;
+                             checked like the conf: a typo keeps the installer not ready
+                             and the node's conf as it was
+  --multus-daemon-config F   Multus thick's daemon-config.json (its ConfigMap, mounted), to
+                             take over a node whose conf is Multus thick's; see
+                             docs/migrating-from-multus.md
   --token-file FILE          ServiceAccount token (default: ${SERVICE_ACCOUNT_DIR}/token)
   --ca-file FILE             cluster CA (default: ${SERVICE_ACCOUNT_DIR}/ca.crt)
   --server URL               API server (default: from KUBERNETES_SERVICE_HOST/PORT)
@@ -175,6 +187,28 @@ function absolute(flag: string, path: string): string {
   return isAbsolute(path) ? path : resolve(path);
 }
 
+/** `--meta-json` as an object, or why it is not one. */
+function parseMetaJson(text: string | undefined): {
+  metaExtra: Record<string, unknown>;
+  metaExtraError?: string;
+} {
+  if (text === undefined) return { metaExtra: {} };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return { metaExtra: {}, metaExtraError: `--meta-json is not valid JSON: ${errorText(err)}` };
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    return { metaExtra: {}, metaExtraError: "--meta-json must be a JSON object" };
+  }
+  return { metaExtra: parsed as Record<string, unknown> };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** Parses `hydra install` arguments; throws {@link InstallError} on bad usage. */
 export function parseInstallArgs(args: string[]): InstallOptions {
   let values;
@@ -196,6 +230,7 @@ export function parseInstallArgs(args: string[]): InstallOptions {
         "default-conf": { type: "string" },
         "default-conf-timeout": { type: "string" },
         "meta-json": { type: "string" },
+        "multus-daemon-config": { type: "string" },
         "token-file": { type: "string" },
         "ca-file": { type: "string" },
         server: { type: "string" },
@@ -228,19 +263,7 @@ export function parseInstallArgs(args: string[]): InstallOptions {
   if (confName.includes("/") || !/\.(conflist)$/.test(confName)) {
     throw new InstallError(`--conf-name ${JSON.stringify(confName)}: expected a *.conflist name`);
   }
-  let metaExtra: Record<string, unknown> = {};
-  if (values["meta-json"] !== undefined) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(values["meta-json"]);
-    } catch (err) {
-      throw new InstallError(`--meta-json is not valid JSON: ${err}`);
-    }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      throw new InstallError("--meta-json must be a JSON object");
-    }
-    metaExtra = parsed as Record<string, unknown>;
-  }
+  const { metaExtra, metaExtraError } = parseMetaJson(values["meta-json"]);
   const intervalMs = seconds("--interval", values.interval, 5);
   if (intervalMs < 50) throw new InstallError("--interval must be at least 0.05 seconds");
   if (values.once && values.uninstall) {
@@ -260,6 +283,10 @@ export function parseInstallArgs(args: string[]): InstallOptions {
     defaultConf: values["default-conf"],
     defaultConfTimeoutMs: seconds("--default-conf-timeout", values["default-conf-timeout"], 300),
     metaExtra,
+    ...(metaExtraError ? { metaExtraError } : {}),
+    ...(values["multus-daemon-config"] !== undefined
+      ? { multusDaemonConfig: absolute("--multus-daemon-config", values["multus-daemon-config"]) }
+      : {}),
     tokenFile,
     nodeToken: nodeTokenConfig(values, tokenFile),
     caFile: values["ca-file"] ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`,

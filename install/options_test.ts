@@ -35,8 +35,6 @@ Deno.test("bad usage is an InstallError naming the flag", () => {
     [["--interval=soon"], /--interval "soon"/],
     [["--default-conf-timeout=-1"], /--default-conf-timeout/],
     [["--conf-name=hydra.conf"], /--conf-name/],
-    [["--meta-json=[1]"], /--meta-json must be a JSON object/],
-    [["--meta-json={"], /--meta-json is not valid JSON/],
     [["--kubeconfig=/a", "--no-kubeconfig"], /exclude each other/],
     [["--once", "--uninstall"], /exclude each other/],
     [["--health-addr=9471"], /--health-addr/],
@@ -48,6 +46,12 @@ Deno.test("bad usage is an InstallError naming the flag", () => {
       return true;
     });
   }
+});
+
+Deno.test("an unusable --meta-json is kept as the reason to refuse the conf, not a usage error", () => {
+  assert.match(parseInstallArgs(["--meta-json=[1]"]).metaExtraError!, /must be a JSON object/);
+  assert.match(parseInstallArgs(["--meta-json={"]).metaExtraError!, /is not valid JSON/);
+  assert.equal(parseInstallArgs(['--meta-json={"cacheDir":"/c"}']).metaExtraError, undefined);
 });
 
 Deno.test("--health-addr takes the daemons' address forms", () => {

@@ -11,9 +11,10 @@
 import { basename, dirname, join } from "node:path";
 import { builtinNames } from "../engine/builtins.ts";
 import { lstatOrUndefined, readOrUndefined, removeScratch, sha256Bytes } from "./atomic.ts";
-import { InstallError } from "./error.ts";
+import { ConfRefused, InstallError } from "./error.ts";
 import { NetlinkError } from "../netlink/errors.ts";
 import { lockFile } from "../plugins/host_lock.ts";
+import { foreignMeta, MIGRATION_GUIDE } from "./multus.ts";
 import { kubeconfigToken, readCredentials, renderKubeconfig } from "./kubeconfig.ts";
 import { nodeToken } from "./node_token.ts";
 import type { Logger } from "../pkg/log.ts";
@@ -25,7 +26,8 @@ import {
   mergeEntries,
   readManifest,
 } from "./manifest.ts";
-import { confsBefore, findDefaultConf, renderMetaConf } from "./metaconf.ts";
+import { confsBefore, findDefaultConf } from "./metaconf.ts";
+import { planMetaConf } from "./meta_plan.ts";
 import type { InstallOptions } from "./options.ts";
 import { cachedSha256, resolveSource } from "./source.ts";
 import {
@@ -57,6 +59,8 @@ export interface ReconcileResult {
   waitingFor?: string;
   /** Things left alone that the operator may want to know about. */
   warnings: string[];
+  /** How another meta-plugin's conf was taken over (worth logging when the conf changes). */
+  notes?: string[];
 }
 
 /** Options of one pass beyond the user's flags. */
@@ -235,6 +239,7 @@ async function desiredItems(
     );
   }
 
+  if (opts.mode === "nri") await refuseBesideMetaPlugin(opts);
   if (opts.mode === "meta") {
     const confPath = join(opts.confDir, opts.confName);
     const confDirThere = (await lstatOrUndefined(opts.confDir))?.isDirectory ?? false;
@@ -261,15 +266,35 @@ async function desiredItems(
           { confDir: opts.confDir, before },
         );
       }
-      const bytes = renderMetaConf(def, {
-        binDir: opts.binDir,
-        kubeconfig: opts.kubeconfig,
-        extra: opts.metaExtra,
-      });
-      items.push(fileItem(confPath, "conf", bytes, 0o644));
+      const plan = await planMetaConf(opts, def);
+      result.warnings.push(...plan.warnings);
+      if (plan.notes.length > 0) result.notes = plan.notes;
+      items.push(fileItem(confPath, "conf", plan.bytes, 0o644));
     }
   }
   return { items, carried };
+}
+
+/**
+ * NRI mode attaches the networks pods ask for beside the runtime's CNI: when
+ * that CNI is another meta-plugin (Multus), every pod's networks would be
+ * attached twice. Refused, with the way out.
+ */
+async function refuseBesideMetaPlugin(opts: InstallOptions): Promise<void> {
+  const confDirThere = (await lstatOrUndefined(opts.confDir))?.isDirectory ?? false;
+  // The runtime's conf is not NRI mode's business otherwise: one it cannot read is left alone.
+  const def = confDirThere
+    ? await findDefaultConf(opts.confDir, opts.confName, opts.defaultConf).catch(() => undefined)
+    : undefined;
+  const foreign = def && foreignMeta(def.path, def.conf);
+  if (foreign) {
+    throw new ConfRefused(
+      `the runtime's CNI conf ${foreign.path} is another meta-plugin; hydra nri serve beside it ` +
+        `would attach every pod's networks a second time: run hydra in meta mode instead, ` +
+        `which takes Multus over (see ${MIGRATION_GUIDE})`,
+      { path: foreign.path },
+    );
+  }
 }
 
 /** Does `entry`'s path still hold what hydra put there? */

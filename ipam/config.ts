@@ -22,7 +22,9 @@ import {
   rangeSetsOverlap,
 } from "./range.ts";
 import { parseRoutes } from "./routes.ts";
-import { type Fields, fields } from "../pkg/fields.ts";
+import { type Fields, fields, isJsonObject } from "../pkg/fields.ts";
+import { enforceShape, type Shape } from "../pkg/schema.ts";
+import type { CmdArgs } from "../cni/types.ts";
 
 /** Where host-local keeps its reservations when `dataDir` is not set. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
@@ -62,6 +64,23 @@ export function ipamFields(obj: Record<string, unknown>, where: string): Fields 
   return fields(obj, {
     where,
     fail: (p) => invalidConfig(`${p.path} must be ${p.expected}`),
+  });
+}
+
+/**
+ * Checks the invocation's `ipam` block against the IPAM's shape: a key of
+ * the wrong type is the error {@link ipamFields} gives (not on DEL, which
+ * must release whatever the block has become), an unknown or unsupported
+ * key goes to the invocation's warnings.
+ */
+export function enforceIpamShape(args: CmdArgs, shape: Shape): void {
+  const ipam = args.config.ipam;
+  if (!isJsonObject(ipam)) return;
+  enforceShape(ipam, shape, {
+    where: "ipam",
+    fail: (p) => invalidConfig(`${p.path} must be ${p.expected}`),
+    types: args.command !== "DEL",
+    warn: (p) => args.warn?.(p.message),
   });
 }
 

@@ -14,7 +14,8 @@ import type { Plugin } from "../cni/types.ts";
 import type { AnyResult, Attachment, CmdArgs, IpConfig, Result } from "../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { allocate, type Allocation } from "./allocator.ts";
-import { loadHostLocalConfig, loadStoreLocation } from "./config.ts";
+import { enforceIpamShape, loadHostLocalConfig, loadStoreLocation } from "./config.ts";
+import { HOST_LOCAL_SHAPE } from "./schemas.ts";
 import { formatIpAddr, type IpAddr, ipAddrEquals, parseIpAddrOrCidr } from "../ipaddr/ip.ts";
 import { rangeSetContains } from "./range.ts";
 import { readResolvConf } from "./resolv.ts";
@@ -36,6 +37,7 @@ function toIpConfig(a: Allocation): IpConfig {
 }
 
 async function add(args: CmdArgs): Promise<AnyResult> {
+  enforceIpamShape(args, HOST_LOCAL_SHAPE);
   const config = loadHostLocalConfig(args.config, args.args);
   const dns = config.resolvConf ? await readResolvConf(config.resolvConf) : undefined;
   const allocations = await withStore(
@@ -72,6 +74,7 @@ function previousAddresses(prev: unknown): IpAddr[] {
 }
 
 async function check(args: CmdArgs): Promise<void> {
+  enforceIpamShape(args, HOST_LOCAL_SHAPE);
   const config = loadHostLocalConfig(args.config, args.args);
   const expected = previousAddresses(args.config.prevResult)
     .filter((ip) => config.rangeSets.some((set) => rangeSetContains(set, ip)));

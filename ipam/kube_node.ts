@@ -39,7 +39,8 @@ import { writeFileAtomic } from "../pkg/fsutil.ts";
 import type { Plugin } from "../cni/types.ts";
 import type { AnyResult, CmdArgs } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
-import { DEFAULT_DATA_DIR, invalidConfig, ipamFields } from "./config.ts";
+import { DEFAULT_DATA_DIR, enforceIpamShape, invalidConfig, ipamFields } from "./config.ts";
+import { KUBE_NODE_SHAPE } from "./schemas.ts";
 import { plugin as hostLocal } from "./host_local.ts";
 
 /**
@@ -93,6 +94,7 @@ function seconds(ipam: Record<string, unknown>, key: string, fallback: number): 
 }
 
 function readConfig(args: CmdArgs): KubeNodeConfig {
+  enforceIpamShape(args, KUBE_NODE_SHAPE);
   const ipam = args.config.ipam as Record<string, unknown> | undefined;
   if (!ipam || typeof ipam !== "object") throw invalidConfig("IPAM config missing 'ipam' key");
   const f = ipamFields(ipam, "ipam");

@@ -16,7 +16,8 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Plugin } from "../cni/types.ts";
 import type { AnyResult, CmdArgs, Dns, IpConfig, Result, Route } from "../cni/types.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
-import { allowsManyPerFamily, invalidConfig, ipamFields } from "./config.ts";
+import { allowsManyPerFamily, enforceIpamShape, invalidConfig, ipamFields } from "./config.ts";
+import { STATIC_SHAPE } from "./schemas.ts";
 import {
   formatIpAddr,
   formatIpNet,
@@ -74,7 +75,8 @@ function configAddresses(ipam: Record<string, unknown>): StaticAddress[] {
   });
 }
 
-function parseDnsBlock(raw: Record<string, unknown> | undefined): Dns | undefined {
+/** The `dns` block of an IPAM config, validated; undefined when absent or empty. */
+export function parseDnsBlock(raw: Record<string, unknown> | undefined): Dns | undefined {
   if (!raw) return undefined;
   const dns: Dns = {};
   for (const key of ["nameservers", "search", "options"] as const) {
@@ -152,6 +154,7 @@ function toResult(config: StaticConfig): Result {
 
 // deno-lint-ignore require-await -- async so that a bad config rejects rather than throws
 async function add(args: CmdArgs): Promise<AnyResult> {
+  enforceIpamShape(args, STATIC_SHAPE);
   const config = loadStaticConfig(args.config, args.args);
   return fromInternal(toResult(config), config.cniVersion);
 }
@@ -178,6 +181,7 @@ function previousIps(prev: unknown): { ip: IpAddr; gateway?: IpAddr }[] {
 
 // deno-lint-ignore require-await -- async so that every failure rejects rather than throws
 async function check(args: CmdArgs): Promise<void> {
+  enforceIpamShape(args, STATIC_SHAPE);
   const config = loadStaticConfig(args.config, args.args);
   if (!args.config.prevResult) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");

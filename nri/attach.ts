@@ -67,6 +67,8 @@ export interface AttacherOptions {
   metaLogFile?: string;
   /** Bound on each exec'd delegate, seconds (the meta-CNI's `delegateTimeout`). */
   delegateTimeoutS?: number;
+  /** The meta-CNI's `chrootDir`: exec'd delegates run chrooted into the node's root. */
+  chrootDir?: string;
 }
 
 /** What an attach call did. */
@@ -120,7 +122,7 @@ function asCurrent(result: AnyResult): Result | undefined {
 }
 
 /** K8S_* CNI_ARGS of a pod, as the kubelet's runtime passes them to CNI. */
-export function podCniArgs(pod: PodSandbox): string {
+export function podCniArgs(pod: Pick<PodSandbox, "namespace" | "name" | "id" | "uid">): string {
   return [
     "IgnoreUnknown=1",
     `K8S_POD_NAMESPACE=${pod.namespace}`,
@@ -148,6 +150,7 @@ function engineConf(
   out.logLevel = options.metaLogLevel ?? "warn";
   if (options.metaLogFile) out.logFile = options.metaLogFile;
   if (options.delegateTimeoutS) out.delegateTimeout = options.delegateTimeoutS;
+  if (options.chrootDir) out.chrootDir = options.chrootDir;
   return out;
 }
 

@@ -41,11 +41,17 @@ export interface NriServeOptions {
   nadPathRoots?: NadPathRoots;
   cacheDir: string;
   cniBinDirs: string[];
+  /** The host's root as mounted in the container: exec'd delegates run chrooted into it. */
+  chrootDir?: string;
   onFailure: FailurePolicy;
   /** Undefined: no endpoint. */
   healthAddr?: ListenAddress;
   /** Background attach/release steps at once. */
   concurrency: number;
+  /** Attach and detach networks of running pods as their selection changes (Kubernetes mode). */
+  hotplug: boolean;
+  /** This node (hot plug watches its pods). */
+  nodeName: string;
   logLevel: LogLevel;
   logFile?: string;
   /** The DRA state folder; undefined: no DRA devices. */
@@ -101,12 +107,22 @@ Networks:
                          left out keep their defaults (docs/reliability.md)
   --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
                          separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
+  --chroot-dir DIR       the node's root as mounted in this container: delegates
+                         that are not built in run chrooted into it, so they find
+                         the node's tools (iptables for portmap, firewall); their
+                         paths must be the same in the container and on the node
   --cache-dir DIR        records of what was attached, kept across restarts
                          (default: ${DEFAULT_NRI_CACHE_DIR})
   --on-failure fail|log  fail: a pod whose networks cannot be attached fails to
                          start (the kubelet retries it); log: it starts without
                          them and the failure is logged (default: fail)
   --concurrency N        background attach/release steps at once (default: 4)
+  --hotplug on|off       Kubernetes mode: attach and detach networks of running pods
+                         that accept it (annotation hydra.clusternet.io/hotplug: "true")
+                         when their networks annotation changes (default:
+                         $HYDRA_HOTPLUG, else off)
+  --node-name NAME       this node, whose pods hot plug watches (default: $NODE_NAME,
+                         else the host name)
   --dra-state-dir DIR    claims "hydra dra serve" prepared: their host NICs and
                          networks are set up in the pod here, and a pod whose
                          devices cannot be set up fails to start whatever
@@ -130,11 +146,14 @@ const STRING_FLAGS = [
   "conf-dir",
   "kubeconfig",
   "cache-dir",
+  "chroot-dir",
   "on-failure",
   "concurrency",
   "health-addr",
   "log-level",
   "log-file",
+  "hotplug",
+  "node-name",
   "dra-state-dir",
   "pod-resources-socket",
   "nad-path-roots",
@@ -186,6 +205,10 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new UsageError(`--concurrency must be a whole number of at least 1`);
   }
+  const hotplug = s("hotplug") ?? Deno.env.get("HYDRA_HOTPLUG") ?? "off";
+  if (!["on", "off", "true", "false"].includes(hotplug)) {
+    throw new UsageError(`--hotplug must be on or off, got "${hotplug}"`);
+  }
   const health = s("health-addr") ?? DEFAULT_HEALTH_ADDR;
   let healthAddr: ListenAddress | undefined;
   if (health !== "off" && health !== "") {
@@ -212,11 +235,16 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     onFailure,
     healthAddr,
     concurrency,
+    hotplug: hotplug === "on" || hotplug === "true",
+    nodeName: (s("node-name") || Deno.env.get("NODE_NAME") || Deno.hostname()).toLowerCase(),
     logLevel,
   };
   if (s("kubeconfig") !== undefined) {
     if (opts.inCluster) throw new UsageError("--kubeconfig and --in-cluster exclude each other");
     opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
+  }
+  if (opts.hotplug && !opts.kubeconfig && !opts.inCluster) {
+    throw new UsageError("--hotplug needs Kubernetes mode (--kubeconfig or --in-cluster)");
   }
   if (s("pod-resources-socket") !== undefined) {
     opts.podResourcesSocket = absolute("pod-resources-socket", s("pod-resources-socket")!);
@@ -235,6 +263,7 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     }
   }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  if (s("chroot-dir") !== undefined) opts.chrootDir = absolute("chroot-dir", s("chroot-dir")!);
   const dra = s("dra-state-dir") ?? DEFAULT_DRA_STATE_DIR;
   if (dra !== "off" && dra !== "") opts.draStateDir = absolute("dra-state-dir", dra);
   return opts;

@@ -31,6 +31,11 @@ export interface LoggerOptions {
   level?: LogLevel;
   /** Append to this file instead of stderr. */
   file?: string;
+  /**
+   * stderr as well as `file` (true), or never stderr (false: with no file
+   * nothing is written); unset: stderr only when there is no file.
+   */
+  stderr?: boolean;
   /** Fields on every line. */
   fields?: LogFields;
   /** Where lines go; default stderr or `file`. For tests. */
@@ -62,6 +67,16 @@ function stderrSink(line: string): void {
   }
 }
 
+function defaultSink(options: LoggerOptions): (line: string) => void {
+  if (!options.file) return options.stderr === false ? () => {} : stderrSink;
+  const toFile = fileSink(options.file);
+  if (options.stderr !== true) return toFile;
+  return (line) => {
+    toFile(line);
+    stderrSink(line);
+  };
+}
+
 function errorText(value: unknown): unknown {
   if (value instanceof Error) return value.message;
   return value;
@@ -70,7 +85,7 @@ function errorText(value: unknown): unknown {
 /** Creates a logger. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const min = RANK[options.level ?? "warn"];
-  const sink = options.sink ?? (options.file ? fileSink(options.file) : stderrSink);
+  const sink = options.sink ?? defaultSink(options);
   const base = options.fields ?? {};
   const write = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (RANK[level] < min) return;

@@ -9,9 +9,12 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { CmdArgs } from "../cni/types.ts";
 import { parseMac } from "../netlink/mac.ts";
 import { type MasqBackend, parseMasqBackend } from "./ipmasq.ts";
+import type { Shape } from "../pkg/schema.ts";
+import { BRIDGE_SHAPE } from "./schemas.ts";
 import {
   argsCni,
   cniArgsMac,
+  enforcePluginShape,
   invalidConfig,
   ipamType,
   isObject,
@@ -90,8 +93,12 @@ function checkMac(mac: string | undefined): string | undefined {
   return mac;
 }
 
-/** Reads and validates a bridge config (CniError 6/7 on bad input). */
-export function parseBridgeConf(args: CmdArgs): BridgeConf {
+/**
+ * Reads and validates a bridge config (CniError 6/7 on bad input), checked
+ * first against `shape` (null: the caller has checked it, as hydra-vxlan does).
+ */
+export function parseBridgeConf(args: CmdArgs, shape: Shape | null = BRIDGE_SHAPE): BridgeConf {
+  if (shape) enforcePluginShape(args, shape);
   const c = args.config;
   const vlan = optInt(c, "vlan") ?? 0;
   if (vlan < 0 || vlan > 4094) {
@@ -119,7 +126,7 @@ export function parseBridgeConf(args: CmdArgs): BridgeConf {
     disableContainerInterface: optBool(c, "disableContainerInterface") ?? false,
     portIsolation: optBool(c, "portIsolation") ?? false,
     mac: checkMac(mac),
-    ipam: ipamType(c),
+    ipam: ipamType(c, args.command),
   };
   if (conf.isDefaultGateway) conf.isGateway = true;
   if (conf.bridge.length > 15) throw invalidConfig(`bridge name "${conf.bridge}" is too long`);

@@ -52,8 +52,10 @@ import {
   openNetnsHandle,
   type Undo,
 } from "./links.ts";
+import { HOST_DEVICE_SHAPE } from "./schemas.ts";
 import {
   configDns,
+  enforcePluginShape,
   invalidConfig,
   ipamType,
   optString,
@@ -95,6 +97,7 @@ function hasDpdkDriver(pciAddr: string): boolean {
 }
 
 function parseConf(args: CmdArgs, resolveDriver: boolean): HostDeviceConf {
+  enforcePluginShape(args, HOST_DEVICE_SHAPE);
   const c = args.config;
   const conf: HostDeviceConf = {
     device: optString(c, "device"),
@@ -102,7 +105,7 @@ function parseConf(args: CmdArgs, resolveDriver: boolean): HostDeviceConf {
     kernelpath: optString(c, "kernelpath"),
     pciBusID: optString(c, "pciBusID"),
     dpdk: false,
-    ipam: ipamType(c),
+    ipam: ipamType(c, args.command),
   };
   const deviceId = optString(runtimeConfig(c), "deviceID");
   if (deviceId) {

@@ -95,12 +95,12 @@ export async function ipamGc(args: CmdArgs, type: string): Promise<void> {
  * delegate's, when the config names one; ready otherwise.
  */
 export async function statusViaIpam(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
+  const type = ipamType(args.config, args.command);
   if (type) await ipamStatus(args, type);
 }
 
 /** An interface plugin's GC: its IPAM delegate's, when the config names one. */
 export async function gcViaIpam(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
+  const type = ipamType(args.config, args.command);
   if (type) await ipamGc(args, type);
 }

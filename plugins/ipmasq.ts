@@ -1,23 +1,29 @@
 /**
- * IP masquerade for a container's addresses, through the `iptables` /
- * `ip6tables` or `nft` command line (the one place where hydra's plugins
- * use a netfilter tool). Rules are laid out as the reference plugins lay
- * them out, so either can tear down what the other set up:
+ * IP masquerade for a container's addresses, as the reference bridge's
+ * `ipMasq`:
  *
- * - iptables: a nat chain `CNI-<hash>` (28 characters; the hash is SHA-512
- *   of network name + container ID) holding `-d <subnet> -j ACCEPT` and
+ * - iptables (the `iptables`/`ip6tables` programs, laid out as the reference
+ *   plugins lay them out, so either can tear down what the other set up): a
+ *   nat chain `CNI-<hash>` (28 characters; the hash is SHA-512 of network
+ *   name + container ID) holding `-d <subnet> -j ACCEPT` and
  *   `! -d <multicast> -j MASQUERADE`, and a POSTROUTING rule
  *   `-s <address> -j <chain>`, all commented `name: "<net>" id: "<id>"`.
- * - nftables: table `inet cni_plugins_masquerade`, chain `masq_checks`
- *   with one `ip saddr == <address> ip daddr != <subnet> masquerade` rule
- *   per address, commented with a hash of network, interface and container
- *   so that DEL removes exactly this attachment's rules.
+ * - nftables: the same rules in hydra's own table, programmed through
+ *   libnftables without any program (ipmasq_nft.ts).
+ *
+ * `ipMasqBackend` picks one; unset, iptables when the program is there (as
+ * the reference bridge does), else nftables: in hydra's image, where the
+ * node daemon and the NRI plugin run delegates, there is no iptables.
+ * Teardown removes the attachment's rules of every layout.
  *
  * @module
  */
 
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { ipFamily, networkCidr, parseCidr } from "../ipaddr/ip.ts";
+import { setupNftMasq, teardownNftMasq } from "./ipmasq_nft.ts";
+
+export { nftComment } from "./ipmasq_nft.ts";
 
 /** Which netfilter front end to use. */
 export type MasqBackend = "iptables" | "nftables";
@@ -29,9 +35,6 @@ export interface MasqOwner {
   containerId: string;
 }
 
-const NFT_TABLE = "cni_plugins_masquerade";
-const NFT_CHAIN = "masq_checks";
-const NFT_COMMENT_MAX = 128;
 const TOOL_DIRS = ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"];
 
 async function sha512Hex(text: string): Promise<string> {
@@ -49,21 +52,6 @@ export function masqComment(network: string, containerId: string): string {
   return `name: ${JSON.stringify(network)} id: ${JSON.stringify(containerId)}`;
 }
 
-async function nftInstanceHash(o: MasqOwner): Promise<string> {
-  const net = (await sha512Hex(o.network)).slice(0, 16);
-  const inst = (await sha512Hex(`${o.ifName}:${o.containerId}`)).slice(0, 16);
-  return `${net}-${inst}`;
-}
-
-/** The nftables rule comment of an attachment: its hash, then who it is (at most 128 characters). */
-export async function nftComment(o: MasqOwner): Promise<string> {
-  const clean = (s: string) => s.replaceAll('"', "");
-  const text = `${await nftInstanceHash(o)}, net: ${clean(o.network)}, if: ${
-    clean(o.ifName)
-  }, id: ${clean(o.containerId)}`;
-  return text.slice(0, NFT_COMMENT_MAX);
-}
-
 function findTool(name: string): string {
   const path = Deno.env.get("PATH") ?? "";
   for (const dir of [...path.split(":").filter(Boolean), ...TOOL_DIRS]) {
@@ -73,7 +61,11 @@ function findTool(name: string): string {
       // keep looking
     }
   }
-  throw new CniError(ErrorCode.Internal, `failed to locate ${name}: not found in PATH`);
+  throw new CniError(
+    ErrorCode.Internal,
+    `failed to locate ${name}: not found in PATH`,
+    name.includes("tables") ? 'ipMasqBackend "nftables" needs no program' : undefined,
+  );
 }
 
 interface ToolOutput {
@@ -220,60 +212,6 @@ async function teardownIptablesFamily(bin: string, chain: string): Promise<void>
   }
 }
 
-interface NftRule {
-  handle: number;
-  comment?: string;
-}
-
-async function nftRules(): Promise<NftRule[]> {
-  let out: ToolOutput;
-  try {
-    out = await tool("nft", ["-j", "list", "chain", "inet", NFT_TABLE, NFT_CHAIN]);
-  } catch {
-    return [];
-  }
-  if (!out.ok) return []; // no table or chain yet
-  const parsed = JSON.parse(out.stdout) as { nftables?: { rule?: NftRule }[] };
-  return (parsed.nftables ?? []).flatMap((e) => (e.rule ? [e.rule] : []));
-}
-
-async function setupNftables(cidrs: readonly string[], o: MasqOwner): Promise<void> {
-  const prefix = await nftInstanceHash(o);
-  const stale = (await nftRules()).filter((r) => r.comment?.startsWith(prefix));
-  const comment = await nftComment(o);
-  const t = `inet ${NFT_TABLE}`;
-  const lines = [
-    // No comments on table and chain: "add" of an existing one with another
-    // comment would fail, and the reference plugins share them.
-    `add table ${t}`,
-    `add chain ${t} ${NFT_CHAIN}`,
-    `add chain ${t} postrouting { type nat hook postrouting priority 100 ; }`,
-    `flush chain ${t} postrouting`,
-    `add rule ${t} postrouting ip daddr == 224.0.0.0/4 return`,
-    `add rule ${t} postrouting ip6 daddr == ff00::/8 return`,
-    `add rule ${t} postrouting goto ${NFT_CHAIN}`,
-    ...stale.map((r) => `delete rule ${t} ${NFT_CHAIN} handle ${r.handle}`),
-  ];
-  for (const cidr of cidrs) {
-    const c = parseCidr(cidr);
-    const fam = c.family === 4 ? "ip" : "ip6";
-    lines.push(
-      `add rule ${t} ${NFT_CHAIN} ${fam} saddr == ${c.ip} ${fam} daddr != ${
-        networkCidr(cidr)
-      } masquerade comment ${JSON.stringify(comment)}`,
-    );
-  }
-  await mustTool("nft", ["-f", "-"], lines.join("\n") + "\n");
-}
-
-async function teardownNftables(o: MasqOwner): Promise<void> {
-  const prefix = await nftInstanceHash(o);
-  const mine = (await nftRules()).filter((r) => r.comment?.startsWith(prefix));
-  if (mine.length === 0) return;
-  const lines = mine.map((r) => `delete rule inet ${NFT_TABLE} ${NFT_CHAIN} handle ${r.handle}`);
-  await mustTool("nft", ["-f", "-"], lines.join("\n") + "\n");
-}
-
 /**
  * Masquerades traffic from each of `cidrs` (container addresses with their
  * prefix) to anything outside its subnet, except multicast.
@@ -284,7 +222,7 @@ export async function setupIpMasq(
   owner: MasqOwner,
 ): Promise<void> {
   if ((backend ?? defaultBackend()) === "iptables") await setupIptables(cidrs, owner);
-  else await setupNftables(cidrs, owner);
+  else await setupNftMasq(cidrs, owner);
 }
 
 /**
@@ -302,12 +240,6 @@ export async function teardownIpMasq(
   for (const f of families) {
     await teardownIptablesFamily(ipt(f), chain).catch((e) => errors.push((e as Error).message));
   }
-  let hasNft = true;
-  try {
-    findTool("nft");
-  } catch {
-    hasNft = false;
-  }
-  if (hasNft) await teardownNftables(owner).catch((e) => errors.push((e as Error).message));
+  await teardownNftMasq(owner).catch((e) => errors.push((e as Error).message));
   if (errors.length) throw new CniError(ErrorCode.Internal, errors.join("; "));
 }

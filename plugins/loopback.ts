@@ -16,7 +16,8 @@ import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { getLink, listAddrs, setLinkDown, setLinkUp } from "../netlink/mod.ts";
 import { parseCidr } from "../ipaddr/ip.ts";
 import { closeAll, openNetnsForDel, openNetnsHandle } from "./links.ts";
-import { prevResultOf, syncVerb } from "./netconf.ts";
+import { enforcePluginShape, prevResultOf, syncVerb } from "./netconf.ts";
+import { LOOPBACK_SHAPE } from "./schemas.ts";
 
 const LO = "lo";
 
@@ -26,6 +27,7 @@ function isLoopbackIp(cidr: string): boolean {
 }
 
 function addSync(args: CmdArgs): Result {
+  enforcePluginShape(args, LOOPBACK_SHAPE);
   // Parsed first, so a bad prevResult fails before anything changes.
   const prev = prevResultOf(args.config);
   const h = openNetnsHandle(args.netns);

@@ -56,9 +56,11 @@ import {
   openNetnsHandle,
 } from "./links.ts";
 import { removePodLink } from "./link_removal.ts";
+import { MACVLAN_SHAPE } from "./schemas.ts";
 import {
   cniArgsMac,
   configDns,
+  enforcePluginShape,
   invalidConfig,
   ipamType,
   optBool,
@@ -87,6 +89,7 @@ function parseMode(v: string | undefined): MacvlanConf["mode"] {
 }
 
 function parseConf(args: CmdArgs): MacvlanConf {
+  enforcePluginShape(args, MACVLAN_SHAPE);
   const c = args.config;
   const bcqueuelen = optInt(c, "bcqueuelen") ?? 0;
   if (bcqueuelen !== 0) {
@@ -109,7 +112,7 @@ function parseConf(args: CmdArgs): MacvlanConf {
     mtu: optInt(c, "mtu") ?? 0,
     mac,
     linkInContainer: optBool(c, "linkInContainer") ?? false,
-    ipam: ipamType(c),
+    ipam: ipamType(c, args.command),
   };
 }
 
@@ -180,7 +183,7 @@ async function add(args: CmdArgs): Promise<Result> {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  const type = ipamType(args.config);
+  const type = ipamType(args.config, args.command);
   if (type) await ipamDel(args, type);
   const pod = openNetnsForDel(args.netns);
   if (!pod) return;

@@ -13,8 +13,9 @@ import { loadCniArgs } from "../cni/args.ts";
 import { toInternal } from "../cni/convert.ts";
 import { parseResult } from "../cni/convert.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { type Fields, fields, isJsonObject } from "../pkg/fields.ts";
-import type { CmdArgs, NetConf, Result } from "../cni/types.ts";
+import { type FieldProblem, type Fields, fields, isJsonObject } from "../pkg/fields.ts";
+import { enforceShape, type Shape } from "../pkg/schema.ts";
+import type { CmdArgs, Command, NetConf, Result } from "../cni/types.ts";
 
 /** A JSON object. */
 export type Json = Record<string, unknown>;
@@ -24,15 +25,31 @@ export function invalidConfig(msg: string, details?: string): CniError {
   return new CniError(ErrorCode.InvalidNetworkConfig, msg, details);
 }
 
+/** The error of a config field of the wrong type: a decoding failure naming the field. */
+function wrongType(p: FieldProblem): CniError {
+  return new CniError(
+    ErrorCode.DecodingFailure,
+    `config field "${p.path}" must be ${p.expected}, got ${p.got}`,
+  );
+}
+
 /** A plugin config's fields: a wrong type is a decoding failure naming the field. */
 export function confFields(conf: Json): Fields {
-  return fields(conf, {
-    emptyStringUnset: true,
-    fail: (p) =>
-      new CniError(
-        ErrorCode.DecodingFailure,
-        `config field "${p.path}" must be ${p.expected}, got ${p.got}`,
-      ),
+  return fields(conf, { emptyStringUnset: true, fail: wrongType });
+}
+
+/**
+ * Checks the invocation's config against the plugin's shape before it is
+ * read: a key of the wrong type anywhere in it is the decoding failure
+ * {@link confFields} gives, an unknown or unsupported key goes to the
+ * invocation's warnings. On DEL types are left to the reads DEL makes: a
+ * DEL must be able to undo an attachment whose config has since changed.
+ */
+export function enforcePluginShape(args: CmdArgs, shape: Shape): void {
+  enforceShape(args.config, shape, {
+    fail: wrongType,
+    types: args.command !== "DEL",
+    warn: (p) => args.warn?.(p.message),
   });
 }
 
@@ -85,10 +102,22 @@ export function cniArgsMac(args: CmdArgs): string | undefined {
   return v === undefined || v === "" ? undefined : v;
 }
 
-/** The IPAM plugin type of a config, undefined when the config has no IPAM. */
-export function ipamType(conf: NetConf): string | undefined {
+/**
+ * The IPAM plugin type of a config, undefined when the config has no IPAM.
+ * An `ipam` block that says anything but names no `type` is CniError 7
+ * (it would silently give the interface no address), except on DEL, which
+ * must not fail on what ADD refused.
+ */
+export function ipamType(conf: NetConf, command?: Command): string | undefined {
   const ipam = optObject(conf, "ipam");
-  return ipam ? optString(ipam, "type") : undefined;
+  const type = ipam ? optString(ipam, "type") : undefined;
+  if (ipam && type === undefined && command !== "DEL" && Object.keys(ipam).length > 0) {
+    throw invalidConfig(
+      `"ipam" has no "type": name the IPAM plugin (e.g. "hydra-ipam"), or remove the block ` +
+        `for an interface without addresses`,
+    );
+  }
+  return type;
 }
 
 /** The config's cniVersion ("" means 0.1.0). */

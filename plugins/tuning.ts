@@ -37,9 +37,11 @@ import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { getLink, type Handle, IFF, parseMac, setLink, sysctlRead } from "../netlink/mod.ts";
 import { sysctlWrite } from "../netlink/sysctl.ts";
 import { closeAll, createUndo, openNetnsForDel, openNetnsHandle } from "./links.ts";
+import { TUNING_SHAPE } from "./schemas.ts";
 import {
   argsCni,
   cniArgsMac,
+  enforcePluginShape,
   invalidConfig,
   type Json,
   optBool,
@@ -78,6 +80,7 @@ function sysctlMap(raw: Json | undefined, into: Map<string, string>, where: stri
 }
 
 function parseConf(args: CmdArgs): TuningConf {
+  enforcePluginShape(args, TUNING_SHAPE);
   const c = args.config;
   const cni = argsCni(c);
   const sysctl = new Map<string, string>();

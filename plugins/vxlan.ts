@@ -70,7 +70,8 @@ import {
 } from "./bridge.ts";
 import { gcViaIpam, statusViaIpam } from "./ipam_delegate.ts";
 import { closeAll, defaultRouteInterface } from "./links.ts";
-import { invalidConfig, optInt, optString } from "./netconf.ts";
+import { enforcePluginShape, invalidConfig, optInt, optString } from "./netconf.ts";
+import { VXLAN_SHAPE } from "./schemas.ts";
 
 /** The IANA VXLAN port, hydra's default. */
 export const DEFAULT_VXLAN_PORT = 4789;
@@ -111,6 +112,7 @@ function optAddress(c: Record<string, unknown>, key: string): string | undefined
 
 /** Reads the tunnel part of a hydra-vxlan config (CniError 6/7 on bad input). */
 export function parseVxlanConf(args: CmdArgs): VxlanConf {
+  enforcePluginShape(args, VXLAN_SHAPE);
   const c = args.config;
   const vni = optInt(c, "vni");
   if (vni === undefined) throw invalidConfig('"vni" is required');
@@ -212,7 +214,7 @@ export function ensureTunnel(h: Handle, conf: VxlanConf, underlay: Underlay, mtu
 function bridgeConfFor(args: CmdArgs, tunnel: VxlanConf): BridgeConf {
   const c = args.config;
   const withBridge = { ...c, bridge: optString(c, "bridge") ?? vxlanBridgeName(tunnel.vni) };
-  const conf = parseBridgeConf({ ...args, config: withBridge });
+  const conf = parseBridgeConf({ ...args, config: withBridge }, null);
   conf.isGateway = true;
   return conf;
 }

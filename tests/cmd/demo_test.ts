@@ -55,19 +55,76 @@ Deno.test("hydra demo --json: every pod reaches every other on every network, no
   assert.equal(state, undefined, "demo state removed");
 });
 
-Deno.test("hydra demo --keep leaves the world up and --down removes it", async () => {
-  const kept = await runHydra("demo", "--keep", "--nodes", "1", "--pods", "2", "--json");
+Deno.test("hydra demo --keep leaves the world up; --down ID removes that demo and no other", async () => {
+  const keep = () => runHydra("demo", "--keep", "--nodes", "1", "--pods", "2", "--json");
+  const [a, b] = await Promise.all([keep(), keep()]);
+  const ids: string[] = [];
   try {
-    assert.equal(kept.code, 0, kept.stderr);
-    const report = JSON.parse(kept.stdout) as DemoJson;
-    const names = await demoNamespaces();
-    assert.ok(names.some((n) => n.includes(report.demo)), "namespaces kept");
-  } finally {
-    const down = await runHydra("demo", "--down");
+    for (const kept of [a, b]) {
+      assert.equal(kept.code, 0, kept.stderr);
+      ids.push((JSON.parse(kept.stdout) as DemoJson).demo);
+      assert.match(kept.stderr, new RegExp(`demo ${ids.at(-1)}`), "the ID is printed");
+    }
+    const ofDemo = async (id: string) => (await demoNamespaces()).filter((n) => n.includes(id));
+    assert.ok((await ofDemo(ids[0])).length > 0, "namespaces kept");
+    const down = await runHydra("demo", "--down", ids[0]);
     assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(await ofDemo(ids[0]), []);
+    assert.ok((await ofDemo(ids[1])).length > 0, "the other demo's namespaces are left");
+    const noId = await runHydra("demo", "--down");
+    assert.equal(noId.code, 2);
+    assert.match(noId.stderr, new RegExp(`kept demos: .*${ids[1]}`));
+  } finally {
+    for (const id of ids) await runHydra("demo", "--down", id);
   }
-  assert.deepEqual(await demoNamespaces(), []);
+  for (const id of ids) {
+    assert.deepEqual((await demoNamespaces()).filter((n) => n.includes(id)), []);
+  }
 });
+
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`hydra demo interrupted by ${signal} removes its namespaces and state`, async () => {
+    const child = new Deno.Command(hydra, {
+      args: ["demo", "--nodes", "2", "--pods", "3"],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let stderr = "";
+    let id = "";
+    try {
+      while (!id) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        stderr += value;
+        id = /\[demo\] demo ([0-9a-f]{6})/.exec(stderr)?.[1] ?? "";
+      }
+      assert.ok(id, stderr);
+      // Interrupt while it attaches pods: once its namespaces exist.
+      for (let i = 0; i < 100 && !(await demoNamespaces()).some((n) => n.includes(id)); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      child.kill(signal);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        stderr += value;
+      }
+      const status = await child.status;
+      assert.equal(status.code, code, stderr);
+      assert.match(stderr, new RegExp(`${signal}: removing demo ${id}`));
+      assert.deepEqual((await demoNamespaces()).filter((n) => n.includes(id)), [], stderr);
+      const state = await Deno.stat(`/run/hydra-demo/${id}`).catch(() => undefined);
+      assert.equal(state, undefined, "demo state removed");
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      if (id) await runHydra("demo", "--down", id);
+    }
+  });
+}
 
 Deno.test("hydra demo rejects bad options with usage and exit 2", async () => {
   const { code, stderr } = await runHydra("demo", "--nodes", "zero");
@@ -84,4 +141,15 @@ Deno.test("hydra doctor --json reports kernel support found in a throwaway names
   }
   assert.equal(byName.get("hydra in CNI bin dir"), "warn");
   assert.equal(code, checks.some((c) => c.status === "fail") ? 1 : 0);
+});
+
+Deno.test("hydra version --help prints the command's help, not the version", async () => {
+  const help = await runHydra("version", "--help");
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: hydra version/);
+  const version = await runHydra("version");
+  assert.match(version.stdout, /^hydra \d+\.\d+\.\d+/);
+  const bad = await runHydra("version", "--bogus");
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /unknown option "--bogus"/);
 });

@@ -87,6 +87,19 @@ const EXPECTED_RULES: Record<string, Rule[]> = {
     core(["nodes"], ["get", "list", "watch"]),
     core(["events"], ["create"]),
   ],
+  "ClusterRole/hydra-nri": [
+    // get as the meta-CNI does; list and watch for hot plug's watch of the node's pods.
+    core(["pods"], ["get", "list", "watch"]),
+    core(["pods/status"], ["patch"]),
+    {
+      apiGroups: ["k8s.cni.cncf.io"],
+      resources: ["network-attachment-definitions"],
+      verbs: ["get"],
+    },
+    { apiGroups: ["kubernetes-network.cni.cncf.io"], resources: ["networks"], verbs: ["get"] },
+    core(["nodes"], ["get"]),
+    core(["events"], ["create"]),
+  ],
   "ClusterRole/hydra-policy": [
     core(["pods", "namespaces"], ["list", "watch"]),
     {
@@ -111,12 +124,44 @@ const EXPECTED_GRANTS: Record<string, Record<string, string[]>> = {
   "hydra-nri.yaml": {
     "hydra-install": ["Role/hydra-install"],
     "hydra-node": ["ClusterRole/hydra-node"],
-    "hydra-nri": ["ClusterRole/hydra-node"],
+    "hydra-nri": ["ClusterRole/hydra-nri"],
     "hydra-policy": ["ClusterRole/hydra-policy"],
   },
   "hydra-router.yaml": {
     "hydra-router": ["ClusterRole/hydra-router", "Role/hydra-router-events"],
   },
+};
+
+const pool = (resources: string[], verbs: string[]): Rule => ({
+  apiGroups: ["hydra.clusternet.io"],
+  resources,
+  verbs,
+});
+
+/** hydra-ipam.yaml: the node side's role and the controller's, each with the calls it makes. */
+const IPAM_RULES: Record<string, Rule[]> = {
+  "ClusterRole/hydra-pool": [
+    pool(["addresspools"], ["get", "list", "create"]),
+    pool(["addressblocks"], ["get", "list", "create", "update"]),
+    { apiGroups: ["whereabouts.cni.cncf.io"], resources: ["ippools"], verbs: ["get", "list"] },
+  ],
+  "ClusterRole/hydra-ipam-controller": [
+    core(["pods", "nodes"], ["get", "list", "watch"]),
+    { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["get", "list", "watch"] },
+    pool(["addressblocks"], ["get", "list", "watch", "update", "delete"]),
+    pool(["addresspools"], ["get", "list", "watch"]),
+    pool(["addresspools/status"], ["patch"]),
+    { apiGroups: ["whereabouts.cni.cncf.io"], resources: ["ippools"], verbs: ["get", "list"] },
+  ],
+  "Role/hydra-ipam-controller": [
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+    {
+      apiGroups: ["coordination.k8s.io"],
+      resources: ["leases"],
+      resourceNames: ["hydra-ipam-controller"],
+      verbs: ["get", "update"],
+    },
+  ],
 };
 
 /** ServiceAccount → the roles its bindings in `docs` grant it. */
@@ -221,6 +266,27 @@ Deno.test("the CRD is the same in the setup files and in deploy/crds", () => {
   }
   // The router reads no NetworkAttachmentDefinitions.
   assert.ok(!loadDocs("hydra-router.yaml").some((d) => d.kind === "CustomResourceDefinition"));
+});
+
+Deno.test("RBAC of hydra-ipam.yaml: the node identities that allocate get hydra-pool, the controller its own", () => {
+  const ipam = loadDocs("hydra-ipam.yaml");
+  // Its bindings name the node setups' ServiceAccounts, applied beside it.
+  const accounts = all(loadDocs("hydra-meta.yaml"), "ServiceAccount");
+  assert.deepEqual(grants([...ipam, ...accounts]), {
+    "hydra-node": ["ClusterRole/hydra-pool"],
+    "hydra-daemon": ["ClusterRole/hydra-pool"],
+    "hydra-ipam-controller": ["ClusterRole/hydra-ipam-controller", "Role/hydra-ipam-controller"],
+  });
+  for (const role of [...all(ipam, "ClusterRole"), ...all(ipam, "Role")]) {
+    const key = `${role.kind}/${role.metadata.name}`;
+    assert.deepEqual(role.rules, IPAM_RULES[key], key);
+  }
+  for (const r of Object.values(IPAM_RULES).flat()) {
+    assert.ok(!r.resources.some((x) => ["secrets", "configmaps", "events"].includes(x)));
+    if (r.resources.some((x) => x === "pods" || x === "nodes")) {
+      assert.ok(r.verbs.every((v) => ["get", "list", "watch"].includes(v)));
+    }
+  }
 });
 
 Deno.test("meta and NRI setups share namespace, identities, policies and installer; differ in the node agent", () => {
@@ -487,4 +553,53 @@ Deno.test("the meta setup's daemon: arguments hydra daemon accepts, its socket w
   }
   const netns = mounts.find((m) => m.mountPath === "/var/run/netns");
   assert.equal(netns?.mountPropagation, "HostToContainer", "namespaces made after the pod started");
+});
+
+Deno.test("hot plug: off in both setups until HYDRA_HOTPLUG says on; what it needs is there", () => {
+  const containerEnv = (c: Obj) => {
+    const vars = new Map<string, string>(
+      (c.env as Obj[]).filter((e) => typeof e.value === "string").map((e) => [e.name, e.value]),
+    );
+    return { get: (k: string) => vars.get(k), with: (k: string, v: string) => vars.set(k, v) };
+  };
+  const rules = (name: string, file: Obj[]) => find(file, "ClusterRole", name).rules as Obj[];
+  const grantsVerb = (rs: Obj[], resource: string, verb: string) =>
+    rs.some((r) => r.resources.includes(resource) && r.verbs.includes(verb));
+  // The meta setup's daemon.
+  const meta = loadDocs("hydra-meta.yaml");
+  const daemon = find(meta, "DaemonSet", "hydra-daemon").spec.template.spec.containers.find((
+    c: Obj,
+  ) => c.name === "daemon");
+  const env = containerEnv(daemon);
+  const asEnv = env as unknown as Deno.Env;
+  assert.equal(parseDaemonArgs(daemon.args.slice(1), asEnv).hotplug, false);
+  env.with("HYDRA_HOTPLUG", "on");
+  const on = parseDaemonArgs(daemon.args.slice(1), asEnv);
+  assert.equal(on.hotplug, true);
+  assert.equal(on.cacheDir, DEFAULT_META_CACHE_DIR, "the meta-CNI's records");
+  const criDir = on.criSocket.slice(0, on.criSocket.lastIndexOf("/"));
+  assert.ok(
+    (daemon.volumeMounts as Obj[]).some((m) => m.mountPath === criDir && !m.readOnly),
+    `${criDir} (the CRI socket) is mounted`,
+  );
+  // Its watch of pods, Events and pods/status: all in the daemon's own role.
+  for (
+    const [resource, verb] of [["pods", "watch"], ["events", "create"], ["pods/status", "patch"]]
+  ) {
+    assert.ok(grantsVerb(rules("hydra-daemon", meta), resource, verb), `${resource} ${verb}`);
+  }
+  // The NRI plugin: the same switch, and its role has the watch of the node's pods.
+  const nriDocs = loadDocs("hydra-nri.yaml");
+  const nri = find(nriDocs, "DaemonSet", "hydra-nri").spec.template.spec.containers.find((
+    c: Obj,
+  ) => c.name === "nri");
+  assert.equal(containerEnv(nri).get("HYDRA_HOTPLUG"), "off");
+  assert.ok(!nri.args.some((a: string) => a.startsWith("--hotplug")), "the env decides");
+  assert.ok(nri.env.some((e: Obj) => e.name === "NODE_NAME"));
+  for (
+    const [resource, verb] of [["pods", "watch"], ["events", "create"], ["pods/status", "patch"]]
+  ) {
+    assert.ok(grantsVerb(rules("hydra-nri", nriDocs), resource, verb), `${resource} ${verb}`);
+  }
+  assert.equal(find(nriDocs, "ClusterRoleBinding", "hydra-nri").roleRef.name, "hydra-nri");
 });

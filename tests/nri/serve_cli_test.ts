@@ -35,6 +35,8 @@ Deno.test("nri serve: command line help and bad usage", async () => {
       [["--kubeconfig=/k", "--in-cluster"], /exclude each other/],
       [["--kubeconfig=k.conf"], /absolute path/],
       [["--default-network=base"], /needs Kubernetes mode/],
+      [["--hotplug=on"], /--hotplug needs Kubernetes mode/],
+      [["--hotplug=maybe", "--in-cluster"], /--hotplug must be on or off/],
     ] as [string[], RegExp][]
   ) {
     const out = await hydra("nri", "serve", ...args);
@@ -71,4 +73,10 @@ Deno.test("nri serve: the DaemonSet's nri container passes arguments it accepts"
   // In a cluster the plugin works in Kubernetes mode, and its conf dir is there to read.
   assert.equal(opts.inCluster, true);
   assert.ok(mounts.includes(opts.confDir), `conf dir ${opts.confDir} mounted`);
+});
+
+Deno.test("nri serve: --chroot-dir names the node's root for exec'd delegates; absolute only", () => {
+  assert.equal(parseNriServeArgs(["--chroot-dir", "/host"]).chrootDir, "/host");
+  assert.equal(parseNriServeArgs([]).chrootDir, undefined);
+  assert.throws(() => parseNriServeArgs(["--chroot-dir", "host"]), /absolute path/);
 });

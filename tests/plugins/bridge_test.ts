@@ -83,7 +83,7 @@ Deno.test(`bridge: gateway, default route and masquerade match the reference (CN
   );
 });
 
-Deno.test("bridge: masquerade through nftables matches the reference", async () => {
+Deno.test("bridge: masquerade through nftables masquerades what the reference does, in hydra's own table", async () => {
   const v4 = randomSubnet24();
   const v6 = randomSubnet64();
   await compare(

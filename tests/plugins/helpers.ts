@@ -300,15 +300,7 @@ export async function kernelState(ns: TestNetns, opts: StateOptions = {}) {
   if (opts.nat) {
     state.nat = (await inNs(ns, "iptables", "-w", "-t", "nat", "-S")).split("\n").filter(Boolean);
   }
-  if (opts.nftMasq) {
-    const out = await new Deno.Command(IP, {
-      args: ["netns", "exec", ns.name, "nft", "list", "table", "inet", "cni_plugins_masquerade"],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    state.nftMasq = new TextDecoder().decode(out.stdout).split("\n")
-      .map((l) => l.trim()).filter((l) => l && !/^comment "/.test(l));
-  }
+  if (opts.nftMasq) state.nftMasq = await nftMasquerades(ns);
   if (opts.vlans) {
     const text = await inNs(ns, "bridge", "-j", "vlan", "show");
     const vlans = (text.trim() ? JSON.parse(text) : []) as { ifname: string; vlans: unknown[] }[];
@@ -316,6 +308,40 @@ export async function kernelState(ns: TestNetns, opts: StateOptions = {}) {
       .sort((a, b) => String(a.dev).localeCompare(String(b.dev)));
   }
   return state;
+}
+
+/** The text of an nftables table in `ns`, "" when it is not there. */
+async function nftTable(ns: TestNetns, table: string): Promise<string> {
+  const out = await new Deno.Command(IP, {
+    args: ["netns", "exec", ns.name, "nft", "list", "table", "inet", table],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(out.stdout);
+}
+
+/**
+ * What nftables masquerades in `ns`, whichever table holds the rules (the
+ * reference plugins' `cni_plugins_masquerade` or hydra's
+ * `hydra_masquerade`): one line per masquerade rule, comment left out, and
+ * whether multicast is kept out of it (by a `return` before the rules in the
+ * reference's layout, by a match in each rule in hydra's).
+ */
+async function nftMasquerades(ns: TestNetns): Promise<string[]> {
+  const out: string[] = [];
+  for (const table of ["cni_plugins_masquerade", "hydra_masquerade"]) {
+    const text = await nftTable(ns, table);
+    const returns = /ip daddr 224\.0\.0\.0\/4 return/.test(text) &&
+      /ip6 daddr ff00::\/8 return/.test(text);
+    for (const line of text.split("\n").map((l) => l.trim())) {
+      if (!/^ip6? saddr .* masquerade/.test(line)) continue;
+      const rule = line.replace(/ comment ".*"$/, "");
+      const multicast = / ip6? daddr != (224\.0\.0\.0\/4|ff00::\/8) /;
+      const excluded = returns || multicast.test(rule);
+      out.push(`${rule.replace(multicast, " ")}${excluded ? " (multicast excluded)" : ""}`);
+    }
+  }
+  return out.sort();
 }
 
 /** Reads sysctls (slash form, relative to /proc/sys) inside `ns`; "-" for a missing key. */

@@ -1,0 +1,101 @@
+/**
+ * The installer checks the conf it would write: a `--meta-json` typo (an
+ * unknown key, a key of the wrong type, text that is not JSON) never
+ * reaches the node's conf. With --once it exits 1; running, it stays up and
+ * not ready with the reason on /readyz, leaving the conf the node has as it
+ * is, so a rollout with a bad argument stops at its first node. NRI mode
+ * beside Multus is refused the same way.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { thinConf } from "../infra/multus_module.ts";
+import { makeNode, removeNode, runInstall, startInstall } from "./helpers.ts";
+
+const CONF = "00-hydra.conflist";
+
+Deno.test("--meta-json typos are refused with --once: exit 1 naming the key, nothing written", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      '{"delegateTimout": 30}',
+      /"hydra\.delegateTimout" is not a key .* did you mean "delegateTimeout"/,
+    ],
+    ['{"daemonExec": "yes"}', /"hydra\.daemonExec" must be a boolean, got string/],
+    ['{"logLevel": "loud"}', /"hydra\.logLevel" is "loud"; expected one of debug, info/],
+    ['{"cacheDir": "/c",}', /--meta-json is not valid JSON/],
+  ];
+  for (const [json, re] of cases) {
+    const node = await makeNode();
+    try {
+      const out = await runInstall(["--once", ...node.flags, `--meta-json=${json}`]);
+      assert.equal(out.code, 1, `${json}: ${out.stderr}`);
+      assert.match(String(out.logs.find((l) => l.level === "error")?.msg), re, json);
+      const written = await Deno.lstat(join(node.confDir, CONF)).then(() => true, () => false);
+      assert.equal(written, false, `${json}: conf written`);
+    } finally {
+      await removeNode(node);
+    }
+  }
+});
+
+Deno.test("--meta-json with Multus's spellings is accepted with their meaning", async () => {
+  const node = await makeNode();
+  try {
+    const extra = { logLevel: "verbose", cniDir: "/var/lib/cni/multus", logToStderr: false };
+    const out = await runInstall(["--once", ...node.flags, `--meta-json=${JSON.stringify(extra)}`]);
+    assert.equal(out.code, 0, out.stderr);
+    const plugin = JSON.parse(await Deno.readTextFile(join(node.confDir, CONF))).plugins[0];
+    assert.equal(plugin.logLevel, "verbose");
+    assert.equal(plugin.cniDir, "/var/lib/cni/multus");
+  } finally {
+    await removeNode(node);
+  }
+});
+
+Deno.test("a running installer given a --meta-json typo keeps the node's conf and is not ready", async () => {
+  const node = await makeNode();
+  try {
+    const good = await runInstall(["--once", ...node.flags]);
+    assert.equal(good.code, 0, good.stderr);
+    const before = await Deno.readTextFile(join(node.confDir, CONF));
+    const installer = startInstall([
+      ...node.flags,
+      '--meta-json={"delegateTimout": 30}',
+      "--interval=0.1",
+      "--health-addr=127.0.0.1:0",
+    ]);
+    try {
+      await installer.waitForLog((l) => typeof l.address === "string", "the endpoint");
+      const address = String(installer.logs.find((l) => typeof l.address === "string")!.address);
+      await installer.waitForLog((l) => /pass failed/.test(String(l.outcome)), "a later pass");
+      const ready = await fetch(`http://${address}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.match(await ready.text(), /delegateTimout/);
+      assert.equal(await Deno.readTextFile(join(node.confDir, CONF)), before, "conf changed");
+      const result = await installer.stop("SIGTERM");
+      assert.equal(result.code, 0, result.stderr);
+    } finally {
+      await installer.stop("SIGKILL");
+    }
+  } finally {
+    await removeNode(node);
+  }
+});
+
+Deno.test("nri mode beside Multus is refused: both would attach every pod's networks", async () => {
+  const node = await makeNode();
+  try {
+    const master = JSON.parse(await Deno.readTextFile(node.defaultConf));
+    const thin = await thinConf(master);
+    await Deno.writeTextFile(join(node.confDir, thin.name), thin.text);
+    const out = await runInstall(["--once", "--mode=nri", ...node.flags]);
+    assert.equal(out.code, 1, out.stderr);
+    const error = String(out.logs.find((l) => l.level === "error")?.msg);
+    assert.match(error, /another meta-plugin; hydra nri serve beside it would attach/);
+    assert.match(error, /docs\/migrating-from-multus\.md/);
+    const installed = await Deno.lstat(join(node.binDir, "hydra")).then(() => true, () => false);
+    assert.equal(installed, false, "nothing installed");
+  } finally {
+    await removeNode(node);
+  }
+});
