@@ -250,27 +250,36 @@ Deno.test("each hydra identity can do what its process does and nothing else; wr
       ]);
     });
 
-    await t.step("the NRI plugin's identity: the node role, confined to its node", async () => {
-      const c = await clientFor(
-        await tokenKubeconfig(cp, await daemonSetPodToken(cp, "hydra-nri", "n1"), "nri"),
-      );
-      clients.push(c);
-      await expectStatuses("nri", [
-        ["get a pod", () => c.get(`/api/v1/namespaces/${NS}/pods/mine`), 200],
-        [
-          "status of its node's pod",
-          () => patchPodStatusAnnotations(c, NS, "mine", { [NETWORK_STATUS]: "[]" }),
-          200,
-        ],
-        [
-          "status of another node's pod",
-          () => patchPodStatusAnnotations(c, NS, "theirs", { [NETWORK_STATUS]: "[]" }),
-          403,
-        ],
-        ["list pods", () => c.list(`/api/v1/pods`), 403],
-        ["list secrets", () => c.list(`/api/v1/secrets`), 403],
-      ]);
-    });
+    await t.step(
+      "the NRI plugin's identity: the node role and a watch of pods, confined to its node",
+      async () => {
+        const c = await clientFor(
+          await tokenKubeconfig(cp, await daemonSetPodToken(cp, "hydra-nri", "n1"), "nri"),
+        );
+        clients.push(c);
+        await expectStatuses("nri", [
+          ["get a pod", () => c.get(`/api/v1/namespaces/${NS}/pods/mine`), 200],
+          [
+            "status of its node's pod",
+            () => patchPodStatusAnnotations(c, NS, "mine", { [NETWORK_STATUS]: "[]" }),
+            200,
+          ],
+          [
+            "status of another node's pod",
+            () => patchPodStatusAnnotations(c, NS, "theirs", { [NETWORK_STATUS]: "[]" }),
+            403,
+          ],
+          // Hot plug's watch of its node's pods (RBAC cannot narrow it to the node).
+          ["list pods", () => c.list(`/api/v1/pods?fieldSelector=spec.nodeName%3Dn1`), 200],
+          [
+            "list NADs",
+            () => c.list(`/apis/k8s.cni.cncf.io/v1/network-attachment-definitions`),
+            403,
+          ],
+          ["list secrets", () => c.list(`/api/v1/secrets`), 403],
+        ]);
+      },
+    );
 
     await t.step("the router's identity: Node objects and Events about them", async () => {
       const c = await clientFor(
