@@ -124,6 +124,9 @@ const ALLOWED: Record<string, string[][]> = {
   ],
   "hydra-nri": [
     ["get", "pods", "-n", "default"],
+    // Hot plug's watch of the node's pods (asked with a spec.nodeName field selector).
+    ["list", "pods", "--all-namespaces"],
+    ["watch", "pods", "--all-namespaces"],
     ["patch", "pods", "--subresource=status", "-n", "default"],
     ["get", "network-attachment-definitions.k8s.cni.cncf.io", "-n", "default"],
     ["get", "nodes"],
@@ -186,7 +189,11 @@ const DENIED: Record<string, string[][]> = {
     ["patch", "pods", "--subresource=status", "-n", "default"],
     ["get", "nodes"],
   ],
-  "hydra-nri": [...DENIED_ALL, ["list", "pods", "--all-namespaces"]],
+  "hydra-nri": [
+    ...DENIED_ALL,
+    ["list", "network-attachment-definitions.k8s.cni.cncf.io", "--all-namespaces"],
+    ["list", "nodes"],
+  ],
   "hydra-router": [
     ...DENIED_ALL,
     ["get", "nodes"],
