@@ -160,6 +160,7 @@ function selectionRules(s: KubeMetaSettings, args: CmdArgs, inv: Invocation): Se
   if (inv.options.delegateTimeoutMs) rules.delegateTimeoutMs = inv.options.delegateTimeoutMs;
   if (inv.options.cniVersion) rules.cniVersion = inv.options.cniVersion;
   if (inv.options.chrootDir) rules.chrootDir = inv.options.chrootDir;
+  if (s.kube.nadPathRoots) rules.nadPathRoots = s.kube.nadPathRoots;
   return rules;
 }
 

@@ -32,6 +32,7 @@
 import type { ArgPair } from "../cni/args.ts";
 import { type ConfList, parseConfList } from "../cni/conf.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import type { NadPathRoots } from "../kube/nad_paths.ts";
 import { ensureDir, quarantineFile, removeIfExists, writeFileAtomic } from "../pkg/fsutil.ts";
 import type { Delegate } from "./config.ts";
 
@@ -79,6 +80,11 @@ export interface SelectionRules {
   cniVersion?: string;
   /** `chrootDir`: exec'd delegates run chrooted into the node's root, as at creation. */
   chrootDir?: string;
+  /**
+   * `nadPathRoots`: where a NAD's path keys may point, as at creation (a
+   * record without them takes the defaults of kube/nad_paths.ts).
+   */
+  nadPathRoots?: NadPathRoots;
 }
 
 /** The pod a Kubernetes-mode record belongs to. */

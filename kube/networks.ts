@@ -7,6 +7,7 @@
  * @module
  */
 
+import { checkNadPaths, DEFAULT_NAD_PATH_ROOTS, type NadPathRoots } from "./nad_paths.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { type KubeClient, retryTransient } from "./client.ts";
 import type { ConfList } from "../cni/conf.ts";
@@ -78,6 +79,11 @@ export interface KubeModeConfig {
    * secondary networks (`clusterNetwork` and the pod's override unused).
    */
   skipDefaultNetwork?: boolean;
+  /**
+   * Where path keys of network definitions read from the API may point
+   * (`nadPathRoots`; kube/nad_paths.ts has the defaults).
+   */
+  nadPathRoots?: NadPathRoots;
 }
 
 /** One network to attach, ready to run. */
@@ -196,6 +202,7 @@ interface Lookup {
   client: KubeClient;
   pod: Pod;
   confDir: string;
+  roots: NadPathRoots;
   opts: ResolveOptions;
   /** Record no Warning Events: the caller tells the pod itself. */
   quiet?: boolean;
@@ -251,6 +258,7 @@ async function nadConf(
       return { list: found, resourceName };
     }
     const list = confFromText(config, name, `NetworkAttachmentDefinition ${id} spec.config`);
+    checkNadPaths(list, l.roots, `NetworkAttachmentDefinition ${id}`);
     return { list, resourceName };
   } catch (err) {
     await warn(l, "InvalidNetwork", (err as Error).message);
@@ -281,9 +289,12 @@ async function namedNetwork(
     });
     const id = `${namespace}/${network}`;
     const config = nad.spec?.config ?? "";
-    const loaded = config === ""
-      ? await findConfByName(network, l.confDir)
-      : confFromText(config, network, `NetworkAttachmentDefinition ${id} spec.config`);
+    let loaded;
+    if (config === "") loaded = await findConfByName(network, l.confDir);
+    else {
+      loaded = confFromText(config, network, `NetworkAttachmentDefinition ${id} spec.config`);
+      checkNadPaths(loaded, l.roots, `NetworkAttachmentDefinition ${id}`);
+    }
     const resourceName = nad.metadata.annotations?.[RESOURCE_NAME_ANNOTATION] || undefined;
     if (loaded) return { name: id, loaded, source: "nad", resourceName };
   } catch (err) {
@@ -312,7 +323,9 @@ async function selectedNetwork(
       const net = await getLegacyNetwork(l.client, sel.namespace, sel.name, {
         timeoutMs: l.opts.timeoutMs,
       });
-      return { loaded: legacyNetworkConf(net), source: "legacy-network" };
+      const loaded = legacyNetworkConf(net);
+      checkNadPaths(loaded, l.roots, `Network ${sel.namespace}/${sel.name}`);
+      return { loaded, source: "legacy-network" };
     } catch (err) {
       if (err instanceof CniError) throw err;
       if (!isNotFound(err)) throw kubeCniError(err, `get Network ${sel.namespace}/${sel.name}`);
@@ -357,7 +370,13 @@ export async function resolveAttachments(
 ): Promise<Attachment[]> {
   const podNs = pod.metadata.namespace;
   const multusNs = conf.multusNamespace ?? "kube-system";
-  const l: Lookup = { client, pod, confDir: conf.confDir ?? "/etc/cni/multus/net.d", opts };
+  const l: Lookup = {
+    client,
+    pod,
+    confDir: conf.confDir ?? "/etc/cni/multus/net.d",
+    roots: conf.nadPathRoots ?? DEFAULT_NAD_PATH_ROOTS,
+    opts,
+  };
   const annotations = pod.metadata.annotations;
   const planned: {
     name: string;
@@ -478,6 +497,8 @@ export interface SelectionResolveConfig {
   namespaceIsolation?: boolean;
   globalNamespaces?: string;
   runtimeConfig?: Record<string, unknown>;
+  /** Where the NAD's path keys may point (the defaults when unset). */
+  nadPathRoots?: NadPathRoots;
 }
 
 /**
@@ -501,6 +522,7 @@ export async function resolveSelection(
     client,
     pod,
     confDir: conf.confDir ?? "/etc/cni/multus/net.d",
+    roots: conf.nadPathRoots ?? DEFAULT_NAD_PATH_ROOTS,
     opts,
     quiet: true,
   };

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { type NadPathRoots, nadPathRootsFlag } from "../kube/nad_paths.ts";
 import { parseArgs } from "node:util";
 import { isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
@@ -39,6 +40,8 @@ export interface NriServeOptions {
   defaultNetworks: string[];
   /** Which namespaces' networks a pod may select (the meta-CNI's namespaceIsolation rules). */
   namespaces: NamespacePolicy;
+  /** Kubernetes mode: where path keys of NADs may point (`--nad-path-roots`). */
+  nadPathRoots?: NadPathRoots;
   cacheDir: string;
   cniBinDirs: string[];
   /** The host's root as mounted in the container: exec'd delegates run chrooted into it. */
@@ -107,6 +110,10 @@ Networks:
   --global-namespaces NS,...
                          namespaces whose networks every pod may select under
                          isolation (default: default)
+  --nad-path-roots JSON  Kubernetes mode: where path keys of NADs (dataDir,
+                         logFile, kubeconfig, ...) may point, e.g.
+                         {"state":["/var/lib/cni"],"logs":["/var/log"]}; kinds
+                         left out keep their defaults (docs/reliability.md)
   --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
                          separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
   --chroot-dir DIR       the node's root as mounted in this container: delegates
@@ -159,6 +166,7 @@ const STRING_FLAGS = [
   "dra-state-dir",
   "pod-resources-socket",
   "global-namespaces",
+  "nad-path-roots",
 ] as const;
 
 function absolute(flag: string, path: string): string {
@@ -261,6 +269,16 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
   }
   if (s("global-namespaces") !== undefined && !opts.namespaces.namespaceIsolation) {
     throw new UsageError("--global-namespaces needs --namespace-isolation");
+  }
+  if (s("nad-path-roots") !== undefined) {
+    if (!opts.kubeconfig && !opts.inCluster) {
+      throw new UsageError("--nad-path-roots needs Kubernetes mode (--kubeconfig or --in-cluster)");
+    }
+    try {
+      opts.nadPathRoots = nadPathRootsFlag(s("nad-path-roots")!);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
   }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
   if (s("chroot-dir") !== undefined) opts.chrootDir = absolute("chroot-dir", s("chroot-dir")!);

@@ -284,6 +284,7 @@ function networkSource(opts: NriServeOptions): NetworkSource {
       confDir: opts.confDir,
       podResourcesSocket: opts.podResourcesSocket,
       namespaces: opts.namespaces,
+      nadPathRoots: opts.nadPathRoots,
     });
   }
   return confDirSource(opts.confDir, opts.namespaces);

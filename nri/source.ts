@@ -52,6 +52,7 @@ import type { PodSandbox } from "./pod.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { createKubeClient } from "../kube/client.ts";
 import { createEvent } from "../kube/objects.ts";
+import type { NadPathRoots } from "../kube/nad_paths.ts";
 
 /** One attach of a pod's extra networks. */
 export interface AttachPlan {
@@ -161,6 +162,8 @@ export interface KubeSourceOptions {
   podResourcesSocket?: string;
   /** The namespace rules (the meta-CNI's `namespaceIsolation`, `globalNamespaces`). */
   namespaces?: NamespacePolicy;
+  /** Where path keys of NADs may point; the defaults when undefined. */
+  nadPathRoots?: NadPathRoots;
 }
 
 /**
@@ -199,6 +202,7 @@ export function kubeSource(opts: KubeSourceOptions): NetworkSource {
       }
       if (opts.kubeconfig) conf.kubeconfig = opts.kubeconfig;
       if (opts.podResourcesSocket) conf.podResourcesSocket = opts.podResourcesSocket;
+      if (opts.nadPathRoots) conf.nadPathRoots = opts.nadPathRoots;
       if (defaultCount) conf.defaultNetworks = defaults;
       const ifName = defaultCount ? delegateIfName(undefined, 1, false, "") : own[0];
       return { ifName, conf };

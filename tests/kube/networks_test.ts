@@ -431,6 +431,46 @@ Deno.test("resolving a pod's networks from the API server, as Multus users expec
         /uses a device of resource "example\.com\/vf": such a network is attached at the pod's creation only/,
       );
       assert.equal((await events(pod)).length, 0);
+      // A NAD's path keys stay under the node's roots, as at creation: the defaults, or the
+      // roots the rules carry.
+      const hostile = nadManifest(
+        app,
+        "hostile",
+        conf("hostile", "bridge", { dataDir: "/etc/hydra-x" }),
+      );
+      await admin.create(nadPath(app, undefined), hostile);
+      const [bad] = parseNetworkSelection("hostile", app);
+      const where = { ifName: "net6", index: 3, element: 1, legacy: false };
+      await assert.rejects(
+        resolveSelection(pod, bad, where, rules, agent, opts),
+        (e: unknown) =>
+          e instanceof CniError && e.code === ErrorCode.InvalidNetworkConfig &&
+          /hostile/.test(e.message) && /dataDir/.test(e.message),
+      );
+      const roots = { state: ["/etc"], logs: ["/var/log"], read: ["/etc/cni/net.d"] };
+      const allowed = await resolveSelection(
+        pod,
+        bad,
+        where,
+        { ...rules, nadPathRoots: roots },
+        agent,
+        opts,
+      );
+      assert.equal(allowed.name, `${app}/hostile`);
+      await assert.rejects(
+        resolveSelection(
+          pod,
+          bad,
+          where,
+          {
+            ...rules,
+            nadPathRoots: { ...roots, state: ["/var/lib/cni"] },
+          },
+          agent,
+          opts,
+        ),
+        /dataDir/,
+      );
     });
 
     await t.step("two networks on one interface name are refused", async () => {

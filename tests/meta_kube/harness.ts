@@ -14,7 +14,7 @@ import { referencePluginDir } from "../infra/peers.ts";
 import { type Daemon, spawnDaemon, stopProcessGroup, waitUntil } from "../infra/process.ts";
 import { createNetns, deleteNetns, type TestNetns, uniqueName } from "../helpers/netns.ts";
 import { execIn, type HydraOutput } from "../meta/harness.ts";
-import { nodeAgentKubeconfig } from "../kube/helpers.ts";
+import { daemonIdentityKubeconfig, nodeIdentityKubeconfig } from "../kube/manifest_rbac.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
 import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "./api_access.ts";
 import { connectNodeDaemon } from "../../daemonclient/client.ts";
@@ -134,18 +134,25 @@ export async function startKubeEnv(): Promise<KubeEnv> {
     const ns = uniqueName("mk");
     const other = uniqueName("mko");
     for (const n of [ns, other, "kube-system"]) await cp.createNamespace(n);
-    const account = await nodeAgentKubeconfig(cp, ns);
+    const nodeName = uniqueName("node");
+    // hydra's identities as deploy/ defines them: the node kubeconfig's token bound to the Node
+    // (as the installer mints it), the daemon's to a pod on the node (as the kubelet gives it).
+    const account = await nodeIdentityKubeconfig(cp, nodeName);
     const kubeconfigHost = await jsonKubeconfig(account, `${dir}/node-host.kubeconfig`);
     const kubeconfigNode = await jsonKubeconfig(
       account,
       `${dir}/node-netns.kubeconfig`,
       nodeServer,
     );
+    const daemonKubeconfig = await jsonKubeconfig(
+      await daemonIdentityKubeconfig(cp, nodeName),
+      `${dir}/daemon-netns.kubeconfig`,
+      nodeServer,
+    );
     const confDir = `${dir}/net.d`;
     await Deno.mkdir(confDir);
     const nodeConfDir = `${dir}/node-net.d`;
     await Deno.mkdir(nodeConfDir);
-    const nodeName = uniqueName("node");
     const cacheDir = `${dir}/cache`;
     const subnetBase = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
 
@@ -236,6 +243,8 @@ export async function startKubeEnv(): Promise<KubeEnv> {
           apiTimeout: 3,
           logLevel: "debug",
           logFile: `${dir}/hydra.log`,
+          // The world's NADs keep their address allocations in its folder.
+          nadPathRoots: { state: [dir] },
           ...extra,
         };
       },
@@ -279,7 +288,7 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             HYDRA,
             "daemon",
             "--kubeconfig",
-            opts.kubeconfig ?? kubeconfigNode,
+            opts.kubeconfig ?? daemonKubeconfig,
             "--node-name",
             nodeName,
             "--socket",
