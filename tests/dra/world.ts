@@ -374,6 +374,8 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
               `--cni-bin-dir=${referencePluginDir()}`,
               "--include=hnic*",
               "--rescan=1",
+              // The world's NADs keep their address allocations in its folder.
+              `--nad-path-roots=${JSON.stringify({ state: [tmp] })}`,
               ...extra,
             ]);
             procs.push(p);
@@ -390,6 +392,8 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
               `--cache-dir=${join(tmp, "nri-cache")}`,
               `--cni-bin-dir=${referencePluginDir()}`,
               `--dra-state-dir=${stateDir}`,
+              // The world's NADs keep their address allocations in its folder.
+              `--nad-path-roots=${JSON.stringify({ state: [tmp] })}`,
               ...extra,
             ]);
             procs.push(p);
