@@ -15,7 +15,7 @@
  * 5. deleting the setup and running the uninstall leaves the node's CNI
  *    folders as they were;
  * 6. `helm install` of the chart (the router), ready, `helm uninstall`;
- * 7. hydra-meta.yaml from the same image: its daemon and policy agent run,
+ * 7. hydra-meta.yaml from the same image: its node daemon and policy agent run,
  *    its installer refuses meta mode (the node could not exec hydra from a
  *    source tree) and stays not ready, the node's conf untouched.
  *
@@ -523,25 +523,26 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
         const confBefore = await snapshot(`${w.root}/etc/cni/net.d`);
         const meta = fittedManifest(w, "hydra-meta.yaml");
         await applyFitted(w, meta);
+        // The node daemon and the policy agent run in DaemonSets of their own.
+        await waitDaemonSet(w, "hydra-daemon", w.image);
+        await waitDaemonSet(w, "hydra-policy", w.image);
         const selector = "app.kubernetes.io/name=hydra";
-        let pod: Obj | undefined;
-        const settled = await poll(
+        const refused = await poll(
           async () => {
             const pods = await w.cp.api.must(
               "GET",
               `/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent(selector)}`,
             ) as { items: Obj[] };
-            pod = pods.items[0];
-            const ready = Object.fromEntries(
-              (pod?.status?.containerStatuses ?? []).map((c: Obj) => [c.name, c.ready]),
+            const install = pods.items[0]?.status?.containerStatuses?.find((c: Obj) =>
+              c.name === "install"
             );
-            return ready.daemon === true && ready.policy === true && ready.install === false;
+            return install?.state?.running !== undefined && install.ready === false &&
+              /source tree .*Use the compiled image/.test(await podReport(w, selector));
           },
           180_000,
-          500,
+          1000,
         );
-        assert.ok(settled, await podReport(w, selector));
-        assert.match(await podReport(w, selector), /source tree .*Use the compiled image/);
+        assert.ok(refused, await podReport(w, selector));
         assert.deepEqual(await snapshot(`${w.root}/etc/cni/net.d`), confBefore);
         assert.ok(!(await Deno.stat(`${w.root}/opt/cni/bin/hydra`).then(() => true, () => false)));
         await applyFitted(w, meta, "delete", "--wait=true");
