@@ -16,6 +16,7 @@ import { syncHybrid } from "./sync.ts";
 /** The help text. */
 export function hybridHelp(): string {
   return `Usage: hydra hybrid sync --config FILE --nodes-file FILE [options]
+       hydra hybrid controller [--kubeconfig FILE] [--interval S] [--once]
 
 Keeps this node's part of hybrid networks (overlay and underlay subnets on
 the same nodes) programmed: vxlan device, FDB, neighbours, routes of the
@@ -27,7 +28,11 @@ network's table, policy rules and the masquerade/forward firewall table.
   --once                   sync once, print a JSON summary, exit (0 ok, 1 failures)
   --resync-interval S      full pass every S seconds (60)
   --log-file FILE          JSON lines appended here (default stderr)
-  --log-level LEVEL        debug, info, warn, error, off (info)`;
+  --log-level LEVEL        debug, info, warn, error, off (info)
+
+The controller keeps the status of Network and Subnet objects
+(hydra.clusternet.io/v1alpha1): address counts, and Ready or Refused
+(overlapping an older subnet, invalid), every --interval seconds (10).`;
 }
 
 interface Options {
@@ -116,6 +121,9 @@ export async function runHybrid(args: string[]): Promise<number> {
   if (sub === undefined || sub === "-h" || sub === "--help" || sub === "help") {
     console.log(hybridHelp());
     return sub === undefined ? 2 : 0;
+  }
+  if (sub === "controller") {
+    return await (await import("./controller.ts")).runHybridController(rest);
   }
   if (sub !== "sync") {
     console.error(`hydra hybrid: unknown subcommand "${sub}"\n\n${hybridHelp()}`);
