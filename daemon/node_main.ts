@@ -31,9 +31,14 @@ import { type ReportQueue, startReportQueue } from "./node_reports.ts";
 import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
+import { DEFAULT_META_CACHE_DIR } from "../engine/config.ts";
+import { type DaemonHotplug, startDaemonHotplug } from "./node_hotplug.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
-const DEFAULT_SPOOL_DIR = spoolDirOf("/var/lib/cni/hydra");
+const DEFAULT_SPOOL_DIR = spoolDirOf(DEFAULT_META_CACHE_DIR);
+
+/** containerd's CRI socket. */
+const DEFAULT_CRI_SOCKET = "/run/containerd/containerd.sock";
 
 /** The daemon's options. */
 export interface DaemonOptions {
@@ -48,6 +53,12 @@ export interface DaemonOptions {
   maxInFlight: number;
   reportWorkers: number;
   apiTimeoutMs: number;
+  /** Attach and detach networks of running pods as their selection changes. */
+  hotplug: boolean;
+  /** The meta-CNI's cache folder (its records). */
+  cacheDir: string;
+  /** The runtime's CRI socket. */
+  criSocket: string;
 }
 
 /** The help text of `hydra daemon`. */
@@ -66,6 +77,13 @@ Options:
   --max-in-flight N      socket requests worked on at once (default 64)
   --report-workers N     concurrent status writes (default 4)
   --api-timeout SECONDS  deadline of each API request (default 5)
+  --hotplug on|off       attach and detach networks of running pods that accept it
+                         when their networks annotation changes (default
+                         $HYDRA_HOTPLUG, else off)
+  --cache-dir DIR        the meta-CNI's cacheDir, where its records are
+                         (default ${DEFAULT_META_CACHE_DIR})
+  --cri-socket PATH      the runtime's CRI socket, for the pods' sandboxes under
+                         --hotplug (default ${DEFAULT_CRI_SOCKET})
   --log-level LEVEL      debug, info, warn, error, off (default info)
   --log-file PATH        append JSON log lines here instead of stderr
 `;
@@ -102,6 +120,9 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         "max-in-flight": { type: "string" },
         "report-workers": { type: "string" },
         "api-timeout": { type: "string" },
+        hotplug: { type: "string" },
+        "cache-dir": { type: "string" },
+        "cri-socket": { type: "string" },
         "log-level": { type: "string" },
         "log-file": { type: "string" },
       },
@@ -121,6 +142,15 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
   }
   const socket = values.socket ?? DEFAULT_DAEMON_SOCKET;
   if (!socket.startsWith("/")) throw new DaemonUsageError(`--socket must be an absolute path`);
+  const hotplug = values.hotplug ?? env.get("HYDRA_HOTPLUG") ?? "off";
+  if (!["on", "off", "true", "false"].includes(hotplug)) {
+    throw new DaemonUsageError(`--hotplug must be on or off, got "${hotplug}"`);
+  }
+  for (const flag of ["cache-dir", "cri-socket"] as const) {
+    if (values[flag] !== undefined && !values[flag]!.startsWith("/")) {
+      throw new DaemonUsageError(`--${flag} must be an absolute path`);
+    }
+  }
   return {
     kubeconfig: values.kubeconfig,
     nodeName: nodeName.toLowerCase(),
@@ -132,6 +162,9 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
     maxInFlight: Math.floor(positive("max-in-flight", values["max-in-flight"], 64)),
     reportWorkers: Math.floor(positive("report-workers", values["report-workers"], 4)),
     apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
+    hotplug: hotplug === "on" || hotplug === "true",
+    cacheDir: values["cache-dir"] ?? DEFAULT_META_CACHE_DIR,
+    criSocket: values["cri-socket"] ?? DEFAULT_CRI_SOCKET,
   };
 }
 
@@ -289,6 +322,21 @@ async function watchSpool(d: Daemon): Promise<() => void> {
   return () => clearInterval(timer);
 }
 
+/** The hot-plug agent on the daemon's caches (see node_hotplug.ts). */
+function startHotplug(d: Daemon, server: NodeServer): Promise<DaemonHotplug> {
+  return startDaemonHotplug({
+    cache: d.cache,
+    connection: server.inProcessConnection(),
+    client: d.client,
+    log: d.log,
+    registry: d.registry,
+    nodeName: d.opts.nodeName,
+    cacheDir: d.opts.cacheDir,
+    criSocket: d.opts.criSocket,
+    apiTimeoutMs: d.opts.apiTimeoutMs,
+  });
+}
+
 /** Resolves with the name of the first SIGTERM or SIGINT. */
 function untilStopSignal(): Promise<string> {
   return new Promise<string>((resolve) => {
@@ -343,8 +391,10 @@ export async function runDaemon(args: string[]): Promise<number> {
   log.info("serving", { socket: opts.socket });
   d.cache.synced.then(() => log.info("watch caches synced", d.cache.sizes()), () => {});
   const stopSpool = await watchSpool(d);
+  const hotplug = opts.hotplug ? await startHotplug(d, served.server) : undefined;
 
   log.info("stopping", { signal: await untilStopSignal() });
+  await hotplug?.stop();
   stopSpool();
   useInProcessDaemon(undefined);
   await served.server.shutdown();

@@ -53,8 +53,8 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 3,
-    folders: ["kube"],
-    what: "Kubernetes client, informers, selection, status",
+    folders: ["cri", "kube"],
+    what: "the container runtime's CRI socket; Kubernetes client, informers, selection, status",
   },
   {
     rank: 4,
@@ -70,8 +70,9 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 8,
-    folders: ["drasandbox"],
-    what: "a pod sandbox's DRA devices: state shared with the driver, NIC moves, the NRI hook",
+    folders: ["drasandbox", "hotplug"],
+    what: "what the roles share above the engine: a pod sandbox's DRA devices (state shared " +
+      "with the driver, NIC moves, the NRI hook); hot plug of running pods' networks",
   },
   {
     rank: 9,
