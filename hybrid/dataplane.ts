@@ -24,8 +24,9 @@ import {
   listRoutes,
   NUD,
   replaceNeigh,
-  replaceRoute,
 } from "../netlink/mod.ts";
+import { queueRoute } from "../netlink/route.ts";
+import { createBatch } from "../netlink/socket.ts";
 import { addRule, delRule, listRules, type Rule } from "../netlink/rule.ts";
 import { runNftSync } from "../nft/run.ts";
 import { ensureVxlanDevice } from "../route/vxlan_device.ts";
@@ -85,13 +86,21 @@ function syncRoutes(h: Handle, d: HybridDesired, link: number, out: HybridApplie
       }
     });
   }
-  for (const [dst, via] of want) {
-    attempt(
-      out,
-      `route ${dst}`,
-      () => replaceRoute(h, { dst, gateway: via, oif: link, onlink: true, table, protocol }),
+  // New and changed routes go many to a system call (a first sync adds thousands).
+  const batch = createBatch(h);
+  const queued = [...want].map(([dst, via]) => {
+    queueRoute(
+      h,
+      batch,
+      { dst, gateway: via, oif: link, onlink: true, table, protocol },
+      "replace",
     );
-  }
+    return dst;
+  });
+  batch.flush().forEach((err, i) => {
+    if (err) out.errors.push(`route ${queued[i]}: ${err.message}`);
+    else out.changes++;
+  });
   out.routes = d.routes.size;
 }
 

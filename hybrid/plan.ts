@@ -25,7 +25,7 @@
  * @module
  */
 
-import { cidrsOverlap, isCidr, isIp, networkCidr } from "../ipaddr/ip.ts";
+import { isCidr, isIp, networkCidr } from "../ipaddr/ip.ts";
 import type { NodeInfo } from "../route/nodes.ts";
 import { vxlanMac } from "../route/desired.ts";
 import {
@@ -120,17 +120,43 @@ export function hybridNode(
   return out;
 }
 
-/** The blocks each node keeps once overlaps are resolved: this node first, then by name. */
+/** An IPv4 CIDR as its network number and prefix length. */
+function v4(cidr: string): { net: number; len: number } {
+  const [ip, len] = cidr.split("/");
+  const net = ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+  return { net, len: Number(len) };
+}
+
+/** The key of `net` cut to its first `len` bits. */
+function keyOf(net: number, len: number): string {
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  return `${(net & mask) >>> 0}/${len}`;
+}
+
+/**
+ * The blocks each node keeps once overlaps are resolved: this node first,
+ * then by name. Two CIDRs overlap exactly when one holds the other, so a
+ * block is checked against the accepted ones by its own prefixes and by
+ * the prefixes the accepted ones cover: a few lookups per block instead of
+ * a comparison with every other block.
+ */
 function acceptBlocks(nodes: HybridNode[], localName: string, problems: HybridProblem[]): void {
   const ordered = [...nodes].sort((a, b) =>
     (a.name === localName ? -1 : b.name === localName ? 1 : 0) || (a.name < b.name ? -1 : 1)
   );
-  const taken: { cidr: string; node: string }[] = [];
+  const taken = new Map<string, { cidr: string; node: string }>();
+  const under = new Map<string, { cidr: string; node: string }>();
   for (const n of ordered) {
     n.blocks = n.blocks.filter((b) => {
-      const other = taken.find((t) => cidrsOverlap(t.cidr, b.cidr));
+      const { net, len } = v4(b.cidr);
+      let other = under.get(keyOf(net, len));
+      for (let p = len; !other && p >= 0; p--) other = taken.get(keyOf(net, p));
       if (!other) {
-        taken.push({ cidr: b.cidr, node: n.name });
+        const mine = { cidr: b.cidr, node: n.name };
+        taken.set(keyOf(net, len), mine);
+        for (let p = len; p >= 0; p--) {
+          if (!under.has(keyOf(net, p))) under.set(keyOf(net, p), mine);
+        }
         return true;
       }
       problems.push({

@@ -147,7 +147,8 @@ export async function addHybridNode(w: HybridWorld, n: number): Promise<HybridNo
   return node;
 }
 
-async function addPod(
+/** Adds a pod of `kind` with address `ip` on `bridge` of `node` (the world's routes for its kind). */
+export async function addPod(
   node: HybridNode,
   kind: HybridPod["kind"],
   ip: string,
@@ -155,14 +156,16 @@ async function addPod(
 ): Promise<HybridPod> {
   const ns = await createNetns("hyfp");
   const pod: HybridPod = {
-    name: `${kind === "overlay" ? "ov" : "ul"}${node.index}`,
+    name: `${kind === "overlay" ? "ov" : "ul"}${node.index}${
+      node.pods.some((p) => p.kind === kind) ? "b" : ""
+    }`,
     kind,
     node,
     ns,
     ip,
   };
   node.pods.push(pod); // removed with the node even when wiring fails below
-  const host = `v-${kind}`;
+  const host = `v-${kind}${node.pods.length}`; // this pod is already listed
   const mtu = kind === "overlay" ? "1450" : "1500";
   await run(
     "ip",
