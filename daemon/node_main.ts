@@ -33,6 +33,7 @@ import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
 import { DEFAULT_META_CACHE_DIR } from "../engine/config.ts";
 import { type DaemonHotplug, startDaemonHotplug } from "./node_hotplug.ts";
+import { type Pod, podPath } from "../kube/objects.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
 const DEFAULT_SPOOL_DIR = spoolDirOf(DEFAULT_META_CACHE_DIR);
@@ -244,19 +245,40 @@ function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daem
 }
 
 /**
- * Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`)
- * through the engine, with hydra's built-ins. The plugin path is loaded on
- * the first one: a daemon that is never asked does not carry it.
+ * Runs an invocation handed over by an exec'd shim through the engine,
+ * with hydra's built-ins: a meta-CNI's (`daemonExec`), or with `plugin`
+ * "hydra-pool" a cluster-IPAM one (this daemon is the node's allocation
+ * host). The plugin path is loaded on the first one: a daemon that is
+ * never asked does not carry it.
  */
-async function executeCni(env: Record<string, string>, stdin: string) {
-  const [{ invokeInProcess }, { BUILTINS }, { createMetaPlugin }] = await Promise.all([
-    import("../cni/skel.ts"),
-    import("../engine/builtins.ts"),
-    import("../engine/meta.ts"),
-  ]);
+async function executeCni(env: Record<string, string>, stdin: string, plugin = "hydra") {
+  if (plugin !== "hydra" && plugin !== "hydra-pool") {
+    const msg = `the node daemon runs only hydra and hydra-pool, not "${plugin}"`;
+    return { stdout: JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }), code: 1 };
+  }
+  const [{ invokeInProcess }, { BUILTINS, loadBuiltin }, { createMetaPlugin }] = await Promise
+    .all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+      import("../engine/meta.ts"),
+    ]);
   // The daemon runs what it is handed itself: its meta-CNI never forwards.
-  const meta = createMetaPlugin({ forward: false });
-  return await invokeInProcess(meta, env, new TextEncoder().encode(stdin), BUILTINS);
+  const run = plugin === "hydra"
+    ? createMetaPlugin({ forward: false })
+    : await loadBuiltin(plugin)!;
+  return await invokeInProcess(run, env, new TextEncoder().encode(stdin), BUILTINS);
+}
+
+/** Makes this daemon the node's cluster-IPAM allocation host (one writer per network and node). */
+async function hostPools(d: Daemon): Promise<void> {
+  (await import("../ipam/pool/host.ts")).servePoolsHere({
+    client: d.client,
+    nodeName: d.opts.nodeName,
+    metrics: d.registry,
+    log: d.log.with({ component: "ipam" }),
+    readPod: async (ns, name, uid, timeoutMs) =>
+      (await d.cache.get(podPath(ns, name), { uid, timeoutMs })).body as Pod,
+  });
 }
 
 /** Health, readiness and metrics of the daemon (gauges refreshed on each scrape). */
@@ -378,6 +400,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     log.warn("deleting a pod's links after its DEL failed", { netns, error })
   );
   const d = startDaemon(opts, log, client);
+  await hostPools(d);
   let served;
   try {
     served = await serveDaemon(d);

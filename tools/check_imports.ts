@@ -76,8 +76,9 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 9,
-    folders: ["daemon", "dra", "install", "nri", "policy", "route"],
-    what: "roles: node daemon, DRA driver, installer, NRI plugin, network policy, router",
+    folders: ["daemon", "dra", "install", "ipam_controller", "nri", "policy", "route"],
+    what: "roles: node daemon, DRA driver, installer, IPAM controller, NRI plugin, network " +
+      "policy, router",
   },
   {
     rank: 10,
