@@ -12,7 +12,8 @@
  *   overlay: the return path of overlay → underlay traffic).
  *
  * Addresses: host-local style ranges covering the node's block (less the
- * subnet's excludes and gateway).
+ * subnet's excludes and gateway), or, for a subnet with `pool: true`,
+ * hydra-pool's cluster-wide range (see `pool.ts`).
  *
  * @module
  */
@@ -34,12 +35,13 @@ import {
   type SubnetKind,
 } from "./model.ts";
 import type { HybridNode } from "./plan.ts";
+import { poolIpam } from "./pool.ts";
 
 /** What a pod is attached to. */
 export interface PodPlacement {
   subnet: HybridSubnet;
-  /** The node's block of it the address comes from. */
-  block: string;
+  /** The node's block of it the address comes from; absent for a pool-backed subnet (hydra-pool picks). */
+  block?: string;
 }
 
 /** A pod's choice could not be met. */
@@ -71,8 +73,11 @@ export function placePod(
   const fits = (s: HybridSubnet) => bySubnet ? s === bySubnet : s.kind === (want as SubnetKind);
   for (const b of node.blocks) {
     const subnet = net.subnets.find((s) => s.name === b.subnet);
-    if (subnet && fits(subnet)) return { subnet, block: b.cidr };
+    if (subnet && fits(subnet) && !subnet.pool) return { subnet, block: b.cidr };
   }
+  // hydra-pool claims the node's blocks itself, on the first address it hands out there.
+  const pooled = net.subnets.find((s) => s.pool && fits(s));
+  if (pooled) return { subnet: pooled };
   throw new PlacementError(
     `network ${net.name}: node ${node.name} has no block of ${
       bySubnet ? "subnet" : "kind"
@@ -117,6 +122,8 @@ export interface DelegateOptions {
   defaultRoute: boolean;
   /** More destinations (the outside) through this attachment when it is not the default. */
   extraRoutes?: string[];
+  /** hydra-pool's own keys (kubeconfig, nodeName, daemonSocket, …) for a pool-backed subnet. */
+  poolOptions?: Record<string, unknown>;
 }
 
 /** The overlay bridge of a network on every node. */
@@ -139,6 +146,9 @@ export function hybridDelegate(
     ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
   };
   if (subnet.kind === "overlay") {
+    if (!block) {
+      throw new PlacementError(`network ${net.name}: an overlay pod needs its node's block`);
+    }
     const gateway = nextIp(networkAddress(block));
     const routes = opts.defaultRoute
       ? [{ dst: "0.0.0.0/0" }]
@@ -153,7 +163,6 @@ export function hybridDelegate(
       ipam: { ...ipamBase, ranges: [[{ subnet: block, gateway }]], routes },
     };
   }
-  const ranges = blockRanges(subnet, block).map((r) => ({ ...r, gateway: subnet.gateway }));
   const routes = [
     ...(opts.defaultRoute ? [{ dst: "0.0.0.0/0", gw: subnet.gateway }] : []),
     ...(opts.defaultRoute
@@ -168,7 +177,11 @@ export function hybridDelegate(
     type: hydra ? "hydra-bridge" : "bridge",
     bridge: net.uplink,
     isGateway: false,
-    ipam: { ...ipamBase, ranges: [ranges], routes },
+    ipam: subnet.pool || !block ? { ...poolIpam(subnet, routes), ...opts.poolOptions } : {
+      ...ipamBase,
+      ranges: [blockRanges(subnet, block).map((r) => ({ ...r, gateway: subnet.gateway }))],
+      routes,
+    },
   };
 }
 

@@ -3,7 +3,8 @@
  * objects — address counts (total, used, available, shown by
  * `kubectl get`) and whether each subnet is Ready or Refused (overlapping
  * an older one, invalid) — from the objects and the addresses pods hold
- * (their `k8s.v1.cni.cncf.io/network-status`). One pass lists everything
+ * (their `k8s.v1.cni.cncf.io/network-status`, and the allocations the
+ * cluster IPAM records in AddressBlocks; an address counts once). One pass lists everything
  * and writes only the statuses that changed; passes repeat every
  * `--interval` seconds.
  *
@@ -11,6 +12,8 @@
  */
 
 import type { KubeClient } from "../kube/client.ts";
+import { isNotFound } from "../kube/errors.ts";
+import type { AddressBlock } from "../ipam/pool/objects.ts";
 import { NETWORK_STATUS_ANNOTATION, parseNetworkStatus } from "../kube/status.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
 import {
@@ -59,12 +62,18 @@ export async function reconcileHybridObjects(
   log?: Logger,
 ): Promise<Evaluation> {
   const base = `/apis/${HYBRID_API}`;
-  const [nets, subnets, pods] = await Promise.all([
+  const [nets, subnets, pods, blocks] = await Promise.all([
     client.list<NetworkObject>(`${base}/networks`),
     client.list<SubnetObject>(`${base}/subnets`),
     client.list<PodLike>("/api/v1/pods"),
+    // The cluster IPAM's records, where it is installed (a pool address counts once a pod holds it).
+    client.list<AddressBlock>(`${base}/addressblocks`).catch((err) => {
+      if (isNotFound(err)) return { items: [] as AddressBlock[] };
+      throw err;
+    }),
   ]);
-  const ev = evaluate(nets.items, subnets.items, podAddresses(pods.items));
+  const pooled = blocks.items.flatMap((b) => (b.spec.allocations ?? []).map((a) => a.ip));
+  const ev = evaluate(nets.items, subnets.items, [...podAddresses(pods.items), ...pooled]);
   const writes: Promise<unknown>[] = [];
   for (const s of subnets.items) {
     const status = ev.subnets.get(s.metadata.name);

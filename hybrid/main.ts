@@ -12,6 +12,7 @@ import { readNodeFile, watchNodeFile } from "../route/source_file.ts";
 import type { NodeInfo } from "../route/nodes.ts";
 import { HybridConfigError, type HybridNetwork, parseHybridConfig } from "./model.ts";
 import { syncHybrid } from "./sync.ts";
+import { listPoolBlocks, withPoolBlocks } from "./pool.ts";
 
 /** The help text. */
 export function hybridHelp(): string {
@@ -25,6 +26,8 @@ network's table, policy rules and the masquerade/forward firewall table.
   --config FILE            hybrid networks (YAML or JSON; see docs/hybrid.md)
   --nodes-file FILE        node list (as for hydra route sync), re-read on change
   --node-name NAME         this node (default $NODE_NAME, else the hostname)
+  --kubeconfig FILE        API server of the AddressBlocks of subnets with pool: true
+                           (default: in-cluster, when such a subnet exists; read every 5 s)
   --once                   sync once, print a JSON summary, exit (0 ok, 1 failures)
   --resync-interval S      full pass every S seconds (60)
   --log-file FILE          JSON lines appended here (default stderr)
@@ -36,6 +39,7 @@ The controller keeps the status of Network and Subnet objects
 }
 
 interface Options {
+  kubeconfig?: string;
   config?: string;
   nodesFile?: string;
   nodeName: string;
@@ -60,6 +64,7 @@ function parseArgs(args: string[]): Options {
       return v;
     };
     if (a === "--config") o.config = value();
+    else if (a === "--kubeconfig") o.kubeconfig = value();
     else if (a === "--nodes-file") o.nodesFile = value();
     else if (a === "--node-name") o.nodeName = value();
     else if (a === "--once") o.once = true;
@@ -89,27 +94,62 @@ function logSummary(log: Logger, s: ReturnType<typeof syncHybrid>): void {
   }
 }
 
+/** Adds the pool's blocks to the nodes (a no-op without pool-backed subnets). */
+type PoolSource = (nodes: NodeInfo[]) => Promise<NodeInfo[]>;
+
+async function poolSource(o: Options, networks: HybridNetwork[]): Promise<PoolSource> {
+  if (!networks.some((n) => n.subnets.some((s) => s.pool))) {
+    return (nodes) => Promise.resolve(nodes);
+  }
+  const { resolveConnection } = await import("../kube/kubeconfig.ts");
+  const { createKubeClient } = await import("../kube/client.ts");
+  const conn = await resolveConnection(o.kubeconfig);
+  if (!conn) throw new Error("a subnet has pool: true: pass --kubeconfig (or run in a cluster)");
+  const client = createKubeClient(conn, { userAgent: "hydra-hybrid" });
+  return async (nodes) => {
+    for (const net of networks) {
+      nodes = withPoolBlocks(nodes, net, await listPoolBlocks(client, net));
+    }
+    return nodes;
+  };
+}
+
 async function daemon(o: Options, networks: HybridNetwork[], log: Logger): Promise<number> {
   const h = openHandle();
+  const withPool = await poolSource(o, networks);
   let nodes: NodeInfo[] | undefined;
-  const pass = () => {
-    if (nodes) logSummary(log, syncHybrid(h, networks, nodes, o.nodeName));
+  let running = false;
+  const pass = async () => {
+    if (!nodes || running) return;
+    running = true;
+    try {
+      logSummary(log, syncHybrid(h, networks, await withPool(nodes), o.nodeName));
+    } catch (err) {
+      // The API server is away: the kernel keeps what the last pass made.
+      log.error("pass failed", { error: (err as Error).message });
+    } finally {
+      running = false;
+    }
   };
   const src = watchNodeFile(o.nodesFile!, {
     onNodes(list) {
       nodes = list;
-      pass();
+      void pass();
     },
     onError(err) {
       log.error("node list unreadable; keeping the previous one", { error: err.message });
     },
   });
   const timer = setInterval(pass, o.resyncMs);
+  // Blocks the pool's nodes claim show up within a few seconds (the list is one request).
+  const hasPool = networks.some((n) => n.subnets.some((s) => s.pool));
+  const poolTimer = hasPool ? setInterval(pass, 5_000) : undefined;
   const stopped = new Promise<void>((resolve) => {
     for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => resolve());
   });
   await stopped;
   clearInterval(timer);
+  clearInterval(poolTimer);
   await src.stop();
   closeHandle(h);
   return 0;
@@ -156,7 +196,13 @@ export async function runHybrid(args: string[]): Promise<number> {
     return 1;
   }
   if (!o.once) return await daemon(o, networks, log);
-  const nodes = await readNodeFile(o.nodesFile!);
+  let nodes: NodeInfo[];
+  try {
+    nodes = await (await poolSource(o, networks))(await readNodeFile(o.nodesFile!));
+  } catch (err) {
+    console.error(`hydra hybrid sync: ${(err as Error).message}`);
+    return 1;
+  }
   const h = openHandle();
   try {
     const s = syncHybrid(h, networks, nodes, o.nodeName);

@@ -59,6 +59,11 @@ export interface HybridSubnet {
   excludes: string[];
   /** Prefix length of the per-node blocks the subnet is split into (default 26 underlay, 24 overlay). */
   blockSize: number;
+  /**
+   * Underlay: addresses from hydra's cluster-wide IPAM (hydra-pool, network
+   * name = the subnet's name), in the /28 blocks nodes claim there.
+   */
+  pool: boolean;
 }
 
 /** A hybrid network as the router and the attachment see it. */
@@ -95,6 +100,9 @@ export const HYBRID_ANNOTATION_PREFIX = "hydra.clusternet.io/";
 /** The pod annotation choosing a subnet kind (or a subnet by name) on a hybrid network. */
 export const KIND_ANNOTATION = "hybrid.hydra.clusternet.io/kind";
 
+/** The prefix length of hydra-pool's blocks (16 addresses). */
+export const POOL_BLOCK = 28;
+
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const IFNAME = /^[^/:\s]{1,15}$/;
 const NETWORK_KEYS = new Set([
@@ -119,6 +127,7 @@ const SUBNET_KEYS = new Set([
   "end",
   "excludes",
   "blockSize",
+  "pool",
 ]);
 
 type Raw = Record<string, unknown>;
@@ -173,14 +182,29 @@ export function parseSubnet(raw: unknown, where: string): HybridSubnet {
     throw new HybridConfigError(`${where}: cidr ${raw.cidr} is not a CIDR`);
   }
   const prefix = parseCidr(cidr).prefixLen;
+  if (raw.pool !== undefined && typeof raw.pool !== "boolean") {
+    throw new HybridConfigError(`${where}: pool must be true or false`);
+  }
+  const pool = raw.pool === true;
+  if (pool && kind !== "underlay") {
+    throw new HybridConfigError(
+      `${where}: only an underlay subnet takes its addresses from the pool`,
+    );
+  }
+  if (pool && raw.blockSize !== undefined && raw.blockSize !== POOL_BLOCK) {
+    throw new HybridConfigError(`${where}: the pool's blocks are /${POOL_BLOCK}`);
+  }
   const subnet: HybridSubnet = {
     name: raw.name,
     kind,
     cidr,
     excludes: [],
-    blockSize: raw.blockSize === undefined
+    blockSize: pool
+      ? POOL_BLOCK
+      : raw.blockSize === undefined
       ? Math.max(prefix, kind === "underlay" ? 26 : 24)
       : int(where, "blockSize", raw.blockSize, prefix, 30),
+    pool,
   };
   if (kind === "underlay") subnet.gateway = ipv4(where, "gateway", raw.gateway, cidr);
   else if (raw.gateway !== undefined) {

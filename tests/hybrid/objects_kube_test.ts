@@ -48,6 +48,7 @@ Deno.test({
     try {
       await cp.kubectl("apply", "-f", deploy("crds/hybrid-networks.yaml"));
       await cp.kubectl("apply", "-f", deploy("hybrid-admission.yaml"));
+      await cp.kubectl("apply", "-f", deploy("crds/address-pools.yaml"));
       await waitFor("the CRDs", async () => (await cp.kubectl("get", "subnets")) !== undefined);
       await apply(JSON.stringify({
         apiVersion: "hydra.clusternet.io/v1alpha1",
@@ -89,6 +90,22 @@ Deno.test({
         },
         spec: { containers: [{ name: "c", image: "pause" }] },
       }));
+      // An address the cluster IPAM recorded (as hydra-pool writes it) counts too.
+      await waitFor(
+        "the AddressBlock CRD",
+        async () => (await cp.kubectl("get", "addressblocks")) !== undefined,
+      );
+      await apply(JSON.stringify({
+        apiVersion: "hydra.clusternet.io/v1alpha1",
+        kind: "AddressBlock",
+        metadata: { name: "fab.192.168.50.64-28" },
+        spec: {
+          network: "fab",
+          cidr: "192.168.50.64/28",
+          node: "node1",
+          allocations: [{ ip: "192.168.50.70", pod: "apps/p2", podUID: "u2" }],
+        },
+      }));
       await controller();
 
       const table = await cp.kubectl("get", "subnets");
@@ -100,14 +117,14 @@ Deno.test({
       );
       assert.match(table, /NAME\s+NETWORK\s+KIND\s+CIDR\s+TOTAL\s+USED\s+AVAILABLE\s+STATUS/);
       assert.equal(rows.ov, "hy overlay 10.250.0.0/16 65534 0 65534 Ready");
-      assert.equal(rows.fab, "hy underlay 192.168.50.0/24 124 1 123 Ready");
+      assert.equal(rows.fab, "hy underlay 192.168.50.0/24 124 2 122 Ready");
       assert.equal(rows.clash, "hy underlay 10.250.128.0/24 0 0 0 Refused");
       const clash = JSON.parse(await cp.kubectl("get", "subnet", "clash", "-o", "json"));
       assert.equal(clash.status.reason, "Overlap");
       assert.match(clash.status.message, /overlaps subnet ov \(10\.250\.0\.0\/16\) of network hy/);
       const nets = await cp.kubectl("get", "networks");
       assert.match(nets, /NAME\s+MODE\s+VNI\s+DEFAULT\s+SUBNETS\s+TOTAL\s+USED\s+AVAILABLE/);
-      assert.match(nets, /\nhy\s+hybrid\s+7000\s+overlay\s+2\s+65658\s+1\s+65657\s/);
+      assert.match(nets, /\nhy\s+hybrid\s+7000\s+overlay\s+2\s+65658\s+2\s+65656\s/);
 
       // In use: the kind stays, and the subnet cannot be deleted.
       await assert.rejects(
@@ -119,10 +136,10 @@ Deno.test({
           await cp.kubectl("delete", "subnet", "fab", "--dry-run=server");
           return false;
         } catch (err) {
-          return /subnet fab has 1 addresses in use/.test((err as Error).message);
+          return /subnet fab has 2 addresses in use/.test((err as Error).message);
         }
       });
-      await assert.rejects(cp.kubectl("delete", "subnet", "fab"), /has 1 addresses in use/);
+      await assert.rejects(cp.kubectl("delete", "subnet", "fab"), /has 2 addresses in use/);
       // Unused, the kind may change.
       await cp.kubectl(
         "patch",
@@ -135,6 +152,7 @@ Deno.test({
 
       // Released: counts follow, and the subnet may go.
       await cp.kubectl("delete", "pod", "-n", "apps", "p1", "--grace-period=0", "--force");
+      await cp.kubectl("delete", "addressblock", "fab.192.168.50.64-28");
       await waitFor(
         "the pod to go",
         async () => !(await cp.kubectl("get", "pods", "-n", "apps", "-o", "name")).trim(),

@@ -17,6 +17,7 @@
 
 import { fileURLToPath } from "node:url";
 import { probeAll } from "../../cmd/icmp_probe.ts";
+import type { NodeInfo } from "../../route/nodes.ts";
 import { createNetns, deleteNetns, run, type TestNetns, uniqueName } from "../helpers/netns.ts";
 
 /** The hydra launcher of this tree. */
@@ -199,13 +200,21 @@ export async function addPod(
   return pod;
 }
 
-/** Writes the node list with `names` (default: every node of the world), atomically. */
-export async function writeNodeList(w: HybridWorld, names?: string[]): Promise<void> {
-  const nodes = w.nodes.filter((n) => !names || names.includes(n.name)).map((n) => ({
+/** The world's nodes as the router reads them (fabric address, both blocks). */
+export function nodeInfos(w: HybridWorld, names?: string[]): NodeInfo[] {
+  return w.nodes.filter((n) => !names || names.includes(n.name)).map((n) => ({
     name: n.name,
     podCIDRs: [],
-    addresses: [n.address],
+    internalIPs: [n.address],
     annotations: { "hydra.clusternet.io/hy.cidr": `${n.overlayBlock},${n.underlayBlock}` },
+  }));
+}
+
+/** Writes the node list with `names` (default: every node of the world), atomically. */
+export async function writeNodeList(w: HybridWorld, names?: string[]): Promise<void> {
+  const nodes = nodeInfos(w, names).map(({ internalIPs, ...n }) => ({
+    ...n,
+    addresses: internalIPs,
   }));
   await Deno.writeTextFile(`${w.nodesFile}.tmp`, JSON.stringify({ nodes }));
   await Deno.rename(`${w.nodesFile}.tmp`, w.nodesFile);
