@@ -115,6 +115,18 @@ export function hybridNode(
       });
       continue;
     }
+    const len = Number(raw.split("/")[1]);
+    if (len !== subnet.blockSize) {
+      // A node may only claim blocks of its subnet's size: never a span covering others' blocks.
+      problems.push({
+        kind: "bad_block",
+        node: node.name,
+        message:
+          `network ${net.name}: block ${raw} of node ${node.name} is not a /${subnet.blockSize} ` +
+          `of subnet ${subnet.name}; not routed`,
+      });
+      continue;
+    }
     out.blocks.push({ cidr: networkCidr(raw), kind: subnet.kind, subnet: subnet.name });
   }
   return out;

@@ -30,7 +30,7 @@ Deno.test("plan: bad blocks, overlaps and missing addresses leave out only what 
     NET,
     [
       node(1),
-      node(2, "10.250.1.128/25,10.250.2.0/24,172.16.0.0/24"),
+      node(2, "10.250.1.0/24,10.250.2.0/24,172.16.0.0/24,10.250.0.0/16"),
       node(3, "10.250.2.0/24"),
       noAddr,
     ],
@@ -43,6 +43,7 @@ Deno.test("plan: bad blocks, overlaps and missing addresses leave out only what 
   ]);
   assert.equal(d.routes.get("10.250.2.0/24"), "192.168.50.12", "node2 (first by name) keeps it");
   assert.deepEqual(d.problems.map((p) => `${p.kind}:${p.node}`).sort(), [
+    "bad_block:node2",
     "bad_block:node2",
     "no_address:node4",
     "overlapping_block:node2",

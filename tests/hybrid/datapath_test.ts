@@ -16,6 +16,7 @@ import {
   destroyHybridWorld,
   type HybridPod,
   type HybridWorld,
+  hydraBin,
   OUTSIDE_IP,
   pings,
   syncNode,
@@ -153,6 +154,73 @@ Deno.test({
       assert.ok(!fdb.includes(n3.address), "node3's FDB entry left behind");
       assert.equal(await pings(ov1.ns, ov3.ip), false, "node3 still reached through the overlay");
     } finally {
+      await destroyHybridWorld(w);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "hybrid: the running router follows the node list: a node joining and leaving, within seconds",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const w = await createHybridWorld(2);
+    let child: Deno.ChildProcess | undefined;
+    try {
+      await writeNodeList(w);
+      const [n1] = w.nodes;
+      child = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          n1.ns.name,
+          hydraBin,
+          "hybrid",
+          "sync",
+          "--config",
+          w.config,
+          "--nodes-file",
+          w.nodesFile,
+          "--node-name",
+          n1.name,
+          "--log-file",
+          `${w.dir}/daemon.log`,
+        ],
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const routes = async () =>
+        (await n1.ns.ipJson<{ dst: string }[]>("route", "show", "table", "210").catch(() => []))
+          .map((r) => r.dst);
+      const within = async (what: string, ok: (r: string[]) => boolean) => {
+        const t0 = Date.now();
+        while (!ok(await routes())) {
+          if (Date.now() - t0 > 10_000) {
+            throw new Error(`${what}: not within 10 s: ${await routes()}`);
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      await within("first sync", (r) => r.includes("10.250.2.0/24"));
+      const n3 = await addHybridNode(w, 3);
+      await writeNodeList(w);
+      await within(
+        "node3 joined",
+        (r) => r.includes(n3.overlayBlock) && r.includes(n3.underlayBlock),
+      );
+      await writeNodeList(w, ["node1", "node2"]);
+      await within("node3 left", (r) => !r.includes(n3.overlayBlock) && !r.includes(n3.address));
+      child.kill("SIGTERM");
+      const status = await child.status;
+      child = undefined;
+      assert.equal(status.code, 0);
+      assert.ok((await routes()).includes("10.250.2.0/24"), "routes stay when the router stops");
+    } finally {
+      if (child) {
+        child.kill("SIGKILL");
+        await child.status;
+      }
       await destroyHybridWorld(w);
     }
   },
