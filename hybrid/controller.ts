@@ -16,6 +16,7 @@ import { isNotFound } from "../kube/errors.ts";
 import type { AddressBlock } from "../ipam/pool/objects.ts";
 import { NETWORK_STATUS_ANNOTATION, parseNetworkStatus } from "../kube/status.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
+import type { HybridNetwork } from "./model.ts";
 import {
   evaluate,
   type Evaluation,
@@ -149,4 +150,18 @@ export async function runHybridController(args: string[]): Promise<number> {
   } finally {
     client.close();
   }
+}
+
+/**
+ * The hybrid networks as the router programs them from the API: each
+ * Network with its accepted Subnets (an overlapping, invalid or orphaned
+ * subnet is left out, exactly as its status says).
+ */
+export async function networksFromApi(client: KubeClient): Promise<HybridNetwork[]> {
+  const base = `/apis/${HYBRID_API}`;
+  const [nets, subnets] = await Promise.all([
+    client.list<NetworkObject>(`${base}/networks`),
+    client.list<SubnetObject>(`${base}/subnets`),
+  ]);
+  return evaluate(nets.items, subnets.items, []).accepted;
 }

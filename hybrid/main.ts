@@ -9,10 +9,13 @@
 import { createLogger, type Logger } from "../pkg/log.ts";
 import { closeHandle, openHandle } from "../netlink/mod.ts";
 import { readNodeFile, watchNodeFile } from "../route/source_file.ts";
+import { watchKubeNodes } from "../route/source_kube.ts";
 import type { NodeInfo } from "../route/nodes.ts";
 import { HybridConfigError, type HybridNetwork, parseHybridConfig } from "./model.ts";
 import { syncHybrid } from "./sync.ts";
 import { listPoolBlocks, withPoolBlocks } from "./pool.ts";
+import { networksFromApi } from "./controller.ts";
+import type { KubeClient } from "../kube/client.ts";
 
 /** The help text. */
 export function hybridHelp(): string {
@@ -23,11 +26,15 @@ Keeps this node's part of hybrid networks (overlay and underlay subnets on
 the same nodes) programmed: vxlan device, FDB, neighbours, routes of the
 network's table, policy rules and the masquerade/forward firewall table.
 
-  --config FILE            hybrid networks (YAML or JSON; see docs/hybrid.md)
-  --nodes-file FILE        node list (as for hydra route sync), re-read on change
+  --config FILE            hybrid networks (YAML or JSON; see docs/hybrid.md); without
+                           it, the Network and Subnet objects of the API server
+                           (--kubeconfig, else in-cluster), re-read on every pass
+  --nodes-file FILE        node list (as for hydra route sync), re-read on change; without
+                           it, the Node objects of the API server (watched)
   --node-name NAME         this node (default $NODE_NAME, else the hostname)
-  --kubeconfig FILE        API server of the AddressBlocks of subnets with pool: true
-                           (default: in-cluster, when such a subnet exists; read every 5 s)
+  --kubeconfig FILE        API server of the Network/Subnet objects (without --config) and of
+                           the AddressBlocks of subnets with pool: true (default: in-cluster;
+                           read every 5 s)
   --once                   sync once, print a JSON summary, exit (0 ok, 1 failures)
   --resync-interval S      full pass every S seconds (60)
   --log-file FILE          JSON lines appended here (default stderr)
@@ -81,8 +88,6 @@ function parseArgs(args: string[]): Options {
       o.logLevel = l as Options["logLevel"];
     } else throw new Error(`unknown argument ${a}`);
   }
-  if (!o.config) throw new Error("--config is required");
-  if (!o.nodesFile) throw new Error("--nodes-file is required");
   return o;
 }
 
@@ -94,36 +99,50 @@ function logSummary(log: Logger, s: ReturnType<typeof syncHybrid>): void {
   }
 }
 
-/** Adds the pool's blocks to the nodes (a no-op without pool-backed subnets). */
-type PoolSource = (nodes: NodeInfo[]) => Promise<NodeInfo[]>;
+/** What one pass works on: the networks (from the file or the API) and the nodes with pool blocks. */
+type PassInput = (nodes: NodeInfo[]) => Promise<{ networks: HybridNetwork[]; nodes: NodeInfo[] }>;
 
-async function poolSource(o: Options, networks: HybridNetwork[]): Promise<PoolSource> {
-  if (!networks.some((n) => n.subnets.some((s) => s.pool))) {
-    return (nodes) => Promise.resolve(nodes);
-  }
+async function apiClient(o: Options, why: string): Promise<KubeClient> {
   const { resolveConnection } = await import("../kube/kubeconfig.ts");
   const { createKubeClient } = await import("../kube/client.ts");
   const conn = await resolveConnection(o.kubeconfig);
-  if (!conn) throw new Error("a subnet has pool: true: pass --kubeconfig (or run in a cluster)");
-  const client = createKubeClient(conn, { userAgent: "hydra-hybrid" });
+  if (!conn) throw new Error(`${why}: pass --kubeconfig (or run in a cluster)`);
+  return createKubeClient(conn, { userAgent: "hydra-hybrid" });
+}
+
+/**
+ * The input of every pass: the networks file read once (a bad file is an
+ * error at start), or the Network and Subnet objects listed each pass;
+ * then the pool's blocks added to the nodes when a subnet uses the pool.
+ */
+async function passInput(o: Options): Promise<PassInput> {
+  let client: KubeClient | undefined;
+  let fixed: HybridNetwork[] | undefined;
+  if (o.config) fixed = parseHybridConfig(await Deno.readTextFile(o.config), o.config);
+  else client = await apiClient(o, "no --config, so the networks come from the API");
+  const hasPool = (nets: HybridNetwork[]) => nets.some((n) => n.subnets.some((s) => s.pool));
+  if (fixed && hasPool(fixed)) client = await apiClient(o, "a subnet has pool: true");
   return async (nodes) => {
-    for (const net of networks) {
-      nodes = withPoolBlocks(nodes, net, await listPoolBlocks(client, net));
+    const networks = fixed ?? await networksFromApi(client!);
+    if (client && hasPool(networks)) {
+      for (const net of networks) {
+        nodes = withPoolBlocks(nodes, net, await listPoolBlocks(client, net));
+      }
     }
-    return nodes;
+    return { networks, nodes };
   };
 }
 
-async function daemon(o: Options, networks: HybridNetwork[], log: Logger): Promise<number> {
+async function daemon(o: Options, input: PassInput, log: Logger): Promise<number> {
   const h = openHandle();
-  const withPool = await poolSource(o, networks);
   let nodes: NodeInfo[] | undefined;
   let running = false;
   const pass = async () => {
     if (!nodes || running) return;
     running = true;
     try {
-      logSummary(log, syncHybrid(h, networks, await withPool(nodes), o.nodeName));
+      const now = await input(nodes);
+      logSummary(log, syncHybrid(h, now.networks, now.nodes, o.nodeName));
     } catch (err) {
       // The API server is away: the kernel keeps what the last pass made.
       log.error("pass failed", { error: (err as Error).message });
@@ -131,28 +150,105 @@ async function daemon(o: Options, networks: HybridNetwork[], log: Logger): Promi
       running = false;
     }
   };
-  const src = watchNodeFile(o.nodesFile!, {
+  const src = await nodeSource(o, {
     onNodes(list) {
       nodes = list;
       void pass();
     },
     onError(err) {
-      log.error("node list unreadable; keeping the previous one", { error: err.message });
+      log.error("node source failed; keeping the previous nodes", { error: err.message });
     },
   });
   const timer = setInterval(pass, o.resyncMs);
-  // Blocks the pool's nodes claim show up within a few seconds (the list is one request).
-  const hasPool = networks.some((n) => n.subnets.some((s) => s.pool));
-  const poolTimer = hasPool ? setInterval(pass, 5_000) : undefined;
+  // Objects and pool blocks from the API show up within a few seconds (a list or two per pass).
+  const apiTimer = !o.config || o.kubeconfig ? setInterval(pass, 5_000) : undefined;
   const stopped = new Promise<void>((resolve) => {
     for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => resolve());
   });
   await stopped;
   clearInterval(timer);
-  clearInterval(poolTimer);
+  clearInterval(apiTimer);
   await src.stop();
   closeHandle(h);
   return 0;
+}
+
+/** The node set once: the file, or the API's first complete list (30 s at most). */
+async function onceNodes(o: Options): Promise<NodeInfo[]> {
+  if (o.nodesFile) return await readNodeFile(o.nodesFile);
+  let got: NodeInfo[] | undefined;
+  let failure: Error | undefined;
+  const src = await nodeSource(o, {
+    onNodes: (n) => (got ??= n),
+    onError: (e) => (failure = e),
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(failure ?? new Error("the API server did not list the nodes within 30 s")),
+        30_000,
+      );
+    });
+    await Promise.race([src.ready, timeout]);
+    return got ?? [];
+  } finally {
+    clearTimeout(timer);
+    await src.stop();
+  }
+}
+
+/** A running node source: the node list file, or the Node objects of the API server. */
+interface NodeSource {
+  /** Resolves once the first complete node set was handed over. */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function nodeSource(
+  o: Options,
+  handlers: { onNodes(nodes: NodeInfo[]): void; onError(err: Error): void },
+): Promise<NodeSource> {
+  if (o.nodesFile) {
+    const src = watchNodeFile(o.nodesFile, handlers);
+    return { ready: src.ready, stop: () => src.stop() };
+  }
+  const client = await apiClient(o, "no --nodes-file, so the nodes come from the API");
+  const nodes = new Map<string, NodeInfo>();
+  let synced = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // Changes arriving together go into one pass.
+  const changed = () => {
+    if (!synced || timer !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      handlers.onNodes([...nodes.values()]);
+    }, 20);
+  };
+  const src = watchKubeNodes(client, {
+    upsert(n) {
+      nodes.set(n.name, n);
+      changed();
+    },
+    remove(name) {
+      nodes.delete(name);
+      changed();
+    },
+    synced() {
+      synced = true;
+      handlers.onNodes([...nodes.values()]);
+    },
+    onError: (err) => handlers.onError(err instanceof Error ? err : new Error(String(err))),
+    onRecovered() {},
+  });
+  return {
+    ready: src.synced,
+    async stop() {
+      clearTimeout(timer);
+      await src.stop();
+      client.close();
+    },
+  };
 }
 
 /** Runs `hydra hybrid <subcommand> …`; returns the exit status. */
@@ -185,27 +281,27 @@ export async function runHybrid(args: string[]): Promise<number> {
     file: o.logFile,
     fields: { role: "hybrid", node: o.nodeName },
   });
-  let networks: HybridNetwork[];
+  let input: PassInput;
   try {
-    networks = parseHybridConfig(await Deno.readTextFile(o.config!), o.config);
+    input = await passInput(o);
   } catch (err) {
-    const msg = err instanceof HybridConfigError
-      ? err.message
+    const msg = err instanceof HybridConfigError || !o.config
+      ? (err as Error).message
       : `cannot read ${o.config}: ${(err as Error).message}`;
     console.error(`hydra hybrid sync: ${msg}`);
     return 1;
   }
-  if (!o.once) return await daemon(o, networks, log);
-  let nodes: NodeInfo[];
+  if (!o.once) return await daemon(o, input, log);
+  let now: Awaited<ReturnType<PassInput>>;
   try {
-    nodes = await (await poolSource(o, networks))(await readNodeFile(o.nodesFile!));
+    now = await input(await onceNodes(o));
   } catch (err) {
     console.error(`hydra hybrid sync: ${(err as Error).message}`);
     return 1;
   }
   const h = openHandle();
   try {
-    const s = syncHybrid(h, networks, nodes, o.nodeName);
+    const s = syncHybrid(h, now.networks, now.nodes, o.nodeName);
     logSummary(log, s);
     console.log(JSON.stringify(s));
     return s.ok ? 0 : 1;

@@ -9,6 +9,9 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startControlPlane } from "../infra/cluster.ts";
+import { createKubeClient } from "../../kube/client.ts";
+import { loadKubeconfig } from "../../kube/kubeconfig.ts";
+import { networksFromApi } from "../../hybrid/controller.ts";
 import { hydraBin } from "./world.ts";
 import { run } from "../helpers/netns.ts";
 
@@ -122,6 +125,16 @@ Deno.test({
       const clash = JSON.parse(await cp.kubectl("get", "subnet", "clash", "-o", "json"));
       assert.equal(clash.status.reason, "Overlap");
       assert.match(clash.status.message, /overlaps subnet ov \(10\.250\.0\.0\/16\) of network hy/);
+      // The router's view of the objects: the refused subnet is left out, as its status says.
+      const client = createKubeClient(await loadKubeconfig(cp.kubeconfigPath));
+      try {
+        const routed = await networksFromApi(client);
+        assert.deepEqual(routed.map((n) => [n.name, n.vni, n.subnets.map((s) => s.name)]), [
+          ["hy", 7000, ["ov", "fab"]],
+        ]);
+      } finally {
+        client.close();
+      }
       const nets = await cp.kubectl("get", "networks");
       assert.match(nets, /NAME\s+MODE\s+VNI\s+DEFAULT\s+SUBNETS\s+TOTAL\s+USED\s+AVAILABLE/);
       assert.match(nets, /\nhy\s+hybrid\s+7000\s+overlay\s+2\s+65658\s+2\s+65656\s/);
