@@ -16,6 +16,8 @@ import { isNotFound } from "../kube/errors.ts";
 import type { AddressBlock } from "../ipam/pool/objects.ts";
 import { NETWORK_STATUS_ANNOTATION, parseNetworkStatus } from "../kube/status.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
+import { createRegistry } from "../pkg/metrics.ts";
+import { type ListenAddress, parseListenAddress, startHealthEndpoint } from "../pkg/http.ts";
 import type { HybridNetwork } from "./model.ts";
 import {
   evaluate,
@@ -98,58 +100,142 @@ export async function reconcileHybridObjects(
   return ev;
 }
 
-/** Runs the controller until SIGTERM/SIGINT; returns the exit status. */
-export async function runHybridController(args: string[]): Promise<number> {
-  let kubeconfig: string | undefined;
-  let intervalMs = 10_000;
-  let once = false;
+interface ControllerOptions {
+  kubeconfig?: string;
+  intervalMs: number;
+  once: boolean;
+  healthAddr?: ListenAddress;
+}
+
+function parseControllerArgs(args: string[]): ControllerOptions {
+  const o: ControllerOptions = {
+    intervalMs: 10_000,
+    once: false,
+    healthAddr: parseListenAddress(":9478"),
+  };
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--kubeconfig") kubeconfig = args[++i];
-    else if (args[i] === "--interval") intervalMs = Number(args[++i]) * 1000;
-    else if (args[i] === "--once") once = true;
-    else {
-      console.error(`hydra hybrid controller: unknown argument ${args[i]}`);
-      return 2;
-    }
+    const value = () => {
+      if (args[i + 1] === undefined) throw new Error(`${args[i]} needs a value`);
+      return args[++i];
+    };
+    if (args[i] === "--kubeconfig") o.kubeconfig = value();
+    else if (args[i] === "--interval") o.intervalMs = Number(value()) * 1000;
+    else if (args[i] === "--once") o.once = true;
+    else if (args[i] === "--health-addr") {
+      const v = value();
+      o.healthAddr = v === "off" ? undefined : parseListenAddress(v);
+    } else throw new Error(`unknown argument ${args[i]}`);
   }
-  if (!Number.isFinite(intervalMs) || intervalMs <= 0) {
-    console.error("hydra hybrid controller: --interval must be a positive number of seconds");
+  if (!Number.isFinite(o.intervalMs) || o.intervalMs <= 0) {
+    throw new Error("--interval must be a positive number of seconds");
+  }
+  return o;
+}
+
+/** The controller's metrics: subnets by phase, addresses by subnet, passes. */
+function controllerMetrics() {
+  const registry = createRegistry();
+  const passes = registry.counter("hydra_hybrid_controller_passes_total", "Passes, by result", [
+    "result",
+  ]);
+  const subnets = registry.gauge("hydra_hybrid_subnets", "Subnets, by phase", ["phase"]);
+  const addrs = registry.gauge("hydra_hybrid_subnet_addresses", "Addresses of a subnet", [
+    "subnet",
+    "state",
+  ]);
+  let lastOk = false;
+  return {
+    registry,
+    get lastOk() {
+      return lastOk;
+    },
+    record(ev: Evaluation | undefined) {
+      lastOk = ev !== undefined;
+      passes.inc({ result: ev ? "ok" : "error" });
+      if (!ev) return;
+      subnets.reset();
+      addrs.reset();
+      for (const [name, st] of ev.subnets) {
+        subnets.inc({ phase: st.phase });
+        for (const state of ["total", "used", "available"] as const) {
+          addrs.set({ subnet: name, state }, st[state]);
+        }
+      }
+    },
+  };
+}
+
+/** Runs the controller until SIGTERM/SIGINT (one pass with --once); returns the exit status. */
+export async function runHybridController(args: string[]): Promise<number> {
+  let o: ControllerOptions;
+  try {
+    o = parseControllerArgs(args);
+  } catch (err) {
+    console.error(`hydra hybrid controller: ${(err as Error).message}`);
     return 2;
   }
   const log = createLogger({ fields: { role: "hybrid-controller" } });
   const { resolveConnection } = await import("../kube/kubeconfig.ts");
   const { createKubeClient } = await import("../kube/client.ts");
-  const conn = await resolveConnection(kubeconfig);
+  const conn = await resolveConnection(o.kubeconfig);
   if (!conn) {
     console.error("hydra hybrid controller: no kubeconfig and not in a cluster");
     return 2;
   }
   const client = createKubeClient(conn, { userAgent: "hydra-hybrid-controller" });
-  let stop = false;
-  const stopped = new Promise<void>((resolve) => {
-    for (const sig of ["SIGTERM", "SIGINT"] as const) {
-      Deno.addSignalListener(sig, () => {
-        stop = true;
-        resolve();
-      });
-    }
-  });
   try {
-    do {
-      try {
-        const ev = await reconcileHybridObjects(client, log);
-        if (once) console.log(JSON.stringify(Object.fromEntries(ev.subnets)));
-      } catch (err) {
-        log.error("pass failed", { error: (err as Error).message });
-        if (once) return 1;
-      }
-      if (once) return 0;
-      await Promise.race([stopped, new Promise((r) => setTimeout(r, intervalMs))]);
-    } while (!stop);
-    return 0;
+    if (o.once) {
+      const ev = await reconcileHybridObjects(client, log);
+      console.log(JSON.stringify(Object.fromEntries(ev.subnets)));
+      return 0;
+    }
+    return await controllerLoop(client, o, log);
+  } catch (err) {
+    console.error(`hydra hybrid controller: ${(err as Error).message}`);
+    return 1;
   } finally {
     client.close();
   }
+}
+
+async function controllerLoop(
+  client: KubeClient,
+  o: ControllerOptions,
+  log: Logger,
+): Promise<number> {
+  const m = controllerMetrics();
+  const server = o.healthAddr
+    ? await startHealthEndpoint(o.healthAddr, {
+      registry: m.registry,
+      healthz: () => ({ ok: true }),
+      readyz: () => (m.lastOk ? { ok: true } : { ok: false, detail: "no pass succeeded yet" }),
+    }, log)
+    : undefined;
+  let stop = false;
+  let wake = () => {};
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(sig, () => {
+      stop = true;
+      wake();
+    });
+  }
+  while (!stop) {
+    try {
+      m.record(await reconcileHybridObjects(client, log));
+    } catch (err) {
+      m.record(undefined);
+      log.error("pass failed", { error: (err as Error).message });
+    }
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, o.intervalMs);
+      wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+  await server?.shutdown();
+  return 0;
 }
 
 /**

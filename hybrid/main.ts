@@ -13,6 +13,8 @@ import { watchKubeNodes } from "../route/source_kube.ts";
 import type { NodeInfo } from "../route/nodes.ts";
 import { HybridConfigError, type HybridNetwork, parseHybridConfig } from "./model.ts";
 import { syncHybrid } from "./sync.ts";
+import { createHybridMetrics, DEFAULT_HEALTH_ADDR } from "./metrics.ts";
+import { type ListenAddress, parseListenAddress, startHealthEndpoint } from "../pkg/http.ts";
 import { listPoolBlocks, withPoolBlocks } from "./pool.ts";
 import { networksFromApi } from "./controller.ts";
 import type { KubeClient } from "../kube/client.ts";
@@ -21,6 +23,7 @@ import type { KubeClient } from "../kube/client.ts";
 export function hybridHelp(): string {
   return `Usage: hydra hybrid sync --config FILE --nodes-file FILE [options]
        hydra hybrid controller [--kubeconfig FILE] [--interval S] [--once]
+                               [--health-addr ADDR]
 
 Keeps this node's part of hybrid networks (overlay and underlay subnets on
 the same nodes) programmed: vxlan device, FDB, neighbours, routes of the
@@ -37,15 +40,19 @@ network's table, policy rules and the masquerade/forward firewall table.
                            read every 5 s)
   --once                   sync once, print a JSON summary, exit (0 ok, 1 failures)
   --resync-interval S      full pass every S seconds (60)
+  --health-addr ADDR       [HOST]:PORT or unix:PATH for /healthz, /readyz, /metrics
+                           (default ${DEFAULT_HEALTH_ADDR}, "off" for none)
   --log-file FILE          JSON lines appended here (default stderr)
   --log-level LEVEL        debug, info, warn, error, off (info)
 
 The controller keeps the status of Network and Subnet objects
 (hydra.clusternet.io/v1alpha1): address counts, and Ready or Refused
-(overlapping an older subnet, invalid), every --interval seconds (10).`;
+(overlapping an older subnet, invalid), every --interval seconds (10);
+/healthz, /readyz and /metrics on --health-addr (default :9478, "off").`;
 }
 
 interface Options {
+  healthAddr?: ListenAddress;
   kubeconfig?: string;
   config?: string;
   nodesFile?: string;
@@ -62,6 +69,7 @@ function parseArgs(args: string[]): Options {
     once: false,
     resyncMs: 60_000,
     logLevel: "info",
+    healthAddr: parseListenAddress(DEFAULT_HEALTH_ADDR),
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -72,7 +80,10 @@ function parseArgs(args: string[]): Options {
     };
     if (a === "--config") o.config = value();
     else if (a === "--kubeconfig") o.kubeconfig = value();
-    else if (a === "--nodes-file") o.nodesFile = value();
+    else if (a === "--health-addr") {
+      const v = value();
+      o.healthAddr = v === "off" ? undefined : parseListenAddress(v);
+    } else if (a === "--nodes-file") o.nodesFile = value();
     else if (a === "--node-name") o.nodeName = value();
     else if (a === "--once") o.once = true;
     else if (a === "--resync-interval") {
@@ -134,6 +145,19 @@ async function passInput(o: Options): Promise<PassInput> {
 }
 
 async function daemon(o: Options, input: PassInput, log: Logger): Promise<number> {
+  const m = createHybridMetrics();
+  const server = o.healthAddr
+    ? await startHealthEndpoint(o.healthAddr, {
+      registry: m.registry,
+      healthz: () => ({ ok: true }),
+      readyz: () =>
+        !m.last
+          ? { ok: false, detail: "first sync pending" }
+          : m.last.ok
+          ? { ok: true, detail: `${m.last.networks.length} networks` }
+          : { ok: false, detail: "last sync had kernel errors" },
+    }, log)
+    : undefined;
   const h = openHandle();
   let nodes: NodeInfo[] | undefined;
   let running = false;
@@ -142,7 +166,9 @@ async function daemon(o: Options, input: PassInput, log: Logger): Promise<number
     running = true;
     try {
       const now = await input(nodes);
-      logSummary(log, syncHybrid(h, now.networks, now.nodes, o.nodeName));
+      const summary = syncHybrid(h, now.networks, now.nodes, o.nodeName);
+      m.record(summary);
+      logSummary(log, summary);
     } catch (err) {
       // The API server is away: the kernel keeps what the last pass made.
       log.error("pass failed", { error: (err as Error).message });
@@ -169,6 +195,7 @@ async function daemon(o: Options, input: PassInput, log: Logger): Promise<number
   clearInterval(timer);
   clearInterval(apiTimer);
   await src.stop();
+  await server?.shutdown();
   closeHandle(h);
   return 0;
 }

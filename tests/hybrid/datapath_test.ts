@@ -24,6 +24,7 @@ import {
   writeNodeList,
 } from "./world.ts";
 import { run } from "../helpers/netns.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
 
 type Path = "vxlan" | "fabric" | "local";
 
@@ -186,6 +187,8 @@ Deno.test({
           n1.name,
           "--log-file",
           `${w.dir}/daemon.log`,
+          "--health-addr",
+          `unix:${w.dir}/health.sock`,
         ],
         stdout: "null",
         stderr: "piped",
@@ -203,6 +206,12 @@ Deno.test({
         }
       };
       await within("first sync", (r) => r.includes("10.250.2.0/24"));
+      const health = { transport: "unix" as const, path: `${w.dir}/health.sock` };
+      const ready = await getFromEndpoint(health, "/readyz");
+      assert.equal(ready.status, 200, ready.body);
+      const metrics = (await getFromEndpoint(health, "/metrics")).body;
+      assert.match(metrics, /hydra_hybrid_routes\{network="hy"\} 3\n/);
+      assert.match(metrics, /hydra_hybrid_nodes_synced\{network="hy"\} 1\n/);
       const n3 = await addHybridNode(w, 3);
       await writeNodeList(w);
       await within(

@@ -12,6 +12,7 @@ import { startControlPlane } from "../infra/cluster.ts";
 import { createKubeClient } from "../../kube/client.ts";
 import { loadKubeconfig } from "../../kube/kubeconfig.ts";
 import { networksFromApi } from "../../hybrid/controller.ts";
+import { getFromEndpoint } from "../../pkg/http.ts";
 import { hydraBin } from "./world.ts";
 import { run } from "../helpers/netns.ts";
 
@@ -129,8 +130,8 @@ Deno.test({
       const client = createKubeClient(await loadKubeconfig(cp.kubeconfigPath));
       try {
         const routed = await networksFromApi(client);
-        assert.deepEqual(routed.map((n) => [n.name, n.vni, n.subnets.map((s) => s.name)]), [
-          ["hy", 7000, ["ov", "fab"]],
+        assert.deepEqual(routed.map((n) => [n.name, n.vni, n.subnets.map((s) => s.name).sort()]), [
+          ["hy", 7000, ["fab", "ov"]],
         ]);
       } finally {
         client.close();
@@ -176,6 +177,36 @@ Deno.test({
         /fab\s+hy\s+underlay\s+192\.168\.50\.0\/24\s+124\s+0\s+124\s+Ready/,
       );
       await cp.kubectl("delete", "subnet", "fab");
+
+      // The long-running controller: its endpoint says ready and what it counts.
+      const sock = `${cp.dir}/hybrid-controller.sock`;
+      const daemon = new Deno.Command(hydraBin, {
+        args: [
+          "hybrid",
+          "controller",
+          "--kubeconfig",
+          cp.kubeconfigPath,
+          "--interval",
+          "1",
+          "--health-addr",
+          `unix:${sock}`,
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      try {
+        const ep = { transport: "unix" as const, path: sock };
+        await waitFor(
+          "the controller to be ready",
+          async () => (await getFromEndpoint(ep, "/readyz")).status === 200,
+        );
+        const metrics = (await getFromEndpoint(ep, "/metrics")).body;
+        assert.match(metrics, /hydra_hybrid_subnets\{phase="Refused"\} 1\n/);
+        assert.match(metrics, /hydra_hybrid_subnet_addresses\{subnet="ov",state="total"\} 65533\n/);
+      } finally {
+        daemon.kill("SIGTERM");
+        assert.equal((await daemon.status).code, 0);
+      }
     } finally {
       await cp.stop();
     }
