@@ -72,7 +72,20 @@ function log(msg: string): void {
   console.error(`[bench/hybrid] ${msg}`);
 }
 
+/** Waits (5 s at most) until `ip` answers from `from`: links up, neighbours resolved. */
+function warm(from: TestNetns, to: TestNetns, ip: string): void {
+  for (let i = 0;; i++) {
+    try {
+      udpRoundTrips(from.path, to.path, ip, 9, 1);
+      return;
+    } catch (err) {
+      if (i >= 4) throw err;
+    }
+  }
+}
+
 function figures(from: TestNetns, to: TestNetns, ip: string, o: Options): PathFigures {
+  warm(from, to, ip);
   const rtts = udpRoundTrips(from.path, to.path, ip, 9, o.probes).sort((a, b) => a - b);
   const gbps = tcpGbps(from.path, to.path, ip, 5201, o.mib * 1024 * 1024);
   return {
@@ -123,6 +136,7 @@ function vxlanTx(w: HybridWorld): number[] {
 
 /** Measures one pod pair after checking its packets take the path its kind names. */
 function pathFigures(w: HybridWorld, a: HybridPod, b: HybridPod, o: Options): PathFigures {
+  warm(a.ns, b.ns, b.ip);
   const before = vxlanTx(w);
   udpRoundTrips(a.ns.path, b.ns.path, b.ip, 9, 1);
   const moved = vxlanTx(w).some((v, i) => v > before[i]);
