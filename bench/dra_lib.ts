@@ -92,7 +92,7 @@ async function timedStart(
   events: CreateEvents,
   name: string,
   nic?: TestNic,
-): Promise<number> {
+): Promise<{ ms: number; retried: boolean }> {
   const claims = nic ? [{ name: "nic", claim: name }] : [];
   if (nic) {
     await w.createClaim(name, [{
@@ -109,7 +109,11 @@ async function timedStart(
   if (!ok) throw new Error(`pod ${name} did not start: ${JSON.stringify(await w.events(name))}`);
   const ms = events.times[seen + 1] - t0;
   await w.waitRunning(name);
-  return ms;
+  // A pod the scheduler or the kubelet had to try again explains an outlier.
+  const retried = (await w.events(name)).some((e) =>
+    e.reason === "FailedScheduling" || e.reason === "FailedPrepareDynamicResources"
+  );
+  return { ms, retried };
 }
 
 async function checkAndDelete(w: DraWorld, name: string, nic?: TestNic): Promise<void> {
@@ -185,6 +189,7 @@ export async function measureDraBench(
     100,
   );
   let n = 0;
+  const retries: Record<string, number> = { claimed: 0, plain: 0 };
   const total = opts.warmup + opts.pods;
   const events = watchCreates(w);
   try {
@@ -195,15 +200,21 @@ export async function measureDraBench(
       for (const kind of order) {
         const name = `bench-${kind === "claimed" ? "c" : "p"}${n++}`;
         const nic = kind === "claimed" ? nics[i % nics.length] : undefined;
-        const ms = await timedStart(w, events, name, nic);
+        const { ms, retried } = await timedStart(w, events, name, nic);
         await checkAndDelete(w, name, nic);
-        if (measure) (kind === "claimed" ? claimed : plain).push(ms);
+        if (!measure) continue;
+        (kind === "claimed" ? claimed : plain).push(ms);
+        if (retried) retries[kind]++;
       }
       if ((i + 1) % 10 === 0) progress(`${i + 1}/${total} pairs`);
     }
   } finally {
     await events.close();
   }
+  progress(
+    `pods tried again (FailedScheduling or FailedPrepareDynamicResources): ` +
+      `claimed ${retries.claimed}, plain ${retries.plain}`,
+  );
   // Where a claimed pod's extra time goes, as hydra sees it (stderr only).
   const setUp = nri.logLines().filter((l) => l.msg === "claimed devices set up")
     .map((l) => Number(l.ms)).slice(-opts.pods);

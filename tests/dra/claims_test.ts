@@ -7,11 +7,11 @@
  * serve` gives its devices. One world for the steps, as starting one costs
  * more than most steps:
  *
+ * - Multus's resourceName: the device ID the kubelet allocated reaches the
+ *   delegate (resource_name.ts; no claim, but the same world serves it);
  * - a host NIC by claim (nic.ts);
  * - a hydra network by claim, beside the same network by annotation (network.ts);
  * - more claims than NICs: the extra pod stays Pending, then gets the freed NIC (pool.ts);
- * - Multus's resourceName: the device ID the kubelet allocated reaches the
- *   delegate (resource_name.ts; no claim, but the same world serves it);
  * - the DRA benchmark, short, through the code `deno task bench` runs, so it
  *   cannot rot: its document has the documented shape and every claimed pod
  *   held its NIC (the run checks that and throws otherwise). Figures are not
@@ -44,10 +44,12 @@ async function shortBench(w: DraWorld): Promise<void> {
 Deno.test("dra: claims allocated by kube-scheduler, prepared and set up by hydra", (t) =>
   withDraWorld((w) =>
     runSteps(t, w, [
+      // First: the kubelet's device-plugin folder is the machine's, and a kubelet started after
+      // this world's (another test run's) takes it over; right after the start it is this one's.
+      ["resourceName: the delegate gets the device ID the kubelet allocated", resourceNameDeviceId],
       ["a host NIC by claim: inside the pod as asked, back on the host after", hostNic],
       ["a network by claim gets what the annotation gives", networkByClaim],
       ["more claims than NICs: the extra pod waits for a freed NIC", moreClaimsThanNics],
-      ["resourceName: the delegate gets the device ID the kubelet allocated", resourceNameDeviceId],
       ["the benchmark, short, gives the documented JSON", shortBench],
     ])
   ));

@@ -2,9 +2,9 @@
  * The node's NIC pool is its limit (a step of claims_test.ts): with as
  * many pods claiming "any NIC" as the pool has NICs running, one more such
  * pod is not scheduled — kube-scheduler finds no free NIC in hydra's
- * ResourceSlices and says so in the pod's PodScheduled condition, as
- * `kubectl describe pod` shows it — and it is scheduled and runs with the
- * NIC once a pod holding one is deleted.
+ * ResourceSlices and says so where `kubectl describe pod` shows it (the
+ * PodScheduled condition and a FailedScheduling Event) — and it is
+ * scheduled and runs with the NIC once a pod holding one is deleted.
  *
  * @module
  */
@@ -70,6 +70,20 @@ export async function moreClaimsThanNics(w: DraWorld): Promise<void> {
   assert.equal(cond.status, "False");
   assert.equal(cond.reason, "Unschedulable");
   assert.match(cond.message ?? "", /0\/1 nodes are available: 1 cannot allocate all claims/);
+  let events: { reason: string; message: string }[] = [];
+  assert.ok(
+    await poll(
+      async () => {
+        events = await w.events("extra");
+        return events.some((e) =>
+          e.reason === "FailedScheduling" && /cannot allocate all claims/.test(e.message)
+        );
+      },
+      30_000,
+      200,
+    ),
+    `a FailedScheduling Event on the pod; got ${JSON.stringify(events)}`,
+  );
   const waiting = await w.getPod("extra");
   assert.equal(waiting?.spec?.nodeName, undefined, "not bound");
   assert.equal(waiting?.status?.phase, "Pending");
