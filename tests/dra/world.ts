@@ -316,9 +316,9 @@ async function ready(p: HydraProc, what: string, timeoutMs = 60_000): Promise<vo
 }
 
 /**
- * Runs `steps` one after another as test steps of `t` (each after the
- * world's {@link DraWorld.reset}); throws once all ran if one failed, so
- * the world's processes' logs are shown.
+ * Runs `steps` one after another as test steps of `t`, each followed by
+ * the world's {@link DraWorld.reset}; a failed step prints its hydra
+ * processes' logs; throws once all ran if one failed.
  */
 export async function runSteps(
   t: Deno.TestContext,
