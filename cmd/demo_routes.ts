@@ -20,6 +20,7 @@ export function demoRouterConfig(networks: DemoNetwork[]): unknown {
     networks: networks.map((net, i) => ({
       name: net.name,
       mode: net.mode,
+      allowedCIDRs: [net.cidr],
       protocol: DEFAULT_PROTOCOL + i,
       ...(net.mode === "vxlan"
         ? { vxlan: { device: `vx-${net.name}`.slice(0, 15), vni: 100 + i, underlayDevice: "eth0" } }

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { type NadPathRoots, nadPathRootsFlag } from "../kube/nad_paths.ts";
 import { parseArgs } from "node:util";
 import { isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
@@ -37,6 +38,8 @@ export interface DraServeOptions {
   healthAddr?: ListenAddress;
   logLevel: LogLevel;
   logFile?: string;
+  /** Where path keys of NADs may point (`--nad-path-roots`); the defaults when undefined. */
+  nadPathRoots?: NadPathRoots;
 }
 
 /** Bad usage (exit status 2). */
@@ -79,6 +82,9 @@ Devices:
 Networks and state:
   --conf-dir DIR         NADs with an empty config and plain network names are
                          looked up here (default: /etc/cni/multus/net.d)
+  --nad-path-roots JSON  where path keys of NADs (dataDir, logFile, kubeconfig,
+                         ...) may point, e.g. {"state":["/var/lib/cni"]}; kinds
+                         left out keep their defaults (docs/reliability.md)
   --cni-bin-dir DIR      where IPAM plugins that are not built in are found;
                          repeatable or ":"-separated (default: /opt/cni/bin)
   --state-dir DIR        prepared claims, shared with "hydra nri serve
@@ -116,6 +122,7 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
         "kubelet-dir": { type: "string" },
         "state-dir": { type: "string" },
         "conf-dir": { type: "string" },
+        "nad-path-roots": { type: "string" },
         "cni-bin-dir": { type: "string", multiple: true },
         include: { type: "string", multiple: true },
         exclude: { type: "string", multiple: true },
@@ -182,5 +189,12 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
   };
   if (s("kubeconfig") !== undefined) opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  if (s("nad-path-roots") !== undefined) {
+    try {
+      opts.nadPathRoots = nadPathRootsFlag(s("nad-path-roots")!);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
   return opts;
 }

@@ -250,7 +250,7 @@ async function serve(opts: DraServeOptions, log: Logger): Promise<number> {
       client,
       dirs,
       nics: () => inv.nics,
-      kube: { clusterNetwork: "", confDir: opts.confDir },
+      kube: { clusterNetwork: "", confDir: opts.confDir, nadPathRoots: opts.nadPathRoots },
       cniPath: opts.cniBinDirs,
       apiTimeoutMs: API_TIMEOUT_MS,
       log,

@@ -8,6 +8,7 @@
 
 import type { Builtins } from "../cni/types.ts";
 import type { KubeClient } from "../kube/client.ts";
+import type { NadPathRoots } from "../kube/nad_paths.ts";
 import type { PodArgs } from "../kube/delegate.ts";
 import type { Pod } from "../kube/objects.ts";
 import type { Backoff } from "../pkg/async.ts";
@@ -67,6 +68,11 @@ export interface HotplugOptions {
   host?: string;
   /** Pods with no record get one (NRI); absent: such pods are left alone. */
   newRecords?: NewRecords;
+  /**
+   * The node's `nadPathRoots` when the role knows them (NRI: --nad-path-roots):
+   * they bound a NAD's path keys rather than those a record kept.
+   */
+  nadPathRoots?: NadPathRoots;
   /** Pods worked on at once; 4. */
   concurrency?: number;
   /** Pauses before a failed pass is tried again; 1 s doubling to 60 s. */

@@ -233,7 +233,9 @@ async function resolve(w: Work, a: Arrival): Promise<PlugNetwork> {
     element: a.element,
     legacy: w.legacy,
   };
-  const att = await resolveSelection(pod, a.sel, where, w.rules, opts.reads, {
+  // A NAD's path keys stay under the node's roots (the record's, else the defaults).
+  const rules = opts.nadPathRoots ? { ...w.rules, nadPathRoots: opts.nadPathRoots } : w.rules;
+  const att = await resolveSelection(pod, a.sel, where, rules, opts.reads, {
     command: "ADD",
     ...common,
   });

@@ -1,11 +1,13 @@
 /**
- * The node kubeconfig: built from the installer pod's ServiceAccount token
- * and cluster CA, for the hydra processes the runtime starts on the host
- * (meta-CNI, kube-node IPAM), which cannot see the pod's projected volume.
+ * The node kubeconfig, for the hydra processes the runtime starts on the
+ * host (meta-CNI, kube-node IPAM), which cannot see a pod's projected
+ * volume: the cluster CA and either a token minted for the node's own
+ * ServiceAccount (`--node-service-account`, node_token.ts) or, without it,
+ * the installer pod's own token.
  *
  * The token and the CA are embedded, so the file is complete on its own on
- * the host; the installer rewrites it (atomically) whenever the projected
- * token or CA changes, which keeps a bound, rotating token fresh.
+ * the host; the installer rewrites it (atomically) whenever the token or
+ * the CA changes, which keeps a bound, rotating token fresh.
  *
  * @module
  */
@@ -81,6 +83,19 @@ async function readSecret(path: string, what: string): Promise<string> {
       `${what} ${path} ${why}; is the ServiceAccount token mounted into the pod?`,
       { path },
     );
+  }
+}
+
+/** The token of a kubeconfig this installer wrote; undefined when it is missing or not one. */
+export async function kubeconfigToken(path: string): Promise<string | undefined> {
+  try {
+    const doc = JSON.parse(await Deno.readTextFile(path)) as {
+      users?: { user?: { token?: unknown } }[];
+    };
+    const token = doc.users?.[0]?.user?.token;
+    return typeof token === "string" && token !== "" ? token : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -4,11 +4,12 @@
  * @module
  */
 
-import { isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
 import { InstallError } from "./error.ts";
 import { SERVICE_ACCOUNT_DIR } from "./kubeconfig.ts";
+import type { NodeTokenConfig } from "./node_token.ts";
 
 /** What hydra is installed as on the node. */
 export type InstallMode = "meta" | "nri" | "router";
@@ -48,6 +49,12 @@ export interface InstallOptions {
   tokenFile: string;
   caFile: string;
   server?: string;
+  /**
+   * The node kubeconfig gets a token minted for this ServiceAccount, bound
+   * to the Node object (install/node_token.ts); undefined: the pod's own
+   * token is copied.
+   */
+  nodeToken?: NodeTokenConfig;
   /** Install and exit instead of keeping things fresh. */
   once: boolean;
   uninstall: boolean;
@@ -97,6 +104,13 @@ Options:
   --token-file FILE          ServiceAccount token (default: ${SERVICE_ACCOUNT_DIR}/token)
   --ca-file FILE             cluster CA (default: ${SERVICE_ACCOUNT_DIR}/ca.crt)
   --server URL               API server (default: from KUBERNETES_SERVICE_HOST/PORT)
+  --node-service-account [NS/]NAME
+                             give the node kubeconfig its own identity: a token minted
+                             for this ServiceAccount (namespace: the pod's), bound to
+                             this node's Node object, renewed at half its lifetime
+                             (default: copy the pod's own token)
+  --node-name NAME           this node, for --node-service-account (default: $NODE_NAME)
+  --node-token-ttl S         lifetime of a minted node token (default: 86400, at least 600)
   --interval S               watch loop period in seconds (default: 5)
   --health-addr ADDR         serve /healthz, /readyz and /metrics on [HOST]:PORT or unix:PATH
   --once                     install, then exit
@@ -122,6 +136,50 @@ function seconds(flag: string, text: string | undefined, fallback: number): numb
     throw new InstallError(`${flag} ${JSON.stringify(text)} is not a number of seconds`);
   }
   return Math.round(n * 1000);
+}
+
+/** `--node-service-account` and its companions; undefined when it is not given. */
+function nodeTokenConfig(
+  values: Record<string, string | boolean | undefined>,
+  tokenFile: string,
+): NodeTokenConfig | undefined {
+  const account = values["node-service-account"] as string | undefined;
+  if (account === undefined) {
+    for (const flag of ["node-name", "node-token-ttl"]) {
+      if (values[flag] !== undefined) {
+        throw new InstallError(`--${flag} needs --node-service-account`);
+      }
+    }
+    return undefined;
+  }
+  const [ns, name] = account.includes("/") ? account.split("/", 2) : [undefined, account];
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || (ns !== undefined && !ns)) {
+    throw new InstallError(`--node-service-account ${JSON.stringify(account)} is not [NS/]NAME`);
+  }
+  const nodeName = (values["node-name"] as string | undefined) ?? Deno.env.get("NODE_NAME");
+  if (!nodeName) {
+    throw new InstallError(
+      "--node-service-account needs this node's name: --node-name, or NODE_NAME from the " +
+        "downward API (spec.nodeName)",
+    );
+  }
+  const ttl = seconds("--node-token-ttl", values["node-token-ttl"] as string | undefined, 86400);
+  if (ttl < 600_000) throw new InstallError("--node-token-ttl must be at least 600 seconds");
+  return { namespace: ns ?? podNamespace(tokenFile), name, nodeName, ttlSeconds: ttl / 1000 };
+}
+
+/** The pod's namespace, from the file beside its ServiceAccount token. */
+function podNamespace(tokenFile: string): string {
+  const file = join(dirname(tokenFile), "namespace");
+  try {
+    const ns = Deno.readTextFileSync(file).trim();
+    if (ns) return ns;
+  } catch {
+    // handled below
+  }
+  throw new InstallError(
+    `cannot tell the pod's namespace from ${file}; give it: --node-service-account NS/NAME`,
+  );
 }
 
 function absolute(flag: string, path: string): string {
@@ -176,6 +234,9 @@ export function parseInstallArgs(args: string[]): InstallOptions {
         "token-file": { type: "string" },
         "ca-file": { type: "string" },
         server: { type: "string" },
+        "node-service-account": { type: "string" },
+        "node-name": { type: "string" },
+        "node-token-ttl": { type: "string" },
         interval: { type: "string" },
         "health-addr": { type: "string" },
         once: { type: "boolean" },
@@ -208,6 +269,7 @@ export function parseInstallArgs(args: string[]): InstallOptions {
   if (values.once && values.uninstall) {
     throw new InstallError("--once and --uninstall exclude each other");
   }
+  const tokenFile = values["token-file"] ?? `${SERVICE_ACCOUNT_DIR}/token`;
   return {
     help: values.help ?? false,
     mode: mode as InstallMode,
@@ -225,7 +287,8 @@ export function parseInstallArgs(args: string[]): InstallOptions {
     ...(values["multus-daemon-config"] !== undefined
       ? { multusDaemonConfig: absolute("--multus-daemon-config", values["multus-daemon-config"]) }
       : {}),
-    tokenFile: values["token-file"] ?? `${SERVICE_ACCOUNT_DIR}/token`,
+    tokenFile,
+    nodeToken: nodeTokenConfig(values, tokenFile),
     caFile: values["ca-file"] ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`,
     server: values.server,
     once: values.once ?? false,

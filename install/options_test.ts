@@ -65,3 +65,28 @@ Deno.test("--health-addr takes the daemons' address forms", () => {
     path: "/run/h.sock",
   });
 });
+
+Deno.test("--node-service-account: the node token's account, node and lifetime", () => {
+  const opts = parseInstallArgs([
+    "--node-service-account=hydra-system/hydra-node",
+    "--node-name=n1",
+    "--node-token-ttl=3600",
+  ]);
+  assert.deepEqual(opts.nodeToken, {
+    namespace: "hydra-system",
+    name: "hydra-node",
+    nodeName: "n1",
+    ttlSeconds: 3600,
+  });
+  assert.equal(parseInstallArgs([]).nodeToken, undefined);
+  const bad: [string[], RegExp][] = [
+    [["--node-name=n1"], /--node-name needs --node-service-account/],
+    [["--node-service-account=a/B_C", "--node-name=n1"], /is not \[NS\/\]NAME/],
+    [["--node-service-account=ns/a", "--node-name=n1", "--node-token-ttl=60"], /at least 600/],
+    [
+      ["--node-service-account=x", "--node-name=n1", "--token-file=/nonexistent/token"],
+      /cannot tell the pod's namespace from \/nonexistent\/namespace/,
+    ],
+  ];
+  for (const [args, re] of bad) assert.throws(() => parseInstallArgs(args), re, args.join(" "));
+});

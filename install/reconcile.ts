@@ -12,8 +12,11 @@ import { basename, dirname, join } from "node:path";
 import { builtinNames } from "../engine/builtins.ts";
 import { lstatOrUndefined, readOrUndefined, removeScratch, sha256Bytes } from "./atomic.ts";
 import { ConfRefused, InstallError } from "./error.ts";
+import { NetlinkError } from "../netlink/errors.ts";
+import { lockFile } from "../plugins/host_lock.ts";
 import { foreignMeta, MIGRATION_GUIDE } from "./multus.ts";
-import { readCredentials, renderKubeconfig } from "./kubeconfig.ts";
+import { kubeconfigToken, readCredentials, renderKubeconfig } from "./kubeconfig.ts";
+import { nodeToken } from "./node_token.ts";
 import type { Logger } from "../pkg/log.ts";
 import {
   encodeManifest,
@@ -41,6 +44,9 @@ import {
 
 /** The installed executable's name: the meta-CNI conf's `type`. */
 export const EXECUTABLE_NAME = "hydra";
+
+const ENOENT = 2;
+const EROFS = 30;
 
 /** IPAM roles that get a symlink even before their plugin module is registered. */
 const EXTRA_ROLES = ["hydra-ipam", "kube-node"];
@@ -85,28 +91,41 @@ interface Item {
   apply: (txn: Txn) => Promise<void>;
 }
 
-/** Holds an exclusive flock on a directory while passes run. */
-async function lockDir(dir: string): Promise<Deno.FsFile | undefined> {
-  let handle: Deno.FsFile;
+/**
+ * The install lock's file, beside the executable: every installer on a node
+ * shares the bin dir. A root-only file (0600, never through a symlink) in
+ * root's bin dir: a lock on the folder itself, as older versions took, can
+ * be held by any local user (the folder is world-readable) and would stall
+ * every pass.
+ */
+export const INSTALL_LOCK_NAME = ".hydra-install.lock";
+
+/**
+ * Takes the install lock; undefined when the bin dir is missing or
+ * read-only (nothing can be installed there; the pass says why).
+ */
+async function lockInstall(binDir: string): Promise<(() => void) | undefined> {
+  const path = join(binDir, INSTALL_LOCK_NAME);
   try {
-    handle = await Deno.open(dir, { read: true });
-  } catch {
-    return undefined;
+    return await lockFile(path);
+  } catch (err) {
+    if (err instanceof NetlinkError && (err.errno === ENOENT || err.errno === EROFS)) {
+      return undefined;
+    }
+    throw new InstallError(
+      `cannot take the install lock ${path}: ${err instanceof Error ? err.message : err}`,
+      { path },
+    );
   }
-  await handle.lock(true);
-  return handle;
 }
 
-/** Runs `fn` holding the install lock (on the bin dir, shared by every installer). */
+/** Runs `fn` holding the install lock (shared by every installer of the bin dir). */
 export async function withInstallLock<T>(opts: InstallOptions, fn: () => Promise<T>): Promise<T> {
-  const lock = await lockDir(opts.binDir);
+  const release = await lockInstall(opts.binDir);
   try {
     return await fn();
   } finally {
-    if (lock) {
-      await lock.unlock().catch(() => {});
-      lock.close();
-    }
+    release?.();
   }
 }
 
@@ -206,7 +225,18 @@ async function desiredItems(
       caFile: opts.caFile,
       server: opts.server,
     });
-    items.push(fileItem(opts.kubeconfig, "kubeconfig", renderKubeconfig(creds), 0o600));
+    const node = opts.nodeToken;
+    const token = node
+      ? await nodeToken(
+        creds,
+        node,
+        await kubeconfigToken(opts.kubeconfig),
+        (why) => result.warnings.push(why),
+      )
+      : creds.token;
+    items.push(
+      fileItem(opts.kubeconfig, "kubeconfig", renderKubeconfig({ ...creds, token }), 0o600),
+    );
   }
 
   if (opts.mode === "nri") await refuseBesideMetaPlugin(opts);

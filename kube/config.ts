@@ -7,7 +7,9 @@
  *   "clusterNetwork": "cbr0", "defaultNetworks": [], "confDir": "/etc/cni/multus/net.d",
  *   "namespaceIsolation": false, "globalNamespaces": "default",
  *   "systemNamespaces": ["kube-system"], "multusNamespace": "kube-system",
- *   "readinessindicatorfile": "", "apiTimeout": 5 }
+ *   "readinessindicatorfile": "", "apiTimeout": 5,
+ *   "nadPathRoots": { "state": ["/var/lib/cni", "/run/cni"], "logs": ["/var/log"],
+ *                     "read": ["/etc/cni/net.d", "/etc/resolv.conf"] } }
  * ```
  *
  * hydra's own key `podResourcesSocket` names the kubelet's pod-resources
@@ -20,6 +22,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { type Fields, fields } from "../pkg/fields.ts";
 import type { KubeModeConfig } from "./networks.ts";
+import { parseNadPathRoots } from "./nad_paths.ts";
 
 /** Everything Kubernetes mode needs from the conf. */
 export interface KubeModeSettings extends KubeModeConfig {
@@ -91,5 +94,8 @@ export function parseKubeModeSettings(conf: Record<string, unknown>): KubeModeSe
   set("multusNamespace", f.string("multusNamespace"));
   set("podResourcesSocket", f.string("podResourcesSocket"));
   set("runtimeConfig", rc);
+  if (conf.nadPathRoots !== undefined && conf.nadPathRoots !== null) {
+    set("nadPathRoots", parseNadPathRoots(conf.nadPathRoots));
+  }
   return settings;
 }

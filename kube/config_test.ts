@@ -1,3 +1,4 @@
+import { DEFAULT_NAD_PATH_ROOTS } from "./nad_paths.ts";
 import assert from "node:assert/strict";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { isKubeMode, parseKubeModeSettings } from "./config.ts";
@@ -23,6 +24,7 @@ Deno.test("Kubernetes-mode settings: Multus's keys, defaults left to the resolve
       multusNamespace: "hydra",
       runtimeConfig: { portMappings: [] },
       apiTimeout: 2.5,
+      nadPathRoots: { state: ["/data/cni"] },
     }),
     {
       clusterNetwork: "/etc/cni/net.d/10-cbr0.conflist",
@@ -36,12 +38,18 @@ Deno.test("Kubernetes-mode settings: Multus's keys, defaults left to the resolve
       multusNamespace: "hydra",
       runtimeConfig: { portMappings: [] },
       apiTimeoutMs: 2500,
+      nadPathRoots: { state: ["/data/cni"], logs: ["/var/log"], read: DEFAULT_NAD_PATH_ROOTS.read },
     },
   );
 });
 
 Deno.test("Kubernetes-mode settings: errors name the field", () => {
   const bad: [Record<string, unknown>, number, RegExp][] = [
+    [
+      { clusterNetwork: "c", nadPathRoots: { logs: ["log"] } },
+      ErrorCode.InvalidNetworkConfig,
+      /"nadPathRoots.logs" entry "log" is not an absolute path/,
+    ],
     [{}, ErrorCode.InvalidNetworkConfig, /"clusterNetwork" is missing/],
     [{ clusterNetwork: 1 }, ErrorCode.DecodingFailure, /"clusterNetwork" must be a string/],
     [

@@ -142,6 +142,11 @@ export function isConflict(err: unknown): boolean {
   return err instanceof KubeApiError && err.status === 409;
 }
 
+/** The object to create exists already (409 AlreadyExists). */
+export function isAlreadyExists(err: unknown): boolean {
+  return err instanceof KubeApiError && err.status === 409 && err.reason === "AlreadyExists";
+}
+
 /** The resourceVersion asked for is too old (410 Gone / reason Expired): relist. */
 export function isGone(err: unknown): boolean {
   return err instanceof KubeApiError &&

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { checkNadPaths, DEFAULT_NAD_PATH_ROOTS, type NadPathRoots } from "./nad_paths.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { type KubeClient, retryTransient } from "./client.ts";
 import type { ConfList } from "../cni/conf.ts";
@@ -36,7 +37,7 @@ import {
   type Pod,
   PodUidMismatchError,
 } from "./objects.ts";
-import { checkNamespaceAccess, parseGlobalNamespaces } from "./namespaces.ts";
+import { checkNamespaceAccess, type NamespacePolicy, parseGlobalNamespaces } from "./namespaces.ts";
 
 /** Where the kubelet serves its pod-resources API (kubelet/podresources.ts says the same). */
 const DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock";
@@ -78,6 +79,11 @@ export interface KubeModeConfig {
    * secondary networks (`clusterNetwork` and the pod's override unused).
    */
   skipDefaultNetwork?: boolean;
+  /**
+   * Where path keys of network definitions read from the API may point
+   * (`nadPathRoots`; kube/nad_paths.ts has the defaults).
+   */
+  nadPathRoots?: NadPathRoots;
 }
 
 /** One network to attach, ready to run. */
@@ -196,6 +202,7 @@ interface Lookup {
   client: KubeClient;
   pod: Pod;
   confDir: string;
+  roots: NadPathRoots;
   opts: ResolveOptions;
   /** Record no Warning Events: the caller tells the pod itself. */
   quiet?: boolean;
@@ -251,6 +258,7 @@ async function nadConf(
       return { list: found, resourceName };
     }
     const list = confFromText(config, name, `NetworkAttachmentDefinition ${id} spec.config`);
+    checkNadPaths(list, l.roots, `NetworkAttachmentDefinition ${id}`);
     return { list, resourceName };
   } catch (err) {
     await warn(l, "InvalidNetwork", (err as Error).message);
@@ -281,9 +289,12 @@ async function namedNetwork(
     });
     const id = `${namespace}/${network}`;
     const config = nad.spec?.config ?? "";
-    const loaded = config === ""
-      ? await findConfByName(network, l.confDir)
-      : confFromText(config, network, `NetworkAttachmentDefinition ${id} spec.config`);
+    let loaded;
+    if (config === "") loaded = await findConfByName(network, l.confDir);
+    else {
+      loaded = confFromText(config, network, `NetworkAttachmentDefinition ${id} spec.config`);
+      checkNadPaths(loaded, l.roots, `NetworkAttachmentDefinition ${id}`);
+    }
     const resourceName = nad.metadata.annotations?.[RESOURCE_NAME_ANNOTATION] || undefined;
     if (loaded) return { name: id, loaded, source: "nad", resourceName };
   } catch (err) {
@@ -312,7 +323,9 @@ async function selectedNetwork(
       const net = await getLegacyNetwork(l.client, sel.namespace, sel.name, {
         timeoutMs: l.opts.timeoutMs,
       });
-      return { loaded: legacyNetworkConf(net), source: "legacy-network" };
+      const loaded = legacyNetworkConf(net);
+      checkNadPaths(loaded, l.roots, `Network ${sel.namespace}/${sel.name}`);
+      return { loaded, source: "legacy-network" };
     } catch (err) {
       if (err instanceof CniError) throw err;
       if (!isNotFound(err)) throw kubeCniError(err, `get Network ${sel.namespace}/${sel.name}`);
@@ -322,12 +335,31 @@ async function selectedNetwork(
   return { loaded: list, source: "nad", resourceName };
 }
 
+/** {@link checkNamespaceAccess}, with a Warning Event on the pod when it refuses. */
+async function checkAccess(
+  l: Lookup,
+  podNs: string,
+  sel: NetworkSelection,
+  policy: NamespacePolicy,
+  annotation: string,
+  element?: number,
+): Promise<void> {
+  try {
+    checkNamespaceAccess(podNs, sel, policy, annotation, element);
+  } catch (err) {
+    await warn(l, "NetworkNotAllowed", (err as Error).message);
+    throw err;
+  }
+}
+
 /**
  * The pod's attachments in order: its default network (the pod's
  * `v1.multus-cni.io/default-network` if set, else `clusterNetwork`), the
  * conf's `defaultNetworks` (not for pods in system namespaces), then the
- * networks its annotation selects. Fails with CNI code 7 for bad
- * selections or networks (naming them), 11 when the API server is
+ * networks its annotation selects. Under `namespaceIsolation` the pod's
+ * own choices (its default-network override and its selections) must be
+ * networks of its namespace or of a global one. Fails with CNI code 7 for
+ * bad selections or networks (naming them), 11 when the API server is
  * unreachable.
  */
 export async function resolveAttachments(
@@ -338,7 +370,13 @@ export async function resolveAttachments(
 ): Promise<Attachment[]> {
   const podNs = pod.metadata.namespace;
   const multusNs = conf.multusNamespace ?? "kube-system";
-  const l: Lookup = { client, pod, confDir: conf.confDir ?? "/etc/cni/multus/net.d", opts };
+  const l: Lookup = {
+    client,
+    pod,
+    confDir: conf.confDir ?? "/etc/cni/multus/net.d",
+    roots: conf.nadPathRoots ?? DEFAULT_NAD_PATH_ROOTS,
+    opts,
+  };
   const annotations = pod.metadata.annotations;
   const planned: {
     name: string;
@@ -348,12 +386,18 @@ export async function resolveAttachments(
     resourceName?: string;
   }[] = [];
 
+  const policy = {
+    namespaceIsolation: conf.namespaceIsolation ?? false,
+    globalNamespaces: parseGlobalNamespaces(conf.globalNamespaces),
+  };
   const override = conf.skipDefaultNetwork
     ? undefined
     : defaultNetworkOverride(annotations, multusNs);
   if (conf.skipDefaultNetwork) {
     // The default network is not hydra's to attach.
   } else if (override) {
+    // The pod's own choice of default network obeys the same namespace rules as its others.
+    await checkAccess(l, podNs, override, policy, DEFAULT_NETWORK_ANNOTATION);
     const { list, resourceName } = await nadConf(l, override.namespace, override.name);
     planned.push({
       name: `${override.namespace}/${override.name}`,
@@ -373,17 +417,8 @@ export async function resolveAttachments(
 
   const { source, selections } = podNetworkSelections(annotations, podNs);
   const annotation = source === "legacy" ? LEGACY_NETWORKS_ANNOTATION : NETWORKS_ANNOTATION;
-  const policy = {
-    namespaceIsolation: conf.namespaceIsolation ?? false,
-    globalNamespaces: parseGlobalNamespaces(conf.globalNamespaces),
-  };
   for (const [i, sel] of selections.entries()) {
-    try {
-      checkNamespaceAccess(podNs, sel, policy, annotation, i + 1);
-    } catch (err) {
-      await warn(l, "NetworkNotAllowed", (err as Error).message);
-      throw err;
-    }
+    await checkAccess(l, podNs, sel, policy, annotation, i + 1);
     const { loaded, source: from, resourceName } = await selectedNetwork(
       l,
       sel,
@@ -462,6 +497,8 @@ export interface SelectionResolveConfig {
   namespaceIsolation?: boolean;
   globalNamespaces?: string;
   runtimeConfig?: Record<string, unknown>;
+  /** Where the NAD's path keys may point (the defaults when unset). */
+  nadPathRoots?: NadPathRoots;
 }
 
 /**
@@ -485,6 +522,7 @@ export async function resolveSelection(
     client,
     pod,
     confDir: conf.confDir ?? "/etc/cni/multus/net.d",
+    roots: conf.nadPathRoots ?? DEFAULT_NAD_PATH_ROOTS,
     opts,
     quiet: true,
   };

@@ -8,7 +8,7 @@
 
 import type { KubeClient, RequestOptions } from "./client.ts";
 import { backoffDelay, delay } from "../pkg/async.ts";
-import { isConflict } from "./errors.ts";
+import { isAlreadyExists, isConflict } from "./errors.ts";
 import type { KubeObject } from "./watch.ts";
 
 /** Pauses between writes of one pod that lost a race (409): short, spread wide. */
@@ -274,4 +274,48 @@ export function createEvent(
     reportingInstance: init.host ?? "",
   };
   return client.create<KubeEvent>(eventPath(pod.metadata.namespace), event, opts);
+}
+
+/** Events about cluster-scoped objects (Nodes) live in this namespace, as the kubelet's do. */
+export const CLUSTER_EVENT_NAMESPACE = "default";
+
+/**
+ * Records an Event about a Node (shown by `kubectl describe node`). `name`
+ * makes it idempotent: reporters on many nodes that name the same finding
+ * alike create one Event, the others get 409 AlreadyExists (returned as
+ * undefined, not thrown).
+ */
+export async function createNodeEvent(
+  client: KubeClient,
+  node: string,
+  name: string,
+  init: EventInit,
+  opts?: RequestOptions,
+): Promise<KubeEvent | undefined> {
+  const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const component = init.component ?? "hydra";
+  const message = init.message.length > EVENT_MESSAGE_MAX
+    ? init.message.slice(0, EVENT_MESSAGE_MAX - 3) + "..."
+    : init.message;
+  const event: KubeEvent = {
+    apiVersion: "v1",
+    kind: "Event",
+    metadata: { name, namespace: CLUSTER_EVENT_NAMESPACE },
+    involvedObject: { apiVersion: "v1", kind: "Node", name: node },
+    reason: init.reason,
+    message,
+    type: init.type,
+    source: init.host ? { component, host: init.host } : { component },
+    firstTimestamp: now,
+    lastTimestamp: now,
+    count: 1,
+    reportingComponent: component,
+    reportingInstance: init.host ?? "",
+  };
+  try {
+    return await client.create<KubeEvent>(eventPath(CLUSTER_EVENT_NAMESPACE), event, opts);
+  } catch (err) {
+    if (isAlreadyExists(err)) return undefined;
+    throw err;
+  }
 }

@@ -47,6 +47,9 @@ const ON_DEMAND = {
   umount2: { parameters: ["buffer", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "usize", "pointer"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  // flock(2) that waits, on a thread of Deno's blocking pool (the event loop keeps running).
+  flockOffThread: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
   gettid: { parameters: [], result: "i32" },
   // send(2) on a thread of Deno's blocking pool, for requests the kernel is slow to handle
   // (it handles a netlink request inside the send). errno is that thread's, not readable here.
@@ -147,6 +150,12 @@ export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;
 /** open(2): close on exec, so children never inherit namespace or socket fds. */
 export const O_CLOEXEC = 0o2000000;
+/** open(2): fail (ELOOP) when the last component is a symbolic link. */
+export const O_NOFOLLOW = 0o400000;
+/** flock(2): exclusive lock. */
+export const LOCK_EX = 2;
+/** flock(2): fail with EWOULDBLOCK instead of waiting. */
+export const LOCK_NB = 4;
 
 /** Opens `path` on the calling thread; returns the fd or throws. */
 export function openFd(path: string, flags: number, mode = 0): number {

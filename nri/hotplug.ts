@@ -87,6 +87,7 @@ export async function startNriHotplug(
     log: log.with({ component: "hotplug" }),
     registry,
     host: opts.nodeName,
+    ...(opts.nadPathRoots ? { nadPathRoots: opts.nadPathRoots } : {}),
     newRecords: {
       rules: (sandbox, pod) => ({
         cniPath: [...opts.cniBinDirs],
@@ -94,6 +95,7 @@ export async function startNriHotplug(
         namespaceIsolation: false,
         cniArgs: podCniArgs({ ...pod, id: sandbox.id }),
         cniVersion: "1.1.0",
+        ...(opts.nadPathRoots ? { nadPathRoots: opts.nadPathRoots } : {}),
       }),
       prepare: (sandbox, pod, ifName) => noteAttached(opts.cacheDir, sandbox, pod, ifName),
     },

@@ -283,9 +283,11 @@ function networkSource(opts: NriServeOptions): NetworkSource {
       apiTimeoutS: KUBE_API_BUDGET_S,
       confDir: opts.confDir,
       podResourcesSocket: opts.podResourcesSocket,
+      namespaces: opts.namespaces,
+      nadPathRoots: opts.nadPathRoots,
     });
   }
-  return confDirSource(opts.confDir);
+  return confDirSource(opts.confDir, opts.namespaces);
 }
 
 /**

@@ -25,7 +25,7 @@
 import type { Logger } from "../pkg/log.ts";
 import { invokeInProcess } from "../cni/skel.ts";
 import type { CmdArgs } from "../cni/types.ts";
-import { LOCK_DIR } from "../plugins/host_lock.ts";
+import { hostLockPath } from "../plugins/host_lock.ts";
 import { BUILTINS, loadBuiltin } from "../engine/builtins.ts";
 import {
   addLink,
@@ -223,7 +223,7 @@ export async function warmAttachPath(log: Logger, plugins: readonly string[]): P
     leave?.();
     for (const fd of held) closeFd(fd);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
-    await Deno.remove(`${LOCK_DIR}/bridge-${bridge}.lock`).catch(() => {});
+    await Deno.remove(hostLockPath(`bridge-${bridge}`)).catch(() => {});
   }
   log.debug("attach path warmed up", { ms: elapsed(t0), plugins, addresses });
 }

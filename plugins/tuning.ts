@@ -263,16 +263,28 @@ async function add(args: CmdArgs): Promise<Result> {
   return prev;
 }
 
+/**
+ * DEL puts back what the backup holds while the interface is still there,
+ * then removes the backup whatever happened: one cut short by a crash, or
+ * kept for an interface or namespace that is gone, could never be used, and
+ * a DEL that answered success is not asked again.
+ */
 async function del(args: CmdArgs): Promise<void> {
   const conf = parseConf(args);
-  const backup = await readBackup(conf.dataDir, args.containerId, args.ifName);
-  if (!backup) return;
+  try {
+    const backup = await readBackup(conf.dataDir, args.containerId, args.ifName);
+    if (backup) restoreIfThere(args, backup);
+  } finally {
+    await removeBackup(conf.dataDir, args.containerId, args.ifName).catch(() => {});
+  }
+}
+
+/** Restores `backup` on the interface when namespace and interface still exist. */
+function restoreIfThere(args: CmdArgs, backup: LinkBackup): void {
   const h = openNetnsForDel(args.netns);
   if (!h) return;
   try {
-    if (!getLinkOrUndefined(h, args.ifName)) return;
-    const errors = restore(h, args.ifName, backup);
-    if (errors.length === 0) await removeBackup(conf.dataDir, args.containerId, args.ifName);
+    if (getLinkOrUndefined(h, args.ifName)) restore(h, args.ifName, backup);
   } catch {
     // DEL of a chained tuning step never fails, as the reference plugin's.
   } finally {

@@ -81,11 +81,23 @@ export async function readBackup(
   }
 }
 
-/** Deletes the backup; a missing one is fine. */
+/**
+ * Deletes the backup, and what a writer of it killed half-way left beside
+ * it (pkg/fsutil's temporary `.<name>.tmp-*`); a missing one is fine.
+ */
 export async function removeBackup(
   dir: string,
   containerId: string,
   ifName: string,
 ): Promise<void> {
-  await removeIfExists(backupPath(dir, containerId, ifName));
+  const path = backupPath(dir, containerId, ifName);
+  await removeIfExists(path);
+  const tempPrefix = `.${path.slice(path.lastIndexOf("/") + 1)}.tmp-`;
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.isFile && e.name.startsWith(tempPrefix)) await removeIfExists(`${dir}/${e.name}`);
+    }
+  } catch {
+    // no folder: nothing beside it either
+  }
 }

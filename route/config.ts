@@ -6,22 +6,33 @@
  * networks:
  *   - name: default            # pod CIDRs from spec.podCIDRs, next hop the InternalIP
  *     mode: routed
+ *     allowedCIDRs: [10.244.0.0/16]   # the cluster CIDR: nothing outside it is routed
  *   - name: blue
  *     mode: routed
+ *     allowedCIDRs: [10.245.0.0/16, fd45::/48]
  *     protocol: 203            # unique per network; the router owns routes with it
  *     cidrAnnotation: hydra.clusternet.io/blue.cidr        # the default for "blue"
  *     addressAnnotation: hydra.clusternet.io/blue.address  # the default for "blue"
  *   - name: red
  *     mode: vxlan
+ *     allowedCIDRs: [10.246.0.0/16]
  *     protocol: 204
  *     table: 254
  *     mtu: 1450
  *     vxlan: { device: vx-red, vni: 4096, port: 8472, underlayDevice: eth0 }
  *   - name: green              # pods attached with the hydra-vxlan plugin (vni 42)
  *     mode: vxlan
+ *     allowedCIDRs: [10.247.0.0/16]
  *     protocol: 205
  *     vxlan: { owner: plugin, vni: 42 }   # device hydravx42, made by the plugin
  * ```
+ *
+ * Every network names the ranges its node CIDRs must lie in
+ * (`allowedCIDRs`, typically the network's cluster CIDR): a node object is
+ * written by the node itself, and a node that claims a CIDR outside them
+ * (a public range, the metadata address 169.254.169.254/32, another
+ * network's range) is refused rather than routed to. A file without them
+ * is refused as a whole.
  *
  * A problem confined to one network (a protocol number another network
  * already uses, a vxlan device name or VNI taken twice) disables that
@@ -32,7 +43,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
-import { isIp } from "../ipaddr/ip.ts";
+import { formatIp, isIp, maskBytes, parseCidr } from "../ipaddr/ip.ts";
 
 /** How a network is carried between nodes. */
 export type NetworkMode = "routed" | "vxlan";
@@ -72,6 +83,11 @@ export interface NetworkConfig {
   metric?: number;
   /** routed: MTU on each route; vxlan: the device's MTU. */
   mtu?: number;
+  /**
+   * The ranges every node CIDR of this network must lie in (canonical
+   * `network/prefix` form); a node claiming anything else is refused.
+   */
+  allowedCIDRs: string[];
   /** Node annotation holding the node's CIDRs for this network; "" = spec.podCIDRs. */
   cidrAnnotation: string;
   /** Node annotation holding the address to reach the node by; "" = its InternalIP(s). */
@@ -126,6 +142,7 @@ const ANNOTATION_KEY =
 const IFNAME = /^[^/:\s]{1,15}$/;
 const KNOWN_KEYS = new Set([
   "name",
+  "allowedCIDRs",
   "mode",
   "protocol",
   "table",
@@ -163,6 +180,42 @@ function annotation(where: string, key: string, v: unknown, fallback: string): s
     throw new ConfigError(`${where}: ${key} ${JSON.stringify(s)} is not an annotation key`);
   }
   return s;
+}
+
+/** The canonical form of a CIDR (host bits cleared), or undefined when `text` is not one. */
+function canonicalCidr(text: string): string | undefined {
+  if (!text.includes("/")) return undefined;
+  try {
+    const c = parseCidr(text);
+    const mask = maskBytes(c.prefixLen, c.family);
+    return `${formatIp(c.bytes.map((b, i) => b & mask[i]))}/${c.prefixLen}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `allowedCIDRs`: a non-empty list of CIDRs (a comma-separated string
+ * too, as a flag gives it).
+ */
+function allowedCidrs(where: string, v: unknown): string[] {
+  if (v === undefined) {
+    throw new ConfigError(
+      `${where}: allowedCIDRs is missing: list the ranges this network's node CIDRs lie in ` +
+        `(its cluster CIDR, e.g. [10.244.0.0/16]); nodes claiming anything else are not routed`,
+    );
+  }
+  const list = typeof v === "string" ? v.split(",").map((t) => t.trim()).filter((t) => t) : v;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new ConfigError(`${where}: allowedCIDRs must be a non-empty list of CIDRs`);
+  }
+  return list.map((t) => {
+    const c = typeof t === "string" ? canonicalCidr(t.trim()) : undefined;
+    if (!c) {
+      throw new ConfigError(`${where}: allowedCIDRs entry ${JSON.stringify(t)} is not a CIDR`);
+    }
+    return c;
+  });
 }
 
 function parseVxlan(where: string, network: string, raw: unknown): VxlanConfig {
@@ -233,6 +286,7 @@ export function parseNetwork(raw: unknown, index: number): NetworkConfig {
     mode,
     protocol,
     table,
+    allowedCIDRs: [],
     cidrAnnotation: annotation(
       where,
       "cidrAnnotation",
@@ -252,6 +306,8 @@ export function parseNetwork(raw: unknown, index: number): NetworkConfig {
   else if (raw.vxlan !== undefined) {
     throw new ConfigError(`${where}: vxlan given for a routed network`);
   }
+  // Last, so that a file (or flags) with other mistakes names those first.
+  net.allowedCIDRs = allowedCidrs(where, raw.allowedCIDRs);
   return net;
 }
 

@@ -1,11 +1,18 @@
 import assert from "node:assert/strict";
 import { parseNetwork } from "./config.ts";
+import { ANYWHERE } from "./testdata.ts";
 import { computeDesired, type DesiredInput, vxlanMac } from "./desired.ts";
 import type { NodeInfo } from "./nodes.ts";
 
-const routed = parseNetwork({ name: "default" }, 0);
+const routed = parseNetwork({ allowedCIDRs: ANYWHERE, name: "default" }, 0);
 const red = parseNetwork(
-  { name: "red", mode: "vxlan", protocol: 204, vxlan: { device: "vx-red", vni: 42 } },
+  {
+    allowedCIDRs: ANYWHERE,
+    name: "red",
+    mode: "vxlan",
+    protocol: 204,
+    vxlan: { device: "vx-red", vni: 42 },
+  },
   1,
 );
 
@@ -60,7 +67,7 @@ Deno.test("routed: one route per remote CIDR via the remote's address, none for 
 });
 
 Deno.test("a node without annotations is skipped with a warning, the others still routed", () => {
-  const blue = parseNetwork({ name: "blue", protocol: 203 }, 1);
+  const blue = parseNetwork({ allowedCIDRs: ANYWHERE, name: "blue", protocol: 203 }, 1);
   const { networks, problems } = compute([
     n("n1", "", "", {
       annotations: {
@@ -198,4 +205,41 @@ Deno.test("5,000 nodes compute in one pass with every route present", () => {
   });
   assert.deepEqual(problems, []);
   assert.equal(networks[0].routes.size, 4999);
+});
+
+Deno.test("a node claiming a CIDR outside the network's allowed ranges is refused, never routed", () => {
+  const blue = parseNetwork({
+    name: "blue",
+    protocol: 203,
+    allowedCIDRs: ["10.245.0.0/16", "fd45::/48"],
+  }, 1);
+  const ann = (cidr: string, addr: string) => ({
+    annotations: {
+      "hydra.clusternet.io/blue.cidr": cidr,
+      "hydra.clusternet.io/blue.address": addr,
+    },
+  });
+  const { networks, problems } = compute([
+    n("n1", "", "", ann("10.245.1.0/24", "192.168.1.1")),
+    n("good", "", "", ann("10.245.2.0/24,fd45:0:0:2::/64", "192.168.1.2,fd99::2")),
+    n("public", "", "", ann("8.8.8.0/24", "192.168.1.3")),
+    n("metadata", "", "", ann("169.254.169.254/32", "192.168.1.4")),
+    n("wider", "", "", ann("10.244.0.0/15", "192.168.1.5")),
+    n("mixed", "", "", ann("10.245.6.0/24,fd46::/64", "192.168.1.6,fd99::6")),
+  ], { networks: [blue] });
+  assert.deepEqual([...networks[0].routes.values()].map((r) => `${r.dst} ${r.node}`).sort(), [
+    "10.245.2.0/24 good",
+    "fd45:0:0:2::/64 good",
+  ]);
+  assert.deepEqual(
+    problems.map((p) => `${p.kind} ${p.level} ${p.node}`).sort(),
+    ["metadata", "mixed", "public", "wider"].map((x) => `cidr_not_allowed error ${x}`),
+  );
+  const metadata = problems.find((p) => p.node === "metadata")!;
+  assert.equal(
+    metadata.message,
+    "node metadata: annotation hydra.clusternet.io/blue.cidr claims 169.254.169.254/32, outside " +
+      "the ranges network blue allows (10.245.0.0/16, fd45::/48); refused, not routed",
+  );
+  assert.equal(networks[0].nodesSkipped, 4);
 });

@@ -1,13 +1,20 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parseNetwork } from "./config.ts";
+import { ANYWHERE } from "./testdata.ts";
 import { computeDesired, type DesiredInput, type DesiredState } from "./desired.ts";
 import { applyNodeChanges } from "./incremental.ts";
 import type { NodeInfo } from "./nodes.ts";
 
 const networks = [
-  parseNetwork({ name: "default" }, 0),
-  parseNetwork({ name: "red", mode: "vxlan", protocol: 203, vxlan: { device: "vx", vni: 9 } }, 1),
+  parseNetwork({ allowedCIDRs: ANYWHERE, name: "default" }, 0),
+  parseNetwork({
+    allowedCIDRs: ANYWHERE,
+    name: "red",
+    mode: "vxlan",
+    protocol: 203,
+    vxlan: { device: "vx", vni: 9 },
+  }, 1),
 ];
 const LOCAL = "n0";
 const local: NodeInfo = {

@@ -20,6 +20,10 @@ import {
 import { createRouterMetrics, type RouterMetrics } from "./metrics.ts";
 import { parseRouteArgs, routeHelp, type RouteOptions, UsageError } from "./options.ts";
 import { createRouter, type Router, type SyncSummary } from "./router.ts";
+import type { Problem } from "./desired.ts";
+import type { KubeClient } from "../kube/client.ts";
+import type { createNodeEvent } from "../kube/objects.ts";
+import { createHash } from "node:crypto";
 import { readNodeFile, watchNodeFile } from "./source_file.ts";
 import { type KubeSource, watchKubeNodes } from "./source_kube.ts";
 
@@ -29,6 +33,36 @@ interface Source {
   /** Resolves when the first complete node set is in. */
   ready: Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Where problems about a node go beyond the log and metrics: Events on the Node, in a cluster. */
+interface ProblemSink {
+  notify?: (p: Problem) => void;
+}
+
+/**
+ * Reports a refused CIDR as a Warning Event on the Node that claimed it.
+ * Named after the node, network and message, so the routers of every node
+ * reporting the same claim make one Event between them.
+ */
+function nodeEventReporter(
+  client: KubeClient,
+  createEvent: typeof createNodeEvent,
+  opts: RouteOptions,
+  log: Logger,
+) {
+  return (p: Problem) => {
+    if (p.kind !== "cidr_not_allowed" || !p.node) return;
+    const digest = createHash("sha256").update(`${p.network}|${p.message}`).digest("hex");
+    const name = `${p.node}.hydra-route.${digest.slice(0, 16)}`;
+    createEvent(client, p.node, name, {
+      type: "Warning",
+      reason: "CIDRNotAllowed",
+      message: p.message,
+      component: "hydra-route",
+      host: opts.nodeName,
+    }).catch((err) => log.warn("cannot record an Event on the node", { node: p.node, error: err }));
+  };
 }
 
 /** Reports node source failures: the first, then at most one line every 30 s while it lasts. */
@@ -67,6 +101,7 @@ async function startSource(
   router: Router,
   log: Logger,
   m: RouterMetrics,
+  sink: ProblemSink,
 ): Promise<Source> {
   const rep = sourceReporter(log, m);
   if (opts.nodesFile) {
@@ -95,6 +130,8 @@ async function startSource(
     );
   }
   const client = createKubeClient(conn, { userAgent: "hydra-route" });
+  const { createNodeEvent } = await import("../kube/objects.ts");
+  sink.notify = nodeEventReporter(client, createNodeEvent, opts, log);
   const annotationKeys = new Set(
     networks.flatMap((n) => [n.cidrAnnotation, n.addressAnnotation]).filter((k) => k !== ""),
   );
@@ -113,6 +150,7 @@ async function startSource(
     kind: "kube",
     ready: src.synced,
     async stop() {
+      sink.notify = undefined;
       await src.stop();
       client.close();
     },
@@ -135,6 +173,7 @@ async function runOnce(
   router: Router,
   log: Logger,
   m: RouterMetrics,
+  sink: ProblemSink,
 ): Promise<number> {
   let summary: SyncSummary;
   if (opts.nodesFile) {
@@ -143,7 +182,7 @@ async function runOnce(
     router.markSourceSynced();
     summary = router.syncNow(true);
   } else {
-    const src = await startSource(opts, config.networks, router, log, m);
+    const src = await startSource(opts, config.networks, router, log, m, sink);
     try {
       await withTimeout(
         src.ready,
@@ -165,6 +204,7 @@ async function runDaemon(
   router: Router,
   log: Logger,
   m: RouterMetrics,
+  sink: ProblemSink,
 ): Promise<number> {
   const stop = Promise.withResolvers<string>();
   const onSignal = (sig: Deno.Signal) => () => stop.resolve(sig);
@@ -191,7 +231,7 @@ async function runDaemon(
         },
       }, log);
     }
-    source = await startSource(opts, config.networks, router, log, m);
+    source = await startSource(opts, config.networks, router, log, m, sink);
     const sig = await stop.promise;
     log.info(`${sig}: stopping; routes stay in place`);
     return 0;
@@ -249,6 +289,7 @@ export async function runRoute(args: string[]): Promise<number> {
   const m = createRouterMetrics();
   let h: Handle | undefined;
   let router: Router | undefined;
+  const sink: ProblemSink = {};
   try {
     h = openHandle();
     router = createRouter({
@@ -261,10 +302,11 @@ export async function runRoute(args: string[]): Promise<number> {
       debounceMs: opts.debounceMs,
       resyncIntervalMs: opts.once ? 0 : opts.resyncIntervalMs,
       addressCheckMs: opts.once ? 0 : 2000,
+      onNewProblem: (p) => sink.notify?.(p),
     });
     return opts.once
-      ? await runOnce(opts, config, router, log, m)
-      : await runDaemon(opts, config, router, log, m);
+      ? await runOnce(opts, config, router, log, m, sink)
+      : await runDaemon(opts, config, router, log, m, sink);
   } catch (err) {
     if (err instanceof UsageError) {
       console.error(`hydra route sync: ${err.message}`);

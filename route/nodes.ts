@@ -60,7 +60,11 @@ export type NodeNetwork =
     /** {@link ipKey} of each address. */
     addressKeys: string[];
   }
-  | { ok: false; kind: "missing_annotation" | "malformed_annotation"; message: string };
+  | {
+    ok: false;
+    kind: "missing_annotation" | "malformed_annotation" | "cidr_not_allowed";
+    message: string;
+  };
 
 /** A node list file that cannot be used (the previous list stays in force). */
 export class NodeListError extends Error {
@@ -132,6 +136,23 @@ function v4Cidr(m: RegExpExecArray): NodeCidr | undefined {
   return { cidr: `${first}/${prefix}`, family: 4, first, start: hex8(start), end: hex8(end) };
 }
 
+const allowedRanges = new WeakMap<NetworkConfig, NodeCidr[]>();
+
+/** The network's allowed ranges as {@link NodeCidr}s (parsed once per network config). */
+function rangesOf(net: NetworkConfig): NodeCidr[] {
+  let r = allowedRanges.get(net);
+  if (!r) {
+    r = net.allowedCIDRs.map(nodeCidr).filter((c): c is NodeCidr => c !== undefined);
+    allowedRanges.set(net, r);
+  }
+  return r;
+}
+
+/** True when all of `c` lies inside one of the network's allowed ranges. */
+export function cidrAllowed(c: NodeCidr, net: NetworkConfig): boolean {
+  return rangesOf(net).some((r) => r.family === c.family && r.start <= c.start && c.end <= r.end);
+}
+
 function splitList(value: string): string[] {
   return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
@@ -140,7 +161,8 @@ function splitList(value: string): string[] {
  * What `node` says about `net`: its CIDRs (from the CIDR annotation, or
  * spec.podCIDRs) and addresses (from the address annotation, or its
  * InternalIPs). Missing is a warning-level outcome (the node is not part of
- * the network yet); malformed is an error.
+ * the network yet); malformed, or a CIDR outside the network's
+ * `allowedCIDRs`, is an error.
  */
 export function nodeNetwork(node: NodeInfo, net: NetworkConfig): NodeNetwork {
   const fromAnn = (key: string) => key === "" ? undefined : node.annotations[key]?.trim();
@@ -192,6 +214,16 @@ export function nodeNetwork(node: NodeInfo, net: NetworkConfig): NodeNetwork {
       ok: false,
       kind: "missing_annotation",
       message: `node ${node.name} has no ${what} for network ${net.name}; skipped`,
+    };
+  }
+  // A node writes its own object: what it claims is routed only inside the network's ranges.
+  const outside = cidrs.find((c) => !cidrAllowed(c, net));
+  if (outside) {
+    return {
+      ok: false,
+      kind: "cidr_not_allowed",
+      message: `node ${node.name}: ${cidrSource} claims ${outside.cidr}, outside the ranges ` +
+        `network ${net.name} allows (${net.allowedCIDRs.join(", ")}); refused, not routed`,
     };
   }
   return { ok: true, cidrs, addresses, addressKeys };

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { parseNetwork } from "./config.ts";
+import { ANYWHERE } from "./testdata.ts";
 import {
   nodeCidr,
   nodeFromKube,
@@ -10,8 +11,8 @@ import {
   sameNode,
 } from "./nodes.ts";
 
-const defaultNet = parseNetwork({ name: "default" }, 0);
-const blue = parseNetwork({ name: "blue", protocol: 203 }, 1);
+const defaultNet = parseNetwork({ allowedCIDRs: ANYWHERE, name: "default" }, 0);
+const blue = parseNetwork({ allowedCIDRs: ANYWHERE, name: "blue", protocol: 203 }, 1);
 
 function node(over: Partial<NodeInfo> = {}): NodeInfo {
   return { name: "n1", podCIDRs: [], internalIPs: [], annotations: {}, ...over };

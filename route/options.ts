@@ -53,6 +53,9 @@ Networks:
   --config FILE              networks file (YAML or JSON, see the docs); without it
                              one network is built from the flags below
   --network NAME             network name (default: default)
+  --allowed-cidrs LIST       comma-separated ranges the network's node CIDRs must lie in
+                             (required: its cluster CIDR); a node claiming anything
+                             else is refused, never routed
   --mode routed|vxlan        (default: routed)
   --protocol N               route protocol number, 5-255, unique per network (default: 202)
   --table N                  routing table (default: 254, main)
@@ -118,6 +121,7 @@ function defaultNodeName(): string {
 
 const NETWORK_FLAGS = [
   "network",
+  "allowed-cidrs",
   "mode",
   "protocol",
   "table",
@@ -229,6 +233,7 @@ function networkFromFlags(s: (k: string) => string | undefined): NetworkConfig {
   const copy = (flag: string, key: string) => {
     if (s(flag) !== undefined) raw[key] = s(flag);
   };
+  copy("allowed-cidrs", "allowedCIDRs");
   copy("protocol", "protocol");
   copy("table", "table");
   copy("metric", "metric");
@@ -258,7 +263,13 @@ function networkFromFlags(s: (k: string) => string | undefined): NetworkConfig {
   try {
     return parseNetwork(raw, 0);
   } catch (err) {
-    if (err instanceof ConfigError) throw new UsageError(err.message);
-    throw err;
+    if (!(err instanceof ConfigError)) throw err;
+    if (raw.allowedCIDRs === undefined && /allowedCIDRs is missing/.test(err.message)) {
+      throw new UsageError(
+        "--allowed-cidrs is missing: name the ranges the network's node CIDRs lie in (its " +
+          "cluster CIDR, e.g. 10.244.0.0/16); nodes claiming anything else are not routed",
+      );
+    }
+    throw new UsageError(err.message);
   }
 }

@@ -29,6 +29,7 @@ import {
 export type ProblemKind =
   | "missing_annotation"
   | "malformed_annotation"
+  | "cidr_not_allowed"
   | "no_address_family"
   | "overlapping_cidr"
   | "cidr_contains_node_address"

@@ -6,7 +6,7 @@ import { vtepMac } from "../plugins/vxlan.ts";
 import type { NodeInfo } from "./nodes.ts";
 import type { NetworkMirror } from "./mirror.ts";
 import { reconcileNetwork } from "./reconcile.ts";
-import { desired, red, testNode, withNode } from "./testdata.ts";
+import { ANYWHERE, desired, red, testNode, withNode } from "./testdata.ts";
 
 interface IpRoute {
   dst: string;
@@ -239,7 +239,13 @@ Deno.test("dual stack: IPv6 routes carry the kernel's default metric and are ado
 Deno.test("plugin-owned vxlan: waits for hydra-vxlan's tunnel, then programs its entries without touching it", async () => {
   await withNode("hyr", async (ns, h) => {
     const green = parseNetwork(
-      { name: "red", mode: "vxlan", protocol: 205, vxlan: { owner: "plugin", vni: 42 } },
+      {
+        allowedCIDRs: ANYWHERE,
+        name: "red",
+        mode: "vxlan",
+        protocol: 205,
+        vxlan: { owner: "plugin", vni: 42 },
+      },
       2,
     );
     const waiting = reconcileNetwork(h, desired(base, green), undefined, true);

@@ -47,6 +47,8 @@ export interface RouterOptions {
    * or make new ones possible, so it triggers a full pass.
    */
   addressCheckMs?: number;
+  /** Called once for each problem when it appears (after its log line and metric). */
+  onNewProblem?: (p: Problem) => void;
 }
 
 /** What one pass did. */
@@ -208,6 +210,7 @@ function report(r: RouterState, problems: Problem[]): void {
     const fields = { kind: p.kind, network: p.network, node: p.node };
     if (p.level === "warn") r.log.warn(p.message, fields);
     else r.log.error(p.message, fields);
+    r.opts.onNewProblem?.(p);
   }
   for (const [key, p] of r.active) {
     if (!next.has(key)) {

@@ -12,12 +12,21 @@ import { parseNetwork } from "./config.ts";
 import { computeDesired } from "./desired.ts";
 import type { NodeInfo } from "./nodes.ts";
 
+/** Allowed ranges that hold every CIDR: for tests of everything but the range check. */
+export const ANYWHERE = ["0.0.0.0/0", "::/0"];
+
 /** The default network, routed. */
-export const routed = parseNetwork({ name: "default" }, 0);
+export const routed = parseNetwork({ allowedCIDRs: ANYWHERE, name: "default" }, 0);
 
 /** A vxlan network, protocol 204, device vx-red, VNI 42. */
 export const red = parseNetwork(
-  { name: "red", mode: "vxlan", protocol: 204, vxlan: { device: "vx-red", vni: 42 } },
+  {
+    allowedCIDRs: ANYWHERE,
+    name: "red",
+    mode: "vxlan",
+    protocol: 204,
+    vxlan: { device: "vx-red", vni: 42 },
+  },
   1,
 );
 

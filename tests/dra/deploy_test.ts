@@ -46,16 +46,16 @@ Deno.test("deploy/hydra-dra.yaml: arguments, and the state shared with nri serve
   assert.deepEqual(dra.command, ["/usr/local/bin/hydra"]);
   assert.deepEqual(dra.args.slice(0, 2), ["dra", "serve"]);
   const opts = parseDraServeArgs(dra.args.slice(2));
-  const nri = container("hydra-nri.yaml", "hydra", "nri");
+  const nri = container("hydra-nri.yaml", "hydra-nri", "nri");
   const nriOpts = parseNriServeArgs(nri.args.slice(2));
   assert.equal(nriOpts.draStateDir, opts.stateDir, "nri serve reads where dra serve writes");
   assert.equal(hostPathOf("hydra-dra.yaml", "hydra-dra", dra, opts.stateDir), opts.stateDir);
-  assert.equal(hostPathOf("hydra-nri.yaml", "hydra", nri, opts.stateDir), opts.stateDir);
+  assert.equal(hostPathOf("hydra-nri.yaml", "hydra-nri", nri, opts.stateDir), opts.stateDir);
   for (const p of ["/var/lib/kubelet/plugins", "/var/lib/kubelet/plugins_registry"]) {
     assert.equal(hostPathOf("hydra-dra.yaml", "hydra-dra", dra, p), p);
   }
   assert.equal(
-    hostPathOf("hydra-nri.yaml", "hydra", nri, "/var/lib/kubelet/pod-resources"),
+    hostPathOf("hydra-nri.yaml", "hydra-nri", nri, "/var/lib/kubelet/pod-resources"),
     "/var/lib/kubelet/pod-resources",
   );
   const port = Number(opts.healthAddr?.transport === "tcp" ? opts.healthAddr.port : 0);

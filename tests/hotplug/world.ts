@@ -135,7 +135,8 @@ function octet(): number {
 /** The deploy manifest's ClusterRole rules for hydra on a node in `setup`. */
 async function manifestRules(setup: Setup): Promise<unknown[]> {
   const file = setup === "meta" ? "hydra-meta.yaml" : "hydra-nri.yaml";
-  const wanted = setup === "meta" ? ["hydra", "hydra-daemon"] : ["hydra", "hydra-nri"];
+  // Each role holds all its process's calls (the daemon's and the NRI plugin's own accounts).
+  const wanted = setup === "meta" ? ["hydra-daemon"] : ["hydra-nri"];
   const docs = parseAllDocuments(await Deno.readTextFile(`${REPO_ROOT}/deploy/${file}`))
     .map((d) => d.toJSON());
   const roles = docs.filter((d) => d?.kind === "ClusterRole" && wanted.includes(d.metadata.name));
@@ -262,6 +263,9 @@ async function containerdConf(setup: Setup, dir: string, kubeconfig: string): Pr
         daemonSocket: join(dir, "daemon.sock"),
         logFile: join(dir, "hydra-cni.log"),
         logLevel: "info",
+        // The NADs keep their addresses in this world's folder (hot plug resolves them under
+        // the same roots as the pod's creation).
+        nadPathRoots: { state: [dir] },
       }],
     }),
   );
@@ -295,6 +299,7 @@ function agentArgs(
     `--cache-dir=${join(w.dir, "cache")}`,
     `--cni-bin-dir=${referencePluginDir()}:${join(w.dir, "bin")}`,
     `--health-addr=unix:${join(w.dir, "agent-metrics.sock")}`,
+    `--nad-path-roots=${JSON.stringify({ state: [w.dir] })}`,
     ...common,
   ];
 }

@@ -8,7 +8,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { join, relative } from "node:path";
+import { basename, join, relative } from "node:path";
+import { INSTALL_LOCK_NAME } from "../../install/reconcile.ts";
 import { fileURLToPath } from "node:url";
 
 /** The repository root. */
@@ -258,6 +259,9 @@ export async function snapshot(
 ): Promise<Record<string, SnapEntry>> {
   const snap: Record<string, SnapEntry> = {};
   async function walk(path: string) {
+    // The install lock: an empty root-only file every run (even one that changes nothing)
+    // makes in the bin dir and only uninstall removes; it holds no state.
+    if (basename(path) === INSTALL_LOCK_NAME) return;
     const st = await Deno.lstat(path);
     const key = relative(base, path) || ".";
     const mode = (st.mode ?? 0) & 0o7777;

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { builtinNames } from "../../engine/builtins.ts";
+import { INSTALL_LOCK_NAME } from "../../install/reconcile.ts";
 import {
   changedPaths,
   DEFAULT_CONF,
@@ -101,7 +102,10 @@ Deno.test("fresh install in meta mode: executable, symlinks, meta conf, kubeconf
     );
     // No temporary or backup names left behind.
     for (const dir of [node.binDir, node.confDir, join(node.confDir, "hydra.d")]) {
-      for (const e of Deno.readDirSync(dir)) assert.ok(!e.name.startsWith("."), e.name);
+      for (const e of Deno.readDirSync(dir)) {
+        if (dir === node.binDir && e.name === INSTALL_LOCK_NAME) continue;
+        assert.ok(!e.name.startsWith("."), e.name);
+      }
     }
   } finally {
     await removeNode(node);
@@ -306,6 +310,51 @@ Deno.test("a corrupt manifest: uninstall refuses (exit 1, nothing removed); inst
     const files = (text: string) => JSON.parse(text).entries.filter((e: Entry) => e.kind !== "dir");
     assert.deepEqual(files(await Deno.readTextFile(manifestPath)), files(good));
   } finally {
+    await removeNode(node);
+  }
+});
+
+Deno.test("another local user cannot stall the installer by holding a lock on the bin dir", async () => {
+  const node = await makeNode();
+  const holders: Deno.ChildProcess[] = [];
+  try {
+    // As on a node: root's folders, readable by everyone.
+    for (const dir of [node.root, node.binDir]) await Deno.chmod(dir, 0o755);
+    assert.equal((await runInstall([...node.flags, "--once"])).code, 0);
+    // User nobody locks what an installer locks: the folder (as before) and the lock file.
+    for (const path of [node.binDir, join(node.binDir, INSTALL_LOCK_NAME)]) {
+      holders.push(
+        new Deno.Command("setpriv", {
+          args: ["--reuid=65534", "--regid=65534", "--clear-groups", "flock", path, "sleep", "60"],
+          stdout: "null",
+          stderr: "null",
+        }).spawn(),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    // A pass takes well under a second; a stalled one would wait out nobody's minute.
+    const run = runInstall([...node.flags, "--once"]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"stalled">((r) => timer = setTimeout(() => r("stalled"), 20_000));
+    const outcome = await Promise.race([run, late]);
+    clearTimeout(timer);
+    assert.notEqual(outcome, "stalled", "the install pass waited on a lock user nobody holds");
+    // The lock is a root-only file nobody could open.
+    const lock = await Deno.lstat(join(node.binDir, INSTALL_LOCK_NAME));
+    assert.ok(lock.isFile);
+    assert.equal(mode(lock), 0o600);
+    // Uninstall takes the lock file away with everything else.
+    assert.equal((await runInstall([...node.flags, "--uninstall"])).code, 0);
+    await assert.rejects(Deno.lstat(join(node.binDir, INSTALL_LOCK_NAME)), Deno.errors.NotFound);
+  } finally {
+    for (const h of holders) {
+      try {
+        h.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await h.status;
+    }
     await removeNode(node);
   }
 });

@@ -148,8 +148,15 @@ Deno.test("deploy/hydra-ipam.yaml against a real kube-apiserver: dry-run, least 
         [["update", "ippools.whereabouts.cni.cncf.io"], false],
         [["get", "secrets"], false],
       ];
-      for (const [[verb, target, ...flags], want] of node) {
-        assert.equal(await can("hydra", verb, target, ...flags), want, `hydra: ${verb} ${target}`);
+      // The node identities that allocate: the daemon, and the node kubeconfig (exec'd
+      // hydra-pool, the NRI plugin). The others get nothing of hydra-pool.
+      for (const sa of ["hydra-daemon", "hydra-node"]) {
+        for (const [[verb, target, ...flags], want] of node) {
+          assert.equal(await can(sa, verb, target, ...flags), want, `${sa}: ${verb} ${target}`);
+        }
+      }
+      for (const sa of ["hydra-install", "hydra-policy"]) {
+        assert.equal(await can(sa, "list", "addressblocks.hydra.clusternet.io"), false, sa);
       }
       const ctl: [string[], boolean][] = [
         [["watch", "pods"], true],
@@ -166,6 +173,8 @@ Deno.test("deploy/hydra-ipam.yaml against a real kube-apiserver: dry-run, least 
         [["create", "leases.coordination.k8s.io", "-n", "default"], false],
         [["get", "secrets"], false],
         [["update", "nodes"], false],
+        [["update", "addresspools.hydra.clusternet.io", "--subresource=status"], false],
+        [["create", "events"], false],
       ];
       for (const [[verb, target, ...flags], want] of ctl) {
         const allowed = await can("hydra-ipam-controller", verb, target, ...flags);
@@ -176,7 +185,7 @@ Deno.test("deploy/hydra-ipam.yaml against a real kube-apiserver: dry-run, least 
     await t.step(
       "hydra daemon with the node account allocates; the controller with its own reclaims",
       async () => {
-        const nodeKc = await w.cp.mintServiceAccountKubeconfig(NS, "hydra");
+        const nodeKc = await w.cp.mintServiceAccountKubeconfig(NS, "hydra-daemon");
         const ctlKc = await w.cp.mintServiceAccountKubeconfig(NS, "hydra-ipam-controller");
         const d = await w.startDaemon("least-node", ["--kubeconfig", nodeKc]);
         const net = w.network();

@@ -9,7 +9,11 @@
 import type { ControlPlane } from "../infra/cluster.ts";
 import { type Daemon, spawnDaemon, stopProcessGroup, waitUntil } from "../infra/process.ts";
 
-/** What hydra's node agent may do: read pods/NADs/nodes, write pod status, record events. */
+/**
+ * A broad test account for the tests of the Kubernetes client itself (reads,
+ * watches, status writes on pods bound to no node). hydra's own identities
+ * and their exact roles, as deploy/ defines them, are in manifest_rbac.ts.
+ */
 export const NODE_AGENT_RULES = [
   { apiGroups: [""], resources: ["pods", "nodes"], verbs: ["get", "list", "watch"] },
   { apiGroups: [""], resources: ["pods/status"], verbs: ["get", "patch", "update"] },

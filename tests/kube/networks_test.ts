@@ -215,6 +215,38 @@ Deno.test("resolving a pod's networks from the API server, as Multus users expec
       );
     });
 
+    await t.step("namespace isolation holds for the default-network override too", async () => {
+      const isolated = { ...base, namespaceIsolation: true };
+      const foreign = await makePod("iso-default", {
+        "v1.multus-cni.io/default-network": `${other}/sriov-like`,
+      });
+      await assert.rejects(resolve(foreign, isolated), (e: unknown) => {
+        assert.ok(e instanceof CniError);
+        assert.equal(e.code, ErrorCode.InvalidNetworkConfig);
+        assert.match(
+          e.message,
+          new RegExp(
+            `v1\\.multus-cni\\.io/default-network.*namespace isolation is on: pod in namespace ` +
+              `"${app}" may not use network "${other}/sriov-like"`,
+          ),
+        );
+        return true;
+      });
+      assert.ok(
+        (await events(foreign)).some((e) => e.reason === "NetworkNotAllowed"),
+        "a Warning Event tells the pod's owner",
+      );
+      // The pod's own namespace, and a global one, are allowed.
+      const own = await makePod("iso-default-own", {
+        "v1.multus-cni.io/default-network": `${app}/macvlan-a`,
+      });
+      assert.equal((await resolve(own, isolated))[0].name, `${app}/macvlan-a`);
+      assert.equal(
+        (await resolve(foreign, { ...isolated, globalNamespaces: other }))[0].name,
+        `${other}/sriov-like`,
+      );
+    });
+
     await t.step("default-network override replaces the cluster network", async () => {
       const pod = await makePod("override", {
         "v1.multus-cni.io/default-network": "cluster-override",
@@ -399,6 +431,46 @@ Deno.test("resolving a pod's networks from the API server, as Multus users expec
         /uses a device of resource "example\.com\/vf": such a network is attached at the pod's creation only/,
       );
       assert.equal((await events(pod)).length, 0);
+      // A NAD's path keys stay under the node's roots, as at creation: the defaults, or the
+      // roots the rules carry.
+      const hostile = nadManifest(
+        app,
+        "hostile",
+        conf("hostile", "bridge", { dataDir: "/etc/hydra-x" }),
+      );
+      await admin.create(nadPath(app, undefined), hostile);
+      const [bad] = parseNetworkSelection("hostile", app);
+      const where = { ifName: "net6", index: 3, element: 1, legacy: false };
+      await assert.rejects(
+        resolveSelection(pod, bad, where, rules, agent, opts),
+        (e: unknown) =>
+          e instanceof CniError && e.code === ErrorCode.InvalidNetworkConfig &&
+          /hostile/.test(e.message) && /dataDir/.test(e.message),
+      );
+      const roots = { state: ["/etc"], logs: ["/var/log"], read: ["/etc/cni/net.d"] };
+      const allowed = await resolveSelection(
+        pod,
+        bad,
+        where,
+        { ...rules, nadPathRoots: roots },
+        agent,
+        opts,
+      );
+      assert.equal(allowed.name, `${app}/hostile`);
+      await assert.rejects(
+        resolveSelection(
+          pod,
+          bad,
+          where,
+          {
+            ...rules,
+            nadPathRoots: { ...roots, state: ["/var/lib/cni"] },
+          },
+          agent,
+          opts,
+        ),
+        /dataDir/,
+      );
     });
 
     await t.step("two networks on one interface name are refused", async () => {

@@ -14,7 +14,7 @@ import { referencePluginDir } from "../infra/peers.ts";
 import { type Daemon, spawnDaemon, stopProcessGroup, waitUntil } from "../infra/process.ts";
 import { createNetns, deleteNetns, type TestNetns, uniqueName } from "../helpers/netns.ts";
 import { execIn, type HydraOutput } from "../meta/harness.ts";
-import { nodeAgentKubeconfig } from "../kube/helpers.ts";
+import { daemonIdentityKubeconfig, nodeIdentityKubeconfig } from "../kube/manifest_rbac.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
 import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "./api_access.ts";
 import { connectNodeDaemon } from "../../daemonclient/client.ts";
@@ -54,6 +54,12 @@ export interface KubeEnv {
   kubeconfigNode: string;
   /** Multus's confDir for networks named by file. */
   confDir: string;
+  /**
+   * The node's CNI conf folder (the runtime's): `cni()` writes a conf asking
+   * for `daemonExec` there before running it, as the runtime would have
+   * found it, and the daemon reads confs from there only.
+   */
+  nodeConfDir: string;
   /** Reference CNI plugins speaking 1.1.0. */
   referenceBin: string;
   /** A fresh pod network namespace (removed by close()). */
@@ -87,7 +93,10 @@ export interface KubeEnv {
       program?: string;
     },
   ): Promise<HydraOutput & { ms: number }>;
-  startDaemon(opts?: { kubeconfig?: string; args?: string[] }): Promise<NodeDaemon>;
+  /** Starts `hydra daemon` in the node namespace; `socket` replaces the world's socket path. */
+  startDaemon(
+    opts?: { kubeconfig?: string; args?: string[]; socket?: string },
+  ): Promise<NodeDaemon>;
   /** Stops kube-apiserver (connections refused until {@link KubeEnv.startApi}). */
   stopApi(): Promise<void>;
   /** Starts it again with the same arguments and waits until it is ready. */
@@ -125,16 +134,25 @@ export async function startKubeEnv(): Promise<KubeEnv> {
     const ns = uniqueName("mk");
     const other = uniqueName("mko");
     for (const n of [ns, other, "kube-system"]) await cp.createNamespace(n);
-    const account = await nodeAgentKubeconfig(cp, ns);
+    const nodeName = uniqueName("node");
+    // hydra's identities as deploy/ defines them: the node kubeconfig's token bound to the Node
+    // (as the installer mints it), the daemon's to a pod on the node (as the kubelet gives it).
+    const account = await nodeIdentityKubeconfig(cp, nodeName);
     const kubeconfigHost = await jsonKubeconfig(account, `${dir}/node-host.kubeconfig`);
     const kubeconfigNode = await jsonKubeconfig(
       account,
       `${dir}/node-netns.kubeconfig`,
       nodeServer,
     );
+    const daemonKubeconfig = await jsonKubeconfig(
+      await daemonIdentityKubeconfig(cp, nodeName),
+      `${dir}/daemon-netns.kubeconfig`,
+      nodeServer,
+    );
     const confDir = `${dir}/net.d`;
     await Deno.mkdir(confDir);
-    const nodeName = uniqueName("node");
+    const nodeConfDir = `${dir}/node-net.d`;
+    await Deno.mkdir(nodeConfDir);
     const cacheDir = `${dir}/cache`;
     const subnetBase = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
 
@@ -149,6 +167,7 @@ export async function startKubeEnv(): Promise<KubeEnv> {
       kubeconfigHost,
       kubeconfigNode,
       confDir,
+      nodeConfDir,
       referenceBin: referencePluginDir(),
       async podNetns() {
         const p = await createNetns("hkp");
@@ -224,6 +243,8 @@ export async function startKubeEnv(): Promise<KubeEnv> {
           apiTimeout: 3,
           logLevel: "debug",
           logFile: `${dir}/hydra.log`,
+          // The world's NADs keep their address allocations in its folder.
+          nadPathRoots: { state: [dir] },
           ...extra,
         };
       },
@@ -239,6 +260,8 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             `K8S_POD_UID=${pod.uid ?? ""}`,
           ].join(";")
           : "";
+        const text = typeof conf === "string" ? conf : JSON.stringify(conf);
+        await placeNodeConf(nodeConfDir, text);
         const started = performance.now();
         const out = await execIn(node, call.program ?? HYDRA, [], {
           PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -248,11 +271,11 @@ export async function startKubeEnv(): Promise<KubeEnv> {
           CNI_IFNAME: call.ifName ?? "eth0",
           CNI_PATH: `${REPO_ROOT}/bin:${referencePluginDir()}`,
           CNI_ARGS: cniArgs,
-        }, typeof conf === "string" ? conf : JSON.stringify(conf));
+        }, text);
         return { ...out, ms: performance.now() - started };
       },
       async startDaemon(opts = {}) {
-        const socket = `${dir}/daemon-${daemons.length}.sock`;
+        const socket = opts.socket ?? `${dir}/daemon-${daemons.length}.sock`;
         const metricsSock = `${dir}/daemon-${daemons.length}-metrics.sock`;
         const logPath = `${dir}/daemon-${daemons.length}.log`;
         // In the node namespace, as on a node (hostNetwork): what it attaches itself
@@ -265,7 +288,7 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             HYDRA,
             "daemon",
             "--kubeconfig",
-            opts.kubeconfig ?? kubeconfigNode,
+            opts.kubeconfig ?? daemonKubeconfig,
             "--node-name",
             nodeName,
             "--socket",
@@ -274,6 +297,10 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             `unix:${metricsSock}`,
             "--spool-dir",
             `${cacheDir}/reports`,
+            "--cni-conf-dir",
+            nodeConfDir,
+            "--cni-bin-dir",
+            `${REPO_ROOT}/bin:${referencePluginDir()}`,
             "--log-level",
             "debug",
             ...(opts.args ?? []),
@@ -368,6 +395,24 @@ export async function startKubeEnv(): Promise<KubeEnv> {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
   }
+}
+
+/**
+ * A conf asking for `daemonExec`, written into the node's conf folder under
+ * its name, as the runtime would have read it there (the daemon runs only
+ * confs it finds there). Other confs are left out.
+ */
+async function placeNodeConf(dir: string, text: string): Promise<void> {
+  let conf: Record<string, unknown>;
+  try {
+    conf = JSON.parse(text);
+  } catch {
+    return;
+  }
+  if (conf?.daemonExec !== true || typeof conf.name !== "string") return;
+  const { runtimeConfig: _, ...file } = conf;
+  await Deno.writeTextFile(`${dir}/.tmp`, JSON.stringify(file));
+  await Deno.rename(`${dir}/.tmp`, `${dir}/${conf.name}.conf`);
 }
 
 /** The network-status annotation of a pod, parsed. */

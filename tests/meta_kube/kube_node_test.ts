@@ -19,13 +19,16 @@ async function addrs(netns: TestNetns, ifName: string): Promise<string[]> {
   return addresses((await links(netns)).get(ifName)).sort();
 }
 
+/** Gives the world's Node (made bare with the node's identity) its pod CIDRs and annotations. */
 async function createNode(env: KubeEnv, podCIDRs: string[], annotations = {}) {
-  await env.cp.api.must("POST", "/api/v1/nodes", {
-    apiVersion: "v1",
-    kind: "Node",
-    metadata: { name: env.nodeName, annotations },
-    spec: { podCIDR: podCIDRs[0], podCIDRs },
-  });
+  const path = `/api/v1/nodes/${env.nodeName}`;
+  const node = await env.cp.api.must("GET", path) as {
+    metadata: { annotations?: Record<string, string> };
+    spec?: Record<string, unknown>;
+  };
+  node.metadata.annotations = { ...node.metadata.annotations, ...annotations };
+  node.spec = { ...node.spec, podCIDR: podCIDRs[0], podCIDRs };
+  await env.cp.api.must("PUT", path, node);
 }
 
 async function annotate(env: KubeEnv, key: string, value: string) {

@@ -19,7 +19,7 @@ import { createPausePod, deletePodAndWait } from "../infra/pods.ts";
 import { poll, spawnDaemon, waitUntil } from "../infra/process.ts";
 import { run, uniqueName } from "../helpers/netns.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
-import { nodeAgentKubeconfig } from "../kube/helpers.ts";
+import { daemonIdentityKubeconfig, nodeIdentityKubeconfig } from "../kube/manifest_rbac.ts";
 import { jsonKubeconfig } from "./api_access.ts";
 import { HYDRA, networkStatus } from "./harness.ts";
 import { connectNodeDaemon } from "../../daemonclient/client.ts";
@@ -99,11 +99,9 @@ Deno.test("a Pod with the networks annotation becomes a sandbox with its extra i
         },
       );
     }
-    // The node account, with the API address the kubelet's namespace reaches too.
-    const kubeconfig = await jsonKubeconfig(
-      await nodeAgentKubeconfig(cp, ns),
-      `${dir}/node.kubeconfig`,
-    );
+    // The node kubeconfig (hydra-node, bound to the kubelet's Node as the installer mints it);
+    // written once the kubelet has registered its Node, before any pod runs.
+    const kubeconfig = `${dir}/node.kubeconfig`;
     const writeConf = async (extra: Record<string, unknown>) => {
       await Deno.writeTextFile(
         `${confDir}/.00-hydra.tmp`,
@@ -118,6 +116,8 @@ Deno.test("a Pod with the networks annotation becomes a sandbox with its extra i
             daemonSocket: "",
             logFile: `${dir}/hydra.log`,
             logLevel: "debug",
+            // The NADs keep their address allocations in this test's folder.
+            nadPathRoots: { state: [dir] },
             ...extra,
           }],
         }),
@@ -133,6 +133,12 @@ Deno.test("a Pod with the networks annotation becomes a sandbox with its extra i
     try {
       const kubelet = await startKubelet(cp, ctd);
       try {
+        await jsonKubeconfig(await nodeIdentityKubeconfig(cp, kubelet.nodeName), kubeconfig);
+        // The daemon's own identity, bound to a pod on the node as the kubelet binds it.
+        const daemonKubeconfig = await jsonKubeconfig(
+          await daemonIdentityKubeconfig(cp, kubelet.nodeName),
+          `${dir}/daemon.kubeconfig`,
+        );
         const daemonSocket = `${dir}/daemon.sock`;
         const runPod = async (name: string) => {
           const podPath = await createPausePod(cp, kubelet, ns, name, {
@@ -197,7 +203,7 @@ Deno.test("a Pod with the networks annotation becomes a sandbox with its extra i
             args: [
               "daemon",
               "--kubeconfig",
-              kubeconfig,
+              daemonKubeconfig,
               "--node-name",
               kubelet.nodeName,
               "--socket",

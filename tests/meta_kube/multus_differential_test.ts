@@ -20,6 +20,8 @@
  * multus); fails when one is missing.
  */
 
+import { nodeAgentKubeconfig } from "../kube/helpers.ts";
+import { jsonKubeconfig, NODE_API_ADDRESS } from "./api_access.ts";
 import assert from "node:assert/strict";
 import { peerBin } from "../infra/peers.ts";
 import { listFiles } from "../meta/harness.ts";
@@ -325,6 +327,13 @@ async function startDiff(): Promise<Diff> {
       ],
     });
     const multusCache = `${env.dir}/multus`;
+    // Multus gets an account of its own, with the rights it asks for (it writes network-status
+    // with an update of pods/status); hydra's node identity has only what hydra uses.
+    const multusKubeconfig = await jsonKubeconfig(
+      await nodeAgentKubeconfig(env.cp, env.ns),
+      `${env.dir}/multus.kubeconfig`,
+      `https://${NODE_API_ADDRESS}:${new URL(env.cp.server).port}`,
+    );
     return {
       env,
       multus,
@@ -337,7 +346,7 @@ async function startDiff(): Promise<Diff> {
           cniVersion: "1.0.0",
           name: "multus-cni-network",
           type: "multus",
-          kubeconfig: env.kubeconfigNode,
+          kubeconfig: multusKubeconfig,
           clusterNetwork: "cluster",
           multusNamespace: "kube-system",
           confDir: env.confDir,

@@ -53,7 +53,7 @@ Deno.test("nri serve: the DaemonSet's nri container passes arguments it accepts"
   const text = Deno.readTextFileSync(join(repoRoot, "deploy", "hydra-nri.yaml"));
   // deno-lint-ignore no-explicit-any
   const docs = parseAllDocuments(text).map((d) => d.toJSON() as Record<string, any>);
-  const ds = docs.find((d) => d?.kind === "DaemonSet")!;
+  const ds = docs.find((d) => d?.kind === "DaemonSet" && d.metadata.name === "hydra-nri")!;
   // deno-lint-ignore no-explicit-any
   const nri = ds.spec.template.spec.containers.find((c: any) => c.name === "nri");
   assert.deepEqual(nri.args.slice(0, 2), ["nri", "serve"]);
@@ -61,7 +61,7 @@ Deno.test("nri serve: the DaemonSet's nri container passes arguments it accepts"
   assert.equal(opts.socketPath, "/var/run/nri/nri.sock");
   assert.deepEqual(opts.healthAddr, {
     transport: "tcp",
-    hostname: "0.0.0.0",
+    hostname: "127.0.0.1",
     port: nri.livenessProbe.httpGet.port,
   });
   assert.equal(nri.readinessProbe.httpGet.path, "/readyz");
@@ -73,6 +73,21 @@ Deno.test("nri serve: the DaemonSet's nri container passes arguments it accepts"
   // In a cluster the plugin works in Kubernetes mode, and its conf dir is there to read.
   assert.equal(opts.inCluster, true);
   assert.ok(mounts.includes(opts.confDir), `conf dir ${opts.confDir} mounted`);
+});
+
+Deno.test("nri serve: namespace isolation as the meta-CNI's (own namespace and global ones)", () => {
+  assert.deepEqual(parseNriServeArgs([]).namespaces, {
+    namespaceIsolation: false,
+    globalNamespaces: ["default"],
+  });
+  assert.deepEqual(
+    parseNriServeArgs(["--namespace-isolation", "--global-namespaces=shared, infra"]).namespaces,
+    { namespaceIsolation: true, globalNamespaces: ["shared", "infra"] },
+  );
+  assert.throws(
+    () => parseNriServeArgs(["--global-namespaces=shared"]),
+    /--global-namespaces needs --namespace-isolation/,
+  );
 });
 
 Deno.test("nri serve: --chroot-dir names the node's root for exec'd delegates; absolute only", () => {

@@ -95,7 +95,11 @@ Deno.test({
         const plainName = uniqueName("kplain");
         const plainPod = await env.createPod(plainName);
 
-        const hydra = await w.startHydra([`--kubeconfig=${kubeconfig}`]);
+        const hydra = await w.startHydra([
+          `--kubeconfig=${kubeconfig}`,
+          // The world's NADs keep their address allocations in its folder.
+          `--nad-path-roots=${JSON.stringify({ state: [w.tmp] })}`,
+        ]);
         const runp = (p: Pod, annotations: Record<string, string>) =>
           runPodSandbox(w, env, p, annotations);
         const plain = await runp(plainPod, {});

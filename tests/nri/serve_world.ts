@@ -21,7 +21,7 @@ import { referencePluginDir, repoRoot, requirePeers } from "../infra/peers.ts";
 import { type Daemon, logTail, poll, spawnDaemon, stopProcessGroup } from "../infra/process.ts";
 import { run, uniqueName, withTempDir } from "../helpers/netns.ts";
 import { getFromEndpoint } from "../../pkg/http.ts";
-import { LOCK_DIR } from "../../plugins/host_lock.ts";
+import { hostLockPath } from "../../plugins/host_lock.ts";
 
 /**
  * Fails the calling test unless it runs as root with containerd, its shim,
@@ -139,7 +139,8 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
     const blueRoute = `10.254.${b}.0/24`;
     const bridge = uniqueName("hnb");
     const brokenBridge = uniqueName("hnx");
-    const parent = uniqueName("hnp");
+    // One byte short of the limit: its veth peer is named "<parent>p".
+    const parent = uniqueName("hnp").slice(0, 14);
     await writeJson(join(defaultConfDir, "10-default.conflist"), {
       cniVersion: "1.1.0",
       name: uniqueName("def"),
@@ -304,7 +305,7 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
       await ctd.stop();
       // hydra-bridge leaves its per-bridge host lock files; these bridges are gone.
       for (const name of [bridge, brokenBridge]) {
-        await Deno.remove(join(LOCK_DIR, `bridge-${name}.lock`)).catch(() => {});
+        await Deno.remove(hostLockPath(`bridge-${name}`)).catch(() => {});
       }
     }
   });

@@ -151,6 +151,44 @@ Deno.test("tuning: a backup written by hydra-tuning is restored by the reference
   });
 });
 
+Deno.test("tuning: DEL removes a backup a crash cut short, or one kept for an interface that is gone, and a dead writer's temp file", async () => {
+  await withWorld(1, async (w) => {
+    await podVeth(w);
+    const conf = {
+      ...tuningConf(w, "1.0.0"),
+      sysctl: {},
+      type: "hydra-tuning",
+      prevResult: prevResult(w, "1.0.0"),
+    };
+    const dir = `${w.dir}/tuning`;
+    const call = (command: "ADD" | "DEL", cid: string) =>
+      mustInvoke(w.host, `${hydraBin}/hydra-tuning`, {
+        containerId: cid,
+        netns: w.pods[0].path,
+        ifName: "eth0",
+        path: [debianDir],
+        command,
+      }, conf);
+    const leftFor = (cid: string) => [...Deno.readDirSync(dir)].filter((e) => e.name.includes(cid));
+
+    // A backup zeroed by a power cut (unsynced), and a temp file of a writer killed half-way.
+    const torn = containerId();
+    await call("ADD", torn);
+    const path = `${dir}/${torn}_eth0.json`;
+    Deno.writeFileSync(path, new Uint8Array(Deno.statSync(path).size));
+    Deno.writeTextFileSync(`${dir}/.${torn}_eth0.json.tmp-4242-abc`, '{"mt');
+    await call("DEL", torn);
+    assert.deepEqual(leftFor(torn), []);
+
+    // A backup of an interface already gone: nothing to put back, nothing to keep.
+    const gone = containerId();
+    await call("ADD", gone);
+    await inNs(w.pods[0], "ip", "link", "del", "eth0");
+    await call("DEL", gone);
+    assert.deepEqual(leftFor(gone), []);
+  });
+});
+
 Deno.test("tuning: a sysctl outside /proc/sys/net is refused; a failing one undoes the others", async () => {
   await withWorld(1, async (w) => {
     await podVeth(w);

@@ -1,8 +1,9 @@
 /**
  * The policy role in deploy/: the MultiNetworkPolicy CRD is the same in
  * deploy/crds and in both setup files and has the Working Group's names
- * and fields; both DaemonSets run `hydra policy sync` with arguments it
- * accepts, the host paths it reads and writes, and a read-only role.
+ * and fields; both setups run `hydra policy sync` in a DaemonSet of its own
+ * with arguments it accepts, the host paths it reads and writes, and a
+ * role of its own that reads and records Events only.
  * (That the role is enough, and that the CRD serves, the tests against a
  * real API server show: tests/policy/world.ts uses both.)
  */
@@ -64,16 +65,22 @@ Deno.test("both setups run hydra policy sync with a read-only role and the host 
     const docs = loadDocs(file);
     const role = find(docs, "ClusterRole", "hydra-policy");
     for (const rule of role.rules) {
-      assert.deepEqual(rule.verbs, ["get", "list", "watch"], `${file}: read only`);
+      const verbs = rule.resources.includes("events") ? ["create"] : ["list", "watch"];
+      assert.deepEqual(rule.verbs, verbs, `${file}: reads, and Events`);
     }
     assert.deepEqual(role.rules.flatMap((r: Obj) => r.resources).sort(), [
+      "events",
       "multi-networkpolicies",
       "namespaces",
+      "network-attachment-definitions",
       "pods",
     ]);
     const binding = find(docs, "ClusterRoleBinding", "hydra-policy");
-    assert.deepEqual(binding.subjects, find(docs, "ClusterRoleBinding", "hydra").subjects);
-    const pod = find(docs, "DaemonSet").spec.template.spec;
+    assert.deepEqual(binding.subjects, [
+      { kind: "ServiceAccount", name: "hydra-policy", namespace: "hydra-system" },
+    ]);
+    const pod = find(docs, "DaemonSet", "hydra-policy").spec.template.spec;
+    assert.equal(pod.serviceAccountName, "hydra-policy");
     const c = pod.containers.find((c: Obj) => c.name === "policy");
     assert.ok(c, `${file} runs the policy container`);
     assert.deepEqual(c.args.slice(0, 2), ["policy", "sync"]);
@@ -83,7 +90,7 @@ Deno.test("both setups run hydra policy sync with a read-only role and the host 
     assert.equal(opts.nriCacheDir, DEFAULT_NRI_CACHE_DIR);
     assert.deepEqual(opts.listen, {
       transport: "tcp",
-      hostname: "0.0.0.0",
+      hostname: "127.0.0.1",
       port: c.readinessProbe.httpGet.port,
     });
     assert.equal(c.readinessProbe.httpGet.path, "/readyz");

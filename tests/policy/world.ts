@@ -83,14 +83,12 @@ export interface PolicyWorld {
   close(): Promise<void>;
 }
 
-/** The ClusterRoles of the meta setup's manifest that `hydra policy sync` uses. */
+/** The rules of the meta setup's role for `hydra policy sync`. */
 async function manifestRules(): Promise<unknown[]> {
   const text = await Deno.readTextFile(`${REPO_ROOT}/deploy/hydra-meta.yaml`);
   const docs = parseAllDocuments(text).map((d) => d.toJSON());
-  const roles = docs.filter((d) =>
-    d?.kind === "ClusterRole" && (d.metadata.name === "hydra" || d.metadata.name === "hydra-policy")
-  );
-  if (roles.length !== 2) throw new Error("deploy/hydra-meta.yaml lacks the hydra-policy role");
+  const roles = docs.filter((d) => d?.kind === "ClusterRole" && d.metadata.name === "hydra-policy");
+  if (roles.length !== 1) throw new Error("deploy/hydra-meta.yaml lacks the hydra-policy role");
   return roles.flatMap((r) => r.rules);
 }
 

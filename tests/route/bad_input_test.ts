@@ -50,7 +50,13 @@ Deno.test("bad node input and a protocol clash: logged and counted, the rest syn
   try {
     const config = `${world.dir}/networks.yaml`;
     // "blue" asks for the vxlan network's protocol: it is left out, the others run.
-    await Deno.writeTextFile(config, NETWORKS_YAML + "  - { name: blue, protocol: 203 }\n");
+    await Deno.writeTextFile(
+      config,
+      // The default network also allows the underlay's range here, so that a CIDR holding a
+      // node address meets the check made for it rather than the allowed-range check.
+      NETWORKS_YAML.replace("[10.244.0.0/16]", "[10.244.0.0/16, 192.168.60.0/24]") +
+        "  - { name: blue, protocol: 203, allowedCIDRs: [10.0.0.0/8] }\n",
+    );
     const nodesFile = `${world.dir}/nodes.yaml`;
     const local: Entry = {
       name: self.name,
@@ -81,6 +87,7 @@ Deno.test("bad node input and a protocol clash: logged and counted, the rest syn
       { ...good("n6", 6), podCIDRs: ["10.244.2.128/25"] }, // overlaps n2, which was there first
       { ...good("n7", 7), podCIDRs: ["192.168.60.0/28"] }, // holds this node's underlay address
       { name: "n8", podCIDRs: ["10.244.8.0/24"], addresses: ["192.168.60.108"] }, // no red annotations
+      { ...good("n9", 9), podCIDRs: ["8.8.8.0/24"] }, // outside the allowed ranges
     ]);
     const m = await eventually(
       "problems counted",
@@ -92,6 +99,7 @@ Deno.test("bad node input and a protocol clash: logged and counted, the rest syn
         "malformed_annotation",
         "overlapping_cidr",
         "cidr_contains_node_address",
+        "cidr_not_allowed",
         "missing_annotation",
         "protocol_clash",
       ]
@@ -112,6 +120,7 @@ Deno.test("bad node input and a protocol clash: logged and counted, the rest syn
       "10.246.3.0/24 via 10.246.3.0",
       "10.246.6.0/24 via 10.246.6.0",
       "10.246.7.0/24 via 10.246.7.0",
+      "10.246.9.0/24 via 10.246.9.0",
     ]);
     const log = await Deno.readTextFile(r.logFile);
     for (
@@ -121,6 +130,7 @@ Deno.test("bad node input and a protocol clash: logged and counted, the rest syn
         /CIDR 10.244.2.128\/25 of node n6 overlaps node n2's 10.244.2.0\/24/,
         /CIDR 192.168.60.0\/28 of node n7 contains this node's address 192.168.60.11/,
         /node n8 has no annotation hydra.clusternet.io\/red.cidr/,
+        /node n9: spec.podCIDRs claims 8.8.8.0\/24, outside the ranges network default allows/,
         /route protocol 203 is already network red's/,
       ]
     ) assert.match(log, re);
@@ -144,7 +154,7 @@ Deno.test("bad node input and a protocol clash: logged and counted, the rest syn
       (text) => sample(text, 'hydra_route_errors_total{kind="source"}') > broken,
     );
     assert.equal((await routesOf(self, "202")).length, 5);
-    assert.equal((await routesOf(self, "203")).length, 4);
+    assert.equal((await routesOf(self, "203")).length, 5);
     assert.equal((await stopRouter(r)).code, 0);
     router = undefined;
   } finally {

@@ -31,7 +31,12 @@ Deno.test("hydra route: help, and bad usage exits 2 with the reason", async () =
     [["route", "sync", "--protocol", "2"], /protocol must be a whole number from 5 to 255/],
     [["route", "sync", "--health-addr", "nowhere"], /not \[HOST\]:PORT or unix:PATH/],
     [["route", "sync", "--config", "x.yaml", "--mode", "vxlan"], /--config and --mode conflict/],
-    [["route", "sync", "--once", "--node-name", "n1"], /no node source/],
+    [["route", "sync", "--once", "--node-name", "n1"], /--allowed-cidrs is missing/],
+    [
+      ["route", "sync", "--once", "--node-name", "n1", "--allowed-cidrs", "10.0.0.0/8"],
+      /no node source/,
+    ],
+    [["route", "sync", "--allowed-cidrs", "10.0.0.1"], /entry "10.0.0.1" is not a CIDR/],
   ];
   for (const [args, re] of cases) {
     const r = await hydra(args);
@@ -81,6 +86,8 @@ Deno.test("hydra route sync --once: single network from flags, JSON summary; a c
         "node1",
         "--protocol",
         "210",
+        "--allowed-cidrs",
+        "10.244.0.0/16",
       ],
       self.ns.path,
     );
@@ -102,6 +109,8 @@ Deno.test("hydra route sync --once: single network from flags, JSON summary; a c
         "node1",
         "--protocol",
         "210",
+        "--allowed-cidrs",
+        "10.244.0.0/16",
       ],
       self.ns.path,
     );
@@ -119,7 +128,11 @@ Deno.test("hydra route sync --once: single network from flags, JSON summary; a c
       }),
     );
     const config = `${world.dir}/clash.yaml`;
-    await Deno.writeTextFile(config, "networks:\n  - { name: default }\n  - { name: blue }\n");
+    await Deno.writeTextFile(
+      config,
+      "networks:\n  - { name: default, allowedCIDRs: [10.244.0.0/16] }\n" +
+        "  - { name: blue, allowedCIDRs: [10.245.0.0/16] }\n",
+    );
     const clash = await hydra(
       [
         "route",

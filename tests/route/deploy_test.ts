@@ -25,10 +25,12 @@ Deno.test("the router DaemonSet reads its networks file from the ConfigMap it mo
     d.metadata.namespace === ds.metadata.namespace
   );
   assert.ok(cm, "the ConfigMap is in the manifest, beside the DaemonSet");
-  // The file is what the router ran with before it had one: one routed network, protocol 202.
+  // One routed network, protocol 202, limited to the cluster CIDR.
   const { networks, problems } = parseRouterConfig(cm.data[file], file);
   assert.deepEqual(problems, []);
   assert.deepEqual(networks.map((n) => [n.name, n.mode, n.protocol, n.table]), [
     ["default", "routed", 202, 254],
   ]);
+  // Only pod CIDRs inside the cluster CIDR are routed: a node cannot claim any range it likes.
+  assert.deepEqual(networks[0].allowedCIDRs, ["10.244.0.0/16"]);
 });

@@ -51,11 +51,20 @@ function nodeObject(n: WorldNode) {
   };
 }
 
-/** The router's RBAC as the DaemonSet has it: read Node objects, nothing else. */
+/** The router's RBAC as the DaemonSet has it: read Node objects, Events about them. */
 async function routerKubeconfig(cp: ControlPlane): Promise<string> {
   await cp.api.must("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", {
     metadata: { name: "hydra-router-test" },
-    rules: [{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }],
+    rules: [{ apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] }],
+  });
+  await cp.api.must("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles", {
+    metadata: { name: "hydra-router-test" },
+    rules: [{ apiGroups: [""], resources: ["events"], verbs: ["create"] }],
+  });
+  await cp.api.must("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", {
+    metadata: { name: "hydra-router-test" },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "hydra-router-test" },
+    subjects: [{ kind: "ServiceAccount", name: "hydra-router", namespace: "hydra-system" }],
   });
   await cp.api.must("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
     metadata: { name: "hydra-router-test" },
@@ -158,6 +167,62 @@ Deno.test("Node objects in a real API server: routes follow; restarts and an API
       for (const n of [n1, n2, n3]) await waitForRoutes(n, [n1, n2, n3]);
       assert.deepEqual(unreachable([n1, n2, n3]), []);
     });
+
+    await t.step(
+      "a Node claiming CIDRs outside the allowed ranges: refused with a log line, a metric and one Event per claim, never routed",
+      async () => {
+        const rogue = {
+          apiVersion: "v1",
+          kind: "Node",
+          metadata: {
+            name: "rogue",
+            annotations: {
+              "hydra.clusternet.io/red.cidr": "8.8.8.0/24",
+              "hydra.clusternet.io/red.address": "192.168.60.77",
+            },
+          },
+          spec: { podCIDR: "169.254.169.254/32", podCIDRs: ["169.254.169.254/32"] },
+          status: { addresses: [{ type: "InternalIP", address: "192.168.60.77" }] },
+        };
+        await admin.create("/api/v1/nodes", rogue);
+        const routersNow = [n1, n2, n3].map((n) => routers.get(n.name)!);
+        for (const r of routersNow) {
+          await eventually(
+            `${r.node.name}'s router to refuse both claims`,
+            () => metricsOf(r),
+            (m) => sample(m, 'hydra_route_errors_total{kind="cidr_not_allowed"}') === 2,
+            30_000,
+          );
+          const log = await Deno.readTextFile(r.logFile);
+          assert.match(log, /claims 8\.8\.8\.0\/24, outside the ranges network red allows/);
+          assert.match(log, /claims 169\.254\.169\.254\/32, outside the ranges network default/);
+        }
+        const events = await eventually(
+          "the Events on the rogue Node",
+          () =>
+            admin.get<{ items: { reason: string; message: string; involvedObject: unknown }[] }>(
+              "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Drogue",
+            ),
+          (list) => list.items.length >= 2,
+          30_000,
+        );
+        // Three routers saw each claim; the claims got one Event each.
+        assert.equal(events.items.length, 2);
+        for (const e of events.items) {
+          assert.equal(e.reason, "CIDRNotAllowed");
+          assert.deepEqual(e.involvedObject, { kind: "Node", name: "rogue", apiVersion: "v1" });
+        }
+        for (const n of [n1, n2, n3]) {
+          const routes = await allRoutes(n);
+          assert.ok(
+            !routes.some((r) => /^(8\.8\.8\.0|169\.254\.169\.254)/.test(r)),
+            routes.join("\n"),
+          );
+          await waitForRoutes(n, [n1, n2, n3]);
+        }
+        await admin.delete("/api/v1/nodes/rogue");
+      },
+    );
 
     await t.step(
       "SIGTERM and kill -9: routes stay, restarted routers adopt them, none duplicated",

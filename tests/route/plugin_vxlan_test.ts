@@ -16,6 +16,7 @@ import { hydraBin } from "./world.ts";
 const NETWORKS = `networks:
   - name: green
     mode: vxlan
+    allowedCIDRs: [10.43.0.0/16]
     protocol: 205
     vxlan: { owner: plugin, vni: 42 }
 `;

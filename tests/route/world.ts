@@ -33,8 +33,10 @@ export const hydraBin = fileURLToPath(new URL("../../bin/hydra", import.meta.url
 export const NETWORKS_YAML = `networks:
   - name: default
     mode: routed
+    allowedCIDRs: [10.244.0.0/16]
   - name: red
     mode: vxlan
+    allowedCIDRs: [10.246.0.0/16]
     protocol: 203
     mtu: 1450
     vxlan: { device: vx-red, vni: 4242, underlayDevice: eth0 }
