@@ -252,6 +252,7 @@ async function syncTimes(count: number): Promise<Record<string, number>> {
         name: "vx",
         mode: "vxlan",
         protocol: 240,
+        allowedCIDRs: ["10.128.0.0/9"],
         vxlan: { device: "vx-bench", vni: 5000, underlayDevice: "br-fab" },
       }, 0)],
       nodeName: "node0",
