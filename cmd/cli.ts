@@ -64,6 +64,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "keep pod networks routed between nodes (route sync)",
     run: async (args) => (await import("../route/main.ts")).runRoute(args),
   },
+  hybrid: {
+    summary: "keep hybrid (overlay + underlay) networks programmed on this node (hybrid sync)",
+    run: async (args) => (await import("../hybrid/main.ts")).runHybrid(args),
+  },
   daemon: {
     summary: "node daemon: serve this node's pods and networks to the meta-CNI, write their status",
     run: async (args) => (await import("../daemon/node_main.ts")).runDaemon(args),

@@ -16,6 +16,13 @@ import { selfBinDir, selfExecutable } from "../pkg/self.ts";
 import { buildWorld, type DemoPod, type DemoWorld, destroyWorld } from "./demo_world.ts";
 import { type DemoNetwork, demoNetworks, type PluginSet } from "./demo_networks.ts";
 import { syncDemoRoutes } from "./demo_routes.ts";
+import {
+  buildFabric,
+  hybridNet,
+  measureHybrid,
+  renderHybrid,
+  syncDemoHybrid,
+} from "./demo_hybrid.ts";
 
 const STATE_ROOT = "/run/hydra-demo";
 
@@ -24,6 +31,9 @@ const HELP = `Usage: hydra demo [options]
 Builds nodes and pods as network namespaces, attaches every pod to the
 default and secondary networks through the meta-CNI, syncs routes between
 nodes with the router, prints a reachability table and removes everything.
+The hybrid network (net3) puts odd-numbered pods on an overlay and
+even-numbered pods on a simulated fabric with its gateway and an outside
+host; its table shows the path each pair's packets took.
 
 Options:
   --nodes N          number of nodes (default 3)
@@ -72,7 +82,7 @@ async function cni(
   command: "ADD" | "DEL",
   stateDir: string,
 ): Promise<unknown> {
-  const confPath = `${stateDir}/${pod.node.name}/hydra.conf`;
+  const confPath = `${stateDir}/${pod.node.name}/${pod.name}.conf`;
   const conf = await Deno.readFile(confPath);
   const env = {
     CNI_COMMAND: command,
@@ -102,19 +112,24 @@ async function writeNodeConfs(
   for (const node of world.nodes) {
     const dir = `${stateDir}/${node.name}`;
     await Deno.mkdir(dir, { recursive: true });
-    const delegates = networks.map((net, i) => ({
-      ...net.delegate(node, plugins, `${dir}/ipam`),
-      ...(i === 0 ? {} : { ifname: net.ifName }),
-    }));
-    const conf = {
-      cniVersion: "1.1.0",
-      name: "hydra-demo",
-      type: "hydra",
-      delegates,
-      cacheDir: `${dir}/cache`,
-      logFile: `${dir}/hydra.log`,
-    };
-    await Deno.writeTextFile(`${dir}/hydra.conf`, JSON.stringify(conf, null, 2) + "\n");
+    // One conf per pod: the same on every pod of a node but for the hybrid network's kind.
+    for (const pod of node.pods) {
+      const delegates = networks.map((net, i) => ({
+        ...(net.podDelegate
+          ? net.podDelegate(pod, plugins, `${dir}/ipam`)
+          : net.delegate(node, plugins, `${dir}/ipam`)),
+        ...(i === 0 ? {} : { ifname: net.ifName }),
+      }));
+      const conf = {
+        cniVersion: "1.1.0",
+        name: "hydra-demo",
+        type: "hydra",
+        delegates,
+        cacheDir: `${dir}/cache`,
+        logFile: `${dir}/hydra.log`,
+      };
+      await Deno.writeTextFile(`${dir}/${pod.name}.conf`, JSON.stringify(conf, null, 2) + "\n");
+    }
   }
 }
 
@@ -132,7 +147,7 @@ function podAddress(pod: DemoPod, ifName: string): string | undefined {
 function measure(world: DemoWorld, networks: DemoNetwork[]): Reachability[] {
   const pods = world.nodes.flatMap((n) => n.pods);
   const cells: Reachability[] = [];
-  for (const net of networks) {
+  for (const net of networks.filter((n) => n.mode !== "hybrid")) {
     const addrs = new Map(pods.map((p) => [p.name, podAddress(p, net.ifName)]));
     for (const src of pods) {
       const targets = pods.filter((p) => p !== src && addrs.get(p.name));
@@ -157,7 +172,7 @@ function renderTable(world: DemoWorld, networks: DemoNetwork[], cells: Reachabil
   const width = Math.max(...pods.map((p) => p.length), ...cells.map((c) => c.address.length), 9) +
     2;
   const lines: string[] = [];
-  for (const net of networks) {
+  for (const net of networks.filter((n) => n.mode !== "hybrid")) {
     lines.push(`network ${net.name} (${net.ifName}, ${net.cidr}, ${net.mode} between nodes)`);
     const addr = new Map(
       cells.filter((c) => c.network === net.name).map((c) => [c.destination, c.address]),
@@ -345,6 +360,7 @@ async function runWorldUntil(
   const attached: DemoPod[] = [];
   let status = 1;
   try {
+    buildFabric(world);
     await writeNodeConfs(world, networks, opts.plugins, stateDir);
     const pods = world.nodes.flatMap((n) => n.pods);
     for (const pod of pods) {
@@ -355,10 +371,18 @@ async function runWorldUntil(
     }
     stop.check();
     log(`attached ${pods.length} pods to ${networks.length} networks through the meta-CNI`);
-    const routes = await syncDemoRoutes(world, networks, stateDir);
+    const routes = await syncDemoRoutes(
+      world,
+      networks.filter((n) => n.mode !== "hybrid"),
+      stateDir,
+    );
     if (routes !== undefined) log(`router synced ${routes} routes between nodes`);
+    const hybridRoutes = await syncDemoHybrid(world, stateDir);
+    log(`hybrid router synced ${hybridRoutes} routes through the overlay`);
     stop.check();
     const cells = measure(world, networks);
+    const hybridIf = networks.find((n) => n.mode === "hybrid")!.ifName;
+    const hybrid = measureHybrid(world, podAddress, hybridIf);
     if (opts.json) {
       console.log(JSON.stringify(
         {
@@ -373,16 +397,28 @@ async function runWorldUntil(
             interface: n.ifName,
             cidr: n.cidr,
             mode: n.mode,
+            ...(n.mode === "hybrid"
+              ? {
+                subnets: hybridNet.subnets.map((s) => ({
+                  name: s.name,
+                  kind: s.kind,
+                  cidr: s.cidr,
+                  ...(s.gateway ? { gateway: s.gateway } : {}),
+                })),
+              }
+              : {}),
           })),
-          results: cells,
+          results: [...cells, ...hybrid.map((p) => ({ ...p, network: hybridNet.name }))],
         },
         null,
         2,
       ));
     } else {
+      console.log(renderHybrid(hybrid, hybridIf));
       console.log(renderTable(world, networks, cells));
     }
-    status = cells.length > 0 && cells.every((c) => c.reachable) ? 0 : 1;
+    const hybridOk = hybrid.length > 0 && hybrid.every((p) => p.reachable === p.expected);
+    status = cells.length > 0 && cells.every((c) => c.reachable) && hybridOk ? 0 : 1;
   } catch (err) {
     // A signal that came during a step made that step fail: say so, not its error.
     if (!(err instanceof Interrupted) && !stop.signal()) throw err;

@@ -7,7 +7,8 @@
  */
 
 import type { NetConf } from "../cni/types.ts";
-import type { DemoNode } from "./demo_world.ts";
+import type { DemoNode, DemoPod } from "./demo_world.ts";
+import { hybridPodDelegate } from "./demo_hybrid.ts";
 
 /** Which plugin family the demo's delegates use. */
 export type PluginSet = "hydra" | "reference";
@@ -18,13 +19,15 @@ export interface DemoNetwork {
   /** Interface it gets in each pod. */
   ifName: string;
   /** How it is carried between nodes, for the table's legend. */
-  mode: "routed" | "vxlan";
+  mode: "routed" | "vxlan" | "hybrid";
   /** The whole network's address space; each node has a /24 of it. */
   cidr: string;
   /** The node's slice of the network. */
   nodeCidr(node: DemoNode): string;
   /** The delegate config for a node. */
   delegate(node: DemoNode, plugins: PluginSet, dataDir: string): NetConf;
+  /** A delegate chosen per pod (the hybrid network: overlay or underlay by the pod's kind). */
+  podDelegate?(pod: DemoPod, plugins: PluginSet, dataDir: string): NetConf;
 }
 
 function bridgeDelegate(
@@ -94,6 +97,18 @@ export function demoNetworks(): DemoNetwork[] {
       delegate(node, plugins, dataDir) {
         return bridgeDelegate(red, this.nodeCidr(node), plugins, dataDir);
       },
+    },
+    {
+      // Overlay and underlay pods side by side: see demo_hybrid.ts.
+      name: "hybrid",
+      ifName: "net3",
+      mode: "hybrid",
+      cidr: "10.250.0.0/16,192.168.50.0/24",
+      nodeCidr: sliceOf("10.250"),
+      delegate(node) {
+        throw new Error(`the hybrid network is chosen per pod, not per node (${node.name})`);
+      },
+      podDelegate: hybridPodDelegate,
     },
   ];
 }

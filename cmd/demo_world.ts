@@ -46,6 +46,10 @@ export interface DemoWorld {
   underlayNetns: string;
   underlayCidr: string;
   nodes: DemoNode[];
+  /** More namespaces of the demo (the hybrid network's outside host), removed with the rest. */
+  extraNetns: string[];
+  /** The outside host's namespace, once the fabric is built. */
+  outsideNetnsPath?: string;
 }
 
 /** The underlay subnet: private to the demo's own underlay namespace. */
@@ -75,6 +79,7 @@ export function buildWorld(id: string, nodes: number, pods: number): DemoWorld {
     underlayNetns: nsName(id, "ul"),
     underlayCidr: `${UNDERLAY_PREFIX}.0/24`,
     nodes: [],
+    extraNetns: [],
   };
   try {
     const ulPath = createNamedNetns(world.underlayNetns);
@@ -134,6 +139,7 @@ export function destroyWorld(world: DemoWorld): void {
   const names = [
     ...world.nodes.flatMap((n) => n.pods.map((p) => p.netns)),
     ...world.nodes.map((n) => n.netns),
+    ...world.extraNetns,
     world.underlayNetns,
   ];
   for (const name of names) {

@@ -17,7 +17,9 @@ import { parseVxlanConf } from "../plugins/vxlan.ts";
 import { BRIDGE_SHAPE, VXLAN_SHAPE } from "../plugins/schemas.ts";
 import { loadHostLocalConfig } from "../ipam/config.ts";
 import { loadStaticConfig } from "../ipam/static.ts";
-import { HOST_LOCAL_SHAPE, STATIC_SHAPE } from "../ipam/schemas.ts";
+import { HOST_LOCAL_SHAPE, POOL_SHAPE, STATIC_SHAPE } from "../ipam/schemas.ts";
+import { loadPoolConfig } from "../ipam/pool/config.ts";
+import type { KeySpec } from "../pkg/schema.ts";
 
 const bridge = (extra: Record<string, unknown> = {}) => ({
   cniVersion: "1.1.0",
@@ -54,6 +56,43 @@ Deno.test("an ipam block without a type is a problem, an empty one is not", () =
   const none = bridge({ ipam: { subnet: "10.9.0.0/24" } });
   assert.match(messages(none)[0], /"ipam" has no "type"/);
   assert.deepEqual(messages(bridge({ ipam: {} })), []);
+});
+
+Deno.test("a hydra-pool block: typos, whereabouts' keys it ignores, refuses or reads", () => {
+  const conf = bridge({
+    ipam: {
+      type: "hydra-pool",
+      range: "10.9.0.0/24",
+      range_strat: "10.9.0.10",
+      ipRanges: [{ range: "fd09::/64", exlude: ["fd09::1"] }],
+      exclude: "10.9.0.5",
+      addresses: [{ address: "10.9.0.7/24" }],
+      leader_lease_duration: 1500,
+      kubernetes: { kubeconfig: "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig" },
+      datastore: "etcd",
+    },
+  });
+  const r = checkNetworkConfig(conf);
+  assert.deepEqual(r.problems.map((p) => `${p.kind} ${p.path}`), [
+    "unknown ipam.range_strat",
+    "unknown ipam.ipRanges[0].exlude",
+    "type ipam.exclude",
+    "unsupported ipam.addresses",
+    "value ipam.datastore",
+  ]);
+  assert.match(r.problems[0].message, /not a key of a hydra-pool .* did you mean "range_start"\?/);
+  assert.match(r.problems[1].message, /did you mean "exclude"\?/);
+  assert.match(r.problems[2].message, /"ipam.exclude" must be a list of strings, got string/);
+  assert.match(r.problems[3].message, /records in the pool/);
+  assert.deepEqual(r.notes.map((n) => n.path), [
+    "ipam.leader_lease_duration",
+    "ipam.kubernetes.kubeconfig",
+    "ipam.datastore",
+  ]);
+  const clean = bridge({
+    ipam: { type: "hydra-pool", range: "10.9.0.0/24", ipRanges: [{ range: "fd09::/64" }] },
+  });
+  assert.deepEqual(messages(clean), []);
 });
 
 Deno.test("the meta-CNI conf: wrong types, Multus's keys with their meaning or named unsupported", () => {
@@ -117,6 +156,38 @@ function args(config: NetConf): CmdArgs {
   };
 }
 
+/**
+ * The object as a proxy that records every key path a parser reads, nested
+ * objects and list items included: "ipRanges[].range", "kubernetes.kubeconfig".
+ */
+function recordingDeep<T>(value: T, read: Set<string>, where = ""): T {
+  if (typeof value !== "object" || value === null) return value;
+  const list = Array.isArray(value);
+  return new Proxy(value, {
+    get(target, key, receiver) {
+      const v = Reflect.get(target, key, receiver);
+      if (typeof key !== "string") return v;
+      if (list) return /^\d+$/.test(key) ? recordingDeep(v, read, `${where}[]`) : v;
+      const path = where ? `${where}.${key}` : key;
+      read.add(path);
+      return recordingDeep(v, read, path);
+    },
+  });
+}
+
+/** The spec a recorded key path names in `shape`, if it declares it. */
+function specAt(shape: Shape, path: string): KeySpec | undefined {
+  let spec: KeySpec | undefined;
+  let keys: Shape["keys"] | undefined = shape.keys;
+  for (const part of path.split(".")) {
+    const [key, ...items] = part.split("[]");
+    spec = keys && Object.hasOwn(keys, key) ? keys[key] : undefined;
+    for (let i = 0; i < items.length && spec; i++) spec = spec.items;
+    keys = spec?.shape?.keys;
+  }
+  return spec;
+}
+
 function assertDeclared(shape: Shape, read: Set<string>, what: string): void {
   const undeclared = [...read].filter((k) => !Object.hasOwn(shape.keys, k));
   assert.deepEqual(undeclared, [], `${what} reads keys its shape does not declare`);
@@ -140,6 +211,25 @@ Deno.test("every key a parser reads is declared in its shape", () => {
   const st = { type: "hydra-static", addresses: [{ address: "10.9.0.5/24" }] };
   loadStaticConfig({ ...bridge(), ipam: recording(st, read) } as NetConf, "");
   assertDeclared(STATIC_SHAPE, read, "loadStaticConfig");
+
+  read = new Set();
+  const pool = {
+    type: "hydra-pool",
+    range: "10.9.0.0/24",
+    range_start: "10.9.0.10",
+    range_end: "10.9.0.90",
+    exclude: ["10.9.0.20/30"],
+    ipRanges: [{ range: "fd09::/64", range_start: "fd09::10", range_end: "fd09::90", exclude: [] }],
+    gateway: "10.9.0.1",
+    routes: [{ dst: "0.0.0.0/0" }],
+    dns: { nameservers: ["10.9.0.1"] },
+    kubernetes: { kubeconfig: "/k" },
+  };
+  const noEnv = { get: (_: string) => undefined } as unknown as typeof Deno.env;
+  loadPoolConfig(args({ ...bridge(), ipam: recordingDeep(pool, read) } as NetConf), noEnv);
+  assert.ok(read.has("ipRanges[].range_start") && read.has("kubernetes"), [...read].join());
+  const undeclared = [...read].filter((path) => !specAt(POOL_SHAPE, path));
+  assert.deepEqual(undeclared, [], "loadPoolConfig reads keys its shape does not declare");
 
   read = new Set();
   const meta = { cniVersion: "1.1.0", name: "hydra", type: "hydra", clusterNetwork: "x" };

@@ -82,10 +82,16 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 10,
+    folders: ["hybrid"],
+    what: "hybrid overlay/underlay networks: model and validation, router, controller " +
+      "(built on the router's parts)",
+  },
+  {
+    rank: 11,
     folders: ["cmd"],
     what: "entry points: process dispatch, command line",
   },
-  { rank: 11, folders: ["."], what: "main.ts, mod.ts" },
+  { rank: 12, folders: ["."], what: "main.ts, mod.ts" },
 ];
 
 /** Folders (first path segment) whose files are tests and tooling: above every layer. */

@@ -28,8 +28,10 @@
  * every range, or excluded, is an error.
  *
  * Keys whereabouts reads for its own machinery (leader election, log
- * files, the reconciler's schedule, `node_slice_size`, the flat file) are
- * accepted and ignored: hydra needs none of them.
+ * files, the reconciler's schedule, `node_slice_size`) are accepted and
+ * ignored: hydra needs none of them. Which keys exist, and the few of
+ * whereabouts' it refuses, is POOL_SHAPE (../schemas.ts), which the plugin
+ * enforces before this parser runs.
  *
  * @module
  */

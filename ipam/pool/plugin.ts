@@ -24,6 +24,8 @@ import { formatIpAddr, type IpAddr, parseIpAddrOrCidr } from "../../ipaddr/ip.ts
 import type { AllocationRequest } from "./allocator.ts";
 import { PoolExhaustedError } from "./errors.ts";
 import { type Access, loadAccess, loadPoolConfig, type PodRef, type PoolConfig } from "./config.ts";
+import { enforceIpamShape } from "../config.ts";
+import { POOL_SHAPE } from "../schemas.ts";
 import { type PoolContext, poolContext } from "./host.ts";
 import { networkKey } from "./objects.ts";
 import { ensurePools } from "./pools.ts";
@@ -217,6 +219,7 @@ async function allocateHere(args: CmdArgs, cfg: PoolConfig): Promise<IpAddr[]> {
 }
 
 async function add(args: CmdArgs): Promise<AnyResult> {
+  enforceIpamShape(args, POOL_SHAPE);
   const cfg = loadPoolConfig(args);
   const handed = await viaDaemon(args);
   if (handed?.result) return handed.result;
@@ -264,6 +267,7 @@ async function del(args: CmdArgs): Promise<void> {
 }
 
 async function check(args: CmdArgs): Promise<void> {
+  enforceIpamShape(args, POOL_SHAPE);
   const cfg = loadPoolConfig(args);
   const ctx = await poolContext(cfg).catch((err) => {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `hydra-pool: ${(err as Error).message}`);

@@ -25,14 +25,27 @@ async function demoNamespaces(): Promise<string[]> {
 interface DemoJson {
   demo: string;
   nodes: { name: string; pods: string[] }[];
-  networks: { name: string; interface: string }[];
+  networks: { name: string; interface: string; mode: string }[];
   results: {
     source: string;
     destination: string;
     address: string;
     network: string;
     reachable: boolean;
+    path?: string;
+    expected?: boolean;
   }[];
+}
+
+/** The path the hybrid model wants between two ends (pod1 overlay, pod2 underlay, "outside"). */
+function hybridPath(a: string, b: string): string | undefined {
+  const kind = (p: string) =>
+    p === "outside" ? "outside" : p.endsWith("pod1") ? "overlay" : "underlay";
+  const node = (p: string) => p.split("-")[0];
+  if (kind(a) === "outside") return kind(b) === "overlay" ? undefined : "fabric";
+  if (kind(b) === "outside") return kind(a) === "overlay" ? "masqueraded" : "fabric";
+  if (node(a) === node(b)) return "local";
+  return kind(a) === "underlay" && kind(b) === "underlay" ? "fabric" : "overlay";
 }
 
 Deno.test("hydra demo --json: every pod reaches every other on every network, nothing left", async () => {
@@ -42,14 +55,30 @@ Deno.test("hydra demo --json: every pod reaches every other on every network, no
   const report = JSON.parse(stdout) as DemoJson;
   const pods = report.nodes.flatMap((n) => n.pods);
   assert.equal(pods.length, 4);
-  assert.ok(report.networks.length >= 2);
+  const flat = report.networks.filter((n) => n.mode !== "hybrid");
+  assert.ok(flat.length >= 2);
+  assert.deepEqual(report.networks.filter((n) => n.mode === "hybrid").map((n) => n.name), [
+    "hybrid",
+  ]);
+  const [flatResults, hybrid] = [
+    report.results.filter((r) => r.network !== "hybrid"),
+    report.results.filter((r) => r.network === "hybrid"),
+  ];
   // one entry per source pod, destination and network
-  assert.equal(report.results.length, report.networks.length * pods.length * (pods.length - 1));
-  for (const r of report.results) {
+  assert.equal(flatResults.length, flat.length * pods.length * (pods.length - 1));
+  for (const r of flatResults) {
     assert.ok(r.reachable, `${r.source} -> ${r.destination} (${r.address}) on ${r.network}`);
   }
-  const addrs = new Set(report.results.map((r) => `${r.network}/${r.address}`));
-  assert.equal(addrs.size, report.networks.length * pods.length, "every pod has its own address");
+  const addrs = new Set(flatResults.map((r) => `${r.network}/${r.address}`));
+  assert.equal(addrs.size, flat.length * pods.length, "every pod has its own address");
+  // The hybrid network: pods and the outside host, every ordered pair, each on its path.
+  assert.equal(hybrid.length, (pods.length + 1) * pods.length);
+  for (const r of hybrid) {
+    const want = hybridPath(r.source, r.destination);
+    const what = `hybrid ${r.source} -> ${r.destination} (${r.address})`;
+    assert.equal(r.reachable, want !== undefined, what);
+    assert.equal(r.path, want, what);
+  }
   assert.deepEqual(await demoNamespaces(), before);
   const state = await Deno.stat(`/run/hydra-demo/${report.demo}`).catch(() => undefined);
   assert.equal(state, undefined, "demo state removed");

@@ -70,6 +70,29 @@ Deno.test("doctor --conf: each mistake fails with its key path; Multus' spelling
       /"plugins\[0\]\.logOptions" is not supported: hydra does not rotate/,
     ],
     ["daemonExec yes", meta({ daemonExec: "yes" }), /"plugins\[0\]\.daemonExec" must be a boolean/],
+    [
+      "hydra-pool range_strat",
+      bridge({ ipam: { type: "hydra-pool", range: "10.9.0.0/24", range_strat: "10.9.0.10" } }),
+      /"ipam\.range_strat" is not a key of a hydra-pool .* did you mean "range_start"/,
+    ],
+    [
+      "hydra-pool addresses",
+      bridge({ ipam: { type: "hydra-pool", range: "10.9.0.0/24", addresses: [] } }),
+      /"ipam\.addresses" is not supported: .*"ips"/,
+    ],
+    [
+      "hydra-pool from whereabouts",
+      bridge({
+        ipam: {
+          type: "hydra-pool",
+          range: "10.9.0.0/24",
+          log_level: "debug",
+          reconciler_cron_expression: "30 4 * * *",
+          kubernetes: { kubeconfig: "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig" },
+        },
+      }),
+      undefined,
+    ],
     ["logLevel verbose", meta({ logLevel: "verbose" }), undefined],
     ["cniDir", meta({ cniDir: "/var/lib/cni/multus" }), undefined],
     ["logToStderr", meta({ logToStderr: true, logFile: "/var/log/hydra.log" }), undefined],

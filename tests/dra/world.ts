@@ -7,10 +7,16 @@
  * node's namespace whose other ends sit in a "wire" namespace, where the
  * tests can reach them.
  *
- * Claims are allocated by {@link DraWorld.schedule}, which writes what the
- * scheduler would (the allocation, the reservation, the binding).
+ * The control plane runs kube-scheduler and kube-controller-manager: a
+ * pod's claims from ResourceClaimTemplates are made by the controller
+ * manager, and allocated (from the ResourceSlices `hydra dra serve`
+ * publishes and hydra's DeviceClasses) and reserved by the scheduler, which
+ * binds the pod. A test may instead create a pod `byHand` (a scheduler name
+ * no scheduler serves) and write the allocation and binding itself with
+ * {@link DraWorld.schedule}, for an edge case the scheduler cannot produce.
  *
- * Needs root and the built peers (etcd, kube-apiserver, kubelet, containerd).
+ * Needs root and the built peers (etcd, kube-apiserver, kube-scheduler,
+ * kube-controller-manager, kubelet, containerd).
  *
  * @module
  */
@@ -57,11 +63,38 @@ export interface TestNic {
   peer: string;
 }
 
-/** One claim of a pod: an existing claim by name. */
-export interface PodClaim {
-  /** Name in the pod's spec. */
+/**
+ * One claim of a pod: an existing claim by name, or a claim the controller
+ * manager makes from a template for the pod.
+ */
+export type PodClaim = { name: string; claim: string } | { name: string; template: string };
+
+/** A request of a claim (or claim template). */
+export interface ClaimRequest {
   name: string;
-  claim: string;
+  deviceClassName: string;
+  /** A CEL expression selecting the device. */
+  selector?: string;
+}
+
+/** How a test pod is made. */
+export interface PodOptions {
+  annotations?: Record<string, string>;
+  /** Its container's resource limits. */
+  limits?: Record<string, string>;
+  /** Left to the test's {@link DraWorld.schedule} instead of kube-scheduler. */
+  byHand?: boolean;
+}
+
+/** The scheduler name of pods scheduled by hand: no scheduler serves it. */
+export const BY_HAND_SCHEDULER = "hydra-test-by-hand";
+
+/** A pod's PodScheduled condition, as `kubectl describe pod` shows it. */
+export interface PodCondition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
 }
 
 /** The world handed to a test. */
@@ -91,22 +124,19 @@ export interface DraWorld {
   startDra(extra?: string[]): Promise<HydraProc>;
   startNri(extra?: string[]): Promise<HydraProc>;
   /** Creates a ResourceClaim; `config` becomes the claim's opaque config for every request. */
-  createClaim(
-    name: string,
-    requests: { name: string; deviceClassName: string; selector?: string }[],
-    config?: Obj,
-  ): Promise<ResourceClaim>;
-  /** Creates a pod (not bound) using `claims`, with `annotations` and its container's `limits`. */
-  createPod(
-    name: string,
-    claims: PodClaim[],
-    annotations?: Record<string, string>,
-    limits?: Record<string, string>,
-  ): Promise<Pod>;
+  createClaim(name: string, requests: ClaimRequest[], config?: Obj): Promise<ResourceClaim>;
+  /** Creates a ResourceClaimTemplate, as {@link DraWorld.createClaim} a claim. */
+  createClaimTemplate(name: string, requests: ClaimRequest[], config?: Obj): Promise<void>;
+  /** Creates a pod using `claims`; kube-scheduler places it unless `byHand`. */
+  createPod(name: string, claims: PodClaim[], opts?: PodOptions): Promise<Pod>;
+  /** The name of the claim made for a pod's claim `podClaim` (from a template); waits for it. */
+  claimOf(pod: string, podClaim: string): Promise<string>;
+  /** The pod's PodScheduled condition, once there is one. */
+  scheduled(pod: string): Promise<PodCondition>;
   /**
-   * What the scheduler does for `pod`: each claim gets `devices` (request →
-   * device) allocated on this node, with its class and claim config, and is
-   * reserved for the pod; then the pod is bound to the node.
+   * For a pod made `byHand`, what the scheduler would do: each claim gets
+   * `devices` (request → device) allocated on this node, with its class and
+   * claim config, and is reserved for the pod; then the pod is bound.
    */
   schedule(
     pod: Pod,
@@ -124,6 +154,13 @@ export interface DraWorld {
   addrs(netns: string): Promise<IpLink[]>;
   /** Events about an object of the test namespace. */
   events(name: string): Promise<{ reason: string; type: string; message: string }[]>;
+  /** Prints the tails of the running hydra processes' logs (to explain a failure). */
+  dumpLogs(): void;
+  /**
+   * Between steps sharing the world: deletes every pod of the test
+   * namespace (waiting until gone), then stops the hydra processes.
+   */
+  reset(): Promise<void>;
   /** Creates a NAD in the test namespace. */
   nad(name: string, config: Obj, annotations?: Record<string, string>): Promise<void>;
 }
@@ -142,6 +179,24 @@ export function globalAddrs(link: IpLink | undefined): string[] {
   return (link?.addr_info ?? []).filter((a) => a.scope === "global").map((a) =>
     `${a.local}/${a.prefixlen}`
   ).sort();
+}
+
+/** A claim's spec: `config` becomes the opaque config of every request. */
+function claimSpec(requests: ClaimRequest[], config?: Obj): Obj {
+  return {
+    devices: {
+      requests: requests.map((r) => ({
+        name: r.name,
+        exactly: {
+          deviceClassName: r.deviceClassName,
+          ...(r.selector ? { selectors: [{ cel: { expression: r.selector } }] } : {}),
+        },
+      })),
+      ...(config
+        ? { config: [{ opaque: { driver: "hydra.clusternet.io", parameters: config } }] }
+        : {}),
+    },
+  };
 }
 
 /** What the DRA driver's ServiceAccount may do (deploy/hydra-dra.yaml's ClusterRole). */
@@ -260,10 +315,36 @@ async function ready(p: HydraProc, what: string, timeoutMs = 60_000): Promise<vo
   if (!ok) throw new Error(`${what} not ready: ${logTail(p.daemon, 40)}`);
 }
 
+/**
+ * Runs `steps` one after another as test steps of `t`, each followed by
+ * the world's {@link DraWorld.reset}; a failed step prints its hydra
+ * processes' logs; throws once all ran if one failed.
+ */
+export async function runSteps(
+  t: Deno.TestContext,
+  w: DraWorld,
+  steps: [string, (w: DraWorld) => Promise<void>][],
+): Promise<void> {
+  const failed: string[] = [];
+  for (const [name, fn] of steps) {
+    const ok = await t.step(name, async () => {
+      try {
+        await fn(w);
+      } catch (err) {
+        w.dumpLogs();
+        throw err;
+      }
+    });
+    if (!ok) failed.push(name);
+    await w.reset();
+  }
+  if (failed.length) throw new Error(`failed: ${failed.join("; ")}`);
+}
+
 /** Runs `body` in a fresh world; everything is removed afterwards. */
 export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promise<void> {
   const tmp = await Deno.makeTempDir({ prefix: "hydra-dra-" });
-  const cp = await startControlPlane();
+  const cp = await startControlPlane({ scheduler: true, controllerManager: true });
   const procs: HydraProc[] = [];
   let wire: TestNetns | undefined;
   try {
@@ -401,46 +482,74 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
             return p;
           },
           async createClaim(name, requests, config) {
-            const spec: Obj = {
-              devices: {
-                requests: requests.map((r) => ({
-                  name: r.name,
-                  exactly: {
-                    deviceClassName: r.deviceClassName,
-                    ...(r.selector ? { selectors: [{ cel: { expression: r.selector } }] } : {}),
-                  },
-                })),
-                ...(config
-                  ? { config: [{ opaque: { driver: "hydra.clusternet.io", parameters: config } }] }
-                  : {}),
-              },
-            };
             return await api("POST", claims, {
               apiVersion: "resource.k8s.io/v1",
               kind: "ResourceClaim",
               metadata: { name, namespace: ns },
-              spec,
+              spec: claimSpec(requests, config),
             }) as ResourceClaim;
           },
-          async createPod(name, podClaims, annotations = {}, limits) {
+          async createClaimTemplate(name, requests, config) {
+            await api("POST", `/apis/resource.k8s.io/v1/namespaces/${ns}/resourceclaimtemplates`, {
+              apiVersion: "resource.k8s.io/v1",
+              kind: "ResourceClaimTemplate",
+              metadata: { name, namespace: ns },
+              spec: { spec: claimSpec(requests, config) },
+            });
+          },
+          async createPod(name, podClaims, opts = {}) {
             return await api("POST", pods, {
               apiVersion: "v1",
               kind: "Pod",
-              metadata: { name, namespace: ns, annotations },
+              metadata: { name, namespace: ns, annotations: opts.annotations ?? {} },
               spec: {
+                ...(opts.byHand ? { schedulerName: BY_HAND_SCHEDULER } : {}),
                 terminationGracePeriodSeconds: 0,
-                resourceClaims: podClaims.map((c) => ({
-                  name: c.name,
-                  resourceClaimName: c.claim,
-                })),
+                resourceClaims: podClaims.map((c) =>
+                  "claim" in c
+                    ? { name: c.name, resourceClaimName: c.claim }
+                    : { name: c.name, resourceClaimTemplateName: c.template }
+                ),
                 containers: [{
                   name: "main",
                   image: versions().PAUSE_IMAGE,
                   imagePullPolicy: "Never",
-                  ...(limits ? { resources: { limits } } : {}),
+                  ...(opts.limits ? { resources: { limits: opts.limits } } : {}),
                 }],
               },
             }) as Pod;
+          },
+          async claimOf(pod, podClaim) {
+            let claim: string | undefined;
+            const ok = await poll(
+              async () => {
+                const statuses = (await w.getPod(pod))?.status?.resourceClaimStatuses as
+                  | { name: string; resourceClaimName?: string }[]
+                  | undefined;
+                claim = statuses?.find((s) => s.name === podClaim)?.resourceClaimName;
+                return claim !== undefined;
+              },
+              60_000,
+              100,
+            );
+            if (!ok) throw new Error(`no claim made for pod ${pod}'s claim ${podClaim}`);
+            return claim!;
+          },
+          async scheduled(pod) {
+            let cond: PodCondition | undefined;
+            const ok = await poll(
+              async () => {
+                const conds = (await w.getPod(pod))?.status?.conditions as
+                  | PodCondition[]
+                  | undefined;
+                cond = conds?.find((c) => c.type === "PodScheduled");
+                return cond !== undefined;
+              },
+              60_000,
+              100,
+            );
+            if (!ok) throw new Error(`pod ${pod} has no PodScheduled condition`);
+            return cond!;
           },
           async schedule(pod, allocations) {
             for (const a of allocations) {
@@ -573,6 +682,16 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
               message: e.message,
             }));
           },
+          dumpLogs() {
+            for (const p of procs) {
+              console.error(`--- ${p.daemon.name}:\n${logTail(p.daemon, 30)}`);
+            }
+          },
+          async reset() {
+            const list = await api("GET", pods) as { items: Pod[] };
+            for (const p of list.items) await w.deletePod(p.metadata.name);
+            for (const p of procs.splice(0)) await stopProcessGroup(p.daemon.pid).catch(() => {});
+          },
           async nad(name, config, annotations) {
             await api(
               "POST",
@@ -590,7 +709,7 @@ export async function withDraWorld(body: (w: DraWorld) => Promise<void>): Promis
           await body(w);
         } catch (err) {
           // What hydra said is what explains most failures.
-          for (const p of procs) console.error(`--- ${p.daemon.name}:\n${logTail(p.daemon, 30)}`);
+          w.dumpLogs();
           throw err;
         }
       } finally {

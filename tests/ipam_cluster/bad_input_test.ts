@@ -149,7 +149,8 @@ Deno.test("hydra-pool: bad input is a clear error and records nothing", async (t
     await t.step("the API server away: code 11 within apiTimeout, nothing recorded", async () => {
       const net = w.network();
       const conf = w.conf({ range: "10.65.0.0/24", network_name: net, apiTimeout: 2 });
-      assert.equal((await w.exec("ADD", conf, { containerId: "before" })).code, 0);
+      const before = await w.exec("ADD", conf, { containerId: "before" });
+      assert.equal(before.code, 0, before.stdout);
       await w.stopApi();
       try {
         const out = await w.exec("ADD", conf, { containerId: "during" });

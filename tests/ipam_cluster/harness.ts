@@ -1,9 +1,9 @@
 /**
  * The world of the cluster-IPAM tests: a real control plane with hydra's
- * AddressPool/AddressBlock CRDs, a test namespace, Pod objects made as a
- * kubelet's pods would be (bound to a node, owned by a StatefulSet when
- * asked), `hydra-pool` run in this process or exec'd as a runtime runs it,
- * `hydra daemon` per simulated node, and `hydra ipam controller`.
+ * AddressPool/AddressBlock CRDs, a test namespace, Pod objects made by hand
+ * (bound to a node) or by kube-controller-manager's loops when a test asks
+ * for them, `hydra-pool` run in this process or exec'd as a runtime runs
+ * it, `hydra daemon` per simulated node, and `hydra ipam controller`.
  * `close()` removes everything.
  *
  * @module
@@ -24,7 +24,11 @@ import {
   poolPath,
 } from "../../ipam/pool/objects.ts";
 import { plugin } from "../../ipam/pool/plugin.ts";
-import { type ControlPlane, startControlPlane } from "../infra/cluster.ts";
+import {
+  type ControlPlane,
+  type ControlPlaneOptions,
+  startControlPlane,
+} from "../infra/cluster.ts";
 import { type Daemon, spawnDaemon, stopProcessGroup, waitUntil } from "../infra/process.ts";
 import { REPO_ROOT } from "../cni/helpers.ts";
 import { connectNodeDaemon } from "../../daemonclient/client.ts";
@@ -97,11 +101,8 @@ export interface PoolWorld {
     call: Call,
     env?: Record<string, string>,
   ): Promise<CallOutput>;
-  /** Creates a Pod object on `node`, owned by a StatefulSet when `statefulSet` is set. */
-  createPod(
-    name: string,
-    opts?: { node?: string; statefulSet?: { name: string; uid: string }; namespace?: string },
-  ): Promise<Pod>;
+  /** Creates a Pod object bound to `node` (made by hand: no controller owns it). */
+  createPod(name: string, opts?: { node?: string; namespace?: string }): Promise<Pod>;
   deletePod(name: string, namespace?: string): Promise<void>;
   /** Every block of the cluster, parsed. */
   blocks(): Promise<Block[]>;
@@ -167,10 +168,16 @@ export function metric(text: string, series: string): number {
   return sum;
 }
 
+/** What a world runs besides the API server. */
+export interface PoolWorldOptions {
+  /** kube-controller-manager and kube-scheduler, when a test needs their loops. */
+  controlLoops?: Pick<ControlPlaneOptions, "controllerManager" | "scheduler">;
+}
+
 /** Starts a world. */
-export async function startPoolWorld(): Promise<PoolWorld> {
+export async function startPoolWorld(opts: PoolWorldOptions = {}): Promise<PoolWorld> {
   const dir = await Deno.makeTempDir({ prefix: "hydra-pool-" });
-  const cp = await startControlPlane({ manifests: [POOL_CRDS] });
+  const cp = await startControlPlane({ manifests: [POOL_CRDS], ...opts.controlLoops });
   const daemons: NodeDaemon[] = [];
   const controllers: RunningController[] = [];
   let apiPid = cp.record.apiserverPid;
@@ -253,22 +260,7 @@ export async function startPoolWorld(): Promise<PoolWorld> {
         const body = {
           apiVersion: "v1",
           kind: "Pod",
-          metadata: {
-            name,
-            namespace,
-            ...(opts.statefulSet
-              ? {
-                ownerReferences: [{
-                  apiVersion: "apps/v1",
-                  kind: "StatefulSet",
-                  name: opts.statefulSet.name,
-                  uid: opts.statefulSet.uid,
-                  controller: true,
-                  blockOwnerDeletion: true,
-                }],
-              }
-              : {}),
-          },
+          metadata: { name, namespace },
           spec: {
             nodeName: opts.node ?? "node-a",
             containers: [{ name: "c", image: "localhost/hydra/pause:1.0" }],

@@ -2,24 +2,42 @@
  * `hydra ipam controller` against a real kube-apiserver: the address of a
  * pod deleted while its node was down is freed (matched by UID: a new pod
  * of the same name keeps nothing of the old one's), never a live pod's;
- * StatefulSet pods keep their address across delete and re-create and give
- * it up after the hold once the StatefulSet no longer wants the ordinal;
+ * StatefulSet pods (made, re-created and deleted by kube-controller-manager's
+ * StatefulSet controller) keep their address across delete and re-create
+ * and give it up after the hold once the StatefulSet no longer wants the
+ * ordinal;
  * blocks of deleted nodes are released; pool status and metrics count;
  * one of two replicas leads, the other takes over when it stops.
  *
- * Needs the built peers (etcd, kube-apiserver).
+ * Needs the built peers (etcd, kube-apiserver, kube-controller-manager).
  */
 
 import assert from "node:assert/strict";
 import { runCommand } from "../infra/process.ts";
-import { addr, eventually, HYDRA, metric, startPoolWorld } from "./harness.ts";
+import type { Pod } from "../../kube/objects.ts";
+import { addr, eventually, HYDRA, metric, type PoolWorld, startPoolWorld } from "./harness.ts";
 
 function ip(out: { result?: { ips?: { address: string }[] } }): string {
   return addr(out.result?.ips?.[0]?.address ?? "");
 }
 
+/** The StatefulSet controller's pod `name` once it exists (and is not the one of UID `not`). */
+async function stsPod(w: PoolWorld, name: string, not?: string): Promise<Pod> {
+  let found: Pod | undefined;
+  await eventually(`the StatefulSet controller makes ${name}`, async () => {
+    const pods = await w.client.list<Pod>(`/api/v1/namespaces/${w.ns}/pods`);
+    found = pods.items.find((p) =>
+      p.metadata.name === name && p.metadata.uid !== not && !p.metadata.deletionTimestamp
+    );
+    return found !== undefined;
+  }, 60_000);
+  return found!;
+}
+
 Deno.test("hydra ipam controller: reclaim, StatefulSet holds, deleted nodes, pool counts", async (t) => {
-  const w = await startPoolWorld();
+  const w = await startPoolWorld({
+    controlLoops: { controllerManager: { controllers: ["statefulset-controller"] } },
+  });
   try {
     const net = w.network();
     const conf = (node: string) =>
@@ -76,25 +94,27 @@ Deno.test("hydra ipam controller: reclaim, StatefulSet holds, deleted nodes, poo
     );
 
     await t.step("a StatefulSet pod keeps its address across delete and re-create", async () => {
-      const sts = await w.client.create<{ metadata: { uid: string } }>(
-        `/apis/apps/v1/namespaces/${w.ns}/statefulsets`,
-        {
-          apiVersion: "apps/v1",
-          kind: "StatefulSet",
-          metadata: { name: "web" },
-          spec: {
-            replicas: 2,
-            serviceName: "web",
-            selector: { matchLabels: { app: "web" } },
-            template: {
-              metadata: { labels: { app: "web" } },
-              spec: { containers: [{ name: "c", image: "localhost/hydra/pause:1.0" }] },
-            },
+      // The StatefulSet controller makes, re-creates and deletes the pods. No kubelet runs them
+      // (the ADDs and DELs are the runtime's of the simulated nodes); Parallel, so the controller
+      // does not wait for web-0 to become Ready before it makes web-1.
+      await w.client.create(`/apis/apps/v1/namespaces/${w.ns}/statefulsets`, {
+        apiVersion: "apps/v1",
+        kind: "StatefulSet",
+        metadata: { name: "web" },
+        spec: {
+          replicas: 2,
+          serviceName: "web",
+          podManagementPolicy: "Parallel",
+          selector: { matchLabels: { app: "web" } },
+          template: {
+            metadata: { labels: { app: "web" } },
+            spec: { containers: [{ name: "c", image: "localhost/hydra/pause:1.0" }] },
           },
         },
-      );
-      const owner = { name: "web", uid: sts.metadata.uid };
-      const first = await w.createPod("web-1", { node: "rnode-1", statefulSet: owner });
+      });
+      const first = await stsPod(w, "web-1");
+      const owners = first.metadata.ownerReferences as { kind: string; name: string }[];
+      assert.deepEqual(owners.map((o) => `${o.kind}/${o.name}`), ["StatefulSet/web"]);
       const add1 = await w.invoke("ADD", conf("rnode-1"), {
         containerId: "web-1-a",
         pod: { namespace: w.ns, name: "web-1", uid: first.metadata.uid },
@@ -103,7 +123,7 @@ Deno.test("hydra ipam controller: reclaim, StatefulSet holds, deleted nodes, poo
       const held = (await w.allocations(net)).find((r) => r.ip === ip(add1))!;
       assert.equal(held.statefulSet, "web");
 
-      // Deleted as the StatefulSet controller rolls it: DEL runs, the address is held, not freed.
+      // Deleted by its user: the runtime's DEL runs, the address is held, not freed.
       const del = await w.invoke("DEL", conf("rnode-1"), { containerId: "web-1-a" });
       assert.equal(del.code, 0);
       const released = (await w.allocations(net)).find((r) => r.ip === ip(add1))!;
@@ -114,8 +134,8 @@ Deno.test("hydra ipam controller: reclaim, StatefulSet holds, deleted nodes, poo
         const o = await w.invoke("ADD", conf("rnode-1"), { containerId: `filler-${i}` });
         assert.notEqual(ip(o), ip(add1));
       }
-      // Re-created on another node, with a new UID: same address.
-      const second = await w.createPod("web-1", { node: "rnode-2", statefulSet: owner });
+      // The controller re-creates it with a new UID; it starts on another node: same address.
+      const second = await stsPod(w, "web-1", first.metadata.uid);
       const add2 = await w.invoke("ADD", conf("rnode-2"), {
         containerId: "web-1-b",
         pod: { namespace: w.ns, name: "web-1", uid: second.metadata.uid },
@@ -125,9 +145,10 @@ Deno.test("hydra ipam controller: reclaim, StatefulSet holds, deleted nodes, poo
       assert.equal(now.podUID, second.metadata.uid);
       assert.equal(now.releasedAt, undefined);
 
-      // Its node dies with it (no DEL); the controller keeps the address for the StatefulSet.
+      // Its node dies with it (no DEL); the StatefulSet controller re-creates it at once and
+      // hydra's controller scans meanwhile: it keeps the address for the new pod.
       await w.deletePod("web-1");
-      const third = await w.createPod("web-1", { node: "rnode-1", statefulSet: owner });
+      const third = await stsPod(w, "web-1", second.metadata.uid);
       await new Promise((r) => setTimeout(r, 7_000));
       const add3 = await w.invoke("ADD", conf("rnode-1"), {
         containerId: "web-1-c",
@@ -138,11 +159,15 @@ Deno.test("hydra ipam controller: reclaim, StatefulSet holds, deleted nodes, poo
 
     await t.step("scaled down: the address is freed after the hold", async () => {
       const holder = (await w.allocations(net)).find((r) => r.pod === `${w.ns}/web-1`)!;
-      await w.invoke("DEL", conf("rnode-1"), { containerId: "web-1-c" });
-      await w.deletePod("web-1");
       await w.client.patch(`/apis/apps/v1/namespaces/${w.ns}/statefulsets/web`, {
         spec: { replicas: 1 },
       });
+      // The StatefulSet controller deletes web-1; the runtime's DEL follows.
+      await eventually("the StatefulSet controller deletes web-1", async () => {
+        const pods = await w.client.list<Pod>(`/api/v1/namespaces/${w.ns}/pods`);
+        return !pods.items.some((p) => p.metadata.name === "web-1");
+      }, 60_000);
+      await w.invoke("DEL", conf("rnode-1"), { containerId: "web-1-c" });
       // The controller of the first step runs with the default hold (300 s); a second one
       // with a short hold shows the whole cycle (both may lead in turn: either is right).
       const short = await w.startController([

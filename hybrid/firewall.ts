@@ -1,0 +1,54 @@
+/**
+ * The nftables table of a hybrid network on a node, replaced as a whole in
+ * one transaction on every sync:
+ *
+ * - **masquerade**: overlay pods reaching anything that is neither overlay
+ *   nor this node's underlay block (the outside, the fabric's hosts) leave
+ *   with the node's address; overlay addresses never appear on the fabric,
+ *   which cannot route them back.
+ * - **no way in from the fabric to the overlay**: a new connection arriving
+ *   on the uplink for an overlay address is dropped unless it comes from
+ *   this node's own underlay pods (whose route to the overlay is their
+ *   node). Even a fabric router pointed at a node cannot reach overlay pods.
+ *
+ * @module
+ */
+
+import { identifier, ifNameString, setText } from "../nft/syntax.ts";
+import type { HybridDesired } from "./plan.ts";
+
+/** The table's name for a network. */
+export function firewallTable(network: string): string {
+  return identifier(`hydra_hybrid_${network.replaceAll("-", "_")}`);
+}
+
+/** The nftables commands that (re)create the network's table. */
+export function firewallText(d: HybridDesired): string {
+  const table = `ip ${firewallTable(d.net.name)}`;
+  const overlay = d.net.subnets.filter((s) => s.kind === "overlay").map((s) => s.cidr);
+  const local = [...overlay, ...d.localBlocks.underlay];
+  const lines = [`add table ${table}`, `delete table ${table}`, `table ${table} {`];
+  if (overlay.length) {
+    lines.push(
+      "  chain postrouting {",
+      "    type nat hook postrouting priority srcnat; policy accept;",
+      `    ip saddr ${setText(overlay)} oifname != ${ifNameString(d.net.device)} ` +
+        `ip daddr != ${setText(local)} masquerade`,
+      "  }",
+      "  chain forward {",
+      "    type filter hook forward priority filter; policy accept;",
+      `    iifname ${ifNameString(d.net.uplink)} ip daddr ${setText(overlay)} ct state new ` +
+        (d.localBlocks.underlay.length ? `ip saddr != ${setText(d.localBlocks.underlay)} ` : "") +
+        "drop",
+      "  }",
+    );
+  }
+  lines.push("}");
+  return lines.join("\n") + "\n";
+}
+
+/** The commands removing the network's table (when it exists). */
+export function firewallRemoveText(network: string): string {
+  const table = `ip ${firewallTable(network)}`;
+  return `add table ${table}\ndelete table ${table}\n`;
+}
