@@ -36,6 +36,8 @@ LABEL org.opencontainers.image.title="hydra" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
+# hydra_build_info's revision label.
+ENV HYDRA_REVISION=${REVISION}
 COPY --from=nft /nft/ /usr/lib/
 COPY --from=build /src/dist/hydra /usr/local/bin/hydra
 # The installer DaemonSet's command; the other roles set `command: [/usr/local/bin/hydra]`.

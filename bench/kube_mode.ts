@@ -195,7 +195,7 @@ try {
         nodeName,
         "--socket",
         daemonSocket,
-        "--listen",
+        "--health-addr",
         `unix:${metricsSocket}`,
         "--spool-dir",
         `${dir}/hydra-cache/reports`,

@@ -3,8 +3,8 @@
  * every NetworkAttachmentDefinition and this node's Node object, serves
  * them to the exec'd meta-CNI and `kube-node` IPAM over a unix socket, and
  * writes the pods' network status for them (retrying, spooling what is
- * left when it stops). Health and Prometheus metrics on `--listen`; JSON
- * log lines; SIGTERM stops it cleanly.
+ * left when it stops). Health and Prometheus metrics on `--health-addr`;
+ * SIGTERM stops it cleanly.
  *
  * Without it everything still works: the meta-CNI then asks the API server
  * itself, paying a TLS handshake per pod.
@@ -13,16 +13,22 @@
  */
 
 import { parseArgs } from "node:util";
-import { createLogger, isLogLevel, type Logger, type LogLevel } from "../pkg/log.ts";
+import { createLogger, type LogFormat, type Logger, type LogLevel } from "../pkg/log.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import {
   type HealthEndpoint,
   type HealthServer,
   type ListenAddress,
-  parseListenAddress,
   startHealthEndpoint,
 } from "../pkg/http.ts";
+import {
+  defaultHealthAddr,
+  OPERATION_FLAGS,
+  operationHelp,
+  readOperationFlags,
+} from "../pkg/operation_flags.ts";
+import { addProcessMetrics } from "../pkg/process_metrics.ts";
 import { createRegistry, DURATION_BUCKETS, type Registry } from "../pkg/metrics.ts";
 import { sweepLeftovers } from "../pkg/fsutil.ts";
 import { deferLinkDeletion, settleDeferredDeletions } from "../plugins/link_batch.ts";
@@ -57,6 +63,7 @@ export interface DaemonOptions {
   listen?: ListenAddress;
   spoolDir: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   logFile?: string;
   maxInFlight: number;
   maxConnections: number;
@@ -86,8 +93,6 @@ Options:
   --kubeconfig PATH      API access (default: the in-cluster ServiceAccount)
   --node-name NAME       this node (default: $NODE_NAME, else the host name)
   --socket PATH          unix socket the meta-CNI asks (default ${DEFAULT_DAEMON_SOCKET})
-  --listen ADDR          health and metrics, HOST:PORT or unix:PATH; "" for none
-                         (default 127.0.0.1:9713)
   --spool-dir DIR        unwritten status reports (default ${DEFAULT_SPOOL_DIR})
   --cni-conf-dir DIR     the node's CNI confs: a daemonExec invocation runs the conf
                          of its name found here, never one a caller sends; repeat
@@ -107,8 +112,8 @@ Options:
                          (default ${DEFAULT_META_CACHE_DIR})
   --cri-socket PATH      the runtime's CRI socket, for the pods' sandboxes under
                          --hotplug (default ${DEFAULT_CRI_SOCKET})
-  --log-level LEVEL      debug, info, warn, error, off (default info)
-  --log-file PATH        append JSON log lines here instead of stderr
+${operationHelp(defaultHealthAddr("daemon"))}
+  -h, --help             show this help
 `;
 
 /** A bad command line. */
@@ -138,7 +143,7 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         kubeconfig: { type: "string" },
         "node-name": { type: "string" },
         socket: { type: "string" },
-        listen: { type: "string" },
+        ...OPERATION_FLAGS,
         "spool-dir": { type: "string" },
         "max-in-flight": { type: "string" },
         "max-connections": { type: "string" },
@@ -150,23 +155,18 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         hotplug: { type: "string" },
         "cache-dir": { type: "string" },
         "cri-socket": { type: "string" },
-        "log-level": { type: "string" },
-        "log-file": { type: "string" },
       },
     }));
   } catch (err) {
     throw new DaemonUsageError((err as Error).message);
   }
-  const logLevel = values["log-level"] ?? "info";
-  if (!isLogLevel(logLevel)) throw new DaemonUsageError(`--log-level: unknown level "${logLevel}"`);
-  const nodeName = values["node-name"] || env.get("NODE_NAME") || Deno.hostname();
-  const listenText = values.listen ?? "127.0.0.1:9713";
-  let listen: ListenAddress | undefined;
+  let ops;
   try {
-    listen = listenText === "" ? undefined : parseListenAddress(listenText);
+    ops = readOperationFlags(values, defaultHealthAddr("daemon"));
   } catch (err) {
-    throw new DaemonUsageError(`--listen: ${(err as Error).message}`);
+    throw new DaemonUsageError((err as Error).message);
   }
+  const nodeName = values["node-name"] || env.get("NODE_NAME") || Deno.hostname();
   const socket = values.socket ?? DEFAULT_DAEMON_SOCKET;
   if (!socket.startsWith("/")) throw new DaemonUsageError(`--socket must be an absolute path`);
   const dirs = (flag: string, given: string[] | undefined, fallback: string) =>
@@ -196,10 +196,11 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
     kubeconfig: values.kubeconfig,
     nodeName: nodeName.toLowerCase(),
     socket,
-    listen,
+    listen: ops.healthAddr,
     spoolDir: values["spool-dir"] ?? DEFAULT_SPOOL_DIR,
-    logLevel,
-    logFile: values["log-file"],
+    logLevel: ops.logLevel,
+    logFormat: ops.logFormat,
+    logFile: ops.logFile,
     maxInFlight: Math.floor(positive("max-in-flight", values["max-in-flight"], 64)),
     maxConnections: Math.floor(positive("max-connections", values["max-connections"], 256)),
     cniConfDirs: dirs("cni-conf-dir", values["cni-conf-dir"], DEFAULT_CNI_CONF_DIR),
@@ -267,6 +268,7 @@ async function apiClient(opts: DaemonOptions, log: Logger): Promise<KubeClient |
 /** Starts the watch caches and the report queue. */
 function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daemon {
   const registry = createRegistry();
+  addProcessMetrics(registry);
   const metrics = daemonMetrics(registry);
   const cache = startNodeCache(client, {
     nodeName: opts.nodeName,
@@ -468,7 +470,11 @@ export async function runDaemon(args: string[]): Promise<number> {
     console.error(`hydra daemon: ${(err as Error).message}\n\n${DAEMON_HELP}`);
     return 2;
   }
-  const log = createLogger({ level: opts.logLevel, file: opts.logFile }).with({
+  const log = createLogger({
+    level: opts.logLevel,
+    format: opts.logFormat,
+    file: opts.logFile,
+  }).with({
     role: "daemon",
     node: opts.nodeName,
   });

@@ -133,7 +133,7 @@ function serverMetrics(reg: Registry) {
       "hydra_daemon_request_duration_seconds",
       "Time to answer a socket request, by operation.",
       ["op"],
-      [0.0001, 0.0005, ...DURATION_BUCKETS],
+      [...DURATION_BUCKETS],
     ),
     reads: reg.counter(
       "hydra_daemon_reads_total",

@@ -21,6 +21,7 @@ import {
   type Histogram,
   type Registry,
 } from "../pkg/metrics.ts";
+import { addProcessMetrics } from "../pkg/process_metrics.ts";
 
 /** The driver's metrics. */
 export interface DraMetrics {
@@ -36,6 +37,7 @@ export interface DraMetrics {
 /** Creates the metrics in a fresh registry. */
 export function createDraMetrics(): DraMetrics {
   const r = createRegistry();
+  addProcessMetrics(r);
   return {
     registry: r,
     requests: r.counter(

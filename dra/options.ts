@@ -6,8 +6,14 @@
 
 import { type NadPathRoots, nadPathRootsFlag } from "../kube/nad_paths.ts";
 import { parseArgs } from "node:util";
-import { isLogLevel, type LogLevel } from "../pkg/log.ts";
-import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
+import type { LogFormat, LogLevel } from "../pkg/log.ts";
+import type { ListenAddress } from "../pkg/http.ts";
+import {
+  defaultHealthAddr,
+  OPERATION_FLAGS,
+  operationHelp,
+  readOperationFlags,
+} from "../pkg/operation_flags.ts";
 import { DEFAULT_EXCLUDE, DEFAULT_EXCLUDE_KINDS, type NicFilter } from "./inventory.ts";
 import { DRIVER_NAME } from "../drasandbox/names.ts";
 
@@ -16,7 +22,7 @@ export const DEFAULT_KUBELET_DIR = "/var/lib/kubelet";
 /** The state shared with `hydra nri serve`. */
 export const DEFAULT_DRA_STATE_DIR = "/var/lib/hydra/dra";
 /** Health and metrics endpoint. */
-export const DEFAULT_DRA_HEALTH_ADDR = "127.0.0.1:9476";
+export const DEFAULT_DRA_HEALTH_ADDR = defaultHealthAddr("dra");
 /** Network slots per node. */
 export const DEFAULT_NETWORK_SLOTS = 32;
 
@@ -37,6 +43,7 @@ export interface DraServeOptions {
   sysfsRoot: string;
   healthAddr?: ListenAddress;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   logFile?: string;
   /** Where path keys of NADs may point (`--nad-path-roots`); the defaults when undefined. */
   nadPathRoots?: NadPathRoots;
@@ -94,10 +101,7 @@ Networks and state:
                          claims (Ready=False) and as a Warning Event (default: 30)
 
 Operation:
-  --health-addr ADDR     /healthz, /readyz, /metrics on [HOST]:PORT or unix:PATH
-                         ("off": none; default: ${DEFAULT_DRA_HEALTH_ADDR})
-  --log-level LEVEL      debug, info, warn or error (default: info)
-  --log-file FILE        append JSON log lines there instead of stderr
+${operationHelp(DEFAULT_DRA_HEALTH_ADDR)}
   -h, --help             show this help
 
 Exit status: 0 after SIGTERM/SIGINT, 1 failed, 2 bad usage.`;
@@ -131,9 +135,7 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
         rescan: { type: "string" },
         "setup-grace": { type: "string" },
         sysfs: { type: "string" },
-        "health-addr": { type: "string" },
-        "log-level": { type: "string" },
-        "log-file": { type: "string" },
+        ...OPERATION_FLAGS,
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -142,9 +144,11 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
   }
   const s = (k: string) => values[k] as string | undefined;
   const list = (k: string) => values[k] as string[] | undefined;
-  const logLevel = s("log-level") ?? "info";
-  if (!isLogLevel(logLevel) || logLevel === "off") {
-    throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
+  let ops;
+  try {
+    ops = readOperationFlags(values, DEFAULT_DRA_HEALTH_ADDR);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   const slots = Number(s("network-slots") ?? DEFAULT_NETWORK_SLOTS);
   if (!Number.isInteger(slots) || slots < 0 || slots > 1024) {
@@ -157,15 +161,6 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
   const nodeName = s("node-name") ?? Deno.env.get("NODE_NAME") ?? Deno.hostname();
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName) || nodeName.length > 253) {
     throw new UsageError(`--node-name must be a node name (DNS subdomain), got "${nodeName}"`);
-  }
-  const health = s("health-addr") ?? DEFAULT_DRA_HEALTH_ADDR;
-  let healthAddr: ListenAddress | undefined;
-  if (health !== "off" && health !== "") {
-    try {
-      healthAddr = parseListenAddress(health);
-    } catch (err) {
-      throw new UsageError(`--health-addr: ${(err as Error).message}`);
-    }
   }
   const opts: DraServeOptions = {
     help: values.help === true,
@@ -184,11 +179,12 @@ export function parseDraServeArgs(args: string[]): DraServeOptions {
     rescanMs: rescan * 1000,
     setupGraceMs: grace * 1000,
     sysfsRoot: absolute("sysfs", s("sysfs") ?? "/sys"),
-    healthAddr,
-    logLevel,
+    healthAddr: ops.healthAddr,
+    logLevel: ops.logLevel,
+    logFormat: ops.logFormat,
   };
   if (s("kubeconfig") !== undefined) opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
-  if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  if (ops.logFile !== undefined) opts.logFile = ops.logFile;
   if (s("nad-path-roots") !== undefined) {
     try {
       opts.nadPathRoots = nadPathRootsFlag(s("nad-path-roots")!);

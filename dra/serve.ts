@@ -319,7 +319,12 @@ export async function runDra(args: string[]): Promise<number> {
     console.log(draServeHelp());
     return 0;
   }
-  const log = createLogger({ level: opts.logLevel, file: opts.logFile, fields: { role: "dra" } });
+  const log = createLogger({
+    level: opts.logLevel,
+    format: opts.logFormat,
+    file: opts.logFile,
+    fields: { role: "dra" },
+  });
   try {
     return await serve(opts, log);
   } catch (err) {

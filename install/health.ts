@@ -8,6 +8,7 @@
 
 import type { CheckResult, HealthEndpoint } from "../pkg/http.ts";
 import { createRegistry } from "../pkg/metrics.ts";
+import { addProcessMetrics } from "../pkg/process_metrics.ts";
 
 /** The watch loop's state as the endpoint sees it. */
 export interface InstallStatus {
@@ -57,6 +58,7 @@ function readiness(s: InstallStatus): CheckResult {
 export function newInstallHealth(intervalMs: number): InstallHealth {
   const status: InstallStatus = { lastPassAt: 0, lastPassOk: false, intervalMs };
   const registry = createRegistry();
+  addProcessMetrics(registry);
   const passes = registry.counter(
     "hydra_install_passes_total",
     "Install passes by result.",

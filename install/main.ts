@@ -14,6 +14,7 @@ import { formatListenAddress, type HealthServer, startHealthEndpoint } from "../
 import { type InstallHealth, newInstallHealth } from "./health.ts";
 import { delay } from "../pkg/async.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
+import { createRepeatFilter, type RepeatFilter } from "../pkg/log_repeat.ts";
 import { installHelp, type InstallOptions, parseInstallArgs } from "./options.ts";
 import { EXECUTABLE_NAME, reconcile, type ReconcileResult } from "./reconcile.ts";
 import { uninstall } from "./uninstall.ts";
@@ -104,15 +105,42 @@ async function firstPass(
   }
 }
 
-/** Runs `hydra install` with `args`; returns the exit status. */
-export async function runInstall(
-  args: string[],
-  log: Logger = createLogger({ level: "info", fields: { component: "install" } }),
-): Promise<number> {
+const LOG_FIELDS = { component: "install" };
+
+/**
+ * Serves the health endpoint unless none is asked for. An address named by
+ * a flag that is taken fails the run; the default one taken is a warning.
+ */
+async function serveEndpoint(
+  opts: InstallOptions,
+  health: InstallHealth,
+  log: Logger,
+): Promise<{ server?: HealthServer; failed?: true }> {
+  if (!opts.healthAddr) return {};
+  try {
+    return { server: await startHealthEndpoint(opts.healthAddr, health.endpoint, log) };
+  } catch (err) {
+    const what = `cannot serve health on ${formatListenAddress(opts.healthAddr)}: ${
+      errorMessage(err)
+    }`;
+    if (opts.healthAddrDefaulted) {
+      log.warn(`${what}; running without the endpoint`, { hint: "choose --health-addr" });
+      return {};
+    }
+    log.error(what, {
+      hint: "another process holds the port (host network); choose --health-addr",
+    });
+    return { failed: true };
+  }
+}
+
+/** Runs `hydra install` with `args`; returns the exit status. `log` replaces the flags' logger. */
+export async function runInstall(args: string[], given?: Logger): Promise<number> {
   let opts: InstallOptions;
   try {
     opts = parseInstallArgs(args);
   } catch (err) {
+    const log = given ?? createLogger({ level: "info", fields: LOG_FIELDS });
     log.error(errorMessage(err), { hint: 'run "hydra install --help" for usage' });
     return 2;
   }
@@ -120,23 +148,22 @@ export async function runInstall(
     console.log(installHelp());
     return 0;
   }
+  const log = given ?? createLogger({
+    level: opts.logLevel,
+    format: opts.logFormat,
+    file: opts.logFile,
+    fields: LOG_FIELDS,
+  });
   if (opts.uninstall) return await runUninstall(opts, log);
 
   const health = newInstallHealth(opts.intervalMs);
   const stop = stopOnSignals(log);
+  const repeats = createRepeatFilter();
   let server: HealthServer | undefined;
   try {
-    if (opts.healthAddr && !opts.once) {
-      try {
-        server = await startHealthEndpoint(opts.healthAddr, health.endpoint, log);
-      } catch (err) {
-        log.error(
-          `cannot serve health on ${formatListenAddress(opts.healthAddr)}: ${errorMessage(err)}`,
-          { hint: "another process holds the port (host network); choose --health-addr" },
-        );
-        return 1;
-      }
-    }
+    const served = await serveEndpoint(opts, health, log);
+    if (served.failed) return 1;
+    server = served.server;
     log.info("installing", {
       mode: opts.mode,
       binDir: opts.binDir,
@@ -155,6 +182,7 @@ export async function runInstall(
       // flag): stay up and not ready, so a rollout halts here, and retry.
       const stay = err instanceof ConfRefused && !opts.once;
       health.setWaiting(undefined);
+      repeats.admit(errorMessage(err));
       logFailure(
         log,
         err,
@@ -177,9 +205,11 @@ export async function runInstall(
         health.setWaiting(result.waitingFor);
         report(result, opts, log, health);
         health.recordPass(true);
+        const failed = repeats.clear();
+        if (failed) log.info("a pass succeeded again", { failedPasses: failed });
       } catch (err) {
         health.recordPass(false, errorMessage(err));
-        logFailure(log, err, "pass failed; this pass changed nothing, retrying");
+        logRepeatedFailure(log, repeats, err);
       }
     }
     return 0;
@@ -187,6 +217,14 @@ export async function runInstall(
     stop.dispose();
     await server?.shutdown();
   }
+}
+
+/** A failed pass of the loop: logged when new, else once per slow interval with the count. */
+function logRepeatedFailure(log: Logger, repeats: RepeatFilter, err: unknown): void {
+  const held = repeats.admit(errorMessage(err));
+  if (held === undefined) return;
+  const outcome = "pass failed; this pass changed nothing, retrying";
+  logFailure(log, err, held ? `${outcome} (the same failure ${held} times since)` : outcome);
 }
 
 function logFailure(log: Logger, err: unknown, what: string): void {

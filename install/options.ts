@@ -6,7 +6,14 @@
 
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
+import type { ListenAddress } from "../pkg/http.ts";
+import type { LogFormat, LogLevel } from "../pkg/log.ts";
+import {
+  defaultHealthAddr,
+  OPERATION_FLAGS,
+  operationHelp,
+  readOperationFlags,
+} from "../pkg/operation_flags.ts";
 import { InstallError } from "./error.ts";
 import { SERVICE_ACCOUNT_DIR } from "./kubeconfig.ts";
 import type { NodeTokenConfig } from "./node_token.ts";
@@ -60,9 +67,17 @@ export interface InstallOptions {
   uninstall: boolean;
   /** Watch loop period, ms. */
   intervalMs: number;
-  /** Where to serve /healthz, /readyz and /metrics; undefined: not served. */
+  /** Where to serve /healthz, /readyz and /metrics (not with --once); undefined: not served. */
   healthAddr?: ListenAddress;
+  /** True when no flag named the address: a busy default port is then only a warning. */
+  healthAddrDefaulted: boolean;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  logFile?: string;
 }
+
+/** The installer's health address unless a flag names another. */
+export const DEFAULT_INSTALL_HEALTH_ADDR = defaultHealthAddr("install");
 
 /** Default locations on the host. */
 export const DEFAULT_BIN_DIR = "/opt/cni/bin";
@@ -112,21 +127,16 @@ Options:
   --node-name NAME           this node, for --node-service-account (default: $NODE_NAME)
   --node-token-ttl S         lifetime of a minted node token (default: 86400, at least 600)
   --interval S               watch loop period in seconds (default: 5)
-  --health-addr ADDR         serve /healthz, /readyz and /metrics on [HOST]:PORT or unix:PATH
   --once                     install, then exit
   --uninstall                remove exactly what the manifest records, then exit
+${operationHelp(DEFAULT_INSTALL_HEALTH_ADDR, 29)}
   -h, --help                 show this help
 
-Logs are JSON lines on stderr. Exit status: 0 done, 1 failed (nothing left
+The health endpoint runs only while the installer keeps running (not with
+--once or --uninstall); when the default port is taken the installer runs
+without it and says so. A pass that keeps failing with the same error is
+logged once, then every 5 minutes with the count. Exit status: 0 done, 1 failed (nothing left
 half-installed), 2 bad usage.`;
-}
-
-function listenAddress(text: string): ListenAddress {
-  try {
-    return parseListenAddress(text);
-  } catch (err) {
-    throw new InstallError(`--health-addr ${err instanceof Error ? err.message : err}`);
-  }
 }
 
 function seconds(flag: string, text: string | undefined, fallback: number): number {
@@ -238,7 +248,7 @@ export function parseInstallArgs(args: string[]): InstallOptions {
         "node-name": { type: "string" },
         "node-token-ttl": { type: "string" },
         interval: { type: "string" },
-        "health-addr": { type: "string" },
+        ...OPERATION_FLAGS,
         once: { type: "boolean" },
         uninstall: { type: "boolean" },
       },
@@ -269,6 +279,12 @@ export function parseInstallArgs(args: string[]): InstallOptions {
   if (values.once && values.uninstall) {
     throw new InstallError("--once and --uninstall exclude each other");
   }
+  let ops;
+  try {
+    ops = readOperationFlags(values, DEFAULT_INSTALL_HEALTH_ADDR);
+  } catch (err) {
+    throw new InstallError(errorText(err));
+  }
   const tokenFile = values["token-file"] ?? `${SERVICE_ACCOUNT_DIR}/token`;
   return {
     help: values.help ?? false,
@@ -294,8 +310,10 @@ export function parseInstallArgs(args: string[]): InstallOptions {
     once: values.once ?? false,
     uninstall: values.uninstall ?? false,
     intervalMs,
-    healthAddr: values["health-addr"] === undefined
-      ? undefined
-      : listenAddress(values["health-addr"]),
+    healthAddr: values.once || values.uninstall ? undefined : ops.healthAddr,
+    healthAddrDefaulted: values["health-addr"] === undefined && values.listen === undefined,
+    logLevel: ops.logLevel,
+    logFormat: ops.logFormat,
+    ...(ops.logFile !== undefined ? { logFile: ops.logFile } : {}),
   };
 }

@@ -15,7 +15,19 @@ Deno.test("defaults: meta mode on the standard host paths, kubeconfig and manife
   assert.equal(o.once, false);
   assert.equal(o.intervalMs, 5000);
   assert.equal(o.defaultConfTimeoutMs, 300_000);
-  assert.equal(o.healthAddr, undefined);
+  // The installer's own port on loopback while it keeps running; no endpoint for one pass.
+  assert.deepEqual(o.healthAddr, { transport: "tcp", hostname: "127.0.0.1", port: 9471 });
+  assert.equal(o.healthAddrDefaulted, true);
+  assert.equal(parseInstallArgs(["--once"]).healthAddr, undefined);
+  assert.equal(parseInstallArgs(["--uninstall"]).healthAddr, undefined);
+  assert.equal(parseInstallArgs(["--health-addr=off"]).healthAddr, undefined);
+  assert.deepEqual([o.logLevel, o.logFormat, o.logFile], ["info", "json", undefined]);
+});
+
+Deno.test("--log-level, --log-format and --log-file like every role's", () => {
+  const o = parseInstallArgs(["--log-level=debug", "--log-format=text", "--log-file=/l"]);
+  assert.deepEqual([o.logLevel, o.logFormat, o.logFile], ["debug", "text", "/l"]);
+  assert.equal(parseInstallArgs(["--listen=:1"]).healthAddrDefaulted, false);
 });
 
 Deno.test("the state dir and kubeconfig follow --conf-dir unless given", () => {
@@ -38,6 +50,8 @@ Deno.test("bad usage is an InstallError naming the flag", () => {
     [["--kubeconfig=/a", "--no-kubeconfig"], /exclude each other/],
     [["--once", "--uninstall"], /exclude each other/],
     [["--health-addr=9471"], /--health-addr/],
+    [["--log-level=loud"], /--log-level must be/],
+    [["--log-format=xml"], /--log-format must be json or text/],
   ];
   for (const [args, re] of cases) {
     assert.throws(() => parseInstallArgs(args), (err: unknown) => {

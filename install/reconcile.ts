@@ -29,7 +29,7 @@ import {
 import { confsBefore, findDefaultConf } from "./metaconf.ts";
 import { planMetaConf } from "./meta_plan.ts";
 import type { InstallOptions } from "./options.ts";
-import { cachedSha256, resolveSource } from "./source.ts";
+import { cachedSha256, resolveSource, treeOnlyInImage } from "./source.ts";
 import {
   commitTxn,
   ensureDir,
@@ -195,6 +195,15 @@ async function desiredItems(
   if (opts.mode === "router") return { items, carried };
 
   await requireDir(opts.binDir, "CNI bin dir", "--bin-dir");
+  if (opts.mode === "meta" && opts.source === undefined && treeOnlyInImage()) {
+    // The runtime would exec a launcher it cannot run for every pod, the default network included.
+    throw new ConfRefused(
+      "this image carries hydra as a source tree (tools/image.ts), which the node cannot run: as " +
+        "the runtime's CNI every pod would fail to start. Use the compiled image (Dockerfile) for " +
+        "--mode=meta, or --mode=nri; nothing was written",
+      { mode: opts.mode },
+    );
+  }
   const source = await resolveSource(opts.source);
   const exe = join(opts.binDir, EXECUTABLE_NAME);
   items.push({

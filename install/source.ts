@@ -42,6 +42,26 @@ export async function cachedSha256(path: string, st?: Deno.FileInfo): Promise<st
   return sha256;
 }
 
+/**
+ * Set in an image that carries hydra as a source tree with Deno (the offline
+ * image of tools/image.ts) rather than as one compiled executable.
+ */
+export const TREE_IN_IMAGE_ENV = "HYDRA_TREE_IN_IMAGE";
+
+/**
+ * True when hydra runs from a source tree that exists only inside its
+ * image: the launcher installed onto the node would point at a tree and a
+ * Deno the node does not have, so nothing on the node can exec it.
+ */
+export function treeOnlyInImage(): boolean {
+  if (Deno.build.standalone) return false;
+  try {
+    return Deno.env.get(TREE_IN_IMAGE_ENV) === "1";
+  } catch {
+    return false;
+  }
+}
+
 /** Quotes a string for a POSIX shell. */
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;

@@ -3,7 +3,7 @@
  *
  * - `hydra ipam controller`: the reclaim controller (see controller.ts),
  *   leader-elected on a Lease so that several replicas can run; health
- *   and metrics on `--listen`; SIGTERM gives the lease up and exits.
+ *   and metrics on `--health-addr`; SIGTERM gives the lease up and exits.
  * - `hydra ipam pools`: prints every pool's size, allocated and free
  *   addresses (what `kubectl get addresspools` shows, counted afresh).
  *
@@ -11,14 +11,16 @@
  */
 
 import { parseArgs } from "node:util";
-import { createLogger, isLogLevel, type LogLevel } from "../pkg/log.ts";
-import {
-  formatListenAddress,
-  type ListenAddress,
-  parseListenAddress,
-  serveHealth,
-} from "../pkg/http.ts";
+import { createLogger, type LogFormat, type LogLevel } from "../pkg/log.ts";
+import { formatListenAddress, type ListenAddress, serveHealth } from "../pkg/http.ts";
 import { createRegistry, DURATION_BUCKETS } from "../pkg/metrics.ts";
+import {
+  defaultHealthAddr,
+  OPERATION_FLAGS,
+  operationHelp,
+  readOperationFlags,
+} from "../pkg/operation_flags.ts";
+import { addProcessMetrics } from "../pkg/process_metrics.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { type ControllerMetrics, startController } from "./controller.ts";
@@ -26,7 +28,7 @@ import { startLeaderElection } from "./leader.ts";
 import { poolUsage, usageTable } from "./usage.ts";
 
 /** Where health and metrics are served by default (the Deployment passes its own). */
-export const DEFAULT_LISTEN = "127.0.0.1:9475";
+export const DEFAULT_LISTEN = defaultHealthAddr("ipam-controller");
 
 /** Help of `hydra ipam`. */
 export const IPAM_HELP = `Usage: hydra ipam <command> [options]
@@ -45,10 +47,7 @@ Options of "controller":
   --sts-hold SECONDS      a StatefulSet pod's address is kept this long after the
                           StatefulSet stops wanting its ordinal (default 300)
   --api-timeout SECONDS   deadline of each API request (default 10)
-  --listen ADDR           health and metrics, HOST:PORT or unix:PATH; "" for none
-                          (default ${DEFAULT_LISTEN})
-  --log-level LEVEL       debug, info, warn, error, off (default info)
-  --log-file PATH         append JSON log lines here instead of stderr
+${operationHelp(DEFAULT_LISTEN, 26)}
 
 Options of "pools":
   --kubeconfig PATH       API access (default: the in-cluster ServiceAccount)
@@ -67,6 +66,7 @@ export interface ControllerOptions {
   apiTimeoutMs: number;
   listen?: ListenAddress;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   logFile?: string;
 }
 
@@ -97,33 +97,26 @@ export function parseControllerArgs(args: string[], env = Deno.env): ControllerO
       args,
       strict: true,
       allowPositionals: false,
-      options: Object.fromEntries(
-        [
-          "kubeconfig",
-          "namespace",
-          "lease",
-          "identity",
-          "interval",
-          "grace",
-          "sts-hold",
-          "api-timeout",
-          "listen",
-          "log-level",
-          "log-file",
-        ].map((k) => [k, { type: "string" as const }]),
-      ),
+      options: {
+        kubeconfig: { type: "string" },
+        namespace: { type: "string" },
+        lease: { type: "string" },
+        identity: { type: "string" },
+        interval: { type: "string" },
+        grace: { type: "string" },
+        "sts-hold": { type: "string" },
+        "api-timeout": { type: "string" },
+        ...OPERATION_FLAGS,
+      },
     }));
   } catch (err) {
     throw new IpamUsageError((err as Error).message);
   }
-  const logLevel = values["log-level"] ?? "info";
-  if (!isLogLevel(logLevel)) throw new IpamUsageError(`--log-level: unknown level "${logLevel}"`);
-  let listen: ListenAddress | undefined;
-  const listenText = values.listen ?? DEFAULT_LISTEN;
+  let ops;
   try {
-    listen = listenText === "" ? undefined : parseListenAddress(listenText);
+    ops = readOperationFlags(values, DEFAULT_LISTEN);
   } catch (err) {
-    throw new IpamUsageError(`--listen: ${(err as Error).message}`);
+    throw new IpamUsageError((err as Error).message);
   }
   return {
     kubeconfig: values.kubeconfig,
@@ -134,9 +127,10 @@ export function parseControllerArgs(args: string[], env = Deno.env): ControllerO
     graceMs: seconds("grace", values.grace, 30),
     holdMs: seconds("sts-hold", values["sts-hold"], 300),
     apiTimeoutMs: seconds("api-timeout", values["api-timeout"], 10, 1),
-    listen,
-    logLevel,
-    logFile: values["log-file"],
+    listen: ops.healthAddr,
+    logLevel: ops.logLevel,
+    logFormat: ops.logFormat,
+    logFile: ops.logFile,
   };
 }
 
@@ -206,7 +200,11 @@ async function runController(args: string[]): Promise<number> {
     console.error(`hydra ipam controller: ${(err as Error).message}\n\n${IPAM_HELP}`);
     return 2;
   }
-  const log = createLogger({ level: opts.logLevel, file: opts.logFile }).with({
+  const log = createLogger({
+    level: opts.logLevel,
+    format: opts.logFormat,
+    file: opts.logFile,
+  }).with({
     role: "ipam-controller",
   });
   let client: KubeClient;
@@ -217,6 +215,7 @@ async function runController(args: string[]): Promise<number> {
     return 1;
   }
   const registry = createRegistry();
+  addProcessMetrics(registry);
   const leaderGauge = registry.gauge("hydra_ipam_controller_leader", "1 while this replica leads.");
   /** The controller, once made (the election's callback may run before). */
   const started: { controller?: { scanNow(): Promise<void> } } = {};

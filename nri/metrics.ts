@@ -18,10 +18,12 @@
 import {
   type Counter,
   createRegistry,
+  DURATION_BUCKETS,
   type Gauge,
   type Histogram,
   type Registry,
 } from "../pkg/metrics.ts";
+import { addProcessMetrics } from "../pkg/process_metrics.ts";
 
 /** The NRI plugin's metrics, registered in one registry. */
 export interface NriMetrics {
@@ -36,12 +38,10 @@ export interface NriMetrics {
   disconnects: Counter;
 }
 
-/** Attach work must fit in the runtime's 2 s budget: buckets from 1 ms to 5 s. */
-const ATTACH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5];
-
 /** Creates the NRI plugin's metrics in a fresh registry. */
 export function createNriMetrics(): NriMetrics {
   const r = createRegistry();
+  addProcessMetrics(r);
   return {
     registry: r,
     events: r.counter(
@@ -53,13 +53,13 @@ export function createNriMetrics(): NriMetrics {
       "hydra_nri_attach_duration_seconds",
       "Time to attach a pod's extra networks.",
       ["trigger", "result"],
-      ATTACH_BUCKETS,
+      [...DURATION_BUCKETS],
     ),
     releaseDuration: r.histogram(
       "hydra_nri_release_duration_seconds",
       "Time to release a pod's extra networks.",
       ["result"],
-      ATTACH_BUCKETS,
+      [...DURATION_BUCKETS],
     ),
     failures: r.counter(
       "hydra_nri_failures_total",

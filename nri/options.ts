@@ -6,13 +6,19 @@
 
 import { type NadPathRoots, nadPathRootsFlag } from "../kube/nad_paths.ts";
 import { parseArgs } from "node:util";
-import { isLogLevel, type LogLevel } from "../pkg/log.ts";
-import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
+import type { LogFormat, LogLevel } from "../pkg/log.ts";
+import type { ListenAddress } from "../pkg/http.ts";
+import {
+  defaultHealthAddr,
+  OPERATION_FLAGS,
+  operationHelp,
+  readOperationFlags,
+} from "../pkg/operation_flags.ts";
 import { DEFAULT_PLUGIN_INDEX, DEFAULT_PLUGIN_NAME, DEFAULT_SOCKET_PATH } from "./stub.ts";
 import { type NamespacePolicy, parseGlobalNamespaces } from "../kube/namespaces.ts";
 
 /** Where the health endpoint listens by default (the DaemonSet passes its own). */
-export const DEFAULT_HEALTH_ADDR = "127.0.0.1:9470";
+export const DEFAULT_HEALTH_ADDR = defaultHealthAddr("nri");
 /** Where the plugin keeps its records, results and pod state. */
 export const DEFAULT_NRI_CACHE_DIR = "/var/lib/cni/hydra-nri";
 /** Conf-file mode: where networks named by pods are found (Multus's folder for them). */
@@ -56,6 +62,7 @@ export interface NriServeOptions {
   /** This node (hot plug watches its pods). */
   nodeName: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   logFile?: string;
   /** The DRA state folder; undefined: no DRA devices. */
   draStateDir?: string;
@@ -139,10 +146,7 @@ Networks:
                          ${DEFAULT_DRA_STATE_DIR})
 
 Operation:
-  --health-addr ADDR     serve /healthz, /readyz, /metrics on [HOST]:PORT or
-                         unix:PATH ("off": none; default: ${DEFAULT_HEALTH_ADDR})
-  --log-level LEVEL      debug, info, warn or error (default: info)
-  --log-file FILE        append JSON log lines there instead of stderr
+${operationHelp(DEFAULT_HEALTH_ADDR)}
   -h, --help             show this help
 
 Exit status: 0 after SIGTERM/SIGINT, 1 failed, 2 bad usage.`;
@@ -158,9 +162,6 @@ const STRING_FLAGS = [
   "chroot-dir",
   "on-failure",
   "concurrency",
-  "health-addr",
-  "log-level",
-  "log-file",
   "hotplug",
   "node-name",
   "dra-state-dir",
@@ -186,6 +187,7 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
         ...Object.fromEntries(STRING_FLAGS.map((k) => [k, { type: "string" as const }])),
         "cni-bin-dir": { type: "string", multiple: true },
         "default-network": { type: "string", multiple: true },
+        ...OPERATION_FLAGS,
         "in-cluster": { type: "boolean" },
         "namespace-isolation": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -195,9 +197,11 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     throw new UsageError((err as Error).message);
   }
   const s = (k: string) => values[k] as string | undefined;
-  const logLevel = s("log-level") ?? "info";
-  if (!isLogLevel(logLevel) || logLevel === "off") {
-    throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
+  let ops;
+  try {
+    ops = readOperationFlags(values, DEFAULT_HEALTH_ADDR);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   const onFailure = s("on-failure") ?? "fail";
   if (onFailure !== "fail" && onFailure !== "log") {
@@ -220,15 +224,6 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
   if (!["on", "off", "true", "false"].includes(hotplug)) {
     throw new UsageError(`--hotplug must be on or off, got "${hotplug}"`);
   }
-  const health = s("health-addr") ?? DEFAULT_HEALTH_ADDR;
-  let healthAddr: ListenAddress | undefined;
-  if (health !== "off" && health !== "") {
-    try {
-      healthAddr = parseListenAddress(health);
-    } catch (err) {
-      throw new UsageError(`--health-addr: ${(err as Error).message}`);
-    }
-  }
   const binDirs = ((values["cni-bin-dir"] as string[] | undefined) ?? [DEFAULT_CNI_BIN_DIR])
     .flatMap((v) => v.split(":"))
     .filter((v) => v !== "")
@@ -248,11 +243,12 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
       globalNamespaces: parseGlobalNamespaces(s("global-namespaces")),
     },
     onFailure,
-    healthAddr,
+    healthAddr: ops.healthAddr,
     concurrency,
     hotplug: hotplug === "on" || hotplug === "true",
     nodeName: (s("node-name") || Deno.env.get("NODE_NAME") || Deno.hostname()).toLowerCase(),
-    logLevel,
+    logLevel: ops.logLevel,
+    logFormat: ops.logFormat,
   };
   if (s("kubeconfig") !== undefined) {
     if (opts.inCluster) throw new UsageError("--kubeconfig and --in-cluster exclude each other");
@@ -280,7 +276,7 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
       throw new UsageError((err as Error).message);
     }
   }
-  if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  if (ops.logFile !== undefined) opts.logFile = ops.logFile;
   if (s("chroot-dir") !== undefined) opts.chrootDir = absolute("chroot-dir", s("chroot-dir")!);
   const dra = s("dra-state-dir") ?? DEFAULT_DRA_STATE_DIR;
   if (dra !== "off" && dra !== "") opts.draStateDir = absolute("dra-state-dir", dra);

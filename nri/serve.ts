@@ -509,6 +509,7 @@ export async function runNri(args: string[]): Promise<number> {
   }
   const log = createLogger({
     level: opts.logLevel,
+    format: opts.logFormat,
     file: opts.logFile,
     fields: { role: "nri" },
   });

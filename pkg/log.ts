@@ -1,8 +1,11 @@
 /**
- * Structured logging as JSON lines, to stderr or appended to a file. Never
- * to stdout: a CNI invocation's stdout carries only its result or error.
+ * Structured logging, to stderr or appended to a file. Never to stdout: a
+ * CNI invocation's stdout carries only its result or error.
  *
- * Each line: `{"time":"<RFC 3339>","level":"info","msg":"...", ...fields}`.
+ * Two line formats: `json` (the default, for log collectors), each line
+ * `{"time":"<RFC 3339>","level":"info","msg":"...", ...fields}`; and `text`,
+ * for people reading a terminal, `<RFC 3339> INFO  msg key=value ...`
+ * (values with spaces, quotes or `=` JSON-quoted).
  *
  * @module
  */
@@ -11,6 +14,14 @@
 export type LogLevel = "debug" | "info" | "warn" | "error" | "off";
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, off: 100 };
+
+/** Line formats. */
+export type LogFormat = "json" | "text";
+
+/** True for a format name {@link createLogger} accepts. */
+export function isLogFormat(value: unknown): value is LogFormat {
+  return value === "json" || value === "text";
+}
 
 /** Extra key/values attached to a line. */
 export type LogFields = Record<string, unknown>;
@@ -29,6 +40,8 @@ export interface Logger {
 export interface LoggerOptions {
   /** Minimum level written; default "warn". */
   level?: LogLevel;
+  /** Line format; default "json". */
+  format?: LogFormat;
   /** Append to this file instead of stderr. */
   file?: string;
   /**
@@ -82,15 +95,39 @@ function errorText(value: unknown): unknown {
   return value;
 }
 
+/** A value of the text format: bare when unambiguous, else JSON. */
+function textValue(value: unknown): string {
+  if (typeof value === "string") {
+    return value !== "" && /^[^\s"=\\]+$/.test(value) ? value : JSON.stringify(value);
+  }
+  if (value === undefined) return "undefined";
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** One line of the text format, without its newline. */
+function textLine(time: string, level: LogLevel, msg: string, fields: [string, unknown][]): string {
+  // Newlines in the message would split one record over lines; keep them escaped.
+  const text = msg.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+  const pairs = fields.map(([k, v]) => `${k}=${textValue(v)}`);
+  return [time, level.toUpperCase().padEnd(5), text, ...pairs].join(" ");
+}
+
 /** Creates a logger. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const min = RANK[options.level ?? "warn"];
   const sink = options.sink ?? defaultSink(options);
   const base = options.fields ?? {};
+  const text = options.format === "text";
   const write = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (RANK[level] < min) return;
-    const entry: Record<string, unknown> = { time: new Date().toISOString(), level, msg };
-    for (const [k, v] of Object.entries({ ...base, ...fields })) entry[k] = errorText(v);
+    const time = new Date().toISOString();
+    const extra = Object.entries({ ...base, ...fields }).map(([k, v]): [string, unknown] => [
+      k,
+      errorText(v),
+    ]);
+    if (text) return sink(textLine(time, level, msg, extra) + "\n");
+    const entry: Record<string, unknown> = { time, level, msg };
+    for (const [k, v] of extra) entry[k] = v;
     sink(JSON.stringify(entry) + "\n");
   };
   return {

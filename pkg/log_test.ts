@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { withTempDir } from "../tests/helpers/netns.ts";
-import { createLogger, isLogLevel } from "./log.ts";
+import { createLogger, isLogFormat, isLogLevel } from "./log.ts";
 
 Deno.test("logger writes JSON lines at or above its level, with fields", () => {
   const lines: string[] = [];
@@ -31,4 +31,26 @@ Deno.test("logger appends to a file (0600) and level off writes nothing", async 
   });
   assert.equal(isLogLevel("warn"), true);
   assert.equal(isLogLevel("verbose"), false);
+});
+
+Deno.test("text format: time, padded level, message, key=value with quoting where needed", () => {
+  const lines: string[] = [];
+  const log = createLogger({ level: "info", format: "text", sink: (l) => lines.push(l) });
+  log.with({ role: "route" }).warn("sync failed\nagain", {
+    node: "n1",
+    error: new Error('no "route" here'),
+    count: 3,
+    cidrs: ["10.0.0.0/24"],
+    empty: "",
+  });
+  assert.equal(lines.length, 1);
+  const m = /^(\S+) WARN {2}(.*)\n$/.exec(lines[0]);
+  assert.ok(m, lines[0]);
+  assert.ok(!Number.isNaN(Date.parse(m[1])));
+  assert.equal(
+    m[2],
+    'sync failed\\nagain role=route node=n1 error="no \\"route\\" here" count=3 cidrs=["10.0.0.0/24"] empty=""',
+  );
+  assert.equal(isLogFormat("text"), true);
+  assert.equal(isLogFormat("logfmt"), false);
 });

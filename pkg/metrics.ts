@@ -47,12 +47,31 @@ export interface Registry {
   counter(name: string, help: string, labelNames?: string[]): Counter;
   gauge(name: string, help: string, labelNames?: string[]): Gauge;
   histogram(name: string, help: string, labelNames?: string[], buckets?: number[]): Histogram;
+  /**
+   * A family of one unlabelled series whose value is read at each render
+   * (process figures); left out of the output while `read` returns
+   * undefined or throws.
+   */
+  observed(
+    name: string,
+    help: string,
+    type: "counter" | "gauge",
+    read: () => number | undefined,
+  ): void;
   /** Every family in the Prometheus text format, ending with a newline. */
   render(): string;
 }
 
-/** Default histogram buckets for durations in seconds (1 ms to 10 s). */
+/**
+ * The histogram buckets of every request and operation latency hydra
+ * reports, in seconds: 100 µs (a daemon answer from its cache) to 10 s (an
+ * attachment waiting on the API server). One set, so latencies of different
+ * roles can be compared and summed bucket by bucket.
+ */
 export const DURATION_BUCKETS: readonly number[] = [
+  0.0001,
+  0.00025,
+  0.0005,
   0.001,
   0.0025,
   0.005,
@@ -93,6 +112,8 @@ interface Family {
   name: string;
   help: string;
   type: "counter" | "gauge" | "histogram";
+  /** False: left out of this render. */
+  present?: () => boolean;
   lines(): string[];
 }
 
@@ -204,9 +225,28 @@ export function createRegistry(): Registry {
         count: (labels) => series.get(seriesKey(name, labelNames, labels))?.count ?? 0,
       };
     },
+    observed(name, help, type, read) {
+      register(name, []);
+      let value: number | undefined;
+      families.push({
+        name,
+        help,
+        type,
+        present: () => {
+          try {
+            value = read();
+          } catch {
+            value = undefined;
+          }
+          return value !== undefined;
+        },
+        lines: () => [`${name} ${formatValue(value!)}`],
+      });
+    },
     render() {
       const out: string[] = [];
       for (const f of families) {
+        if (f.present && !f.present()) continue;
         out.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`);
         out.push(...f.lines());
       }

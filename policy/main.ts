@@ -128,7 +128,11 @@ export async function runPolicy(args: string[]): Promise<number> {
     console.error(`hydra policy sync: ${message(err)}\n\n${POLICY_HELP}`);
     return 2;
   }
-  const log = createLogger({ level: opts.logLevel, file: opts.logFile }).with({
+  const log = createLogger({
+    level: opts.logLevel,
+    format: opts.logFormat,
+    file: opts.logFile,
+  }).with({
     role: "policy",
     node: opts.nodeName,
   });

@@ -12,6 +12,7 @@ import {
   type Histogram,
   type Registry,
 } from "../pkg/metrics.ts";
+import { addProcessMetrics } from "../pkg/process_metrics.ts";
 
 /** The policy role's metric families. */
 export interface PolicyMetrics {
@@ -35,6 +36,7 @@ export interface PolicyMetrics {
 /** Creates the registry and families. */
 export function createPolicyMetrics(): PolicyMetrics {
   const registry = createRegistry();
+  addProcessMetrics(registry);
   return {
     registry,
     rules: registry.gauge(

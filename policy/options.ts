@@ -5,8 +5,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { isLogLevel, type LogLevel } from "../pkg/log.ts";
-import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
+import type { LogFormat, LogLevel } from "../pkg/log.ts";
+import type { ListenAddress } from "../pkg/http.ts";
+import {
+  defaultHealthAddr,
+  OPERATION_FLAGS,
+  operationHelp,
+  readOperationFlags,
+} from "../pkg/operation_flags.ts";
 
 /** The meta-CNI's default cache folder (its records are under it). */
 export const DEFAULT_META_CACHE_DIR = "/var/lib/cni/hydra";
@@ -15,7 +21,7 @@ export const DEFAULT_NRI_CACHE_DIR = "/var/lib/cni/hydra-nri";
 /** Where the agent keeps the last valid version of each policy. */
 export const DEFAULT_STATE_DIR = "/var/lib/cni/hydra-policy";
 /** Health and metrics by default. */
-export const DEFAULT_LISTEN = "127.0.0.1:9474";
+export const DEFAULT_LISTEN = defaultHealthAddr("policy");
 
 /** Options of `hydra policy sync`. */
 export interface PolicySyncOptions {
@@ -30,6 +36,7 @@ export interface PolicySyncOptions {
   resyncMs: number;
   apiTimeoutMs: number;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   logFile?: string;
 }
 
@@ -49,13 +56,11 @@ Options:
                             name this node's pods (default ${DEFAULT_META_CACHE_DIR}; "" for none)
   --nri-cache-dir DIR       the same for \`hydra nri serve\` (default ${DEFAULT_NRI_CACHE_DIR}; "" for none)
   --state-dir DIR           last valid version of each policy (default ${DEFAULT_STATE_DIR})
-  --listen ADDR             health and metrics, HOST:PORT or unix:PATH; "" for none
-                            (default ${DEFAULT_LISTEN})
   --max-parallel N          pod namespaces written at once (default 32)
   --resync-interval SECONDS every table written again this often (default 300)
   --api-timeout SECONDS     deadline of each API request (default 5)
-  --log-level LEVEL         debug, info, warn, error, off (default info)
-  --log-file PATH           append JSON log lines here instead of stderr
+${operationHelp(DEFAULT_LISTEN, 28)}
+  -h, --help                show this help
 `;
 
 /** A bad command line. */
@@ -96,25 +101,20 @@ export function parsePolicyArgs(args: string[], env = Deno.env): PolicySyncOptio
         "meta-cache-dir": { type: "string" },
         "nri-cache-dir": { type: "string" },
         "state-dir": { type: "string" },
-        listen: { type: "string" },
         "max-parallel": { type: "string" },
         "resync-interval": { type: "string" },
         "api-timeout": { type: "string" },
-        "log-level": { type: "string" },
-        "log-file": { type: "string" },
+        ...OPERATION_FLAGS,
       },
     }));
   } catch (err) {
     throw new PolicyUsageError((err as Error).message);
   }
-  const logLevel = values["log-level"] ?? "info";
-  if (!isLogLevel(logLevel)) throw new PolicyUsageError(`--log-level: unknown level "${logLevel}"`);
-  const listenText = values.listen ?? DEFAULT_LISTEN;
-  let listen: ListenAddress | undefined;
+  let ops;
   try {
-    listen = listenText === "" ? undefined : parseListenAddress(listenText);
+    ops = readOperationFlags(values, DEFAULT_LISTEN);
   } catch (err) {
-    throw new PolicyUsageError(`--listen: ${(err as Error).message}`);
+    throw new PolicyUsageError((err as Error).message);
   }
   const stateDir = folder("state-dir", values["state-dir"], DEFAULT_STATE_DIR);
   if (!stateDir) throw new PolicyUsageError("--state-dir must not be empty");
@@ -124,11 +124,12 @@ export function parsePolicyArgs(args: string[], env = Deno.env): PolicySyncOptio
     metaCacheDir: folder("meta-cache-dir", values["meta-cache-dir"], DEFAULT_META_CACHE_DIR),
     nriCacheDir: folder("nri-cache-dir", values["nri-cache-dir"], DEFAULT_NRI_CACHE_DIR),
     stateDir,
-    listen,
+    listen: ops.healthAddr,
     maxParallel: Math.floor(positive("max-parallel", values["max-parallel"], 32)),
     resyncMs: positive("resync-interval", values["resync-interval"], 300) * 1000,
     apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
-    logLevel,
-    logFile: values["log-file"],
+    logLevel: ops.logLevel,
+    logFormat: ops.logFormat,
+    logFile: ops.logFile,
   };
 }

@@ -267,6 +267,7 @@ export async function runRoute(args: string[]): Promise<number> {
   }
   const log = createLogger({
     level: opts.logLevel,
+    format: opts.logFormat,
     file: opts.logFile,
     fields: { role: "route", node: opts.nodeName },
   });

@@ -26,10 +26,12 @@
 import {
   type Counter,
   createRegistry,
+  DURATION_BUCKETS,
   type Gauge,
   type Histogram,
   type Registry,
 } from "../pkg/metrics.ts";
+import { addProcessMetrics } from "../pkg/process_metrics.ts";
 
 /** The router's metrics, registered in one registry. */
 export interface RouterMetrics {
@@ -52,6 +54,7 @@ export interface RouterMetrics {
 /** Creates the router's metrics in a fresh registry. */
 export function createRouterMetrics(): RouterMetrics {
   const r = createRegistry();
+  addProcessMetrics(r);
   return {
     registry: r,
     nodesSeen: r.gauge("hydra_route_nodes_seen", "Nodes known from the node source."),
@@ -84,7 +87,7 @@ export function createRouterMetrics(): RouterMetrics {
       "hydra_route_sync_duration_seconds",
       "Time to compute and apply one sync pass.",
       ["pass"],
-      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      [...DURATION_BUCKETS],
     ),
     syncs: r.counter("hydra_route_syncs_total", "Sync passes by kind and result.", [
       "pass",

@@ -5,13 +5,19 @@
  */
 
 import { parseArgs } from "node:util";
-import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
-import { isLogLevel, type LogLevel } from "../pkg/log.ts";
+import type { ListenAddress } from "../pkg/http.ts";
+import type { LogFormat, LogLevel } from "../pkg/log.ts";
+import {
+  defaultHealthAddr,
+  OPERATION_FLAGS,
+  operationHelp,
+  readOperationFlags,
+} from "../pkg/operation_flags.ts";
 import { ConfigError, parseNetwork } from "./config.ts";
 import type { NetworkConfig } from "./config.ts";
 
 /** Where the health endpoint listens by default (the DaemonSet passes its own). */
-export const DEFAULT_HEALTH_ADDR = "127.0.0.1:9472";
+export const DEFAULT_HEALTH_ADDR = defaultHealthAddr("route");
 
 /** Parsed options of `hydra route sync`. */
 export interface RouteOptions {
@@ -31,6 +37,7 @@ export interface RouteOptions {
   resyncIntervalMs: number;
   pollIntervalMs: number;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   logFile?: string;
 }
 
@@ -78,14 +85,10 @@ Running:
   --node-name NAME           this node (default: $NODE_NAME, else the hostname)
   --once                     sync once, print a JSON summary on stdout, exit
   --timeout S                --once: wait up to S seconds for the node source (default: 30)
-  --health-addr ADDR         serve /healthz, /readyz, /metrics on [HOST]:PORT or
-                             unix:PATH ("off": none; default: ${DEFAULT_HEALTH_ADDR})
-  --listen ADDR              same as --health-addr
   --debounce-ms N            batch changes arriving within N ms (default: 5)
   --resync-interval S        full resync against the kernel every S seconds (default: 60)
   --poll-interval S          node list file poll, besides file events (default: 1)
-  --log-level LEVEL          debug, info, warn or error (default: info)
-  --log-file FILE            append JSON log lines there instead of stderr
+${operationHelp(DEFAULT_HEALTH_ADDR, 29)}
   -h, --help                 show this help
 
 Exit status: 0 synced, 1 failed (--once: a kernel change failed or the node
@@ -147,13 +150,9 @@ export function parseRouteArgs(args: string[]): RouteOptions {
       "kubeconfig",
       "node-name",
       "timeout",
-      "health-addr",
-      "listen",
       "debounce-ms",
       "resync-interval",
       "poll-interval",
-      "log-level",
-      "log-file",
     ].map((k) => [k, { type: "string" as const }]),
   );
   let values: Record<string, string | boolean | undefined>;
@@ -164,6 +163,7 @@ export function parseRouteArgs(args: string[]): RouteOptions {
       allowPositionals: false,
       options: {
         ...strings,
+        ...OPERATION_FLAGS,
         once: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -182,34 +182,29 @@ export function parseRouteArgs(args: string[]): RouteOptions {
       resyncIntervalMs: 0,
       pollIntervalMs: 0,
       logLevel: "info",
+      logFormat: "json",
     };
   }
   if (s("nodes-file") !== undefined && s("kubeconfig") !== undefined) {
     throw new UsageError("--nodes-file and --kubeconfig name two node sources; pick one");
   }
-  const logLevel = s("log-level") ?? "info";
-  if (!isLogLevel(logLevel) || logLevel === "off") {
-    throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
-  }
-  const health = s("health-addr") ?? s("listen");
-  let healthAddr: ListenAddress | undefined;
-  if (health !== "off" && health !== "") {
-    try {
-      healthAddr = parseListenAddress(health ?? DEFAULT_HEALTH_ADDR);
-    } catch (err) {
-      throw new UsageError(`--health-addr: ${(err as Error).message}`);
-    }
+  let ops;
+  try {
+    ops = readOperationFlags(values, DEFAULT_HEALTH_ADDR);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   const opts: RouteOptions = {
     help: false,
     nodeName: s("node-name") ?? defaultNodeName(),
     once: values.once === true,
     timeoutMs: num("timeout", s("timeout"), 30_000, 1000),
-    healthAddr,
+    healthAddr: ops.healthAddr,
     debounceMs: num("debounce-ms", s("debounce-ms"), 5),
     resyncIntervalMs: num("resync-interval", s("resync-interval"), 60_000, 1000),
     pollIntervalMs: Math.max(50, num("poll-interval", s("poll-interval"), 1000, 1000)),
-    logLevel,
+    logLevel: ops.logLevel,
+    logFormat: ops.logFormat,
   };
   if (!opts.nodeName) throw new UsageError("cannot tell this node's name: pass --node-name");
   if (s("config") !== undefined) {
@@ -223,7 +218,7 @@ export function parseRouteArgs(args: string[]): RouteOptions {
   }
   if (s("nodes-file") !== undefined) opts.nodesFile = s("nodes-file");
   if (s("kubeconfig") !== undefined) opts.kubeconfig = s("kubeconfig");
-  if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  if (ops.logFile !== undefined) opts.logFile = ops.logFile;
   return opts;
 }
 

@@ -298,6 +298,8 @@ function imageEnv(): Record<string, string> {
     HYDRA_DENO: "/usr/local/bin/deno",
     DENO_DIR: `${IMAGE_TREE}/.cache/deno`,
     DENO_NO_UPDATE_CHECK: "1",
+    // hydra install refuses meta mode from this image: the node could not run its copy.
+    HYDRA_TREE_IN_IMAGE: "1",
   };
 }
 

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { DURATION_BUCKETS } from "../../pkg/metrics.ts";
+
 /** The part of a metrics registry this module uses (pkg/metrics.ts has one). */
 export interface MetricSink {
   counter(name: string, help: string, labelNames?: string[]): {
@@ -30,7 +32,6 @@ export interface PoolMetrics {
   released(network: string, count: number): void;
 }
 
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64];
 
 /** Metrics recorded in `sink`. */
@@ -39,7 +40,7 @@ export function poolMetrics(sink: MetricSink): PoolMetrics {
     "hydra_ipam_allocation_duration_seconds",
     "Time from an ADD's request to its addresses recorded in the API, by pool and result.",
     ["pool", "result"],
-    LATENCY_BUCKETS,
+    [...DURATION_BUCKETS],
   );
   const allocations = sink.counter(
     "hydra_ipam_allocations_total",

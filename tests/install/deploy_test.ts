@@ -22,6 +22,8 @@ import { LOCK_DIR } from "../../plugins/host_lock.ts";
 import { DEFAULT_TUNING_DIR } from "../../plugins/tuning.ts";
 import { DEFAULT_DATA_DIR } from "../../ipam/config.ts";
 import { repoRoot } from "./helpers.ts";
+import { ROLE_PORTS } from "../../pkg/operation_flags.ts";
+import { roleOf } from "../ops/manifest_roles.ts";
 
 const deployDir = join(repoRoot, "deploy");
 export const SETUP_FILES = ["hydra-meta.yaml", "hydra-nri.yaml", "hydra-router.yaml"];
@@ -355,10 +357,7 @@ function containers(): { file: string; ds: Obj; pod: Obj; c: Obj; where: string 
 
 /** The health address argument of a container. */
 function healthArg(c: Obj): string | undefined {
-  // hydra daemon names its health address --listen; the others --health-addr.
-  return (c.args as string[]).find((a) =>
-    a.startsWith("--health-addr=") || a.startsWith("--listen=")
-  );
+  return (c.args as string[]).find((a) => a.startsWith("--health-addr="));
 }
 
 Deno.test("DaemonSets: host network, every node, probes on the listening ports, resources", () => {
@@ -373,9 +372,12 @@ Deno.test("DaemonSets: host network, every node, probes on the listening ports, 
     for (const kind of ["requests", "limits"]) {
       assert.ok(c.resources?.[kind]?.cpu && c.resources?.[kind]?.memory, `${where} ${kind}`);
     }
+    // One flag name for every role, and each role on its port of the table.
+    assert.ok(!(c.args ?? []).some((a: string) => a.startsWith("--listen")), `${where}: --listen`);
     const addr = healthArg(c);
     assert.ok(addr, `${where} serves health`);
     const port = Number(addr.split(":").at(-1));
+    assert.equal(port, ROLE_PORTS[roleOf(c)], `${where}: the port of ${roleOf(c)}`);
     assert.equal(c.livenessProbe.httpGet.port, port, where);
     assert.equal(c.readinessProbe.httpGet.port, port, where);
     assert.equal(c.livenessProbe.httpGet.path, "/healthz");

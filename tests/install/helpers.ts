@@ -175,10 +175,19 @@ export interface RunningInstall {
   wait(): Promise<RunResult>;
 }
 
+/**
+ * Without an address of its own a running installer would take its default port, which
+ * installers of tests running at the same time on this machine may hold: none unless asked.
+ */
+function ownEndpoint(args: string[]): string[] {
+  const asked = args.some((a) => a.startsWith("--health-addr") || a.startsWith("--listen"));
+  return asked ? args : [...args, "--health-addr=off"];
+}
+
 /** Starts `hydra install <args>` without waiting for it. */
 export function startInstall(args: string[]): RunningInstall {
   const child = new Deno.Command(hydraLauncher, {
-    args: ["install", ...args],
+    args: ["install", ...ownEndpoint(args)],
     stdout: "piped",
     stderr: "piped",
   }).spawn();

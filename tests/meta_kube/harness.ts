@@ -293,7 +293,7 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             nodeName,
             "--socket",
             socket,
-            "--listen",
+            "--health-addr",
             `unix:${metricsSock}`,
             "--spool-dir",
             `${cacheDir}/reports`,

@@ -208,7 +208,7 @@ Deno.test("a Pod with the networks annotation becomes a sandbox with its extra i
               kubelet.nodeName,
               "--socket",
               daemonSocket,
-              "--listen",
+              "--health-addr",
               "",
               "--spool-dir",
               `${dir}/cache/reports`,

@@ -321,7 +321,7 @@ export async function spawnAgent(env: KubeEnv, o: AgentOptions): Promise<Agent> 
     o.nriCacheDir ?? "",
     "--state-dir",
     `${env.dir}/policy-state`,
-    "--listen",
+    "--health-addr",
     `unix:${metricsSock}`,
     "--log-level",
     "debug",
