@@ -31,6 +31,7 @@ import { type ReportQueue, startReportQueue } from "./node_reports.ts";
 import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
+import { heapSnapshotsOnSignal } from "../pkg/heap_snapshot.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
 const DEFAULT_SPOOL_DIR = spoolDirOf("/var/lib/cni/hydra");
@@ -48,6 +49,8 @@ export interface DaemonOptions {
   maxInFlight: number;
   reportWorkers: number;
   apiTimeoutMs: number;
+  /** Where SIGUSR2 writes heap snapshots; none when unset. */
+  heapSnapshotDir?: string;
 }
 
 /** The help text of `hydra daemon`. */
@@ -68,6 +71,9 @@ Options:
   --api-timeout SECONDS  deadline of each API request (default 5)
   --log-level LEVEL      debug, info, warn, error, off (default info)
   --log-file PATH        append JSON log lines here instead of stderr
+  --heap-snapshot-dir DIR
+                         on SIGUSR2, write a V8 heap snapshot here (for finding
+                         where memory goes; off by default)
 `;
 
 /** A bad command line. */
@@ -104,6 +110,7 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         "api-timeout": { type: "string" },
         "log-level": { type: "string" },
         "log-file": { type: "string" },
+        "heap-snapshot-dir": { type: "string" },
       },
     }));
   } catch (err) {
@@ -132,6 +139,7 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
     maxInFlight: Math.floor(positive("max-in-flight", values["max-in-flight"], 64)),
     reportWorkers: Math.floor(positive("report-workers", values["report-workers"], 4)),
     apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
+    heapSnapshotDir: values["heap-snapshot-dir"] || undefined,
   };
 }
 
@@ -343,9 +351,18 @@ export async function runDaemon(args: string[]): Promise<number> {
   log.info("serving", { socket: opts.socket });
   d.cache.synced.then(() => log.info("watch caches synced", d.cache.sizes()), () => {});
   const stopSpool = await watchSpool(d);
+  const stopSnapshots = opts.heapSnapshotDir
+    ? heapSnapshotsOnSignal(
+      opts.heapSnapshotDir,
+      "hydra-daemon",
+      (path) => log.info("heap snapshot written", { path }),
+      (error) => log.warn("cannot write a heap snapshot", { error }),
+    )
+    : () => {};
 
   log.info("stopping", { signal: await untilStopSignal() });
   stopSpool();
+  stopSnapshots();
   useInProcessDaemon(undefined);
   await served.server.shutdown();
   if (!await settleDeferredDeletions(5_000)) log.warn("pod links still being deleted at exit");

@@ -32,6 +32,8 @@ export interface RouteOptions {
   pollIntervalMs: number;
   logLevel: LogLevel;
   logFile?: string;
+  /** Where SIGUSR2 writes heap snapshots; none when unset. */
+  heapSnapshotDir?: string;
 }
 
 /** The help text of `hydra route sync`. */
@@ -83,6 +85,7 @@ Running:
   --poll-interval S          node list file poll, besides file events (default: 1)
   --log-level LEVEL          debug, info, warn or error (default: info)
   --log-file FILE            append JSON log lines there instead of stderr
+  --heap-snapshot-dir DIR    on SIGUSR2, write a V8 heap snapshot there (off by default)
   -h, --help                 show this help
 
 Exit status: 0 synced, 1 failed (--once: a kernel change failed or the node
@@ -150,6 +153,7 @@ export function parseRouteArgs(args: string[]): RouteOptions {
       "poll-interval",
       "log-level",
       "log-file",
+      "heap-snapshot-dir",
     ].map((k) => [k, { type: "string" as const }]),
   );
   let values: Record<string, string | boolean | undefined>;
@@ -220,6 +224,7 @@ export function parseRouteArgs(args: string[]): RouteOptions {
   if (s("nodes-file") !== undefined) opts.nodesFile = s("nodes-file");
   if (s("kubeconfig") !== undefined) opts.kubeconfig = s("kubeconfig");
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
+  if (s("heap-snapshot-dir")) opts.heapSnapshotDir = s("heap-snapshot-dir");
   return opts;
 }
 
