@@ -1,0 +1,294 @@
+/**
+ * Node daemon memory benchmark: the peak resident memory of `hydra daemon`
+ * through a burst of concurrent pod starts, with 100 and with 1,000 other
+ * pods on the node, against a real kube-apiserver. Prints JSON.
+ *
+ * Method, for each level (a fresh daemon each time, in one run):
+ * 1. The node has `level` pods bound to it in the API server, shaped like
+ *    pods a kubelet runs (two containers with env, mounts and resources,
+ *    labels, an owner, a status with conditions and container statuses,
+ *    the API server's managed fields), plus every NAD.
+ * 2. `hydra daemon` starts in the node namespace and lists them; its memory
+ *    once synced is the "rest" figure.
+ * 3. `--burst` more pods are created and their CNI ADDs exec'd all at once
+ *    (the meta-CNI with `daemonExec`, the daemon running each whole
+ *    invocation with hydra-bridge + hydra-ipam: cluster network and two NAD
+ *    networks per pod, as deployed), each checked; then their DELs, all at
+ *    once. The daemon's peak (VmHWM) over its whole life is the figure.
+ *
+ * With `--heap-snapshots DIR` the daemon writes a heap snapshot there once
+ * synced and once after the burst's ADDs (SIGUSR2; see
+ * tools/heap_summary.ts to read them); those runs' figures include the
+ * snapshots' own cost.
+ *
+ *   deno run -A bench/daemon_memory.ts [--levels 100,1000] [--burst 100] [--heap-snapshots DIR]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { startControlPlane } from "../tests/infra/cluster.ts";
+import { spawnDaemon, stopProcessGroup } from "../tests/infra/process.ts";
+import { nodeAgentKubeconfig } from "../tests/kube/helpers.ts";
+import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "../tests/meta_kube/api_access.ts";
+import { connectNodeDaemon } from "../daemonclient/client.ts";
+import { closeHandle, listLinks, openHandle } from "../netlink/mod.ts";
+import { machineInfo } from "./machine.ts";
+import { createPod, createWorld, deletePod, destroyWorld, type PodNetns } from "./world.ts";
+import { bridgeNetwork, processMemory, runKubeCni } from "./kube_mode_lib.ts";
+import { fatPod } from "./daemon_memory_lib.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    levels: { type: "string", default: "100,1000" },
+    burst: { type: "string", default: "100" },
+    "heap-snapshots": { type: "string" },
+  },
+});
+const LEVELS = flags.levels.split(",").map(Number);
+const BURST = Number(flags.burst);
+const SNAPSHOTS = flags["heap-snapshots"];
+const PEAK_TARGET_MIB = 80;
+const GROWTH_TARGET = 0.1;
+const hydraBin = fileURLToPath(new URL("../bin", import.meta.url));
+const encoder = new TextEncoder();
+
+function progress(msg: string): void {
+  console.error(`[bench daemon_memory] ${msg}`);
+}
+
+const mib = (kib: number) => Math.round(kib / 1024 * 10) / 10;
+
+/** Creates pods `from`..`to`-1 bound to the node, 20 requests at a time. */
+async function createPods(
+  api: { must(m: string, p: string, b?: unknown): Promise<unknown> },
+  ns: string,
+  nodeName: string,
+  prefix: string,
+  from: number,
+  to: number,
+): Promise<{ name: string; uid: string }[]> {
+  const made: { name: string; uid: string }[] = [];
+  for (let i = from; i < to; i += 20) {
+    const batch = [];
+    for (let j = i; j < Math.min(to, i + 20); j++) {
+      batch.push((async () => {
+        const pod = fatPod(ns, `${prefix}-${j}`, nodeName, j);
+        const created = await api.must("POST", `/api/v1/namespaces/${ns}/pods`, pod) as {
+          metadata: { uid: string; resourceVersion: string };
+        };
+        await api.must("PUT", `/api/v1/namespaces/${ns}/pods/${pod.metadata.name}/status`, {
+          ...pod,
+          metadata: { ...pod.metadata, resourceVersion: created.metadata.resourceVersion },
+        });
+        return { name: pod.metadata.name, uid: created.metadata.uid };
+      })());
+    }
+    made.push(...await Promise.all(batch));
+  }
+  return made;
+}
+
+function podLinks(path: string): string[] {
+  const h = openHandle({ netnsPath: path });
+  try {
+    return listLinks(h).map((l) => l.name).filter((n) => n !== "lo").sort();
+  } finally {
+    closeHandle(h);
+  }
+}
+
+async function waitSynced(socket: string, logPath: string): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0;; i++) {
+    const conn = await connectNodeDaemon(socket).catch(() => undefined);
+    const res = conn ? await conn.call({ op: "ping" }, 2_000).catch(() => undefined) : undefined;
+    conn?.close();
+    if (res?.ok && (res.body as { synced: boolean }).synced) return performance.now() - t0;
+    if (i > 600) throw new Error(`hydra daemon did not sync: ${await Deno.readTextFile(logPath)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** With --heap-snapshots: asks the daemon for a snapshot and waits until it is written. */
+async function snapshot(pid: number, logPath: string): Promise<void> {
+  if (!SNAPSHOTS) return;
+  const count = async () =>
+    (await Deno.readTextFile(logPath)).split("heap snapshot written").length - 1;
+  const before = await count();
+  Deno.kill(pid, "SIGUSR2");
+  for (let i = 0; i < 600 && await count() === before; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const machine = await machineInfo();
+const cp = await startControlPlane({ apiserverArgs: API_ANYWHERE_ARGS });
+const world = await createWorld();
+const levels: Record<string, unknown>[] = [];
+try {
+  const dir = world.dir;
+  const nodeServer = await apiIntoNetns(world.nodeNetns, cp.server);
+  const ns = `bench-${world.id}`;
+  await cp.createNamespace(ns);
+  const account = await nodeAgentKubeconfig(cp, ns);
+  const kubeconfig = await jsonKubeconfig(account, `${dir}/node.kubeconfig`, nodeServer);
+  const nodeName = `bench-${world.id}`;
+  const cluster = bridgeNetwork(
+    "builtin",
+    "cluster",
+    `hkc${world.id}`,
+    "10.200.0.0/20",
+    `${dir}/ipam`,
+    { isGateway: true },
+  );
+  const clusterPath = `${dir}/cluster.conf`;
+  await Deno.writeTextFile(clusterPath, JSON.stringify(cluster));
+  for (const [j, color] of ["blue", "green"].entries()) {
+    const conf = bridgeNetwork(
+      "builtin",
+      color,
+      `hk${color[0]}${world.id}`,
+      `10.${210 + j}.0.0/20`,
+      `${dir}/ipam`,
+    );
+    await cp.api.must(
+      "POST",
+      `/apis/k8s.cni.cncf.io/v1/namespaces/${ns}/network-attachment-definitions`,
+      {
+        apiVersion: "k8s.cni.cncf.io/v1",
+        kind: "NetworkAttachmentDefinition",
+        metadata: { name: color, namespace: ns },
+        spec: { config: JSON.stringify(conf) },
+      },
+    );
+  }
+  const socket = `${dir}/daemon.sock`;
+  const metaConf = encoder.encode(JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "hydra",
+    type: "hydra",
+    kubeconfig,
+    clusterNetwork: clusterPath,
+    cacheDir: `${dir}/hydra-cache`,
+    confDir: `${dir}/confdir`,
+    daemonSocket: socket,
+    daemonExec: true,
+    apiTimeout: 10,
+  }));
+
+  let resident = 0;
+  let burstSeq = 0;
+  for (const level of LEVELS) {
+    progress(`${level} pods on the node: creating them`);
+    await createPods(cp.api, ns, nodeName, "resident", resident, level);
+    resident = Math.max(resident, level);
+    const logPath = `${dir}/daemon-${level}.log`;
+    const d = spawnDaemon("hydra daemon", "ip", {
+      args: [
+        "netns",
+        "exec",
+        world.nodeNetns,
+        `${hydraBin}/hydra`,
+        "daemon",
+        "--kubeconfig",
+        kubeconfig,
+        "--node-name",
+        nodeName,
+        "--socket",
+        socket,
+        "--listen",
+        "",
+        "--spool-dir",
+        `${dir}/hydra-cache/reports`,
+        "--log-level",
+        SNAPSHOTS ? "info" : "warn",
+        ...(SNAPSHOTS ? ["--heap-snapshot-dir", SNAPSHOTS] : []),
+      ],
+      logPath,
+    });
+    try {
+      const syncMs = await waitSynced(socket, logPath);
+      await new Promise((r) => setTimeout(r, 2_000));
+      const rest = await processMemory(d.pid);
+      await snapshot(d.pid, logPath);
+      progress(`${level}: synced in ${Math.round(syncMs)} ms, ${mib(rest.nowKiB)} MiB; burst`);
+      const burst = await createPods(cp.api, ns, nodeName, `burst${burstSeq++}`, 0, BURST);
+      const netnses: PodNetns[] = burst.map(() => createPod(world));
+      const calls = burst.map((p, i) => ({
+        exe: `${hydraBin}/hydra`,
+        containerId: `burst-${level}-${i}-${world.id}`,
+        netns: netnses[i].path,
+        path: [hydraBin],
+        config: metaConf,
+        pod: { namespace: ns, ...p },
+      }));
+      const t0 = performance.now();
+      const adds = await Promise.all(
+        calls.map((c) => runKubeCni(world.nodePath, { ...c, command: "ADD" })),
+      );
+      const addWallMs = performance.now() - t0;
+      for (const [i, a] of adds.entries()) {
+        if (a.code !== 0) throw new Error(`ADD of ${calls[i].pod.name}: ${a.stdout}${a.stderr}`);
+        const got = podLinks(netnses[i].path).join();
+        if (got !== "eth0,net1,net2") throw new Error(`${calls[i].pod.name} has ${got}`);
+      }
+      const afterAdd = await processMemory(d.pid);
+      await snapshot(d.pid, logPath);
+      const dels = await Promise.all(
+        calls.map((c) => runKubeCni(world.nodePath, { ...c, command: "DEL" })),
+      );
+      for (const [i, r] of dels.entries()) {
+        if (r.code !== 0) throw new Error(`DEL of ${calls[i].pod.name}: ${r.stdout}${r.stderr}`);
+      }
+      const end = await processMemory(d.pid);
+      for (const n of netnses) deletePod(world, n);
+      for (const p of burst) {
+        await cp.api.must("DELETE", `/api/v1/namespaces/${ns}/pods/${p.name}`, undefined);
+      }
+      levels.push({
+        podsOnNode: level,
+        burst: BURST,
+        syncMs: Math.round(syncMs),
+        restRssMiB: mib(rest.nowKiB),
+        afterBurstAddRssMiB: mib(afterAdd.nowKiB),
+        peakRssMiB: mib(end.peakKiB),
+        burstAddWallMs: Math.round(addWallMs),
+      });
+    } finally {
+      await stopProcessGroup(d.pid);
+      await d.status;
+    }
+  }
+  const peaks = levels.map((l) => l.peakRssMiB as number);
+  const growth = peaks.length > 1 ? peaks[peaks.length - 1] / peaks[0] - 1 : 0;
+  console.log(JSON.stringify(
+    {
+      bench: "daemon_memory",
+      machine,
+      setup: {
+        nad: "2 NAD networks + the cluster network (conf file), hydra-bridge + hydra-ipam",
+        mode: "meta-CNI with daemonExec: the daemon runs every invocation",
+      },
+      levels,
+      targets: [
+        {
+          what: `daemon peak ≤ ${PEAK_TARGET_MIB} MiB at every level`,
+          met: peaks.every((p) => p <= PEAK_TARGET_MIB),
+        },
+        {
+          what: `peak grows ≤ ${GROWTH_TARGET * 100} % from the first level to the last`,
+          growthPercent: Math.round(growth * 1000) / 10,
+          met: growth <= GROWTH_TARGET,
+        },
+      ],
+    },
+    null,
+    2,
+  ));
+} finally {
+  await destroyWorld(world);
+  await cp.stop();
+}
