@@ -21,7 +21,12 @@
  * tools/heap_summary.ts to read them); those runs' figures include the
  * snapshots' own cost.
  *
+ * `--v8-flags` adds V8 flags to the daemon's (through DENO_V8_FLAGS) and
+ * `--env NAME=VALUE` (repeatable) sets its environment, to try settings
+ * before making them the launcher's.
+ *
  *   deno run -A bench/daemon_memory.ts [--levels 100,1000] [--burst 100] [--heap-snapshots DIR]
+ *                                      [--v8-flags FLAGS] [--env NAME=VALUE]
  *
  * @module
  */
@@ -45,6 +50,8 @@ const { values: flags } = parseArgs({
     levels: { type: "string", default: "100,1000" },
     burst: { type: "string", default: "100" },
     "heap-snapshots": { type: "string" },
+    "v8-flags": { type: "string" },
+    env: { type: "string", multiple: true },
   },
 });
 const LEVELS = flags.levels.split(",").map(Number);
@@ -60,6 +67,36 @@ function progress(msg: string): void {
 }
 
 const mib = (kib: number) => Math.round(kib / 1024 * 10) / 10;
+
+/** Resident memory of a process now, KiB: in all, anonymous, and file-backed (its executable's pages). */
+function residentKiB(pid: number): { rss: number; anon: number; file: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
+  return { rss: kib("VmRSS"), anon: kib("RssAnon"), file: kib("RssFile") };
+}
+
+/**
+ * Samples a process's resident memory every 20 ms until stopped; the
+ * largest of each kind. VmHWM gives the peak in all, not how it splits.
+ */
+function sampleResident(pid: number): () => { rss: number; anon: number; file: number } {
+  const max = { rss: 0, anon: 0, file: 0 };
+  const take = () => {
+    try {
+      const now = residentKiB(pid);
+      for (const k of ["rss", "anon", "file"] as const) max[k] = Math.max(max[k], now[k]);
+    } catch {
+      // gone
+    }
+  };
+  take();
+  const timer = setInterval(take, 20);
+  return () => {
+    clearInterval(timer);
+    take();
+    return max;
+  };
+}
 
 /** Creates pods `from`..`to`-1 bound to the node, 20 requests at a time. */
 async function createPods(
@@ -110,6 +147,18 @@ async function waitSynced(socket: string, logPath: string): Promise<number> {
     if (i > 600) throw new Error(`hydra daemon did not sync: ${await Deno.readTextFile(logPath)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** The daemon's extra environment: --v8-flags and --env. */
+function daemonEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (flags["v8-flags"]) env.DENO_V8_FLAGS = flags["v8-flags"];
+  for (const kv of flags.env ?? []) {
+    const i = kv.indexOf("=");
+    if (i < 1) throw new Error(`--env wants NAME=VALUE, got ${kv}`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return env;
 }
 
 /** With --heap-snapshots: asks the daemon for a snapshot and waits until it is written. */
@@ -208,11 +257,13 @@ try {
         ...(SNAPSHOTS ? ["--heap-snapshot-dir", SNAPSHOTS] : []),
       ],
       logPath,
+      env: daemonEnv(),
     });
     try {
       const syncMs = await waitSynced(socket, logPath);
       await new Promise((r) => setTimeout(r, 2_000));
       const rest = await processMemory(d.pid);
+      const restSplit = residentKiB(d.pid);
       await snapshot(d.pid, logPath);
       progress(`${level}: synced in ${Math.round(syncMs)} ms, ${mib(rest.nowKiB)} MiB; burst`);
       const burst = await createPods(cp.api, ns, nodeName, `burst${burstSeq++}`, 0, BURST);
@@ -225,6 +276,7 @@ try {
         config: metaConf,
         pod: { namespace: ns, ...p },
       }));
+      const sampling = sampleResident(d.pid);
       const t0 = performance.now();
       const adds = await Promise.all(
         calls.map((c) => runKubeCni(world.nodePath, { ...c, command: "ADD" })),
@@ -244,6 +296,7 @@ try {
         if (r.code !== 0) throw new Error(`DEL of ${calls[i].pod.name}: ${r.stdout}${r.stderr}`);
       }
       const end = await processMemory(d.pid);
+      const sampled = sampling();
       for (const n of netnses) deletePod(world, n);
       for (const p of burst) {
         await cp.api.must("DELETE", `/api/v1/namespaces/${ns}/pods/${p.name}`, undefined);
@@ -253,8 +306,13 @@ try {
         burst: BURST,
         syncMs: Math.round(syncMs),
         restRssMiB: mib(rest.nowKiB),
+        restAnonMiB: mib(restSplit.anon),
+        restFileMiB: mib(restSplit.file),
         afterBurstAddRssMiB: mib(afterAdd.nowKiB),
         peakRssMiB: mib(end.peakKiB),
+        // From samples every 20 ms during the burst: how the peak splits.
+        burstMaxAnonMiB: mib(sampled.anon),
+        burstMaxFileMiB: mib(sampled.file),
         burstAddWallMs: Math.round(addWallMs),
       });
     } finally {
@@ -269,6 +327,7 @@ try {
       bench: "daemon_memory",
       machine,
       setup: {
+        ...(Object.keys(daemonEnv()).length ? { daemonEnv: daemonEnv() } : {}),
         nad: "2 NAD networks + the cluster network (conf file), hydra-bridge + hydra-ipam",
         mode: "meta-CNI with daemonExec: the daemon runs every invocation",
       },
