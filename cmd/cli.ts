@@ -68,6 +68,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: "node daemon: serve this node's pods and networks to the meta-CNI, write their status",
     run: async (args) => (await import("../daemon/node_main.ts")).runDaemon(args),
   },
+  ipam: {
+    summary: "cluster-wide IPAM: the reclaim controller (ipam controller), pool usage (ipam pools)",
+    run: async (args) => (await import("../ipam_controller/main.ts")).runIpam(args),
+  },
   policy: {
     summary: "enforce MultiNetworkPolicy on this node's secondary networks (policy sync)",
     run: async (args) => (await import("../policy/main.ts")).runPolicy(args),

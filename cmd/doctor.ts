@@ -40,6 +40,8 @@ Options:
   --conf-dir DIR     CNI conf dir to inspect (default /etc/cni/net.d)
   --nri-socket PATH  containerd's NRI socket (default /var/run/nri/nri.sock)
   --conf FILE|DIR    check these network confs (and nothing else)
+  --kubeconfig PATH  API access for the address-pool usage (default: the
+                     installer's kubeconfig, else the in-cluster account)
   --json             print the checks as JSON
   -h, --help         this help
 
@@ -230,6 +232,7 @@ export async function runChecks(opts: {
   binDir: string;
   confDir: string;
   nriSocket: string;
+  kubeconfig?: string;
 }): Promise<Check[]> {
   const checks: Check[] = [];
   const root = Deno.uid() === 0;
@@ -269,6 +272,7 @@ export async function runChecks(opts: {
       hint: 'enable NRI in containerd (plugins."io.containerd.nri.v1.nri" disable = false)',
     },
   );
+  checks.push(...await (await import("./doctor_pools.ts")).poolChecks(opts.kubeconfig));
   return checks;
 }
 
@@ -283,6 +287,7 @@ export async function runDoctor(args: string[]): Promise<number> {
         "conf-dir": { type: "string", default: "/etc/cni/net.d" },
         "nri-socket": { type: "string", default: "/var/run/nri/nri.sock" },
         conf: { type: "string" },
+        kubeconfig: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -300,6 +305,7 @@ export async function runDoctor(args: string[]): Promise<number> {
     binDir: values["bin-dir"],
     confDir: values["conf-dir"],
     nriSocket: values["nri-socket"],
+    kubeconfig: values.kubeconfig,
   });
   if (values.json) {
     console.log(JSON.stringify(checks, null, 2));

@@ -3,8 +3,9 @@
  * of the single-file build the source launcher prefers (tools/bundle.ts).
  *
  * A meta-CNI ADD, DEL or CHECK whose conf asks for `daemonExec` is handed
- * to the node daemon by the small shim in daemonclient/forward.ts, so the
- * exec'd process loads a few small modules and nothing of the plugin path.
+ * to the node daemon by the small shim in daemonclient/forward.ts, and so is
+ * a `hydra-pool` ADD, DEL or CHECK (ipam/pool/exec_shim.ts), so the exec'd
+ * process loads a few small modules and nothing of the plugin path.
  * Everything else, and a `daemonExec` invocation no daemon answers, goes to
  * cmd/plugin_main.ts, imported only then (in the build: a second file,
  * loaded only then).
@@ -13,6 +14,7 @@
  */
 
 import { execViaDaemon, isForwardedCommand } from "../daemonclient/forward.ts";
+import { POOL_ROLE, poolViaDaemon } from "../ipam/pool/exec_shim.ts";
 import { invokedName, isMetaCniName } from "./invoked_name.ts";
 import { readStdin, writeStdout } from "../cni/stdio.ts";
 
@@ -26,9 +28,14 @@ export async function runCniRole(
   args: readonly string[],
 ): Promise<number | undefined> {
   let stdin: Uint8Array | undefined;
-  if (isMetaCniName(name) && args.length === 0 && isForwardedCommand(Deno.env.get("CNI_COMMAND"))) {
+  const pool = name === POOL_ROLE;
+  if (
+    (pool || isMetaCniName(name)) && args.length === 0 &&
+    isForwardedCommand(Deno.env.get("CNI_COMMAND"))
+  ) {
     stdin = readStdin();
-    const out = await execViaDaemon((n) => Deno.env.get(n), stdin);
+    const env = (n: string) => Deno.env.get(n);
+    const out = pool ? await poolViaDaemon(env, stdin) : await execViaDaemon(env, stdin);
     if (out) {
       writeStdout(out.stdout);
       return out.code;

@@ -22,8 +22,8 @@ import { invokedName, isMetaCniName } from "./invoked_name.ts";
  * the command line): `hydra` (or a `deno…` name: started by `deno run`
  * without the launcher) without CNI_COMMAND or with arguments.
  *
- * @param stdin the meta-CNI's config when the caller has already read
- *   stdin (cmd/exec_entry.ts, after offering the invocation to the daemon)
+ * @param stdin the config when the caller has already read stdin
+ *   (cmd/exec_entry.ts, after offering the invocation to the daemon)
  */
 export async function runPluginRole(
   name: string,
@@ -43,7 +43,7 @@ export async function runPluginRole(
       return 2;
     }
     const { runSkel } = await import("../cni/skel.ts");
-    return runSkel(await plugin, undefined, BUILTINS);
+    return runSkel(await plugin, stdin, BUILTINS);
   }
   if (Deno.env.get("CNI_COMMAND") !== undefined && args.length === 0) {
     const { runSkel } = await import("../cni/skel.ts");

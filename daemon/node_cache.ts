@@ -45,6 +45,9 @@ export interface NodeCacheOptions {
   onError?: (what: string, err: unknown) => void;
 }
 
+/** Told about each change of a cached pod (the trimmed object). */
+export type PodListener = (type: "ADDED" | "MODIFIED" | "DELETED", pod: Pod) => void;
+
 /** What a read was served from, for metrics. */
 export type ReadSource = "cache" | "api";
 
@@ -64,6 +67,8 @@ export interface NodeCache {
     path: string,
     opts: { uid?: string; timeoutMs: number },
   ): Promise<{ body: unknown; source: ReadSource }>;
+  /** Tells `listener` about every pod cached now (as ADDED), then about each change. */
+  watchPods(listener: PodListener): void;
   stop(): Promise<void>;
 }
 
@@ -80,7 +85,7 @@ const LEGACY_PATH =
  */
 const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
 
-/** Metadata reduced to what readers use: identity, version and annotations. */
+/** Metadata reduced to what readers use: identity, version, deletion and annotations. */
 function slimMeta<M extends KubeObject["metadata"]>(m: M): M {
   let annotations = m.annotations as Record<string, string> | undefined;
   if (annotations && LAST_APPLIED in annotations) {
@@ -92,6 +97,8 @@ function slimMeta<M extends KubeObject["metadata"]>(m: M): M {
     namespace: m.namespace,
     uid: m.uid,
     resourceVersion: m.resourceVersion,
+    // Hot plug leaves pods being deleted alone.
+    ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     ...(annotations ? { annotations } : {}),
   } as M;
 }
@@ -170,6 +177,7 @@ interface Cache {
   live: Semaphore;
   /** Pod keys someone is waiting for, with their wake-up calls. */
   podWaiters: Map<string, Set<() => void>>;
+  podListeners: PodListener[];
   pods: Informer<Pod>;
   nads: Informer<NetworkAttachmentDefinition>;
   nodes: Informer<Node>;
@@ -180,15 +188,17 @@ function startInformers(
   client: KubeClient,
   opts: NodeCacheOptions,
   podWaiters: Map<string, Set<() => void>>,
+  podListeners: PodListener[],
 ) {
   const onError = (what: string) => (err: unknown) => opts.onError?.(what, err);
   const pods: Informer<Pod> = startInformer<Pod>(client, podPath(), {
     fieldSelector: `spec.nodeName=${opts.nodeName}`,
     pageSize: POD_PAGE,
     transform: slimPod,
-    onEvent: (_type, pod) => {
+    onEvent: (type, pod) => {
       const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
       for (const wake of podWaiters.get(key) ?? []) wake();
+      for (const listener of podListeners) listener(type, pod);
     },
     onError: onError("pods"),
   });
@@ -314,12 +324,14 @@ async function getObject(
 /** Starts the informers; reads work at once (they go to the API server until synced). */
 export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): NodeCache {
   const podWaiters = new Map<string, Set<() => void>>();
+  const podListeners: PodListener[] = [];
   const c: Cache = {
     client,
     podWaitMs: opts.podWaitMs ?? 1_000,
     live: createSemaphore(opts.maxLiveReads ?? 8),
     podWaiters,
-    ...startInformers(client, opts, podWaiters),
+    podListeners,
+    ...startInformers(client, opts, podWaiters, podListeners),
   };
   const informers: Informer<KubeObject>[] = [c.pods, c.nads, c.nodes];
   const synced = Promise.all(informers.map((i) => i.synced)).then(() => {});
@@ -329,6 +341,10 @@ export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): Node
     hasSynced: () => informers.every((i) => i.hasSynced()),
     sizes: () => ({ pods: c.pods.list().length, nads: c.nads.list().length }),
     get: (path, { uid, timeoutMs }) => getObject(c, path, uid, timeoutMs),
+    watchPods(listener) {
+      for (const pod of c.pods.list()) listener("ADDED", pod);
+      podListeners.push(listener);
+    },
     async stop() {
       await Promise.all(informers.map((i) => i.stop()));
     },

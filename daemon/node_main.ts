@@ -32,9 +32,15 @@ import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
 import { heapSnapshotsOnSignal } from "../pkg/heap_snapshot.ts";
+import { DEFAULT_META_CACHE_DIR } from "../engine/config.ts";
+import { type DaemonHotplug, startDaemonHotplug } from "./node_hotplug.ts";
+import { type Pod, podPath } from "../kube/objects.ts";
 
 /** Where reports are spooled by default: under the meta-CNI's default cache dir. */
-const DEFAULT_SPOOL_DIR = spoolDirOf("/var/lib/cni/hydra");
+const DEFAULT_SPOOL_DIR = spoolDirOf(DEFAULT_META_CACHE_DIR);
+
+/** containerd's CRI socket. */
+const DEFAULT_CRI_SOCKET = "/run/containerd/containerd.sock";
 
 /** The daemon's options. */
 export interface DaemonOptions {
@@ -51,6 +57,12 @@ export interface DaemonOptions {
   apiTimeoutMs: number;
   /** Where SIGUSR2 writes heap snapshots; none when unset. */
   heapSnapshotDir?: string;
+  /** Attach and detach networks of running pods as their selection changes. */
+  hotplug: boolean;
+  /** The meta-CNI's cache folder (its records). */
+  cacheDir: string;
+  /** The runtime's CRI socket. */
+  criSocket: string;
 }
 
 /** The help text of `hydra daemon`. */
@@ -69,6 +81,13 @@ Options:
   --max-in-flight N      socket requests worked on at once (default 64)
   --report-workers N     concurrent status writes (default 4)
   --api-timeout SECONDS  deadline of each API request (default 5)
+  --hotplug on|off       attach and detach networks of running pods that accept it
+                         when their networks annotation changes (default
+                         $HYDRA_HOTPLUG, else off)
+  --cache-dir DIR        the meta-CNI's cacheDir, where its records are
+                         (default ${DEFAULT_META_CACHE_DIR})
+  --cri-socket PATH      the runtime's CRI socket, for the pods' sandboxes under
+                         --hotplug (default ${DEFAULT_CRI_SOCKET})
   --log-level LEVEL      debug, info, warn, error, off (default info)
   --log-file PATH        append JSON log lines here instead of stderr
   --heap-snapshot-dir DIR
@@ -108,6 +127,9 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         "max-in-flight": { type: "string" },
         "report-workers": { type: "string" },
         "api-timeout": { type: "string" },
+        hotplug: { type: "string" },
+        "cache-dir": { type: "string" },
+        "cri-socket": { type: "string" },
         "log-level": { type: "string" },
         "log-file": { type: "string" },
         "heap-snapshot-dir": { type: "string" },
@@ -128,6 +150,15 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
   }
   const socket = values.socket ?? DEFAULT_DAEMON_SOCKET;
   if (!socket.startsWith("/")) throw new DaemonUsageError(`--socket must be an absolute path`);
+  const hotplug = values.hotplug ?? env.get("HYDRA_HOTPLUG") ?? "off";
+  if (!["on", "off", "true", "false"].includes(hotplug)) {
+    throw new DaemonUsageError(`--hotplug must be on or off, got "${hotplug}"`);
+  }
+  for (const flag of ["cache-dir", "cri-socket"] as const) {
+    if (values[flag] !== undefined && !values[flag]!.startsWith("/")) {
+      throw new DaemonUsageError(`--${flag} must be an absolute path`);
+    }
+  }
   return {
     kubeconfig: values.kubeconfig,
     nodeName: nodeName.toLowerCase(),
@@ -140,6 +171,9 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
     reportWorkers: Math.floor(positive("report-workers", values["report-workers"], 4)),
     apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
     heapSnapshotDir: values["heap-snapshot-dir"] || undefined,
+    hotplug: hotplug === "on" || hotplug === "true",
+    cacheDir: values["cache-dir"] ?? DEFAULT_META_CACHE_DIR,
+    criSocket: values["cri-socket"] ?? DEFAULT_CRI_SOCKET,
   };
 }
 
@@ -219,19 +253,40 @@ function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daem
 }
 
 /**
- * Runs a meta-CNI invocation handed over by an exec'd shim (`daemonExec`)
- * through the engine, with hydra's built-ins. The plugin path is loaded on
- * the first one: a daemon that is never asked does not carry it.
+ * Runs an invocation handed over by an exec'd shim through the engine,
+ * with hydra's built-ins: a meta-CNI's (`daemonExec`), or with `plugin`
+ * "hydra-pool" a cluster-IPAM one (this daemon is the node's allocation
+ * host). The plugin path is loaded on the first one: a daemon that is
+ * never asked does not carry it.
  */
-async function executeCni(env: Record<string, string>, stdin: string) {
-  const [{ invokeInProcess }, { BUILTINS }, { createMetaPlugin }] = await Promise.all([
-    import("../cni/skel.ts"),
-    import("../engine/builtins.ts"),
-    import("../engine/meta.ts"),
-  ]);
+async function executeCni(env: Record<string, string>, stdin: string, plugin = "hydra") {
+  if (plugin !== "hydra" && plugin !== "hydra-pool") {
+    const msg = `the node daemon runs only hydra and hydra-pool, not "${plugin}"`;
+    return { stdout: JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }), code: 1 };
+  }
+  const [{ invokeInProcess }, { BUILTINS, loadBuiltin }, { createMetaPlugin }] = await Promise
+    .all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+      import("../engine/meta.ts"),
+    ]);
   // The daemon runs what it is handed itself: its meta-CNI never forwards.
-  const meta = createMetaPlugin({ forward: false });
-  return await invokeInProcess(meta, env, new TextEncoder().encode(stdin), BUILTINS);
+  const run = plugin === "hydra"
+    ? createMetaPlugin({ forward: false })
+    : await loadBuiltin(plugin)!;
+  return await invokeInProcess(run, env, new TextEncoder().encode(stdin), BUILTINS);
+}
+
+/** Makes this daemon the node's cluster-IPAM allocation host (one writer per network and node). */
+async function hostPools(d: Daemon): Promise<void> {
+  (await import("../ipam/pool/host.ts")).servePoolsHere({
+    client: d.client,
+    nodeName: d.opts.nodeName,
+    metrics: d.registry,
+    log: d.log.with({ component: "ipam" }),
+    readPod: async (ns, name, uid, timeoutMs) =>
+      (await d.cache.get(podPath(ns, name), { uid, timeoutMs })).body as Pod,
+  });
 }
 
 /** Health, readiness and metrics of the daemon (gauges refreshed on each scrape). */
@@ -297,6 +352,21 @@ async function watchSpool(d: Daemon): Promise<() => void> {
   return () => clearInterval(timer);
 }
 
+/** The hot-plug agent on the daemon's caches (see node_hotplug.ts). */
+function startHotplug(d: Daemon, server: NodeServer): Promise<DaemonHotplug> {
+  return startDaemonHotplug({
+    cache: d.cache,
+    connection: server.inProcessConnection(),
+    client: d.client,
+    log: d.log,
+    registry: d.registry,
+    nodeName: d.opts.nodeName,
+    cacheDir: d.opts.cacheDir,
+    criSocket: d.opts.criSocket,
+    apiTimeoutMs: d.opts.apiTimeoutMs,
+  });
+}
+
 /** Resolves with the name of the first SIGTERM or SIGINT. */
 function untilStopSignal(): Promise<string> {
   return new Promise<string>((resolve) => {
@@ -338,6 +408,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     log.warn("deleting a pod's links after its DEL failed", { netns, error })
   );
   const d = startDaemon(opts, log, client);
+  await hostPools(d);
   let served;
   try {
     served = await serveDaemon(d);
@@ -359,8 +430,10 @@ export async function runDaemon(args: string[]): Promise<number> {
       (error) => log.warn("cannot write a heap snapshot", { error }),
     )
     : () => {};
+  const hotplug = opts.hotplug ? await startHotplug(d, served.server) : undefined;
 
   log.info("stopping", { signal: await untilStopSignal() });
+  await hotplug?.stop();
   stopSpool();
   stopSnapshots();
   useInProcessDaemon(undefined);

@@ -45,6 +45,7 @@ export interface NodeServerOptions {
   executeCni?: (
     env: Record<string, string>,
     stdin: string,
+    plugin?: string,
   ) => Promise<{ stdout: string; code: number }>;
   /** `cni` requests worked on at once; 8. They do not take the read slots they wait on. */
   maxCniInFlight?: number;
@@ -163,7 +164,10 @@ async function answer(server: Server, req: DaemonRequest): Promise<DaemonRespons
       if (!opts.executeCni) {
         return { ok: false, status: 501, reason: "NotImplemented", message: "no cni requests" };
       }
-      return { ok: true, body: await opts.executeCni(req.env ?? {}, req.stdin ?? "") };
+      return {
+        ok: true,
+        body: await opts.executeCni(req.env ?? {}, req.stdin ?? "", req.plugin),
+      };
     }
     default:
       return { ok: false, status: 400, reason: "BadRequest", message: "unknown op" };

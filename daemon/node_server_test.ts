@@ -28,6 +28,7 @@ Deno.test("the daemon's in-process connection answers as its socket does, with c
       path === POD_PATH ? Promise.resolve({ body: pod, source: "cache" }) : Promise.reject(
         new KubeApiError({ status: 404, reason: "NotFound", message: "gone", method: "GET", path }),
       ),
+    watchPods: () => {},
     stop: () => Promise.resolve(),
   };
   const reports: ReportQueue = {

@@ -138,6 +138,20 @@ export async function execViaDaemon(
 ): Promise<ShimOutput | undefined> {
   const target = daemonExecTarget(env, stdin);
   if (!target) return undefined;
+  return await forwardInvocation(env, stdin, target);
+}
+
+/**
+ * Sends one invocation to the daemon at `target.socket` to be run by the
+ * built-in `plugin` (the meta-CNI when absent); undefined when no daemon
+ * listens there.
+ */
+export async function forwardInvocation(
+  env: EnvLookup,
+  stdin: Uint8Array,
+  target: DaemonExecTarget,
+  plugin?: string,
+): Promise<ShimOutput | undefined> {
   const conn = await connectNodeDaemon(target.socket).catch(() => undefined);
   if (!conn) return undefined;
   const forwarded: Record<string, string> = {};
@@ -147,7 +161,12 @@ export async function execViaDaemon(
   }
   try {
     const res = await conn.call(
-      { op: "cni", env: forwarded, stdin: new TextDecoder().decode(stdin) },
+      {
+        op: "cni",
+        env: forwarded,
+        stdin: new TextDecoder().decode(stdin),
+        ...(plugin ? { plugin } : {}),
+      },
       target.timeoutMs,
     );
     if (!res.ok) {

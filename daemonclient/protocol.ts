@@ -65,6 +65,8 @@ export interface CniRequest {
   op: "cni";
   env: Record<string, string>;
   stdin: string;
+  /** The built-in to run: "hydra" (the meta-CNI, the default) or "hydra-pool". */
+  plugin?: string;
 }
 
 /** Anything the daemon is asked. */

@@ -15,7 +15,7 @@ export const DEFAULT_KUBELET_DIR = "/var/lib/kubelet";
 /** The state shared with `hydra nri serve`. */
 export const DEFAULT_DRA_STATE_DIR = "/var/lib/hydra/dra";
 /** Health and metrics endpoint. */
-export const DEFAULT_DRA_HEALTH_ADDR = "127.0.0.1:9471";
+export const DEFAULT_DRA_HEALTH_ADDR = "127.0.0.1:9476";
 /** Network slots per node. */
 export const DEFAULT_NETWORK_SLOTS = 32;
 

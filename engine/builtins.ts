@@ -15,6 +15,7 @@ const builtins: Record<string, PluginLoader> = {
   "hydra-ipam": async () => (await import("../ipam/host_local.ts")).plugin,
   "hydra-static": async () => (await import("../ipam/static.ts")).plugin,
   "kube-node": async () => (await import("../ipam/kube_node.ts")).plugin,
+  "hydra-pool": async () => (await import("../ipam/pool/plugin.ts")).plugin,
   "hydra-bridge": async () => (await import("../plugins/bridge.ts")).plugin,
   "hydra-macvlan": async () => (await import("../plugins/macvlan.ts")).plugin,
   "hydra-host-device": async () => (await import("../plugins/host-device.ts")).plugin,

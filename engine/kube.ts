@@ -58,6 +58,7 @@ import {
   type AttachmentRecord,
   RECORD_KIND,
   removeRecord,
+  type SelectionRules,
   type StoredDelegate,
   storeDelegate,
 } from "./record.ts";
@@ -128,7 +129,27 @@ function storedAttachment(a: Attachment, pod: PodArgs, incoming: string): Stored
     cniArgs: pairs(delegateCniArgs(pod, incoming, a.selection, "DEL")),
   };
   if (Object.keys(a.runtimeConfig).length) stored.capabilityArgs = a.runtimeConfig;
+  // The pod's own selections, which hot plug may take away again (not a default-network override).
+  if (a.selection && !a.isDefault) stored.selected = true;
   return stored;
+}
+
+/** What a selection made after creation is resolved by: this invocation's settings. */
+function selectionRules(s: KubeMetaSettings, args: CmdArgs, inv: Invocation): SelectionRules {
+  const rules: SelectionRules = {
+    cniPath: [...inv.listOptions.path],
+    namespaceIsolation: s.kube.namespaceIsolation ?? false,
+    cniArgs: args.args,
+  };
+  if (s.kube.confDir) rules.confDir = s.kube.confDir;
+  if (s.kube.globalNamespaces) rules.globalNamespaces = s.kube.globalNamespaces;
+  if (s.kube.runtimeConfig && Object.keys(s.kube.runtimeConfig).length) {
+    rules.runtimeConfig = s.kube.runtimeConfig;
+  }
+  if (inv.options.delegateTimeoutMs) rules.delegateTimeoutMs = inv.options.delegateTimeoutMs;
+  if (inv.options.cniVersion) rules.cniVersion = inv.options.cniVersion;
+  if (inv.options.chrootDir) rules.chrootDir = inv.options.chrootDir;
+  return rules;
 }
 
 function asDelegates(attachments: readonly Attachment[]): Delegate[] {
@@ -257,6 +278,7 @@ export async function addKube(args: CmdArgs, inv: Invocation): Promise<AttachOut
     };
     if (podArgs) {
       record.pod = { namespace: podArgs.namespace, name: podArgs.name, uid: podArgs.uid };
+      record.selectionRules = selectionRules(s, args, inv);
     }
     await saveRecordFirst(inv, record);
     let results: AnyResult[];

@@ -19,6 +19,12 @@
  * network-status reports it, and the record names the pod:
  * `"pod":{"namespace":"…","name":"…","uid":"…"}`,
  * `"delegates":[{…,"network":"ns/macvlan-a","cniArgs":[…],"capabilityArgs":{…}}]`.
+ * A delegate the pod's networks annotation selected is marked `"selected":true`
+ * (the default network and `defaultNetworks` are not), and the record keeps the
+ * rules a selection made later is resolved by (`selectionRules`), so networks
+ * hot-plugged into the running pod (engine/plug.ts) are resolved as at creation.
+ * A hot-plugged delegate is appended to the same record, marked `"pending":true`
+ * until its ADD has finished, so the pod's final DEL removes it like the others.
  *
  * @module
  */
@@ -45,6 +51,34 @@ export interface StoredDelegate {
   cniArgs?: ArgPair[];
   /** Kubernetes mode: this delegate's capability arguments (runtimeConfig). */
   capabilityArgs?: Record<string, unknown>;
+  /** Kubernetes mode: the pod's networks annotation selected it (hot plug may detach it). */
+  selected?: boolean;
+  /** A hot plug's ADD of it has not finished: undone, never trusted, when found later. */
+  pending?: boolean;
+}
+
+/**
+ * How a network the pod selects after its creation is resolved and run:
+ * what the meta-CNI's conf said when the pod was attached.
+ */
+export interface SelectionRules {
+  /** Where plugins that are not built in were found (binDir first, then CNI_PATH). */
+  cniPath: string[];
+  /** Where a NAD with an empty config names its conf file (Multus's default when unset). */
+  confDir?: string;
+  namespaceIsolation: boolean;
+  /** Namespaces usable from any namespace under isolation (comma-separated). */
+  globalNamespaces?: string;
+  /** The runtimeConfig the meta-CNI received, passed on as at creation. */
+  runtimeConfig?: Record<string, unknown>;
+  /** `delegateTimeout`, ms. */
+  delegateTimeoutMs?: number;
+  /** CNI_ARGS the sandbox's ADD received, which every delegate's are built from. */
+  cniArgs?: string;
+  /** The version a network without one takes (the meta-CNI's). */
+  cniVersion?: string;
+  /** `chrootDir`: exec'd delegates run chrooted into the node's root, as at creation. */
+  chrootDir?: string;
 }
 
 /** The pod a Kubernetes-mode record belongs to. */
@@ -64,6 +98,8 @@ export interface AttachmentRecord {
   capabilityArgs?: Record<string, unknown>;
   /** Kubernetes mode: the pod attached. */
   pod?: RecordedPod;
+  /** Kubernetes mode: the rules of the pod's later selections (hot plug). */
+  selectionRules?: SelectionRules;
   delegates: StoredDelegate[];
 }
 

@@ -86,9 +86,16 @@ export function warnAboutNetworks(inv: Invocation, networks: readonly Delegate[]
 
 /** The plugin runner: the caller's built-ins, exec'd plugins chrooted when the conf says so. */
 function pluginRunner(args: CmdArgs, options: MetaOptions): Builtins | undefined {
-  if (!options.chrootDir) return args.builtins;
-  const base = args.builtins ?? EXEC_ONLY;
-  return { ...base, execVia: [selfExecutable(), "host-exec", options.chrootDir] };
+  return chrootedRunner(args.builtins, options.chrootDir);
+}
+
+/** `builtins`, with exec'd plugins run chrooted into `chrootDir` when one is given. */
+export function chrootedRunner(
+  builtins: Builtins | undefined,
+  chrootDir: string | undefined,
+): Builtins | undefined {
+  if (!chrootDir) return builtins;
+  return { ...(builtins ?? EXEC_ONLY), execVia: [selfExecutable(), "host-exec", chrootDir] };
 }
 
 /** Reads the meta-CNI's own options and sets up logging and the list runner. */

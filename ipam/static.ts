@@ -75,7 +75,8 @@ function configAddresses(ipam: Record<string, unknown>): StaticAddress[] {
   });
 }
 
-function parseDnsBlock(raw: Record<string, unknown> | undefined): Dns | undefined {
+/** The `dns` block of an IPAM config, validated; undefined when absent or empty. */
+export function parseDnsBlock(raw: Record<string, unknown> | undefined): Dns | undefined {
   if (!raw) return undefined;
   const dns: Dns = {};
   for (const key of ["nameservers", "search", "options"] as const) {

@@ -197,10 +197,13 @@ interface Lookup {
   pod: Pod;
   confDir: string;
   opts: ResolveOptions;
+  /** Record no Warning Events: the caller tells the pod itself. */
+  quiet?: boolean;
 }
 
 /** Records a Warning on the pod; best effort, never fails the caller. */
 async function warn(l: Lookup, reason: string, message: string): Promise<void> {
+  if (l.quiet) return;
   try {
     await createEvent(l.client, l.pod, { type: "Warning", reason, message, host: l.opts.host }, {
       timeoutMs: Math.min(l.opts.timeoutMs ?? l.client.timeoutMs, 2_000),
@@ -405,34 +408,104 @@ export async function resolveAttachments(
       );
     }
     seen.set(ifName, p.name);
-    const cniArgs = p.sel?.cniArgs;
-    const deviceId = deviceIds[index];
-    let list = cniArgs
-      ? mapPlugins(p.loaded, (plugin) => injectCniArgs(plugin, cniArgs, p.name))
-      : p.loaded;
-    // As Multus: the allocated device goes into every plugin and the runtimeConfig.
-    if (deviceId) {
-      list = mapPlugins(list, (pl) => ({ ...pl, deviceID: deviceId, pciBusID: deviceId }));
-    }
-    const sel = deviceId ? { ...(p.sel ?? { name: p.name, namespace: podNs }), deviceId } : p.sel;
-    const att: Attachment = {
-      name: p.name,
-      index,
-      isDefault,
-      list,
-      ifName,
-      runtimeConfig: delegateRuntimeConfig(conf.runtimeConfig, sel, isDefault && !deviceId, {
-        containerId: opts.containerId,
-        ifName,
-        delegateName: p.name,
-      }),
-      cniArgs: delegateCniArgs(opts.pod, opts.cniArgs, p.sel, opts.command),
-      source: p.source,
-    };
-    if (p.sel) att.selection = p.sel;
+    const id = deviceIds[index];
+    const device = id ? { id, podNs } : undefined;
+    const att = attachmentOf(p, index, isDefault, ifName, conf, opts, device);
     if (routes) att.defaultRoute = routes[index];
     return att;
   });
+}
+
+/** One planned network as the attachment to run: its conf, arguments and interface. */
+function attachmentOf(
+  p: { name: string; loaded: ConfList; source: Attachment["source"]; sel?: NetworkSelection },
+  index: number,
+  isDefault: boolean,
+  ifName: string,
+  conf: Pick<KubeModeConfig, "runtimeConfig">,
+  opts: ResolveOptions,
+  device?: { id: string; podNs: string },
+): Attachment {
+  const cniArgs = p.sel?.cniArgs;
+  let list = cniArgs
+    ? mapPlugins(p.loaded, (plugin) => injectCniArgs(plugin, cniArgs, p.name))
+    : p.loaded;
+  // As Multus: the allocated device goes into every plugin and the runtimeConfig.
+  const deviceId = device?.id;
+  if (deviceId) {
+    list = mapPlugins(list, (pl) => ({ ...pl, deviceID: deviceId, pciBusID: deviceId }));
+  }
+  const sel = device
+    ? { ...(p.sel ?? { name: p.name, namespace: device.podNs }), deviceId: device.id }
+    : p.sel;
+  const att: Attachment = {
+    name: p.name,
+    index,
+    isDefault,
+    list,
+    ifName,
+    runtimeConfig: delegateRuntimeConfig(conf.runtimeConfig, sel, isDefault && !deviceId, {
+      containerId: opts.containerId,
+      ifName,
+      delegateName: p.name,
+    }),
+    cniArgs: delegateCniArgs(opts.pod, opts.cniArgs, p.sel, opts.command),
+    source: p.source,
+  };
+  if (p.sel) att.selection = p.sel;
+  return att;
+}
+
+/** The rules {@link resolveSelection} resolves one selection by (a pod's, from creation). */
+export interface SelectionResolveConfig {
+  confDir?: string;
+  namespaceIsolation?: boolean;
+  globalNamespaces?: string;
+  runtimeConfig?: Record<string, unknown>;
+}
+
+/**
+ * One network a running pod selects, resolved as {@link resolveAttachments}
+ * resolves the pod's selections at creation: the namespace rules, the NAD
+ * (or, for the older annotation, the Network object), `cni-args`, the
+ * runtimeConfig and CNI_ARGS of `opts.command`, on interface `ifName` at
+ * position `index`. Records no Events (the caller tells the pod); fails as
+ * resolveAttachments does, and for a NAD naming a device `resourceName`
+ * (the pod's devices are shared out among its networks at creation).
+ */
+export async function resolveSelection(
+  pod: Pod,
+  sel: NetworkSelection,
+  where: { ifName: string; index: number; element: number; legacy: boolean },
+  conf: SelectionResolveConfig,
+  client: KubeClient,
+  opts: ResolveOptions,
+): Promise<Attachment> {
+  const l: Lookup = {
+    client,
+    pod,
+    confDir: conf.confDir ?? "/etc/cni/multus/net.d",
+    opts,
+    quiet: true,
+  };
+  const policy = {
+    namespaceIsolation: conf.namespaceIsolation ?? false,
+    globalNamespaces: parseGlobalNamespaces(conf.globalNamespaces),
+  };
+  const annotation = where.legacy ? LEGACY_NETWORKS_ANNOTATION : NETWORKS_ANNOTATION;
+  checkNamespaceAccess(pod.metadata.namespace, sel, policy, annotation, where.element);
+  const { loaded, source, resourceName } = await selectedNetwork(l, sel, where.legacy);
+  const name = `${sel.namespace}/${sel.name}`;
+  if (resourceName) {
+    // Its device is handed out among the pod's networks at creation, in order.
+    throw new SelectionError(
+      annotation,
+      `network "${name}" uses a device of resource "${resourceName}": ` +
+        `such a network is attached at the pod's creation only`,
+      where.element,
+    );
+  }
+  return attachmentOf({ name, loaded, source, sel }, where.index, false, where.ifName, conf, opts);
 }
 
 /**

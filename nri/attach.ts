@@ -122,7 +122,7 @@ function asCurrent(result: AnyResult): Result | undefined {
 }
 
 /** K8S_* CNI_ARGS of a pod, as the kubelet's runtime passes them to CNI. */
-export function podCniArgs(pod: PodSandbox): string {
+export function podCniArgs(pod: Pick<PodSandbox, "namespace" | "name" | "id" | "uid">): string {
   return [
     "IgnoreUnknown=1",
     `K8S_POD_NAMESPACE=${pod.namespace}`,

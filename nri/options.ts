@@ -45,6 +45,10 @@ export interface NriServeOptions {
   healthAddr?: ListenAddress;
   /** Background attach/release steps at once. */
   concurrency: number;
+  /** Attach and detach networks of running pods as their selection changes (Kubernetes mode). */
+  hotplug: boolean;
+  /** This node (hot plug watches its pods). */
+  nodeName: string;
   logLevel: LogLevel;
   logFile?: string;
   /** The DRA state folder; undefined: no DRA devices. */
@@ -106,6 +110,12 @@ Networks:
                          start (the kubelet retries it); log: it starts without
                          them and the failure is logged (default: fail)
   --concurrency N        background attach/release steps at once (default: 4)
+  --hotplug on|off       Kubernetes mode: attach and detach networks of running pods
+                         that accept it (annotation hydra.clusternet.io/hotplug: "true")
+                         when their networks annotation changes (default:
+                         $HYDRA_HOTPLUG, else off)
+  --node-name NAME       this node, whose pods hot plug watches (default: $NODE_NAME,
+                         else the host name)
   --dra-state-dir DIR    claims "hydra dra serve" prepared: their host NICs and
                          networks are set up in the pod here, and a pod whose
                          devices cannot be set up fails to start whatever
@@ -135,6 +145,8 @@ const STRING_FLAGS = [
   "health-addr",
   "log-level",
   "log-file",
+  "hotplug",
+  "node-name",
   "dra-state-dir",
   "pod-resources-socket",
 ] as const;
@@ -185,6 +197,10 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new UsageError(`--concurrency must be a whole number of at least 1`);
   }
+  const hotplug = s("hotplug") ?? Deno.env.get("HYDRA_HOTPLUG") ?? "off";
+  if (!["on", "off", "true", "false"].includes(hotplug)) {
+    throw new UsageError(`--hotplug must be on or off, got "${hotplug}"`);
+  }
   const health = s("health-addr") ?? DEFAULT_HEALTH_ADDR;
   let healthAddr: ListenAddress | undefined;
   if (health !== "off" && health !== "") {
@@ -211,11 +227,16 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     onFailure,
     healthAddr,
     concurrency,
+    hotplug: hotplug === "on" || hotplug === "true",
+    nodeName: (s("node-name") || Deno.env.get("NODE_NAME") || Deno.hostname()).toLowerCase(),
     logLevel,
   };
   if (s("kubeconfig") !== undefined) {
     if (opts.inCluster) throw new UsageError("--kubeconfig and --in-cluster exclude each other");
     opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
+  }
+  if (opts.hotplug && !opts.kubeconfig && !opts.inCluster) {
+    throw new UsageError("--hotplug needs Kubernetes mode (--kubeconfig or --in-cluster)");
   }
   if (s("pod-resources-socket") !== undefined) {
     opts.podResourcesSocket = absolute("pod-resources-socket", s("pod-resources-socket")!);

@@ -42,6 +42,7 @@ import { createReconciler, type Reconciler } from "./reconcile.ts";
 import { confDirSource, kubeSource, type NetworkSource } from "./source.ts";
 import { createDraHook, type DraHook, type SandboxRef } from "../drasandbox/hook.ts";
 import { listPodStateIds } from "./state.ts";
+import type { NriHotplug } from "./hotplug.ts";
 import { builtinNames, loadBuiltin } from "../engine/builtins.ts";
 import {
   type HookContext,
@@ -73,6 +74,8 @@ interface Deps {
   cacheDir: string;
   /** Where a failure under `--on-failure log` is told to the pod's owners. */
   source: NetworkSource;
+  /** Under `--hotplug on`: told which sandboxes run. */
+  hotplug?: NriHotplug;
   /** The pod's DRA devices (claims `hydra dra serve` prepared). */
   dra?: DraHook;
 }
@@ -103,6 +106,8 @@ async function onRun(d: Deps, pod: PodSandbox, ctx: HookContext): Promise<void> 
   const t0 = performance.now();
   const keep = () => !budgetSpent(ctx) && !d.reconciler.isStopped(pod.id);
   const work = d.attacher.attach(pod, keep);
+  // Hot plug acts on a sandbox once its attach at creation is over, whatever its outcome.
+  work.then(() => d.hotplug?.started(pod), () => d.hotplug?.started(pod));
   const observe = (result: "ok" | "error") =>
     d.metrics.attachDuration.observe({ trigger: "run", result }, (performance.now() - t0) / 1000);
   const succeeded = work.then((out) => {
@@ -167,6 +172,7 @@ async function onRelease(
   pod: PodSandbox,
 ): Promise<void> {
   d.reconciler.stopped(pod.id);
+  d.hotplug?.stopped(pod.id);
   const t0 = performance.now();
   const netns = netnsPathOf(pod);
   try {
@@ -246,7 +252,7 @@ function nriHooks(d: Deps): NriHooks {
       d.reconciler.synchronize(pods).then(
         () => refreshAttachedGauge(d),
         (err) => d.log.error("synchronize pass failed", { error: message(err) }),
-      );
+      ).finally(() => d.hotplug?.listed(pods)); // hot plug once the pass's first tries are over
       return Promise.resolve();
     },
     onRunPodSandbox: async (pod, ctx) => {
@@ -435,6 +441,10 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
   await warmUp(opts, source, log);
   const deps = createDeps(opts, source, log);
+  if (opts.hotplug) {
+    const { startNriHotplug } = await import("./hotplug.ts");
+    deps.hotplug = await startNriHotplug(opts, log, deps.metrics.registry);
+  }
   refreshAttachedGauge(deps);
   const tracker = connectionStatus(deps.metrics);
   const stop = stopOnSignals(log);
@@ -462,6 +472,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
       log: nriLogger(log.with({ component: "nri" })),
       onStatus: tracker.onStatus,
     });
+    await deps.hotplug?.stop();
     await deps.reconciler.stop();
     await settlesWithin(deps.attacher.idle(), DRAIN_MS);
     await settlesWithin(deps.dra?.close() ?? Promise.resolve(), DRAIN_MS);

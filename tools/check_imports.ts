@@ -53,8 +53,8 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 3,
-    folders: ["kube"],
-    what: "Kubernetes client, informers, selection, status",
+    folders: ["cri", "kube"],
+    what: "the container runtime's CRI socket; Kubernetes client, informers, selection, status",
   },
   {
     rank: 4,
@@ -70,13 +70,15 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 8,
-    folders: ["drasandbox"],
-    what: "a pod sandbox's DRA devices: state shared with the driver, NIC moves, the NRI hook",
+    folders: ["drasandbox", "hotplug"],
+    what: "what the roles share above the engine: a pod sandbox's DRA devices (state shared " +
+      "with the driver, NIC moves, the NRI hook); hot plug of running pods' networks",
   },
   {
     rank: 9,
-    folders: ["daemon", "dra", "install", "nri", "policy", "route"],
-    what: "roles: node daemon, DRA driver, installer, NRI plugin, network policy, router",
+    folders: ["daemon", "dra", "install", "ipam_controller", "nri", "policy", "route"],
+    what: "roles: node daemon, DRA driver, installer, IPAM controller, NRI plugin, network " +
+      "policy, router",
   },
   {
     rank: 10,

@@ -4,8 +4,8 @@
 # image. Only what is missing, or whose pinned version changed, is rebuilt.
 #
 # Usage: tests/infra/build-peers.sh [peer...]
-#   peers: cnitool pause plugins crictl containerd etcd kube multus whereabouts kubelet
-#          (default: all, in this order)
+#   peers: cnitool pause plugins crictl containerd etcd kube kube-control kubelet multus
+#          multus-thick whereabouts helm (default: all, in this order)
 # Env:   HYDRA_PEERS_DIR  cache folder (default: $HOME/.cache/hydra-peers)
 #        HYDRA_PEERS_SKIP_APT=1  do not install missing Debian packages
 # Logs go to stderr; the last stdout line is PEERS_DIR=<folder>.
@@ -29,7 +29,10 @@ go_cmd=(nice -n 10 go)
 log() { printf '[build-peers] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-all_peers=(cnitool pause plugins crictl containerd etcd kube multus whereabouts kubelet)
+all_peers=(cnitool pause plugins crictl containerd etcd kube kube-control kubelet multus multus-thick
+  whereabouts helm)
+# The Kubernetes peers asked for in this run (see build_kube_peers).
+kube_wanted=()
 
 # A peer is current when its stamp records the wanted key and all its outputs exist.
 is_current() { # name key outputs...
@@ -51,15 +54,36 @@ install_from() { # staging-dir target-dir files...
   done
 }
 
+# CPU seconds (user + system) used so far by this shell's finished children. `times` must run in
+# this shell (a command substitution would be a child with counters of its own), so its output
+# goes through a file.
+children_cpu() {
+  local file=$peers_dir/.times.$BASHPID
+  times >"$file"
+  awk 'NR == 2 {
+    n = split($0, f, " ")
+    for (i = 1; i <= n; i++) { split(f[i], p, /[ms]/); total += p[1] * 60 + p[2] }
+    printf "%.1f", total
+  }' "$file"
+  rm -f "$file"
+}
+
+# Runs a build and records its wall time and CPU time. On a busy machine the wall time says little;
+# the CPU time (all cores together) is what the build costs wherever it runs.
 timed() { # name version command...
-  local name=$1 version=$2 start end; shift 2
+  local name=$1 version=$2 start end cpu; shift 2
   log "building $name $version"
+  local before=$peers_dir/.cpu-before.$BASHPID after=$peers_dir/.cpu-after.$BASHPID
   start=$(date +%s)
+  children_cpu >"$before"
   "$@"
   end=$(date +%s)
-  log "built $name $version in $((end - start))s"
-  printf '%s\t%s\t%s\t%ss\n' "$(date -u +%FT%TZ)" "$name" "$version" "$((end - start))" \
-    >>"$peers_dir/build-times.tsv"
+  children_cpu >"$after"
+  cpu=$(awk 'NR == FNR { a = $1; next } { printf "%.0f", $1 - a }' "$before" "$after")
+  rm -f "$before" "$after"
+  log "built $name $version in $((end - start))s (${cpu}s CPU)"
+  printf '%s\t%s\t%s\t%ss\t%ss cpu\n' "$(date -u +%FT%TZ)" "$name" "$version" "$((end - start))" \
+    "$cpu" >>"$peers_dir/build-times.tsv"
 }
 
 fresh_dir() { rm -rf "$1" && mkdir -p "$1"; }
@@ -67,7 +91,9 @@ fresh_dir() { rm -rf "$1" && mkdir -p "$1"; }
 ensure_debian_packages() {
   [[ ${HYDRA_PEERS_SKIP_APT:-} == 1 ]] && return 0
   local missing=() p
-  for p in runc containernetworking-plugins iproute2 iptables openssl gcc libc6-dev tar jq util-linux; do
+  # libnftables1: hydra's policy role loads it, and tools/image.ts puts it into hydra's image.
+  for p in runc containernetworking-plugins iproute2 iptables openssl gcc libc6-dev tar jq util-linux \
+    libnftables1; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   ((${#missing[@]} == 0)) && return 0
@@ -208,7 +234,7 @@ EOF
   write_stamp etcd "$key"
 }
 
-# --- kube-apiserver, kubectl (and optionally kubelet) -------------------------------------------
+# --- Kubernetes: kube-apiserver, kubectl, kube-scheduler, kube-controller-manager, kubelet ------
 kube_ldflags() {
   local kv=$KUBERNETES_VERSION minor p=k8s.io/component-base/version c=k8s.io/client-go/pkg/version
   minor=$(echo "$kv" | cut -d. -f2)
@@ -216,25 +242,49 @@ kube_ldflags() {
     "-X $c.gitVersion=$kv -X $c.gitMajor=1 -X $c.gitMinor=$minor"
 }
 
-build_kube() {
-  local key="kubernetes $KUBERNETES_VERSION" m=k8s.io/kubernetes
-  is_current kube "$key" "$bin_dir/kube-apiserver" "$bin_dir/kubectl" && return 0
-  build_module kube "$src_dir/kube" "$m" "$KUBERNETES_VERSION" -ldflags "$(kube_ldflags)" -- \
-    "$m/cmd/kube-apiserver" "$m/cmd/kubectl"
-  install_from "$src_dir/kube/out" "$bin_dir" kube-apiserver kubectl
-  write_stamp kube "$key"
+# The programs of each Kubernetes peer (each peer has its own stamp).
+kube_peer_commands() {
+  case $1 in
+    kube) echo "kube-apiserver kubectl" ;;
+    kube-control) echo "kube-scheduler kube-controller-manager" ;;
+    kubelet) echo "kubelet" ;;
+    *) die "not a Kubernetes peer: $1" ;;
+  esac
 }
 
-build_kubelet() {
-  local key="kubelet $KUBERNETES_VERSION" m=k8s.io/kubernetes
-  is_current kubelet "$key" "$bin_dir/kubelet" && return 0
-  build_module kubelet "$src_dir/kubelet" "$m" "$KUBERNETES_VERSION" -ldflags "$(kube_ldflags)" -- \
-    "$m/cmd/kubelet"
-  install_from "$src_dir/kubelet/out" "$bin_dir" kubelet
-  write_stamp kubelet "$key"
+kube_peer_key() { if [[ $1 == kube ]]; then echo "kubernetes $KUBERNETES_VERSION"; else echo "$1 $KUBERNETES_VERSION"; fi; }
+
+kube_peer_current() {
+  local outputs=() c
+  for c in $(kube_peer_commands "$1"); do outputs+=("$bin_dir/$c"); done
+  is_current "$1" "$(kube_peer_key "$1")" "${outputs[@]}"
 }
+
+# Builds every wanted Kubernetes peer that is out of date with one `go build` in one scratch
+# module: the packages they share (client-go, apiserver, most of k8s.io/kubernetes/pkg) compile
+# once, and each link overlaps with the remaining compilation. Called for each of them; the first
+# call does the work.
+build_kube_peers() {
+  local stale=() commands=() p c m=k8s.io/kubernetes
+  for p in "${kube_wanted[@]}"; do kube_peer_current "$p" || stale+=("$p"); done
+  ((${#stale[@]} > 0)) || return 0
+  for p in "${stale[@]}"; do
+    for c in $(kube_peer_commands "$p"); do commands+=("$c"); done
+  done
+  build_module "${stale[*]}" "$src_dir/kube" "$m" "$KUBERNETES_VERSION" -ldflags "$(kube_ldflags)" \
+    -- "${commands[@]/#/$m/cmd/}"
+  install_from "$src_dir/kube/out" "$bin_dir" "${commands[@]}"
+  for p in "${stale[@]}"; do write_stamp "$p" "$(kube_peer_key "$p")"; done
+}
+
+build_kube() { build_kube_peers; }
+build_kube-control() { build_kube_peers; }
+build_kubelet() { build_kube_peers; }
 
 # --- multus -----------------------------------------------------------------------------------
+# Two peers from the same module version and scratch module: the thin plugin (multus) and the thick
+# plugin's daemon and shim (multus-daemon, multus-shim); the second build reuses the first's
+# compiled packages.
 build_multus() {
   local key="multus $MULTUS_VERSION" m=gopkg.in/k8snetworkplumbingwg/multus-cni.v4
   is_current multus "$key" "$bin_dir/multus" && return 0
@@ -242,6 +292,16 @@ build_multus() {
     -ldflags "-s -w -X $m/pkg/multus.version=$MULTUS_VERSION" -- "$m/cmd/multus"
   install_from "$src_dir/multus/out" "$bin_dir" multus
   write_stamp multus "$key"
+}
+
+build_multus-thick() {
+  local key="multus-thick $MULTUS_VERSION" m=gopkg.in/k8snetworkplumbingwg/multus-cni.v4
+  is_current multus-thick "$key" "$bin_dir/multus-daemon" "$bin_dir/multus-shim" && return 0
+  build_module multus-thick "$src_dir/multus" "$m" "$MULTUS_VERSION" \
+    -ldflags "-s -w -X $m/pkg/multus.version=$MULTUS_VERSION" -- \
+    "$m/cmd/multus-daemon" "$m/cmd/multus-shim"
+  install_from "$src_dir/multus/out" "$bin_dir" multus-daemon multus-shim
+  write_stamp multus-thick "$key"
 }
 
 # --- whereabouts --------------------------------------------------------------------------------
@@ -253,6 +313,28 @@ build_whereabouts() {
   mv "$src_dir/whereabouts/out/cmd" "$src_dir/whereabouts/out/whereabouts"
   install_from "$src_dir/whereabouts/out" "$bin_dir" whereabouts
   write_stamp whereabouts "$key"
+}
+
+# --- helm ---------------------------------------------------------------------------------------
+# Helm's Makefile stamps its version and the Kubernetes version its libraries speak (the default
+# of `helm template`'s .Capabilities.KubeVersion) at link time; so does this build.
+build_helm() {
+  local key="helm $HELM_VERSION" m=helm.sh/helm/v3
+  is_current helm "$key" "$bin_dir/helm" && return 0
+  local upstream client_go minor
+  upstream=$(cd "$src_dir" && go mod download -json "$m@$HELM_VERSION" | jq -r '.GoMod // empty')
+  [[ -n $upstream ]] || die "cannot download $m@$HELM_VERSION"
+  client_go=$(go mod edit -json "$upstream" |
+    jq -r '.Require[] | select(.Path == "k8s.io/client-go") | .Version')
+  minor=$(echo "$client_go" | cut -d. -f2)
+  [[ $minor =~ ^[0-9]+$ ]] || die "cannot tell which Kubernetes version helm $HELM_VERSION speaks"
+  local v=$m/internal/version flags
+  flags="-s -w -X $v.version=$HELM_VERSION -X $v.gitTreeState=clean"
+  flags+=" -X $m/pkg/lint/rules.k8sVersionMajor=1 -X $m/pkg/lint/rules.k8sVersionMinor=$minor"
+  flags+=" -X $m/pkg/chartutil.k8sVersionMajor=1 -X $m/pkg/chartutil.k8sVersionMinor=$minor"
+  build_module helm "$src_dir/helm" "$m" "$HELM_VERSION" -ldflags "$flags" -- "$m/cmd/helm"
+  install_from "$src_dir/helm/out" "$bin_dir" helm
+  write_stamp helm "$key"
 }
 
 # --- offline pause image ------------------------------------------------------------------------
@@ -327,6 +409,9 @@ main() {
   local ordered=() q
   for q in "${all_peers[@]}"; do
     for p in "${wanted[@]}"; do [[ $p == "$q" ]] && { ordered+=("$q"); break; }; done
+  done
+  for p in "${ordered[@]}"; do
+    [[ $p == kube || $p == kube-control || $p == kubelet ]] && kube_wanted+=("$p")
   done
   for p in "${ordered[@]}"; do "build_$p"; done
   echo "PEERS_DIR=$peers_dir"

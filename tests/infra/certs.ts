@@ -149,3 +149,21 @@ export function issueClientCert(
     "extendedKeyUsage=clientAuth",
   ], { cert: pki.caCert, key: pki.caKey });
 }
+
+/**
+ * Issues a serving certificate for a component listening on loopback (kube-scheduler,
+ * kube-controller-manager), signed by the PKI's CA so clients can verify it with `caCert`.
+ */
+export function issueServingCert(
+  pki: Pki,
+  dir: string,
+  name: string,
+  ips: string[] = ["127.0.0.1"],
+): Promise<{ cert: string; key: string }> {
+  return issue(dir, name, `/CN=${name}`, [
+    "basicConstraints=critical,CA:FALSE",
+    "keyUsage=critical,digitalSignature",
+    "extendedKeyUsage=serverAuth",
+    `subjectAltName=${ips.map((ip) => `IP:${ip}`).join(",")}`,
+  ], { cert: pki.caCert, key: pki.caKey });
+}

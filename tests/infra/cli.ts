@@ -7,7 +7,8 @@
  *   cli.ts cluster down             stop what `cluster up` started
  *   cluster options: --state <file> (default <repo>/.cache/cluster.json),
  *                    --cni-conf-dir <dir>, --cni-bin-dir <dir> (repeatable), --no-containerd,
- *                    --kubelet (also join a kubelet using that containerd)
+ *                    --kubelet (also join a kubelet using that containerd),
+ *                    --control-loops (also run kube-scheduler and kube-controller-manager)
  *
  * @module
  */
@@ -31,7 +32,7 @@ interface ClusterState {
 const USAGE = `usage:
   cli.ts peers [name...]
   cli.ts cluster up [--state FILE] [--cni-conf-dir DIR] [--cni-bin-dir DIR]... [--no-containerd]
-                   [--kubelet]
+                   [--kubelet] [--control-loops]
   cli.ts cluster down [--state FILE]
   cli.ts cluster env [--state FILE]`;
 
@@ -65,11 +66,17 @@ async function clusterUp(statePath: string, values: ClusterFlags): Promise<void>
   }
   const withContainerd = !values["no-containerd"];
   const withKubelet = withContainerd && (values.kubelet ?? false);
+  const controlLoops = values["control-loops"] ?? false;
   const peers = ["etcd", "kube"];
+  if (controlLoops) peers.push("kube-control");
   if (withContainerd) peers.push("pause", "plugins", "crictl", "containerd");
   if (withKubelet) peers.push("kubelet");
   await buildPeers(peers);
-  const cp = await startControlPlane({ detach: true });
+  const cp = await startControlPlane({
+    detach: true,
+    scheduler: controlLoops,
+    controllerManager: controlLoops,
+  });
   const state: ClusterState = {
     controlPlane: cp.record,
     env: { KUBECONFIG: cp.kubeconfigPath, KUBE_SERVER: cp.server },
@@ -144,6 +151,7 @@ interface ClusterFlags {
   "cni-bin-dir"?: string[];
   "no-containerd"?: boolean;
   kubelet?: boolean;
+  "control-loops"?: boolean;
 }
 
 async function main(args: string[]): Promise<void> {
@@ -162,6 +170,7 @@ async function main(args: string[]): Promise<void> {
       "cni-bin-dir": { type: "string", multiple: true },
       "no-containerd": { type: "boolean" },
       kubelet: { type: "boolean" },
+      "control-loops": { type: "boolean" },
     },
   });
   const statePath = values.state ?? join(repoRoot, ".cache", "cluster.json");

@@ -1,8 +1,10 @@
 /**
  * A real Kubernetes control plane for tests: etcd and kube-apiserver on loopback with free ports,
- * a generated PKI, RBAC, a ServiceAccount token issuer and the NetworkAttachmentDefinition CRD.
- * There is no scheduler or controller manager: Pods need spec.nodeName, and namespaces get their
- * `default` ServiceAccount from {@link ControlPlane.createNamespace}.
+ * a generated PKI, RBAC, a ServiceAccount token issuer and the NetworkAttachmentDefinition CRD;
+ * on request also kube-scheduler and kube-controller-manager (see control_loops.ts). Without the
+ * scheduler, Pods need spec.nodeName; without the controller manager, namespaces get their
+ * `default` ServiceAccount from {@link ControlPlane.createNamespace} and nothing reconciles
+ * workloads (Deployments, StatefulSets, DaemonSets) or collects garbage.
  *
  * Always stop it in `finally`; stop() is idempotent and also removes all files.
  *
@@ -12,6 +14,14 @@
 import { join } from "node:path";
 import { parse } from "yaml";
 import { generatePki, issueClientCert, type Pki } from "./certs.ts";
+import {
+  type ControllerManagerOptions,
+  type ControlLoopContext,
+  launchControllerManager,
+  type LaunchedComponent,
+  launchScheduler,
+  type SchedulerOptions,
+} from "./control_loops.ts";
 import {
   ensureNamespace,
   ensureServiceAccount,
@@ -38,6 +48,10 @@ export interface ControlPlaneRecord {
   dir: string;
   etcdPid: number;
   apiserverPid: number;
+  /** Absent or 0 when not running. */
+  schedulerPid?: number;
+  /** Absent or 0 when not running. */
+  controllerManagerPid?: number;
 }
 
 /** Milliseconds spent in each start-up phase. */
@@ -46,6 +60,8 @@ export interface ControlPlaneTimings {
   etcd: number;
   apiserver: number;
   crds: number;
+  /** Until kube-scheduler and kube-controller-manager answered /healthz (0 when not started). */
+  controlLoops: number;
   total: number;
 }
 
@@ -66,8 +82,8 @@ export interface ControlPlane {
   adminToken: string;
   /** http://127.0.0.1:<port> of etcd. */
   etcdEndpoint: string;
-  /** Logs of etcd and kube-apiserver. */
-  logPaths: { etcd: string; apiserver: string };
+  /** Logs of etcd and kube-apiserver, and of the scheduler and controller manager when running. */
+  logPaths: { etcd: string; apiserver: string } & ControlLoopLogs;
   timings: ControlPlaneTimings;
   record: ControlPlaneRecord;
   /** Runs kubectl with the admin kubeconfig; returns stdout, throws with stderr on failure. */
@@ -76,7 +92,7 @@ export interface ControlPlane {
   api: KubeApi;
   /**
    * Creates a namespace (if missing) with its `default` ServiceAccount and `kube-root-ca.crt`
-   * ConfigMap (normally added by the controller manager, which does not run here).
+   * ConfigMap (the controller manager adds them too when it runs; without it nothing does).
    */
   createNamespace(name: string): Promise<void>;
   /**
@@ -103,6 +119,22 @@ export interface ControlPlaneOptions {
   detach?: boolean;
   /** Extra kube-apiserver flags. */
   apiserverArgs?: string[];
+  /**
+   * Also run kube-scheduler, so Pods without spec.nodeName are scheduled onto Nodes (e.g. a test
+   * kubelet's), DRA claims included. `true` for the defaults.
+   */
+  scheduler?: boolean | SchedulerOptions;
+  /**
+   * Also run kube-controller-manager (default controllers: see DEFAULT_CONTROLLERS in
+   * control_loops.ts). `true` for the defaults.
+   */
+  controllerManager?: boolean | ControllerManagerOptions;
+}
+
+/** Log files of the scheduler and controller manager, when they run. */
+export interface ControlLoopLogs {
+  scheduler?: string;
+  controllerManager?: string;
 }
 
 /** The NetworkAttachmentDefinition CRD manifest shipped with the test infrastructure. */
@@ -207,6 +239,14 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       (await runCommand(kubectlBin, [`--kubeconfig=${kubeconfigPath}`, ...args])).stdout;
     for (const manifest of opts.manifests ?? []) await kubectl("apply", "-f", manifest);
     const tCrds = performance.now();
+    const loopLogs = await startControlLoops({ dir, pki, endpoint, detach: detached }, opts, {
+      record,
+      started: (daemon) => {
+        daemons.push(daemon);
+        return writeOwner(dir, record, detached);
+      },
+    });
+    const tLoops = performance.now();
 
     let stopping: Promise<void> | undefined;
     let minted = 0;
@@ -224,13 +264,14 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       adminKeyPath: pki.adminKey,
       adminToken,
       etcdEndpoint,
-      logPaths: { etcd: etcdLog, apiserver: apiserverLog },
+      logPaths: { etcd: etcdLog, apiserver: apiserverLog, ...loopLogs },
       timings: {
         pki: tPki - t0,
         etcd: tEtcd - t0,
         apiserver: tApiserver - tEtcd,
         crds: tCrds - tApiserver,
-        total: tCrds - t0,
+        controlLoops: tLoops - tCrds,
+        total: tLoops - t0,
       },
       record,
       kubectl,
@@ -275,6 +316,43 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     await stopDaemons(daemons, record).catch(() => {});
     throw err;
   }
+}
+
+/** `true` → the defaults, `false`/absent → not wanted. */
+function wanted<T>(value: boolean | T | undefined): T | undefined {
+  if (value === undefined || value === false) return undefined;
+  return value === true ? {} as T : value;
+}
+
+/**
+ * Starts the scheduler and controller manager asked for, records their pids (through `track`),
+ * and waits until both are healthy. Returns their log paths.
+ */
+async function startControlLoops(
+  ctx: ControlLoopContext,
+  opts: ControlPlaneOptions,
+  track: { record: ControlPlaneRecord; started: (daemon: Daemon) => Promise<void> },
+): Promise<ControlLoopLogs> {
+  const logs: ControlLoopLogs = {};
+  const launched: LaunchedComponent[] = [];
+  const schedulerOpts = wanted(opts.scheduler);
+  if (schedulerOpts) {
+    const scheduler = await launchScheduler(ctx, schedulerOpts);
+    track.record.schedulerPid = scheduler.daemon.pid;
+    await track.started(scheduler.daemon);
+    logs.scheduler = scheduler.daemon.logPath;
+    launched.push(scheduler);
+  }
+  const managerOpts = wanted(opts.controllerManager);
+  if (managerOpts) {
+    const manager = await launchControllerManager(ctx, managerOpts);
+    track.record.controllerManagerPid = manager.daemon.pid;
+    await track.started(manager.daemon);
+    logs.controllerManager = manager.daemon.logPath;
+    launched.push(manager);
+  }
+  await Promise.all(launched.map((component) => component.ready()));
+  return logs;
 }
 
 function apiserverArgs(dir: string, pki: Pki, etcdEndpoint: string, port: number): string[] {
@@ -352,8 +430,12 @@ async function stopDaemons(daemons: Daemon[], record: ControlPlaneRecord): Promi
 
 /** Stops a control plane from its record (for a different process than the one that started it). */
 export async function stopControlPlaneRecord(record: ControlPlaneRecord): Promise<void> {
-  const daemons = [record.etcdPid, record.apiserverPid]
-    .filter((pid) => pid > 1)
-    .map((pid, i) => ({ name: i === 0 ? "etcd" : "kube-apiserver", pid, logPath: "" }));
+  // In start order; stopDaemons stops them the other way round.
+  const daemons = [
+    { name: "etcd", pid: record.etcdPid },
+    { name: "kube-apiserver", pid: record.apiserverPid },
+    { name: "kube-scheduler", pid: record.schedulerPid ?? 0 },
+    { name: "kube-controller-manager", pid: record.controllerManagerPid ?? 0 },
+  ].filter((d) => d.pid > 1).map((d) => ({ ...d, logPath: "" }));
   await stopDaemons(daemons, record);
 }

@@ -162,6 +162,18 @@ const RUNC = "/usr/sbin/runc";
 const DIR_PREFIX = "ctd-";
 
 /**
+ * Makes the instance folder a shared mount, as every mount is on a systemd host, so pod network
+ * namespaces (bind mounts below the state folder) show up in mount namespaces made later with
+ * slave propagation: a node agent that runs in a mount namespace of its own, as a DaemonSet's
+ * container does (the Multus thick daemon here), can then open the paths the runtime hands it.
+ * Cleanup unmounts it with everything else below the folder.
+ */
+async function shareMounts(dir: string): Promise<void> {
+  await runCommand("mount", ["--bind", dir, dir]);
+  await runCommand("mount", ["--make-rshared", dir]);
+}
+
+/**
  * Starts containerd in a fresh network namespace, waits for the CRI and imports the pause image.
  */
 export async function startContainerd(opts: ContainerdOptions): Promise<Containerd> {
@@ -188,6 +200,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   let daemon: Daemon | undefined;
   try {
     await writeOwner(dir, record, detached);
+    await shareMounts(dir);
     for (const sub of ["nri/plugins", "nri/conf.d", "tmp"]) {
       await Deno.mkdir(join(dir, sub), { recursive: true });
     }

@@ -256,6 +256,9 @@ function kubeletConfig(
     localStorageCapacityIsolation: false,
     resolvConf: "/etc/resolv.conf",
     staticPodPath: join(dir, "manifests"),
+    // Not the host's /var/log/pods: every kubelet removes the log folders there of pods it does
+    // not know, which would be other test kubelets' pods.
+    podLogsDir: join(dir, "pod-logs"),
     ...extra,
   };
 }

@@ -237,3 +237,46 @@ Deno.test("the daemon's extra role is only in the meta setup and adds list and w
     assert.ok(!loadDocs(file).some((d) => d.metadata.name === "hydra-daemon"), file);
   }
 });
+
+Deno.test("hot plug: off in both setups until HYDRA_HOTPLUG says on; what it needs is there", () => {
+  const containerEnv = (c: Obj) => {
+    const vars = new Map<string, string>(
+      (c.env as Obj[]).filter((e) => typeof e.value === "string").map((e) => [e.name, e.value]),
+    );
+    return { get: (k: string) => vars.get(k), with: (k: string, v: string) => vars.set(k, v) };
+  };
+  // The meta setup's daemon.
+  const meta = loadDocs("hydra-meta.yaml");
+  const daemon = find(meta, "DaemonSet").spec.template.spec.containers.find((c: Obj) =>
+    c.name === "daemon"
+  );
+  const env = containerEnv(daemon);
+  const asEnv = env as unknown as Deno.Env;
+  assert.equal(parseDaemonArgs(daemon.args.slice(1), asEnv).hotplug, false);
+  env.with("HYDRA_HOTPLUG", "on");
+  const on = parseDaemonArgs(daemon.args.slice(1), asEnv);
+  assert.equal(on.hotplug, true);
+  assert.equal(on.cacheDir, DEFAULT_META_CACHE_DIR, "the meta-CNI's records");
+  const criDir = on.criSocket.slice(0, on.criSocket.lastIndexOf("/"));
+  assert.ok(
+    (daemon.volumeMounts as Obj[]).some((m) => m.mountPath === criDir && !m.readOnly),
+    `${criDir} (the CRI socket) is mounted`,
+  );
+  // Its pods' list and watch come from the daemon's role; Events and pods/status from hydra's.
+  const rules = (name: string, file: Obj[]) => find(file, "ClusterRole", name).rules as Obj[];
+  const grants = (rs: Obj[], resource: string, verb: string) =>
+    rs.some((r) => r.resources.includes(resource) && r.verbs.includes(verb));
+  for (const [resource, verb] of [["events", "create"], ["pods/status", "patch"]]) {
+    assert.ok(grants(rules("hydra", meta), resource, verb), `${resource} ${verb}`);
+  }
+  // The NRI plugin: the same switch, and a role of its own for the watch of the node's pods.
+  const nriDocs = loadDocs("hydra-nri.yaml");
+  const nri = find(nriDocs, "DaemonSet").spec.template.spec.containers.find((c: Obj) =>
+    c.name === "nri"
+  );
+  assert.equal(containerEnv(nri).get("HYDRA_HOTPLUG"), "off");
+  assert.ok(!nri.args.some((a: string) => a.startsWith("--hotplug")), "the env decides");
+  assert.ok(nri.env.some((e: Obj) => e.name === "NODE_NAME"));
+  assert.ok(grants(rules("hydra-nri", nriDocs), "pods", "watch"));
+  assert.equal(find(nriDocs, "ClusterRoleBinding", "hydra-nri").roleRef.name, "hydra-nri");
+});

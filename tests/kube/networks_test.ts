@@ -13,7 +13,13 @@ import { startControlPlane } from "../infra/cluster.ts";
 import { uniqueName } from "../helpers/netns.ts";
 import { createKubeClient, type KubeClient } from "../../kube/client.ts";
 import { loadKubeconfig } from "../../kube/kubeconfig.ts";
-import { type Attachment, type KubeModeConfig, resolveAttachments } from "../../kube/networks.ts";
+import {
+  type Attachment,
+  type KubeModeConfig,
+  resolveAttachments,
+  resolveSelection,
+} from "../../kube/networks.ts";
+import { parseNetworkSelection } from "../../kube/selection.ts";
 import { getPod, type KubeEvent, nadPath, type Pod, podPath } from "../../kube/objects.ts";
 import { reportAttachments } from "../../kube/report.ts";
 import { NETWORK_STATUS_ANNOTATION } from "../../kube/status.ts";
@@ -291,6 +297,108 @@ Deno.test("resolving a pod's networks from the API server, as Multus users expec
           e instanceof CniError && e.code === ErrorCode.InvalidNetworkConfig &&
           /element 1/.test(e.message),
       );
+    });
+
+    await t.step("one selection of a running pod, resolved as at creation (hot plug)", async () => {
+      const pod = await makePod("later", {});
+      const podArgs = {
+        namespace: app,
+        name: "later",
+        uid: pod.metadata.uid!,
+        infraContainerId: "cid9",
+      };
+      const opts = {
+        command: "ADD",
+        ifName: "eth0",
+        containerId: "cid9",
+        cniArgs: "IgnoreUnknown=1;K8S_POD_NAME=later",
+        pod: podArgs,
+      };
+      const rules = { confDir, runtimeConfig: base.runtimeConfig };
+      const [sel] = parseNetworkSelection(
+        JSON.stringify([{
+          name: "macvlan-a",
+          ips: ["10.1.1.5/24"],
+          mac: "02:00:00:00:00:05",
+          "cni-args": { vlan: 7 },
+        }]),
+        app,
+      );
+      const att = await resolveSelection(
+        pod,
+        sel,
+        {
+          ifName: "net4",
+          index: 3,
+          element: 1,
+          legacy: false,
+        },
+        rules,
+        agent,
+        opts,
+      );
+      assert.equal(att.name, `${app}/macvlan-a`);
+      assert.equal(att.ifName, "net4");
+      assert.ok(!att.isDefault);
+      assert.deepEqual((att.list.plugins[0].args as { cni: unknown }).cni, { vlan: 7 });
+      assert.deepEqual(att.runtimeConfig, {
+        ...base.runtimeConfig,
+        ips: ["10.1.1.5/24"],
+        mac: "02:00:00:00:00:05",
+      });
+      assert.match(att.cniArgs, /;MAC=02:00:00:00:00:05;IP=10\.1\.1\.5\/24$/);
+      // Nothing is told on the pod: hot plug tells it itself.
+      const [missing] = parseNetworkSelection("nope", app);
+      await assert.rejects(
+        resolveSelection(
+          pod,
+          missing,
+          { ifName: "net5", index: 3, element: 2, legacy: false },
+          rules,
+          agent,
+          opts,
+        ),
+        /cannot find a network-attachment-definition \(nope\)/,
+      );
+      assert.equal((await events(pod)).length, 0);
+      // The namespace rules of creation hold.
+      const [foreign] = parseNetworkSelection(`${other}/sriov-like`, app);
+      await assert.rejects(
+        resolveSelection(
+          pod,
+          foreign,
+          { ifName: "net5", index: 3, element: 1, legacy: false },
+          {
+            ...rules,
+            namespaceIsolation: true,
+          },
+          agent,
+          opts,
+        ),
+        /namespace isolation is on/,
+      );
+      // A network backed by a device: the pod's devices were shared out at its creation.
+      const device = nadManifest(app, "vf-net", conf("vf-net", "host-device"));
+      await admin.create(nadPath(app, undefined), {
+        ...device,
+        metadata: {
+          ...device.metadata,
+          annotations: { "k8s.v1.cni.cncf.io/resourceName": "example.com/vf" },
+        },
+      });
+      const [vf] = parseNetworkSelection("vf-net", app);
+      await assert.rejects(
+        resolveSelection(
+          pod,
+          vf,
+          { ifName: "net5", index: 3, element: 1, legacy: false },
+          rules,
+          agent,
+          opts,
+        ),
+        /uses a device of resource "example\.com\/vf": such a network is attached at the pod's creation only/,
+      );
+      assert.equal((await events(pod)).length, 0);
     });
 
     await t.step("two networks on one interface name are refused", async () => {

@@ -35,6 +35,8 @@ Deno.test("nri serve: command line help and bad usage", async () => {
       [["--kubeconfig=/k", "--in-cluster"], /exclude each other/],
       [["--kubeconfig=k.conf"], /absolute path/],
       [["--default-network=base"], /needs Kubernetes mode/],
+      [["--hotplug=on"], /--hotplug needs Kubernetes mode/],
+      [["--hotplug=maybe", "--in-cluster"], /--hotplug must be on or off/],
     ] as [string[], RegExp][]
   ) {
     const out = await hydra("nri", "serve", ...args);

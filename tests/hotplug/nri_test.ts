@@ -1,0 +1,28 @@
+/**
+ * Hot plug with `hydra nri serve --hotplug on` beside a default CNI,
+ * against a real kube-apiserver, kubelet and containerd (scenarios.ts).
+ *
+ * Needs root and the built peers (tests/infra/build-peers.sh).
+ */
+
+import { startHotplugWorld } from "./world.ts";
+import {
+  attachAndDetach,
+  badInput,
+  deleteReleases,
+  optOutLeftAlone,
+  restartMidChange,
+} from "./scenarios.ts";
+
+Deno.test("hot plug, NRI beside another default CNI: networks follow a running pod's annotation", async (t) => {
+  const w = await startHotplugWorld("nri");
+  try {
+    await t.step("net2 comes, reaches a peer, goes with its address", () => attachAndDetach(w));
+    await t.step("a pod that does not accept hot plug is left alone", () => optOutLeftAlone(w));
+    await t.step("bad input keeps the networks and says why", () => badInput(w));
+    await t.step("the plugin killed mid-change converges on restart", () => restartMidChange(w));
+    await t.step("deleting the pod releases hot-plugged networks", () => deleteReleases(w));
+  } finally {
+    await w.close();
+  }
+});
