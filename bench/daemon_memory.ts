@@ -3,6 +3,10 @@
  * through a burst of concurrent pod starts, with 100 and with 1,000 other
  * pods on the node, against a real kube-apiserver. Prints JSON.
  *
+ * Multus thick's daemon goes through the same burst at each level, after
+ * hydra's (a fresh one each time, its shim exec'd with the conf it wrote,
+ * the reference plugins for the same three networks).
+ *
  * Method, for each level (a fresh daemon each time, in one run):
  * 1. The node has `level` pods bound to it in the API server, shaped like
  *    pods a kubelet runs (two containers with env, mounts and resources,
@@ -43,6 +47,8 @@ import { machineInfo } from "./machine.ts";
 import { createPod, createWorld, deletePod, destroyWorld, type PodNetns } from "./world.ts";
 import { bridgeNetwork, processMemory, runKubeCni } from "./kube_mode_lib.ts";
 import { fatPod } from "./daemon_memory_lib.ts";
+import { type MultusThick, startMultusThick } from "../tests/infra/multus_thick.ts";
+import { havePeers, referencePluginDir } from "../tests/infra/peers.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -106,13 +112,14 @@ async function createPods(
   prefix: string,
   from: number,
   to: number,
+  networks?: string,
 ): Promise<{ name: string; uid: string }[]> {
   const made: { name: string; uid: string }[] = [];
   for (let i = from; i < to; i += 20) {
     const batch = [];
     for (let j = i; j < Math.min(to, i + 20); j++) {
       batch.push((async () => {
-        const pod = fatPod(ns, `${prefix}-${j}`, nodeName, j);
+        const pod = fatPod(ns, `${prefix}-${j}`, nodeName, j, networks);
         const created = await api.must("POST", `/api/v1/namespaces/${ns}/pods`, pod) as {
           metadata: { uid: string; resourceVersion: string };
         };
@@ -173,10 +180,153 @@ async function snapshot(pid: number, logPath: string): Promise<void> {
   }
 }
 
+/** What one burst runs against: the daemon measured and the plugin a runtime execs. */
+interface BurstTarget {
+  pid: number;
+  exe: string;
+  path: string[];
+  config: Uint8Array;
+  /** The burst pods' networks annotation. */
+  networks: string;
+  /** Called at rest and after the ADDs (heap snapshots). */
+  snapshot?: () => Promise<void>;
+}
+
+/**
+ * The daemon at rest, then `BURST` pods created and their ADDs exec'd all at
+ * once (each checked), then their DELs: its memory at rest, after the ADDs,
+ * the peak, and how the burst's largest samples split.
+ */
+async function burstOf(
+  cp: Awaited<ReturnType<typeof startControlPlane>>,
+  world: Awaited<ReturnType<typeof createWorld>>,
+  ns: string,
+  nodeName: string,
+  prefix: string,
+  t: BurstTarget,
+): Promise<Record<string, number>> {
+  await new Promise((r) => setTimeout(r, 2_000));
+  const rest = await processMemory(t.pid);
+  const restSplit = residentKiB(t.pid);
+  await t.snapshot?.();
+  progress(`${prefix}: at rest ${mib(rest.nowKiB)} MiB; burst`);
+  const burst = await createPods(cp.api, ns, nodeName, `burst-${prefix}`, 0, BURST, t.networks);
+  const netnses: PodNetns[] = burst.map(() => createPod(world));
+  try {
+    const calls = burst.map((p, i) => ({
+      exe: t.exe,
+      containerId: `${prefix}-${i}-${world.id}`,
+      netns: netnses[i].path,
+      path: t.path,
+      config: t.config,
+      pod: { namespace: ns, ...p },
+    }));
+    const sampling = sampleResident(t.pid);
+    const t0 = performance.now();
+    const adds = await Promise.all(
+      calls.map((c) => runKubeCni(world.nodePath, { ...c, command: "ADD" })),
+    );
+    const addWallMs = performance.now() - t0;
+    for (const [i, a] of adds.entries()) {
+      if (a.code !== 0) throw new Error(`ADD of ${calls[i].pod.name}: ${a.stdout}${a.stderr}`);
+      const got = podLinks(netnses[i].path).join();
+      if (got !== "eth0,net1,net2") throw new Error(`${calls[i].pod.name} has ${got}`);
+    }
+    const afterAdd = await processMemory(t.pid);
+    await t.snapshot?.();
+    const dels = await Promise.all(
+      calls.map((c) => runKubeCni(world.nodePath, { ...c, command: "DEL" })),
+    );
+    for (const [i, r] of dels.entries()) {
+      if (r.code !== 0) throw new Error(`DEL of ${calls[i].pod.name}: ${r.stdout}${r.stderr}`);
+    }
+    const end = await processMemory(t.pid);
+    const sampled = sampling();
+    return {
+      burst: BURST,
+      restRssMiB: mib(rest.nowKiB),
+      restAnonMiB: mib(restSplit.anon),
+      restFileMiB: mib(restSplit.file),
+      afterBurstAddRssMiB: mib(afterAdd.nowKiB),
+      peakRssMiB: mib(end.peakKiB),
+      // From samples every 20 ms during the burst: how the peak splits.
+      burstMaxAnonMiB: mib(sampled.anon),
+      burstMaxFileMiB: mib(sampled.file),
+      burstAddWallMs: Math.round(addWallMs),
+    };
+  } finally {
+    for (const n of netnses) deletePod(world, n);
+    for (const p of burst) {
+      await cp.api.must("DELETE", `/api/v1/namespaces/${ns}/pods/${p.name}`, undefined);
+    }
+  }
+}
+
+/**
+ * Multus thick for the same node (tests/infra/multus_thick.ts, as its
+ * DaemonSet runs it), its cluster network the same bridge network with the
+ * reference plugins, and NADs blue-ref and green-ref beside hydra's;
+ * undefined when multus-daemon is not built.
+ */
+async function multusThickConf(
+  cp: Awaited<ReturnType<typeof startControlPlane>>,
+  world: Awaited<ReturnType<typeof createWorld>>,
+  server: string,
+  nodeName: string,
+  ns: string,
+): Promise<{ start(): Promise<MultusThick> } | undefined> {
+  if (!havePeers("multus-daemon", "multus-shim")) return undefined;
+  const confDir = `${world.dir}/thick-net.d`;
+  const shimDir = `${world.dir}/thick-bin`;
+  await Deno.mkdir(confDir);
+  await Deno.mkdir(shimDir);
+  const ref = (name: string, bridge: string, subnet: string, gw = false) =>
+    bridgeNetwork(
+      "reference",
+      name,
+      bridge,
+      subnet,
+      `${world.dir}/ipam`,
+      gw ? { isGateway: true } : {},
+    );
+  await Deno.writeTextFile(
+    `${confDir}/10-cluster.conf`,
+    JSON.stringify(ref("cluster-ref", `hrc${world.id}`, "10.220.0.0/20", true)),
+  );
+  for (const [j, color] of ["blue", "green"].entries()) {
+    await cp.api.must(
+      "POST",
+      `/apis/k8s.cni.cncf.io/v1/namespaces/${ns}/network-attachment-definitions`,
+      {
+        apiVersion: "k8s.cni.cncf.io/v1",
+        kind: "NetworkAttachmentDefinition",
+        metadata: { name: `${color}-ref`, namespace: ns },
+        spec: {
+          config: JSON.stringify(
+            ref(`${color}-ref`, `hr${color[0]}${world.id}`, `10.${221 + j}.0.0/20`),
+          ),
+        },
+      },
+    );
+  }
+  return {
+    start: () =>
+      startMultusThick(cp, {
+        cniConfDir: confDir,
+        shimBinDir: shimDir,
+        netns: world.nodeNetns,
+        server,
+        nodeName,
+        config: { logLevel: "error" },
+      }),
+  };
+}
+
 const machine = await machineInfo();
 const cp = await startControlPlane({ apiserverArgs: API_ANYWHERE_ARGS });
 const world = await createWorld();
 const levels: Record<string, unknown>[] = [];
+const thickLevels: Record<string, unknown>[] = [];
 try {
   const dir = world.dir;
   const nodeServer = await apiIntoNetns(world.nodeNetns, cp.server);
@@ -228,8 +378,8 @@ try {
     apiTimeout: 10,
   }));
 
+  const multusThick = await multusThickConf(cp, world, nodeServer, nodeName, ns);
   let resident = 0;
-  let burstSeq = 0;
   for (const level of LEVELS) {
     progress(`${level} pods on the node: creating them`);
     await createPods(cp.api, ns, nodeName, "resident", resident, level);
@@ -261,63 +411,37 @@ try {
     });
     try {
       const syncMs = await waitSynced(socket, logPath);
-      await new Promise((r) => setTimeout(r, 2_000));
-      const rest = await processMemory(d.pid);
-      const restSplit = residentKiB(d.pid);
-      await snapshot(d.pid, logPath);
-      progress(`${level}: synced in ${Math.round(syncMs)} ms, ${mib(rest.nowKiB)} MiB; burst`);
-      const burst = await createPods(cp.api, ns, nodeName, `burst${burstSeq++}`, 0, BURST);
-      const netnses: PodNetns[] = burst.map(() => createPod(world));
-      const calls = burst.map((p, i) => ({
-        exe: `${hydraBin}/hydra`,
-        containerId: `burst-${level}-${i}-${world.id}`,
-        netns: netnses[i].path,
-        path: [hydraBin],
-        config: metaConf,
-        pod: { namespace: ns, ...p },
-      }));
-      const sampling = sampleResident(d.pid);
-      const t0 = performance.now();
-      const adds = await Promise.all(
-        calls.map((c) => runKubeCni(world.nodePath, { ...c, command: "ADD" })),
-      );
-      const addWallMs = performance.now() - t0;
-      for (const [i, a] of adds.entries()) {
-        if (a.code !== 0) throw new Error(`ADD of ${calls[i].pod.name}: ${a.stdout}${a.stderr}`);
-        const got = podLinks(netnses[i].path).join();
-        if (got !== "eth0,net1,net2") throw new Error(`${calls[i].pod.name} has ${got}`);
-      }
-      const afterAdd = await processMemory(d.pid);
-      await snapshot(d.pid, logPath);
-      const dels = await Promise.all(
-        calls.map((c) => runKubeCni(world.nodePath, { ...c, command: "DEL" })),
-      );
-      for (const [i, r] of dels.entries()) {
-        if (r.code !== 0) throw new Error(`DEL of ${calls[i].pod.name}: ${r.stdout}${r.stderr}`);
-      }
-      const end = await processMemory(d.pid);
-      const sampled = sampling();
-      for (const n of netnses) deletePod(world, n);
-      for (const p of burst) {
-        await cp.api.must("DELETE", `/api/v1/namespaces/${ns}/pods/${p.name}`, undefined);
-      }
       levels.push({
         podsOnNode: level,
-        burst: BURST,
         syncMs: Math.round(syncMs),
-        restRssMiB: mib(rest.nowKiB),
-        restAnonMiB: mib(restSplit.anon),
-        restFileMiB: mib(restSplit.file),
-        afterBurstAddRssMiB: mib(afterAdd.nowKiB),
-        peakRssMiB: mib(end.peakKiB),
-        // From samples every 20 ms during the burst: how the peak splits.
-        burstMaxAnonMiB: mib(sampled.anon),
-        burstMaxFileMiB: mib(sampled.file),
-        burstAddWallMs: Math.round(addWallMs),
+        ...await burstOf(cp, world, ns, nodeName, `hydra${level}`, {
+          pid: d.pid,
+          exe: `${hydraBin}/hydra`,
+          path: [hydraBin],
+          config: metaConf,
+          networks: "blue,green",
+          snapshot: () => snapshot(d.pid, logPath),
+        }),
       });
     } finally {
       await stopProcessGroup(d.pid);
       await d.status;
+    }
+    if (!multusThick) continue;
+    const thick = await multusThick.start();
+    try {
+      thickLevels.push({
+        podsOnNode: level,
+        ...await burstOf(cp, world, ns, nodeName, `thick${level}`, {
+          pid: thick.pid,
+          exe: thick.shimPath,
+          path: [referencePluginDir()],
+          config: await Deno.readFile(thick.confPath),
+          networks: "blue-ref,green-ref",
+        }),
+      });
+    } finally {
+      await thick.stop();
     }
   }
   const peaks = levels.map((l) => l.peakRssMiB as number);
@@ -332,6 +456,13 @@ try {
         mode: "meta-CNI with daemonExec: the daemon runs every invocation",
       },
       levels,
+      multusThick: thickLevels.length
+        ? {
+          what: "Multus thick's daemon through the same burst (its shim exec'd with the conf " +
+            "its daemon wrote, reference bridge + host-local for the same three networks)",
+          levels: thickLevels,
+        }
+        : "not measured: multus-daemon is not built (tests/infra/build-peers.sh)",
       targets: [
         {
           what: `daemon peak ≤ ${PEAK_TARGET_MIB} MiB at every level`,

@@ -55,8 +55,14 @@ function containerStatus(name: string, i: number): Record<string, unknown> {
   };
 }
 
-/** The i-th pod named `name`, bound to `nodeName`, selecting the blue and green networks. */
-export function fatPod(namespace: string, name: string, nodeName: string, i = 0): FatPod {
+/** The i-th pod named `name`, bound to `nodeName`, selecting `networks` (the annotation). */
+export function fatPod(
+  namespace: string,
+  name: string,
+  nodeName: string,
+  i = 0,
+  networks = "blue,green",
+): FatPod {
   const condition = (type: string) => ({
     type,
     status: "True",
@@ -71,7 +77,7 @@ export function fatPod(namespace: string, name: string, nodeName: string, i = 0)
       namespace,
       labels: { app: "web", "pod-template-hash": "5d8f9c7b6d", tier: "frontend" },
       annotations: {
-        "k8s.v1.cni.cncf.io/networks": "blue,green",
+        "k8s.v1.cni.cncf.io/networks": networks,
         "prometheus.io/scrape": "true",
       },
       ownerReferences: [{
