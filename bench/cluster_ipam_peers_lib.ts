@@ -22,6 +22,8 @@ import type { Pod } from "../kube/objects.ts";
 import { type AddressBlock, blockPath } from "../ipam/pool/objects.ts";
 import { parseBlock } from "../ipam/pool/block.ts";
 import { connectNodeDaemon } from "../daemonclient/client.ts";
+import { cniRequest } from "../daemonclient/forward.ts";
+import { type CniCommand, POOL_PLUGIN } from "../daemonclient/protocol.ts";
 import { spawnDaemon, stopProcessGroup } from "../tests/infra/process.ts";
 import type { ExecResult, Peer, PodApi, SimPod } from "./cluster_ipam_lib.ts";
 
@@ -139,8 +141,13 @@ async function viaSocket(
   const conn = await connectNodeDaemon(path).catch(() => undefined);
   if (!conn) return { code: 1, stdout: "", killed: true };
   try {
-    const { PATH: _, ...cni } = env;
-    const res = await conn.call({ op: "cni", plugin: "hydra-pool", env: cni, stdin }, 60_000);
+    const req = await cniRequest((n) => env[n], {
+      command: env.CNI_COMMAND as CniCommand,
+      socket: path,
+      timeoutMs: 60_000,
+      config: JSON.parse(stdin),
+    }, POOL_PLUGIN);
+    const res = await conn.call(req, 60_000);
     if (!res.ok) return { code: 1, stdout: res.message, killed: false };
     const out = res.body as { stdout: string; code: number };
     let ip: string | undefined;

@@ -206,6 +206,16 @@ try {
     cases.push({ ...c, pods });
   }
 
+  // The daemon runs a daemonExec invocation only with a conf it finds in the node's conf
+  // folder, as the runtime found it: each such case's conf is a file there.
+  const nodeConfDir = `${dir}/node-net.d`;
+  await Deno.mkdir(nodeConfDir);
+  const execCases = cases.filter((c) => c.key.includes("daemonexec"));
+  for (const c of execCases) {
+    const conf = JSON.parse(new TextDecoder().decode(c.config));
+    await Deno.writeTextFile(`${nodeConfDir}/${conf.name}.conf`, JSON.stringify(conf));
+  }
+
   if (cases.some((c) => c.key.includes("daemon"))) {
     // In the node namespace, as hostNetwork on a node: with daemonExec it attaches pods itself.
     const d = spawnDaemon("hydra daemon", "ip", {
@@ -225,6 +235,10 @@ try {
         `unix:${metricsSocket}`,
         "--spool-dir",
         `${dir}/hydra-cache/reports`,
+        "--cni-conf-dir",
+        nodeConfDir,
+        "--cni-bin-dir",
+        `${hydraBin}:${referenceBin}`,
         "--log-level",
         "warn",
       ],
@@ -253,6 +267,19 @@ try {
     } finally {
       closeHandle(h);
     }
+  };
+
+  /**
+   * After a DEL the pod's interfaces are gone; links the daemon set aside for its deletion after
+   * the answer (renamed hy-del-<n>, down, no addresses) may take a moment more under load.
+   */
+  const noLinksLeft = async (key: string, path: string) => {
+    let left = ifaces(path);
+    for (let i = 0; i < 100 && left.length && left.every((n) => n.startsWith("hy-del-")); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      left = ifaces(path);
+    }
+    if (left.length) throw new Error(`${key}: after DEL the pod still has ${left}`);
   };
 
   const samples = new Map(
@@ -297,14 +324,7 @@ try {
       if (del.code !== 0) {
         throw new Error(`${c.key} DEL failed (${del.code}): ${del.stdout}${del.stderr}`);
       }
-      // Under daemonExec the DEL answers once the pod's links are parked (renamed hy-del-*) and
-      // their deletion is sent; the kernel finishes it a moment later: wait for that, briefly.
-      let left = ifaces(netns.path);
-      for (let i = 0; i < 100 && left.length && left.every((n) => n.startsWith("hy-del-")); i++) {
-        await new Promise((r) => setTimeout(r, 20));
-        left = ifaces(netns.path);
-      }
-      if (left.length) throw new Error(`${c.key}: after DEL the pod still has ${left}`);
+      await noLinksLeft(c.key, netns.path);
       const s = samples.get(c.key)!;
       if (mode === "timed") {
         s.add.push(add.ms);
@@ -370,6 +390,14 @@ try {
     const metrics =
       (await getFromEndpoint({ transport: "unix", path: metricsSocket }, "/metrics")).body;
     const pick = (re: RegExp) => metrics.split("\n").filter((l) => re.test(l));
+    // Every daemonExec ADD and DEL must have run in the daemon, not fallen back to the exec.
+    const ran = Number(
+      pick(/^hydra_daemon_requests_total\{op="cni",result="ok"\} /)[0]?.split(" ")[1] ?? 0,
+    );
+    const expected = execCases.length * 2 * (WARMUP + PODS + (haveGnuTime() ? RSS_PODS : 0));
+    if (ran < expected) {
+      throw new Error(`only ${ran} of ${expected} daemonExec invocations ran in the daemon`);
+    }
     daemon = {
       peakRssKiB: mem.peakKiB,
       rssKiBAtEnd: mem.nowKiB,

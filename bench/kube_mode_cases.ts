@@ -34,7 +34,8 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
   const hydraConf = (kind: DelegateKind, viaDaemon: boolean, exec = false) =>
     encoder.encode(JSON.stringify({
       cniVersion: "1.0.0",
-      name: "hydra",
+      // Under daemonExec each conf is a file of its own in the node's conf folder.
+      name: exec ? `hydra-${kind}` : "hydra",
       type: "hydra",
       kubeconfig: ctx.kubeconfig,
       clusterNetwork: ctx.clusterPath[kind],

@@ -11,7 +11,10 @@
  *
  * `netns`, `cniArgs`, `capabilityArgs` and `result` are left out when empty.
  * The folder is 0700, files 0600, written atomically. A file of another kind
- * is an old-style cache holding a bare result; it is still read.
+ * is an old-style cache holding a bare result; it is still read. A file
+ * that cannot be read at all (truncated or zeroed by a crash) is set aside
+ * as `.damaged-<name>` by whoever finds it (see list.ts) and then counts as
+ * missing: it never blocks a DEL, CHECK or GC.
  *
  * @module
  */
@@ -22,6 +25,7 @@ import { convertResult, parseResult } from "./convert.ts";
 import {
   ensureDir,
   listFileNames,
+  quarantineFile,
   readTextIfExists,
   removeIfExists,
   writeFileAtomic,
@@ -201,7 +205,52 @@ export async function readCachedResult(
     );
   }
   if (raw === undefined) return undefined;
-  return convertResult(parseResult(raw), cniVersion);
+  try {
+    return convertResult(parseResult(raw), cniVersion);
+  } catch (err) {
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `failed to read cached result of network "${networkName}": ${(err as Error).message}`,
+    );
+  }
+}
+
+/** Sets an attachment's unreadable entry aside (`.damaged-<name>`); returns where it went. */
+export async function quarantineCacheEntry(
+  cacheDir: string,
+  networkName: string,
+  containerId: string,
+  ifName: string,
+): Promise<string> {
+  return await quarantineFile(cacheFilePath(cacheDir, networkName, containerId, ifName));
+}
+
+/**
+ * The attachments of network `networkName` whose entries cannot be read
+ * (which {@link listCacheEntries} leaves out), told by file name:
+ * `<network>-<containerID>-<ifName>`, container IDs holding no "-".
+ */
+export async function unreadableCacheEntries(
+  cacheDir: string,
+  networkName: string,
+): Promise<{ containerId: string; ifName: string }[]> {
+  const dir = resultsDir(cacheDir);
+  const prefix = `${networkName}-`;
+  const out: { containerId: string; ifName: string }[] = [];
+  for (const name of await listFileNames(dir)) {
+    if (!name.startsWith(prefix)) continue;
+    const rest = name.slice(prefix.length);
+    const dash = rest.indexOf("-");
+    if (dash <= 0 || dash === rest.length - 1) continue;
+    try {
+      // Another kind decodes to nothing but is an old-style result: readable.
+      decodeCacheEntry(await Deno.readTextFile(`${dir}/${name}`));
+      continue;
+    } catch {
+      out.push({ containerId: rest.slice(0, dash), ifName: rest.slice(dash + 1) });
+    }
+  }
+  return out;
 }
 
 /** Removes an attachment's entry; true if there was one. */

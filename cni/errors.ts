@@ -65,3 +65,18 @@ export function asCniError(err: unknown, fallbackCode: number = ErrorCode.Intern
   if (err instanceof Error) return new CniError(fallbackCode, err.message);
   return new CniError(fallbackCode, String(err));
 }
+
+/**
+ * The failure of an invocation cancelled because whoever asked for it gave
+ * up (see CmdArgs.signal): code 11, the runtime may try again.
+ */
+export function cancelledError(signal: AbortSignal): CniError {
+  const reason = signal.reason;
+  const why = reason instanceof Error ? reason.message : String(reason ?? "aborted");
+  return new CniError(ErrorCode.TryAgainLater, `cancelled: ${why}`);
+}
+
+/** Throws {@link cancelledError} when `signal` is aborted; does nothing without one. */
+export function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw cancelledError(signal);
+}

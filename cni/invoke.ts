@@ -14,14 +14,14 @@
  * @module
  */
 
-import { CniError, ErrorCode } from "./errors.ts";
+import { cancelledError, CniError, ErrorCode, throwIfCancelled } from "./errors.ts";
 import { parseResult } from "./convert.ts";
 import { outputDocument, pluginError } from "./plugin_output.ts";
 import { invokeInProcess } from "./skel.ts";
 import type { AnyResult, Builtins, Command, Plugin } from "./types.ts";
 import { CURRENT_VERSION, EXEC_ONLY } from "./types.ts";
 import type { VersionInfo } from "./version.ts";
-import { delay, withTimeout } from "../pkg/async.ts";
+import { delay, MAX_TIMER_MS, withTimeout } from "../pkg/async.ts";
 
 /** Default time a plugin may run before it is killed. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -55,6 +55,12 @@ export interface PluginRequest {
   baseEnv?: Readonly<Record<string, string>>;
   /** Plugins run in-process, passed on to them; default {@link EXEC_ONLY}. */
   builtins?: Builtins;
+  /**
+   * The caller gave up: an exec'd plugin is killed, a built-in gets it as its
+   * arguments' `signal` and stops at its next safe point (it is waited for:
+   * its work must be over before anyone undoes it).
+   */
+  signal?: AbortSignal;
 }
 
 /** What a plugin printed and how it exited. */
@@ -176,25 +182,32 @@ async function spawnWithRetry(
 
 /**
  * Execs the plugin file at `path` with `stdin` and `env` (through `via`,
- * see {@link Builtins.execVia}); kills it after `timeoutMs`.
+ * see {@link Builtins.execVia}); kills it after `timeoutMs` (clamped to
+ * what a timer holds, about 24.8 days: a longer wait would fire at once)
+ * or when `signal` aborts.
  */
 export async function execPlugin(
   path: string,
   stdin: Uint8Array,
   env: Record<string, string>,
   timeoutMs: number = DEFAULT_TIMEOUT_MS,
-  via?: readonly string[],
+  { signal, via }: { signal?: AbortSignal; via?: readonly string[] } = {},
 ): Promise<RawOutput> {
+  throwIfCancelled(signal);
   const child = await spawnWithRetry(path, env, via);
   let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
+  const kill = () => {
     try {
       child.kill("SIGKILL");
     } catch {
       // already gone
     }
-  }, timeoutMs);
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    kill();
+  }, Math.min(Math.max(0, timeoutMs), MAX_TIMER_MS));
+  signal?.addEventListener("abort", kill, { once: true });
   try {
     // Collect output while writing stdin, so a plugin that prints before
     // reading cannot fill a pipe and stall both sides.
@@ -205,9 +218,11 @@ export async function execPlugin(
     await writer.close().catch(() => {});
     const out = await output;
     if (timedOut) throw timeoutError(path, timeoutMs);
+    if (signal?.aborted) throw cancelledError(signal);
     return { stdout: out.stdout, stderr: out.stderr, code: out.code };
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", kill);
   }
 }
 
@@ -221,7 +236,8 @@ async function runInProcess(
 ): Promise<RawOutput> {
   const plugin = await loading;
   const timeoutMs = req.timeoutMs;
-  const run = invokeInProcess(plugin, env, stdin, req.builtins);
+  throwIfCancelled(req.signal);
+  const run = invokeInProcess(plugin, env, stdin, req.builtins, req.signal);
   const out = timeoutMs === undefined
     ? await run
     : await withTimeout(run, timeoutMs, () => timeoutError(type, timeoutMs));
@@ -246,13 +262,10 @@ export async function runPlugin(req: PluginRequest): Promise<RawOutput> {
     out = await runInProcess(req.type, builtin, stdin, env, req);
   } else {
     const path = await findInPath(req.type, req.path);
-    out = await execPlugin(
-      path,
-      stdin,
-      env,
-      req.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-      req.builtins?.execVia,
-    );
+    out = await execPlugin(path, stdin, env, req.timeoutMs ?? DEFAULT_TIMEOUT_MS, {
+      signal: req.signal,
+      via: req.builtins?.execVia,
+    });
     if (out.stderr.length) {
       try {
         Deno.stderr.writeSync(out.stderr);

@@ -27,13 +27,15 @@ import {
   DEFAULT_CACHE_DIR,
   deleteCacheEntry,
   listCacheEntries,
+  quarantineCacheEntry,
   readCachedResult,
+  unreadableCacheEntries,
   writeCacheEntry,
 } from "./cache.ts";
 import type { ConfList } from "./conf.ts";
 import { convertResult } from "./convert.ts";
 import { validateContainerId, validateInterfaceName, validateNetworkName } from "./env.ts";
-import { CniError, ErrorCode } from "./errors.ts";
+import { CniError, ErrorCode, throwIfCancelled } from "./errors.ts";
 import { invokePlugin } from "./invoke.ts";
 import type { AnyResult, Attachment, Builtins, Command, NetConf } from "./types.ts";
 import { normalizeVersion, versionAtLeast } from "./version.ts";
@@ -61,6 +63,14 @@ export interface ListOptions {
   baseEnv?: Readonly<Record<string, string>>;
   /** Plugins run in-process (see invoke.ts); default none: every plugin is exec'd. */
   builtins?: Builtins;
+  /**
+   * ADD and CHECK stop when it aborts (the caller gave up): no further plugin
+   * starts, a running exec'd one is killed (see invoke.ts). DEL does not
+   * take it: undoing always runs to the end.
+   */
+  signal?: AbortSignal;
+  /** Told of a cached result that could not be read and was set aside (for the log). */
+  onDamaged?: (network: string, movedTo: string, err: unknown) => void;
 }
 
 /** Builds one plugin's request config. */
@@ -131,6 +141,7 @@ export async function addNetworkList(
   let result: AnyResult | undefined;
   for (const plugin of list.plugins) {
     try {
+      throwIfCancelled(opts.signal);
       const out = await invokePlugin({
         command: "ADD",
         type: plugin.type,
@@ -139,6 +150,7 @@ export async function addNetworkList(
         timeoutMs: opts.timeoutMs,
         baseEnv: opts.baseEnv,
         builtins: opts.builtins,
+        signal: opts.signal,
         ...attachmentRequest(rt),
       });
       result = convertResult(out!, version);
@@ -183,6 +195,31 @@ export async function getCachedResult(
   );
 }
 
+/**
+ * The cached result for DEL and CHECK: one that cannot be read (a crash
+ * truncated or zeroed it) is set aside and counts as missing, as libcni
+ * treats a missing one: the plugins run without `prevResult`.
+ */
+async function usableCachedResult(
+  list: ConfList,
+  rt: RuntimeConf,
+  opts: ListOptions,
+): Promise<AnyResult | undefined> {
+  try {
+    return await getCachedResult(list, rt, opts);
+  } catch (err) {
+    if (!(err instanceof CniError) || err.code !== ErrorCode.DecodingFailure) throw err;
+    const cacheDir = cacheDirOf(opts);
+    const movedTo = await quarantineCacheEntry(cacheDir, list.name, rt.containerId, rt.ifName)
+      .catch(async () => {
+        await deleteCacheEntry(cacheDir, list.name, rt.containerId, rt.ifName).catch(() => {});
+        return "";
+      });
+    opts.onDamaged?.(list.name, movedTo, err);
+    return undefined;
+  }
+}
+
 /** Runs DEL over the list in reverse; removes the cache entry when all succeed. */
 export async function delNetworkList(
   list: ConfList,
@@ -192,12 +229,7 @@ export async function delNetworkList(
   const cacheDir = cacheDirOf(opts);
   let cached: AnyResult | undefined;
   if (versionAtLeast(normalizeVersion(list.cniVersion), "0.4.0")) {
-    try {
-      cached = await getCachedResult(list, rt, opts);
-    } catch {
-      // An unreadable entry is useless to DEL; drop it as libcni does.
-      await deleteCacheEntry(cacheDir, list.name, rt.containerId, rt.ifName).catch(() => {});
-    }
+    cached = await usableCachedResult(list, rt, opts).catch(() => undefined);
   }
   for (const plugin of [...list.plugins].reverse()) {
     try {
@@ -234,7 +266,7 @@ export async function checkNetworkList(
   if (list.disableCheck) return;
   let cached: AnyResult | undefined;
   try {
-    cached = await getCachedResult(list, rt, opts);
+    cached = await usableCachedResult(list, rt, opts);
   } catch (err) {
     const e = err instanceof CniError ? err : new CniError(ErrorCode.IoFailure, String(err));
     throw new CniError(
@@ -245,6 +277,7 @@ export async function checkNetworkList(
   }
   for (const plugin of list.plugins) {
     try {
+      throwIfCancelled(opts.signal);
       await invokePlugin({
         command: "CHECK",
         type: plugin.type,
@@ -253,6 +286,7 @@ export async function checkNetworkList(
         timeoutMs: opts.timeoutMs,
         baseEnv: opts.baseEnv,
         builtins: opts.builtins,
+        signal: opts.signal,
         ...attachmentRequest(rt),
       });
     } catch (err) {
@@ -269,6 +303,35 @@ export function joinErrors(errors: readonly CniError[]): CniError | undefined {
 }
 
 /**
+ * The cached attachments of `list` not in `keep` ("<containerID>\0<ifName>"),
+ * those whose cache entry cannot be read included (told by file name: the
+ * DEL then sets the entry aside).
+ */
+async function staleAttachments(
+  list: ConfList,
+  keep: ReadonlySet<string>,
+  opts: ListOptions,
+): Promise<RuntimeConf[]> {
+  const cacheDir = cacheDirOf(opts);
+  const out: RuntimeConf[] = [];
+  for (const entry of await listCacheEntries(cacheDir)) {
+    if (entry.networkName !== list.name) continue;
+    if (keep.has(`${entry.containerId}\0${entry.ifName}`)) continue;
+    out.push({
+      containerId: entry.containerId,
+      netns: entry.netns ?? "",
+      ifName: entry.ifName,
+      args: entry.cniArgs,
+      capabilityArgs: entry.capabilityArgs,
+    });
+  }
+  for (const a of await unreadableCacheEntries(cacheDir, list.name)) {
+    if (!keep.has(`${a.containerId}\0${a.ifName}`)) out.push({ ...a, netns: "" });
+  }
+  return out;
+}
+
+/**
  * Garbage-collects the network: DELs every cached attachment of `list` that
  * `valid` does not name (all of them when `valid` is undefined, as libcni),
  * then sends GC to each plugin (>= 1.1.0). Throws the collected errors.
@@ -281,22 +344,13 @@ export async function gcNetworkList(
   if (list.disableGC) return;
   const errors: CniError[] = [];
   const keep = new Set((valid ?? []).map((a) => `${a.containerID}\0${a.ifname}`));
-  let cachedEntries: Awaited<ReturnType<typeof listCacheEntries>> = [];
+  let stale: RuntimeConf[] = [];
   try {
-    cachedEntries = await listCacheEntries(cacheDirOf(opts));
+    stale = await staleAttachments(list, keep, opts);
   } catch (err) {
     errors.push(new CniError(ErrorCode.IoFailure, `cannot list cached attachments: ${err}`));
   }
-  for (const entry of cachedEntries) {
-    if (entry.networkName !== list.name) continue;
-    if (keep.has(`${entry.containerId}\0${entry.ifName}`)) continue;
-    const rt: RuntimeConf = {
-      containerId: entry.containerId,
-      netns: entry.netns ?? "",
-      ifName: entry.ifName,
-      args: entry.cniArgs,
-      capabilityArgs: entry.capabilityArgs,
-    };
+  for (const rt of stale) {
     try {
       await delNetworkList(list, rt, opts);
     } catch (err) {

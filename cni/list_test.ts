@@ -256,3 +256,38 @@ Deno.test("STATUS: each plugin from 1.1.0, a no-op before, stops at the first er
     assert.equal((await readCalls(dir)).length, 1);
   });
 });
+
+Deno.test("a result cache a crash truncated is set aside: CHECK runs without it, DEL and GC still delete", async () => {
+  await withFakes(async (dir, cacheDir) => {
+    const l = list("1.1.0");
+    const file = (id: string) => `${cacheDir}/results/chain-${id}-eth0`;
+    const damaged: string[] = [];
+    const opts = {
+      path: [dir],
+      cacheDir,
+      onDamaged: (network: string, movedTo: string) => damaged.push(`${network} ${movedTo}`),
+    };
+    for (const id of ["chk", "gc"]) {
+      await addNetworkList(l, rt(id), opts);
+      const text = await Deno.readTextFile(file(id));
+      await Deno.writeTextFile(file(id), text.slice(0, 20));
+    }
+    await clearCalls(dir);
+    // CHECK: the plugins decide, without prevResult, as with no cache at all.
+    await checkNetworkList(l, rt("chk"), opts);
+    let calls = await readCalls(dir);
+    assert.deepEqual(calls.map((c) => `${c.type} ${c.command}`), ["first CHECK", "second CHECK"]);
+    assert.equal(calls[0].stdin.prevResult, undefined);
+    assert.deepEqual(damaged, [`chain ${cacheDir}/results/.damaged-chain-chk-eth0`]);
+    // GC: the attachment whose cache cannot be read is deleted like any stale one.
+    await clearCalls(dir);
+    await gcNetworkList(l, [], opts);
+    calls = await readCalls(dir);
+    assert.deepEqual(
+      calls.filter((c) => c.command === "DEL").map((c) => `${c.type} ${c.containerId}`),
+      ["second gc", "first gc"],
+    );
+    await assert.rejects(Deno.stat(file("gc")), Deno.errors.NotFound);
+    assert.equal(damaged.length, 2);
+  });
+});

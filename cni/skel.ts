@@ -108,6 +108,14 @@ async function call(plugin: Plugin, cmd: CmdArgs): Promise<string> {
   }
 }
 
+/** What an invocation's arguments carry beyond env and stdin (see CmdArgs). */
+export interface DispatchExtras {
+  /** Aborted when the caller gave up; becomes the arguments' `signal`. */
+  signal?: AbortSignal;
+  /** Where unused config keys are reported; becomes the arguments' `warn`. */
+  warn?: (message: string) => void;
+}
+
 /**
  * Runs one invocation of `plugin` on `env` and `stdin`; never throws.
  * stdout holds the result, the VERSION answer, nothing (DEL/CHECK/STATUS/GC)
@@ -119,12 +127,13 @@ export async function dispatch(
   env: EnvSource,
   stdin: Uint8Array,
   builtins?: Builtins,
-  warn?: (message: string) => void,
+  extras: DispatchExtras = {},
 ): Promise<InvocationOutput> {
   try {
     const cmd = parseInvocation(env, stdin);
     if (builtins) cmd.builtins = builtins;
-    if (warn) cmd.warn = warn;
+    if (extras.signal) cmd.signal = extras.signal;
+    if (extras.warn) cmd.warn = extras.warn;
     return { stdout: await call(plugin, cmd), code: 0 };
   } catch (err) {
     return errorOutput(err, stdin);
@@ -134,14 +143,16 @@ export async function dispatch(
 /**
  * Runs `plugin` in this process exactly as an exec with `env` and `stdin`
  * would run it, without reading or changing the process's env or stdout.
+ * `signal` reaches the plugin as its arguments' `signal` (see CmdArgs).
  */
 export function invokeInProcess(
   plugin: Plugin,
   env: Readonly<Record<string, string>>,
   stdin: Uint8Array,
   builtins?: Builtins,
+  signal?: AbortSignal,
 ): Promise<InvocationOutput> {
-  return dispatch(plugin, env, stdin, builtins);
+  return dispatch(plugin, env, stdin, builtins, { signal });
 }
 
 /**
@@ -170,7 +181,7 @@ export async function runSkel(
     const line = { time: new Date().toISOString(), level: "warn", msg, plugin: plugin.kind };
     console.error(JSON.stringify(line));
   };
-  const out = await dispatch(plugin, (name) => Deno.env.get(name), config, builtins, warn);
+  const out = await dispatch(plugin, (name) => Deno.env.get(name), config, builtins, { warn });
   writeStdout(out.stdout);
   return out.code;
 }

@@ -168,6 +168,13 @@ export interface CmdArgs {
    */
   builtins?: Builtins;
   /**
+   * Aborted when whoever asked for this invocation gave up (the node daemon
+   * sets it when the exec'd side went away). A plugin stops at its next safe
+   * point and fails; what it already did is undone like any failed ADD.
+   * Unset in an exec'd plugin process: the runtime stops it by signal.
+   */
+  signal?: AbortSignal;
+  /**
    * Where a plugin reports what it accepts but does not use (an unknown
    * config key). An exec'd plugin logs it on stderr; unset in-process,
    * where the caller has checked the whole config already.

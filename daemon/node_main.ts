@@ -24,6 +24,7 @@ import {
   startHealthEndpoint,
 } from "../pkg/http.ts";
 import { createRegistry, DURATION_BUCKETS, type Registry } from "../pkg/metrics.ts";
+import { sweepLeftovers } from "../pkg/fsutil.ts";
 import { deferLinkDeletion, settleDeferredDeletions } from "../plugins/link_batch.ts";
 import { type NodeCache, startNodeCache } from "./node_cache.ts";
 import { DEFAULT_DAEMON_SOCKET } from "../daemonclient/protocol.ts";
@@ -32,6 +33,7 @@ import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
 import { heapSnapshotsOnSignal } from "../pkg/heap_snapshot.ts";
+import { createCniExecutor } from "./cni_exec.ts";
 import { DEFAULT_META_CACHE_DIR } from "../engine/config.ts";
 import { type DaemonHotplug, startDaemonHotplug } from "./node_hotplug.ts";
 import { type Pod, podPath } from "../kube/objects.ts";
@@ -41,6 +43,11 @@ const DEFAULT_SPOOL_DIR = spoolDirOf(DEFAULT_META_CACHE_DIR);
 
 /** containerd's CRI socket. */
 const DEFAULT_CRI_SOCKET = "/run/containerd/containerd.sock";
+
+/** Where the runtime's CNI confs are, unless `--cni-conf-dir` says. */
+const DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d";
+/** Where plugins that are not built in are, unless `--cni-bin-dir` says. */
+const DEFAULT_CNI_BIN_DIR = "/opt/cni/bin";
 
 /** The daemon's options. */
 export interface DaemonOptions {
@@ -53,10 +60,17 @@ export interface DaemonOptions {
   logLevel: LogLevel;
   logFile?: string;
   maxInFlight: number;
+  maxConnections: number;
   reportWorkers: number;
   apiTimeoutMs: number;
   /** Where SIGUSR2 writes heap snapshots; none when unset. */
   heapSnapshotDir?: string;
+  /** The node's CNI conf folders: where `daemonExec` invocations' confs are read. */
+  cniConfDirs: string[];
+  /** Folders of plugins that are not built in, for the invocations it runs. */
+  cniBinDirs: string[];
+  /** The uids whose connections are served. */
+  allowUids: number[];
   /** Attach and detach networks of running pods as their selection changes. */
   hotplug: boolean;
   /** The meta-CNI's cache folder (its records). */
@@ -78,7 +92,15 @@ Options:
   --listen ADDR          health and metrics, HOST:PORT or unix:PATH; "" for none
                          (default 127.0.0.1:9713)
   --spool-dir DIR        unwritten status reports (default ${DEFAULT_SPOOL_DIR})
+  --cni-conf-dir DIR     the node's CNI confs: a daemonExec invocation runs the conf
+                         of its name found here, never one a caller sends; repeat
+                         for more (default ${DEFAULT_CNI_CONF_DIR})
+  --cni-bin-dir DIR      plugins that are not built in, for the invocations it runs;
+                         repeat or separate with ":" (default ${DEFAULT_CNI_BIN_DIR})
+  --allow-uid UID        serve connections of this user too (default: root only);
+                         repeatable
   --max-in-flight N      socket requests worked on at once (default 64)
+  --max-connections N    open socket connections at most (default 256)
   --report-workers N     concurrent status writes (default 4)
   --api-timeout SECONDS  deadline of each API request (default 5)
   --hotplug on|off       attach and detach networks of running pods that accept it
@@ -125,6 +147,10 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         listen: { type: "string" },
         "spool-dir": { type: "string" },
         "max-in-flight": { type: "string" },
+        "max-connections": { type: "string" },
+        "cni-conf-dir": { type: "string", multiple: true },
+        "cni-bin-dir": { type: "string", multiple: true },
+        "allow-uid": { type: "string", multiple: true },
         "report-workers": { type: "string" },
         "api-timeout": { type: "string" },
         hotplug: { type: "string" },
@@ -150,6 +176,20 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
   }
   const socket = values.socket ?? DEFAULT_DAEMON_SOCKET;
   if (!socket.startsWith("/")) throw new DaemonUsageError(`--socket must be an absolute path`);
+  const dirs = (flag: string, given: string[] | undefined, fallback: string) =>
+    (given ?? [fallback]).flatMap((v) => v.split(":")).filter((v) => v !== "").map((v) => {
+      if (!v.startsWith("/")) throw new DaemonUsageError(`--${flag} must be an absolute path`);
+      return v;
+    });
+  const allowUids = [
+    0,
+    ...(values["allow-uid"] ?? []).map((v) => {
+      if (!/^\d+$/.test(v)) {
+        throw new DaemonUsageError(`--allow-uid must be a numeric uid, got "${v}"`);
+      }
+      return Number(v);
+    }),
+  ];
   const hotplug = values.hotplug ?? env.get("HYDRA_HOTPLUG") ?? "off";
   if (!["on", "off", "true", "false"].includes(hotplug)) {
     throw new DaemonUsageError(`--hotplug must be on or off, got "${hotplug}"`);
@@ -168,6 +208,10 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
     logLevel,
     logFile: values["log-file"],
     maxInFlight: Math.floor(positive("max-in-flight", values["max-in-flight"], 64)),
+    maxConnections: Math.floor(positive("max-connections", values["max-connections"], 256)),
+    cniConfDirs: dirs("cni-conf-dir", values["cni-conf-dir"], DEFAULT_CNI_CONF_DIR),
+    cniBinDirs: dirs("cni-bin-dir", values["cni-bin-dir"], DEFAULT_CNI_BIN_DIR),
+    allowUids: [...new Set(allowUids)],
     reportWorkers: Math.floor(positive("report-workers", values["report-workers"], 4)),
     apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
     heapSnapshotDir: values["heap-snapshot-dir"] || undefined,
@@ -252,31 +296,6 @@ function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daem
   return { opts, log, client, registry, metrics, cache, reports };
 }
 
-/**
- * Runs an invocation handed over by an exec'd shim through the engine,
- * with hydra's built-ins: a meta-CNI's (`daemonExec`), or with `plugin`
- * "hydra-pool" a cluster-IPAM one (this daemon is the node's allocation
- * host). The plugin path is loaded on the first one: a daemon that is
- * never asked does not carry it.
- */
-async function executeCni(env: Record<string, string>, stdin: string, plugin = "hydra") {
-  if (plugin !== "hydra" && plugin !== "hydra-pool") {
-    const msg = `the node daemon runs only hydra and hydra-pool, not "${plugin}"`;
-    return { stdout: JSON.stringify({ cniVersion: "1.1.0", code: 999, msg }), code: 1 };
-  }
-  const [{ invokeInProcess }, { BUILTINS, loadBuiltin }, { createMetaPlugin }] = await Promise
-    .all([
-      import("../cni/skel.ts"),
-      import("../engine/builtins.ts"),
-      import("../engine/meta.ts"),
-    ]);
-  // The daemon runs what it is handed itself: its meta-CNI never forwards.
-  const run = plugin === "hydra"
-    ? createMetaPlugin({ forward: false })
-    : await loadBuiltin(plugin)!;
-  return await invokeInProcess(run, env, new TextEncoder().encode(stdin), BUILTINS);
-}
-
 /** Makes this daemon the node's cluster-IPAM allocation host (one writer per network and node). */
 async function hostPools(d: Daemon): Promise<void> {
   (await import("../ipam/pool/host.ts")).servePoolsHere({
@@ -325,8 +344,14 @@ async function serveDaemon(
     registry: d.registry,
     nodeName: d.opts.nodeName,
     maxInFlight: d.opts.maxInFlight,
+    maxConnections: d.opts.maxConnections,
     defaultTimeoutMs: d.opts.apiTimeoutMs,
-    executeCni,
+    allowedUids: d.opts.allowUids,
+    executeCni: createCniExecutor({
+      confDirs: d.opts.cniConfDirs,
+      binDirs: d.opts.cniBinDirs,
+      log: d.log,
+    }),
   });
   if (!d.opts.listen) return { server };
   try {
@@ -350,6 +375,61 @@ async function watchSpool(d: Daemon): Promise<() => void> {
   await loadSpool();
   const timer = setInterval(loadSpool, 30_000);
   return () => clearInterval(timer);
+}
+
+/**
+ * Keeps the daemon serving past a failure nothing awaited (a bug, not a
+ * request: requests are checked and their failures answered): it is logged
+ * and counted instead of ending every invocation in flight. Returns the
+ * stopper.
+ */
+function survivingUnhandled(log: Logger, registry: Registry): () => void {
+  const count = registry.counter(
+    "hydra_daemon_internal_errors_total",
+    "Failures nothing awaited, logged and survived.",
+  );
+  const onRejection = (e: PromiseRejectionEvent) => {
+    e.preventDefault();
+    count.inc();
+    log.error("unhandled failure", { error: e.reason });
+  };
+  const onError = (e: ErrorEvent) => {
+    e.preventDefault();
+    count.inc();
+    log.error("uncaught failure", { error: e.error ?? e.message });
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  globalThis.addEventListener("error", onError);
+  return () => {
+    globalThis.removeEventListener("unhandledrejection", onRejection);
+    globalThis.removeEventListener("error", onError);
+  };
+}
+
+/** Week-old damaged files are removed; temp files of killed writes are, after a minute. */
+const QUARANTINE_KEEP_MS = 7 * 24 * 3600_000;
+
+/**
+ * Removes what killed writers left in the meta-CNI's state folders (its
+ * `--cache-dir`, and the spool's parent when the spool is elsewhere):
+ * temporary files, and files set aside as damaged more than a week ago.
+ */
+function sweepStateFolders(d: Daemon): void {
+  const spoolParent = d.opts.spoolDir.replace(/\/+$/, "").replace(/\/[^/]*$/, "") || "/";
+  for (const cacheDir of new Set([d.opts.cacheDir, spoolParent])) {
+    const removed: string[] = [];
+    for (const sub of ["attachments", "results", "networks", "reports"]) {
+      try {
+        removed.push(
+          ...sweepLeftovers(`${cacheDir}/${sub}`, { quarantineAgeMs: QUARANTINE_KEEP_MS })
+            .map((n) => `${sub}/${n}`),
+        );
+      } catch (err) {
+        d.log.warn("cannot sweep a state folder", { folder: `${cacheDir}/${sub}`, error: err });
+      }
+    }
+    if (removed.length) d.log.info("left-over state files removed", { cacheDir, files: removed });
+  }
 }
 
 /** The hot-plug agent on the daemon's caches (see node_hotplug.ts). */
@@ -408,12 +488,15 @@ export async function runDaemon(args: string[]): Promise<number> {
     log.warn("deleting a pod's links after its DEL failed", { netns, error })
   );
   const d = startDaemon(opts, log, client);
+  const stopGuard = survivingUnhandled(log, d.registry);
+  sweepStateFolders(d);
   await hostPools(d);
   let served;
   try {
     served = await serveDaemon(d);
   } catch (err) {
     log.error("cannot serve", { error: err, socket: opts.socket });
+    stopGuard();
     stopDeferring();
     await stopDaemon(d, 0);
     return 1;
@@ -442,6 +525,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   stopDeferring();
   await stopDaemon(d, 5_000);
   await served.health?.shutdown();
+  stopGuard();
   log.info("stopped");
   return 0;
 }

@@ -6,6 +6,11 @@
  * needs nothing. Events go out once, with the first attempt. On stop, what
  * is still queued is spooled for the next start.
  *
+ * Memory is bounded: past `maxQueued` reports or `maxQueuedBytes` of them
+ * in memory, a new report goes to the spool instead (the spool is read
+ * back, as far as there is room, every 30 s); a spool file that cannot be
+ * read is set aside and logged.
+ *
  * @module
  */
 
@@ -13,6 +18,7 @@ import type { KubeClient } from "../kube/client.ts";
 import { isTransient } from "../kube/errors.ts";
 import { backoffDelay, delay } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
+import { QUARANTINE_PREFIX } from "../pkg/fsutil.ts";
 import {
   listSpool,
   readSpooled,
@@ -37,6 +43,10 @@ export interface ReportQueueOptions {
   maxPermanentFailures?: number;
   /** Told about each finished report. */
   onDone?: (outcome: ReportOutcome | "failed" | "dropped", seconds: number) => void;
+  /** Reports held in memory at most; more go to the spool. 1,000. */
+  maxQueued?: number;
+  /** Their size (JSON) at most; more go to the spool. 8 MiB. */
+  maxQueuedBytes?: number;
 }
 
 /** The running writer. */
@@ -52,6 +62,8 @@ export interface ReportQueue {
 
 interface Item {
   report: SpooledReport;
+  /** Its size as JSON, counted against the memory bound. */
+  bytes: number;
   /** Its spool file, removed once the report is settled. */
   file?: string;
   attempts: number;
@@ -79,6 +91,34 @@ interface Queue {
   /** Aborted to wake the idle workers (and replaced). */
   wake: AbortController;
   inFlight: number;
+  /** Bytes of the items in memory (queued or being written). */
+  bytes: number;
+  maxQueued: number;
+  maxQueuedBytes: number;
+}
+
+/** True when one more item of `bytes` fits in memory. */
+function hasRoom(q: Queue, bytes: number): boolean {
+  return q.items.length + q.inFlight < q.maxQueued && q.bytes + bytes <= q.maxQueuedBytes;
+}
+
+/** Queues a report in memory, or spools it when memory is full. */
+function enqueue(q: Queue, report: SpooledReport): void {
+  const bytes = JSON.stringify(report).length;
+  if (!hasRoom(q, bytes)) {
+    spoolReport(q.opts.spoolDir, report).then(
+      () => q.opts.log.warn("report queue full; report spooled", { pod: key(report) }),
+      (err) =>
+        q.opts.log.error("report queue full and the report cannot be spooled; it is lost", {
+          pod: key(report),
+          error: err,
+        }),
+    );
+    return;
+  }
+  q.bytes += bytes;
+  q.items.push({ report, bytes, attempts: 0, permanentFailures: 0, nextAt: 0 });
+  poke(q);
 }
 
 /** Wakes the idle workers: something was queued, finished, or the queue stops. */
@@ -103,6 +143,7 @@ function nextWakeMs(q: Queue): number {
 
 /** Drops a finished item's spool file and reports its outcome. */
 async function settle(q: Queue, it: Item, outcome: ReportOutcome | "failed" | "dropped") {
+  q.bytes -= it.bytes;
   if (it.file) {
     await removeSpooled(it.file);
     q.spooled.delete(it.file);
@@ -163,6 +204,10 @@ async function worker(q: Queue): Promise<void> {
     q.inFlight++;
     try {
       await attempt(q, it);
+    } catch (err) {
+      // Never the end of a worker: the report is dropped, the others go on.
+      q.opts.log.error("pod status report dropped", { pod: k, error: err });
+      q.bytes -= it.bytes;
     } finally {
       q.busy.delete(k);
       q.inFlight--;
@@ -171,15 +216,33 @@ async function worker(q: Queue): Promise<void> {
   }
 }
 
-/** Queues the spool's reports not queued yet; returns how many. */
+/** True when `file` was set aside as damaged (see readSpooled). */
+function setAside(file: string): boolean {
+  const slash = file.lastIndexOf("/");
+  try {
+    Deno.statSync(`${file.slice(0, slash + 1)}${QUARANTINE_PREFIX}${file.slice(slash + 1)}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Queues the spool's reports not queued yet, as far as memory allows; returns how many. */
 async function loadSpool(q: Queue): Promise<number> {
   let added = 0;
   for (const file of await listSpool(q.opts.spoolDir)) {
     if (q.spooled.has(file)) continue;
+    if (!hasRoom(q, 0)) break;
     const report = await readSpooled(file);
-    if (!report) continue;
+    if (!report) {
+      if (setAside(file)) q.opts.log.warn("spooled report unreadable; set aside", { file });
+      continue;
+    }
+    const bytes = JSON.stringify(report).length;
+    if (!hasRoom(q, bytes)) break;
     q.spooled.add(file);
-    q.items.push({ report, file, attempts: 0, permanentFailures: 0, nextAt: 0 });
+    q.bytes += bytes;
+    q.items.push({ report, bytes, file, attempts: 0, permanentFailures: 0, nextAt: 0 });
     added++;
   }
   if (added) poke(q);
@@ -223,13 +286,13 @@ export function startReportQueue(client: KubeClient, opts: ReportQueueOptions): 
     stopping: false,
     wake: new AbortController(),
     inFlight: 0,
+    bytes: 0,
+    maxQueued: opts.maxQueued ?? 1_000,
+    maxQueuedBytes: opts.maxQueuedBytes ?? 8 * 1024 * 1024,
   };
   const workers = Array.from({ length: opts.workers ?? 4 }, () => worker(q));
   return {
-    enqueue(report) {
-      q.items.push({ report, attempts: 0, permanentFailures: 0, nextAt: 0 });
-      poke(q);
-    },
+    enqueue: (report) => enqueue(q, report),
     pending: () => q.items.length + q.inFlight,
     loadSpool: () => loadSpool(q),
     stop: (graceMs) => stop(q, workers, graceMs),

@@ -16,6 +16,12 @@ import type { KubeClient, KubeList } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
 import { type DaemonRequest, type DaemonResponse, encodeLine, lineSplitter } from "./protocol.ts";
 
+/** The longest answer line read. */
+const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+
+/** The longest wait a timer can hold (about 24.8 days). */
+const MAX_WAIT_MS = 2 ** 31 - 1;
+
 /** An open connection to the node daemon. */
 export interface DaemonConnection {
   readonly path: string;
@@ -69,7 +75,8 @@ export async function connectNodeDaemon(path: string): Promise<DaemonConnection 
     ) return undefined;
     throw err;
   }
-  const splitter = lineSplitter();
+  // Answers carry whole objects (a Pod, a NAD): more room than requests get.
+  const splitter = lineSplitter(MAX_ANSWER_BYTES);
   const lines: string[] = [];
   const buf = new Uint8Array(64 * 1024);
   let broken = false;
@@ -97,7 +104,8 @@ export async function connectNodeDaemon(path: string): Promise<DaemonConnection 
     path,
     async call(req, timeoutMs) {
       if (broken) throw new DaemonUnavailableError(`connection to daemon at ${path} is closed`);
-      const signal = AbortSignal.timeout(Math.max(1, Math.round(timeoutMs)));
+      // Clamped to what a timer holds: a longer wait would end at once.
+      const signal = AbortSignal.timeout(Math.min(Math.max(1, Math.round(timeoutMs)), MAX_WAIT_MS));
       const reading = (async () => {
         await conn.write(encodeLine(req));
         return await readLine();

@@ -3,17 +3,23 @@
  * the one way hydra does it: the exec'd process calls this before anything
  * else is loaded, and the meta-CNI calls it again when it runs anyway. When
  * the meta-CNI conf on stdin asks for it and `hydra daemon` answers on its
- * socket, only the CNI_* variables and stdin are forwarded, and what the
- * daemon's run of the very same meta-CNI printed is printed here. It loads
- * this module, the socket client and the CNI error type; the plugin path
- * (skel, meta-CNI, netlink, FFI) is left unloaded.
+ * socket, only the invocation's arguments are forwarded (command,
+ * container, namespace, interface, CNI_ARGS, the runtime's capability
+ * arguments) with the name and digest of the conf the runtime handed over:
+ * the daemon runs the node's own copy of that conf, found in its conf
+ * folder, and what its run printed is printed here. It loads this module,
+ * the socket client and the CNI error type; the plugin path (skel,
+ * meta-CNI, netlink, FFI) is left unloaded.
  *
  * It declines (undefined) whenever the plugin path must decide: a command
  * other than ADD, DEL or CHECK (GC in particular never reaches the
  * daemon), a config that is not a JSON object asking for `daemonExec`,
- * CNI_NETNS_OVERRIDE set (the daemon is never told of it), or no daemon
- * listening. The meta-CNI then runs here (and offers the invocation once
- * more, which costs a failed connect), exactly as without this shim.
+ * CNI_NETNS_OVERRIDE set (the daemon is never told of it), no daemon
+ * listening, or a daemon that will not run this invocation (it does not
+ * serve this caller, has no conf of that name or another one, or finds
+ * the request malformed: see RUN_LOCALLY_REASONS). The meta-CNI then runs
+ * here (and offers the invocation once more, which costs a failed connect),
+ * exactly as without this shim.
  *
  * Answers keep what the plugin path printed: the daemon's result as it
  * printed it, its failure as the same error JSON (code, msg, details,
@@ -28,7 +34,15 @@ import { asCniError, CniError, ErrorCode } from "../cni/errors.ts";
 import { outputDocument, pluginError } from "../cni/plugin_output.ts";
 import { errorVersion } from "../cni/version.ts";
 import { connectNodeDaemon, DaemonUnavailableError } from "./client.ts";
-import { DEFAULT_CNI_EXEC_TIMEOUT_S, DEFAULT_DAEMON_SOCKET } from "./protocol.ts";
+import {
+  type CniCommand,
+  type CniRequest,
+  confDigest,
+  DEFAULT_CNI_EXEC_TIMEOUT_S,
+  DEFAULT_DAEMON_SOCKET,
+  POOL_PLUGIN,
+  RUN_LOCALLY_REASONS,
+} from "./protocol.ts";
 
 /** What the exec prints on stdout and the status it exits with. */
 export interface ShimOutput {
@@ -42,19 +56,9 @@ export type EnvLookup = (name: string) => string | undefined;
 /** Commands the meta-CNI hands to the daemon; VERSION, STATUS and GC it answers itself. */
 const FORWARDED: ReadonlySet<string> = new Set(["ADD", "DEL", "CHECK"]);
 
-/** The CNI_* variables the daemon's run reads. */
-const FORWARDED_ENV = [
-  "CNI_COMMAND",
-  "CNI_CONTAINERID",
-  "CNI_NETNS",
-  "CNI_IFNAME",
-  "CNI_ARGS",
-  "CNI_PATH",
-] as const;
-
 /** Where and how long to forward an invocation. */
 export interface DaemonExecTarget {
-  command: string;
+  command: CniCommand;
   socket: string;
   timeoutMs: number;
   /** The parsed stdin config. */
@@ -89,7 +93,7 @@ export function daemonExecTarget(env: EnvLookup, stdin: Uint8Array): DaemonExecT
     ? c.daemonExecTimeout
     : DEFAULT_CNI_EXEC_TIMEOUT_S;
   return {
-    command: command!,
+    command: command as CniCommand,
     socket: typeof c.daemonSocket === "string" ? c.daemonSocket : DEFAULT_DAEMON_SOCKET,
     timeoutMs: seconds * 1000,
     config: c,
@@ -128,9 +132,45 @@ export function answerOutput(body: unknown, target: DaemonExecTarget): ShimOutpu
 }
 
 /**
+ * The request for the daemon: the invocation's arguments and which conf it
+ * was for; for `plugin` "hydra-pool" the config itself (no node conf names
+ * an IPAM plugin's config: its interface plugin hands it over).
+ */
+export async function cniRequest(
+  env: EnvLookup,
+  target: DaemonExecTarget,
+  plugin?: string,
+): Promise<CniRequest> {
+  const c = target.config;
+  const req: CniRequest = {
+    op: "cni",
+    command: target.command,
+    containerId: env("CNI_CONTAINERID") ?? "",
+    netns: env("CNI_NETNS") ?? "",
+    ifName: env("CNI_IFNAME") ?? "",
+    cniArgs: env("CNI_ARGS") ?? "",
+    // Not strings: the daemon refuses the request, and the plugin path says what is wrong.
+    network: typeof c.name === "string" ? c.name : "",
+    plugin: plugin ?? (typeof c.type === "string" ? c.type : ""),
+    timeoutMs: target.timeoutMs,
+  };
+  if (plugin === POOL_PLUGIN) {
+    req.config = c;
+    return req;
+  }
+  req.confDigest = await confDigest(c);
+  const rc = c.runtimeConfig;
+  if (typeof rc === "object" && rc !== null && !Array.isArray(rc)) {
+    req.runtimeConfig = rc as Record<string, unknown>;
+  }
+  return req;
+}
+
+/**
  * Hands the invocation to the daemon and returns what to print, or
- * undefined when it is not to be forwarded or no daemon listens (the
- * caller runs the plugin path on the same stdin).
+ * undefined when it is not to be forwarded, no daemon listens, or the
+ * daemon will not run it (the caller runs the plugin path on the same
+ * stdin).
  */
 export async function execViaDaemon(
   env: EnvLookup,
@@ -138,38 +178,25 @@ export async function execViaDaemon(
 ): Promise<ShimOutput | undefined> {
   const target = daemonExecTarget(env, stdin);
   if (!target) return undefined;
-  return await forwardInvocation(env, stdin, target);
+  return await forwardInvocation(env, target);
 }
 
 /**
  * Sends one invocation to the daemon at `target.socket` to be run by the
  * built-in `plugin` (the meta-CNI when absent); undefined when no daemon
- * listens there.
+ * listens there or it will not run it (see RUN_LOCALLY_REASONS).
  */
 export async function forwardInvocation(
   env: EnvLookup,
-  stdin: Uint8Array,
   target: DaemonExecTarget,
   plugin?: string,
 ): Promise<ShimOutput | undefined> {
   const conn = await connectNodeDaemon(target.socket).catch(() => undefined);
   if (!conn) return undefined;
-  const forwarded: Record<string, string> = {};
-  for (const name of FORWARDED_ENV) {
-    const value = env(name);
-    if (value !== undefined) forwarded[name] = value;
-  }
   try {
-    const res = await conn.call(
-      {
-        op: "cni",
-        env: forwarded,
-        stdin: new TextDecoder().decode(stdin),
-        ...(plugin ? { plugin } : {}),
-      },
-      target.timeoutMs,
-    );
+    const res = await conn.call(await cniRequest(env, target, plugin), target.timeoutMs);
     if (!res.ok) {
+      if (res.reason && RUN_LOCALLY_REASONS.has(res.reason)) return undefined;
       throw new CniError(
         ErrorCode.TryAgainLater,
         `node daemon at ${target.socket}: ${res.message}`,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { daemonExecTarget, execViaDaemon } from "./forward.ts";
+import { confDigest } from "./protocol.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -115,7 +116,7 @@ Deno.test("no daemon listening: the invocation is left to the plugin path", asyn
   });
 });
 
-Deno.test("the daemon gets the CNI_* variables that are set and stdin; its ADD result is printed as it printed it", async () => {
+Deno.test("the daemon gets the invocation's arguments and which conf it was for, never the conf; its ADD result is printed as it printed it", async () => {
   const result = JSON.stringify({ cniVersion: "0.4.0", ips: [] }, null, 4) + "\n";
   await withStubDaemon(
     () => ({ ok: true, body: { stdout: result, code: 0 } }),
@@ -127,10 +128,41 @@ Deno.test("the daemon gets the CNI_* variables that are set and stdin; its ADD r
         CNI_ARGS: "K8S_POD_NAME=web",
         HOME: "/root",
       };
-      const stdin = conf(socket);
+      const stdin = conf(socket, { runtimeConfig: { mac: "02:00:00:00:00:01" } });
       assert.deepEqual(await execViaDaemon(envOf(env), enc(stdin)), { stdout: result, code: 0 });
-      const { HOME: _, ...cni } = env;
-      assert.deepEqual(reqs, [{ op: "cni", env: cni, stdin }]);
+      const sent = reqs[0];
+      assert.deepEqual(Object.keys(sent).sort(), [
+        "cniArgs",
+        "command",
+        "confDigest",
+        "containerId",
+        "ifName",
+        "netns",
+        "network",
+        "op",
+        "plugin",
+        "runtimeConfig",
+        "timeoutMs",
+      ]);
+      assert.deepEqual(
+        { ...sent, confDigest: undefined },
+        {
+          op: "cni",
+          command: "ADD",
+          containerId: "ctr1",
+          netns: "/run/netns/p",
+          ifName: "eth0",
+          cniArgs: "K8S_POD_NAME=web",
+          network: "pods",
+          plugin: "hydra",
+          confDigest: undefined,
+          runtimeConfig: { mac: "02:00:00:00:00:01" },
+          timeoutMs: 240_000,
+        },
+      );
+      // The digest names the conf without what the runtime adds per invocation.
+      assert.equal(sent.confDigest, await confDigest(JSON.parse(conf(socket))));
+      assert.notEqual(sent.confDigest, await confDigest(JSON.parse(conf(socket, { mtu: 9000 }))));
     },
   );
 });
@@ -220,4 +252,15 @@ Deno.test("a daemon that refuses, breaks off or stalls gives code 11", async () 
     assert.equal(JSON.parse(out!.stdout).code, 11);
     assert.match(JSON.parse(out!.stdout).msg, /did not answer within 200 ms/);
   });
+});
+
+Deno.test("a daemon that will not run the invocation leaves it to the plugin path", async () => {
+  for (const reason of ["ConfNotFound", "ConfMismatch", "Forbidden", "BadRequest"]) {
+    await withStubDaemon(
+      () => ({ ok: false, status: 409, reason, message: "not this one" }),
+      async (socket) => {
+        assert.equal(await execViaDaemon(envOf(DEL_ENV), enc(conf(socket))), undefined, reason);
+      },
+    );
+  }
 });

@@ -11,7 +11,14 @@
  * ← {"ok":true,"body":{…the Pod…}}
  * ← {"ok":false,"status":404,"reason":"NotFound","message":"…"}
  * ← {"ok":false,"transport":"timeout","message":"…"}
+ * → {"op":"cni","command":"ADD","containerId":"…","netns":"…","ifName":"eth0","cniArgs":"…",
+ *    "network":"hydra","plugin":"hydra","confDigest":"sha256:…","timeoutMs":240000}
+ * ← {"ok":true,"body":{"stdout":"…","code":0}}
  * ```
+ *
+ * Only the node's root is served, and a `cni` request names a conf of the
+ * node's rather than carrying one (see docs/node-daemon.md, "What a caller
+ * may ask").
  *
  * @module
  */
@@ -57,16 +64,54 @@ export interface PingRequest {
   op: "ping";
 }
 
+/** The cluster-IPAM plugin a `cni` request may name beside the meta-CNI. */
+export const POOL_PLUGIN = "hydra-pool";
+
+/** The commands a caller may hand to the daemon: the attachment commands, nothing else. */
+export type CniCommand = "ADD" | "DEL" | "CHECK";
+
 /**
- * Runs a whole meta-CNI invocation in the daemon (`daemonExec`): its CNI_*
- * variables and stdin; answered with `{stdout, code}` as the exec would end.
+ * Runs one CNI invocation of a plugin the node's own configuration names
+ * (`daemonExec`). The caller supplies only the invocation's arguments and
+ * which node conf it was invoked for: the daemon reads that conf itself
+ * from the node's conf folder, runs only plugin types it knows, with its own
+ * plugin folders, and answers with `{stdout, code}` as the exec would end.
+ * GC, STATUS, VERSION and `CNI_NETNS_OVERRIDE` have no field: they are
+ * never run for a caller.
  */
 export interface CniRequest {
   op: "cni";
-  env: Record<string, string>;
-  stdin: string;
-  /** The built-in to run: "hydra" (the meta-CNI, the default) or "hydra-pool". */
-  plugin?: string;
+  command: CniCommand;
+  containerId: string;
+  /** CNI_NETNS; "" only on a DEL (the namespace is gone). */
+  netns: string;
+  ifName: string;
+  /** CNI_ARGS ("K=V;K2=V2"). */
+  cniArgs: string;
+  /** The conf's `name`: the node conf (in the daemon's conf folder) the runtime invoked for. */
+  network: string;
+  /**
+   * The plugin `type` invoked: "hydra" (the meta-CNI, run on the node conf
+   * the daemon reads) or "hydra-pool" (cluster IPAM, run on `config`).
+   */
+  plugin: string;
+  /**
+   * {@link confDigest} of the conf the runtime handed over. The daemon runs
+   * only when its own copy of the node conf has the same digest. Only for
+   * "hydra".
+   */
+  confDigest?: string;
+  /**
+   * Only for "hydra-pool": the config its interface plugin handed it (an
+   * object whose `ipam.type` is "hydra-pool"). It only allocates addresses
+   * from the cluster's pools, which the peer check leaves to root anyway;
+   * it never names a plugin, path or namespace the daemon acts in.
+   */
+  config?: Record<string, unknown>;
+  /** The runtime's capability arguments; the daemon keeps those the node conf declares. */
+  runtimeConfig?: Record<string, unknown>;
+  /** How long the caller waits; past it the daemon cancels the invocation and rolls it back. */
+  timeoutMs?: number;
 }
 
 /** Anything the daemon is asked. */
@@ -90,6 +135,23 @@ export interface DaemonFailure {
 /** Any answer. */
 export type DaemonResponse = DaemonOk | DaemonFailure;
 
+/**
+ * Refusals of a `cni` request after which the exec'd side runs the
+ * invocation itself, with its own conf and privileges: the daemon does not
+ * serve this caller, does not have the conf the runtime used (another conf
+ * folder, a conf just rewritten), or finds the request malformed (the
+ * plugin path then answers with the CNI error the runtime expects).
+ */
+export const RUN_LOCALLY_REASONS: ReadonlySet<string> = new Set([
+  "Forbidden",
+  "ConfNotFound",
+  "ConfMismatch",
+  "BadRequest",
+]);
+
+/** The longest request or answer line, bytes (a `report` with a few results is a few KiB). */
+export const MAX_LINE_BYTES = 256 * 1024;
+
 const encoder = new TextEncoder();
 
 /** One message as its line on the wire. */
@@ -97,26 +159,92 @@ export function encodeLine(message: DaemonRequest | DaemonResponse): Uint8Array 
   return encoder.encode(JSON.stringify(message) + "\n");
 }
 
+/** A line longer than the splitter's limit. */
+export class LineTooLongError extends Error {
+  constructor(maxBytes: number) {
+    super(`line longer than ${maxBytes} bytes`);
+    this.name = "LineTooLongError";
+  }
+}
+
 /**
  * Splits a byte stream into lines: feed chunks, take the complete lines.
- * Lines longer than `maxBytes` are an error (a peer that never ends a line
- * must not grow memory without bound).
+ * Bytes are kept as bytes until a line is complete (a peer that sends a
+ * long line in small pieces costs its length, not a string per piece), and
+ * a line longer than `maxBytes` is an error: a peer that never ends a line
+ * must not grow memory without bound.
  */
-export function lineSplitter(maxBytes = 4 * 1024 * 1024) {
+export function lineSplitter(maxBytes = MAX_LINE_BYTES) {
   const decoder = new TextDecoder();
-  let pending = "";
+  let parts: Uint8Array[] = [];
+  let held = 0;
+  const take = (tail: Uint8Array): string => {
+    const line = new Uint8Array(held + tail.length);
+    let at = 0;
+    for (const p of parts) {
+      line.set(p, at);
+      at += p.length;
+    }
+    line.set(tail, at);
+    parts = [];
+    held = 0;
+    return decoder.decode(line);
+  };
   return {
     /** Adds a chunk; returns the lines it completed. */
     push(chunk: Uint8Array): string[] {
-      pending += decoder.decode(chunk, { stream: true });
       const lines: string[] = [];
+      let rest = chunk;
       let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        lines.push(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
+      while ((nl = rest.indexOf(10)) >= 0) {
+        if (held + nl > maxBytes) throw new LineTooLongError(maxBytes);
+        lines.push(take(rest.subarray(0, nl)));
+        rest = rest.subarray(nl + 1);
       }
-      if (pending.length > maxBytes) throw new Error(`line longer than ${maxBytes} bytes`);
+      if (rest.length) {
+        if (held + rest.length > maxBytes) throw new LineTooLongError(maxBytes);
+        // A copy: the caller reuses its read buffer.
+        parts.push(rest.slice());
+        held += rest.length;
+      }
       return lines;
     },
+    /** Bytes of the line not complete yet. */
+    get pending(): number {
+      return held;
+    },
   };
+}
+
+/** Keys a runtime adds to a plugin's conf per invocation (not part of the node's conf). */
+function runtimeKey(key: string): boolean {
+  return key === "runtimeConfig" || key === "prevResult" || key === "capabilities" ||
+    key.startsWith("cni.dev/");
+}
+
+/** JSON with object keys sorted at every level: one text per value, whatever the key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const obj = value as Record<string, unknown>;
+    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * The digest of a plugin conf as a runtime hands it over (`name` and
+ * `cniVersion` of its list included), leaving out what the runtime adds per
+ * invocation (`runtimeConfig`, `prevResult`, `cni.dev/*`) and
+ * `capabilities` (which runtimes drop or keep): "sha256:<hex>". Two confs
+ * with the same digest run the same way.
+ */
+export async function confDigest(conf: Record<string, unknown>): Promise<string> {
+  const kept: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(conf)) if (!runtimeKey(k)) kept[k] = v;
+  const hash = await crypto.subtle.digest("SHA-256", encoder.encode(canonicalJson(kept)));
+  return `sha256:${
+    Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, "0")).join("")
+  }`;
 }

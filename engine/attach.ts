@@ -10,13 +10,22 @@
  *   order (libcni semantics, own result cache under `cacheDir`). If one
  *   fails, the ones already run, the failing one included, are DELeted in
  *   reverse before the error is returned with its code. The first network's
- *   result is the attachment's (the runtime's, for the meta-CNI).
+ *   result is the attachment's (the runtime's, for the meta-CNI). An ADD of
+ *   an interface that is attached already (a record is there: no DEL came
+ *   since the last ADD) is refused and changes nothing; the runtime DELs
+ *   first. An ADD whose caller gives up (AttachRequest.signal) stops at the
+ *   next delegate and is rolled back the same way.
  * - DEL runs the recorded delegates in reverse, carries on past failures and
- *   reports them together; with no record there is nothing of ours to undo,
- *   but a pod Multus attached before hydra took over (the conf names Multus's
- *   `cniDir`) is deleted from Multus's cache (multus_cache.ts).
- *   A record that cannot be read is moved aside and DEL goes on without it.
+ *   reports them together. Without a usable record (none, or one that
+ *   cannot be read, which is moved aside) it works from whatever else
+ *   survives (salvage.ts) and reports what it could not delete; with no
+ *   record at all, a pod Multus attached before hydra took over (the conf
+ *   names Multus's `cniDir`) is deleted from Multus's cache (multus_cache.ts).
  * - CHECK checks every recorded delegate in order.
+ *
+ * Each runs as the attachment's only owner (ownership.ts): ADD, DEL and
+ * CHECK of one container interface never overlap, whichever process runs
+ * them.
  *
  * The networks come from the meta-CNI conf (`delegates`, a conf folder, or
  * Kubernetes: see config.ts and kube_config.ts), or the caller names them
@@ -37,6 +46,7 @@ import {
   assertPluginsExist,
   type AttachedNetwork,
   type AttachOutcome,
+  checkNotCancelled,
   delegateError,
   deleteAll,
   type Invocation,
@@ -45,15 +55,19 @@ import {
   runtimeFor,
   saveRecordFirst,
   warnAboutNetworks,
+  withSignal,
 } from "./run.ts";
 import {
   type AttachmentRecord,
   loadRecord,
   RECORD_KIND,
   recordDelegates,
+  recordPath,
   type StoredDelegate,
   storeDelegate,
 } from "./record.ts";
+import { withAttachment } from "./ownership.ts";
+import { detachWithoutRecord } from "./salvage.ts";
 
 /** A network the caller chose: a delegate, its name, and what its plugins get. */
 export interface NetworkPlan extends Delegate {
@@ -84,6 +98,8 @@ export interface AttachRequest {
   builtins?: Builtins;
   /** On attach: the networks, in order, instead of the conf's; the first gets {@link ifName}. */
   networks?: readonly NetworkPlan[];
+  /** Aborted when the caller gives up: an attach stops and is rolled back (CNI code 11). */
+  signal?: AbortSignal;
 }
 
 export type { AttachedNetwork, AttachOutcome } from "./run.ts";
@@ -123,6 +139,7 @@ export function invocationOf(req: AttachRequest, command: Command): CmdArgs {
     stdinData: new TextEncoder().encode(JSON.stringify(req.conf)),
     config: req.conf,
     ...(req.builtins ? { builtins: req.builtins } : {}),
+    ...(req.signal ? { signal: req.signal } : {}),
   };
 }
 
@@ -196,22 +213,71 @@ function newRecord(args: CmdArgs, networks: readonly NetworkPlan[]): AttachmentR
   return record;
 }
 
+/** True when the container interface has a record file (readable or not). */
+function hasRecord(inv: Invocation, args: CmdArgs): boolean {
+  try {
+    Deno.statSync(recordPath(inv.options.cacheDir, args.containerId, args.ifName));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Refuses (changing nothing) an ADD of an interface that has a record: no DEL came since. */
+function refuseSecondAdd(inv: Invocation, args: CmdArgs): void {
+  if (!hasRecord(inv, args)) return;
+  throw new CniError(
+    ErrorCode.InvalidEnvironmentVariables,
+    `container "${args.containerId}" interface "${args.ifName}" is attached already: ` +
+      `DEL it before adding it again`,
+  );
+}
+
+/** Runs `fn` as the attachment's only owner, with the owner's signal. */
+function owned<T>(
+  args: CmdArgs,
+  inv: Invocation,
+  fn: (inv: Invocation) => Promise<T>,
+): Promise<T> {
+  return withAttachment(
+    inv.options.cacheDir,
+    args.containerId,
+    args.ifName,
+    args.command,
+    args.signal,
+    (signal) => fn(withSignal(inv, signal)),
+  );
+}
+
 /** ADD of a meta-CNI invocation (either mode), or of the caller's networks. */
-export async function attachInvocation(
+export function attachInvocation(
   args: CmdArgs,
   networks?: readonly NetworkPlan[],
 ): Promise<AttachOutcome> {
-  const inv = prepare(args);
-  if (!networks && kubeMode(args)) return (await loadKube()).addKube(args, inv);
+  return owned(args, prepare(args), async (inv) => {
+    refuseSecondAdd(inv, args);
+    if (!networks && kubeMode(args)) return (await loadKube()).addKube(args, inv);
+    return await attachNetworks(args, inv, networks);
+  });
+}
+
+/** The conf-file mode ADD (or the caller's networks), as the owner. */
+async function attachNetworks(
+  args: CmdArgs,
+  inv: Invocation,
+  networks: readonly NetworkPlan[] | undefined,
+): Promise<AttachOutcome> {
   const planned = await plannedNetworks(args, inv, networks);
   if (networks) warnAboutNetworks(inv, planned);
   // Checked up front so a missing binary changes nothing at all.
   await assertPluginsExist(planned, inv.listOptions);
+  checkNotCancelled(inv);
   const record = newRecord(args, planned);
   await saveRecordFirst(inv, record);
   const attached: AttachedNetwork[] = [];
   for (const [i, n] of planned.entries()) {
     try {
+      checkNotCancelled(inv);
       const rt = runtimeFor(record, n, i, args.netns);
       attached.push({
         name: n.name,
@@ -231,46 +297,62 @@ export async function attachInvocation(
   return { result: attached[0].result, networks: attached };
 }
 
-/** DEL of a meta-CNI invocation: whatever its record says. */
-export async function detachInvocation(args: CmdArgs): Promise<void> {
-  const inv = prepare(args);
-  const record = await loadRecordForDel(inv, args.containerId, args.ifName);
-  if (!record && inv.options.multusCacheDir) {
+/** DEL of a meta-CNI invocation: whatever its record says, else whatever survives. */
+export function detachInvocation(args: CmdArgs): Promise<void> {
+  return owned(args, prepare(args), async (inv) => {
+    const { record, damaged } = await loadRecordForDel(inv, args.containerId, args.ifName);
+    const joined = joinErrors(
+      record
+        ? await deleteAll(record, args.netns, inv)
+        : await detachUnrecorded(args, inv, damaged),
+    );
+    if (joined) throw joined;
+  });
+}
+
+/**
+ * DEL with no usable record: a pod Multus attached before hydra took over
+ * from Multus's cache (only when no record was there at all: a damaged one
+ * is hydra's), else from whatever survives (salvage.ts).
+ */
+async function detachUnrecorded(
+  args: CmdArgs,
+  inv: Invocation,
+  damaged: boolean,
+): Promise<CniError[]> {
+  if (!damaged && inv.options.multusCacheDir) {
     const { delFromMultusCache } = await import("./multus_cache.ts");
     const fromMultus = await delFromMultusCache(args, inv, inv.options.multusCacheDir);
-    if (fromMultus.handled) {
-      const joined = joinErrors(fromMultus.errors.map(asCni));
-      if (joined) throw joined;
-      return;
-    }
+    if (fromMultus.handled) return fromMultus.errors.map(asCni);
   }
-  if (!record) {
-    if (kubeMode(args)) return (await loadKube()).delKubeWithoutRecord(args, inv);
-    inv.log.info("no attachments recorded; nothing to delete");
-    return;
-  }
-  const joined = joinErrors(await deleteAll(record, args.netns, inv));
-  if (joined) throw joined;
+  const kube = kubeMode(args) ? await loadKube() : undefined;
+  return await detachWithoutRecord(
+    args,
+    inv,
+    damaged,
+    kube && (() => kube.kubeDelegatesWithoutRecord(args, inv)),
+  );
 }
 
 /** CHECK of a meta-CNI invocation: every recorded delegate, in order. */
-export async function checkInvocation(args: CmdArgs): Promise<void> {
-  const inv = prepare(args);
-  const record = await loadRecord(inv.options.cacheDir, args.containerId, args.ifName);
-  if (!record) {
-    throw new CniError(
-      ErrorCode.UnknownContainer,
-      `no attachments recorded for container "${args.containerId}" interface "${args.ifName}"`,
-    );
-  }
-  const delegates = recordDelegates(record);
-  for (let i = 0; i < delegates.length; i++) {
-    const d = delegates[i];
-    if (record.delegates[i].deleted) continue;
-    try {
-      await checkNetworkList(d.list, runtimeFor(record, d, i, args.netns), inv.listOptions);
-    } catch (err) {
-      throw delegateError(err, d, "checking");
+export function checkInvocation(args: CmdArgs): Promise<void> {
+  return owned(args, prepare(args), async (inv) => {
+    const record = await loadRecord(inv.options.cacheDir, args.containerId, args.ifName);
+    if (!record) {
+      throw new CniError(
+        ErrorCode.UnknownContainer,
+        `no attachments recorded for container "${args.containerId}" interface "${args.ifName}"`,
+      );
     }
-  }
+    const delegates = recordDelegates(record);
+    for (let i = 0; i < delegates.length; i++) {
+      const d = delegates[i];
+      if (record.delegates[i].deleted) continue;
+      try {
+        await checkNetworkList(d.list, runtimeFor(record, d, i, args.netns), inv.listOptions);
+      } catch (err) {
+        throw delegateError(err, d, "checking");
+      }
+    }
+  });
 }

@@ -48,6 +48,7 @@ import {
   asCni,
   assertPluginsExist,
   type AttachOutcome,
+  checkNotCancelled,
   delegateError,
   deleteAll,
   type Invocation,
@@ -57,7 +58,6 @@ import {
 import {
   type AttachmentRecord,
   RECORD_KIND,
-  removeRecord,
   type SelectionRules,
   type StoredDelegate,
   storeDelegate,
@@ -83,20 +83,31 @@ function fnv(text: string): string {
   return h.toString(16).padStart(8, "0");
 }
 
+/** The text of `path`; undefined when it cannot be read. */
+function readIfAny(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * An inline delegate as a conflist file under the cache dir, so it can be
  * named like a `clusterNetwork` path; written once per distinct content.
+ * A file there that does not hold exactly that content (truncated or
+ * zeroed by a crash) is written again, so one damaged file never fails
+ * every later ADD.
  */
-async function networkFile(cacheDir: string, d: Delegate): Promise<string> {
+async function networkFile(inv: Invocation, d: Delegate): Promise<string> {
   const text = JSON.stringify(storeDelegate(d).config);
   const safe = d.list.name.replace(/[^A-Za-z0-9_.-]/g, "-");
-  const path = `${cacheDir.replace(/\/+$/, "")}/networks/${safe}-${fnv(text)}.conflist`;
-  try {
-    await Deno.stat(path);
-  } catch {
-    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(path, text, 0o600);
-  }
+  const path = `${inv.options.cacheDir.replace(/\/+$/, "")}/networks/${safe}-${fnv(text)}.conflist`;
+  const found = readIfAny(path);
+  if (found === text) return path;
+  if (found !== undefined) inv.log.warn("network file damaged; writing it again", { path });
+  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(path, text, 0o600);
   return path;
 }
 
@@ -105,7 +116,7 @@ async function kubeConfig(s: KubeMetaSettings, args: CmdArgs, inv: Invocation) {
   if (s.kube.clusterNetwork !== "" || s.kube.skipDefaultNetwork) return s.kube as KubeModeConfig;
   const delegates = await resolveDelegates(args.config, inv.options, args.ifName || "eth0");
   const files = [];
-  for (const d of delegates) files.push(await networkFile(inv.options.cacheDir, d));
+  for (const d of delegates) files.push(await networkFile(inv, d));
   return {
     ...s.kube,
     clusterNetwork: files[0],
@@ -195,6 +206,7 @@ async function attachAll(
     if (Object.keys(a.runtimeConfig).length) rt.capabilityArgs = a.runtimeConfig;
     let added = false;
     try {
+      checkNotCancelled(inv);
       let result = await addNetworkList(a.list, rt, inv.listOptions);
       added = true;
       if (a.defaultRoute) {
@@ -269,6 +281,7 @@ export async function addKube(args: CmdArgs, inv: Invocation): Promise<AttachOut
     });
     warnAboutNetworks(inv, asDelegates(attachments));
     await assertPluginsExist(asDelegates(attachments), inv.listOptions);
+    checkNotCancelled(inv);
     const record: AttachmentRecord = {
       kind: RECORD_KIND,
       containerId: args.containerId,
@@ -322,16 +335,21 @@ async function report(
 }
 
 /**
- * DEL without a record (ADD never got as far, or the record was lost): if
- * the pod still exists under the same UID, resolve its networks again and
- * DEL them, logging what fails; otherwise there is nothing known to undo.
- * Never fails: a DEL that cannot succeed would block the sandbox forever.
+ * For a DEL without a record (ADD never got as far, or the record was
+ * lost): if the pod still exists under the same UID, its networks resolved
+ * again, as recorded delegates for the DEL to remove (engine/salvage.ts
+ * runs them and reports what fails); none when the pod is gone or its
+ * networks cannot be resolved (logged: nothing known to undo, and a DEL
+ * that cannot succeed would block the sandbox forever).
  */
-export async function delKubeWithoutRecord(args: CmdArgs, inv: Invocation): Promise<void> {
+export async function kubeDelegatesWithoutRecord(
+  args: CmdArgs,
+  inv: Invocation,
+): Promise<StoredDelegate[]> {
   const podArgs = podArgsOf(args.args);
   if (!podArgs) {
-    inv.log.info("no attachments recorded and no pod named; nothing to delete");
-    return;
+    inv.log.info("no attachments recorded and no pod named; nothing to resolve");
+    return [];
   }
   let source: KubeSource | undefined;
   try {
@@ -339,10 +357,10 @@ export async function delKubeWithoutRecord(args: CmdArgs, inv: Invocation): Prom
     source = await openKubeSource(s, podArgs, spoolDirOf(inv.options.cacheDir), inv.log);
     const pod = await readPod(source, podArgs);
     if (!pod) {
-      inv.log.info("no attachments recorded and the pod is gone; nothing to delete", {
+      inv.log.info("no attachments recorded and the pod is gone; nothing to resolve", {
         pod: podId(podArgs),
       });
-      return;
+      return [];
     }
     const attachments = await resolveAttachments(
       pod,
@@ -357,21 +375,13 @@ export async function delKubeWithoutRecord(args: CmdArgs, inv: Invocation): Prom
         timeoutMs: s.kube.apiTimeoutMs,
       },
     );
-    const record: AttachmentRecord = {
-      kind: RECORD_KIND,
-      containerId: args.containerId,
-      ifName: args.ifName,
-      netns: args.netns,
-      delegates: attachments.map((a) => storedAttachment(a, podArgs, args.args)),
-    };
-    const errors = await deleteAll(record, args.netns, inv);
-    await removeRecord(inv.options.cacheDir, args.containerId, args.ifName);
-    for (const e of errors) inv.log.warn("re-resolved delegate not deleted", { error: e.message });
+    return attachments.map((a) => storedAttachment(a, podArgs, args.args));
   } catch (err) {
     inv.log.error("no attachments recorded and the pod's networks could not be resolved", {
       pod: podId(podArgs),
       error: err,
     });
+    return [];
   } finally {
     source?.close();
   }

@@ -5,8 +5,12 @@
  *
  * - STATUS asks every configured delegate; the first failure is returned.
  * - GC deletes the recorded attachments of containers the runtime no longer
- *   lists in `cni.dev/valid-attachments`, then passes GC to every configured
- *   delegate with the attachments still valid on it.
+ *   lists in `cni.dev/valid-attachments` (each as its only owner, as a DEL;
+ *   a record that cannot be read is set aside and its container's result
+ *   caches drive the delete), then passes GC to every configured delegate
+ *   with the attachments still valid on it, and removes what killed writers
+ *   left in the cache folder (temporary files; files set aside as damaged
+ *   more than a week ago).
  *
  * With `"daemonExec": true` ADD, DEL and CHECK run inside the node daemon
  * when one answers (daemonclient/forward.ts), except in the daemon itself,
@@ -23,7 +27,17 @@ import type { AnyResult, Attachment, CmdArgs, Plugin } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { attachInvocation, checkInvocation, detachInvocation, loadKube } from "./attach.ts";
 import { type Delegate, resolveDelegates } from "./config.ts";
-import { asCni, delegateError, deleteAll, type Invocation, prepare } from "./run.ts";
+import {
+  asCni,
+  delegateError,
+  deleteAll,
+  type Invocation,
+  loadRecordForDel,
+  prepare,
+} from "./run.ts";
+import { withAttachment } from "./ownership.ts";
+import { detachWithoutRecord } from "./salvage.ts";
+import { sweepLeftovers } from "../pkg/fsutil.ts";
 import { type AttachmentRecord, listRecords } from "./record.ts";
 
 /** The invocation's CNI_* variables as the exec that made `args` had them. */
@@ -98,13 +112,52 @@ function validAttachments(args: CmdArgs): Attachment[] | undefined {
   return raw as Attachment[];
 }
 
+/**
+ * Deletes the attachment `containerId`/`ifName` as its only owner, from its
+ * record as it is now (another DEL may have run since it was listed), or
+ * from what survives when the record cannot be read.
+ */
+function deleteStale(
+  args: CmdArgs,
+  inv: Invocation,
+  containerId: string,
+  ifName: string,
+): Promise<CniError[]> {
+  const cacheDir = inv.options.cacheDir;
+  return withAttachment(cacheDir, containerId, ifName, "DEL", undefined, async () => {
+    const { record, damaged } = await loadRecordForDel(inv, containerId, ifName);
+    if (record) return await deleteAll(record, record.netns, inv);
+    if (!damaged) return [];
+    return await detachWithoutRecord(
+      { ...args, containerId, ifName, netns: "", args: "" },
+      inv,
+      true,
+    );
+  });
+}
+
+/** Temporary files of killed writes, and files set aside as damaged a week ago, go. */
+function sweepCacheDir(inv: Invocation): void {
+  for (const sub of ["attachments", "results", "networks", "reports"]) {
+    const dir = `${inv.options.cacheDir.replace(/\/+$/, "")}/${sub}`;
+    try {
+      const removed = sweepLeftovers(dir, { quarantineAgeMs: 7 * 24 * 3600_000 });
+      if (removed.length) inv.log.info("left-over state files removed", { dir, files: removed });
+    } catch (err) {
+      inv.log.warn("cannot sweep a state folder", { dir, error: err });
+    }
+  }
+}
+
 async function gc(args: CmdArgs): Promise<void> {
   const inv = prepare(args);
   const valid = validAttachments(args);
   const keep = new Set((valid ?? []).map((a) => `${a.containerID}\0${a.ifname}`));
   const errors: CniError[] = [];
+  const unreadable: string[] = [];
   const records = await listRecords(inv.options.cacheDir, (path, err) => {
     inv.log.warn("unreadable attachment record", { path, error: err });
+    unreadable.push(path.slice(path.lastIndexOf("/") + 1));
   });
   const live: AttachmentRecord[] = [];
   for (const record of records) {
@@ -113,7 +166,16 @@ async function gc(args: CmdArgs): Promise<void> {
       continue;
     }
     inv.log.info("removing stale attachments", { staleContainerId: record.containerId });
-    errors.push(...await deleteAll(record, record.netns, inv));
+    errors.push(
+      ...await deleteStale(args, inv, record.containerId, record.ifName).catch((e) => [asCni(e)]),
+    );
+  }
+  for (const name of unreadable) {
+    // Container ids hold no "-" (see record.ts): the id and the interface split at the first.
+    const dash = name.indexOf("-");
+    const [containerId, ifName] = [name.slice(0, dash), name.slice(dash + 1)];
+    if (dash <= 0 || keep.has(`${containerId}\0${ifName}`)) continue;
+    errors.push(...await deleteStale(args, inv, containerId, ifName).catch((e) => [asCni(e)]));
   }
   let delegates: Delegate[] = [];
   try {
@@ -136,6 +198,7 @@ async function gc(args: CmdArgs): Promise<void> {
       errors.push(delegateError(err, d, "collecting garbage of"));
     }
   }
+  sweepCacheDir(inv);
   const joined = joinErrors(errors);
   if (joined) throw joined;
 }

@@ -38,11 +38,11 @@ import {
 } from "../cni/list.ts";
 import type { ConfList } from "../cni/conf.ts";
 import type { AnyResult, Builtins } from "../cni/types.ts";
-import { createKeyedQueue } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
 import { withHandle } from "../netlink/socket.ts";
 import { findLink } from "../netlink/link.ts";
 import { closeRemovalBatch, openRemovalBatch } from "../plugins/link_batch.ts";
+import { withAttachment } from "./ownership.ts";
 import { assertPluginsExist, chrootedRunner, delegateError, runtimeFor } from "./run.ts";
 import {
   type AttachmentRecord,
@@ -104,16 +104,18 @@ export interface RecordedNetwork {
   pending: boolean;
 }
 
-/** Stand-in for the attachment lock: hot plugs of one attachment in this process, in turn. */
-const turns = createKeyedQueue();
-
 /**
- * Runs `fn` as the owner of the target's attachment. Kept to one call so
- * the attachment lock the runtime's ADD, DEL and CHECK take can replace
- * the in-process queue without touching the callers.
+ * Runs `fn` as the owner of the target's attachment, with the runtime's
+ * ADD, DEL and CHECK of it (ownership.ts): across processes by its lock. A
+ * PLUG gets a signal a DEL of the attachment aborts; its ADD then stops
+ * and is undone.
  */
-function owned<T>(t: PlugTarget, fn: () => Promise<T>): Promise<T> {
-  return turns.run(`${t.cacheDir}\0${t.containerId}\0${t.recordIfName}`, fn);
+function owned<T>(
+  t: PlugTarget,
+  action: "PLUG" | "UNPLUG",
+  fn: (signal: AbortSignal | undefined) => Promise<T>,
+): Promise<T> {
+  return withAttachment(t.cacheDir, t.containerId, t.recordIfName, action, undefined, fn);
 }
 
 function unknownAttachment(t: PlugTarget): CniError {
@@ -228,7 +230,7 @@ export function plugNetwork(
   net: PlugNetwork,
   create?: NewRecord,
 ): Promise<AnyResult> {
-  return owned(t, async () => {
+  return owned(t, "PLUG", async (signal) => {
     requireNetns(t);
     const record = await recordFor(t, create);
     if (!record.selectionRules) {
@@ -253,7 +255,8 @@ export function plugNetwork(
     if (stored.capabilityArgs) rt.capabilityArgs = stored.capabilityArgs;
     let result: AnyResult;
     try {
-      result = await addNetworkList(net.list, rt, opts);
+      // Only the ADD stops when a DEL of the pod arrives; undoing it never does.
+      result = await addNetworkList(net.list, rt, { ...opts, signal });
     } catch (err) {
       const failure = delegateError(err, { ifName: net.ifName, list: net.list }, "adding");
       await undoPlug(t, record, index, opts);
@@ -293,7 +296,7 @@ async function undoPlug(
  * network is not one the pod selected.
  */
 export function unplugNetwork(t: PlugTarget, ifName: string): Promise<string | undefined> {
-  return owned(t, async () => {
+  return owned(t, "UNPLUG", async () => {
     const record = await loadRecord(t.cacheDir, t.containerId, t.recordIfName);
     if (!record) throw unknownAttachment(t);
     const index = record.delegates.findIndex((d) => !d.deleted && d.ifName === ifName);
@@ -324,7 +327,7 @@ export function unplugNetwork(t: PlugTarget, ifName: string): Promise<string | u
 
 /** Undoes every plug of the record that did not finish; returns their interfaces. */
 export function settlePending(t: PlugTarget): Promise<string[]> {
-  return owned(t, async () => {
+  return owned(t, "UNPLUG", async () => {
     const record = await loadRecord(t.cacheDir, t.containerId, t.recordIfName);
     if (!record) return [];
     const opts = listOptionsOf(t, record.selectionRules);

@@ -32,7 +32,7 @@
 import type { ArgPair } from "../cni/args.ts";
 import { type ConfList, parseConfList } from "../cni/conf.ts";
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { ensureDir, removeIfExists, writeFileAtomic } from "../pkg/fsutil.ts";
+import { ensureDir, quarantineFile, removeIfExists, writeFileAtomic } from "../pkg/fsutil.ts";
 import type { Delegate } from "./config.ts";
 
 /** The `kind` of a record file. */
@@ -126,22 +126,38 @@ export function storeDelegate(d: Delegate): StoredDelegate {
   return { ifName: d.ifName, config };
 }
 
-/** The delegates of a record, parsed back into runnable lists. */
-export function recordDelegates(record: AttachmentRecord): Delegate[] {
-  return record.delegates.map((d, i) => {
-    const bytes = new TextEncoder().encode(JSON.stringify(d.config));
-    const list: ConfList = parseConfList(bytes, `recorded delegate ${i}`);
-    return { ifName: d.ifName, list };
-  });
+/**
+ * Recorded delegate `index`, parsed back into a runnable list. Throws
+ * (CNI code 1, 6 or 7) when this version cannot run it: a record written by
+ * a newer version may hold a network this one rejects.
+ */
+export function recordDelegate(record: AttachmentRecord, index: number): Delegate {
+  const d = record.delegates[index];
+  const bytes = new TextEncoder().encode(JSON.stringify(d?.config ?? null));
+  const list: ConfList = parseConfList(bytes, `recorded delegate ${index}`);
+  return { ifName: d.ifName, list };
 }
 
-/** Writes a record atomically. */
-export async function saveRecord(cacheDir: string, record: AttachmentRecord): Promise<void> {
+/** The delegates of a record, parsed back into runnable lists (throws like {@link recordDelegate}). */
+export function recordDelegates(record: AttachmentRecord): Delegate[] {
+  return record.delegates.map((_, i) => recordDelegate(record, i));
+}
+
+/**
+ * Writes a record atomically; `durable` syncs its bytes first (see
+ * pkg/fsutil.ts), for the write before anything is attached.
+ */
+export async function saveRecord(
+  cacheDir: string,
+  record: AttachmentRecord,
+  opts: { durable?: boolean } = {},
+): Promise<void> {
   await ensureDir(recordsDir(cacheDir), 0o700);
   await writeFileAtomic(
     recordPath(cacheDir, record.containerId, record.ifName),
     JSON.stringify(record),
     0o600,
+    opts,
   );
 }
 
@@ -155,9 +171,16 @@ function parseRecord(text: string, path: string): AttachmentRecord {
   const r = raw as Partial<AttachmentRecord>;
   if (
     r?.kind !== RECORD_KIND || typeof r.containerId !== "string" || typeof r.ifName !== "string" ||
-    !Array.isArray(r.delegates)
+    !Array.isArray(r.delegates) ||
+    r.delegates.some((d) =>
+      typeof d !== "object" || d === null || typeof d.ifName !== "string" ||
+      typeof d.config !== "object" || d.config === null
+    )
   ) {
-    throw new CniError(ErrorCode.DecodingFailure, `${path}: not a hydra attachment record`);
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `${path}: not a hydra attachment record of this version (${RECORD_KIND})`,
+    );
   }
   return { ...r, netns: typeof r.netns === "string" ? r.netns : "" } as AttachmentRecord;
 }
@@ -181,17 +204,15 @@ export async function loadRecord(
 
 /**
  * Moves an unreadable record aside (`.damaged-<name>`, ignored by
- * {@link listRecords}) so DEL can go on without it instead of failing on
- * it forever; returns where it went.
+ * {@link listRecords}, removed by GC after a week) so DEL can go on
+ * without it instead of failing on it forever; returns where it went.
  */
 export async function quarantineRecord(
   cacheDir: string,
   containerId: string,
   ifName: string,
 ): Promise<string> {
-  const to = `${recordsDir(cacheDir)}/.damaged-${containerId}-${ifName}`;
-  await Deno.rename(recordPath(cacheDir, containerId, ifName), to);
-  return to;
+  return await quarantineFile(recordPath(cacheDir, containerId, ifName));
 }
 
 /** Removes a record; true if there was one. */

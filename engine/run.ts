@@ -8,7 +8,7 @@
  * @module
  */
 
-import { CniError, ErrorCode } from "../cni/errors.ts";
+import { CniError, ErrorCode, throwIfCancelled } from "../cni/errors.ts";
 import { delNetworkList, type ListOptions, type RuntimeConf } from "../cni/list.ts";
 import { locatePlugin } from "../cni/invoke.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
@@ -22,10 +22,11 @@ import {
   type AttachmentRecord,
   loadRecord,
   quarantineRecord,
-  recordDelegates,
+  recordDelegate,
   removeRecord,
   saveRecord,
 } from "./record.ts";
+import { releaseRecordedAddresses } from "./addresses.ts";
 
 /** One network as attached. */
 export interface AttachedNetwork {
@@ -48,7 +49,20 @@ export interface AttachOutcome {
 export interface Invocation {
   options: MetaOptions;
   log: Logger;
+  /** For ADD and CHECK: they stop when `signal` aborts (see {@link withSignal}). */
   listOptions: ListOptions;
+  /** Aborted when the invocation's caller gave up; undoing never looks at it. */
+  signal?: AbortSignal;
+}
+
+/** The invocation acting for an owner whose `signal` aborts when the caller gives up. */
+export function withSignal(inv: Invocation, signal: AbortSignal | undefined): Invocation {
+  return { ...inv, signal, listOptions: { ...inv.listOptions, signal } };
+}
+
+/** Throws a cancellation (code 11) when the invocation's caller gave up. */
+export function checkNotCancelled(inv: Invocation): void {
+  throwIfCancelled(inv.signal);
 }
 
 /** Problems already logged by this process (a long-running one sees the same conf often). */
@@ -121,6 +135,12 @@ export function prepare(args: CmdArgs): Invocation {
       cacheDir: options.cacheDir,
       timeoutMs: options.delegateTimeoutMs,
       builtins: pluginRunner(args, options),
+      onDamaged: (network, movedTo, err) =>
+        log.warn("cached result unreadable; set aside, going on without it", {
+          network,
+          movedTo,
+          error: (err as Error).message,
+        }),
     },
   };
 }
@@ -165,12 +185,37 @@ export function runtimeFor(
 }
 
 /**
+ * A recorded delegate this version cannot run (a record written by a newer
+ * one): its addresses are released from the store its IPAM names, the rest
+ * is left to the namespace's removal, and it counts as deleted, so the DEL
+ * does not fail on it forever.
+ */
+async function dropUnrunnable(
+  record: AttachmentRecord,
+  index: number,
+  inv: Invocation,
+  err: unknown,
+): Promise<void> {
+  const stored = record.delegates[index];
+  const released = await releaseRecordedAddresses(stored.config, record.containerId, stored.ifName)
+    .catch((e) => [`none (${(e as Error).message})`]);
+  inv.log.error("recorded delegate cannot be run by this version; its addresses released", {
+    delegateIfName: stored.ifName,
+    network: typeof stored.config.name === "string" ? stored.config.name : undefined,
+    error: asCni(err).message,
+    released,
+  });
+  stored.deleted = true;
+}
+
+/**
  * DELs the recorded delegates in reverse, continuing past failures, and
  * settles the record: removed when nothing is left, else rewritten with
  * only the delegates still to delete, so a retry redoes no finished work.
  * `ignoreIndex` is a delegate whose ADD just failed: it had to clean up
  * after itself, so a failing DEL of it is logged, not kept for retries
- * (some plugins cannot DEL what they never made).
+ * (some plugins cannot DEL what they never made). Undoing runs to the end
+ * whatever the caller does (the invocation's signal is not passed on).
  */
 export async function deleteAll(
   record: AttachmentRecord,
@@ -178,18 +223,25 @@ export async function deleteAll(
   inv: Invocation,
   ignoreIndex = -1,
 ): Promise<CniError[]> {
-  const delegates = recordDelegates(record);
+  const delegates: (Delegate | undefined)[] = [];
+  const listOptions = { ...inv.listOptions, signal: undefined };
   const errors: CniError[] = [];
   // The built-ins set their pod-side links aside; they go in one batch below.
   const batch = openRemovalBatch(record.containerId, netns);
   let failures: RemovalFailure[];
   try {
-    for (let i = delegates.length - 1; i >= 0; i--) {
+    for (let i = record.delegates.length - 1; i >= 0; i--) {
       if (record.delegates[i].deleted) continue;
-      const d = delegates[i];
+      let d: Delegate;
+      try {
+        d = delegates[i] = recordDelegate(record, i);
+      } catch (err) {
+        await dropUnrunnable(record, i, inv, err);
+        continue;
+      }
       batch.owner = i;
       try {
-        await delNetworkList(d.list, runtimeFor(record, d, i, netns), inv.listOptions);
+        await delNetworkList(d.list, runtimeFor(record, d, i, netns), listOptions);
         record.delegates[i].deleted = true;
         inv.log.debug("delegate deleted", { network: d.list.name, delegateIfName: d.ifName });
       } catch (err) {
@@ -203,7 +255,7 @@ export async function deleteAll(
     failures = await closeRemovalBatch(batch);
   }
   for (const f of failures) {
-    const d = delegates[f.owner];
+    const d = delegates[f.owner]!;
     const e = delegateError(f.error, d, "deleting");
     inv.log.error(e.message, { network: d.list.name, code: e.code });
     if (f.owner === ignoreIndex) continue;
@@ -235,10 +287,19 @@ export async function assertPluginsExist(
   }
 }
 
-/** Writes the record before anything is attached, so a DEL after a crash finds it. */
+/**
+ * Writes the record before anything is attached, so a DEL after a crash
+ * finds it. Its bytes are synced before it gets its name: it is the one
+ * file a DEL can always go by, and without it a crash that kept a
+ * delegate's address reservation but lost the record's bytes (and the pod)
+ * would leave nothing that names the address's network (see
+ * docs/node-daemon.md, "State after a crash"). The files written later
+ * (result caches, the delegates' own state, rewrites of the record) are
+ * not synced: losing them is repaired from the record.
+ */
 export async function saveRecordFirst(inv: Invocation, record: AttachmentRecord): Promise<void> {
   try {
-    await saveRecord(inv.options.cacheDir, record);
+    await saveRecord(inv.options.cacheDir, record, { durable: true });
   } catch (err) {
     throw new CniError(
       ErrorCode.IoFailure,
@@ -247,18 +308,25 @@ export async function saveRecordFirst(inv: Invocation, record: AttachmentRecord)
   }
 }
 
+/** The record DEL works from, and whether one was there but could not be read. */
+export interface RecordForDel {
+  record?: AttachmentRecord;
+  damaged: boolean;
+}
+
 /**
  * The record DEL works from. A record that cannot be read (truncated by a
- * crash or a full disk) is moved aside and logged, and DEL goes on as if
- * there were none: failing on it would block the sandbox's removal forever.
+ * crash or a full disk, or of another version) is moved aside and logged,
+ * and DEL goes on from what else survives (engine/salvage.ts): failing on
+ * it would block the sandbox's removal forever.
  */
 export async function loadRecordForDel(
   inv: Invocation,
   containerId: string,
   ifName: string,
-): Promise<AttachmentRecord | undefined> {
+): Promise<RecordForDel> {
   try {
-    return await loadRecord(inv.options.cacheDir, containerId, ifName);
+    return { record: await loadRecord(inv.options.cacheDir, containerId, ifName), damaged: false };
   } catch (err) {
     if (!(err instanceof CniError) || err.code !== ErrorCode.DecodingFailure) throw err;
     let movedTo = "";
@@ -267,10 +335,10 @@ export async function loadRecordForDel(
     } catch {
       // Leaving it in place only means the next DEL logs this again.
     }
-    inv.log.error("attachment record unreadable; deleting without it", {
+    inv.log.error("attachment record unreadable; deleting from what else survives", {
       error: err.message,
       movedTo,
     });
-    return undefined;
+    return { damaged: true };
   }
 }

@@ -339,3 +339,17 @@ Deno.test("results carry routes, dns from resolvConf and the config's version", 
     assert.equal((legacy as { ip4?: { ip: string } }).ip4?.ip, "10.0.0.3/24");
   });
 });
+
+Deno.test("a reservation whose owner a crash lost is freed by the next ADD or DEL, not only by GC", async () => {
+  await withDataDir(async (dir) => {
+    const config = netConf(dir, { subnet: "10.0.0.0/30" });
+    // The only address of the range, held by a file a crash left empty.
+    await Deno.mkdir(join(dir, "n"), { recursive: true });
+    await Deno.writeTextFile(join(dir, "n", "10.0.0.2"), "");
+    await addIps(config, "a");
+    assert.deepEqual((await files(dir))["10.0.0.2"], "a\r\neth0");
+    await Deno.writeTextFile(join(dir, "n", "10.0.0.9"), " \n");
+    await plugin.del(cmd("DEL", config, "someone-else"));
+    assert.equal((await files(dir))["10.0.0.9"], undefined);
+  });
+});

@@ -45,6 +45,7 @@ async function add(args: CmdArgs): Promise<AnyResult> {
     config.name,
     (store) =>
       allocate(store, config.rangeSets, config.requestedIps, args.containerId, args.ifName),
+    args.signal,
   );
   const result: Result = { cniVersion: CURRENT_VERSION, ips: allocations.map(toIpConfig) };
   if (config.routes.length > 0) result.routes = config.routes;

@@ -18,6 +18,13 @@
  * holder of the lock removes. A rename would not do: it replaces an
  * existing name silently.
  *
+ * A reservation file with no owner in it (empty, or only whitespace) is
+ * one whose content a crash lost: every writer fills the file before it
+ * gets its name (hydra) or while holding the lock (host-local), so under
+ * the lock such a file is never a write in progress. Whoever holds the
+ * lock next removes it, like a temporary file: its owner can no longer be
+ * told (no DEL could ever match it) and its pod did not survive the crash.
+ *
  * File operations other than waiting for the lock are synchronous behind
  * async signatures: an asynchronous one hops to a worker thread and back,
  * which costs a plugin process that lives for milliseconds more than the
@@ -32,7 +39,7 @@
  * @module
  */
 
-import { CniError, ErrorCode } from "../cni/errors.ts";
+import { cancelledError, CniError, ErrorCode, throwIfCancelled } from "../cni/errors.ts";
 import { formatIpAddr, type IpAddr, parseIpAddr } from "../ipaddr/ip.ts";
 import { createKeyedQueue } from "../pkg/async.ts";
 
@@ -96,15 +103,39 @@ const localQueue = createKeyedQueue();
  * Runs `fn` holding the network's lock: an in-process queue first, then an
  * exclusive flock on `<dir>/lock`, the same lock host-local takes. The
  * directory is created if missing, as host-local does on every command.
+ * When `signal` aborts while the lock is awaited, the wait ends with a
+ * cancellation (code 11) and `fn` never runs.
  */
 export function withStore<T>(
   dataDir: string,
   network: string,
   fn: (store: LockedStore) => Promise<T>,
+  signal?: AbortSignal,
 ): Promise<T> {
   const dir = join(dataDir, network);
   const lockPath = join(dir, LOCK_FILE);
-  return localQueue.run(lockPath, () => withFileLock(dir, lockPath, fn));
+  return localQueue.run(lockPath, () => withFileLock(dir, lockPath, fn, signal));
+}
+
+/** Takes the flock on `file`, giving up (code 11) when `signal` aborts first. */
+async function lockFile(file: Deno.FsFile, signal?: AbortSignal): Promise<void> {
+  if (!signal) return await file.lock(true);
+  throwIfCancelled(signal);
+  const locking = file.lock(true);
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(cancelledError(signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    await Promise.race([locking, aborted]);
+  } catch (err) {
+    // The lock may still be granted later: closing the file then drops it.
+    locking.catch(() => {});
+    throw err;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
 }
 
 /** Runs `fn` holding the flock on `lockPath`, the store folder made first. */
@@ -112,7 +143,9 @@ async function withFileLock<T>(
   dir: string,
   lockPath: string,
   fn: (store: LockedStore) => Promise<T>,
+  signal?: AbortSignal,
 ): Promise<T> {
+  throwIfCancelled(signal);
   try {
     Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
   } catch (err) {
@@ -126,7 +159,7 @@ async function withFileLock<T>(
     throw ioError(`cannot open lock file ${lockPath}`, err);
   }
   try {
-    await file.lock(true);
+    await lockFile(file, signal);
     return await fn({ dir });
   } finally {
     file.close(); // closing the descriptor drops the flock
@@ -142,7 +175,8 @@ function parseOwner(content: string): { containerId: string; ifname?: string } {
 
 /**
  * Lists every reservation in the store. Must be called with the lock held:
- * it also removes temporary files left by a writer that crashed.
+ * it also removes temporary files left by a writer that crashed and
+ * reservation files whose owner a crash lost (see the module doc).
  */
 export function listReservations(store: LockedStore): Promise<Reservation[]> {
   const found: Reservation[] = [];
@@ -161,8 +195,12 @@ export function listReservations(store: LockedStore): Promise<Reservation[]> {
     const ip = parseIpAddr(entry.name);
     if (!ip) continue;
     try {
-      const content = Deno.readTextFileSync(join(store.dir, entry.name));
-      found.push({ ip, name: entry.name, ...parseOwner(content) });
+      const owner = parseOwner(Deno.readTextFileSync(join(store.dir, entry.name)));
+      if (owner.containerId === "") {
+        removeQuietly(join(store.dir, entry.name));
+        continue;
+      }
+      found.push({ ip, name: entry.name, ...owner });
     } catch {
       // Gone since the listing (a lock-ignoring writer); not ours to report.
     }

@@ -36,7 +36,7 @@ import {
   type Pod,
   PodUidMismatchError,
 } from "./objects.ts";
-import { checkNamespaceAccess, parseGlobalNamespaces } from "./namespaces.ts";
+import { checkNamespaceAccess, type NamespacePolicy, parseGlobalNamespaces } from "./namespaces.ts";
 
 /** Where the kubelet serves its pod-resources API (kubelet/podresources.ts says the same). */
 const DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock";
@@ -322,12 +322,31 @@ async function selectedNetwork(
   return { loaded: list, source: "nad", resourceName };
 }
 
+/** {@link checkNamespaceAccess}, with a Warning Event on the pod when it refuses. */
+async function checkAccess(
+  l: Lookup,
+  podNs: string,
+  sel: NetworkSelection,
+  policy: NamespacePolicy,
+  annotation: string,
+  element?: number,
+): Promise<void> {
+  try {
+    checkNamespaceAccess(podNs, sel, policy, annotation, element);
+  } catch (err) {
+    await warn(l, "NetworkNotAllowed", (err as Error).message);
+    throw err;
+  }
+}
+
 /**
  * The pod's attachments in order: its default network (the pod's
  * `v1.multus-cni.io/default-network` if set, else `clusterNetwork`), the
  * conf's `defaultNetworks` (not for pods in system namespaces), then the
- * networks its annotation selects. Fails with CNI code 7 for bad
- * selections or networks (naming them), 11 when the API server is
+ * networks its annotation selects. Under `namespaceIsolation` the pod's
+ * own choices (its default-network override and its selections) must be
+ * networks of its namespace or of a global one. Fails with CNI code 7 for
+ * bad selections or networks (naming them), 11 when the API server is
  * unreachable.
  */
 export async function resolveAttachments(
@@ -348,12 +367,18 @@ export async function resolveAttachments(
     resourceName?: string;
   }[] = [];
 
+  const policy = {
+    namespaceIsolation: conf.namespaceIsolation ?? false,
+    globalNamespaces: parseGlobalNamespaces(conf.globalNamespaces),
+  };
   const override = conf.skipDefaultNetwork
     ? undefined
     : defaultNetworkOverride(annotations, multusNs);
   if (conf.skipDefaultNetwork) {
     // The default network is not hydra's to attach.
   } else if (override) {
+    // The pod's own choice of default network obeys the same namespace rules as its others.
+    await checkAccess(l, podNs, override, policy, DEFAULT_NETWORK_ANNOTATION);
     const { list, resourceName } = await nadConf(l, override.namespace, override.name);
     planned.push({
       name: `${override.namespace}/${override.name}`,
@@ -373,17 +398,8 @@ export async function resolveAttachments(
 
   const { source, selections } = podNetworkSelections(annotations, podNs);
   const annotation = source === "legacy" ? LEGACY_NETWORKS_ANNOTATION : NETWORKS_ANNOTATION;
-  const policy = {
-    namespaceIsolation: conf.namespaceIsolation ?? false,
-    globalNamespaces: parseGlobalNamespaces(conf.globalNamespaces),
-  };
   for (const [i, sel] of selections.entries()) {
-    try {
-      checkNamespaceAccess(podNs, sel, policy, annotation, i + 1);
-    } catch (err) {
-      await warn(l, "NetworkNotAllowed", (err as Error).message);
-      throw err;
-    }
+    await checkAccess(l, podNs, sel, policy, annotation, i + 1);
     const { loaded, source: from, resourceName } = await selectedNetwork(
       l,
       sel,

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { ensureDir, writeFileAtomic } from "../pkg/fsutil.ts";
+import { ensureDir, quarantineFile, writeFileAtomic } from "../pkg/fsutil.ts";
 import { type KubeClient, retryTransient } from "./client.ts";
 import type { PodArgs } from "./delegate.ts";
 import { createEvent, type Pod, PodUidMismatchError } from "./objects.ts";
@@ -61,15 +61,22 @@ export async function listSpool(dir: string): Promise<string[]> {
   return names.sort().map((n) => `${dir}/${n}`);
 }
 
-/** Reads one spooled report; undefined (and the file removed) when it is not one. */
+/**
+ * Reads one spooled report; undefined when it is gone or not one (a file a
+ * crash truncated or zeroed): such a file is set aside as `.damaged-<name>`
+ * (never read again; the daemon removes it after a week).
+ */
 export async function readSpooled(path: string): Promise<SpooledReport | undefined> {
   try {
     const doc = JSON.parse(await Deno.readTextFile(path)) as SpooledReport;
-    if (doc?.pod?.namespace && doc.pod.name && Array.isArray(doc.reports)) return doc;
+    if (
+      typeof doc?.pod?.namespace === "string" && doc.pod.namespace !== "" &&
+      typeof doc.pod.name === "string" && doc.pod.name !== "" && Array.isArray(doc.reports)
+    ) return doc;
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
   }
-  await Deno.remove(path).catch(() => {});
+  await quarantineFile(path).catch(() => Deno.remove(path).catch(() => {}));
   return undefined;
 }
 

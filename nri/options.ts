@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { isLogLevel, type LogLevel } from "../pkg/log.ts";
 import { type ListenAddress, parseListenAddress } from "../pkg/http.ts";
 import { DEFAULT_PLUGIN_INDEX, DEFAULT_PLUGIN_NAME, DEFAULT_SOCKET_PATH } from "./stub.ts";
+import { type NamespacePolicy, parseGlobalNamespaces } from "../kube/namespaces.ts";
 
 /** Where the health endpoint listens by default (the DaemonSet passes its own). */
 export const DEFAULT_HEALTH_ADDR = "127.0.0.1:9470";
@@ -36,6 +37,8 @@ export interface NriServeOptions {
   inCluster: boolean;
   /** Kubernetes mode: networks every pod gets (not kube-system pods). */
   defaultNetworks: string[];
+  /** Which namespaces' networks a pod may select (the meta-CNI's namespaceIsolation rules). */
+  namespaces: NamespacePolicy;
   cacheDir: string;
   cniBinDirs: string[];
   /** The host's root as mounted in the container: exec'd delegates run chrooted into it. */
@@ -98,6 +101,12 @@ Networks:
                          Kubernetes mode: the kubelet's pod-resources API, asked for
                          the device a NAD's k8s.v1.cni.cncf.io/resourceName names
                          (default: /var/lib/kubelet/pod-resources/kubelet.sock)
+  --namespace-isolation  a pod may select only networks of its own namespace and
+                         of --global-namespaces (the meta-CNI's namespaceIsolation);
+                         both modes
+  --global-namespaces NS,...
+                         namespaces whose networks every pod may select under
+                         isolation (default: default)
   --cni-bin-dir DIR      where non-built-in plugins are found; repeat or
                          separate with ":" (default: ${DEFAULT_CNI_BIN_DIR})
   --chroot-dir DIR       the node's root as mounted in this container: delegates
@@ -149,6 +158,7 @@ const STRING_FLAGS = [
   "node-name",
   "dra-state-dir",
   "pod-resources-socket",
+  "global-namespaces",
 ] as const;
 
 function absolute(flag: string, path: string): string {
@@ -169,6 +179,7 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
         "cni-bin-dir": { type: "string", multiple: true },
         "default-network": { type: "string", multiple: true },
         "in-cluster": { type: "boolean" },
+        "namespace-isolation": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -224,6 +235,10 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
     cniBinDirs: binDirs,
     inCluster: values["in-cluster"] === true,
     defaultNetworks: (values["default-network"] as string[] | undefined) ?? [],
+    namespaces: {
+      namespaceIsolation: values["namespace-isolation"] === true,
+      globalNamespaces: parseGlobalNamespaces(s("global-namespaces")),
+    },
     onFailure,
     healthAddr,
     concurrency,
@@ -243,6 +258,9 @@ export function parseNriServeArgs(args: string[]): NriServeOptions {
   }
   if (opts.defaultNetworks.length && !opts.kubeconfig && !opts.inCluster) {
     throw new UsageError("--default-network needs Kubernetes mode (--kubeconfig or --in-cluster)");
+  }
+  if (s("global-namespaces") !== undefined && !opts.namespaces.namespaceIsolation) {
+    throw new UsageError("--global-namespaces needs --namespace-isolation");
   }
   if (s("log-file") !== undefined) opts.logFile = s("log-file");
   if (s("chroot-dir") !== undefined) opts.chrootDir = absolute("chroot-dir", s("chroot-dir")!);

@@ -283,9 +283,10 @@ function networkSource(opts: NriServeOptions): NetworkSource {
       apiTimeoutS: KUBE_API_BUDGET_S,
       confDir: opts.confDir,
       podResourcesSocket: opts.podResourcesSocket,
+      namespaces: opts.namespaces,
     });
   }
-  return confDirSource(opts.confDir);
+  return confDirSource(opts.confDir, opts.namespaces);
 }
 
 /**

@@ -16,6 +16,13 @@
  * (the engine hands each plugin those it declares), and its `cni-args` go
  * into every plugin's `args.cni`, as the meta-CNI's Kubernetes mode does.
  *
+ * Both modes take the meta-CNI's namespace rules (`namespaceIsolation`,
+ * `globalNamespaces`, kube/namespaces.ts): under isolation a pod may select
+ * networks of its own namespace and of the global ones only. In conf-file
+ * mode that refuses an element that names another namespace (a plain name
+ * is the pod's own); Kubernetes mode hands the rules to the engine, which
+ * applies them to every NAD the pod names.
+ *
  * The runtime's default CNI already made the pod's first interface, so only
  * the selected networks are attached here; the attach is recorded under the
  * first one's interface.
@@ -34,7 +41,13 @@ import {
   secondaryIfNames,
 } from "../kube/delegate.ts";
 import { mapPlugins } from "../kube/confdir.ts";
-import { type NetworkSelection, podNetworkSelections } from "../kube/selection.ts";
+import {
+  LEGACY_NETWORKS_ANNOTATION,
+  NETWORKS_ANNOTATION,
+  type NetworkSelection,
+  podNetworkSelections,
+} from "../kube/selection.ts";
+import { checkNamespaceAccess, type NamespacePolicy } from "../kube/namespaces.ts";
 import type { PodSandbox } from "./pod.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { createKubeClient } from "../kube/client.ts";
@@ -101,7 +114,10 @@ function baseConf(extra: Record<string, unknown> = {}): NetConf {
 }
 
 /** Conf-file mode: networks are conf files in `confDir`, picked by the pod's annotation. */
-export function confDirSource(confDir: string): NetworkSource {
+export function confDirSource(
+  confDir: string,
+  namespaces: NamespacePolicy = { namespaceIsolation: false, globalNamespaces: [] },
+): NetworkSource {
   const confs = createConfCache(confDir);
   return {
     kind: "conf-dir",
@@ -115,8 +131,12 @@ export function confDirSource(confDir: string): NetworkSource {
       for (const list of lists) await confs.load(list.name).catch(() => {});
     },
     async plan(pod) {
-      const { selections } = podNetworkSelections(pod.annotations, pod.namespace);
+      const { source, selections } = podNetworkSelections(pod.annotations, pod.namespace);
       if (selections.length === 0) return undefined;
+      const annotation = source === "legacy" ? LEGACY_NETWORKS_ANNOTATION : NETWORKS_ANNOTATION;
+      selections.forEach((sel, i) =>
+        checkNamespaceAccess(pod.namespace, sel, namespaces, annotation, i + 1)
+      );
       const ifNames = secondaryIfNames(selections);
       const networks: NetworkPlan[] = [];
       for (const [i, sel] of selections.entries()) {
@@ -139,6 +159,8 @@ export interface KubeSourceOptions {
   confDir: string;
   /** The kubelet's pod-resources socket (NADs with a resourceName); the kubelet's default when unset. */
   podResourcesSocket?: string;
+  /** The namespace rules (the meta-CNI's `namespaceIsolation`, `globalNamespaces`). */
+  namespaces?: NamespacePolicy;
 }
 
 /**
@@ -171,6 +193,10 @@ export function kubeSource(opts: KubeSourceOptions): NetworkSource {
         daemonSocket: "",
         confDir: opts.confDir,
       });
+      if (opts.namespaces?.namespaceIsolation) {
+        conf.namespaceIsolation = true;
+        conf.globalNamespaces = opts.namespaces.globalNamespaces.join(",");
+      }
       if (opts.kubeconfig) conf.kubeconfig = opts.kubeconfig;
       if (opts.podResourcesSocket) conf.podResourcesSocket = opts.podResourcesSocket;
       if (defaultCount) conf.defaultNetworks = defaults;

@@ -155,3 +155,34 @@ Deno.test("kubernetes source: no selection and no defaultNetworks, no plan; else
     /networks "blue" and "red" both ask for interface "x"/,
   );
 });
+
+Deno.test("namespace isolation: a pod selects networks of its own and the global namespaces only", async () => {
+  await withConfDir(async (dir) => {
+    const rules = { namespaceIsolation: true, globalNamespaces: ["default"] };
+    const source = confDirSource(dir, rules);
+    await assert.rejects(
+      source.plan(pod({ "k8s.v1.cni.cncf.io/networks": "blue,other-ns/red" })),
+      (err) =>
+        err instanceof CniError && err.code === 7 &&
+        /element 2: namespace isolation is on: pod in namespace "apps" may not use network "other-ns\/red"/
+          .test(err.message),
+    );
+    const ok = await source.plan(
+      pod({ "k8s.v1.cni.cncf.io/networks": "blue,default/red,apps/red@r2" }),
+    );
+    assert.deepEqual(ok?.networks?.map((n) => n.ifName), ["net1", "net2", "r2"]);
+    // Without isolation (the default) the namespace of an element is not looked at.
+    assert.ok(
+      await confDirSource(dir).plan(pod({ "k8s.v1.cni.cncf.io/networks": "other-ns/red" })),
+    );
+  });
+  const kube = kubeSource({
+    apiTimeoutS: 1,
+    confDir: "/nonexistent",
+    namespaces: { namespaceIsolation: true, globalNamespaces: ["default", "shared"] },
+  });
+  const plan = await kube.plan(pod({ "k8s.v1.cni.cncf.io/networks": "blue" }));
+  // Kubernetes mode hands the rules to the engine, which checks every NAD the pod names.
+  assert.equal(plan?.conf.namespaceIsolation, true);
+  assert.equal(plan?.conf.globalNamespaces, "default,shared");
+});

@@ -26,6 +26,8 @@ function request(args: CmdArgs, type: string, command: Command) {
     args: args.args,
     path: args.path,
     builtins: args.builtins,
+    // DEL is undoing: it runs to the end whatever the caller does.
+    signal: command === "DEL" ? undefined : args.signal,
   };
 }
 

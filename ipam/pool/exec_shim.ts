@@ -17,10 +17,14 @@ import {
   isForwardedCommand,
   type ShimOutput,
 } from "../../daemonclient/forward.ts";
-import { DEFAULT_DAEMON_SOCKET } from "../../daemonclient/protocol.ts";
+import {
+  type CniCommand,
+  DEFAULT_DAEMON_SOCKET,
+  POOL_PLUGIN,
+} from "../../daemonclient/protocol.ts";
 
 /** The name this role is invoked as. */
-export const POOL_ROLE = "hydra-pool";
+export const POOL_ROLE = POOL_PLUGIN;
 
 /** Default `ipam.apiTimeout` (seconds) plus the daemon's margin. */
 const DEFAULT_WAIT_S = 10 + 2;
@@ -46,10 +50,10 @@ export async function poolViaDaemon(
   }
   const wait = typeof apiTimeout === "number" && apiTimeout > 0 ? apiTimeout + 2 : DEFAULT_WAIT_S;
   const target = {
-    command: command!,
+    command: command as CniCommand,
     socket: (daemonSocket as string | undefined) ?? DEFAULT_DAEMON_SOCKET,
     timeoutMs: wait * 1000,
     config: config as Record<string, unknown>,
   };
-  return await forwardInvocation(env, stdin, target, POOL_ROLE);
+  return await forwardInvocation(env, target, POOL_ROLE);
 }

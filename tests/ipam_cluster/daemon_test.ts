@@ -10,7 +10,8 @@
 
 import assert from "node:assert/strict";
 import { connectNodeDaemon } from "../../daemonclient/client.ts";
-import type { DaemonRequest } from "../../daemonclient/protocol.ts";
+import { cniRequest } from "../../daemonclient/forward.ts";
+import { type DaemonRequest, POOL_PLUGIN } from "../../daemonclient/protocol.ts";
 import { addr, metric, startPoolWorld } from "./harness.ts";
 
 function ip(out: { result?: { ips?: { address: string }[] } }): string {
@@ -24,21 +25,20 @@ function addRequest(
   stdin: string,
   containerId: string,
   pod: { namespace: string; name: string; uid?: string },
-): DaemonRequest {
-  return {
-    op: "cni",
-    plugin: "hydra-pool",
-    stdin,
-    env: {
-      CNI_COMMAND: "ADD",
-      CNI_CONTAINERID: containerId,
-      CNI_NETNS: netnsPath,
-      CNI_IFNAME: "net1",
-      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};` +
-        `K8S_POD_UID=${pod.uid}`,
-      CNI_PATH: "/opt/cni/bin",
-    },
+): Promise<DaemonRequest> {
+  const env: Record<string, string> = {
+    CNI_CONTAINERID: containerId,
+    CNI_NETNS: netnsPath,
+    CNI_IFNAME: "net1",
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};` +
+      `K8S_POD_UID=${pod.uid}`,
   };
+  return cniRequest((n) => env[n], {
+    command: "ADD",
+    socket: "",
+    timeoutMs: 60_000,
+    config: JSON.parse(stdin),
+  }, POOL_PLUGIN);
 }
 
 Deno.test("hydra-pool through hydra daemon: forwarding, batching, a power cut mid-ADD", async (t) => {
@@ -92,7 +92,7 @@ Deno.test("hydra-pool through hydra daemon: forwarding, batching, a power cut mi
           const conn = (await connectNodeDaemon(d1.socket))!;
           try {
             const pod = { namespace: w.ns, name: `burst-${i}`, uid: p.metadata.uid };
-            return await conn.call(addRequest(stdin, `burst-${i}`, pod), 30_000);
+            return await conn.call(await addRequest(stdin, `burst-${i}`, pod), 30_000);
           } finally {
             conn.close();
           }
@@ -141,7 +141,7 @@ Deno.test("hydra-pool through hydra daemon: forwarding, batching, a power cut mi
         const inflight = Promise.all(pods.map(async (_, i) => {
           const conn = (await connectNodeDaemon(d1.socket))!;
           try {
-            const res = await conn.call(addRequest(stdin, `pc-${i}`, ref(i)), 30_000);
+            const res = await conn.call(await addRequest(stdin, `pc-${i}`, ref(i)), 30_000);
             if (!res.ok) return undefined;
             const body = res.body as { code: number; stdout: string };
             return body.code === 0 ? ip({ result: JSON.parse(body.stdout) }) : undefined;

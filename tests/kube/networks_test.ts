@@ -215,6 +215,38 @@ Deno.test("resolving a pod's networks from the API server, as Multus users expec
       );
     });
 
+    await t.step("namespace isolation holds for the default-network override too", async () => {
+      const isolated = { ...base, namespaceIsolation: true };
+      const foreign = await makePod("iso-default", {
+        "v1.multus-cni.io/default-network": `${other}/sriov-like`,
+      });
+      await assert.rejects(resolve(foreign, isolated), (e: unknown) => {
+        assert.ok(e instanceof CniError);
+        assert.equal(e.code, ErrorCode.InvalidNetworkConfig);
+        assert.match(
+          e.message,
+          new RegExp(
+            `v1\\.multus-cni\\.io/default-network.*namespace isolation is on: pod in namespace ` +
+              `"${app}" may not use network "${other}/sriov-like"`,
+          ),
+        );
+        return true;
+      });
+      assert.ok(
+        (await events(foreign)).some((e) => e.reason === "NetworkNotAllowed"),
+        "a Warning Event tells the pod's owner",
+      );
+      // The pod's own namespace, and a global one, are allowed.
+      const own = await makePod("iso-default-own", {
+        "v1.multus-cni.io/default-network": `${app}/macvlan-a`,
+      });
+      assert.equal((await resolve(own, isolated))[0].name, `${app}/macvlan-a`);
+      assert.equal(
+        (await resolve(foreign, { ...isolated, globalNamespaces: other }))[0].name,
+        `${other}/sriov-like`,
+      );
+    });
+
     await t.step("default-network override replaces the cluster network", async () => {
       const pod = await makePod("override", {
         "v1.multus-cni.io/default-network": "cluster-override",

@@ -54,6 +54,12 @@ export interface KubeEnv {
   kubeconfigNode: string;
   /** Multus's confDir for networks named by file. */
   confDir: string;
+  /**
+   * The node's CNI conf folder (the runtime's): `cni()` writes a conf asking
+   * for `daemonExec` there before running it, as the runtime would have
+   * found it, and the daemon reads confs from there only.
+   */
+  nodeConfDir: string;
   /** Reference CNI plugins speaking 1.1.0. */
   referenceBin: string;
   /** A fresh pod network namespace (removed by close()). */
@@ -87,7 +93,10 @@ export interface KubeEnv {
       program?: string;
     },
   ): Promise<HydraOutput & { ms: number }>;
-  startDaemon(opts?: { kubeconfig?: string; args?: string[] }): Promise<NodeDaemon>;
+  /** Starts `hydra daemon` in the node namespace; `socket` replaces the world's socket path. */
+  startDaemon(
+    opts?: { kubeconfig?: string; args?: string[]; socket?: string },
+  ): Promise<NodeDaemon>;
   /** Stops kube-apiserver (connections refused until {@link KubeEnv.startApi}). */
   stopApi(): Promise<void>;
   /** Starts it again with the same arguments and waits until it is ready. */
@@ -134,6 +143,8 @@ export async function startKubeEnv(): Promise<KubeEnv> {
     );
     const confDir = `${dir}/net.d`;
     await Deno.mkdir(confDir);
+    const nodeConfDir = `${dir}/node-net.d`;
+    await Deno.mkdir(nodeConfDir);
     const nodeName = uniqueName("node");
     const cacheDir = `${dir}/cache`;
     const subnetBase = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
@@ -149,6 +160,7 @@ export async function startKubeEnv(): Promise<KubeEnv> {
       kubeconfigHost,
       kubeconfigNode,
       confDir,
+      nodeConfDir,
       referenceBin: referencePluginDir(),
       async podNetns() {
         const p = await createNetns("hkp");
@@ -239,6 +251,8 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             `K8S_POD_UID=${pod.uid ?? ""}`,
           ].join(";")
           : "";
+        const text = typeof conf === "string" ? conf : JSON.stringify(conf);
+        await placeNodeConf(nodeConfDir, text);
         const started = performance.now();
         const out = await execIn(node, call.program ?? HYDRA, [], {
           PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -248,11 +262,11 @@ export async function startKubeEnv(): Promise<KubeEnv> {
           CNI_IFNAME: call.ifName ?? "eth0",
           CNI_PATH: `${REPO_ROOT}/bin:${referencePluginDir()}`,
           CNI_ARGS: cniArgs,
-        }, typeof conf === "string" ? conf : JSON.stringify(conf));
+        }, text);
         return { ...out, ms: performance.now() - started };
       },
       async startDaemon(opts = {}) {
-        const socket = `${dir}/daemon-${daemons.length}.sock`;
+        const socket = opts.socket ?? `${dir}/daemon-${daemons.length}.sock`;
         const metricsSock = `${dir}/daemon-${daemons.length}-metrics.sock`;
         const logPath = `${dir}/daemon-${daemons.length}.log`;
         // In the node namespace, as on a node (hostNetwork): what it attaches itself
@@ -274,6 +288,10 @@ export async function startKubeEnv(): Promise<KubeEnv> {
             `unix:${metricsSock}`,
             "--spool-dir",
             `${cacheDir}/reports`,
+            "--cni-conf-dir",
+            nodeConfDir,
+            "--cni-bin-dir",
+            `${REPO_ROOT}/bin:${referencePluginDir()}`,
             "--log-level",
             "debug",
             ...(opts.args ?? []),
@@ -368,6 +386,24 @@ export async function startKubeEnv(): Promise<KubeEnv> {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
   }
+}
+
+/**
+ * A conf asking for `daemonExec`, written into the node's conf folder under
+ * its name, as the runtime would have read it there (the daemon runs only
+ * confs it finds there). Other confs are left out.
+ */
+async function placeNodeConf(dir: string, text: string): Promise<void> {
+  let conf: Record<string, unknown>;
+  try {
+    conf = JSON.parse(text);
+  } catch {
+    return;
+  }
+  if (conf?.daemonExec !== true || typeof conf.name !== "string") return;
+  const { runtimeConfig: _, ...file } = conf;
+  await Deno.writeTextFile(`${dir}/.tmp`, JSON.stringify(file));
+  await Deno.rename(`${dir}/.tmp`, `${dir}/${conf.name}.conf`);
 }
 
 /** The network-status annotation of a pod, parsed. */

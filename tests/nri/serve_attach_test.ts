@@ -153,3 +153,23 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "nri serve: a record a crash damaged still lets stopp free every address",
+  async fn() {
+    await withNriWorld(async (w) => {
+      await w.startHydra();
+      for (const damage of ["", '{"kind":']) {
+        const id = await w.runp(uniqueName("dmg"), { [NETWORKS]: "blue,red" });
+        assert.equal(w.reserved("blue").length, 1);
+        const record = join(w.cacheDir, "attachments", `${id}-net1`);
+        await Deno.writeTextFile(record, damage);
+        await w.ctd.crictl("stopp", id);
+        assert.deepEqual(w.reserved("blue"), [], "blue address freed");
+        assert.deepEqual(w.reserved("red"), [], "red address freed");
+        assert.deepEqual(await w.bridgePorts(), [], "no port left on the bridge");
+        await w.ctd.crictl("rmp", id);
+      }
+    });
+  },
+});

@@ -75,6 +75,21 @@ Deno.test("nri serve: the DaemonSet's nri container passes arguments it accepts"
   assert.ok(mounts.includes(opts.confDir), `conf dir ${opts.confDir} mounted`);
 });
 
+Deno.test("nri serve: namespace isolation as the meta-CNI's (own namespace and global ones)", () => {
+  assert.deepEqual(parseNriServeArgs([]).namespaces, {
+    namespaceIsolation: false,
+    globalNamespaces: ["default"],
+  });
+  assert.deepEqual(
+    parseNriServeArgs(["--namespace-isolation", "--global-namespaces=shared, infra"]).namespaces,
+    { namespaceIsolation: true, globalNamespaces: ["shared", "infra"] },
+  );
+  assert.throws(
+    () => parseNriServeArgs(["--global-namespaces=shared"]),
+    /--global-namespaces needs --namespace-isolation/,
+  );
+});
+
 Deno.test("nri serve: --chroot-dir names the node's root for exec'd delegates; absolute only", () => {
   assert.equal(parseNriServeArgs(["--chroot-dir", "/host"]).chrootDir, "/host");
   assert.equal(parseNriServeArgs([]).chrootDir, undefined);

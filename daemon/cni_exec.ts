@@ -1,0 +1,185 @@
+/**
+ * The daemon's side of `daemonExec`: runs a CNI invocation handed over by
+ * an exec'd shim (a `cni` request, see daemonclient/protocol.ts), and only
+ * what the node's own configuration says.
+ *
+ * - The plugin: only a type this daemon knows how to run (today the
+ *   meta-CNI, "hydra"), in-process, with hydra's built-ins; other delegates
+ *   are exec'd from the daemon's own plugin folders (`--cni-bin-dir` and
+ *   the conf's `binDir`), never from a path the caller names.
+ * - The conf: the network the caller names, read by the daemon from the
+ *   node's conf folders (`--cni-conf-dir`), only when its plugin asks for
+ *   `daemonExec` and it is the one the runtime handed the caller (same
+ *   digest). Otherwise the request is refused and the exec'd side runs the
+ *   invocation itself.
+ * - From the caller: the command (ADD, DEL, CHECK), container, namespace,
+ *   interface, CNI_ARGS, and the runtime's capability arguments, of which
+ *   only those the conf's plugin declares reach it (as libcni does).
+ *   Not the daemon's own network namespace: a pod is never the node.
+ *
+ * - hydra-pool (cluster IPAM) is the exception: no node conf holds an
+ *   IPAM plugin's config, so the caller hands it over, checked to be a
+ *   hydra-pool one; it only allocates from the cluster's pools.
+ *
+ * The invocation is cancelled when its caller gives up (the server aborts
+ * the signal): an ADD stops and is rolled back (engine/ownership.ts).
+ *
+ * @module
+ */
+
+import type { Plugin } from "../cni/types.ts";
+import type { Logger } from "../pkg/log.ts";
+import {
+  type CniRequest,
+  confDigest,
+  type DaemonResponse,
+  POOL_PLUGIN,
+} from "../daemonclient/protocol.ts";
+import { type NodeConf, nodeConfs } from "./node_confs.ts";
+import type { CniExecutor } from "./node_server.ts";
+
+/** Where the daemon finds what it runs. */
+export interface CniExecOptions {
+  /** The node's CNI conf folders, searched in order. */
+  confDirs: readonly string[];
+  /** Folders of plugins that are not built in (CNI_PATH of every run). */
+  binDirs: readonly string[];
+  log: Logger;
+}
+
+/** Plugin types the daemon runs, each loaded on first use (a daemon never asked carries none). */
+const RUNNABLE: Record<string, () => Promise<Plugin>> = {
+  // The daemon runs what it is handed itself: its meta-CNI never forwards.
+  hydra: async () => (await import("../engine/meta.ts")).createMetaPlugin({ forward: false }),
+};
+
+function refusal(status: number, reason: string, message: string): DaemonResponse {
+  return { ok: false, status, reason, message };
+}
+
+/** The conf as the runtime hands it to the plugin: its list's name and version in it. */
+function asHandedOver(found: NodeConf): Record<string, unknown> {
+  return { ...found.plugin, name: found.list.name, cniVersion: found.list.cniVersion };
+}
+
+/** Device and inode of a file; undefined when it cannot be read. */
+function identity(path: string): string | undefined {
+  try {
+    const info = Deno.statSync(path);
+    return `${info.dev}:${info.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `netns` is the daemon's own network namespace (the node's, under hostNetwork). */
+function isOwnNetns(netns: string): boolean {
+  const target = identity(netns);
+  return target !== undefined && target === identity("/proc/self/ns/net");
+}
+
+/** Creates the executor of `cni` requests. */
+export function createCniExecutor(opts: CniExecOptions): CniExecutor {
+  const confs = nodeConfs(opts.confDirs, opts.log);
+  const plugins = new Map<string, Promise<Plugin>>();
+  const digests = new WeakMap<NodeConf["plugin"], Promise<string>>();
+  const digestOf = (found: NodeConf) => {
+    let d = digests.get(found.plugin);
+    if (!d) digests.set(found.plugin, d = confDigest(asHandedOver(found)));
+    return d;
+  };
+
+  const pool = createPoolExecutor(opts);
+  return async (req: CniRequest, signal: AbortSignal): Promise<DaemonResponse> => {
+    if (req.plugin === POOL_PLUGIN) return await pool(req, signal);
+    const load = RUNNABLE[req.plugin];
+    if (!Object.hasOwn(RUNNABLE, req.plugin) || !load) {
+      return refusal(404, "ConfNotFound", `this daemon runs no plugin of type "${req.plugin}"`);
+    }
+    const found = await confs.find(req.network, req.plugin);
+    if (!found) {
+      return refusal(
+        404,
+        "ConfNotFound",
+        `no network "${req.network}" with a "${req.plugin}" plugin in ${opts.confDirs.join(", ")}`,
+      );
+    }
+    if (found.plugin.daemonExec !== true) {
+      return refusal(
+        404,
+        "ConfNotFound",
+        `network "${req.network}" in ${found.path} does not ask for daemonExec`,
+      );
+    }
+    if (await digestOf(found) !== req.confDigest) {
+      return refusal(
+        409,
+        "ConfMismatch",
+        `network "${req.network}" in ${found.path} is not the conf the runtime handed over`,
+      );
+    }
+    if (req.netns !== "" && isOwnNetns(req.netns)) {
+      return refusal(400, "BadRequest", `"netns" is the daemon's own network namespace`);
+    }
+    let plugin = plugins.get(req.plugin);
+    if (!plugin) plugins.set(req.plugin, plugin = load());
+    // The plugin path is loaded on the first invocation: a daemon never asked does not carry it.
+    const [{ invokeInProcess }, { BUILTINS }, { buildPluginConfig }] = await Promise.all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+      import("../cni/list.ts"),
+    ]);
+    const stdin = buildPluginConfig(
+      found.list,
+      found.plugin,
+      req.command,
+      undefined,
+      req.runtimeConfig,
+    );
+    const body = await invokeInProcess(
+      await plugin,
+      invocationEnv(req, opts),
+      new TextEncoder().encode(JSON.stringify(stdin)),
+      BUILTINS,
+      signal,
+    );
+    return { ok: true, body };
+  };
+}
+
+/** The CNI_* variables of a run: the caller's arguments, the daemon's plugin folders. */
+function invocationEnv(req: CniRequest, opts: CniExecOptions): Record<string, string> {
+  return {
+    CNI_COMMAND: req.command,
+    CNI_CONTAINERID: req.containerId,
+    CNI_NETNS: req.netns,
+    CNI_IFNAME: req.ifName,
+    CNI_ARGS: req.cniArgs,
+    CNI_PATH: opts.binDirs.join(":"),
+  };
+}
+
+/**
+ * Runs hydra-pool requests: this daemon is the node's allocation host, and
+ * its runs of hydra-pool are batched there. The request's config was
+ * checked to be a hydra-pool one (daemon/requests.ts); hydra-pool acts on
+ * the cluster's pools only, never in a namespace or through another plugin.
+ */
+function createPoolExecutor(opts: CniExecOptions): CniExecutor {
+  let plugin: Promise<Plugin> | undefined;
+  return async (req, signal) => {
+    const [{ invokeInProcess }, { BUILTINS, loadBuiltin }] = await Promise.all([
+      import("../cni/skel.ts"),
+      import("../engine/builtins.ts"),
+    ]);
+    plugin ??= loadBuiltin(POOL_PLUGIN)!;
+    const body = await invokeInProcess(
+      await plugin,
+      invocationEnv(req, opts),
+      new TextEncoder().encode(JSON.stringify(req.config ?? {})),
+      BUILTINS,
+      signal,
+    );
+    return { ok: true, body };
+  };
+}
