@@ -44,6 +44,7 @@ import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "../tests/meta_k
 import { connectNodeDaemon } from "../daemonclient/client.ts";
 import { closeHandle, listLinks, openHandle } from "../netlink/mod.ts";
 import { machineInfo } from "./machine.ts";
+import { getFromEndpoint } from "../pkg/http.ts";
 import { createPod, createWorld, deletePod, destroyWorld, type PodNetns } from "./world.ts";
 import { bridgeNetwork, processMemory, runKubeCni } from "./kube_mode_lib.ts";
 import { fatPod } from "./daemon_memory_lib.ts";
@@ -166,6 +167,20 @@ function daemonEnv(): Record<string, string> {
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
   return env;
+}
+
+/**
+ * Throws unless the daemon ran `n` invocations (a burst's ADDs and DELs): an
+ * exec'd meta-CNI no daemon answers runs the invocation itself, which would
+ * leave the daemon's figures without the burst.
+ */
+async function ranInDaemon(metricsSocket: string, n: number): Promise<void> {
+  const metrics = (await getFromEndpoint({ transport: "unix", path: metricsSocket }, "/metrics"))
+    .body;
+  const ran = Number(
+    /^hydra_daemon_requests_total\{op="cni",result="ok"\} (\S+)/m.exec(metrics)?.[1] ?? 0,
+  );
+  if (ran < n) throw new Error(`only ${ran} of ${n} daemonExec invocations ran in the daemon`);
 }
 
 /** With --heap-snapshots: asks the daemon for a snapshot and waits until it is written. */
@@ -365,7 +380,7 @@ try {
     );
   }
   const socket = `${dir}/daemon.sock`;
-  const metaConf = encoder.encode(JSON.stringify({
+  const metaConfObject = {
     cniVersion: "1.0.0",
     name: "hydra",
     type: "hydra",
@@ -376,7 +391,12 @@ try {
     daemonSocket: socket,
     daemonExec: true,
     apiTimeout: 10,
-  }));
+  };
+  const metaConf = encoder.encode(JSON.stringify(metaConfObject));
+  // The daemon runs a daemonExec invocation only with a conf it finds in the node's conf folder.
+  const nodeConfDir = `${dir}/node-net.d`;
+  await Deno.mkdir(nodeConfDir);
+  await Deno.writeTextFile(`${nodeConfDir}/00-hydra.conf`, JSON.stringify(metaConfObject));
 
   const multusThick = await multusThickConf(cp, world, nodeServer, nodeName, ns);
   let resident = 0;
@@ -385,6 +405,7 @@ try {
     await createPods(cp.api, ns, nodeName, "resident", resident, level);
     resident = Math.max(resident, level);
     const logPath = `${dir}/daemon-${level}.log`;
+    const metricsSocket = `${dir}/daemon-metrics-${level}.sock`;
     const d = spawnDaemon("hydra daemon", "ip", {
       args: [
         "netns",
@@ -399,9 +420,13 @@ try {
         "--socket",
         socket,
         "--listen",
-        "",
+        `unix:${metricsSocket}`,
         "--spool-dir",
         `${dir}/hydra-cache/reports`,
+        "--cni-conf-dir",
+        nodeConfDir,
+        "--cni-bin-dir",
+        hydraBin,
         "--log-level",
         SNAPSHOTS ? "info" : "warn",
         ...(SNAPSHOTS ? ["--heap-snapshot-dir", SNAPSHOTS] : []),
@@ -423,6 +448,7 @@ try {
           snapshot: () => snapshot(d.pid, logPath),
         }),
       });
+      await ranInDaemon(metricsSocket, 2 * BURST);
     } finally {
       await stopProcessGroup(d.pid);
       await d.status;
