@@ -57,6 +57,8 @@ export interface ArmContext {
   binDirs: string[];
   /** The default network's conf file (in confDir). */
   defaultConf: string;
+  /** host-local's folder for every network of the arm. */
+  ipamDir: string;
   /** A kubeconfig of hydra's node account (JSON). */
   kubeconfig: string;
   /** Set once the kubelet runs. */
@@ -82,6 +84,8 @@ interface ArmSpec {
   prepare(cp: ControlPlane, arm: ArmName, dir: string): Promise<ArmContext>;
   /** What runs beside containerd and the kubelet, once they run. */
   start(ctx: ArmContext, ctd: Containerd): Promise<ArmProcess[]>;
+  /** After the waves: throws unless the arm ran as it says (`pods` pods started and deleted). */
+  check?(ctx: ArmContext, pods: number): Promise<void>;
 }
 
 const HYDRA_BIN = fileURLToPath(new URL("../bin", import.meta.url));
@@ -135,7 +139,7 @@ async function prepareCommon(cp: ControlPlane, arm: ArmName, dir: string): Promi
     await nodeAgentKubeconfig(cp, ns),
     join(dir, "node.kubeconfig"),
   );
-  return { cp, arm, ns, dir, confDir, binDirs: [], defaultConf, kubeconfig, nodeName: "" };
+  return { cp, arm, ns, dir, confDir, binDirs: [], defaultConf, ipamDir, kubeconfig, nodeName: "" };
 }
 
 /** Starts a process in containerd's network namespace (the node's). */
@@ -179,27 +183,44 @@ function withFlags(args: string[], over: Record<string, string | null>): string[
   return [...kept, ...added];
 }
 
-/** hydra install --once as deploy/hydra-meta.yaml's installer runs it, on this node's folders. */
-async function installHydraMeta(ctx: ArmContext, socket: string): Promise<void> {
+/** Where `hydra install` puts things on a test node, and how it reaches the API server. */
+export interface InstallPaths {
+  dir: string;
+  confDir: string;
+  tokenFile: string;
+  caFile: string;
+  server: string;
+  /** The node daemon's socket. */
+  socket: string;
+}
+
+/**
+ * `hydra install --once` arguments as deploy/hydra-meta.yaml's installer
+ * container has them, with a test node's paths over the host's and its
+ * daemon socket added to the conf's keys; nothing else changes.
+ */
+export function hydraMetaInstallArgs(p: InstallPaths): string[] {
   const deployed = deployedArgs("hydra-meta.yaml", "install");
-  const token = join(ctx.dir, "sa-token");
-  await Deno.writeTextFile(token, await ctx.cp.mintServiceAccountToken(ctx.ns, "hydra-node"));
   const metaJson = JSON.parse(flagValue(deployed, "meta-json") ?? "{}");
-  const args = withFlags(deployed, {
-    "bin-dir": join(ctx.dir, "installed-bin"),
-    "conf-dir": ctx.confDir,
-    "state-dir": join(ctx.dir, "hydra.d"),
-    "kubeconfig": join(ctx.dir, "hydra.kubeconfig"),
-    "token-file": token,
-    "ca-file": ctx.cp.caPath,
-    "server": ctx.cp.server,
+  return withFlags(deployed, {
+    "bin-dir": join(p.dir, "installed-bin"),
+    "conf-dir": p.confDir,
+    "state-dir": join(p.dir, "hydra.d"),
+    "kubeconfig": join(p.dir, "hydra.kubeconfig"),
+    "token-file": p.tokenFile,
+    "ca-file": p.caFile,
+    "server": p.server,
     "health-addr": null,
-    // The one addition: this node's daemon socket instead of /run/hydra/daemon.sock.
-    "meta-json": JSON.stringify({ ...metaJson, daemonSocket: socket }),
+    // This node's daemon socket instead of /run/hydra/daemon.sock.
+    "meta-json": JSON.stringify({ ...metaJson, daemonSocket: p.socket }),
   });
-  await Deno.mkdir(join(ctx.dir, "installed-bin"));
+}
+
+/** Runs `hydra install --once` with {@link hydraMetaInstallArgs}; throws with its stderr. */
+export async function installHydraMeta(p: InstallPaths): Promise<void> {
+  await Deno.mkdir(join(p.dir, "installed-bin"), { recursive: true });
   const out = await new Deno.Command(`${HYDRA_BIN}/hydra`, {
-    args: ["install", "--once", ...args],
+    args: ["install", "--once", ...hydraMetaInstallArgs(p)],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -263,22 +284,34 @@ export const ARMS: Record<ArmName, ArmSpec> = {
     start: () => Promise.resolve([]),
   },
   hydra_meta: {
-    description: "hydra meta-CNI and hydra daemon as deploy/hydra-meta.yaml runs them, " +
-      "reference delegates",
+    description: "hydra meta-CNI and hydra daemon as deploy/hydra-meta.yaml runs them " +
+      "(daemonExec: the daemon runs every ADD and DEL), reference delegates",
     statusEntries: 3,
     async prepare(cp, arm, dir) {
       const ctx = { ...await prepareCommon(cp, arm, dir), binDirs: [HYDRA_BIN] };
-      await installHydraMeta(ctx, join(dir, "daemon.sock"));
+      const tokenFile = join(dir, "sa-token");
+      await Deno.writeTextFile(tokenFile, await cp.mintServiceAccountToken(ctx.ns, "hydra-node"));
+      await installHydraMeta({
+        dir,
+        confDir: ctx.confDir,
+        tokenFile,
+        caFile: cp.caPath,
+        server: cp.server,
+        socket: join(dir, "daemon.sock"),
+      });
       return ctx;
     },
     async start(ctx, ctd) {
       const socket = join(ctx.dir, "daemon.sock");
       const args = withFlags(deployedArgs("hydra-meta.yaml", "daemon"), {
         socket,
-        listen: "",
+        listen: `unix:${join(ctx.dir, "daemon-metrics.sock")}`,
         kubeconfig: join(ctx.dir, "hydra.kubeconfig"),
         "node-name": ctx.nodeName,
         "spool-dir": join(ctx.dir, "spool"),
+        // The node's folders, as /etc/cni/net.d and /opt/cni/bin are on a node.
+        "cni-conf-dir": ctx.confDir,
+        "cni-bin-dir": `${HYDRA_BIN}:${referencePluginDir()}`,
         "log-level": "warn",
       });
       const p = inNode(ctd, "hydra-daemon", ctx.dir, [`${HYDRA_BIN}/hydra`, ...args]);
@@ -289,6 +322,28 @@ export const ARMS: Record<ArmName, ArmSpec> = {
         throw err;
       }
       return [p];
+    },
+    async check(ctx, pods) {
+      // The deployed conf asks for daemonExec: every ADD and DEL must have run in the daemon, not
+      // in the exec'd hydra's fallback.
+      const ranInDaemon = async () => {
+        const metrics = (await getFromEndpoint(
+          { transport: "unix", path: join(ctx.dir, "daemon-metrics.sock") },
+          "/metrics",
+        )).body;
+        return Number(
+          /^hydra_daemon_requests_total\{op="cni",result="ok"\} (\S+)/m.exec(metrics)?.[1] ?? 0,
+        );
+      };
+      // The last DEL's count may land a moment after its addresses are released.
+      const t0 = performance.now();
+      let ran = 0;
+      while ((ran = await ranInDaemon()) < 2 * pods && performance.now() - t0 < 10_000) {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      if (ran < 2 * pods) {
+        throw new Error(`hydra_meta: ${ran} invocations ran in the daemon, ${2 * pods} expected`);
+      }
     },
   },
   hydra_nri: {

@@ -123,8 +123,33 @@ async function checkWave(cp: ControlPlane, ns: string, names: string[], entries:
   }
 }
 
-/** Deletes a wave's pods and waits until the API server has none of them. */
-async function deleteWave(cp: ControlPlane, ns: string, names: string[]): Promise<void> {
+/** Addresses host-local holds under `ipamDir` (every arm's networks use it there). */
+async function reservations(ipamDir: string): Promise<number> {
+  let n = 0;
+  try {
+    for await (const net of Deno.readDir(ipamDir)) {
+      if (!net.isDirectory) continue;
+      for await (const f of Deno.readDir(`${ipamDir}/${net.name}`)) {
+        if (/^[0-9a-f.:]+$/.test(f.name)) n++;
+      }
+    }
+  } catch {
+    // nothing allocated yet
+  }
+  return n;
+}
+
+/**
+ * Deletes a wave's pods and waits until the API server has none of them and
+ * every address of the arm is released (their networks' DELs have run: the
+ * kubelet may stop a sandbox after the Pod object is gone).
+ */
+async function deleteWave(
+  cp: ControlPlane,
+  ipamDir: string,
+  ns: string,
+  names: string[],
+): Promise<void> {
   await Promise.all(names.map((n) => cp.api.must("DELETE", `/api/v1/namespaces/${ns}/pods/${n}`)));
   const gone = await poll(
     async () => {
@@ -135,6 +160,8 @@ async function deleteWave(cp: ControlPlane, ns: string, names: string[]): Promis
     100,
   );
   if (!gone) throw new Error(`pods of ${ns} not deleted within 120 s`);
+  const released = await poll(async () => await reservations(ipamDir) === 0, 120_000, 50);
+  if (!released) throw new Error(`addresses of ${ns} not released within 120 s`);
 }
 
 /** Creates one wave at once; returns each pod's creation time. */
@@ -189,7 +216,7 @@ async function runWaves(
         out.busyMs += last - first;
       }
       await checkWave(ctx.cp, ctx.ns, names, statusEntries);
-      await deleteWave(ctx.cp, ctx.ns, names);
+      await deleteWave(ctx.cp, ctx.ipamDir, ctx.ns, names);
       opts.progress?.(`${ctx.arm}: wave ${w + 1}/${waves}${timed ? "" : " (warm-up)"}`);
     }
   } finally {
@@ -233,6 +260,8 @@ async function runArm(
           load0 = Deno.loadavg()[0];
         });
         const cpu = cpuNow() - cpu0;
+        // Every pod, warm-up waves included, was started and deleted.
+        await spec.check?.(ctx, sampled.ms.length + opts.warmupWaves * opts.wave);
         const sorted = [...sampled.ms].sort((a, b) => a - b);
         const rssByProcessMiB = Object.fromEntries(processes.map((p) => [p.name, peakMiB(p.pid)]));
         const peaks = Object.values(rssByProcessMiB);
