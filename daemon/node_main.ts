@@ -13,7 +13,6 @@
  */
 
 import { parseArgs } from "node:util";
-import { setFlagsFromString } from "node:v8";
 import { createLogger, isLogLevel, type Logger, type LogLevel } from "../pkg/log.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
@@ -477,10 +476,6 @@ export async function runDaemon(args: string[]): Promise<number> {
     console.error(`hydra daemon: ${(err as Error).message}\n\n${DAEMON_HELP}`);
     return 2;
   }
-  // V8 then grows the heap less eagerly and gives memory back sooner: through a burst of pod
-  // starts the daemon's peak is mostly heap V8 holds, not live objects (bench/daemon_memory.ts).
-  // Set here, for this role only: on the router's CPU-bound passes it costs speed.
-  setFlagsFromString("--optimize-for-size");
   const log = createLogger({ level: opts.logLevel, file: opts.logFile }).with({
     role: "daemon",
     node: opts.nodeName,
