@@ -8,6 +8,9 @@
  * conf file named by path):
  * - `multus_thin_reference`: Multus thin (built from its Go module) with a
  *   kubeconfig, exec'ing the reference bridge + host-local;
+ * - `multus_thick_reference`: Multus thick (same module and version) as its
+ *   DaemonSet runs it (tests/infra/multus_thick.ts), its shim exec'd with
+ *   the conf its daemon wrote, the daemon running the same delegates;
  * - `hydra_direct_reference` / `hydra_daemon_reference`: hydra asking the
  *   API server itself / through `hydra daemon`, same reference delegates;
  * - `hydra_direct_builtin` / `hydra_daemon_builtin`: the same with
@@ -30,6 +33,7 @@ import { fileURLToPath } from "node:url";
 import { startControlPlane } from "../tests/infra/cluster.ts";
 import { peersDir, referencePluginDir, versions } from "../tests/infra/peers.ts";
 import { spawnDaemon } from "../tests/infra/process.ts";
+import { type MultusThick, startMultusThick } from "../tests/infra/multus_thick.ts";
 import { nodeAgentKubeconfig } from "../tests/kube/helpers.ts";
 import { API_ANYWHERE_ARGS, apiIntoNetns, jsonKubeconfig } from "../tests/meta_kube/api_access.ts";
 import { connectNodeDaemon } from "../daemonclient/client.ts";
@@ -71,9 +75,37 @@ const pinned = versions();
 const machine = await machineInfo();
 const notes: string[] = [];
 
+/**
+ * Multus thick in the node namespace, its cluster network the reference one
+ * (the only conf in its conf folder), watching this node's pods.
+ */
+async function startThick(
+  cp: Awaited<ReturnType<typeof startControlPlane>>,
+  world: { dir: string; nodeNetns: string },
+  server: string,
+  nodeName: string,
+  clusterConf: string,
+): Promise<MultusThick> {
+  const confDir = `${world.dir}/thick-net.d`;
+  const shimDir = `${world.dir}/thick-bin`;
+  await Deno.mkdir(confDir);
+  await Deno.mkdir(shimDir);
+  await Deno.copyFile(clusterConf, `${confDir}/10-cluster.conf`);
+  return await startMultusThick(cp, {
+    cniConfDir: confDir,
+    shimBinDir: shimDir,
+    binDir: referenceBin,
+    netns: world.nodeNetns,
+    server,
+    nodeName,
+    config: { logLevel: "error" },
+  });
+}
+
 const cp = await startControlPlane({ apiserverArgs: API_ANYWHERE_ARGS });
 const world = await createWorld();
 let daemonPid: number | undefined;
+let thick: MultusThick | undefined;
 let daemonStatus: Promise<Deno.CommandStatus> | undefined;
 try {
   const dir = world.dir;
@@ -126,6 +158,10 @@ try {
 
   const daemonSocket = `${dir}/daemon.sock`;
   const metricsSocket = `${dir}/daemon-metrics.sock`;
+  const only = flags.only ? new Set(flags.only.split(",")) : undefined;
+  if (!only || only.has("multus_thick_reference")) {
+    thick = await startThick(cp, world, nodeServer, nodeName, clusterPath.reference);
+  }
   const all = kubeCases({
     dir,
     kubeconfig: kcNode,
@@ -136,8 +172,8 @@ try {
     multusExe,
     multusVersion: pinned.MULTUS_VERSION,
     daemonSocket,
+    multusThick: thick && { shim: thick.shimPath, conf: await Deno.readFile(thick.confPath) },
   });
-  const only = flags.only ? new Set(flags.only.split(",")) : undefined;
   let selected = all.filter((c) => !only || only.has(c.key));
   try {
     Deno.statSync(multusExe);
@@ -304,9 +340,11 @@ try {
   };
 
   for (let i = 0; i < WARMUP; i++) for (const c of cases) await runPod(c, i, "warmup");
-  const daemonCpuBefore = daemonPid ? await processCpuSeconds(daemonPid) : 0;
+  const daemonCpuBefore = daemonPid ? await processCpuSeconds(daemonPid, true) : 0;
+  const thickCpuBefore = thick ? await processCpuSeconds(thick.pid, true) : 0;
   for (let i = 0; i < PODS; i++) for (const c of cases) await runPod(c, WARMUP + i, "timed");
-  const daemonCpu = daemonPid ? await processCpuSeconds(daemonPid) - daemonCpuBefore : 0;
+  const daemonCpu = daemonPid ? await processCpuSeconds(daemonPid, true) - daemonCpuBefore : 0;
+  const thickCpu = thick ? await processCpuSeconds(thick.pid, true) - thickCpuBefore : 0;
   if (haveGnuTime()) {
     for (let i = 0; i < RSS_PODS; i++) {
       for (const c of cases) await runPod(c, WARMUP + PODS + i, "rss");
@@ -367,6 +405,14 @@ try {
       metrics: pick(/^hydra_daemon_(reads_total|reports_total|cached_objects|requests_total)/),
     };
   }
+  const multusThickDaemon = thick
+    ? {
+      peakRssKiB: (await processMemory(thick.pid)).peakKiB,
+      rssKiBAtEnd: (await processMemory(thick.pid)).nowKiB,
+      // With the delegates it ran (its reaped children), as the hydra daemon's.
+      cpuSecondsDuringTimedPods: Math.round(thickCpu * 100) / 100,
+    }
+    : undefined;
   const multus = report.multus_thin_reference as
     | { addDelMs: ReturnType<typeof summarize> }
     | undefined;
@@ -383,6 +429,25 @@ try {
       )
     )
     : [];
+  // Against Multus thick: the daemon with built-ins at most half, with the reference plugins at most
+  // as much.
+  const thickReport = report.multus_thick_reference as
+    | { addDelMs: ReturnType<typeof summarize> }
+    | undefined;
+  if (thickReport) {
+    for (const c of cases.filter((c) => c.key.startsWith("hydra_daemon"))) {
+      const limit = c.delegates === "builtin" ? 0.5 : 1.0;
+      targets.push(judge(
+        `${c.key} ≤ ${limit} × multus_thick_reference (ADD+DEL median)`,
+        {
+          label: c.key,
+          summary: (report[c.key] as { addDelMs: ReturnType<typeof summarize> }).addDelMs,
+        },
+        { label: "multus_thick_reference", summary: thickReport.addDelMs },
+        limit,
+      ));
+    }
+  }
   console.log(JSON.stringify(
     {
       bench: "kube_mode",
@@ -403,6 +468,7 @@ try {
       },
       cases: report,
       daemon,
+      multusThickDaemon,
       statusWritten,
       targets,
       notes,
@@ -411,6 +477,7 @@ try {
     2,
   ));
 } finally {
+  await thick?.stop().catch(() => {});
   if (daemonPid) {
     try {
       Deno.kill(daemonPid, "SIGTERM");

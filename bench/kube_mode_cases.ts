@@ -23,6 +23,8 @@ export interface CaseContext {
   multusExe: string;
   multusVersion: string;
   daemonSocket: string;
+  /** Multus thick when it runs: its shim and the conf its daemon wrote for the runtime. */
+  multusThick?: { shim: string; conf: Uint8Array };
 }
 
 const encoder = new TextEncoder();
@@ -77,6 +79,17 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
         logToStderr: false,
       })),
     },
+    ...(ctx.multusThick
+      ? [{
+        key: "multus_thick_reference",
+        description: `Multus thick ${ctx.multusVersion} (daemon + shim, as its DaemonSet runs ` +
+          "it: the conf its daemon wrote), its daemon exec'ing the reference bridge + host-local",
+        exe: ctx.multusThick.shim,
+        path: [ctx.referenceBin],
+        delegates: "reference" as const,
+        config: ctx.multusThick.conf,
+      }]
+      : []),
     {
       key: "hydra_direct_reference",
       description:

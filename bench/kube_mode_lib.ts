@@ -92,11 +92,16 @@ export async function processMemory(pid: number): Promise<{ peakKiB: number; now
   return { peakKiB: field("VmHWM"), nowKiB: field("VmRSS") };
 }
 
-/** CPU seconds (user + system) a process has used, from /proc. */
-export async function processCpuSeconds(pid: number): Promise<number> {
+/**
+ * CPU seconds (user + system) a process has used, from /proc; with
+ * `children`, also that of the children it has reaped (the delegates a
+ * daemon execs).
+ */
+export async function processCpuSeconds(pid: number, children = false): Promise<number> {
   const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]);
+  const ticks = Number(fields[11]) + Number(fields[12]) +
+    (children ? Number(fields[13]) + Number(fields[14]) : 0);
   return ticks / 100;
 }
 

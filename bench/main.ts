@@ -27,7 +27,7 @@
  */
 
 import { machineInfo } from "./machine.ts";
-import { snapshotTree, type TreeSnapshot, type TreeSource } from "./snapshot.ts";
+import { denoEnv, snapshotTree, type TreeSnapshot, type TreeSource } from "./snapshot.ts";
 
 /** A benchmark module: its name in the output and its file beside this one. */
 interface BenchModule {
@@ -132,10 +132,19 @@ async function treeChoice(word: string): Promise<TreeChoice> {
   return { source: { revision }, label: short };
 }
 
-/** Runs one module (the copy's `file`) and returns its parsed JSON document. */
-async function runModule(m: BenchModule, file: string, flags: string[]): Promise<unknown> {
+/**
+ * Runs one module (the copy's `file`) and returns its parsed JSON document.
+ * It and everything it starts use the copy's Deno cache, not the caller's.
+ */
+async function runModule(
+  m: BenchModule,
+  tree: TreeSnapshot,
+  file: string,
+  flags: string[],
+): Promise<unknown> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--no-prompt", file, ...(m.takesFlags ? flags : [])],
+    env: denoEnv(tree.root),
     stdout: "piped",
     stderr: "inherit",
   }).output();
@@ -212,7 +221,7 @@ async function main(): Promise<number> {
         console.error(`[bench] running ${key}`);
         try {
           await Deno.stat(file);
-          results[key] = await runModule(m, file, opts.rest);
+          results[key] = await runModule(m, tree, file, opts.rest);
         } catch (err) {
           errors[key] = (err as Error).message;
         }

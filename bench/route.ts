@@ -11,7 +11,10 @@
  *   measurements of the peer router in the same run, in a fresh namespace.
  *
  * Usage: deno run -A --config deno.json bench/route.ts [--nodes 5000] [--updates 100]
- *          [--kube] [--peer PATH] [--peer-updates 20]
+ *          [--kube] [--peer PATH] [--peer-updates 20] [--heap-snapshots DIR]
+ *
+ * With --heap-snapshots, hydra's router (kube) writes a V8 heap snapshot
+ * there at rest, after the figures are taken (tools/heap_summary.ts reads it).
  *
  * @module
  */
@@ -46,6 +49,7 @@ const { values: flags } = parseArgs({
     peer: { type: "string" },
     "peer-updates": { type: "string", default: "20" },
     "rest-ms": { type: "string", default: "10000" },
+    "heap-snapshots": { type: "string" },
   },
 });
 const N = Number(flags.nodes);
@@ -140,6 +144,13 @@ async function benchFile(): Promise<Record<string, unknown>> {
   }
 }
 
+/** Asks the router for a heap snapshot (SIGUSR2) and waits until its log says it is written. */
+async function heapSnapshot(pid: number, log: string): Promise<void> {
+  const written = async () => (await Deno.readTextFile(log)).includes("heap snapshot written");
+  Deno.kill(pid, "SIGUSR2");
+  for (let i = 0; i < 600 && !await written(); i++) await pause(100);
+}
+
 interface KubeBench {
   cp: import("../tests/infra/cluster.ts").ControlPlane;
   client: import("../kube/client.ts").KubeClient;
@@ -202,6 +213,7 @@ async function benchKube(
         "off",
         "--log-file",
         log,
+        ...(flags["heap-snapshots"] ? ["--heap-snapshot-dir", flags["heap-snapshots"]] : []),
       ])
       : spawnIn(node, PEER, ["daemon"], {
         PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -242,6 +254,7 @@ async function benchKube(
       }, "merge");
     }
     const rest = await atRest(child.pid, REST_MS);
+    if (router === "hydra" && flags["heap-snapshots"]) await heapSnapshot(child.pid, log);
     return {
       router,
       source: "kube-apiserver (Node objects)",

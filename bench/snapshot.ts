@@ -59,33 +59,87 @@ async function archiveRevision(root: string, revision: string): Promise<void> {
 }
 
 /**
- * Fills the copy's own Deno cache with the npm packages the launcher's entry
- * (the bundle, or main.ts) may import. The plugins run inside namespaces
- * without a route to the package registry: with an empty cache Deno would
- * try, and fail after about a second, to fetch them at every start.
+ * The environment every process of a run gets for Deno: the copy's own
+ * cache, whatever the caller's `DENO_DIR` is, so a run needs nothing from
+ * the shell it was started from (processes in namespaces without a route to
+ * the registry find every package there). The CA stores follow dev.sh:
+ * registries may be reached through a TLS proxy only the system trusts.
  */
-async function fillDenoCache(root: string, bundle: boolean): Promise<void> {
-  // Every file of the build: its entry loads the rest through a computed
-  // URL, which Deno (and so `deno cache`) does not follow.
-  const bundleFiles = bundle
-    ? [...Deno.readDirSync(`${root}/.cache/bundle`)]
-      .filter((e) => e.isFile && e.name.endsWith(".js"))
-      .map((e) => `${root}/.cache/bundle/${e.name}`)
-    : [];
-  const args = bundle
-    ? ["cache", "--quiet", "--no-config", ...bundleFiles]
-    : ["cache", "--quiet", "--config", `${root}/deno.json`, `${root}/main.ts`];
+export function denoEnv(root: string): Record<string, string> {
+  return {
+    DENO_DIR: `${root}/.cache/deno`,
+    DENO_TLS_CA_STORE: Deno.env.get("DENO_TLS_CA_STORE") ?? "mozilla,system",
+  };
+}
+
+/** Runs deno with the copy's environment; throws with its stderr when it fails. */
+async function denoIn(root: string, what: string, args: string[]): Promise<void> {
   const out = await new Deno.Command(Deno.execPath(), {
     args,
-    env: { DENO_DIR: `${root}/.cache/deno` },
+    cwd: root,
+    env: denoEnv(root),
     stdout: "null",
     stderr: "piped",
   }).output();
   if (!out.success) {
-    throw new Error(
-      `filling the Deno cache failed: ${new TextDecoder().decode(out.stderr).trim()}`,
-    );
+    throw new Error(`${what} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
   }
+}
+
+/**
+ * Fills the copy's own Deno cache with every npm package its lockfile names
+ * (what main.ts, the bench modules and the test worlds they use import;
+ * Deno reads the whole lockfile's npm snapshot, so a role started from
+ * main.ts wants all of them) and with what the single-file build imports.
+ * The plugins and roles run inside namespaces without a route to the
+ * package registry: with a package missing Deno would try, and fail, to
+ * fetch it at every start.
+ */
+async function fillDenoCache(root: string): Promise<void> {
+  await seedNpmCache(root);
+  await denoIn(root, "filling the Deno cache", [
+    "install",
+    "--frozen",
+    "--quiet",
+    "--entrypoint",
+    `${root}/main.ts`,
+  ]);
+}
+
+/** Caches what the single-file CNI build imports (it runs with `--no-config`). */
+async function cacheBundleImports(root: string): Promise<void> {
+  // Every file of the build: its entry loads the rest through a computed
+  // URL, which Deno (and so `deno cache`) does not follow.
+  const bundleFiles = [...Deno.readDirSync(`${root}/.cache/bundle`)]
+    .filter((e) => e.isFile && e.name.endsWith(".js"))
+    .map((e) => `${root}/.cache/bundle/${e.name}`);
+  await denoIn(root, "caching the CNI build's imports", [
+    "cache",
+    "--quiet",
+    "--no-config",
+    ...bundleFiles,
+  ]);
+}
+
+/**
+ * Copies (hard links where it can) the npm packages of this checkout's own
+ * cache into the copy's, when it has one: the registry is then asked only
+ * for what is missing. Packages are immutable per version, so sharing their
+ * files is safe.
+ */
+async function seedNpmCache(root: string): Promise<void> {
+  const from = `${ROOT}/.cache/deno/npm`;
+  try {
+    await Deno.stat(from);
+  } catch {
+    return;
+  }
+  await Deno.mkdir(`${root}/.cache/deno`, { recursive: true });
+  const out = await new Deno.Command("cp", {
+    args: ["-al", from, `${root}/.cache/deno/npm`],
+    stderr: "null",
+  }).output();
+  if (!out.success) await copy(from, `${root}/.cache/deno/npm`).catch(() => {});
 }
 
 /**
@@ -112,16 +166,16 @@ export async function snapshotTree(
   }
   await Deno.remove(`${root}/tools/node_modules`, { recursive: true }).catch(() => {});
   await Deno.symlink(`${ROOT}/tools/node_modules`, `${root}/tools/node_modules`);
+  await fillDenoCache(root);
   if (bundle) {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--no-prompt", `${root}/tools/bundle.ts`, "--force"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (!out.success) {
-      throw new Error(`building the bundle failed: ${new TextDecoder().decode(out.stderr).trim()}`);
-    }
+    await denoIn(root, "building the bundle", [
+      "run",
+      "-A",
+      "--no-prompt",
+      `${root}/tools/bundle.ts`,
+      "--force",
+    ]);
+    await cacheBundleImports(root);
   }
-  await fillDenoCache(root, bundle);
   return { root, bin: `${root}/bin`, bundle };
 }

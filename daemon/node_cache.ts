@@ -10,7 +10,7 @@
  * only an older pod of the same name is, the lookup waits a moment for the
  * watch to deliver it, then asks the API server.
  *
- * Cached pods and Nodes keep only what readers use (see {@link trimPod}).
+ * Cached objects keep only what readers use (see {@link slimPod}).
  *
  * A NAD missing from the synced cache is asked for too (it may be brand
  * new), but only briefly: when the API server does not answer, the cache's
@@ -80,19 +80,70 @@ const LEGACY_PATH =
   /^\/apis\/kubernetes-network\.cni\.cncf\.io\/v1\/namespaces\/[^/]+\/networks\/[^/]+$/;
 
 /**
- * Drops what no reader of the cache uses from a cached pod (managed fields,
- * containers, status), in place: the cache holds every pod of the node, and
- * those parts are most of each. Readers need its metadata (name, namespace,
- * UID, annotations) and spec.nodeName.
+ * The annotation `kubectl apply` leaves: a full copy of the applied object,
+ * often the largest part of its metadata, read by no one here.
  */
-function trimPod(pod: Pod): void {
-  delete pod.metadata.managedFields;
-  const spec = pod.spec;
-  pod.spec = spec?.hostNetwork
-    ? { nodeName: spec.nodeName, hostNetwork: true }
-    : { nodeName: spec?.nodeName };
-  delete pod.status;
+const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
+
+/** Metadata reduced to what readers use: identity, version, deletion and annotations. */
+function slimMeta<M extends KubeObject["metadata"]>(m: M): M {
+  let annotations = m.annotations as Record<string, string> | undefined;
+  if (annotations && LAST_APPLIED in annotations) {
+    const { [LAST_APPLIED]: _dropped, ...rest } = annotations;
+    annotations = rest;
+  }
+  return {
+    name: m.name,
+    namespace: m.namespace,
+    uid: m.uid,
+    resourceVersion: m.resourceVersion,
+    // Hot plug leaves pods being deleted alone.
+    ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    ...(annotations ? { annotations } : {}),
+  } as M;
 }
+
+/**
+ * A cached pod: a fresh object with only what readers use (name,
+ * namespace, UID, resourceVersion and annotations; spec.nodeName and
+ * hostNetwork), made as it arrives so the full object (containers, status,
+ * managed fields: most of a pod) is garbage at once, list pages included.
+ * The cache holds every pod of the node.
+ */
+export function slimPod(pod: Pod): Pod {
+  const spec = pod.spec;
+  return {
+    apiVersion: pod.apiVersion,
+    kind: pod.kind,
+    metadata: slimMeta(pod.metadata),
+    spec: spec?.hostNetwork
+      ? { nodeName: spec.nodeName, hostNetwork: true }
+      : { nodeName: spec?.nodeName },
+  };
+}
+
+/** A cached NAD: its identity, annotations (the resource name) and config. */
+export function slimNad(nad: NetworkAttachmentDefinition): NetworkAttachmentDefinition {
+  return {
+    apiVersion: nad.apiVersion,
+    kind: nad.kind,
+    metadata: slimMeta(nad.metadata),
+    spec: nad.spec?.config === undefined ? {} : { config: nad.spec.config },
+  };
+}
+
+/** The cached Node: its identity, annotations and spec (kube-node IPAM reads the pod CIDRs). */
+export function slimNode(node: Node): Node {
+  return {
+    apiVersion: node.apiVersion,
+    kind: node.kind,
+    metadata: slimMeta(node.metadata),
+    ...(node.spec ? { spec: node.spec } : {}),
+  };
+}
+
+/** Pods asked for per list page: a bounded answer to hold while it is slimmed. */
+const POD_PAGE = 100;
 
 /** How long a NAD cache miss waits for the API server before the cache's "no" stands. */
 const NAD_MISS_LIVE_MS = 500;
@@ -142,8 +193,9 @@ function startInformers(
   const onError = (what: string) => (err: unknown) => opts.onError?.(what, err);
   const pods: Informer<Pod> = startInformer<Pod>(client, podPath(), {
     fieldSelector: `spec.nodeName=${opts.nodeName}`,
+    pageSize: POD_PAGE,
+    transform: slimPod,
     onEvent: (type, pod) => {
-      trimPod(pod);
       const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
       for (const wake of podWaiters.get(key) ?? []) wake();
       for (const listener of podListeners) listener(type, pod);
@@ -151,16 +203,13 @@ function startInformers(
     onError: onError("pods"),
   });
   const nads: Informer<NetworkAttachmentDefinition> = startInformer(client, nadPath(), {
-    onEvent: (_type, nad) => delete nad.metadata.managedFields,
+    transform: slimNad,
     onError: onError("network-attachment-definitions"),
   });
   const nodes: Informer<Node> = startInformer<Node>(client, nodePath(), {
     fieldSelector: `metadata.name=${opts.nodeName}`,
-    onEvent: (_type, node) => {
-      delete node.metadata.managedFields;
-      // A Node's status (images, conditions, addresses) is the bulk of it; kube-node reads spec.
-      delete node.status;
-    },
+    // A Node's status (images, conditions, addresses) is the bulk of it; kube-node reads spec.
+    transform: slimNode,
     onError: onError("nodes"),
   });
   return { pods, nads, nodes };

@@ -38,6 +38,7 @@ import { type ReportQueue, startReportQueue } from "./node_reports.ts";
 import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
+import { heapSnapshotsOnSignal } from "../pkg/heap_snapshot.ts";
 import { createCniExecutor } from "./cni_exec.ts";
 import { DEFAULT_META_CACHE_DIR } from "../engine/config.ts";
 import { type DaemonHotplug, startDaemonHotplug } from "./node_hotplug.ts";
@@ -69,6 +70,8 @@ export interface DaemonOptions {
   maxConnections: number;
   reportWorkers: number;
   apiTimeoutMs: number;
+  /** Where SIGUSR2 writes heap snapshots; none when unset. */
+  heapSnapshotDir?: string;
   /** The node's CNI conf folders: where `daemonExec` invocations' confs are read. */
   cniConfDirs: string[];
   /** Folders of plugins that are not built in, for the invocations it runs. */
@@ -113,6 +116,9 @@ Options:
   --cri-socket PATH      the runtime's CRI socket, for the pods' sandboxes under
                          --hotplug (default ${DEFAULT_CRI_SOCKET})
 ${operationHelp(defaultHealthAddr("daemon"))}
+  --heap-snapshot-dir DIR
+                         on SIGUSR2, write a V8 heap snapshot here (for finding
+                         where memory goes; off by default)
   -h, --help             show this help
 `;
 
@@ -155,6 +161,7 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
         hotplug: { type: "string" },
         "cache-dir": { type: "string" },
         "cri-socket": { type: "string" },
+        "heap-snapshot-dir": { type: "string" },
       },
     }));
   } catch (err) {
@@ -208,6 +215,7 @@ export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
     allowUids: [...new Set(allowUids)],
     reportWorkers: Math.floor(positive("report-workers", values["report-workers"], 4)),
     apiTimeoutMs: positive("api-timeout", values["api-timeout"], 5) * 1000,
+    heapSnapshotDir: values["heap-snapshot-dir"] || undefined,
     hotplug: hotplug === "on" || hotplug === "true",
     cacheDir: values["cache-dir"] ?? DEFAULT_META_CACHE_DIR,
     criSocket: values["cri-socket"] ?? DEFAULT_CRI_SOCKET,
@@ -503,11 +511,20 @@ export async function runDaemon(args: string[]): Promise<number> {
   log.info("serving", { socket: opts.socket });
   d.cache.synced.then(() => log.info("watch caches synced", d.cache.sizes()), () => {});
   const stopSpool = await watchSpool(d);
+  const stopSnapshots = opts.heapSnapshotDir
+    ? heapSnapshotsOnSignal(
+      opts.heapSnapshotDir,
+      "hydra-daemon",
+      (path) => log.info("heap snapshot written", { path }),
+      (error) => log.warn("cannot write a heap snapshot", { error }),
+    )
+    : () => {};
   const hotplug = opts.hotplug ? await startHotplug(d, served.server) : undefined;
 
   log.info("stopping", { signal: await untilStopSignal() });
   await hotplug?.stop();
   stopSpool();
+  stopSnapshots();
   useInProcessDaemon(undefined);
   await served.server.shutdown();
   if (!await settleDeferredDeletions(5_000)) log.warn("pod links still being deleted at exit");

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { heapSnapshotsOnSignal } from "../pkg/heap_snapshot.ts";
 import { withTimeout } from "../pkg/async.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
 import { type HealthServer, startHealthEndpoint } from "../pkg/http.ts";
@@ -213,6 +214,14 @@ async function runDaemon(
     ["SIGINT", onSignal("SIGINT")],
   ];
   for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
+  const stopSnapshots = opts.heapSnapshotDir
+    ? heapSnapshotsOnSignal(
+      opts.heapSnapshotDir,
+      "hydra-route",
+      (path) => log.info("heap snapshot written", { path }),
+      (error) => log.warn("cannot write a heap snapshot", { error }),
+    )
+    : () => {};
   let server: HealthServer | undefined;
   let source: Source | undefined;
   try {
@@ -237,6 +246,7 @@ async function runDaemon(
     return 0;
   } finally {
     for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
+    stopSnapshots();
     router.stop();
     await source?.stop().catch(() => {});
     await server?.shutdown().catch(() => {});

@@ -39,6 +39,8 @@ export interface RouteOptions {
   logLevel: LogLevel;
   logFormat: LogFormat;
   logFile?: string;
+  /** Where SIGUSR2 writes heap snapshots; none when unset. */
+  heapSnapshotDir?: string;
 }
 
 /** The help text of `hydra route sync`. */
@@ -89,6 +91,7 @@ Running:
   --resync-interval S        full resync against the kernel every S seconds (default: 60)
   --poll-interval S          node list file poll, besides file events (default: 1)
 ${operationHelp(DEFAULT_HEALTH_ADDR, 29)}
+  --heap-snapshot-dir DIR    on SIGUSR2, write a V8 heap snapshot there (off by default)
   -h, --help                 show this help
 
 Exit status: 0 synced, 1 failed (--once: a kernel change failed or the node
@@ -153,6 +156,7 @@ export function parseRouteArgs(args: string[]): RouteOptions {
       "debounce-ms",
       "resync-interval",
       "poll-interval",
+      "heap-snapshot-dir",
     ].map((k) => [k, { type: "string" as const }]),
   );
   let values: Record<string, string | boolean | undefined>;
@@ -219,6 +223,7 @@ export function parseRouteArgs(args: string[]): RouteOptions {
   if (s("nodes-file") !== undefined) opts.nodesFile = s("nodes-file");
   if (s("kubeconfig") !== undefined) opts.kubeconfig = s("kubeconfig");
   if (ops.logFile !== undefined) opts.logFile = ops.logFile;
+  if (s("heap-snapshot-dir")) opts.heapSnapshotDir = s("heap-snapshot-dir");
   return opts;
 }
 

@@ -2,8 +2,8 @@
  * The manifests in deploy/, read as a cluster would read them: every setup
  * file is complete, the shared objects are the same in each, every
  * ServiceAccount gets exactly the rules its process uses (rbac_test.ts
- * checks them against a real API server), only the NRI plugin runs
- * privileged, everything listens on loopback, the arguments are ones the
+ * checks them against a real API server), only what runs plugins in pod
+ * namespaces is privileged, everything listens on loopback, the arguments are ones the
  * commands accept, and the DaemonSets have what a node component needs
  * (host network, every node, probes on the ports the processes listen on,
  * resources, the host paths).
@@ -409,17 +409,22 @@ Deno.test("health and metrics listen on loopback only, and the kubelet probes th
 
 Deno.test("only what enters pod namespaces runs privileged; every other container drops every capability", () => {
   const privileged = containers().filter(({ c }) => c.securityContext?.privileged === true);
-  // The NRI plugin runs plugins in pod namespaces (setns, links, sysctls); the policy agent
-  // writes nftables tables in them. The node daemon does neither without daemonExec.
+  // The NRI plugin and, under daemonExec, the node daemon run plugins in pod namespaces (setns,
+  // links, sysctls); the policy agent writes nftables tables in them.
   assert.deepEqual(privileged.map((x) => x.where), [
+    "hydra-meta.yaml/hydra-daemon/daemon",
     "hydra-meta.yaml/hydra-policy/policy",
     "hydra-nri.yaml/hydra-nri/nri",
     "hydra-nri.yaml/hydra-policy/policy",
   ]);
   const meta = find(loadDocs("hydra-meta.yaml"), "DaemonSet", "hydra").spec.template.spec;
   const installArgs: string[] = meta.containers[0].args;
-  // The daemon is unprivileged because the meta setup does not hand it whole invocations.
-  assert.ok(!installArgs.some((a) => a.includes("daemonExec")), "no daemonExec without privileges");
+  // The daemon is privileged because, and only because, the installer's conf hands it whole
+  // invocations (daemonExec, the fast path deploy/ defaults to).
+  assert.ok(
+    installArgs.some((a) => a.startsWith("--meta-json=") && a.includes('"daemonExec":true')),
+    "the privileged daemon is there for daemonExec",
+  );
   for (const { c, where } of containers()) {
     if (c.securityContext?.privileged) continue;
     const sc = c.securityContext;
