@@ -211,6 +211,10 @@ export function hydraMetaInstallArgs(p: InstallPaths): string[] {
     "ca-file": p.caFile,
     "server": p.server,
     "health-addr": null,
+    // The test node authenticates with the token file it is given; minting one for the
+    // hydra-node ServiceAccount needs that account and the Node, which the benchmark's cluster
+    // has no use for. It changes who the node is, not what runs.
+    "node-service-account": null,
     // This node's daemon socket instead of /run/hydra/daemon.sock.
     "meta-json": JSON.stringify({ ...metaJson, daemonSocket: p.socket }),
   });

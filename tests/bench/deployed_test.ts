@@ -40,7 +40,15 @@ Deno.test("the benchmark installs hydra with deploy/hydra-meta.yaml's installer 
   await withTempDir(async (tmp) => {
     const { paths } = await installed(tmp);
     const args = hydraMetaInstallArgs(paths);
-    const replaced = new Set(["bin-dir", "conf-dir", "health-addr", "meta-json"]);
+    // Paths of the test node, its daemon socket, and its identity (a given token file rather
+    // than one minted for the hydra-node account).
+    const replaced = new Set([
+      "bin-dir",
+      "conf-dir",
+      "health-addr",
+      "meta-json",
+      "node-service-account",
+    ]);
     for (const a of deployedArgs("hydra-meta.yaml", "install")) {
       const name = /^--([^=]+)/.exec(a)?.[1];
       if (name && replaced.has(name)) continue;

@@ -320,11 +320,12 @@ Deno.test("meta and NRI setups share namespace, identities, policies and install
     const other = nri.find((n) => key(n) === key(d))!;
     if (key(d) !== "DaemonSet/hydra") assert.deepEqual(other, d, key(d));
   }
-  // The installer DaemonSet differs only in its mode (and meta's wait for the default conf).
+  // The installer DaemonSet differs only in its mode (and meta's wait for the default conf and
+  // its conf keys: daemonExec).
   const strip = (ds: Obj) => {
     const copy = structuredClone(ds);
     const c = copy.spec.template.spec.containers[0];
-    c.args = c.args.filter((a: string) => !/^--(mode|default-conf-timeout)=/.test(a));
+    c.args = c.args.filter((a: string) => !/^--(mode|default-conf-timeout|meta-json)=/.test(a));
     return copy;
   };
   assert.deepEqual(strip(find(nri, "DaemonSet", "hydra")), strip(find(meta, "DaemonSet", "hydra")));
