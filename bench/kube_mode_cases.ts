@@ -44,6 +44,8 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
       daemonSocket: viaDaemon ? ctx.daemonSocket : "",
       ...(exec ? { daemonExec: true } : {}),
       apiTimeout: 10,
+      // The NADs keep their state (IPAM data) in the run's scratch folder.
+      nadPathRoots: { state: [ctx.dir] },
     }));
   return [
     {

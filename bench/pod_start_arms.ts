@@ -215,8 +215,13 @@ export function hydraMetaInstallArgs(p: InstallPaths): string[] {
     // hydra-node ServiceAccount needs that account and the Node, which the benchmark's cluster
     // has no use for. It changes who the node is, not what runs.
     "node-service-account": null,
-    // This node's daemon socket instead of /run/hydra/daemon.sock.
-    "meta-json": JSON.stringify({ ...metaJson, daemonSocket: p.socket }),
+    // This node's daemon socket instead of /run/hydra/daemon.sock, and the NADs' IPAM state in
+    // the run's folder instead of /var/lib/cni.
+    "meta-json": JSON.stringify({
+      ...metaJson,
+      daemonSocket: p.socket,
+      nadPathRoots: { state: [p.dir] },
+    }),
   });
 }
 
@@ -365,6 +370,8 @@ export const ARMS: Record<ArmName, ArmSpec> = {
         "conf-dir": confDir,
         "cache-dir": join(ctx.dir, "nri-cache"),
         "cni-bin-dir": referencePluginDir(),
+        // The NADs' IPAM state in the run's folder instead of /var/lib/cni.
+        "nad-path-roots": JSON.stringify({ state: [ctx.dir] }),
         "health-addr": `unix:${join(ctx.dir, "nri-health.sock")}`,
         "log-level": "warn",
       });

@@ -8,6 +8,9 @@
  * - `.cache/bundle/hydra-cni-full.js`: cmd/plugin_main.ts and everything it
  *   may load, which the first file imports only when it has to run the
  *   plugin path itself;
+ * - `.cache/bundle/hydra-cni-kubelet.js`: the kubelet's gRPC client, which the
+ *   plugin path loads only for a network naming a device `resourceName`
+ *   (inlined, its Node and protobuf imports would load on every exec);
  *
  * plus `.cache/bundle/hydra-cni.js.inputs`, the tree-relative paths of the
  * files both were built from, one per line, and the same list as a shell
@@ -44,6 +47,12 @@ const FULL_SPECIFIER = "./plugin_main.ts";
 export const BUNDLE = ".cache/bundle/hydra-cni.js";
 /** The plugin path's file, beside {@link BUNDLE}. */
 export const FULL_BUNDLE = ".cache/bundle/hydra-cni-full.js";
+/** The kubelet client (gRPC, Node's Buffer), loaded by the plugin path on demand. */
+const KUBELET_ENTRY = "kubelet/podresources.ts";
+/** How the plugin path imports {@link KUBELET_ENTRY}. */
+const KUBELET_SPECIFIER = "../kubelet/podresources.ts";
+/** The kubelet client's file, beside {@link BUNDLE}. */
+export const KUBELET_BUNDLE = ".cache/bundle/hydra-cni-kubelet.js";
 /** Files besides the module graph that change what the bundle would be. */
 const EXTRA_INPUTS = ["deno.json", "deno.lock"];
 
@@ -168,6 +177,7 @@ export function shellInputs(inputs: readonly string[]): string {
 export async function isFresh(): Promise<boolean> {
   try {
     await Deno.stat(`${ROOT}/${FULL_BUNDLE}`);
+    await Deno.stat(`${ROOT}/${KUBELET_BUNDLE}`);
     await Deno.stat(`${ROOT}/${BUNDLE}.inputs.sh`);
     const built = (await Deno.stat(`${ROOT}/${BUNDLE}`)).mtime!.getTime();
     const inputs = parseInputs(
@@ -276,6 +286,7 @@ export async function buildBundle(): Promise<string> {
   const inputs = [...new Set([...await moduleFiles(), ...EXTRA_INPUTS])];
   const final = `${ROOT}/${BUNDLE}`;
   const finalFull = `${ROOT}/${FULL_BUNDLE}`;
+  const finalKubelet = `${ROOT}/${KUBELET_BUNDLE}`;
   const dir = final.slice(0, final.lastIndexOf("/"));
   // Built and tried under their final names in a private folder: the entry
   // imports the plugin path's file by its name, beside itself.
@@ -283,21 +294,28 @@ export async function buildBundle(): Promise<string> {
   await Deno.mkdir(tmpDir, { recursive: true });
   const tmp = `${tmpDir}/${baseName(BUNDLE)}`;
   const tmpFull = `${tmpDir}/${baseName(FULL_BUNDLE)}`;
+  const tmpKubelet = `${tmpDir}/${baseName(KUBELET_BUNDLE)}`;
   try {
     const map = await importMap();
-    await bundleOne(FULL_ENTRY, tmpFull, map);
+    await bundleOne(KUBELET_ENTRY, tmpKubelet, map);
+    await bundleOne(FULL_ENTRY, tmpFull, map, {
+      [KUBELET_SPECIFIER]: `./${baseName(KUBELET_BUNDLE)}`,
+    });
     await bundleOne(ENTRY, tmp, map, {
       [FULL_SPECIFIER]: `./${baseName(FULL_BUNDLE)}`,
     });
     await smokeTest(tmp);
     await cachePackages(tmpFull);
+    await cachePackages(tmpKubelet);
     await Deno.writeTextFile(`${tmpDir}/inputs`, inputs.join("\n") + "\n");
     await Deno.writeTextFile(`${tmpDir}/inputs.sh`, shellInputs(inputs));
+    await Deno.utime(tmpKubelet, started, started);
     await Deno.utime(tmpFull, started, started);
     await Deno.utime(tmp, started, started);
     // The plugin path, then the entry, then the inputs: a launcher reading
     // in between sees either an old list (a subset, checked against a newer
     // bundle) or stale inputs, never a wrong "fresh".
+    await Deno.rename(tmpKubelet, finalKubelet);
     await Deno.rename(tmpFull, finalFull);
     await Deno.rename(tmp, final);
     await Deno.rename(`${tmpDir}/inputs`, `${final}.inputs`);

@@ -93,6 +93,14 @@ Deno.test("bin/hydra runs the CNI bundle only while it is fresh, and only for CN
     const entry = await Deno.readTextFile(bundle);
     const full = await Deno.readTextFile(`${dir}/.cache/bundle/hydra-cni-full.js`);
     assert.ok(entry.length * 10 < full.length, "the entry is a small part of the bundle");
+    // Nothing is loaded with the files themselves from Node's layer or npm (each costs every exec
+    // tens of milliseconds): such imports are dynamic, or in the kubelet client's own file.
+    for (const [name, code] of [["entry", entry], ["plugin path", full]]) {
+      const eager = code.match(/^import\b.*\bfrom\s*["'](node|npm):[^"']*["']/gm) ?? [];
+      assert.deepEqual(eager, [], `${name}: imports loaded on every exec`);
+    }
+    const kubelet = await Deno.readTextFile(`${dir}/.cache/bundle/hydra-cni-kubelet.js`);
+    assert.match(kubelet, /node:buffer/, "the kubelet client keeps its Node import to itself");
     const check = await run(Deno.execPath(), [
       "run",
       "-A",
