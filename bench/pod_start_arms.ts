@@ -314,7 +314,7 @@ export const ARMS: Record<ArmName, ArmSpec> = {
       const socket = join(ctx.dir, "daemon.sock");
       const args = withFlags(deployedArgs("hydra-meta.yaml", "daemon"), {
         socket,
-        listen: `unix:${join(ctx.dir, "daemon-metrics.sock")}`,
+        "health-addr": `unix:${join(ctx.dir, "daemon-metrics.sock")}`,
         kubeconfig: join(ctx.dir, "hydra.kubeconfig"),
         "node-name": ctx.nodeName,
         "spool-dir": join(ctx.dir, "spool"),

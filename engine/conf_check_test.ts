@@ -237,3 +237,17 @@ Deno.test("every key a parser reads is declared in its shape", () => {
   parseKubeMetaSettings(recording(meta, read));
   assertDeclared(META_SHAPE, read, "the meta-CNI's parsers");
 });
+
+Deno.test("nadPathRoots is a key of the meta conf, its kinds checked", () => {
+  const meta = (nadPathRoots: unknown) =>
+    messages({
+      cniVersion: "1.1.0",
+      name: "hydra",
+      type: "hydra",
+      clusterNetwork: "x",
+      nadPathRoots,
+    });
+  assert.deepEqual(meta({ state: ["/var/lib/cni"], logs: ["/var/log"], read: [] }), []);
+  assert.equal(meta({ stat: ["/var/lib/cni"] }).length, 1);
+  assert.equal(meta("/var/lib/cni").length, 1);
+});
