@@ -35,6 +35,8 @@ import { parseCniArgs } from "../cni/args.ts";
 import type { AnyResult, CmdArgs, NetConf, Plugin } from "../cni/types.ts";
 import { SUPPORTED_VERSIONS } from "../cni/types.ts";
 import { writeFileAtomic } from "../pkg/fsutil.ts";
+import { enforcePluginShape } from "./netconf.ts";
+import { HYBRID_SHAPE } from "./schemas.ts";
 import { fields } from "../pkg/fields.ts";
 import { hybridDelegate, PlacementError, placePod } from "../hybridnet/attach.ts";
 import type { HybridNetwork } from "../hybridnet/model.ts";
@@ -59,8 +61,9 @@ function invalid(msg: string): CniError {
   return new CniError(ErrorCode.InvalidNetworkConfig, `hydra-hybrid: ${msg}`);
 }
 
-function readConf(config: NetConf): HybridConf {
-  const f = fields(config as Record<string, unknown>, {
+function readConf(args: CmdArgs): HybridConf {
+  enforcePluginShape(args, HYBRID_SHAPE);
+  const f = fields(args.config as Record<string, unknown>, {
     fail: (p) => invalid(`${p.path} must be ${p.expected}`),
     emptyStringUnset: true,
   });
@@ -197,7 +200,7 @@ async function readRecord(path: string): Promise<NetConf | undefined> {
 }
 
 async function add(args: CmdArgs): Promise<AnyResult> {
-  const c = readConf(args.config);
+  const c = readConf(args);
   const path = recordPath(c, args);
   const conf = delegateFor(c, args, await readFacts(c, args));
   await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true, mode: 0o700 });
@@ -215,7 +218,7 @@ async function add(args: CmdArgs): Promise<AnyResult> {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  const c = readConf(args.config);
+  const c = readConf(args);
   const path = recordPath(c, args);
   const conf = await readRecord(path);
   if (!conf) return;
@@ -226,7 +229,7 @@ async function del(args: CmdArgs): Promise<void> {
 }
 
 async function check(args: CmdArgs): Promise<void> {
-  const c = readConf(args.config);
+  const c = readConf(args);
   const conf = await readRecord(recordPath(c, args));
   if (!conf) {
     throw new CniError(ErrorCode.Internal, "hydra-hybrid: no record of this attachment's ADD");
