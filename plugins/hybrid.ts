@@ -169,8 +169,9 @@ function delegateFor(c: HybridConf, args: CmdArgs, f: Facts): NetConf {
       ...(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {}),
     },
   });
-  // The delegate speaks the version the runtime asked for, under this attachment's name.
-  return { ...conf, cniVersion: args.config.cniVersion, name: args.config.name };
+  // The delegate speaks the runtime's version under the network's name: every NAD of the
+  // network on this node then shares one address store over the node's blocks.
+  return { ...conf, cniVersion: args.config.cniVersion };
 }
 
 function invoke(args: CmdArgs, conf: NetConf, command: "ADD" | "DEL" | "CHECK") {

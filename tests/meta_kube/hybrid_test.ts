@@ -99,9 +99,10 @@ Deno.test({
 
       const cluster = env.bridgeNet("cluster", { isGateway: true });
       await env.nad("kube-system", "cluster", cluster.conf);
+      // Two NADs of one network under different names: they share the node's address store.
       const hybridNad = (kind?: string) => ({
         cniVersion: "1.0.0",
-        name: "hy",
+        name: kind ? `hy-${kind}` : "hy",
         type: "hydra-hybrid",
         network: "hy",
         ...(kind ? { kind } : {}),
