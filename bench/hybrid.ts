@@ -36,7 +36,7 @@
 import { parseArgs } from "node:util";
 import { closeHandle, openHandle } from "../netlink/mod.ts";
 import { linkStats } from "../netlink/link_stats.ts";
-import { parseHybridNetwork } from "../hybrid/model.ts";
+import { parseHybridNetwork } from "../hybridnet/model.ts";
 import { syncHybrid } from "../hybrid/sync.ts";
 import type { NodeInfo } from "../route/nodes.ts";
 import { parseNetwork } from "../route/config.ts";

@@ -29,9 +29,9 @@ import {
 import { linkStats } from "../netlink/link_stats.ts";
 import { outputInNetns } from "../netlink/netns_spawn.ts";
 import { selfExecutable } from "../pkg/self.ts";
-import { hybridDelegate, placePod } from "../hybrid/attach.ts";
-import { KIND_ANNOTATION, parseHybridNetwork, type SubnetKind } from "../hybrid/model.ts";
-import { addressAnnotation, blocksAnnotation, hybridNode } from "../hybrid/plan.ts";
+import { hybridDelegate, placePod } from "../hybridnet/attach.ts";
+import { KIND_ANNOTATION, parseHybridNetwork, type SubnetKind } from "../hybridnet/model.ts";
+import { addressAnnotation, blocksAnnotation, hybridNode } from "../hybridnet/node.ts";
 import { probeAll } from "./icmp_probe.ts";
 import type { DemoNode, DemoPod, DemoWorld } from "./demo_world.ts";
 

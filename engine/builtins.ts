@@ -22,6 +22,7 @@ const builtins: Record<string, PluginLoader> = {
   "hydra-vxlan": async () => (await import("../plugins/vxlan.ts")).plugin,
   "hydra-loopback": async () => (await import("../plugins/loopback.ts")).plugin,
   "hydra-tuning": async () => (await import("../plugins/tuning.ts")).plugin,
+  "hydra-hybrid": async () => (await import("../plugins/hybrid.ts")).plugin,
 };
 
 /** Names of all built-in plugins (the role symlinks the installer creates). */

@@ -18,14 +18,13 @@ import { NETWORK_STATUS_ANNOTATION, parseNetworkStatus } from "../kube/status.ts
 import { createLogger, type Logger } from "../pkg/log.ts";
 import { createRegistry } from "../pkg/metrics.ts";
 import { type ListenAddress, parseListenAddress, startHealthEndpoint } from "../pkg/http.ts";
-import type { HybridNetwork } from "./model.ts";
 import {
   evaluate,
   type Evaluation,
   HYBRID_API,
   type NetworkObject,
   type SubnetObject,
-} from "./objects.ts";
+} from "../hybridnet/objects.ts";
 
 interface PodLike {
   metadata: { annotations?: Record<string, string> };
@@ -236,18 +235,4 @@ async function controllerLoop(
   }
   await server?.shutdown();
   return 0;
-}
-
-/**
- * The hybrid networks as the router programs them from the API: each
- * Network with its accepted Subnets (an overlapping, invalid or orphaned
- * subnet is left out, exactly as its status says).
- */
-export async function networksFromApi(client: KubeClient): Promise<HybridNetwork[]> {
-  const base = `/apis/${HYBRID_API}`;
-  const [nets, subnets] = await Promise.all([
-    client.list<NetworkObject>(`${base}/networks`),
-    client.list<SubnetObject>(`${base}/subnets`),
-  ]);
-  return evaluate(nets.items, subnets.items, []).accepted;
 }

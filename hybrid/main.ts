@@ -11,12 +11,12 @@ import { closeHandle, openHandle } from "../netlink/mod.ts";
 import { readNodeFile, watchNodeFile } from "../route/source_file.ts";
 import { watchKubeNodes } from "../route/source_kube.ts";
 import type { NodeInfo } from "../route/nodes.ts";
-import { HybridConfigError, type HybridNetwork, parseHybridConfig } from "./model.ts";
+import { HybridConfigError, type HybridNetwork, parseHybridConfig } from "../hybridnet/model.ts";
 import { syncHybrid } from "./sync.ts";
 import { createHybridMetrics, DEFAULT_HEALTH_ADDR } from "./metrics.ts";
 import { type ListenAddress, parseListenAddress, startHealthEndpoint } from "../pkg/http.ts";
 import { listPoolBlocks, withPoolBlocks } from "./pool.ts";
-import { networksFromApi } from "./controller.ts";
+import { networksFromApi } from "../hybridnet/api.ts";
 import type { KubeClient } from "../kube/client.ts";
 
 /** The help text. */

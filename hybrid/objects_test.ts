@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { podAddresses } from "./controller.ts";
-import { evaluate, type NetworkObject, type SubnetObject, subnetSize } from "./objects.ts";
+import {
+  evaluate,
+  type NetworkObject,
+  type SubnetObject,
+  subnetSize,
+} from "../hybridnet/objects.ts";
 import { NET } from "./testdata.ts";
 
 const network: NetworkObject = {

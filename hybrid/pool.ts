@@ -12,8 +12,8 @@ import type { KubeClient } from "../kube/client.ts";
 import { cidrContains, networkAddress } from "../ipaddr/ip.ts";
 import { type AddressBlock, API_VERSION, NETWORK_LABEL, networkKey } from "../ipam/pool/objects.ts";
 import type { NodeInfo } from "../route/nodes.ts";
-import type { HybridNetwork, HybridSubnet } from "./model.ts";
-import { blocksAnnotation } from "./plan.ts";
+import type { HybridNetwork, HybridSubnet } from "../hybridnet/model.ts";
+import { blocksAnnotation } from "../hybridnet/node.ts";
 
 /** A block of a pool-backed subnet, claimed by a node. */
 export interface PoolBlock {
@@ -21,27 +21,6 @@ export interface PoolBlock {
   network: string;
   cidr: string;
   node: string;
-}
-
-/**
- * The IPAM section giving a pod an address of `subnet` from hydra-pool
- * (whereabouts' keys): the subnet's range and window, its excludes and
- * gateway never handed out; `routes` copied into the result.
- */
-export function poolIpam(
-  subnet: HybridSubnet,
-  routes: { dst: string; gw?: string }[],
-): { type: string; [key: string]: unknown } {
-  return {
-    type: "hydra-pool",
-    network_name: subnet.name,
-    range: subnet.cidr,
-    ...(subnet.start ? { range_start: subnet.start } : {}),
-    ...(subnet.end ? { range_end: subnet.end } : {}),
-    ...(subnet.excludes.length ? { exclude: subnet.excludes } : {}),
-    ...(subnet.gateway ? { gateway: subnet.gateway } : {}),
-    routes,
-  };
 }
 
 /** The network's pool-backed subnets. */

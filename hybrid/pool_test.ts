@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { hybridDelegate, placePod } from "./attach.ts";
-import { HybridConfigError, KIND_ANNOTATION, parseHybridNetwork } from "./model.ts";
-import { hybridNode, planHybrid } from "./plan.ts";
+import { hybridDelegate, placePod } from "../hybridnet/attach.ts";
+import { HybridConfigError, KIND_ANNOTATION, parseHybridNetwork } from "../hybridnet/model.ts";
+import { hybridNode } from "../hybridnet/node.ts";
+import { planHybrid } from "./plan.ts";
 import { withPoolBlocks } from "./pool.ts";
 import { node, RAW_NET } from "./testdata.ts";
 

@@ -9,8 +9,9 @@
 import type { Handle } from "../netlink/mod.ts";
 import type { NodeInfo } from "../route/nodes.ts";
 import { applyHybrid } from "./dataplane.ts";
-import type { HybridNetwork } from "./model.ts";
-import { type HybridProblem, planHybrid } from "./plan.ts";
+import type { HybridNetwork } from "../hybridnet/model.ts";
+import type { HybridProblem } from "../hybridnet/node.ts";
+import { planHybrid } from "./plan.ts";
 
 /** The outcome of one pass for one network. */
 export interface NetworkSummary {

@@ -6,7 +6,7 @@
  */
 
 import type { NodeInfo } from "../route/nodes.ts";
-import { parseHybridNetwork } from "./model.ts";
+import { parseHybridNetwork } from "../hybridnet/model.ts";
 
 /** The raw form of the test network. */
 export const RAW_NET = {

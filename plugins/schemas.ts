@@ -103,6 +103,18 @@ export const TUNING_SHAPE: Shape = extendShape(PLUGIN_KEYS, "tuning config", {
 /** hydra-loopback (and the reference loopback). */
 export const LOOPBACK_SHAPE: Shape = extendShape(PLUGIN_KEYS, "loopback config", {});
 
+/** hydra-hybrid: a pod on a hybrid network (docs/hybrid.md). */
+export const HYBRID_SHAPE: Shape = extendShape(PLUGIN_KEYS, "hydra-hybrid config", {
+  network: STRING,
+  kind: STRING,
+  kubeconfig: STRING,
+  nodeName: STRING,
+  dataDir: STRING,
+  defaultRoute: BOOL,
+  extraRoutes: { type: "list", items: STRING },
+  apiTimeout: { type: "number" },
+});
+
 /** The interface plugins' shapes by `type`: hydra's built-ins and the reference twins. */
 export const PLUGIN_SHAPES: Readonly<Record<string, Shape>> = {
   "hydra-bridge": BRIDGE_SHAPE,
@@ -116,4 +128,5 @@ export const PLUGIN_SHAPES: Readonly<Record<string, Shape>> = {
   tuning: TUNING_SHAPE,
   "hydra-loopback": LOOPBACK_SHAPE,
   loopback: LOOPBACK_SHAPE,
+  "hydra-hybrid": HYBRID_SHAPE,
 };

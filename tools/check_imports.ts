@@ -61,7 +61,12 @@ export const LAYERS: readonly Layer[] = [
     folders: ["daemonclient"],
     what: "node daemon client, protocol, forwarder",
   },
-  { rank: 5, folders: ["ipam"], what: "IPAM plugins" },
+  {
+    rank: 5,
+    folders: ["ipam", "hybridnet"],
+    what: "IPAM plugins; the hybrid network model (subnets, validation, a pod's placement) " +
+      "shared by the hybrid plugin, router and controller",
+  },
   { rank: 6, folders: ["plugins"], what: "built-in interface plugins" },
   {
     rank: 7,

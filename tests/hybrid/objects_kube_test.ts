@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { startControlPlane } from "../infra/cluster.ts";
 import { createKubeClient } from "../../kube/client.ts";
 import { loadKubeconfig } from "../../kube/kubeconfig.ts";
-import { networksFromApi } from "../../hybrid/controller.ts";
+import { networksFromApi } from "../../hybridnet/api.ts";
 import { getFromEndpoint } from "../../pkg/http.ts";
 import { hydraBin } from "./world.ts";
 import { run } from "../helpers/netns.ts";

@@ -12,9 +12,9 @@
 import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { cidrContains, closeHandle, openHandle } from "../../netlink/mod.ts";
-import { hybridDelegate, placePod } from "../../hybrid/attach.ts";
-import { KIND_ANNOTATION, parseHybridNetwork } from "../../hybrid/model.ts";
-import { hybridNode } from "../../hybrid/plan.ts";
+import { hybridDelegate, placePod } from "../../hybridnet/attach.ts";
+import { KIND_ANNOTATION, parseHybridNetwork } from "../../hybridnet/model.ts";
+import { hybridNode } from "../../hybridnet/node.ts";
 import { listPoolBlocks, withPoolBlocks } from "../../hybrid/pool.ts";
 import { syncHybrid } from "../../hybrid/sync.ts";
 import { startPoolWorld } from "../ipam_cluster/harness.ts";

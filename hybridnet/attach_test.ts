@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { blockRanges, hybridDelegate, PlacementError, placePod } from "./attach.ts";
 import { KIND_ANNOTATION } from "./model.ts";
-import { hybridNode } from "./plan.ts";
-import { NET, node } from "./testdata.ts";
+import { hybridNode } from "./node.ts";
+import { NET, node } from "../hybrid/testdata.ts";
 
 const n1 = hybridNode(node(1), NET, []);
 

@@ -34,8 +34,7 @@ import {
   KIND_ANNOTATION,
   type SubnetKind,
 } from "./model.ts";
-import type { HybridNode } from "./plan.ts";
-import { poolIpam } from "./pool.ts";
+import type { HybridNode } from "./node.ts";
 
 /** What a pod is attached to. */
 export interface PodPlacement {
@@ -188,4 +187,25 @@ export function hybridDelegate(
 /** Whether `ip` lies in one of the network's overlay subnets. */
 export function isOverlayAddress(net: HybridNetwork, ip: string): boolean {
   return net.subnets.some((s) => s.kind === "overlay" && cidrContains(s.cidr, ip));
+}
+
+/**
+ * The IPAM section giving a pod an address of `subnet` from hydra-pool
+ * (whereabouts' keys): the subnet's range and window, its excludes and
+ * gateway never handed out; `routes` copied into the result.
+ */
+export function poolIpam(
+  subnet: HybridSubnet,
+  routes: { dst: string; gw?: string }[],
+): { type: string; [key: string]: unknown } {
+  return {
+    type: "hydra-pool",
+    network_name: subnet.name,
+    range: subnet.cidr,
+    ...(subnet.start ? { range_start: subnet.start } : {}),
+    ...(subnet.end ? { range_end: subnet.end } : {}),
+    ...(subnet.excludes.length ? { exclude: subnet.excludes } : {}),
+    ...(subnet.gateway ? { gateway: subnet.gateway } : {}),
+    routes,
+  };
 }

@@ -7,7 +7,7 @@ import {
   parseHybridNetwork,
   subnetOf,
 } from "./model.ts";
-import { NET, RAW_NET } from "./testdata.ts";
+import { NET, RAW_NET } from "../hybrid/testdata.ts";
 
 Deno.test("model: a network's defaults and canonical subnets", () => {
   assert.equal(NET.device, "hy-hy");
