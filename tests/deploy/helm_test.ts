@@ -24,6 +24,7 @@ export const SELECT: Record<string, string[]> = {
   "hydra-router.yaml": ["--set", "mode=none", "--set", "router.enabled=true"],
   "hydra-dra.yaml": ["--set", "mode=none", "--set", "dra.enabled=true"],
   "hydra-ipam.yaml": ["--set", "mode=none", "--set", "ipam.enabled=true"],
+  "hydra-hybrid.yaml": ["--set", "mode=none", "--set", "hybrid.enabled=true"],
 };
 
 /** The objects of a YAML stream by kind/namespace/name; a name twice fails. */
