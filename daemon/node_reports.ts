@@ -3,9 +3,9 @@
  * (and found in the spool) are written on their pods by a few workers, one
  * write per pod at a time, oldest first. A report handed over is put in
  * the spool before it is taken (the daemon answers only then), so a kill -9
- * of the daemon loses none: the next start reads the spool back. Transient failures are retried
- * with backoff for up to `maxAgeMs`; a pod that is gone or was replaced
- * needs nothing. Events go out once, with the first attempt. On stop, what
+ * of the daemon loses none: the next start reads the spool back. Transient
+ * failures are retried with backoff for up to `maxAgeMs`; a pod that is
+ * gone or was replaced needs nothing. Events go out once, with the first attempt. On stop, what
  * is still queued is spooled for the next start.
  *
  * Memory is bounded: past `maxQueued` reports or `maxQueuedBytes` of them
