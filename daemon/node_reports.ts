@@ -1,9 +1,11 @@
 /**
  * The node daemon's status writer: reports handed over by the meta-CNI
  * (and found in the spool) are written on their pods by a few workers, one
- * write per pod at a time, oldest first. Transient failures are retried
- * with backoff for up to `maxAgeMs`; a pod that is gone or was replaced
- * needs nothing. Events go out once, with the first attempt. On stop, what
+ * write per pod at a time, oldest first. A report handed over is put in
+ * the spool before it is taken (the daemon answers only then), so a kill -9
+ * of the daemon loses none: the next start reads the spool back. Transient
+ * failures are retried with backoff for up to `maxAgeMs`; a pod that is
+ * gone or was replaced needs nothing. Events go out once, with the first attempt. On stop, what
  * is still queued is spooled for the next start.
  *
  * Memory is bounded: past `maxQueued` reports or `maxQueuedBytes` of them
@@ -51,7 +53,12 @@ export interface ReportQueueOptions {
 
 /** The running writer. */
 export interface ReportQueue {
-  enqueue(report: SpooledReport): void;
+  /**
+   * Takes a report: resolves once it is in the spool (and queued, as far as
+   * memory allows). When the spool cannot be written it is queued in memory
+   * only, and when neither can take it the promise rejects.
+   */
+  enqueue(report: SpooledReport): Promise<void>;
   /** Reports waiting or being written. */
   pending(): number;
   /** Queues the spool's reports not queued yet. */
@@ -102,22 +109,31 @@ function hasRoom(q: Queue, bytes: number): boolean {
   return q.items.length + q.inFlight < q.maxQueued && q.bytes + bytes <= q.maxQueuedBytes;
 }
 
-/** Queues a report in memory, or spools it when memory is full. */
-function enqueue(q: Queue, report: SpooledReport): void {
+/**
+ * Spools a report, then queues it in memory with its spool file when there
+ * is room; a full queue leaves it in the spool, read back later.
+ */
+async function enqueue(q: Queue, report: SpooledReport): Promise<void> {
   const bytes = JSON.stringify(report).length;
+  let file: string | undefined;
+  try {
+    file = await spoolReport(q.opts.spoolDir, report);
+  } catch (err) {
+    if (!hasRoom(q, bytes)) throw err;
+    q.opts.log.warn("cannot spool a pod status report; it is held in memory only", {
+      pod: key(report),
+      error: err,
+    });
+  }
   if (!hasRoom(q, bytes)) {
-    spoolReport(q.opts.spoolDir, report).then(
-      () => q.opts.log.warn("report queue full; report spooled", { pod: key(report) }),
-      (err) =>
-        q.opts.log.error("report queue full and the report cannot be spooled; it is lost", {
-          pod: key(report),
-          error: err,
-        }),
-    );
+    q.opts.log.warn("report queue full; report left in the spool", { pod: key(report) });
     return;
   }
+  // The periodic read of the spool may have taken it already.
+  if (file && q.spooled.has(file)) return;
+  if (file) q.spooled.add(file);
   q.bytes += bytes;
-  q.items.push({ report, bytes, attempts: 0, permanentFailures: 0, nextAt: 0 });
+  q.items.push({ report, bytes, file, attempts: 0, permanentFailures: 0, nextAt: 0 });
   poke(q);
 }
 
@@ -238,6 +254,8 @@ async function loadSpool(q: Queue): Promise<number> {
       if (setAside(file)) q.opts.log.warn("spooled report unreadable; set aside", { file });
       continue;
     }
+    // Taken by enqueue while it was read.
+    if (q.spooled.has(file)) continue;
     const bytes = JSON.stringify(report).length;
     if (!hasRoom(q, bytes)) break;
     q.spooled.add(file);

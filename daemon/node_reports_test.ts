@@ -45,11 +45,11 @@ Deno.test("the report queue holds a bounded number in memory and spools the rest
       maxQueued: 3,
     });
     try {
-      for (let i = 0; i < 10; i++) q.enqueue(report(`p${i}`));
+      for (let i = 0; i < 10; i++) await q.enqueue(report(`p${i}`));
       await delay(100);
       assert.equal(q.pending(), 3, "three in memory");
       const spooled = [...Deno.readDirSync(spoolDir)].filter((e) => e.name.endsWith(".json"));
-      assert.equal(spooled.length, 7, "the rest on disk");
+      assert.equal(spooled.length, 10, "every one on disk");
       // Read back only as far as there is room.
       assert.equal(await q.loadSpool(), 0);
     } finally {
@@ -57,6 +57,53 @@ Deno.test("the report queue holds a bounded number in memory and spools the rest
     }
     const all = [...Deno.readDirSync(spoolDir)].filter((e) => e.name.endsWith(".json"));
     assert.equal(all.length, 10, "nothing lost at stop");
+  });
+});
+
+/** An API server that takes every status write; `written` lists the pods written. */
+function recording(written: string[]): KubeClient {
+  const nameOf = (path: string) => /\/pods\/([^/]+)/.exec(path)?.[1] ?? "";
+  const pod = (path: string) => ({
+    metadata: { name: nameOf(path), namespace: "ns", uid: `u-${nameOf(path)}` },
+  });
+  return {
+    ...unreachable(),
+    get: (path: string) => Promise.resolve(pod(path)),
+    patch: (path: string) => {
+      written.push(nameOf(path));
+      return Promise.resolve(pod(path));
+    },
+    create: () => Promise.resolve({}),
+  } as unknown as KubeClient;
+}
+
+Deno.test("a report is in the spool once the queue took it: a daemon killed then loses none", async () => {
+  await withTempDir(async (dir) => {
+    const spoolDir = `${dir}/reports`;
+    // The first daemon takes two reports and dies (kill -9: no stop, nothing drained).
+    const first = startReportQueue(unreachable(), {
+      log: silentLogger,
+      spoolDir,
+      workers: 1,
+      attemptMs: 5,
+    });
+    await first.enqueue(report("a"));
+    await first.enqueue(report("b"));
+    const onDisk = [...Deno.readDirSync(spoolDir)].filter((e) => e.name.endsWith(".json"));
+    assert.equal(onDisk.length, 2, "both on disk before the answer");
+    // Stopping spools nothing more: what it holds is in the spool already.
+    await first.stop(0);
+    // The next start reads them back and writes them.
+    const written: string[] = [];
+    const next = startReportQueue(recording(written), { log: silentLogger, spoolDir, workers: 1 });
+    try {
+      assert.equal(await next.loadSpool(), 2);
+      for (let i = 0; i < 100 && next.pending() > 0; i++) await delay(20);
+    } finally {
+      await next.stop(0);
+    }
+    assert.deepEqual(written.sort(), ["a", "b"]);
+    assert.deepEqual([...Deno.readDirSync(spoolDir)].filter((e) => e.name.endsWith(".json")), []);
   });
 });
 

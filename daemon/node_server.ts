@@ -263,7 +263,8 @@ async function answer(
       return { ok: true };
     }
     case "report":
-      opts.reports.enqueue({
+      // On disk before the answer: the caller forgets the report once told ok.
+      await opts.reports.enqueue({
         pod: req.pod,
         reports: req.reports,
         events: req.events,

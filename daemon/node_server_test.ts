@@ -33,7 +33,10 @@ Deno.test("the daemon's in-process connection answers as its socket does, with c
     stop: () => Promise.resolve(),
   };
   const reports: ReportQueue = {
-    enqueue: (r) => queued.push(r),
+    enqueue: (r) => {
+      queued.push(r);
+      return Promise.resolve();
+    },
     pending: () => queued.length,
     loadSpool: () => Promise.resolve(0),
     stop: () => Promise.resolve(),
@@ -108,7 +111,7 @@ async function withServer(
     stop: () => Promise.resolve(),
   };
   const reports: ReportQueue = {
-    enqueue: () => {},
+    enqueue: () => Promise.resolve(),
     pending: () => 0,
     loadSpool: () => Promise.resolve(0),
     stop: () => Promise.resolve(),

@@ -55,7 +55,13 @@ async function add(args: CmdArgs): Promise<AnyResult> {
 
 async function del(args: CmdArgs): Promise<void> {
   const { name, dataDir } = loadStoreLocation(args.config);
-  await withStore(dataDir, name, (store) => releaseByOwner(store, args.containerId, args.ifName));
+  // The previous result's addresses let a reservation a crash cut short go too.
+  const held = previousAddresses(args.config.prevResult);
+  await withStore(
+    dataDir,
+    name,
+    (store) => releaseByOwner(store, args.containerId, args.ifName, held),
+  );
 }
 
 /** Addresses of a prevResult in any version's shape. */

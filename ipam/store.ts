@@ -40,7 +40,7 @@
  */
 
 import { cancelledError, CniError, ErrorCode, throwIfCancelled } from "../cni/errors.ts";
-import { formatIpAddr, type IpAddr, parseIpAddr } from "../ipaddr/ip.ts";
+import { formatIpAddr, type IpAddr, ipAddrEquals, parseIpAddr } from "../ipaddr/ip.ts";
 import { createKeyedQueue } from "../pkg/async.ts";
 
 const LOCK_FILE = "lock";
@@ -167,6 +167,9 @@ async function withFileLock<T>(
 }
 
 function parseOwner(content: string): { containerId: string; ifname?: string } {
+  // NUL bytes are what a crash leaves of a file whose size reached the disk and data did not
+  // (xfs, ext4 data=writeback): no container ID holds one, so the owner is lost.
+  if (content.includes("\0")) return { containerId: "" };
   const trimmed = goTrimSpace(content);
   const sep = trimmed.indexOf("\r\n");
   if (sep < 0) return { containerId: trimmed };
@@ -373,16 +376,36 @@ export function removeReservations(
 
 /**
  * Releases every address of the attachment (records of the ID alone when
- * it has no `id\r\nifname` record) and returns what was released.
+ * it has no `id\r\nifname` record) and returns what was released. Of the
+ * addresses in `held` (those its result says it holds), a reservation whose
+ * owner a crash cut short goes too.
  */
 export async function releaseByOwner(
   store: LockedStore,
   containerId: string,
   ifname: string,
+  held: readonly IpAddr[] = [],
 ): Promise<Reservation[]> {
-  const mine = reservationsOf(await listReservations(store), containerId, ifname);
-  await removeReservations(store, mine);
-  return mine;
+  const all = await listReservations(store);
+  const mine = reservationsOf(all, containerId, ifname);
+  const torn = all.filter((r) =>
+    !mine.includes(r) && held.some((ip) => ipAddrEquals(ip, r.ip)) &&
+    cutFrom(r, containerId, ifname)
+  );
+  await removeReservations(store, [...mine, ...torn]);
+  return [...mine, ...torn];
+}
+
+/**
+ * True when `r`'s owner is a strict beginning of the attachment's own
+ * record: a file a crash cut short (its size on disk, not all its bytes).
+ * Only trusted for an address the attachment's result says it holds: then
+ * no other owner can have written it.
+ */
+function cutFrom(r: Reservation, containerId: string, ifname: string): boolean {
+  const text = r.ifname === undefined ? r.containerId : `${r.containerId}\r\n${r.ifname}`;
+  const full = ownerRecord(containerId, ifname);
+  return text !== "" && text.length < full.length && full.startsWith(text);
 }
 
 /** True when the store directory accepts a new file (STATUS). */

@@ -122,3 +122,32 @@ Deno.test("owners compare as host-local compares them", async () => {
     assert.deepEqual(again.map((r) => r.name), ["10.0.0.4"]);
   });
 });
+
+Deno.test("a reservation a crash zeroed or cut short is freed, by its next holder or by its DEL", async () => {
+  await withDataDir(async (dataDir) => {
+    const dir = join(dataDir, "n");
+    await Deno.mkdir(dir);
+    await Deno.writeTextFile(join(dir, "10.0.0.2"), "\0".repeat(12));
+    await Deno.writeTextFile(join(dir, "10.0.0.3"), "chx12");
+    await Deno.writeTextFile(join(dir, "10.0.0.4"), "chx1234\r\ne");
+    await Deno.writeTextFile(join(dir, "10.0.0.5"), "chx12");
+    const found = await withStore(dataDir, "n", listReservations);
+    // The zeroed file names no one: gone with the listing.
+    assert.deepEqual(found.map((r) => r.name).sort(), ["10.0.0.3", "10.0.0.4", "10.0.0.5"]);
+    const held = ["10.0.0.3", "10.0.0.4"].map((a) => parseIpAddr(a)!);
+    const released = await withStore(
+      dataDir,
+      "n",
+      (s) => releaseByOwner(s, "chx1234", "eth0", held),
+    );
+    // Only addresses its result names: 10.0.0.5 may be another container's.
+    assert.deepEqual(released.map((r) => r.name).sort(), ["10.0.0.3", "10.0.0.4"]);
+    // Another attachment's DEL never takes a beginning that is not its own.
+    const other = await withStore(
+      dataDir,
+      "n",
+      (s) => releaseByOwner(s, "chx99", "eth0", [parseIpAddr("10.0.0.5")!]),
+    );
+    assert.deepEqual(other, []);
+  });
+});

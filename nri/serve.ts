@@ -41,7 +41,7 @@ import {
 import { createReconciler, type Reconciler } from "./reconcile.ts";
 import { confDirSource, kubeSource, type NetworkSource } from "./source.ts";
 import { createDraHook, type DraHook, type SandboxRef } from "../drasandbox/hook.ts";
-import { listPodStateIds } from "./state.ts";
+import { listPodStateIds, sweepPodStateDir } from "./state.ts";
 import type { NriHotplug } from "./hotplug.ts";
 import { builtinNames, loadBuiltin } from "../engine/builtins.ts";
 import {
@@ -441,6 +441,8 @@ function stopOnSignals(log: Logger): { signal: AbortSignal; dispose: () => void 
 async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   const source = networkSource(opts);
   await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
+  const swept = sweepPodStateDir(opts.cacheDir);
+  if (swept.length) log.info("left-over pod state temp files removed", { files: swept });
   await warmUp(opts, source, log);
   const deps = createDeps(opts, source, log);
   if (opts.hotplug) {

@@ -12,7 +12,8 @@
  *   finish (hydra died during it): it is undone and redone.
  *
  * The pod state file is written atomically (temp file, rename) but not
- * fsynced: losing it in a power cut only makes the next start undo and redo
+ * fsynced. A temp file a kill left goes when its sandbox is released, or
+ * when the plugin starts once it is a minute old. Not syncing: losing it in a power cut only makes the next start undo and redo
  * that sandbox's attach, and an fsync would sit on the RunPodSandbox path.
  * Everything here is synchronous: the files are tiny, and a hop through the
  * worker pool per call costs more than the I/O.
@@ -21,6 +22,7 @@
  */
 
 import type { Result } from "../cni/types.ts";
+import { sweepLeftovers, writeFileAtomicSync } from "../pkg/fsutil.ts";
 
 /** The `kind` of a pod state file. */
 export const POD_STATE_KIND = "hydraNriPodV1";
@@ -60,21 +62,8 @@ function podStatePath(cacheDir: string, sandboxId: string): string {
 
 /** Writes a sandbox's state atomically (not durably; see the module doc). */
 export function savePodState(cacheDir: string, state: PodState): void {
-  const dir = podStateDir(cacheDir);
-  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const path = podStatePath(cacheDir, state.sandboxId);
-  const tmp = `${dir}/.${state.sandboxId}.tmp-${Deno.pid}`;
-  try {
-    Deno.writeTextFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
-    Deno.renameSync(tmp, path);
-  } catch (err) {
-    try {
-      Deno.removeSync(tmp);
-    } catch {
-      // never written
-    }
-    throw err;
-  }
+  Deno.mkdirSync(podStateDir(cacheDir), { recursive: true, mode: 0o700 });
+  writeFileAtomicSync(podStatePath(cacheDir, state.sandboxId), JSON.stringify(state), 0o600);
 }
 
 /** Reads a sandbox's state; undefined when there is none or it is unreadable. */
@@ -96,8 +85,13 @@ export function loadPodState(cacheDir: string, sandboxId: string): PodState | un
   }
 }
 
-/** Removes a sandbox's state; true if there was one. */
+/**
+ * Removes a sandbox's state; true if there was one. Temp files of its
+ * writes that a kill left go too: the caller owns the sandbox (its calls
+ * are serialised), so none of them is a write in progress.
+ */
 export function removePodState(cacheDir: string, sandboxId: string): boolean {
+  removeTempFilesOf(cacheDir, sandboxId);
   try {
     Deno.removeSync(podStatePath(cacheDir, sandboxId));
     return true;
@@ -105,6 +99,35 @@ export function removePodState(cacheDir: string, sandboxId: string): boolean {
     if (err instanceof Deno.errors.NotFound) return false;
     throw err;
   }
+}
+
+/** `.<sandboxId>.json.tmp-*` (and the older name `.<sandboxId>.tmp-<pid>`) in the folder. */
+function removeTempFilesOf(cacheDir: string, sandboxId: string): void {
+  const dir = podStateDir(cacheDir);
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const rest = e.name.startsWith(`.${sandboxId}.`) ? e.name.slice(sandboxId.length + 2) : "";
+    if (!e.isFile || !/^(json\.)?tmp-/.test(rest)) continue;
+    try {
+      Deno.removeSync(`${dir}/${e.name}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+/**
+ * Removes temp files of pod state writes older than a minute, whoever's:
+ * for sandboxes that will not be released again (run when the plugin
+ * starts).
+ */
+export function sweepPodStateDir(cacheDir: string): string[] {
+  return sweepLeftovers(podStateDir(cacheDir));
 }
 
 function names(dir: string): string[] {

@@ -8,7 +8,9 @@
  * checks the node: the pod namespace empty, nothing held for a container
  * that is not alive, no address twice. Some containers stay alive for a
  * while (their DEL comes later, maybe killed too), so the checks also see
- * live state beside the damage.
+ * live state beside the damage. Temp files of the writes killed are left
+ * to the GC that sweeps them (docs/reliability.md): they are judged at the
+ * end, after one that sees them a week old.
  *
  * @module
  */
@@ -22,6 +24,7 @@ import {
   createNodeWorld,
   type NodeWorld,
   removePod,
+  sweepResidue,
 } from "./node_world.ts";
 import type { ChaosReport } from "./report.ts";
 import type { Rng } from "./rng.ts";
@@ -141,7 +144,8 @@ export async function runCniKill(
       const role = rng.pick(ROLES);
       await oneCycle(w, report, rng, role, times[role], cycle);
       report.counts.cycles++;
-      await checkNode(w, report, `kill-${role}`, cycle);
+      // Temp files of the writes killed are GC's to sweep: judged at the end, after one.
+      await checkNode(w, report, `kill-${role}`, cycle, "no-residue");
     }
     // The end: every container goes, and nothing of any may stay.
     for (const c of [...w.live.values()]) {
@@ -150,7 +154,10 @@ export async function runCniKill(
       await checkEmptyPod(report, "kill-end", cycles, c.pod, c.cid);
       await removePod(c.pod);
     }
-    await checkNode(w, report, "kill-end", cycles);
+    await checkNode(w, report, "kill-end", cycles, "no-residue");
+    const gc = await sweepResidue(w);
+    if (gc.code !== 0) report.find("stuck", "kill-end", `GC failed: ${gc.stdout.trim()}`, cycles);
+    await checkNode(w, report, "kill-end", cycles, "residue");
   } finally {
     await w.close();
   }

@@ -7,7 +7,9 @@
  * next: another container's ADD (which must work, and must not get the
  * first one's address), the first one's DEL (which must complete and free
  * everything), the second one's DEL. The checks are the node's: nothing
- * left for a container that is gone, no address twice.
+ * left for a container that is gone, no address twice. Temp files of dead
+ * writers and files set aside as damaged are GC's to remove once old
+ * enough: they are judged after a GC that sees them a week old.
  *
  * @module
  */
@@ -23,6 +25,7 @@ import {
   type NodeWorld,
   removePod,
   reservations,
+  sweepResidue,
 } from "./node_world.ts";
 import type { ChaosReport } from "./report.ts";
 import type { Rng } from "./rng.ts";
@@ -166,7 +169,13 @@ export async function runUncleanState(
       await checkNode(w, report, `${SCENARIO} (${desc})`, cycle);
       await del(w, report, a, cycle, desc);
       if (b) await del(w, report, b, cycle, desc);
-      await checkNode(w, report, `${SCENARIO} (${desc})`, cycle);
+      await checkNode(w, report, `${SCENARIO} (${desc})`, cycle, "no-residue");
+      // Temp and quarantined files are GC's (docs/reliability.md): judged after one.
+      const gc = await sweepResidue(w);
+      if (gc.code !== 0) {
+        report.find("stuck", SCENARIO, `${desc}: GC failed: ${gc.stdout.trim()}`, cycle);
+      }
+      await checkNode(w, report, `${SCENARIO} (${desc})`, cycle, "residue");
     }
   } finally {
     await w.close();
