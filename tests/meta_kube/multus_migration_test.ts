@@ -26,6 +26,8 @@ import { thinConf } from "../infra/multus_module.ts";
 import { runInstall } from "../install/helpers.ts";
 import type { TestNetns } from "../helpers/netns.ts";
 import { type KubeEnv, startKubeEnv } from "./harness.ts";
+import { nodeAgentKubeconfig } from "../kube/helpers.ts";
+import { jsonKubeconfig, NODE_API_ADDRESS } from "./api_access.ts";
 
 /** Multus' default cniDir: the thin conf names none, so Multus (and hydra after it) use this. */
 const MULTUS_CNI_DIR = "/var/lib/cni/multus";
@@ -72,8 +74,14 @@ async function setUp(env: KubeEnv): Promise<Switch> {
     ),
   };
   await Deno.writeTextFile(join(confDir, "10-cluster.conflist"), JSON.stringify(master, null, 2));
-  const kubeconfigHost = join(confDir, "multus.d", "multus.kubeconfig");
-  await Deno.copyFile(env.kubeconfigNode, kubeconfigHost);
+  // Multus's kubeconfig, as its DaemonSet writes it, for an account with the rights Multus asks
+  // for (it writes network-status with an update of pods/status); hydra's node identity has only
+  // what hydra uses.
+  const kubeconfigHost = await jsonKubeconfig(
+    await nodeAgentKubeconfig(env.cp, env.ns),
+    join(confDir, "multus.d", "multus.kubeconfig"),
+    `https://${NODE_API_ADDRESS}:${new URL(env.cp.server).port}`,
+  );
   const thin = await thinConf(master, { kubeconfigHost });
   await Deno.writeTextFile(join(confDir, thin.name), thin.text);
   // A typo Multus never mentions: hydra warns about it (and attaches as Multus does).
@@ -151,7 +159,15 @@ async function installHydra(s: Switch): Promise<Record<string, unknown>> {
     "--once",
     `--bin-dir=${s.binDir}`,
     `--conf-dir=${s.confDir}`,
-    `--meta-json=${JSON.stringify({ cacheDir: s.env.cacheDir, daemonSocket: "" })}`,
+    // The NADs keep their IPAM state in the test's folder, outside the default roots a NAD's
+    // paths are confined to (docs/migrating-from-multus.md says when a cluster needs this).
+    `--meta-json=${
+      JSON.stringify({
+        cacheDir: s.env.cacheDir,
+        daemonSocket: "",
+        nadPathRoots: { state: [s.env.dir] },
+      })
+    }`,
     ...await accountFiles(s.env),
   ]);
   assert.equal(out.code, 0, out.stderr);
