@@ -47,15 +47,17 @@ export function hostPathOf(node: TestNode, path: string): string {
 
 /**
  * The meta-CNI runs on the node, outside every container: the paths its conf
- * names (executables, kubeconfig, daemon socket, result cache) are the test
- * node's, not those the installer's container sees.
+ * names (executables, kubeconfig, daemon socket, result cache, where
+ * network definitions may keep state) are the test node's, not those the
+ * installer's container sees.
  */
-function metaPaths(node: TestNode): Record<string, string> {
+function metaPaths(node: TestNode): Record<string, unknown> {
   return {
     binDir: hostPathOf(node, "/opt/cni/bin"),
     kubeconfig: hostPathOf(node, "/etc/cni/net.d/hydra.d/hydra.kubeconfig"),
     daemonSocket: hostPathOf(node, "/run/hydra/daemon.sock"),
     cacheDir: hostPathOf(node, "/var/lib/cni/hydra"),
+    nadPathRoots: { state: [hostPathOf(node, "/var/lib/cni")] },
   };
 }
 
