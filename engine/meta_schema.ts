@@ -54,6 +54,14 @@ export const META_KEYS: Readonly<Record<string, KeySpec>> = {
   daemonExec: BOOL,
   daemonExecTimeout: SECONDS,
   daemonSocket: STRING,
+  // Where the path keys of network definitions from the API may point (kube/nad_paths.ts).
+  nadPathRoots: {
+    type: "object",
+    shape: {
+      name: "nadPathRoots",
+      keys: { state: { type: "strings" }, logs: { type: "strings" }, read: { type: "strings" } },
+    },
+  },
   // Kubernetes mode, Multus's keys and meanings.
   kubeconfig: STRING,
   clusterNetwork: STRING,

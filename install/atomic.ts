@@ -164,7 +164,8 @@ export async function symlinkAtomic(path: string, target: string): Promise<void>
 
 /**
  * Removes leftovers of an interrupted earlier run (temporary and backup
- * names made by {@link scratchPath}) for the given target names in `dir`.
+ * names made by {@link scratchPath}) for the given target names in `dir`
+ * ("*": for every name).
  * Returns the paths removed.
  */
 export async function removeScratch(dir: string, targets: Set<string>): Promise<string[]> {
@@ -179,9 +180,10 @@ export async function removeScratch(dir: string, targets: Set<string>): Promise<
   for (const entry of entries) {
     if (!isScratchName(entry.name)) continue;
     const target = entry.name.slice(1, entry.name.lastIndexOf(".hydra-"));
-    if (!targets.has(target)) continue;
+    if (!targets.has(target) && !targets.has("*")) continue;
     const path = join(dir, entry.name);
-    await Deno.remove(path).catch(() => {});
+    // Version folders (install/tree_copy.ts) are written and put aside whole.
+    await Deno.remove(path, { recursive: entry.isDirectory }).catch(() => {});
     removed.push(path);
   }
   return removed;

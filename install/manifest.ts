@@ -9,8 +9,12 @@
 
 import { writeFileAtomic } from "./atomic.ts";
 
-/** What kind of thing an entry is. */
-export type EntryKind = "file" | "symlink" | "dir";
+/**
+ * What kind of thing an entry is. A "tree" is a folder hydra wrote whole
+ * (a version folder of install/tree_copy.ts) and removes whole; a "dir" is
+ * removed only when empty.
+ */
+export type EntryKind = "file" | "symlink" | "dir" | "tree";
 
 /**
  * Why hydra put an entry there; also the order of removal on uninstall (the
@@ -83,7 +87,7 @@ function validateManifest(value: unknown, path: string): InstallManifest {
     if (!isRecord(e) || typeof e.path !== "string" || !e.path.startsWith("/")) {
       throw bad(`entry ${i} has no absolute path`);
     }
-    if (e.kind !== "file" && e.kind !== "symlink" && e.kind !== "dir") {
+    if (e.kind !== "file" && e.kind !== "symlink" && e.kind !== "dir" && e.kind !== "tree") {
       throw bad(`entry ${i} has unknown kind ${JSON.stringify(e.kind)}`);
     }
     if (typeof e.role !== "string" || !Object.hasOwn(ROLE_ORDER, e.role)) {

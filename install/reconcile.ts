@@ -31,6 +31,14 @@ import { planMetaConf } from "./meta_plan.ts";
 import type { InstallOptions } from "./options.ts";
 import { cachedSha256, resolveSource, treeOnlyInImage } from "./source.ts";
 import {
+  ensureVersion,
+  isVersionFolder,
+  nodeLauncher,
+  removeVersion,
+  runningTree,
+  TREES_DIR_NAME,
+} from "./tree_copy.ts";
+import {
   commitTxn,
   ensureDir,
   ensureFile,
@@ -183,6 +191,55 @@ function fileItem(
   };
 }
 
+/** The executable (compiled, or a launcher of a tree the node has) as `<bin-dir>/hydra`. */
+async function executableItem(opts: InstallOptions): Promise<Item> {
+  const source = await resolveSource(opts.source);
+  const exe = join(opts.binDir, EXECUTABLE_NAME);
+  return {
+    entry: { path: exe, kind: "file", role: "binary", sha256: source.sha256 },
+    apply: async (txn) => {
+      await ensureFile(
+        txn,
+        exe,
+        source.content,
+        0o755,
+        async (st) => await cachedSha256(exe, st) === source.sha256,
+      );
+    },
+  };
+}
+
+/**
+ * A copy of the running tree and Deno in a version folder of the bin dir,
+ * then the launcher naming it (install/tree_copy.ts): in this order, so the
+ * launcher is swapped only once its version is complete.
+ */
+async function treeCopyItems(opts: InstallOptions): Promise<Item[]> {
+  const src = await runningTree();
+  const trees = join(opts.binDir, TREES_DIR_NAME);
+  const version = join(trees, src.version);
+  return [
+    {
+      entry: { path: trees, kind: "dir", role: "dir" },
+      apply: async (txn) => {
+        await ensureDir(txn, trees);
+      },
+    },
+    {
+      entry: { path: version, kind: "tree", role: "binary", sha256: src.version },
+      apply: async (txn) => {
+        await ensureVersion(txn, version, src);
+      },
+    },
+    fileItem(
+      join(opts.binDir, EXECUTABLE_NAME),
+      "binary",
+      new TextEncoder().encode(nodeLauncher(src.version)),
+      0o755,
+    ),
+  ];
+}
+
 /** Works out the desired items; reads only, writes nothing. */
 async function desiredItems(
   opts: InstallOptions,
@@ -196,28 +253,11 @@ async function desiredItems(
 
   await requireDir(opts.binDir, "CNI bin dir", "--bin-dir");
   if (opts.mode === "meta" && opts.source === undefined && treeOnlyInImage()) {
-    // The runtime would exec a launcher it cannot run for every pod, the default network included.
-    throw new ConfRefused(
-      "this image carries hydra as a source tree (tools/image.ts), which the node cannot run: as " +
-        "the runtime's CNI every pod would fail to start. Use the compiled image (Dockerfile) for " +
-        "--mode=meta, or --mode=nri; nothing was written",
-      { mode: opts.mode },
-    );
+    // The runtime execs hydra for every pod: the node gets a copy it can run without the image.
+    items.push(...await treeCopyItems(opts));
+  } else {
+    items.push(await executableItem(opts));
   }
-  const source = await resolveSource(opts.source);
-  const exe = join(opts.binDir, EXECUTABLE_NAME);
-  items.push({
-    entry: { path: exe, kind: "file", role: "binary", sha256: source.sha256 },
-    apply: async (txn) => {
-      await ensureFile(
-        txn,
-        exe,
-        source.content,
-        0o755,
-        async (st) => await cachedSha256(exe, st) === source.sha256,
-      );
-    },
-  });
   for (const name of roleNames()) {
     const path = join(opts.binDir, name);
     items.push({
@@ -314,6 +354,7 @@ async function stillOurs(entry: ManifestEntry): Promise<boolean> {
     return st.isSymlink && await Deno.readLink(entry.path) === entry.target;
   }
   if (entry.kind === "dir") return st.isDirectory;
+  if (entry.kind === "tree") return await isVersionFolder(entry.path, entry.sha256 ?? "");
   if (!st.isFile) return false;
   return entry.role === "binary"
     ? await cachedSha256(entry.path, st) === entry.sha256
@@ -333,7 +374,8 @@ export async function removeEntries(
       warnings.push(`${e.path} was changed by someone else; left in place`);
       continue;
     }
-    await removePath(txn, e.path);
+    if (e.kind === "tree") await removeVersion(txn, e.path);
+    else await removePath(txn, e.path);
   }
 }
 
@@ -463,5 +505,7 @@ async function cleanScratch(opts: InstallOptions, items: Item[]): Promise<void> 
   };
   for (const i of items) add(i.entry.path);
   add(opts.manifest);
+  // Old version folders put aside by a pass that was killed before its commit.
+  if (items.some((i) => i.entry.kind === "tree")) add(join(opts.binDir, TREES_DIR_NAME, "*"));
   for (const [dir, names] of byDir) await removeScratch(dir, names);
 }

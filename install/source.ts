@@ -50,8 +50,9 @@ export const TREE_IN_IMAGE_ENV = "HYDRA_TREE_IN_IMAGE";
 
 /**
  * True when hydra runs from a source tree that exists only inside its
- * image: the launcher installed onto the node would point at a tree and a
- * Deno the node does not have, so nothing on the node can exec it.
+ * image: a launcher installed onto the node would point at a tree and a
+ * Deno the node does not have, so in meta mode the installer copies both
+ * onto the node (install/tree_copy.ts).
  */
 export function treeOnlyInImage(): boolean {
   if (Deno.build.standalone) return false;

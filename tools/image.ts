@@ -298,7 +298,8 @@ function imageEnv(): Record<string, string> {
     HYDRA_DENO: "/usr/local/bin/deno",
     DENO_DIR: `${IMAGE_TREE}/.cache/deno`,
     DENO_NO_UPDATE_CHECK: "1",
-    // hydra install refuses meta mode from this image: the node could not run its copy.
+    // In meta mode, hydra install copies Deno and the tree onto the node (install/tree_copy.ts):
+    // a launcher pointing into this image could not run there.
     HYDRA_TREE_IN_IMAGE: "1",
   };
 }

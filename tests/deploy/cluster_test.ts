@@ -15,9 +15,12 @@
  * 5. deleting the setup and running the uninstall leaves the node's CNI
  *    folders as they were;
  * 6. `helm install` of the chart (the router), ready, `helm uninstall`;
- * 7. hydra-meta.yaml from the same image: its node daemon and policy agent run,
- *    its installer refuses meta mode (the node could not exec hydra from a
- *    source tree) and stays not ready, the node's conf untouched.
+ * 7. hydra-meta.yaml from the same image: the installer puts a copy of Deno
+ *    and hydra's tree onto the node and makes hydra the runtime's CNI, the
+ *    node daemon and policy agent run, a Pod with a NetworkAttachmentDefinition
+ *    gets its networks through the meta-CNI the kubelet's runtime execs, and
+ *    deleting the setup and running the uninstall leave the CNI folders as
+ *    they were.
  *
  * The manifests are fitted to the test node (its folders, its containerd's
  * sockets, the offline image) by tests/deploy/test_node.ts.
@@ -265,6 +268,130 @@ async function podInterface(
   };
 }
 
+/**
+ * Creates namespace `ns`, a NetworkAttachmentDefinition "blue" (hydra-bridge, hydra-ipam keeping
+ * its store in `ipamDataDir` when given) and the
+ * workload Pod naming it; waits until it runs and checks net1 in its namespace against its
+ * network-status.
+ */
+async function runWorkload(w: World, ns: string, ipamDataDir?: string): Promise<void> {
+  await w.cp.createNamespace(ns);
+  const octet = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
+  await w.cp.api.must(
+    "POST",
+    `/apis/k8s.cni.cncf.io/v1/namespaces/${ns}/network-attachment-definitions`,
+    {
+      apiVersion: "k8s.cni.cncf.io/v1",
+      kind: "NetworkAttachmentDefinition",
+      metadata: { name: "blue" },
+      spec: {
+        config: JSON.stringify({
+          cniVersion: "1.1.0",
+          type: "hydra-bridge",
+          bridge: uniqueName("hdb"),
+          ipam: {
+            type: "hydra-ipam",
+            ranges: [[{ subnet: `10.242.${octet}.0/24` }]],
+            ...(ipamDataDir ? { dataDir: ipamDataDir } : {}),
+          },
+        }),
+      },
+    },
+  );
+  const pod = workloadPod(w.ctd.pauseImage, "blue");
+  await w.cp.api.must("POST", `/api/v1/namespaces/${ns}/pods`, pod);
+  let current: Obj = {};
+  const running = await poll(
+    async () => {
+      current = await w.cp.api.must("GET", `/api/v1/namespaces/${ns}/pods/workload`) as Obj;
+      return current.status?.phase === "Running" &&
+        Boolean(current.metadata.annotations?.[NETWORK_STATUS]);
+    },
+    120_000,
+    500,
+  );
+  assert.ok(
+    running,
+    `workload: ${JSON.stringify(current.status)}\n${await podReport(
+      w,
+      "app.kubernetes.io/part-of=hydra",
+    )}`,
+  );
+  const status = JSON.parse(current.metadata.annotations[NETWORK_STATUS]) as Obj[];
+  const blue = status.find((s) => s.name === `${ns}/blue`);
+  assert.ok(blue, JSON.stringify(status));
+  assert.equal(blue.interface, "net1");
+  const net1 = await podInterface(w, ns, "workload", "net1");
+  assert.ok(net1, "net1 in the pod's namespace");
+  assert.deepEqual(
+    net1.addrs.filter((a: string) => a.startsWith("10.242.")).map((a: string) => a.split("/")[0]),
+    blue.ips,
+  );
+}
+
+/** Deletes the workload Pod and waits until it is gone (its networks' DEL has run). */
+async function deleteWorkload(w: World, ns: string): Promise<void> {
+  await w.cp.api.must("DELETE", `/api/v1/namespaces/${ns}/pods/workload`);
+  assert.ok(
+    await poll(
+      async () =>
+        (await w.cp.api.request("GET", `/api/v1/namespaces/${ns}/pods/workload`)).status === 404,
+      60_000,
+      250,
+    ),
+    "workload gone",
+  );
+}
+
+/** Runs `hydra install --uninstall` from `image` in a Pod on the node, as deploy/README says. */
+async function runUninstall(w: World, image: string, ns: string): Promise<void> {
+  await w.cp.createNamespace(ns);
+  const uninstall = {
+    metadata: { name: "uninstall" },
+    spec: {
+      nodeName: w.kubelet.nodeName,
+      restartPolicy: "Never",
+      hostNetwork: true,
+      tolerations: [{ operator: "Exists" }],
+      containers: [{
+        name: "uninstall",
+        image,
+        args: ["--uninstall", "--bin-dir=/opt/cni/bin", "--conf-dir=/etc/cni/net.d"],
+        securityContext: {
+          runAsUser: 0,
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ["ALL"] },
+        },
+        volumeMounts: [
+          { name: "cni-bin", mountPath: "/opt/cni/bin" },
+          { name: "cni-conf", mountPath: "/etc/cni/net.d" },
+        ],
+      }],
+      volumes: [
+        { name: "cni-bin", hostPath: { path: `${w.root}/opt/cni/bin` } },
+        { name: "cni-conf", hostPath: { path: `${w.root}/etc/cni/net.d` } },
+      ],
+    },
+  };
+  await w.cp.api.must("POST", `/api/v1/namespaces/${ns}/pods`, uninstall);
+  let phase = "";
+  assert.ok(
+    await poll(
+      async () => {
+        phase = ((await w.cp.api.must(
+          "GET",
+          `/api/v1/namespaces/${ns}/pods/uninstall`,
+        )) as Obj).status?.phase;
+        return phase === "Succeeded" || phase === "Failed";
+      },
+      120_000,
+      500,
+    ),
+  );
+  assert.equal(phase, "Succeeded", await podReport(w, "", ns));
+}
+
 Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, uninstall, helm", async (t) => {
   await withWorld(async (w) => {
     const before = await cniFolders(w.root);
@@ -304,56 +431,7 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
     );
 
     await step("a Pod naming a NetworkAttachmentDefinition runs with that network", async () => {
-      await w.cp.createNamespace(ns);
-      const octet = 1 + (crypto.getRandomValues(new Uint8Array(1))[0] % 200);
-      await w.cp.api.must(
-        "POST",
-        `/apis/k8s.cni.cncf.io/v1/namespaces/${ns}/network-attachment-definitions`,
-        {
-          apiVersion: "k8s.cni.cncf.io/v1",
-          kind: "NetworkAttachmentDefinition",
-          metadata: { name: "blue" },
-          spec: {
-            config: JSON.stringify({
-              cniVersion: "1.1.0",
-              type: "hydra-bridge",
-              bridge: uniqueName("hdb"),
-              ipam: { type: "hydra-ipam", ranges: [[{ subnet: `10.242.${octet}.0/24` }]] },
-            }),
-          },
-        },
-      );
-      const pod = workloadPod(w.ctd.pauseImage, "blue");
-      await w.cp.api.must("POST", `/api/v1/namespaces/${ns}/pods`, pod);
-      let current: Obj = {};
-      const running = await poll(
-        async () => {
-          current = await w.cp.api.must("GET", `/api/v1/namespaces/${ns}/pods/workload`) as Obj;
-          return current.status?.phase === "Running" &&
-            Boolean(current.metadata.annotations?.[NETWORK_STATUS]);
-        },
-        120_000,
-        500,
-      );
-      assert.ok(
-        running,
-        `workload: ${JSON.stringify(current.status)}\n${await podReport(
-          w,
-          "app.kubernetes.io/name=hydra",
-        )}`,
-      );
-      const status = JSON.parse(current.metadata.annotations[NETWORK_STATUS]) as Obj[];
-      const blue = status.find((s) => s.name === `${ns}/blue`);
-      assert.ok(blue, JSON.stringify(status));
-      assert.equal(blue.interface, "net1");
-      const net1 = await podInterface(w, ns, "workload", "net1");
-      assert.ok(net1, "net1 in the pod's namespace");
-      assert.deepEqual(
-        net1.addrs.filter((a: string) => a.startsWith("10.242.")).map((a: string) =>
-          a.split("/")[0]
-        ),
-        blue.ips,
-      );
+      await runWorkload(w, ns);
     });
 
     await step(
@@ -409,63 +487,9 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
     await step(
       "deleting the setup and running the uninstall leave the node as it was",
       async () => {
-        await w.cp.api.must("DELETE", `/api/v1/namespaces/${ns}/pods/workload`);
-        assert.ok(
-          await poll(
-            async () =>
-              (await w.cp.api.request("GET", `/api/v1/namespaces/${ns}/pods/workload`)).status ===
-                404,
-            60_000,
-            250,
-          ),
-          "workload gone",
-        );
+        await deleteWorkload(w, ns);
         await applyFitted(w, nriSetup, "delete", "--wait=true");
-        await w.cp.createNamespace("hydra-uninstall");
-        const uninstall = {
-          metadata: { name: "uninstall" },
-          spec: {
-            nodeName: w.kubelet.nodeName,
-            restartPolicy: "Never",
-            hostNetwork: true,
-            tolerations: [{ operator: "Exists" }],
-            containers: [{
-              name: "uninstall",
-              image: w.upgradeImage,
-              args: ["--uninstall", "--bin-dir=/opt/cni/bin", "--conf-dir=/etc/cni/net.d"],
-              securityContext: {
-                runAsUser: 0,
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ["ALL"] },
-              },
-              volumeMounts: [
-                { name: "cni-bin", mountPath: "/opt/cni/bin" },
-                { name: "cni-conf", mountPath: "/etc/cni/net.d" },
-              ],
-            }],
-            volumes: [
-              { name: "cni-bin", hostPath: { path: `${w.root}/opt/cni/bin` } },
-              { name: "cni-conf", hostPath: { path: `${w.root}/etc/cni/net.d` } },
-            ],
-          },
-        };
-        await w.cp.api.must("POST", "/api/v1/namespaces/hydra-uninstall/pods", uninstall);
-        let phase = "";
-        assert.ok(
-          await poll(
-            async () => {
-              phase = ((await w.cp.api.must(
-                "GET",
-                "/api/v1/namespaces/hydra-uninstall/pods/uninstall",
-              )) as Obj).status?.phase;
-              return phase === "Succeeded" || phase === "Failed";
-            },
-            120_000,
-            500,
-          ),
-        );
-        assert.equal(phase, "Succeeded", await podReport(w, "", "hydra-uninstall"));
+        await runUninstall(w, w.upgradeImage, "hydra-uninstall");
         assert.deepEqual(await cniFolders(w.root), before);
       },
     );
@@ -518,34 +542,36 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
     });
 
     await step(
-      "hydra-meta.yaml from the offline image: the installer refuses meta mode, the node's conf stays",
+      "hydra-meta.yaml from the offline image: the node runs hydra as its CNI, uninstall restores",
       async () => {
-        const confBefore = await snapshot(`${w.root}/etc/cni/net.d`);
+        await poll(
+          async () => (await w.cp.api.request("GET", `/api/v1/namespaces/${NS}`)).status === 404,
+          120_000,
+          500,
+        );
         const meta = fittedManifest(w, "hydra-meta.yaml");
         await applyFitted(w, meta);
-        // The node daemon and the policy agent run in DaemonSets of their own.
+        await waitDaemonSet(w, "hydra", w.image);
         await waitDaemonSet(w, "hydra-daemon", w.image);
         await waitDaemonSet(w, "hydra-policy", w.image);
-        const selector = "app.kubernetes.io/name=hydra";
-        const refused = await poll(
-          async () => {
-            const pods = await w.cp.api.must(
-              "GET",
-              `/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent(selector)}`,
-            ) as { items: Obj[] };
-            const install = pods.items[0]?.status?.containerStatuses?.find((c: Obj) =>
-              c.name === "install"
-            );
-            return install?.state?.running !== undefined && install.ready === false &&
-              /source tree .*Use the compiled image/.test(await podReport(w, selector));
-          },
-          180_000,
-          1000,
+        // The image carries hydra as a source tree: the node got a copy of its own.
+        const bin = `${w.root}/opt/cni/bin`;
+        const versions = [...Deno.readDirSync(`${bin}/.hydra`)].map((e) => e.name);
+        assert.equal(versions.length, 1, versions.join(", "));
+        assert.ok((await Deno.stat(`${bin}/.hydra/${versions[0]}/deno`)).isFile);
+        assert.equal(await Deno.readLink(`${bin}/hydra-bridge`), "hydra");
+        const conf = JSON.parse(
+          await Deno.readTextFile(`${w.root}/etc/cni/net.d/00-hydra.conflist`),
         );
-        assert.ok(refused, await podReport(w, selector));
-        assert.deepEqual(await snapshot(`${w.root}/etc/cni/net.d`), confBefore);
-        assert.ok(!(await Deno.stat(`${w.root}/opt/cni/bin/hydra`).then(() => true, () => false)));
+        assert.equal(conf.plugins[0].type, "hydra");
+        // The runtime's CNI is now hydra: the kubelet's sandbox goes through the meta-CNI.
+        const metaNs = uniqueName("wm");
+        // Run by the meta-CNI on the node: the IPAM store stays in the test node's folders.
+        await runWorkload(w, metaNs, `${w.root}/var/lib/cni/networks`);
+        await deleteWorkload(w, metaNs);
         await applyFitted(w, meta, "delete", "--wait=true");
+        await runUninstall(w, w.image, "hydra-uninstall-meta");
+        assert.deepEqual(await cniFolders(w.root), before);
       },
     );
   });

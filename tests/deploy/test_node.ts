@@ -45,6 +45,22 @@ export function hostPathOf(node: TestNode, path: string): string {
   return `${node.root}${path}`;
 }
 
+/**
+ * The meta-CNI runs on the node, outside every container: the paths its conf
+ * names (executables, kubeconfig, daemon socket, result cache, where
+ * network definitions may keep state) are the test node's, not those the
+ * installer's container sees.
+ */
+function metaPaths(node: TestNode): Record<string, unknown> {
+  return {
+    binDir: hostPathOf(node, "/opt/cni/bin"),
+    kubeconfig: hostPathOf(node, "/etc/cni/net.d/hydra.d/hydra.kubeconfig"),
+    daemonSocket: hostPathOf(node, "/run/hydra/daemon.sock"),
+    cacheDir: hostPathOf(node, "/var/lib/cni/hydra"),
+    nadPathRoots: { state: [hostPathOf(node, "/var/lib/cni")] },
+  };
+}
+
 function fitPod(node: TestNode, pod: Obj): void {
   const moved = new Map<string, string>();
   for (const v of pod.volumes ?? []) {
@@ -62,6 +78,9 @@ function fitPod(node: TestNode, pod: Obj): void {
       }
     }
     if (c.args?.[0] === "dra") c.args.push(`--kubelet-dir=${node.kubeletRoot}`);
+    if (c.args?.includes("--mode=meta")) {
+      c.args.push(`--meta-json=${JSON.stringify(metaPaths(node))}`);
+    }
     c.env = [
       ...(c.env ?? []).filter((e: Obj) => !e.name.startsWith("KUBERNETES_SERVICE_")),
       { name: "KUBERNETES_SERVICE_HOST", value: node.apiHost },

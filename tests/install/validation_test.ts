@@ -111,29 +111,55 @@ Deno.test("nri mode beside Multus is refused: both would attach every pod's netw
   }
 });
 
-Deno.test("from an image carrying hydra as a source tree, meta mode is refused and nri mode installs", async () => {
+Deno.test("from an image carrying hydra as a source tree, meta mode installs a copy the node runs", async () => {
   const node = await makeNode();
   const image = { HYDRA_TREE_IN_IMAGE: "1" };
+  const hidden = ".hydra";
+  const bin = () =>
+    [...Deno.readDirSync(node.binDir)].map((e) => e.name).filter((n) =>
+      n === hidden || !n.startsWith(".")
+    ).sort();
   try {
     const meta = await runInstall(["--once", ...node.flags], image);
-    assert.equal(meta.code, 1, meta.stderr);
-    assert.match(
-      String(meta.logs.find((l) => l.level === "error")?.msg),
-      /source tree .*every pod would fail to start.*Use the compiled image/,
+    assert.equal(meta.code, 0, meta.stderr);
+    const versions = [...Deno.readDirSync(join(node.binDir, hidden))].map((e) => e.name);
+    assert.equal(versions.length, 1, versions.join(", "));
+    const launcher = await Deno.readTextFile(join(node.binDir, "hydra"));
+    assert.match(launcher, new RegExp(`/\\.hydra/'${versions[0]}'`));
+    // The node runs the copy: the tree it came from is not on its path.
+    const run = async (exe: string, args: string[], env: Record<string, string> = {}) => {
+      const out = await new Deno.Command(join(node.binDir, exe), {
+        args,
+        env: { PATH: "/usr/bin:/bin", ...env },
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      assert.ok(out.success, `${exe}: ${new TextDecoder().decode(out.stderr)}`);
+      return text;
+    };
+    assert.match(await run("hydra", ["version"]), /hydra/);
+    const cniVersion = JSON.parse(await run("hydra-bridge", [], { CNI_COMMAND: "VERSION" }));
+    assert.ok(cniVersion.supportedVersions.includes("1.1.0"), JSON.stringify(cniVersion));
+    // A second pass finds it all in place.
+    const again = await runInstall(["--once", ...node.flags], image);
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(!again.logs.some((l) => /^(created|replaced|removed) /.test(String(l.msg))));
+
+    const un = await runInstall(["--uninstall", ...node.flags], image);
+    assert.equal(un.code, 0, un.stderr);
+    assert.deepEqual(
+      [...Deno.readDirSync(node.binDir)].map((e) => e.name).sort(),
+      ["bridge", "host-local", "portmap"],
+      "the bin dir as it was",
     );
-    // The installer's lock file (hidden) is not part of an install.
-    const bin = () =>
-      [...Deno.readDirSync(node.binDir)].map((e) => e.name).filter((n) => !n.startsWith("."))
-        .sort();
-    assert.deepEqual(bin(), ["bridge", "host-local", "portmap"], "nothing installed");
+    assert.deepEqual(bin(), ["bridge", "host-local", "portmap"]);
     assert.deepEqual(
       [...Deno.readDirSync(node.confDir)].map((e) => e.name),
       ["10-podnet.conflist"],
       "the node's conf as it was",
     );
-    const nri = await runInstall(["--once", "--mode=nri", ...node.flags], image);
-    assert.equal(nri.code, 0, nri.stderr);
-    assert.ok(bin().includes("hydra"));
   } finally {
     await removeNode(node);
   }
