@@ -74,13 +74,6 @@ export const META_KEYS: Readonly<Record<string, KeySpec>> = {
   readinessindicatorfile: STRING,
   apiTimeout: SECONDS,
   podResourcesSocket: STRING,
-  nadPathRoots: {
-    type: "object",
-    shape: {
-      name: "nadPathRoots",
-      keys: { state: { type: "strings" }, logs: { type: "strings" }, read: { type: "strings" } },
-    },
-  },
   // Multus's other keys.
   cniDir: { type: "string", foreign: `Multus: ${CNI_DIR_MEANING}` },
   retryDeleteOnError: {
