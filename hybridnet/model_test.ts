@@ -3,10 +3,10 @@ import {
   checkSubnetChange,
   checkSubnets,
   HybridConfigError,
-  parseHybridConfig,
   parseHybridNetwork,
   subnetOf,
 } from "./model.ts";
+import { parseHybridConfig } from "./config_file.ts";
 import { NET, RAW_NET } from "../hybrid/testdata.ts";
 
 Deno.test("model: a network's defaults and canonical subnets", () => {
