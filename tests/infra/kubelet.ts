@@ -191,6 +191,8 @@ export async function startKubelet(
         // Heartbeats carry whole seconds: one from the next second on is the new process's.
         const since = new Date(Math.ceil(Date.now() / 1000) * 1000);
         kubelet = await start("kubelet", "nsenter", kubeletArgs);
+        // The new process reports through its Node's status or its node Lease: a kubelet posts
+        // an unchanged status only every few minutes, but renews its Lease every 10 s.
         await waitUntil(
           `node ${nodeName} to report again after a restart`,
           async () => {
@@ -199,8 +201,13 @@ export async function startKubelet(
               status?: { conditions?: { type: string; lastHeartbeatTime?: string }[] };
             }).status?.conditions ?? [];
             const ready = conditions.find((c) => c.type === "Ready");
-            return ready?.lastHeartbeatTime !== undefined &&
-              new Date(ready.lastHeartbeatTime) >= since;
+            if (ready?.lastHeartbeatTime && new Date(ready.lastHeartbeatTime) >= since) return true;
+            const lease = await cp.api.request(
+              "GET",
+              `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${nodeName}`,
+            );
+            const renewed = (lease.body as { spec?: { renewTime?: string } }).spec?.renewTime;
+            return renewed !== undefined && new Date(renewed) >= since;
           },
           60_000,
           kubelet,
