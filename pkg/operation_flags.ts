@@ -12,7 +12,16 @@ import { type ListenAddress, parseListenAddress } from "./http.ts";
 import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from "./log.ts";
 
 /** The roles that serve `/healthz`, `/readyz` and `/metrics`. */
-export type Role = "nri" | "install" | "route" | "daemon" | "policy" | "ipam-controller" | "dra";
+export type Role =
+  | "nri"
+  | "install"
+  | "route"
+  | "daemon"
+  | "policy"
+  | "ipam-controller"
+  | "dra"
+  | "hybrid-sync"
+  | "hybrid-controller";
 
 /** Each role's port, its default on loopback and the one its manifest uses. */
 export const ROLE_PORTS: Readonly<Record<Role, number>> = {
@@ -23,6 +32,8 @@ export const ROLE_PORTS: Readonly<Record<Role, number>> = {
   policy: 9474,
   "ipam-controller": 9475,
   dra: 9476,
+  "hybrid-sync": 9477,
+  "hybrid-controller": 9478,
 };
 
 /** The default health address of a role: its port on loopback. */

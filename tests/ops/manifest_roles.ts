@@ -21,6 +21,8 @@ export function roleOf(container: Obj): Role {
     "policy sync": "policy",
     "dra serve": "dra",
     "ipam controller": "ipam-controller",
+    "hybrid sync": "hybrid-sync",
+    "hybrid controller": "hybrid-controller",
   };
   const role = roles[args.slice(0, 2).join(" ")] ?? roles[args[0]];
   assert.ok(role, `container ${container.name}: which role is ${args.slice(0, 2).join(" ")}?`);
