@@ -95,7 +95,12 @@ Deno.test({
         const staticSelection = JSON.stringify([{ name: "pool", ips: [`${prefix}77/24`] }]);
         const a = await env.createPod(uniqueName("pa"), { [NETWORKS]: "pool" });
         const b = await env.createPod(uniqueName("pb"), { [NETWORKS]: staticSelection });
-        const hydra = await w.startHydra([`--kubeconfig=${kubeconfig}`]);
+        // The NAD's kubeconfig lives in the test's folder, outside the default roots a NAD's
+        // paths are confined to.
+        const hydra = await w.startHydra([
+          `--kubeconfig=${kubeconfig}`,
+          `--nad-path-roots=${JSON.stringify({ read: [w.tmp] })}`,
+        ]);
         const idA = await runPodSandbox(w, env, a, "pool");
         const idB = await runPodSandbox(w, env, b, staticSelection);
 
