@@ -74,7 +74,11 @@ Deno.test("NRI setup: hydra policy sync enforces on the NRI plugin's attachments
         server,
       );
       await env.nad(env.ns, "blue", await Deno.readTextFile(join(w.confDir, "blue.conflist")));
-      const hydra = await w.startHydra([`--kubeconfig=${nriConfig}`]);
+      // The NADs keep their IPAM state in the test's folder, outside the default NAD roots.
+      const hydra = await w.startHydra([
+        `--kubeconfig=${nriConfig}`,
+        `--nad-path-roots=${JSON.stringify({ state: [w.tmp] })}`,
+      ]);
       const servers: Servers[] = [];
       const ids: string[] = [];
       let agent: Awaited<ReturnType<typeof spawnAgent>> | undefined;
