@@ -80,3 +80,31 @@ export function cancelledError(signal: AbortSignal): CniError {
 export function throwIfCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw cancelledError(signal);
 }
+
+/**
+ * Starts `work` unless `signal` is already aborted, and waits for it or
+ * gives up with {@link cancelledError} when `signal` aborts first. Work that
+ * is given up keeps running, its rejection ignored: a flock granted after
+ * that goes with the file its caller closes.
+ */
+export async function untilCancelled<T>(
+  work: () => Promise<T>,
+  signal: AbortSignal | undefined,
+): Promise<T> {
+  if (!signal) return await work();
+  throwIfCancelled(signal);
+  const running = work();
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(cancelledError(signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([running, aborted]);
+  } catch (err) {
+    running.catch(() => {});
+    throw err;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}

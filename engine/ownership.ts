@@ -25,7 +25,7 @@
  * @module
  */
 
-import { cancelledError, CniError, ErrorCode, throwIfCancelled } from "../cni/errors.ts";
+import { CniError, ErrorCode, throwIfCancelled, untilCancelled } from "../cni/errors.ts";
 import { validateContainerId, validateInterfaceName } from "../cni/env.ts";
 import type { Command } from "../cni/types.ts";
 import { createKeyedQueue } from "../pkg/async.ts";
@@ -63,27 +63,6 @@ function ioError(what: string, err: unknown): CniError {
   return new CniError(ErrorCode.IoFailure, `${what}: ${(err as Error).message ?? err}`);
 }
 
-/** Waits for the flock, or gives up (code 11) when `signal` aborts first. */
-async function lockOrCancel(file: Deno.FsFile, signal: AbortSignal | undefined): Promise<void> {
-  if (!signal) return await file.lock(true);
-  throwIfCancelled(signal);
-  const locking = file.lock(true);
-  let onAbort = () => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(cancelledError(signal));
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  try {
-    await Promise.race([locking, aborted]);
-  } catch (err) {
-    // Granted later, the lock goes with the file the caller closes.
-    locking.catch(() => {});
-    throw err;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-}
-
 /** True when `path` still names the file `file` is open on. */
 function stillNamed(file: Deno.FsFile, path: string): boolean {
   try {
@@ -108,7 +87,7 @@ async function lockAttachment(path: string, signal: AbortSignal | undefined): Pr
       throw ioError(`cannot open attachment lock ${path}`, err);
     }
     try {
-      await lockOrCancel(file, signal);
+      await untilCancelled(() => file.lock(true), signal);
     } catch (err) {
       file.close();
       throw err;

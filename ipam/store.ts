@@ -39,7 +39,7 @@
  * @module
  */
 
-import { cancelledError, CniError, ErrorCode, throwIfCancelled } from "../cni/errors.ts";
+import { CniError, ErrorCode, throwIfCancelled, untilCancelled } from "../cni/errors.ts";
 import { formatIpAddr, type IpAddr, ipAddrEquals, parseIpAddr } from "../ipaddr/ip.ts";
 import { createKeyedQueue } from "../pkg/async.ts";
 
@@ -117,27 +117,6 @@ export function withStore<T>(
   return localQueue.run(lockPath, () => withFileLock(dir, lockPath, fn, signal));
 }
 
-/** Takes the flock on `file`, giving up (code 11) when `signal` aborts first. */
-async function lockFile(file: Deno.FsFile, signal?: AbortSignal): Promise<void> {
-  if (!signal) return await file.lock(true);
-  throwIfCancelled(signal);
-  const locking = file.lock(true);
-  let onAbort = () => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(cancelledError(signal));
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  try {
-    await Promise.race([locking, aborted]);
-  } catch (err) {
-    // The lock may still be granted later: closing the file then drops it.
-    locking.catch(() => {});
-    throw err;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-}
-
 /** Runs `fn` holding the flock on `lockPath`, the store folder made first. */
 async function withFileLock<T>(
   dir: string,
@@ -159,7 +138,7 @@ async function withFileLock<T>(
     throw ioError(`cannot open lock file ${lockPath}`, err);
   }
   try {
-    await lockFile(file, signal);
+    await untilCancelled(() => file.lock(true), signal);
     return await fn({ dir });
   } finally {
     file.close(); // closing the descriptor drops the flock
