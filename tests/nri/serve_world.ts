@@ -122,8 +122,17 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   await Deno.writeTextFile(path, JSON.stringify(value, null, 2));
 }
 
+/** Settings of the world's containerd. */
+export interface NriWorldOptions {
+  /** NRI plugin_request_timeout; containerd's 2 s default unless given. */
+  nriRequestTimeout?: string;
+}
+
 /** Runs `body` with a fresh world; everything is removed afterwards. */
-export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promise<void> {
+export async function withNriWorld(
+  body: (w: NriWorld) => Promise<void>,
+  opts: NriWorldOptions = {},
+): Promise<void> {
   requireNriPeers();
   await withTempDir(async (tmp) => {
     const defaultConfDir = join(tmp, "net.d");
@@ -206,6 +215,7 @@ export async function withNriWorld(body: (w: NriWorld) => Promise<void>): Promis
     const ctd = await startContainerd({
       cniConfDir: defaultConfDir,
       cniBinDirs: [referencePluginDir()],
+      nriRequestTimeout: opts.nriRequestTimeout,
     });
     const started: HydraProcess[] = [];
     try {
