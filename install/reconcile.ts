@@ -240,6 +240,30 @@ async function treeCopyItems(opts: InstallOptions): Promise<Item[]> {
   ];
 }
 
+/**
+ * The version folder kept beside the current one. An upgrade keeps the one the
+ * launcher named before it for one more generation: an exec started under the
+ * old launcher just before the swap still reads its files (the CNI bundle
+ * loads its kubelet client on demand). A pass that changes no version keeps
+ * what the last upgrade kept; a version two upgrades old is removed.
+ */
+function previousVersion(
+  opts: InstallOptions,
+  oldEntries: ManifestEntry[],
+  items: Item[],
+): ManifestEntry[] {
+  const launcher = join(opts.binDir, EXECUTABLE_NAME);
+  const launcherSha = oldEntries.find((e) => e.path === launcher)?.sha256;
+  const current = new Set(items.map((i) => i.entry.path));
+  const oldTrees = oldEntries.filter((e) => e.kind === "tree" && e.sha256 !== undefined);
+  const named = oldTrees.find((e) =>
+    sha256Bytes(new TextEncoder().encode(nodeLauncher(e.sha256!))) === launcherSha
+  );
+  if (named === undefined) return [];
+  if (!current.has(named.path)) return [named];
+  return oldTrees.filter((e) => !current.has(e.path));
+}
+
 /** Works out the desired items; reads only, writes nothing. */
 async function desiredItems(
   opts: InstallOptions,
@@ -254,7 +278,9 @@ async function desiredItems(
   await requireDir(opts.binDir, "CNI bin dir", "--bin-dir");
   if (opts.mode === "meta" && opts.source === undefined && treeOnlyInImage()) {
     // The runtime execs hydra for every pod: the node gets a copy it can run without the image.
-    items.push(...await treeCopyItems(opts));
+    const trees = await treeCopyItems(opts);
+    items.push(...trees);
+    carried.push(...previousVersion(opts, oldEntries, trees));
   } else {
     items.push(await executableItem(opts));
   }

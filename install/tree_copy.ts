@@ -10,9 +10,11 @@
  *
  * A version folder is written under a hidden scratch name, every file
  * fsynced, and renamed into place whole; only then is the launcher swapped
- * (atomically, by the install transaction), and older versions are removed
- * when the transaction commits. A runtime exec'ing hydra during a rolling
- * upgrade so always finds a launcher whose version folder is complete.
+ * (atomically, by the install transaction). The version the launcher named
+ * before is kept until the next upgrade, older ones are removed when the
+ * transaction commits. A runtime exec'ing hydra during a rolling upgrade so
+ * always finds a launcher whose version folder is complete, and an exec that
+ * started just before the swap still finds its own files.
  *
  * @module
  */

@@ -4,11 +4,15 @@
  * reaches the node's conf. With --once it exits 1; running, it stays up and
  * not ready with the reason on /readyz, leaving the conf the node has as it
  * is, so a rollout with a bad argument stops at its first node. NRI mode
- * beside Multus is refused the same way.
+ * beside Multus is refused the same way. From an image carrying hydra as a
+ * source tree, meta mode installs a copy of it that the node runs, keeping the
+ * previous version through one upgrade.
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { nodeLauncher } from "../../install/tree_copy.ts";
 import { thinConf } from "../infra/multus_module.ts";
 import { makeNode, removeNode, runInstall, startInstall } from "./helpers.ts";
 
@@ -159,6 +163,59 @@ Deno.test("from an image carrying hydra as a source tree, meta mode installs a c
       [...Deno.readDirSync(node.confDir)].map((e) => e.name),
       ["10-podnet.conflist"],
       "the node's conf as it was",
+    );
+  } finally {
+    await removeNode(node);
+  }
+});
+
+Deno.test("an upgrade of the node's copy keeps the version before it and removes older ones", async () => {
+  const node = await makeNode();
+  const image = { HYDRA_TREE_IN_IMAGE: "1" };
+  const trees = join(node.binDir, ".hydra");
+  const manifestPath = join(node.confDir, "hydra.d", "install-manifest.json");
+  const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+  try {
+    const first = await runInstall(["--once", ...node.flags], image);
+    assert.equal(first.code, 0, first.stderr);
+    const [current] = [...Deno.readDirSync(trees)].map((e) => e.name);
+    // The node as two earlier upgrades left it: the launcher names "v2", "v1" was kept before it.
+    await Deno.rename(join(trees, current), join(trees, "v2"));
+    await Deno.mkdir(join(trees, "v1"));
+    await Deno.writeTextFile(join(trees, "v1", "deno"), "");
+    await Deno.writeTextFile(join(node.binDir, "hydra"), nodeLauncher("v2"), { mode: 0o755 });
+    const manifest = JSON.parse(await Deno.readTextFile(manifestPath));
+    manifest.entries = manifest.entries.flatMap((e: { path: string; sha256?: string }) => {
+      if (e.path === join(trees, current)) {
+        return ["v1", "v2"].map((v) => ({ ...e, path: join(trees, v), sha256: v }));
+      }
+      if (e.path === join(node.binDir, "hydra")) {
+        return [{ ...e, sha256: sha256(nodeLauncher("v2")) }];
+      }
+      return [e];
+    });
+    await Deno.writeTextFile(manifestPath, JSON.stringify(manifest));
+
+    const upgrade = await runInstall(["--once", ...node.flags], image);
+    assert.equal(upgrade.code, 0, upgrade.stderr);
+    assert.deepEqual(
+      [...Deno.readDirSync(trees)].map((e) => e.name).sort(),
+      [current, "v2"].sort(),
+    );
+    assert.equal(await Deno.readTextFile(join(node.binDir, "hydra")), nodeLauncher(current));
+    const again = await runInstall(["--once", ...node.flags], image);
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(
+      !again.logs.some((l) => /^(created|replaced|removed) /.test(String(l.msg))),
+      "the kept version stays until the next upgrade",
+    );
+
+    const un = await runInstall(["--uninstall", ...node.flags], image);
+    assert.equal(un.code, 0, un.stderr);
+    assert.deepEqual(
+      [...Deno.readDirSync(node.binDir)].map((e) => e.name).sort(),
+      ["bridge", "host-local", "portmap"],
+      "both versions removed",
     );
   } finally {
     await removeNode(node);
