@@ -14,7 +14,8 @@
  *   carries it), all taken from this machine (`ldd`), and a minimal /etc. It changes only with
  *   Deno or the machine's libc and libnftables.
  * - app: /opt/hydra: the committed tree at HEAD (`git archive`; uncommitted edits are not in it),
- *   its filled Deno cache (npm packages, transpiled modules) and the CNI bundle.
+ *   the image's labels (`.image-labels.json`), its filled Deno cache (npm packages, transpiled
+ *   modules) and the CNI bundle.
  *
  * The caches are filled by running Deno inside the staged root (chroot in a private mount
  * namespace), which proves the root complete: the build fails if `hydra version` does not run in
@@ -31,6 +32,8 @@ import { parseArgs } from "node:util";
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** Where the tree lives in the image (and where its Deno cache says it lives). */
 export const IMAGE_TREE = "/opt/hydra";
+/** The image's labels as a file of its tree. */
+export const TREE_LABELS = ".image-labels.json";
 /** Programs the launcher (bin/hydra) needs besides shell builtins. */
 const HELPERS = [
   "/usr/bin/dash",
@@ -41,7 +44,7 @@ const HELPERS = [
 /** Libraries hydra loads through FFI by soname: nothing links them, so ldd cannot find them. */
 const FFI_LIBRARIES = ["libnftables.so.1"];
 /** Bump when the image layout changes, so archives built by an older builder are rebuilt. */
-const LAYOUT_VERSION = "2";
+const LAYOUT_VERSION = "3";
 /** tar options for layers whose digest depends only on their content. */
 const REPRODUCIBLE_TAR = [
   "--owner=0",
@@ -178,7 +181,9 @@ export function parseLdconfig(output: string, sonames: string[]): string[] {
       const match = /^\s*(\S+)\s+\((.*)\)\s+=>\s+(\/\S+)$/.exec(line);
       if (match?.[1] === soname && match[2].includes("x86-64")) return match[3];
     }
-    throw new Error(`${soname} is not installed on this machine (Debian: libnftables1)`);
+    throw new Error(
+      `${soname} is not installed on this machine (Debian: libnftables1)`,
+    );
   });
 }
 
@@ -377,6 +382,38 @@ function imageConfig(
 }
 
 /** Writes the OCI layout (layers, config, manifest, index) and tars it to `archive`. */
+/** The image's OCI labels. */
+function imageLabels(
+  tag: string,
+  head: { commit: string; time: number },
+): Record<string, string> {
+  return {
+    "org.opencontainers.image.title": "hydra",
+    "org.opencontainers.image.version": tag.slice(tag.lastIndexOf(":") + 1),
+    "org.opencontainers.image.revision": head.commit,
+    "org.opencontainers.image.created": new Date(head.time * 1000)
+      .toISOString(),
+  };
+}
+
+/**
+ * The labels inside the tree as well: a node's copy of the tree (hydra install's meta mode) then
+ * names the image it came from, and two images of one commit under different tags are two
+ * versions there.
+ */
+async function writeTreeLabels(
+  tree: string,
+  tag: string,
+  head: { commit: string; time: number },
+): Promise<void> {
+  const path = `${tree}/${TREE_LABELS}`;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify(imageLabels(tag, head), null, 2) + "\n",
+  );
+  await Deno.utime(path, head.time, head.time);
+}
+
 async function writeArchive(
   work: string,
   rootfs: string,
@@ -392,14 +429,9 @@ async function writeArchive(
   ) => n !== "opt");
   const base = await packLayer(blobs, rootfs, topLevel, 0);
   const app = await packLayer(blobs, rootfs, ["opt"], head.time);
-  const created = new Date(head.time * 1000).toISOString();
-  const version = tag.slice(tag.lastIndexOf(":") + 1);
-  const labels = {
-    "org.opencontainers.image.title": "hydra",
-    "org.opencontainers.image.version": version,
-    "org.opencontainers.image.revision": head.commit,
-    "org.opencontainers.image.created": created,
-  };
+  const labels = imageLabels(tag, head);
+  const created = labels["org.opencontainers.image.created"];
+  const version = labels["org.opencontainers.image.version"];
   const config = await storeJson(
     blobs,
     imageConfig([base.diffId, app.diffId], labels, created),
@@ -460,8 +492,11 @@ async function removeAbandoned(dir: string): Promise<void> {
   for await (const entry of Deno.readDir(dir)) {
     if (!entry.isDirectory || !entry.name.startsWith(WORK_PREFIX)) continue;
     const path = `${dir}/${entry.name}`;
-    const age = Date.now() - ((await Deno.stat(path)).mtime?.getTime() ?? Date.now());
-    if (age > 3600_000) await Deno.remove(path, { recursive: true }).catch(() => {});
+    const age = Date.now() -
+      ((await Deno.stat(path)).mtime?.getTime() ?? Date.now());
+    if (age > 3600_000) {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    }
   }
 }
 
@@ -496,7 +531,7 @@ export async function buildHydraImage(
     const rootfs = `${work}/rootfs`;
     await Deno.mkdir(rootfs);
     await stageBase(rootfs, deno);
-    await stageTree(rootfs, head.commit);
+    await writeTreeLabels(await stageTree(rootfs, head.commit), tag, head);
     await fillCaches(rootfs);
     await Deno.remove(stamp).catch(() => {});
     await writeArchive(work, rootfs, archive, tag, head);
@@ -529,7 +564,9 @@ if (import.meta.main) {
     const image = await buildHydraImage(values);
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
     console.error(
-      `${image.rebuilt ? "built" : "current"}: ${image.tag} from ${image.commit.slice(0, 12)}, ` +
+      `${image.rebuilt ? "built" : "current"}: ${image.tag} from ${
+        image.commit.slice(0, 12)
+      }, ` +
         `${(image.sizeBytes / 2 ** 20).toFixed(1)} MiB, ${seconds}s`,
     );
     console.log(`IMAGE=${image.tag}`);

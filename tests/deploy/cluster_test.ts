@@ -14,13 +14,18 @@
  *    the node never lacks its CNI conf nor hydra's executable;
  * 5. deleting the setup and running the uninstall leaves the node's CNI
  *    folders as they were;
- * 6. `helm install` of the chart (the router), ready, `helm uninstall`;
+ * 6. `helm install` of the chart (NRI node setup and router): the installer
+ *    puts hydra onto the node, the router runs; `helm uninstall` and the
+ *    uninstall leave the node as it was;
  * 7. hydra-meta.yaml from the same image: the installer puts a copy of Deno
  *    and hydra's tree onto the node and makes hydra the runtime's CNI, the
  *    node daemon and policy agent run, a Pod with a NetworkAttachmentDefinition
- *    gets its networks through the meta-CNI the kubelet's runtime execs, and
- *    deleting the setup and running the uninstall leave the CNI folders as
- *    they were.
+ *    gets its networks through the meta-CNI the kubelet's runtime execs; a
+ *    rolling upgrade to a new image never leaves the node without the
+ *    launcher, the version it names or the conf, keeps the version before
+ *    and the running Pod's network; a Pod started after it runs, both are
+ *    deleted through the new version; deleting the setup and running the
+ *    uninstall leave the CNI folders as they were.
  *
  * The manifests are fitted to the test node (its folders, its containerd's
  * sockets, the offline image) by tests/deploy/test_node.ts.
@@ -36,7 +41,7 @@ import { type Kubelet, startKubelet } from "../infra/kubelet.ts";
 import { referencePluginDir, repoRoot } from "../infra/peers.ts";
 import { poll } from "../infra/process.ts";
 import { runHelm } from "../infra/helm.ts";
-import { buildHydraImage } from "../../tools/image.ts";
+import { buildHydraImage, defaultArchive } from "../../tools/image.ts";
 import { CHART_DIR } from "../../tools/helm_chart.ts";
 import { uniqueName } from "../helpers/netns.ts";
 import { fitToTestNode, type TestNode, toYaml } from "./test_node.ts";
@@ -200,8 +205,14 @@ async function withWorld(body: (w: World) => Promise<void>): Promise<void> {
     });
     try {
       await ctd.ctr("images", "import", "--local", built.path);
-      const upgradeImage = `${built.tag}-upgrade`;
-      await ctd.ctr("images", "tag", "--force", built.tag, upgradeImage);
+      // The same commit under another tag: its labels are in the tree, so on the node it is
+      // another version of hydra's copy.
+      const upgrade = await buildHydraImage({
+        tag: `${built.tag}-upgrade`,
+        out: defaultArchive().replace(/\.tar$/, "-upgrade.tar"),
+      });
+      await ctd.ctr("images", "import", "--local", upgrade.path);
+      const upgradeImage = upgrade.tag;
       const kubelet = await startKubelet(cp, ctd);
       try {
         const api = new URL(cp.server);
@@ -343,6 +354,36 @@ async function deleteWorkload(w: World, ns: string): Promise<void> {
   );
 }
 
+/**
+ * Runs `body` while counting the moments (every 20 ms) `complete` finds the node without what the
+ * runtime needs to run a pod; returns that count.
+ */
+async function countGaps(complete: () => Promise<boolean>, body: () => Promise<void>) {
+  let gaps = 0;
+  let watching = true;
+  const watch = (async () => {
+    while (watching) {
+      if (!(await complete())) gaps++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  try {
+    await body();
+  } finally {
+    watching = false;
+    await watch;
+  }
+  return gaps;
+}
+
+const isFile = (path: string) => Deno.stat(path).then((s) => s.isFile, () => false);
+
+/** The version folder the node's launcher names (hydra's copy in meta mode), if any. */
+async function launcherVersion(bin: string): Promise<string | undefined> {
+  const text = await Deno.readTextFile(`${bin}/hydra`).catch(() => "");
+  return /\/\.hydra\/'([^']+)'/.exec(text)?.[1];
+}
+
 /** Runs `hydra install --uninstall` from `image` in a Pod on the node, as deploy/README says. */
 async function runUninstall(w: World, image: string, ns: string): Promise<void> {
   await w.cp.createNamespace(ns);
@@ -456,26 +497,14 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
       "a rolling upgrade keeps the pod's network; the node never lacks conf or executable",
       async () => {
         const net1Before = await podInterface(w, ns, "workload", "net1");
-        let gaps = 0;
-        let watching = true;
-        const watch = (async () => {
-          while (watching) {
-            const names = [...Deno.readDirSync(`${w.root}/etc/cni/net.d`)].map((e) => e.name);
-            const exe = await Deno.stat(`${w.root}/opt/cni/bin/hydra`).then(
-              (s) => s.isFile,
-              () => false,
-            );
-            if (!names.some((n) => /\.conf(list)?$/.test(n)) || !exe) gaps++;
-            await new Promise((r) => setTimeout(r, 20));
-          }
-        })();
-        try {
+        const gaps = await countGaps(async () => {
+          const names = [...Deno.readDirSync(`${w.root}/etc/cni/net.d`)].map((e) => e.name);
+          return names.some((n) => /\.conf(list)?$/.test(n)) &&
+            await isFile(`${w.root}/opt/cni/bin/hydra`);
+        }, async () => {
           await w.cp.kubectl("-n", NS, "set", "image", "daemonset/hydra", `*=${w.upgradeImage}`);
           await waitDaemonSet(w, "hydra", w.upgradeImage);
-        } finally {
-          watching = false;
-          await watch;
-        }
+        });
         assert.equal(gaps, 0, "moments without a CNI conf or hydra's executable");
         assert.deepEqual(await podInterface(w, ns, "workload", "net1"), net1Before);
         const pod = await w.cp.api.must("GET", `/api/v1/namespaces/${ns}/pods/workload`) as Obj;
@@ -494,52 +523,62 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
       },
     );
 
-    await step("helm install of the chart (the router), ready, helm uninstall", async () => {
-      // The chart holds the hydra-system namespace itself: the release record lives elsewhere.
-      await poll(
-        async () => (await w.cp.api.request("GET", `/api/v1/namespaces/${NS}`)).status === 404,
-        120_000,
-        500,
-      );
-      const renderer = join(w.root, "post-render.sh");
-      await Deno.writeTextFile(
-        renderer,
-        `#!/bin/sh\nexec ${JSON.stringify(Deno.execPath())} run -A ${
-          JSON.stringify(join(repoRoot, "tests/deploy/test_node.ts"))
-        }\n`,
-        { mode: 0o755 },
-      );
-      const helm = (...args: string[]) =>
-        runHelm(args, {
-          kubeconfig: w.cp.kubeconfigPath,
-          env: { HYDRA_TEST_NODE: JSON.stringify(w.node) },
-        });
-      await helm(
-        "install",
-        "hydra",
-        CHART_DIR,
-        "--namespace",
-        "kube-system",
-        "--set",
-        "mode=none",
-        "--set",
-        "router.enabled=true",
-        "--post-renderer",
-        renderer,
-      );
-      await waitDaemonSet(w, "hydra-router", w.image);
-      await helm("uninstall", "hydra", "--namespace", "kube-system", "--wait");
-      const left = await w.cp.kubectl(
-        "get",
-        "daemonsets,clusterroles",
-        "-A",
-        "-l",
-        "app.kubernetes.io/part-of=hydra",
-        "-o",
-        "name",
-      );
-      assert.equal(left.trim(), "");
-    });
+    await step(
+      "helm install of the chart (NRI node setup and router), ready, helm uninstall",
+      async () => {
+        // The chart holds the hydra-system namespace itself: the release record lives elsewhere.
+        await poll(
+          async () => (await w.cp.api.request("GET", `/api/v1/namespaces/${NS}`)).status === 404,
+          120_000,
+          500,
+        );
+        const renderer = join(w.root, "post-render.sh");
+        await Deno.writeTextFile(
+          renderer,
+          `#!/bin/sh\nexec ${JSON.stringify(Deno.execPath())} run -A ${
+            JSON.stringify(join(repoRoot, "tests/deploy/test_node.ts"))
+          }\n`,
+          { mode: 0o755 },
+        );
+        const helm = (...args: string[]) =>
+          runHelm(args, {
+            kubeconfig: w.cp.kubeconfigPath,
+            env: { HYDRA_TEST_NODE: JSON.stringify(w.node) },
+          });
+        await helm(
+          "install",
+          "hydra",
+          CHART_DIR,
+          "--namespace",
+          "kube-system",
+          "--set",
+          "mode=nri",
+          "--set",
+          "router.enabled=true",
+          "--post-renderer",
+          renderer,
+        );
+        await waitDaemonSet(w, "hydra", w.image);
+        await waitDaemonSet(w, "hydra-router", w.image);
+        const manifest = JSON.parse(
+          await Deno.readTextFile(`${w.root}/etc/cni/net.d/hydra.d/install-manifest.json`),
+        );
+        assert.equal(manifest.mode, "nri", "the chart's installer put hydra onto the node");
+        await helm("uninstall", "hydra", "--namespace", "kube-system", "--wait");
+        const left = await w.cp.kubectl(
+          "get",
+          "daemonsets,clusterroles",
+          "-A",
+          "-l",
+          "app.kubernetes.io/part-of=hydra",
+          "-o",
+          "name",
+        );
+        assert.equal(left.trim(), "");
+        await runUninstall(w, w.image, "hydra-uninstall-helm");
+        assert.deepEqual(await cniFolders(w.root), before);
+      },
+    );
 
     await step(
       "hydra-meta.yaml from the offline image: the node runs hydra as its CNI, uninstall restores",
@@ -567,10 +606,37 @@ Deno.test("deploy/ on a real node: install, a pod's networks, rolling upgrade, u
         // The runtime's CNI is now hydra: the kubelet's sandbox goes through the meta-CNI.
         const metaNs = uniqueName("wm");
         // Run by the meta-CNI on the node: the IPAM store stays in the test node's folders.
-        await runWorkload(w, metaNs, `${w.root}/var/lib/cni/networks`);
+        const ipamDir = `${w.root}/var/lib/cni/networks`;
+        await runWorkload(w, metaNs, ipamDir);
+
+        // A rolling upgrade: the runtime execs hydra all along, so the launcher and the version
+        // it names are always there, and the version before stays for execs already started.
+        const net1Before = await podInterface(w, metaNs, "workload", "net1");
+        const gaps = await countGaps(async () => {
+          const version = await launcherVersion(bin);
+          return version !== undefined && await isFile(`${bin}/.hydra/${version}/deno`) &&
+            await isFile(`${w.root}/etc/cni/net.d/00-hydra.conflist`);
+        }, async () => {
+          for (const ds of ["hydra", "hydra-daemon"]) {
+            await w.cp.kubectl("-n", NS, "set", "image", `daemonset/${ds}`, `*=${w.upgradeImage}`);
+          }
+          await waitDaemonSet(w, "hydra", w.upgradeImage);
+          await waitDaemonSet(w, "hydra-daemon", w.upgradeImage);
+        });
+        assert.equal(gaps, 0, "moments without the launcher, its version or the conf");
+        const upgraded = [...Deno.readDirSync(`${bin}/.hydra`)].map((e) => e.name).sort();
+        const named = await launcherVersion(bin);
+        assert.notEqual(named, versions[0], "the launcher names the new version");
+        assert.deepEqual(upgraded, [named, versions[0]].sort(), "the version before is kept");
+        assert.deepEqual(await podInterface(w, metaNs, "workload", "net1"), net1Before);
+        // A pod started after the upgrade runs through the new version; the one attached by the
+        // old version is deleted through it too.
+        const afterNs = uniqueName("wu");
+        await runWorkload(w, afterNs, ipamDir);
+        await deleteWorkload(w, afterNs);
         await deleteWorkload(w, metaNs);
         await applyFitted(w, meta, "delete", "--wait=true");
-        await runUninstall(w, w.image, "hydra-uninstall-meta");
+        await runUninstall(w, w.upgradeImage, "hydra-uninstall-meta");
         assert.deepEqual(await cniFolders(w.root), before);
       },
     );
