@@ -564,9 +564,7 @@ if (import.meta.main) {
     const image = await buildHydraImage(values);
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
     console.error(
-      `${image.rebuilt ? "built" : "current"}: ${image.tag} from ${
-        image.commit.slice(0, 12)
-      }, ` +
+      `${image.rebuilt ? "built" : "current"}: ${image.tag} from ${image.commit.slice(0, 12)}, ` +
         `${(image.sizeBytes / 2 ** 20).toFixed(1)} MiB, ${seconds}s`,
     );
     console.log(`IMAGE=${image.tag}`);
