@@ -12,7 +12,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { createLogger, type LogFormat, type Logger, type LogLevel } from "../pkg/log.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
@@ -22,12 +21,7 @@ import {
   type ListenAddress,
   startHealthEndpoint,
 } from "../pkg/http.ts";
-import {
-  defaultHealthAddr,
-  OPERATION_FLAGS,
-  operationHelp,
-  readOperationFlags,
-} from "../pkg/operation_flags.ts";
+import { defaultHealthAddr, operationHelp, parseRoleArgs } from "../pkg/operation_flags.ts";
 import { addProcessMetrics } from "../pkg/process_metrics.ts";
 import { createRegistry, DURATION_BUCKETS, type Registry } from "../pkg/metrics.ts";
 import { sweepLeftovers } from "../pkg/fsutil.ts";
@@ -139,40 +133,28 @@ function positive(name: string, value: string | undefined, fallback: number): nu
 
 /** Parses the command line. */
 export function parseDaemonArgs(args: string[], env = Deno.env): DaemonOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        kubeconfig: { type: "string" },
-        "node-name": { type: "string" },
-        socket: { type: "string" },
-        ...OPERATION_FLAGS,
-        "spool-dir": { type: "string" },
-        "max-in-flight": { type: "string" },
-        "max-connections": { type: "string" },
-        "cni-conf-dir": { type: "string", multiple: true },
-        "cni-bin-dir": { type: "string", multiple: true },
-        "allow-uid": { type: "string", multiple: true },
-        "report-workers": { type: "string" },
-        "api-timeout": { type: "string" },
-        hotplug: { type: "string" },
-        "cache-dir": { type: "string" },
-        "cri-socket": { type: "string" },
-        "heap-snapshot-dir": { type: "string" },
-      },
-    }));
-  } catch (err) {
-    throw new DaemonUsageError((err as Error).message);
-  }
-  let ops;
-  try {
-    ops = readOperationFlags(values, defaultHealthAddr("daemon"));
-  } catch (err) {
-    throw new DaemonUsageError((err as Error).message);
-  }
+  const { values, ops } = parseRoleArgs(
+    args,
+    {
+      kubeconfig: { type: "string" },
+      "node-name": { type: "string" },
+      socket: { type: "string" },
+      "spool-dir": { type: "string" },
+      "max-in-flight": { type: "string" },
+      "max-connections": { type: "string" },
+      "cni-conf-dir": { type: "string", multiple: true },
+      "cni-bin-dir": { type: "string", multiple: true },
+      "allow-uid": { type: "string", multiple: true },
+      "report-workers": { type: "string" },
+      "api-timeout": { type: "string" },
+      hotplug: { type: "string" },
+      "cache-dir": { type: "string" },
+      "cri-socket": { type: "string" },
+      "heap-snapshot-dir": { type: "string" },
+    },
+    defaultHealthAddr("daemon"),
+    (message) => new DaemonUsageError(message),
+  );
   const nodeName = values["node-name"] || env.get("NODE_NAME") || Deno.hostname();
   const socket = values.socket ?? DEFAULT_DAEMON_SOCKET;
   if (!socket.startsWith("/")) throw new DaemonUsageError(`--socket must be an absolute path`);

@@ -5,15 +5,9 @@
  */
 
 import { type NadPathRoots, nadPathRootsFlag } from "../kube/nad_paths.ts";
-import { parseArgs } from "node:util";
 import type { LogFormat, LogLevel } from "../pkg/log.ts";
 import type { ListenAddress } from "../pkg/http.ts";
-import {
-  defaultHealthAddr,
-  OPERATION_FLAGS,
-  operationHelp,
-  readOperationFlags,
-} from "../pkg/operation_flags.ts";
+import { defaultHealthAddr, operationHelp, parseRoleArgs } from "../pkg/operation_flags.ts";
 import { DEFAULT_EXCLUDE, DEFAULT_EXCLUDE_KINDS, type NicFilter } from "./inventory.ts";
 import { DRIVER_NAME } from "../drasandbox/names.ts";
 
@@ -114,80 +108,66 @@ function absolute(flag: string, path: string): string {
 
 /** Parses the arguments after "serve"; throws UsageError. */
 export function parseDraServeArgs(args: string[]): DraServeOptions {
-  let values: Record<string, string | boolean | string[] | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        "node-name": { type: "string" },
-        kubeconfig: { type: "string" },
-        "kubelet-dir": { type: "string" },
-        "state-dir": { type: "string" },
-        "conf-dir": { type: "string" },
-        "nad-path-roots": { type: "string" },
-        "cni-bin-dir": { type: "string", multiple: true },
-        include: { type: "string", multiple: true },
-        exclude: { type: "string", multiple: true },
-        "exclude-kind": { type: "string", multiple: true },
-        "network-slots": { type: "string" },
-        rescan: { type: "string" },
-        "setup-grace": { type: "string" },
-        sysfs: { type: "string" },
-        ...OPERATION_FLAGS,
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const s = (k: string) => values[k] as string | undefined;
-  const list = (k: string) => values[k] as string[] | undefined;
-  let ops;
-  try {
-    ops = readOperationFlags(values, DEFAULT_DRA_HEALTH_ADDR);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const slots = Number(s("network-slots") ?? DEFAULT_NETWORK_SLOTS);
+  const { values, ops } = parseRoleArgs(
+    args,
+    {
+      "node-name": { type: "string" },
+      kubeconfig: { type: "string" },
+      "kubelet-dir": { type: "string" },
+      "state-dir": { type: "string" },
+      "conf-dir": { type: "string" },
+      "nad-path-roots": { type: "string" },
+      "cni-bin-dir": { type: "string", multiple: true },
+      include: { type: "string", multiple: true },
+      exclude: { type: "string", multiple: true },
+      "exclude-kind": { type: "string", multiple: true },
+      "network-slots": { type: "string" },
+      rescan: { type: "string" },
+      "setup-grace": { type: "string" },
+      sysfs: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    DEFAULT_DRA_HEALTH_ADDR,
+    (message) => new UsageError(message),
+  );
+  const slots = Number(values["network-slots"] ?? DEFAULT_NETWORK_SLOTS);
   if (!Number.isInteger(slots) || slots < 0 || slots > 1024) {
     throw new UsageError("--network-slots must be a whole number from 0 to 1024");
   }
-  const rescan = Number(s("rescan") ?? 5);
+  const rescan = Number(values.rescan ?? 5);
   if (!(rescan > 0)) throw new UsageError("--rescan must be a number of seconds above 0");
-  const grace = Number(s("setup-grace") ?? 30);
+  const grace = Number(values["setup-grace"] ?? 30);
   if (!(grace > 0)) throw new UsageError("--setup-grace must be a number of seconds above 0");
-  const nodeName = s("node-name") ?? Deno.env.get("NODE_NAME") ?? Deno.hostname();
+  const nodeName = values["node-name"] ?? Deno.env.get("NODE_NAME") ?? Deno.hostname();
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName) || nodeName.length > 253) {
     throw new UsageError(`--node-name must be a node name (DNS subdomain), got "${nodeName}"`);
   }
   const opts: DraServeOptions = {
     help: values.help === true,
     nodeName,
-    kubeletDir: absolute("kubelet-dir", s("kubelet-dir") ?? DEFAULT_KUBELET_DIR),
-    stateDir: absolute("state-dir", s("state-dir") ?? DEFAULT_DRA_STATE_DIR),
-    confDir: absolute("conf-dir", s("conf-dir") ?? "/etc/cni/multus/net.d"),
-    cniBinDirs: (list("cni-bin-dir") ?? ["/opt/cni/bin"]).flatMap((v) => v.split(":"))
+    kubeletDir: absolute("kubelet-dir", values["kubelet-dir"] ?? DEFAULT_KUBELET_DIR),
+    stateDir: absolute("state-dir", values["state-dir"] ?? DEFAULT_DRA_STATE_DIR),
+    confDir: absolute("conf-dir", values["conf-dir"] ?? "/etc/cni/multus/net.d"),
+    cniBinDirs: (values["cni-bin-dir"] ?? ["/opt/cni/bin"]).flatMap((v) => v.split(":"))
       .filter((v) => v !== "").map((v) => absolute("cni-bin-dir", v)),
     filter: {
-      include: list("include") ?? [],
-      exclude: list("exclude") ?? DEFAULT_EXCLUDE,
-      excludeKinds: list("exclude-kind") ?? DEFAULT_EXCLUDE_KINDS,
+      include: values.include ?? [],
+      exclude: values.exclude ?? DEFAULT_EXCLUDE,
+      excludeKinds: values["exclude-kind"] ?? DEFAULT_EXCLUDE_KINDS,
     },
     networkSlots: slots,
     rescanMs: rescan * 1000,
     setupGraceMs: grace * 1000,
-    sysfsRoot: absolute("sysfs", s("sysfs") ?? "/sys"),
+    sysfsRoot: absolute("sysfs", values.sysfs ?? "/sys"),
     healthAddr: ops.healthAddr,
     logLevel: ops.logLevel,
     logFormat: ops.logFormat,
   };
-  if (s("kubeconfig") !== undefined) opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
+  if (values.kubeconfig !== undefined) opts.kubeconfig = absolute("kubeconfig", values.kubeconfig);
   if (ops.logFile !== undefined) opts.logFile = ops.logFile;
-  if (s("nad-path-roots") !== undefined) {
+  if (values["nad-path-roots"] !== undefined) {
     try {
-      opts.nadPathRoots = nadPathRootsFlag(s("nad-path-roots")!);
+      opts.nadPathRoots = nadPathRootsFlag(values["nad-path-roots"]);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }

@@ -5,15 +5,9 @@
  */
 
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import type { ListenAddress } from "../pkg/http.ts";
 import type { LogFormat, LogLevel } from "../pkg/log.ts";
-import {
-  defaultHealthAddr,
-  OPERATION_FLAGS,
-  operationHelp,
-  readOperationFlags,
-} from "../pkg/operation_flags.ts";
+import { defaultHealthAddr, operationHelp, parseRoleArgs } from "../pkg/operation_flags.ts";
 import { InstallError } from "./error.ts";
 import { SERVICE_ACCOUNT_DIR } from "./kubeconfig.ts";
 import type { NodeTokenConfig } from "./node_token.ts";
@@ -221,41 +215,35 @@ function errorText(err: unknown): string {
 
 /** Parses `hydra install` arguments; throws {@link InstallError} on bad usage. */
 export function parseInstallArgs(args: string[]): InstallOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        help: { type: "boolean", short: "h" },
-        mode: { type: "string" },
-        "bin-dir": { type: "string" },
-        "conf-dir": { type: "string" },
-        kubeconfig: { type: "string" },
-        "no-kubeconfig": { type: "boolean" },
-        "state-dir": { type: "string" },
-        source: { type: "string" },
-        "conf-name": { type: "string" },
-        "default-conf": { type: "string" },
-        "default-conf-timeout": { type: "string" },
-        "meta-json": { type: "string" },
-        "multus-daemon-config": { type: "string" },
-        "token-file": { type: "string" },
-        "ca-file": { type: "string" },
-        server: { type: "string" },
-        "node-service-account": { type: "string" },
-        "node-name": { type: "string" },
-        "node-token-ttl": { type: "string" },
-        interval: { type: "string" },
-        ...OPERATION_FLAGS,
-        once: { type: "boolean" },
-        uninstall: { type: "boolean" },
-      },
-    }));
-  } catch (err) {
-    throw new InstallError(err instanceof Error ? err.message : String(err));
-  }
+  const { values, ops } = parseRoleArgs(
+    args,
+    {
+      help: { type: "boolean", short: "h" },
+      mode: { type: "string" },
+      "bin-dir": { type: "string" },
+      "conf-dir": { type: "string" },
+      kubeconfig: { type: "string" },
+      "no-kubeconfig": { type: "boolean" },
+      "state-dir": { type: "string" },
+      source: { type: "string" },
+      "conf-name": { type: "string" },
+      "default-conf": { type: "string" },
+      "default-conf-timeout": { type: "string" },
+      "meta-json": { type: "string" },
+      "multus-daemon-config": { type: "string" },
+      "token-file": { type: "string" },
+      "ca-file": { type: "string" },
+      server: { type: "string" },
+      "node-service-account": { type: "string" },
+      "node-name": { type: "string" },
+      "node-token-ttl": { type: "string" },
+      interval: { type: "string" },
+      once: { type: "boolean" },
+      uninstall: { type: "boolean" },
+    },
+    DEFAULT_INSTALL_HEALTH_ADDR,
+    (message) => new InstallError(message),
+  );
   const mode = values.mode ?? "meta";
   if (!(INSTALL_MODES as readonly string[]).includes(mode)) {
     throw new InstallError(`--mode ${JSON.stringify(mode)}: expected one of meta, nri, router`);
@@ -278,12 +266,6 @@ export function parseInstallArgs(args: string[]): InstallOptions {
   if (intervalMs < 50) throw new InstallError("--interval must be at least 0.05 seconds");
   if (values.once && values.uninstall) {
     throw new InstallError("--once and --uninstall exclude each other");
-  }
-  let ops;
-  try {
-    ops = readOperationFlags(values, DEFAULT_INSTALL_HEALTH_ADDR);
-  } catch (err) {
-    throw new InstallError(errorText(err));
   }
   const tokenFile = values["token-file"] ?? `${SERVICE_ACCOUNT_DIR}/token`;
   return {

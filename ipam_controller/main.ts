@@ -14,12 +14,7 @@ import { parseArgs } from "node:util";
 import { createLogger, type LogFormat, type LogLevel } from "../pkg/log.ts";
 import { formatListenAddress, type ListenAddress, serveHealth } from "../pkg/http.ts";
 import { createRegistry, DURATION_BUCKETS } from "../pkg/metrics.ts";
-import {
-  defaultHealthAddr,
-  OPERATION_FLAGS,
-  operationHelp,
-  readOperationFlags,
-} from "../pkg/operation_flags.ts";
+import { defaultHealthAddr, operationHelp, parseRoleArgs } from "../pkg/operation_flags.ts";
 import { addProcessMetrics } from "../pkg/process_metrics.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
@@ -91,33 +86,21 @@ function seconds(name: string, value: string | undefined, fallback: number, min 
 
 /** Parses the options of `hydra ipam controller`. */
 export function parseControllerArgs(args: string[], env = Deno.env): ControllerOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        kubeconfig: { type: "string" },
-        namespace: { type: "string" },
-        lease: { type: "string" },
-        identity: { type: "string" },
-        interval: { type: "string" },
-        grace: { type: "string" },
-        "sts-hold": { type: "string" },
-        "api-timeout": { type: "string" },
-        ...OPERATION_FLAGS,
-      },
-    }));
-  } catch (err) {
-    throw new IpamUsageError((err as Error).message);
-  }
-  let ops;
-  try {
-    ops = readOperationFlags(values, DEFAULT_LISTEN);
-  } catch (err) {
-    throw new IpamUsageError((err as Error).message);
-  }
+  const { values, ops } = parseRoleArgs(
+    args,
+    {
+      kubeconfig: { type: "string" },
+      namespace: { type: "string" },
+      lease: { type: "string" },
+      identity: { type: "string" },
+      interval: { type: "string" },
+      grace: { type: "string" },
+      "sts-hold": { type: "string" },
+      "api-timeout": { type: "string" },
+    },
+    DEFAULT_LISTEN,
+    (message) => new IpamUsageError(message),
+  );
   return {
     kubeconfig: values.kubeconfig,
     namespace: values.namespace || env.get("POD_NAMESPACE") || "hydra-system",

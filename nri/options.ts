@@ -5,15 +5,9 @@
  */
 
 import { type NadPathRoots, nadPathRootsFlag } from "../kube/nad_paths.ts";
-import { parseArgs } from "node:util";
 import type { LogFormat, LogLevel } from "../pkg/log.ts";
 import type { ListenAddress } from "../pkg/http.ts";
-import {
-  defaultHealthAddr,
-  OPERATION_FLAGS,
-  operationHelp,
-  readOperationFlags,
-} from "../pkg/operation_flags.ts";
+import { defaultHealthAddr, operationHelp, parseRoleArgs } from "../pkg/operation_flags.ts";
 import { DEFAULT_PLUGIN_INDEX, DEFAULT_PLUGIN_NAME, DEFAULT_SOCKET_PATH } from "./stub.ts";
 import { type NamespacePolicy, parseGlobalNamespaces } from "../kube/namespaces.ts";
 
@@ -152,23 +146,29 @@ ${operationHelp(DEFAULT_HEALTH_ADDR)}
 Exit status: 0 after SIGTERM/SIGINT, 1 failed, 2 bad usage.`;
 }
 
-const STRING_FLAGS = [
-  "socket",
-  "plugin-name",
-  "plugin-index",
-  "conf-dir",
-  "kubeconfig",
-  "cache-dir",
-  "chroot-dir",
-  "on-failure",
-  "concurrency",
-  "hotplug",
-  "node-name",
-  "dra-state-dir",
-  "pod-resources-socket",
-  "global-namespaces",
-  "nad-path-roots",
-] as const;
+/** The flags of `hydra nri serve` besides the operation flags, as parseArgs options. */
+const SERVE_OPTIONS = {
+  socket: { type: "string" },
+  "plugin-name": { type: "string" },
+  "plugin-index": { type: "string" },
+  "conf-dir": { type: "string" },
+  kubeconfig: { type: "string" },
+  "cache-dir": { type: "string" },
+  "chroot-dir": { type: "string" },
+  "on-failure": { type: "string" },
+  concurrency: { type: "string" },
+  hotplug: { type: "string" },
+  "node-name": { type: "string" },
+  "dra-state-dir": { type: "string" },
+  "pod-resources-socket": { type: "string" },
+  "global-namespaces": { type: "string" },
+  "nad-path-roots": { type: "string" },
+  "cni-bin-dir": { type: "string", multiple: true },
+  "default-network": { type: "string", multiple: true },
+  "in-cluster": { type: "boolean" },
+  "namespace-isolation": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
 function absolute(flag: string, path: string): string {
   if (!path.startsWith("/")) throw new UsageError(`--${flag} must be an absolute path: "${path}"`);
@@ -177,108 +177,92 @@ function absolute(flag: string, path: string): string {
 
 /** Parses `hydra nri serve` arguments (after "serve"); throws UsageError. */
 export function parseNriServeArgs(args: string[]): NriServeOptions {
-  let values: Record<string, string | boolean | string[] | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        ...Object.fromEntries(STRING_FLAGS.map((k) => [k, { type: "string" as const }])),
-        "cni-bin-dir": { type: "string", multiple: true },
-        "default-network": { type: "string", multiple: true },
-        ...OPERATION_FLAGS,
-        "in-cluster": { type: "boolean" },
-        "namespace-isolation": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const s = (k: string) => values[k] as string | undefined;
-  let ops;
-  try {
-    ops = readOperationFlags(values, DEFAULT_HEALTH_ADDR);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const onFailure = s("on-failure") ?? "fail";
+  const { values, ops } = parseRoleArgs(
+    args,
+    SERVE_OPTIONS,
+    DEFAULT_HEALTH_ADDR,
+    (message) => new UsageError(message),
+  );
+  const onFailure = values["on-failure"] ?? "fail";
   if (onFailure !== "fail" && onFailure !== "log") {
     throw new UsageError(`--on-failure must be fail or log, got "${onFailure}"`);
   }
-  const pluginIndex = s("plugin-index") ?? Deno.env.get("NRI_PLUGIN_IDX") ?? DEFAULT_PLUGIN_INDEX;
+  const pluginIndex = values["plugin-index"] ?? Deno.env.get("NRI_PLUGIN_IDX") ??
+    DEFAULT_PLUGIN_INDEX;
   if (!/^[0-9]{2}$/.test(pluginIndex)) {
     throw new UsageError(`--plugin-index must be two digits, got "${pluginIndex}"`);
   }
-  const pluginName = s("plugin-name") ?? Deno.env.get("NRI_PLUGIN_NAME") ?? DEFAULT_PLUGIN_NAME;
+  const pluginName = values["plugin-name"] ?? Deno.env.get("NRI_PLUGIN_NAME") ??
+    DEFAULT_PLUGIN_NAME;
   if (!/^[A-Za-z0-9_.+-]+$/.test(pluginName)) {
     throw new UsageError(`--plugin-name may hold only A-Z a-z 0-9 _ . + -, got "${pluginName}"`);
   }
-  const concurrencyText = s("concurrency") ?? "4";
+  const concurrencyText = values.concurrency ?? "4";
   const concurrency = Number(concurrencyText);
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new UsageError(`--concurrency must be a whole number of at least 1`);
   }
-  const hotplug = s("hotplug") ?? Deno.env.get("HYDRA_HOTPLUG") ?? "off";
+  const hotplug = values.hotplug ?? Deno.env.get("HYDRA_HOTPLUG") ?? "off";
   if (!["on", "off", "true", "false"].includes(hotplug)) {
     throw new UsageError(`--hotplug must be on or off, got "${hotplug}"`);
   }
-  const binDirs = ((values["cni-bin-dir"] as string[] | undefined) ?? [DEFAULT_CNI_BIN_DIR])
+  const binDirs = (values["cni-bin-dir"] ?? [DEFAULT_CNI_BIN_DIR])
     .flatMap((v) => v.split(":"))
     .filter((v) => v !== "")
     .map((v) => absolute("cni-bin-dir", v));
   const opts: NriServeOptions = {
     help: values.help === true,
-    socketPath: s("socket") ?? DEFAULT_SOCKET_PATH,
+    socketPath: values.socket ?? DEFAULT_SOCKET_PATH,
     pluginName,
     pluginIndex,
-    confDir: absolute("conf-dir", s("conf-dir") ?? DEFAULT_NRI_CONF_DIR),
-    cacheDir: absolute("cache-dir", s("cache-dir") ?? DEFAULT_NRI_CACHE_DIR),
+    confDir: absolute("conf-dir", values["conf-dir"] ?? DEFAULT_NRI_CONF_DIR),
+    cacheDir: absolute("cache-dir", values["cache-dir"] ?? DEFAULT_NRI_CACHE_DIR),
     cniBinDirs: binDirs,
     inCluster: values["in-cluster"] === true,
-    defaultNetworks: (values["default-network"] as string[] | undefined) ?? [],
+    defaultNetworks: values["default-network"] ?? [],
     namespaces: {
       namespaceIsolation: values["namespace-isolation"] === true,
-      globalNamespaces: parseGlobalNamespaces(s("global-namespaces")),
+      globalNamespaces: parseGlobalNamespaces(values["global-namespaces"]),
     },
     onFailure,
     healthAddr: ops.healthAddr,
     concurrency,
     hotplug: hotplug === "on" || hotplug === "true",
-    nodeName: (s("node-name") || Deno.env.get("NODE_NAME") || Deno.hostname()).toLowerCase(),
+    nodeName: (values["node-name"] || Deno.env.get("NODE_NAME") || Deno.hostname()).toLowerCase(),
     logLevel: ops.logLevel,
     logFormat: ops.logFormat,
   };
-  if (s("kubeconfig") !== undefined) {
+  if (values.kubeconfig !== undefined) {
     if (opts.inCluster) throw new UsageError("--kubeconfig and --in-cluster exclude each other");
-    opts.kubeconfig = absolute("kubeconfig", s("kubeconfig")!);
+    opts.kubeconfig = absolute("kubeconfig", values.kubeconfig);
   }
   if (opts.hotplug && !opts.kubeconfig && !opts.inCluster) {
     throw new UsageError("--hotplug needs Kubernetes mode (--kubeconfig or --in-cluster)");
   }
-  if (s("pod-resources-socket") !== undefined) {
-    opts.podResourcesSocket = absolute("pod-resources-socket", s("pod-resources-socket")!);
+  if (values["pod-resources-socket"] !== undefined) {
+    opts.podResourcesSocket = absolute("pod-resources-socket", values["pod-resources-socket"]);
   }
   if (opts.defaultNetworks.length && !opts.kubeconfig && !opts.inCluster) {
     throw new UsageError("--default-network needs Kubernetes mode (--kubeconfig or --in-cluster)");
   }
-  if (s("global-namespaces") !== undefined && !opts.namespaces.namespaceIsolation) {
+  if (values["global-namespaces"] !== undefined && !opts.namespaces.namespaceIsolation) {
     throw new UsageError("--global-namespaces needs --namespace-isolation");
   }
-  if (s("nad-path-roots") !== undefined) {
+  if (values["nad-path-roots"] !== undefined) {
     if (!opts.kubeconfig && !opts.inCluster) {
       throw new UsageError("--nad-path-roots needs Kubernetes mode (--kubeconfig or --in-cluster)");
     }
     try {
-      opts.nadPathRoots = nadPathRootsFlag(s("nad-path-roots")!);
+      opts.nadPathRoots = nadPathRootsFlag(values["nad-path-roots"]);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
   }
   if (ops.logFile !== undefined) opts.logFile = ops.logFile;
-  if (s("chroot-dir") !== undefined) opts.chrootDir = absolute("chroot-dir", s("chroot-dir")!);
-  const dra = s("dra-state-dir") ?? DEFAULT_DRA_STATE_DIR;
+  if (values["chroot-dir"] !== undefined) {
+    opts.chrootDir = absolute("chroot-dir", values["chroot-dir"]);
+  }
+  const dra = values["dra-state-dir"] ?? DEFAULT_DRA_STATE_DIR;
   if (dra !== "off" && dra !== "") opts.draStateDir = absolute("dra-state-dir", dra);
   return opts;
 }

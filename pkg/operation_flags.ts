@@ -8,6 +8,7 @@
  * @module
  */
 
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { type ListenAddress, parseListenAddress } from "./http.ts";
 import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from "./log.ts";
 
@@ -106,6 +107,50 @@ export function readOperationFlags(
   const logFile = s("log-file");
   if (logFile === "") throw new OperationFlagError("--log-file is empty");
   return { healthAddr, logLevel, logFormat, ...(logFile !== undefined ? { logFile } : {}) };
+}
+
+/** How every long-running role calls parseArgs: strict, no positionals, its own options and the operation flags. */
+export interface RoleArgsConfig<O extends ParseArgsOptionsConfig> {
+  args: string[];
+  strict: true;
+  allowPositionals: false;
+  options: O & typeof OPERATION_FLAGS;
+}
+
+/** The parsed values of a role: its own options and the operation flags, typed as parseArgs types them. */
+export type RoleArgValues<O extends ParseArgsOptionsConfig> = ReturnType<
+  typeof parseArgs<RoleArgsConfig<O>>
+>["values"];
+
+/**
+ * Parses a role's command line: its own `options` and the operation flags,
+ * strict, no positionals. Both an unknown or malformed flag and a bad
+ * operation flag come back as `usageError(message)`, the role's own usage
+ * error; `defaultAddr` is the role's health address when no flag names one.
+ * `values` keeps parseArgs' types of every option.
+ */
+export function parseRoleArgs<const O extends ParseArgsOptionsConfig>(
+  args: string[],
+  options: O,
+  defaultAddr: string,
+  usageError: (message: string) => Error,
+): { values: RoleArgValues<O>; ops: OperationOptions } {
+  let values: RoleArgValues<O>;
+  try {
+    ({ values } = parseArgs<RoleArgsConfig<O>>({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: { ...options, ...OPERATION_FLAGS },
+    }));
+  } catch (err) {
+    throw usageError(err instanceof Error ? err.message : String(err));
+  }
+  try {
+    return { values, ops: readOperationFlags(values, defaultAddr) };
+  } catch (err) {
+    throw usageError(err instanceof Error ? err.message : String(err));
+  }
 }
 
 /** The help lines of the operation flags, aligned at `column`. */

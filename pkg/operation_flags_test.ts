@@ -5,6 +5,7 @@ import {
   OPERATION_FLAGS,
   OperationFlagError,
   operationHelp,
+  parseRoleArgs,
   readOperationFlags,
   ROLE_PORTS,
 } from "./operation_flags.ts";
@@ -50,4 +51,71 @@ Deno.test("every role has a port of its own and its help says the default", () =
   const ports = Object.values(ROLE_PORTS);
   assert.equal(new Set(ports).size, ports.length);
   assert.match(operationHelp(defaultHealthAddr("dra")), /default: 127\.0\.0\.1:9476/);
+});
+
+/** A role's own usage error, as each role declares one. */
+class RoleUsageError extends Error {}
+
+const ROLE_OPTIONS = {
+  "node-name": { type: "string" },
+  "cni-bin-dir": { type: "string", multiple: true },
+  once: { type: "boolean" },
+} as const;
+
+function parseRole(args: string[]) {
+  return parseRoleArgs(args, ROLE_OPTIONS, "off", (m) => new RoleUsageError(m));
+}
+
+/** True only when A and B are the same type. */
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true
+  : false;
+
+Deno.test("role arguments: own options and operation flags, typed as parseArgs types them", () => {
+  const { values, ops } = parseRole([
+    "--node-name=n1",
+    "--cni-bin-dir=/a",
+    "--cni-bin-dir",
+    "/b",
+    "--once",
+    "--log-level=warn",
+    "--health-addr=127.0.0.1:9000",
+  ]);
+  const typed: Same<typeof values, {
+    "node-name"?: string;
+    "cni-bin-dir"?: string[];
+    once?: boolean;
+    "health-addr"?: string;
+    listen?: string;
+    "log-level"?: string;
+    "log-format"?: string;
+    "log-file"?: string;
+  }> = true;
+  assert.equal(typed, true);
+  assert.equal(values["node-name"], "n1");
+  assert.deepEqual(values["cni-bin-dir"], ["/a", "/b"]);
+  assert.equal(values.once, true);
+  assert.equal(values["log-level"], "warn");
+  assert.deepEqual(ops, {
+    healthAddr: { transport: "tcp", hostname: "127.0.0.1", port: 9000 },
+    logLevel: "warn",
+    logFormat: "json",
+  });
+  assert.deepEqual(parseRole([]).ops, {
+    healthAddr: undefined,
+    logLevel: "info",
+    logFormat: "json",
+  });
+});
+
+Deno.test("role arguments: unknown flags, positionals and bad operation flags are the role's usage error", () => {
+  const bad: [string[], RegExp][] = [
+    [["--nope"], /^Unknown option '--nope'/],
+    [["stray"], /^Unexpected argument 'stray'/],
+    [["--node-name"], /^Option '--node-name <value>' argument missing/],
+    [["--log-level=loud"], /^--log-level must be debug, info, warn, error or off, got "loud"$/],
+    [["--health-addr=:1", "--listen=:2"], /^--health-addr and --listen .* disagree; pass one$/],
+  ];
+  for (const [args, re] of bad) {
+    assert.throws(() => parseRole(args), (e) => e instanceof RoleUsageError && re.test(e.message));
+  }
 });

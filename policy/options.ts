@@ -4,15 +4,9 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import type { LogFormat, LogLevel } from "../pkg/log.ts";
 import type { ListenAddress } from "../pkg/http.ts";
-import {
-  defaultHealthAddr,
-  OPERATION_FLAGS,
-  operationHelp,
-  readOperationFlags,
-} from "../pkg/operation_flags.ts";
+import { defaultHealthAddr, operationHelp, parseRoleArgs } from "../pkg/operation_flags.ts";
 
 /** The meta-CNI's default cache folder (its records are under it). */
 export const DEFAULT_META_CACHE_DIR = "/var/lib/cni/hydra";
@@ -89,33 +83,21 @@ function folder(name: string, value: string | undefined, fallback: string): stri
 
 /** Parses the command line (after `policy sync`). */
 export function parsePolicyArgs(args: string[], env = Deno.env): PolicySyncOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        kubeconfig: { type: "string" },
-        "node-name": { type: "string" },
-        "meta-cache-dir": { type: "string" },
-        "nri-cache-dir": { type: "string" },
-        "state-dir": { type: "string" },
-        "max-parallel": { type: "string" },
-        "resync-interval": { type: "string" },
-        "api-timeout": { type: "string" },
-        ...OPERATION_FLAGS,
-      },
-    }));
-  } catch (err) {
-    throw new PolicyUsageError((err as Error).message);
-  }
-  let ops;
-  try {
-    ops = readOperationFlags(values, DEFAULT_LISTEN);
-  } catch (err) {
-    throw new PolicyUsageError((err as Error).message);
-  }
+  const { values, ops } = parseRoleArgs(
+    args,
+    {
+      kubeconfig: { type: "string" },
+      "node-name": { type: "string" },
+      "meta-cache-dir": { type: "string" },
+      "nri-cache-dir": { type: "string" },
+      "state-dir": { type: "string" },
+      "max-parallel": { type: "string" },
+      "resync-interval": { type: "string" },
+      "api-timeout": { type: "string" },
+    },
+    DEFAULT_LISTEN,
+    (message) => new PolicyUsageError(message),
+  );
   const stateDir = folder("state-dir", values["state-dir"], DEFAULT_STATE_DIR);
   if (!stateDir) throw new PolicyUsageError("--state-dir must not be empty");
   return {
