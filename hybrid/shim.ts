@@ -14,13 +14,18 @@
  *
  * Ownership: a macvlan device carrying the alias {@link SHIM_ALIAS} plus
  * the network's name, and the main-table routes of the network's protocol
- * out of it. A device of the shim's name not made by the router is never
- * touched (an error says so); a shim of a network that is gone, or that no
- * longer uses macvlan, is removed ({@link removeStaleShims}).
+ * out of it. Its MAC is a hash of the network and the node's address
+ * ({@link shimMac}): stable across re-creation (the pods' neighbour entries
+ * stay right), and the mark of a shim the router made but had no time to
+ * name (killed between the two requests). A device of the shim's name not
+ * made by the router, or made for another network, is never touched (an
+ * error says so); a shim of a network that is gone, or that no longer uses
+ * macvlan, is removed ({@link removeStaleShims}).
  *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import {
   addAddr,
   addLink,
@@ -62,36 +67,46 @@ export class ShimConflictError extends Error {
   }
 }
 
-function isShimOf(link: Link, uplink: number, network: string): boolean {
+/** The shim's MAC on the node at `address`: locally administered, unicast. */
+export function shimMac(network: string, address: string): string {
+  const b = createHash("sha256").update(`hydra-hybrid-shim/${network}/${address}`).digest()
+    .subarray(0, 6);
+  b[0] = (b[0] & 0xfe) | 0x02;
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+function isShim(link: Link, uplink: number, mac: string): boolean {
   return link.kind === "macvlan" && link.macvlan?.mode === "bridge" && link.link === uplink &&
-    link.alias === SHIM_ALIAS + network;
+    link.mac === mac;
 }
 
 /** The shim device, created or repaired; returns its index and what changed. */
 function ensureDevice(h: Handle, s: DesiredShim, changes: string[]): number {
   const { net } = s;
+  const alias = SHIM_ALIAS + net.name;
+  const mac = shimMac(net.name, s.address);
   const uplink = linkIndex(h, net.uplink);
   let link = findLink(h, net.shim);
-  if (link && !link.alias?.startsWith(SHIM_ALIAS)) {
+  // Ours: our alias, or our MAC on a macvlan without an alias (created, not yet named).
+  if (link && link.alias !== alias && !(link.alias === undefined && isShim(link, uplink, mac))) {
     throw new ShimConflictError(
       `device ${net.shim} exists and is not hydra's shim of network ${net.name}; ` +
         `rename it or pick another shim name`,
     );
   }
-  if (link && !isShimOf(link, uplink, net.name)) {
+  if (link && !isShim(link, uplink, mac)) {
     delLink(h, link.index);
     changes.push(`shim ${net.shim} recreated`);
     link = undefined;
   }
   if (!link) {
-    addLink(h, { kind: "macvlan", name: net.shim, parent: uplink, mode: "bridge" });
-    setLink(h, net.shim, { alias: SHIM_ALIAS + net.name, up: true });
-    if (!changes.length) changes.push(`shim ${net.shim} created`);
-    return findLink(h, net.shim)!.index;
+    addLink(h, { kind: "macvlan", name: net.shim, parent: uplink, mode: "bridge", mac });
+    changes.push(`shim ${net.shim} created`);
+    link = findLink(h, net.shim)!;
   }
-  if (!link.up) {
-    setLink(h, link.index, { up: true });
-    changes.push(`shim ${net.shim} up`);
+  if (link.alias !== alias || !link.up) {
+    setLink(h, link.index, { alias, up: true });
+    changes.push(`shim ${net.shim} named and up`);
   }
   return link.index;
 }

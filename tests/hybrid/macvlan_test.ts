@@ -21,6 +21,7 @@ import {
 } from "./world.ts";
 import { checkPair, type Path, vxlanCounts } from "./paths.ts";
 import { run } from "../helpers/netns.ts";
+import { shimMac } from "../../hybrid/shim.ts";
 import type { TestNetns } from "../helpers/netns.ts";
 
 interface LinkInfo {
@@ -119,6 +120,21 @@ Deno.test({
       const [n1] = w.nodes;
       assert.equal((await syncNode(w, n1)).ok, true);
       assert.equal((await link(n1.ns, "hym-hy"))?.ifalias, "hydra-hybrid shim hy");
+      // Killed between creating the shim and naming it: the next pass adopts it by its MAC.
+      const mac = shimMac("hy", n1.address);
+      assert.equal((await link(n1.ns, "hym-hy"))?.address, mac);
+      await run("ip", "-n", n1.ns.name, "link", "del", "hym-hy");
+      await run(
+        "ip",
+        ...["-n", n1.ns.name, "link", "add", "hym-hy", "link", "eth0", "address", mac],
+        ...["type", "macvlan", "mode", "bridge"],
+      );
+      const index = async () =>
+        (await n1.ns.ipJson<{ ifindex: number }[]>("link", "show", "hym-hy"))[0].ifindex;
+      const before = await index();
+      assert.equal((await syncNode(w, n1)).ok, true);
+      assert.equal((await link(n1.ns, "hym-hy"))?.ifalias, "hydra-hybrid shim hy");
+      assert.equal(await index(), before, "the unnamed shim was not adopted");
       // A device of the shim's name the router did not make is never touched.
       await run("ip", "-n", n1.ns.name, "link", "add", "hym-hz", "link", "eth0", "type", "macvlan");
       const hz = HYBRID_MACVLAN_YAML.replaceAll("hy-hy", "hy-hz").replace("name: hy", "name: hz")
