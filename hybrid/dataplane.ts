@@ -1,12 +1,13 @@
 /**
  * Makes a node's kernel match a {@link HybridDesired}: the vxlan device,
+ * the macvlan shim when underlay pods are macvlan devices (`shim.ts`),
  * its FDB and neighbour entries, the routes of the network's table, the
  * policy rules and the firewall table. Every pass reads what is there and
  * repairs what differs, so a restart adopts what an earlier run left.
  *
  * Ownership: routes and rules carrying the network's protocol number, the
- * FDB and permanent neighbour entries of its own vxlan device, and its own
- * nftables table. Nothing else is touched. A failed change is reported and
+ * FDB and permanent neighbour entries of its own vxlan device, its shim
+ * (see `shim.ts`), and its own nftables tables. Nothing else is touched. A failed change is reported and
  * the rest still applied.
  *
  * @module
@@ -32,6 +33,7 @@ import { runNftSync } from "../nft/run.ts";
 import { ensureVxlanDevice } from "../route/vxlan_device.ts";
 import { firewallText } from "./firewall.ts";
 import type { HybridDesired } from "./plan.ts";
+import { ensureShim } from "./shim.ts";
 
 /** What one pass changed and what failed. */
 export interface HybridApplied {
@@ -143,6 +145,15 @@ export function applyHybrid(h: Handle, d: HybridDesired, netns?: string): Hybrid
     neighs: d.neighs,
   });
   out.changes += dev.changes.length;
+  if (d.net.underlayAttachment === "macvlan") {
+    const { local } = d;
+    try {
+      out.changes += ensureShim(h, { net: d.net, address: local, blocks: d.localBlocks.underlay })
+        .length;
+    } catch (err) {
+      out.errors.push(`shim ${d.net.shim}: ${(err as Error).message}`);
+    }
+  }
   syncEntries(h, { ...d, fdb: new Map(d.fdb) }, dev.index, out);
   syncRoutes(h, d, dev.index, out);
   syncRules(h, d, out);

@@ -10,6 +10,10 @@
  *   on the uplink for an overlay address is dropped unless it comes from
  *   this node's own underlay pods (whose route to the overlay is their
  *   node). Even a fabric router pointed at a node cannot reach overlay pods.
+ * - **macvlan underlay**: the shim (see `shim.ts`) counts as a way in from
+ *   the fabric too, and an `arp` table lets it answer ARP only from this
+ *   node's underlay blocks, so the fabric keeps the uplink's MAC for the
+ *   node's address.
  *
  * @module
  */
@@ -27,7 +31,32 @@ export function firewallText(d: HybridDesired): string {
   const table = `ip ${firewallTable(d.net.name)}`;
   const overlay = d.net.subnets.filter((s) => s.kind === "overlay").map((s) => s.cidr);
   const local = [...overlay, ...d.localBlocks.underlay];
-  const lines = [`add table ${table}`, `delete table ${table}`, `table ${table} {`];
+  const arp = `arp ${firewallTable(d.net.name)}`;
+  const macvlan = d.net.underlayAttachment === "macvlan";
+  // The fabric reaches the node on the uplink, and on the shim too when a fabric host took the
+  // shim's MAC for the node's address: both are the way in from the fabric.
+  const fromFabric = macvlan
+    ? `{ ${ifNameString(d.net.uplink)}, ${ifNameString(d.net.shim)} }`
+    : ifNameString(d.net.uplink);
+  const lines = [`add table ${table}`, `delete table ${table}`];
+  lines.push(`add table ${arp}`, `delete table ${arp}`);
+  if (macvlan) {
+    // The shim hears the fabric's ARP requests as the uplink does; answering them too would
+    // hand out the shim's MAC for the node's address. It answers only the node's own pods.
+    lines.push(
+      `table ${arp} {`,
+      "  chain input {",
+      "    type filter hook input priority filter; policy accept;",
+      `    iifname ${ifNameString(d.net.shim)} ` +
+        (d.localBlocks.underlay.length
+          ? `arp saddr ip != ${setText(d.localBlocks.underlay)} `
+          : "") +
+        "drop",
+      "  }",
+      "}",
+    );
+  }
+  lines.push(`table ${table} {`);
   if (overlay.length) {
     lines.push(
       "  chain postrouting {",
@@ -37,7 +66,7 @@ export function firewallText(d: HybridDesired): string {
       "  }",
       "  chain forward {",
       "    type filter hook forward priority filter; policy accept;",
-      `    iifname ${ifNameString(d.net.uplink)} ip daddr ${setText(overlay)} ct state new ` +
+      `    iifname ${fromFabric} ip daddr ${setText(overlay)} ct state new ` +
         (d.localBlocks.underlay.length ? `ip saddr != ${setText(d.localBlocks.underlay)} ` : "") +
         "drop",
       "  }",
@@ -47,8 +76,10 @@ export function firewallText(d: HybridDesired): string {
   return lines.join("\n") + "\n";
 }
 
-/** The commands removing the network's table (when it exists). */
+/** The commands removing the network's tables (when they exist). */
 export function firewallRemoveText(network: string): string {
-  const table = `ip ${firewallTable(network)}`;
-  return `add table ${table}\ndelete table ${table}\n`;
+  return ["ip", "arp"].map((family) => {
+    const table = `${family} ${firewallTable(network)}`;
+    return `add table ${table}\ndelete table ${table}\n`;
+  }).join("");
 }

@@ -28,7 +28,9 @@ export function hybridHelp(): string {
 
 Keeps this node's part of hybrid networks (overlay and underlay subnets on
 the same nodes) programmed: vxlan device, FDB, neighbours, routes of the
-network's table, policy rules and the masquerade/forward firewall table.
+network's table, policy rules and the masquerade/forward firewall table;
+for underlayAttachment: macvlan, the node's macvlan shim on the uplink
+(removed again when its network goes).
 
   --config FILE            hybrid networks (YAML or JSON; see docs/hybrid.md); without
                            it, the Network and Subnet objects of the API server
@@ -104,6 +106,8 @@ function parseArgs(args: string[]): Options {
 }
 
 function logSummary(log: Logger, s: ReturnType<typeof syncHybrid>): void {
+  for (const dev of s.shimsRemoved) log.info("shim removed", { device: dev });
+  for (const e of s.errors) log.error(e);
   for (const n of s.networks) {
     for (const p of n.problems) log.warn(p.message, { network: n.network, kind: p.kind });
     for (const e of n.errors) log.error(e, { network: n.network });

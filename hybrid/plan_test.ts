@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { vxlanMac } from "../route/desired.ts";
 import { firewallText } from "./firewall.ts";
 import { planHybrid } from "./plan.ts";
-import { NET, node } from "./testdata.ts";
+import { NET, node, RAW_NET } from "./testdata.ts";
+import { parseHybridNetwork } from "../hybridnet/model.ts";
 
 Deno.test("plan: every remote block and node address through the vxlan device, rules for the overlay", () => {
   const d = planHybrid(NET, [node(1), node(2), node(3)], "node1");
@@ -68,4 +69,18 @@ Deno.test("firewall: masquerade overlay leaving by the uplink, no new connection
     text,
     /iifname "br-fab" ip daddr 10\.250\.0\.0\/16 ct state new ip saddr != 192\.168\.50\.64\/28 drop/,
   );
+});
+
+Deno.test("firewall: macvlan underlay: the shim is a way in from the fabric and answers ARP only from the node's blocks", () => {
+  const net = parseHybridNetwork({ ...RAW_NET, uplink: "eth1", underlayAttachment: "macvlan" });
+  const text = firewallText(planHybrid(net, [node(1), node(2)], "node1"));
+  assert.match(
+    text,
+    /iifname \{ "eth1", "hym-hy" \} ip daddr 10\.250\.0\.0\/16 ct state new ip saddr != 192\.168\.50\.64\/28 drop/,
+  );
+  assert.match(text, /iifname "hym-hy" arp saddr ip != 192\.168\.50\.64\/28 drop/);
+  // On a bridge the arp table is only ever removed.
+  const bridge = firewallText(planHybrid(NET, [node(1)], "node1"));
+  assert.match(bridge, /add table arp hydra_hybrid_hy\ndelete table arp hydra_hybrid_hy\n/);
+  assert.doesNotMatch(bridge, /table arp hydra_hybrid_hy \{/);
 });

@@ -12,6 +12,7 @@ import { applyHybrid } from "./dataplane.ts";
 import type { HybridNetwork } from "../hybridnet/model.ts";
 import type { HybridProblem } from "../hybridnet/node.ts";
 import { planHybrid } from "./plan.ts";
+import { removeStaleShims } from "./shim.ts";
 
 /** The outcome of one pass for one network. */
 export interface NetworkSummary {
@@ -28,6 +29,10 @@ export interface HybridSyncSummary {
   ok: boolean;
   ms: number;
   networks: NetworkSummary[];
+  /** Shims removed: their network is gone or no longer uses macvlan. */
+  shimsRemoved: string[];
+  /** Failures outside any one network (removing stale shims). */
+  errors: string[];
 }
 
 /** Plans and applies every network on this node; `netns` names the namespace for nftables. */
@@ -57,9 +62,21 @@ export function syncHybrid(
       errors: applied.errors,
     });
   }
+  const keep = new Map(
+    networks.filter((n) => n.underlayAttachment === "macvlan").map((n) => [n.name, n.shim]),
+  );
+  const errors: string[] = [];
+  let shimsRemoved: string[] = [];
+  try {
+    shimsRemoved = removeStaleShims(h, keep);
+  } catch (err) {
+    errors.push(`removing stale shims: ${(err as Error).message}`);
+  }
   return {
-    ok: out.every((n) => n.errors.length === 0),
+    ok: errors.length === 0 && out.every((n) => n.errors.length === 0),
     ms: Math.round((performance.now() - t0) * 10) / 10,
     networks: out,
+    shimsRemoved,
+    errors,
   };
 }

@@ -6,10 +6,13 @@
  * - **overlay**: a per-network bridge on the node holding the first
  *   address of the node's overlay block as the pods' gateway; the router
  *   carries the block between nodes.
- * - **underlay**: a port of the uplink bridge, an address of the node's
- *   block of the fabric subnet, the fabric's gateway as next hop, and the
- *   overlay subnets through the pod's own node (which sends them into the
- *   overlay: the return path of overlay → underlay traffic).
+ * - **underlay**: a port of the uplink bridge (or, with
+ *   `underlayAttachment: macvlan`, a macvlan device in bridge mode on the
+ *   uplink NIC), an address of the node's block of the fabric subnet, the
+ *   fabric's gateway as next hop, and the overlay subnets through the pod's
+ *   own node (which sends them into the overlay: the return path of
+ *   overlay → underlay traffic; a macvlan pod reaches its node through the
+ *   node's shim on the same NIC).
  *
  * Addresses: host-local style ranges covering the node's block (less the
  * subnet's excludes and gateway), or, for a subnet with `pool: true`,
@@ -170,17 +173,29 @@ export function hybridDelegate(
     // Overlay addresses through the pod's own node, never the fabric's gateway.
     ...overlays.map((dst) => ({ dst, gw: nodeAddress })),
   ];
+  const ipam = subnet.pool || !block ? { ...poolIpam(subnet, routes), ...opts.poolOptions } : {
+    ...ipamBase,
+    ranges: [blockRanges(subnet, block).map((r) => ({ ...r, gateway: subnet.gateway }))],
+    routes,
+  };
+  if (net.underlayAttachment === "macvlan") {
+    // Bridge mode: the node's shim on the same master reaches the pod, and the pod its node.
+    return {
+      cniVersion: "1.0.0",
+      name: net.name,
+      type: hydra ? "hydra-macvlan" : "macvlan",
+      master: net.uplink,
+      mode: "bridge",
+      ipam,
+    };
+  }
   return {
     cniVersion: "1.0.0",
     name: net.name,
     type: hydra ? "hydra-bridge" : "bridge",
     bridge: net.uplink,
     isGateway: false,
-    ipam: subnet.pool || !block ? { ...poolIpam(subnet, routes), ...opts.poolOptions } : {
-      ...ipamBase,
-      ranges: [blockRanges(subnet, block).map((r) => ({ ...r, gateway: subnet.gateway }))],
-      routes,
-    },
+    ipam,
   };
 }
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { blockRanges, hybridDelegate, PlacementError, placePod } from "./attach.ts";
-import { KIND_ANNOTATION } from "./model.ts";
+import { KIND_ANNOTATION, parseHybridNetwork } from "./model.ts";
 import { hybridNode } from "./node.ts";
-import { NET, node } from "../hybrid/testdata.ts";
+import { NET, node, RAW_NET } from "../hybrid/testdata.ts";
 
 const n1 = hybridNode(node(1), NET, []);
 
@@ -61,4 +61,36 @@ Deno.test("attach: underlay pods on the uplink with the fabric's gateway, the ov
     "192.168.50.0/24",
     "203.0.113.0/24",
   ]);
+});
+
+Deno.test("attach: macvlan underlay pods are macvlan devices in bridge mode on the uplink NIC", () => {
+  const net = parseHybridNetwork({ ...RAW_NET, uplink: "eth1", underlayAttachment: "macvlan" });
+  assert.equal(net.shim, "hym-hy");
+  const conf = hybridDelegate(net, placePod(net, n1, {}, "underlay"), "192.168.50.11", {
+    plugins: "hydra",
+    defaultRoute: true,
+  });
+  assert.equal(conf.type, "hydra-macvlan");
+  assert.equal(conf.master, "eth1");
+  assert.equal(conf.mode, "bridge");
+  assert.equal(conf.bridge, undefined);
+  assert.deepEqual((conf.ipam as unknown as { routes: unknown }).routes, [
+    { dst: "0.0.0.0/0", gw: "192.168.50.1" },
+    { dst: "10.250.0.0/16", gw: "192.168.50.11" },
+  ]);
+  // Overlay pods are unchanged: the overlay bridge of the node.
+  assert.equal(
+    hybridDelegate(net, placePod(net, n1), "192.168.50.11", {
+      plugins: "reference",
+      defaultRoute: true,
+    }).bridge,
+    "hyo-hy",
+  );
+  assert.equal(
+    hybridDelegate(net, placePod(net, n1, {}, "underlay"), "192.168.50.11", {
+      plugins: "reference",
+      defaultRoute: true,
+    }).type,
+    "macvlan",
+  );
 });

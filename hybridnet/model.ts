@@ -13,6 +13,7 @@
  *     protocol: 210            # routes and rules the router owns
  *     table: 210               # the table overlay traffic is looked up in
  *     defaultKind: overlay     # pods that do not choose
+ *     underlayAttachment: bridge  # or macvlan (uplink = the NIC, the master)
  *     subnets:
  *       - { name: ov, kind: overlay, cidr: 10.250.0.0/16, blockSize: 24 }
  *       - name: fab
@@ -65,6 +66,12 @@ export interface HybridSubnet {
   pool: boolean;
 }
 
+/**
+ * How underlay pods sit on the fabric: ports of the uplink bridge, or
+ * macvlan devices (bridge mode) of the uplink NIC.
+ */
+export type UnderlayAttachment = "bridge" | "macvlan";
+
 /** A hybrid network as the router and the attachment see it. */
 export interface HybridNetwork {
   name: string;
@@ -73,8 +80,20 @@ export interface HybridNetwork {
   device: string;
   vni: number;
   port: number;
-  /** The node's device on the fabric: the vxlan underlay and the underlay pods' bridge. */
+  /**
+   * The node's device on the fabric: the vxlan underlay, and the underlay
+   * pods' bridge (`bridge`) or their macvlan master (`macvlan`).
+   */
   uplink: string;
+  /** How underlay pods are attached to the uplink. */
+  underlayAttachment: UnderlayAttachment;
+  /**
+   * `macvlan`: the node's own macvlan device (bridge mode) on the uplink,
+   * which the router keeps: a macvlan pod cannot reach its master's host,
+   * so the node reaches its macvlan pods, and they reach it (their way into
+   * the overlay), through this "shim" (at most 15 bytes; default hym-<name>).
+   */
+  shim: string;
   /** Route and rule protocol number the router owns (5–255). */
   protocol: number;
   /** Routing table of overlay traffic. */
@@ -111,6 +130,8 @@ const NETWORK_KEYS = new Set([
   "vni",
   "port",
   "uplink",
+  "underlayAttachment",
+  "shim",
   "protocol",
   "table",
   "rulePriority",
@@ -261,6 +282,17 @@ export function parseHybridNetwork(raw: unknown, index = 0): HybridNetwork {
   if (!Array.isArray(raw.subnets) || !raw.subnets.length) {
     throw new HybridConfigError(`${where}: subnets must be a non-empty list`);
   }
+  const attachment = raw.underlayAttachment ?? "bridge";
+  if (attachment !== "bridge" && attachment !== "macvlan") {
+    throw new HybridConfigError(`${where}: underlayAttachment must be "bridge" or "macvlan"`);
+  }
+  const shim = raw.shim ?? `hym-${raw.name}`.slice(0, 15);
+  if (typeof shim !== "string" || !IFNAME.test(shim)) {
+    throw new HybridConfigError(`${where}: shim must be a device name`);
+  }
+  if (shim === device || shim === raw.uplink || device === raw.uplink) {
+    throw new HybridConfigError(`${where}: device, shim and uplink must be three devices`);
+  }
   const subnets = raw.subnets.map((s, i) => parseSubnet(s, `${where}: subnets[${i}]`));
   const protocol = raw.protocol === undefined ? 210 : int(where, "protocol", raw.protocol, 5, 255);
   const table = raw.table === undefined ? protocol : int(where, "table", raw.table, 1, 252);
@@ -273,6 +305,8 @@ export function parseHybridNetwork(raw: unknown, index = 0): HybridNetwork {
     vni: int(where, "vni", raw.vni, 1, 0xffffff),
     port: raw.port === undefined ? 8472 : int(where, "port", raw.port, 1, 65535),
     uplink: raw.uplink,
+    underlayAttachment: attachment,
+    shim,
     protocol,
     table,
     rulePriority: raw.rulePriority === undefined

@@ -82,3 +82,20 @@ Deno.test("model: a subnet in use keeps its kind and range and stays", () => {
   assert.match(checkSubnetChange(ov, { ...ov, cidr: "10.251.0.0/16" }, 1)!, /cidr cannot change/);
   assert.equal(checkSubnetChange(ov, { ...ov, excludes: ["10.250.0.9/32"] }, 5), undefined);
 });
+
+Deno.test("model: underlay pods on a bridge by default, or on macvlan with the node's shim", () => {
+  assert.equal(NET.underlayAttachment, "bridge");
+  const mv = parseHybridNetwork({ ...RAW_NET, uplink: "eth1", underlayAttachment: "macvlan" });
+  assert.equal(mv.underlayAttachment, "macvlan");
+  assert.equal(mv.shim, "hym-hy");
+  assert.equal(parseHybridNetwork({ ...RAW_NET, shim: "mv-node" }).shim, "mv-node");
+  assert.throws(
+    () => parseHybridNetwork({ ...RAW_NET, underlayAttachment: "ipvlan" }),
+    /underlayAttachment must be "bridge" or "macvlan"/,
+  );
+  assert.throws(
+    () => parseHybridNetwork({ ...RAW_NET, shim: "br-fab" }),
+    /device, shim and uplink must be three devices/,
+  );
+  assert.throws(() => parseHybridNetwork({ ...RAW_NET, shim: "a/b" }), /shim must be a device/);
+});

@@ -14,58 +14,15 @@ import {
   addHybridNode,
   createHybridWorld,
   destroyHybridWorld,
-  type HybridPod,
-  type HybridWorld,
   hydraBin,
   OUTSIDE_IP,
   pings,
   syncNode,
-  txPackets,
   writeNodeList,
 } from "./world.ts";
+import { checkPair, type Path, vxlanCounts } from "./paths.ts";
 import { run } from "../helpers/netns.ts";
 import { getFromEndpoint } from "../../pkg/http.ts";
-
-type Path = "vxlan" | "fabric" | "local";
-
-/** The path a pair must take. */
-function expectedPath(a: HybridPod, b: HybridPod): Path {
-  if (a.node === b.node) return "local";
-  return a.kind === "underlay" && b.kind === "underlay" ? "fabric" : "vxlan";
-}
-
-async function vxlanCounts(w: HybridWorld): Promise<number[]> {
-  return await Promise.all(w.nodes.map((n) => txPackets(n.ns, "hy-hy")));
-}
-
-async function switchCounts(w: HybridWorld): Promise<number[]> {
-  return await Promise.all(
-    w.nodes.map((n) => txPackets(w.fabric, `p${n.index}${w.id}`.slice(0, 15))),
-  );
-}
-
-/** Pings b from a; checks the answer and the path by the counters. */
-async function checkPair(w: HybridWorld, a: HybridPod, b: HybridPod): Promise<Path> {
-  const vx0 = await vxlanCounts(w);
-  const sw0 = await switchCounts(w);
-  assert.ok(await pings(a.ns, b.ip), `${a.name} → ${b.name} (${b.ip}) unanswered`);
-  const vx1 = await vxlanCounts(w);
-  const sw1 = await switchCounts(w);
-  const ia = w.nodes.indexOf(a.node);
-  const ib = w.nodes.indexOf(b.node);
-  const vxMoved = (i: number) => vx1[i] > vx0[i];
-  const path = expectedPath(a, b);
-  if (path === "vxlan") {
-    assert.ok(vxMoved(ia) && vxMoved(ib), `${a.name} → ${b.name}: not through vxlan both ways`);
-  } else {
-    assert.ok(!vxMoved(ia) && !vxMoved(ib), `${a.name} → ${b.name}: vxlan used (${path} expected)`);
-  }
-  if (path === "fabric") {
-    // The switch delivered the request to b's node and the answer to a's.
-    assert.ok(sw1[ib] > sw0[ib] && sw1[ia] > sw0[ia], `${a.name} → ${b.name}: not on the fabric`);
-  }
-  return path;
-}
 
 Deno.test({
   name: "hybrid: every pod pair both ways, each on its path; outside and masquerade",

@@ -9,6 +9,10 @@
  * the overlay through its node). The router runs as the real
  * `hydra hybrid sync --once` inside each node's namespace.
  *
+ * With `underlay: "macvlan"` a node has no uplink bridge: its `eth0` holds
+ * the fabric address and is the uplink, and each underlay pod is a macvlan
+ * device (bridge mode) of it; the router keeps the node's shim.
+ *
  * Every name is unique; {@link destroyHybridWorld} removes everything,
  * also after a failure.
  *
@@ -39,6 +43,13 @@ export const HYBRID_YAML = `networks:
           start: 192.168.50.64, end: 192.168.50.191, blockSize: 28 }
 `;
 
+/** The world's network with macvlan underlay pods on each node's `eth0`. */
+export const HYBRID_MACVLAN_YAML = HYBRID_YAML.replace("uplink: br-fab", "uplink: eth0")
+  .replace("defaultKind: overlay", "defaultKind: overlay\n    underlayAttachment: macvlan");
+
+/** How the world's underlay pods are attached. */
+export type UnderlayMode = "bridge" | "macvlan";
+
 /** The outside host's address (beyond the fabric's gateway). */
 export const OUTSIDE_IP = "203.0.113.10";
 
@@ -65,6 +76,7 @@ export interface HybridNode {
 /** The world. */
 export interface HybridWorld {
   id: string;
+  underlay: UnderlayMode;
   dir: string;
   fabric: TestNetns;
   outside: TestNetns;
@@ -74,8 +86,15 @@ export interface HybridWorld {
 }
 
 /** Builds a world with nodes 1..count. */
-export async function createHybridWorld(count: number): Promise<HybridWorld> {
-  const w: Partial<HybridWorld> & { nodes: HybridNode[] } = { id: uniqueName("h"), nodes: [] };
+export async function createHybridWorld(
+  count: number,
+  underlay: UnderlayMode = "bridge",
+): Promise<HybridWorld> {
+  const w: Partial<HybridWorld> & { nodes: HybridNode[] } = {
+    id: uniqueName("h"),
+    underlay,
+    nodes: [],
+  };
   try {
     w.dir = await Deno.makeTempDir({ prefix: "hydra-hybrid-" });
     w.fabric = await createNetns("hyfb");
@@ -94,7 +113,7 @@ export async function createHybridWorld(count: number): Promise<HybridWorld> {
     await o("route", "add", "default", "via", "203.0.113.1");
     w.config = `${w.dir}/hybrid.yaml`;
     w.nodesFile = `${w.dir}/nodes.json`;
-    await Deno.writeTextFile(w.config, HYBRID_YAML);
+    await Deno.writeTextFile(w.config, underlay === "macvlan" ? HYBRID_MACVLAN_YAML : HYBRID_YAML);
     const world = w as HybridWorld;
     for (let n = 1; n <= count; n++) await addHybridNode(world, n);
     return world;
@@ -134,26 +153,35 @@ export async function addHybridNode(w: HybridWorld, n: number): Promise<HybridNo
     ns.name,
   );
   await run("ip", "-n", w.fabric.name, "link", "set", port, "master", "sw", "up");
-  await ipn("link", "add", "br-fab", "type", "bridge");
-  await ipn("link", "set", "eth0", "master", "br-fab", "up");
-  await ipn("addr", "add", `${node.address}/24`, "dev", "br-fab");
-  await ipn("link", "set", "br-fab", "up");
+  const uplink = w.underlay === "macvlan" ? "eth0" : "br-fab";
+  if (uplink === "br-fab") {
+    await ipn("link", "add", "br-fab", "type", "bridge");
+    await ipn("link", "set", "eth0", "master", "br-fab");
+  }
+  await ipn("link", "set", "eth0", "up");
+  await ipn("addr", "add", `${node.address}/24`, "dev", uplink);
+  await ipn("link", "set", uplink, "up");
   await ipn("route", "add", "default", "via", "192.168.50.1");
   await ipn("link", "add", "br-ov", "mtu", "1450", "type", "bridge");
   await ipn("addr", "add", `10.250.${n}.1/24`, "dev", "br-ov");
   await ipn("link", "set", "br-ov", "up");
   await ns.exec("sysctl", "-qw", "net.ipv4.ip_forward=1");
   await addPod(node, "overlay", `10.250.${n}.10`, "br-ov");
-  await addPod(node, "underlay", `192.168.50.${64 + 16 * (n - 1) + 2}`, "br-fab");
+  await addPod(node, "underlay", `192.168.50.${64 + 16 * (n - 1) + 2}`, uplink, w.underlay);
   return node;
 }
 
-/** Adds a pod of `kind` with address `ip` on `bridge` of `node` (the world's routes for its kind). */
+/**
+ * Adds a pod of `kind` with address `ip` on `bridge` of `node` (the world's
+ * routes for its kind); with `attach` "macvlan", a macvlan device of
+ * `bridge` (then the node's NIC) in bridge mode.
+ */
 export async function addPod(
   node: HybridNode,
   kind: HybridPod["kind"],
   ip: string,
   bridge: string,
+  attach: UnderlayMode = "bridge",
 ): Promise<HybridPod> {
   const ns = await createNetns("hyfp");
   const pod: HybridPod = {
@@ -167,24 +195,16 @@ export async function addPod(
   };
   node.pods.push(pod); // removed with the node even when wiring fails below
   const host = `v-${kind}${node.pods.length}`; // this pod is already listed
-  const mtu = kind === "overlay" ? "1450" : "1500";
-  await run(
-    "ip",
-    "-n",
-    node.ns.name,
-    "link",
-    "add",
-    host,
-    "mtu",
-    mtu,
-    "type",
-    "veth",
-    "peer",
-    "eth0",
-    "netns",
-    ns.name,
-  );
-  await run("ip", "-n", node.ns.name, "link", "set", host, "master", bridge, "up");
+  const ipn = (...a: string[]) => run("ip", "-n", node.ns.name, ...a);
+  if (attach === "macvlan") {
+    await ipn("link", "add", host, "link", bridge, "type", "macvlan", "mode", "bridge");
+    await ipn("link", "set", host, "netns", ns.name);
+    await run("ip", "-n", ns.name, "link", "set", host, "name", "eth0");
+  } else {
+    const mtu = kind === "overlay" ? "1450" : "1500";
+    await ipn("link", "add", host, "mtu", mtu, "type", "veth", "peer", "eth0", "netns", ns.name);
+    await ipn("link", "set", host, "master", bridge, "up");
+  }
   const ipp = (...a: string[]) => run("ip", "-n", ns.name, ...a);
   if (kind === "overlay") {
     await ipp("addr", "add", `${ip}/24`, "dev", "eth0");
@@ -220,27 +240,43 @@ export async function writeNodeList(w: HybridWorld, names?: string[]): Promise<v
   await Deno.rename(`${w.nodesFile}.tmp`, w.nodesFile);
 }
 
-/** Runs `hydra hybrid sync --once` on `node`; returns its JSON summary. */
-export async function syncNode(w: HybridWorld, node: HybridNode): Promise<{ ok: boolean }> {
-  const text = await run(
-    "ip",
-    "netns",
-    "exec",
-    node.ns.name,
-    hydraBin,
-    "hybrid",
-    "sync",
-    "--once",
-    "--config",
-    w.config,
-    "--nodes-file",
-    w.nodesFile,
-    "--node-name",
-    node.name,
-    "--log-file",
-    `${w.dir}/${node.name}.log`,
-  );
-  return JSON.parse(text);
+/** What `hydra hybrid sync --once` printed. */
+export interface SyncSummary {
+  ok: boolean;
+  networks: { network: string; errors: string[] }[];
+  shimsRemoved: string[];
+}
+
+/** Runs `hydra hybrid sync --once` on `node`; returns its JSON summary (also when it failed). */
+export async function syncNode(w: HybridWorld, node: HybridNode): Promise<SyncSummary> {
+  const out = await new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      node.ns.name,
+      hydraBin,
+      "hybrid",
+      "sync",
+      "--once",
+      "--config",
+      w.config,
+      "--nodes-file",
+      w.nodesFile,
+      "--node-name",
+      node.name,
+      "--log-file",
+      `${w.dir}/${node.name}.log`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  try {
+    return JSON.parse(text);
+  } catch {
+    const err = new TextDecoder().decode(out.stderr);
+    throw new Error(`hydra hybrid sync on ${node.name} failed (${out.code}): ${err}${text}`);
+  }
 }
 
 /** Whether `from` gets an answer to one ping to `ip`. */
