@@ -14,6 +14,7 @@
 import type { KubeClient } from "../kube/client.ts";
 import { isNotFound } from "../kube/errors.ts";
 import type { AddressBlock } from "../ipam/pool/objects.ts";
+import { isNodeGateway } from "../hybridnet/gateway.ts";
 import { NETWORK_STATUS_ANNOTATION, parseNetworkStatus } from "../kube/status.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
 import { createRegistry } from "../pkg/metrics.ts";
@@ -74,7 +75,10 @@ export async function reconcileHybridObjects(
       throw err;
     }),
   ]);
-  const pooled = blocks.items.flatMap((b) => (b.spec.allocations ?? []).map((a) => a.ip));
+  // A node's gateway on a pool-backed overlay subnet is the node's, not a pod's: not counted.
+  const pooled = blocks.items.flatMap((b) =>
+    (b.spec.allocations ?? []).filter((a) => !isNodeGateway(a)).map((a) => a.ip)
+  );
   const ev = evaluate(nets.items, subnets.items, [...podAddresses(pods.items), ...pooled]);
   const writes: Promise<unknown>[] = [];
   for (const s of subnets.items) {

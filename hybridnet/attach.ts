@@ -4,8 +4,9 @@
  * kind), and the bridge delegate that puts it there.
  *
  * - **overlay**: a per-network bridge on the node holding the first
- *   address of the node's overlay block as the pods' gateway; the router
- *   carries the block between nodes.
+ *   address of the node's overlay block as the pods' gateway (for a
+ *   pool-backed subnet: the node's own pool address, see `gateway.ts`);
+ *   the router carries the blocks between nodes.
  * - **underlay**: a port of the uplink bridge (or, with
  *   `underlayAttachment: macvlan`, a macvlan device in bridge mode on the
  *   uplink NIC), an address of the node's block of the fabric subnet, the
@@ -126,6 +127,8 @@ export interface DelegateOptions {
   extraRoutes?: string[];
   /** hydra-pool's own keys (kubeconfig, nodeName, daemonSocket, …) for a pool-backed subnet. */
   poolOptions?: Record<string, unknown>;
+  /** A pool-backed overlay subnet: the node's gateway address there (see `gateway.ts`). */
+  nodeGateway?: string;
 }
 
 /** The overlay bridge of a network on every node. */
@@ -147,24 +150,7 @@ export function hybridDelegate(
     type: hydra ? "hydra-ipam" : "host-local",
     ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
   };
-  if (subnet.kind === "overlay") {
-    if (!block) {
-      throw new PlacementError(`network ${net.name}: an overlay pod needs its node's block`);
-    }
-    const gateway = nextIp(networkAddress(block));
-    const routes = opts.defaultRoute
-      ? [{ dst: "0.0.0.0/0" }]
-      : [...net.subnets.map((s) => s.cidr), ...(opts.extraRoutes ?? [])].map((dst) => ({ dst }));
-    return {
-      cniVersion: "1.0.0",
-      name: net.name,
-      type: hydra ? "hydra-bridge" : "bridge",
-      bridge: overlayBridge(net),
-      isGateway: true,
-      mtu: net.mtu,
-      ipam: { ...ipamBase, ranges: [[{ subnet: block, gateway }]], routes },
-    };
-  }
+  if (subnet.kind === "overlay") return overlayDelegate(net, place, opts);
   const routes = [
     ...(opts.defaultRoute ? [{ dst: "0.0.0.0/0", gw: subnet.gateway }] : []),
     ...(opts.defaultRoute
@@ -195,6 +181,43 @@ export function hybridDelegate(
     type: hydra ? "hydra-bridge" : "bridge",
     bridge: net.uplink,
     isGateway: false,
+    ipam,
+  };
+}
+
+/**
+ * An overlay pod's delegate: on the network's overlay bridge, its node as
+ * gateway — the first address of the node's block, or, for a pool-backed
+ * subnet, the node's own pool address (`opts.nodeGateway`) with the pod's
+ * address of the whole subnet, on its link.
+ */
+function overlayDelegate(net: HybridNetwork, place: PodPlacement, opts: DelegateOptions): NetConf {
+  const hydra = opts.plugins === "hydra";
+  const { subnet, block } = place;
+  const pooled = subnet.pool || !block;
+  if (pooled && !opts.nodeGateway) {
+    throw new PlacementError(`network ${net.name}: an overlay pod needs its node's gateway`);
+  }
+  // A pool pod's own subnet is on its link: a route to it would clash with the connected one.
+  const dsts = net.subnets.map((s) => s.cidr).filter((c) => !pooled || c !== subnet.cidr);
+  const routes = opts.defaultRoute
+    ? [{ dst: "0.0.0.0/0" }]
+    : [...dsts, ...(opts.extraRoutes ?? [])].map((dst) => ({ dst }));
+  const ipam = pooled
+    ? { ...poolIpam({ ...subnet, gateway: opts.nodeGateway }, routes), ...opts.poolOptions }
+    : {
+      type: hydra ? "hydra-ipam" : "host-local",
+      ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+      ranges: [[{ subnet: block, gateway: nextIp(networkAddress(block!)) }]],
+      routes,
+    };
+  return {
+    cniVersion: "1.0.0",
+    name: net.name,
+    type: hydra ? "hydra-bridge" : "bridge",
+    bridge: overlayBridge(net),
+    isGateway: true,
+    mtu: net.mtu,
     ipam,
   };
 }

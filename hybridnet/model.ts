@@ -60,8 +60,10 @@ export interface HybridSubnet {
   /** Prefix length of the per-node blocks the subnet is split into (default 26 underlay, 24 overlay). */
   blockSize: number;
   /**
-   * Underlay: addresses from hydra's cluster-wide IPAM (hydra-pool, network
-   * name = the subnet's name), in the /28 blocks nodes claim there.
+   * Addresses from hydra's cluster-wide IPAM (hydra-pool, network name =
+   * the subnet's name), in the /28 blocks nodes claim there; an overlay
+   * subnet's pods then have the subnet's prefix and their node's gateway
+   * address, itself from the pool (see `gateway.ts`).
    */
   pool: boolean;
 }
@@ -206,11 +208,6 @@ export function parseSubnet(raw: unknown, where: string): HybridSubnet {
     throw new HybridConfigError(`${where}: pool must be true or false`);
   }
   const pool = raw.pool === true;
-  if (pool && kind !== "underlay") {
-    throw new HybridConfigError(
-      `${where}: only an underlay subnet takes its addresses from the pool`,
-    );
-  }
   if (pool && raw.blockSize !== undefined && raw.blockSize !== POOL_BLOCK) {
     throw new HybridConfigError(`${where}: the pool's blocks are /${POOL_BLOCK}`);
   }

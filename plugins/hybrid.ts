@@ -23,6 +23,9 @@
  *   over the node's block, or hydra-pool for a `pool: true` subnet) is
  *   written to `<dataDir>/.hydra-hybrid/<container>-<ifname>.json` before it
  *   runs, so DEL and CHECK need no API server and undo exactly what ADD did.
+ *   On a pool-backed overlay subnet the node's gateway address comes from
+ *   hydra-pool first (the node's, kept across pods: DEL leaves it), and the
+ *   overlay bridge answers ARP for the subnet's other nodes (proxy ARP).
  * - **DEL** runs the recorded delegate's DEL and removes the record; with no
  *   record there is nothing to undo.
  *
@@ -38,8 +41,21 @@ import { writeFileAtomic } from "../pkg/fsutil.ts";
 import { enforcePluginShape } from "./netconf.ts";
 import { HYBRID_SHAPE } from "./schemas.ts";
 import { fields } from "../pkg/fields.ts";
-import { hybridDelegate, PlacementError, placePod } from "../hybridnet/attach.ts";
-import type { HybridNetwork } from "../hybridnet/model.ts";
+import {
+  hybridDelegate,
+  PlacementError,
+  placePod,
+  type PodPlacement,
+} from "../hybridnet/attach.ts";
+import {
+  enableProxyArp,
+  GATEWAY_IFNAME,
+  gatewayConf,
+  gatewaySandbox,
+} from "../hybridnet/gateway.ts";
+import type { HybridNetwork, HybridSubnet } from "../hybridnet/model.ts";
+import type { KubeClient } from "../kube/client.ts";
+import type { AddressBlock } from "../ipam/pool/objects.ts";
 import { type HybridNode, hybridNode, type HybridProblem } from "../hybridnet/node.ts";
 
 /** hydra-hybrid's settings. */
@@ -100,17 +116,22 @@ interface Facts {
   annotations: Record<string, string>;
 }
 
-async function readFacts(c: HybridConf, args: CmdArgs): Promise<Facts> {
+/** A client of the API server, from the attachment's kubeconfig or the in-cluster account. */
+async function connect(c: HybridConf): Promise<KubeClient> {
   const { resolveConnection } = await import("../kube/kubeconfig.ts");
   const { createKubeClient } = await import("../kube/client.ts");
-  const { getNode, getPod } = await import("../kube/objects.ts");
-  const { kubeCniError } = await import("../kube/errors.ts");
-  const { networksFromApi } = await import("../hybridnet/api.ts");
   const conn = await resolveConnection(c.kubeconfig).catch((err) => {
     throw invalid((err as Error).message);
   });
   if (!conn) throw invalid("neither kubeconfig nor an in-cluster account to read the network");
-  const client = createKubeClient(conn, { timeoutMs: c.apiTimeoutMs, userAgent: "hydra-hybrid" });
+  return createKubeClient(conn, { timeoutMs: c.apiTimeoutMs, userAgent: "hydra-hybrid" });
+}
+
+async function readFacts(c: HybridConf, args: CmdArgs): Promise<Facts> {
+  const { getNode, getPod } = await import("../kube/objects.ts");
+  const { kubeCniError } = await import("../kube/errors.ts");
+  const { networksFromApi } = await import("../hybridnet/api.ts");
+  const client = await connect(c);
   try {
     const pod = Object.fromEntries(parseCniArgs(args.args));
     const [nets, node, podObj] = await Promise.all([
@@ -150,24 +171,97 @@ async function readFacts(c: HybridConf, args: CmdArgs): Promise<Facts> {
   }
 }
 
-/** The delegate conf for this pod, as the network's model gives it. */
-function delegateFor(c: HybridConf, args: CmdArgs, f: Facts): NetConf {
-  let place;
+/** Where the pod goes, as the network's model places it. */
+function placementFor(c: HybridConf, f: Facts): PodPlacement {
   try {
-    place = placePod(f.net, f.node, f.annotations, c.kind);
+    return placePod(f.net, f.node, f.annotations, c.kind);
   } catch (err) {
     if (err instanceof PlacementError) throw invalid(err.message);
     throw err;
   }
+}
+
+/** hydra-pool's keys for this node. */
+function poolOptions(c: HybridConf): Record<string, unknown> {
+  return { nodeName: c.nodeName, ...(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {}) };
+}
+
+/**
+ * The node's gateway address on a pool-backed overlay subnet: allocated
+ * from the pool for the node on its first pod there, the same address on
+ * every later ADD (see hybridnet/gateway.ts).
+ */
+async function nodeGateway(c: HybridConf, args: CmdArgs, f: Facts, place: PodPlacement) {
+  const call = {
+    command: "ADD" as const,
+    type: "hydra-pool",
+    config: gatewayConf(f.net, place.subnet, poolOptions(c)) as Record<string, unknown>,
+    containerId: gatewaySandbox(c.nodeName),
+    netns: args.netns,
+    ifName: GATEWAY_IFNAME,
+    args: "",
+    path: args.path,
+    builtins: args.builtins,
+    signal: args.signal,
+  };
+  const result = await invokePlugin(call);
+  const ip = (result as { ips?: { address: string }[] } | undefined)?.ips?.[0]?.address;
+  if (!ip) throw new CniError(ErrorCode.Internal, "hydra-pool gave the node no gateway address");
+  const gateway = ip.split("/")[0];
+  try {
+    await checkOwnBlock(c, place.subnet, gateway);
+  } catch (err) {
+    // Not kept: a later ADD tries again, once a block may be free.
+    await invokePlugin({ ...call, command: "DEL", signal: undefined }).catch(() => undefined);
+    throw err;
+  }
+  return gateway;
+}
+
+/**
+ * Refuses an overlay pool address outside this node's blocks: hydra-pool
+ * lends another node's block only once none is left to claim, and the
+ * overlay routes that block to the other node, never to this one.
+ */
+async function checkOwnBlock(c: HybridConf, subnet: HybridSubnet, ip: string): Promise<void> {
+  const { blockOf, blockPath, networkKey } = await import("../ipam/pool/objects.ts");
+  const { parseIpAddr } = await import("../ipaddr/ip.ts");
+  const { kubeCniError } = await import("../kube/errors.ts");
+  const addr = parseIpAddr(ip);
+  if (!addr) throw new CniError(ErrorCode.Internal, `hydra-pool gave no usable address (${ip})`);
+  const client = await connect(c);
+  try {
+    const { name } = blockOf(networkKey(subnet.name), addr);
+    const block = await client.get<AddressBlock>(blockPath(name)).catch((err) => {
+      throw kubeCniError(err, "hydra-hybrid: reading the address's block");
+    });
+    if (block.spec.node === c.nodeName) return;
+    throw new CniError(
+      ErrorCode.TryAgainLater,
+      `hydra-hybrid: subnet ${subnet.name} has no /28 block left for node ${c.nodeName} ` +
+        `(${ip} is in node ${block.spec.node || "(none)"}'s block ${block.spec.cidr}, which the ` +
+        `overlay carries there); widen the subnet or free addresses`,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** The delegate conf for this pod, as the network's model gives it. */
+function delegateFor(
+  c: HybridConf,
+  args: CmdArgs,
+  f: Facts,
+  place: PodPlacement,
+  gateway?: string,
+): NetConf {
   const conf = hybridDelegate(f.net, place, f.node.address, {
     plugins: "hydra",
     dataDir: c.dataDir,
     defaultRoute: c.defaultRoute,
     extraRoutes: c.extraRoutes,
-    poolOptions: {
-      nodeName: c.nodeName,
-      ...(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {}),
-    },
+    poolOptions: poolOptions(c),
+    nodeGateway: gateway,
   });
   // The delegate speaks the runtime's version under the network's name: every NAD of the
   // network on this node then shares one address store over the node's blocks.
@@ -203,13 +297,23 @@ async function readRecord(path: string): Promise<NetConf | undefined> {
 async function add(args: CmdArgs): Promise<AnyResult> {
   const c = readConf(args);
   const path = recordPath(c, args);
-  const conf = delegateFor(c, args, await readFacts(c, args));
+  const facts = await readFacts(c, args);
+  const place = placementFor(c, facts);
+  const overlayPool = place.subnet.kind === "overlay" && place.subnet.pool;
+  const gateway = overlayPool ? await nodeGateway(c, args, facts, place) : undefined;
+  const conf = delegateFor(c, args, facts, place, gateway);
   await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true, mode: 0o700 });
   // Recorded first: a crash during the delegate's ADD leaves what DEL needs to undo it.
   await writeFileAtomic(path, JSON.stringify(conf), 0o600);
   try {
     const result = await invoke(args, conf, "ADD");
     if (!result) throw new CniError(ErrorCode.Internal, `${conf.type} returned no result`);
+    // Pods of a pool subnet see the whole subnet on their link; the node answers for the rest.
+    if (overlayPool) {
+      const ip = (result as { ips?: { address: string }[] }).ips?.[0]?.address ?? "";
+      await checkOwnBlock(c, place.subnet, ip.split("/")[0]);
+      enableProxyArp(String(conf.bridge));
+    }
     return result;
   } catch (err) {
     await invoke(args, conf, "DEL").catch(() => undefined);
