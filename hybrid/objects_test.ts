@@ -78,3 +78,19 @@ Deno.test("controller: pod addresses from network-status; finished pods and brok
     ["10.250.1.2"],
   );
 });
+
+Deno.test("objects: a pool-backed subnet stays one through the objects, of either kind", () => {
+  const ev = evaluate([network], [
+    subnet("ovp", "2026-01-01T00:00:00Z", { kind: "overlay", cidr: "10.251.0.0/16", pool: true }),
+    subnet("fab", "2026-01-01T00:00:01Z", {
+      kind: "underlay",
+      cidr: "192.168.50.0/24",
+      gateway: "192.168.50.1",
+      pool: true,
+    }),
+  ], []);
+  assert.deepEqual(
+    ev.accepted[0].subnets.map((s) => [s.name, s.kind, s.pool, s.blockSize]),
+    [["ovp", "overlay", true, 28], ["fab", "underlay", true, 28]],
+  );
+});

@@ -118,6 +118,7 @@ function rawSubnet(s: HybridSubnet): Record<string, unknown> {
   if (s.start) raw.start = s.start;
   if (s.end) raw.end = s.end;
   if (s.excludes.length) raw.excludes = s.excludes;
+  if (s.pool) raw.pool = true;
   return raw;
 }
 
