@@ -4,7 +4,13 @@ import { HybridConfigError, KIND_ANNOTATION, parseHybridNetwork } from "../hybri
 import { hybridNode } from "../hybridnet/node.ts";
 import { planHybrid } from "./plan.ts";
 import { withPoolBlocks } from "./pool.ts";
-import { gatewayConf, gatewaySandbox, isNodeGateway } from "../hybridnet/gateway.ts";
+import {
+  GATEWAY_IFNAME,
+  gatewayConf,
+  gatewaySandbox,
+  isNodeGateway,
+} from "../hybridnet/gateway.ts";
+import { gatewayOwner, isReservedSandbox } from "../ipam/pool/node_owned.ts";
 import { node, RAW_NET } from "./testdata.ts";
 
 const raw = structuredClone(RAW_NET) as { subnets: Record<string, unknown>[] };
@@ -78,6 +84,18 @@ Deno.test("pool: an overlay pod's IPAM is hydra-pool over the whole subnet, its 
   assert.ok(
     !isNodeGateway({ containerID: "hydra-hybrid-gateway-x", interface: "gateway", pod: "a/b" }),
   );
+});
+
+Deno.test("pool: the reclaim controller and hydra-pool know the gateway the plugin records", () => {
+  // What hydra-pool records for the plugin's gateway ADD (no pod; the node that ran it).
+  const recorded = {
+    source: "pod" as const,
+    containerID: gatewaySandbox("node1"),
+    interface: GATEWAY_IFNAME,
+    node: "node1",
+  };
+  assert.equal(gatewayOwner(recorded), "node1");
+  assert.ok(isReservedSandbox(gatewaySandbox("node1")));
 });
 
 Deno.test("pool: overlay blocks claimed in the pool are routed to their node through the overlay", () => {

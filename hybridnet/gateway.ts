@@ -8,9 +8,11 @@
  * - the node itself holds one address of the subnet, allocated from the
  *   pool like a pod's but owned by the node (sandbox
  *   `hydra-hybrid-gateway-<node>`, interface `gateway`, no pod): a retried
- *   ADD gets the same address back, the reclaim controller never frees it
- *   (it frees pods' addresses only), and it lies in a block the node
- *   claimed, which every other node routes to it through the overlay;
+ *   ADD gets the same address back, the reclaim controller frees it only
+ *   once the node object is gone (it recognises the allocation by
+ *   ipam/pool/node_owned.ts, whose names these must equal: checked by
+ *   hybrid/pool_test.ts), and it lies in a block the node claimed, which
+ *   every other node routes to it through the overlay;
  * - the pods get their address with the subnet's prefix and that address
  *   as their gateway; the node's overlay bridge holds it with the same
  *   prefix, so the node reaches every pod on its bridge, whichever block

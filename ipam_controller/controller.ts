@@ -7,6 +7,8 @@
  * - frees what judge.ts says to free, after the API server confirmed the
  *   pod is gone (a watch cache that lags must never free a live pod's
  *   address); StatefulSet holds are marked and aged the same way;
+ * - frees a node's own gateway address (ipam/pool/node_owned.ts) once the
+ *   API server confirms the node is gone, never while it exists;
  * - releases the blocks of deleted nodes (affinity cleared, so any node
  *   takes them over) and deletes those left empty;
  * - records addresses whereabouts still holds in hydra's blocks (a late
@@ -184,11 +186,25 @@ export function startController(opts: ControllerOptions): Controller {
     }
   }
 
+  /** True when the API server says there is no node `name` (a watch cache may lag). */
+  async function nodeGone(name: string): Promise<boolean> {
+    return await client.get(nodePath(name), { timeoutMs: apiTimeoutMs }).then(
+      () => false,
+      (err) => {
+        if (isNotFound(err)) return true;
+        throw err;
+      },
+    );
+  }
+
   /**
-   * True when the API server says the allocation's pod is gone: no pod of
-   * its name, or (unless `byName`) one with another UID.
+   * True when the API server says what the allocation was kept for is gone:
+   * its node (a node's own gateway), else its pod: no pod of its name, or
+   * (unless `byName`) one with another UID.
    */
-  async function confirmedGone(a: Allocation, byName: boolean): Promise<boolean> {
+  async function confirmedGone(a: Allocation, check: "uid" | "name" | "node"): Promise<boolean> {
+    if (check === "node") return a.node ? await nodeGone(a.node) : false;
+    const byName = check === "name";
     if (!a.pod || a.pod.indexOf("/") <= 0) return true;
     const p = await livePod(a.pod);
     if (!p) return true;
@@ -196,11 +212,12 @@ export function startController(opts: ControllerOptions): Controller {
     return p.uid !== a.podUID;
   }
 
-  /** Whether a verdict rests on a pod being gone, and how to ask (by UID or by name). */
-  function absenceCheck(a: Allocation, v: Verdict): "uid" | "name" | undefined {
+  /** Whether a verdict rests on a pod or node being gone, and how to ask (UID, name, node). */
+  function absenceCheck(a: Allocation, v: Verdict): "uid" | "name" | "node" | undefined {
     if (v.action === "keep") return undefined;
     if (v.action === "update") return a.releasedAt ? undefined : "uid";
     if (v.reason === "superseded") return undefined;
+    if (v.reason === "node-gone") return "node";
     return v.reason === "pod-gone" ? "uid" : "name";
   }
 
@@ -238,6 +255,7 @@ export function startController(opts: ControllerOptions): Controller {
         const t = newest.get(twinKey(a));
         return t && Date.parse(t) > Date.parse(a.time) ? t : undefined;
       },
+      nodeExists: (name) => nodes.get(undefined, name) !== undefined,
     };
   }
 
@@ -273,7 +291,7 @@ export function startController(opts: ControllerOptions): Controller {
     for (const [offset, v] of verdicts) {
       const a = b.allocations.get(offset)!;
       const check = absenceCheck(a, v);
-      if (v.action === "keep" || (check && !(await confirmedGone(a, check === "name")))) continue;
+      if (v.action === "keep" || (check && !(await confirmedGone(a, check)))) continue;
       if (v.action === "update") {
         draft.allocations.set(offset, v.allocation);
         updated++;
@@ -291,6 +309,7 @@ export function startController(opts: ControllerOptions): Controller {
         log.info("address reclaimed", {
           ip: a.ip,
           pod: a.pod,
+          ...(why === "node-gone" ? { node: a.node } : {}),
           podUID: a.podUID,
           reason: why,
           block: b.name,
@@ -366,15 +385,7 @@ export function startController(opts: ControllerOptions): Controller {
         [o, judge(a, f, judgeOpts)] as [number, Verdict]
       );
       let orphan = false;
-      if (b.node !== "" && !nodes.get(undefined, b.node)) {
-        orphan = await client.get(nodePath(b.node), { timeoutMs: apiTimeoutMs }).then(
-          () => false,
-          (err) => {
-            if (isNotFound(err)) return true;
-            throw err;
-          },
-        );
-      }
+      if (b.node !== "" && !nodes.get(undefined, b.node)) orphan = await nodeGone(b.node);
       if (orphan || verdicts.some(([, v]) => v.action !== "keep")) {
         await reclaimBlock(b, verdicts, orphan);
       }

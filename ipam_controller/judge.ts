@@ -16,13 +16,16 @@
  *   sandbox was replaced), the older is freed once it is `graceMs` older
  *   than the newer;
  * - an address whereabouts held is freed once its pod is gone;
- * - nothing younger than `graceMs` is touched, nor anything allocated for
- *   no pod at all (a runtime outside Kubernetes): only its DEL frees it.
+ * - a node's own gateway address (ipam/pool/node_owned.ts) is freed once
+ *   its node is gone, never while the node exists, pods or none;
+ * - nothing younger than `graceMs` is touched, nor anything else allocated
+ *   for no pod at all (a runtime outside Kubernetes): only its DEL frees it.
  *
  * @module
  */
 
 import type { Allocation } from "../ipam/pool/objects.ts";
+import { gatewayOwner } from "../ipam/pool/node_owned.ts";
 
 /** What is known of a pod. */
 export interface PodFacts {
@@ -41,6 +44,8 @@ export interface Facts {
   statefulSetWants(namespace: string, name: string, ordinal: number): boolean;
   /** Set when a later allocation of the same pod, pool and interface exists (its time). */
   newerTwin(a: Allocation): string | undefined;
+  /** The node of this name exists. */
+  nodeExists(name: string): boolean;
 }
 
 /** Options of {@link judge}. */
@@ -57,7 +62,12 @@ export type Verdict =
   | { action: "keep" }
   | {
     action: "free";
-    reason: "pod-gone" | "sts-hold-expired" | "superseded" | "whereabouts-pod-gone";
+    reason:
+      | "pod-gone"
+      | "sts-hold-expired"
+      | "superseded"
+      | "whereabouts-pod-gone"
+      | "node-gone";
   }
   | { action: "update"; allocation: Allocation; why: string };
 
@@ -117,7 +127,12 @@ function judgeSticky(a: Allocation, f: Facts, o: JudgeOptions): Verdict {
 
 /** Judges one allocation (see the module text). */
 export function judge(a: Allocation, f: Facts, o: JudgeOptions): Verdict {
-  if (age(a, o.now) < o.graceMs || !a.pod) return KEEP;
+  if (age(a, o.now) < o.graceMs) return KEEP;
+  const node = gatewayOwner(a);
+  if (node !== undefined) {
+    return f.nodeExists(node) ? KEEP : { action: "free", reason: "node-gone" };
+  }
+  if (!a.pod) return KEEP;
   if (a.source === "whereabouts") {
     return f.podNamed(a.pod) ? KEEP : { action: "free", reason: "whereabouts-pod-gone" };
   }

@@ -12,6 +12,7 @@ function facts(over: Partial<Facts> = {}): Facts {
     podNamed: () => undefined,
     statefulSetWants: () => false,
     newerTwin: () => undefined,
+    nodeExists: () => false,
     ...over,
   };
 }
@@ -110,4 +111,32 @@ Deno.test("ordinals are read from the pod name", () => {
   assert.equal(ordinalOf("web-01", "web"), undefined);
   assert.equal(ordinalOf("webx-1", "web"), undefined);
   assert.equal(ordinalOf("web-a", "web"), undefined);
+});
+
+const gateway = (extra: Partial<Allocation> = {}): Allocation => ({
+  ip: "10.0.0.9",
+  pool: "p",
+  source: "pod",
+  containerID: "hydra-hybrid-gateway-node1",
+  interface: "gateway",
+  node: "node1",
+  time: ago(120),
+  ...extra,
+});
+
+Deno.test("a node's gateway is kept while its node exists (pods or none), freed once it is gone", () => {
+  const live = facts({ nodeExists: (n) => n === "node1" });
+  assert.deepEqual(judge(gateway(), live, OPTS), { action: "keep" });
+  assert.deepEqual(judge(gateway(), facts(), OPTS), { action: "free", reason: "node-gone" });
+  assert.deepEqual(judge(gateway({ time: ago(5) }), facts(), OPTS), { action: "keep" });
+});
+
+Deno.test("only a true node gateway is judged by its node: lookalikes stay pods' or no one's", () => {
+  // A pod named like the sandbox is a pod: judged by its UID, never by the node.
+  const lookalike = gateway({ pod: "ns/hydra-hybrid-gateway-node1", podUID: "u9" });
+  const podLives = facts({ podWithUid: (u) => u === "u9" });
+  assert.deepEqual(judge(lookalike, podLives, OPTS), { action: "keep" });
+  // The sandbox of another node than the one that allocated it: an allocation for no pod, kept.
+  assert.deepEqual(judge(gateway({ node: "node2" }), facts(), OPTS), { action: "keep" });
+  assert.deepEqual(judge(gateway({ interface: "net1" }), facts(), OPTS), { action: "keep" });
 });

@@ -23,11 +23,19 @@ import type { Pod } from "../../kube/objects.ts";
 import { formatIpAddr, type IpAddr, parseIpAddrOrCidr } from "../../ipaddr/ip.ts";
 import type { AllocationRequest } from "./allocator.ts";
 import { PoolExhaustedError } from "./errors.ts";
-import { type Access, loadAccess, loadPoolConfig, type PodRef, type PoolConfig } from "./config.ts";
+import {
+  type Access,
+  loadAccess,
+  loadPoolConfig,
+  type PodRef,
+  podRefOf,
+  type PoolConfig,
+} from "./config.ts";
 import { enforceIpamShape } from "../config.ts";
 import { POOL_SHAPE } from "../schemas.ts";
 import { type PoolContext, poolContext } from "./host.ts";
 import { networkKey } from "./objects.ts";
+import { isReservedSandbox } from "./node_owned.ts";
 import { ensurePools } from "./pools.ts";
 import {
   ApiUnavailableError,
@@ -218,9 +226,24 @@ async function allocateHere(args: CmdArgs, cfg: PoolConfig): Promise<IpAddr[]> {
   }
 }
 
+/**
+ * Refuses a pod's invocation under a sandbox id reserved for a node's own
+ * allocation (see node_owned.ts): it must never take over, nor free, the
+ * node's gateway, which the reclaim controller judges by the node alone.
+ */
+function refuseReservedSandbox(args: CmdArgs, pod: PodRef | undefined): void {
+  if (!pod || !isReservedSandbox(args.containerId)) return;
+  throw new CniError(
+    ErrorCode.InvalidNetworkConfig,
+    `hydra-pool: sandbox id ${args.containerId} is reserved for a node's own address; ` +
+      `pod ${pod.namespace}/${pod.name} cannot use it`,
+  );
+}
+
 async function add(args: CmdArgs): Promise<AnyResult> {
   enforceIpamShape(args, POOL_SHAPE);
   const cfg = loadPoolConfig(args);
+  refuseReservedSandbox(args, cfg.pod);
   const handed = await viaDaemon(args);
   if (handed?.result) return handed.result;
   const ips = await allocateHere(args, cfg);
@@ -254,6 +277,7 @@ function networkOf(args: CmdArgs): string {
 
 async function del(args: CmdArgs): Promise<void> {
   const access = loadAccess(args);
+  refuseReservedSandbox(args, podRefOf(args.args));
   if (await viaDaemon(args)) return;
   const ctx = await poolContext(access).catch((err) => {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `hydra-pool: ${(err as Error).message}`);

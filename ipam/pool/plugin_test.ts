@@ -50,3 +50,25 @@ Deno.test("hydra-pool ADD: whereabouts' addresses warn with what to do; a wrong 
   assert.equal(warnings.length, 1, warnings.join("\n"));
   assert.match(warnings[0], /"ipam\.addresses" is not supported: .*network selection \("ips"\)/);
 });
+
+Deno.test("hydra-pool ADD and DEL: a pod cannot use a node's reserved sandbox id (error 7, before any API call)", async () => {
+  const pod = "IgnoreUnknown=true;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=hydra-hybrid-gateway-node1";
+  for (const command of ["ADD", "DEL"] as const) {
+    const a = {
+      ...args({ type: "hydra-pool", range: "10.9.0.0/24" }, []),
+      command,
+      containerId: "hydra-hybrid-gateway-node1",
+      ifName: "gateway",
+      args: pod,
+    };
+    await assert.rejects(command === "ADD" ? plugin.add(a) : plugin.del(a), (e) => {
+      assert.ok(e instanceof CniError, String(e));
+      assert.equal(e.code, 7, e.message);
+      assert.match(
+        e.message,
+        /reserved for a node's own address; pod ns1\/hydra-hybrid-gateway-node1/,
+      );
+      return true;
+    });
+  }
+});
