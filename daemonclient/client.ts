@@ -12,6 +12,7 @@
  * @module
  */
 
+import { untilCancelled } from "../cni/errors.ts";
 import type { KubeClient, KubeList } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
 import { type DaemonRequest, type DaemonResponse, encodeLine, lineSplitter } from "./protocol.ts";
@@ -36,12 +37,6 @@ export class DaemonUnavailableError extends Error {
     super(message);
     this.name = "DaemonUnavailableError";
   }
-}
-
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
-  });
 }
 
 /** The daemon's own in-process connection, in the daemon's process. */
@@ -106,16 +101,14 @@ export async function connectNodeDaemon(path: string): Promise<DaemonConnection 
       if (broken) throw new DaemonUnavailableError(`connection to daemon at ${path} is closed`);
       // Clamped to what a timer holds: a longer wait would end at once.
       const signal = AbortSignal.timeout(Math.min(Math.max(1, Math.round(timeoutMs)), MAX_WAIT_MS));
-      const reading = (async () => {
-        await conn.write(encodeLine(req));
-        return await readLine();
-      })();
       try {
-        const line = await Promise.race([reading, aborted(signal)]);
+        const line = await untilCancelled(async () => {
+          await conn.write(encodeLine(req));
+          return await readLine();
+        }, signal);
         return JSON.parse(line) as DaemonResponse;
       } catch (err) {
         // Whatever was in flight is now out of step with the answers: drop the connection.
-        reading.catch(() => {});
         close();
         if (signal.aborted) {
           throw new DaemonUnavailableError(
