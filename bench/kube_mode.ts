@@ -14,7 +14,10 @@
  * - `hydra_direct_reference` / `hydra_daemon_reference`: hydra asking the
  *   API server itself / through `hydra daemon`, same reference delegates;
  * - `hydra_direct_builtin` / `hydra_daemon_builtin`: the same with
- *   hydra-bridge + hydra-ipam run in-process.
+ *   hydra-bridge + hydra-ipam run in-process;
+ * - `delegates_alone_reference` / `alone_daemonexec_builtin`: no
+ *   meta-plugin, one exec per network of the reference bridge + host-local
+ *   / of hydra-bridge + hydra-ipam with `daemonExec`, handed to the daemon.
  *
  * Every process runs in a node network namespace that reaches the API
  * server through a veth pair (kernel forwarding only), the daemon too. Cases take turns pod by pod so load changes hit them alike.
@@ -212,8 +215,10 @@ try {
   await Deno.mkdir(nodeConfDir);
   const execCases = cases.filter((c) => c.key.includes("daemonexec"));
   for (const c of execCases) {
-    const conf = JSON.parse(new TextDecoder().decode(c.config));
-    await Deno.writeTextFile(`${nodeConfDir}/${conf.name}.conf`, JSON.stringify(conf));
+    for (const config of c.alone ? c.alone.map((s) => s.config) : [c.config]) {
+      const conf = JSON.parse(new TextDecoder().decode(config));
+      await Deno.writeTextFile(`${nodeConfDir}/${conf.name}.conf`, JSON.stringify(conf));
+    }
   }
 
   if (cases.some((c) => c.key.includes("daemon"))) {
@@ -394,7 +399,8 @@ try {
     const ran = Number(
       pick(/^hydra_daemon_requests_total\{op="cni",result="ok"\} /)[0]?.split(" ")[1] ?? 0,
     );
-    const expected = execCases.length * 2 * (WARMUP + PODS + (haveGnuTime() ? RSS_PODS : 0));
+    const perPod = execCases.reduce((n, c) => n + 2 * (c.alone?.length ?? 1), 0);
+    const expected = perPod * (WARMUP + PODS + (haveGnuTime() ? RSS_PODS : 0));
     if (ran < expected) {
       throw new Error(`only ${ran} of ${expected} daemonExec invocations ran in the daemon`);
     }
@@ -429,6 +435,22 @@ try {
       )
     )
     : [];
+  // hydra's plugins exec'd alone, handing their invocations to the daemon: at most 1.5 × the
+  // reference plugins exec'd alone on the same networks.
+  const aloneReport = report.alone_daemonexec_builtin as
+    | { addDelMs: ReturnType<typeof summarize> }
+    | undefined;
+  const refAlone = report.delegates_alone_reference as
+    | { addDelMs: ReturnType<typeof summarize> }
+    | undefined;
+  if (aloneReport && refAlone) {
+    targets.push(judge(
+      "alone_daemonexec_builtin ≤ 1.5 × delegates_alone_reference (ADD+DEL median)",
+      { label: "alone_daemonexec_builtin", summary: aloneReport.addDelMs },
+      { label: "delegates_alone_reference", summary: refAlone.addDelMs },
+      1.5,
+    ));
+  }
   // Against Multus thick: the daemon with built-ins at most half, with the reference plugins at most
   // as much.
   const thickReport = report.multus_thick_reference as

@@ -63,6 +63,23 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
       })),
     },
     {
+      key: "alone_daemonexec_builtin",
+      description:
+        "no meta-plugin: hydra-bridge + hydra-ipam exec'd once per network as a runtime execs a " +
+        "network's own plugin (ADD ×3, DEL ×3), each conf asking for daemonExec, so each exec " +
+        "hands its invocation to hydra daemon; beside delegates_alone_reference",
+      exe: `${ctx.hydraBin}/hydra-bridge`,
+      path: [ctx.hydraBin],
+      delegates: "builtin",
+      config: new Uint8Array(),
+      alone: ctx.netConfs.builtin.map((conf, i) => ({
+        config: encoder.encode(
+          JSON.stringify({ ...conf, daemonExec: true, daemonSocket: ctx.daemonSocket }),
+        ),
+        ifName: i === 0 ? "eth0" : `net${i}`,
+      })),
+    },
+    {
       key: "multus_thin_reference",
       description:
         `Multus thin ${ctx.multusVersion} with a kubeconfig, exec'ing the reference bridge + host-local`,

@@ -3,8 +3,10 @@
  * an exec'd shim (a `cni` request, see daemonclient/protocol.ts), and only
  * what the node's own configuration says.
  *
- * - The plugin: only a type this daemon knows how to run (today the
- *   meta-CNI, "hydra"), in-process, with hydra's built-ins; other delegates
+ * - The plugin: only a type this daemon knows how to run (the meta-CNI,
+ *   "hydra", and the built-in interface plugins of STANDALONE_PLUGINS when
+ *   a runtime execs them on their own), in-process, with hydra's built-ins;
+ *   other delegates
  *   are exec'd from the daemon's own plugin folders (`--cni-bin-dir` and
  *   the conf's `binDir`), never from a path the caller names.
  * - The conf: the network the caller names, read by the daemon from the
@@ -34,6 +36,7 @@ import {
   confDigest,
   type DaemonResponse,
   POOL_PLUGIN,
+  STANDALONE_PLUGINS,
 } from "../daemonclient/protocol.ts";
 import { type NodeConf, nodeConfs } from "./node_confs.ts";
 import type { CniExecutor } from "./node_server.ts";
@@ -51,7 +54,33 @@ export interface CniExecOptions {
 const RUNNABLE: Record<string, () => Promise<Plugin>> = {
   // The daemon runs what it is handed itself: its meta-CNI never forwards.
   hydra: async () => (await import("../engine/meta.ts")).createMetaPlugin({ forward: false }),
+  ...Object.fromEntries(
+    [...STANDALONE_PLUGINS].map((type) => [type, () => loadStandalone(type)]),
+  ),
 };
+
+async function loadStandalone(type: string): Promise<Plugin> {
+  const { loadBuiltin } = await import("../engine/builtins.ts");
+  return await batchingDel(await loadBuiltin(type)!);
+}
+
+/**
+ * Why a standalone plugin's request is not the daemon's to run, or
+ * undefined: it is handed no previous result, so it runs an ADD only as
+ * the first plugin of its list, and never a CHECK (the exec'd side keeps
+ * those; this guards against a caller that does not).
+ */
+function standaloneRefusal(req: CniRequest, found: NodeConf): DaemonResponse | undefined {
+  if (!STANDALONE_PLUGINS.has(req.plugin)) return undefined;
+  if (req.command === "CHECK" || (req.command === "ADD" && found.index > 0)) {
+    return refusal(
+      400,
+      "BadRequest",
+      `a ${req.command} of ${req.plugin} needs the previous result; it runs in the exec'd plugin`,
+    );
+  }
+  return undefined;
+}
 
 function refusal(status: number, reason: string, message: string): DaemonResponse {
   return { ok: false, status, reason, message };
@@ -121,6 +150,8 @@ export function createCniExecutor(opts: CniExecOptions): CniExecutor {
     if (req.netns !== "" && isOwnNetns(req.netns)) {
       return refusal(400, "BadRequest", `"netns" is the daemon's own network namespace`);
     }
+    const chained = standaloneRefusal(req, found);
+    if (chained) return chained;
     let plugin = plugins.get(req.plugin);
     if (!plugin) plugins.set(req.plugin, plugin = load());
     // The plugin path is loaded on the first invocation: a daemon never asked does not carry it.
@@ -144,6 +175,34 @@ export function createCniExecutor(opts: CniExecOptions): CniExecutor {
       signal,
     );
     return { ok: true, body };
+  };
+}
+
+/**
+ * `plugin` with its DEL inside a removal batch of its own, as the meta-CNI
+ * runs its delegates' (engine/run.ts): the pod's link is brought down and
+ * renamed away, the DEL answers, and the daemon deletes it right after
+ * (see plugins/link_batch.ts). A link the kernel would not delete fails
+ * the DEL.
+ */
+async function batchingDel(plugin: Plugin): Promise<Plugin> {
+  const { openRemovalBatch, closeRemovalBatch } = await import("../plugins/link_batch.ts");
+  return {
+    kind: plugin.kind,
+    supportedVersions: plugin.supportedVersions,
+    add: (args) => plugin.add(args),
+    check: (args) => plugin.check(args),
+    async del(args) {
+      const batch = openRemovalBatch(args.containerId, args.netns);
+      try {
+        await plugin.del(args);
+      } catch (err) {
+        await closeRemovalBatch(batch);
+        throw err;
+      }
+      const failures = await closeRemovalBatch(batch);
+      if (failures.length) throw failures[0].error;
+    },
   };
 }
 

@@ -42,6 +42,7 @@ import {
   DEFAULT_DAEMON_SOCKET,
   POOL_PLUGIN,
   RUN_LOCALLY_REASONS,
+  STANDALONE_PLUGINS,
 } from "./protocol.ts";
 
 /** What the exec prints on stdout and the status it exits with. */
@@ -179,6 +180,24 @@ export async function execViaDaemon(
   const target = daemonExecTarget(env, stdin);
   if (!target) return undefined;
   return await forwardInvocation(env, target);
+}
+
+/**
+ * {@link execViaDaemon} for a built-in interface plugin exec'd on its own
+ * (`name`, one of STANDALONE_PLUGINS, whose conf asks for `daemonExec`):
+ * an ADD without `prevResult` or a DEL is handed over; a CHECK, a chained
+ * ADD, or a conf of another type runs here.
+ */
+export async function standaloneViaDaemon(
+  env: EnvLookup,
+  stdin: Uint8Array,
+  name: string,
+): Promise<ShimOutput | undefined> {
+  if (!STANDALONE_PLUGINS.has(name)) return undefined;
+  const target = daemonExecTarget(env, stdin);
+  if (!target || target.config.type !== name || target.command === "CHECK") return undefined;
+  if (target.command === "ADD" && target.config.prevResult !== undefined) return undefined;
+  return await forwardInvocation(env, target, name);
 }
 
 /**

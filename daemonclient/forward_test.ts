@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { daemonExecTarget, execViaDaemon } from "./forward.ts";
+import { daemonExecTarget, execViaDaemon, standaloneViaDaemon } from "./forward.ts";
 import { confDigest } from "./protocol.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
 
@@ -263,4 +263,36 @@ Deno.test("a daemon that will not run the invocation leaves it to the plugin pat
       },
     );
   }
+});
+
+Deno.test("a built-in plugin exec'd on its own hands over its ADD and DEL, never a CHECK or a chained ADD", async () => {
+  await withStubDaemon(
+    () => ({ ok: true, body: { stdout: "", code: 0 } }),
+    async (socket, reqs) => {
+      const bridge = (extra: Record<string, unknown> = {}) =>
+        enc(conf(socket, { type: "hydra-bridge", ...extra }));
+      const del = envOf(DEL_ENV);
+      assert.deepEqual(await standaloneViaDaemon(del, bridge(), "hydra-bridge"), {
+        stdout: "",
+        code: 0,
+      });
+      assert.equal(reqs.at(-1)?.plugin, "hydra-bridge");
+      const asked = reqs.length;
+      const add = envOf({ ...DEL_ENV, CNI_COMMAND: "ADD" });
+      const check = envOf({ ...DEL_ENV, CNI_COMMAND: "CHECK" });
+      const prevResult = { cniVersion: "1.0.0", interfaces: [], ips: [] };
+      for (
+        const [env, stdin, name] of [
+          [check, bridge({ prevResult }), "hydra-bridge"],
+          [add, bridge({ prevResult }), "hydra-bridge"],
+          [add, bridge(), "hydra-macvlan"], // not the conf's type
+          [add, bridge({ type: "hydra-tuning" }), "hydra-tuning"], // not a standalone plugin
+          [add, bridge({ daemonExec: false }), "hydra-bridge"],
+        ] as const
+      ) {
+        assert.equal(await standaloneViaDaemon(env, stdin, name), undefined);
+      }
+      assert.equal(reqs.length, asked, "none of those reached the daemon");
+    },
+  );
 });

@@ -67,6 +67,22 @@ export interface PingRequest {
 /** The cluster-IPAM plugin a `cni` request may name beside the meta-CNI. */
 export const POOL_PLUGIN = "hydra-pool";
 
+/**
+ * Built-in interface plugins a runtime may exec on their own (the first
+ * plugin of a network's list) whose `daemonExec` invocations the daemon
+ * runs, as it runs the meta-CNI's. Only ADD and DEL are handed over, and an
+ * ADD only when it carries no `prevResult`: the daemon runs the node's copy
+ * of the conf and is never handed a previous plugin's result, so a CHECK
+ * (which compares against one) or an ADD chained after another plugin runs
+ * in the exec'd process.
+ */
+export const STANDALONE_PLUGINS: ReadonlySet<string> = new Set([
+  "hydra-bridge",
+  "hydra-macvlan",
+  "hydra-vxlan",
+  "hydra-host-device",
+]);
+
 /** The commands a caller may hand to the daemon: the attachment commands, nothing else. */
 export type CniCommand = "ADD" | "DEL" | "CHECK";
 

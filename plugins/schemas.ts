@@ -22,6 +22,17 @@ const MASQ_KEYS: Readonly<Record<string, KeySpec>> = {
   ipMasqBackend: { type: "string", values: ["iptables", "nftables"] },
 };
 
+/**
+ * Handing the invocation to the node daemon (docs/node-daemon.md), which
+ * the exec'd side reads before the plugin runs: hydra's own keys, which
+ * the reference twins ignore.
+ */
+const DAEMON_EXEC_KEYS: Readonly<Record<string, KeySpec>> = {
+  daemonExec: BOOL,
+  daemonExecTimeout: { type: "number" },
+  daemonSocket: STRING,
+};
+
 /** The bridge-side keys hydra-bridge and hydra-vxlan share. */
 const BRIDGE_SIDE_KEYS: Readonly<Record<string, KeySpec>> = {
   bridge: STRING,
@@ -36,6 +47,7 @@ const BRIDGE_SIDE_KEYS: Readonly<Record<string, KeySpec>> = {
   enabledad: BOOL,
   disableContainerInterface: BOOL,
   portIsolation: BOOL,
+  ...DAEMON_EXEC_KEYS,
 };
 
 const VLAN_TRUNK: KeySpec = {
@@ -79,6 +91,7 @@ export const MACVLAN_SHAPE: Shape = extendShape(PLUGIN_KEYS, "macvlan config", {
   mac: STRING,
   linkInContainer: BOOL,
   bcqueuelen: INT,
+  ...DAEMON_EXEC_KEYS,
 });
 
 /** hydra-host-device (and the reference host-device). */
@@ -87,6 +100,7 @@ export const HOST_DEVICE_SHAPE: Shape = extendShape(PLUGIN_KEYS, "host-device co
   hwaddr: STRING,
   kernelpath: STRING,
   pciBusID: STRING,
+  ...DAEMON_EXEC_KEYS,
 });
 
 /** hydra-tuning (and the reference tuning). */
