@@ -481,7 +481,7 @@ try {
         secondaryNetworks: 2,
         kubernetes: pinned.KUBERNETES_VERSION,
         multus: `${pinned.MULTUS_VERSION} thin (cmd/multus, built by tests/infra/build-peers.sh)`,
-        referencePlugins: `${pinned.CNI_PLUGINS_VERSION} (${referenceBin})`,
+        referencePlugins: `${pinned.CNI_PLUGINS_VERSION} (built from the Go module by tests/infra)`,
         launcher: (await bundleIsFresh())
           ? "bin/hydra running the single-file CNI build"
           : "bin/hydra running main.ts (CNI build stale or missing)",
