@@ -17,6 +17,11 @@
  *   build) rather than the image's compiled executable.
  * - `hydra_nri`: `hydra nri serve` as deploy/hydra-nri.yaml runs it, beside
  *   the default network, attaching the two NADs.
+ * - `hydra_nri_builtin`: the same with the two NADs naming hydra's
+ *   built-ins (hydra-bridge + hydra-ipam, same bridges and subnets), which
+ *   the NRI plugin runs in its process instead of exec'ing. containerd
+ *   calls NRI plugins under one lock for all pods, so what the plugin spends
+ *   per pod in RunPodSandbox is paid in turn by every pod of a burst.
  *
  * @module
  */
@@ -41,6 +46,7 @@ export const ARM_NAMES = [
   "multus_thin",
   "hydra_meta",
   "hydra_nri",
+  "hydra_nri_builtin",
 ] as const;
 export type ArmName = typeof ARM_NAMES[number];
 
@@ -94,22 +100,32 @@ function octet(): number {
   return 1 + crypto.getRandomValues(new Uint8Array(1))[0] % 250;
 }
 
-/** A reference bridge + host-local network on a bridge of its own. */
-function bridgeConf(name: string, bridge: string, subnet: string, ipamDir: string, gw = false) {
+/**
+ * A reference bridge + host-local network on a bridge of its own, or with
+ * `builtin` hydra-bridge + hydra-ipam (same keys, same state folder).
+ */
+function bridgeConf(
+  name: string,
+  bridge: string,
+  subnet: string,
+  ipamDir: string,
+  gw = false,
+  builtin = false,
+) {
   return {
     cniVersion: "1.0.0",
     name,
-    type: "bridge",
+    type: builtin ? "hydra-bridge" : "bridge",
     bridge,
     ...(gw ? { isGateway: true } : {}),
-    ipam: { type: "host-local", ranges: [[{ subnet }]], dataDir: ipamDir },
+    ipam: { type: builtin ? "hydra-ipam" : "host-local", ranges: [[{ subnet }]], dataDir: ipamDir },
   };
 }
 
 /** The namespace, both NADs, the default conf and the node account, common to every arm. */
 async function prepareCommon(cp: ControlPlane, arm: ArmName, dir: string): Promise<ArmContext> {
   const id = dir.slice(-6).replace(/[^a-z0-9]/gi, "").toLowerCase();
-  const ns = `ps-${arm.replace("_", "-")}-${id}`;
+  const ns = `ps-${arm.replaceAll("_", "-")}-${id}`;
   await cp.createNamespace(ns);
   const confDir = join(dir, "net.d");
   const ipamDir = join(dir, "ipam");
@@ -131,7 +147,18 @@ async function prepareCommon(cp: ControlPlane, arm: ArmName, dir: string): Promi
         apiVersion: "k8s.cni.cncf.io/v1",
         kind: "NetworkAttachmentDefinition",
         metadata: { name: color, namespace: ns },
-        spec: { config: JSON.stringify(bridgeConf(color, `ps${color[0]}${id}`, subnet, ipamDir)) },
+        spec: {
+          config: JSON.stringify(
+            bridgeConf(
+              color,
+              `ps${color[0]}${id}`,
+              subnet,
+              ipamDir,
+              false,
+              arm === "hydra_nri_builtin",
+            ),
+          ),
+        },
       },
     );
   }
@@ -360,35 +387,44 @@ export const ARMS: Record<ArmName, ArmSpec> = {
       "reference delegates",
     statusEntries: 2,
     prepare: prepareCommon,
-    async start(ctx, ctd) {
-      const confDir = join(ctx.dir, "nri-confs");
-      await Deno.mkdir(confDir);
-      const args = withFlags(deployedArgs("hydra-nri.yaml", "nri"), {
-        "in-cluster": null,
-        socket: ctd.nriSocket,
-        kubeconfig: ctx.kubeconfig,
-        "conf-dir": confDir,
-        "cache-dir": join(ctx.dir, "nri-cache"),
-        "cni-bin-dir": referencePluginDir(),
-        // The NADs' IPAM state in the run's folder instead of /var/lib/cni.
-        "nad-path-roots": JSON.stringify({ state: [ctx.dir] }),
-        "health-addr": `unix:${join(ctx.dir, "nri-health.sock")}`,
-        "log-level": "warn",
-      });
-      const p = inNode(ctd, "hydra-nri", ctx.dir, [`${HYDRA_BIN}/hydra`, ...args]);
-      const health = { transport: "unix" as const, path: join(ctx.dir, "nri-health.sock") };
-      try {
-        await waitUntil(
-          "hydra nri serve ready",
-          async () =>
-            (await getFromEndpoint(health, "/readyz").catch(() => undefined))?.status === 200,
-          60_000,
-        );
-      } catch (err) {
-        await p.stop();
-        throw err;
-      }
-      return [p];
-    },
+    start: startNri,
+  },
+  hydra_nri_builtin: {
+    description: "hydra nri serve as deploy/hydra-nri.yaml runs it beside the default network, " +
+      "the NADs naming hydra-bridge + hydra-ipam (run in its process)",
+    statusEntries: 2,
+    prepare: prepareCommon,
+    start: startNri,
   },
 };
+
+/** `hydra nri serve` with deploy/hydra-nri.yaml's arguments, this node's paths. */
+async function startNri(ctx: ArmContext, ctd: Containerd): Promise<ArmProcess[]> {
+  const confDir = join(ctx.dir, "nri-confs");
+  await Deno.mkdir(confDir);
+  const args = withFlags(deployedArgs("hydra-nri.yaml", "nri"), {
+    "in-cluster": null,
+    socket: ctd.nriSocket,
+    kubeconfig: ctx.kubeconfig,
+    "conf-dir": confDir,
+    "cache-dir": join(ctx.dir, "nri-cache"),
+    "cni-bin-dir": referencePluginDir(),
+    // The NADs' IPAM state in the run's folder instead of /var/lib/cni.
+    "nad-path-roots": JSON.stringify({ state: [ctx.dir] }),
+    "health-addr": `unix:${join(ctx.dir, "nri-health.sock")}`,
+    "log-level": "warn",
+  });
+  const p = inNode(ctd, "hydra-nri", ctx.dir, [`${HYDRA_BIN}/hydra`, ...args]);
+  const health = { transport: "unix" as const, path: join(ctx.dir, "nri-health.sock") };
+  try {
+    await waitUntil(
+      "hydra nri serve ready",
+      async () => (await getFromEndpoint(health, "/readyz").catch(() => undefined))?.status === 200,
+      60_000,
+    );
+  } catch (err) {
+    await p.stop();
+    throw err;
+  }
+  return [p];
+}
