@@ -13,6 +13,12 @@ cd "$root"
 
 log() { printf '[dev] %s\n' "$*" >&2; }
 
+# Go's own tarball installs into /usr/local/go; a login shell has it on PATH, a bare one may not.
+# The test peers are built with it, and some tests resolve Go modules with it.
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
+
 need_root() {
   if [ "$(id -u)" != 0 ]; then
     echo "hydra creates network namespaces and links: run as root" >&2
