@@ -419,57 +419,34 @@ try {
       cpuSecondsDuringTimedPods: Math.round(thickCpu * 100) / 100,
     }
     : undefined;
-  const multus = report.multus_thin_reference as
-    | { addDelMs: ReturnType<typeof summarize> }
-    | undefined;
-  const targets = multus
-    ? cases.filter((c) => c.key.startsWith("hydra")).map((c) =>
-      judge(
-        `${c.key} ≤ 0.5 × multus_thin_reference (ADD+DEL median)`,
-        {
-          label: c.key,
-          summary: (report[c.key] as { addDelMs: ReturnType<typeof summarize> }).addDelMs,
-        },
-        { label: "multus_thin_reference", summary: multus.addDelMs },
-        0.5,
-      )
-    )
-    : [];
-  // hydra's plugins exec'd alone, handing their invocations to the daemon: at most 1.5 × the
-  // reference plugins exec'd alone on the same networks.
-  const aloneReport = report.alone_daemonexec_builtin as
-    | { addDelMs: ReturnType<typeof summarize> }
-    | undefined;
-  const refAlone = report.delegates_alone_reference as
-    | { addDelMs: ReturnType<typeof summarize> }
-    | undefined;
-  if (aloneReport && refAlone) {
-    targets.push(judge(
-      "alone_daemonexec_builtin ≤ 1.5 × delegates_alone_reference (ADD+DEL median)",
-      { label: "alone_daemonexec_builtin", summary: aloneReport.addDelMs },
-      { label: "delegates_alone_reference", summary: refAlone.addDelMs },
-      1.5,
-    ));
-  }
-  // Against Multus thick: the daemon with built-ins at most half, with the reference plugins at most
-  // as much.
-  const thickReport = report.multus_thick_reference as
-    | { addDelMs: ReturnType<typeof summarize> }
-    | undefined;
-  if (thickReport) {
-    for (const c of cases.filter((c) => c.key.startsWith("hydra_daemon"))) {
-      const limit = c.delegates === "builtin" ? 0.5 : 1.0;
-      targets.push(judge(
-        `${c.key} ≤ ${limit} × multus_thick_reference (ADD+DEL median)`,
-        {
-          label: c.key,
-          summary: (report[c.key] as { addDelMs: ReturnType<typeof summarize> }).addDelMs,
-        },
-        { label: "multus_thick_reference", summary: thickReport.addDelMs },
+  /** A case's ADD+DEL summary; undefined when it did not run. */
+  const addDelOf = (key: string) =>
+    (report[key] as { addDelMs: ReturnType<typeof summarize> } | undefined)?.addDelMs;
+  /** `subject` ≤ `limit` × `baseline` on ADD+DEL medians; none when either did not run. */
+  const ratioTarget = (subject: string, baseline: string, limit: number) => {
+    const s = addDelOf(subject);
+    const b = addDelOf(baseline);
+    return s && b
+      ? [judge(
+        `${subject} ≤ ${limit} × ${baseline} (ADD+DEL median)`,
+        { label: subject, summary: s },
+        { label: baseline, summary: b },
         limit,
-      ));
-    }
-  }
+      )]
+      : [];
+  };
+  const targets = [
+    ...cases.filter((c) => c.key.startsWith("hydra"))
+      .flatMap((c) => ratioTarget(c.key, "multus_thin_reference", 0.5)),
+    // hydra's plugins exec'd alone, handing their invocations to the daemon: at most 1.5 × the
+    // reference plugins exec'd alone on the same networks.
+    ...ratioTarget("alone_daemonexec_builtin", "delegates_alone_reference", 1.5),
+    // Against Multus thick: the daemon with built-ins at most half, with the reference plugins at
+    // most as much.
+    ...cases.filter((c) => c.key.startsWith("hydra_daemon")).flatMap((c) =>
+      ratioTarget(c.key, "multus_thick_reference", c.delegates === "builtin" ? 0.5 : 1.0)
+    ),
+  ];
   console.log(JSON.stringify(
     {
       bench: "kube_mode",
