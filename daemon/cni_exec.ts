@@ -6,9 +6,9 @@
  * - The plugin: only a type this daemon knows how to run (the meta-CNI,
  *   "hydra", and the built-in interface plugins of STANDALONE_PLUGINS when
  *   a runtime execs them on their own), in-process, with hydra's built-ins;
- *   other delegates
- *   are exec'd from the daemon's own plugin folders (`--cni-bin-dir` and
- *   the conf's `binDir`), never from a path the caller names.
+ *   other delegates are exec'd from the daemon's own plugin folders
+ *   (`--cni-bin-dir` and the conf's `binDir`), never from a path the caller
+ *   names.
  * - The conf: the network the caller names, read by the daemon from the
  *   node's conf folders (`--cni-conf-dir`), only when its plugin asks for
  *   `daemonExec` and it is the one the runtime handed the caller (same
@@ -186,21 +186,11 @@ export function createCniExecutor(opts: CniExecOptions): CniExecutor {
  * the DEL.
  */
 async function batchingDel(plugin: Plugin): Promise<Plugin> {
-  const { openRemovalBatch, closeRemovalBatch } = await import("../plugins/link_batch.ts");
+  const { withRemovalBatch } = await import("../plugins/link_batch.ts");
   return {
-    kind: plugin.kind,
-    supportedVersions: plugin.supportedVersions,
-    add: (args) => plugin.add(args),
-    check: (args) => plugin.check(args),
+    ...plugin,
     async del(args) {
-      const batch = openRemovalBatch(args.containerId, args.netns);
-      try {
-        await plugin.del(args);
-      } catch (err) {
-        await closeRemovalBatch(batch);
-        throw err;
-      }
-      const failures = await closeRemovalBatch(batch);
+      const failures = await withRemovalBatch(args.containerId, args.netns, () => plugin.del(args));
       if (failures.length) throw failures[0].error;
     },
   };

@@ -41,7 +41,7 @@ import type { AnyResult, Builtins } from "../cni/types.ts";
 import type { Logger } from "../pkg/log.ts";
 import { withHandle } from "../netlink/socket.ts";
 import { findLink } from "../netlink/link.ts";
-import { closeRemovalBatch, openRemovalBatch } from "../plugins/link_batch.ts";
+import { withRemovalBatch } from "../plugins/link_batch.ts";
 import { withAttachment } from "./ownership.ts";
 import { assertPluginsExist, chrootedRunner, delegateError, runtimeFor } from "./run.ts";
 import {
@@ -195,15 +195,15 @@ async function deleteOne(
 ): Promise<void> {
   const d = recordDelegates(record)[index];
   // The built-ins set their pod-side links aside; they go (or are deferred) in one batch.
-  const batch = openRemovalBatch(record.containerId, t.netns);
-  batch.owner = index;
-  try {
-    await delNetworkList(d.list, runtimeFor(record, d, index, t.netns), opts);
-  } catch (err) {
-    await closeRemovalBatch(batch);
-    throw delegateError(err, d, "deleting");
-  }
-  const failures = await closeRemovalBatch(batch);
+  const failures = await withRemovalBatch(
+    record.containerId,
+    t.netns,
+    () =>
+      delNetworkList(d.list, runtimeFor(record, d, index, t.netns), opts).catch((err) => {
+        throw delegateError(err, d, "deleting");
+      }),
+    index,
+  );
   if (failures.length) throw delegateError(failures[0].error, d, "deleting");
 }
 

@@ -123,6 +123,28 @@ export function openRemovalBatch(containerId: string, netns: string): RemovalBat
   return batch;
 }
 
+/**
+ * Runs `work` in a batch of its own for container `containerId` in `netns`
+ * (its links owned by `owner`), closing it also when `work` throws; returns
+ * the links the kernel would not delete (see {@link closeRemovalBatch}).
+ */
+export async function withRemovalBatch(
+  containerId: string,
+  netns: string,
+  work: () => Promise<void>,
+  owner = 0,
+): Promise<RemovalFailure[]> {
+  const batch = openRemovalBatch(containerId, netns);
+  batch.owner = owner;
+  try {
+    await work();
+  } catch (err) {
+    await closeRemovalBatch(batch);
+    throw err;
+  }
+  return await closeRemovalBatch(batch);
+}
+
 /** The open batch of container `containerId` in namespace `netns`, if any. */
 export function openBatchOf(containerId: string, netns: string): RemovalBatch | undefined {
   return open.get(batchKey(containerId, netns));
