@@ -38,6 +38,7 @@ import { jsonKubeconfig } from "../tests/meta_kube/api_access.ts";
 import { connectNodeDaemon } from "../daemonclient/client.ts";
 import { getFromEndpoint } from "../pkg/http.ts";
 import { deployedArgs, flagValue } from "./deployed.ts";
+import { bridgeNetwork } from "./kube_mode_lib.ts";
 
 /** The arms, in the order a run takes them. */
 export const ARM_NAMES = [
@@ -100,28 +101,6 @@ function octet(): number {
   return 1 + crypto.getRandomValues(new Uint8Array(1))[0] % 250;
 }
 
-/**
- * A reference bridge + host-local network on a bridge of its own, or with
- * `builtin` hydra-bridge + hydra-ipam (same keys, same state folder).
- */
-function bridgeConf(
-  name: string,
-  bridge: string,
-  subnet: string,
-  ipamDir: string,
-  gw = false,
-  builtin = false,
-) {
-  return {
-    cniVersion: "1.0.0",
-    name,
-    type: builtin ? "hydra-bridge" : "bridge",
-    bridge,
-    ...(gw ? { isGateway: true } : {}),
-    ipam: { type: builtin ? "hydra-ipam" : "host-local", ranges: [[{ subnet }]], dataDir: ipamDir },
-  };
-}
-
 /** The namespace, both NADs, the default conf and the node account, common to every arm. */
 async function prepareCommon(cp: ControlPlane, arm: ArmName, dir: string): Promise<ArmContext> {
   const id = dir.slice(-6).replace(/[^a-z0-9]/gi, "").toLowerCase();
@@ -136,8 +115,14 @@ async function prepareCommon(cp: ControlPlane, arm: ArmName, dir: string): Promi
   const defaultConf = join(confDir, "10-default.conf");
   await Deno.writeTextFile(
     defaultConf,
-    JSON.stringify(bridgeConf("default", `psd${id}`, `10.241.${a}.0/24`, ipamDir, true)),
+    JSON.stringify(
+      bridgeNetwork("reference", "default", `psd${id}`, `10.241.${a}.0/24`, ipamDir, {
+        isGateway: true,
+      }),
+    ),
   );
+  // The NADs name the reference plugins, or hydra's built-ins for the arm that measures them.
+  const kind = arm === "hydra_nri_builtin" ? "builtin" : "reference";
   for (const [color, third] of [["blue", b], ["green", c]] as const) {
     const subnet = `10.${color === "blue" ? 242 : 243}.${third}.0/24`;
     await cp.api.must(
@@ -148,16 +133,7 @@ async function prepareCommon(cp: ControlPlane, arm: ArmName, dir: string): Promi
         kind: "NetworkAttachmentDefinition",
         metadata: { name: color, namespace: ns },
         spec: {
-          config: JSON.stringify(
-            bridgeConf(
-              color,
-              `ps${color[0]}${id}`,
-              subnet,
-              ipamDir,
-              false,
-              arm === "hydra_nri_builtin",
-            ),
-          ),
+          config: JSON.stringify(bridgeNetwork(kind, color, `ps${color[0]}${id}`, subnet, ipamDir)),
         },
       },
     );
