@@ -70,7 +70,13 @@ let common: CommonSymbols | undefined;
 
 /** The common symbols, libc opened on the first call. */
 function commonSymbols(): CommonSymbols {
-  return common ??= Deno.dlopen("libc.so.6", COMMON).symbols;
+  if (common === undefined) {
+    common = Deno.dlopen("libc.so.6", COMMON).symbols;
+    // Known before any call can fail, so reading errno after one allocates
+    // nothing (an allocation may run the collector, whose waits set errno).
+    errnoView = new Deno.UnsafePointerView(common.__errno_location()!);
+  }
+  return common;
 }
 
 /**
@@ -115,9 +121,41 @@ let errnoView: Deno.UnsafePointerView | undefined;
 
 /** The calling thread's errno, read right after a failed call. */
 export function errno(): number {
-  // __errno_location() leaves errno as it is.
-  errnoView ??= new Deno.UnsafePointerView(commonSymbols().__errno_location()!);
-  return errnoView.getInt32();
+  if (errnoView === undefined) commonSymbols();
+  return errnoView!.getInt32();
+}
+
+const EINTR = 4;
+const EAGAIN = 11;
+/** Attempts of {@link checkRetried} before an EAGAIN or EINTR is believed. */
+const STALE_ERRNO_ATTEMPTS = 3;
+
+/**
+ * Makes a libc call whose failure changes nothing and returns its result, or
+ * throws a {@link NetlinkError} with its errno.
+ *
+ * JavaScript runs between a call's return and the read of errno, and the
+ * runtime's own work there (a collector's or compiler's thread wait) can
+ * overwrite errno with EAGAIN or EINTR: an open of a namespace file that is
+ * gone then reads as "Try again" instead of ENOENT, and a DEL that should
+ * find nothing to do fails. A call that cannot legitimately fail with
+ * those (an open without O_NONBLOCK, a setns) is therefore made again until
+ * it gives another errno, a few times at most; a real EINTR is retried as
+ * it should be.
+ */
+export function checkRetried(
+  call: () => number | bigint,
+  op: string,
+  readErrno: () => number = errno,
+): number {
+  for (let attempt = 1;; attempt++) {
+    const n = Number(call());
+    if (n >= 0) return n;
+    const e = readErrno();
+    if ((e !== EAGAIN && e !== EINTR) || attempt >= STALE_ERRNO_ATTEMPTS) {
+      throw new NetlinkError(op, e);
+    }
+  }
 }
 
 const encoder = new TextEncoder();
@@ -159,7 +197,8 @@ export const LOCK_NB = 4;
 
 /** Opens `path` on the calling thread; returns the fd or throws. */
 export function openFd(path: string, flags: number, mode = 0): number {
-  return check(commonSymbols().open(cstr(path), flags | O_CLOEXEC, mode), `open ${path}`);
+  const name = cstr(path);
+  return checkRetried(() => commonSymbols().open(name, flags | O_CLOEXEC, mode), `open ${path}`);
 }
 
 /** Closes an fd, ignoring errors (nothing useful can be done about them). */

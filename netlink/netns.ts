@@ -14,6 +14,7 @@
 import { NetlinkError } from "./errors.ts";
 import {
   check,
+  checkRetried,
   closeFd,
   cstr,
   errno,
@@ -113,7 +114,7 @@ export function enterNetns(ns: NetnsRef): () => void {
   const target = refFd(ns);
   const home = openNetnsFd(THREAD_NETNS_PATH);
   try {
-    check(libc.setns(target.fd, CLONE_NEWNET), `setns ${refName(ns)}`);
+    checkRetried(() => libc.setns(target.fd, CLONE_NEWNET), `setns ${refName(ns)}`);
   } catch (e) {
     closeFd(home);
     throw e;
