@@ -13,7 +13,7 @@ import type { KubeClient } from "../kube/client.ts";
 import type { Logger } from "../pkg/log.ts";
 import type { Registry } from "../pkg/metrics.ts";
 import { type DaemonConnection, daemonKubeClient } from "../daemonclient/client.ts";
-import type { NodeCache } from "./node_cache.ts";
+import type { NodeCache } from "../kube/node_cache.ts";
 
 /** What the daemon hands the agent. */
 export interface DaemonHotplugDeps {

@@ -33,7 +33,7 @@ import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
 import { DURATION_BUCKETS, type Registry } from "../pkg/metrics.ts";
-import type { NodeCache } from "./node_cache.ts";
+import type { NodeCache } from "../kube/node_cache.ts";
 import {
   type CniRequest,
   type DaemonRequest,
@@ -43,7 +43,7 @@ import {
   LineTooLongError,
   MAX_LINE_BYTES,
 } from "../daemonclient/protocol.ts";
-import type { ReportQueue } from "./node_reports.ts";
+import type { ReportQueue } from "../kube/report_queue.ts";
 import { type DaemonConnection, DaemonUnavailableError } from "../daemonclient/client.ts";
 import { createSemaphore, delay, MAX_TIMER_MS, type Semaphore, withTimeout } from "../pkg/async.ts";
 import { type PeerCredentials, type PeerLookup, peerLookup } from "./peer_cred.ts";

@@ -3,14 +3,14 @@ import { silentLogger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError } from "../kube/errors.ts";
 import { createRegistry } from "../pkg/metrics.ts";
-import type { NodeCache } from "./node_cache.ts";
+import type { NodeCache } from "../kube/node_cache.ts";
 import {
   connectNodeDaemon,
   type DaemonConnection,
   useInProcessDaemon,
 } from "../daemonclient/client.ts";
 import type { DaemonRequest } from "../daemonclient/protocol.ts";
-import type { ReportQueue } from "./node_reports.ts";
+import type { ReportQueue } from "../kube/report_queue.ts";
 import type { SpooledReport } from "../kube/report_spool.ts";
 import { serveNodeSocket } from "./node_server.ts";
 import { delay } from "../pkg/async.ts";

@@ -66,6 +66,7 @@ import {
   type StoredDelegate,
   storeDelegate,
 } from "./record.ts";
+import type { NodeAgentKube } from "./kube_source.ts";
 import { withAttachment } from "./ownership.ts";
 import { detachWithoutRecord } from "./salvage.ts";
 
@@ -100,6 +101,11 @@ export interface AttachRequest {
   networks?: readonly NetworkPlan[];
   /** Aborted when the caller gives up: an attach stops and is rolled back (CNI code 11). */
   signal?: AbortSignal;
+  /**
+   * Kubernetes mode in a node agent: its watch caches and report queue
+   * instead of a connection per attach (engine/kube_source.ts).
+   */
+  kube?: NodeAgentKube;
 }
 
 export type { AttachedNetwork, AttachOutcome } from "./run.ts";
@@ -145,7 +151,7 @@ export function invocationOf(req: AttachRequest, command: Command): CmdArgs {
 
 /** Attaches the container to its networks; throws CniError with nothing left attached. */
 export function attach(req: AttachRequest): Promise<AttachOutcome> {
-  return attachInvocation(invocationOf(req, "ADD"), req.networks);
+  return attachInvocation(invocationOf(req, "ADD"), req.networks, req.kube);
 }
 
 /** Detaches whatever is recorded for the container interface; idempotent. */
@@ -253,10 +259,11 @@ function owned<T>(
 export function attachInvocation(
   args: CmdArgs,
   networks?: readonly NetworkPlan[],
+  kube?: NodeAgentKube,
 ): Promise<AttachOutcome> {
   return owned(args, prepare(args), async (inv) => {
     refuseSecondAdd(inv, args);
-    if (!networks && kubeMode(args)) return (await loadKube()).addKube(args, inv);
+    if (!networks && kubeMode(args)) return (await loadKube()).addKube(args, inv, kube);
     return await attachNetworks(args, inv, networks);
   });
 }

@@ -42,7 +42,7 @@ import { kubeCniError } from "../kube/errors.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
 import { type Delegate, resolveDelegates } from "./config.ts";
 import { type KubeMetaSettings, parseKubeMetaSettings, podArgsOf } from "./kube_config.ts";
-import { type KubeSource, openKubeSource } from "./kube_source.ts";
+import { type KubeSource, type NodeAgentKube, openKubeSource } from "./kube_source.ts";
 import { applyDefaultRoutes } from "./default_routes.ts";
 import {
   asCni,
@@ -231,14 +231,19 @@ async function attachAll(
 }
 
 /** ADD in Kubernetes mode. */
-export async function addKube(args: CmdArgs, inv: Invocation): Promise<AttachOutcome> {
+export async function addKube(
+  args: CmdArgs,
+  inv: Invocation,
+  agent?: NodeAgentKube,
+): Promise<AttachOutcome> {
   const started = Date.now();
   const s = parseKubeMetaSettings(args.config);
   const podArgs = podArgsOf(args.args);
   if (s.kube.readinessIndicatorFile) {
     await waitForReadinessIndicator(s.kube.readinessIndicatorFile);
   }
-  const source = await openKubeSource(s, podArgs, spoolDirOf(inv.options.cacheDir), inv.log);
+  const spoolDir = spoolDirOf(inv.options.cacheDir);
+  const source = await openKubeSource(s, podArgs, spoolDir, inv.log, Date.now(), agent);
   try {
     let pod: Pod;
     if (podArgs) {

@@ -1,9 +1,12 @@
 /**
  * Where Kubernetes mode gets its objects and sends its reports: the node
- * daemon over its unix socket when one listens (answers from watch caches,
- * writes the pod's status itself, retrying), else the API server directly
- * with the lean client. Either way every API call of an invocation fits in
- * one budget (`apiTimeout`); what does not fit fails with CNI code 11.
+ * agent that runs the engine in its own process when it hands over its
+ * watch caches and report queue ({@link NodeAgentKube}: the NRI plugin),
+ * else the node daemon over its unix socket when one listens (answers from
+ * watch caches, writes the pod's status itself, retrying), else the API
+ * server directly with the lean client. Every API call of an invocation
+ * fits in one budget (`apiTimeout`); what does not fit fails with CNI
+ * code 11.
  *
  * @module
  */
@@ -16,6 +19,8 @@ import { isTransient, KubeTransportError } from "../kube/errors.ts";
 import { resolveConnection } from "../kube/kubeconfig.ts";
 import { fetchPod } from "../kube/networks.ts";
 import { type Pod, podPath } from "../kube/objects.ts";
+import { type NodeCache, type ReadSource, servesPath } from "../kube/node_cache.ts";
+import type { ReportQueue } from "../kube/report_queue.ts";
 import {
   connectNodeDaemon,
   type DaemonConnection,
@@ -33,7 +38,7 @@ import type { KubeMetaSettings } from "./kube_config.ts";
 
 /** Objects in, reports out, for one invocation. */
 export interface KubeSource {
-  kind: "daemon" | "direct";
+  kind: "agent" | "daemon" | "direct";
   /** A client for network resolution; every call bounded by the invocation's budget. */
   client: KubeClient;
   /** The pod (undefined: it does not exist); PodUidMismatchError when it was replaced. */
@@ -116,9 +121,71 @@ async function directClient(s: KubeMetaSettings): Promise<KubeClient> {
 }
 
 /**
- * Opens the source for one invocation: the daemon when it answers at
- * `settings.daemonSocket`, else the API server. `startedAt` starts the
- * API budget.
+ * What a node agent running the engine in its own process lends it: its
+ * watch caches (reads of pods, NADs and the Node), its report queue (the
+ * pod's status is written after the ADD answers, retried, spooled first)
+ * and its API client for everything else.
+ */
+export interface NodeAgentKube {
+  cache: NodeCache;
+  reports: ReportQueue;
+  client: KubeClient;
+  /** Told where each cached kind of read was served from, for metrics. */
+  onRead?: (source: ReadSource) => void;
+}
+
+/**
+ * The agent's client: reads the watch caches serve go there (the pod with
+ * the UID the runtime named), the rest to its API client.
+ */
+function agentClient(agent: NodeAgentKube, budgetMs: number, pod: PodArgs | undefined): KubeClient {
+  const podAt = pod?.uid ? podPath(pod.namespace, pod.name) : undefined;
+  return {
+    ...agent.client,
+    timeoutMs: budgetMs,
+    async get<T>(path: string, o?: { timeoutMs?: number }): Promise<T> {
+      if (!servesPath(path)) return await agent.client.get<T>(path, o);
+      const uid = path === podAt ? pod!.uid : undefined;
+      const read = await agent.cache.get(path, { uid, timeoutMs: o?.timeoutMs ?? budgetMs });
+      agent.onRead?.(read.source);
+      return read.body as T;
+    },
+    // The agent's client outlives the invocation.
+    close: () => {},
+  };
+}
+
+/** The source over a node agent's caches and queue (see {@link NodeAgentKube}). */
+function agentSource(
+  agent: NodeAgentKube,
+  pod: PodArgs | undefined,
+  end: number,
+  budget: number,
+  log: Logger,
+): KubeSource {
+  const client = budgetedClient(agentClient(agent, budget, pod), end, budget);
+  return {
+    kind: "agent",
+    client,
+    fetchPod: (p) => fetchPod(client, p, { deadlineMs: Math.max(1, end - Date.now()) }),
+    async report(r) {
+      try {
+        await agent.reports.enqueue(r);
+      } catch (err) {
+        log.error("the pod's network status could be neither queued nor spooled; it is lost", {
+          error: err,
+          pod: `${r.pod.namespace}/${r.pod.name}`,
+        });
+      }
+    },
+    close: () => {},
+  };
+}
+
+/**
+ * Opens the source for one invocation: the node agent's caches when `agent`
+ * is given, else the daemon when it answers at `settings.daemonSocket`, else
+ * the API server. `startedAt` starts the API budget.
  */
 export async function openKubeSource(
   s: KubeMetaSettings,
@@ -126,9 +193,11 @@ export async function openKubeSource(
   spoolDir: string,
   log: Logger,
   startedAt: number = Date.now(),
+  agent?: NodeAgentKube,
 ): Promise<KubeSource> {
   const budget = s.kube.apiTimeoutMs;
   const end = startedAt + budget;
+  if (agent) return agentSource(agent, pod, end, budget, log);
   let conn: DaemonConnection | undefined;
   if (s.daemonSocket) {
     try {

@@ -37,6 +37,7 @@ import {
   recordedInterfaces,
 } from "../engine/attach.ts";
 import { BUILTINS } from "../engine/builtins.ts";
+import type { NodeAgentKube } from "../engine/kube_source.ts";
 import {
   createKeyedQueue,
   createSemaphore,
@@ -69,6 +70,8 @@ export interface AttacherOptions {
   delegateTimeoutS?: number;
   /** The meta-CNI's `chrootDir`: exec'd delegates run chrooted into the node's root. */
   chrootDir?: string;
+  /** Kubernetes mode: the plugin's watch caches and status queue, lent to every attach. */
+  kube?: NodeAgentKube;
 }
 
 /** What an attach call did. */
@@ -296,6 +299,7 @@ async function attachNow(
     cniArgs: podCniArgs(pod),
     networks: plan.networks,
   });
+  if (options.kube) req.kube = options.kube;
   const outcome = await attach(req).catch((err) => {
     throw asCniError(err);
   });

@@ -1,6 +1,7 @@
 /**
  * `hydra nri serve --hotplug on`: the hot-plug agent (hotplug/) in the NRI
- * plugin. It follows this node's pods with a watch of its own, learns each
+ * plugin. It follows this node's pods through the plugin's watch cache
+ * (nri/kube_cache.ts, the one attaches read), learns each
  * pod's sandbox and network namespace from NRI (RunPodSandbox and
  * Synchronize note them, Stop/RemovePodSandbox forget them), reads networks
  * and writes status and Events with the plugin's API access, and acts on
@@ -12,13 +13,10 @@
  * @module
  */
 
-import { createKubeClient, type KubeClient } from "../kube/client.ts";
-import { startInformer } from "../kube/informer.ts";
-import { resolveConnection } from "../kube/kubeconfig.ts";
-import { type Pod, podPath } from "../kube/objects.ts";
 import type { Logger } from "../pkg/log.ts";
 import type { Registry } from "../pkg/metrics.ts";
 import { BUILTINS } from "../engine/builtins.ts";
+import type { NodeAgentKube } from "../engine/kube_source.ts";
 import { createHotplugAgent } from "../hotplug/agent.ts";
 import type { Sandbox } from "../hotplug/options.ts";
 import { sandboxTable } from "../hotplug/sandboxes.ts";
@@ -39,12 +37,6 @@ export interface NriHotplug {
   stop(): Promise<void>;
 }
 
-/** Only what the agent reads of a pod is kept (metadata, hostNetwork). */
-function trim(pod: Pod): Pod {
-  const { managedFields: _, ...metadata } = pod.metadata;
-  return { ...pod, metadata, spec: { hostNetwork: pod.spec?.hostNetwork }, status: undefined };
-}
-
 function noted(pod: PodSandbox) {
   const netns = netnsPathOf(pod);
   return { id: pod.id, uid: pod.uid, ...(netns ? { netns } : {}) };
@@ -63,19 +55,18 @@ function noteAttached(cacheDir: string, sandbox: Sandbox, pod: PodArgs, ifName: 
   });
 }
 
-async function apiClient(opts: NriServeOptions): Promise<KubeClient> {
-  const conn = await resolveConnection(opts.kubeconfig);
-  if (!conn) throw new Error("--hotplug needs API access (--kubeconfig or --in-cluster)");
-  return createKubeClient(conn, { timeoutMs: 5_000, userAgent: "hydra-nri" });
-}
-
-/** Starts the agent and the watch of this node's pods. */
-export async function startNriHotplug(
+/**
+ * Starts the agent on the plugin's watch cache of this node's pods (the
+ * one its attaches read) and its API client.
+ */
+export function startNriHotplug(
   opts: NriServeOptions,
   log: Logger,
   registry: Registry,
-): Promise<NriHotplug> {
-  const client = await apiClient(opts);
+  kube: NodeAgentKube | undefined,
+): NriHotplug {
+  if (!kube) throw new Error("--hotplug needs API access (--kubeconfig or --in-cluster)");
+  const client = kube.client;
   const table = sandboxTable();
   const agent = createHotplugAgent({
     kind: "nri",
@@ -100,11 +91,9 @@ export async function startNriHotplug(
       prepare: (sandbox, pod, ifName) => noteAttached(opts.cacheDir, sandbox, pod, ifName),
     },
   });
-  const pods = startInformer<Pod>(client, podPath(), {
-    fieldSelector: `spec.nodeName=${opts.nodeName}`,
-    transform: trim,
-    onEvent: (type, pod) => type === "DELETED" ? agent.podDeleted(pod) : agent.podChanged(pod),
-    onError: (err) => log.warn("pod watch failed; retrying", { error: err }),
+  kube.cache.watchPods((type, pod) => {
+    if (type === "DELETED") agent.podDeleted(pod);
+    else agent.podChanged(pod);
   });
   log.info("hot plug on", { node: opts.nodeName });
   return {
@@ -118,9 +107,7 @@ export async function startNriHotplug(
       agent.resync();
     },
     async stop() {
-      await pods.stop();
       await agent.stop();
-      client.close();
     },
   };
 }

@@ -12,6 +12,16 @@
  * | `hydra_nri_connected` | gauge | – (1 while connected and synchronized with the runtime) |
  * | `hydra_nri_disconnects_total` | counter | – |
  *
+ * In Kubernetes mode nri/kube_cache.ts adds, to the same registry:
+ *
+ * | metric | type | labels |
+ * | --- | --- | --- |
+ * | `hydra_nri_api_reads_total` | counter | source (cache, api): where an attach's pod, NAD and Node reads were served from |
+ * | `hydra_nri_watch_errors_total` | counter | collection (pods, network-attachment-definitions, nodes) |
+ * | `hydra_nri_watch_synced` | gauge | – (1 once every watch cache has listed) |
+ * | `hydra_nri_reports_total` | counter | outcome (written, pod-gone, replaced, failed, dropped) |
+ * | `hydra_nri_report_delay_seconds` | histogram | – (attach to the pod's status settled) |
+ *
  * @module
  */
 

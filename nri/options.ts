@@ -131,8 +131,8 @@ Networks:
                          that accept it (annotation hydra.clusternet.io/hotplug: "true")
                          when their networks annotation changes (default:
                          $HYDRA_HOTPLUG, else off)
-  --node-name NAME       this node, whose pods hot plug watches (default: $NODE_NAME,
-                         else the host name)
+  --node-name NAME       this node, whose pods and Node are watched in Kubernetes mode
+                         (default: $NODE_NAME, else the host name)
   --dra-state-dir DIR    claims "hydra dra serve" prepared: their host NICs and
                          networks are set up in the pod here, and a pod whose
                          devices cannot be set up fails to start whatever

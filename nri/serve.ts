@@ -44,6 +44,7 @@ import { createDraHook, type DraHook, type SandboxRef } from "../drasandbox/hook
 import { listPodStateIds, sweepPodStateDir } from "./state.ts";
 import type { NriHotplug } from "./hotplug.ts";
 import { builtinNames, loadBuiltin } from "../engine/builtins.ts";
+import type { NodeAgentKube } from "../engine/kube_source.ts";
 import {
   type HookContext,
   netnsPathOf,
@@ -60,6 +61,20 @@ const DRAIN_MS = 10_000;
  * the runtime's 2 s per request, leaving room for the plugins themselves.
  */
 const KUBE_API_BUDGET_S = 1;
+
+/**
+ * Longest wait of an attach for the pod watch to deliver its pod, ms: the
+ * kubelet runs a sandbox moments after the scheduler binds it, and the
+ * watch is usually there first. Short, so an uncached pod is still read
+ * from the API server within {@link KUBE_API_BUDGET_S}.
+ */
+const POD_WATCH_WAIT_MS = 300;
+
+/** Budget of one status write from the queue, ms (off the runtime's path, so longer). */
+const KUBE_WRITE_ATTEMPT_MS = 5_000;
+
+/** How long a stopping plugin keeps writing queued status reports before spooling them, ms. */
+const REPORTS_DRAIN_MS = 3_000;
 
 /** Under `--on-failure log`, the answer is sent this long before the budget ends, ms. */
 const LOG_POLICY_EARLY_MS = 50;
@@ -338,8 +353,13 @@ async function warmUp(opts: NriServeOptions, source: NetworkSource, log: Logger)
 }
 
 /** The attacher, the reconciler and what the hooks share. */
-function createDeps(opts: NriServeOptions, source: NetworkSource, log: Logger): Deps {
-  const metrics = createNriMetrics();
+function createDeps(
+  opts: NriServeOptions,
+  source: NetworkSource,
+  log: Logger,
+  metrics: NriMetrics,
+  kube?: NodeAgentKube,
+): Deps {
   const attacher = createAttacher({
     cacheDir: opts.cacheDir,
     cniPath: opts.cniBinDirs,
@@ -348,6 +368,7 @@ function createDeps(opts: NriServeOptions, source: NetworkSource, log: Logger): 
     metaLogLevel: opts.logLevel,
     metaLogFile: opts.logFile,
     ...(opts.chrootDir ? { chrootDir: opts.chrootDir } : {}),
+    ...(kube ? { kube } : {}),
   });
   const reconciler = createReconciler({
     attacher,
@@ -444,10 +465,22 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
   const swept = sweepPodStateDir(opts.cacheDir);
   if (swept.length) log.info("left-over pod state temp files removed", { files: swept });
   await warmUp(opts, source, log);
-  const deps = createDeps(opts, source, log);
+  const metrics = createNriMetrics();
+  const caches = source.kind === "kubernetes"
+    ? await (await import("./kube_cache.ts")).startKubeCaches({
+      kubeconfig: opts.kubeconfig,
+      nodeName: opts.nodeName,
+      cacheDir: opts.cacheDir,
+      attemptMs: KUBE_WRITE_ATTEMPT_MS,
+      podWaitMs: POD_WATCH_WAIT_MS,
+      log,
+      registry: metrics.registry,
+    })
+    : undefined;
+  const deps = createDeps(opts, source, log, metrics, caches?.kube);
   if (opts.hotplug) {
     const { startNriHotplug } = await import("./hotplug.ts");
-    deps.hotplug = await startNriHotplug(opts, log, deps.metrics.registry);
+    deps.hotplug = startNriHotplug(opts, log, deps.metrics.registry, caches?.kube);
   }
   refreshAttachedGauge(deps);
   const tracker = connectionStatus(deps.metrics);
@@ -480,6 +513,7 @@ async function serve(opts: NriServeOptions, log: Logger): Promise<number> {
     await deps.reconciler.stop();
     await settlesWithin(deps.attacher.idle(), DRAIN_MS);
     await settlesWithin(deps.dra?.close() ?? Promise.resolve(), DRAIN_MS);
+    await caches?.stop(REPORTS_DRAIN_MS);
     return 0;
   } finally {
     stop.dispose();

@@ -97,9 +97,14 @@ Deno.test({
 
         const hydra = await w.startHydra([
           `--kubeconfig=${kubeconfig}`,
+          // The node the pods are bound to: its pods are watched.
+          `--node-name=${env.nodeName}`,
           // The world's NADs keep their address allocations in its folder.
           `--nad-path-roots=${JSON.stringify({ state: [w.tmp] })}`,
         ]);
+        const metrics = async () => (await hydra.get("/metrics")).body;
+        await eventually("the watch caches to list", async () =>
+          /hydra_nri_watch_synced 1/.test(await metrics()));
         const runp = (p: Pod, annotations: Record<string, string>) =>
           runPodSandbox(w, env, p, annotations);
         const plain = await runp(plainPod, {});
@@ -108,7 +113,9 @@ Deno.test({
 
         const links = await w.addrs(netns);
         assert.ok(
-          v4(links.find((l) => l.ifname === "eth0"))[0]?.startsWith(w.defaultNet),
+          v4(links.find((l) =>
+            l.ifname === "eth0"
+          ))[0]?.startsWith(w.defaultNet),
           "eth0 comes from the default CNI",
         );
         const extra = extraLinks(links);
@@ -147,6 +154,13 @@ Deno.test({
         }
         assert.deepEqual(w.reserved("blue"), [blueAddr.split("/")[0]]);
         assert.deepEqual(w.reserved("red"), [redAddr.split("/")[0]]);
+        // The attach asked the API server nothing: the pod and both NADs came from the watch
+        // caches, and the status was written from the queue.
+        const scraped = await metrics();
+        assert.match(scraped, /hydra_nri_api_reads_total\{source="cache"\} 3\b/);
+        assert.doesNotMatch(scraped, /hydra_nri_api_reads_total\{source="api"\}/);
+        await eventually("the status write to be counted", async () =>
+          /hydra_nri_reports_total\{outcome="written"\} 1\b/.test(await metrics()));
 
         await w.ctd.crictl("stopp", id);
         await w.ctd.crictl("rmp", id);

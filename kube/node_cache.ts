@@ -1,5 +1,6 @@
 /**
- * The node daemon's view of the cluster: watch caches (informers) of the
+ * A node agent's view of the cluster (the node daemon's, and the NRI
+ * plugin's in Kubernetes mode): watch caches (informers) of the
  * pods on this node (field selector `spec.nodeName`, so memory follows the
  * node's pods, not the cluster's), of every NetworkAttachmentDefinition,
  * and of this node's Node object; reads that miss go to the API server,
@@ -22,9 +23,9 @@
  */
 
 import { createSemaphore, type Semaphore } from "../pkg/async.ts";
-import type { KubeClient } from "../kube/client.ts";
-import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
-import { type Informer, startInformer } from "../kube/informer.ts";
+import type { KubeClient } from "./client.ts";
+import { KubeApiError, KubeTransportError } from "./errors.ts";
+import { type Informer, startInformer } from "./informer.ts";
 import {
   nadPath,
   type NetworkAttachmentDefinition,
@@ -32,8 +33,8 @@ import {
   nodePath,
   type Pod,
   podPath,
-} from "../kube/objects.ts";
-import type { KubeObject } from "../kube/watch.ts";
+} from "./objects.ts";
+import type { KubeObject } from "./watch.ts";
 
 /** Options of {@link startNodeCache}. */
 export interface NodeCacheOptions {
@@ -78,6 +79,12 @@ const NAD_PATH =
 const NODE_PATH = /^\/api\/v1\/nodes\/([^/]+)$/;
 const LEGACY_PATH =
   /^\/apis\/kubernetes-network\.cni\.cncf\.io\/v1\/namespaces\/[^/]+\/networks\/[^/]+$/;
+
+/** True for the API paths {@link NodeCache.get} serves (pods, NADs, legacy Networks, Nodes). */
+export function servesPath(path: string): boolean {
+  return POD_PATH.test(path) || NAD_PATH.test(path) || NODE_PATH.test(path) ||
+    LEGACY_PATH.test(path);
+}
 
 /**
  * The annotation `kubectl apply` leaves: a full copy of the applied object,
@@ -153,7 +160,7 @@ function notCached(path: string): KubeApiError {
     status: 404,
     reason: "NotFound",
     message:
-      `GET ${path}: 404 NotFound: not in the node daemon's cache (the API server did not answer)`,
+      `GET ${path}: 404 NotFound: not in the node's watch cache (the API server did not answer)`,
     method: "GET",
     path,
   });
@@ -163,7 +170,7 @@ function badRequest(path: string): KubeApiError {
   return new KubeApiError({
     status: 400,
     reason: "BadRequest",
-    message: `GET ${path}: 400 BadRequest: not an object the node daemon serves`,
+    message: `GET ${path}: 400 BadRequest: not an object the node's watch cache serves`,
     method: "GET",
     path,
   });

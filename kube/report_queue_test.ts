@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import type { KubeClient } from "../kube/client.ts";
-import { KubeTransportError } from "../kube/errors.ts";
+import type { KubeClient } from "./client.ts";
+import { KubeTransportError } from "./errors.ts";
 import { silentLogger } from "../pkg/log.ts";
 import { delay } from "../pkg/async.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
-import { startReportQueue } from "./node_reports.ts";
-import type { SpooledReport } from "../kube/report_spool.ts";
+import { startReportQueue } from "./report_queue.ts";
+import type { SpooledReport } from "./report_spool.ts";
 
 /** An API server that never answers: every call fails as a timeout (transient: retried). */
 function unreachable(): KubeClient {

@@ -1,9 +1,10 @@
 /**
- * The node daemon's status writer: reports handed over by the meta-CNI
- * (and found in the spool) are written on their pods by a few workers, one
- * write per pod at a time, oldest first. A report handed over is put in
- * the spool before it is taken (the daemon answers only then), so a kill -9
- * of the daemon loses none: the next start reads the spool back. Transient
+ * A node agent's status writer (the node daemon's, for the meta-CNI; the
+ * NRI plugin's, for the pods it attaches): reports handed over (and found
+ * in the spool) are written on their pods by a few workers, one write per
+ * pod at a time, oldest first. A report handed over is put in the spool
+ * before it is taken (the agent answers only then), so a kill -9 of the
+ * agent loses none: the next start reads the spool back. Transient
  * failures are retried with backoff for up to `maxAgeMs`; a pod that is
  * gone or was replaced needs nothing. Events go out once, with the first attempt. On stop, what
  * is still queued is spooled for the next start.
@@ -16,8 +17,8 @@
  * @module
  */
 
-import type { KubeClient } from "../kube/client.ts";
-import { isTransient } from "../kube/errors.ts";
+import type { KubeClient } from "./client.ts";
+import { isTransient } from "./errors.ts";
 import { backoffDelay, delay } from "../pkg/async.ts";
 import type { Logger } from "../pkg/log.ts";
 import { QUARANTINE_PREFIX } from "../pkg/fsutil.ts";
@@ -29,7 +30,7 @@ import {
   type SpooledReport,
   spoolReport,
   writeReport,
-} from "../kube/report_spool.ts";
+} from "./report_spool.ts";
 
 /** Options of {@link startReportQueue}. */
 export interface ReportQueueOptions {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { NetworkAttachmentDefinition, Node, Pod } from "../kube/objects.ts";
+import type { NetworkAttachmentDefinition, Node, Pod } from "./objects.ts";
 import { slimNad, slimNode, slimPod } from "./node_cache.ts";
 
 const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
