@@ -388,6 +388,8 @@ async function startNri(ctx: ArmContext, ctd: Containerd): Promise<ArmProcess[]>
     // The NADs' IPAM state in the run's folder instead of /var/lib/cni.
     "nad-path-roots": JSON.stringify({ state: [ctx.dir] }),
     "health-addr": `unix:${join(ctx.dir, "nri-health.sock")}`,
+    // deploy/ sets NODE_NAME from the pod's spec.nodeName.
+    "node-name": ctx.nodeName,
     "log-level": "warn",
   });
   const p = inNode(ctd, "hydra-nri", ctx.dir, [`${HYDRA_BIN}/hydra`, ...args]);
@@ -396,6 +398,15 @@ async function startNri(ctx: ArmContext, ctd: Containerd): Promise<ArmProcess[]>
     await waitUntil(
       "hydra nri serve ready",
       async () => (await getFromEndpoint(health, "/readyz").catch(() => undefined))?.status === 200,
+      60_000,
+    );
+    // A deployed plugin has listed long before pods arrive, as the daemon arm waits for its sync.
+    await waitUntil(
+      "hydra nri serve's watch caches listed",
+      async () =>
+        /^hydra_nri_watch_synced 1$/m.test(
+          (await getFromEndpoint(health, "/metrics").catch(() => undefined))?.body ?? "",
+        ),
       60_000,
     );
   } catch (err) {

@@ -25,6 +25,7 @@ Deno.test("the daemon's in-process connection answers as its socket does, with c
     synced: Promise.resolve(),
     hasSynced: () => true,
     sizes: () => ({ pods: 1, nads: 0 }),
+    nodeExists: () => true,
     get: (path) =>
       path === POD_PATH ? Promise.resolve({ body: pod, source: "cache" }) : Promise.reject(
         new KubeApiError({ status: 404, reason: "NotFound", message: "gone", method: "GET", path }),
@@ -103,6 +104,7 @@ async function withServer(
     synced: Promise.resolve(),
     hasSynced: () => true,
     sizes: () => ({ pods: 0, nads: 0 }),
+    nodeExists: () => true,
     watchPods: () => {},
     get: (path) =>
       Promise.reject(

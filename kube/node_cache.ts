@@ -59,6 +59,8 @@ export interface NodeCache {
   hasSynced(): boolean;
   /** Object counts, for metrics. */
   sizes(): { pods: number; nads: number };
+  /** False once the Node watch has listed without finding this node (see the options' nodeName). */
+  nodeExists(): boolean;
   /**
    * Reads one object by API path (pods, NADs, legacy Networks, Nodes);
    * throws KubeApiError (404 when missing) or KubeTransportError as the
@@ -259,6 +261,15 @@ function podEvent(c: Cache, key: string, ms: number): Promise<void> {
 
 type Read = { body: unknown; source: "cache" | "api" };
 
+/**
+ * False once the Node watch has listed and found no Node of the agent's
+ * name: its pod watch then never delivers a pod (a wrong `--node-name`),
+ * and waiting for one would only delay every read.
+ */
+function nodeExists(c: Cache): boolean {
+  return !c.nodes.hasSynced() || c.nodes.list().length > 0;
+}
+
 /** A pod: from the cache (waiting briefly for the watch to show it), else from the API. */
 async function getPod(
   c: Cache,
@@ -271,7 +282,7 @@ async function getPod(
   const key = `${ns}/${name}`;
   const fits = (p: Pod | undefined) => p !== undefined && (!uid || p.metadata.uid === uid);
   let cached = c.pods.get(ns, name);
-  if (c.pods.hasSynced()) {
+  if (c.pods.hasSynced() && nodeExists(c)) {
     const waitUntil = Math.min(end - 50, Date.now() + c.podWaitMs);
     while (!fits(cached) && Date.now() < waitUntil) {
       await podEvent(c, key, waitUntil - Date.now());
@@ -347,6 +358,7 @@ export function startNodeCache(client: KubeClient, opts: NodeCacheOptions): Node
     synced,
     hasSynced: () => informers.every((i) => i.hasSynced()),
     sizes: () => ({ pods: c.pods.list().length, nads: c.nads.list().length }),
+    nodeExists: () => nodeExists(c),
     get: (path, { uid, timeoutMs }) => getObject(c, path, uid, timeoutMs),
     watchPods(listener) {
       for (const pod of c.pods.list()) listener("ADDED", pod);

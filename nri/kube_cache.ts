@@ -99,6 +99,11 @@ export async function startKubeCaches(opts: KubeCacheOptions): Promise<KubeCache
   cache.synced.then(() => {
     metrics.synced.set({}, 1);
     log.info("watch caches listed", cache.sizes());
+    if (!cache.nodeExists()) {
+      log.warn("no Node of this name: pods are read from the API server (set --node-name)", {
+        node: opts.nodeName,
+      });
+    }
   }, () => {});
   const reports = startReportQueue(client, {
     log,

@@ -124,12 +124,17 @@ const ALLOWED: Record<string, string[][]> = {
   ],
   "hydra-nri": [
     ["get", "pods", "-n", "default"],
-    // Hot plug's watch of the node's pods (asked with a spec.nodeName field selector).
+    // The watch caches attaches read: the node's pods (asked with a spec.nodeName field
+    // selector), every NAD, the Node (metadata.name).
     ["list", "pods", "--all-namespaces"],
     ["watch", "pods", "--all-namespaces"],
     ["patch", "pods", "--subresource=status", "-n", "default"],
     ["get", "network-attachment-definitions.k8s.cni.cncf.io", "-n", "default"],
+    ["list", "network-attachment-definitions.k8s.cni.cncf.io", "--all-namespaces"],
+    ["watch", "network-attachment-definitions.k8s.cni.cncf.io", "--all-namespaces"],
     ["get", "nodes"],
+    ["list", "nodes"],
+    ["watch", "nodes"],
     ["create", "events", "-n", "default"],
   ],
   "hydra-policy": [
@@ -189,11 +194,7 @@ const DENIED: Record<string, string[][]> = {
     ["patch", "pods", "--subresource=status", "-n", "default"],
     ["get", "nodes"],
   ],
-  "hydra-nri": [
-    ...DENIED_ALL,
-    ["list", "network-attachment-definitions.k8s.cni.cncf.io", "--all-namespaces"],
-    ["list", "nodes"],
-  ],
+  "hydra-nri": DENIED_ALL,
   "hydra-router": [
     ...DENIED_ALL,
     ["get", "nodes"],

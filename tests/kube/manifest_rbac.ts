@@ -199,3 +199,16 @@ export async function daemonIdentityKubeconfig(
     "hydra-daemon",
   );
 }
+
+/**
+ * The NRI plugin's identity (hydra-nri) on `nodeName`, bound to the Node
+ * as {@link daemonIdentityKubeconfig} is; returns a kubeconfig path.
+ */
+export async function nriIdentityKubeconfig(cp: ControlPlane, nodeName: string): Promise<string> {
+  await applyHydraAccess(cp);
+  return await tokenKubeconfig(
+    cp,
+    await boundToken(cp, "hydra-nri", { kind: "Node", name: nodeName }),
+    "hydra-nri",
+  );
+}

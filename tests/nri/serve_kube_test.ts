@@ -16,6 +16,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { uniqueName } from "../helpers/netns.ts";
 import { apiIntoNetns, jsonKubeconfig } from "../meta_kube/api_access.ts";
+import { nriIdentityKubeconfig } from "../kube/manifest_rbac.ts";
 import { eventually, type KubeEnv, networkStatus, startKubeEnv } from "../meta_kube/harness.ts";
 import { extraLinks, type NriWorld, v4, withNriWorld } from "./serve_world.ts";
 import { resultAnnotationKey } from "../../kube/status.ts";
@@ -57,10 +58,11 @@ async function runPodSandbox(
   return (await w.ctd.crictl("runp", config)).trim();
 }
 
-/** A kubeconfig of the node account that works inside containerd's namespace. */
+/** A kubeconfig of the NRI plugin's account (deploy/'s hydra-nri) inside containerd's namespace. */
 async function nriKubeconfig(w: NriWorld, env: KubeEnv): Promise<string> {
   const server = await apiIntoNetns(w.ctd.netnsName, env.cp.server);
-  return await jsonKubeconfig(env.kubeconfigHost, join(w.tmp, "nri.kubeconfig"), server);
+  const account = await nriIdentityKubeconfig(env.cp, env.nodeName);
+  return await jsonKubeconfig(account, join(w.tmp, "nri.kubeconfig"), server);
 }
 
 async function withKubeEnv(body: (env: KubeEnv) => Promise<void>): Promise<void> {
@@ -183,7 +185,14 @@ Deno.test({
         const kubeconfig = await nriKubeconfig(w, env);
         const name = uniqueName("kmiss");
         const pod = await env.createPod(name, { [NETWORKS]: "absent" });
+        // No --node-name: the host's name, which names no Node of this cluster.
         const hydra = await w.startHydra([`--kubeconfig=${kubeconfig}`, "--on-failure=log"]);
+        await eventually("a warning that the node name names no Node", () =>
+          Promise.resolve(
+            hydra.logLines().some((l) =>
+              l.level === "warn" && /no Node of this name/.test(String(l.msg))
+            ),
+          ));
         const id = await runPodSandbox(w, env, pod, { [NETWORKS]: "absent" });
         assert.equal(extraLinks(await w.addrs(await w.netnsOf(id))).size, 0);
         await eventually("a NetworkAttachFailed Event on the pod", async () => {
@@ -203,6 +212,12 @@ Deno.test({
             e.type === "Warning" && e.message.includes("absent")
           );
         });
+        // Its pod was read from the API server, at once rather than after waiting for a watch
+        // that can never deliver it.
+        assert.match(
+          (await hydra.get("/metrics")).body,
+          /hydra_nri_api_reads_total\{source="api"\} 1\b/,
+        );
         await w.ctd.crictl("stopp", id);
         await w.ctd.crictl("rmp", id);
         assert.equal(await hydra.terminate(), 0);
