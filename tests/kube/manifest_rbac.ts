@@ -170,45 +170,34 @@ export async function tokenKubeconfig(
 }
 
 /**
- * The node kubeconfig's identity (hydra-node, bound to Node `nodeName`) as
- * the installer mints it; returns a kubeconfig path.
+ * A kubeconfig path of ServiceAccount `sa` of deploy/, its token bound to
+ * Node `nodeName` (as the installer mints the node kubeconfig's).
  */
-export async function nodeIdentityKubeconfig(cp: ControlPlane, nodeName: string): Promise<string> {
-  await applyHydraAccess(cp);
-  return await tokenKubeconfig(
-    cp,
-    await boundToken(cp, "hydra-node", { kind: "Node", name: nodeName }),
-    "hydra-node",
-  );
-}
-
-/**
- * The node daemon's identity (hydra-daemon) on `nodeName`; returns a
- * kubeconfig path. Its token names the node as a DaemonSet pod's does, but
- * is bound to the Node rather than to a stand-in pod, which would show up
- * among the node's pods (rbac_test.ts checks a pod-bound one).
- */
-export async function daemonIdentityKubeconfig(
+async function nodeBoundKubeconfig(
   cp: ControlPlane,
+  sa: string,
   nodeName: string,
 ): Promise<string> {
   await applyHydraAccess(cp);
-  return await tokenKubeconfig(
-    cp,
-    await boundToken(cp, "hydra-daemon", { kind: "Node", name: nodeName }),
-    "hydra-daemon",
-  );
+  return await tokenKubeconfig(cp, await boundToken(cp, sa, { kind: "Node", name: nodeName }), sa);
+}
+
+/** The node kubeconfig's identity (hydra-node) on `nodeName`, as the installer mints it. */
+export function nodeIdentityKubeconfig(cp: ControlPlane, nodeName: string): Promise<string> {
+  return nodeBoundKubeconfig(cp, "hydra-node", nodeName);
 }
 
 /**
- * The NRI plugin's identity (hydra-nri) on `nodeName`, bound to the Node
- * as {@link daemonIdentityKubeconfig} is; returns a kubeconfig path.
+ * The node daemon's identity (hydra-daemon) on `nodeName`. Its token names
+ * the node as a DaemonSet pod's does, but is bound to the Node rather than
+ * to a stand-in pod, which would show up among the node's pods
+ * (rbac_test.ts checks a pod-bound one).
  */
-export async function nriIdentityKubeconfig(cp: ControlPlane, nodeName: string): Promise<string> {
-  await applyHydraAccess(cp);
-  return await tokenKubeconfig(
-    cp,
-    await boundToken(cp, "hydra-nri", { kind: "Node", name: nodeName }),
-    "hydra-nri",
-  );
+export function daemonIdentityKubeconfig(cp: ControlPlane, nodeName: string): Promise<string> {
+  return nodeBoundKubeconfig(cp, "hydra-daemon", nodeName);
+}
+
+/** The NRI plugin's identity (hydra-nri) on `nodeName`, bound to the Node as the daemon's is. */
+export function nriIdentityKubeconfig(cp: ControlPlane, nodeName: string): Promise<string> {
+  return nodeBoundKubeconfig(cp, "hydra-nri", nodeName);
 }
