@@ -90,16 +90,17 @@ const EXPECTED_RULES: Record<string, Rule[]> = {
     core(["events"], ["create"]),
   ],
   "ClusterRole/hydra-nri": [
-    // get as the meta-CNI does; list and watch for hot plug's watch of the node's pods.
+    // get as the meta-CNI does; list and watch for the watch caches its attaches read (the
+    // node's pods, every NAD, its Node), as the daemon's.
     core(["pods"], ["get", "list", "watch"]),
     core(["pods/status"], ["patch"]),
     {
       apiGroups: ["k8s.cni.cncf.io"],
       resources: ["network-attachment-definitions"],
-      verbs: ["get"],
+      verbs: ["get", "list", "watch"],
     },
     { apiGroups: ["kubernetes-network.cni.cncf.io"], resources: ["networks"], verbs: ["get"] },
-    core(["nodes"], ["get"]),
+    core(["nodes"], ["get", "list", "watch"]),
     core(["events"], ["create"]),
   ],
   "ClusterRole/hydra-policy": [

@@ -251,7 +251,7 @@ Deno.test("each hydra identity can do what its process does and nothing else; wr
     });
 
     await t.step(
-      "the NRI plugin's identity: the node role and a watch of pods, confined to its node",
+      "the NRI plugin's identity: the node role and watches of pods, NADs and nodes, confined to its node",
       async () => {
         const c = await clientFor(
           await tokenKubeconfig(cp, await daemonSetPodToken(cp, "hydra-nri", "n1"), "nri"),
@@ -269,14 +269,20 @@ Deno.test("each hydra identity can do what its process does and nothing else; wr
             () => patchPodStatusAnnotations(c, NS, "theirs", { [NETWORK_STATUS]: "[]" }),
             403,
           ],
-          // Hot plug's watch of its node's pods (RBAC cannot narrow it to the node).
+          // The watch caches its attaches read (RBAC cannot narrow pods and the Node to its node).
           ["list pods", () => c.list(`/api/v1/pods?fieldSelector=spec.nodeName%3Dn1`), 200],
           [
             "list NADs",
             () => c.list(`/apis/k8s.cni.cncf.io/v1/network-attachment-definitions`),
+            200,
+          ],
+          ["list its Node", () => c.list(`/api/v1/nodes?fieldSelector=metadata.name%3Dn1`), 200],
+          ["list secrets", () => c.list(`/api/v1/secrets`), 403],
+          [
+            "patch a Node",
+            () => c.patch(`/api/v1/nodes/n1`, { metadata: { labels: { x: "y" } } }, "merge"),
             403,
           ],
-          ["list secrets", () => c.list(`/api/v1/secrets`), 403],
         ]);
       },
     );
