@@ -103,6 +103,11 @@ export function budgetedClient(inner: KubeClient, end: number, budgetMs: number)
   };
 }
 
+/** Reads the invocation's pod through `client`, retrying transient failures until `end`. */
+function podFetcher(client: KubeClient, end: number): KubeSource["fetchPod"] {
+  return (p) => fetchPod(client, p, { deadlineMs: Math.max(1, end - Date.now()) });
+}
+
 /** The direct API client of the conf's kubeconfig (or the in-cluster account). */
 async function directClient(s: KubeMetaSettings): Promise<KubeClient> {
   let conn;
@@ -167,7 +172,7 @@ function agentSource(
   return {
     kind: "agent",
     client,
-    fetchPod: (p) => fetchPod(client, p, { deadlineMs: Math.max(1, end - Date.now()) }),
+    fetchPod: podFetcher(client, end),
     async report(r) {
       try {
         await agent.reports.enqueue(r);
@@ -215,7 +220,7 @@ export async function openKubeSource(
     return {
       kind: "daemon",
       client,
-      fetchPod: (p) => fetchPod(client, p, { deadlineMs: Math.max(1, end - Date.now()) }),
+      fetchPod: podFetcher(client, end),
       async report(r) {
         try {
           const res = await daemon.call(
@@ -237,7 +242,7 @@ export async function openKubeSource(
   return {
     kind: "direct",
     client,
-    fetchPod: (p) => fetchPod(client, p, { deadlineMs: Math.max(1, end - Date.now()) }),
+    fetchPod: podFetcher(client, end),
     async report(r) {
       const reportEnd = Date.now() + budget;
       try {
