@@ -391,6 +391,8 @@ try {
     daemonSocket: socket,
     daemonExec: true,
     apiTimeout: 10,
+    // The NADs keep their state (IPAM data) in the run's scratch folder.
+    nadPathRoots: { state: [dir] },
   };
   const metaConf = encoder.encode(JSON.stringify(metaConfObject));
   // The daemon runs a daemonExec invocation only with a conf it finds in the node's conf folder.

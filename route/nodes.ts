@@ -262,24 +262,30 @@ function pickAnnotations(
   return out;
 }
 
-function stringList(where: string, key: string, v: unknown): string[] {
+// The checks below run for every node of every read of the list (thousands a read), so
+// they name the node only when they throw: building the message up front is most of their cost.
+function stringList(node: string, key: string, v: unknown): string[] {
   if (v === undefined || v === null) return [];
   if (typeof v === "string") return splitList(v);
-  if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
-    throw new NodeListError(`${where}: ${key} must be a list of strings`);
+  if (!Array.isArray(v)) throw new NodeListError(`node ${node}: ${key} must be a list of strings`);
+  for (let i = 0; i < v.length; i++) {
+    if (typeof v[i] !== "string") {
+      throw new NodeListError(`node ${node}: ${key} must be a list of strings`);
+    }
   }
   return v;
 }
 
-function stringMap(where: string, v: unknown): Record<string, string> {
+function stringMap(node: string, v: unknown): Record<string, string> {
   if (v === undefined || v === null) return {};
   if (typeof v !== "object" || Array.isArray(v)) {
-    throw new NodeListError(`${where}: annotations must be a map of strings`);
+    throw new NodeListError(`node ${node}: annotations must be a map of strings`);
   }
   const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(v)) {
+  for (const k in v) {
+    const val = (v as Record<string, unknown>)[k];
     if (typeof val !== "string") {
-      throw new NodeListError(`${where}: annotation ${k} must be a string`);
+      throw new NodeListError(`node ${node}: annotation ${k} must be a string`);
     }
     out[k] = val;
   }
@@ -287,24 +293,26 @@ function stringMap(where: string, v: unknown): Record<string, string> {
 }
 
 function nodeEntry(raw: unknown, index: number): NodeInfo {
-  const where = `nodes[${index}]`;
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new NodeListError(`${where}: must be an object`);
+    throw new NodeListError(`nodes[${index}]: must be an object`);
   }
   const r = raw as Record<string, unknown>;
   if (typeof r.metadata === "object" && r.metadata !== null) {
     const node = r as unknown as Node;
     if (typeof node.metadata.name !== "string" || !node.metadata.name) {
-      throw new NodeListError(`${where}: metadata.name is missing`);
+      throw new NodeListError(`nodes[${index}]: metadata.name is missing`);
     }
     return nodeFromKube(node);
   }
-  if (typeof r.name !== "string" || !r.name) throw new NodeListError(`${where}: name is missing`);
+  const name = r.name;
+  if (typeof name !== "string" || !name) {
+    throw new NodeListError(`nodes[${index}]: name is missing`);
+  }
   return {
-    name: r.name,
-    podCIDRs: stringList(`node ${r.name}`, "podCIDRs", r.podCIDRs),
-    internalIPs: stringList(`node ${r.name}`, "addresses", r.addresses ?? r.internalIPs),
-    annotations: stringMap(`node ${r.name}`, r.annotations),
+    name,
+    podCIDRs: stringList(name, "podCIDRs", r.podCIDRs),
+    internalIPs: stringList(name, "addresses", r.addresses ?? r.internalIPs),
+    annotations: stringMap(name, r.annotations),
   };
 }
 
@@ -349,15 +357,22 @@ export function parseNodeList(text: string, source = "node list"): NodeInfo[] {
   return nodes;
 }
 
+// Plain loops: a file source compares every node of the list on each read.
 function sameList(a: string[], b: string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** True when two node descriptions are the same (so a change to it changes no route). */
 export function sameNode(a: NodeInfo, b: NodeInfo): boolean {
   if (a.name !== b.name || !sameList(a.podCIDRs, b.podCIDRs)) return false;
   if (!sameList(a.internalIPs, b.internalIPs)) return false;
-  const ka = Object.keys(a.annotations);
-  if (ka.length !== Object.keys(b.annotations).length) return false;
-  return ka.every((k) => a.annotations[k] === b.annotations[k]);
+  let count = 0;
+  for (const k in a.annotations) {
+    if (a.annotations[k] !== b.annotations[k] || !Object.hasOwn(b.annotations, k)) return false;
+    count++;
+  }
+  for (const _ in b.annotations) count--;
+  return count === 0;
 }

@@ -201,3 +201,21 @@ Deno.test("only the annotations the networks read are kept, so other changes are
     !sameNode(a, { ...a, annotations: { "hydra.clusternet.io/blue.cidr": "10.245.2.0/24" } }),
   );
 });
+
+Deno.test("sameNode: every field counts, annotations by key and value whatever their order", () => {
+  const a = {
+    name: "n1",
+    podCIDRs: ["10.244.1.0/24"],
+    internalIPs: ["192.168.1.10"],
+    annotations: { x: "1", y: "2" },
+  };
+  assert.ok(sameNode(a, { ...a, annotations: { y: "2", x: "1" } }));
+  assert.ok(!sameNode(a, { ...a, name: "n2" }));
+  assert.ok(!sameNode(a, { ...a, podCIDRs: ["10.244.1.0/24", "fd00::/64"] }));
+  assert.ok(!sameNode(a, { ...a, podCIDRs: ["10.244.2.0/24"] }));
+  assert.ok(!sameNode(a, { ...a, internalIPs: [] }));
+  assert.ok(!sameNode(a, { ...a, annotations: { x: "1" } }));
+  assert.ok(!sameNode(a, { ...a, annotations: { x: "1", y: "2", z: "3" } }));
+  assert.ok(!sameNode(a, { ...a, annotations: { x: "1", z: "2" } }));
+  assert.ok(!sameNode({ ...a, annotations: {} }, a));
+});

@@ -9,7 +9,8 @@
  * is said explicitly, `nodes: []`). Reads wait a few milliseconds after a
  * change and read again when the file changed meanwhile; writers should
  * still replace the file atomically (write a temporary file, rename it),
- * since a YAML list cut short at a line boundary is still a valid list.
+ * since a YAML list cut short at a line boundary is still a valid list. A
+ * file renamed into place is read at once, without that wait.
  *
  * @module
  */
@@ -135,7 +136,9 @@ function watchEvents(w: Watched): { watcher?: Deno.FsWatcher; watching: Promise<
     if (!watcher) return;
     try {
       for await (const ev of watcher) {
-        if (ev.paths.some((p) => basename(p) === name)) read(w);
+        if (!ev.paths.some((p) => basename(p) === name)) continue;
+        // A file renamed into place is complete: no writer can still be busy with it.
+        read(w, !(ev.kind === "rename" && await fileStamp(w.path) !== "missing"));
       }
     } catch {
       // Watcher closed.
