@@ -17,7 +17,10 @@
  *   hydra-bridge + hydra-ipam run in-process;
  * - `delegates_alone_reference` / `alone_daemonexec_builtin`: no
  *   meta-plugin, one exec per network of the reference bridge + host-local
- *   / of hydra-bridge + hydra-ipam with `daemonExec`, handed to the daemon.
+ *   / of hydra-bridge + hydra-ipam with `daemonExec`, handed to the daemon;
+ * - `macvlan_alone_reference` / `macvlan_alone_daemonexec_builtin`: the
+ *   same with three macvlan networks on the node's uplink (the reference
+ *   macvlan + host-local / hydra-macvlan + hydra-ipam with `daemonExec`).
  *
  * Every process runs in a node network namespace that reaches the API
  * server through a veth pair (kernel forwarding only), the daemon too. Cases take turns pod by pod so load changes hit them alike.
@@ -52,6 +55,7 @@ import {
   type DelegateKind,
   type KubeCall,
   type KubeCase,
+  macvlanNetwork,
   processCpuSeconds,
   processMemory,
   runAlone,
@@ -159,6 +163,25 @@ try {
     }
   }
 
+  /** Each kind's three macvlan networks on the node's uplink, for the macvlan-alone cases. */
+  const macvlanConfs: Record<DelegateKind, Record<string, unknown>[]> = {
+    reference: [],
+    builtin: [],
+  };
+  for (const [k, kind] of (["reference", "builtin"] as const).entries()) {
+    for (let j = 0; j < 3; j++) {
+      macvlanConfs[kind].push(
+        macvlanNetwork(
+          kind,
+          `mv${j}-${kind}`,
+          world.uplink,
+          `10.${220 + k}.${j * 16}.0/20`,
+          `${dir}/ipam`,
+        ),
+      );
+    }
+  }
+
   const daemonSocket = `${dir}/daemon.sock`;
   const metricsSocket = `${dir}/daemon-metrics.sock`;
   const only = flags.only ? new Set(flags.only.split(",")) : undefined;
@@ -170,6 +193,7 @@ try {
     kubeconfig: kcNode,
     clusterPath,
     netConfs,
+    macvlanConfs,
     referenceBin,
     hydraBin,
     multusExe,
@@ -441,6 +465,7 @@ try {
     // hydra's plugins exec'd alone, handing their invocations to the daemon: at most 1.5 × the
     // reference plugins exec'd alone on the same networks.
     ...ratioTarget("alone_daemonexec_builtin", "delegates_alone_reference", 1.5),
+    ...ratioTarget("macvlan_alone_daemonexec_builtin", "macvlan_alone_reference", 1.5),
     // Against Multus thick: the daemon with built-ins at most half, with the reference plugins at
     // most as much.
     ...cases.filter((c) => c.key.startsWith("hydra_daemon")).flatMap((c) =>

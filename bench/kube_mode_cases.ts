@@ -18,6 +18,8 @@ export interface CaseContext {
   clusterPath: Record<DelegateKind, string>;
   /** Each kind's networks (cluster, blue, green) as confs. */
   netConfs: Record<DelegateKind, Record<string, unknown>[]>;
+  /** Each kind's three macvlan networks on the node's uplink, as confs. */
+  macvlanConfs: Record<DelegateKind, Record<string, unknown>[]>;
   referenceBin: string;
   hydraBin: string;
   multusExe: string;
@@ -28,6 +30,14 @@ export interface CaseContext {
 }
 
 const encoder = new TextEncoder();
+
+/** One exec per network, the first as eth0: how a runtime runs networks without a meta-plugin. */
+function aloneSteps(confs: Record<string, unknown>[]): { config: Uint8Array; ifName: string }[] {
+  return confs.map((conf, i) => ({
+    config: encoder.encode(JSON.stringify(conf)),
+    ifName: i === 0 ? "eth0" : `net${i}`,
+  }));
+}
 
 /** Every case, in the order they take turns. */
 export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
@@ -57,10 +67,7 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
       path: [ctx.referenceBin],
       delegates: "reference",
       config: new Uint8Array(),
-      alone: ctx.netConfs.reference.map((conf, i) => ({
-        config: encoder.encode(JSON.stringify(conf)),
-        ifName: i === 0 ? "eth0" : `net${i}`,
-      })),
+      alone: aloneSteps(ctx.netConfs.reference),
     },
     {
       key: "alone_daemonexec_builtin",
@@ -72,12 +79,39 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
       path: [ctx.hydraBin],
       delegates: "builtin",
       config: new Uint8Array(),
-      alone: ctx.netConfs.builtin.map((conf, i) => ({
-        config: encoder.encode(
-          JSON.stringify({ ...conf, daemonExec: true, daemonSocket: ctx.daemonSocket }),
-        ),
-        ifName: i === 0 ? "eth0" : `net${i}`,
-      })),
+      alone: aloneSteps(
+        ctx.netConfs.builtin.map((c) => ({
+          ...c,
+          daemonExec: true,
+          daemonSocket: ctx.daemonSocket,
+        })),
+      ),
+    },
+    {
+      key: "macvlan_alone_reference",
+      description: "no meta-plugin: the reference macvlan + host-local exec'd once per network " +
+        "(three macvlan networks on the node's uplink; ADD ×3, DEL ×3)",
+      exe: `${ctx.referenceBin}/macvlan`,
+      path: [ctx.referenceBin],
+      delegates: "reference",
+      config: new Uint8Array(),
+      alone: aloneSteps(ctx.macvlanConfs.reference),
+    },
+    {
+      key: "macvlan_alone_daemonexec_builtin",
+      description: "no meta-plugin: hydra-macvlan + hydra-ipam exec'd once per network, each " +
+        "conf asking for daemonExec; beside macvlan_alone_reference",
+      exe: `${ctx.hydraBin}/hydra-macvlan`,
+      path: [ctx.hydraBin],
+      delegates: "builtin",
+      config: new Uint8Array(),
+      alone: aloneSteps(
+        ctx.macvlanConfs.builtin.map((c) => ({
+          ...c,
+          daemonExec: true,
+          daemonSocket: ctx.daemonSocket,
+        })),
+      ),
     },
     {
       key: "multus_thin_reference",

@@ -128,6 +128,28 @@ export function bridgeNetwork(
   };
 }
 
+/** One macvlan network on `master`, the reference plugins' or hydra's built-ins. */
+export function macvlanNetwork(
+  kind: DelegateKind,
+  name: string,
+  master: string,
+  subnet: string,
+  dataDir: string,
+): Record<string, unknown> {
+  return {
+    cniVersion: "1.0.0",
+    name,
+    type: kind === "reference" ? "macvlan" : "hydra-macvlan",
+    master,
+    mode: "bridge",
+    ipam: {
+      type: kind === "reference" ? "host-local" : "hydra-ipam",
+      ranges: [[{ subnet }]],
+      dataDir,
+    },
+  };
+}
+
 /** The delegates-alone case: one exec per network, times summed, RSS the largest. */
 export async function runAlone(
   nodePath: string,
