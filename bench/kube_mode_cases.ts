@@ -57,6 +57,9 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
       // The NADs keep their state (IPAM data) in the run's scratch folder.
       nadPathRoots: { state: [ctx.dir] },
     }));
+  /** The same confs asking for daemonExec: each exec hands its invocation to the daemon. */
+  const handedToDaemon = (confs: Record<string, unknown>[]) =>
+    confs.map((c) => ({ ...c, daemonExec: true, daemonSocket: ctx.daemonSocket }));
   return [
     {
       key: "delegates_alone_reference",
@@ -79,13 +82,7 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
       path: [ctx.hydraBin],
       delegates: "builtin",
       config: new Uint8Array(),
-      alone: aloneSteps(
-        ctx.netConfs.builtin.map((c) => ({
-          ...c,
-          daemonExec: true,
-          daemonSocket: ctx.daemonSocket,
-        })),
-      ),
+      alone: aloneSteps(handedToDaemon(ctx.netConfs.builtin)),
     },
     {
       key: "macvlan_alone_reference",
@@ -105,13 +102,7 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
       path: [ctx.hydraBin],
       delegates: "builtin",
       config: new Uint8Array(),
-      alone: aloneSteps(
-        ctx.macvlanConfs.builtin.map((c) => ({
-          ...c,
-          daemonExec: true,
-          daemonSocket: ctx.daemonSocket,
-        })),
-      ),
+      alone: aloneSteps(handedToDaemon(ctx.macvlanConfs.builtin)),
     },
     {
       key: "multus_thin_reference",
