@@ -105,6 +105,15 @@ export async function processCpuSeconds(pid: number, children = false): Promise<
   return ticks / 100;
 }
 
+/** One subnet's IPAM for either kind: host-local (reference) or hydra-ipam (built-ins). */
+function rangeIpam(kind: DelegateKind, subnet: string, dataDir: string): Record<string, unknown> {
+  return {
+    type: kind === "reference" ? "host-local" : "hydra-ipam",
+    ranges: [[{ subnet }]],
+    dataDir,
+  };
+}
+
 /** A bridge network with host-local (reference) or hydra-bridge with hydra-ipam (built-ins). */
 export function bridgeNetwork(
   kind: DelegateKind,
@@ -119,11 +128,7 @@ export function bridgeNetwork(
     name,
     type: kind === "reference" ? "bridge" : "hydra-bridge",
     bridge,
-    ipam: {
-      type: kind === "reference" ? "host-local" : "hydra-ipam",
-      ranges: [[{ subnet }]],
-      dataDir,
-    },
+    ipam: rangeIpam(kind, subnet, dataDir),
     ...extra,
   };
 }
@@ -142,11 +147,7 @@ export function macvlanNetwork(
     type: kind === "reference" ? "macvlan" : "hydra-macvlan",
     master,
     mode: "bridge",
-    ipam: {
-      type: kind === "reference" ? "host-local" : "hydra-ipam",
-      ranges: [[{ subnet }]],
-      dataDir,
-    },
+    ipam: rangeIpam(kind, subnet, dataDir),
   };
 }
 
