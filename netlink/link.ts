@@ -90,7 +90,7 @@ export interface LinkChanges {
   mac?: string;
   /** Master to enslave to; null releases from the current master. */
   master?: LinkRef | null;
-  /** New name; the kernel refuses to rename a link that is up (EBUSY). */
+  /** New name; kernels before 6.2 refuse to rename a link that is up (EBUSY). */
   name?: string;
   /** Alias (ifalias); "" clears it. */
   alias?: string;

@@ -34,8 +34,8 @@
  *   for a device route without gateway); pass `scope` to choose otherwise.
  * - IPv4 addresses get a broadcast address only when asked
  *   (`broadcast: true` derives it from the prefix).
- * - The kernel refuses to rename a link that is up (EBUSY), and a link moved
- *   to another namespace arrives down.
+ * - Kernels before 6.2 refuse to rename a link that is up (EBUSY), and a
+ *   link moved to another namespace arrives down.
  *
  * @module
  */

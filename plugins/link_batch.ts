@@ -16,8 +16,8 @@
  *
  * A process that outlives its DELs (the node daemon running whole
  * meta-CNI invocations) can do better with {@link deferLinkDeletion}: the
- * links of a batch are brought down and renamed out of the pod's way as
- * they are removed, the DEL answers, and the group is deleted right after,
+ * links of a batch are taken out of use and renamed out of the pod's way
+ * as they are removed, the DEL answers, and the group is deleted right after,
  * off the JavaScript thread. The runtime's wait then no longer includes
  * the grace periods; what it sees is what DEL promises (the interfaces
  * gone from their names, their addresses and routes no longer in use, the

@@ -7,13 +7,19 @@
 
 import {
   closeHandle,
+  delAddr,
   delLink,
   delLinkGroup,
   delLinkGroupOffThread,
+  delRoute,
   type Handle,
   hasErrno,
   linkIndex,
+  listAddrs,
   listLinks,
+  listRoutes,
+  type Route,
+  type RouteSpec,
   setLink,
   setLinkGroup,
 } from "../netlink/mod.ts";
@@ -28,21 +34,36 @@ export function parkedName(index: number): string {
   return `hy-del-${index.toString(36)}`;
 }
 
+/** How {@link removePodLink} sets a link aside in a deferred batch. */
+export interface RemovePodLinkOptions {
+  /**
+   * Park the link without bringing it down, where the kernel renames
+   * running links (Linux 6.2 and later): its addresses and routes are
+   * deleted instead. For kinds whose close waits a full RCU grace period
+   * (a macvlan leaving its port's hash), which a DEL would otherwise wait
+   * for; a veth goes down in well under a millisecond and keeps the usual
+   * way, which also takes the host side's carrier.
+   */
+  keepUp?: boolean;
+}
+
 /**
  * Removes the pod-side link `ref` (index or name) of container
  * `containerId` from the namespace `pod` is a handle of (path `netns`): set
  * aside for the open batch of that container and namespace, or deleted now
  * when there is none. Fails like a deletion would when the link is not there.
  *
- * In a deferred batch the link is also brought down (which takes its
- * routes with it) and renamed (see {@link parkedName}), so that its name is
- * free again when the DEL answers, before the kernel has deleted it.
+ * In a deferred batch the link is also taken out of use (brought down,
+ * which takes its addresses and routes with it, or with `keepUp` stripped
+ * of them) and renamed (see {@link parkedName}), so that its name is free
+ * again when the DEL answers, before the kernel has deleted it.
  */
 export function removePodLink(
   pod: Handle,
   containerId: string,
   netns: string,
   ref: number | string,
+  opts: RemovePodLinkOptions = {},
 ): void {
   const batch = openBatchOf(containerId, netns);
   if (!batch) {
@@ -52,19 +73,84 @@ export function removePodLink(
   const index = linkIndex(pod, ref);
   if (!batch.deferredTo) {
     setLinkGroup(pod, index, batch.group);
-  } else {
-    // The kernel renames only links that are down.
-    setLink(pod, index, { up: false, group: batch.group });
-    try {
-      setLink(pod, index, { name: parkedName(index) });
-    } catch {
-      // The name is taken (by nothing of ours): the link goes now, the slow way.
-      delLink(pod, index);
-      return;
-    }
+  } else if (!parkLink(pod, index, batch.group, opts.keepUp ?? false)) {
+    // The name is taken (by nothing of ours): the link goes now, the slow way.
+    delLink(pod, index);
+    return;
   }
   batch.links.set(index, batch.owner);
   batch.flush ??= flushRemovalBatch;
+}
+
+/**
+ * Puts link `index` in `group` under its parked name, out of use; false
+ * when the name is taken.
+ */
+function parkLink(pod: Handle, index: number, group: number, keepUp: boolean): boolean {
+  if (keepUp && parkRunning(pod, index, group)) return true;
+  // Bringing it down takes its addresses and routes out of use, and lets
+  // kernels before 6.2 rename it (they rename only links that are down).
+  setLink(pod, index, { up: false, group });
+  try {
+    setLink(pod, index, { name: parkedName(index) });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Renames running link `index` into `group` and deletes its addresses and
+ * the routes through it. False when the kernel would not rename it, or the
+ * routes through it cannot all be deleted one by one (a multipath hop, a
+ * nexthop object, a source prefix): the caller then brings it down.
+ */
+function parkRunning(pod: Handle, index: number, group: number): boolean {
+  try {
+    setLink(pod, index, { name: parkedName(index), group });
+  } catch {
+    return false;
+  }
+  try {
+    for (const addr of listAddrs(pod, { link: index })) {
+      ignoring(["EADDRNOTAVAIL"], () => delAddr(pod, index, addr.cidr));
+    }
+    // IPv4 drops the link's routes with its last address; IPv6 keeps them.
+    const routes = listRoutes(pod);
+    if (routes.some((r) => usesIndirectly(r, index))) return false;
+    for (const r of routes) {
+      if (r.oif === index) ignoring(["ESRCH", "ENOENT"], () => delRoute(pod, specOf(r)));
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether route `r` may go through link `index` without naming it as its only device. */
+function usesIndirectly(r: Route, index: number): boolean {
+  if (r.nhid !== undefined || r.multipath?.some((hop) => hop.oif === index)) return true;
+  return r.oif === index && r.src !== undefined;
+}
+
+function specOf(r: Route): RouteSpec {
+  return {
+    dst: r.dst,
+    family: r.family,
+    table: r.table,
+    type: r.type,
+    oif: r.oif,
+    ...(r.gateway ? { gateway: r.gateway } : {}),
+    ...(r.priority !== undefined ? { priority: r.priority } : {}),
+  };
+}
+
+function ignoring(codes: string[], work: () => void): void {
+  try {
+    work();
+  } catch (err) {
+    if (!hasErrno(err, ...codes)) throw err;
+  }
 }
 
 function isGone(err: unknown): boolean {

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { inNetns } from "../tests/helpers/netlink.ts";
 import type { TestNetns } from "../tests/helpers/netns.ts";
-import { addLink, getLink, setLinkGroup } from "../netlink/mod.ts";
+import {
+  addAddr,
+  addLink,
+  addRoute,
+  getLink,
+  type Handle,
+  setLinkGroup,
+  setLinkUp,
+} from "../netlink/mod.ts";
 import {
   closeRemovalBatch,
   deferLinkDeletion,
@@ -108,5 +116,74 @@ Deno.test(
     removePodLink(h, "c2", pod.path, "eth0");
     await closeRemovalBatch(batch);
     assert.deepEqual(await ipLinkNames(pod), ["lo"]);
+  }),
+);
+
+/** A macvlan `name` on a veth parent, up, with an address and a route of each family. */
+function runningMacvlan(h: Handle, name: string, n: number): number {
+  addLink(h, { kind: "veth", name: `up${n}`, peer: { name: `upp${n}` } });
+  addLink(h, { kind: "macvlan", name, parent: `up${n}`, mode: "bridge" });
+  setLinkUp(h, `up${n}`);
+  setLinkUp(h, name);
+  addAddr(h, name, `10.9.${n}.5/24`);
+  addAddr(h, name, `fd00:9:${n}::5/64`, { nodad: true });
+  addRoute(h, { dst: `10.99.${n}.0/24`, gateway: `10.9.${n}.1` });
+  addRoute(h, { dst: `fd00:99:${n}::/64`, gateway: `fd00:9:${n}::1` });
+  return getLink(h, name).index;
+}
+
+async function routesVia(ns: TestNetns, dev: string): Promise<string[]> {
+  const routes: IpLink[] = [
+    ...await ns.ipJson<IpLink[]>("-4", "route", "show", "table", "all", "dev", dev),
+    ...await ns.ipJson<IpLink[]>("-6", "route", "show", "table", "all", "dev", dev),
+  ];
+  // The kernel's own multicast route of an IPv6 link says nothing of the pod.
+  return routes.filter((r) => r.dst !== "ff00::/8").map((r) => r.dst);
+}
+
+Deno.test(
+  "keepUp parks a running link stripped of its addresses and routes, then deletes it",
+  inNetns(1, async (h, pod) => {
+    const stop = deferLinkDeletion(() => {});
+    try {
+      const index = runningMacvlan(h, "net1", 1);
+      const batch = openRemovalBatch("c1", pod.path);
+      removePodLink(h, "c1", pod.path, "net1", { keepUp: true });
+      const parked = parkedName(index);
+      const [link] = await pod.ipJson<IpLink[]>("addr", "show", "dev", parked);
+      assert.ok(link.flags.includes("UP"), link.flags.join());
+      assert.deepEqual(link.addr_info, []);
+      assert.deepEqual(await routesVia(pod, parked), []);
+      assert.deepEqual(await closeRemovalBatch(batch), []);
+      assert.equal(await settleDeferredDeletions(10_000), true);
+      assert.ok(!(await ipLinkNames(pod)).includes(parked));
+    } finally {
+      stop();
+    }
+  }),
+);
+
+Deno.test(
+  "keepUp brings the link down after all when a multipath route goes through it",
+  inNetns(1, async (h, pod) => {
+    const stop = deferLinkDeletion(() => {});
+    try {
+      const index = runningMacvlan(h, "net1", 1);
+      runningMacvlan(h, "net2", 2);
+      await pod.exec(
+        "ip",
+        ...["route", "add", "10.77.0.0/16", "nexthop", "via", "10.9.1.1", "dev", "net1"],
+        ...["nexthop", "via", "10.9.2.1", "dev", "net2"],
+      );
+      const batch = openRemovalBatch("c1", pod.path);
+      removePodLink(h, "c1", pod.path, "net1", { keepUp: true });
+      const [link] = await pod.ipJson<IpLink[]>("link", "show", "dev", parkedName(index));
+      assert.ok(!link.flags.includes("UP"), link.flags.join());
+      assert.deepEqual(await closeRemovalBatch(batch), []);
+      assert.equal(await settleDeferredDeletions(10_000), true);
+      assert.deepEqual(await ipLinkNames(pod), ["lo", "net2", "up1", "up2", "upp1", "upp2"]);
+    } finally {
+      stop();
+    }
   }),
 );

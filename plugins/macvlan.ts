@@ -182,13 +182,27 @@ async function add(args: CmdArgs): Promise<Result> {
   }
 }
 
+/**
+ * Whether a DEL may park the macvlan running (see link_removal.ts), which
+ * spares it a grace period. Not when its MAC was fixed: a master brings up
+ * only one macvlan with a given MAC, and the next ADD may want it at once;
+ * a link that is down no longer holds it. A DEL's config is the ADD's.
+ */
+function parksUp(args: CmdArgs): boolean {
+  try {
+    return parseConf(args).mac === undefined;
+  } catch {
+    return false;
+  }
+}
+
 async function del(args: CmdArgs): Promise<void> {
   const type = ipamType(args.config, args.command);
   if (type) await ipamDel(args, type);
   const pod = openNetnsForDel(args.netns);
   if (!pod) return;
   try {
-    removePodLink(pod, args.containerId, args.netns, args.ifName);
+    removePodLink(pod, args.containerId, args.netns, args.ifName, { keepUp: parksUp(args) });
   } catch (e) {
     if (!isNotFound(e)) throw e;
   } finally {

@@ -17,6 +17,16 @@ import {
   withWorld,
   type World,
 } from "./helpers.ts";
+import { inNetns } from "../helpers/netlink.ts";
+import type { CmdArgs } from "../../cni/types.ts";
+import { addLink, findLink, getLink, type Handle } from "../../netlink/mod.ts";
+import {
+  closeRemovalBatch,
+  deferLinkDeletion,
+  openRemovalBatch,
+  settleDeferredDeletions,
+} from "../../plugins/link_batch.ts";
+import { plugin as macvlan } from "../../plugins/macvlan.ts";
 
 const ref = reference();
 
@@ -145,3 +155,61 @@ Deno.test("macvlan: two pods on one master reach each other; DEL releases and re
     assert.deepEqual(left, []);
   });
 });
+
+/** CNI arguments for hydra-macvlan in-process, its master `up1` in the pod's namespace. */
+function inProcessArgs(command: "ADD" | "DEL", netns: string, id: string, mac?: string): CmdArgs {
+  const config = {
+    cniVersion: "1.0.0",
+    name: "mv",
+    type: "macvlan",
+    master: "up1",
+    linkInContainer: true,
+    ...(mac ? { mac } : {}),
+  };
+  return {
+    command,
+    containerId: id,
+    netns,
+    ifName: "net1",
+    args: "",
+    path: [],
+    stdinData: new TextEncoder().encode(JSON.stringify(config)),
+    config,
+  };
+}
+
+/** ADD then DEL of container `id` in a deferred batch left open; the parked link. */
+async function addThenPark(h: Handle, netns: string, id: string, mac?: string) {
+  await macvlan.add(inProcessArgs("ADD", netns, id, mac));
+  const index = getLink(h, "net1").index;
+  const batch = openRemovalBatch(id, netns);
+  await macvlan.del(inProcessArgs("DEL", netns, id, mac));
+  assert.equal(findLink(h, "net1"), undefined);
+  return { parked: getLink(h, index), batch };
+}
+
+Deno.test(
+  "macvlan: a node daemon's DEL parks the link up, or down when its MAC was fixed",
+  inNetns(1, async (h, pod) => {
+    addLink(h, { kind: "veth", name: "up1", peer: { name: "up2" }, up: true });
+    const stop = deferLinkDeletion(() => {});
+    try {
+      // Up: its close would make the DEL wait a grace period.
+      const random = await addThenPark(h, pod.path, "c1");
+      assert.ok(random.parked.up);
+      await closeRemovalBatch(random.batch);
+      // Down: the MAC is free for an ADD that wants it before the deletion.
+      const mac = "02:42:00:00:00:07";
+      const fixed = await addThenPark(h, pod.path, "c2", mac);
+      assert.ok(!fixed.parked.up);
+      await macvlan.add(inProcessArgs("ADD", pod.path, "c3", mac));
+      assert.ok(getLink(h, "net1").up);
+      await closeRemovalBatch(fixed.batch);
+      assert.equal(await settleDeferredDeletions(10_000), true);
+      assert.equal(findLink(h, fixed.parked.index), undefined);
+    } finally {
+      stop();
+      await settleDeferredDeletions(10_000);
+    }
+  }),
+);
