@@ -68,17 +68,21 @@ function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
-/** The launcher that runs this source tree with `deno` under its own name. */
+/**
+ * The launcher that runs this source tree with `deno` under its own name.
+ * It sources the tree's `bin/hydra` with the tree pinned (`hydra_root`, a
+ * shell variable, so no exec'd child inherits it), so an installed role
+ * starts exactly as the tree's own: the bundled CNI path, V8's flags, and
+ * no helper process.
+ */
 export function sourceLauncher(root: string, deno: string): string {
   return [
     "#!/bin/sh",
     "# hydra, run from its source tree by Deno; written by `hydra install`.",
     "# The name this file is started under picks the role, as for the compiled executable.",
-    `root=${shellQuote(root)}`,
-    ': "${DENO_DIR:=$root/.cache/deno}"',
-    "export DENO_DIR",
-    `HYDRA_ARGV0=$(basename "$0") exec ${shellQuote(deno)} run --quiet --no-prompt -A \\`,
-    '  --config "$root/deno.json" "$root/main.ts" "$@"',
+    `hydra_root=${shellQuote(root)}`,
+    `HYDRA_DENO=${shellQuote(deno)}`,
+    '. "$hydra_root/bin/hydra"',
     "",
   ].join("\n");
 }

@@ -189,6 +189,40 @@ Deno.test("installed from source, the executable and its role names run hydra", 
   }
 });
 
+Deno.test("installed from source, a CNI exec runs as the tree's own launcher runs it", async () => {
+  const node = await makeNode();
+  try {
+    const run = await runInstall([...node.flags, "--once"]);
+    assert.equal(run.code, 0, run.stderr);
+    // An ADD waits for its config on stdin: long enough to read what runs.
+    const cni = new Deno.Command(join(node.binDir, "hydra-bridge"), {
+      env: { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c1", CNI_IFNAME: "eth0", CNI_NETNS: "/x" },
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      let cmdline = "";
+      for (let i = 0; i < 200 && !cmdline.includes(" run "); i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        cmdline = (await Deno.readTextFile(`/proc/${cni.pid}/cmdline`)).replaceAll("\0", " ");
+      }
+      // One process (no helper left in between), the bundle, the image's V8 flags.
+      assert.match(
+        cmdline,
+        /\/deno run .*--v8-flags=\S*--lite-mode\S* .*\/\.cache\/bundle\/hydra-cni\.js/,
+      );
+      const environ = await Deno.readTextFile(`/proc/${cni.pid}/environ`);
+      assert.ok(environ.split("\0").includes("HYDRA_ARGV0=hydra-bridge"), "the role is its name");
+    } finally {
+      await cni.stdin.close();
+      await cni.status;
+    }
+  } finally {
+    await removeNode(node);
+  }
+});
+
 Deno.test("uninstall leaves the node's directories exactly as they were before install", async () => {
   const node = await makeNode();
   try {
