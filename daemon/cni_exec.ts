@@ -30,6 +30,7 @@
  */
 
 import type { Plugin } from "../cni/types.ts";
+import type { NodeAgentKube } from "../engine/kube_source.ts";
 import type { Logger } from "../pkg/log.ts";
 import {
   type CniRequest,
@@ -48,16 +49,22 @@ export interface CniExecOptions {
   /** Folders of plugins that are not built in (CNI_PATH of every run). */
   binDirs: readonly string[];
   log: Logger;
+  /** The daemon's watch caches and report queue, for the meta-CNI's Kubernetes mode. */
+  kube?: NodeAgentKube;
 }
 
 /** Plugin types the daemon runs, each loaded on first use (a daemon never asked carries none). */
-const RUNNABLE: Record<string, () => Promise<Plugin>> = {
-  // The daemon runs what it is handed itself: its meta-CNI never forwards.
-  hydra: async () => (await import("../engine/meta.ts")).createMetaPlugin({ forward: false }),
-  ...Object.fromEntries(
-    [...STANDALONE_PLUGINS].map((type) => [type, () => loadStandalone(type)]),
-  ),
-};
+function runnable(opts: CniExecOptions): Record<string, () => Promise<Plugin>> {
+  return {
+    // The daemon runs what it is handed itself: its meta-CNI never forwards, and reads its
+    // objects from the daemon's caches and hands reports to its queue, not over its own socket.
+    hydra: async () =>
+      (await import("../engine/meta.ts")).createMetaPlugin({ forward: false, kube: opts.kube }),
+    ...Object.fromEntries(
+      [...STANDALONE_PLUGINS].map((type) => [type, () => loadStandalone(type)]),
+    ),
+  };
+}
 
 async function loadStandalone(type: string): Promise<Plugin> {
   const { loadBuiltin } = await import("../engine/builtins.ts");
@@ -119,10 +126,11 @@ export function createCniExecutor(opts: CniExecOptions): CniExecutor {
   };
 
   const pool = createPoolExecutor(opts);
+  const runnables = runnable(opts);
   return async (req: CniRequest, signal: AbortSignal): Promise<DaemonResponse> => {
     if (req.plugin === POOL_PLUGIN) return await pool(req, signal);
-    const load = RUNNABLE[req.plugin];
-    if (!Object.hasOwn(RUNNABLE, req.plugin) || !load) {
+    const load = runnables[req.plugin];
+    if (!Object.hasOwn(runnables, req.plugin) || !load) {
       return refusal(404, "ConfNotFound", `this daemon runs no plugin of type "${req.plugin}"`);
     }
     const found = await confs.find(req.network, req.plugin);
@@ -180,8 +188,8 @@ export function createCniExecutor(opts: CniExecOptions): CniExecutor {
 
 /**
  * `plugin` with its DEL inside a removal batch of its own, as the meta-CNI
- * runs its delegates' (engine/run.ts): the pod's link is brought down and
- * renamed away, the DEL answers, and the daemon deletes it right after
+ * runs its delegates' (engine/run.ts): the pod's link is taken out of use
+ * and renamed away, the DEL answers, and the daemon deletes it right after
  * (see plugins/link_batch.ts). A link the kernel would not delete fails
  * the DEL.
  */

@@ -26,7 +26,7 @@ import { addProcessMetrics } from "../pkg/process_metrics.ts";
 import { createRegistry, DURATION_BUCKETS, type Registry } from "../pkg/metrics.ts";
 import { sweepLeftovers } from "../pkg/fsutil.ts";
 import { deferLinkDeletion, settleDeferredDeletions } from "../plugins/link_batch.ts";
-import { type NodeCache, startNodeCache } from "../kube/node_cache.ts";
+import { type NodeCache, type ReadSource, startNodeCache } from "../kube/node_cache.ts";
 import { DEFAULT_DAEMON_SOCKET } from "../daemonclient/protocol.ts";
 import { type ReportQueue, startReportQueue } from "../kube/report_queue.ts";
 import { type NodeServer, serveNodeSocket } from "./node_server.ts";
@@ -212,6 +212,12 @@ function daemonMetrics(registry: Registry) {
       "Failed list or watch attempts, by collection.",
       ["collection"],
     ),
+    reads: registry.counter(
+      "hydra_daemon_reads_total",
+      "Object reads by where they were served from (cache or api): the socket's and those of " +
+        "the invocations the daemon runs.",
+      ["source"],
+    ),
     reportsDone: registry.counter(
       "hydra_daemon_reports_total",
       "Pod status reports settled, by outcome.",
@@ -319,9 +325,11 @@ function healthEndpoint(d: Daemon, server: NodeServer): HealthEndpoint {
 async function serveDaemon(
   d: Daemon,
 ): Promise<{ server: NodeServer; health?: HealthServer }> {
+  const onRead = (source: ReadSource) => d.metrics.reads.inc({ source });
   const server = await serveNodeSocket({
     socketPath: d.opts.socket,
     cache: d.cache,
+    onRead,
     reports: d.reports,
     client: d.client,
     log: d.log,
@@ -335,6 +343,7 @@ async function serveDaemon(
       confDirs: d.opts.cniConfDirs,
       binDirs: d.opts.cniBinDirs,
       log: d.log,
+      kube: { cache: d.cache, reports: d.reports, client: d.client, onRead },
     }),
   });
   if (!d.opts.listen) return { server };

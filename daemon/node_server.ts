@@ -33,7 +33,7 @@ import type { Logger } from "../pkg/log.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeTransportError } from "../kube/errors.ts";
 import { DURATION_BUCKETS, type Registry } from "../pkg/metrics.ts";
-import type { NodeCache } from "../kube/node_cache.ts";
+import type { NodeCache, ReadSource } from "../kube/node_cache.ts";
 import {
   type CniRequest,
   type DaemonRequest,
@@ -57,6 +57,8 @@ export type CniExecutor = (req: CniRequest, signal: AbortSignal) => Promise<Daem
 export interface NodeServerOptions {
   socketPath: string;
   cache: NodeCache;
+  /** Told where each `get` was served from (the cache or the API server), for metrics. */
+  onRead?: (source: ReadSource) => void;
   reports: ReportQueue;
   /** For Events handed over by the meta-CNI. */
   client: KubeClient;
@@ -134,11 +136,6 @@ function serverMetrics(reg: Registry) {
       "Time to answer a socket request, by operation.",
       ["op"],
       [...DURATION_BUCKETS],
-    ),
-    reads: reg.counter(
-      "hydra_daemon_reads_total",
-      "Object reads by where they were served from (cache or api).",
-      ["source"],
     ),
     waiting: reg.gauge("hydra_daemon_requests_waiting", "Requests waiting for a slot."),
     open: reg.gauge("hydra_daemon_connections", "Open socket connections."),
@@ -250,7 +247,7 @@ async function answer(
     case "get": {
       const timeoutMs = Math.min(Math.max(1, req.timeoutMs ?? server.defaultTimeoutMs), 60_000);
       const { body, source } = await opts.cache.get(req.path, { uid: req.uid, timeoutMs });
-      server.metrics.reads.inc({ source });
+      opts.onRead?.(source);
       return { ok: true, body };
     }
     case "create": {

@@ -35,6 +35,7 @@ import {
   loadRecordForDel,
   prepare,
 } from "./run.ts";
+import type { NodeAgentKube } from "./kube_source.ts";
 import { withAttachment } from "./ownership.ts";
 import { detachWithoutRecord } from "./salvage.ts";
 import { sweepLeftovers } from "../pkg/fsutil.ts";
@@ -203,12 +204,24 @@ async function gc(args: CmdArgs): Promise<void> {
   if (joined) throw joined;
 }
 
+/** How {@link createMetaPlugin}'s plugin runs. */
+export interface MetaPluginOptions {
+  /** Hand each invocation to the node daemon when the conf asks for daemonExec. */
+  forward: boolean;
+  /**
+   * The watch caches and report queue of the process running the plugin
+   * (the node daemon): Kubernetes-mode ADDs read and report through them
+   * directly instead of over the daemon's socket.
+   */
+  kube?: NodeAgentKube;
+}
+
 /**
  * The meta-CNI as a plugin. With `forward` (every process but the node
  * daemon), a conf asking for `daemonExec` has ADD, DEL and CHECK run in the
  * daemon when one answers; the daemon runs them itself.
  */
-export function createMetaPlugin(opts: { forward: boolean }): Plugin {
+export function createMetaPlugin(opts: MetaPluginOptions): Plugin {
   const forwarded = <T>(run: (args: CmdArgs) => Promise<T>) => async (args: CmdArgs) => {
     const handed = opts.forward ? await viaDaemon(args) : undefined;
     return handed ? handed.result as T : await run(args);
@@ -216,7 +229,7 @@ export function createMetaPlugin(opts: { forward: boolean }): Plugin {
   return {
     kind: "hydra",
     supportedVersions: SUPPORTED_VERSIONS,
-    add: forwarded(async (args) => (await attachInvocation(args)).result),
+    add: forwarded(async (args) => (await attachInvocation(args, undefined, opts.kube)).result),
     del: forwarded(detachInvocation),
     check: forwarded(checkInvocation),
     status,

@@ -242,6 +242,10 @@ Deno.test("Kubernetes mode: every selection form, network-status as the kernel h
         await t.step("daemonExec: the invocations ran inside the daemon", async () => {
           const metrics = await daemon!.metrics();
           assert.match(metrics, /hydra_daemon_requests_total\{op="cni",result="ok"\} [1-9]/);
+          // Their reads and reports went to the daemon's caches and queue, not over its socket.
+          assert.match(metrics, /hydra_daemon_reads_total\{source="cache"\} [1-9]/);
+          assert.match(metrics, /hydra_daemon_reports_total\{outcome="written"\} [1-9]/);
+          assert.doesNotMatch(metrics, /hydra_daemon_requests_total\{op="(get|report)"/);
         });
       }
       if (mode === "daemon") {
