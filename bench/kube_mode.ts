@@ -63,6 +63,14 @@ import {
 } from "./kube_mode_lib.ts";
 import { kubeCases } from "./kube_mode_cases.ts";
 
+/** Mean in ms of a histogram from its `_sum` and `_count` lines; undefined when empty. */
+function meanOfHistogram(lines: string[]): number | undefined {
+  const value = (suffix: string) =>
+    Number(lines.find((l) => l.includes(`_${suffix}{`))?.split(" ")[1] ?? NaN);
+  const mean = value("sum") / value("count") * 1000;
+  return Number.isFinite(mean) ? Math.round(mean * 100) / 100 : undefined;
+}
+
 const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
@@ -432,7 +440,14 @@ try {
       peakRssKiB: mem.peakKiB,
       rssKiBAtEnd: mem.nowKiB,
       cpuSecondsDuringTimedPods: Math.round(daemonCpu * 100) / 100,
-      metrics: pick(/^hydra_daemon_(reads_total|reports_total|cached_objects|requests_total)/),
+      metrics: pick(
+        /^hydra_daemon_(reads_total|reports_total|cached_objects|requests_total|request_duration_seconds_(sum|count))/,
+      ),
+      // The daemon's own share of every daemonExec invocation (all cases, warm-up included),
+      // from its answer-time histogram: the rest of an exec's time is the exec'd process.
+      cniAnswerMeanMs: meanOfHistogram(
+        pick(/^hydra_daemon_request_duration_seconds_(sum|count)\{op="cni"\}/),
+      ),
     };
   }
   const multusThickDaemon = thick
