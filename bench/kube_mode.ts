@@ -308,7 +308,7 @@ try {
 
   /**
    * After a DEL the pod's interfaces are gone; links the daemon set aside for its deletion after
-   * the answer (renamed hy-del-<n>, down, no addresses) may take a moment more under load.
+   * the answer (renamed hy-del-<n>, out of use, no addresses) may take a moment more under load.
    */
   const noLinksLeft = async (key: string, path: string) => {
     let left = ifaces(path);
