@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { rejectsCni, writeScript } from "../tests/cni/helpers.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
 import { BUILTINS } from "../engine/builtins.ts";
-import { findInPath, getVersionInfo, invokePlugin, type PluginRequest } from "./invoke.ts";
+import {
+  execPlugin,
+  findInPath,
+  getVersionInfo,
+  invokePlugin,
+  type PluginRequest,
+} from "./invoke.ts";
 import type { Builtins } from "./types.ts";
 
 const base = (dir: string, over: Partial<PluginRequest> = {}): PluginRequest => ({
@@ -65,6 +71,24 @@ echo '{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.2/24"}]}'`,
     assert.equal(env.CNI_IFNAME, "eth0");
     assert.equal(env.CNI_ARGS, "A=1;B=2");
     assert.equal(env.CNI_PATH, dir);
+  });
+});
+
+Deno.test("exec: stdout and stderr are read whole, however many reads they take", async () => {
+  await withTempDir(async (dir) => {
+    // Larger than a pipe and than a read; interleaved, so neither pipe may stall the other.
+    await writeScript(
+      `${dir}/fake`,
+      `cat > /dev/null
+for i in 1 2 3 4 5 6 7 8; do head -c 40000 /dev/zero | tr '\\0' o; head -c 3000 /dev/zero | tr '\\0' e >&2; done
+printf end`,
+    );
+    const out = await execPlugin(`${dir}/fake`, new TextEncoder().encode("{}"), {});
+    assert.equal(out.code, 0);
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(stdout.length, 8 * 40000 + 3);
+    assert.match(stdout, /^o+end$/);
+    assert.equal(new TextDecoder().decode(out.stderr), "e".repeat(8 * 3000));
   });
 });
 
