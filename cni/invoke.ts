@@ -18,6 +18,7 @@ import { cancelledError, CniError, ErrorCode, throwIfCancelled } from "./errors.
 import { parseResult } from "./convert.ts";
 import { outputDocument, pluginError } from "./plugin_output.ts";
 import { invokeInProcess } from "./skel.ts";
+import { joinChunks } from "./stdio.ts";
 import type { AnyResult, Builtins, Command, Plugin } from "./types.ts";
 import { CURRENT_VERSION, EXEC_ONLY } from "./types.ts";
 import type { VersionInfo } from "./version.ts";
@@ -206,14 +207,7 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
   } finally {
     reader.releaseLock();
   }
-  if (chunks.length === 1) return chunks[0];
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return all;
+  return joinChunks(chunks, size);
 }
 
 /**

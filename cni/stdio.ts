@@ -22,6 +22,11 @@ export function readStdin(): Uint8Array {
     chunks.push(buf.slice(0, n));
     total += n;
   }
+  return joinChunks(chunks, total);
+}
+
+/** `chunks` as one array of `total` bytes (the chunk itself when there is one). */
+export function joinChunks(chunks: readonly Uint8Array[], total: number): Uint8Array {
   if (chunks.length === 1) return chunks[0];
   const out = new Uint8Array(total);
   let offset = 0;
