@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { inNetns } from "../tests/helpers/netlink.ts";
+import { inNetns, kernelRenamesRunningLinks } from "../tests/helpers/netlink.ts";
 import type { TestNetns } from "../tests/helpers/netns.ts";
 import {
   addAddr,
@@ -144,6 +144,8 @@ async function routesVia(ns: TestNetns, dev: string): Promise<string[]> {
 Deno.test(
   "keepUp parks a running link stripped of its addresses and routes, then deletes it",
   inNetns(1, async (h, pod) => {
+    // Older kernels rename only links that are down: there it goes down as before.
+    const live = kernelRenamesRunningLinks(h);
     const stop = deferLinkDeletion(() => {});
     try {
       const index = runningMacvlan(h, "net1", 1);
@@ -151,8 +153,8 @@ Deno.test(
       removePodLink(h, "c1", pod.path, "net1", { keepUp: true });
       const parked = parkedName(index);
       const [link] = await pod.ipJson<IpLink[]>("addr", "show", "dev", parked);
-      assert.ok(link.flags.includes("UP"), link.flags.join());
-      assert.deepEqual(link.addr_info, []);
+      assert.equal(link.flags.includes("UP"), live, link.flags.join());
+      if (live) assert.deepEqual(link.addr_info, []);
       assert.deepEqual(await routesVia(pod, parked), []);
       assert.deepEqual(await closeRemovalBatch(batch), []);
       assert.equal(await settleDeferredDeletions(10_000), true);

@@ -6,7 +6,14 @@
  * @module
  */
 
-import { addLink, closeHandle, type Handle, openHandle } from "../../netlink/mod.ts";
+import {
+  addLink,
+  closeHandle,
+  delLink,
+  type Handle,
+  openHandle,
+  setLink,
+} from "../../netlink/mod.ts";
 import { type TestNetns, withNetns } from "./netns.ts";
 
 /** A test function running `fn` with `count` fresh namespaces and a handle in the first. */
@@ -33,4 +40,20 @@ export function inVethNetns(
     addLink(h, { kind: "veth", name: "va", peer: { name: "vb" }, up: true });
     await fn(h, ns);
   });
+}
+
+/**
+ * Whether this kernel renames a link that is up (Linux 6.2 and later), tried
+ * on a veth pair made and removed in the namespace of `h`.
+ */
+export function kernelRenamesRunningLinks(h: Handle): boolean {
+  addLink(h, { kind: "veth", name: "hy-rr0", peer: { name: "hy-rr1" }, up: true });
+  try {
+    setLink(h, "hy-rr0", { name: "hy-rr2" });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    delLink(h, "hy-rr1");
+  }
 }

@@ -17,7 +17,7 @@ import {
   withWorld,
   type World,
 } from "./helpers.ts";
-import { inNetns } from "../helpers/netlink.ts";
+import { inNetns, kernelRenamesRunningLinks } from "../helpers/netlink.ts";
 import type { CmdArgs } from "../../cni/types.ts";
 import { addLink, findLink, getLink, type Handle } from "../../netlink/mod.ts";
 import {
@@ -192,11 +192,13 @@ Deno.test(
   "macvlan: a node daemon's DEL parks the link up, or down when its MAC was fixed",
   inNetns(1, async (h, pod) => {
     addLink(h, { kind: "veth", name: "up1", peer: { name: "up2" }, up: true });
+    // Older kernels rename only links that are down: there it goes down as before.
+    const live = kernelRenamesRunningLinks(h);
     const stop = deferLinkDeletion(() => {});
     try {
       // Up: its close would make the DEL wait a grace period.
       const random = await addThenPark(h, pod.path, "c1");
-      assert.ok(random.parked.up);
+      assert.equal(random.parked.up, live);
       await closeRemovalBatch(random.batch);
       // Down: the MAC is free for an ADD that wants it before the deletion.
       const mac = "02:42:00:00:00:07";
