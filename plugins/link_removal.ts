@@ -13,7 +13,7 @@ import {
   delLinkGroupOffThread,
   delRoute,
   type Handle,
-  hasErrno,
+  isNotFound,
   linkIndex,
   listAddrs,
   listLinks,
@@ -113,13 +113,13 @@ function parkRunning(pod: Handle, index: number, group: number): boolean {
   }
   try {
     for (const addr of listAddrs(pod, { link: index })) {
-      ignoring(["EADDRNOTAVAIL"], () => delAddr(pod, index, addr.cidr));
+      unlessGone(() => delAddr(pod, index, addr.cidr));
     }
     // IPv4 drops the link's routes with its last address; IPv6 keeps them.
     const routes = listRoutes(pod);
     if (routes.some((r) => usesIndirectly(r, index))) return false;
     for (const r of routes) {
-      if (r.oif === index) ignoring(["ESRCH", "ENOENT"], () => delRoute(pod, specOf(r)));
+      if (r.oif === index) unlessGone(() => delRoute(pod, specOf(r)));
     }
     return true;
   } catch {
@@ -145,16 +145,13 @@ function specOf(r: Route): RouteSpec {
   };
 }
 
-function ignoring(codes: string[], work: () => void): void {
+/** Runs `work`; what it acts on being gone already is no failure. */
+function unlessGone(work: () => void): void {
   try {
     work();
   } catch (err) {
-    if (!hasErrno(err, ...codes)) throw err;
+    if (!isNotFound(err)) throw err;
   }
-}
-
-function isGone(err: unknown): boolean {
-  return hasErrno(err, "ENODEV", "ENOENT");
 }
 
 /**
@@ -197,7 +194,7 @@ async function deleteBatchLinks(pod: Handle, batch: RemovalBatch): Promise<Remov
     try {
       delLink(pod, index);
     } catch (err) {
-      if (!isGone(err)) failures.push({ owner, error: err as Error });
+      if (!isNotFound(err)) failures.push({ owner, error: err as Error });
     }
   }
   return failures;
