@@ -60,50 +60,59 @@ export function kubeCases(ctx: CaseContext): Omit<KubeCase, "pods">[] {
   /** The same confs asking for daemonExec: each exec hands its invocation to the daemon. */
   const handedToDaemon = (confs: Record<string, unknown>[]) =>
     confs.map((c) => ({ ...c, daemonExec: true, daemonSocket: ctx.daemonSocket }));
-  return [
-    {
-      key: "delegates_alone_reference",
-      description:
-        "no meta-plugin: the reference bridge + host-local exec'd once per network (ADD ×3, DEL ×3), " +
-        "the floor both meta-plugins build on",
-      exe: `${ctx.referenceBin}/bridge`,
-      path: [ctx.referenceBin],
-      delegates: "reference",
+  /** A case without a meta-plugin: `plugin` from `kind`'s folder exec'd once per conf. */
+  const aloneCase = (
+    key: string,
+    description: string,
+    kind: DelegateKind,
+    plugin: string,
+    confs: Record<string, unknown>[],
+  ): Omit<KubeCase, "pods"> => {
+    const bin = kind === "reference" ? ctx.referenceBin : ctx.hydraBin;
+    return {
+      key,
+      description,
+      exe: `${bin}/${plugin}`,
+      path: [bin],
+      delegates: kind,
       config: new Uint8Array(),
-      alone: aloneSteps(ctx.netConfs.reference),
-    },
-    {
-      key: "alone_daemonexec_builtin",
-      description:
-        "no meta-plugin: hydra-bridge + hydra-ipam exec'd once per network as a runtime execs a " +
+      alone: aloneSteps(confs),
+    };
+  };
+  return [
+    aloneCase(
+      "delegates_alone_reference",
+      "no meta-plugin: the reference bridge + host-local exec'd once per network (ADD ×3, DEL ×3), " +
+        "the floor both meta-plugins build on",
+      "reference",
+      "bridge",
+      ctx.netConfs.reference,
+    ),
+    aloneCase(
+      "alone_daemonexec_builtin",
+      "no meta-plugin: hydra-bridge + hydra-ipam exec'd once per network as a runtime execs a " +
         "network's own plugin (ADD ×3, DEL ×3), each conf asking for daemonExec, so each exec " +
         "hands its invocation to hydra daemon; beside delegates_alone_reference",
-      exe: `${ctx.hydraBin}/hydra-bridge`,
-      path: [ctx.hydraBin],
-      delegates: "builtin",
-      config: new Uint8Array(),
-      alone: aloneSteps(handedToDaemon(ctx.netConfs.builtin)),
-    },
-    {
-      key: "macvlan_alone_reference",
-      description: "no meta-plugin: the reference macvlan + host-local exec'd once per network " +
+      "builtin",
+      "hydra-bridge",
+      handedToDaemon(ctx.netConfs.builtin),
+    ),
+    aloneCase(
+      "macvlan_alone_reference",
+      "no meta-plugin: the reference macvlan + host-local exec'd once per network " +
         "(three macvlan networks on the node's uplink; ADD ×3, DEL ×3)",
-      exe: `${ctx.referenceBin}/macvlan`,
-      path: [ctx.referenceBin],
-      delegates: "reference",
-      config: new Uint8Array(),
-      alone: aloneSteps(ctx.macvlanConfs.reference),
-    },
-    {
-      key: "macvlan_alone_daemonexec_builtin",
-      description: "no meta-plugin: hydra-macvlan + hydra-ipam exec'd once per network, each " +
+      "reference",
+      "macvlan",
+      ctx.macvlanConfs.reference,
+    ),
+    aloneCase(
+      "macvlan_alone_daemonexec_builtin",
+      "no meta-plugin: hydra-macvlan + hydra-ipam exec'd once per network, each " +
         "conf asking for daemonExec; beside macvlan_alone_reference",
-      exe: `${ctx.hydraBin}/hydra-macvlan`,
-      path: [ctx.hydraBin],
-      delegates: "builtin",
-      config: new Uint8Array(),
-      alone: aloneSteps(handedToDaemon(ctx.macvlanConfs.builtin)),
-    },
+      "builtin",
+      "hydra-macvlan",
+      handedToDaemon(ctx.macvlanConfs.builtin),
+    ),
     {
       key: "multus_thin_reference",
       description:
