@@ -46,7 +46,7 @@ import { closeHandle, listLinks, openHandle } from "../netlink/mod.ts";
 import { machineInfo } from "./machine.ts";
 import { getFromEndpoint } from "../pkg/http.ts";
 import { createPod, createWorld, deletePod, destroyWorld, type PodNetns } from "./world.ts";
-import { bridgeNetwork, processMemory, runKubeCni } from "./kube_mode_lib.ts";
+import { bridgeNetwork, processMemory, registerNode, runKubeCni } from "./kube_mode_lib.ts";
 import { fatPod } from "./daemon_memory_lib.ts";
 import { type MultusThick, startMultusThick } from "../tests/infra/multus_thick.ts";
 import { havePeers, referencePluginDir } from "../tests/infra/peers.ts";
@@ -350,6 +350,7 @@ try {
   const account = await nodeAgentKubeconfig(cp, ns);
   const kubeconfig = await jsonKubeconfig(account, `${dir}/node.kubeconfig`, nodeServer);
   const nodeName = `bench-${world.id}`;
+  await registerNode(cp.api, nodeName);
   const cluster = bridgeNetwork(
     "builtin",
     "cluster",

@@ -58,6 +58,7 @@ import {
   macvlanNetwork,
   processCpuSeconds,
   processMemory,
+  registerNode,
   runAlone,
   runKubeCni,
 } from "./kube_mode_lib.ts";
@@ -130,6 +131,7 @@ try {
   const account = await nodeAgentKubeconfig(cp, ns);
   const kcNode = await jsonKubeconfig(account, `${dir}/node.kubeconfig`, nodeServer);
   const nodeName = `bench-${world.id}`;
+  await registerNode(cp.api, nodeName);
 
   // Networks per delegate kind: the cluster network (a file) and two NADs.
   const clusterPath: Record<DelegateKind, string> = { reference: "", builtin: "" };

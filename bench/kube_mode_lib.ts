@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { KubeApi } from "../tests/infra/kubeapi.ts";
 import { execInNetns } from "./cni_exec.ts";
 
 /** Delegates a case's networks use. */
@@ -131,6 +132,21 @@ export function bridgeNetwork(
     ipam: rangeIpam(kind, subnet, dataDir),
     ...extra,
   };
+}
+
+/**
+ * Registers the benchmark's node as a Node object, as a kubelet does before
+ * any pod reaches it. Node agents read their pods from a watch of the
+ * node's pods, and without a Node of their name they take the name for a
+ * wrong one and ask the API server for every pod instead, which no real
+ * node would make them do.
+ */
+export async function registerNode(api: KubeApi, name: string): Promise<void> {
+  await api.must("POST", "/api/v1/nodes", {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: { name, labels: { "kubernetes.io/hostname": name } },
+  });
 }
 
 /** One macvlan network on `master`, the reference plugins' or hydra's built-ins. */
