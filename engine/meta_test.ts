@@ -4,8 +4,15 @@
  */
 
 import assert from "node:assert/strict";
-import { clearCalls, failNext, makeFakePlugins, readCalls } from "../tests/cni/fakes.ts";
+import {
+  clearCalls,
+  failNext,
+  type FakeCall,
+  makeFakePlugins,
+  readCalls,
+} from "../tests/cni/fakes.ts";
 import { withTempDir } from "../tests/helpers/netns.ts";
+import { writeScript } from "../tests/cni/helpers.ts";
 import { invokeInProcess } from "../cni/skel.ts";
 import { plugin } from "./meta.ts";
 
@@ -65,6 +72,16 @@ async function withMeta(fn: (ctx: Ctx) => Promise<void>) {
   });
 }
 
+/**
+ * The calls of each interface, "type COMMAND", in the order they ran: a
+ * DEL runs each network's list in order but the networks side by side.
+ */
+function perInterface(calls: FakeCall[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const c of calls) (out[c.ifName] ??= []).push(`${c.type} ${c.command}`);
+  return out;
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -122,20 +139,21 @@ Deno.test("ADD failing in a later delegate removes what the earlier ones made", 
       /error adding network "second" \(interface net1\): plugin type="gamma" failed \(add\)/,
     );
     const calls = await readCalls(ctx.dir);
-    assert.deepEqual(calls.map((c) => `${c.type} ${c.command} ${c.ifName}`), [
+    assert.deepEqual(calls.slice(0, 3).map((c) => `${c.type} ${c.command} ${c.ifName}`), [
       "alpha ADD eth0",
       "beta ADD net1",
       "gamma ADD net1",
-      "gamma DEL net1",
-      "beta DEL net1",
-      "alpha DEL eth0",
     ]);
+    assert.deepEqual(perInterface(calls.slice(3)), {
+      net1: ["gamma DEL", "beta DEL"],
+      eth0: ["alpha DEL"],
+    });
     assert.deepEqual(await files(`${ctx.cacheDir}/results`), []);
     assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), []);
   });
 });
 
-Deno.test("DEL uses the recorded delegates in reverse, even after the config changed", async () => {
+Deno.test("DEL runs each recorded network's list in reverse, even after the config changed", async () => {
   await withMeta(async (ctx) => {
     assert.equal((await ctx.run("ADD", ctx.conf())).code, 0);
     await clearCalls(ctx.dir);
@@ -143,14 +161,14 @@ Deno.test("DEL uses the recorded delegates in reverse, even after the config cha
     const del = await ctx.run("DEL", changed);
     assert.deepEqual(del, { code: 0, json: undefined });
     const calls = await readCalls(ctx.dir);
-    assert.deepEqual(calls.map((c) => `${c.type} ${c.command} ${c.ifName}`), [
-      "gamma DEL data0",
-      "gamma DEL net1",
-      "beta DEL net1",
-      "alpha DEL eth0",
-    ]);
+    assert.deepEqual(perInterface(calls), {
+      data0: ["gamma DEL"],
+      net1: ["gamma DEL", "beta DEL"],
+      eth0: ["alpha DEL"],
+    });
     // The delegates get their cached ADD result as prevResult.
-    assert.equal((calls[3].stdin.prevResult as { cniVersion: string }).cniVersion, "1.0.0");
+    const alpha = calls.find((c) => c.type === "alpha")!;
+    assert.equal((alpha.stdin.prevResult as { cniVersion: string }).cniVersion, "1.0.0");
     assert.deepEqual(await files(`${ctx.cacheDir}/results`), []);
     assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), []);
     // Again: nothing is recorded, nothing to do, success.
@@ -168,12 +186,11 @@ Deno.test("DEL carries on past a failing delegate and keeps the record for a ret
     const { code, json } = await ctx.run("DEL", ctx.conf());
     assert.equal(code, 1);
     assert.equal(json?.code, 5);
-    assert.deepEqual((await readCalls(ctx.dir)).map((c) => `${c.type} ${c.command}`), [
-      "gamma DEL",
-      "gamma DEL",
-      "beta DEL",
-      "alpha DEL",
-    ]);
+    assert.deepEqual(perInterface(await readCalls(ctx.dir)), {
+      data0: ["gamma DEL"],
+      net1: ["gamma DEL", "beta DEL"],
+      eth0: ["alpha DEL"],
+    });
     assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), ["ctr1-eth0"]);
     await Deno.remove(`${ctx.dir}/fail-beta-DEL`);
     await clearCalls(ctx.dir);
@@ -188,19 +205,49 @@ Deno.test("DEL carries on past a failing delegate and keeps the record for a ret
   });
 });
 
+Deno.test("DEL runs the networks side by side", async () => {
+  await withMeta(async (ctx) => {
+    // Each DEL waits until all three have started: run one after the other, the first gives up.
+    await writeScript(
+      `${ctx.dir}/waiter`,
+      `if [ "$CNI_COMMAND" = ADD ]; then echo '{"cniVersion":"1.0.0"}'; exit 0; fi
+: > ${ctx.dir}/started-$CNI_IFNAME
+i=0
+while [ "$(ls ${ctx.dir} | grep -c '^started-')" -lt 3 ]; do
+  i=$((i + 1))
+  if [ $i -gt 100 ]; then echo '{"code":11,"msg":"the other networks did not start"}'; exit 1; fi
+  sleep 0.05
+done`,
+    );
+    const conf = ctx.conf({
+      delegates: ["a", "b", "c"].map((n, i) => ({
+        name: n,
+        type: "waiter",
+        ...(i ? { ifname: `if-${n}` } : {}),
+      })),
+    });
+    const add = await ctx.run("ADD", conf);
+    assert.equal(add.code, 0, JSON.stringify(add.json));
+    assert.deepEqual(await ctx.run("DEL", conf), { code: 0, json: undefined });
+    assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), []);
+  });
+});
+
 Deno.test("a rollback ignores a failing DEL of the delegate whose ADD failed", async () => {
   await withMeta(async (ctx) => {
     await failNext(ctx.dir, "beta", "ADD");
     await failNext(ctx.dir, "beta", "DEL");
     const { json } = await ctx.run("ADD", ctx.conf());
     assert.equal(json?.code, 42);
-    assert.deepEqual((await readCalls(ctx.dir)).map((c) => `${c.type} ${c.command}`), [
+    const calls = await readCalls(ctx.dir);
+    assert.deepEqual(calls.slice(0, 2).map((c) => `${c.type} ${c.command}`), [
       "alpha ADD",
       "beta ADD",
-      "gamma DEL",
-      "beta DEL",
-      "alpha DEL",
     ]);
+    assert.deepEqual(perInterface(calls.slice(2)), {
+      net1: ["gamma DEL", "beta DEL"],
+      eth0: ["alpha DEL"],
+    });
     assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), []);
     // A failing DEL of a delegate that had been added is kept for the runtime's DEL.
     await Deno.remove(`${ctx.dir}/fail-beta-DEL`);
@@ -264,15 +311,13 @@ Deno.test("GC removes stale containers' attachments and passes the still-valid o
     });
     assert.deepEqual(gc, { code: 0, json: undefined });
     const calls = await readCalls(ctx.dir);
-    assert.deepEqual(
-      calls.filter((c) => c.command === "DEL").map((c) => `${c.type} ${c.containerId} ${c.ifName}`),
-      [
-        "gamma stale data0",
-        "gamma stale net1",
-        "beta stale net1",
-        "alpha stale eth0",
-      ],
-    );
+    const dels = calls.filter((c) => c.command === "DEL");
+    assert.ok(dels.every((c) => c.containerId === "stale"));
+    assert.deepEqual(perInterface(dels), {
+      data0: ["gamma DEL"],
+      net1: ["gamma DEL", "beta DEL"],
+      eth0: ["alpha DEL"],
+    });
     const gcCalls = calls.filter((c) => c.command === "GC");
     assert.deepEqual(gcCalls.map((c) => [c.stdin.name, c.stdin["cni.dev/valid-attachments"]]), [
       ["default", [{ containerID: "keep", ifname: "eth0" }]],

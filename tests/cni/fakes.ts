@@ -3,6 +3,7 @@
  * shell scripts that log every call (command, CNI_* variables, stdin) and
  * answer ADD with a result naming themselves. A file `fail-<type>-<COMMAND>`
  * in the folder makes that call fail with code 42 (or the code in the file).
+ * Calls may run side by side: each takes a number of its own.
  *
  * @module
  */
@@ -34,7 +35,9 @@ export async function makeFakePlugins(
   for (const [index, type] of types.entries()) {
     await writeScript(
       `${dir}/${type}`,
-      `n=$(ls ${dir}/log | wc -l)
+      `n=0
+# A number of its own even when calls run side by side: mkdir is atomic.
+while ! mkdir ${dir}/log/.n$n 2>/dev/null; do n=$((n + 1)); done
 seq=$(printf %04d "$n")
 { printf '%s\\n' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_IFNAME" "$CNI_NETNS" "$CNI_ARGS" "$CNI_PATH"; cat; } > ${dir}/log/$seq-${type}
 if [ -f ${dir}/fail-${type}-$CNI_COMMAND ]; then
@@ -51,7 +54,7 @@ fi`,
 /** The calls made so far, oldest first. */
 export async function readCalls(dir: string): Promise<FakeCall[]> {
   const names: string[] = [];
-  for await (const e of Deno.readDir(`${dir}/log`)) names.push(e.name);
+  for await (const e of Deno.readDir(`${dir}/log`)) if (e.isFile) names.push(e.name);
   const calls: FakeCall[] = [];
   for (const name of names.sort()) {
     const lines = (await Deno.readTextFile(`${dir}/log/${name}`)).split("\n");
