@@ -134,7 +134,7 @@ async function apiClient(o: Options, why: string): Promise<KubeClient> {
 async function passInput(o: Options): Promise<PassInput> {
   let client: KubeClient | undefined;
   let fixed: HybridNetwork[] | undefined;
-  if (o.config) fixed = parseHybridConfig(await Deno.readTextFile(o.config), o.config);
+  if (o.config) fixed = await parseHybridConfig(await Deno.readTextFile(o.config), o.config);
   else client = await apiClient(o, "no --config, so the networks come from the API");
   const hasPool = (nets: HybridNetwork[]) => nets.some((n) => n.subnets.some((s) => s.pool));
   if (fixed && hasPool(fixed)) client = await apiClient(o, "a subnet has pool: true");

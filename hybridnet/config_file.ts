@@ -7,7 +7,7 @@
  * @module
  */
 
-import { parse as parseYaml } from "yaml";
+import { parseConfigText } from "../pkg/config_text.ts";
 import {
   checkSubnets,
   HybridConfigError,
@@ -16,10 +16,13 @@ import {
 } from "./model.ts";
 
 /** Parses a hybrid networks file (YAML or JSON); subnets are checked across networks too. */
-export function parseHybridConfig(text: string, source = "config"): HybridNetwork[] {
+export async function parseHybridConfig(
+  text: string,
+  source = "config",
+): Promise<HybridNetwork[]> {
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    doc = await parseConfigText(text);
   } catch (err) {
     throw new HybridConfigError(`${source}: not YAML or JSON: ${(err as Error).message}`);
   }

@@ -56,7 +56,7 @@ Deno.test("model: bad input is refused with a message naming the field", () => {
   );
 });
 
-Deno.test("model: overlapping subnets across networks are refused, the earlier one kept", () => {
+Deno.test("model: overlapping subnets across networks are refused, the earlier one kept", async () => {
   const a = { network: "a", subnet: NET.subnets[0] };
   const b = { network: "b", subnet: { ...NET.subnets[1], name: "x", cidr: "10.250.9.0/24" } };
   const c = { network: "b", subnet: { ...NET.subnets[1], name: "y", cidr: "172.16.0.0/24" } };
@@ -67,7 +67,10 @@ Deno.test("model: overlapping subnets across networks are refused, the earlier o
   const text = `networks:\n  - ${JSON.stringify(RAW_NET)}\n  - ${
     JSON.stringify({ ...RAW_NET, name: "hz", vni: 7001 })
   }\n`;
-  assert.throws(() => parseHybridConfig(text), /network hz: subnet ov .* overlaps subnet ov/);
+  await assert.rejects(
+    () => parseHybridConfig(text),
+    /network hz: subnet ov .* overlaps subnet ov/,
+  );
 });
 
 Deno.test("model: a subnet in use keeps its kind and range and stays", () => {

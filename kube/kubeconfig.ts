@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { parseConfigText } from "../pkg/config_text.ts";
 import { fields } from "../pkg/fields.ts";
 
 // Path helpers of our own: node:path costs a per-pod exec several milliseconds and megabytes.
@@ -106,16 +107,11 @@ function isDoc(v: unknown): v is Doc {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** Parses kubeconfig text: JSON directly, anything else through the YAML parser (loaded on demand). */
+/** Parses kubeconfig text (JSON or YAML; see pkg/config_text.ts). */
 async function parseDocument(text: string, file: string): Promise<Doc> {
   let doc: unknown;
   try {
-    if (text.trimStart().startsWith("{")) {
-      doc = JSON.parse(text);
-    } else {
-      const { parse } = await import("yaml");
-      doc = parse(text);
-    }
+    doc = await parseConfigText(text);
   } catch (err) {
     throw new KubeconfigError(file, `not valid YAML or JSON: ${errText(err)}`);
   }

@@ -42,7 +42,7 @@
  * @module
  */
 
-import { parse as parseYaml } from "yaml";
+import { parseConfigText } from "../pkg/config_text.ts";
 import { formatIp, isIp, maskBytes, parseCidr } from "../ipaddr/ip.ts";
 
 /** How a network is carried between nodes. */
@@ -369,10 +369,10 @@ export function checkNetworks(networks: NetworkConfig[]): RouterConfig {
 }
 
 /** Parses the text of a networks file (YAML or JSON); throws ConfigError. */
-export function parseRouterConfig(text: string, source = "config"): RouterConfig {
+export async function parseRouterConfig(text: string, source = "config"): Promise<RouterConfig> {
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    doc = await parseConfigText(text);
   } catch (err) {
     throw new ConfigError(`${source}: not YAML or JSON: ${(err as Error).message}`);
   }
@@ -396,5 +396,5 @@ export async function loadRouterConfig(path: string): Promise<RouterConfig> {
   } catch (err) {
     throw new ConfigError(`cannot read ${path}: ${(err as Error).message}`);
   }
-  return parseRouterConfig(text, path);
+  return await parseRouterConfig(text, path);
 }

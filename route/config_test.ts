@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseRouterConfig } from "./config.ts";
 
-Deno.test("networks file: defaults for the default network and annotations for the others", () => {
-  const { networks, problems } = parseRouterConfig(`
+Deno.test("networks file: defaults for the default network and annotations for the others", async () => {
+  const { networks, problems } = await parseRouterConfig(`
 networks:
   - name: default
     allowedCIDRs: [10.244.0.0/16]
@@ -43,8 +43,8 @@ networks:
   });
 });
 
-Deno.test("vxlan devices: vx-<network> by default, hydravx<vni> when the hydra-vxlan plugin owns it", () => {
-  const { networks } = parseRouterConfig(`
+Deno.test("vxlan devices: vx-<network> by default, hydravx<vni> when the hydra-vxlan plugin owns it", async () => {
+  const { networks } = await parseRouterConfig(`
 networks:
   - { allowedCIDRs: [10.0.0.0/8], name: red, mode: vxlan, vxlan: { vni: 7 } }
   - { allowedCIDRs: [10.0.0.0/8], name: green, mode: vxlan, protocol: 205, vxlan: { owner: plugin, vni: 42 } }
@@ -56,7 +56,7 @@ networks:
     vni: 42,
     port: 8472,
   });
-  assert.throws(
+  await assert.rejects(
     () =>
       parseRouterConfig(
         "networks: [{ allowedCIDRs: [10.0.0.0/8], name: a, mode: vxlan, vxlan: { vni: 1, owner: cni } }]",
@@ -65,20 +65,20 @@ networks:
   );
 });
 
-Deno.test("networks file as JSON, and a bare list", () => {
-  const json = parseRouterConfig(
+Deno.test("networks file as JSON, and a bare list", async () => {
+  const json = await parseRouterConfig(
     '{"networks":[{"name":"a","allowedCIDRs":["10.0.0.0/8"],"cidrAnnotation":"x.io/c"}]}',
   );
   assert.equal(json.networks[0].cidrAnnotation, "x.io/c");
   assert.equal(json.networks[0].addressAnnotation, "hydra.clusternet.io/a.address");
   assert.equal(
-    parseRouterConfig("- { name: default, allowedCIDRs: [10.0.0.0/8] }").networks.length,
+    (await parseRouterConfig("- { name: default, allowedCIDRs: [10.0.0.0/8] }")).networks.length,
     1,
   );
 });
 
-Deno.test("a protocol clash leaves the later network out with a problem, the rest stays", () => {
-  const { networks, problems } = parseRouterConfig(`
+Deno.test("a protocol clash leaves the later network out with a problem, the rest stays", async () => {
+  const { networks, problems } = await parseRouterConfig(`
 networks:
   - { allowedCIDRs: [10.0.0.0/8], name: default }
   - { allowedCIDRs: [10.0.0.0/8], name: blue }
@@ -91,8 +91,8 @@ networks:
   assert.match(problems[0].message, /protocol 202 is already network default's/);
 });
 
-Deno.test("vxlan device or VNI used twice leaves the later network out", () => {
-  const { networks, problems } = parseRouterConfig(`
+Deno.test("vxlan device or VNI used twice leaves the later network out", async () => {
+  const { networks, problems } = await parseRouterConfig(`
 networks:
   - { allowedCIDRs: [10.0.0.0/8], name: a, protocol: 210, mode: vxlan, vxlan: { device: vx0, vni: 1 } }
   - { allowedCIDRs: [10.0.0.0/8], name: b, protocol: 211, mode: vxlan, vxlan: { device: vx0, vni: 2 } }
@@ -103,7 +103,7 @@ networks:
   assert.deepEqual(problems.map((p) => p.network), ["b", "c"]);
 });
 
-Deno.test("bad networks files are refused with the entry and key named", () => {
+Deno.test("bad networks files are refused with the entry and key named", async () => {
   const cases: [string, RegExp][] = [
     ["", /non-empty "networks" list/],
     ["networks: []", /non-empty/],
@@ -147,7 +147,7 @@ Deno.test("bad networks files are refused with the entry and key named", () => {
     ["networks: [{ name: a, allowedCIDRs: 7 }]", /non-empty list of CIDRs/],
   ];
   for (const [text, re] of cases) {
-    assert.throws(() => parseRouterConfig(text, "net.yaml"), (err: unknown) => {
+    await assert.rejects(() => parseRouterConfig(text, "net.yaml"), (err: unknown) => {
       assert.ok(err instanceof ConfigError, text);
       assert.match(err.message, re, text);
       assert.match(err.message, /^net\.yaml: /, text);

@@ -21,7 +21,7 @@
  * @module
  */
 
-import { parse as parseYaml } from "yaml";
+import { parseConfigText } from "../pkg/config_text.ts";
 import { formatIp, type IpFamily, maskBytes, parseCidr, tryParseIp } from "../ipaddr/ip.ts";
 import type { Node } from "../kube/objects.ts";
 import type { NetworkConfig } from "./config.ts";
@@ -321,12 +321,11 @@ function nodeEntry(raw: unknown, index: number): NodeInfo {
  * for a file that is not a node list (an empty one included) or names a
  * node twice.
  */
-export function parseNodeList(text: string, source = "node list"): NodeInfo[] {
+export async function parseNodeList(text: string, source = "node list"): Promise<NodeInfo[]> {
   let doc: unknown;
-  const head = text.trimStart()[0];
   try {
-    // JSON.parse is far quicker than a YAML parser on thousands of nodes.
-    doc = head === "{" || head === "[" ? JSON.parse(text) : parseYaml(text);
+    // JSON (far quicker to parse on thousands of nodes) or YAML.
+    doc = await parseConfigText(text);
   } catch (err) {
     throw new NodeListError(`${source}: not YAML or JSON: ${(err as Error).message}`);
   }

@@ -125,8 +125,8 @@ Deno.test("Node objects reduce to name, podCIDRs, InternalIPs and annotations", 
   });
 });
 
-Deno.test("node lists: plain entries (YAML, JSON) and Node objects (kubectl output)", () => {
-  const plain = parseNodeList(`
+Deno.test("node lists: plain entries (YAML, JSON) and Node objects (kubectl output)", async () => {
+  const plain = await parseNodeList(`
 nodes:
   - name: a
     podCIDRs: [10.244.1.0/24]
@@ -139,11 +139,11 @@ nodes:
     internalIPs: ["192.168.1.1"],
     annotations: { "x.io/c": "10.9.0.0/24" },
   }]);
-  const json = parseNodeList(
+  const json = await parseNodeList(
     '{"nodes":[{"name":"b","podCIDRs":"10.244.2.0/24","addresses":"192.168.1.2"}]}',
   );
   assert.deepEqual(json[0].podCIDRs, ["10.244.2.0/24"]);
-  const kubectl = parseNodeList(`
+  const kubectl = await parseNodeList(`
 apiVersion: v1
 kind: List
 items:
@@ -154,11 +154,11 @@ items:
     status: { addresses: [{ type: InternalIP, address: 192.168.1.3 }] }
 `);
   assert.deepEqual(kubectl[0].internalIPs, ["192.168.1.3"]);
-  assert.deepEqual(parseNodeList("nodes: []"), []);
-  assert.deepEqual(parseNodeList("[]"), []);
+  assert.deepEqual(await parseNodeList("nodes: []"), []);
+  assert.deepEqual(await parseNodeList("[]"), []);
 });
 
-Deno.test("bad node lists are refused as a whole", () => {
+Deno.test("bad node lists are refused as a whole", async () => {
   const cases: [string, RegExp][] = [
     ["nodes: [{ podCIDRs: [] }]", /name is missing/],
     ["nodes: [{ name: a }, { name: a }]", /listed twice/],
@@ -171,7 +171,7 @@ Deno.test("bad node lists are refused as a whole", () => {
     ["# nothing yet\n", /no "nodes" list/],
   ];
   for (const [text, re] of cases) {
-    assert.throws(() => parseNodeList(text, "n.yaml"), (err: unknown) => {
+    await assert.rejects(() => parseNodeList(text, "n.yaml"), (err: unknown) => {
       assert.ok(err instanceof NodeListError, text);
       assert.match(err.message, re, text);
       return true;

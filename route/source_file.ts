@@ -44,7 +44,7 @@ export async function readNodeFile(path: string): Promise<NodeInfo[]> {
   } catch (err) {
     throw new NodeListError(`cannot read node list ${path}: ${(err as Error).message}`);
   }
-  return parseNodeList(text, path);
+  return await parseNodeList(text, path);
 }
 
 /** One watched file's state, shared by the steps below. */
@@ -89,7 +89,7 @@ async function readOnce(w: Watched): Promise<void> {
   }
   let nodes: NodeInfo[];
   try {
-    nodes = parseNodeList(text, w.path);
+    nodes = await parseNodeList(text, w.path);
   } catch (err) {
     w.ok = false;
     w.handlers.onError(err as Error);
