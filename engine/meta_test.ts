@@ -205,6 +205,22 @@ Deno.test("DEL carries on past a failing delegate and keeps the record for a ret
   });
 });
 
+Deno.test("DEL reports failures in reverse order of the networks, whichever failed first", async () => {
+  await withMeta(async (ctx) => {
+    await ctx.run("ADD", ctx.conf());
+    await failNext(ctx.dir, "alpha", "DEL", 5);
+    await failNext(ctx.dir, "beta", "DEL", 6);
+    for (let i = 0; i < 3; i++) {
+      const { code, json } = await ctx.run("DEL", ctx.conf());
+      assert.equal(code, 1);
+      assert.equal(json?.code, 6, "the later network's error leads");
+      const msg = String(json?.msg);
+      assert.ok(msg.indexOf('"second"') < msg.indexOf('"default"'), msg);
+    }
+    assert.deepEqual(await files(`${ctx.cacheDir}/attachments`), ["ctr1-eth0"]);
+  });
+});
+
 Deno.test("DEL runs the networks side by side", async () => {
   await withMeta(async (ctx) => {
     // Each DEL waits until all three have started: run one after the other, the first gives up.

@@ -223,6 +223,32 @@ function runsInProcess(d: Delegate, builtins: Builtins = EXEC_ONLY): boolean {
 }
 
 /**
+ * The recorded delegates still to delete, by position, last first: those
+ * with a plugin run in this process and those only exec'd. One this
+ * version cannot run is dropped (see {@link dropUnrunnable}).
+ */
+async function toDelete(record: AttachmentRecord, inv: Invocation): Promise<{
+  delegates: (Delegate | undefined)[];
+  inProcess: number[];
+  execd: number[];
+}> {
+  const delegates: (Delegate | undefined)[] = [];
+  const inProcess: number[] = [];
+  const execd: number[] = [];
+  for (let i = record.delegates.length - 1; i >= 0; i--) {
+    if (record.delegates[i].deleted) continue;
+    try {
+      delegates[i] = recordDelegate(record, i);
+    } catch (err) {
+      await dropUnrunnable(record, i, inv, err);
+      continue;
+    }
+    (runsInProcess(delegates[i]!, inv.listOptions.builtins) ? inProcess : execd).push(i);
+  }
+  return { delegates, inProcess, execd };
+}
+
+/**
  * DELs the recorded delegates, continuing past failures, and settles the
  * record: removed when nothing is left, else rewritten with only the
  * delegates still to delete, so a retry redoes no finished work.
@@ -248,19 +274,7 @@ export async function deleteAll(
   ignoreIndex = -1,
 ): Promise<CniError[]> {
   const listOptions = { ...inv.listOptions, signal: undefined };
-  const delegates: (Delegate | undefined)[] = [];
-  const inProcess: number[] = [];
-  const execd: number[] = [];
-  for (let i = record.delegates.length - 1; i >= 0; i--) {
-    if (record.delegates[i].deleted) continue;
-    try {
-      delegates[i] = recordDelegate(record, i);
-    } catch (err) {
-      await dropUnrunnable(record, i, inv, err);
-      continue;
-    }
-    (runsInProcess(delegates[i]!, listOptions.builtins) ? inProcess : execd).push(i);
-  }
+  const { delegates, inProcess, execd } = await toDelete(record, inv);
   const errors = new Map<number, CniError>();
   const failed = (i: number, err: unknown) => {
     const d = delegates[i]!;
