@@ -28,7 +28,7 @@ import { poll } from "../tests/infra/process.ts";
 import { peerBin } from "../tests/infra/peers.ts";
 import { type DraWorld, type HydraProc, type TestNic, withDraWorld } from "../tests/dra/world.ts";
 import { claimPath } from "../dra/claim.ts";
-import { percentile } from "./stats.ts";
+import { histogramMeanMs, percentile } from "./stats.ts";
 
 /** The benchmark's JSON document. */
 export interface DraBenchResult {
@@ -219,18 +219,17 @@ export async function measureDraBench(
   const setUp = nri.logLines().filter((l) => l.msg === "claimed devices set up")
     .map((l) => Number(l.ms)).slice(-opts.pods);
   const metrics = (await dra.get("/metrics")).body;
-  const sum = Number(
-    /hydra_dra_request_duration_seconds_sum\{method="prepare"\} (\S+)/.exec(metrics)?.[1],
-  );
-  const cnt = Number(
-    /hydra_dra_request_duration_seconds_count\{method="prepare"\} (\S+)/.exec(metrics)?.[1],
+  const prepareMs = histogramMeanMs(
+    metrics,
+    "hydra_dra_request_duration_seconds",
+    'method="prepare"',
   );
   if (setUp.length) {
     const s = p50p99(setUp);
     progress(`nri serve sets a NIC up in p50 ${s.p50} ms, p99 ${s.p99} ms`);
   }
-  if (cnt) {
-    progress(`dra serve answers a prepare in ${(sum / cnt * 1000).toFixed(1)} ms on average`);
+  if (prepareMs !== undefined) {
+    progress(`dra serve answers a prepare in ${prepareMs.toFixed(1)} ms on average`);
   }
   const [draRss, nriRss] = [rssMiB(dra.daemon.pid), rssMiB(nri.daemon.pid)];
   progress(`RSS: dra serve ${draRss.toFixed(1)} MiB, nri serve ${nriRss.toFixed(1)} MiB`);

@@ -48,7 +48,7 @@ import { closeHandle, listLinks, openHandle } from "../netlink/mod.ts";
 import { isFresh as bundleIsFresh } from "../tools/bundle.ts";
 import { haveGnuTime } from "./cni_exec.ts";
 import { machineInfo } from "./machine.ts";
-import { judge, summarize } from "./stats.ts";
+import { histogramMeanMs, judge, summarize } from "./stats.ts";
 import { createPod, createWorld, deletePod, destroyWorld } from "./world.ts";
 import {
   bridgeNetwork,
@@ -64,12 +64,9 @@ import {
 } from "./kube_mode_lib.ts";
 import { kubeCases } from "./kube_mode_cases.ts";
 
-/** Mean in ms of a histogram from its `_sum` and `_count` lines; undefined when empty. */
-function meanOfHistogram(lines: string[]): number | undefined {
-  const value = (suffix: string) =>
-    Number(lines.find((l) => l.includes(`_${suffix}{`))?.split(" ")[1] ?? NaN);
-  const mean = value("sum") / value("count") * 1000;
-  return Number.isFinite(mean) ? Math.round(mean * 100) / 100 : undefined;
+/** `ms` to two decimals; undefined stays undefined. */
+function round2(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : Math.round(ms * 100) / 100;
 }
 
 const { values: flags } = parseArgs({
@@ -447,8 +444,8 @@ try {
       ),
       // The daemon's own share of every daemonExec invocation (all cases, warm-up included),
       // from its answer-time histogram: the rest of an exec's time is the exec'd process.
-      cniAnswerMeanMs: meanOfHistogram(
-        pick(/^hydra_daemon_request_duration_seconds_(sum|count)\{op="cni"\}/),
+      cniAnswerMeanMs: round2(
+        histogramMeanMs(metrics, "hydra_daemon_request_duration_seconds", 'op="cni"'),
       ),
     };
   }

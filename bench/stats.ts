@@ -45,6 +45,23 @@ export function summarize(samples: readonly number[]): Summary {
   };
 }
 
+/**
+ * The mean, in ms, of the series `labels` (e.g. `op="cni"`) of Prometheus
+ * histogram `name` (in seconds) in a `/metrics` text, from its `_sum` and
+ * `_count`; undefined when the series has no samples.
+ */
+export function histogramMeanMs(
+  metrics: string,
+  name: string,
+  labels: string,
+): number | undefined {
+  const lines = metrics.split("\n");
+  const value = (suffix: string) =>
+    Number(lines.find((l) => l.startsWith(`${name}_${suffix}{${labels}} `))?.split(" ")[1] ?? NaN);
+  const mean = value("sum") / value("count") * 1000;
+  return Number.isFinite(mean) ? mean : undefined;
+}
+
 /** A performance target: `subject / baseline ≤ limit`, judged on medians. */
 export interface Target {
   name: string;
