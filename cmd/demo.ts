@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseFlags } from "../pkg/flags.ts";
 import { closeHandle, listAddrs, listLinks, openHandle } from "../netlink/mod.ts";
 import { outputInNetns } from "../netlink/netns_spawn.ts";
 import { probeAll } from "./icmp_probe.ts";
@@ -236,19 +236,14 @@ async function down(id: string): Promise<number> {
 type Parsed = Options | "help" | { down: string };
 
 function parseOptions(args: string[]): Parsed {
-  const { values } = parseArgs({
-    args,
-    options: {
-      nodes: { type: "string", default: "3" },
-      pods: { type: "string", default: "2" },
-      plugins: { type: "string", default: "hydra" },
-      keep: { type: "boolean", default: false },
-      down: { type: "string" },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-    allowPositionals: false,
+  const values = parseFlags(args, {
+    nodes: { type: "string", default: "3" },
+    pods: { type: "string", default: "2" },
+    plugins: { type: "string", default: "hydra" },
+    keep: { type: "boolean", default: false },
+    down: { type: "string" },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
   });
   if (values.help) return "help";
   if (values.down !== undefined) {

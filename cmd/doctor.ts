@@ -6,7 +6,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseFlags } from "../pkg/flags.ts";
 import { basename, join } from "node:path";
 import { checkConfPath } from "./doctor_conf.ts";
 import { multusCheck } from "./doctor_multus.ts";
@@ -280,19 +280,15 @@ export async function runChecks(opts: {
 export async function runDoctor(args: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        "bin-dir": { type: "string", default: "/opt/cni/bin" },
-        "conf-dir": { type: "string", default: "/etc/cni/net.d" },
-        "nri-socket": { type: "string", default: "/var/run/nri/nri.sock" },
-        conf: { type: "string" },
-        kubeconfig: { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-    }));
+    values = parseFlags(args, {
+      "bin-dir": { type: "string", default: "/opt/cni/bin" },
+      "conf-dir": { type: "string", default: "/etc/cni/net.d" },
+      "nri-socket": { type: "string", default: "/var/run/nri/nri.sock" },
+      conf: { type: "string" },
+      kubeconfig: { type: "string" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    });
   } catch (err) {
     console.error(`hydra doctor: ${(err as Error).message}\n\n${HELP}`);
     return 2;

@@ -25,7 +25,6 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import {
   addAddr,
   addLink,
@@ -34,6 +33,7 @@ import {
   delRoute,
   findLink,
   type Handle,
+  hashedMac,
   isNotFound,
   type Link,
   linkIndex,
@@ -69,10 +69,7 @@ export class ShimConflictError extends Error {
 
 /** The shim's MAC on the node at `address`: locally administered, unicast. */
 export function shimMac(network: string, address: string): string {
-  const b = createHash("sha256").update(`hydra-hybrid-shim/${network}/${address}`).digest()
-    .subarray(0, 6);
-  b[0] = (b[0] & 0xfe) | 0x02;
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+  return hashedMac(`hydra-hybrid-shim/${network}/${address}`);
 }
 
 function isShim(link: Link, uplink: number, mac: string): boolean {

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseFlags } from "../pkg/flags.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../pkg/log.ts";
 import { formatListenAddress, type ListenAddress, serveHealth } from "../pkg/http.ts";
 import { createRegistry, DURATION_BUCKETS } from "../pkg/metrics.ts";
@@ -262,12 +262,7 @@ async function runController(args: string[]): Promise<number> {
 async function runPools(args: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: { kubeconfig: { type: "string" }, json: { type: "boolean" } },
-    }));
+    values = parseFlags(args, { kubeconfig: { type: "string" }, json: { type: "boolean" } });
   } catch (err) {
     console.error(`hydra ipam pools: ${(err as Error).message}`);
     return 2;

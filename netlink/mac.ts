@@ -7,6 +7,7 @@
  */
 
 import { formatMac } from "../ipaddr/ip.ts";
+import { sha256 } from "../pkg/sha256.ts";
 
 /**
  * The bytes of a hardware address in a form Go's `net.ParseMAC` accepts:
@@ -43,6 +44,17 @@ export function parseMac(s: string): Uint8Array {
 /** A random unicast, locally administered MAC address. */
 export function randomMac(): string {
   const b = crypto.getRandomValues(new Uint8Array(6));
+  b[0] = (b[0] & 0xfe) | 0x02;
+  return formatMac(b);
+}
+
+/**
+ * A unicast, locally administered MAC address derived from `text` (the
+ * first six bytes of its SHA-256): every node that knows the text derives
+ * the same address, so nothing has to publish it.
+ */
+export function hashedMac(text: string): string {
+  const b = sha256(text).subarray(0, 6);
   b[0] = (b[0] & 0xfe) | 0x02;
   return formatMac(b);
 }

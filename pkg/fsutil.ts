@@ -201,3 +201,17 @@ export function sweepLeftovers(
   }
   return removed;
 }
+
+/** The folder of `path` as `dirname(1)` prints it: "." for a bare name, "/" for the root. */
+export function parentDir(path: string): string {
+  const trimmed = path.replace(/(?<=.)\/+$/, "");
+  const slash = trimmed.lastIndexOf("/");
+  if (slash < 0) return ".";
+  return trimmed.slice(0, slash).replace(/(?<=.)\/+$/, "") || "/";
+}
+
+/** The last part of `path` as `basename(1)` prints it (trailing slashes dropped). */
+export function baseName(path: string): string {
+  const trimmed = path.replace(/(?<=.)\/+$/, "");
+  return trimmed === "/" ? "/" : trimmed.slice(trimmed.lastIndexOf("/") + 1);
+}

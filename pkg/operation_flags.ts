@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { type FlagSpecs, type FlagValues, parseFlags } from "./flags.ts";
 import { type ListenAddress, parseListenAddress } from "./http.ts";
 import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from "./log.ts";
 
@@ -42,7 +42,7 @@ export function defaultHealthAddr(role: Role): string {
   return `127.0.0.1:${ROLE_PORTS[role]}`;
 }
 
-/** The operation flags as node:util parseArgs options. */
+/** The operation flags as flag specs (pkg/flags.ts). */
 export const OPERATION_FLAGS = {
   "health-addr": { type: "string" },
   listen: { type: "string" },
@@ -72,7 +72,7 @@ export class OperationFlagError extends Error {
 const LEVEL_ALIASES: Record<string, LogLevel> = { verbose: "debug", warning: "warn" };
 
 /**
- * Reads the operation flags out of parseArgs `values`. `defaultAddr` is
+ * Reads the operation flags out of parsed `values`. `defaultAddr` is
  * the role's address when no flag names one ("off" for none).
  */
 export function readOperationFlags(
@@ -109,27 +109,17 @@ export function readOperationFlags(
   return { healthAddr, logLevel, logFormat, ...(logFile !== undefined ? { logFile } : {}) };
 }
 
-/** How every long-running role calls parseArgs: strict, no positionals, its own options and the operation flags. */
-export interface RoleArgsConfig<O extends ParseArgsOptionsConfig> {
-  args: string[];
-  strict: true;
-  allowPositionals: false;
-  options: O & typeof OPERATION_FLAGS;
-}
-
-/** The parsed values of a role: its own options and the operation flags, typed as parseArgs types them. */
-export type RoleArgValues<O extends ParseArgsOptionsConfig> = ReturnType<
-  typeof parseArgs<RoleArgsConfig<O>>
->["values"];
+/** The parsed values of a role: its own flags and the operation flags. */
+export type RoleArgValues<O extends FlagSpecs> = FlagValues<O & typeof OPERATION_FLAGS>;
 
 /**
  * Parses a role's command line: its own `options` and the operation flags,
  * strict, no positionals. Both an unknown or malformed flag and a bad
  * operation flag come back as `usageError(message)`, the role's own usage
  * error; `defaultAddr` is the role's health address when no flag names one.
- * `values` keeps parseArgs' types of every option.
+ * `values` keeps the type of every flag.
  */
-export function parseRoleArgs<const O extends ParseArgsOptionsConfig>(
+export function parseRoleArgs<const O extends FlagSpecs>(
   args: string[],
   options: O,
   defaultAddr: string,
@@ -137,12 +127,7 @@ export function parseRoleArgs<const O extends ParseArgsOptionsConfig>(
 ): { values: RoleArgValues<O>; ops: OperationOptions } {
   let values: RoleArgValues<O>;
   try {
-    ({ values } = parseArgs<RoleArgsConfig<O>>({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: { ...options, ...OPERATION_FLAGS },
-    }));
+    values = parseFlags(args, { ...options, ...OPERATION_FLAGS });
   } catch (err) {
     throw usageError(err instanceof Error ? err.message : String(err));
   }

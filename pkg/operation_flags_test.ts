@@ -70,7 +70,7 @@ function parseRole(args: string[]) {
 type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true
   : false;
 
-Deno.test("role arguments: own options and operation flags, typed as parseArgs types them", () => {
+Deno.test("role arguments: own options and operation flags, typed by their specs", () => {
   const { values, ops } = parseRole([
     "--node-name=n1",
     "--cni-bin-dir=/a",

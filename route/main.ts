@@ -24,7 +24,7 @@ import { createRouter, type Router, type SyncSummary } from "./router.ts";
 import type { Problem } from "./desired.ts";
 import type { KubeClient } from "../kube/client.ts";
 import type { createNodeEvent } from "../kube/objects.ts";
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../pkg/sha256.ts";
 import { readNodeFile, watchNodeFile } from "./source_file.ts";
 import { type KubeSource, watchKubeNodes } from "./source_kube.ts";
 
@@ -54,7 +54,7 @@ function nodeEventReporter(
 ) {
   return (p: Problem) => {
     if (p.kind !== "cidr_not_allowed" || !p.node) return;
-    const digest = createHash("sha256").update(`${p.network}|${p.message}`).digest("hex");
+    const digest = sha256Hex(`${p.network}|${p.message}`);
     const name = `${p.node}.hydra-route.${digest.slice(0, 16)}`;
     createEvent(client, p.node, name, {
       type: "Warning",

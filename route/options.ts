@@ -4,7 +4,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseFlags } from "../pkg/flags.ts";
 import type { ListenAddress } from "../pkg/http.ts";
 import type { LogFormat, LogLevel } from "../pkg/log.ts";
 import {
@@ -161,17 +161,12 @@ export function parseRouteArgs(args: string[]): RouteOptions {
   );
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        ...strings,
-        ...OPERATION_FLAGS,
-        once: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
+    values = parseFlags(args, {
+      ...strings,
+      ...OPERATION_FLAGS,
+      once: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

@@ -11,9 +11,9 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { type IpFamily, nextIp, tryParseIp } from "../ipaddr/ip.ts";
 import { vtepMac } from "../plugins/vtep_mac.ts";
+import { hashedMac } from "../netlink/mac.ts";
 import type { NetworkConfig, VxlanConfig } from "./config.ts";
 import {
   addressOfFamily,
@@ -107,9 +107,7 @@ export interface RoutePlan {
  * every other node's MAC the same way, so no annotation carries it.
  */
 export function vxlanMac(vni: number, underlay: string): string {
-  const b = createHash("sha256").update(`hydra-vxlan/${vni}/${underlay}`).digest().subarray(0, 6);
-  b[0] = (b[0] & 0xfe) | 0x02;
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+  return hashedMac(`hydra-vxlan/${vni}/${underlay}`);
 }
 
 /**

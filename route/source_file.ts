@@ -15,9 +15,9 @@
  * @module
  */
 
-import { basename, dirname } from "node:path";
 import { type NodeInfo, NodeListError, parseNodeList } from "./nodes.ts";
 import { delay } from "../pkg/async.ts";
+import { baseName, parentDir } from "../pkg/fsutil.ts";
 
 /** Callbacks of {@link watchNodeFile}. */
 export interface FileSourceHandlers {
@@ -125,10 +125,10 @@ function read(w: Watched, settle = true): Promise<void> {
 
 /** Reads again on every inotify event about the file (nothing when inotify is missing). */
 function watchEvents(w: Watched): { watcher?: Deno.FsWatcher; watching: Promise<void> } {
-  const name = basename(w.path);
+  const name = baseName(w.path);
   let watcher: Deno.FsWatcher | undefined;
   try {
-    watcher = Deno.watchFs(dirname(w.path), { recursive: false });
+    watcher = Deno.watchFs(parentDir(w.path), { recursive: false });
   } catch {
     // No inotify (or the folder is missing): polling alone still works.
   }
@@ -136,7 +136,7 @@ function watchEvents(w: Watched): { watcher?: Deno.FsWatcher; watching: Promise<
     if (!watcher) return;
     try {
       for await (const ev of watcher) {
-        if (!ev.paths.some((p) => basename(p) === name)) continue;
+        if (!ev.paths.some((p) => baseName(p) === name)) continue;
         // A file renamed into place is complete: no writer can still be busy with it.
         read(w, !(ev.kind === "rename" && await fileStamp(w.path) !== "missing"));
       }

@@ -9,6 +9,12 @@
  *    any module, and no production module may import them.
  * 2. **No circles.** No file reaches itself through its imports (static,
  *    dynamic and type-only imports alike).
+ * 3. **No Node layer in the long-running roles.** What the modules of
+ *    {@link NODE_FREE} load at start (their static imports, followed) holds
+ *    no `node:` or `npm:` module: the first one brings up Deno's Node
+ *    layer, about 5 MiB resident for the process's whole life
+ *    (bench/README.md). A dynamic import loaded on demand (a heap snapshot,
+ *    the YAML parser for what the subset reader declines) is allowed.
  *
  * The graph is Deno's own (`deno info --json`) over one generated root that
  * imports every `.ts` file of the tree, so each file is an entry point and
@@ -81,7 +87,15 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 9,
-    folders: ["daemon", "dra", "install", "ipam_controller", "nri", "policy", "route"],
+    folders: [
+      "daemon",
+      "dra",
+      "install",
+      "ipam_controller",
+      "nri",
+      "policy",
+      "route",
+    ],
     what: "roles: node daemon, DRA driver, installer, IPAM controller, NRI plugin, network " +
       "policy, router",
   },
@@ -139,7 +153,7 @@ export type Graph = Map<string, Set<string>>;
 
 /** One broken rule, as a line to print. */
 export interface Finding {
-  rule: "layer" | "circle" | "unplaced";
+  rule: "layer" | "circle" | "unplaced" | "node-layer";
   text: string;
 }
 
@@ -181,6 +195,47 @@ export function layerFindings(
       rule: "unplaced",
       text: `${folder}/: a folder with no layer (add it to LAYERS in tools/check_imports.ts)`,
     });
+  }
+  return out;
+}
+
+/**
+ * The entry modules of rule 3: the one executable's entry point (every CNI
+ * exec starts there) and the long-running roles that need nothing of
+ * Node's. `nri serve` is not among them: its ttrpc and protobuf packages
+ * are npm's.
+ */
+export const NODE_FREE: readonly string[] = [
+  "main.ts",
+  "daemon/node_main.ts",
+  "route/main.ts",
+  "hybrid/main.ts",
+  "policy/main.ts",
+  "ipam_controller/main.ts",
+];
+
+/** Rule 3 over the static imports (`node:`/`npm:` specifiers kept as they are). */
+export function nodeLayerFindings(
+  statics: Graph,
+  roots = NODE_FREE,
+): Finding[] {
+  const out: Finding[] = [];
+  for (const root of roots) {
+    const via = new Map<string, string>([[root, ""]]);
+    const queue = [root];
+    while (queue.length) {
+      const from = queue.shift()!;
+      for (const to of statics.get(from) ?? []) {
+        if (via.has(to)) continue;
+        via.set(to, from);
+        if (/^(node|npm):/.test(to)) {
+          out.push({
+            rule: "node-layer",
+            text: `${root} loads ${to} at start (through ${from})`,
+          });
+        } else queue.push(to);
+      }
+    }
   }
   return out;
 }
@@ -263,11 +318,21 @@ interface InfoModule {
   dependencies?: {
     code?: { specifier?: string };
     type?: { specifier?: string };
+    isDynamic?: boolean;
   }[];
 }
 
 /** The tree's import graph from `deno info --json` of one root importing every file. */
 export async function treeGraph(): Promise<Graph> {
+  return (await treeGraphs()).graph;
+}
+
+/**
+ * The tree's import graph (`graph`: every kind of import between its own
+ * files) and its static code imports (`statics`, `node:` and `npm:`
+ * specifiers among them).
+ */
+export async function treeGraphs(): Promise<{ graph: Graph; statics: Graph }> {
   const files = (await treeFiles()).sort();
   const dir = await Deno.makeTempDir({ prefix: "hydra-imports-" });
   try {
@@ -289,18 +354,27 @@ export async function treeGraph(): Promise<Graph> {
     };
     const prefix = `file://${ROOT}/`;
     const graph: Graph = new Map(files.map((f) => [f, new Set<string>()]));
+    const statics: Graph = new Map();
     for (const m of info.modules) {
       if (!m.specifier.startsWith(prefix)) continue;
       const from = m.specifier.slice(prefix.length);
       const targets = graph.get(from) ?? new Set<string>();
       graph.set(from, targets);
+      const loaded = new Set<string>();
+      statics.set(from, loaded);
       for (const dep of m.dependencies ?? []) {
         for (const to of [dep.code?.specifier, dep.type?.specifier]) {
           if (to?.startsWith(prefix)) targets.add(to.slice(prefix.length));
         }
+        const code = dep.code?.specifier;
+        if (code && !dep.isDynamic) {
+          loaded.add(
+            code.startsWith(prefix) ? code.slice(prefix.length) : code,
+          );
+        }
       }
     }
-    return graph;
+    return { graph, statics };
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
@@ -324,10 +398,11 @@ if (import.meta.main) {
     console.log(layerTable());
     Deno.exit(0);
   }
-  const graph = await treeGraph();
+  const { graph, statics } = await treeGraphs();
   const findings = [
     ...layerFindings(graph),
     ...circleFindings(graph),
+    ...nodeLayerFindings(statics),
   ];
   for (const f of findings) console.error(`${f.rule}: ${f.text}`);
   if (findings.length) {
@@ -339,6 +414,7 @@ if (import.meta.main) {
   let edges = 0;
   for (const t of graph.values()) edges += t.size;
   console.error(
-    `import rules: ${graph.size} files, ${edges} imports, all downwards, no circle`,
+    `import rules: ${graph.size} files, ${edges} imports, all downwards, no circle, ` +
+      `no Node layer in ${NODE_FREE.length} entry modules`,
   );
 }

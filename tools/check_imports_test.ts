@@ -4,9 +4,11 @@ import {
   type Graph,
   layerFindings,
   LAYERS,
+  nodeLayerFindings,
   rankOf,
   TOP,
   treeGraph,
+  treeGraphs,
 } from "./check_imports.ts";
 
 function graph(edges: Record<string, string[]>): Graph {
@@ -93,4 +95,35 @@ Deno.test("the tree's graph holds dynamic and type-only imports, and no circle",
   );
   assert.ok(g.size > 300, `${g.size} files`);
   assert.deepEqual(circleFindings(g), []);
+});
+
+Deno.test("a node: or npm: module a Node-free entry loads at start is found, with the module importing it", () => {
+  const statics = graph({
+    "route/main.ts": ["route/a.ts"],
+    "route/a.ts": ["pkg/b.ts"],
+    "pkg/b.ts": ["node:util"],
+    "daemon/node_main.ts": ["pkg/c.ts"],
+  });
+  assert.deepEqual(
+    nodeLayerFindings(statics, ["route/main.ts", "daemon/node_main.ts"]),
+    [
+      {
+        rule: "node-layer",
+        text: "route/main.ts loads node:util at start (through pkg/b.ts)",
+      },
+    ],
+  );
+});
+
+Deno.test("the long-running roles' entry modules load no node: or npm: module at start", async () => {
+  const { statics } = await treeGraphs();
+  assert.ok(
+    statics.get("pkg/yaml_subset_test.ts")?.has("node:assert/strict"),
+    "statics keep node: imports",
+  );
+  assert.ok(
+    !statics.get("main.ts")?.has("cmd/cli.ts"),
+    "statics leave dynamic imports out",
+  );
+  assert.deepEqual(nodeLayerFindings(statics), []);
 });
