@@ -33,6 +33,7 @@ import { type NodeServer, serveNodeSocket } from "./node_server.ts";
 import { useInProcessDaemon } from "../daemonclient/client.ts";
 import { spoolDirOf } from "../kube/report_spool.ts";
 import { heapSnapshotsOnSignal } from "../pkg/heap_snapshot.ts";
+import { collectedFields, createIdleCollector, type IdleCollector } from "../pkg/idle_gc.ts";
 import { createCniExecutor } from "./cni_exec.ts";
 import { DEFAULT_META_CACHE_DIR } from "../engine/config.ts";
 import { type DaemonHotplug, startDaemonHotplug } from "./node_hotplug.ts";
@@ -48,6 +49,8 @@ const DEFAULT_CRI_SOCKET = "/run/containerd/containerd.sock";
 const DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d";
 /** Where plugins that are not built in are, unless `--cni-bin-dir` says. */
 const DEFAULT_CNI_BIN_DIR = "/opt/cni/bin";
+/** Quiet after the last request before the heap is collected (pkg/idle_gc.ts). */
+const IDLE_COLLECT_MS = 2000;
 
 /** The daemon's options. */
 export interface DaemonOptions {
@@ -246,6 +249,8 @@ interface Daemon {
   metrics: ReturnType<typeof daemonMetrics>;
   cache: NodeCache;
   reports: ReportQueue;
+  /** Gives a burst's memory back once the requests go quiet. */
+  idle: IdleCollector;
 }
 
 /** The API client of `--kubeconfig` (or the in-cluster account); undefined when there is none. */
@@ -283,7 +288,12 @@ function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daem
       metrics.reportLatency.observe({}, seconds);
     },
   });
-  return { opts, log, client, registry, metrics, cache, reports };
+  const idle = createIdleCollector({
+    quietMs: IDLE_COLLECT_MS,
+    onCollected: (c) =>
+      log.debug("heap collected after the requests went quiet", collectedFields(c)),
+  });
+  return { opts, log, client, registry, metrics, cache, reports, idle };
 }
 
 /** Makes this daemon the node's cluster-IPAM allocation host (one writer per network and node). */
@@ -330,6 +340,7 @@ async function serveDaemon(
     socketPath: d.opts.socket,
     cache: d.cache,
     onRead,
+    onAnswered: () => d.idle.touch(),
     reports: d.reports,
     client: d.client,
     log: d.log,
@@ -451,6 +462,7 @@ function untilStopSignal(): Promise<string> {
 
 /** Stops the queue and the caches (reports left are spooled) and closes the client. */
 async function stopDaemon(d: Daemon, reportsMs: number): Promise<void> {
+  d.idle.stop();
   await d.reports.stop(reportsMs);
   await d.cache.stop();
   d.client.close();
@@ -500,7 +512,10 @@ export async function runDaemon(args: string[]): Promise<number> {
   }
   useInProcessDaemon(served.server.inProcessConnection());
   log.info("serving", { socket: opts.socket });
-  d.cache.synced.then(() => log.info("watch caches synced", d.cache.sizes()), () => {});
+  d.cache.synced.then(() => {
+    log.info("watch caches synced", d.cache.sizes());
+    d.idle.touch(); // the lists' garbage
+  }, () => {});
   const stopSpool = await watchSpool(d);
   const stopSnapshots = opts.heapSnapshotDir
     ? heapSnapshotsOnSignal(

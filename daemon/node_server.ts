@@ -59,6 +59,8 @@ export interface NodeServerOptions {
   cache: NodeCache;
   /** Told where each `get` was served from (the cache or the API server), for metrics. */
   onRead?: (source: ReadSource) => void;
+  /** Told when a request has been answered (or its caller went). */
+  onAnswered?: () => void;
   reports: ReportQueue;
   /** For Events handed over by the meta-CNI. */
   client: KubeClient;
@@ -418,6 +420,7 @@ async function answerLines(server: Server, c: Connection): Promise<void> {
     } finally {
       c.busy = false;
       c.lastActive = Date.now();
+      server.opts.onAnswered?.();
     }
     if (c.ended) return; // nobody to answer
     c.writingSince = Date.now();

@@ -8,6 +8,7 @@
 
 import { heapSnapshotsOnSignal } from "../pkg/heap_snapshot.ts";
 import { withTimeout } from "../pkg/async.ts";
+import { collectedFields, createIdleCollector } from "../pkg/idle_gc.ts";
 import { createLogger, type Logger } from "../pkg/log.ts";
 import { type HealthServer, startHealthEndpoint } from "../pkg/http.ts";
 import { closeHandle, type Handle, openHandle } from "../netlink/mod.ts";
@@ -27,6 +28,9 @@ import type { createNodeEvent } from "../kube/objects.ts";
 import { sha256Hex } from "../pkg/sha256.ts";
 import { readNodeFile, watchNodeFile } from "./source_file.ts";
 import { type KubeSource, watchKubeNodes } from "./source_kube.ts";
+
+/** Quiet after the last pass before the heap is collected (pkg/idle_gc.ts). */
+const IDLE_COLLECT_MS = 2000;
 
 /** A started node source, whichever kind. */
 interface Source {
@@ -301,6 +305,13 @@ export async function runRoute(args: string[]): Promise<number> {
   let h: Handle | undefined;
   let router: Router | undefined;
   const sink: ProblemSink = {};
+  // A burst of node updates leaves the heap at its high-water mark until V8
+  // decides to give memory back; collect once the updates have gone quiet.
+  const idle = createIdleCollector({
+    quietMs: IDLE_COLLECT_MS,
+    onCollected: (c) =>
+      log.debug("heap collected after the updates went quiet", collectedFields(c)),
+  });
   try {
     h = openHandle();
     router = createRouter({
@@ -314,6 +325,7 @@ export async function runRoute(args: string[]): Promise<number> {
       resyncIntervalMs: opts.once ? 0 : opts.resyncIntervalMs,
       addressCheckMs: opts.once ? 0 : 2000,
       onNewProblem: (p) => sink.notify?.(p),
+      onPass: () => idle.touch(),
     });
     return opts.once
       ? await runOnce(opts, config, router, log, m, sink)
@@ -328,6 +340,7 @@ export async function runRoute(args: string[]): Promise<number> {
     return 1;
   } finally {
     router?.stop();
+    idle.stop();
     if (h) closeHandle(h);
   }
 }

@@ -49,6 +49,8 @@ export interface RouterOptions {
   addressCheckMs?: number;
   /** Called once for each problem when it appears (after its log line and metric). */
   onNewProblem?: (p: Problem) => void;
+  /** Called after every pass, whatever it did (the role's idle collector listens). */
+  onPass?: () => void;
 }
 
 /** What one pass did. */
@@ -372,6 +374,7 @@ function syncNow(r: RouterState, full = r.needFull): SyncSummary {
   else r.log.debug(`${pass} sync`, { ...summary });
   if (outcome.retry) scheduleRetry(r);
   else r.retryBackoff.reset();
+  r.opts.onPass?.();
   return summary;
 }
 
