@@ -37,3 +37,26 @@ Deno.test("a closed handle refuses requests with EBADF", () => {
   closeHandle(h);
   assert.throws(() => listLinks(h), (e) => e instanceof Error && /EBADF/.test(e.message));
 });
+
+Deno.test("what a handle read stays intact after the handle is closed and its buffer serves the next one", async () => {
+  await withNetns(2, (a, b) => {
+    const ha = openHandle({ netnsPath: a.path });
+    for (let i = 0; i < 30; i++) addLink(ha, { kind: "bridge", name: `a${i}` });
+    const fromA = listLinks(ha);
+    const seen = JSON.stringify(fromA);
+    closeHandle(ha);
+    assert.equal(ha.recvBuf.length, 0, "a closed handle keeps no buffer");
+    const hb = openHandle({ netnsPath: b.path });
+    try {
+      for (let i = 0; i < 30; i++) {
+        addLink(hb, { kind: "bridge", name: `b-${i}-longer-name`.slice(0, 15) });
+      }
+      assert.equal(listLinks(hb).length, 31);
+      assert.equal(JSON.stringify(fromA), seen);
+      assert.ok(fromA.some((l) => l.name === "a29"));
+    } finally {
+      closeHandle(hb);
+    }
+    return Promise.resolve();
+  });
+});
