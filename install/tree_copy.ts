@@ -244,7 +244,7 @@ HYDRA_ARGV0=\${0##*/}
 DENO_DIR=$root/tree/.cache/deno
 DENO_NO_UPDATE_CHECK=1
 export HYDRA_ARGV0 DENO_DIR DENO_NO_UPDATE_CHECK
-v8=--max-semi-space-size=1,--lite-mode
+v8=--max-semi-space-size=1,--initial-old-space-size=8,--lite-mode,--expose-gc
 bundle=$root/tree/.cache/bundle/hydra-cni.js
 if [ -n "\${CNI_COMMAND+set}" ] && [ $# -eq 0 ] && [ -f "$bundle" ]; then
   exec "$root/deno" run --quiet --no-prompt --cached-only -A --v8-flags=$v8 --no-config "$bundle"

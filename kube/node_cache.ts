@@ -151,8 +151,15 @@ export function slimNode(node: Node): Node {
   };
 }
 
-/** Pods asked for per list page: a bounded answer to hold while it is slimmed. */
-const POD_PAGE = 100;
+/**
+ * Pods asked for per list page: a bounded answer to hold while it is
+ * slimmed. A page's text and its full pod objects are garbage once
+ * slimmed, and they pile up between collections: with pods as a kubelet
+ * runs them (managed fields, statuses), pages of 100 put the daemon 7 MiB
+ * higher while it listed 1,000 pods than pages of 25, for the same time to
+ * sync (bench/README.md, "Memory: collections").
+ */
+const POD_PAGE = 25;
 
 /** How long a NAD cache miss waits for the API server before the cache's "no" stands. */
 const NAD_MISS_LIVE_MS = 500;
