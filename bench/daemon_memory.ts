@@ -262,7 +262,11 @@ async function burstOf(
       restRssMiB: mib(rest.nowKiB),
       restAnonMiB: mib(restSplit.anon),
       restFileMiB: mib(restSplit.file),
+      // The peak before the burst: the start and the first list of the node's pods.
+      peakBeforeBurstMiB: mib(rest.peakKiB),
       afterBurstAddRssMiB: mib(afterAdd.nowKiB),
+      // The peak through the starts alone, before the DELs.
+      peakThroughAddsMiB: mib(afterAdd.peakKiB),
       peakRssMiB: mib(end.peakKiB),
       // From samples every 20 ms during the burst: how the peak splits.
       burstMaxAnonMiB: mib(sampled.anon),
