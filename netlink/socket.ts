@@ -53,8 +53,9 @@ const RECV_BUFFER = 64 * 1024;
  * Receive buffers of closed handles, handed to the next handles opened. A
  * CNI invocation opens several short-lived handles; each new 64 KiB buffer
  * lives outside V8's heap, which the collector counts only as external
- * memory, so in a burst of invocations they piled up in the C heap (about
- * 20 MiB of a long-running daemon's peak) before a collection freed them.
+ * memory, so in a burst of invocations they piled up in the C heap (3 to
+ * 17 MiB more at a daemon's peak, bench/README.md) before a collection
+ * freed them.
  * Safe to reuse: nothing parsed out of a reply keeps a view of the buffer
  * (every parser copies into plain values).
  */

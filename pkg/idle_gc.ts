@@ -7,7 +7,8 @@
  * of dead objects and empty pages resident for minutes, or give them back
  * within seconds, from one run to the next. A long-running role calls
  * `touch()` after each piece of work; once no work came for `quietMs`, and
- * the process has grown by `minGrowthBytes` since the last collection, one
+ * the process has grown by `minGrowthBytes` since the last collection (or
+ * holds that much, before the first), one
  * full collection runs (V8's last-resort kind: several passes, memory
  * handed back). Resting memory then no longer depends on when V8 last
  * looked.
