@@ -49,8 +49,6 @@ const DEFAULT_CRI_SOCKET = "/run/containerd/containerd.sock";
 const DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d";
 /** Where plugins that are not built in are, unless `--cni-bin-dir` says. */
 const DEFAULT_CNI_BIN_DIR = "/opt/cni/bin";
-/** Quiet after the last request before the heap is collected (pkg/idle_gc.ts). */
-const IDLE_COLLECT_MS = 2000;
 
 /** The daemon's options. */
 export interface DaemonOptions {
@@ -289,7 +287,6 @@ function startDaemon(opts: DaemonOptions, log: Logger, client: KubeClient): Daem
     },
   });
   const idle = createIdleCollector({
-    quietMs: IDLE_COLLECT_MS,
     onCollected: (c) =>
       log.debug("heap collected after the requests went quiet", collectedFields(c)),
   });

@@ -12,6 +12,8 @@
  * @module
  */
 
+import { baseName } from "../pkg/fsutil.ts";
+
 /** Hardware facts of one interface; absent fields are unknown or do not apply. */
 export interface SysfsInfo {
   /** Kernel driver bound to the device ("mlx5_core", "virtio_net", …). */
@@ -68,10 +70,6 @@ function exists(path: string): boolean {
   }
 }
 
-function basename(path: string): string {
-  return path.slice(path.lastIndexOf("/") + 1);
-}
-
 /** The PCI device path of `devicePath` (itself, or its nearest PCI ancestor). */
 function pciDevicePath(devicePath: string): string | undefined {
   const parts = devicePath.split("/");
@@ -92,10 +90,10 @@ export function readSysfs(root: string, name: string, index: number): SysfsInfo 
   if (!device) return {};
   const info: SysfsInfo = {};
   const driver = realPath(`${base}/device/driver`);
-  if (driver) info.driver = basename(driver);
+  if (driver) info.driver = baseName(driver);
   const pci = pciDevicePath(device);
   if (pci) {
-    info.pciAddress = basename(pci);
+    info.pciAddress = baseName(pci);
     const root = pci.split("/").find((p) => PCIE_ROOT.test(p));
     if (root) info.pcieRoot = root;
     const numa = Number(readText(`${pci}/numa_node`));

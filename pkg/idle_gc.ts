@@ -28,10 +28,13 @@ export interface IdleCollector {
   stop(): void;
 }
 
+/** Quiet after the last touch before collecting, unless a role says otherwise. */
+export const IDLE_QUIET_MS = 2000;
+
 /** Options of {@link createIdleCollector}. */
 export interface IdleCollectorOptions {
-  /** Quiet after the last touch before collecting. */
-  quietMs: number;
+  /** Quiet after the last touch before collecting; {@link IDLE_QUIET_MS}. */
+  quietMs?: number;
   /** Growth of resident memory since the last collection that makes one worth it; 2 MiB. */
   minGrowthBytes?: number;
   /** Runs the collection; V8's `gc` when exposed. */
@@ -69,7 +72,7 @@ export function createIdleCollector(o: IdleCollectorOptions): IdleCollector {
     touch() {
       if (!collect) return;
       if (timer !== undefined) clearTimeout(timer);
-      const t = setTimeout(fire, o.quietMs);
+      const t = setTimeout(fire, o.quietMs ?? IDLE_QUIET_MS);
       Deno.unrefTimer(t);
       timer = t;
     },

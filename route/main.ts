@@ -29,9 +29,6 @@ import { sha256Hex } from "../pkg/sha256.ts";
 import { readNodeFile, watchNodeFile } from "./source_file.ts";
 import { type KubeSource, watchKubeNodes } from "./source_kube.ts";
 
-/** Quiet after the last pass before the heap is collected (pkg/idle_gc.ts). */
-const IDLE_COLLECT_MS = 2000;
-
 /** A started node source, whichever kind. */
 interface Source {
   kind: "file" | "kube";
@@ -308,7 +305,6 @@ export async function runRoute(args: string[]): Promise<number> {
   // A burst of node updates leaves the heap at its high-water mark until V8
   // decides to give memory back; collect once the updates have gone quiet.
   const idle = createIdleCollector({
-    quietMs: IDLE_COLLECT_MS,
     onCollected: (c) =>
       log.debug("heap collected after the updates went quiet", collectedFields(c)),
   });

@@ -87,15 +87,7 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 9,
-    folders: [
-      "daemon",
-      "dra",
-      "install",
-      "ipam_controller",
-      "nri",
-      "policy",
-      "route",
-    ],
+    folders: ["daemon", "dra", "install", "ipam_controller", "nri", "policy", "route"],
     what: "roles: node daemon, DRA driver, installer, IPAM controller, NRI plugin, network " +
       "policy, router",
   },
@@ -215,10 +207,7 @@ export const NODE_FREE: readonly string[] = [
 ];
 
 /** Rule 3 over the static imports (`node:`/`npm:` specifiers kept as they are). */
-export function nodeLayerFindings(
-  statics: Graph,
-  roots = NODE_FREE,
-): Finding[] {
+export function nodeLayerFindings(statics: Graph, roots = NODE_FREE): Finding[] {
   const out: Finding[] = [];
   for (const root of roots) {
     const via = new Map<string, string>([[root, ""]]);
@@ -229,10 +218,7 @@ export function nodeLayerFindings(
         if (via.has(to)) continue;
         via.set(to, from);
         if (/^(node|npm):/.test(to)) {
-          out.push({
-            rule: "node-layer",
-            text: `${root} loads ${to} at start (through ${from})`,
-          });
+          out.push({ rule: "node-layer", text: `${root} loads ${to} at start (through ${from})` });
         } else queue.push(to);
       }
     }
@@ -368,9 +354,7 @@ export async function treeGraphs(): Promise<{ graph: Graph; statics: Graph }> {
         }
         const code = dep.code?.specifier;
         if (code && !dep.isDynamic) {
-          loaded.add(
-            code.startsWith(prefix) ? code.slice(prefix.length) : code,
-          );
+          loaded.add(code.startsWith(prefix) ? code.slice(prefix.length) : code);
         }
       }
     }
