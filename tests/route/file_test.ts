@@ -13,6 +13,7 @@ import {
   changeAddress,
   createWorld,
   destroyWorld,
+  eventually,
   foreignRoutes,
   killRouter,
   metricsOf,
@@ -68,6 +69,19 @@ Deno.test("node list file: routes follow added, moved and deleted nodes; restart
       async () => {
         for (const n of [n1, n2, n3]) await waitForRoutes(n, [n1, n2, n3]);
         assert.deepEqual(unreachable([n1, n2, n3]), []);
+      },
+    );
+
+    await t.step(
+      "once the passes go quiet, a router collects its heap (V8's gc through bin/hydra's flags)",
+      async () => {
+        const collected = async () =>
+          (await Deno.readTextFile(routers.get(n1.name)!.logFile)).split("\n").filter(Boolean)
+            .map((l) => JSON.parse(l))
+            .filter((e) => e.msg === "heap collected after the updates went quiet");
+        const [first] = await eventually("a collection", collected, (v) => v.length > 0);
+        assert.equal(typeof first.freedMiB, "number");
+        assert.ok(first.residentMiB > 0);
       },
     );
 
