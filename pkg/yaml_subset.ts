@@ -85,9 +85,16 @@ function endOfValue(r: Reader, indent: number): void {
   if (r.i < r.lines.length && r.lines[r.i].indent > indent) decline();
 }
 
-/** The block nested under the line just read (deeper than `indent`), or null. */
+/**
+ * The block nested under the line just read (deeper than `indent`), or
+ * null. Only a list or a mapping: a lone scalar on the lines below its key
+ * is where readers part ways (with a comment line between, the YAML package
+ * takes it for the start of a multi-line key and refuses the document).
+ */
 function nestedBlock(r: Reader, indent: number): unknown {
   if (r.i < r.lines.length && r.lines[r.i].indent > indent) {
+    const text = r.lines[r.i].text;
+    if (!isItem(text) && !mappingKey(text)) decline();
     return readNode(r, r.lines[r.i].indent);
   }
   return null;
